@@ -1,0 +1,480 @@
+"""PagerDuty Scoped OAuth: authorize URL (PKCE S256), code exchange, refresh, id_token, revoke.
+
+Built on authlib's httpx ``OAuth2Client``. The client authenticates with ``client_id`` and
+``client_secret`` in the form body (``client_secret_post``), as PagerDuty requires alongside
+PKCE. Every non-2xx token-endpoint answer is mapped to our typed errors before authlib parses it,
+and no secret (client secret, code, verifier, tokens) ever reaches an error message or a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import authlib.deprecate  # noqa: F401 - installs its filter first, so ours below wins
+import httpx
+from joserfc import jwt
+from joserfc.errors import ExpiredTokenError, JoseError
+from joserfc.jwk import KeySet
+
+from workers.pagerduty.client import Credential, shared_http_client
+from workers.pagerduty.errors import (
+    IdTokenInvalid,
+    InvalidClient,
+    InvalidGrant,
+    OAuthError,
+    PagerDutyError,
+    RateLimited,
+    Transient,
+    UnknownRegion,
+    parse_error_body,
+    redact,
+    reset_after_from_headers,
+)
+
+with warnings.catch_warnings():
+    # authlib prefers the "httpx2" fork and warns when it falls back to httpx, which we use.
+    warnings.simplefilter("ignore")
+    from authlib.common.security import generate_token
+    from authlib.integrations.httpx_client import OAuth2Client
+
+log = logging.getLogger(__name__)
+
+REQUIRED_SCOPES: tuple[str, ...] = ("users.read", "schedules.read")
+# openid makes PagerDuty return the id_token that names the account and its region.
+DEFAULT_SCOPES: tuple[str, ...] = ("openid", *REQUIRED_SCOPES)
+TOKEN_ENDPOINT = "POST /oauth/token"  # noqa: S105 - a label, not a secret
+
+
+def authorize_endpoint(identity_url: str) -> str:
+    return identity_url.rstrip("/") + "/oauth/authorize"
+
+
+def token_endpoint(identity_url: str) -> str:
+    return identity_url.rstrip("/") + "/oauth/token"
+
+
+def revoke_endpoint(identity_url: str) -> str:
+    return identity_url.rstrip("/") + "/oauth/revoke"
+
+
+def jwks_endpoint(identity_url: str) -> str:
+    return identity_url.rstrip("/") + "/global/oauth/anonymous/jwks"
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """A token endpoint answer. ``repr`` hides every token."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    token_type: str
+    expires_at: datetime | None
+    scopes: frozenset[str]
+    id_token: str | None = field(default=None, repr=False)
+
+    @property
+    def credential(self) -> Credential:
+        return Credential(kind="oauth", secret=self.access_token)
+
+    @property
+    def missing_scopes(self) -> tuple[str, ...]:
+        return check_scopes(self.scopes, REQUIRED_SCOPES)
+
+
+@dataclass(frozen=True)
+class IdTokenClaims:
+    account_id: str
+    user_id: str
+    subdomain: str | None
+    region: str | None
+    api_base_url: str | None  # the API host named in ``aud``
+    audience: tuple[str, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+def new_code_verifier() -> str:
+    """A PKCE verifier: 64 unreserved characters (RFC 7636 allows 43-128)."""
+    return generate_token(64)
+
+
+def new_state() -> str:
+    return generate_token(32)
+
+
+def build_authorization_url(
+    identity_url: str,
+    client_id: str,
+    redirect_uri: str,
+    scopes: Sequence[str],
+    state: str,
+    code_verifier: str,
+) -> str:
+    """The URL to send the admin's browser to; PKCE challenge is S256 of ``code_verifier``."""
+    with OAuth2Client(
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        scope=" ".join(scopes),
+        code_challenge_method="S256",
+    ) as client:
+        url, _ = client.create_authorization_url(
+            authorize_endpoint(identity_url), state=state, code_verifier=code_verifier
+        )
+    return str(url)
+
+
+def check_scopes(
+    granted: str | Iterable[str] | None, required: Iterable[str] = REQUIRED_SCOPES
+) -> tuple[str, ...]:
+    """The required scopes missing from ``granted`` (a space-separated string or a list).
+
+    PagerDuty does not refuse a scope the app lacks: it silently grants only ``openid``, so the
+    granted list must be checked after every exchange.
+    """
+    if granted is None:
+        have: set[str] = set()
+    elif isinstance(granted, str):
+        have = set(granted.split())
+    else:
+        have = set(granted)
+    return tuple(scope for scope in required if scope not in have)
+
+
+def _oauth_client(
+    client_id: str,
+    client_secret: str,
+    *,
+    timeout: float,
+    transport: httpx.BaseTransport | None,
+    secrets: Sequence[str | None],
+) -> OAuth2Client:
+    client = OAuth2Client(
+        client_id=client_id,
+        client_secret=client_secret,
+        token_endpoint_auth_method="client_secret_post",  # noqa: S106
+        revocation_endpoint_auth_method="client_secret_post",
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        transport=transport,
+    )
+
+    def check(response: httpx.Response) -> httpx.Response:
+        if not response.is_success:
+            response.read()
+            raise _token_error(response, secrets)
+        return response
+
+    client.register_compliance_hook("access_token_response", check)
+    client.register_compliance_hook("refresh_token_response", check)
+    return client
+
+
+def _token_error(response: httpx.Response, secrets: Sequence[str | None]) -> PagerDutyError:
+    status = response.status_code
+    if status == 429:
+        return RateLimited(
+            "PagerDuty's token endpoint is rate limiting us",
+            status=status,
+            endpoint=TOKEN_ENDPOINT,
+            reset_after=reset_after_from_headers(response.headers),
+        )
+    if status >= 500 or status == 408:
+        return Transient(
+            "PagerDuty's token endpoint had a server error", status=status, endpoint=TOKEN_ENDPOINT
+        )
+    error_code: str | None = None
+    description: str | None = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        error_code = body["error"]
+        if isinstance(body.get("error_description"), str):
+            description = body["error_description"]
+    else:
+        _, description, _ = parse_error_body(response)
+    text = f": {redact(description, secrets)}" if description else ""
+    kwargs: dict[str, Any] = {"status": status, "code": error_code, "endpoint": TOKEN_ENDPOINT}
+    if error_code == "invalid_grant":
+        return InvalidGrant(
+            "PagerDuty refused the grant (code or refresh token invalid, expired or already "
+            f"used){text}",
+            **kwargs,
+        )
+    if error_code == "invalid_client":
+        return InvalidClient(f"PagerDuty refused our OAuth client id or secret{text}", **kwargs)
+    what = error_code or "no RFC 6749 error code"
+    return OAuthError(f"PagerDuty's token endpoint refused the request ({what}){text}", **kwargs)
+
+
+def _token_set(token: dict[str, Any], secrets: Sequence[str | None]) -> TokenSet:
+    access = token.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise Transient(
+            "PagerDuty's token endpoint answered without an access_token", endpoint=TOKEN_ENDPOINT
+        )
+    expires_at: datetime | None = None
+    expires_in = token.get("expires_in")
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+        expires_at = datetime.now(UTC) + timedelta(seconds=float(expires_in))
+    refresh = token.get("refresh_token")
+    id_token = token.get("id_token")
+    scope = token.get("scope")
+    return TokenSet(
+        access_token=access,
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        token_type=str(token.get("token_type") or "bearer").lower(),
+        expires_at=expires_at,
+        scopes=frozenset(scope.split() if isinstance(scope, str) else scope or ()),
+        id_token=id_token if isinstance(id_token, str) and id_token else None,
+    )
+
+
+def _call_token_endpoint(
+    client_id: str,
+    client_secret: str,
+    secrets: Sequence[str | None],
+    timeout: float,
+    transport: httpx.BaseTransport | None,
+    action: Literal["exchange", "refresh"],
+    **kwargs: Any,
+) -> TokenSet:
+    all_secrets = (client_secret, *secrets)
+    try:
+        with _oauth_client(
+            client_id, client_secret, timeout=timeout, transport=transport, secrets=all_secrets
+        ) as client:
+            if action == "exchange":
+                token = client.fetch_token(grant_type="authorization_code", **kwargs)
+            else:
+                token = client.refresh_token(**kwargs)
+    except PagerDutyError:
+        raise
+    except httpx.TimeoutException:
+        raise Transient(
+            "PagerDuty's token endpoint did not answer in time", endpoint=TOKEN_ENDPOINT
+        ) from None
+    except httpx.TransportError as exc:
+        raise Transient(
+            f"Could not reach PagerDuty's token endpoint ({type(exc).__name__})",
+            endpoint=TOKEN_ENDPOINT,
+        ) from None
+    except ValueError:
+        # authlib: a 2xx body that is not a JSON object.
+        raise Transient(
+            "PagerDuty's token endpoint answered with a body that is not JSON",
+            endpoint=TOKEN_ENDPOINT,
+        ) from None
+    return _token_set(dict(token), all_secrets)
+
+
+def exchange_code(
+    identity_url: str,
+    client_id: str,
+    client_secret: str,
+    code: str,
+    redirect_uri: str,
+    code_verifier: str,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> TokenSet:
+    """Trade an authorization code (valid 30 s) for tokens. Not retried: a code is single-use."""
+    return _call_token_endpoint(
+        client_id,
+        client_secret,
+        (code, code_verifier),
+        timeout,
+        transport,
+        "exchange",
+        url=token_endpoint(identity_url),
+        code=code,
+        redirect_uri=redirect_uri,
+        code_verifier=code_verifier,
+    )
+
+
+def refresh(
+    identity_url: str,
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> TokenSet:
+    """A new token set. PagerDuty rotates the refresh token: store the new one before using the
+    access token, and never refresh the same connection twice at once (hold a lock)."""
+    tokens = _call_token_endpoint(
+        client_id,
+        client_secret,
+        (refresh_token,),
+        timeout,
+        transport,
+        "refresh",
+        url=token_endpoint(identity_url),
+        refresh_token=refresh_token,
+    )
+    return tokens
+
+
+def revoke(
+    identity_url: str,
+    client_id: str,
+    client_secret: str,
+    token: str,
+    *,
+    token_type_hint: str | None = None,
+    timeout: float = 5.0,
+    transport: httpx.BaseTransport | None = None,
+) -> bool:
+    """Best-effort RFC 7009 revocation. PagerDuty documents no such endpoint: True only on a
+    2xx; never raises, so a disconnect is never blocked by it."""
+    try:
+        with _oauth_client(
+            client_id,
+            client_secret,
+            timeout=timeout,
+            transport=transport,
+            secrets=(client_secret, token),
+        ) as client:
+            response = client.revoke_token(
+                revoke_endpoint(identity_url), token=token, token_type_hint=token_type_hint
+            )
+        ok = bool(response.is_success)
+        if not ok:
+            log.info("PagerDuty token revocation answered HTTP %s", response.status_code)
+        return ok
+    except Exception as exc:  # best effort by design: nothing may escape
+        log.info("PagerDuty token revocation failed (%s)", type(exc).__name__)
+        return False
+
+
+# --- id_token -----------------------------------------------------------------------------------
+
+
+def fetch_jwks(jwks_url: str, *, http: httpx.Client | None = None, timeout: float = 10.0) -> KeySet:
+    client = http if http is not None else shared_http_client()
+    endpoint = "GET /global/oauth/anonymous/jwks"
+    try:
+        response = client.get(jwks_url, timeout=timeout, headers={"Accept": "application/json"})
+    except httpx.HTTPError as exc:
+        raise Transient(
+            f"Could not fetch PagerDuty's JWKS ({type(exc).__name__})", endpoint=endpoint
+        ) from None
+    if not response.is_success:
+        raise Transient(
+            "PagerDuty's JWKS endpoint failed", status=response.status_code, endpoint=endpoint
+        )
+    try:
+        return KeySet.import_key_set(response.json())
+    except (ValueError, JoseError, TypeError, KeyError):
+        raise Transient("PagerDuty's JWKS is not a valid key set", endpoint=endpoint) from None
+
+
+def verify_id_token(
+    id_token: str,
+    jwks_url: str,
+    client_id: str,
+    *,
+    http: httpx.Client | None = None,
+    issuer: str | None = None,
+    leeway: int = 60,
+    now: datetime | None = None,
+    keys: KeySet | None = None,
+) -> IdTokenClaims:
+    """Verify an RS256 id_token against PagerDuty's JWKS and return the account facts.
+
+    Checks signature, ``exp`` (with ``leeway`` seconds), ``iss`` when given, and that the token
+    was issued to us: ``client_id`` must appear in ``aud`` or be the ``azp``. The other
+    audience, a URL, is the account's API host (US or EU).
+    """
+    key_set = keys if keys is not None else fetch_jwks(jwks_url, http=http)
+    endpoint = "id_token"
+    try:
+        token = jwt.decode(id_token, key_set, algorithms=["RS256"])
+    except JoseError as exc:
+        raise IdTokenInvalid(
+            f"The id_token's signature does not verify ({type(exc).__name__})", endpoint=endpoint
+        ) from None
+    except (ValueError, TypeError):
+        raise IdTokenInvalid("The id_token is not a JWT", endpoint=endpoint) from None
+    claims = dict(token.claims)
+    options: dict[str, Any] = {"exp": {"essential": True}}
+    if issuer is not None:
+        options["iss"] = {"essential": True, "value": issuer}
+    moment = int((now or datetime.now(UTC)).timestamp())
+    try:
+        jwt.JWTClaimsRegistry(now=moment, leeway=leeway, **options).validate(claims)
+    except ExpiredTokenError:
+        raise IdTokenInvalid("The id_token has expired", endpoint=endpoint) from None
+    except JoseError as exc:
+        raise IdTokenInvalid(
+            f"The id_token's claims are invalid ({type(exc).__name__})", endpoint=endpoint
+        ) from None
+
+    raw_aud = claims.get("aud")
+    audience = tuple(
+        a for a in ([raw_aud] if isinstance(raw_aud, str) else raw_aud or []) if isinstance(a, str)
+    )
+    if client_id not in audience and claims.get("azp") != client_id:
+        raise IdTokenInvalid("The id_token was not issued to this OAuth app", endpoint=endpoint)
+    api_base_url = next(
+        (a.rstrip("/") for a in audience if a.startswith(("https://", "http://"))), None
+    )
+
+    def text(name: str) -> str | None:
+        value = claims.get(name)
+        return str(value) if isinstance(value, str | int) and value != "" else None
+
+    account_id, user_id = text("account_id"), text("user_id")
+    if account_id is None or user_id is None:
+        raise IdTokenInvalid("The id_token lacks account_id or user_id", endpoint=endpoint)
+    return IdTokenClaims(
+        account_id=account_id,
+        user_id=user_id,
+        subdomain=text("subdomain"),
+        region=text("region"),
+        api_base_url=api_base_url,
+        audience=audience,
+        raw=claims,
+    )
+
+
+def _normalize_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def region_for_api_url(api_base_url: str, us_api_url: str, eu_api_url: str) -> Literal["us", "eu"]:
+    """Map the API host named in the id_token's audience to our region.
+
+    Exact comparison (scheme, host and path), never a prefix match: a test EU URL may extend the
+    US one. Raises UnknownRegion for anything else rather than guess.
+    """
+    target = _normalize_url(api_base_url)
+    if target == _normalize_url(eu_api_url):
+        return "eu"
+    if target == _normalize_url(us_api_url):
+        return "us"
+    raise UnknownRegion(
+        "The account's PagerDuty API host is neither the configured US nor EU host",
+        endpoint="id_token",
+    )
+
+
+def region_for_claims(
+    claims: IdTokenClaims, us_api_url: str, eu_api_url: str
+) -> Literal["us", "eu"]:
+    """Region from ``aud`` when it names an API host, else from the ``region`` claim."""
+    if claims.api_base_url:
+        return region_for_api_url(claims.api_base_url, us_api_url, eu_api_url)
+    region = (claims.region or "").lower()
+    if region in ("us", "eu"):
+        return region  # type: ignore[return-value]
+    raise UnknownRegion("The id_token names no API host and no known region", endpoint="id_token")
