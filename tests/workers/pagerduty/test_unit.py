@@ -1,0 +1,340 @@
+"""Pure unit tests: error parsing, retry arithmetic, pagination bookkeeping, credentials.
+
+These use httpx.MockTransport where a real server can't easily produce the case (a body that
+is cut, a header that lies); the behaviour against a real socket is in test_against_simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from workers.pagerduty.client import ACCEPT, Credential, PagerDutyClient
+from workers.pagerduty.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidCredentials,
+    NoApiAccess,
+    NotFound,
+    PagerDutyError,
+    PaginationLimit,
+    RateLimited,
+    Transient,
+    error_from_response,
+    parse_error_body,
+)
+from workers.pagerduty.oauth import build_authorization_url, check_scopes
+
+SECRET = "u+SECRETSECRETSECRET"
+BASE = "https://api.test"
+
+
+def make_client(
+    handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any
+) -> tuple[PagerDutyClient, list[float]]:
+    slept: list[float] = []
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    client = PagerDutyClient(
+        BASE,
+        Credential("api_key", SECRET),
+        http=http,
+        sleep=slept.append,
+        rng=random.Random(7),
+        **kwargs,
+    )
+    return client, slept
+
+
+def test_credential_repr_hides_secret_and_header_follows_kind() -> None:
+    key = Credential("api_key", SECRET)
+    token = Credential("oauth", SECRET)
+    assert SECRET not in repr(key) and SECRET not in str(key)
+    assert key.authorization == f"Token token={SECRET}"
+    assert token.authorization == f"Bearer {SECRET}"
+    assert key.fingerprint != token.fingerprint and len(key.fingerprint) == 16
+    with pytest.raises(ValueError):
+        Credential("basic", SECRET)  # type: ignore[arg-type]
+
+
+def test_client_sends_accept_and_auth_header_from_kind() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"users": [], "more": False})
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    # A token that *looks* like an API key is still sent as Bearer: the kind decides.
+    PagerDutyClient(BASE, Credential("oauth", "y_NbAkKc66ryYTWUXYEu"), http=http).probe()
+    assert seen[0].headers["accept"] == ACCEPT
+    assert seen[0].headers["authorization"] == "Bearer y_NbAkKc66ryYTWUXYEu"
+    assert parse_qs(urlsplit(str(seen[0].url)).query) == {"limit": ["1"]}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls"),
+    [
+        (400, {"error": {"message": "Invalid Input Provided", "code": 2001}}, BadRequest),
+        (401, b"<html>Unauthorized</html>", InvalidCredentials),
+        (401, {"error": {"message": "Authentication failed", "code": 2006}}, InvalidCredentials),
+        (402, {"error": {"message": "Payment Required", "code": 2012}}, NoApiAccess),
+        (403, {"error": {"message": "Access Denied", "code": 2010}}, Forbidden),
+        (404, {"error": {"message": "Not Found", "code": 2100}}, NotFound),
+        (429, b"", RateLimited),
+        (500, b"oops", Transient),
+        (503, {"error": {"message": "Service Unavailable"}}, Transient),
+    ],
+)
+def test_error_mapping(status: int, body: Any, cls: type[PagerDutyError]) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.Response(status, content=content)
+    error = error_from_response(response, endpoint="GET /users")
+    assert type(error) is cls
+    assert error.status == status and error.endpoint == "GET /users"
+    assert error.message  # plain words, whatever the body
+    assert error.retryable is (cls in (RateLimited, Transient))
+
+
+def test_parse_error_body_variants() -> None:
+    pd = httpx.Response(
+        400, json={"error": {"message": "Invalid", "code": 2001, "errors": ["limit bad"]}}
+    )
+    assert parse_error_body(pd) == (2001, "Invalid", ("limit bad",))
+    plain = httpx.Response(
+        400,
+        json={
+            "error": "Because this request was made using an account-level access token, "
+            "we were unable to determine the user."
+        },
+    )
+    code, message, _ = parse_error_body(plain)
+    assert code is None and message is not None and message.startswith("Because")
+    v3 = httpx.Response(
+        400, json={"error": {"message": "Bad", "code": 2001, "errors": {"since": ["too far"]}}}
+    )
+    assert parse_error_body(v3)[2] == ("since: too far",)
+    assert parse_error_body(httpx.Response(401, content=b"\xff\xfe not json")) == (None, None, ())
+    assert parse_error_body(httpx.Response(401, json=["a", "list"])) == (None, None, ())
+
+
+def test_forbidden_names_missing_scope() -> None:
+    named = httpx.Response(
+        403,
+        json={
+            "error": {
+                "message": "Access Denied",
+                "code": 2010,
+                "errors": ["Missing scope users.read"],
+            }
+        },
+    )
+    error = error_from_response(named, endpoint="GET /users")
+    assert isinstance(error, Forbidden) and error.missing == ("users.read",)
+    unnamed = httpx.Response(403, json={"error": {"message": "Access Denied", "code": 2010}})
+    error = error_from_response(unnamed, endpoint="GET /v3/schedules/{id}")
+    assert isinstance(error, Forbidden) and error.missing == ("schedules.read",)
+    assert "schedules.read" in str(error)
+
+
+def test_secret_echoed_by_server_is_redacted() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            401, json={"error": {"message": f"bad token {SECRET}", "errors": [f"token={SECRET}"]}}
+        )
+
+    client, _ = make_client(handler)
+    with pytest.raises(InvalidCredentials) as info:
+        client.list_users()
+    for text in (str(info.value), repr(info.value), info.value.message, *info.value.details):
+        assert SECRET not in text
+    assert "[redacted]" in str(info.value)
+
+
+def test_429_honours_reset_then_succeeds() -> None:
+    calls = iter(
+        [
+            httpx.Response(429, headers={"ratelimit-reset": "3"}, json={"error": {"code": 2020}}),
+            httpx.Response(
+                200, json={"users": [{"id": "P1", "name": "A", "email": "a@x"}], "more": False}
+            ),
+        ]
+    )
+    client, slept = make_client(lambda request: next(calls))
+    assert [u.id for u in client.list_users()] == ["P1"]
+    assert len(slept) == 1 and 3.0 <= slept[0] <= 3.25
+    assert client.requests_made == 2
+
+
+def test_429_reset_beyond_budget_raises_at_once_with_reset_after() -> None:
+    client, slept = make_client(
+        lambda request: httpx.Response(429, headers={"ratelimit-reset": "45"}), retry_budget=30
+    )
+    with pytest.raises(RateLimited) as info:
+        client.probe()
+    assert info.value.reset_after == 45.0 and slept == [] and client.requests_made == 1
+
+
+def test_transient_backoff_is_bounded_by_retries_and_jittered() -> None:
+    client, slept = make_client(lambda request: httpx.Response(502), max_retries=3)
+    with pytest.raises(Transient):
+        client.probe()
+    assert client.requests_made == 4 and len(slept) == 3
+    for attempt, delay in enumerate(slept):
+        assert 0 <= delay <= 0.5 * 2**attempt
+
+
+def test_timeouts_and_connection_errors_are_transient() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client, slept = make_client(handler, max_retries=1)
+    with pytest.raises(Transient) as info:
+        client.probe()
+    assert "ConnectError" in str(info.value) and len(slept) == 1
+
+
+def test_2xx_non_json_is_transient() -> None:
+    client, _ = make_client(lambda request: httpx.Response(200, content=b"<html>"), max_retries=0)
+    with pytest.raises(Transient):
+        client.list_users()
+
+
+def test_never_retries_client_errors() -> None:
+    for status in (400, 401, 402, 403, 404):
+        client, slept = make_client(lambda request, s=status: httpx.Response(s, json={}))
+        with pytest.raises(PagerDutyError):
+            client.probe()
+        assert client.requests_made == 1 and slept == []
+
+
+def test_pagination_advances_by_received_count_not_echoed_limit() -> None:
+    offsets: list[int] = []
+    total = 250
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = parse_qs(urlsplit(str(request.url)).query)
+        offset, limit = int(q["offset"][0]), int(q["limit"][0])
+        offsets.append(offset)
+        # A server that caps pages at 60 but echoes the limit we asked for.
+        n = min(60, limit, total - offset)
+        users = [{"id": f"P{offset + i}", "name": "x", "email": "x@y"} for i in range(n)]
+        return httpx.Response(
+            200, json={"users": users, "limit": limit, "offset": offset, "more": offset + n < total}
+        )
+
+    client, _ = make_client(handler)
+    users = client.list_users()
+    assert len(users) == total and len({u.id for u in users}) == total
+    assert offsets == [0, 60, 120, 180, 240]
+
+
+def test_pagination_limit_raises_before_asking_past_10000() -> None:
+    asked: list[tuple[int, int]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = parse_qs(urlsplit(str(request.url)).query)
+        offset, limit = int(q["offset"][0]), int(q["limit"][0])
+        assert offset + limit <= 10_000
+        asked.append((offset, limit))
+        # Short pages of 99 so the last page has to be shrunk to stay inside the window.
+        users = [
+            {"id": f"P{offset + i}", "name": "x", "email": "x@y"} for i in range(min(99, limit))
+        ]
+        return httpx.Response(200, json={"users": users, "more": True})
+
+    client, _ = make_client(handler)
+    with pytest.raises(PaginationLimit) as info:
+        client.list_users()
+    assert info.value.fetched == 10_000
+    assert asked[-1] == (9999, 1)
+
+
+def test_more_true_with_empty_page_does_not_loop() -> None:
+    client, _ = make_client(
+        lambda request: httpx.Response(200, json={"users": [], "more": True}), max_retries=0
+    )
+    with pytest.raises(Transient):
+        client.list_users()
+
+
+def test_v3_overlapping_assignments_and_empty_members() -> None:
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "schedule": {
+                    "id": "S3",
+                    "name": "Shifts",
+                    "time_zone": "Europe/Paris",
+                    "type": "schedule_v3",
+                    "final_schedule": {
+                        "type": "final_schedule",
+                        "rendered_coverage_percentage": 100,
+                        "computed_shift_assignments": [
+                            {
+                                "start_time": "2026-03-02T09:00:00Z",
+                                "end_time": "2026-03-02T17:00:00Z",
+                                "member": {"type": "user_member", "user_id": "PA"},
+                            },
+                            {
+                                "start_time": "2026-03-02T11:00:00Z",
+                                "end_time": "2026-03-02T13:00:00Z",
+                                "member": {"type": "user_member", "user_id": "PB"},
+                            },
+                            {
+                                "start_time": "2026-03-02T11:00:00Z",
+                                "end_time": "2026-03-02T13:00:00Z",
+                                "member": {"type": "empty_member"},
+                            },
+                            {
+                                "start_time": "2026-03-03T09:00:00Z",
+                                "end_time": "2026-03-03T17:00:00Z",
+                                "member": {"type": "user_member", "user_id": "PC"},
+                            },
+                        ],
+                    },
+                }
+            },
+        )
+
+    client, _ = make_client(handler)
+    v3 = client.get_v3_schedule("S3", now, now + timedelta(days=14))
+    assert v3.on_call_at(now) == ("PA", "PB")
+    assert v3.member_user_ids == ("PA", "PB", "PC")
+    assert v3.on_call_at(now + timedelta(hours=2)) == ("PA",)
+
+
+def test_check_scopes_and_authorize_url() -> None:
+    assert check_scopes("openid", ["users.read", "schedules.read"]) == (
+        "users.read",
+        "schedules.read",
+    )
+    assert check_scopes(["users.read", "schedules.read", "openid"]) == ()
+    assert check_scopes(None) == ("users.read", "schedules.read")
+    url = build_authorization_url(
+        "https://identity.test",
+        "cid",
+        "https://app/cb",
+        ["openid", "users.read"],
+        "st4te",
+        "v" * 64,
+    )
+    q = parse_qs(urlsplit(url).query)
+    assert urlsplit(url).path == "/oauth/authorize"
+    assert q["response_type"] == ["code"] and q["client_id"] == ["cid"]
+    assert q["scope"] == ["openid users.read"] and q["state"] == ["st4te"]
+    assert q["code_challenge_method"] == ["S256"] and "v" * 64 not in url
+    import base64
+    import hashlib
+
+    expected = base64.urlsafe_b64encode(hashlib.sha256(b"v" * 64).digest()).rstrip(b"=").decode()
+    assert q["code_challenge"] == [expected]
