@@ -1,0 +1,41 @@
+# The two commands: `make run` starts the whole system locally; `make test` runs the tests.
+# Both do their own set-up (virtual environment, packages, services) on a fresh machine.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+# Two processes: this machine has two cores, and integration tests run their own workers.
+PYTEST_WORKERS ?= 2
+
+.PHONY: run test lint fmt bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	scripts/ensure-services.sh redis
+	$(BIN)/rrpd db upgrade
+	$(BIN)/rrpd run
+
+test: $(STAMP)
+	scripts/ensure-services.sh postgres redis
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	scripts/ensure-services.sh postgres redis
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info

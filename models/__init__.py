@@ -1,0 +1,59 @@
+"""SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
+
+from models.activity import AuditEvent, SyncRun, TaskRecord
+from models.base import Base, normalize_email, utcnow
+from models.connection import (
+    ALLOWED_TRANSITIONS,
+    AuthMethod,
+    ConnectionStatus,
+    InvalidTransition,
+    KeyLevel,
+    OAuthAuthorization,
+    PagerDutyConnection,
+    Region,
+    TokenRevocation,
+)
+from models.pagerduty import (
+    PagerDutyOnCall,
+    PagerDutySchedule,
+    PagerDutyScheduleMember,
+    PagerDutyUser,
+)
+from models.workspace import (
+    Member,
+    Role,
+    Rotation,
+    RotationMember,
+    RotationMode,
+    RotationOnDuty,
+    Workspace,
+)
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "AuditEvent",
+    "AuthMethod",
+    "Base",
+    "ConnectionStatus",
+    "InvalidTransition",
+    "KeyLevel",
+    "Member",
+    "OAuthAuthorization",
+    "PagerDutyConnection",
+    "PagerDutyOnCall",
+    "PagerDutySchedule",
+    "PagerDutyScheduleMember",
+    "PagerDutyUser",
+    "Region",
+    "Role",
+    "Rotation",
+    "RotationMember",
+    "RotationMode",
+    "RotationOnDuty",
+    "SyncRun",
+    "TaskRecord",
+    "TokenRevocation",
+    "Workspace",
+    "normalize_email",
+    "utcnow",
+]

@@ -1,0 +1,191 @@
+"""A workspace's link to a PagerDuty account, and pending OAuth logins.
+
+Every secret column holds ciphertext from ``workers.crypto`` (``v1:<key id>:<token>``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, Timestamps, UUIDPrimaryKey, utcnow
+
+
+class AuthMethod(StrEnum):
+    API_KEY = "api_key"
+    OAUTH = "oauth"
+
+
+class Region(StrEnum):
+    US = "us"
+    EU = "eu"
+
+
+class KeyLevel(StrEnum):
+    ACCOUNT = "account"
+    USER = "user"
+
+
+class ConnectionStatus(StrEnum):
+    VALIDATING = "validating"
+    CONNECTED = "connected"
+    NEEDS_REAUTH = "needs_reauth"
+    INVALID = "invalid"
+    DISCONNECTING = "disconnecting"
+    DISCONNECTED = "disconnected"
+
+
+S = ConnectionStatus
+# The one place the lifecycle is written down. "validating" is re-entered when a workspace
+# admin replaces the key or logs in again; "disconnected" is final for the row (a reconnect
+# creates a new row, which the partial unique index allows).
+ALLOWED_TRANSITIONS: dict[ConnectionStatus, frozenset[ConnectionStatus]] = {
+    S.VALIDATING: frozenset({S.VALIDATING, S.CONNECTED, S.INVALID, S.DISCONNECTING}),
+    S.CONNECTED: frozenset({S.VALIDATING, S.NEEDS_REAUTH, S.INVALID, S.DISCONNECTING}),
+    S.NEEDS_REAUTH: frozenset({S.VALIDATING, S.CONNECTED, S.INVALID, S.DISCONNECTING}),
+    S.INVALID: frozenset({S.VALIDATING, S.DISCONNECTING}),
+    S.DISCONNECTING: frozenset({S.DISCONNECTED}),
+    S.DISCONNECTED: frozenset(),
+}
+LIVE_STATUSES = frozenset(s for s in ConnectionStatus if s is not S.DISCONNECTED)
+
+
+class InvalidTransition(Exception):
+    def __init__(self, current: str, wanted: str) -> None:
+        super().__init__(f"a connection cannot go from {current!r} to {wanted!r}")
+        self.current = current
+        self.wanted = wanted
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "pagerduty_connections"
+    __table_args__ = (
+        CheckConstraint(_in("auth_method", AuthMethod), name="auth_method"),
+        CheckConstraint(_in("region", Region), name="region"),
+        CheckConstraint(_in("status", ConnectionStatus), name="status"),
+        CheckConstraint("generation >= 1", name="generation_positive"),
+        # At most one live connection per workspace.
+        Index(
+            "uq_pagerduty_connections_live_workspace",
+            "workspace_id",
+            unique=True,
+            postgresql_where=text("status <> 'disconnected'"),
+            sqlite_where=text("status <> 'disconnected'"),
+        ),
+        Index("ix_pagerduty_connections_status_due", "status", "next_sync_at"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    auth_method: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str] = mapped_column(String(4), default=Region.US.value)
+    status: Mapped[str] = mapped_column(String(16), default=ConnectionStatus.VALIDATING.value)
+    # Bumped on every connect, credential change and disconnect: a task started under an older
+    # generation must not write (fencing).
+    generation: Mapped[int] = mapped_column(default=1)
+
+    api_key_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    key_level: Mapped[str | None] = mapped_column(String(8), default=None)
+    oauth_client_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    oauth_client_secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    access_token_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    refresh_token_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    access_token_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    token_refreshed_at: Mapped[datetime | None] = mapped_column(default=None)
+    granted_scopes: Mapped[str | None] = mapped_column(Text, default=None)
+
+    pagerduty_account_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    pagerduty_subdomain: Mapped[str | None] = mapped_column(String(200), default=None)
+    pagerduty_user_id: Mapped[str | None] = mapped_column(String(64), default=None)
+
+    connected_by_member_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("members.id", ondelete="SET NULL"), default=None
+    )
+    connected_at: Mapped[datetime | None] = mapped_column(default=None)
+    status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disconnected_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    last_error_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_synced_at: Mapped[datetime | None] = mapped_column(default=None)
+    next_sync_at: Mapped[datetime | None] = mapped_column(default=None)
+    consecutive_sync_failures: Mapped[int] = mapped_column(default=0)
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    def can_transition(self, new: ConnectionStatus) -> bool:
+        return new in ALLOWED_TRANSITIONS[ConnectionStatus(self.status)]
+
+    def transition(self, new: ConnectionStatus, *, error: str | None = None) -> None:
+        """Move to ``new`` or raise; ``error`` is shown to workspace admins as is."""
+        if not self.can_transition(new):
+            raise InvalidTransition(self.status, new.value)
+        self.status = new.value
+        self.status_changed_at = utcnow()
+        if error is not None:
+            self.last_error = error
+            self.last_error_at = self.status_changed_at
+        elif new is ConnectionStatus.CONNECTED:
+            self.last_error = None
+            self.last_error_at = None
+
+    def clear_credentials(self) -> None:
+        self.api_key_encrypted = None
+        self.oauth_client_secret_encrypted = None
+        self.access_token_encrypted = None
+        self.refresh_token_encrypted = None
+        self.access_token_expires_at = None
+
+
+class OAuthAuthorization(UUIDPrimaryKey, Base):
+    """A pending OAuth login: created by the API, consumed once by the callback."""
+
+    __tablename__ = "oauth_authorizations"
+    __table_args__ = (CheckConstraint(_in("region", Region), name="region"),)
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("pagerduty_connections.id", ondelete="CASCADE"), default=None, index=True
+    )
+    # SHA-256 of the state sent to PagerDuty; the state itself is never stored.
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_verifier_encrypted: Mapped[str] = mapped_column(Text)
+    client_id: Mapped[str] = mapped_column(String(200))
+    client_secret_encrypted: Mapped[str] = mapped_column(Text)
+    region: Mapped[str] = mapped_column(String(4))
+    # The authorization code from the callback, encrypted, until the exchange task uses it.
+    code_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    requested_by_member_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("members.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    consumed_at: Mapped[datetime | None] = mapped_column(default=None)
+    code_received_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TokenRevocation(UUIDPrimaryKey, Base):
+    """An OAuth token to revoke after a disconnect, written in the disconnect's transaction."""
+
+    __tablename__ = "token_revocations"
+
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("pagerduty_connections.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(String(200))
+    client_secret_encrypted: Mapped[str] = mapped_column(Text)
+    token_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)

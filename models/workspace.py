@@ -1,0 +1,127 @@
+"""Round Robin's side: workspaces, their members and rotations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+
+from models.base import Base, Timestamps, UUIDPrimaryKey, normalize_email, utcnow
+
+
+class Role(StrEnum):
+    PRIMARY_OWNER = "primary_owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+    @property
+    def may_manage_integrations(self) -> bool:
+        return self in (Role.PRIMARY_OWNER, Role.ADMIN)
+
+
+class RotationMode(StrEnum):
+    MANUAL = "manual"
+    PAGERDUTY = "pagerduty"
+
+
+class Workspace(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "workspaces"
+
+    name: Mapped[str] = mapped_column(String(200))
+
+    members: Mapped[list[Member]] = relationship(back_populates="workspace")
+    rotations: Mapped[list[Rotation]] = relationship(back_populates="workspace")
+
+
+class Member(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "members"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "email_key"),
+        CheckConstraint("role IN ('primary_owner', 'admin', 'member')", name="role"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    # Lower-cased, trimmed copy used for matching PagerDuty users; kept in step with `email`.
+    email_key: Mapped[str] = mapped_column(String(320))
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20), default=Role.MEMBER.value)
+
+    workspace: Mapped[Workspace] = relationship(back_populates="members")
+
+    @validates("email")
+    def _keep_email_key(self, _key: str, email: str) -> str:
+        self.email_key = normalize_email(email)
+        return email.strip()
+
+
+class Rotation(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "rotations"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        CheckConstraint("mode IN ('manual', 'pagerduty')", name="mode"),
+        # A bound rotation names its schedule; a manual one names none.
+        CheckConstraint(
+            "(mode = 'manual' AND pagerduty_schedule_id IS NULL) OR "
+            "(mode = 'pagerduty' AND pagerduty_schedule_id IS NOT NULL)",
+            name="mode_matches_binding",
+        ),
+        Index("ix_rotations_bound", "workspace_id", "pagerduty_schedule_id"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(20), default=RotationMode.MANUAL.value)
+    # PagerDuty's schedule id (e.g. "PABC123"); the mirrored schedule is looked up by it.
+    pagerduty_schedule_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    bound_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_synced_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    workspace: Mapped[Workspace] = relationship(back_populates="rotations")
+    members: Mapped[list[RotationMember]] = relationship(
+        order_by="RotationMember.position", cascade="all, delete-orphan", passive_deletes=True
+    )
+    on_duty: Mapped[list[RotationOnDuty]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def make_manual(self) -> None:
+        """Unbind, keeping members and on-duty people so the rotation goes on working by hand."""
+        self.mode = RotationMode.MANUAL.value
+        self.pagerduty_schedule_id = None
+        self.bound_at = None
+
+
+class RotationMember(Base):
+    __tablename__ = "rotation_members"
+
+    rotation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("rotations.id", ondelete="CASCADE"), primary_key=True
+    )
+    member_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    position: Mapped[int]
+
+    member: Mapped[Member] = relationship(lazy="joined")
+
+
+class RotationOnDuty(Base):
+    """Who is on duty; several rows when PagerDuty has several people on call at once."""
+
+    __tablename__ = "rotation_on_duty"
+
+    rotation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("rotations.id", ondelete="CASCADE"), primary_key=True
+    )
+    member_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+
+    member: Mapped[Member] = relationship(lazy="joined")

@@ -1,0 +1,3 @@
+from rrpd.cli import main
+
+main()

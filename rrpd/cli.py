@@ -1,0 +1,221 @@
+"""``rrpd``: the operator's entry point. Each server command starts the real process."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from workers.settings import ConfigurationError, get_settings
+
+QUEUES = ("interactive", "sync")
+
+
+def _checked_settings():  # type: ignore[no-untyped-def]
+    settings = get_settings()
+    try:
+        settings.check()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """rr-pagerduty: connect Round Robin workspaces to PagerDuty.
+
+    Configuration comes from RRPD_* environment variables (see the README).
+    """
+
+
+# --- database ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Apply Alembic migrations to the configured database."""
+    from workers.migrate import upgrade
+
+    settings = _checked_settings()
+    upgrade(settings.effective_database_url, revision)
+    click.echo(f"database at revision {revision}: {_safe_url(settings.effective_database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--queues",
+    "-Q",
+    default=",".join(QUEUES),
+    show_default=True,
+    help="Comma-separated queues to consume.",
+)
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes/threads.")
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default="prefork",
+    show_default=True,
+)
+@click.option("--hostname", "-n", default=None, help="Node name (default: rrpd-<queues>@%h).")
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def worker(
+    queues: str, concurrency: int | None, pool: str, hostname: str | None, loglevel: str
+) -> None:
+    """Start a Celery worker consuming every queue unless --queues narrows it."""
+    _checked_settings()
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(wanted) - set(QUEUES))
+    if unknown:
+        raise click.ClickException(f"unknown queue(s): {', '.join(unknown)}; known: {QUEUES}")
+    from workers.celery_app import app
+    from workers.logging import configure_logging
+
+    configure_logging()
+    argv = ["worker", "-Q", ",".join(wanted), "-P", pool, "-l", loglevel, "-E"]
+    argv += ["-n", hostname or f"rrpd-{'-'.join(wanted)}@%h"]
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    app.worker_main(argv)
+
+
+@cli.command()
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Start celery beat with RedBeat (several beat processes are safe: one holds the lock)."""
+    _checked_settings()
+    from workers.celery_app import app
+    from workers.logging import configure_logging
+
+    configure_logging()
+    app.start(["beat", "-S", "redbeat.RedBeatScheduler", "-l", loglevel])
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5555, show_default=True, type=int)
+def flower(host: str, port: int) -> None:
+    """Start Flower (basic auth from RRPD_FLOWER_BASIC_AUTH; Prometheus metrics at /metrics)."""
+    settings = _checked_settings()
+    from workers.celery_app import app
+
+    auth = settings.flower_basic_auth.get_secret_value()
+    argv = ["flower", f"--address={host}", f"--port={port}", "--persistent=False"]
+    if auth:
+        argv.append(f"--basic-auth={auth}")
+    app.start(argv)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", "num_workers", default=1, show_default=True, type=int)
+def api(host: str, port: int, num_workers: int) -> None:
+    """Start the HTTP API (uvicorn)."""
+    _checked_settings()
+    import uvicorn
+
+    from workers.logging import configure_logging
+
+    configure_logging()
+    uvicorn.run(
+        "api_stub.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=num_workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@cli.command("run")
+@click.option("--api-port", default=8000, show_default=True, type=int)
+@click.option("--flower-port", default=5555, show_default=True, type=int)
+@click.option("--sim-port", default=8090, show_default=True, type=int)
+@click.option(
+    "--pagerduty",
+    type=click.Choice(["sim", "real"]),
+    default="sim",
+    show_default=True,
+    help="Talk to the bundled PagerDuty simulator (demo scenario) or to the configured URLs.",
+)
+def run(api_port: int, flower_port: int, sim_port: int, pagerduty: str) -> None:
+    """Run the whole local stack in the foreground; Ctrl-C stops every process."""
+    from rrpd.localstack import run_local_stack
+
+    sys.exit(
+        run_local_stack(
+            api_port=api_port,
+            flower_port=flower_port,
+            sim_port=sim_port,
+            use_simulator=pagerduty == "sim",
+        )
+    )
+
+
+# --- keys --------------------------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """Encryption keys for stored secrets."""
+
+
+@keys.command("generate")
+@click.option("--id", "key_id", default="k1", show_default=True, help="Key id to prefix.")
+def keys_generate(key_id: str) -> None:
+    """Print a new key as KEY_ID=KEY, ready to put first in RRPD_ENCRYPTION_KEYS."""
+    from workers.crypto import generate_key
+
+    click.echo(f"{key_id}={generate_key()}")
+
+
+@keys.command("rotate")
+@click.option("--batch-size", default=500, show_default=True, type=int)
+def keys_rotate(batch_size: int) -> None:
+    """Re-encrypt every stored secret with the first (primary) key. Safe while workers run."""
+    _checked_settings()
+    from workers.crypto import get_keyring
+    from workers.keyrotation import rotate_all
+
+    keyring = get_keyring()
+    click.echo(f"re-encrypting with primary key {keyring.primary_id!r}")
+
+    def progress(column: str, scanned: int, rotated: int) -> None:
+        click.echo(f"  {column}: {scanned} scanned, {rotated} re-encrypted so far")
+
+    report = rotate_all(batch_size=batch_size, keyring=keyring, progress=progress)
+    click.echo(
+        f"done: {report.scanned} secrets scanned, {report.rotated} re-encrypted, "
+        f"{report.skipped_concurrent} changed concurrently (already current)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="rrpd")
+    except ConfigurationError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Encryption of stored secrets with ``cryptography``'s Fernet, keyed so keys can rotate.
+
+Ciphertext is self-describing: ``v1:<key id>:<fernet token>``. The first configured key
+encrypts; every configured key decrypts. There is no plaintext fallback, ever.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from workers.settings import ConfigurationError, get_settings
+
+PREFIX = "v1"
+
+
+class DecryptionError(Exception):
+    """A stored secret could not be decrypted (unknown key id, wrong key or damaged data)."""
+
+
+@dataclass(frozen=True)
+class Keyring:
+    keys: tuple[tuple[str, Fernet], ...]
+
+    @classmethod
+    def parse(cls, material: str) -> Keyring:
+        """Parse ``id=key,id2=key2`` (a bare key gets the id ``k<n>``)."""
+        keys: list[tuple[str, Fernet]] = []
+        for n, item in enumerate(p.strip() for p in material.split(",")):
+            if not item:
+                continue
+            key_id, sep, key = item.partition("=")
+            if not sep or len(key_id) > 32:
+                # A Fernet key is base64 and may itself end with "="; treat it as bare.
+                key_id, key = f"k{n + 1}", item
+            if not key_id.replace("-", "").replace("_", "").isalnum():
+                raise ConfigurationError(f"encryption key id {key_id!r} must be alphanumeric")
+            try:
+                keys.append((key_id, Fernet(key.encode())))
+            except (ValueError, TypeError):
+                raise ConfigurationError(
+                    f"encryption key {key_id!r} is not a valid Fernet key "
+                    "(32 url-safe base64-encoded bytes; `rrpd keys generate` makes one)"
+                ) from None
+        if not keys:
+            raise ConfigurationError("no encryption key configured (RRPD_ENCRYPTION_KEYS)")
+        ids = [k for k, _ in keys]
+        if len(set(ids)) != len(ids):
+            raise ConfigurationError("encryption key ids must be unique")
+        return cls(tuple(keys))
+
+    @property
+    def primary_id(self) -> str:
+        return self.keys[0][0]
+
+    def encrypt(self, plaintext: str) -> str:
+        key_id, fernet = self.keys[0]
+        return f"{PREFIX}:{key_id}:{fernet.encrypt(plaintext.encode()).decode()}"
+
+    def decrypt(self, ciphertext: str) -> str:
+        version, key_id, token = _split(ciphertext)
+        if version != PREFIX:
+            raise DecryptionError(f"unknown ciphertext version {version!r}")
+        for candidate_id, fernet in self.keys:
+            if candidate_id == key_id:
+                try:
+                    return fernet.decrypt(token.encode()).decode()
+                except InvalidToken:
+                    raise DecryptionError(
+                        f"secret encrypted with key {key_id!r} does not decrypt with the "
+                        "configured key of that id"
+                    ) from None
+        raise DecryptionError(
+            f"secret was encrypted with key {key_id!r}, which is not configured; "
+            "add it to RRPD_ENCRYPTION_KEYS"
+        )
+
+    def key_id_of(self, ciphertext: str) -> str:
+        return _split(ciphertext)[1]
+
+    def needs_rotation(self, ciphertext: str) -> bool:
+        return self.key_id_of(ciphertext) != self.primary_id
+
+    def rotate(self, ciphertext: str) -> str:
+        return self.encrypt(self.decrypt(ciphertext))
+
+
+def _split(ciphertext: str) -> tuple[str, str, str]:
+    parts = ciphertext.split(":", 2)
+    if len(parts) != 3:
+        raise DecryptionError("stored value is not ciphertext of the form v1:<key id>:<token>")
+    return parts[0], parts[1], parts[2]
+
+
+_cache_lock = threading.Lock()
+_cache: tuple[str, Keyring] | None = None
+
+
+def get_keyring() -> Keyring:
+    global _cache
+    material = get_settings().encryption_key_material()
+    with _cache_lock:
+        if _cache is None or _cache[0] != material:
+            _cache = (material, Keyring.parse(material))
+        return _cache[1]
+
+
+def encrypt(plaintext: str) -> str:
+    return get_keyring().encrypt(plaintext)
+
+
+def decrypt(ciphertext: str) -> str:
+    return get_keyring().decrypt(ciphertext)
+
+
+def generate_key() -> str:
+    return Fernet.generate_key().decode()
