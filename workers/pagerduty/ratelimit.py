@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from workers.pagerduty.errors import RateLimited
 
@@ -103,7 +105,13 @@ class RedisRateLimiter:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> RedisRateLimiter:
-        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        # Few, short retries: a dead Redis must cost milliseconds, not seconds, per request.
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=2.0,
+            socket_connect_timeout=1.0,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+        )
         return cls(client, **kwargs)  # type: ignore[arg-type]
 
     def keys_for(self, key: str) -> tuple[str, str]:
