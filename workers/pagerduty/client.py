@@ -25,6 +25,7 @@ import httpx
 
 from workers.pagerduty.errors import (
     BadRequest,
+    NotFound,
     PagerDutyError,
     PaginationLimit,
     RateLimited,
@@ -500,7 +501,12 @@ class PagerDutyClient:
         users = self.list_users()
         schedules: dict[str, Schedule] = {s.id: s for s in self.list_schedules(moment)}
         for ref in self.list_v3_schedule_refs():
-            v3 = self.get_v3_schedule(ref.id, moment, moment + v3_window)
+            try:
+                v3 = self.get_v3_schedule(ref.id, moment, moment + v3_window)
+            except NotFound:
+                # Deleted between the list and the read: it is simply gone.
+                log.info("v3 schedule %s vanished during the snapshot", ref.id)
+                continue
             # During an upgrade a schedule might show up in both lists: v3 is the live one.
             schedules[ref.id] = v3.as_schedule(moment)
         after = self.requests_by_endpoint
