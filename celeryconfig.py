@@ -48,7 +48,8 @@ result_accept_content = ["json"]
 # --- Delivery guarantees ------------------------------------------------------------------------
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
+task_acks_on_failure = True
+task_acks_on_timeout = True
 worker_prefetch_multiplier = 1
 worker_cancel_long_running_tasks_on_connection_loss = True
 task_soft_time_limit = TASK_SOFT_TIME_LIMIT

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from rrpd.cli import cli
+
+COMMANDS = [
+    ["db", "upgrade"],
+    ["worker"],
+    ["beat"],
+    ["flower"],
+    ["api"],
+    ["run"],
+    ["keys", "generate"],
+    ["keys", "rotate"],
+    ["pagerduty-sim"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+
+
+@pytest.mark.parametrize("command", [["flower"], ["api"], ["pagerduty-sim"]], ids=" ".join)
+def test_server_commands_take_host_and_port(command: list[str]) -> None:
+    out = CliRunner().invoke(cli, [*command, "--help"]).output
+    assert "--host" in out
+    assert "--port" in out
+
+
+def test_worker_consumes_every_queue_by_default() -> None:
+    out = CliRunner().invoke(cli, ["worker", "--help"]).output
+    assert "interactive,sync" in out
+
+
+def test_worker_rejects_unknown_queue() -> None:
+    result = CliRunner().invoke(cli, ["worker", "--queues", "bulk"])
+    assert result.exit_code != 0
+    assert "unknown queue(s): bulk" in result.output
+
+
+def test_keys_generate_prints_a_usable_key() -> None:
+    from workers.crypto import Keyring
+
+    out = CliRunner().invoke(cli, ["keys", "generate", "--id", "k9"]).output.strip()
+    ring = Keyring.parse(out)
+    assert ring.primary_id == "k9"
+    assert ring.decrypt(ring.encrypt("s")) == "s"
+
+
+def test_production_without_keys_fails_clearly(tmp_path) -> None:
+    env = {
+        "RRPD_ENV": "production",
+        "RRPD_ENCRYPTION_KEYS": "",
+        "RRPD_API_JWT_SECRET": "",
+        "RRPD_VAR_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "rrpd", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "RRPD_ENCRYPTION_KEYS is not set" in proc.stderr
+
+
+def test_db_upgrade_on_an_empty_sqlite_database(tmp_path) -> None:
+    env = {
+        "RRPD_ENV": "local",
+        "RRPD_DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
+        "RRPD_VAR_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "rrpd", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "database at revision head" in proc.stdout

@@ -1,0 +1,110 @@
+"""Start real project processes (``rrpd worker``, ``rrpd api``...) for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LOG_DIR = ROOT / "tests" / "artifacts" / "logs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rrpd_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rrpd", *args]
+
+
+@contextmanager
+def rrpd_process(
+    name: str, *args: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``rrpd <args>`` with the test environment; its output goes to a log file."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{name}-{os.getpid()}-{int(time.time() * 1000)}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            rrpd_argv(*args),
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        proc.log_path = log_path  # type: ignore[attr-defined]
+        try:
+            yield proc
+        finally:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def kill_hard(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the whole process group: the worker dies mid-task, as on a crashed machine."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def wait_for_worker(
+    proc: subprocess.Popen[bytes], queue: str = "interactive", timeout: float = 60
+) -> None:
+    """Block until the worker consumes ``queue`` (a ping task round-trips through Redis)."""
+    from workers.celery_app import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited early; see {proc.log_path}")  # type: ignore[attr-defined]
+        result = app.send_task("rrpd.ping", kwargs={"payload": "ready"}, queue=queue)
+        try:
+            if result.get(timeout=5) == {"reply": "ready"}:
+                return
+        except Exception:
+            time.sleep(0.5)
+    raise TimeoutError(f"worker did not answer on {queue}; see {proc.log_path}")  # type: ignore[attr-defined]
+
+
+@contextmanager
+def worker(
+    queues: str = "interactive,sync",
+    concurrency: int = 2,
+    pool: str = "prefork",
+    env: dict[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    with rrpd_process(
+        f"worker-{queues.replace(',', '-')}",
+        "worker",
+        "--queues",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        pool,
+        env=env,
+    ) as proc:
+        wait_for_worker(proc, queues.split(",")[0])
+        yield proc

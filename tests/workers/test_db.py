@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from models import Workspace
+from workers.db import after_commit, transaction
+
+
+def test_after_commit_runs_only_once_committed(db: str) -> None:
+    seen: list[str] = []
+    with transaction() as session:
+        ws = Workspace(name="Acme")
+        session.add(ws)
+        after_commit(session, lambda: seen.append("published"))
+        session.flush()
+        assert seen == [], "must not publish before the commit"
+    assert seen == ["published"]
+
+
+def test_after_commit_is_dropped_on_rollback(db: str) -> None:
+    seen: list[str] = []
+    with pytest.raises(RuntimeError), transaction() as session:
+        session.add(Workspace(name="Doomed"))
+        after_commit(session, lambda: seen.append("published"))
+        raise RuntimeError("boom")
+    assert seen == []
+    with transaction() as session:
+        assert session.scalars(select(Workspace).where(Workspace.name == "Doomed")).first() is None
+    # A later, unrelated commit must not run the dropped callback either.
+    with transaction() as session:
+        session.add(Workspace(name="Later"))
+    assert seen == []

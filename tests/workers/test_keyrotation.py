@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import os
+
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, text, update
+from sqlalchemy.orm import Session
+
+from models import PagerDutyConnection
+from tests import factories
+from workers import crypto
+from workers.crypto import Keyring
+from workers.keyrotation import ENCRYPTED_COLUMNS, rotate_all
+from workers.settings import reset_settings_cache
+
+
+def _all_secret_values(session: Session) -> list[str]:
+    values: list[str] = []
+    for table, columns in ENCRYPTED_COLUMNS.items():
+        for col in columns:
+            values += [
+                v
+                for (v,) in session.execute(text(f"SELECT {col} FROM {table.name}"))
+                if v is not None
+            ]
+    return values
+
+
+def test_no_stored_column_holds_the_plaintext(session: Session) -> None:
+    ws = factories.workspace(session)
+    factories.api_key_connection(session, ws, api_key="u+PLAINTEXT-canary-123")
+    session.commit()
+    dump = "\n".join(
+        str(row)
+        for table in ("pagerduty_connections",)
+        for row in session.execute(text(f"SELECT * FROM {table}"))
+    )
+    assert "PLAINTEXT-canary-123" not in dump
+    assert all(v.startswith("v1:") for v in _all_secret_values(session))
+
+
+def test_rotate_reencrypts_with_primary_key_and_keeps_values(session: Session, monkeypatch) -> None:
+    ws = factories.workspace(session)
+    conns = []
+    for i in range(7):
+        w = factories.workspace(session) if i else ws
+        conns.append(factories.api_key_connection(session, w, api_key=f"u+key-{i}"))
+    session.commit()
+    old_material = os.environ["RRPD_ENCRYPTION_KEYS"]
+    new_key = f"fresh={Fernet.generate_key().decode()}"
+    monkeypatch.setenv("RRPD_ENCRYPTION_KEYS", f"{new_key},{old_material}")
+    reset_settings_cache()
+    try:
+        progress: list[tuple[str, int, int]] = []
+        report = rotate_all(batch_size=3, progress=lambda *a: progress.append(a))
+        assert report.rotated == 7
+        assert any(p[0] == "pagerduty_connections.api_key_encrypted" for p in progress)
+        session.expire_all()
+        for i, conn in enumerate(conns):
+            stored = session.get(PagerDutyConnection, conn.id).api_key_encrypted
+            assert stored.startswith("v1:fresh:")
+            assert crypto.decrypt(stored) == f"u+key-{i}"
+        # A second run has nothing left to do.
+        assert rotate_all().rotated == 0
+        # And the old key is no longer needed.
+        monkeypatch.setenv("RRPD_ENCRYPTION_KEYS", new_key)
+        reset_settings_cache()
+        assert (
+            crypto.decrypt(session.get(PagerDutyConnection, conns[0].id).api_key_encrypted)
+            == "u+key-0"
+        )
+    finally:
+        monkeypatch.setenv("RRPD_ENCRYPTION_KEYS", old_material)
+        reset_settings_cache()
+
+
+def test_rotation_never_overwrites_a_concurrent_update(session: Session, monkeypatch) -> None:
+    """A worker that refreshes a token while rotation runs keeps its newer value."""
+    ws = factories.workspace(session)
+    conn = factories.api_key_connection(session, ws, api_key="u+old")
+    session.commit()
+    old_material = os.environ["RRPD_ENCRYPTION_KEYS"]
+    monkeypatch.setenv(
+        "RRPD_ENCRYPTION_KEYS", f"fresh={Fernet.generate_key().decode()},{old_material}"
+    )
+    reset_settings_cache()
+    try:
+        ring = crypto.get_keyring()
+
+        class RacingKeyring(Keyring):
+            def rotate(self, ciphertext: str) -> str:
+                rotate_while_a_worker_writes()
+                return super().rotate(ciphertext)
+
+        def rotate_while_a_worker_writes() -> None:
+            # Another process commits a new secret between rotation's read and its write.
+            engine = create_engine(session.get_bind().url)
+            with engine.begin() as other:
+                other.execute(
+                    update(PagerDutyConnection.__table__)
+                    .where(PagerDutyConnection.__table__.c.id == conn.id)
+                    .values(api_key_encrypted=ring.encrypt("u+new"))
+                )
+            engine.dispose()
+
+        report = rotate_all(keyring=RacingKeyring(ring.keys))
+        assert (report.rotated, report.skipped_concurrent) == (0, 1)
+        session.expire_all()
+        assert (
+            crypto.decrypt(session.get(PagerDutyConnection, conn.id).api_key_encrypted) == "u+new"
+        )
+    finally:
+        monkeypatch.setenv("RRPD_ENCRYPTION_KEYS", old_material)
+        reset_settings_cache()
