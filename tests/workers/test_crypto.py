@@ -55,7 +55,13 @@ def test_plaintext_in_a_secret_column_is_refused() -> None:
         Keyring.parse(f"k={_key()}").decrypt("u+this-was-never-encrypted")
 
 
-@pytest.mark.parametrize("material", ["", " , ", "k1=not-a-fernet-key", f"a={_key()},a={_key()}"])
+@pytest.mark.parametrize(
+    "material",
+    ["", " , ", "k1=not-a-fernet-key", "dup"],
+    ids=["empty", "blank-items", "not-fernet", "duplicate-ids"],
+)
 def test_bad_key_configuration_is_rejected(material: str) -> None:
+    if material == "dup":
+        material = f"a={_key()},a={_key()}"
     with pytest.raises(ConfigurationError):
         Keyring.parse(material)
