@@ -1,0 +1,7 @@
+"""`python -m pagerduty_sim`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

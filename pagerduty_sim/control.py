@@ -1,0 +1,534 @@
+"""Control API under /_sim/ (not PagerDuty's surface): lets tests and benchmarks steer it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .engine import oncall_segments
+from .http import base_url, fmt_time, json_response
+from .scenario import (
+    ApiKey,
+    Override,
+    ScenarioError,
+    parse_schedule,
+    parse_time,
+    parse_user,
+)
+from .state import SimState
+
+
+class ControlError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+Handler = Callable[[SimState, Request, dict[str, str], dict[str, Any]], Awaitable[Any]]
+ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
+
+
+def route(method: str, template: str) -> Callable[[Handler], Handler]:
+    pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
+
+    def deco(fn: Handler) -> Handler:
+        ROUTES.append((method, pattern, fn))
+        return fn
+
+    return deco
+
+
+def _account(state: SimState, aid: str) -> Any:
+    acct = state.accounts.get(aid)
+    if acct is None:
+        raise ControlError(f"unknown account {aid!r}", 404)
+    return acct
+
+
+def _schedule(state: SimState, aid: str, sid: str) -> Any:
+    sched = _account(state, aid).schedules.get(sid)
+    if sched is None:
+        raise ControlError(f"unknown schedule {sid!r} in account {aid!r}", 404)
+    return sched
+
+
+def _urls(request: Request) -> dict[str, str]:
+    base = base_url(request)
+    return {
+        "rest_us": base,
+        "rest_eu": f"{base}/eu",
+        "identity": f"{base}/identity",
+        "authorize": f"{base}/identity/oauth/authorize",
+        "token": f"{base}/identity/oauth/token",
+        "jwks": f"{base}/identity/global/oauth/anonymous/jwks",
+        "control": f"{base}/_sim",
+    }
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@route("GET", "/health")
+async def health(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    return {"ok": True, "scenario": state.scenario.name, "now": fmt_time(state.now())}
+
+
+@route("GET", "/credentials")
+async def credentials(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    urls = _urls(request)
+    return {
+        "urls": urls,
+        "api_keys": [
+            {
+                "label": k.label,
+                "key": k.key,
+                "account": k.account_id,
+                "region": state.accounts[k.account_id].region,
+                "kind": k.kind,
+                "user_id": k.user_id,
+                "rest_base_url": urls["rest_eu"]
+                if state.accounts[k.account_id].region == "eu"
+                else urls["rest_us"],
+            }
+            for k in state.scenario.api_keys
+        ],
+        "oauth_apps": [
+            {
+                "label": a.label,
+                "client_id": a.client_id,
+                "client_secret": a.client_secret,
+                "scopes": a.scopes,
+                "redirect_uris": a.redirect_uris,
+                "account": a.account_id,
+                "region": state.accounts[a.account_id].region,
+                "authorize_as": a.authorize_as,
+            }
+            for a in state.scenario.oauth_apps
+        ],
+    }
+
+
+@route("GET", "/scenario")
+async def scenario_summary(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    return {
+        "name": state.scenario.name,
+        "accounts": [
+            {
+                "id": a.id,
+                "subdomain": a.subdomain,
+                "region": a.region,
+                "api_access": a.api_access,
+                "abilities": a.abilities,
+                "users": len(a.users),
+                "schedules": len(a.schedules),
+                "escalation_policies": len(a.escalation_policies),
+            }
+            for a in state.accounts.values()
+        ],
+    }
+
+
+@route("PUT", "/scenario")
+async def scenario_load(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """Body: {"name": "demo"} | {"path": "/x.yaml"} | {"scenario": {...}}."""
+    source = body.get("scenario") or body.get("path") or body.get("name")
+    if source is None:
+        raise ControlError("give 'name', 'path' or 'scenario'")
+    try:
+        state.load(source)
+    except ScenarioError as exc:
+        raise ControlError(str(exc)) from exc
+    return await scenario_summary(state, request, p, body)
+
+
+@route("POST", "/reset")
+async def reset(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    state.reset()
+    return {"ok": True}
+
+
+@route("PATCH", "/accounts/{account}")
+async def patch_account(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    acct = _account(state, p["account"])
+    if "api_access" in body:
+        acct.api_access = bool(body["api_access"])
+    if "abilities" in body:
+        acct.abilities = [str(a) for a in body["abilities"]]
+    return {"id": acct.id, "api_access": acct.api_access, "abilities": acct.abilities}
+
+
+@route("POST", "/accounts/{account}/users")
+async def add_user(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    acct = _account(state, p["account"])
+    data = dict(body)
+    data.setdefault("id", state.new_id("PU"))
+    try:
+        user = parse_user(data, "user")
+    except ScenarioError as exc:
+        raise ControlError(str(exc)) from exc
+    if user.id in acct.users:
+        raise ControlError(f"user {user.id!r} already exists", 409)
+    acct.users[user.id] = user
+    return {"id": user.id, "name": user.name, "email": user.email, "role": user.role}
+
+
+@route("PATCH", "/accounts/{account}/users/{user}")
+async def patch_user(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    acct = _account(state, p["account"])
+    user = acct.users.get(p["user"])
+    if user is None:
+        raise ControlError(f"unknown user {p['user']!r}", 404)
+    for field in ("name", "email", "role", "time_zone", "job_title"):
+        if field in body:
+            setattr(user, field, str(body[field]))
+    return {"id": user.id, "name": user.name, "email": user.email, "role": user.role}
+
+
+@route("DELETE", "/accounts/{account}/users/{user}")
+async def delete_user(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """Delete a user; like PagerDuty, they also leave every layer, rotation and policy."""
+    acct = _account(state, p["account"])
+    uid = p["user"]
+    if acct.users.pop(uid, None) is None:
+        raise ControlError(f"unknown user {uid!r}", 404)
+    for sched in acct.schedules.values():
+        for layer in sched.layers:
+            layer.users = [u for u in layer.users if u != uid]
+        sched.layers = [layer for layer in sched.layers if layer.users]
+        sched.overrides = [o for o in sched.overrides if o.user_id != uid]
+        for rot in sched.rotations:
+            for ev in rot.events:
+                ev.members = [m for m in ev.members if m != uid] or [None]
+    for pol in acct.escalation_policies.values():
+        pol.rules = [
+            [t for t in rule if not (t.type == "user" and t.id == uid)] for rule in pol.rules
+        ]
+        pol.rules = [rule for rule in pol.rules if rule]
+    return {"deleted": uid}
+
+
+@route("POST", "/accounts/{account}/schedules")
+async def add_schedule(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    acct = _account(state, p["account"])
+    data = dict(body)
+    data.setdefault("id", state.new_id("PS"))
+    try:
+        sched = parse_schedule(data, "schedule", state.now(), acct.users)
+    except ScenarioError as exc:
+        raise ControlError(str(exc)) from exc
+    if sched.id in acct.schedules:
+        raise ControlError(f"schedule {sched.id!r} already exists", 409)
+    acct.schedules[sched.id] = sched
+    return {"id": sched.id, "name": sched.name, "version": sched.version}
+
+
+@route("POST", "/accounts/{account}/schedules/{schedule}/overrides")
+async def add_override(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """Put a user on call: {"user_id", "start"?="now", "end"? | "duration_seconds"?=3600}."""
+    acct = _account(state, p["account"])
+    sched = _schedule(state, p["account"], p["schedule"])
+    uid = body.get("user_id")
+    if uid not in acct.users:
+        raise ControlError(f"unknown user {uid!r}")
+    now = state.now()
+    try:
+        start = parse_time(body.get("start", "now"), "start", now)
+        end = (
+            parse_time(body["end"], "end", now)
+            if "end" in body
+            else start + timedelta(seconds=int(body.get("duration_seconds", 3600)))
+        )
+    except ScenarioError as exc:
+        raise ControlError(str(exc)) from exc
+    if end <= start:
+        raise ControlError("end must be after start")
+    ov = Override(body.get("id") or state.new_id("PO"), start, end, uid)
+    sched.overrides.append(ov)
+    return {"id": ov.id, "start": fmt_time(start), "end": fmt_time(end), "user_id": uid}
+
+
+@route("DELETE", "/accounts/{account}/schedules/{schedule}/overrides/{override}")
+async def delete_override(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    sched = _schedule(state, p["account"], p["schedule"])
+    before = len(sched.overrides)
+    sched.overrides = [o for o in sched.overrides if o.id != p["override"]]
+    if len(sched.overrides) == before:
+        raise ControlError(f"unknown override {p['override']!r}", 404)
+    return {"deleted": p["override"]}
+
+
+@route("POST", "/accounts/{account}/schedules/{schedule}/upgrade")
+async def upgrade(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """Make a schedule v3. Optional body {"rotations": [...]} replaces its rules with v3 events."""
+    acct = _account(state, p["account"])
+    sched = _schedule(state, p["account"], p["schedule"])
+    if body.get("rotations"):
+        data = {
+            "id": sched.id,
+            "name": sched.name,
+            "time_zone": sched.time_zone,
+            "version": 3,
+            "rotations": body["rotations"],
+        }
+        try:
+            parsed = parse_schedule(data, "upgrade", state.now(), acct.users)
+        except ScenarioError as exc:
+            raise ControlError(str(exc)) from exc
+        sched.rotations = parsed.rotations
+        sched.layers = []
+    sched.version = 3
+    return {"id": sched.id, "version": 3}
+
+
+@route("GET", "/accounts/{account}/schedules/{schedule}/oncall")
+async def who_is_on_call(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """Convenience for tests: user ids on call now (or at ?at=...)."""
+    sched = _schedule(state, p["account"], p["schedule"])
+    at = parse_time(request.query_params.get("at", "now"), "at", state.now())
+    segs = oncall_segments(sched, at, at + timedelta(seconds=1))
+    return {"user_ids": sorted({s.user_id for s in segs if s.start <= at < s.end and s.user_id})}
+
+
+@route("POST", "/api_keys")
+async def add_api_key(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    try:
+        key = ApiKey(
+            str(body["label"]),
+            str(body["key"]),
+            str(body["account"]),
+            str(body.get("kind", "account")),
+            body.get("user_id"),
+        )
+    except KeyError as exc:
+        raise ControlError(f"missing field {exc}") from exc
+    _account(state, key.account_id)
+    if key.label in state.keys_by_label or key.key in state.keys_by_value:
+        raise ControlError("duplicate api key label or value", 409)
+    state.scenario.api_keys.append(key)
+    state.keys_by_label[key.label] = key
+    state.keys_by_value[key.key] = key
+    return {"label": key.label}
+
+
+@route("POST", "/api_keys/{label}/revoke")
+async def revoke_api_key(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    key = state.keys_by_label.pop(p["label"], None)
+    if key is None:
+        raise ControlError(f"unknown api key label {p['label']!r}", 404)
+    state.keys_by_value.pop(key.key, None)
+    state.scenario.api_keys = [k for k in state.scenario.api_keys if k.label != key.label]
+    return {"revoked": key.label}
+
+
+def _token_op(state: SimState, body: Any, op: str) -> Any:
+    try:
+        toks = state.select_tokens(body)
+    except ValueError as exc:
+        raise ControlError(str(exc)) from exc
+    now = state.now()
+    for t in toks:
+        if op == "expire":
+            t.expires_at = now - timedelta(seconds=1)
+        else:
+            t.revoked = True
+    return {op + "d": len(toks)}
+
+
+@route("POST", "/tokens/expire")
+async def expire_tokens(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    return _token_op(state, body, "expire")
+
+
+@route("POST", "/tokens/revoke")
+async def revoke_tokens(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    return _token_op(state, body, "revoke")
+
+
+@route("GET", "/tokens")
+async def list_tokens(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    now = state.now()
+
+    def show(t: Any) -> dict[str, Any]:
+        return {
+            "kind": t.kind,
+            "app": t.app.label,
+            "account": t.app.account_id,
+            "user_id": t.user_id,
+            "scopes": t.scopes,
+            "expires_at": fmt_time(t.expires_at),
+            "valid": not t.revoked and not t.rotated and t.expires_at > now,
+            "grant_id": t.grant_id,
+        }
+
+    return {
+        "tokens": [show(t) for t in [*state.access_tokens.values(), *state.refresh_tokens.values()]]
+    }
+
+
+@route("GET", "/clock")
+async def get_clock(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    return {"now": fmt_time(state.now()), "offset_seconds": state.clock_offset}
+
+
+@route("POST", "/clock")
+async def set_clock(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """{"advance_seconds": N} moves the clock forward; {"offset_seconds": N} sets it."""
+    if "offset_seconds" in body:
+        state.clock_offset = float(body["offset_seconds"])
+    if "advance_seconds" in body:
+        state.clock_offset += float(body["advance_seconds"])
+    return await get_clock(state, request, p, body)
+
+
+@route("GET", "/faults")
+async def list_faults(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    return {"faults": [f.public() for f in state.faults]}
+
+
+@route("POST", "/faults")
+async def add_fault(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    try:
+        rule = state.add_fault(body)
+    except (TypeError, ValueError) as exc:
+        raise ControlError(str(exc)) from exc
+    return rule.public()
+
+
+@route("DELETE", "/faults")
+async def clear_faults(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    n = len(state.faults)
+    state.faults.clear()
+    return {"deleted": n}
+
+
+@route("DELETE", "/faults/{id}")
+async def delete_fault(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    before = len(state.faults)
+    state.faults[:] = [f for f in state.faults if str(f.id) != p["id"]]
+    if len(state.faults) == before:
+        raise ControlError(f"unknown fault {p['id']}", 404)
+    return {"deleted": 1}
+
+
+@route("GET", "/rate_limit")
+async def get_rate(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    r = state.rate
+    return {"per_minute": r.per_minute, "enabled": r.enabled, "bare_429": r.bare_429}
+
+
+@route("POST", "/rate_limit")
+async def set_rate(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """{"per_minute"?, "enabled"?, "bare_429"?}; changing it starts fresh windows."""
+    if "per_minute" in body:
+        if int(body["per_minute"]) < 1:
+            raise ControlError("per_minute must be >= 1")
+        state.rate.per_minute = int(body["per_minute"])
+    if "enabled" in body:
+        state.rate.enabled = bool(body["enabled"])
+    if "bare_429" in body:
+        state.rate.bare_429 = bool(body["bare_429"])
+    state.buckets.clear()
+    return await get_rate(state, request, p, body)
+
+
+@route("POST", "/rate_limit/reset")
+async def reset_rate(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    state.buckets.clear()
+    return {"ok": True}
+
+
+@route("GET", "/stats")
+async def stats(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    return state.stats()
+
+
+@route("POST", "/stats/reset")
+async def reset_stats(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    state.reset_stats()
+    return {"ok": True}
+
+
+@route("GET", "/requests")
+async def recent_requests(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    return {"requests": list(state.recent)}
+
+
+@route("GET", "/settings")
+async def get_settings(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    return {
+        "auto_approve": state.auto_approve,
+        "auth_error_mode": state.auth_error_mode,
+        "latency_ms": state.latency_ms,
+        "access_token_ttl": state.access_ttl,
+        "refresh_token_ttl": state.refresh_ttl,
+        "code_ttl": state.code_ttl,
+    }
+
+
+@route("POST", "/settings")
+async def set_settings(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    if "auto_approve" in body:
+        state.auto_approve = bool(body["auto_approve"])
+    if "auth_error_mode" in body:
+        if body["auth_error_mode"] not in ("json", "text"):
+            raise ControlError("auth_error_mode must be 'json' or 'text'")
+        state.auth_error_mode = body["auth_error_mode"]
+    if "latency_ms" in body:
+        state.latency_ms = int(body["latency_ms"])
+    for key, attr in (
+        ("access_token_ttl", "access_ttl"),
+        ("refresh_token_ttl", "refresh_ttl"),
+        ("code_ttl", "code_ttl"),
+    ):
+        if key in body:
+            setattr(state, attr, int(body[key]))
+    return await get_settings(state, request, p, body)
+
+
+@route("POST", "/auto_approve")
+async def set_auto_approve(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    state.auto_approve = bool(body.get("enabled", True))
+    return {"auto_approve": state.auto_approve}
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+async def dispatch(state: SimState, request: Request, sub_path: str) -> Response:
+    method = request.method
+    params: dict[str, str] | None = None
+    handler: Handler | None = None
+    path_known = False
+    for m, pattern, fn in ROUTES:
+        mt = pattern.match(sub_path)
+        if mt:
+            path_known = True
+            if m == method:
+                handler, params = fn, mt.groupdict()
+                break
+    if handler is None or params is None:
+        return json_response(
+            {"error": "method not allowed" if path_known else "no such control route"},
+            405 if path_known else 404,
+        )
+    body: Any = {}
+    raw = await request.body()
+    if raw:
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            return json_response({"error": "body must be JSON"}, 400)
+        if not isinstance(body, dict):
+            return json_response({"error": "body must be a JSON object"}, 400)
+    try:
+        return json_response(await handler(state, request, params, body))
+    except ControlError as exc:
+        return json_response({"error": str(exc)}, exc.status)
+    except (ValueError, TypeError, KeyError) as exc:
+        return json_response({"error": f"bad request: {exc}"}, 400)
