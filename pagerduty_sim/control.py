@@ -210,6 +210,7 @@ async def delete_user(state: SimState, request: Request, p: dict[str, str], body
             [t for t in rule if not (t.type == "user" and t.id == uid)] for rule in pol.rules
         ]
         pol.rules = [rule for rule in pol.rules if rule]
+    acct.invalidate()
     return {"deleted": uid}
 
 
@@ -225,6 +226,7 @@ async def add_schedule(state: SimState, request: Request, p: dict[str, str], bod
     if sched.id in acct.schedules:
         raise ControlError(f"schedule {sched.id!r} already exists", 409)
     acct.schedules[sched.id] = sched
+    acct.invalidate()
     return {"id": sched.id, "name": sched.name, "version": sched.version}
 
 

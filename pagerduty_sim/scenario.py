@@ -172,12 +172,25 @@ class Account:
     escalation_policies: dict[str, EscalationPolicy] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
 
+    _policy_index: dict[str, list[EscalationPolicy]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
     def policies_for_schedule(self, schedule_id: str) -> list[EscalationPolicy]:
-        return [
-            p
-            for p in self.escalation_policies.values()
-            if any(t.type == "schedule" and t.id == schedule_id for rule in p.rules for t in rule)
-        ]
+        # reverse index built on first use: O(1) per schedule on large accounts
+        if self._policy_index is None:
+            index: dict[str, list[EscalationPolicy]] = {}
+            for p in self.escalation_policies.values():
+                for sid in dict.fromkeys(
+                    t.id for rule in p.rules for t in rule if t.type == "schedule"
+                ):
+                    index.setdefault(sid, []).append(p)
+            self._policy_index = index
+        return self._policy_index.get(schedule_id, [])
+
+    def invalidate(self) -> None:
+        """Call after changing policies or schedules so derived indexes are rebuilt."""
+        self._policy_index = None
 
 
 @dataclass
