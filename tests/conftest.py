@@ -51,6 +51,8 @@ from workers.settings import reset_settings_cache  # noqa: E402
 
 reset_settings_cache()
 
+pytest_plugins = ["tests.support.stack"]
+
 
 def _admin_execute(sql: str) -> None:
     engine = create_engine(

@@ -1,0 +1,70 @@
+"""Fixtures for integration tests: the PagerDuty simulator and real ``rrpd worker`` processes.
+
+Registered from ``tests/conftest.py``. The simulator runs in a thread of the test process (one
+per xdist worker); the Celery workers are real processes started once per test process with
+the environment pointing at that simulator and at this process's database and Redis prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from pagerduty_sim.server import SimulatorHandle, start_simulator
+from tests.support import processes
+from workers.settings import reset_settings_cache
+
+
+@pytest.fixture(scope="session")
+def pd_sim() -> Iterator[SimulatorHandle]:
+    """The simulator (demo scenario, OAuth consent auto-approved), and our settings aimed at it."""
+    with start_simulator("demo", auto_approve=True) as handle:
+        os.environ.update(
+            RRPD_PAGERDUTY_API_URL=handle.base_url,
+            RRPD_PAGERDUTY_EU_API_URL=handle.eu_base_url,
+            RRPD_PAGERDUTY_IDENTITY_URL=handle.identity_url,
+        )
+        reset_settings_cache()
+        yield handle
+
+
+@pytest.fixture
+def sim(pd_sim: SimulatorHandle) -> Iterator[SimulatorHandle]:
+    """The simulator reset to the demo scenario (no faults, no clock offset) for this test."""
+    pd_sim.control.post("/reset").raise_for_status()
+    yield pd_sim
+    pd_sim.control.post("/reset").raise_for_status()
+
+
+def demo_api_key(handle: SimulatorHandle, label: str = "demo-readonly") -> str:
+    for key in handle.credentials()["api_keys"]:
+        if key["label"] == label:
+            return key["key"]
+    raise KeyError(label)
+
+
+def demo_oauth_app(handle: SimulatorHandle, label: str = "demo-oauth") -> dict[str, str]:
+    for app in handle.credentials()["oauth_apps"]:
+        if app["label"] == label:
+            return app
+    raise KeyError(label)
+
+
+@pytest.fixture(scope="session")
+def live_workers(
+    database_url: str, pd_sim: SimulatorHandle
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """One worker per queue, as in production, for the whole test process."""
+    env = {
+        "RRPD_PAGERDUTY_API_URL": pd_sim.base_url,
+        "RRPD_PAGERDUTY_EU_API_URL": pd_sim.eu_base_url,
+        "RRPD_PAGERDUTY_IDENTITY_URL": pd_sim.identity_url,
+    }
+    with (
+        processes.worker("interactive", concurrency=2, env=env) as interactive,
+        processes.worker("sync", concurrency=2, env=env) as sync,
+    ):
+        yield {"interactive": interactive, "sync": sync}
