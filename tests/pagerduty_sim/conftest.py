@@ -104,7 +104,7 @@ def exchange(
     verifier: str,
     *,
     client_id: str = "demo-client-id",
-    client_secret: str = "demo-client-secret",
+    client_secret: str = "demo-client-secret",  # noqa: S107
     redirect_uri: str = REDIRECT,
 ) -> httpx.Response:
     return httpx.post(

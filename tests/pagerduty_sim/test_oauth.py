@@ -1,4 +1,4 @@
-"""OAuth identity: consent page, code flow with PKCE + secret, refresh rotation, id_token, scopes."""
+"""OAuth identity: consent page, PKCE + secret code flow, refresh rotation, id_token, scopes."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .conftest import (
 )
 
 
-def refresh(sim: SimulatorHandle, token: str, secret: str = "demo-client-secret") -> httpx.Response:
+def refresh(sim: SimulatorHandle, token: str, secret: str = "demo-client-secret") -> httpx.Response:  # noqa: S107
     return httpx.post(
         f"{sim.identity_url}/oauth/token",
         data={

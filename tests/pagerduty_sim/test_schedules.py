@@ -127,7 +127,7 @@ LAYERED: dict[str, Any] = {
                             "rotation_turn_length_seconds": 86400,
                             "users": ["PUA", "PUB"],
                         },
-                        # later layer, business hours only, from Jan 2 to Jan 4: wins where it has someone
+                        # later layer: business hours, Jan 2-4; wins where it has someone
                         {
                             "start": "2024-01-02T00:00:00Z",
                             "end": "2024-01-04T00:00:00Z",
