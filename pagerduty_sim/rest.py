@@ -496,7 +496,6 @@ async def list_oncalls(ctx: Ctx) -> Response:
             if k not in firsts or (r[4] and firsts[k][4] and r[4] < firsts[k][4]):
                 firsts[k] = r
         rows = list(firsts.values())
-    inc = includes(ctx)
 
     def render(r: Any) -> dict[str, Any]:
         pol, level, uid, sched, start, end = r
@@ -504,7 +503,9 @@ async def list_oncalls(ctx: Ctx) -> Response:
         out: dict[str, Any] = {
             "escalation_policy": policy_ref(ctx, pol),
             "escalation_level": level,
-            "user": user_obj(ctx, user) if "users" in inc else user_ref(ctx, user),
+            # include[]=users would embed full users, but the schema types this field as a
+            # user_reference, so the simulator always sends the reference
+            "user": user_ref(ctx, user),
         }
         # PagerDuty sends null schedule/start/end for permanent on-calls; the schema does not
         # allow null, so the simulator leaves the keys out (clients must use .get()).

@@ -32,8 +32,10 @@ def test_credentials_lists_labels_keys_and_apps(sim: SimulatorHandle) -> None:
 
 def test_error_fault_scoped_to_path_query_and_count(sim: SimulatorHandle) -> None:
     load(sim, user_scenario(300))
-    rule = sim.control.post("/faults", json={
-        "kind": "error", "path_prefix": "/users", "query": {"offset": "200"}, "times": 1}).json()
+    rule = sim.control.post(
+        "/faults",
+        json={"kind": "error", "path_prefix": "/users", "query": {"offset": "200"}, "times": 1},
+    ).json()
     with api(sim) as c:
         assert c.get("/users", params={"limit": 100, "offset": 100}).status_code == 200
         page3 = c.get("/users", params={"limit": 100, "offset": 200})
@@ -44,8 +46,9 @@ def test_error_fault_scoped_to_path_query_and_count(sim: SimulatorHandle) -> Non
 
 
 def test_latency_fault(sim: SimulatorHandle) -> None:
-    sim.control.post("/faults", json={"kind": "latency", "latency_ms": 300,
-                                      "path_prefix": "/abilities"}).raise_for_status()
+    sim.control.post(
+        "/faults", json={"kind": "latency", "latency_ms": 300, "path_prefix": "/abilities"}
+    ).raise_for_status()
     with api(sim) as c:
         t0 = time.monotonic()
         c.get("/abilities")
@@ -58,16 +61,20 @@ def test_latency_fault(sim: SimulatorHandle) -> None:
 
 
 def test_timeout_fault_hangs(sim: SimulatorHandle) -> None:
-    sim.control.post("/faults", json={"kind": "timeout", "seconds": 2, "times": 1}).raise_for_status()
+    sim.control.post(
+        "/faults", json={"kind": "timeout", "seconds": 2, "times": 1}
+    ).raise_for_status()
     with api(sim) as c, pytest.raises(httpx.ReadTimeout):
         c.get("/users", timeout=0.3)
 
 
 def test_truncated_and_non_json_bodies(sim: SimulatorHandle) -> None:
-    sim.control.post("/faults", json={"kind": "truncated", "path_prefix": "/users",
-                                      "times": 1}).raise_for_status()
-    sim.control.post("/faults", json={"kind": "non_json", "path_prefix": "/schedules",
-                                      "times": 1}).raise_for_status()
+    sim.control.post(
+        "/faults", json={"kind": "truncated", "path_prefix": "/users", "times": 1}
+    ).raise_for_status()
+    sim.control.post(
+        "/faults", json={"kind": "non_json", "path_prefix": "/schedules", "times": 1}
+    ).raise_for_status()
     with api(sim) as c:
         trunc = c.get("/users")
         assert trunc.status_code == 200
@@ -144,11 +151,13 @@ def test_request_counters_by_endpoint_and_credential(sim: SimulatorHandle) -> No
 
 
 def test_user_mutations(sim: SimulatorHandle, client: httpx.Client) -> None:
-    added = sim.control.post("/accounts/acme/users", json={
-        "name": "Gina", "email": "gina@example.com"}).json()
+    added = sim.control.post(
+        "/accounts/acme/users", json={"name": "Gina", "email": "gina@example.com"}
+    ).json()
     assert client.get(f"/users/{added['id']}").json()["user"]["email"] == "gina@example.com"
-    sim.control.patch("/accounts/acme/users/PUBOB01",
-                      json={"email": "Robert@Example.com"}).raise_for_status()
+    sim.control.patch(
+        "/accounts/acme/users/PUBOB01", json={"email": "Robert@Example.com"}
+    ).raise_for_status()
     assert client.get("/users/PUBOB01").json()["user"]["email"] == "Robert@Example.com"
     sim.control.delete("/accounts/acme/users/PUCAROL").raise_for_status()
     assert client.get("/users/PUCAROL").status_code == 404
@@ -158,17 +167,22 @@ def test_user_mutations(sim: SimulatorHandle, client: httpx.Client) -> None:
 
 
 def test_put_user_on_call_now(sim: SimulatorHandle, client: httpx.Client) -> None:
-    sim.control.post("/accounts/acme/schedules/PSSECON/overrides",
-                     json={"user_id": "PUFRANK", "duration_seconds": 600}).raise_for_status()
+    sim.control.post(
+        "/accounts/acme/schedules/PSSECON/overrides",
+        json={"user_id": "PUFRANK", "duration_seconds": 600},
+    ).raise_for_status()
     now = datetime.now(UTC)
-    resp = client.get("/schedules/PSSECON", params={
-        "since": now.isoformat(), "until": (now + timedelta(seconds=1)).isoformat()})
+    resp = client.get(
+        "/schedules/PSSECON",
+        params={"since": now.isoformat(), "until": (now + timedelta(seconds=1)).isoformat()},
+    )
     entries = resp.json()["schedule"]["final_schedule"]["rendered_schedule_entries"]
     assert [e["user"]["id"] for e in entries] == ["PUFRANK"]
     oncall = client.get("/oncalls", params={"schedule_ids[]": "PSSECON"}).json()["oncalls"]
     assert [o["user"]["id"] for o in oncall] == ["PUFRANK"]
     assert sim.control.get("/accounts/acme/schedules/PSSECON/oncall").json() == {
-        "user_ids": ["PUFRANK"]}
+        "user_ids": ["PUFRANK"]
+    }
 
 
 def test_account_plan_toggle(sim: SimulatorHandle, client: httpx.Client) -> None:
@@ -182,14 +196,32 @@ def test_revoked_api_key(sim: SimulatorHandle, client: httpx.Client) -> None:
 
 
 def test_scenario_loader_errors_are_clear(sim: SimulatorHandle) -> None:
-    bad = {"accounts": [{"id": "x", "users": [], "schedules": [
-        {"id": "S1", "name": "s", "layers": [{"start": "2024-01-01T00:00:00Z",
-                                              "rotation_turn_length_seconds": 60,
-                                              "users": ["PGHOST"]}]}]}]}
+    bad = {
+        "accounts": [
+            {
+                "id": "x",
+                "users": [],
+                "schedules": [
+                    {
+                        "id": "S1",
+                        "name": "s",
+                        "layers": [
+                            {
+                                "start": "2024-01-01T00:00:00Z",
+                                "rotation_turn_length_seconds": 60,
+                                "users": ["PGHOST"],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     resp = sim.control.put("/scenario", json={"scenario": bad})
     assert resp.status_code == 400
-    assert "accounts[0].schedules[0].layers[0].users[0]: unknown user 'PGHOST'" in resp.json()[
-        "error"]
+    assert (
+        "accounts[0].schedules[0].layers[0].users[0]: unknown user 'PGHOST'" in resp.json()["error"]
+    )
     with pytest.raises(ScenarioError, match="region"):
         load_scenario({"accounts": [{"id": "x", "region": "apac"}]})
     with pytest.raises(ScenarioError, match="no such file"):
@@ -218,13 +250,18 @@ def test_generator_is_fast_and_predictable() -> None:
     big = large_account(n_users=10_000, n_schedules=1_000, seed=1)
     assert len(big.accounts["large"].users) == 10_000
     assert [u.email for u in big.accounts["large"].users.values()][:2] == [
-        "user00000@large.example", "user00001@large.example"]
+        "user00000@large.example",
+        "user00001@large.example",
+    ]
 
 
 def test_generated_fleet_served_over_http() -> None:
-    with start_simulator(fleet(50, seed=3)) as s, httpx.Client(
-        base_url=s.base_url, headers={"Authorization": f"Token token={fleet_key(42)}"}
-    ) as c:
+    with (
+        start_simulator(fleet(50, seed=3)) as s,
+        httpx.Client(
+            base_url=s.base_url, headers={"Authorization": f"Token token={fleet_key(42)}"}
+        ) as c,
+    ):
         body = c.get("/users", params={"total": "true"}).json()
         assert body["total"] == 50
         assert body["users"][0]["email"].endswith("@fleet42.example")
@@ -232,9 +269,12 @@ def test_generated_fleet_served_over_http() -> None:
 
 
 def test_large_account_paginates_to_the_10000_cap() -> None:
-    with start_simulator(large_account(n_users=10_050, n_schedules=50)) as s, httpx.Client(
-        base_url=s.base_url, headers={"Authorization": "Token token=u+largeReadOnlyKey000001"}
-    ) as c:
+    with (
+        start_simulator(large_account(n_users=10_050, n_schedules=50)) as s,
+        httpx.Client(
+            base_url=s.base_url, headers={"Authorization": "Token token=u+largeReadOnlyKey000001"}
+        ) as c,
+    ):
         last = c.get("/users", params={"limit": 100, "offset": 9900, "total": "true"}).json()
         assert last["total"] == 10_050 and last["more"] is True and len(last["users"]) == 100
         assert c.get("/users", params={"limit": 100, "offset": 10_000}).status_code == 400
@@ -244,11 +284,15 @@ def test_subprocess_mode_and_cli(tmp_path: Path) -> None:
     with start_simulator("demo", in_thread=False, auto_approve=True) as s:
         assert s.state is None
         assert s.control.get("/settings").json()["auto_approve"] is True
-        with httpx.Client(base_url=s.base_url,
-                          headers={"Authorization": f"Token token={DEMO_KEY}"}) as c:
+        with httpx.Client(
+            base_url=s.base_url, headers={"Authorization": f"Token token={DEMO_KEY}"}
+        ) as c:
             assert c.get("/users", params={"limit": 1}).status_code == 200
     out = subprocess.run(
         [sys.executable, "-m", "pagerduty_sim", "--scenario", str(tmp_path / "missing.yaml")],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert out.returncode == 2 and "bad scenario" in out.stderr
