@@ -203,6 +203,16 @@ def _record_metric(outcome: str) -> None:
     metrics.incr("rrpd_token_refreshes_total", outcome=outcome)
 
 
+def is_idle(connection_id: uuid.UUID | str, now: datetime | None = None) -> bool:
+    """Not refreshed for a day: refresh anyway so the refresh token never ages out."""
+    now = now or utcnow()
+    with transaction() as session:
+        conn = session.get(PagerDutyConnection, _as_uuid(connection_id))
+        if conn is None or conn.token_refreshed_at is None:
+            return conn is not None
+        return conn.token_refreshed_at <= now - timedelta(days=1)
+
+
 def connections_due_for_refresh(now: datetime | None = None) -> list[uuid.UUID]:
     """OAuth connections whose token expires within twice the margin, or idle for a day."""
     settings = get_settings()

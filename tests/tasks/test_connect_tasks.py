@@ -1,0 +1,289 @@
+"""Connect tasks run by real workers against the PagerDuty simulator."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import (
+    AuthMethod,
+    ConnectionStatus,
+    OAuthAuthorization,
+    PagerDutyConnection,
+    Role,
+    TaskRecord,
+    utcnow,
+)
+from pagerduty_sim.server import SimulatorHandle
+from tests import factories
+from tests.support.stack import demo_api_key, demo_oauth_app
+from workers import activation, crypto
+from workers.celery_app import app
+from workers.pagerduty import oauth
+from workers.settings import get_settings
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_status(session: Session, cid: uuid.UUID, *, not_in: set[str], timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session.expire_all()
+        conn = session.get(PagerDutyConnection, cid)
+        if conn.status not in not_in:
+            return conn
+        time.sleep(0.1)
+    raise AssertionError(f"connection still {conn.status} after {timeout}s")
+
+
+def _validating_key_connection(session: Session, key: str, region: str = "us"):
+    ws = factories.workspace(session)
+    admin = factories.member(session, ws, role=Role.ADMIN)
+    conn = factories.api_key_connection(
+        session, ws, api_key=key, status=ConnectionStatus.VALIDATING, region=region, by=admin
+    )
+    session.commit()
+    return conn
+
+
+def _validate(session: Session, conn: PagerDutyConnection) -> PagerDutyConnection:
+    app.send_task(
+        "pagerduty.validate_api_key",
+        kwargs={"connection_id": str(conn.id), "generation": conn.generation},
+    )
+    return _wait_status(session, conn.id, not_in={ConnectionStatus.VALIDATING.value})
+
+
+def test_valid_account_key_connects_and_starts_first_sync(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    conn = _validate(session, _validating_key_connection(session, demo_api_key(sim)))
+    assert conn.status == "connected"
+    assert conn.key_level == "account"
+    assert conn.pagerduty_subdomain == "acme"
+    assert conn.last_error is None
+    first_sync = session.scalars(
+        select(TaskRecord).where(TaskRecord.workspace_id == conn.workspace_id)
+    ).all()
+    assert [t.task_name for t in first_sync] == ["pagerduty.sync_connection"]
+
+
+def test_user_level_key_is_recorded_as_such(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    key = demo_api_key(sim, "demo-alice-user")
+    conn = _validate(session, _validating_key_connection(session, key))
+    assert (conn.status, conn.key_level) == ("connected", "user")
+
+
+def test_wrong_key_is_invalid_with_plain_words(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    conn = _validate(session, _validating_key_connection(session, "u+thisKeyDoesNotExist1"))
+    assert conn.status == "invalid"
+    assert conn.last_error.startswith("PagerDuty rejected this API key")
+
+
+def test_account_without_api_access_is_invalid(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    conn = _validate(
+        session, _validating_key_connection(session, demo_api_key(sim, "noapi-readonly"))
+    )
+    assert conn.status == "invalid"
+    assert "does not include REST API access" in conn.last_error
+
+
+def test_eu_key_connects_on_the_eu_host(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    key = demo_api_key(sim, "euco-readonly")
+    conn = _validate(session, _validating_key_connection(session, key, region="eu"))
+    assert (conn.status, conn.pagerduty_subdomain) == ("connected", "euco")
+
+
+def test_eu_key_sent_to_the_us_host_is_rejected(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    key = demo_api_key(sim, "euco-readonly")
+    conn = _validate(session, _validating_key_connection(session, key, region="us"))
+    assert conn.status == "invalid"
+
+
+def test_transient_errors_are_retried_then_succeed(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    # More failures than the client's own retries absorb: the task itself retries later.
+    fault = {"kind": "error", "path_prefix": "/users", "status": 503, "times": 6}
+    sim.control.post("/faults", json=fault).raise_for_status()
+    conn = _validate(session, _validating_key_connection(session, demo_api_key(sim)))
+    assert conn.status == "connected"
+    assert [f["hits"] for f in sim.control.get("/faults").json()["faults"]] == [6]
+
+
+def test_stale_validation_writes_nothing(session: Session, sim: SimulatorHandle) -> None:
+    """A key replaced while the check ran: the old check's result is dropped."""
+    conn = _validating_key_connection(session, demo_api_key(sim))
+    conn.generation += 1
+    session.commit()
+    result = activation.validate_api_key(conn.id, conn.generation - 1)
+    assert result.outcome == "stale"
+    session.expire_all()
+    assert session.get(PagerDutyConnection, conn.id).status == "validating"
+
+
+def test_giving_up_leaves_a_clear_error(session: Session, sim: SimulatorHandle) -> None:
+    conn = _validating_key_connection(session, demo_api_key(sim))
+    activation.give_up(conn.id, conn.generation)
+    session.expire_all()
+    conn = session.get(PagerDutyConnection, conn.id)
+    assert conn.status == "invalid"
+    assert "could not reach PagerDuty" in conn.last_error
+
+
+# --- OAuth ----------------------------------------------------------------------------------------
+
+
+def _pending_oauth_login(
+    session: Session,
+    sim: SimulatorHandle,
+    app_label: str = "demo-oauth",
+    scopes: tuple[str, ...] = ("openid", "users.read", "schedules.read"),
+):
+    """What the API does on POST .../oauth and on the callback, with the browser's consent
+    given by the simulator's auto-approve mode."""
+    oauth_app = demo_oauth_app(sim, app_label)
+    settings = get_settings()
+    ws = factories.workspace(session)
+    admin = factories.member(session, ws, role=Role.ADMIN)
+    state, verifier = oauth.new_state(), oauth.new_code_verifier()
+    url = oauth.build_authorization_url(
+        settings.pagerduty_identity_url,
+        oauth_app["client_id"],
+        settings.oauth_redirect_uri,
+        scopes,
+        state,
+        verifier,
+    )
+    consent = httpx.get(url, follow_redirects=False)
+    assert consent.status_code in (302, 303), consent.text
+    query = parse_qs(urlsplit(consent.headers["location"]).query)
+    assert query["state"] == [state]
+    conn = PagerDutyConnection(
+        workspace_id=ws.id,
+        auth_method=AuthMethod.OAUTH.value,
+        region="us",
+        status=ConnectionStatus.VALIDATING.value,
+        connected_by_member_id=admin.id,
+    )
+    session.add(conn)
+    session.flush()
+    auth = OAuthAuthorization(
+        workspace_id=ws.id,
+        connection_id=conn.id,
+        state_hash=hashlib.sha256(state.encode()).hexdigest(),
+        code_verifier_encrypted=crypto.encrypt(verifier),
+        client_id=oauth_app["client_id"],
+        client_secret_encrypted=crypto.encrypt(oauth_app["client_secret"]),
+        region="us",
+        code_encrypted=crypto.encrypt(query["code"][0]),
+        requested_by_member_id=admin.id,
+        expires_at=utcnow() + timedelta(minutes=10),
+        consumed_at=utcnow(),
+        code_received_at=utcnow(),
+    )
+    session.add(auth)
+    session.commit()
+    return conn, auth
+
+
+def _exchange(session: Session, auth: OAuthAuthorization) -> PagerDutyConnection:
+    connection_id = auth.connection_id
+    app.send_task("pagerduty.exchange_oauth_code", kwargs={"authorization_id": str(auth.id)})
+    return _wait_status(session, connection_id, not_in={"validating"})
+
+
+def test_oauth_exchange_connects_with_tokens_encrypted(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    conn, auth = _pending_oauth_login(session, sim)
+    auth_id = auth.id
+    conn = _exchange(session, auth)
+    assert conn.status == "connected", conn.last_error
+    assert conn.pagerduty_account_id == "acme"
+    assert conn.pagerduty_subdomain == "acme"
+    assert conn.pagerduty_user_id == "PUALICE"
+    assert conn.region == "us"
+    assert {"users.read", "schedules.read"} <= set(conn.granted_scopes.split())
+    assert conn.access_token_encrypted.startswith("v1:")
+    assert conn.refresh_token_encrypted.startswith("v1:")
+    assert conn.access_token_expires_at > utcnow() + timedelta(hours=12)
+    assert crypto.decrypt(conn.oauth_client_secret_encrypted) == "demo-client-secret"
+    # The pending login (verifier, code) is gone once used.
+    assert (
+        session.scalar(select(OAuthAuthorization).where(OAuthAuthorization.id == auth_id)) is None
+    )
+
+
+def test_oauth_eu_account_gets_its_region_from_the_id_token(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    conn, auth = _pending_oauth_login(session, sim, "euco-oauth")
+    conn = _exchange(session, auth)
+    assert (conn.status, conn.region, conn.pagerduty_subdomain) == ("connected", "eu", "euco")
+
+
+def test_code_used_after_30_seconds_is_refused(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    conn, auth = _pending_oauth_login(session, sim)
+    sim.control.post("/clock", json={"advance_seconds": 31}).raise_for_status()
+    conn = _exchange(session, auth)
+    assert conn.status == "invalid"
+    assert "log in with OAuth 2.0 again" in conn.last_error
+
+
+def test_app_lacking_a_scope_is_invalid_naming_the_scopes(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    # Asking for a scope the app was not registered with: PagerDuty silently grants only openid.
+    conn, auth = _pending_oauth_login(
+        session, sim, scopes=("openid", "users.read", "schedules.read", "incidents.write")
+    )
+    conn = _exchange(session, auth)
+    assert conn.status == "invalid"
+    assert "users.read" in conn.last_error and "schedules.read" in conn.last_error
+    assert conn.access_token_encrypted is None
+
+
+def test_redelivered_exchange_after_a_crash_ends_with_a_clear_error(
+    session: Session, sim: SimulatorHandle
+) -> None:
+    """A delivery that took the code and died: the retry cannot reuse the code, so the admin
+    is told to log in again instead of the connection staying in validating."""
+    conn, auth = _pending_oauth_login(session, sim)
+    auth.code_encrypted = None  # what the first delivery's committed "take the code" leaves
+    session.commit()
+    result = activation.exchange_oauth_code(auth.id)
+    assert result.outcome == "invalid"
+    session.expire_all()
+    conn = session.get(PagerDutyConnection, conn.id)
+    assert conn.status == "invalid"
+    assert "log in with OAuth 2.0 again" in conn.last_error
+
+
+def test_stuck_validations_are_swept(session: Session, sim: SimulatorHandle) -> None:
+    conn, _auth = _pending_oauth_login(session, sim)
+    conn.status_changed_at = utcnow() - timedelta(minutes=5)
+    session.commit()
+    assert activation.expire_stale_validations() == 1
+    session.expire_all()
+    assert session.get(PagerDutyConnection, conn.id).status == "invalid"

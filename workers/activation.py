@@ -1,0 +1,404 @@
+"""Turn a ``validating`` connection into ``connected`` or ``invalid``.
+
+Two ways in: an API key is probed against PagerDuty; an OAuth authorization code is exchanged
+for tokens. Both are plain functions called by thin tasks (``tasks/connect.py``). PagerDuty is
+called outside any database transaction; the outcome is written in a short transaction that
+re-reads the connection under a row lock and checks its generation, so a key replaced or a
+workspace disconnected meanwhile is never overwritten by a stale result.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from models import (
+    AuditEvent,
+    AuthMethod,
+    ConnectionStatus,
+    KeyLevel,
+    OAuthAuthorization,
+    PagerDutyConnection,
+    utcnow,
+)
+from workers import crypto, metrics
+from workers.db import transaction
+from workers.enqueue import SYNC_CONNECTION, enqueue
+from workers.pagerduty import oauth
+from workers.pagerduty.client import Credential, PagerDutyClient, shared_http_client
+from workers.pagerduty.errors import (
+    Forbidden,
+    IdTokenInvalid,
+    InvalidClient,
+    InvalidCredentials,
+    InvalidGrant,
+    NoApiAccess,
+    OAuthError,
+    PagerDutyError,
+    UnknownRegion,
+)
+from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["connected", "invalid", "stale"]
+
+# What workspace admins read. Plain words: what happened and what to do.
+MSG_KEY_REJECTED = (
+    "PagerDuty rejected this API key. Check that you copied the whole key and that it has not "
+    "been deleted in PagerDuty (Integrations > API Access Keys)."
+)
+MSG_NO_API_ACCESS = (
+    "Your PagerDuty account's plan does not include REST API access, so Round Robin cannot "
+    "read schedules. Ask your PagerDuty account owner about API access."
+)
+MSG_UNREACHABLE = (
+    "Round Robin could not reach PagerDuty to check this connection after several tries. "
+    "Please try again in a few minutes."
+)
+MSG_CODE_REFUSED = (
+    "PagerDuty did not accept the login (the authorization took too long or was already "
+    "used). Please log in with OAuth 2.0 again."
+)
+MSG_CLIENT_REFUSED = (
+    "PagerDuty rejected the OAuth app's Client ID or Client Secret. Check both in PagerDuty "
+    "(Integrations > App Registration) and log in again."
+)
+MSG_LOGIN_UNVERIFIED = (
+    "PagerDuty's login answer could not be verified, so the connection was not saved. "
+    "Please log in again."
+)
+
+
+def forbidden_message(exc: Forbidden) -> str:
+    what = f" (missing: {', '.join(exc.missing)})" if exc.missing else ""
+    return (
+        "PagerDuty accepted the credential but it lacks permission to read users and "
+        f"schedules{what}. Use a key or login that can read users and schedules."
+    )
+
+
+def missing_scopes_message(missing: tuple[str, ...]) -> str:
+    return (
+        "The PagerDuty OAuth app was not granted the scopes Round Robin needs: "
+        f"{', '.join(missing)}. Add them to the app in PagerDuty (App Registration) and log in "
+        "again."
+    )
+
+
+@dataclass(frozen=True)
+class ActivationResult:
+    outcome: Outcome
+    connection_id: str | None
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        # Returned by tasks and shown in Flower: ids and plain words only.
+        return {
+            "outcome": self.outcome,
+            "connection_id": self.connection_id,
+            "message": self.message,
+        }
+
+
+def _subdomain_from(html_url: str | None) -> str | None:
+    if not html_url:
+        return None
+    host = urlsplit(html_url).hostname or ""
+    return host.split(".")[0] if host.count(".") >= 2 else None
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+
+def validate_api_key(connection_id: uuid.UUID | str, generation: int) -> ActivationResult:
+    """Probe PagerDuty with the stored key and record the outcome.
+
+    Raises ``Transient``/``RateLimited`` (from the client) for the task to retry; every other
+    PagerDuty answer is final and recorded.
+    """
+    cid = uuid.UUID(str(connection_id))
+    with transaction() as session:
+        conn = session.get(PagerDutyConnection, cid)
+        if not _still_validating(conn, generation, AuthMethod.API_KEY):
+            return ActivationResult("stale", str(cid))
+        assert conn is not None and conn.api_key_encrypted
+        api_key = crypto.decrypt(conn.api_key_encrypted)
+        base_url = get_settings().api_base_url(conn.region)
+    client = PagerDutyClient(
+        base_url,
+        Credential(kind="api_key", secret=api_key),
+        http=shared_http_client(),
+        timeout=get_settings().pagerduty_timeout_seconds,
+    )
+    try:
+        # The probe PagerDuty recommends (GET /users?limit=1) also tells us the subdomain.
+        users = client.get_json("GET /users", "/users", params=[("limit", "1")]).get("users") or []
+        level = client.key_level()
+    except InvalidCredentials:
+        return _finish_invalid(cid, generation, MSG_KEY_REJECTED)
+    except Forbidden as exc:
+        return _finish_invalid(cid, generation, forbidden_message(exc))
+    except NoApiAccess:
+        return _finish_invalid(cid, generation, MSG_NO_API_ACCESS)
+    subdomain = _subdomain_from(users[0].get("html_url")) if users else None
+    metrics.incr("rrpd_connection_checks_total", kind="api_key", outcome="connected")
+    return _finish_connected(cid, generation, key_level=level, subdomain=subdomain, kind="initial")
+
+
+def _still_validating(
+    conn: PagerDutyConnection | None, generation: int, method: AuthMethod
+) -> bool:
+    return (
+        conn is not None
+        and conn.generation == generation
+        and conn.status == ConnectionStatus.VALIDATING.value
+        and conn.auth_method == method.value
+    )
+
+
+def _locked(session, cid: uuid.UUID) -> PagerDutyConnection | None:  # type: ignore[no-untyped-def]
+    return session.execute(
+        select(PagerDutyConnection).where(PagerDutyConnection.id == cid).with_for_update()
+    ).scalar_one_or_none()
+
+
+def _finish_connected(
+    cid: uuid.UUID,
+    generation: int,
+    *,
+    kind: str,
+    key_level: str | None = None,
+    subdomain: str | None = None,
+    tokens: oauth.TokenSet | None = None,
+    claims: oauth.IdTokenClaims | None = None,
+    region: str | None = None,
+    client_id: str | None = None,
+    client_secret_encrypted: str | None = None,
+) -> ActivationResult:
+    with transaction() as session:
+        conn = _locked(session, cid)
+        if (
+            conn is None
+            or conn.generation != generation
+            or conn.status != ConnectionStatus.VALIDATING.value
+        ):
+            return ActivationResult("stale", str(cid))
+        if key_level:
+            conn.key_level = KeyLevel(key_level).value
+        if tokens is not None:
+            conn.access_token_encrypted = crypto.encrypt(tokens.access_token)
+            conn.refresh_token_encrypted = (
+                crypto.encrypt(tokens.refresh_token) if tokens.refresh_token else None
+            )
+            conn.access_token_expires_at = tokens.expires_at
+            conn.token_refreshed_at = utcnow()
+            conn.granted_scopes = " ".join(sorted(tokens.scopes))
+            conn.oauth_client_id = client_id
+            conn.oauth_client_secret_encrypted = client_secret_encrypted
+            conn.api_key_encrypted = None
+        if claims is not None:
+            conn.pagerduty_account_id = claims.account_id
+            conn.pagerduty_user_id = claims.user_id
+            subdomain = claims.subdomain or subdomain
+        if region:
+            conn.region = region
+        if subdomain:
+            conn.pagerduty_subdomain = subdomain
+        conn.transition(ConnectionStatus.CONNECTED)
+        conn.connected_at = utcnow()
+        conn.next_sync_at = None
+        session.add(
+            AuditEvent(
+                workspace_id=conn.workspace_id,
+                actor="system",
+                action="pagerduty.connected",
+                details={
+                    "connection_id": str(conn.id),
+                    "auth_method": conn.auth_method,
+                    "region": conn.region,
+                    "subdomain": conn.pagerduty_subdomain,
+                },
+            )
+        )
+        # The first sync starts as soon as the connection is committed.
+        enqueue(
+            session,
+            SYNC_CONNECTION,
+            workspace_id=conn.workspace_id,
+            connection_id=conn.id,
+            kind=kind,
+        )
+    log.info("connection connected", extra={"connection_id": str(cid)})
+    return ActivationResult("connected", str(cid))
+
+
+def _finish_invalid(cid: uuid.UUID, generation: int, message: str) -> ActivationResult:
+    with transaction() as session:
+        conn = _locked(session, cid)
+        if (
+            conn is None
+            or conn.generation != generation
+            or conn.status != ConnectionStatus.VALIDATING.value
+        ):
+            return ActivationResult("stale", str(cid))
+        conn.transition(ConnectionStatus.INVALID, error=message)
+        session.add(
+            AuditEvent(
+                workspace_id=conn.workspace_id,
+                actor="system",
+                action="pagerduty.invalid",
+                details={"connection_id": str(conn.id), "reason": message},
+            )
+        )
+    metrics.incr("rrpd_connection_checks_total", kind="any", outcome="invalid")
+    log.info("connection invalid", extra={"connection_id": str(cid)})
+    return ActivationResult("invalid", str(cid), message)
+
+
+def give_up(
+    connection_id: uuid.UUID | str, generation: int | None, message: str = MSG_UNREACHABLE
+) -> ActivationResult:
+    """After the last retry (or a crash loop): a clear error state, never stuck in validating."""
+    cid = uuid.UUID(str(connection_id))
+    if generation is None:
+        with transaction() as session:
+            conn = session.get(PagerDutyConnection, cid)
+            if conn is None:
+                return ActivationResult("stale", str(cid))
+            generation = conn.generation
+    return _finish_invalid(cid, generation, message)
+
+
+# --- OAuth ---------------------------------------------------------------------------------------
+
+
+def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
+    """Trade the callback's code for tokens; verify scopes and the id_token; connect.
+
+    The code is single-use and lives 30 seconds, so nothing here is retried: any failure is
+    recorded as a clear error telling the admin to log in again.
+    """
+    settings = get_settings()
+    aid = uuid.UUID(str(authorization_id))
+    with transaction() as session:
+        auth = session.execute(
+            select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()
+        ).scalar_one_or_none()
+        if auth is None or auth.connection_id is None:
+            return ActivationResult("stale", None)
+        conn = session.get(PagerDutyConnection, auth.connection_id)
+        if conn is None or conn.status != ConnectionStatus.VALIDATING.value:
+            return ActivationResult("stale", str(auth.connection_id))
+        cid, generation = conn.id, conn.generation
+        crashed_mid_exchange = auth.code_encrypted is None
+    if crashed_mid_exchange:
+        # An earlier delivery took the code and died before recording the outcome. The code
+        # is spent (or expired): the only honest outcome is asking for a new login.
+        return _finish_oauth_invalid(aid, cid, generation, MSG_CODE_REFUSED)
+    with transaction() as session:
+        auth = session.execute(
+            select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()
+        ).scalar_one()
+        if auth.code_encrypted is None:
+            return ActivationResult("stale", str(cid))
+        code = crypto.decrypt(auth.code_encrypted)
+        verifier = crypto.decrypt(auth.code_verifier_encrypted)
+        client_secret = crypto.decrypt(auth.client_secret_encrypted)
+        client_id, client_secret_encrypted = auth.client_id, auth.client_secret_encrypted
+        # Single use on our side too: a redelivered task cannot replay the code.
+        auth.code_encrypted = None
+    try:
+        tokens = oauth.exchange_code(
+            settings.pagerduty_identity_url,
+            client_id,
+            client_secret,
+            code,
+            settings.oauth_redirect_uri,
+            verifier,
+            timeout=settings.pagerduty_timeout_seconds,
+        )
+    except InvalidGrant:
+        return _finish_oauth_invalid(aid, cid, generation, MSG_CODE_REFUSED)
+    except InvalidClient:
+        return _finish_oauth_invalid(aid, cid, generation, MSG_CLIENT_REFUSED)
+    except (OAuthError, PagerDutyError):
+        return _finish_oauth_invalid(aid, cid, generation, MSG_UNREACHABLE)
+    missing = tokens.missing_scopes
+    if missing:
+        return _finish_oauth_invalid(aid, cid, generation, missing_scopes_message(missing))
+    try:
+        if not tokens.id_token:
+            raise IdTokenInvalid("no id_token in the token response", endpoint="token")
+        claims = oauth.verify_id_token(
+            tokens.id_token,
+            oauth.jwks_endpoint(settings.pagerduty_identity_url),
+            client_id,
+            http=shared_http_client(),
+        )
+        region = oauth.region_for_claims(
+            claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url
+        )
+    except (IdTokenInvalid, UnknownRegion, PagerDutyError):
+        return _finish_oauth_invalid(aid, cid, generation, MSG_LOGIN_UNVERIFIED)
+    result = _finish_connected(
+        cid,
+        generation,
+        kind="initial",
+        tokens=tokens,
+        claims=claims,
+        region=region,
+        client_id=client_id,
+        client_secret_encrypted=client_secret_encrypted,
+    )
+    _forget_authorization(aid)
+    metrics.incr("rrpd_connection_checks_total", kind="oauth", outcome=result.outcome)
+    return result
+
+
+def _finish_oauth_invalid(
+    aid: uuid.UUID, cid: uuid.UUID, generation: int, message: str
+) -> ActivationResult:
+    result = _finish_invalid(cid, generation, message)
+    _forget_authorization(aid)
+    return result
+
+
+def _forget_authorization(aid: uuid.UUID) -> None:
+    # The verifier and client secret copy are no longer needed by anyone.
+    with transaction() as session:
+        auth = session.get(OAuthAuthorization, aid)
+        if auth is not None:
+            session.delete(auth)
+
+
+# An OAuth code dies in 30 s; an API-key check retries for a few minutes at most.
+STALE_AFTER = {AuthMethod.OAUTH.value: 120, AuthMethod.API_KEY.value: 600}
+
+
+def expire_stale_validations() -> int:
+    """Connections stuck in ``validating`` (a worker died, every retry lost) get a clear error."""
+    from datetime import timedelta
+
+    now = utcnow()
+    with transaction() as session:
+        stuck = [
+            (cid, generation)
+            for cid, generation, method, since in session.execute(
+                select(
+                    PagerDutyConnection.id,
+                    PagerDutyConnection.generation,
+                    PagerDutyConnection.auth_method,
+                    PagerDutyConnection.status_changed_at,
+                ).where(PagerDutyConnection.status == ConnectionStatus.VALIDATING.value)
+            )
+            if since <= now - timedelta(seconds=STALE_AFTER.get(method, 600))
+        ]
+    for cid, generation in stuck:
+        _finish_invalid(cid, generation, MSG_UNREACHABLE)
+    return len(stuck)
