@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Any
 
-from api_stub import health
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api_stub import health, routes
+from api_stub.errors import BodySizeLimit, ErrorResponse, install_error_handlers
+from api_stub.schemas import REQUEST_MODELS
 
 
 def create_app() -> FastAPI:
     app = FastAPI(
         title="rr-pagerduty API",
         version="1.0.0",
-        description="Connects Round Robin workspaces to PagerDuty.",
+        description="Connects Round Robin workspaces to PagerDuty. Authenticate with "
+        "`Authorization: Bearer <JWT>` (HS256; claims sub, workspace_id, role, exp). Every "
+        'error is `{"error": {"code": "...", "message": "..."}}`. See docs/api.md.',
     )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
     app.include_router(health.router)
+    app.include_router(routes.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        # Bodies are parsed after authorization (so a stranger learns nothing from 422s);
+        # their models are added here for the document.
+        for model in (*REQUEST_MODELS, ErrorResponse):
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in model_schema.pop("$defs", {}).items():
+                schemas.setdefault(name, sub)
+            schemas[model.__name__] = model_schema
+        components["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        }
+        for path, ops in schema.get("paths", {}).items():
+            if path.startswith("/v1/") and path != "/v1/pagerduty/oauth/callback":
+                for op in ops.values():
+                    op["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

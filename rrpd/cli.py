@@ -241,6 +241,7 @@ def keys_rotate(batch_size: int) -> None:
         f"{report.skipped_concurrent} changed concurrently (already current)"
     )
 
+from rrpd.manage import register; register(cli)  # noqa: E402, E702, I001
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:

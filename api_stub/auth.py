@@ -1,0 +1,126 @@
+"""Bearer JWTs (HS256, shared secret with the Round Robin app) and the workspace/role checks.
+
+Claims: ``sub`` (member id), ``workspace_id``, ``role`` and ``exp`` are all required. The member
+must exist in that workspace; the effective role is the lower of the token's and the stored one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from joserfc import jwt
+from joserfc.errors import ExpiredTokenError, JoseError
+from joserfc.jwk import OctKey
+
+from api_stub.errors import ApiError
+from models import Role
+from workers.connections import Actor, resolve_actor
+from workers.db import transaction
+from workers.settings import get_settings
+
+ALGORITHM = "HS256"
+LEEWAY_SECONDS = 5
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="rrpd"'}
+
+
+def _key() -> OctKey:
+    return OctKey.import_key(get_settings().jwt_secret())
+
+
+def issue_token(
+    workspace_id: uuid.UUID | str,
+    member_id: uuid.UUID | str,
+    role: str,
+    *,
+    ttl_seconds: int | None = None,
+    now: float | None = None,
+) -> str:
+    """A token as the Round Robin app would issue it (``rrpd token`` and tests use this)."""
+    issued = int(now if now is not None else time.time())
+    ttl = ttl_seconds if ttl_seconds is not None else get_settings().api_jwt_ttl_seconds
+    claims = {
+        "sub": str(member_id),
+        "workspace_id": str(workspace_id),
+        "role": str(role),
+        "iat": issued,
+        "exp": issued + ttl,
+    }
+    return jwt.encode({"alg": ALGORITHM}, claims, _key(), algorithms=[ALGORITHM])
+
+
+def _unauthenticated(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message, headers=_CHALLENGE)
+
+
+def verify_token(token: str) -> tuple[uuid.UUID, uuid.UUID, Role]:
+    """(workspace_id, member_id, role) from a valid token, or a 401 ``ApiError``."""
+    try:
+        decoded = jwt.decode(token, _key(), algorithms=[ALGORITHM])
+    except (JoseError, ValueError, TypeError):
+        raise _unauthenticated("invalid_token", "The access token is not valid.") from None
+    registry = jwt.JWTClaimsRegistry(
+        leeway=LEEWAY_SECONDS,
+        exp={"essential": True},
+        sub={"essential": True},
+        workspace_id={"essential": True},
+        role={"essential": True, "values": [r.value for r in Role]},
+    )
+    try:
+        registry.validate(decoded.claims)
+    except ExpiredTokenError:
+        raise _unauthenticated("token_expired", "The access token has expired.") from None
+    except JoseError:
+        raise _unauthenticated(
+            "invalid_token", "The access token lacks a required claim or has a bad value."
+        ) from None
+    try:
+        member_id = uuid.UUID(str(decoded.claims["sub"]))
+        workspace_id = uuid.UUID(str(decoded.claims["workspace_id"]))
+    except ValueError:
+        raise _unauthenticated("invalid_token", "The access token names no valid ids.") from None
+    return workspace_id, member_id, Role(decoded.claims["role"])
+
+
+def authenticate(request: Request) -> Actor:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise _unauthenticated("unauthenticated", "Send a bearer token in Authorization.")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthenticated("invalid_token", "Authorization must be 'Bearer <token>'.")
+    workspace_id, member_id, role = verify_token(token.strip())
+    with transaction() as session:
+        actor = resolve_actor(session, workspace_id, member_id, role)
+    if actor is None:
+        raise _unauthenticated(
+            "unknown_member", "The token's member does not belong to its workspace."
+        )
+    return actor
+
+
+def workspace_actor(
+    workspace_id: Annotated[uuid.UUID, Path(description="The Round Robin workspace id.")],
+    actor: Annotated[Actor, Depends(authenticate)],
+) -> Actor:
+    """The caller, who must belong to the workspace in the path (403 otherwise)."""
+    if actor.workspace_id != workspace_id:
+        raise ApiError(403, "workspace_forbidden", "This token is not valid for that workspace.")
+    return actor
+
+
+def workspace_manager(actor: Annotated[Actor, Depends(workspace_actor)]) -> Actor:
+    if not actor.may_manage:
+        raise ApiError(
+            403,
+            "role_forbidden",
+            "Only the workspace's Primary Owner or an Admin can do this.",
+        )
+    return actor
+
+
+CurrentActor = Annotated[Actor, Depends(authenticate)]
+WorkspaceActor = Annotated[Actor, Depends(workspace_actor)]
+WorkspaceManager = Annotated[Actor, Depends(workspace_manager)]

@@ -1,0 +1,197 @@
+"""One error shape for every failure: ``{"error": {"code": "...", "message": "..."}}``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from workers.connections import ServiceError
+from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    500: "internal_error",
+}
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+        self.details = details
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_details(errors: list[Any]) -> list[dict[str, Any]]:
+    """Field and message only: pydantic's ``input`` could hold a secret, so it never leaves."""
+    out = []
+    for e in errors:
+        msg = str(e.get("msg", "invalid"))
+        ctx = e.get("ctx") or {}
+        if isinstance(ctx.get("error"), ValueError):
+            msg = str(ctx["error"])
+        msg = msg.removeprefix("Value error, ")
+        out.append({"field": _field(e.get("loc", ())), "message": msg})
+    return out
+
+
+def _summary(details: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(
+            exc.status, exc.code, exc.message, headers=exc.headers, details=exc.details
+        )
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 404 and message == "Not Found":
+            message = "No such endpoint."
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = validation_details(list(exc.errors()))
+        return error_response(422, "invalid_request", _summary(details), details=details)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error in API request: %s", type(exc).__name__)
+        return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+# --- request bodies -----------------------------------------------------------------------------
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def read_json(request: Request, model: type[M]) -> M:
+    """Check type and size, parse and validate a JSON body. Order: 415, 413, 422."""
+    if not _is_json(request.headers.get("content-type", "")):
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+    limit = get_settings().api_max_body_bytes
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(
+                413, "payload_too_large", f"The request body is larger than {limit} bytes."
+            )
+        chunks.append(chunk)
+    try:
+        data = json.loads(b"".join(chunks) or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(422, "invalid_json", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_request", "The request body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(list(exc.errors()))
+        raise ApiError(422, "invalid_request", _summary(details), details=details) from None
+
+
+class BodySizeLimit:
+    """Refuse a declared Content-Length over the limit before any handler runs (413).
+
+    Bodies without a Content-Length (chunked) are counted as they are read in ``read_json``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", []):
+                if name == b"content-length":
+                    limit = get_settings().api_max_body_bytes
+                    try:
+                        length = int(value)
+                    except ValueError:
+                        await error_response(400, "bad_request", "Content-Length is not a number.")(
+                            scope, receive, send
+                        )
+                        return
+                    if length > limit:
+                        await error_response(
+                            413,
+                            "payload_too_large",
+                            f"The request body is larger than {limit} bytes.",
+                            headers={"Connection": "close"},
+                        )(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)

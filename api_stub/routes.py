@@ -1,0 +1,339 @@
+"""The /v1 endpoints. Each write is one transaction; tasks are published after it commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
+
+from api_stub.auth import CurrentActor, WorkspaceActor, WorkspaceManager, workspace_manager
+from api_stub.errors import ErrorResponse, read_json
+from api_stub.schemas import (
+    ApiKeyRequest,
+    BindAccepted,
+    BindRequest,
+    ConnectAccepted,
+    ConnectionOut,
+    OAuthStartOut,
+    OAuthStartRequest,
+    RotationList,
+    RotationOut,
+    SchedulePage,
+    StatusOut,
+    TaskAccepted,
+    TaskOut,
+)
+from models import PagerDutyConnection
+from workers import connections as svc
+from workers.connections import Actor
+from workers.db import transaction
+
+router = APIRouter(prefix="/v1")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _err(
+        "No token, or a bad or expired token (`unauthenticated`, `invalid_token`, "
+        "`token_expired`, `unknown_member`)."
+    ),
+    403: _err("The token is for another workspace (`workspace_forbidden`)."),
+    422: _err("A path or query parameter is invalid (`invalid_request`)."),
+}
+MANAGER_ERRORS: dict[int | str, dict[str, Any]] = {
+    **AUTH_ERRORS,
+    403: _err(
+        "The token is for another workspace (`workspace_forbidden`) or the member is "
+        "neither Primary Owner nor Admin (`role_forbidden`)."
+    ),
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **MANAGER_ERRORS,
+    413: _err("The body is larger than RRPD_API_MAX_BODY_BYTES (`payload_too_large`)."),
+    415: _err("The body is not application/json (`unsupported_media_type`)."),
+    422: _err(
+        "The body is not valid JSON (`invalid_json`) or a field is missing or invalid "
+        "(`invalid_request`, with `details`)."
+    ),
+}
+
+
+def json_body(model: type[M]) -> Callable[..., Awaitable[M]]:
+    """Parse ``model`` from the body after the caller is authorized (401/403 before 415/413/422)."""
+
+    async def dependency(
+        request: Request, _actor: Annotated[Actor, Depends(workspace_manager)]
+    ) -> M:
+        return await read_json(request, model)
+
+    return dependency
+
+
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    }
+
+
+def _connection_out(conn: PagerDutyConnection) -> ConnectionOut:
+    return ConnectionOut(
+        id=conn.id,
+        status=conn.status,
+        auth_method=conn.auth_method,
+        region=conn.region,
+        generation=conn.generation,
+        status_changed_at=conn.status_changed_at,
+    )
+
+
+# --- connect / disconnect -----------------------------------------------------------------------
+
+
+@router.put(
+    "/workspaces/{workspace_id}/pagerduty/api-key",
+    status_code=202,
+    response_model=ConnectAccepted,
+    summary="Connect with an API key, or replace the key",
+    description="Stores the key encrypted, puts the connection in `validating` (creating it if "
+    "there is none, otherwise bumping its generation) and enqueues "
+    "`pagerduty.validate_api_key`. Primary Owner or Admin.",
+    tags=["pagerduty"],
+    responses={**BODY_ERRORS, 409: _err("The connection is being disconnected (`disconnecting`).")},
+    openapi_extra=body_doc(ApiKeyRequest),
+)
+def put_api_key(
+    actor: WorkspaceManager,
+    body: Annotated[ApiKeyRequest, Depends(json_body(ApiKeyRequest))],
+) -> ConnectAccepted:
+    with transaction() as session:
+        done = svc.set_api_key(session, actor, body.api_key, body.region)
+    return ConnectAccepted(connection=_connection_out(done.connection), task_id=done.task_id)
+
+
+@router.post(
+    "/workspaces/{workspace_id}/pagerduty/oauth",
+    status_code=201,
+    response_model=OAuthStartOut,
+    summary="Start a PagerDuty OAuth login",
+    description="Creates a single-use login (state stored as a SHA-256 hash, PKCE verifier and "
+    "client secret encrypted) and returns PagerDuty's authorization URL. Primary Owner or "
+    "Admin.",
+    tags=["pagerduty"],
+    responses={**BODY_ERRORS, 409: _err("The connection is being disconnected (`disconnecting`).")},
+    openapi_extra=body_doc(OAuthStartRequest),
+)
+def start_oauth(
+    actor: WorkspaceManager,
+    body: Annotated[OAuthStartRequest, Depends(json_body(OAuthStartRequest))],
+) -> OAuthStartOut:
+    with transaction() as session:
+        start = svc.start_oauth(session, actor, body.client_id, body.client_secret, body.region)
+    return OAuthStartOut(authorization_url=start.authorization_url, expires_at=start.expires_at)
+
+
+@router.get(
+    "/pagerduty/oauth/callback",
+    status_code=303,
+    response_class=RedirectResponse,
+    summary="PagerDuty sends the browser back here",
+    description="No bearer token: the single-use, unexpired `state` authenticates the request. "
+    "Always answers 303 to the integrations page with `pagerduty=connecting&task_id=...`, "
+    "`pagerduty=denied`, or `pagerduty=error&reason=...` (`state_invalid`, `state_expired`, "
+    "`missing_code`, `invalid_code`, `forbidden`, `disconnecting`, an RFC 6749 error code, or "
+    "`authorization_failed`).",
+    tags=["pagerduty"],
+    responses={303: {"description": "Redirect to the integrations page."}},
+)
+def oauth_callback(
+    state: str | None = None,
+    code: str | None = None,
+    error: str | None = None,
+) -> RedirectResponse:
+    with transaction() as session:
+        outcome = svc.handle_oauth_callback(session, state=state, code=code, error=error)
+    return RedirectResponse(
+        outcome.redirect_url(),
+        status_code=303,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+@router.get(
+    "/workspaces/{workspace_id}/pagerduty",
+    response_model=StatusOut,
+    summary="The workspace's PagerDuty connection",
+    description="Status in plain words, account, who connected and when, the last sync and "
+    "how many PagerDuty users are linked to members. `status` is `not_connected` (200) when "
+    "there is no live connection. Any member of the workspace.",
+    tags=["pagerduty"],
+    responses=AUTH_ERRORS,
+)
+def get_status(actor: WorkspaceActor) -> dict[str, Any]:
+    with transaction() as session:
+        return svc.connection_status(session, actor.workspace_id)
+
+
+@router.delete(
+    "/workspaces/{workspace_id}/pagerduty",
+    status_code=202,
+    response_model=ConnectAccepted,
+    summary="Disconnect PagerDuty",
+    description="Moves the live connection to `disconnecting` and enqueues "
+    "`pagerduty.disconnect` (which reverts bound rotations to Manual). Calling it again while "
+    "disconnecting answers 202 again. Primary Owner or Admin.",
+    tags=["pagerduty"],
+    responses={**MANAGER_ERRORS, 404: _err("There is no live connection (`not_connected`).")},
+)
+def delete_connection(actor: WorkspaceManager) -> ConnectAccepted:
+    with transaction() as session:
+        done = svc.disconnect(session, actor)
+    return ConnectAccepted(connection=_connection_out(done.connection), task_id=done.task_id)
+
+
+@router.post(
+    "/workspaces/{workspace_id}/pagerduty/sync",
+    status_code=202,
+    response_model=TaskAccepted,
+    summary="Sync now",
+    description="Enqueues `pagerduty.sync_connection` with kind `manual`. Primary Owner or Admin.",
+    tags=["pagerduty"],
+    responses={
+        **MANAGER_ERRORS,
+        409: _err(
+            "No live connection (`not_connected`) or it is not `connected` "
+            "(`connection_not_ready`)."
+        ),
+    },
+)
+def sync_now(actor: WorkspaceManager) -> TaskAccepted:
+    with transaction() as session:
+        done = svc.sync_now(session, actor)
+    return TaskAccepted(task_id=done.task_id)
+
+
+@router.get(
+    "/workspaces/{workspace_id}/pagerduty/schedules",
+    response_model=SchedulePage,
+    summary="Search mirrored PagerDuty schedules",
+    description="Schedules of the live connection whose name contains `query` (any case), "
+    "with their member counts, ordered by name. Empty when not connected. Any member.",
+    tags=["pagerduty"],
+    responses=AUTH_ERRORS,
+)
+def list_schedules(
+    actor: WorkspaceActor,
+    query: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> SchedulePage:
+    with transaction() as session:
+        items, total = svc.search_schedules(
+            session, actor.workspace_id, query, limit=limit, offset=offset
+        )
+    return SchedulePage.model_validate(
+        {"items": items, "total": total, "limit": limit, "offset": offset}
+    )
+
+
+# --- rotations ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/workspaces/{workspace_id}/rotations",
+    response_model=RotationList,
+    summary="Rotations with their members, who is on duty and unmatched PagerDuty people",
+    tags=["rotations"],
+    responses=AUTH_ERRORS,
+)
+def list_rotations(actor: WorkspaceActor) -> RotationList:
+    with transaction() as session:
+        rotations = svc.list_rotations(session, actor.workspace_id)
+    return RotationList.model_validate({"rotations": rotations})
+
+
+@router.put(
+    "/workspaces/{workspace_id}/rotations/{rotation_id}/pagerduty-schedule",
+    status_code=202,
+    response_model=BindAccepted,
+    summary="Bind a rotation to a PagerDuty schedule",
+    description="The schedule must be mirrored from the live, connected account. Enqueues "
+    "`pagerduty.sync_connection` with kind `binding`, which fills members and on-duty people. "
+    "Primary Owner or Admin.",
+    tags=["rotations"],
+    responses={
+        **BODY_ERRORS,
+        404: _err("Unknown rotation (`rotation_not_found`) or schedule (`schedule_not_found`)."),
+        409: _err(
+            "No live connection (`not_connected`) or it is not `connected` "
+            "(`connection_not_ready`)."
+        ),
+    },
+    openapi_extra=body_doc(BindRequest),
+)
+def bind_rotation(
+    rotation_id: uuid.UUID,
+    actor: WorkspaceManager,
+    body: Annotated[BindRequest, Depends(json_body(BindRequest))],
+) -> BindAccepted:
+    with transaction() as session:
+        bound = svc.bind_rotation(session, actor, rotation_id, body.schedule_id)
+        view = svc.rotation_view(session, actor.workspace_id, rotation_id)
+    return BindAccepted(rotation=RotationOut.model_validate(view), task_id=bound.task_id)
+
+
+@router.delete(
+    "/workspaces/{workspace_id}/rotations/{rotation_id}/pagerduty-schedule",
+    response_model=RotationOut,
+    summary="Make a rotation Manual again",
+    description="Keeps its members and who is on duty. Already manual: 200, nothing changes. "
+    "Primary Owner or Admin.",
+    tags=["rotations"],
+    responses={**MANAGER_ERRORS, 404: _err("Unknown rotation (`rotation_not_found`).")},
+)
+def unbind_rotation(rotation_id: uuid.UUID, actor: WorkspaceManager) -> RotationOut:
+    with transaction() as session:
+        svc.unbind_rotation(session, actor, rotation_id)
+        view = svc.rotation_view(session, actor.workspace_id, rotation_id)
+    return RotationOut.model_validate(view)
+
+
+# --- tasks --------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/tasks/{task_id}",
+    response_model=TaskOut,
+    summary="A task enqueued for the caller's workspace",
+    description="Name, Celery state and creation time; never the task's arguments or result. "
+    "Tasks of other workspaces answer 404.",
+    tags=["tasks"],
+    responses={
+        401: AUTH_ERRORS[401],
+        404: _err("No such task in the caller's workspace (`task_not_found`)."),
+    },
+)
+def get_task(task_id: str, actor: CurrentActor) -> TaskOut:
+    if len(task_id) > 64:
+        raise svc.NotFound("No such task in this workspace.", code="task_not_found")
+    with transaction() as session:
+        record = svc.task_record(session, actor.workspace_id, task_id)
+    return TaskOut(
+        task_id=record.task_id,
+        task_name=record.task_name,
+        state=svc.task_state(record.task_id),
+        created_at=record.created_at,
+    )

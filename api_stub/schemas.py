@@ -1,0 +1,183 @@
+"""Request and response models (they also write the OpenAPI document)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from workers.connections import Invalid, normalize_api_key
+
+Region = Literal["us", "eu"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApiKeyRequest(_Request):
+    api_key: str = Field(
+        description="A PagerDuty REST API key (read-only is enough), 16-128 printable "
+        "characters without spaces.",
+        json_schema_extra={"writeOnly": True},
+    )
+    region: Region = Field("us", description="The PagerDuty service region of the account.")
+
+    @field_validator("api_key")
+    @classmethod
+    def _shape(cls, value: str) -> str:
+        try:
+            return normalize_api_key(value)
+        except Invalid as exc:
+            raise ValueError(exc.message) from None
+
+
+class OAuthStartRequest(_Request):
+    client_id: str = Field(min_length=1, max_length=200, description="Your Scoped OAuth app's id.")
+    client_secret: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Your Scoped OAuth app's secret (stored encrypted).",
+        json_schema_extra={"writeOnly": True},
+    )
+    region: Region = "us"
+
+
+class BindRequest(_Request):
+    schedule_id: str = Field(
+        min_length=1, max_length=64, description="PagerDuty schedule id, e.g. PABC123."
+    )
+
+
+class ConnectionOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    auth_method: str
+    region: str
+    generation: int
+    status_changed_at: datetime
+
+
+class ConnectAccepted(BaseModel):
+    connection: ConnectionOut
+    task_id: str = Field(description="Poll GET /v1/tasks/{task_id} or the status endpoint.")
+
+
+class TaskAccepted(BaseModel):
+    task_id: str
+
+
+class OAuthStartOut(BaseModel):
+    authorization_url: str = Field(description="Send the admin's browser here.")
+    expires_at: datetime = Field(description="The login must finish before this moment.")
+
+
+class PersonOut(BaseModel):
+    member_id: uuid.UUID
+    name: str
+    email: str
+
+
+class SyncRunOut(BaseModel):
+    status: str
+    kind: str
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None
+    rows_created: int
+    rows_updated: int
+    rows_deleted: int
+    requests_made: int
+    error: str | None
+
+
+class StatusOut(BaseModel):
+    status: str = Field(
+        description="not_connected, validating, connected, needs_reauth, invalid or disconnecting."
+    )
+    status_message: str = Field(description="The status in plain words.")
+    connection_id: uuid.UUID | None
+    auth_method: str | None
+    region: str | None
+    account_subdomain: str | None
+    key_level: str | None
+    connected_by: PersonOut | None
+    connected_at: datetime | None
+    status_changed_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    last_synced_at: datetime | None
+    last_sync: SyncRunOut | None
+    user_count: int = Field(description="PagerDuty users mirrored.")
+    schedule_count: int = Field(description="PagerDuty schedules mirrored.")
+    linked_users: int = Field(description="Mirrored users matched to a workspace member.")
+    total_users: int
+    linked_summary: str = Field(examples=["3 of 5 users linked to members"])
+
+
+class ScheduleOut(BaseModel):
+    id: str = Field(description="PagerDuty schedule id.")
+    name: str
+    time_zone: str | None
+    version: str
+    member_count: int
+    synced_at: datetime
+
+
+class SchedulePage(BaseModel):
+    items: list[ScheduleOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class MemberOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    email: str
+
+
+class BoundScheduleOut(BaseModel):
+    id: str
+    name: str | None = Field(description="None when the schedule is not (or no longer) mirrored.")
+
+
+class UnmatchedOut(BaseModel):
+    pagerduty_user_id: str
+    name: str | None
+    email: str | None
+
+
+class RotationOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    mode: str
+    schedule: BoundScheduleOut | None
+    bound_at: datetime | None
+    last_synced_at: datetime | None
+    members: list[MemberOut]
+    on_duty: list[MemberOut]
+    unmatched_on_call: list[UnmatchedOut] = Field(
+        description="People on call for the bound schedule with no matching member."
+    )
+
+
+class RotationList(BaseModel):
+    rotations: list[RotationOut]
+
+
+class BindAccepted(BaseModel):
+    rotation: RotationOut
+    task_id: str
+
+
+class TaskOut(BaseModel):
+    task_id: str
+    task_name: str
+    state: str = Field(description="Celery state: PENDING, STARTED, RETRY, SUCCESS, FAILURE...")
+    created_at: datetime
+
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (ApiKeyRequest, OAuthStartRequest, BindRequest)

@@ -1,0 +1,182 @@
+"""Local administration: workspaces, members, rotations and API tokens (``rrpd workspace ...``).
+
+For local runs and demos: production workspaces and members come from the Round Robin app.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from rrpd.cli import _checked_settings
+
+    return _checked_settings()
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise click.ClickException(f"{what} {value!r} is not a valid id") from None
+
+
+def _workspace(session, workspace_id: str):  # type: ignore[no-untyped-def]
+    from models import Workspace
+
+    ws = session.get(Workspace, _uuid(workspace_id, "workspace"))
+    if ws is None:
+        raise click.ClickException(f"unknown workspace {workspace_id}")
+    return ws
+
+
+def _member_by_email(session, ws, email: str):  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from models import Member, normalize_email
+
+    member = session.execute(
+        select(Member).where(
+            Member.workspace_id == ws.id, Member.email_key == normalize_email(email)
+        )
+    ).scalar_one_or_none()
+    if member is None:
+        raise click.ClickException(f"no member with email {email!r} in workspace {ws.id}")
+    return member
+
+
+ROLES = ("primary_owner", "admin", "member")
+
+
+@click.group("workspace")
+def workspace_group() -> None:
+    """Workspaces (local use)."""
+
+
+@workspace_group.command("create")
+@click.argument("name")
+def workspace_create(name: str) -> None:
+    """Create a workspace and print its id."""
+    from models import Workspace
+    from workers.db import transaction
+
+    _settings()
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise click.ClickException("the workspace name must be 1 to 200 characters")
+    with transaction() as session:
+        ws = Workspace(name=name)
+        session.add(ws)
+        session.flush()
+        ws_id = ws.id
+    click.echo(str(ws_id))
+
+
+@click.group("member")
+def member_group() -> None:
+    """Workspace members (local use)."""
+
+
+@member_group.command("add")
+@click.argument("workspace_id")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="The member's role.")
+@click.option("--name", default=None, help="Display name (default: the email's local part).")
+def member_add(workspace_id: str, email: str, role: str, name: str | None) -> None:
+    """Add a member to a workspace and print its id."""
+    from sqlalchemy.exc import IntegrityError
+
+    from models import Member
+    from workers.db import transaction
+
+    _settings()
+    email = email.strip()
+    if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
+        raise click.ClickException(f"{email!r} is not an email address")
+    try:
+        with transaction() as session:
+            ws = _workspace(session, workspace_id)
+            m = Member(
+                workspace_id=ws.id,
+                email=email,
+                display_name=(name or email.split("@", 1)[0]).strip()[:200],
+                role=role,
+            )
+            session.add(m)
+            session.flush()
+            member_id = m.id
+    except IntegrityError:
+        raise click.ClickException(
+            f"workspace {workspace_id} already has a member with email {email!r}"
+        ) from None
+    click.echo(str(member_id))
+
+
+@click.group("rotation")
+def rotation_group() -> None:
+    """Rotations (local use)."""
+
+
+@rotation_group.command("create")
+@click.argument("workspace_id")
+@click.argument("name")
+@click.option("--member", "emails", multiple=True, help="A member's email, in rotation order.")
+def rotation_create(workspace_id: str, name: str, emails: tuple[str, ...]) -> None:
+    """Create a manual rotation with these members (in order) and print its id."""
+    from sqlalchemy.exc import IntegrityError
+
+    from models import Rotation, RotationMember
+    from workers.db import transaction
+
+    _settings()
+    try:
+        with transaction() as session:
+            ws = _workspace(session, workspace_id)
+            members = []
+            for email in emails:
+                m = _member_by_email(session, ws, email)
+                if m not in members:
+                    members.append(m)
+            rotation = Rotation(workspace_id=ws.id, name=name.strip())
+            session.add(rotation)
+            session.flush()
+            for position, m in enumerate(members):
+                session.add(
+                    RotationMember(rotation_id=rotation.id, member_id=m.id, position=position)
+                )
+            session.flush()
+            rotation_id = rotation.id
+    except IntegrityError:
+        raise click.ClickException(
+            f"workspace {workspace_id} already has a rotation named {name!r}"
+        ) from None
+    click.echo(str(rotation_id))
+
+
+@click.command("token")
+@click.argument("workspace_id")
+@click.argument("email")
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Lifetime in seconds (default: RRPD_API_JWT_TTL_SECONDS).",
+)
+def token(workspace_id: str, email: str, ttl: int | None) -> None:
+    """Print an API token (JWT) for a member, as the Round Robin app would issue (local use)."""
+    from api_stub.auth import issue_token
+    from workers.db import transaction
+
+    _settings()
+    with transaction() as session:
+        ws = _workspace(session, workspace_id)
+        m = _member_by_email(session, ws, email)
+        member_id, role = m.id, m.role
+    click.echo(issue_token(ws.id, member_id, role, ttl_seconds=ttl))
+
+
+def register(cli: click.Group) -> None:
+    for command in (workspace_group, member_group, rotation_group, token):
+        cli.add_command(command)
