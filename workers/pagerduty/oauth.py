@@ -390,9 +390,9 @@ def verify_id_token(
 ) -> IdTokenClaims:
     """Verify an RS256 id_token against PagerDuty's JWKS and return the account facts.
 
-    Checks signature, ``exp`` (with ``leeway`` seconds), ``iss`` when given, and that the token
-    was issued to us: ``client_id`` must appear in ``aud`` or be the ``azp``. The other
-    audience, a URL, is the account's API host (US or EU).
+    Checks signature, ``exp`` (with ``leeway`` seconds), ``iss`` when given, and, when the token
+    names a client (``azp`` or a non-URL ``aud``), that it is ``client_id``. The URL audience is
+    the account's API host (US or EU).
     """
     key_set = keys if keys is not None else fetch_jwks(jwks_url, http=http)
     endpoint = "id_token"
@@ -422,7 +422,14 @@ def verify_id_token(
     audience = tuple(
         a for a in ([raw_aud] if isinstance(raw_aud, str) else raw_aud or []) if isinstance(a, str)
     )
-    if client_id not in audience and claims.get("azp") != client_id:
+    # PagerDuty's aud names the API host, not necessarily our client. When the token does bind
+    # a client (azp, or a non-URL audience), it must be us; when it binds none, the check rests
+    # on the token having come straight from the token endpoint over TLS to our authenticated
+    # request.
+    bound = {a for a in audience if not a.startswith(("https://", "http://"))}
+    if isinstance(claims.get("azp"), str):
+        bound.add(claims["azp"])
+    if bound and client_id not in bound:
         raise IdTokenInvalid("The id_token was not issued to this OAuth app", endpoint=endpoint)
     api_base_url = next(
         (a.rstrip("/") for a in audience if a.startswith(("https://", "http://"))), None
