@@ -42,6 +42,7 @@ class _ConnectTask(app.Task):  # type: ignore[name-defined,misc]
     base=_ConnectTask,
     name="pagerduty.validate_api_key",
     queue="interactive",
+    ignore_result=False,
     soft_time_limit=60,
     time_limit=90,
     max_retries=VALIDATE_MAX_RETRIES,
@@ -68,6 +69,7 @@ def validate_api_key(self: Task, *, connection_id: str, generation: int) -> dict
 @app.task(
     name="pagerduty.exchange_oauth_code",
     queue="interactive",
+    ignore_result=False,
     # The code dies 30 seconds after PagerDuty issued it: fail fast, never retry.
     soft_time_limit=25,
     time_limit=40,

@@ -20,6 +20,7 @@ REFRESH_MAX_RETRIES = 6
     bind=True,
     name="pagerduty.refresh_token",
     queue="interactive",
+    ignore_result=False,
     soft_time_limit=60,
     time_limit=90,
     max_retries=REFRESH_MAX_RETRIES,
@@ -55,6 +56,7 @@ def refresh_token(self: Task, *, connection_id: str) -> dict[str, Any]:
 @app.task(
     name="pagerduty.refresh_expiring_tokens",
     queue="interactive",
+    ignore_result=False,
     soft_time_limit=60,
     time_limit=90,
     max_retries=0,
