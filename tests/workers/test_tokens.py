@@ -1,4 +1,4 @@
-"""OAuth token upkeep against the simulator: refresh ahead of expiry, single-flight, lock-out safety."""
+"""OAuth token upkeep against the simulator: refresh ahead of expiry, single-flight, no lock-out."""
 
 from __future__ import annotations
 

@@ -282,7 +282,6 @@ class PagerDutyClient:
     def _send_once(
         self, endpoint: str, path: str, params: Any
     ) -> tuple[dict[str, Any], httpx.Response]:
-        self._limiter.acquire(self.rate_limit_key)
         url = self.base_url + path
         try:
             response = self._http.get(
@@ -326,6 +325,11 @@ class PagerDutyClient:
         slept = 0.0
         attempt = 0
         while True:
+            # Time spent waiting for the shared limiter counts against the same budget; if the
+            # limiter itself gives up (it already waited its bound), that is final for this call.
+            started = time.monotonic()
+            self._limiter.acquire(self.rate_limit_key)
+            slept += time.monotonic() - started
             try:
                 return self._send_once(endpoint, path, params)
             except (RateLimited, Transient) as exc:

@@ -338,3 +338,24 @@ def test_check_scopes_and_authorize_url() -> None:
 
     expected = base64.urlsafe_b64encode(hashlib.sha256(b"v" * 64).digest()).rstrip(b"=").decode()
     assert q["code_challenge"] == [expected]
+
+
+def test_limiter_wait_counts_against_the_budget_and_its_refusal_is_final() -> None:
+    class SlowLimiter:
+        calls = 0
+
+        def acquire(self, key: str) -> None:
+            self.calls += 1
+            if self.calls > 1:
+                raise RateLimited("shared limit used up", reset_after=5.0, endpoint="rate limiter")
+
+        def penalize(self, key: str, seconds: float) -> None:
+            return None
+
+    limiter = SlowLimiter()
+    client, slept = make_client(lambda request: httpx.Response(502), rate_limiter=limiter)
+    with pytest.raises(RateLimited) as info:
+        client.probe()
+    # One request went out, failed; the retry could not get a slot and was not retried again.
+    assert info.value.endpoint == "rate limiter" and client.requests_made == 1
+    assert limiter.calls == 2 and len(slept) == 1
