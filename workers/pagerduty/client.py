@@ -292,7 +292,7 @@ class PagerDutyClient:
             raise Transient(
                 f"PagerDuty did not answer in time ({type(exc).__name__})", endpoint=endpoint
             ) from None
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport, protocol and body-decoding failures
             self._count(endpoint)
             raise Transient(
                 f"Could not reach PagerDuty ({type(exc).__name__})", endpoint=endpoint
