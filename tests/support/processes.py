@@ -108,3 +108,51 @@ def worker(
     ) as proc:
         wait_for_worker(proc, queues.split(",")[0])
         yield proc
+
+
+@contextmanager
+def isolated_worker(
+    queues: str = "interactive", concurrency: int = 1, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], object]]:
+    """A worker on a broker namespace of its own, and a Celery client that sends to it.
+
+    Tests that kill a worker mid-task need to know which worker has the task: the shared
+    workers of the test process listen on the same queue names, so this one gets its own
+    Redis key prefix.
+    """
+    import uuid
+
+    from celery import Celery
+
+    prefix = f"{os.environ['RRPD_REDIS_KEY_PREFIX']}-iso-{uuid.uuid4().hex[:6]}"
+    worker_env = {**(env or {}), "RRPD_REDIS_KEY_PREFIX": prefix}
+    client = Celery("rrpd-test-client")
+    client.config_from_object("celeryconfig")
+    client.conf.broker_transport_options = {
+        **client.conf.broker_transport_options,
+        "global_keyprefix": f"{prefix}:",
+    }
+    client.conf.result_backend_transport_options = {
+        **client.conf.result_backend_transport_options,
+        "global_keyprefix": f"{prefix}:",
+    }
+    with rrpd_process(
+        f"isolated-{queues}",
+        "worker",
+        "--queues",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        env=worker_env,
+    ) as proc:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.send_task("rrpd.ping", kwargs={"payload": "ready"}).get(timeout=5):
+                    break
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(
+                        f"isolated worker did not start; see {proc.log_path}"
+                    ) from None  # type: ignore[attr-defined]
+        yield proc, client
