@@ -1,0 +1,82 @@
+"""``rrpd workspace|member|rotation|token``: local administration commands."""
+
+from __future__ import annotations
+
+import uuid
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from api_stub.auth import verify_token
+from models import Member, Rotation, Workspace
+from rrpd.cli import cli
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_create_workspace_member_rotation_and_token(db, session) -> None:
+    r = run("workspace", "create", "Acme")
+    assert r.exit_code == 0, r.output
+    ws_id = uuid.UUID(r.output.strip())
+    assert session.get(Workspace, ws_id).name == "Acme"
+
+    r = run("member", "add", str(ws_id), "Ada@Acme.test", "--role", "admin", "--name", "Ada")
+    assert r.exit_code == 0, r.output
+    ada = session.get(Member, uuid.UUID(r.output.strip()))
+    assert (ada.display_name, ada.role, ada.email_key) == ("Ada", "admin", "ada@acme.test")
+    r = run("member", "add", str(ws_id), "bob@acme.test", "--role", "member")
+    assert r.exit_code == 0, r.output
+    bob_id = uuid.UUID(r.output.strip())
+    assert session.get(Member, bob_id).display_name == "bob"
+
+    r = run(
+        "rotation",
+        "create",
+        str(ws_id),
+        "Ops",
+        "--member",
+        "bob@acme.test",
+        "--member",
+        "ada@acme.test",
+    )
+    assert r.exit_code == 0, r.output
+    rot = session.get(Rotation, uuid.UUID(r.output.strip()))
+    assert [m.member_id for m in rot.members] == [bob_id, ada.id]
+    assert rot.mode == "manual"
+
+    r = run("token", str(ws_id), "ADA@acme.test", "--ttl", "120")
+    assert r.exit_code == 0, r.output
+    workspace_id, member_id, role = verify_token(r.output.strip())
+    assert (workspace_id, member_id, role.value) == (ws_id, ada.id, "admin")
+
+
+def test_clear_errors(db, session) -> None:
+    ws_id = run("workspace", "create", "Acme").output.strip()
+    unknown = str(uuid.uuid4())
+
+    r = run("member", "add", unknown, "a@b.test", "--role", "admin")
+    assert r.exit_code != 0 and f"unknown workspace {unknown}" in r.output
+    r = run("member", "add", "not-an-id", "a@b.test", "--role", "admin")
+    assert r.exit_code != 0 and "not a valid id" in r.output
+    r = run("member", "add", ws_id, "a@b.test", "--role", "boss")
+    assert r.exit_code != 0 and "boss" in r.output
+    r = run("member", "add", ws_id, "not-an-email", "--role", "admin")
+    assert r.exit_code != 0 and "not an email address" in r.output
+    assert run("member", "add", ws_id, "a@b.test", "--role", "admin").exit_code == 0
+    r = run("member", "add", ws_id, "A@B.test", "--role", "member")
+    assert r.exit_code != 0 and "already has a member" in r.output
+
+    r = run("rotation", "create", ws_id, "Ops", "--member", "ghost@b.test")
+    assert r.exit_code != 0 and "no member with email 'ghost@b.test'" in r.output
+    assert run("rotation", "create", ws_id, "Ops").exit_code == 0
+    r = run("rotation", "create", ws_id, "Ops")
+    assert r.exit_code != 0 and "already has a rotation named 'Ops'" in r.output
+
+    r = run("token", ws_id, "ghost@b.test")
+    assert r.exit_code != 0 and "no member with email" in r.output
+    r = run("token", unknown, "a@b.test")
+    assert r.exit_code != 0 and "unknown workspace" in r.output
+    session.expire_all()
+    assert len(list(session.scalars(select(Member)))) == 1

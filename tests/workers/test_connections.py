@@ -1,0 +1,227 @@
+"""The API-side service functions, called directly (no HTTP), including races on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from models import (
+    AuditEvent,
+    ConnectionStatus,
+    OAuthAuthorization,
+    PagerDutyConnection,
+    Role,
+    TaskRecord,
+)
+from tests import factories
+from workers import connections as svc
+from workers.db import transaction
+
+KEY = "u+abcdefghijklmnopqrst"
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    from workers.celery_app import app
+
+    calls: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def fake_send_task(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> None:
+        with lock:
+            calls.append({"name": name, "kwargs": kwargs, **options})
+
+    monkeypatch.setattr(app, "send_task", fake_send_task)
+    return calls
+
+
+@pytest.fixture
+def people(session):
+    ws = factories.workspace(session)
+    admin = factories.member(session, ws, role=Role.ADMIN)
+    member = factories.member(session, ws, role=Role.MEMBER)
+    session.commit()
+    return (
+        ws,
+        svc.Actor(ws.id, admin.id, Role.ADMIN),
+        svc.Actor(ws.id, member.id, Role.MEMBER),
+    )
+
+
+def test_lower_role() -> None:
+    assert svc.lower_role(Role.ADMIN, Role.MEMBER) is Role.MEMBER
+    assert svc.lower_role(Role.PRIMARY_OWNER, Role.ADMIN) is Role.ADMIN
+    assert svc.lower_role(Role.ADMIN, Role.ADMIN) is Role.ADMIN
+
+
+def test_resolve_actor_uses_the_lower_role_and_the_right_workspace(session, people) -> None:
+    ws, admin, member = people
+    assert svc.resolve_actor(session, ws.id, admin.member_id, Role.PRIMARY_OWNER).role is Role.ADMIN
+    assert svc.resolve_actor(session, ws.id, member.member_id, Role.ADMIN).role is Role.MEMBER
+    assert svc.resolve_actor(session, uuid.uuid4(), admin.member_id, Role.ADMIN) is None
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "short", "x" * 129, "has a space in the middle!!", "tab\tinside-the-key-1234"]
+)
+def test_normalize_api_key_rejects(raw) -> None:
+    with pytest.raises(svc.Invalid) as exc:
+        svc.normalize_api_key(raw)
+    assert exc.value.code == "invalid_api_key"
+    if raw:
+        assert raw not in exc.value.message
+
+
+def test_normalize_api_key_accepts_pagerduty_shapes() -> None:
+    assert svc.normalize_api_key("  u+abcdefghijklmnop  ") == "u+abcdefghijklmnop"
+    assert svc.normalize_api_key("y_NbAkKc66ryYTWUXYEu") == "y_NbAkKc66ryYTWUXYEu"
+
+
+def test_member_cannot_manage(session, people, sent) -> None:
+    _, _, member = people
+    for call in (
+        lambda: svc.set_api_key(session, member, KEY),
+        lambda: svc.start_oauth(session, member, "c", "s"),
+        lambda: svc.disconnect(session, member),
+        lambda: svc.sync_now(session, member),
+    ):
+        with pytest.raises(svc.Forbidden):
+            call()
+    session.rollback()
+    assert sent == []
+
+
+def test_set_api_key_enqueues_only_after_commit(session, people, sent) -> None:
+    _ws, admin, _ = people
+    done = svc.set_api_key(session, admin, KEY, "eu")
+    assert sent == []  # not before commit
+    session.commit()
+    assert sent[0]["name"] == "pagerduty.validate_api_key"
+    assert sent[0]["task_id"] == done.task_id
+    assert sent[0]["kwargs"] == {"connection_id": str(done.connection.id), "generation": 1}
+
+
+def test_rolled_back_request_publishes_nothing(session, people, sent) -> None:
+    _, admin, _ = people
+    svc.set_api_key(session, admin, KEY)
+    session.rollback()
+    assert sent == []
+    assert session.scalar(select(func.count()).select_from(PagerDutyConnection)) == 0
+
+
+def test_concurrent_first_connects_make_one_row(db, people, sent) -> None:
+    """Two admins submit a key at once: the workspace lock serializes them; one row results."""
+    _ws, admin, _ = people
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            barrier.wait()
+            with transaction() as s:
+                svc.set_api_key(s, admin, KEY)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=connect) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    with transaction() as s:
+        rows = list(s.scalars(select(PagerDutyConnection)))
+    assert len(rows) == 1
+    assert rows[0].generation == 4
+    assert sorted(c["kwargs"]["generation"] for c in sent) == [1, 2, 3, 4]
+
+
+def _start(admin) -> str:
+    with transaction() as s:
+        start = svc.start_oauth(s, admin, "client", "secret")
+    return parse_qs(urlsplit(start.authorization_url).query)["state"][0]
+
+
+def test_concurrent_callbacks_with_one_state_succeed_once(db, people, sent) -> None:
+    """The first consumer holds its transaction open; the second waits on the row, then fails."""
+    _, admin, _ = people
+    state = _start(admin)
+    first_done = threading.Event()
+    release = threading.Event()
+    results: dict[str, svc.CallbackOutcome] = {}
+
+    def first() -> None:
+        with transaction() as s:
+            results["first"] = svc.handle_oauth_callback(s, state=state, code="code-1")
+            first_done.set()
+            release.wait(10)
+
+    def second() -> None:
+        with transaction() as s:
+            results["second"] = svc.handle_oauth_callback(s, state=state, code="code-2")
+
+    t1 = threading.Thread(target=first)
+    t1.start()
+    assert first_done.wait(10)
+    t2 = threading.Thread(target=second)
+    t2.start()
+    time.sleep(0.5)
+    assert "second" not in results  # blocked on the row lock, not answered early
+    release.set()
+    t1.join(10)
+    t2.join(10)
+    assert results["first"].result == "connecting"
+    assert (results["second"].result, results["second"].reason) == ("error", "state_invalid")
+    assert [c["name"] for c in sent] == ["pagerduty.exchange_oauth_code"]
+    with transaction() as s:
+        assert s.scalar(select(func.count()).select_from(TaskRecord)) == 1
+
+
+def test_callback_outcome_redirect_keeps_existing_query() -> None:
+    outcome = svc.CallbackOutcome(result="denied", params={"pagerduty": "denied"})
+    url = outcome.redirect_url("https://app.test/settings?tab=integrations&pagerduty=old")
+    assert url == "https://app.test/settings?tab=integrations&pagerduty=denied"
+
+
+def test_oauth_start_while_disconnecting_is_a_conflict(session, people) -> None:
+    ws, admin, _ = people
+    factories.api_key_connection(session, ws, status=ConnectionStatus.DISCONNECTING)
+    with pytest.raises(svc.Conflict) as exc:
+        svc.start_oauth(session, admin, "client", "secret")
+    assert exc.value.code == "disconnecting"
+
+
+def test_callback_while_disconnecting_consumes_state_and_reports(db, people, sent) -> None:
+    ws, admin, _ = people
+    state = _start(admin)
+    with transaction() as s:
+        factories.api_key_connection(s, s.merge(ws), status=ConnectionStatus.DISCONNECTING)
+    with transaction() as s:
+        outcome = svc.handle_oauth_callback(s, state=state, code="abc")
+    assert (outcome.result, outcome.reason) == ("error", "disconnecting")
+    assert sent == []
+    with transaction() as s:
+        auth = s.scalar(select(OAuthAuthorization))
+        assert auth.consumed_at is not None
+        assert auth.code_encrypted is None
+
+
+def test_disconnect_and_status(session, people, sent) -> None:
+    ws, admin, _member = people
+    with pytest.raises(svc.NotFound):
+        svc.disconnect(session, admin)
+    conn = factories.api_key_connection(session, ws)
+    done = svc.disconnect(session, admin)
+    assert done.connection.id == conn.id and conn.status == "disconnecting"
+    again = svc.disconnect(session, admin)
+    assert again.task_id != done.task_id
+    session.commit()
+    assert svc.connection_status(session, ws.id)["status"] == "disconnecting"
+    events = list(session.scalars(select(AuditEvent.details)))
+    assert [e["repeated"] for e in events] == [False, True]
