@@ -1,0 +1,842 @@
+"""The sync as plain functions: diffing, matching, fencing, failure handling, coalescing, fan-out.
+
+PostgreSQL for the database, the in-process PagerDuty simulator for PagerDuty. Every call goes
+through ``workers.sync`` exactly as the task does, only without Celery around it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
+
+from models import (
+    AuthMethod,
+    ConnectionStatus,
+    Member,
+    PagerDutyConnection,
+    PagerDutyOnCall,
+    PagerDutySchedule,
+    PagerDutyScheduleMember,
+    PagerDutyUser,
+    Rotation,
+    RotationMember,
+    RotationMode,
+    RotationOnDuty,
+    SyncRun,
+    TokenRevocation,
+    utcnow,
+)
+from tasks.sync import retry_countdown
+from tests import factories
+from tests.support.stack import demo_api_key, demo_oauth_app
+from workers import crypto, sync
+from workers.db import get_engine
+from workers.pagerduty.client import AccountSnapshot, PagerDutyClient, Schedule, User
+from workers.tokens import ConnectionCredential
+
+pytestmark = pytest.mark.postgres_only
+
+ACCOUNT = "acme"
+# Demo members; Alice's address is stored with other case and spaces on purpose.
+DEMO_EMAILS = {
+    "alice": "  Alice@Example.COM ",
+    "bob": "bob@example.com",
+    "carol": "carol@example.com",
+    "dave": "dave@example.com",
+    "erin": "erin@example.com",
+    "frank": "frank@example.com",
+}
+PD_USER = {
+    "alice": "PUALICE",
+    "bob": "PUBOB01",
+    "carol": "PUCAROL",
+    "dave": "PUDAVE1",
+    "erin": "PUERIN1",
+    "frank": "PUFRANK",
+}
+MIRROR = (PagerDutyUser, PagerDutySchedule, PagerDutyScheduleMember, PagerDutyOnCall)
+
+
+# --- helpers shared by the task tests -----------------------------------------------------------
+
+
+@dataclass
+class Demo:
+    workspace_id: uuid.UUID
+    connection_id: uuid.UUID
+    members: dict[str, uuid.UUID]
+    rotations: dict[str, uuid.UUID]
+    manual_rotation: uuid.UUID
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def arrange_demo(
+    session: Session,
+    sim: Any,
+    *,
+    bind: dict[str, str] | None = None,
+    oauth: bool = False,
+) -> Demo:
+    """A workspace with the demo people, a connected PagerDuty connection and bound rotations.
+
+    Committed, so workers (and other sessions) see it.
+    """
+    if bind is None:
+        bind = {"primary": "PSPRIMA", "secondary": "PSSECON", "fts": "PSFTSUN"}
+    ws = factories.workspace(session)
+    members = {
+        name: factories.member(session, ws, email=email, display_name=name.title())
+        for name, email in DEMO_EMAILS.items()
+    }
+    if oauth:
+        conn = oauth_connection(session, ws, sim)
+    else:
+        conn = factories.api_key_connection(
+            session, ws, api_key=demo_api_key(sim), by=members["alice"]
+        )
+    rotations = {}
+    for name, schedule_id in bind.items():
+        rot = factories.rotation(session, ws, name=f"{name} rotation")
+        rot.mode = RotationMode.PAGERDUTY.value
+        rot.pagerduty_schedule_id = schedule_id
+        rot.bound_at = utcnow()
+        rotations[name] = rot.id
+    manual = factories.rotation(
+        session, ws, members=[members["alice"], members["bob"]], name="hand-made"
+    )
+    session.flush()
+    session.add(RotationOnDuty(rotation_id=manual.id, member_id=members["bob"].id))
+    session.commit()
+    return Demo(
+        workspace_id=ws.id,
+        connection_id=conn.id,
+        members={k: m.id for k, m in members.items()},
+        rotations=rotations,
+        manual_rotation=manual.id,
+    )
+
+
+def oauth_connection(session: Session, ws: Any, sim: Any) -> PagerDutyConnection:
+    """An OAuth connection holding real simulator tokens (issued straight from its state)."""
+    app_info = demo_oauth_app(sim)
+    app = sim.state.apps_by_label[app_info["label"]]
+    access, refresh = sim.state.issue_tokens(app, app.authorize_as, list(app.scopes))
+    conn = PagerDutyConnection(
+        id=uuid.uuid4(),
+        workspace_id=ws.id,
+        auth_method=AuthMethod.OAUTH.value,
+        region="us",
+        status=ConnectionStatus.CONNECTED.value,
+        oauth_client_id=app.client_id,
+        oauth_client_secret_encrypted=crypto.encrypt(app.client_secret),
+        access_token_encrypted=crypto.encrypt(access.value),
+        refresh_token_encrypted=crypto.encrypt(refresh.value),
+        access_token_expires_at=utcnow() + timedelta(hours=20),
+        token_refreshed_at=utcnow(),
+        connected_at=utcnow(),
+    )
+    session.add(conn)
+    session.flush()
+    return conn
+
+
+def fast_client(cred: ConnectionCredential) -> PagerDutyClient:
+    """No retries inside the client: a fault reaches the sync at once (no test sleeps)."""
+    return PagerDutyClient(cred.api_base_url, cred.credential, max_retries=0)
+
+
+def on_call(sim: Any, schedule_id: str, account: str = ACCOUNT) -> set[str]:
+    resp = sim.control.get(f"/accounts/{account}/schedules/{schedule_id}/oncall")
+    resp.raise_for_status()
+    return set(resp.json()["user_ids"])
+
+
+def rotation_state(session: Session, rotation_id: uuid.UUID) -> tuple[list[uuid.UUID], set]:
+    """(members in order, on-duty member ids) as committed."""
+    session.rollback()
+    members = list(
+        session.execute(
+            select(RotationMember.member_id)
+            .where(RotationMember.rotation_id == rotation_id)
+            .order_by(RotationMember.position)
+        ).scalars()
+    )
+    duty = set(
+        session.execute(
+            select(RotationOnDuty.member_id).where(RotationOnDuty.rotation_id == rotation_id)
+        ).scalars()
+    )
+    return members, duty
+
+
+def mirror_counts(session: Session, connection_id: uuid.UUID) -> dict[str, int]:
+    session.rollback()
+    return {
+        m.__tablename__: session.scalar(
+            select(func.count()).select_from(m).where(m.connection_id == connection_id)
+        )
+        for m in MIRROR
+    }
+
+
+def expected_members(demo: Demo, pd_ids: set[str] | list[str]) -> Any:
+    by_pd = {pd: demo.members[name] for name, pd in PD_USER.items()}
+    if isinstance(pd_ids, list):
+        return [by_pd[p] for p in pd_ids if p in by_pd]
+    return {by_pd[p] for p in pd_ids if p in by_pd}
+
+
+@contextmanager
+def count_writes() -> Iterator[list[str]]:
+    """Every INSERT/UPDATE/DELETE sent to the database while the block runs."""
+    engine = get_engine()
+    writes: list[str] = []
+
+    def listener(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        head = statement.lstrip().split(None, 1)[0].upper()
+        if head in ("INSERT", "UPDATE", "DELETE"):
+            writes.append(" ".join(statement.split())[:120])
+
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        yield writes
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+
+def fixed_clock(moment: datetime | None = None):  # type: ignore[no-untyped-def]
+    moment = moment or utcnow().replace(microsecond=0)
+    return lambda: moment
+
+
+# --- end to end against the simulator (no Celery) -----------------------------------------------
+
+
+def test_first_sync_mirrors_the_account_and_fills_bound_rotations(session, sim) -> None:
+    demo = arrange_demo(session, sim)
+    result = sync.sync_connection(demo.connection_id, kind="initial", client_factory=fast_client)
+
+    assert result.status == "succeeded", result
+    # users 1 page + v2 schedules 1 page + v3 list 1 + one v3 schedule = 4 requests.
+    assert result.requests == 4
+    counts = mirror_counts(session, demo.connection_id)
+    assert counts["pagerduty_users"] == 7
+    assert counts["pagerduty_schedules"] == 4
+    users = {
+        u.pagerduty_id: u
+        for u in session.execute(
+            select(PagerDutyUser).where(PagerDutyUser.connection_id == demo.connection_id)
+        ).scalars()
+    }
+    # Case-insensitive, trimmed matching: Alice's member email is "  Alice@Example.COM ".
+    assert users["PUALICE"].member_id == demo.members["alice"]
+    assert users["PUCONTR"].member_id is None  # the contractor has no member: unmatched
+    versions = dict(
+        session.execute(
+            select(PagerDutySchedule.pagerduty_id, PagerDutySchedule.version).where(
+                PagerDutySchedule.connection_id == demo.connection_id
+            )
+        ).all()
+    )
+    assert versions == {"PSPRIMA": "v2", "PSSECON": "v2", "PSFTSUN": "v3", "PSUNUSE": "v2"}
+
+    # Primary: members in the layer's order; Dave is on call through the demo override.
+    members, duty = rotation_state(session, demo.rotations["primary"])
+    assert members == [demo.members[n] for n in ("alice", "bob", "carol")]
+    assert duty == {demo.members["dave"]} == expected_members(demo, on_call(sim, "PSPRIMA"))
+    # Secondary: whoever the daily layer has on call now (the contractor maps to nobody).
+    _, duty = rotation_state(session, demo.rotations["secondary"])
+    assert duty == expected_members(demo, on_call(sim, "PSSECON"))
+    # v3 follow-the-sun: Erin and Frank overlap around the clock, so both are on duty at once.
+    _, duty = rotation_state(session, demo.rotations["fts"])
+    assert {demo.members["erin"], demo.members["frank"]} <= duty
+    assert duty == expected_members(demo, on_call(sim, "PSFTSUN"))
+
+    # The hand-made rotation is not touched.
+    members, duty = rotation_state(session, demo.manual_rotation)
+    assert members == [demo.members["alice"], demo.members["bob"]]
+    assert duty == {demo.members["bob"]}
+
+    run = session.get(SyncRun, uuid.UUID(result.sync_run_id))
+    assert (run.status, run.kind, run.requests_made) == ("succeeded", "initial", 4)
+    assert run.rows_created == result.created > 0
+    assert run.rows_deleted == 0
+    assert run.rows_updated == 3  # the three bound rotations' last_synced_at (first sync)
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert conn.last_synced_at is not None and conn.consecutive_sync_failures == 0
+    for rid in demo.rotations.values():
+        assert session.get(Rotation, rid).last_synced_at is not None
+
+
+def test_quiet_resync_writes_only_its_sync_run(session, sim) -> None:
+    demo = arrange_demo(session, sim)
+    clock = fixed_clock()  # the same instant twice: on-call cannot move between the runs
+    first = sync.sync_connection(demo.connection_id, client_factory=fast_client, now=clock)
+    assert first.status == "succeeded" and first.created > 0
+    session.rollback()
+    conn_before = session.get(PagerDutyConnection, demo.connection_id)
+    updated_at = conn_before.updated_at
+    rotations_before = {
+        rid: session.get(Rotation, rid).updated_at for rid in demo.rotations.values()
+    }
+
+    with count_writes() as writes:
+        second = sync.sync_connection(demo.connection_id, client_factory=fast_client, now=clock)
+
+    assert second.status == "succeeded"
+    assert (second.created, second.updated, second.deleted) == (0, 0, 0)
+    assert len(writes) == 1 and writes[0].startswith("INSERT INTO sync_runs"), writes
+    session.rollback()
+    session.expire_all()
+    assert session.get(PagerDutyConnection, demo.connection_id).updated_at == updated_at
+    for rid, before in rotations_before.items():
+        assert session.get(Rotation, rid).updated_at == before
+
+
+def test_upstream_changes_reach_mirror_and_rotations_with_exact_counts(session, sim) -> None:
+    demo = arrange_demo(session, sim, bind={"primary": "PSPRIMA"})
+    assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == (
+        "succeeded"
+    )
+    # Frank goes on call in Primary by override; Bob changes his email to one nobody has.
+    sim.control.post(
+        f"/accounts/{ACCOUNT}/schedules/PSPRIMA/overrides",
+        json={"user_id": "PUFRANK", "start": "now-1m", "duration_seconds": 600},
+    ).raise_for_status()
+    sim.control.patch(
+        f"/accounts/{ACCOUNT}/users/PUBOB01", json={"email": "robert@elsewhere.example"}
+    ).raise_for_status()
+
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+
+    assert result.status == "succeeded"
+    members, duty = rotation_state(session, demo.rotations["primary"])
+    # Bob is no longer matched: he leaves the rotation's members; order is kept for the others.
+    assert members == [demo.members["alice"], demo.members["carol"]]
+    assert demo.members["frank"] in duty
+    assert duty == expected_members(demo, on_call(sim, "PSPRIMA"))
+    bob = session.execute(
+        select(PagerDutyUser).where(
+            PagerDutyUser.connection_id == demo.connection_id,
+            PagerDutyUser.pagerduty_id == "PUBOB01",
+        )
+    ).scalar_one()
+    assert (bob.email_key, bob.member_id) == ("robert@elsewhere.example", None)
+
+    # The user is removed upstream: mirror row, schedule memberships and rotation membership go.
+    sim.control.delete(f"/accounts/{ACCOUNT}/users/PUCAROL").raise_for_status()
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+    assert result.status == "succeeded" and result.deleted >= 3
+    members, _ = rotation_state(session, demo.rotations["primary"])
+    assert members == [demo.members["alice"]]
+    assert not session.scalar(
+        select(func.count())
+        .select_from(PagerDutyScheduleMember)
+        .where(
+            PagerDutyScheduleMember.connection_id == demo.connection_id,
+            PagerDutyScheduleMember.user_pagerduty_id == "PUCAROL",
+        )
+    )
+
+
+def test_vanished_bound_schedule_keeps_the_rotation_and_says_so(session, sim) -> None:
+    demo = arrange_demo(session, sim, bind={"primary": "PSPRIMA", "ghost": "PSGONE1"})
+    # Give the ghost rotation a state of its own.
+    with session.begin_nested():
+        session.add(
+            RotationMember(
+                rotation_id=demo.rotations["ghost"], member_id=demo.members["erin"], position=0
+            )
+        )
+        session.add(
+            RotationOnDuty(rotation_id=demo.rotations["ghost"], member_id=demo.members["erin"])
+        )
+    session.commit()
+
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+
+    assert result.status == "succeeded"
+    assert "PSGONE1" in result.error and "keeps its last members" in result.error
+    members, duty = rotation_state(session, demo.rotations["ghost"])
+    assert (members, duty) == ([demo.members["erin"]], {demo.members["erin"]})
+    ghost = session.get(Rotation, demo.rotations["ghost"])
+    assert ghost.mode == "pagerduty" and ghost.pagerduty_schedule_id == "PSGONE1"
+    run = session.get(SyncRun, uuid.UUID(result.sync_run_id))
+    assert run.status == "succeeded" and "PSGONE1" in run.error
+
+
+# --- apply_snapshot with hand-made snapshots ----------------------------------------------------
+
+
+def _snapshot(users: list[User], schedules: list[Schedule]) -> AccountSnapshot:
+    return AccountSnapshot(
+        fetched_at=utcnow(),
+        users=tuple(users),
+        schedules=tuple(schedules),
+        requests_made=3,
+        requests_by_endpoint={},
+    )
+
+
+def _apply(session: Session, connection_id: uuid.UUID, snap: AccountSnapshot) -> sync.ApplyResult:
+    session.rollback()
+    with session.begin():
+        conn = session.get(PagerDutyConnection, connection_id, with_for_update=True)
+        return sync.apply_snapshot(session, conn, snap, now=utcnow())
+
+
+@pytest.fixture
+def small(session: Session) -> Demo:
+    ws = factories.workspace(session)
+    members = {
+        "ann": factories.member(session, ws, email="ann@example.com"),
+        "ben": factories.member(session, ws, email="Ben@Example.com"),
+        "cy": factories.member(session, ws, email="cy@example.com"),
+    }
+    conn = factories.api_key_connection(session, ws)
+    rot = factories.rotation(session, ws, name="bound")
+    rot.mode, rot.pagerduty_schedule_id, rot.bound_at = "pagerduty", "PS1", utcnow()
+    session.commit()
+    return Demo(ws.id, conn.id, {k: m.id for k, m in members.items()}, {"bound": rot.id}, rot.id)
+
+
+def test_matching_is_case_insensitive_and_trimmed_and_unmatched_is_kept(session, small) -> None:
+    snap = _snapshot(
+        [
+            User("U1", "Ann", "  ANN@example.COM\t"),
+            User("U2", "Ben", "ben@EXAMPLE.com"),
+            User("U3", "Stranger", "stranger@example.com"),
+            User("U4", "No email", None),
+        ],
+        # U9 is on call but not in the user list at all (e.g. not visible to the credential).
+        [Schedule("PS1", "S", "v2", "UTC", ("U3", "U2", "U1"), ("U3", "U9"))],
+    )
+    result = _apply(session, small.connection_id, snap)
+
+    assert result.unmatched_on_call == 2
+    members, duty = rotation_state(session, small.rotations["bound"])
+    assert members == [small.members["ben"], small.members["ann"]]  # schedule order, matched only
+    assert duty == set()  # everyone on call is unmatched: nobody on duty, and no failure
+    oncall = set(
+        session.execute(
+            select(PagerDutyOnCall.user_pagerduty_id).where(
+                PagerDutyOnCall.connection_id == small.connection_id
+            )
+        ).scalars()
+    )
+    assert oncall == {"U3", "U9"}  # kept, to be shown as unmatched
+
+
+def test_overlap_nobody_on_call_and_exact_diff_counts(session, small) -> None:
+    users = [User("U1", "Ann", "ann@example.com"), User("U2", "Ben", "ben@example.com")]
+    first = _apply(
+        session,
+        small.connection_id,
+        _snapshot(users, [Schedule("PS1", "S", "v3", "UTC", ("U1", "U2"), ("U1", "U2"))]),
+    )
+    # 2 users + 1 schedule + 2 schedule members + 2 on-calls + 2 rotation members + 2 on duty.
+    assert (first.created, first.deleted) == (11, 0)
+    assert first.updated == 1  # the rotation's last_synced_at (first sync after binding)
+    _, duty = rotation_state(session, small.rotations["bound"])
+    assert duty == {small.members["ann"], small.members["ben"]}  # overlap: two at once
+
+    # Nobody on call now, members swapped, Ben renamed, a third user arrives.
+    second = _apply(
+        session,
+        small.connection_id,
+        _snapshot(
+            [*users[:1], User("U2", "Benjamin", "ben@example.com"), User("U3", "Cy", "cy@x.org")],
+            [Schedule("PS1", "S", "v3", "UTC", ("U2", "U1"), ())],
+        ),
+    )
+    # created: U3. updated: U2's name, 2 schedule-member positions, 2 rotation-member positions,
+    # the rotation's last_synced_at. deleted: 2 on-calls, 2 on-duty rows.
+    assert (second.created, second.updated, second.deleted) == (1, 6, 4)
+    members, duty = rotation_state(session, small.rotations["bound"])
+    assert members == [small.members["ben"], small.members["ann"]]
+    assert duty == set()
+
+    third = _apply(
+        session,
+        small.connection_id,
+        _snapshot(
+            [*users[:1], User("U2", "Benjamin", "ben@example.com"), User("U3", "Cy", "cy@x.org")],
+            [Schedule("PS1", "S", "v3", "UTC", ("U2", "U1"), ())],
+        ),
+    )
+    assert (third.created, third.updated, third.deleted) == (0, 0, 0)
+
+
+def test_a_new_member_email_in_round_robin_is_matched_on_the_next_sync(session, small) -> None:
+    snap = _snapshot(
+        [User("U7", "Dee", "dee@example.com")],
+        [Schedule("PS1", "S", "v2", "UTC", ("U7",), ("U7",))],
+    )
+    assert _apply(session, small.connection_id, snap).unmatched_on_call == 1
+    session.rollback()
+    session.get(Member, small.members["cy"]).email = " Dee@Example.com"
+    session.commit()
+    result = _apply(session, small.connection_id, snap)
+    assert result.unmatched_on_call == 0
+    assert rotation_state(session, small.rotations["bound"]) == (
+        [small.members["cy"]],
+        {small.members["cy"]},
+    )
+
+
+# --- failures: nothing written ------------------------------------------------------------------
+
+
+def test_partial_fetch_deletes_nothing(session, sim) -> None:
+    demo = arrange_demo(session, sim)
+    # 150 more users make /users two pages; then the second page fails.
+    for i in range(150):
+        sim.control.post(
+            f"/accounts/{ACCOUNT}/users",
+            json={"id": f"PUX{i:04d}", "name": f"Extra {i}", "email": f"x{i}@example.com"},
+        ).raise_for_status()
+    assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == (
+        "succeeded"
+    )
+    before = mirror_counts(session, demo.connection_id)
+    state_before = {r: rotation_state(session, r) for r in demo.rotations.values()}
+    # Upstream, a user and an override vanish — but the next fetch breaks on page 2.
+    sim.control.delete(f"/accounts/{ACCOUNT}/users/PUCAROL").raise_for_status()
+    sim.control.delete(
+        f"/accounts/{ACCOUNT}/schedules/PSPRIMA/overrides/POPRIM1"
+    ).raise_for_status()
+    sim.control.post(
+        "/faults",
+        json={"kind": "error", "status": 500, "path_prefix": "/users", "query": {"offset": "100"}},
+    ).raise_for_status()
+
+    with count_writes() as writes:
+        result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+
+    assert (result.status, result.retry) == ("failed", "transient")
+    assert "PagerDuty could not be read" in result.error
+    # Only the failed SyncRun and the connection's failure counter were written.
+    assert sorted(" ".join(w.split()[0:3]) for w in writes) == [
+        "INSERT INTO sync_runs",
+        "UPDATE pagerduty_connections SET",
+    ], writes
+    assert mirror_counts(session, demo.connection_id) == before
+    assert {r: rotation_state(session, r) for r in demo.rotations.values()} == state_before
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert conn.status == "connected" and conn.consecutive_sync_failures == 1
+    assert conn.next_sync_at > utcnow()  # backed off
+
+    # Same for a failure on the very last request (the v3 schedule read).
+    sim.control.delete("/faults").raise_for_status()
+    sim.control.post(
+        "/faults", json={"kind": "error", "status": 502, "path_prefix": "/v3/schedules/PSFTSUN"}
+    ).raise_for_status()
+    assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == "failed"
+    assert mirror_counts(session, demo.connection_id) == before
+
+    # Once PagerDuty answers again, the deletions happen and the failure count resets.
+    sim.control.delete("/faults").raise_for_status()
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+    assert result.status == "succeeded" and result.deleted > 0
+    session.expire_all()
+    assert session.get(PagerDutyConnection, demo.connection_id).consecutive_sync_failures == 0
+
+
+def test_api_key_rejected_marks_connection_invalid(session, sim) -> None:
+    demo = arrange_demo(session, sim)
+    assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == (
+        "succeeded"
+    )
+    before = mirror_counts(session, demo.connection_id)
+    sim.control.post("/api_keys/demo-readonly/revoke").raise_for_status()
+
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+
+    assert result.status == "failed" and result.retry is None
+    session.expire_all()
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert conn.status == "invalid"
+    assert conn.last_error.startswith("PagerDuty rejected this API key")
+    assert mirror_counts(session, demo.connection_id) == before  # last state kept
+    # An invalid connection is not synced again (quietly, no SyncRun for it).
+    again = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+    assert again.status == "unavailable" and again.sync_run_id is None
+
+
+def test_rate_limited_asks_for_a_retry_after_the_reset(session, sim) -> None:
+    demo = arrange_demo(session, sim)
+    sim.control.post("/rate_limit", json={"per_minute": 2}).raise_for_status()
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+    assert (result.status, result.retry) == ("failed", "rate_limited")
+    assert result.retry_after is not None and 0 < result.retry_after <= 60
+    countdown = retry_countdown(result, 0, random.Random(1))
+    assert result.retry_after <= countdown <= result.retry_after + 2
+    assert mirror_counts(session, demo.connection_id)["pagerduty_users"] == 0
+
+
+def test_transient_backoff_grows_with_jitter_and_is_bounded() -> None:
+    result = sync.SyncResult(status="failed", connection_id="x", retry="transient")
+    rng = random.Random(7)
+    waits = [retry_countdown(result, n, rng) for n in range(8)]
+    assert all(2.5 <= waits[0] <= 5 and w <= 300 for w in waits)
+    assert waits[3] > waits[0] and 150 <= waits[7] <= 300
+
+
+def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
+    demo = arrange_demo(session, sim, oauth=True)
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    access = crypto.decrypt(conn.access_token_encrypted)
+    sim.control.post("/tokens/revoke", json={"token": access}).raise_for_status()
+
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+
+    assert result.status == "succeeded", result  # refreshed once and fetched again
+    session.expire_all()
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert crypto.decrypt(conn.access_token_encrypted) != access
+    assert result.requests == 5  # the 401 plus the four reads
+
+    # Every token of the app revoked: the refresh is refused too.
+    sim.control.post("/tokens/revoke", json={"app": "demo-oauth"}).raise_for_status()
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+    assert result.status == "failed" and result.retry is None
+    session.expire_all()
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert conn.status == "needs_reauth"
+
+
+# --- fencing ------------------------------------------------------------------------------------
+
+
+class _HookedClient(PagerDutyClient):
+    """Runs ``hook`` after the snapshot is fetched and before it is applied."""
+
+    hook: Any = None
+
+    def fetch_account_snapshot(self, *args: Any, **kwargs: Any) -> AccountSnapshot:
+        snap = super().fetch_account_snapshot(*args, **kwargs)
+        type(self).hook()
+        return snap
+
+
+def _hooked(hook: Any):  # type: ignore[no-untyped-def]
+    cls = type("Hooked", (_HookedClient,), {"hook": staticmethod(hook)})
+    return lambda cred: cls(cred.api_base_url, cred.credential, max_retries=0)
+
+
+def _set(connection_id: uuid.UUID, **values: Any) -> None:
+    from workers.db import transaction
+
+    with transaction() as s:
+        s.execute(
+            update(PagerDutyConnection)
+            .where(PagerDutyConnection.id == connection_id)
+            .values(**values)
+        )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"generation": PagerDutyConnection.generation + 1},  # credential replaced / reconnected
+        {"status": "needs_reauth"},
+        {"status": "invalid"},
+        {"status": "disconnecting", "generation": PagerDutyConnection.generation + 1},
+        {"status": "validating"},
+    ],
+    ids=["generation", "needs_reauth", "invalid", "disconnecting", "validating"],
+)
+def test_fencing_writes_nothing_when_the_connection_changed_mid_sync(session, sim, change) -> None:
+    demo = arrange_demo(session, sim)
+    factory = _hooked(lambda: _set(demo.connection_id, **change))
+    with count_writes() as writes:
+        result = sync.sync_connection(demo.connection_id, client_factory=factory)
+    assert result.status == "skipped"
+    # The hook's own UPDATE, then only the skipped SyncRun.
+    assert [w.split()[0:3] for w in writes] == [
+        ["UPDATE", "pagerduty_connections", "SET"],
+        ["INSERT", "INTO", "sync_runs"],
+    ], writes
+    assert sum(mirror_counts(session, demo.connection_id).values()) == 0
+    for rid in demo.rotations.values():
+        assert rotation_state(session, rid) == ([], set())
+    run = session.get(SyncRun, uuid.UUID(result.sync_run_id))
+    assert run.status == "skipped" and "nothing was written" in run.error
+
+
+def test_disconnect_during_a_sync_wins(session, sim) -> None:
+    from workers.disconnect import disconnect
+
+    demo = arrange_demo(session, sim)
+    assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == (
+        "succeeded"
+    )
+    sim.control.post(
+        f"/accounts/{ACCOUNT}/schedules/PSPRIMA/overrides",
+        json={"user_id": "PUERIN1", "start": "now-1m", "duration_seconds": 600},
+    ).raise_for_status()
+    outcome = {}
+    factory = _hooked(lambda: outcome.setdefault("d", disconnect(demo.connection_id)))
+
+    result = sync.sync_connection(demo.connection_id, client_factory=factory)
+
+    assert outcome["d"].status == "disconnected"
+    assert result.status == "skipped"
+    assert sum(mirror_counts(session, demo.connection_id).values()) == 0
+    for rid in demo.rotations.values():
+        rot = session.get(Rotation, rid)
+        session.refresh(rot)
+        assert rot.mode == "manual" and rot.pagerduty_schedule_id is None
+    # Erin's override did not reach the (now manual) rotation.
+    _, duty = rotation_state(session, demo.rotations["primary"])
+    assert demo.members["erin"] not in duty and demo.members["dave"] in duty
+    # And a sync of the disconnected connection stops before calling PagerDuty.
+    assert sync.sync_connection(demo.connection_id).status == "unavailable"
+
+
+# --- coalescing ---------------------------------------------------------------------------------
+
+
+def test_concurrent_requests_coalesce_into_one_extra_pass(session, sim, redis_client) -> None:
+    demo = arrange_demo(session, sim)
+    in_fetch = threading.Event()
+    release = threading.Event()
+    calls = []
+
+    def hook() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            in_fetch.set()
+            assert release.wait(10)
+
+    factory = _hooked(hook)
+    results: dict[str, Any] = {}
+    holder = threading.Thread(
+        target=lambda: results.setdefault(
+            "holder", sync.sync_connection(demo.connection_id, client_factory=factory)
+        )
+    )
+    holder.start()
+    assert in_fetch.wait(10)
+    # Three requests while the holder is mid-fetch: none waits, none runs; one rerun covers all.
+    others = [
+        sync.sync_connection(demo.connection_id, kind="manual", client_factory=factory)
+        for _ in range(3)
+    ]
+    release.set()
+    holder.join(20)
+
+    assert [o.status for o in others] == ["coalesced"] * 3
+    assert results["holder"].status == "succeeded"
+    assert results["holder"].passes == 2  # the original pass plus one for the three requests
+    assert len(calls) == 2
+    session.rollback()
+    runs = session.scalar(
+        select(func.count()).select_from(SyncRun).where(SyncRun.connection_id == demo.connection_id)
+    )
+    assert runs == 2
+
+
+# --- fan-out ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def captured_sends(monkeypatch) -> list[dict[str, Any]]:
+    from workers.celery_app import app
+
+    sent: list[dict[str, Any]] = []
+
+    def fake_send_task(name: str, kwargs: Any = None, **options: Any) -> Any:
+        sent.append({"name": name, "kwargs": kwargs, **options})
+
+    monkeypatch.setattr(app, "send_task", fake_send_task)
+    return sent
+
+
+def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captured_sends) -> None:
+    from workers.settings import get_settings
+
+    now = utcnow()
+    due = []
+    for i in range(6):
+        ws = factories.workspace(session)
+        conn = factories.api_key_connection(session, ws)
+        conn.next_sync_at = None if i % 2 else now - timedelta(seconds=5)
+        due.append(conn.id)
+    later = factories.api_key_connection(session, factories.workspace(session))
+    later.next_sync_at = now + timedelta(seconds=30)
+    factories.api_key_connection(
+        session, factories.workspace(session), status=ConnectionStatus.NEEDS_REAUTH
+    )
+    gone = factories.api_key_connection(session, factories.workspace(session))
+    gone.status = "disconnected"
+    old_revocation_conn = factories.api_key_connection(session, factories.workspace(session))
+    session.add(
+        TokenRevocation(
+            connection_id=old_revocation_conn.id,
+            client_id="c",
+            client_secret_encrypted=crypto.encrypt("s"),
+            token_encrypted=crypto.encrypt("t"),
+            created_at=now - timedelta(minutes=10),
+        )
+    )
+    old_revocation_conn.next_sync_at = now + timedelta(hours=2)
+    session.commit()
+
+    # Two beat processes at the same moment: each due connection is enqueued exactly once.
+    outcomes: list[dict[str, int]] = []
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(sync.schedule_syncs(now))) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+
+    syncs = [s for s in captured_sends if s["name"] == "pagerduty.sync_connection"]
+    assert sorted(s["kwargs"]["connection_id"] for s in syncs) == sorted(str(c) for c in due)
+    assert all(s["kwargs"]["kind"] == "scheduled" for s in syncs)
+    jitter = get_settings().sync_jitter_seconds
+    assert all(0 <= s["countdown"] < jitter for s in syncs)
+    assert len({s["countdown"] for s in syncs}) > 1  # spread, not one burst
+    assert sum(o["enqueued"] for o in outcomes) == 6
+    revokes = [s for s in captured_sends if s["name"] == "pagerduty.revoke_tokens"]
+    assert {r["kwargs"]["connection_id"] for r in revokes} == {str(old_revocation_conn.id)}
+
+    session.rollback()
+    session.expire_all()
+    interval = timedelta(seconds=get_settings().sync_interval_seconds)
+    for cid in due:
+        assert session.get(PagerDutyConnection, cid).next_sync_at == now + interval
+    # A slow round: run again before anything is due — nothing is enqueued twice.
+    captured_sends.clear()
+    assert sync.schedule_syncs(now + timedelta(seconds=1))["enqueued"] == 0
+    assert not [s for s in captured_sends if s["name"] == "pagerduty.sync_connection"]
+    assert sync.schedule_syncs(now + interval)["enqueued"] == 6 + 1  # + `later`
+
+
+def test_unknown_connection_is_unavailable_without_a_sync_run(session, db) -> None:
+    result = sync.sync_connection(uuid.uuid4())
+    assert result.status == "unavailable"
+    assert session.scalar(select(func.count()).select_from(SyncRun)) == 0
+
+
+def test_sync_run_times_are_utc(session, sim) -> None:
+    demo = arrange_demo(session, sim, bind={})
+    moment = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    result = sync.sync_connection(
+        demo.connection_id, client_factory=fast_client, now=lambda: moment
+    )
+    run = session.get(SyncRun, uuid.UUID(result.sync_run_id))
+    assert run.started_at == moment and run.finished_at.tzinfo is not None
+    assert run.duration_ms is not None and run.duration_ms >= 0
