@@ -1,0 +1,243 @@
+"""Disconnect and token revocation as plain functions, on PostgreSQL with the simulator."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from models import (
+    AuditEvent,
+    OAuthAuthorization,
+    PagerDutyConnection,
+    Rotation,
+    TokenRevocation,
+    utcnow,
+)
+from tests import factories
+from tests.workers.test_sync import (
+    arrange_demo,
+    fast_client,
+    mirror_counts,
+    rotation_state,
+)
+from workers import crypto, disconnect, sync
+
+pytestmark = pytest.mark.postgres_only
+
+
+def _synced_demo(session, sim, **kwargs):  # type: ignore[no-untyped-def]
+    demo = arrange_demo(session, sim, **kwargs)
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+    assert result.status == "succeeded", result
+    return demo
+
+
+def _pending_login(session, workspace_id, connection_id=None) -> uuid.UUID:  # type: ignore[no-untyped-def]
+    auth = OAuthAuthorization(
+        workspace_id=workspace_id,
+        connection_id=connection_id,
+        state_hash=uuid.uuid4().hex + uuid.uuid4().hex,
+        code_verifier_encrypted=crypto.encrypt("verifier"),
+        client_id="client",
+        client_secret_encrypted=crypto.encrypt("secret"),
+        region="us",
+        expires_at=utcnow() + timedelta(minutes=10),
+    )
+    session.add(auth)
+    session.commit()
+    return auth.id
+
+
+def _audits(session, workspace_id) -> list[AuditEvent]:  # type: ignore[no-untyped-def]
+    session.rollback()
+    return list(
+        session.execute(select(AuditEvent).where(AuditEvent.workspace_id == workspace_id)).scalars()
+    )
+
+
+def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim) -> None:
+    demo = _synced_demo(session, sim)
+    _pending_login(session, demo.workspace_id)
+    states = {r: rotation_state(session, r) for r in demo.rotations.values()}
+    assert all(members for members, _ in states.values())
+    # Another workspace's connection and data must not be touched.
+    other = _synced_demo(session, sim, bind={"p": "PSPRIMA"})
+    other_before = mirror_counts(session, other.connection_id)
+    generation = session.get(PagerDutyConnection, demo.connection_id).generation
+
+    result = disconnect.disconnect(demo.connection_id, actor_member_id=str(demo.members["alice"]))
+
+    assert result.status == "disconnected"
+    assert result.rotations_made_manual == 3 and result.token_revocations == 0
+    session.rollback()
+    session.expire_all()
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert conn.status == "disconnected" and conn.generation == generation + 1
+    assert conn.disconnected_at is not None and conn.next_sync_at is None
+    assert conn.api_key_encrypted is None and conn.access_token_encrypted is None
+    assert conn.refresh_token_encrypted is None and conn.oauth_client_secret_encrypted is None
+    for rid, (members, duty) in states.items():
+        rot = session.get(Rotation, rid)
+        assert (rot.mode, rot.pagerduty_schedule_id, rot.bound_at) == ("manual", None, None)
+        assert rotation_state(session, rid) == (members, duty)  # people kept
+    assert sum(mirror_counts(session, demo.connection_id).values()) == 0
+    assert not session.scalar(
+        select(func.count())
+        .select_from(OAuthAuthorization)
+        .where(OAuthAuthorization.workspace_id == demo.workspace_id)
+    )
+    [audit] = _audits(session, demo.workspace_id)
+    assert audit.action == "pagerduty.disconnected" and audit.actor == "member"
+    assert audit.actor_member_id == demo.members["alice"]
+    assert audit.details["previous_status"] == "connected"
+    assert {r["schedule"] for r in audit.details["rotations_made_manual"]} == {
+        "PSPRIMA",
+        "PSSECON",
+        "PSFTSUN",
+    }
+    # The other workspace is untouched.
+    assert mirror_counts(session, other.connection_id) == other_before
+    assert session.get(PagerDutyConnection, other.connection_id).status == "connected"
+    assert session.get(Rotation, other.rotations["p"]).mode == "pagerduty"
+
+
+def test_disconnect_is_idempotent(session, sim) -> None:
+    demo = _synced_demo(session, sim)
+    assert disconnect.disconnect(demo.connection_id).status == "disconnected"
+    session.rollback()
+    generation = session.get(PagerDutyConnection, demo.connection_id).generation
+
+    again = disconnect.disconnect(demo.connection_id, actor_member_id=str(demo.members["bob"]))
+
+    assert again.status == "already_disconnected"
+    session.expire_all()
+    assert session.get(PagerDutyConnection, demo.connection_id).generation == generation
+    [audit] = _audits(session, demo.workspace_id)
+    assert audit.actor == "system" and audit.actor_member_id is None
+    assert disconnect.disconnect(uuid.uuid4()).status == "not_found"
+    assert disconnect.disconnect("not-a-uuid").status == "not_found"
+
+
+def test_two_disconnects_at_once_do_the_work_once(session, sim) -> None:
+    for _ in range(5):
+        demo = _synced_demo(session, sim)
+        barrier = threading.Barrier(2)
+        results: list[Any] = []
+
+        def run(demo=demo, barrier=barrier, results=results) -> None:  # type: ignore[no-untyped-def]
+            barrier.wait()
+            results.append(disconnect.disconnect(demo.connection_id).status)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert sorted(results) == ["already_disconnected", "disconnected"]
+        assert len(_audits(session, demo.workspace_id)) == 1
+
+
+def test_unknown_actor_is_recorded_without_breaking_the_disconnect(session, sim) -> None:
+    demo = _synced_demo(session, sim)
+    stranger = factories.member(session, factories.workspace(session))
+    session.commit()
+    result = disconnect.disconnect(demo.connection_id, actor_member_id=str(stranger.id))
+    assert result.status == "disconnected"
+    [audit] = _audits(session, demo.workspace_id)
+    assert audit.actor_member_id is None and audit.actor == "system"
+    assert audit.details["unknown_actor_member_id"] == str(stranger.id)
+
+
+def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
+    demo = _synced_demo(session, sim)
+    _pending_login(session, demo.workspace_id)
+    before = mirror_counts(session, demo.connection_id)
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database went away at the last step")
+
+    # Fail at the very end of the transaction, after every other write was sent.
+    monkeypatch.setattr(disconnect, "AuditEvent", boom)
+    with pytest.raises(RuntimeError):
+        disconnect.disconnect(demo.connection_id)
+
+    session.rollback()
+    session.expire_all()
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert conn.status == "connected" and conn.api_key_encrypted is not None
+    assert mirror_counts(session, demo.connection_id) == before
+    for rid in demo.rotations.values():
+        assert session.get(Rotation, rid).mode == "pagerduty"
+    assert session.scalar(select(func.count()).select_from(OAuthAuthorization)) == 1
+
+
+def test_oauth_disconnect_queues_revocations_in_the_same_transaction(
+    session, sim, monkeypatch
+) -> None:
+    from workers.celery_app import app
+
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        app, "send_task", lambda name, kwargs=None, **o: sent.append({"name": name, **kwargs})
+    )
+    demo = _synced_demo(session, sim, oauth=True)
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    access = crypto.decrypt(conn.access_token_encrypted)
+    refresh = crypto.decrypt(conn.refresh_token_encrypted)
+
+    result = disconnect.disconnect(demo.connection_id)
+
+    assert result.status == "disconnected" and result.token_revocations == 2
+    # Published only after commit, by name, with the id only.
+    assert sent == [{"name": "pagerduty.revoke_tokens", "connection_id": str(demo.connection_id)}]
+    session.rollback()
+    rows = list(
+        session.execute(
+            select(TokenRevocation).where(TokenRevocation.connection_id == demo.connection_id)
+        ).scalars()
+    )
+    assert sorted(crypto.decrypt(r.token_encrypted) for r in rows) == sorted([access, refresh])
+    for row in rows:
+        # Still encrypted at rest.
+        assert access not in row.token_encrypted and refresh not in row.token_encrypted
+        assert row.client_id == "demo-client-id"
+        assert crypto.decrypt(row.client_secret_encrypted) == "demo-client-secret"
+    session.expire_all()
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert conn.access_token_encrypted is None and conn.refresh_token_encrypted is None
+
+    # Revocation at PagerDuty (the simulator's RFC 7009 endpoint), then the rows go.
+    revoked = disconnect.revoke_tokens(demo.connection_id)
+    assert (revoked.revoked, revoked.failed, revoked.remaining) == (2, 0, 0)
+    tokens = sim.control.get("/tokens").json()["tokens"]
+    assert not [t for t in tokens if t["app"] == "demo-oauth" and t["valid"]]
+    session.rollback()
+    assert not session.scalar(select(func.count()).select_from(TokenRevocation))
+
+
+def test_failed_revocations_are_retried_then_given_up(session, sim) -> None:
+    demo = _synced_demo(session, sim, oauth=True)
+    disconnect.disconnect(demo.connection_id)
+    down = httpx.MockTransport(lambda request: httpx.Response(503, text="down"))
+
+    first = disconnect.revoke_tokens(demo.connection_id, max_attempts=3, transport=down)
+    assert (first.revoked, first.failed, first.remaining) == (0, 2, 2)
+    session.rollback()
+    rows = list(session.execute(select(TokenRevocation)).scalars())
+    assert [r.attempts for r in rows] == [1, 1]
+    assert all(r.last_error for r in rows)
+
+    disconnect.revoke_tokens(demo.connection_id, max_attempts=3, transport=down)
+    last = disconnect.revoke_tokens(demo.connection_id, max_attempts=3, transport=down)
+    assert (last.given_up, last.remaining) == (2, 0)
+    session.rollback()
+    assert not session.scalar(select(func.count()).select_from(TokenRevocation))
+    # The disconnect itself was never affected.
+    session.expire_all()
+    assert session.get(PagerDutyConnection, demo.connection_id).status == "disconnected"
