@@ -56,6 +56,7 @@ def sync_connection(self: Any, *, connection_id: str, kind: str = "scheduled") -
     time_limit=55,
     max_retries=0,
     acks_late=True,
+    ignore_result=False,
 )
 def schedule_syncs() -> dict[str, int]:
     return sync.schedule_syncs()
