@@ -29,7 +29,20 @@ def _pg_url(database: str) -> str:
     return f"{base}/{database}"
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Every process of a run (API, workers) must agree on the public URL: it is the OAuth
+# redirect URI, which PagerDuty compares exactly at the code exchange.
+API_PORT = _free_port()
+
 TEST_ENV = {
+    "RRPD_PUBLIC_URL": f"http://127.0.0.1:{API_PORT}",
     "RRPD_ENV": "test",
     "RRPD_DATABASE_URL": _pg_url(TEST_DB_NAME),
     "RRPD_BROKER_URL": f"{REDIS_URL}/0",

@@ -8,6 +8,7 @@ and no secret (client secret, code, verifier, tokens) ever reaches an error mess
 
 from __future__ import annotations
 
+import importlib
 import logging
 import warnings
 from collections.abc import Iterable, Sequence
@@ -42,6 +43,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from authlib.common.security import generate_token
     from authlib.integrations.httpx_client import OAuth2Client
+
+# authlib builds its client on the "httpx2" fork when that is installed and on httpx otherwise;
+# timeouts and exceptions for its calls must come from the same library, whichever it is.
+_oauth_http: Any = importlib.import_module(
+    next(c for c in OAuth2Client.__mro__ if c.__name__ == "Client").__module__.split(".")[0]
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +165,11 @@ def _oauth_client(
         client_secret=client_secret,
         token_endpoint_auth_method="client_secret_post",  # noqa: S106
         revocation_endpoint_auth_method="client_secret_post",
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        timeout=_oauth_http.Timeout(timeout, connect=min(timeout, 5.0)),
         transport=transport,
     )
 
-    def check(response: httpx.Response) -> httpx.Response:
+    def check(response: Any) -> Any:
         if not response.is_success:
             response.read()
             raise _token_error(response, secrets)
@@ -173,7 +180,7 @@ def _oauth_client(
     return client
 
 
-def _token_error(response: httpx.Response, secrets: Sequence[str | None]) -> PagerDutyError:
+def _token_error(response: Any, secrets: Sequence[str | None]) -> PagerDutyError:
     status = response.status_code
     if status == 429:
         return RateLimited(
@@ -255,11 +262,11 @@ def _call_token_endpoint(
                 token = client.refresh_token(**kwargs)
     except PagerDutyError:
         raise
-    except httpx.TimeoutException:
+    except _oauth_http.TimeoutException:
         raise Transient(
             "PagerDuty's token endpoint did not answer in time", endpoint=TOKEN_ENDPOINT
         ) from None
-    except httpx.TransportError as exc:
+    except _oauth_http.TransportError as exc:
         raise Transient(
             f"Could not reach PagerDuty's token endpoint ({type(exc).__name__})",
             endpoint=TOKEN_ENDPOINT,
