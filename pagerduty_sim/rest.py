@@ -688,6 +688,11 @@ def authenticate(state: SimState, request: Request, region: str) -> Principal:
     )
 
 
+def _restricted(principal: Principal) -> bool:
+    user = principal.account.users.get(principal.user_id) if principal.user_id else None
+    return user is not None and user.role == "restricted_access"
+
+
 def credential_label(state: SimState, request: Request) -> str:
     """Label for request counters; never the secret itself."""
     header = request.headers.get("authorization", "")
@@ -755,6 +760,14 @@ async def dispatch(
                 "Payment Required",
                 2012,
                 ["This account's plan does not include REST API access"],
+            )
+        if rt.scope is not None and _restricted(principal):
+            # PagerDuty's Restricted Access role may not list the account's users/schedules.
+            raise ApiError(
+                403,
+                "Access Denied",
+                2010,
+                ["Your role (restricted_access) does not permit this request"],
             )
         if principal.scopes is not None:
             if rt.scope is None:

@@ -287,3 +287,37 @@ def test_stuck_validations_are_swept(session: Session, sim: SimulatorHandle) -> 
     assert activation.expire_stale_validations() == 1
     session.expire_all()
     assert session.get(PagerDutyConnection, conn.id).status == "invalid"
+
+
+def _restricted_user_key(sim: SimulatorHandle) -> str:
+    """A user-level key of someone with PagerDuty's Restricted Access role."""
+    user = sim.control.post(
+        "/accounts/acme/users",
+        json={
+            "name": "Riley Restricted",
+            "email": "riley@example.com",
+            "role": "restricted_access",
+        },
+    )
+    user.raise_for_status()
+    key = "u+restrictedUserKey0001"
+    sim.control.post(
+        "/api_keys",
+        json={
+            "label": "restricted",
+            "key": key,
+            "account": "acme",
+            "kind": "user",
+            "user_id": user.json()["id"],
+        },
+    ).raise_for_status()
+    return key
+
+
+def test_key_without_permission_is_invalid_naming_what_is_missing(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    conn = _validate(session, _validating_key_connection(session, _restricted_user_key(sim)))
+    assert conn.status == "invalid"
+    assert conn.last_error.startswith("PagerDuty accepted the credential but it lacks permission")
+    assert "users.read" in conn.last_error
