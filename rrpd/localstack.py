@@ -6,9 +6,13 @@ import importlib.util
 import os
 import shutil
 import sys
+import threading
+import time
 
 from rrpd.supervisor import Part, Supervisor
-from workers.settings import get_settings
+from workers.settings import Settings, get_settings
+
+DEFAULT_PUBLIC_URL = Settings.model_fields["public_url"].default
 
 
 def _rrpd() -> list[str]:
@@ -20,8 +24,20 @@ def run_local_stack(*, api_port: int, flower_port: int, sim_port: int, use_simul
     settings = get_settings()
     settings.check()
     env = dict(os.environ)
-    public_url = f"http://127.0.0.1:{api_port}"
-    env.setdefault("RRPD_PUBLIC_URL", public_url)
+    # Every part must agree on the public URL: it is the OAuth redirect URI, which PagerDuty
+    # compares exactly when the worker exchanges the code. An explicit setting (environment or
+    # .env) wins; otherwise it follows --api-port. Either way it is passed to every part.
+    public_url = settings.public_url.rstrip("/")
+    if "RRPD_PUBLIC_URL" not in os.environ and public_url == DEFAULT_PUBLIC_URL:
+        public_url = f"http://127.0.0.1:{api_port}"
+    env["RRPD_PUBLIC_URL"] = public_url
+    if settings.app_integrations_url:
+        env["RRPD_APP_INTEGRATIONS_URL"] = settings.app_integrations_url
+    # The local secrets are generated into var/ once, here, before several processes start and
+    # could race to create them.
+    settings.encryption_key_material()
+    settings.jwt_secret()
+    seeded = _prepare_database(settings)
     parts: list[Part] = []
     have_sim = importlib.util.find_spec("pagerduty_sim.cli") is not None
     if use_simulator and have_sim:
@@ -57,7 +73,39 @@ def run_local_stack(*, api_port: int, flower_port: int, sim_port: int, use_simul
             f"  PagerDuty sim      : http://127.0.0.1:{sim_port}  "
             f"(consent page under /identity/oauth/authorize)"
         )
+    print(
+        f"  demo workspace     : {seeded.workspace_id}  ({len(seeded.members)} members, "
+        f"{len(seeded.rotations)} rotations; pick who you are on the panel)"
+    )
+    print("  rrpd demo          : runs the three walkthroughs against this stack")
     print("  Ctrl-C stops everything.")
     supervisor = Supervisor(parts, env)
     supervisor.start()
+    threading.Thread(
+        target=_announce_ready, args=(supervisor, f"{public_url}/healthz"), daemon=True
+    ).start()
     return supervisor.wait()
+
+
+def _prepare_database(settings: Settings):  # type: ignore[no-untyped-def]
+    """Migrate (idempotent) and seed the demo workspace before any part starts."""
+    from rrpd.seed import seed
+    from workers.migrate import upgrade
+
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+    return seed(settings.effective_database_url)
+
+
+def _announce_ready(supervisor: Supervisor, health_url: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while not supervisor.stopping and time.monotonic() < deadline:
+        try:
+            if httpx.get(health_url, timeout=1).status_code == 200:
+                print(f"rrpd run: ready ({health_url} answers)", flush=True)
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)

@@ -39,9 +39,23 @@ class Supervisor:
         self.base_env = base_env
         self._stopping = threading.Event()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self._stopping.set())
+
     def start(self) -> None:
+        # Handlers first: a Ctrl-C while parts are still being started must not leave the
+        # ones already started running (they are in sessions of their own, so the terminal's
+        # SIGINT never reaches them; only ``stop`` does).
+        self._install_signal_handlers()
         width = max(len(p.name) for p in self.parts)
         for part in self.parts:
+            if self._stopping.is_set():
+                break
             env = {**self.base_env, **part.env}
             part.process = subprocess.Popen(  # noqa: S603 - our own rrpd commands
                 part.argv,
@@ -57,12 +71,12 @@ class Supervisor:
 
     def wait(self) -> int:
         """Block until Ctrl-C/SIGTERM or until a part exits; then stop everything."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self._stopping.set())
+        self._install_signal_handlers()
         code = 0
         while not self._stopping.is_set():
             for part in self.parts:
-                assert part.process is not None
+                if part.process is None:
+                    continue
                 rc = part.process.poll()
                 if rc is not None:
                     print(
