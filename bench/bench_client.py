@@ -18,7 +18,8 @@ This is a script that prints figures, not a test. Figures also go to
     .venv/bin/python bench/bench_client.py --quick --rate-limit 120   # + limit on, ~3 min
 
 The official client is installed into the running interpreter's environment on demand
-(``pip install pagerduty``); it is a benchmark-only dependency, not a project one.
+(installed on first use into ``var/bench-official-client``, not the project's venv); it is a
+benchmark-only dependency, not a project one.
 """
 
 from __future__ import annotations
@@ -78,17 +79,32 @@ def say(msg: str = "") -> None:
 # --- the official client ------------------------------------------------------------------------
 
 
+# Installed beside the project, never into its virtual environment: the official client pulls
+# in the "httpx2" fork, which would change what other libraries (authlib) use at run time.
+OFFICIAL_DIR = Path(__file__).resolve().parent.parent / "var" / "bench-official-client"
+
+
 def official_module() -> ModuleType:
-    """Import PagerDuty's client, installing it (benchmark only) if it is missing."""
-    try:
-        return importlib.import_module("pagerduty")
-    except ImportError:
-        pass
-    say(
-        f"`pagerduty` is not installed: running `{sys.executable} -m pip install pagerduty` "
-        "(benchmark only; not a project dependency)"
-    )
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "pagerduty"], check=True)
+    """Import PagerDuty's client from a private folder, installing it there if missing."""
+    if not (OFFICIAL_DIR / "pagerduty").is_dir():
+        say(
+            f"installing PagerDuty's official client into {OFFICIAL_DIR} "
+            "(benchmark only; not a project dependency, not in the project's venv)"
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(OFFICIAL_DIR),
+                "pagerduty",
+            ],
+            check=True,
+        )
+    sys.path.insert(0, str(OFFICIAL_DIR))
     importlib.invalidate_caches()
     return importlib.import_module("pagerduty")
 
