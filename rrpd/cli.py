@@ -242,6 +242,7 @@ def keys_rotate(batch_size: int) -> None:
     )
 
 from rrpd.manage import register; register(cli)  # noqa: E402, E702, I001
+from rrpd.demo import demo as _demo; cli.add_command(_demo)  # noqa: E402, E702, I001
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
