@@ -7,7 +7,7 @@ effort: a metrics failure never fails a task.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import redis
 
@@ -27,10 +27,14 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 
+def _escape(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _field(name: str, labels: Mapping[str, str]) -> str:
     if not labels:
         return name
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
     return f"{name}{{{inner}}}"
 
 
@@ -48,19 +52,75 @@ def snapshot() -> dict[str, float]:
     return {k.decode(): float(v) for k, v in raw.items()}
 
 
-def render(extra_gauges: Mapping[str, float] | None = None) -> str:
-    """Prometheus text exposition of every counter plus the given gauges."""
-    values = snapshot()
+# Counters rendered as one Prometheus summary family (``<name>_sum`` + ``<name>_count``).
+SUMMARIES: dict[str, str] = {
+    "rrpd_sync_duration_seconds": "Seconds spent in connection syncs.",
+}
+
+# Celery's Redis transport keeps a priority queue as several lists: ``<queue>`` and
+# ``<queue>\x06\x16<priority>`` (the same steps Flower's broker page reads).
+_PRIORITY_SEP = "\x06\x16"
+_PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+def queue_lengths(queues: Iterable[str]) -> dict[str, int]:
+    """Messages waiting in each Celery queue (not counting those a worker has reserved)."""
+    prefix = f"{locks.key()}:" if locks.key() else ""
+    names = list(queues)
+    pipe = locks.client().pipeline(transaction=False)
+    for name in names:
+        for pri in _PRIORITY_STEPS:
+            pipe.llen(f"{prefix}{name}{_PRIORITY_SEP}{pri}" if pri else f"{prefix}{name}")
+    counts = iter(pipe.execute())
+    return {name: sum(next(counts) for _ in _PRIORITY_STEPS) for name in names}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def render(
+    extra_gauges: Mapping[str, float] | None = None,
+    *,
+    values: Mapping[str, float] | None = None,
+    gauge_help: Mapping[str, str] | None = None,
+) -> str:
+    """Prometheus text exposition of every counter plus the given gauges.
+
+    ``values`` defaults to the counters in Redis (``snapshot()``); ``gauge_help`` gives a HELP
+    line per gauge family.
+    """
+    values = snapshot() if values is None else values
     lines: list[str] = []
+
+    def samples(name: str) -> list[str]:
+        return [f"{k} {_number(v)}" for k, v in sorted(values.items()) if k.split("{")[0] == name]
+
+    done: set[str] = set()
     for name, (kind, help_text) in METRICS.items():
+        family = next((s for s in SUMMARIES if name in (f"{s}_sum", f"{s}_count")), None)
+        if family is not None:
+            if family in done:
+                continue
+            done.add(family)
+            lines += [f"# HELP {family} {SUMMARIES[family]}", f"# TYPE {family} summary"]
+            lines += samples(f"{family}_sum") + samples(f"{family}_count")
+            continue
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        lines += [f"{k} {v}" for k, v in sorted(values.items()) if k.split("{")[0] == name]
+        lines += samples(name)
     if extra_gauges:
         seen: set[str] = set()
         for key, value in sorted(extra_gauges.items()):
             base = key.split("{")[0]
             if base not in seen:
-                lines += [f"# TYPE {base} gauge"]
+                if gauge_help and base in gauge_help:
+                    lines.append(f"# HELP {base} {gauge_help[base]}")
+                lines.append(f"# TYPE {base} gauge")
                 seen.add(base)
-            lines.append(f"{key} {value}")
+            lines.append(f"{key} {_number(value)}")
     return "\n".join(lines) + "\n"
+
+
+def gauge(name: str, **labels: str) -> str:
+    """The sample key of a gauge for ``render(extra_gauges=...)``, labels escaped."""
+    return _field(name, labels)

@@ -1,0 +1,132 @@
+"""``GET /metrics``: Prometheus text for the whole service.
+
+Counters come from Redis (``workers.metrics``: every worker process adds to one total); gauges
+are computed at scrape time: connections by status and with failing syncs (PostgreSQL), and the
+Celery queue lengths (Redis). A source that does not answer is reported as
+``rrpd_metrics_source_up{source=...} 0`` rather than failing the scrape.
+
+The endpoint sits on the public API, so it takes HTTP basic auth with the operators' credential,
+``RRPD_FLOWER_BASIC_AUTH`` (the same one Flower uses; Prometheus sends it with ``basic_auth``).
+With that setting empty it is open, for deployments that only expose the API on a private
+network. See docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+
+import redis
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from api_stub.errors import ApiError
+from models import ConnectionStatus, PagerDutyConnection
+from workers import metrics
+from workers.db import transaction
+from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["operations"])
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+QUEUES = ("interactive", "sync")
+
+GAUGE_HELP = {
+    "rrpd_connections": "Live PagerDuty connections, by status.",
+    "rrpd_connections_failing_syncs": "Connected connections whose last sync(s) failed.",
+    "rrpd_queue_length": "Messages waiting in a Celery queue.",
+    "rrpd_metrics_source_up": "1 when a source of these metrics answered the scrape.",
+}
+
+# Live statuses only: "disconnected" rows are history and only ever grow.
+_STATUSES = [s.value for s in ConnectionStatus if s is not ConnectionStatus.DISCONNECTED]
+
+
+def _check_basic_auth(request: Request) -> None:
+    expected = get_settings().flower_basic_auth.get_secret_value()
+    if not expected:
+        return
+    # RRPD_FLOWER_BASIC_AUTH may list several comma-separated user:password pairs, as Flower does.
+    accepted = [c.strip() for c in expected.split(",") if c.strip()]
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    given = ""
+    if scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            given = ""
+    ok = False
+    for credential in accepted:
+        # Compare with every credential, so the time taken says nothing about which one matched.
+        ok |= hmac.compare_digest(given.encode(), credential.encode())
+    if not ok:
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "Metrics need HTTP basic auth with the operators' credential (RRPD_FLOWER_BASIC_AUTH).",
+            headers={"WWW-Authenticate": 'Basic realm="rrpd metrics"'},
+        )
+
+
+def connection_gauges() -> dict[str, float]:
+    with transaction() as session:
+        by_status = dict(
+            session.execute(
+                select(PagerDutyConnection.status, func.count()).group_by(
+                    PagerDutyConnection.status
+                )
+            ).all()
+        )
+        failing = session.execute(
+            select(func.count()).where(
+                PagerDutyConnection.status == ConnectionStatus.CONNECTED.value,
+                PagerDutyConnection.consecutive_sync_failures > 0,
+            )
+        ).scalar_one()
+    gauges = {
+        metrics.gauge("rrpd_connections", status=status): float(by_status.get(status, 0))
+        for status in _STATUSES
+    }
+    gauges[metrics.gauge("rrpd_connections_failing_syncs")] = float(failing)
+    return gauges
+
+
+def render_metrics() -> str:
+    gauges: dict[str, float] = {}
+    up: dict[str, bool] = {}
+    try:
+        gauges.update(connection_gauges())
+        up["database"] = True
+    except SQLAlchemyError as exc:
+        log.warning("metrics: database unavailable (%s)", type(exc).__name__)
+        up["database"] = False
+    values: dict[str, float] = {}
+    try:
+        values = metrics.snapshot()
+        for queue, length in metrics.queue_lengths(QUEUES).items():
+            gauges[metrics.gauge("rrpd_queue_length", queue=queue)] = float(length)
+        up["redis"] = True
+    except redis.RedisError as exc:
+        log.warning("metrics: Redis unavailable (%s)", type(exc).__name__)
+        up["redis"] = False
+    for source, answered in up.items():
+        gauges[metrics.gauge("rrpd_metrics_source_up", source=source)] = 1.0 if answered else 0.0
+    return metrics.render(gauges, values=values, gauge_help=GAUGE_HELP)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (basic auth with RRPD_FLOWER_BASIC_AUTH unless it is empty)",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {}}}},
+)
+def get_metrics(request: Request) -> Response:
+    _check_basic_auth(request)
+    return Response(render_metrics(), media_type=CONTENT_TYPE)
