@@ -110,15 +110,35 @@ def beat(loglevel: str) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5555, show_default=True, type=int)
-def flower(host: str, port: int) -> None:
-    """Start Flower (basic auth from RRPD_FLOWER_BASIC_AUTH; Prometheus metrics at /metrics)."""
+@click.option(
+    "--read-only", is_flag=True, help="Disable Flower's controls (revoke, shutdown, send task)."
+)
+def flower(host: str, port: int, read_only: bool) -> None:
+    """Start Flower: basic auth from RRPD_FLOWER_BASIC_AUTH, Prometheus metrics at /metrics.
+
+    Queue lengths (the Broker tab, /api/queues/length) are read from Redis directly, with our
+    key prefix; --broker-api is only for RabbitMQ. /metrics takes the same basic auth.
+    """
+    import os
+
     settings = _checked_settings()
+    from rrpd.ops import prepare_flower
     from workers.celery_app import app
 
     auth = settings.flower_basic_auth.get_secret_value()
+    if settings.is_production and auth in ("", "admin:admin"):
+        raise click.ClickException(
+            "RRPD_FLOWER_BASIC_AUTH is empty or the default admin:admin; production Flower "
+            "needs a real user:password"
+        )
+    prepare_flower()
     argv = ["flower", f"--address={host}", f"--port={port}", "--persistent=False"]
+    if read_only:
+        argv.append("--read_only=True")
+    # Through the environment, not argv: a command line is readable by every local user (ps).
+    os.environ.pop("FLOWER_BASIC_AUTH", None)
     if auth:
-        argv.append(f"--basic-auth={auth}")
+        os.environ["FLOWER_BASIC_AUTH"] = auth
     app.start(argv)
 
 
@@ -243,6 +263,7 @@ def keys_rotate(batch_size: int) -> None:
 
 from rrpd.manage import register; register(cli)  # noqa: E402, E702, I001
 from rrpd.demo import demo as _demo; cli.add_command(_demo)  # noqa: E402, E702, I001
+from rrpd.ops import register as register_ops; register_ops(cli)  # noqa: E402, E702, I001
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:

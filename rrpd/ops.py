@@ -1,0 +1,353 @@
+"""Commands an operator reaches for: ``rrpd status``, ``rrpd sync-now``, ``rrpd attention``.
+
+They read and write the configured database directly (no API token needed) and never print a
+secret: they show ids, statuses, times and the plain-words errors workspace admins see.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import click
+
+ATTENTION_STATUSES = ("needs_reauth", "invalid")
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from rrpd.cli import _checked_settings
+
+    return _checked_settings()
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise click.ClickException(f"{what} {value!r} is not a valid id") from None
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ago(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return ""
+    seconds = int((now - value).total_seconds())
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _workspace(session, workspace_id: str):  # type: ignore[no-untyped-def]
+    from models import Workspace
+
+    ws = session.get(Workspace, _uuid(workspace_id, "workspace"))
+    if ws is None:
+        raise click.ClickException(f"unknown workspace {workspace_id}")
+    return ws
+
+
+# --- rrpd status --------------------------------------------------------------------------------
+
+
+@click.command("status")
+@click.argument("workspace_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(workspace_id: str, as_json: bool) -> None:
+    """Show a workspace's PagerDuty connection, as the integrations page does."""
+    from models import PagerDutyConnection, utcnow
+    from workers.connections import connection_status
+    from workers.db import transaction
+
+    _settings()
+    with transaction() as session:
+        ws = _workspace(session, workspace_id)
+        summary = connection_status(session, ws.id)
+        conn = (
+            session.get(PagerDutyConnection, summary["connection_id"])
+            if summary["connection_id"]
+            else None
+        )
+        extra = {
+            "workspace_name": ws.name,
+            "generation": conn.generation if conn else None,
+            "consecutive_sync_failures": conn.consecutive_sync_failures if conn else 0,
+            "next_sync_at": conn.next_sync_at if conn else None,
+            "access_token_expires_at": conn.access_token_expires_at if conn else None,
+        }
+    if as_json:
+        click.echo(json.dumps(_plain({"workspace_id": ws.id, **extra, **summary}), indent=2))
+        return
+    now = utcnow()
+    s = summary
+    rows: list[tuple[str, str]] = [("workspace", f"{extra['workspace_name']} ({ws.id})")]
+    rows.append(("status", f"{s['status']}: {s['status_message']}"))
+    if s["connection_id"] is not None:
+        account = s["account_subdomain"] or "-"
+        how = f"{s['auth_method']}, region {s['region']}, account {account}"
+        if s["key_level"]:
+            how += f", {s['key_level']}-level key"
+        rows.append(
+            ("connection", f"{s['connection_id']} ({how}, generation {extra['generation']})")
+        )
+        by = s["connected_by"]
+        who = f" by {by['name']} <{by['email']}>" if by else ""
+        rows.append(("connected", f"{_when(s['connected_at'])}{who}"))
+        rows.append(
+            (
+                "status since",
+                f"{_when(s['status_changed_at'])} ({_ago(s['status_changed_at'], now)})",
+            )
+        )
+        if s["last_error"]:
+            rows.append(("last error", f"{s['last_error']} ({_when(s['last_error_at'])})"))
+        run = s["last_sync"]
+        if run is None:
+            rows.append(("last sync", "never"))
+        else:
+            line = f"{run['status']} ({run['kind']}) at {_when(run['started_at'])}"
+            line += f" ({_ago(run['started_at'], now)})"
+            if run["duration_ms"] is not None:
+                line += f", {run['duration_ms'] / 1000:.1f} s"
+            line += (
+                f", rows +{run['rows_created']} ~{run['rows_updated']} -{run['rows_deleted']}"
+                f", {run['requests_made']} PagerDuty requests"
+            )
+            rows.append(("last sync", line))
+            if run["error"]:
+                rows.append(("sync error", run["error"]))
+        rows.append(("last change", _when(s["last_synced_at"])))
+        rows.append(("next sync", _when(extra["next_sync_at"])))
+        if extra["consecutive_sync_failures"]:
+            rows.append(("failing syncs", f"{extra['consecutive_sync_failures']} in a row"))
+        if s["auth_method"] == "oauth":
+            rows.append(("token expires", _when(extra["access_token_expires_at"])))
+        rows.append(
+            ("mirror", f"{s['schedule_count']} schedules, {s['linked_summary']}"),
+        )
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key.ljust(width)}  {value}")
+
+
+# --- rrpd sync-now ------------------------------------------------------------------------------
+
+
+@click.command("sync-now")
+@click.argument("workspace_id")
+def sync_now(workspace_id: str) -> None:
+    """Enqueue a manual sync of a workspace's connection (after the audit row commits)."""
+    from models import AuditEvent, ConnectionStatus
+    from workers.connections import live_connection
+    from workers.db import transaction
+    from workers.enqueue import SYNC_CONNECTION, enqueue
+
+    _settings()
+    with transaction() as session:
+        ws = _workspace(session, workspace_id)
+        conn = live_connection(session, ws.id)
+        if conn is None:
+            raise click.ClickException(f"workspace {ws.id} has no PagerDuty connection")
+        if conn.status != ConnectionStatus.CONNECTED.value:
+            raise click.ClickException(
+                f"the connection is {conn.status}, not connected; a sync would do nothing "
+                f"(see `rrpd status {ws.id}`)"
+            )
+        connection_id = conn.id
+        task_id = enqueue(
+            session,
+            SYNC_CONNECTION,
+            workspace_id=ws.id,
+            connection_id=connection_id,
+            kind="manual",
+        )
+        session.add(
+            AuditEvent(
+                workspace_id=ws.id,
+                actor_member_id=None,
+                actor="operator",
+                action="pagerduty.sync.requested",
+                details={"connection_id": str(connection_id), "task_id": task_id, "via": "rrpd"},
+            )
+        )
+    click.echo(f"sync enqueued for connection {connection_id}: task {task_id}")
+    click.echo(f"follow it with `rrpd status {ws.id}` (or in Flower)")
+
+
+# --- rrpd attention -----------------------------------------------------------------------------
+
+
+def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Live connections an operator should look at, worst first.
+
+    ``needs_reauth`` and ``invalid`` (a workspace admin must act), and connected ones whose
+    syncs fail (``consecutive_sync_failures > 0`` or the latest sync run failed).
+    """
+    from sqlalchemy import or_, select
+
+    from models import ConnectionStatus, PagerDutyConnection, SyncRun, Workspace
+
+    latest_run_status = (
+        select(SyncRun.status)
+        .where(SyncRun.connection_id == PagerDutyConnection.id)
+        .order_by(SyncRun.started_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(PagerDutyConnection, Workspace.name)
+        .join(Workspace, Workspace.id == PagerDutyConnection.workspace_id)
+        .where(
+            or_(
+                PagerDutyConnection.status.in_(ATTENTION_STATUSES),
+                (PagerDutyConnection.status == ConnectionStatus.CONNECTED.value)
+                & (
+                    (PagerDutyConnection.consecutive_sync_failures > 0)
+                    | (latest_run_status == "failed")
+                ),
+            )
+        )
+    ).all()
+    found: list[dict[str, Any]] = []
+    for conn, ws_name in rows:
+        item: dict[str, Any] = {
+            "workspace_id": conn.workspace_id,
+            "workspace_name": ws_name,
+            "connection_id": conn.id,
+            "auth_method": conn.auth_method,
+            "status": conn.status,
+            "consecutive_sync_failures": conn.consecutive_sync_failures,
+        }
+        if conn.status in ATTENTION_STATUSES:
+            item.update(
+                problem=conn.status,
+                since=conn.status_changed_at,
+                last_error=conn.last_error,
+            )
+        else:
+            # The failure streak: failed runs since the last one that was not a failure.
+            recent = session.execute(
+                select(SyncRun.status, SyncRun.started_at, SyncRun.error)
+                .where(SyncRun.connection_id == conn.id, SyncRun.status != "running")
+                .order_by(SyncRun.started_at.desc())
+                .limit(max(conn.consecutive_sync_failures, 1) + 50)
+            ).all()
+            streak = []
+            for run in recent:
+                if run.status == "skipped":
+                    continue
+                if run.status != "failed":
+                    break
+                streak.append(run)
+            item.update(
+                problem="sync_failing",
+                since=streak[-1].started_at if streak else conn.status_changed_at,
+                last_error=(streak[0].error if streak else None) or conn.last_error,
+                failed_runs=len(streak),
+            )
+        found.append(item)
+    order = {"needs_reauth": 0, "invalid": 1, "sync_failing": 2}
+    found.sort(key=lambda i: (order[i["problem"]], i["since"].timestamp() if i["since"] else 0))
+    return found
+
+
+@click.command("attention")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def attention(as_json: bool) -> None:
+    """List connections needing attention: needs_reauth, invalid, or failing syncs."""
+    from models import utcnow
+    from workers.db import transaction
+
+    _settings()
+    with transaction() as session:
+        found = connections_needing_attention(session)
+    if as_json:
+        click.echo(json.dumps(_plain(found), indent=2))
+        return
+    if not found:
+        click.echo("no connection needs attention")
+        return
+    now = utcnow()
+    header = ("WORKSPACE", "NAME", "PROBLEM", "SINCE", "LAST ERROR")
+    table = [
+        (
+            str(i["workspace_id"]),
+            _clip(i["workspace_name"], 24),
+            i["problem"] + (f" ({_failures(i)}x)" if i["problem"] == "sync_failing" else ""),
+            f"{_when(i['since'])} ({_ago(i['since'], now)})",
+            _clip(i["last_error"] or "-", 100),
+        )
+        for i in found
+    ]
+    widths = [max(len(r[c]) for r in [header, *table]) for c in range(len(header) - 1)]
+    for row in [header, *table]:
+        click.echo("  ".join([*(v.ljust(w) for v, w in zip(row, widths, strict=False)), row[-1]]))
+    click.echo(f"{len(found)} connection(s) need attention")
+
+
+def _failures(item: dict[str, Any]) -> int:
+    return max(item["consecutive_sync_failures"], item.get("failed_runs", 0))
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- Flower -------------------------------------------------------------------------------------
+
+
+def prepare_flower() -> None:
+    """Make Flower's ``/metrics`` take the same basic auth as its UI and API.
+
+    Upstream Flower serves ``/metrics`` to anyone even with ``--basic_auth`` set. It holds no
+    secret (task names, counts, worker names), but every other endpoint asks for the operators'
+    credential, and Prometheus can send it (``basic_auth`` in the scrape config).
+    ``/healthcheck`` stays open for load balancers.
+    """
+    import tornado.web
+    from flower import urls
+    from flower.views import monitor
+
+    class AuthenticatedMetrics(monitor.Metrics):
+        _rrpd_authenticated = True
+
+        @tornado.web.authenticated
+        async def get(self) -> None:
+            await super().get()
+
+    replaced = 0
+    for i, handler in enumerate(urls.handlers):
+        if isinstance(handler, tuple) and handler[0] == r"/metrics":
+            if getattr(handler[1], "_rrpd_authenticated", False):
+                return
+            urls.handlers[i] = (handler[0], AuthenticatedMetrics, *handler[2:])
+            replaced += 1
+    if replaced != 1:
+        raise RuntimeError("Flower's /metrics route was not found; check the Flower version")
+
+
+def register(cli: click.Group) -> None:
+    for command in (status, sync_now, attention):
+        cli.add_command(command)
