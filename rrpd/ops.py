@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
 
 ATTENTION_STATUSES = ("needs_reauth", "invalid")
+# A connection still in one of these after this long lost its task (e.g. Redis lost the queue).
+STUCK_AFTER = {"validating": timedelta(minutes=15), "disconnecting": timedelta(minutes=10)}
 
 
 def _settings():  # type: ignore[no-untyped-def]
@@ -201,12 +203,15 @@ def sync_now(workspace_id: str) -> None:
 def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     """Live connections an operator should look at, worst first.
 
-    ``needs_reauth`` and ``invalid`` (a workspace admin must act), and connected ones whose
-    syncs fail (``consecutive_sync_failures > 0`` or the latest sync run failed).
+    ``needs_reauth`` and ``invalid`` (a workspace admin must act), connected ones whose
+    syncs fail (``consecutive_sync_failures > 0`` or the latest sync run failed), and ones stuck
+    in ``validating`` or ``disconnecting`` (their task was lost).
     """
-    from sqlalchemy import or_, select
+    from sqlalchemy import and_, or_, select
 
-    from models import ConnectionStatus, PagerDutyConnection, SyncRun, Workspace
+    from models import ConnectionStatus, PagerDutyConnection, SyncRun, Workspace, utcnow
+
+    now = utcnow()
 
     latest_run_status = (
         select(SyncRun.status)
@@ -221,6 +226,13 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
         .where(
             or_(
                 PagerDutyConnection.status.in_(ATTENTION_STATUSES),
+                *(
+                    and_(
+                        PagerDutyConnection.status == status,
+                        PagerDutyConnection.status_changed_at < now - after,
+                    )
+                    for status, after in STUCK_AFTER.items()
+                ),
                 (PagerDutyConnection.status == ConnectionStatus.CONNECTED.value)
                 & (
                     (PagerDutyConnection.consecutive_sync_failures > 0)
@@ -239,7 +251,13 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
             "status": conn.status,
             "consecutive_sync_failures": conn.consecutive_sync_failures,
         }
-        if conn.status in ATTENTION_STATUSES:
+        if conn.status in STUCK_AFTER:
+            item.update(
+                problem=f"stuck_{conn.status}",
+                since=conn.status_changed_at,
+                last_error=conn.last_error,
+            )
+        elif conn.status in ATTENTION_STATUSES:
             item.update(
                 problem=conn.status,
                 since=conn.status_changed_at,
@@ -267,7 +285,13 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
                 failed_runs=len(streak),
             )
         found.append(item)
-    order = {"needs_reauth": 0, "invalid": 1, "sync_failing": 2}
+    order = {
+        "stuck_disconnecting": 0,
+        "needs_reauth": 1,
+        "invalid": 2,
+        "sync_failing": 3,
+        "stuck_validating": 4,
+    }
     found.sort(key=lambda i: (order[i["problem"]], i["since"].timestamp() if i["since"] else 0))
     return found
 
@@ -275,7 +299,7 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
 @click.command("attention")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def attention(as_json: bool) -> None:
-    """List connections needing attention: needs_reauth, invalid, or failing syncs."""
+    """List connections needing attention: needs_reauth, invalid, failing syncs, stuck."""
     from models import utcnow
     from workers.db import transaction
 

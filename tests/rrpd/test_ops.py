@@ -169,6 +169,10 @@ def test_attention_lists_what_needs_an_operator(session: Session) -> None:
     _sync_run(session, healthy, "failed", 9, "old trouble")
     _sync_run(session, healthy, "succeeded", 1)
     connection("Gone", ConnectionStatus.DISCONNECTED)
+    stuck = connection("Stuck Disconnecting", ConnectionStatus.DISCONNECTING)
+    stuck.status_changed_at = utcnow() - timedelta(minutes=30)
+    connection("Just Disconnecting", ConnectionStatus.DISCONNECTING)
+    connection("Just Validating", ConnectionStatus.VALIDATING)
     session.commit()
 
     result = _run("attention")
@@ -176,21 +180,30 @@ def test_attention_lists_what_needs_an_operator(session: Session) -> None:
     out = result.output
     lines = out.splitlines()
     assert lines[0].split() == ["WORKSPACE", "NAME", "PROBLEM", "SINCE", "LAST", "ERROR"]
-    assert [line.split("  ")[1].strip() for line in lines[1:5]] == [
+    assert [line.split("  ")[1].strip() for line in lines[1:6]] == [
+        "Stuck Disconnecting",
         "Reauth Inc",
         "Invalid Ltd",
         "Failing Co",
         "Last Run Failed",
     ]
-    assert "needs_reauth" in lines[1] and "5h ago" in lines[1] and "Log in with OAuth" in lines[1]
-    assert "sync_failing (2x)" in lines[3] and "PagerDuty timed out" in lines[3]
-    assert "sync_failing (1x)" in lines[4]
-    assert "Healthy" not in out and "Gone" not in out
-    assert lines[-1] == "4 connection(s) need attention"
+    assert "stuck_disconnecting" in lines[1] and "30m ago" in lines[1]
+    assert "needs_reauth" in lines[2] and "5h ago" in lines[2] and "Log in with OAuth" in lines[2]
+    assert "sync_failing (2x)" in lines[4] and "PagerDuty timed out" in lines[4]
+    assert "sync_failing (1x)" in lines[5]
+    for name in ("Healthy", "Gone", "Just Disconnecting", "Just Validating"):
+        assert name not in out
+    assert lines[-1] == "5 connection(s) need attention"
     assert API_KEY not in out
 
     items = {i["workspace_name"]: i for i in json.loads(_run("attention", "--json").output)}
-    assert set(items) == {"Reauth Inc", "Invalid Ltd", "Failing Co", "Last Run Failed"}
+    assert set(items) == {
+        "Stuck Disconnecting",
+        "Reauth Inc",
+        "Invalid Ltd",
+        "Failing Co",
+        "Last Run Failed",
+    }
     assert items["Failing Co"]["problem"] == "sync_failing"
     assert items["Failing Co"]["since"] == first_failure.started_at.isoformat()
     assert items["Failing Co"]["failed_runs"] == 2
