@@ -24,7 +24,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api_stub.auth import issue_token, verify_token
 from api_stub.errors import ApiError, error_response
-from models import Member, Role, Workspace
+from models import Member, Role, Workspace, utcnow
 from workers import connections as svc
 from workers.connections import Actor, ServiceError
 from workers.db import transaction
@@ -85,6 +85,7 @@ REASON_WORDS = {
     "temporarily_unavailable": "PagerDuty is temporarily unavailable. Try again in a moment.",
 }
 UNSETTLED = {"validating", "disconnecting"}
+SYNC_WAIT_SECONDS = 60
 
 
 def picker_enabled() -> bool:
@@ -294,12 +295,29 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
     binding_pending = any(
         r["mode"] == "pagerduty" and r["last_synced_at"] is None for r in rotations
     )
+    ctx["sync_pending"] = status["status"] == "connected" and _sync_pending(
+        q.get("sync_requested"), status["last_sync"]
+    )
     ctx["refresh"] = (
         status["status"] in UNSETTLED
         or (returned == "connecting" and status["status"] == "not_connected")
         or (binding_pending and status["status"] == "connected")
+        or ctx["sync_pending"]
     )
     return ctx
+
+
+def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bool:
+    """After "Sync now" or a bind (``?sync_requested=<epoch seconds>``): has a sync started
+    since then and finished? Gives up after a minute so a page never refreshes forever."""
+    if not requested or not requested.isdigit():
+        return False
+    since = datetime.fromtimestamp(int(requested), UTC)
+    if utcnow() - since > timedelta(seconds=SYNC_WAIT_SECONDS) or since > utcnow():
+        return False
+    if last_sync is None or last_sync["finished_at"] is None:
+        return True
+    return last_sync["started_at"] < since
 
 
 @router.get("", response_class=HTMLResponse)
@@ -330,7 +348,9 @@ def panel(request: Request, token: str | None = None) -> Response:
                 "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
             ),
             "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer",
+            # same-origin, not no-referrer: with no-referrer a browser posts the panel's forms
+            # with "Origin: null", which the CSRF check refuses. Other sites get no referrer.
+            "Referrer-Policy": "same-origin",
             "X-Content-Type-Options": "nosniff",
         },
     )
@@ -364,7 +384,7 @@ async def _checked(request: Request) -> tuple[Actor, dict[str, str]]:
     return actor, form
 
 
-async def _apply(work: Callable[[Session], str]) -> Response:
+async def _apply(work: Callable[[Session], str], query: dict[str, str] | None = None) -> Response:
     """Run ``work`` in one transaction; flash its message, or the service error's words."""
 
     def run() -> str:
@@ -375,7 +395,12 @@ async def _apply(work: Callable[[Session], str]) -> Response:
         text = await run_in_threadpool(run)
     except ServiceError as exc:
         return _flash(_redirect(), "error", exc.message)
-    return _flash(_redirect(), "ok", text)
+    return _flash(_redirect(query), "ok", text)
+
+
+def _sync_requested() -> dict[str, str]:
+    # Whole seconds, rounded down: a sync that starts right after still counts.
+    return {"sync_requested": str(int(utcnow().timestamp()))}
 
 
 def _rotation_id(raw: str) -> uuid.UUID:
@@ -486,7 +511,7 @@ async def sync_now(request: Request) -> Response:
         svc.sync_now(session, actor)
         return "Sync started. Rotations update in a few seconds."
 
-    return await _apply(work)
+    return await _apply(work, _sync_requested())
 
 
 @router.post("/rotations/{rotation_id}/bind")
@@ -499,7 +524,7 @@ async def bind_rotation(rotation_id: str, request: Request) -> Response:
         )
         return f"{bound.rotation.name} now follows its PagerDuty schedule. Filling it in..."
 
-    return await _apply(work)
+    return await _apply(work, _sync_requested())
 
 
 @router.post("/rotations/{rotation_id}/manual")

@@ -317,9 +317,17 @@ def test_disconnect_form_moves_to_disconnecting_and_enqueues(client, world, sess
 def test_sync_now_form_enqueues_a_manual_sync(client, world, session, sent) -> None:
     _connected(session, world)
     act_as(client, world.owner)
-    assert post(client, "/panel/sync").status_code == 303
+    r = post(client, "/panel/sync")
+    assert r.status_code == 303
     assert sent.names() == ["pagerduty.sync_connection"]
     assert sent.calls[0]["kwargs"]["kind"] == "manual"
+    # Until a sync started after the click has finished, the page shows it and refreshes.
+    page = client.get(r.headers["location"]).text
+    assert r.headers["location"].startswith("/panel?sync_requested=")
+    assert 'id="syncing"' in page and '<meta http-equiv="refresh"' in page
+    old = int(r.headers["location"].rsplit("=", 1)[1]) - panel.SYNC_WAIT_SECONDS - 5
+    page = client.get(f"/panel?sync_requested={old}").text
+    assert 'id="syncing"' not in page and '<meta http-equiv="refresh"' not in page
 
 
 def test_sync_now_when_not_connected_is_explained(client, world, sent) -> None:
