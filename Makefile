@@ -23,6 +23,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	scripts/ensure-services.sh postgres redis
+	scripts/ensure-browser.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

@@ -1,0 +1,196 @@
+"""The help article's walkthroughs in a real browser: headless Chromium drives the panel served
+by the real API process, with live workers and the PagerDuty simulator; the simulator's consent
+page is clicked like a person would (auto-approve off). A screenshot is taken at each step.
+
+Order: API key (connect, bind, on-call change + Sync now), a member's view, Uninstall
+(Connected to PagerDuty > Disconnect > Confirm), then OAuth 2.0 (Deny once, then Authorize).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy.orm import Session
+
+from pagerduty_sim.server import SimulatorHandle
+from rrpd.seed import DEMO_BINDINGS, MANUAL_ONLY, seed_demo
+from tests.support.stack import demo_api_key, demo_oauth_app
+
+pytestmark = pytest.mark.integration
+
+WAIT_MS = 45_000
+expect.set_options(timeout=WAIT_MS)
+# Demo scenario user ids -> the seeded members' display names.
+NAMES = {
+    "PUALICE": "Alice",
+    "PUBOB01": "Bob",
+    "PUCAROL": "Carol",
+    "PUDAVE1": "Dave",
+    "PUERIN1": "Erin",
+    "PUFRANK": "Frank",
+}
+
+
+def row(page: Page, name: str):  # type: ignore[no-untyped-def]
+    return page.locator(f'tr[data-rotation="{name}"]')
+
+
+def act_as(page: Page, member_id: str, name: str) -> None:
+    page.select_option("#member-picker", member_id)
+    page.click("#act-as")
+    expect(page.locator("#acting-as")).to_have_text(name)
+
+
+def on_call(sim: SimulatorHandle, schedule: str) -> list[str]:
+    ids = sim.control.get(f"/accounts/acme/schedules/{schedule}/oncall").json()["user_ids"]
+    return [NAMES[i] for i in ids if i in NAMES]
+
+
+def test_the_three_walkthroughs_in_the_browser(
+    api_url: str, sim: SimulatorHandle, live_workers, session: Session, browser, shots
+) -> None:
+    seeded = seed_demo(session)
+    session.commit()
+    alice = str(seeded.members["alice@example.com"])
+    carol = str(seeded.members["carol@example.com"])
+    sim.control.post("/auto_approve", json={"enabled": False}).raise_for_status()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+
+    # --- Settings > Integrations, as the Primary Owner --------------------------------------
+    page.goto(f"{api_url}/panel")
+    expect(page.locator("#choose")).to_contain_text("Who are you?")
+    shots(page, "01-choose-who-you-are")
+    act_as(page, alice, "Alice")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "not_connected")
+    expect(page.locator("#open-api-key")).to_have_text("Login using an API Key")
+    expect(page.locator("#open-oauth")).to_have_text("Login using OAuth 2.0")
+    for name in (*DEMO_BINDINGS, MANUAL_ONLY):
+        expect(row(page, name).locator(".mode")).to_contain_text("Manual")
+    shots(page, "02-integrations-not-connected")
+
+    # --- Walkthrough 1: Login using an API Key ------------------------------------------------
+    page.click("#open-api-key")
+    expect(page.locator("#api-key-modal")).to_be_visible()
+    page.fill("#api_key", demo_api_key(sim))
+    shots(page, "03-api-key-modal")
+    # PagerDuty answers the first validation request slowly, so "validating" can be seen.
+    sim.control.post(
+        "/faults", json={"kind": "latency", "latency_ms": 4000, "path_prefix": "/", "times": 1}
+    ).raise_for_status()
+    page.click("#save-api-key")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "validating")
+    expect(page.locator("#status-text")).to_contain_text("Connecting to PagerDuty")
+    shots(page, "04-validating")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+    expect(page.locator("#connected-button")).to_contain_text("Connected to PagerDuty")
+    expect(page.locator("#account")).to_contain_text("acme")
+    expect(page.locator("#open-disconnect")).to_be_hidden()  # until the button is clicked
+    shots(page, "05-connected")
+
+    # Bind three rotations to the demo schedules; the fourth stays Manual.
+    page.reload()  # the first sync has mirrored the schedules by now, or the reload shows them
+    for name, schedule in DEMO_BINDINGS.items():
+        expect(row(page, name).locator("select")).to_be_visible()
+        expect(row(page, name).locator(f'option[value="{schedule}"]')).to_have_count(1)
+        row(page, name).locator("select").select_option(schedule)
+        row(page, name).locator("button.bind").click()
+        expect(row(page, name).locator(".mode")).to_contain_text("PagerDuty")
+    expect(page.locator(".mode .spinner")).to_have_count(0)  # every binding filled in
+    primary_now = on_call(sim, "PSPRIMA")
+    assert primary_now, "the demo scenario has someone on call for Primary"
+    expect(row(page, "Primary").locator(".on-duty")).to_have_text(", ".join(primary_now))
+    expect(row(page, "Primary").locator(".mode")).to_contain_text("Primary On-Call")
+    fts = row(page, "Follow-the-Sun").locator(".on-duty")
+    expect(fts).to_contain_text("Erin")
+    expect(fts).to_contain_text("Frank")  # v3: two people on call at once
+    expect(row(page, MANUAL_ONLY).locator(".mode")).to_contain_text("Manual")
+    shots(page, "06-rotations-bound")
+
+    # Someone else goes on call in PagerDuty; "Sync now" brings it into the rotation.
+    newcomer = next(uid for uid in ("PUCAROL", "PUBOB01") if NAMES[uid] not in primary_now)
+    sim.control.post(
+        "/accounts/acme/schedules/PSPRIMA/overrides",
+        json={"user_id": newcomer, "start": "now", "duration_seconds": 3600},
+    ).raise_for_status()
+    assert on_call(sim, "PSPRIMA") == [NAMES[newcomer]]
+    page.click("#sync-now")
+    expect(page.locator(".notice.ok")).to_contain_text("Sync started")
+    expect(row(page, "Primary").locator(".on-duty")).to_have_text(NAMES[newcomer])
+    shots(page, "07-on-call-changed-after-sync-now")
+
+    # A plain member sees the state but not the controls.
+    act_as(page, carol, "Carol")
+    expect(page.locator("#status-text")).to_contain_text("Connected to PagerDuty")
+    expect(page.locator("#connected-button")).to_have_count(0)
+    expect(page.get_by_text("Disconnect from PagerDuty")).to_have_count(0)
+    expect(page.locator("#sync-now")).to_have_count(0)
+    expect(page.locator("button.bind")).to_have_count(0)
+    shots(page, "08-member-view")
+    act_as(page, alice, "Alice")
+
+    # A form posted from another origin carries the cookies but not the CSRF token: refused.
+    page.goto(f"{sim.base_url}/_sim/health")
+    page.evaluate(
+        """(url) => { const f = document.createElement('form'); f.method = 'post';
+        f.action = url; document.body.appendChild(f); f.submit(); }""",
+        f"{api_url}/panel/disconnect",
+    )
+    page.wait_for_url(f"{api_url}/panel/disconnect")
+    assert '"csrf_failed"' in page.content()
+    page.goto(f"{api_url}/panel")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+
+    # --- Walkthrough 3: How to Uninstall --------------------------------------------------------
+    page.click("#connected-button")
+    expect(page.locator("#open-disconnect")).to_be_visible()
+    expect(page.locator("#open-disconnect")).to_have_text("Disconnect from PagerDuty")
+    shots(page, "09-connected-menu-disconnect")
+    page.click("#open-disconnect")
+    expect(page.locator("#disconnect-modal")).to_be_visible()
+    expect(page.locator("#disconnect-modal")).to_contain_text("will revert to Manual")
+    shots(page, "10-confirm-disconnect")
+    page.click("#confirm-disconnect")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "not_connected")
+    for name in (*DEMO_BINDINGS, MANUAL_ONLY):
+        expect(row(page, name).locator(".mode")).to_contain_text("Manual")
+    expect(row(page, "Primary").locator(".on-duty")).to_have_text(NAMES[newcomer])  # kept
+    shots(page, "11-disconnected-rotations-manual")
+
+    # --- Walkthrough 2: Login using OAuth 2.0 ---------------------------------------------------
+    oauth_app = demo_oauth_app(sim)
+
+    def save_oauth() -> None:
+        page.click("#open-oauth")
+        expect(page.locator("#oauth-modal")).to_be_visible()
+        page.fill("#client_id", oauth_app["client_id"])
+        page.fill("#client_secret", oauth_app["client_secret"])
+
+    save_oauth()
+    shots(page, "12-oauth-modal")
+    page.click("#save-oauth")
+    page.wait_for_url(re.compile(r".*/identity/oauth/authorize\?.*"))
+    expect(page.locator("#authorize")).to_have_text("Authorize")
+    shots(page, "13-pagerduty-consent-page")
+    page.click("#deny")
+    page.wait_for_url(re.compile(r".*/panel\?pagerduty=denied.*"))
+    expect(page.locator(".notice.error")).to_contain_text("access was denied")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "not_connected")
+    shots(page, "14-oauth-denied")
+
+    save_oauth()
+    page.click("#save-oauth")
+    page.wait_for_url(re.compile(r".*/identity/oauth/authorize\?.*"))
+    page.click("#authorize")
+    page.wait_for_url(re.compile(r".*/panel\?pagerduty=connecting.*"))
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+    expect(page.locator("#pagerduty")).to_contain_text("OAuth 2.0")
+    expect(page.locator("#connected-button")).to_contain_text("Connected to PagerDuty")
+    shots(page, "15-oauth-connected")
+
+    assert len(shots.taken) == 15
+    context.close()
