@@ -50,7 +50,7 @@ from models import (
     utcnow,
 )
 from workers import locks, metrics
-from workers.db import transaction
+from workers.db import after_commit, transaction
 from workers.enqueue import REVOKE_TOKENS, SYNC_CONNECTION, enqueue, publish_now
 from workers.pagerduty.client import AccountSnapshot, PagerDutyClient, shared_http_client
 from workers.pagerduty.errors import (
@@ -206,10 +206,11 @@ def sync_connection(
     while True:
         with locks.try_lock(lock_name, SYNC_LOCK_TTL_SECONDS) as held:
             if not held:
-                locks.set_flag(flag_name, RERUN_FLAG_TTL_SECONDS)
                 if result is not None:
-                    # We already ran; the new holder will see the flag (or has fetched since).
+                    # We already ran; the new holder took the lock after the pending request
+                    # set its flag, so its own fetch covers that request.
                     return result
+                locks.set_flag(flag_name, RERUN_FLAG_TTL_SECONDS)
                 # Retry once: the holder may have released between our try and our flag.
                 with locks.try_lock(lock_name, SYNC_LOCK_TTL_SECONDS) as held_now:
                     if not held_now:
@@ -913,14 +914,13 @@ def schedule_syncs(
                 .execution_options(synchronize_session=False)
             ).scalars()
         )
-        for cid in ids:
-            enqueue(
-                session,
-                SYNC_CONNECTION,
-                connection_id=cid,
-                kind="scheduled",
-                countdown=round(rng.uniform(0, jitter), 3) if jitter else None,
-            )
+        batch_messages = [
+            ({"connection_id": str(cid), "kind": "scheduled"}, rng.uniform(0, jitter) or None)
+            for cid in ids
+        ]
+        # Published after commit (never for rows that rolled back), through one producer:
+        # thousands of separate send_task calls each take a pooled connection and cost seconds.
+        after_commit(session, lambda: _publish_many(SYNC_CONNECTION, batch_messages))
         pending = list(
             session.execute(
                 select(TokenRevocation.connection_id)
@@ -931,3 +931,19 @@ def schedule_syncs(
         for cid in pending:
             enqueue(session, REVOKE_TOKENS, connection_id=cid)
     return {"enqueued": len(ids), "revocations": len(pending)}
+
+
+def _publish_many(task_name: str, messages: list[tuple[dict[str, Any], float | None]]) -> None:
+    """Publish many messages of one task by name over a single producer connection."""
+    if not messages:
+        return
+    from workers.celery_app import app
+
+    with app.producer_or_acquire() as producer:
+        for kwargs, countdown in messages:
+            app.send_task(
+                task_name,
+                kwargs=kwargs,
+                countdown=round(countdown, 3) if countdown else None,
+                producer=producer,
+            )
