@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from models import (
     AuditEvent,
@@ -162,7 +163,7 @@ def _still_validating(
     )
 
 
-def _locked(session, cid: uuid.UUID) -> PagerDutyConnection | None:  # type: ignore[no-untyped-def]
+def _locked(session: Session, cid: uuid.UUID) -> PagerDutyConnection | None:
     return session.execute(
         select(PagerDutyConnection).where(PagerDutyConnection.id == cid).with_for_update()
     ).scalar_one_or_none()
@@ -180,8 +181,10 @@ def _finish_connected(
     region: str | None = None,
     client_id: str | None = None,
     client_secret_encrypted: str | None = None,
+    authorization_id: uuid.UUID | None = None,
 ) -> ActivationResult:
     with transaction() as session:
+        _forget_authorization(session, authorization_id)
         conn = _locked(session, cid)
         if (
             conn is None
@@ -238,8 +241,11 @@ def _finish_connected(
     return ActivationResult("connected", str(cid))
 
 
-def _finish_invalid(cid: uuid.UUID, generation: int, message: str) -> ActivationResult:
+def _finish_invalid(
+    cid: uuid.UUID, generation: int, message: str, authorization_id: uuid.UUID | None = None
+) -> ActivationResult:
     with transaction() as session:
+        _forget_authorization(session, authorization_id)
         conn = _locked(session, cid)
         if (
             conn is None
@@ -355,8 +361,8 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
         region=region,
         client_id=client_id,
         client_secret_encrypted=client_secret_encrypted,
+        authorization_id=aid,
     )
-    _forget_authorization(aid)
     metrics.incr("rrpd_connection_checks_total", kind="oauth", outcome=result.outcome)
     return result
 
@@ -364,17 +370,14 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
 def _finish_oauth_invalid(
     aid: uuid.UUID, cid: uuid.UUID, generation: int, message: str
 ) -> ActivationResult:
-    result = _finish_invalid(cid, generation, message)
-    _forget_authorization(aid)
-    return result
+    return _finish_invalid(cid, generation, message, authorization_id=aid)
 
 
-def _forget_authorization(aid: uuid.UUID) -> None:
-    # The verifier and client secret copy are no longer needed by anyone.
-    with transaction() as session:
-        auth = session.get(OAuthAuthorization, aid)
-        if auth is not None:
-            session.delete(auth)
+def _forget_authorization(session: Session, aid: uuid.UUID | None) -> None:
+    """The pending login (verifier, client secret copy) goes in the same transaction as the
+    outcome: there is never a connected or invalid connection with a usable login beside it."""
+    if aid is not None:
+        session.execute(delete(OAuthAuthorization).where(OAuthAuthorization.id == aid))
 
 
 # An OAuth code dies in 30 s; an API-key check retries for a few minutes at most.

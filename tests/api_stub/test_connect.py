@@ -139,31 +139,48 @@ def test_after_a_disconnect_a_new_key_makes_a_new_row(client, world, session) ->
 
 
 def test_enqueued_message_reaches_redis_with_ids_only(db, world, session) -> None:
-    """No patching here: the real publish path, then the message is read back from Redis."""
+    """No patching here: the real publish path, watched on the Redis server itself (MONITOR),
+    so a worker consuming the message first cannot hide it."""
+    import threading
+
     import redis
     from fastapi.testclient import TestClient
 
     from api_stub.app import create_app
 
     settings = get_settings()
-    r_client = redis.Redis.from_url(settings.broker_url)
     queue_key = f"{settings.redis_key_prefix}:interactive"
+    pushed: list[str] = []
+    ready, stop = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        with redis.Redis.from_url(settings.broker_url).monitor() as monitor:
+            ready.set()
+            for event in monitor.listen():
+                command = event["command"]
+                if command.startswith(("LPUSH", "RPUSH")) and queue_key in command:
+                    pushed.append(command)
+                if stop.is_set() and pushed:
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(5)
     with TestClient(create_app()) as client:
         r = client.put(key_url(world), json={"api_key": KEY1}, headers=world.headers(world.admin))
     assert r.status_code == 202, r.text
+    stop.set()
+    watcher.join(timeout=10)
     task_id = r.json()["task_id"]
-    found, found_raw = None, b""
-    for raw in r_client.lrange(queue_key, 0, -1):
-        message = json.loads(raw)
-        if message["headers"].get("id") == task_id:
-            found, found_raw = message, raw
-            r_client.lrem(queue_key, 1, raw)  # nobody should run it
-    assert found is not None, "the task never reached the interactive queue"
-    assert found["headers"]["task"] == "pagerduty.validate_api_key"
-    args, kwargs, _ = json.loads(base64.b64decode(found["body"]))
+    ours = [c for c in pushed if task_id in c]
+    assert len(ours) == 1, "the task never reached the interactive queue"
+    raw = ours[0].split(" ", 2)[2].strip('"').encode().decode("unicode_escape")
+    message = json.loads(raw)
+    assert message["headers"]["task"] == "pagerduty.validate_api_key"
+    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
     assert args == []
     assert kwargs == {"connection_id": r.json()["connection"]["id"], "generation": 1}
-    assert KEY1 not in found_raw.decode()
+    assert KEY1 not in ours[0]
 
 
 # --- OAuth start --------------------------------------------------------------------------------
@@ -182,7 +199,7 @@ def test_oauth_start_returns_a_pkce_authorization_url(client, world, session, se
     url = urlsplit(r.json()["authorization_url"])
     # The identity host may carry a path (the simulator serves it under /identity).
     authorize = urlsplit(settings.pagerduty_identity_url.rstrip("/") + "/oauth/authorize")
-    assert (url.scheme, url.netloc, url.path) == (authorize.scheme, authorize.netloc, authorize.path)
+    assert url[:3] == authorize[:3]  # scheme, host, path
     q = {k: v[0] for k, v in parse_qs(url.query).items()}
     assert q["response_type"] == "code"
     assert q["client_id"] == "my-client-id"
