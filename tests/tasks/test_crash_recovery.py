@@ -90,8 +90,10 @@ def test_lost_redelivery_is_swept_to_a_clear_error(session: Session, sim: Simula
 
 
 def test_worker_killed_mid_refresh_ends_connected_or_needs_reauth(
-    session: Session, sim: SimulatorHandle
+    session: Session, sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No first sync: it would share (and could refresh) the tokens this test is watching.
+    monkeypatch.setattr("workers.activation.enqueue", lambda *a, **k: "not-enqueued")
     conn, auth = _pending_oauth_login(session, sim)
     assert activation.exchange_oauth_code(auth.id).outcome == "connected"
     stored = _status(session, conn.id)

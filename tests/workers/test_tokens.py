@@ -20,6 +20,13 @@ from workers.pagerduty.errors import Transient
 TOKEN_PATH = "/identity/oauth/token"
 
 
+@pytest.fixture(autouse=True)
+def _no_first_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests own the connection's tokens: the first sync a connect enqueues would use
+    (and, when a test expires them, refresh or give up on) the same tokens concurrently."""
+    monkeypatch.setattr("workers.activation.enqueue", lambda *a, **k: "not-enqueued")
+
+
 def _connected_oauth(session: Session, sim: SimulatorHandle) -> PagerDutyConnection:
     from tests.tasks.test_connect_tasks import _pending_oauth_login
 
