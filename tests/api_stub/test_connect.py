@@ -154,14 +154,17 @@ def test_enqueued_message_reaches_redis_with_ids_only(db, world, session) -> Non
     ready, stop = threading.Event(), threading.Event()
 
     def watch() -> None:
-        with redis.Redis.from_url(settings.broker_url).monitor() as monitor:
+        with redis.Redis.from_url(settings.broker_url, socket_timeout=0.5).monitor() as monitor:
             ready.set()
-            for event in monitor.listen():
-                command = event["command"]
+            while not (stop.is_set() and pushed):
+                try:
+                    command = monitor.next_command()["command"]
+                except redis.TimeoutError:
+                    if stop.is_set():
+                        return
+                    continue
                 if command.startswith(("LPUSH", "RPUSH")) and queue_key in command:
                     pushed.append(command)
-                if stop.is_set() and pushed:
-                    return
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
