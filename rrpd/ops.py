@@ -13,22 +13,11 @@ from typing import Any
 
 import click
 
+from rrpd.manage import _settings, _uuid
+
 ATTENTION_STATUSES = ("needs_reauth", "invalid")
 # A connection still in one of these after this long lost its task (e.g. Redis lost the queue).
 STUCK_AFTER = {"validating": timedelta(minutes=15), "disconnecting": timedelta(minutes=10)}
-
-
-def _settings():  # type: ignore[no-untyped-def]
-    from rrpd.cli import _checked_settings
-
-    return _checked_settings()
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise click.ClickException(f"{what} {value!r} is not a valid id") from None
 
 
 def _when(value: datetime | None) -> str:

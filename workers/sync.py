@@ -51,7 +51,7 @@ from models import (
 )
 from workers import locks, metrics
 from workers.db import after_commit, transaction
-from workers.enqueue import REVOKE_TOKENS, SYNC_CONNECTION, enqueue, publish_now
+from workers.enqueue import DISCONNECT, REVOKE_TOKENS, SYNC_CONNECTION, enqueue, publish_now
 from workers.pagerduty.client import AccountSnapshot, PagerDutyClient, shared_http_client
 from workers.pagerduty.errors import (
     Forbidden,
@@ -81,6 +81,9 @@ FANOUT_BATCH = 20_000
 # Token revocations left behind (crash, identity host down) are retried by the beat sweep once
 # they are this old, so the after-commit task and its own retries get their chance first.
 REVOCATION_SWEEP_AGE = timedelta(minutes=5)
+# A connection left in "disconnecting" this long lost its task (published after the API's
+# commit, then lost with Redis): the idempotent disconnect is sent again.
+DISCONNECT_SWEEP_AGE = timedelta(minutes=2)
 
 INVALID_KEY_MESSAGE = (
     "PagerDuty rejected this API key (it was deleted, or belongs to a user who was removed). "
@@ -713,7 +716,11 @@ def _sync_keyed(
             updates.append({"id": row.id, "synced_at": now, **vals})
     gone = [row.id for pid, row in have.items() if pid not in want]
     if inserts:
-        session.execute(insert(model), inserts)
+        # render_nulls: a None (no member, no time zone) is sent as NULL instead of leaving the
+        # column out, so every row has the same keys and goes in one batched INSERT. Without it
+        # the ORM starts a new statement wherever the None pattern changes: 4,000 INSERTs for
+        # 10,000 users of whom 80 % match (bench/bench_sync_large.py).
+        session.execute(insert(model).execution_options(render_nulls=True), inserts)
     if updates:
         session.execute(update(model), updates)
     if gone:
@@ -888,7 +895,8 @@ def schedule_syncs(
 
     ``next_sync_at`` is pushed to now + interval in the same statement that picks the rows
     (``FOR UPDATE SKIP LOCKED``), so two beat processes, or a round slower than the interval,
-    never enqueue a connection twice. Also re-enqueues token revocations left behind.
+    never enqueue a connection twice. Also re-enqueues token revocations left behind and
+    disconnects whose task was lost.
     """
     settings = get_settings()
     now = now or utcnow()
@@ -930,7 +938,15 @@ def schedule_syncs(
         )
         for cid in pending:
             enqueue(session, REVOKE_TOKENS, connection_id=cid)
-    return {"enqueued": len(ids), "revocations": len(pending)}
+        stuck = session.execute(
+            select(PagerDutyConnection.id, PagerDutyConnection.workspace_id).where(
+                PagerDutyConnection.status == ConnectionStatus.DISCONNECTING.value,
+                PagerDutyConnection.status_changed_at <= now - DISCONNECT_SWEEP_AGE,
+            )
+        ).all()
+        for cid, workspace_id in stuck:
+            enqueue(session, DISCONNECT, workspace_id=workspace_id, connection_id=cid)
+    return {"enqueued": len(ids), "revocations": len(pending), "disconnects": len(stuck)}
 
 
 def _publish_many(task_name: str, messages: list[tuple[dict[str, Any], float | None]]) -> None:
