@@ -317,7 +317,7 @@ def sync_once(
     except ConnectionUnavailable as exc:  # NeedsReauth too: the connection already says why
         return ctx.unavailable(exc.status)
     except RateLimited as exc:
-        metrics.incr("rrpd_pagerduty_rate_limited_total", endpoint=exc.endpoint or "unknown")
+        # Counted (with every 429 the client retried itself) when the run's metrics are written.
         wait = exc.reset_after
         return ctx.failed(
             "PagerDuty's rate limit for this account was reached; the sync will be retried "
@@ -389,6 +389,8 @@ class _RunContext:
         for client in self.clients:
             for endpoint, count in client.requests_by_endpoint.items():
                 metrics.incr("rrpd_pagerduty_requests_total", count, endpoint=endpoint)
+            for endpoint, count in client.rate_limited_by_endpoint.items():
+                metrics.incr("rrpd_pagerduty_rate_limited_total", count, endpoint=endpoint)
 
     def _run(self, status: str, generation: int, error: str | None, applied: ApplyResult | None):
         duration_ms = self._duration_ms()

@@ -246,6 +246,7 @@ class PagerDutyClient:
         self._rng = rng or random.Random()
         self._count_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._rate_limited: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"PagerDutyClient(base_url={self.base_url!r}, credential={self.credential!r})"
@@ -261,6 +262,12 @@ class PagerDutyClient:
     def requests_by_endpoint(self) -> dict[str, int]:
         with self._count_lock:
             return dict(self._counts)
+
+    @property
+    def rate_limited_by_endpoint(self) -> dict[str, int]:
+        """429 answers received, including those the client retried on its own."""
+        with self._count_lock:
+            return dict(self._rate_limited)
 
     def _count(self, endpoint: str) -> None:
         with self._count_lock:
@@ -311,8 +318,11 @@ class PagerDutyClient:
                 )
             return body, response
         error = error_from_response(response, endpoint=endpoint, secrets=[self.credential.secret])
-        if isinstance(error, RateLimited) and error.reset_after:
-            self._limiter.penalize(self.rate_limit_key, error.reset_after)
+        if isinstance(error, RateLimited):
+            with self._count_lock:
+                self._rate_limited[endpoint] += 1
+            if error.reset_after:
+                self._limiter.penalize(self.rate_limit_key, error.reset_after)
         raise error
 
     def get_json(self, endpoint: str, path: str, params: Any = None) -> dict[str, Any]:
