@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,34 +21,12 @@ from api_stub.auth import issue_token
 from models import Role
 from pagerduty_sim.server import SimulatorHandle
 from tests import factories
-from tests.conftest import API_PORT, TEST_ENV
+from tests.conftest import TEST_ENV
 from tests.support import processes
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.settings import get_settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def api_url(pd_sim: SimulatorHandle, database_url: str) -> Iterator[str]:
-    url = TEST_ENV["RRPD_PUBLIC_URL"]
-    port = API_PORT
-    env = {
-        "RRPD_PAGERDUTY_API_URL": pd_sim.base_url,
-        "RRPD_PAGERDUTY_EU_API_URL": pd_sim.eu_base_url,
-        "RRPD_PAGERDUTY_IDENTITY_URL": pd_sim.identity_url,
-    }
-    with processes.rrpd_process("api", "api", "--port", str(port), env=env) as proc:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "API did not start"
-            time.sleep(0.1)
-        yield url
 
 
 @pytest.fixture

@@ -7,16 +7,10 @@ Chromium is Debian's package at /usr/bin/chromium (``scripts/ensure-browser.sh``
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-
-from pagerduty_sim.server import SimulatorHandle
-from tests.conftest import API_PORT, TEST_ENV
-from tests.support import processes
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -34,28 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # refreshes the committed ones in docs/screenshots/ (see docs/panel.md).
 ARTIFACT_SHOTS = ROOT / "tests" / "artifacts" / "screenshots"
 DOC_SHOTS = ROOT / "docs" / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def api_url(pd_sim: SimulatorHandle, database_url: str) -> Iterator[str]:
-    """``rrpd api`` as a real process on the port every process's RRPD_PUBLIC_URL names."""
-    url = TEST_ENV["RRPD_PUBLIC_URL"]
-    env = {
-        "RRPD_PAGERDUTY_API_URL": pd_sim.base_url,
-        "RRPD_PAGERDUTY_EU_API_URL": pd_sim.eu_base_url,
-        "RRPD_PAGERDUTY_IDENTITY_URL": pd_sim.identity_url,
-    }
-    with processes.rrpd_process("api-e2e", "api", "--port", str(API_PORT), env=env) as proc:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "API did not start"
-            time.sleep(0.1)
-        yield url
 
 
 @pytest.fixture(scope="module")

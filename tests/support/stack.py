@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from pagerduty_sim.server import SimulatorHandle, start_simulator
@@ -68,3 +70,28 @@ def live_workers(
         processes.worker("sync", concurrency=2, env=env) as sync,
     ):
         yield {"interactive": interactive, "sync": sync}
+
+
+@pytest.fixture(scope="module")
+def api_url(pd_sim: SimulatorHandle, database_url: str) -> Iterator[str]:
+    """``rrpd api`` as a real process, on the port every process's RRPD_PUBLIC_URL names (the
+    OAuth redirect URI must be the same for the API and the workers)."""
+    from tests.conftest import API_PORT, TEST_ENV
+
+    url = TEST_ENV["RRPD_PUBLIC_URL"]
+    env = {
+        "RRPD_PAGERDUTY_API_URL": pd_sim.base_url,
+        "RRPD_PAGERDUTY_EU_API_URL": pd_sim.eu_base_url,
+        "RRPD_PAGERDUTY_IDENTITY_URL": pd_sim.identity_url,
+    }
+    with processes.rrpd_process("api", "api", "--port", str(API_PORT), env=env) as proc:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "API did not start"
+            time.sleep(0.1)
+        yield url
