@@ -45,7 +45,14 @@ from models import (
     utcnow,
 )
 from workers import crypto
-from workers.enqueue import DISCONNECT, EXCHANGE_OAUTH_CODE, SYNC_CONNECTION, VALIDATE_API_KEY
+from workers.disconnect import record_revocations
+from workers.enqueue import (
+    DISCONNECT,
+    EXCHANGE_OAUTH_CODE,
+    REVOKE_TOKENS,
+    SYNC_CONNECTION,
+    VALIDATE_API_KEY,
+)
 from workers.enqueue import enqueue as _enqueue
 from workers.settings import get_settings
 
@@ -272,6 +279,9 @@ def _install_credentials(
             )
         conn.transition(ConnectionStatus.VALIDATING)
         conn.generation = conn.generation + 1
+        # Old OAuth tokens are revoked (best effort, after commit) rather than forgotten.
+        if record_revocations(session, conn):
+            _enqueue(session, REVOKE_TOKENS, workspace_id=workspace_id, connection_id=conn.id)
         conn.clear_credentials()
         conn.token_refreshed_at = None
         conn.granted_scopes = None

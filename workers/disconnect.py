@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
 
 from models import (
     AuditEvent,
@@ -74,6 +75,34 @@ class RevokeResult:
         return asdict(self)
 
 
+def record_revocations(session: Session, conn: PagerDutyConnection) -> int:
+    """Queue the connection's OAuth tokens for revocation, in the caller's transaction.
+
+    Called wherever our copies of tokens are dropped (disconnect, credentials replaced), so
+    a crash can neither lose the revocation nor leave a usable token behind unrecorded.
+    """
+    if not (
+        conn.auth_method == AuthMethod.OAUTH.value
+        and conn.oauth_client_id
+        and conn.oauth_client_secret_encrypted
+    ):
+        return 0
+    count = 0
+    # The refresh token first: revoking it ends the grant (RFC 7009 2.1).
+    for token in (conn.refresh_token_encrypted, conn.access_token_encrypted):
+        if token:
+            session.add(
+                TokenRevocation(
+                    connection_id=conn.id,
+                    client_id=conn.oauth_client_id,
+                    client_secret_encrypted=conn.oauth_client_secret_encrypted,
+                    token_encrypted=token,
+                )
+            )
+            count += 1
+    return count
+
+
 def _as_uuid(value: uuid.UUID | str | None) -> uuid.UUID | None:
     if value is None or isinstance(value, uuid.UUID):
         return value
@@ -125,24 +154,7 @@ def disconnect(
             rotation.make_manual()
 
         # 2. OAuth tokens to revoke, written in this transaction (still encrypted).
-        revocations = 0
-        if (
-            conn.auth_method == AuthMethod.OAUTH.value
-            and conn.oauth_client_id
-            and conn.oauth_client_secret_encrypted
-        ):
-            # The refresh token first: revoking it ends the grant (RFC 7009 2.1).
-            for token in (conn.refresh_token_encrypted, conn.access_token_encrypted):
-                if token:
-                    session.add(
-                        TokenRevocation(
-                            connection_id=conn.id,
-                            client_id=conn.oauth_client_id,
-                            client_secret_encrypted=conn.oauth_client_secret_encrypted,
-                            token_encrypted=token,
-                        )
-                    )
-                    revocations += 1
+        revocations = record_revocations(session, conn)
 
         # 3. No credential, no pending login, no mirrored PagerDuty data is left.
         conn.clear_credentials()

@@ -225,3 +225,35 @@ def test_disconnect_and_status(session, people, sent) -> None:
     assert svc.connection_status(session, ws.id)["status"] == "disconnecting"
     events = list(session.scalars(select(AuditEvent.details)))
     assert [e["repeated"] for e in events] == [False, True]
+
+
+def test_replacing_oauth_credentials_queues_the_old_tokens_for_revocation(
+    session, people, sent
+) -> None:
+    from models import PagerDutyConnection, TokenRevocation
+    from workers import crypto
+
+    ws, admin, _ = people
+    conn = PagerDutyConnection(
+        workspace_id=ws.id,
+        auth_method="oauth",
+        region="us",
+        status="connected",
+        oauth_client_id="cid",
+        oauth_client_secret_encrypted=crypto.encrypt("csecret"),
+        access_token_encrypted=crypto.encrypt("old-access"),
+        refresh_token_encrypted=crypto.encrypt("old-refresh"),
+    )
+    session.add(conn)
+    session.commit()
+    svc.set_api_key(session, admin, KEY, "us")
+    session.commit()
+    queued = session.scalars(
+        select(TokenRevocation).where(TokenRevocation.connection_id == conn.id)
+    ).all()
+    assert sorted(crypto.decrypt(r.token_encrypted) for r in queued) == [
+        "old-access",
+        "old-refresh",
+    ]
+    assert [c["name"] for c in sent] == ["pagerduty.revoke_tokens", "pagerduty.validate_api_key"]
+    assert sent[0]["kwargs"] == {"connection_id": str(conn.id)}
