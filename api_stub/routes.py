@@ -18,10 +18,12 @@ from api_stub.schemas import (
     BindRequest,
     ConnectAccepted,
     ConnectionOut,
+    DisconnectAccepted,
     OAuthStartOut,
     OAuthStartRequest,
     RotationList,
     RotationOut,
+    RotationRef,
     SchedulePage,
     StatusOut,
     TaskAccepted,
@@ -190,18 +192,25 @@ def get_status(actor: WorkspaceActor) -> dict[str, Any]:
 @router.delete(
     "/workspaces/{workspace_id}/pagerduty",
     status_code=202,
-    response_model=ConnectAccepted,
+    response_model=DisconnectAccepted,
     summary="Disconnect PagerDuty",
     description="Moves the live connection to `disconnecting` and enqueues "
-    "`pagerduty.disconnect` (which reverts bound rotations to Manual). Calling it again while "
-    "disconnecting answers 202 again. Primary Owner or Admin.",
+    "`pagerduty.disconnect` (which reverts bound rotations to Manual). The answer lists those "
+    "rotations and says how to revoke the credential in PagerDuty (PagerDuty has no API for "
+    "it). Calling it again while disconnecting answers 202 again. Primary Owner or Admin.",
     tags=["pagerduty"],
     responses={**MANAGER_ERRORS, 404: _err("There is no live connection (`not_connected`).")},
 )
-def delete_connection(actor: WorkspaceManager) -> ConnectAccepted:
+def delete_connection(actor: WorkspaceManager) -> DisconnectAccepted:
     with transaction() as session:
         done = svc.disconnect(session, actor)
-    return ConnectAccepted(connection=_connection_out(done.connection), task_id=done.task_id)
+        connection = _connection_out(done.connection)
+    return DisconnectAccepted(
+        connection=connection,
+        task_id=done.task_id,
+        rotations_to_manual=[RotationRef(**r) for r in done.rotations_to_manual],
+        revoke_in_pagerduty=done.revoke_instructions,
+    )
 
 
 @router.post(

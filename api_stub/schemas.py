@@ -65,6 +65,22 @@ class ConnectAccepted(BaseModel):
     task_id: str = Field(description="Poll GET /v1/tasks/{task_id} or the status endpoint.")
 
 
+class RotationRef(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class DisconnectAccepted(ConnectAccepted):
+    rotations_to_manual: list[RotationRef] = Field(
+        description="The PagerDuty-bound rotations this disconnect makes Manual."
+    )
+    revoke_in_pagerduty: str = Field(
+        description="What the admin can do in PagerDuty: our copies of the credentials are "
+        "deleted, but PagerDuty has no API to revoke OAuth tokens, and an API key works until "
+        "it is deleted in PagerDuty."
+    )
+
+
 class TaskAccepted(BaseModel):
     task_id: str
 
@@ -113,8 +129,16 @@ class StatusOut(BaseModel):
     user_count: int = Field(description="PagerDuty users mirrored.")
     schedule_count: int = Field(description="PagerDuty schedules mirrored.")
     linked_users: int = Field(description="Mirrored users matched to a workspace member.")
-    total_users: int
+    total_users: int = Field(description="Active PagerDuty users mirrored.")
+    inactive_users: int = Field(
+        0, description="Deleted PagerDuty users that schedules still name (never linkable)."
+    )
     linked_summary: str = Field(examples=["3 of 5 users linked to members"])
+    notice: str | None = Field(
+        None,
+        description="Something to know that is not an error, e.g. the API key worked in the "
+        "other region than the one chosen, so the connection uses that region.",
+    )
 
 
 class ScheduleOut(BaseModel):
@@ -148,6 +172,11 @@ class UnmatchedOut(BaseModel):
     pagerduty_user_id: str
     name: str | None
     email: str | None
+    active: bool = Field(
+        True,
+        description="False: the user was deleted in PagerDuty but the schedule still names "
+        "them (a placeholder); never linkable to a member.",
+    )
 
 
 class RotationOut(BaseModel):

@@ -11,7 +11,6 @@ from models.connection import (
     OAuthAuthorization,
     PagerDutyConnection,
     Region,
-    TokenRevocation,
 )
 from models.pagerduty import (
     PagerDutyOnCall,
@@ -52,7 +51,6 @@ __all__ = [
     "RotationOnDuty",
     "SyncRun",
     "TaskRecord",
-    "TokenRevocation",
     "Workspace",
     "normalize_email",
     "utcnow",

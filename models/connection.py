@@ -113,6 +113,9 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     disconnected_at: Mapped[datetime | None] = mapped_column(default=None)
 
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Something the admin should know that is not an error (e.g. the key worked in the other
+    # region than the one chosen, so the connection uses that one).
+    notice: Mapped[str | None] = mapped_column(Text, default=None)
     last_error_at: Mapped[datetime | None] = mapped_column(default=None)
     last_synced_at: Mapped[datetime | None] = mapped_column(default=None)
     next_sync_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -173,19 +176,3 @@ class OAuthAuthorization(UUIDPrimaryKey, Base):
     expires_at: Mapped[datetime]
     consumed_at: Mapped[datetime | None] = mapped_column(default=None)
     code_received_at: Mapped[datetime | None] = mapped_column(default=None)
-
-
-class TokenRevocation(UUIDPrimaryKey, Base):
-    """An OAuth token to revoke after a disconnect, written in the disconnect's transaction."""
-
-    __tablename__ = "token_revocations"
-
-    connection_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("pagerduty_connections.id", ondelete="CASCADE"), index=True
-    )
-    client_id: Mapped[str] = mapped_column(String(200))
-    client_secret_encrypted: Mapped[str] = mapped_column(Text)
-    token_encrypted: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str | None] = mapped_column(Text, default=None)

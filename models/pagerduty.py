@@ -5,17 +5,21 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UUIDPrimaryKey, utcnow
 
 
 class PagerDutyUser(UUIDPrimaryKey, Base):
+    """A PagerDuty user. Inactive: deleted in PagerDuty but still named by a schedule (a
+    placeholder); never linked to a member, whatever its old email."""
+
     __tablename__ = "pagerduty_users"
     __table_args__ = (
         Index("uq_pagerduty_users_connection_pd", "connection_id", "pagerduty_id", unique=True),
         Index("ix_pagerduty_users_email_key", "connection_id", "email_key"),
+        CheckConstraint("active OR member_id IS NULL", name="inactive_unlinked"),
     )
 
     connection_id: Mapped[uuid.UUID] = mapped_column(
@@ -23,9 +27,11 @@ class PagerDutyUser(UUIDPrimaryKey, Base):
     )
     pagerduty_id: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(300))
-    email: Mapped[str] = mapped_column(String(320))
-    email_key: Mapped[str] = mapped_column(String(320))
+    # None for a placeholder: PagerDuty no longer says who a deleted user was.
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    email_key: Mapped[str | None] = mapped_column(String(320), default=None)
     time_zone: Mapped[str | None] = mapped_column(String(64), default=None)
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
     member_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("members.id", ondelete="SET NULL"), default=None, index=True
     )

@@ -1,8 +1,8 @@
 """Disconnect tasks: thin wrappers over ``workers.disconnect``.
 
 Public contract (enqueued by name, keyword arguments, ids only):
-``pagerduty.disconnect(connection_id, actor_member_id=None)`` and
-``pagerduty.revoke_tokens(connection_id)``, both on the ``interactive`` queue.
+``pagerduty.disconnect(connection_id, actor_member_id=None)`` on the ``interactive`` queue, and
+the deprecated no-op ``pagerduty.revoke_tokens(connection_id)``.
 """
 
 from __future__ import annotations
@@ -42,18 +42,17 @@ def disconnect(
 
 
 @app.task(
-    bind=True,
     name=REVOKE_TOKENS,
     queue="interactive",
-    soft_time_limit=30,
-    time_limit=45,
-    max_retries=3,
+    soft_time_limit=10,
+    time_limit=20,
+    max_retries=0,
     acks_late=True,
     ignore_result=False,
 )
-def revoke_tokens(self: Any, *, connection_id: str) -> dict[str, Any]:
-    result = disconnect_logic.revoke_tokens(connection_id)
-    if result.remaining and self.request.retries < self.max_retries:
-        # 15 s, 45 s, 135 s; after that the beat sweep (schedule_syncs) picks the rows up.
-        raise self.retry(countdown=15 * 3**self.request.retries)
-    return result.as_dict()
+def revoke_tokens(*, connection_id: str) -> dict[str, Any]:
+    """Deprecated: kept so senders of the old contract get an answer, not an unknown task.
+
+    PagerDuty has no revocation endpoint; a disconnect deletes our copies of the tokens at once.
+    """
+    return disconnect_logic.revoke_tokens(connection_id).as_dict()

@@ -25,13 +25,14 @@ from models import (
     KeyLevel,
     OAuthAuthorization,
     PagerDutyConnection,
+    Region,
     utcnow,
 )
 from workers import crypto, metrics
 from workers.db import transaction
 from workers.enqueue import SYNC_CONNECTION, enqueue
 from workers.pagerduty import oauth
-from workers.pagerduty.client import Credential, PagerDutyClient, shared_http_client
+from workers.pagerduty.client import PagerDutyClient, shared_http_client
 from workers.pagerduty.errors import (
     Forbidden,
     IdTokenInvalid,
@@ -43,6 +44,7 @@ from workers.pagerduty.errors import (
     PagerDutyError,
     UnknownRegion,
 )
+from workers.pagerduty.records import Credential, ProbeResult
 from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,8 @@ Outcome = Literal["connected", "invalid", "stale"]
 
 # What workspace admins read. Plain words: what happened and what to do.
 MSG_KEY_REJECTED = (
-    "PagerDuty rejected this API key. Check that you copied the whole key and that it has not "
-    "been deleted in PagerDuty (Integrations > API Access Keys)."
+    "PagerDuty rejected this API key in both regions (US and EU). Check that you copied the "
+    "whole key and that it has not been deleted in PagerDuty (Integrations > API Access Keys)."
 )
 MSG_NO_API_ACCESS = (
     "Your PagerDuty account's plan does not include REST API access, so Round Robin cannot "
@@ -84,11 +86,20 @@ def forbidden_message(exc: Forbidden) -> str:
     )
 
 
-def missing_scopes_message(missing: tuple[str, ...]) -> str:
+def missing_scopes_message(granted: frozenset[str], requested: tuple[str, ...]) -> str:
+    """Which scopes PagerDuty left out, and what to change in the app registration.
+
+    PagerDuty does not refuse a scope the app lacks: it grants only ``openid``. So the usual
+    cause is an app registration whose scope list differs from what Round Robin asks for.
+    """
+    missing = [s for s in requested if s not in granted]
+    got = ", ".join(sorted(granted)) if granted else "no scope at all"
+    to_tick = ", ".join(s for s in requested if s != "openid")
     return (
-        "The PagerDuty OAuth app was not granted the scopes Round Robin needs: "
-        f"{', '.join(missing)}. Add them to the app in PagerDuty (App Registration) and log in "
-        "again."
+        f"PagerDuty granted only {got}, so Round Robin cannot read users and schedules "
+        f"(missing: {', '.join(missing)}). PagerDuty grants nothing but openid when the app's "
+        "registration lacks any scope Round Robin asks for: in PagerDuty open Integrations > "
+        f"App Registration, edit this Scoped OAuth app, tick {to_tick}, save, and log in again."
     )
 
 
@@ -120,6 +131,11 @@ def _subdomain_from(html_url: str | None) -> str | None:
 def validate_api_key(connection_id: uuid.UUID | str, generation: int) -> ActivationResult:
     """Probe PagerDuty with the stored key and record the outcome.
 
+    An API key cannot tell its region, and the other region's host answers 401 to it
+    (PagerDuty's own client names this as a common cause of 401s), so a key refused in the
+    chosen region is tried in the other one before it is called invalid; the admin is told
+    which region worked.
+
     Raises ``Transient``/``RateLimited`` (from the client) for the task to retry; every other
     PagerDuty answer is final and recorded.
     """
@@ -130,16 +146,14 @@ def validate_api_key(connection_id: uuid.UUID | str, generation: int) -> Activat
             return ActivationResult("stale", str(cid))
         assert conn is not None and conn.api_key_encrypted
         api_key = crypto.decrypt(conn.api_key_encrypted)
-        base_url = get_settings().api_base_url(conn.region)
-    client = PagerDutyClient(
-        base_url,
-        Credential(kind="api_key", secret=api_key),
-        http=shared_http_client(),
-        timeout=get_settings().pagerduty_timeout_seconds,
-    )
+        chosen = conn.region
+    credential = Credential(kind="api_key", secret=api_key)
+    other = Region.EU.value if chosen == Region.US.value else Region.US.value
     try:
-        # The probe PagerDuty recommends (GET /users?limit=1) also tells us the subdomain.
-        users = client.get_json("GET /users", "/users", params=[("limit", "1")]).get("users") or []
+        try:
+            region, client, probe = chosen, *_probe(chosen, credential)
+        except InvalidCredentials:
+            region, client, probe = other, *_probe(other, credential)
         level = client.key_level()
     except InvalidCredentials:
         return _finish_invalid(cid, generation, MSG_KEY_REJECTED)
@@ -147,9 +161,38 @@ def validate_api_key(connection_id: uuid.UUID | str, generation: int) -> Activat
         return _finish_invalid(cid, generation, forbidden_message(exc))
     except NoApiAccess:
         return _finish_invalid(cid, generation, MSG_NO_API_ACCESS)
-    subdomain = _subdomain_from(users[0].get("html_url")) if users else None
     metrics.incr("rrpd_connection_checks_total", kind="api_key", outcome="connected")
-    return _finish_connected(cid, generation, key_level=level, subdomain=subdomain, kind="initial")
+    return _finish_connected(
+        cid,
+        generation,
+        key_level=level,
+        subdomain=_subdomain_from(probe.html_url),
+        kind="initial",
+        region=region,
+        notice=region_notice(chosen, region),
+    )
+
+
+def _probe(region: str, credential: Credential) -> tuple[PagerDutyClient, ProbeResult]:
+    client = PagerDutyClient(
+        get_settings().api_base_url(region),
+        credential,
+        http=shared_http_client(),
+        timeout=get_settings().pagerduty_timeout_seconds,
+    )
+    return client, client.probe()
+
+
+def region_notice(chosen: str, used: str) -> str | None:
+    if chosen == used:
+        return None
+    names = {Region.US.value: "US", Region.EU.value: "EU"}
+    hosts = {Region.US.value: "api.pagerduty.com", Region.EU.value: "api.eu.pagerduty.com"}
+    return (
+        f"This API key belongs to a PagerDuty account in the {names[used]} region, not the "
+        f"{names[chosen]} region that was chosen; Round Robin connected to PagerDuty "
+        f"{names[used]} ({hosts[used]}) instead."
+    )
 
 
 def _still_validating(
@@ -182,6 +225,7 @@ def _finish_connected(
     client_id: str | None = None,
     client_secret_encrypted: str | None = None,
     authorization_id: uuid.UUID | None = None,
+    notice: str | None = None,
 ) -> ActivationResult:
     with transaction() as session:
         _forget_authorization(session, authorization_id)
@@ -213,6 +257,7 @@ def _finish_connected(
             conn.region = region
         if subdomain:
             conn.pagerduty_subdomain = subdomain
+        conn.notice = notice
         conn.transition(ConnectionStatus.CONNECTED)
         conn.connected_at = utcnow()
         conn.next_sync_at = None
@@ -226,6 +271,7 @@ def _finish_connected(
                     "auth_method": conn.auth_method,
                     "region": conn.region,
                     "subdomain": conn.pagerduty_subdomain,
+                    **({"notice": notice} if notice else {}),
                 },
             )
         )
@@ -335,9 +381,9 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
         return _finish_oauth_invalid(aid, cid, generation, MSG_CLIENT_REFUSED)
     except (OAuthError, PagerDutyError):
         return _finish_oauth_invalid(aid, cid, generation, MSG_UNREACHABLE)
-    missing = tokens.missing_scopes
-    if missing:
-        return _finish_oauth_invalid(aid, cid, generation, missing_scopes_message(missing))
+    if tokens.missing_scopes:
+        message = missing_scopes_message(tokens.scopes, oauth.DEFAULT_SCOPES)
+        return _finish_oauth_invalid(aid, cid, generation, message)
     try:
         if not tokens.id_token:
             raise IdTokenInvalid("no id_token in the token response", endpoint="token")
@@ -346,6 +392,7 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
             oauth.jwks_endpoint(settings.pagerduty_identity_url),
             client_id,
             http=shared_http_client(),
+            issuer=oauth.issuer_for(settings.pagerduty_identity_url),
         )
         region = oauth.region_for_claims(
             claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url

@@ -45,21 +45,19 @@ from models import (
     utcnow,
 )
 from workers import crypto
-from workers.disconnect import record_revocations
+from workers.disconnect import revoke_instructions
 from workers.enqueue import (
     DISCONNECT,
     EXCHANGE_OAUTH_CODE,
-    REVOKE_TOKENS,
     SYNC_CONNECTION,
     VALIDATE_API_KEY,
 )
 from workers.enqueue import enqueue as _enqueue
+from workers.pagerduty.oauth import DEFAULT_SCOPES
 from workers.settings import get_settings
 
-# openid: the id_token names the account and its region. users.read + schedules.read: what the
-# sync reads. Not oncalls.read: who is on call is read from GET /schedules/{id} (schedules.read),
-# so asking for more than we use would only widen what a leaked token can read.
-OAUTH_SCOPES: tuple[str, ...] = ("openid", "users.read", "schedules.read")
+# What an OAuth login asks for (why each: workers.pagerduty.oauth.DEFAULT_SCOPES).
+OAUTH_SCOPES: tuple[str, ...] = DEFAULT_SCOPES
 
 _ROLE_RANK = {Role.MEMBER: 1, Role.ADMIN: 2, Role.PRIMARY_OWNER: 3}
 _API_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
@@ -279,9 +277,8 @@ def _install_credentials(
             )
         conn.transition(ConnectionStatus.VALIDATING)
         conn.generation = conn.generation + 1
-        # Old OAuth tokens are revoked (best effort, after commit) rather than forgotten.
-        if record_revocations(session, conn):
-            _enqueue(session, REVOKE_TOKENS, workspace_id=workspace_id, connection_id=conn.id)
+        # Our copies of the old credentials go at once. PagerDuty offers no API to revoke OAuth
+        # tokens; they die on their own (access: a day, refresh: 30 days unused).
         conn.clear_credentials()
         conn.token_refreshed_at = None
         conn.granted_scopes = None
@@ -295,6 +292,7 @@ def _install_credentials(
     conn.connected_at = now
     conn.last_error = None
     conn.last_error_at = None
+    conn.notice = None
     conn.consecutive_sync_failures = 0
     session.flush()
     return conn, replaced
@@ -585,7 +583,14 @@ def handle_oauth_callback(
 # --- disconnect and sync ------------------------------------------------------------------------
 
 
-def disconnect(session: Session, actor: Actor) -> Enqueued:
+@dataclass(frozen=True)
+class DisconnectRequested(Enqueued):
+    # The rotations the disconnect makes Manual, and what the admin may do in PagerDuty.
+    rotations_to_manual: list[dict[str, Any]]
+    revoke_instructions: str
+
+
+def disconnect(session: Session, actor: Actor) -> DisconnectRequested:
     """Ask for a disconnect: status ``disconnecting`` now, the task does the rest.
 
     Calling it again while disconnecting re-enqueues the (idempotent) task.
@@ -614,7 +619,22 @@ def disconnect(session: Session, actor: Actor) -> Enqueued:
         task_id=task_id,
     )
     session.flush()
-    return Enqueued(conn, task_id)
+    bound = session.execute(
+        select(Rotation.id, Rotation.name)
+        .where(
+            Rotation.workspace_id == actor.workspace_id,
+            Rotation.mode == RotationMode.PAGERDUTY.value,
+        )
+        .order_by(func.lower(Rotation.name))
+    ).all()
+    return DisconnectRequested(
+        conn,
+        task_id,
+        rotations_to_manual=[{"id": rid, "name": name} for rid, name in bound],
+        revoke_instructions=revoke_instructions(
+            conn.auth_method, conn.pagerduty_subdomain, conn.region
+        ),
+    )
 
 
 def _connected(session: Session, workspace_id: uuid.UUID) -> PagerDutyConnection:
@@ -676,7 +696,9 @@ def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, An
             "schedule_count": 0,
             "linked_users": 0,
             "total_users": 0,
+            "inactive_users": 0,
             "linked_summary": "0 of 0 users linked to members",
+            "notice": None,
         }
     connected_by = None
     if conn.connected_by_member_id is not None:
@@ -703,10 +725,12 @@ def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, An
             "requests_made": run.requests_made,
             "error": run.error,
         }
-    total_users, linked_users = session.execute(
-        select(func.count(), func.count(PagerDutyUser.member_id)).where(
-            PagerDutyUser.connection_id == conn.id
-        )
+    total_users, linked_users, inactive_users = session.execute(
+        select(
+            func.count().filter(PagerDutyUser.active),
+            func.count(PagerDutyUser.member_id),
+            func.count().filter(~PagerDutyUser.active),
+        ).where(PagerDutyUser.connection_id == conn.id)
     ).one()
     schedule_count = session.execute(
         select(func.count()).where(PagerDutySchedule.connection_id == conn.id)
@@ -733,7 +757,10 @@ def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, An
         "schedule_count": schedule_count,
         "linked_users": linked_users,
         "total_users": total_users,
-        "linked_summary": f"{linked_users} of {total_users} users linked to members",
+        "inactive_users": inactive_users,
+        "linked_summary": f"{linked_users} of {total_users} users linked to members"
+        + (f" ({inactive_users} inactive in PagerDuty)" if inactive_users else ""),
+        "notice": conn.notice,
     }
 
 
@@ -845,10 +872,17 @@ def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, 
         ).all()
         for sid, uid, user in rows:
             if user is None:
-                unmatched[sid].append({"pagerduty_user_id": uid, "name": None, "email": None})
+                unmatched[sid].append(
+                    {"pagerduty_user_id": uid, "name": None, "email": None, "active": True}
+                )
             elif user.member_id is None:
                 unmatched[sid].append(
-                    {"pagerduty_user_id": uid, "name": user.name, "email": user.email}
+                    {
+                        "pagerduty_user_id": uid,
+                        "name": user.name,
+                        "email": user.email,
+                        "active": user.active,
+                    }
                 )
     out = []
     for r in rotations:

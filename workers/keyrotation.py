@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Column, Table, select, update
 
-from models import OAuthAuthorization, PagerDutyConnection, TokenRevocation
+from models import OAuthAuthorization, PagerDutyConnection
 from workers.crypto import Keyring, get_keyring
 from workers.db import transaction
 
@@ -28,7 +28,6 @@ ENCRYPTED_COLUMNS: dict[Table, tuple[str, ...]] = {
         "client_secret_encrypted",
         "code_encrypted",
     ),
-    TokenRevocation.__table__: ("client_secret_encrypted", "token_encrypted"),
 }
 
 

@@ -4,8 +4,9 @@ The algorithm, the write-minimisation rules, coalescing, fencing and the error t
 down in docs/sync-and-disconnect.md. In short:
 
 1. ``credential_for`` gives a usable credential and the connection's ``generation`` (the fence).
-2. ``PagerDutyClient.fetch_account_snapshot`` reads users, v2 + v3 schedules, their members and
-   who is on call now. Any page failure raises: nothing has been written yet.
+2. ``workers.pagerduty.snapshot.read_snapshot`` reads users, v2 + v3 schedules, their members
+   and who is on call for the bound ones. Any account-wide failure raises: nothing has been
+   written yet.
 3. One transaction: the connection row is re-read ``FOR UPDATE``; if its generation moved or it
    is no longer ``connected`` the run is recorded as ``skipped`` and nothing else is written.
    Otherwise the snapshot is diffed against the mirror and the bound rotations, and only the
@@ -45,14 +46,13 @@ from models import (
     RotationMode,
     RotationOnDuty,
     SyncRun,
-    TokenRevocation,
     normalize_email,
     utcnow,
 )
 from workers import locks, metrics
 from workers.db import after_commit, transaction
-from workers.enqueue import DISCONNECT, REVOKE_TOKENS, SYNC_CONNECTION, enqueue, publish_now
-from workers.pagerduty.client import AccountSnapshot, PagerDutyClient, shared_http_client
+from workers.enqueue import DISCONNECT, SYNC_CONNECTION, enqueue, publish_now
+from workers.pagerduty.client import PagerDutyClient, shared_http_client
 from workers.pagerduty.errors import (
     Forbidden,
     InvalidCredentials,
@@ -63,6 +63,7 @@ from workers.pagerduty.errors import (
     Transient,
 )
 from workers.pagerduty.ratelimit import RateLimiter, RedisRateLimiter
+from workers.pagerduty.snapshot import AccountSnapshot, read_snapshot
 from workers.settings import get_settings
 from workers.tokens import ConnectionCredential, ConnectionUnavailable, NeedsReauth, credential_for
 
@@ -78,9 +79,6 @@ MAX_PASSES = 3
 MAX_FAILURE_BACKOFF_SECONDS = 3600
 # Fan-out: at most this many connections per beat round (the rest are still due next round).
 FANOUT_BATCH = 20_000
-# Token revocations left behind (crash, identity host down) are retried by the beat sweep once
-# they are this old, so the after-commit task and its own retries get their chance first.
-REVOCATION_SWEEP_AGE = timedelta(minutes=5)
 # A connection left in "disconnecting" this long lost its task (published after the API's
 # commit, then lost with Redis): the idempotent disconnect is sent again.
 DISCONNECT_SWEEP_AGE = timedelta(minutes=2)
@@ -285,10 +283,12 @@ def sync_once(
             # nothing to do and nothing worth recording on every beat round.
             return ctx.unavailable(exc.status)
         ctx.generation = cred.generation
+        bound = bound_schedule_ids(cred.workspace_id)
+        use_oncalls = _may_read_oncalls(cred)
         client = make_client(cred)
         ctx.clients.append(client)
         try:
-            snapshot = client.fetch_account_snapshot(started_at)
+            snapshot = read_snapshot(client, bound=bound, now=started_at, use_oncalls=use_oncalls)
         except InvalidCredentials:
             if cred.auth_method != AuthMethod.OAUTH.value:
                 return ctx.failed(
@@ -307,7 +307,9 @@ def sync_once(
             client = make_client(cred)
             ctx.clients.append(client)
             try:
-                snapshot = client.fetch_account_snapshot(started_at)
+                snapshot = read_snapshot(
+                    client, bound=bound, now=started_at, use_oncalls=use_oncalls
+                )
             except InvalidCredentials:
                 return ctx.failed(
                     OAUTH_REJECTED_MESSAGE,
@@ -358,6 +360,26 @@ def sync_once(
         except Exception:
             log.exception("could not record the failed sync run")
         raise
+
+
+def bound_schedule_ids(workspace_id: uuid.UUID) -> set[str]:
+    """The PagerDuty schedules the workspace's rotations are bound to (read before the fetch:
+    only these need who is on call)."""
+    with transaction() as session:
+        return set(
+            session.execute(
+                select(Rotation.pagerduty_schedule_id).where(
+                    Rotation.workspace_id == workspace_id,
+                    Rotation.mode == RotationMode.PAGERDUTY.value,
+                    Rotation.pagerduty_schedule_id.is_not(None),
+                )
+            ).scalars()
+        )
+
+
+def _may_read_oncalls(cred: ConnectionCredential) -> bool:
+    """API keys may read /oncalls; an OAuth token only if it was granted ``oncalls.read``."""
+    return cred.scopes is None or "oncalls.read" in cred.scopes
 
 
 class _RunContext:
@@ -548,8 +570,13 @@ def apply_snapshot(
     session: Session, conn: PagerDutyConnection, snapshot: AccountSnapshot, *, now: datetime
 ) -> ApplyResult:
     """Make the mirror and the workspace's bound rotations match ``snapshot``, writing only the
-    differences. The caller holds the connection row lock and has checked the fence."""
-    out = ApplyResult()
+    differences. The caller holds the connection row lock and has checked the fence.
+
+    What the snapshot could not read is left as it is: mirrored v3 schedules when PagerDuty
+    refused to list them, members of schedules whose detail failed, on-call of bound schedules
+    it could not read (their rotations keep their last state, with a warning).
+    """
+    out = ApplyResult(warnings=list(snapshot.notices))
     cid = conn.id
     members_by_key: dict[str, uuid.UUID] = {
         key: mid
@@ -558,19 +585,20 @@ def apply_snapshot(
         ).all()
     }
 
-    # -- users --
+    # -- users (inactive ones are deleted users that schedules still name: never linked) --
     want_users: dict[str, dict[str, Any]] = {}
     for user in snapshot.users:
         if not user.id or len(user.id) > 64:
             continue
-        email = (user.email or "").strip()[:320]
-        key = normalize_email(email)
+        email = (user.email or "").strip()[:320] or None
+        key = normalize_email(email) if email else None
         want_users[user.id] = {
             "name": _clip(user.name, 300) or "",
             "email": email,
             "email_key": key,
             "time_zone": _clip(user.time_zone, 64),
-            "member_id": members_by_key.get(key) if key else None,
+            "active": user.active,
+            "member_id": members_by_key.get(key) if key and user.active else None,
         }
     have_users = {
         row.pagerduty_id: row
@@ -582,23 +610,15 @@ def apply_snapshot(
                 PagerDutyUser.email,
                 PagerDutyUser.email_key,
                 PagerDutyUser.time_zone,
+                PagerDutyUser.active,
                 PagerDutyUser.member_id,
             ).where(PagerDutyUser.connection_id == cid)
         )
     }
-    user_fields = ("name", "email", "email_key", "time_zone", "member_id")
-    _sync_keyed(
-        session,
-        PagerDutyUser,
-        cid,
-        want_users,
-        have_users,
-        user_fields,
-        now,
-        out,
-    )
+    user_fields = ("name", "email", "email_key", "time_zone", "active", "member_id")
+    _sync_keyed(session, PagerDutyUser, cid, want_users, have_users, user_fields, now, out)
 
-    # -- schedules --
+    # -- schedules (v3 ones PagerDuty would not list this time are kept) --
     schedules = {s.id: s for s in snapshot.schedules if s.id and len(s.id) <= 64}
     want_schedules = {
         sid: {
@@ -620,6 +640,13 @@ def apply_snapshot(
             ).where(PagerDutySchedule.connection_id == cid)
         )
     }
+    kept = set(snapshot.members_unknown)
+    if not snapshot.v3_listed:
+        kept |= {pid for pid, row in have_schedules.items() if row.version == "v3"}
+    for pid in kept - want_schedules.keys():
+        if pid in have_schedules:
+            row = have_schedules[pid]
+            want_schedules[pid] = {"name": row.name, "time_zone": row.time_zone, "version": "v3"}
     _sync_keyed(
         session,
         PagerDutySchedule,
@@ -632,10 +659,6 @@ def apply_snapshot(
     )
 
     # -- schedule members (position = PagerDuty's order) --
-    want_members: dict[tuple[str, str], int] = {}
-    for sid, s in schedules.items():
-        for position, uid in enumerate(u for u in s.member_user_ids if u and len(u) <= 64):
-            want_members.setdefault((sid, uid), position)
     have_members = {
         (r.schedule_pagerduty_id, r.user_pagerduty_id): r.position
         for r in session.execute(
@@ -646,6 +669,14 @@ def apply_snapshot(
             ).where(PagerDutyScheduleMember.connection_id == cid)
         )
     }
+    want_members: dict[tuple[str, str], int] = {
+        key: pos for key, pos in have_members.items() if key[0] in kept
+    }
+    for sid, s in schedules.items():
+        if sid in kept:
+            continue
+        for position, uid in enumerate(u for u in s.member_user_ids if u and len(u) <= 64):
+            want_members.setdefault((sid, uid), position)
     sm = PagerDutyScheduleMember
     _sync_pairs(
         session,
@@ -659,22 +690,25 @@ def apply_snapshot(
         out,
     )
 
-    # -- who is on call now (kept even when nobody in the workspace matches) --
-    want_oncall = {
-        (sid, uid): {}
-        for sid, s in schedules.items()
-        for uid in s.on_call_user_ids
-        if uid and len(uid) <= 64
-    }
+    # -- who is on call now for bound schedules (kept when nobody in the workspace matches) --
+    oc = PagerDutyOnCall
     have_oncall = {
-        (r.schedule_pagerduty_id, r.user_pagerduty_id): {}
+        (r.schedule_pagerduty_id, r.user_pagerduty_id): {
+            "starts_at": r.starts_at,
+            "ends_at": r.ends_at,
+        }
         for r in session.execute(
-            select(PagerDutyOnCall.schedule_pagerduty_id, PagerDutyOnCall.user_pagerduty_id).where(
-                PagerDutyOnCall.connection_id == cid
+            select(oc.schedule_pagerduty_id, oc.user_pagerduty_id, oc.starts_at, oc.ends_at).where(
+                oc.connection_id == cid
             )
         )
     }
-    oc = PagerDutyOnCall
+    want_oncall = {k: v for k, v in have_oncall.items() if k[0] in snapshot.unreadable}
+    for sid, timeline in snapshot.timelines.items():
+        for shift in timeline.shifts:
+            uid = shift.user.id
+            if uid and len(uid) <= 64 and len(sid) <= 64 and shift.covers(snapshot.fetched_at):
+                want_oncall.setdefault((sid, uid), {"starts_at": shift.start, "ends_at": shift.end})
     _sync_pairs(
         session,
         oc,
@@ -690,7 +724,7 @@ def apply_snapshot(
     # -- bound rotations --
     member_of_user = {uid: u["member_id"] for uid, u in want_users.items() if u["member_id"]}
     out.unmatched_on_call = len({uid for (_sid, uid) in want_oncall if uid not in member_of_user})
-    _sync_rotations(session, conn, schedules, member_of_user, now, out)
+    _sync_rotations(session, conn, snapshot, schedules, member_of_user, now, out)
     return out
 
 
@@ -771,6 +805,7 @@ def _sync_pairs(
 def _sync_rotations(
     session: Session,
     conn: PagerDutyConnection,
+    snapshot: AccountSnapshot,
     schedules: dict[str, Any],
     member_of_user: dict[str, uuid.UUID],
     now: datetime,
@@ -811,14 +846,19 @@ def _sync_rotations(
     duty_deletes: list[tuple[uuid.UUID, uuid.UUID]] = []
     touched: list[uuid.UUID] = []
     for rot in bound:
-        schedule = schedules.get(rot.pagerduty_schedule_id)
-        if schedule is None:
+        sid = rot.pagerduty_schedule_id
+        schedule = schedules.get(sid)
+        if schedule is None or sid in snapshot.unreadable or sid not in snapshot.timelines:
             # Keep the rotation's last state; say so rather than unbind silently.
+            why = snapshot.unreadable.get(sid) or (
+                "PagerDuty no longer lists it (deleted, or not visible to this connection)"
+                if schedule is None
+                else "its on-call could not be read"
+            )
             out.warnings.append(
-                f"Rotation {rot.name!r} is bound to PagerDuty schedule "
-                f"{rot.pagerduty_schedule_id}, which PagerDuty no longer lists (deleted, or not "
-                "visible to this connection); it keeps its last members and on-duty people "
-                "until it is bound to another schedule or made Manual."
+                f"Rotation {rot.name!r} is bound to PagerDuty schedule {sid}: {why}. It keeps "
+                "its last members and on-duty people until it is bound to another schedule or "
+                "made Manual."
             )
             continue
         want_members: dict[uuid.UUID, int] = {}
@@ -826,7 +866,7 @@ def _sync_rotations(
             mid = member_of_user.get(uid)
             if mid is not None and mid not in want_members:
                 want_members[mid] = len(want_members)
-        want_duty = {member_of_user[u] for u in schedule.on_call_user_ids if u in member_of_user}
+        want_duty = {member_of_user[u.id] for u in snapshot.on_call(sid) if u.id in member_of_user}
         have_m = have_members[rot.id]
         before = len(member_inserts) + len(member_updates) + len(member_deletes)
         before += len(duty_inserts) + len(duty_deletes)
@@ -897,8 +937,7 @@ def schedule_syncs(
 
     ``next_sync_at`` is pushed to now + interval in the same statement that picks the rows
     (``FOR UPDATE SKIP LOCKED``), so two beat processes, or a round slower than the interval,
-    never enqueue a connection twice. Also re-enqueues token revocations left behind and
-    disconnects whose task was lost.
+    never enqueue a connection twice. Also re-enqueues disconnects whose task was lost.
     """
     settings = get_settings()
     now = now or utcnow()
@@ -931,15 +970,6 @@ def schedule_syncs(
         # Published after commit (never for rows that rolled back), through one producer:
         # thousands of separate send_task calls each take a pooled connection and cost seconds.
         after_commit(session, lambda: _publish_many(SYNC_CONNECTION, batch_messages))
-        pending = list(
-            session.execute(
-                select(TokenRevocation.connection_id)
-                .where(TokenRevocation.created_at <= now - REVOCATION_SWEEP_AGE)
-                .distinct()
-            ).scalars()
-        )
-        for cid in pending:
-            enqueue(session, REVOKE_TOKENS, connection_id=cid)
         stuck = session.execute(
             select(PagerDutyConnection.id, PagerDutyConnection.workspace_id).where(
                 PagerDutyConnection.status == ConnectionStatus.DISCONNECTING.value,
@@ -948,7 +978,7 @@ def schedule_syncs(
         ).all()
         for cid, workspace_id in stuck:
             enqueue(session, DISCONNECT, workspace_id=workspace_id, connection_id=cid)
-    return {"enqueued": len(ids), "revocations": len(pending), "disconnects": len(stuck)}
+    return {"enqueued": len(ids), "disconnects": len(stuck)}
 
 
 def _publish_many(task_name: str, messages: list[tuple[dict[str, Any], float | None]]) -> None:

@@ -54,6 +54,8 @@ class ConnectionCredential:
     api_base_url: str
     credential: Credential
     expires_at: datetime | None
+    # OAuth: the scopes PagerDuty granted; None for API keys (not scope-limited).
+    scopes: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -88,6 +90,9 @@ def _credential(conn: PagerDutyConnection) -> ConnectionCredential:
         api_base_url=settings.api_base_url(conn.region),
         credential=Credential(kind=kind, secret=secret),  # type: ignore[arg-type]
         expires_at=conn.access_token_expires_at,
+        scopes=frozenset((conn.granted_scopes or "").split())
+        if conn.auth_method == AuthMethod.OAUTH.value
+        else None,
     )
 
 

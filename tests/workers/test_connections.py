@@ -227,10 +227,10 @@ def test_disconnect_and_status(session, people, sent) -> None:
     assert [e["repeated"] for e in events] == [False, True]
 
 
-def test_replacing_oauth_credentials_queues_the_old_tokens_for_revocation(
-    session, people, sent
-) -> None:
-    from models import PagerDutyConnection, TokenRevocation
+def test_replacing_oauth_credentials_deletes_the_old_tokens_at_once(session, people, sent) -> None:
+    """PagerDuty has no revocation API: our copies of the old tokens go in the replacing
+    transaction, and only the validation of the new key is enqueued."""
+    from models import PagerDutyConnection
     from workers import crypto
 
     ws, admin, _ = people
@@ -248,12 +248,7 @@ def test_replacing_oauth_credentials_queues_the_old_tokens_for_revocation(
     session.commit()
     svc.set_api_key(session, admin, KEY, "us")
     session.commit()
-    queued = session.scalars(
-        select(TokenRevocation).where(TokenRevocation.connection_id == conn.id)
-    ).all()
-    assert sorted(crypto.decrypt(r.token_encrypted) for r in queued) == [
-        "old-access",
-        "old-refresh",
-    ]
-    assert [c["name"] for c in sent] == ["pagerduty.revoke_tokens", "pagerduty.validate_api_key"]
-    assert sent[0]["kwargs"] == {"connection_id": str(conn.id)}
+    session.refresh(conn)
+    assert (conn.access_token_encrypted, conn.refresh_token_encrypted) == (None, None)
+    assert conn.oauth_client_secret_encrypted is None
+    assert [c["name"] for c in sent] == ["pagerduty.validate_api_key"]

@@ -1,4 +1,4 @@
-"""Disconnect and token revocation as plain functions, on PostgreSQL with the simulator."""
+"""Disconnect as plain functions, on PostgreSQL with the simulator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -16,7 +15,6 @@ from models import (
     OAuthAuthorization,
     PagerDutyConnection,
     Rotation,
-    TokenRevocation,
     utcnow,
 )
 from tests import factories
@@ -74,7 +72,7 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
     result = disconnect.disconnect(demo.connection_id, actor_member_id=str(demo.members["alice"]))
 
     assert result.status == "disconnected"
-    assert result.rotations_made_manual == 3 and result.token_revocations == 0
+    assert result.rotations_made_manual == 3
     session.rollback()
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
@@ -177,9 +175,11 @@ def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
     assert session.scalar(select(func.count()).select_from(OAuthAuthorization)) == 1
 
 
-def test_oauth_disconnect_queues_revocations_in_the_same_transaction(
+def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(
     session, sim, monkeypatch
 ) -> None:
+    """PagerDuty documents no revocation endpoint: nothing is sent to it, nothing is queued,
+    and our copies are gone in the disconnect's own transaction."""
     from workers.celery_app import app
 
     sent: list[dict[str, Any]] = []
@@ -187,57 +187,31 @@ def test_oauth_disconnect_queues_revocations_in_the_same_transaction(
         app, "send_task", lambda name, kwargs=None, **o: sent.append({"name": name, **kwargs})
     )
     demo = _synced_demo(session, sim, oauth=True)
-    conn = session.get(PagerDutyConnection, demo.connection_id)
-    access = crypto.decrypt(conn.access_token_encrypted)
-    refresh = crypto.decrypt(conn.refresh_token_encrypted)
+    sim.control.post("/stats/reset")
 
     result = disconnect.disconnect(demo.connection_id)
 
-    assert result.status == "disconnected" and result.token_revocations == 2
-    # Published only after commit, by name, with the id only.
-    assert sent == [{"name": "pagerduty.revoke_tokens", "connection_id": str(demo.connection_id)}]
+    assert result.status == "disconnected"
+    assert sent == []
+    assert sim.control.get("/stats").json()["total"] == 0
     session.rollback()
-    rows = list(
-        session.execute(
-            select(TokenRevocation).where(TokenRevocation.connection_id == demo.connection_id)
-        ).scalars()
-    )
-    assert sorted(crypto.decrypt(r.token_encrypted) for r in rows) == sorted([access, refresh])
-    for row in rows:
-        # Still encrypted at rest.
-        assert access not in row.token_encrypted and refresh not in row.token_encrypted
-        assert row.client_id == "demo-client-id"
-        assert crypto.decrypt(row.client_secret_encrypted) == "demo-client-secret"
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
     assert conn.access_token_encrypted is None and conn.refresh_token_encrypted is None
-
-    # Revocation at PagerDuty (the simulator's RFC 7009 endpoint), then the rows go.
-    revoked = disconnect.revoke_tokens(demo.connection_id)
-    assert (revoked.revoked, revoked.failed, revoked.remaining) == (2, 0, 0)
-    tokens = sim.control.get("/tokens").json()["tokens"]
-    assert not [t for t in tokens if t["app"] == "demo-oauth" and t["valid"]]
-    session.rollback()
-    assert not session.scalar(select(func.count()).select_from(TokenRevocation))
+    assert conn.oauth_client_secret_encrypted is None
 
 
-def test_failed_revocations_are_retried_then_given_up(session, sim) -> None:
-    demo = _synced_demo(session, sim, oauth=True)
-    disconnect.disconnect(demo.connection_id)
-    down = httpx.MockTransport(lambda request: httpx.Response(503, text="down"))
+def test_revoke_instructions_tell_the_admin_where_to_revoke() -> None:
+    oauth_words = disconnect.revoke_instructions("oauth", "acme", "us")
+    assert "https://acme.pagerduty.com" in oauth_words
+    assert "App Registration" in oauth_words
+    assert "Revoke All Tokens" in oauth_words
+    key_words = disconnect.revoke_instructions("api_key", "euco", "eu")
+    assert "https://euco.eu.pagerduty.com" in key_words
+    assert "API Access Keys" in key_words
 
-    first = disconnect.revoke_tokens(demo.connection_id, max_attempts=3, transport=down)
-    assert (first.revoked, first.failed, first.remaining) == (0, 2, 2)
-    session.rollback()
-    rows = list(session.execute(select(TokenRevocation)).scalars())
-    assert [r.attempts for r in rows] == [1, 1]
-    assert all(r.last_error for r in rows)
 
-    disconnect.revoke_tokens(demo.connection_id, max_attempts=3, transport=down)
-    last = disconnect.revoke_tokens(demo.connection_id, max_attempts=3, transport=down)
-    assert (last.given_up, last.remaining) == (2, 0)
-    session.rollback()
-    assert not session.scalar(select(func.count()).select_from(TokenRevocation))
-    # The disconnect itself was never affected.
-    session.expire_all()
-    assert session.get(PagerDutyConnection, demo.connection_id).status == "disconnected"
+def test_the_retired_revoke_step_does_nothing() -> None:
+    result = disconnect.revoke_tokens(str(uuid.uuid4()))
+    assert result.revoked == 0
+    assert "no token-revocation API" in result.reason

@@ -33,7 +33,6 @@ from models import (
     RotationMode,
     RotationOnDuty,
     SyncRun,
-    TokenRevocation,
     utcnow,
 )
 from tasks.sync import retry_countdown
@@ -41,7 +40,9 @@ from tests import factories
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers import crypto, sync
 from workers.db import get_engine
-from workers.pagerduty.client import AccountSnapshot, PagerDutyClient, Schedule, User
+from workers.pagerduty.client import PagerDutyClient
+from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
+from workers.pagerduty.snapshot import AccountSnapshot
 from workers.tokens import ConnectionCredential
 
 pytestmark = pytest.mark.postgres_only
@@ -143,6 +144,7 @@ def oauth_connection(session: Session, ws: Any, sim: Any) -> PagerDutyConnection
         refresh_token_encrypted=crypto.encrypt(refresh.value),
         access_token_expires_at=utcnow() + timedelta(hours=20),
         token_refreshed_at=utcnow(),
+        granted_scopes=" ".join(sorted(app.scopes)),
         connected_at=utcnow(),
     )
     session.add(conn)
@@ -227,8 +229,9 @@ def test_first_sync_mirrors_the_account_and_fills_bound_rotations(session, sim) 
     result = sync.sync_connection(demo.connection_id, kind="initial", client_factory=fast_client)
 
     assert result.status == "succeeded", result
-    # users 1 page + v2 schedules 1 page + v3 list 1 + one v3 schedule = 4 requests.
-    assert result.requests == 4
+    # users 1 page + v2 schedules 1 page + v3 list 1 + one v3 schedule + one /oncalls for the
+    # two bound v2 schedules (both used by an escalation policy) = 5 requests.
+    assert result.requests == 5
     counts = mirror_counts(session, demo.connection_id)
     assert counts["pagerduty_users"] == 7
     assert counts["pagerduty_schedules"] == 4
@@ -268,7 +271,7 @@ def test_first_sync_mirrors_the_account_and_fills_bound_rotations(session, sim) 
     assert duty == {demo.members["bob"]}
 
     run = session.get(SyncRun, uuid.UUID(result.sync_run_id))
-    assert (run.status, run.kind, run.requests_made) == ("succeeded", "initial", 4)
+    assert (run.status, run.kind, run.requests_made) == ("succeeded", "initial", 5)
     assert run.rows_created == result.created > 0
     assert run.rows_deleted == 0
     assert run.rows_updated == 3  # the three bound rotations' last_synced_at (first sync)
@@ -333,20 +336,21 @@ def test_upstream_changes_reach_mirror_and_rotations_with_exact_counts(session, 
     ).scalar_one()
     assert (bob.email_key, bob.member_id) == ("robert@elsewhere.example", None)
 
-    # The user is removed upstream: mirror row, schedule memberships and rotation membership go.
+    # The user is deleted upstream. PagerDuty keeps a deleted user on schedules as an inactive
+    # placeholder: the schedule still names Carol, but she is inactive, never linked, and
+    # leaves the rotation.
     sim.control.delete(f"/accounts/{ACCOUNT}/users/PUCAROL").raise_for_status()
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
-    assert result.status == "succeeded" and result.deleted >= 3
+    assert result.status == "succeeded"
     members, _ = rotation_state(session, demo.rotations["primary"])
     assert members == [demo.members["alice"]]
-    assert not session.scalar(
-        select(func.count())
-        .select_from(PagerDutyScheduleMember)
-        .where(
-            PagerDutyScheduleMember.connection_id == demo.connection_id,
-            PagerDutyScheduleMember.user_pagerduty_id == "PUCAROL",
+    carol = session.execute(
+        select(PagerDutyUser).where(
+            PagerDutyUser.connection_id == demo.connection_id,
+            PagerDutyUser.pagerduty_id == "PUCAROL",
         )
-    )
+    ).scalar_one()
+    assert (carol.active, carol.member_id) == (False, None)
 
 
 def test_vanished_bound_schedule_keeps_the_rotation_and_says_so(session, sim) -> None:
@@ -378,13 +382,42 @@ def test_vanished_bound_schedule_keeps_the_rotation_and_says_so(session, sim) ->
 # --- apply_snapshot with hand-made snapshots ----------------------------------------------------
 
 
-def _snapshot(users: list[User], schedules: list[Schedule]) -> AccountSnapshot:
+@dataclass(frozen=True)
+class Sched:
+    """A schedule as a hand-made snapshot states it: members, and who is on call now."""
+
+    id: str
+    name: str
+    version: str
+    time_zone: str
+    members: tuple[str, ...]
+    on_call: tuple[str, ...]
+
+
+# Shifts of hand-made snapshots started long ago and do not end: stable across applies.
+SHIFT_START = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def _snapshot(users: list[User], schedules: list[Sched]) -> AccountSnapshot:
+    now = utcnow()
     return AccountSnapshot(
-        fetched_at=utcnow(),
+        fetched_at=now,
         users=tuple(users),
-        schedules=tuple(schedules),
+        users_complete=True,
+        schedules=tuple(
+            Schedule(s.id, s.name, s.version, s.time_zone, tuple(UserRef(u) for u in s.members))  # type: ignore[arg-type]
+            for s in schedules
+        ),
+        timelines={
+            s.id: Timeline(
+                s.id,
+                now,
+                now + timedelta(hours=1),
+                tuple(Shift(s.id, UserRef(u), SHIFT_START, None) for u in s.on_call),
+            )
+            for s in schedules
+        },
         requests_made=3,
-        requests_by_endpoint={},
     )
 
 
@@ -419,7 +452,7 @@ def test_matching_is_case_insensitive_and_trimmed_and_unmatched_is_kept(session,
             User("U4", "No email", None),
         ],
         # U9 is on call but not in the user list at all (e.g. not visible to the credential).
-        [Schedule("PS1", "S", "v2", "UTC", ("U3", "U2", "U1"), ("U3", "U9"))],
+        [Sched("PS1", "S", "v2", "UTC", ("U3", "U2", "U1"), ("U3", "U9"))],
     )
     result = _apply(session, small.connection_id, snap)
 
@@ -442,7 +475,7 @@ def test_overlap_nobody_on_call_and_exact_diff_counts(session, small) -> None:
     first = _apply(
         session,
         small.connection_id,
-        _snapshot(users, [Schedule("PS1", "S", "v3", "UTC", ("U1", "U2"), ("U1", "U2"))]),
+        _snapshot(users, [Sched("PS1", "S", "v3", "UTC", ("U1", "U2"), ("U1", "U2"))]),
     )
     # 2 users + 1 schedule + 2 schedule members + 2 on-calls + 2 rotation members + 2 on duty.
     assert (first.created, first.deleted) == (11, 0)
@@ -456,7 +489,7 @@ def test_overlap_nobody_on_call_and_exact_diff_counts(session, small) -> None:
         small.connection_id,
         _snapshot(
             [*users[:1], User("U2", "Benjamin", "ben@example.com"), User("U3", "Cy", "cy@x.org")],
-            [Schedule("PS1", "S", "v3", "UTC", ("U2", "U1"), ())],
+            [Sched("PS1", "S", "v3", "UTC", ("U2", "U1"), ())],
         ),
     )
     # created: U3. updated: U2's name, 2 schedule-member positions, 2 rotation-member positions,
@@ -471,7 +504,7 @@ def test_overlap_nobody_on_call_and_exact_diff_counts(session, small) -> None:
         small.connection_id,
         _snapshot(
             [*users[:1], User("U2", "Benjamin", "ben@example.com"), User("U3", "Cy", "cy@x.org")],
-            [Schedule("PS1", "S", "v3", "UTC", ("U2", "U1"), ())],
+            [Sched("PS1", "S", "v3", "UTC", ("U2", "U1"), ())],
         ),
     )
     assert (third.created, third.updated, third.deleted) == (0, 0, 0)
@@ -480,7 +513,7 @@ def test_overlap_nobody_on_call_and_exact_diff_counts(session, small) -> None:
 def test_a_new_member_email_in_round_robin_is_matched_on_the_next_sync(session, small) -> None:
     snap = _snapshot(
         [User("U7", "Dee", "dee@example.com")],
-        [Schedule("PS1", "S", "v2", "UTC", ("U7",), ("U7",))],
+        [Sched("PS1", "S", "v2", "UTC", ("U7",), ("U7",))],
     )
     assert _apply(session, small.connection_id, snap).unmatched_on_call == 1
     session.rollback()
@@ -604,7 +637,7 @@ def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
     assert crypto.decrypt(conn.access_token_encrypted) != access
-    assert result.requests == 5  # the 401 plus the four reads
+    assert result.requests == 6  # the 401 plus the five reads
 
     # Every token of the app revoked: the refresh is refused too.
     sim.control.post("/tokens/revoke", json={"app": "demo-oauth"}).raise_for_status()
@@ -618,20 +651,17 @@ def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
 # --- fencing ------------------------------------------------------------------------------------
 
 
-class _HookedClient(PagerDutyClient):
-    """Runs ``hook`` after the snapshot is fetched and before it is applied."""
+def _hooked(hook: Any, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A client factory; ``hook`` runs after the snapshot is read and before it is applied."""
+    real = sync.read_snapshot
 
-    hook: Any = None
-
-    def fetch_account_snapshot(self, *args: Any, **kwargs: Any) -> AccountSnapshot:
-        snap = super().fetch_account_snapshot(*args, **kwargs)
-        type(self).hook()
+    def read_then_hook(*args: Any, **kwargs: Any) -> AccountSnapshot:
+        snap = real(*args, **kwargs)
+        hook()
         return snap
 
-
-def _hooked(hook: Any):  # type: ignore[no-untyped-def]
-    cls = type("Hooked", (_HookedClient,), {"hook": staticmethod(hook)})
-    return lambda cred: cls(cred.api_base_url, cred.credential, max_retries=0)
+    monkeypatch.setattr(sync, "read_snapshot", read_then_hook)
+    return fast_client
 
 
 def _set(connection_id: uuid.UUID, **values: Any) -> None:
@@ -656,9 +686,11 @@ def _set(connection_id: uuid.UUID, **values: Any) -> None:
     ],
     ids=["generation", "needs_reauth", "invalid", "disconnecting", "validating"],
 )
-def test_fencing_writes_nothing_when_the_connection_changed_mid_sync(session, sim, change) -> None:
+def test_fencing_writes_nothing_when_the_connection_changed_mid_sync(
+    session, sim, change, monkeypatch
+) -> None:
     demo = arrange_demo(session, sim)
-    factory = _hooked(lambda: _set(demo.connection_id, **change))
+    factory = _hooked(lambda: _set(demo.connection_id, **change), monkeypatch)
     with count_writes() as writes:
         result = sync.sync_connection(demo.connection_id, client_factory=factory)
     assert result.status == "skipped"
@@ -674,7 +706,7 @@ def test_fencing_writes_nothing_when_the_connection_changed_mid_sync(session, si
     assert run.status == "skipped" and "nothing was written" in run.error
 
 
-def test_disconnect_during_a_sync_wins(session, sim) -> None:
+def test_disconnect_during_a_sync_wins(session, sim, monkeypatch) -> None:
     from workers.disconnect import disconnect
 
     demo = arrange_demo(session, sim)
@@ -686,7 +718,7 @@ def test_disconnect_during_a_sync_wins(session, sim) -> None:
         json={"user_id": "PUERIN1", "start": "now-1m", "duration_seconds": 600},
     ).raise_for_status()
     outcome = {}
-    factory = _hooked(lambda: outcome.setdefault("d", disconnect(demo.connection_id)))
+    factory = _hooked(lambda: outcome.setdefault("d", disconnect(demo.connection_id)), monkeypatch)
 
     result = sync.sync_connection(demo.connection_id, client_factory=factory)
 
@@ -707,7 +739,9 @@ def test_disconnect_during_a_sync_wins(session, sim) -> None:
 # --- coalescing ---------------------------------------------------------------------------------
 
 
-def test_concurrent_requests_coalesce_into_one_extra_pass(session, sim, redis_client) -> None:
+def test_concurrent_requests_coalesce_into_one_extra_pass(
+    session, sim, redis_client, monkeypatch
+) -> None:
     demo = arrange_demo(session, sim)
     in_fetch = threading.Event()
     release = threading.Event()
@@ -719,7 +753,7 @@ def test_concurrent_requests_coalesce_into_one_extra_pass(session, sim, redis_cl
             in_fetch.set()
             assert release.wait(10)
 
-    factory = _hooked(hook)
+    factory = _hooked(hook, monkeypatch)
     results: dict[str, Any] = {}
     holder = threading.Thread(
         target=lambda: results.setdefault(
@@ -780,17 +814,6 @@ def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captu
     )
     gone = factories.api_key_connection(session, factories.workspace(session))
     gone.status = "disconnected"
-    old_revocation_conn = factories.api_key_connection(session, factories.workspace(session))
-    session.add(
-        TokenRevocation(
-            connection_id=old_revocation_conn.id,
-            client_id="c",
-            client_secret_encrypted=crypto.encrypt("s"),
-            token_encrypted=crypto.encrypt("t"),
-            created_at=now - timedelta(minutes=10),
-        )
-    )
-    old_revocation_conn.next_sync_at = now + timedelta(hours=2)
     session.commit()
 
     # Two beat processes at the same moment: each due connection is enqueued exactly once.
@@ -810,8 +833,6 @@ def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captu
     assert all(0 <= s["countdown"] < jitter for s in syncs)
     assert len({s["countdown"] for s in syncs}) > 1  # spread, not one burst
     assert sum(o["enqueued"] for o in outcomes) == 6
-    revokes = [s for s in captured_sends if s["name"] == "pagerduty.revoke_tokens"]
-    assert {r["kwargs"]["connection_id"] for r in revokes} == {str(old_revocation_conn.id)}
 
     session.rollback()
     session.expire_all()

@@ -4,172 +4,59 @@ Why synchronous: a prefork Celery worker runs one task per process, and PagerDut
 request at a time per token, so a sync of one connection is a sequence of requests anyway.
 Throughput across many connections comes from many worker processes (or threads), each holding
 one pooled ``httpx.Client`` reused across tasks. See docs/pagerduty-client.md.
+
+Each method is one PagerDuty read and returns records (``workers.pagerduty.records``); how the
+reads combine into one sync is ``workers.pagerduty.snapshot``. Where PagerDuty's real behaviour
+differs from its schema the methods follow the behaviour (docs/simulator.md, fidelity table).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 
+from workers.pagerduty import parsing
 from workers.pagerduty.errors import (
     BadRequest,
     NotFound,
-    PagerDutyError,
     PaginationLimit,
     RateLimited,
     Transient,
     error_from_response,
-    reset_after_from_headers,
 )
 from workers.pagerduty.ratelimit import NoopRateLimiter, RateLimiter
+from workers.pagerduty.records import (
+    Credential,
+    ProbeResult,
+    Schedule,
+    Shift,
+    Timeline,
+    User,
+    UserRef,
+    UsersPage,
+    V3ScheduleRef,
+)
 
 log = logging.getLogger(__name__)
 
 ACCEPT = "application/vnd.pagerduty+json;version=2"
 USER_AGENT = "rr-pagerduty/0.1 (+https://roundrobin.example)"
-# PagerDuty refuses offset + limit > 10000 on offset-paginated lists.
+# PagerDuty refuses offset + limit > 10000 on offset-paginated lists (400, code 2002).
 MAX_OFFSET_WINDOW = 10_000
 PAGE_LIMIT = 100
 V3_PAGE_LIMIT = 1000
-# How far ahead a v3 schedule's assignments are read to decide who its members are.
-V3_MEMBER_WINDOW = timedelta(days=14)
-
-CredentialKind = Literal["api_key", "oauth"]
-
-
-@dataclass(frozen=True)
-class Credential:
-    """A PagerDuty secret and how to present it. ``repr`` and ``str`` never show the secret."""
-
-    kind: CredentialKind
-    secret: str = field(repr=False)
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("api_key", "oauth"):
-            raise ValueError("Credential.kind must be 'api_key' or 'oauth'")
-        if not self.secret or not self.secret.strip():
-            raise ValueError("Credential.secret is empty")
-
-    @property
-    def fingerprint(self) -> str:
-        """Short, stable, non-reversible id for rate-limit keys and logs."""
-        return hashlib.sha256(f"{self.kind}:{self.secret}".encode()).hexdigest()[:16]
-
-    @property
-    def authorization(self) -> str:
-        # Chosen from the stored kind only: a token's shape says nothing reliable about it.
-        if self.kind == "api_key":
-            return f"Token token={self.secret}"
-        return f"Bearer {self.secret}"
-
-    def __repr__(self) -> str:
-        return f"Credential(kind={self.kind!r}, fingerprint={self.fingerprint!r})"
-
-    __str__ = __repr__
-
-
-# --- result types -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class User:
-    id: str
-    name: str
-    email: str | None
-    time_zone: str | None = None
-    role: str | None = None
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """The credential works. Rate-limit headers are None when PagerDuty didn't send them."""
-
-    ratelimit_limit: int | None
-    ratelimit_remaining: int | None
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """One schedule, v2 or v3, in the shape the sync needs.
-
-    ``on_call_user_ids`` may name users outside ``member_user_ids`` (an override puts someone
-    on call who is not on any layer); both are deduplicated and keep PagerDuty's order.
-    """
-
-    id: str
-    name: str
-    version: Literal["v2", "v3"]
-    time_zone: str | None
-    member_user_ids: tuple[str, ...]
-    on_call_user_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class V3ScheduleRef:
-    id: str
-    name: str
-
-
-@dataclass(frozen=True)
-class ShiftAssignment:
-    start: datetime
-    end: datetime
-    user_id: str | None  # None for an intentionally empty slot
-
-    def covers(self, moment: datetime) -> bool:
-        return self.start <= moment < self.end
-
-
-@dataclass(frozen=True)
-class V3Schedule:
-    id: str
-    name: str
-    time_zone: str | None
-    since: datetime
-    until: datetime
-    assignments: tuple[ShiftAssignment, ...]
-
-    @property
-    def member_user_ids(self) -> tuple[str, ...]:
-        return _dedupe(a.user_id for a in self.assignments if a.user_id)
-
-    def on_call_at(self, moment: datetime) -> tuple[str, ...]:
-        """Everyone on call at ``moment``; overlapping assignments give several people."""
-        return _dedupe(a.user_id for a in self.assignments if a.user_id and a.covers(moment))
-
-    def as_schedule(self, now: datetime) -> Schedule:
-        return Schedule(
-            id=self.id,
-            name=self.name,
-            version="v3",
-            time_zone=self.time_zone,
-            member_user_ids=self.member_user_ids,
-            on_call_user_ids=self.on_call_at(now),
-        )
-
-
-@dataclass(frozen=True)
-class AccountSnapshot:
-    """Everything one sync needs, read in the fewest requests the API allows."""
-
-    fetched_at: datetime
-    users: tuple[User, ...]
-    schedules: tuple[Schedule, ...]
-    requests_made: int
-    requests_by_endpoint: Mapping[str, int]
-
+# Schedule ids per /oncalls request: each adds ~25 characters of query string, and 50 keep the
+# URL far below any proxy's limit while one page of 100 entries usually holds the answer.
+ONCALLS_SCHEDULE_CHUNK = 50
 
 # --- shared HTTP client -------------------------------------------------------------------------
 
@@ -287,7 +174,7 @@ class PagerDutyClient:
         return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
 
     def _send_once(
-        self, endpoint: str, path: str, params: Any
+        self, endpoint: str, path: str, params: Any, penalty_key: str
     ) -> tuple[dict[str, Any], httpx.Response]:
         url = self.base_url + path
         try:
@@ -322,16 +209,35 @@ class PagerDutyClient:
             with self._count_lock:
                 self._rate_limited[endpoint] += 1
             if error.reset_after:
-                self._limiter.penalize(self.rate_limit_key, error.reset_after)
+                self._limiter.penalize(penalty_key, error.reset_after)
         raise error
 
-    def get_json(self, endpoint: str, path: str, params: Any = None) -> dict[str, Any]:
-        """GET with bounded retries. ``endpoint`` is the label for counts and errors."""
-        return self._get(endpoint, path, params)[0]
+    def get_json(
+        self, endpoint: str, path: str, params: Any = None, *, scope: str | None = None
+    ) -> dict[str, Any]:
+        """GET with bounded retries. ``endpoint`` is the label for counts and errors.
+
+        ``scope`` names an operation with a rate limit of its own (``/oncalls``): a 429 there
+        blocks only that operation for this credential and is raised at once, so the caller can
+        fall back to other endpoints instead of waiting.
+        """
+        return self._get(endpoint, path, params, scope=scope)[0]
+
+    def scope_key(self, scope: str) -> str:
+        return f"{self.rate_limit_key}:{scope}"
 
     def _get(
-        self, endpoint: str, path: str, params: Any = None
+        self, endpoint: str, path: str, params: Any = None, *, scope: str | None = None
     ) -> tuple[dict[str, Any], httpx.Response]:
+        penalty_key = self.scope_key(scope) if scope else self.rate_limit_key
+        if scope:
+            blocked = self._limiter.blocked_for(penalty_key)
+            if blocked > 0:
+                raise RateLimited(
+                    f"PagerDuty's own limit for {endpoint} was reached recently",
+                    reset_after=round(blocked, 3),
+                    endpoint=endpoint,
+                )
         slept = 0.0
         attempt = 0
         while True:
@@ -341,9 +247,9 @@ class PagerDutyClient:
             self._limiter.acquire(self.rate_limit_key)
             slept += time.monotonic() - started
             try:
-                return self._send_once(endpoint, path, params)
+                return self._send_once(endpoint, path, params, penalty_key)
             except (RateLimited, Transient) as exc:
-                if attempt >= self.max_retries:
+                if attempt >= self.max_retries or (scope and isinstance(exc, RateLimited)):
                     raise
                 if isinstance(exc, RateLimited) and exc.reset_after is not None:
                     # A little jitter past the reset so a fleet doesn't return in lockstep.
@@ -372,6 +278,8 @@ class PagerDutyClient:
         params: list[tuple[str, str]] | None = None,
         *,
         limit: int = PAGE_LIMIT,
+        offset: int = 0,
+        scope: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield every item of an offset-paginated list.
 
@@ -379,7 +287,6 @@ class PagerDutyClient:
         ``limit``); the walk stops when ``more`` is false and raises PaginationLimit rather than
         ask past PagerDuty's 10,000-record window.
         """
-        offset = 0
         while True:
             page_limit = min(limit, MAX_OFFSET_WINDOW - offset)
             if page_limit <= 0:
@@ -390,7 +297,7 @@ class PagerDutyClient:
                     fetched=offset,
                 )
             query = [*(params or []), ("limit", str(page_limit)), ("offset", str(offset))]
-            page = self.get_json(endpoint, path, query)
+            page = self.get_json(endpoint, path, query, scope=scope)
             items = page.get(collection)
             if not isinstance(items, list):
                 raise Transient(
@@ -413,10 +320,14 @@ class PagerDutyClient:
 
     def probe(self) -> ProbeResult:
         """Validate any credential kind with the cheapest read (GET /users?limit=1)."""
-        _, response = self._get("GET /users", "/users", [("limit", "1")])
+        body, response = self._get("GET /users", "/users", [("limit", "1")])
+        users = body.get("users")
+        first = users[0] if isinstance(users, list) and users else None
+        html_url = first.get("html_url") if isinstance(first, dict) else None
         return ProbeResult(
             ratelimit_limit=_int_header(response, "ratelimit-limit"),
             ratelimit_remaining=_int_header(response, "ratelimit-remaining"),
+            html_url=html_url if isinstance(html_url, str) else None,
         )
 
     def key_level(self) -> Literal["account", "user"]:
@@ -427,30 +338,67 @@ class PagerDutyClient:
             return "account"
         return "user"
 
-    def list_users(self) -> list[User]:
+    # users
+
+    def users_page(
+        self, *, offset: int = 0, limit: int = PAGE_LIMIT, total: bool = False
+    ) -> UsersPage:
+        """One page of GET /users; ``total=True`` asks PagerDuty to count the account's users."""
+        params = [("limit", str(limit)), ("offset", str(offset))]
+        if total:
+            params.append(("total", "true"))
+        body = self.get_json("GET /users", "/users", params)
+        items = body.get("users")
+        if not isinstance(items, list):
+            raise Transient(
+                "PagerDuty's GET /users answer has no 'users' list", endpoint="GET /users"
+            )
+        raw_total = body.get("total")
+        return UsersPage(
+            users=tuple(u for u in map(parsing.user, items) if u is not None),
+            more=bool(body.get("more")) and bool(items),
+            total=raw_total
+            if isinstance(raw_total, int) and not isinstance(raw_total, bool)
+            else None,
+        )
+
+    def list_users(self, *, offset: int = 0) -> list[User]:
+        """Every user from ``offset`` on; PaginationLimit past PagerDuty's 10,000-record window."""
         users: dict[str, User] = {}
-        for item in self.paginate("GET /users", "/users", "users"):
-            user = _parse_user(item)
+        for item in self.paginate("GET /users", "/users", "users", offset=offset):
+            user = parsing.user(item)
             if user is not None:
                 users.setdefault(user.id, user)
         return list(users.values())
 
-    def list_schedules(self, now: datetime | None = None) -> list[Schedule]:
-        """Every v2 schedule with its members and who is on call at ``now``, in one pass.
+    def get_user(self, user_id: str) -> User | None:
+        """One user, or None when PagerDuty no longer has them (deleted: 404)."""
+        try:
+            body = self.get_json("GET /users/{id}", f"/users/{parsing.path_segment(user_id)}")
+        except NotFound:
+            return None
+        return parsing.user(body.get("user"))
 
-        ``include[]=final_schedule`` with a one-second ``since``/``until`` window makes each
-        list item carry its rendered on-call entries, so no per-schedule request is needed.
+    def schedule_users(self, schedule_id: str) -> list[User]:
+        """Every user on a v2 schedule, as full user objects (email included).
+
+        Without since/until PagerDuty lists all the schedule's users, not who is on call.
         """
-        moment = _whole_second(now)
-        params = [
-            ("include[]", "final_schedule"),
-            ("since", _iso(moment)),
-            ("until", _iso(moment + timedelta(seconds=1))),
-            ("time_zone", "UTC"),
-        ]
+        body = self.get_json(
+            "GET /schedules/{id}/users",
+            f"/schedules/{parsing.path_segment(schedule_id)}/users",
+        )
+        items = body.get("users")
+        return [u for u in map(parsing.user, items if isinstance(items, list) else []) if u]
+
+    # schedules
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every v2 schedule with its members and escalation policies (no on-call: the list
+        never renders it, whatever ``include[]`` asks)."""
         schedules: dict[str, Schedule] = {}
-        for item in self.paginate("GET /schedules", "/schedules", "schedules", params):
-            schedule = _parse_v2_schedule(item, moment)
+        for item in self.paginate("GET /schedules", "/schedules", "schedules"):
+            schedule = parsing.v2_schedule(item)
             if schedule is not None:
                 schedules.setdefault(schedule.id, schedule)
         return list(schedules.values())
@@ -460,111 +408,144 @@ class PagerDutyClient:
         for item in self.paginate(
             "GET /v3/schedules", "/v3/schedules", "schedules", limit=V3_PAGE_LIMIT
         ):
-            schedule_id = item.get("id")
-            if isinstance(schedule_id, str) and schedule_id:
-                name = item.get("summary") or item.get("name") or schedule_id
-                refs.setdefault(schedule_id, V3ScheduleRef(id=schedule_id, name=str(name)))
+            schedule_id = parsing.ref_id(item)
+            if schedule_id:
+                name = parsing.text(item, "summary", "name") or schedule_id
+                refs.setdefault(schedule_id, V3ScheduleRef(id=schedule_id, name=name))
         return list(refs.values())
 
-    def get_v3_schedule(self, schedule_id: str, since: datetime, until: datetime) -> V3Schedule:
-        """A v3 schedule with its computed shift assignments over [since, until)."""
-        if until <= since:
-            raise ValueError("until must be after since")
+    def schedule_timeline(self, schedule_id: str, since: datetime, until: datetime) -> Timeline:
+        """Who is on call for a v2 schedule over [since, until), overrides included.
+
+        PagerDuty's own recipe: ``GET /schedules/{id}?since&until`` and read
+        ``final_schedule.rendered_schedule_entries``; without since/until it renders nothing.
+        ``overflow=true`` asks for true shift ends rather than ends cut at ``until``.
+        """
+        since, until = _window(since, until)
+        endpoint = "GET /schedules/{id}"
         body = self.get_json(
-            "GET /v3/schedules/{id}",
-            f"/v3/schedules/{_path_segment(schedule_id)}",
+            endpoint,
+            f"/schedules/{parsing.path_segment(schedule_id)}",
             [
-                ("include[]", "final_schedule"),
-                ("since", _iso(_aware(since))),
-                ("until", _iso(_aware(until))),
+                ("since", parsing.iso(since)),
+                ("until", parsing.iso(until)),
                 ("time_zone", "UTC"),
+                ("overflow", "true"),
             ],
         )
-        data = body.get("schedule")
-        if not isinstance(data, dict):
-            raise Transient(
-                "PagerDuty's v3 schedule answer has no 'schedule' object",
-                endpoint="GET /v3/schedules/{id}",
-            )
-        final = data.get("final_schedule") or {}
-        raw = final.get("computed_shift_assignments") if isinstance(final, dict) else None
-        assignments = []
-        for entry in raw if isinstance(raw, list) else []:
-            assignment = _parse_assignment(entry)
-            if assignment is not None:
-                assignments.append(assignment)
-        return V3Schedule(
-            id=str(data.get("id") or schedule_id),
-            name=str(data.get("name") or data.get("summary") or schedule_id),
-            time_zone=data.get("time_zone"),
-            since=_aware(since),
-            until=_aware(until),
-            assignments=tuple(assignments),
+        data = _entity(body, "schedule", endpoint)
+        final = data.get("final_schedule")
+        entries = final.get("rendered_schedule_entries") if isinstance(final, dict) else None
+        return Timeline(
+            schedule_id=schedule_id,
+            since=since,
+            until=until,
+            shifts=parsing.rendered_shifts(schedule_id, entries),
+            members=parsing.user_refs(data.get("users")),
+            name=parsing.text(data, "name", "summary"),
+            time_zone=parsing.text(data, "time_zone"),
         )
 
-    def fetch_account_snapshot(
-        self, now: datetime | None = None, *, v3_window: timedelta = V3_MEMBER_WINDOW
-    ) -> AccountSnapshot:
-        """Users and every schedule (v2 and v3) with members and who is on call at ``now``.
+    def v3_schedule_timeline(self, schedule_id: str, since: datetime, until: datetime) -> Timeline:
+        """A v3 schedule's computed shift assignments over [since, until), and its members.
 
-        Requests: ceil(users/100) + ceil(v2 schedules/100) + ceil(v3 schedules/1000) + one per
-        v3 schedule (at least 3). v3 members are the users assigned in [now, now + v3_window).
+        Members are the users its rotations name, plus ``include[]=users`` when PagerDuty
+        renders it; assignments may overlap (several people on call at once).
         """
-        moment = _whole_second(now)
-        before = self.requests_by_endpoint
-        users = self.list_users()
-        schedules: dict[str, Schedule] = {s.id: s for s in self.list_schedules(moment)}
-        for ref in self.list_v3_schedule_refs():
-            try:
-                v3 = self.get_v3_schedule(ref.id, moment, moment + v3_window)
-            except NotFound:
-                # Deleted between the list and the read: it is simply gone.
-                log.info("v3 schedule %s vanished during the snapshot", ref.id)
-                continue
-            # During an upgrade a schedule might show up in both lists: v3 is the live one.
-            schedules[ref.id] = v3.as_schedule(moment)
-        after = self.requests_by_endpoint
-        delta = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
-        return AccountSnapshot(
-            fetched_at=moment,
-            users=tuple(users),
-            schedules=tuple(schedules.values()),
-            requests_made=sum(delta.values()),
-            requests_by_endpoint=delta,
+        since, until = _window(since, until)
+        endpoint = "GET /v3/schedules/{id}"
+        body = self.get_json(
+            endpoint,
+            f"/v3/schedules/{parsing.path_segment(schedule_id)}",
+            [
+                ("include[]", "final_schedule"),
+                ("include[]", "users"),
+                ("since", parsing.iso(since)),
+                ("until", parsing.iso(until)),
+                ("time_zone", "UTC"),
+                ("overflow", "true"),
+            ],
+        )
+        data = _entity(body, "schedule", endpoint)
+        final = data.get("final_schedule")
+        raw = final.get("computed_shift_assignments") if isinstance(final, dict) else None
+        shifts = parsing.v3_shifts(schedule_id, raw)
+        members: dict[str, UserRef] = {}
+        for ref in (
+            *parsing.v3_rotation_members(data.get("rotations")),
+            *parsing.user_refs(data.get("users")),
+            *(s.user for s in shifts),
+        ):
+            members.setdefault(ref.id, ref)
+        return Timeline(
+            schedule_id=schedule_id,
+            since=since,
+            until=until,
+            shifts=shifts,
+            members=tuple(members.values()),
+            name=parsing.text(data, "name", "summary"),
+            time_zone=parsing.text(data, "time_zone"),
         )
 
+    def oncalls(
+        self, schedule_ids: Sequence[str], since: datetime, until: datetime
+    ) -> tuple[list[Shift], dict[str, User]]:
+        """Who is on call over [since, until) for these schedules, batched through /oncalls.
 
-# --- parsing helpers ----------------------------------------------------------------------------
+        ``/oncalls`` is computed per escalation policy: a schedule no policy uses is absent, and
+        one used at several levels repeats (deduplicated here). ``include[]=users`` embeds full
+        users, so on-call people need no lookup of their own. Permanent on-calls (``schedule``
+        null) are not schedule shifts and are skipped.
+        """
+        since, until = _window(since, until)
+        shifts: dict[tuple[str, str, datetime | None, datetime | None], Shift] = {}
+        users: dict[str, User] = {}
+        wanted = list(dict.fromkeys(schedule_ids))
+        for i in range(0, len(wanted), ONCALLS_SCHEDULE_CHUNK):
+            chunk = wanted[i : i + ONCALLS_SCHEDULE_CHUNK]
+            params = [
+                *(("schedule_ids[]", sid) for sid in chunk),
+                ("include[]", "users"),
+                ("since", parsing.iso(since)),
+                ("until", parsing.iso(until)),
+                ("time_zone", "UTC"),
+            ]
+            for item in self.paginate(
+                "GET /oncalls", "/oncalls", "oncalls", params, scope="oncalls"
+            ):
+                sid = parsing.ref_id(item.get("schedule"))
+                if sid is None or sid not in chunk:
+                    continue
+                raw_user = item.get("user")
+                ref = parsing.user_ref(raw_user)
+                if ref is None:
+                    continue
+                full = parsing.user(raw_user)
+                if full is not None and full.email:
+                    users.setdefault(full.id, full)
+                start, end = (
+                    parsing.parse_time(item.get("start")),
+                    parsing.parse_time(item.get("end")),
+                )
+                shifts.setdefault((sid, ref.id, start, end), Shift(sid, ref, start, end))
+        return list(shifts.values()), users
 
 
-def _dedupe(values: Any) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(values))
+# --- helpers ------------------------------------------------------------------------------------
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def _window(since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    since, until = parsing.whole_second(since), parsing.whole_second(until)
+    if until <= since:
+        raise ValueError("until must be at least one second after since")
+    return since, until
 
 
-def _whole_second(now: datetime | None) -> datetime:
-    return _aware(now or datetime.now(UTC)).replace(microsecond=0)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse_time(raw: Any) -> datetime | None:
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        return _aware(datetime.fromisoformat(raw.replace("Z", "+00:00")))
-    except ValueError:
-        return None
-
-
-def _path_segment(value: str) -> str:
-    # Ids are PagerDuty's; still, never let one inject a path or query.
-    return quote(value, safe="")
+def _entity(body: dict[str, Any], key: str, endpoint: str) -> dict[str, Any]:
+    data = body.get(key)
+    if not isinstance(data, dict):
+        raise Transient(f"PagerDuty's {endpoint} answer has no '{key}' object", endpoint=endpoint)
+    return data
 
 
 def _int_header(response: httpx.Response, name: str) -> int | None:
@@ -575,81 +556,9 @@ def _int_header(response: httpx.Response, name: str) -> int | None:
         return None
 
 
-def _parse_user(item: Mapping[str, Any]) -> User | None:
-    user_id = item.get("id")
-    if not isinstance(user_id, str) or not user_id:
-        return None
-    email = item.get("email")
-    return User(
-        id=user_id,
-        name=str(item.get("name") or item.get("summary") or ""),
-        email=email if isinstance(email, str) and email else None,
-        time_zone=item.get("time_zone") if isinstance(item.get("time_zone"), str) else None,
-        role=item.get("role") if isinstance(item.get("role"), str) else None,
-    )
-
-
-def _ref_id(ref: Any) -> str | None:
-    if isinstance(ref, dict):
-        value = ref.get("id")
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _parse_v2_schedule(item: Mapping[str, Any], moment: datetime) -> Schedule | None:
-    schedule_id = item.get("id")
-    if not isinstance(schedule_id, str) or not schedule_id:
-        return None
-    users = item.get("users") if isinstance(item.get("users"), list) else []
-    members = _dedupe(uid for uid in (_ref_id(u) for u in users) if uid)
-    on_call: list[str] = []
-    final = item.get("final_schedule")
-    entries = final.get("rendered_schedule_entries") if isinstance(final, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        uid = _ref_id(entry.get("user"))
-        start = _parse_time(entry.get("start"))
-        end = _parse_time(entry.get("end"))  # null: the entry does not end
-        if uid and (start is None or start <= moment) and (end is None or moment < end):
-            on_call.append(uid)
-    return Schedule(
-        id=schedule_id,
-        name=str(item.get("name") or item.get("summary") or schedule_id),
-        version="v2",
-        time_zone=item.get("time_zone") if isinstance(item.get("time_zone"), str) else None,
-        member_user_ids=members,
-        on_call_user_ids=_dedupe(on_call),
-    )
-
-
-def _parse_assignment(entry: Any) -> ShiftAssignment | None:
-    if not isinstance(entry, dict):
-        return None
-    start = _parse_time(entry.get("start_time"))
-    end = _parse_time(entry.get("end_time"))
-    if start is None or end is None or end <= start:
-        return None
-    member = entry.get("member") if isinstance(entry.get("member"), dict) else {}
-    user_id = member.get("user_id") if member.get("type", "user_member") == "user_member" else None
-    return ShiftAssignment(
-        start=start, end=end, user_id=user_id if isinstance(user_id, str) and user_id else None
-    )
-
-
 __all__ = [
     "ACCEPT",
-    "AccountSnapshot",
     "Credential",
     "PagerDutyClient",
-    "PagerDutyError",
-    "ProbeResult",
-    "Schedule",
-    "ShiftAssignment",
-    "User",
-    "V3Schedule",
-    "V3ScheduleRef",
-    "reset_after_from_headers",
     "shared_http_client",
 ]

@@ -1,4 +1,8 @@
-"""PagerDuty Scoped OAuth: authorize URL (PKCE S256), code exchange, refresh, id_token, revoke.
+"""PagerDuty Scoped OAuth: authorize URL (PKCE S256), code exchange, refresh, id_token, region.
+
+PagerDuty documents no token-revocation endpoint (only "Revoke All Tokens" in its App
+Registration page), so there is no revoke here: a disconnect deletes our copies and tells the
+admin how to revoke in PagerDuty (workers.disconnect).
 
 Built on authlib's httpx ``OAuth2Client``. The client authenticates with ``client_id`` and
 ``client_secret`` in the form body (``client_secret_post``), as PagerDuty requires alongside
@@ -52,9 +56,11 @@ _oauth_http: Any = importlib.import_module(
 
 log = logging.getLogger(__name__)
 
+# What the sync cannot work without.
 REQUIRED_SCOPES: tuple[str, ...] = ("users.read", "schedules.read")
-# openid makes PagerDuty return the id_token that names the account and its region.
-DEFAULT_SCOPES: tuple[str, ...] = ("openid", *REQUIRED_SCOPES)
+# openid makes PagerDuty return the id_token that names the account and its region;
+# oncalls.read lets one /oncalls request answer for many bound schedules (fewer requests).
+DEFAULT_SCOPES: tuple[str, ...] = ("openid", *REQUIRED_SCOPES, "oncalls.read")
 TOKEN_ENDPOINT = "POST /oauth/token"  # noqa: S105 - a label, not a secret
 
 
@@ -66,12 +72,13 @@ def token_endpoint(identity_url: str) -> str:
     return identity_url.rstrip("/") + "/oauth/token"
 
 
-def revoke_endpoint(identity_url: str) -> str:
-    return identity_url.rstrip("/") + "/oauth/revoke"
-
-
 def jwks_endpoint(identity_url: str) -> str:
-    return identity_url.rstrip("/") + "/global/oauth/anonymous/jwks"
+    return issuer_for(identity_url) + "/jwks"
+
+
+def issuer_for(identity_url: str) -> str:
+    """The id_token's ``iss``: https://identity.pagerduty.com/global/oauth/anonymous."""
+    return identity_url.rstrip("/") + "/global/oauth/anonymous"
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,6 @@ def _oauth_client(
         client_id=client_id,
         client_secret=client_secret,
         token_endpoint_auth_method="client_secret_post",  # noqa: S106
-        revocation_endpoint_auth_method="client_secret_post",
         timeout=_oauth_http.Timeout(timeout, connect=min(timeout, 5.0)),
         transport=transport,
     )
@@ -330,38 +336,6 @@ def refresh(
     return tokens
 
 
-def revoke(
-    identity_url: str,
-    client_id: str,
-    client_secret: str,
-    token: str,
-    *,
-    token_type_hint: str | None = None,
-    timeout: float = 5.0,
-    transport: httpx.BaseTransport | None = None,
-) -> bool:
-    """Best-effort RFC 7009 revocation. PagerDuty documents no such endpoint: True only on a
-    2xx; never raises, so a disconnect is never blocked by it."""
-    try:
-        with _oauth_client(
-            client_id,
-            client_secret,
-            timeout=timeout,
-            transport=transport,
-            secrets=(client_secret, token),
-        ) as client:
-            response = client.revoke_token(
-                revoke_endpoint(identity_url), token=token, token_type_hint=token_type_hint
-            )
-        ok = bool(response.is_success)
-        if not ok:
-            log.info("PagerDuty token revocation answered HTTP %s", response.status_code)
-        return ok
-    except Exception as exc:  # best effort by design: nothing may escape
-        log.info("PagerDuty token revocation failed (%s)", type(exc).__name__)
-        return False
-
-
 # --- id_token -----------------------------------------------------------------------------------
 
 
@@ -429,14 +403,13 @@ def verify_id_token(
     audience = tuple(
         a for a in ([raw_aud] if isinstance(raw_aud, str) else raw_aud or []) if isinstance(a, str)
     )
-    # PagerDuty's aud names the API host, not necessarily our client. When the token does bind
-    # a client (azp, or a non-URL audience), it must be us; when it binds none, the check rests
-    # on the token having come straight from the token endpoint over TLS to our authenticated
-    # request.
+    # PagerDuty's aud is a list: the API host and our client id; azp is the client id too
+    # (decoded examples in PagerDuty's developer docs). A token that names another client, or
+    # none, was not issued to this app.
     bound = {a for a in audience if not a.startswith(("https://", "http://"))}
     if isinstance(claims.get("azp"), str):
         bound.add(claims["azp"])
-    if bound and client_id not in bound:
+    if client_id not in bound:
         raise IdTokenInvalid("The id_token was not issued to this OAuth app", endpoint=endpoint)
     api_base_url = next(
         (a.rstrip("/") for a in audience if a.startswith(("https://", "http://"))), None
@@ -488,7 +461,18 @@ def region_for_claims(
     """Region from ``aud`` when it names an API host, else from the ``region`` claim."""
     if claims.api_base_url:
         return region_for_api_url(claims.api_base_url, us_api_url, eu_api_url)
-    region = (claims.region or "").lower()
-    if region in ("us", "eu"):
-        return region  # type: ignore[return-value]
+    region = REGION_CLAIMS.get((claims.region or "").lower())
+    if region is not None:
+        return region
     raise UnknownRegion("The id_token names no API host and no known region", endpoint="id_token")
+
+
+# PagerDuty's id_token says "UnitedStates" (developer docs); the EU spelling is unverified, so
+# the API host in ``aud`` decides first and these names are only a fallback.
+REGION_CLAIMS: dict[str, Literal["us", "eu"]] = {
+    "unitedstates": "us",
+    "us": "us",
+    "europe": "eu",
+    "europeanunion": "eu",
+    "eu": "eu",
+}

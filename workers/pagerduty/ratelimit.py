@@ -59,6 +59,9 @@ class RateLimiter(Protocol):
     def penalize(self, key: str, seconds: float) -> None:
         """PagerDuty answered 429: make every worker using ``key`` wait ``seconds``."""
 
+    def blocked_for(self, key: str) -> float:
+        """Seconds ``key`` stays blocked by a 429 (0 when free); never waits."""
+
 
 class NoopRateLimiter:
     """For callers without Redis (one-off validation, tests): never waits."""
@@ -68,6 +71,9 @@ class NoopRateLimiter:
 
     def penalize(self, key: str, seconds: float) -> None:
         return None
+
+    def blocked_for(self, key: str) -> float:
+        return 0.0
 
 
 class RedisRateLimiter:
@@ -152,3 +158,10 @@ class RedisRateLimiter:
             self._redis.set(self.keys_for(key)[1], "1", px=max(1, int(seconds * 1000)))
         except redis.RedisError as exc:
             log.warning("Rate limiter unavailable (%s); 429 not shared.", type(exc).__name__)
+
+    def blocked_for(self, key: str) -> float:
+        try:
+            ttl_ms = self._redis.pttl(self.keys_for(key)[1])
+        except redis.RedisError:
+            return 0.0
+        return max(0.0, float(ttl_ms) / 1000) if isinstance(ttl_ms, int) else 0.0

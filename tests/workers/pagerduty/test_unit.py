@@ -307,10 +307,200 @@ def test_v3_overlapping_assignments_and_empty_members() -> None:
         )
 
     client, _ = make_client(handler)
-    v3 = client.get_v3_schedule("S3", now, now + timedelta(days=14))
-    assert v3.on_call_at(now) == ("PA", "PB")
-    assert v3.member_user_ids == ("PA", "PB", "PC")
-    assert v3.on_call_at(now + timedelta(hours=2)) == ("PA",)
+    v3 = client.v3_schedule_timeline("S3", now, now + timedelta(days=14))
+    assert [u.id for u in v3.on_call_at(now)] == ["PA", "PB"]
+    assert [u.id for u in v3.members] == ["PA", "PB", "PC"]
+    assert [u.id for u in v3.on_call_at(now + timedelta(hours=2))] == ["PA"]
+
+
+def test_v3_members_come_from_rotations_and_included_users() -> None:
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    seen: list[dict[str, list[str]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(parse_qs(urlsplit(str(request.url)).query))
+        event = {
+            "assignment_strategy": {
+                "type": "rotating_member_assignment_strategy",
+                "members": [
+                    {"type": "user_member", "user_id": "PR1"},
+                    {"type": "empty_member"},
+                    {"type": "user_member", "user_id": "PR2"},
+                ],
+            }
+        }
+        return httpx.Response(
+            200,
+            json={
+                "schedule": {
+                    "id": "S3",
+                    "name": "Shifts",
+                    "type": "schedule_v3",
+                    "time_zone": "UTC",
+                    "rotations": [{"id": "R1", "type": "schedule_rotation", "events": [event]}],
+                    "users": [{"id": "PU9", "type": "user_reference", "summary": "Nine"}],
+                }
+            },
+        )
+
+    client, _ = make_client(handler)
+    timeline = client.v3_schedule_timeline("S3", now, now + timedelta(hours=1))
+    assert [m.id for m in timeline.members] == ["PR1", "PR2", "PU9"]
+    assert timeline.shifts == ()
+    assert seen[0]["include[]"] == ["final_schedule", "users"]
+
+
+def test_schedule_timeline_asks_the_detail_with_whole_second_window_and_reads_placeholders() -> (
+    None
+):
+    seen: list[dict[str, list[str]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert urlsplit(str(request.url)).path == "/schedules/PS1"
+        seen.append(parse_qs(urlsplit(str(request.url)).query))
+        entry = {"start": "2026-03-02T09:00:00Z", "end": "2026-03-02T17:00:00Z"}
+        return httpx.Response(
+            200,
+            json={
+                "schedule": {
+                    "id": "PS1",
+                    "name": "Primary",
+                    "users": [
+                        {"id": "PA", "type": "user_reference", "summary": "Ann"},
+                        {
+                            "id": "PGONE",
+                            "type": "user_reference",
+                            "summary": "Gone",
+                            "deleted_at": "2026-01-01T00:00:00Z",
+                        },
+                    ],
+                    "final_schedule": {
+                        "rendered_schedule_entries": [
+                            {**entry, "user": {"id": "PA", "summary": "Ann"}},
+                            {**entry, "user": None},
+                        ]
+                    },
+                }
+            },
+        )
+
+    client, _ = make_client(handler)
+    since = datetime(2026, 3, 2, 12, 0, 0, 123456, tzinfo=UTC)
+    timeline = client.schedule_timeline("PS1", since, since + timedelta(hours=6))
+    q = seen[0]
+    # Sub-second bounds may render nothing at PagerDuty (api-schema#479): whole seconds only.
+    assert (q["since"], q["until"]) == (["2026-03-02T12:00:00Z"], ["2026-03-02T18:00:00Z"])
+    assert q["time_zone"] == ["UTC"] and q["overflow"] == ["true"]
+    assert "include[]" not in q  # the detail renders entries whenever since/until are set
+    assert [u.id for u in timeline.on_call_at(since)] == ["PA"]
+    assert [(m.id, m.deleted) for m in timeline.members] == [("PA", False), ("PGONE", True)]
+
+
+def test_list_schedules_never_asks_the_list_for_on_call() -> None:
+    seen: list[dict[str, list[str]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(parse_qs(urlsplit(str(request.url)).query))
+        item = {
+            "id": "PS1",
+            "name": "Primary",
+            "users": [{"id": "PA"}],
+            "escalation_policies": [],
+        }
+        return httpx.Response(200, json={"schedules": [item], "more": False})
+
+    client, _ = make_client(handler)
+    [schedule] = client.list_schedules()
+    assert "include[]" not in seen[0] and "since" not in seen[0]
+    assert schedule.member_user_ids == ("PA",) and schedule.escalation_policy_ids == ()
+
+
+def test_users_page_reads_total_only_when_it_is_a_number() -> None:
+    answers = iter([{"total": 25_000}, {"total": None}, {"total": "12"}])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"users": [{"id": "P1", "email": "a@b"}], "more": True, **next(answers)}
+        return httpx.Response(200, json=body)
+
+    client, _ = make_client(handler)
+    assert client.users_page(total=True).total == 25_000
+    assert client.users_page(total=True).total is None
+    assert client.users_page(total=True).total is None
+
+
+class BlockingLimiter:
+    """Records penalties; ``blocked_for`` answers from them (no clock: tests set it)."""
+
+    def __init__(self) -> None:
+        self.penalties: dict[str, float] = {}
+
+    def acquire(self, key: str) -> None:
+        return None
+
+    def penalize(self, key: str, seconds: float) -> None:
+        self.penalties[key] = seconds
+
+    def blocked_for(self, key: str) -> float:
+        return self.penalties.get(key, 0.0)
+
+
+def test_oncalls_429_blocks_only_oncalls_and_is_not_waited_for() -> None:
+    """/oncalls has a rate limit of its own: a 429 there must not stall the other reads."""
+    limiter = BlockingLimiter()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oncalls":
+            return httpx.Response(
+                429,
+                headers={"ratelimit-reset": "40"},
+                json={"error": {"message": "Rate Limit Exceeded", "code": 2020}},
+            )
+        return httpx.Response(200, json={"users": [], "more": False})
+
+    client, slept = make_client(handler, rate_limiter=limiter, rate_limit_key="conn-1")
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    with pytest.raises(RateLimited):
+        client.oncalls(["PS1"], now, now + timedelta(hours=1))
+    assert slept == [] and client.requests_made == 1
+    assert limiter.penalties == {"conn-1:oncalls": 40.0}
+    # The next /oncalls is refused without a request while the block lasts; others go on.
+    with pytest.raises(RateLimited):
+        client.oncalls(["PS1"], now, now + timedelta(hours=1))
+    assert client.requests_made == 1
+    client.probe()
+    assert client.requests_made == 2
+
+
+def test_oncalls_batches_schedules_dedupes_levels_and_skips_permanent_on_calls() -> None:
+    asked: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = parse_qs(urlsplit(str(request.url)).query)
+        asked.append(q["schedule_ids[]"])
+        assert q["include[]"] == ["users"]
+        oncalls = []
+        for sid in q["schedule_ids[]"][:2]:
+            for level in (1, 2):  # the same schedule at two escalation levels
+                oncalls.append(
+                    {
+                        "escalation_level": level,
+                        "schedule": {"id": sid},
+                        "user": {"id": f"U{sid}", "name": "N", "email": f"{sid}@x.example"},
+                        "start": "2026-03-02T00:00:00Z",
+                        "end": "2026-03-03T00:00:00Z",
+                    }
+                )
+        oncalls.append({"schedule": None, "start": None, "end": None, "user": {"id": "UPERM"}})
+        return httpx.Response(200, json={"oncalls": oncalls, "more": False})
+
+    client, _ = make_client(handler)
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    ids = [f"S{i:03d}" for i in range(120)]
+    shifts, users = client.oncalls(ids, now, now + timedelta(hours=1))
+    assert [len(a) for a in asked] == [50, 50, 20]
+    assert len(shifts) == 6  # two schedules per request, each once despite two levels
+    assert "UPERM" not in {s.user.id for s in shifts}
+    assert users["US000"].email == "S000@x.example"
 
 
 def test_check_scopes_and_authorize_url() -> None:
@@ -351,6 +541,9 @@ def test_limiter_wait_counts_against_the_budget_and_its_refusal_is_final() -> No
 
         def penalize(self, key: str, seconds: float) -> None:
             return None
+
+        def blocked_for(self, key: str) -> float:
+            return 0.0
 
     limiter = SlowLimiter()
     client, slept = make_client(lambda request: httpx.Response(502), rate_limiter=limiter)

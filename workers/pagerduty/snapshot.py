@@ -1,0 +1,270 @@
+"""One sync's view of a PagerDuty account, read in as few requests as PagerDuty's real API allows.
+
+What is read, and why (docs/sync-and-disconnect.md has the request counts):
+
+* **Users**: ``GET /users`` page by page when the account has at most 10,000 (PagerDuty refuses
+  ``offset + limit > 10000``). The first page asks ``total=true``; past 10,000, or when the walk
+  hits the cap, only the users that bound schedules reference are read (``/schedules/{id}/users``
+  for v2, ``/users/{id}`` for the rest). Either way the account's size never breaks a sync.
+* **Schedules**: ``GET /schedules`` (v2: name, members, escalation policies) and
+  ``GET /v3/schedules`` plus one detail per v3 schedule (members; on-call for bound ones). v3 is
+  optional: a 400/402/403 there keeps v2 syncing and says so in words.
+* **Who is on call**, for bound schedules only, never from the list (it does not render it,
+  PagerDuty/api-schema#430): batched ``GET /oncalls?schedule_ids[]=...`` with a detail read
+  (``GET /schedules/{id}?since&until``) for every bound schedule ``/oncalls`` does not show (no
+  escalation policy uses it, or nobody is on call) or when ``/oncalls`` is refused.
+* **Deleted users** stay on schedules as placeholders; they come back as inactive ``User``\\ s,
+  never linkable, never a reason to fail.
+
+Any read that fails for the whole account raises: nothing has been written yet. A failure that
+concerns one bound schedule (gone, hidden) is recorded in ``unreadable`` and that rotation keeps
+its last state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from workers.pagerduty.client import MAX_OFFSET_WINDOW, PAGE_LIMIT
+from workers.pagerduty.errors import (
+    BadRequest,
+    Forbidden,
+    NoApiAccess,
+    NotFound,
+    PagerDutyError,
+    PaginationLimit,
+    RateLimited,
+)
+from workers.pagerduty.interfaces import PagerDutyReader
+from workers.pagerduty.parsing import whole_second
+from workers.pagerduty.records import Schedule, Timeline, User, UserRef
+
+log = logging.getLogger(__name__)
+
+# How far ahead each bound schedule's on-call is read. The same request answers "who is on call
+# now" and "who is next", so a longer window costs bytes, not requests.
+DEFAULT_HORIZON = timedelta(hours=6)
+
+V3_UNAVAILABLE = (
+    "PagerDuty refused to list this account's shift-based (v3) schedules ({reason}); layer-based "
+    "schedules keep syncing, and rotations bound to v3 schedules keep their last state."
+)
+SCHEDULE_GONE = "PagerDuty says this schedule no longer exists"
+SCHEDULE_HIDDEN = "PagerDuty does not let this connection read this schedule"
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    """Everything one sync needs. ``users_complete`` False: only referenced users were read."""
+
+    fetched_at: datetime
+    users: tuple[User, ...]
+    users_complete: bool
+    schedules: tuple[Schedule, ...]
+    v3_listed: bool = True
+    timelines: Mapping[str, Timeline] = field(default_factory=dict)
+    # Schedules whose members could not be read this time (keep the mirrored ones).
+    members_unknown: frozenset[str] = frozenset()
+    # Bound schedules whose on-call could not be read, with the reason in plain words.
+    unreadable: Mapping[str, str] = field(default_factory=dict)
+    notices: tuple[str, ...] = ()
+    requests_made: int = 0
+    requests_by_endpoint: Mapping[str, int] = field(default_factory=dict)
+
+    def on_call(self, schedule_id: str, moment: datetime | None = None) -> tuple[UserRef, ...]:
+        timeline = self.timelines.get(schedule_id)
+        if timeline is None:
+            return ()
+        return timeline.on_call_at(moment or self.fetched_at)
+
+
+def read_snapshot(
+    reader: PagerDutyReader,
+    *,
+    bound: Iterable[str] = (),
+    now: datetime | None = None,
+    horizon: timedelta = DEFAULT_HORIZON,
+    use_oncalls: bool = True,
+) -> AccountSnapshot:
+    """Read the directory, and who is on call over [now, now + horizon) for ``bound`` schedules."""
+    moment = whole_second(now)
+    until = moment + max(horizon, timedelta(seconds=1))
+    before = dict(reader.requests_by_endpoint)
+    bound_ids = set(bound)
+    notices: list[str] = []
+
+    users, complete = _read_users(reader)
+    schedules: dict[str, Schedule] = {s.id: s for s in reader.list_schedules()}
+    timelines: dict[str, Timeline] = {}
+    unreadable: dict[str, str] = {}
+    members_unknown: set[str] = set()
+
+    v3_listed = True
+    try:
+        v3_refs = reader.list_v3_schedule_refs()
+    except (BadRequest, NoApiAccess, Forbidden, NotFound) as exc:
+        # v3 may be gated by an ability or a scope nobody documents: v2 goes on regardless.
+        v3_listed, v3_refs = False, []
+        notices.append(V3_UNAVAILABLE.format(reason=_reason(exc)))
+    for ref in v3_refs:
+        try:
+            timeline = reader.v3_schedule_timeline(ref.id, moment, until)
+        except NotFound:
+            log.info("v3 schedule %s vanished during the sync", ref.id)
+            continue
+        except (BadRequest, NoApiAccess, Forbidden) as exc:
+            schedules[ref.id] = Schedule(ref.id, ref.name, "v3", None)
+            members_unknown.add(ref.id)
+            if ref.id in bound_ids:
+                unreadable[ref.id] = f"{SCHEDULE_HIDDEN} ({_reason(exc)})"
+            continue
+        # During an upgrade a schedule may show in both lists: v3 is the live one.
+        schedules[ref.id] = Schedule(
+            ref.id, timeline.name or ref.name, "v3", timeline.time_zone, timeline.members
+        )
+        if ref.id in bound_ids:
+            timelines[ref.id] = timeline
+
+    bound_v2 = sorted(s for s in bound_ids if s in schedules and schedules[s].version == "v2")
+    oncall_users = _read_v2_on_call(
+        reader, schedules, bound_v2, moment, until, timelines, unreadable, use_oncalls
+    )
+    for user in oncall_users.values():
+        users.setdefault(user.id, user)
+
+    if not complete:
+        _read_referenced_users(reader, schedules, bound_ids, timelines, unreadable, users)
+    _add_placeholders(schedules.values(), timelines.values(), users, complete=complete)
+
+    after = reader.requests_by_endpoint
+    delta = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    return AccountSnapshot(
+        fetched_at=moment,
+        users=tuple(users.values()),
+        users_complete=complete,
+        schedules=tuple(schedules.values()),
+        v3_listed=v3_listed,
+        timelines=timelines,
+        members_unknown=frozenset(members_unknown),
+        unreadable=unreadable,
+        notices=tuple(notices),
+        requests_made=sum(delta.values()),
+        requests_by_endpoint=delta,
+    )
+
+
+def _reason(exc: PagerDutyError) -> str:
+    return f"HTTP {exc.status}" if exc.status else type(exc).__name__
+
+
+def _read_users(reader: PagerDutyReader) -> tuple[dict[str, User], bool]:
+    """Every user when PagerDuty can list them all; else (False) the first page only."""
+    first = reader.users_page(offset=0, limit=PAGE_LIMIT, total=True)
+    users = {u.id: u for u in first.users}
+    if not first.more:
+        return users, True
+    if first.total is not None and first.total > MAX_OFFSET_WINDOW:
+        return users, False
+    try:
+        rest = reader.list_users(offset=len(first.users))
+    except PaginationLimit:
+        # PagerDuty ignored total=true and the account is past the cap.
+        return users, False
+    for user in rest:
+        users.setdefault(user.id, user)
+    return users, True
+
+
+def _read_v2_on_call(
+    reader: PagerDutyReader,
+    schedules: Mapping[str, Schedule],
+    bound_v2: list[str],
+    since: datetime,
+    until: datetime,
+    timelines: dict[str, Timeline],
+    unreadable: dict[str, str],
+    use_oncalls: bool,
+) -> dict[str, User]:
+    """Timelines of bound v2 schedules: /oncalls in batches, the detail for the rest."""
+    users: dict[str, User] = {}
+    via_detail = list(bound_v2)
+    # A schedule no escalation policy uses never appears in /oncalls: go straight to its detail.
+    in_policies = [s for s in bound_v2 if schedules[s].escalation_policy_ids != ()]
+    if use_oncalls and in_policies:
+        try:
+            shifts, users = reader.oncalls(in_policies, since, until)
+        except (Forbidden, NoApiAccess, BadRequest, RateLimited) as exc:
+            # No oncalls.read scope, an ability, or /oncalls' own rate limit: the detail of
+            # each schedule answers the same question, one request each.
+            log.info("GET /oncalls unavailable (%s); reading schedule details", _reason(exc))
+        else:
+            by_schedule: dict[str, list] = {}
+            for shift in shifts:
+                by_schedule.setdefault(shift.schedule_id, []).append(shift)
+            for sid, found in by_schedule.items():
+                timelines[sid] = Timeline(
+                    sid, since, until, tuple(found), members=schedules[sid].members
+                )
+            # Absent: nobody on call in the window, or /oncalls filtered it; the detail knows.
+            via_detail = [s for s in bound_v2 if s not in timelines]
+    for sid in via_detail:
+        try:
+            timelines[sid] = reader.schedule_timeline(sid, since, until)
+        except NotFound:
+            unreadable[sid] = SCHEDULE_GONE
+        except (Forbidden, BadRequest, NoApiAccess) as exc:
+            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(exc)})"
+    return users
+
+
+def _read_referenced_users(
+    reader: PagerDutyReader,
+    schedules: Mapping[str, Schedule],
+    bound_ids: set[str],
+    timelines: Mapping[str, Timeline],
+    unreadable: Mapping[str, str],
+    users: dict[str, User],
+) -> None:
+    """Past 10,000 users: read only the members and on-call people of bound schedules."""
+    needed: set[str] = set()
+    for sid in bound_ids:
+        if sid in schedules:
+            needed.update(schedules[sid].member_user_ids)
+        if sid in timelines:
+            needed.update(s.user.id for s in timelines[sid].shifts)
+    for sid in sorted(bound_ids):
+        schedule = schedules.get(sid)
+        if schedule is None or schedule.version != "v2" or sid in unreadable:
+            continue
+        if any(uid not in users for uid in schedule.member_user_ids):
+            # One request for every user on the schedule, emails included.
+            for user in reader.schedule_users(sid):
+                users.setdefault(user.id, user)
+    for uid in sorted(needed - users.keys()):
+        user = reader.get_user(uid)
+        users[uid] = user if user is not None else User(uid, "", None, active=False)
+
+
+def _add_placeholders(
+    schedules: Iterable[Schedule],
+    timelines: Iterable[Timeline],
+    users: dict[str, User],
+    *,
+    complete: bool,
+) -> None:
+    """Deleted users that schedules still name become inactive users, with the name the
+    reference carries. With the full listing, anyone it lacks is deleted; with referenced users
+    only, a reference must say so itself (``deleted_at``). A live user always wins."""
+    refs: dict[str, UserRef] = {}
+    for schedule in schedules:
+        for ref in schedule.members:
+            refs.setdefault(ref.id, ref)
+    for timeline in timelines:
+        for ref in (*timeline.members, *(s.user for s in timeline.shifts)):
+            refs.setdefault(ref.id, ref)
+    for uid, ref in refs.items():
+        if uid not in users and (complete or ref.deleted):
+            users[uid] = User(uid, ref.name or "", None, active=False)
