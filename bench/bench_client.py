@@ -3,7 +3,8 @@
 Fetches one large simulated account (default 10,000 users, 1,000 schedules, 50 ms added latency
 per request; the simulator runs as a subprocess so it does not share our GIL) and prints:
 
-1. requests our ``fetch_account_snapshot`` made against the lower bound (one request per page);
+1. requests our ``read_snapshot`` made (every schedule bound, so every on-call is read) against
+   the lower bound of docs/pagerduty-client.md ("Requests per sync");
 2. wall time, ours against the official client fetching the same data from the same simulator,
    rate limit OFF (median of ``--repeat`` alternating runs) and the ratio;
 3. rate limit ON (960/min): 429s each client received (counted by the simulator) and wall time
@@ -55,13 +56,13 @@ from pagerduty_sim.scenario import Scenario  # noqa: E402
 from pagerduty_sim.server import SimulatorHandle, start_simulator  # noqa: E402
 from workers.pagerduty.client import (  # noqa: E402
     MAX_OFFSET_WINDOW,
-    V3_MEMBER_WINDOW,
-    AccountSnapshot,
-    Credential,
+    ONCALLS_SCHEDULE_CHUNK,
     PagerDutyClient,
 )
 from workers.pagerduty.errors import PaginationLimit  # noqa: E402
 from workers.pagerduty.ratelimit import RedisRateLimiter  # noqa: E402
+from workers.pagerduty.records import Credential  # noqa: E402
+from workers.pagerduty.snapshot import DEFAULT_HORIZON, AccountSnapshot, read_snapshot  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "bench_client.json"
 ACCOUNT = "large"  # the account id large_account() creates
@@ -121,36 +122,40 @@ class OfficialData:
     users: list[dict[str, Any]]
     v2: list[dict[str, Any]]
     v3: list[dict[str, Any]]
+    oncalls: list[dict[str, Any]]
 
 
-def official_fetch(client: Any, moment: datetime, v3_window: timedelta) -> OfficialData:
-    """The same reads as fetch_account_snapshot, written the way the official client is used."""
+def official_fetch(client: Any, moment: datetime, horizon: timedelta) -> OfficialData:
+    """The same reads as ``read_snapshot`` with every schedule bound, written the way the
+    official client is used: lists, v3 details, /oncalls in batches, and the detail of every
+    v2 schedule /oncalls does not show."""
+    window = {"since": iso(moment), "until": iso(moment + horizon), "time_zone": "UTC"}
     users = list(client.iter_all("users"))
-    v2 = list(
-        client.iter_all(
-            "schedules",
-            params={
-                "include[]": ["final_schedule"],
-                "since": iso(moment),
-                "until": iso(moment + timedelta(seconds=1)),
-                "time_zone": "UTC",
-            },
-        )
-    )
+    v2 = list(client.iter_all("schedules"))
     refs = list(client.iter_all("v3/schedules", page_size=1000))
     v3 = [
         client.rget(
             f"v3/schedules/{quote(ref['id'], safe='')}",
-            params={
-                "include[]": ["final_schedule"],
-                "since": iso(moment),
-                "until": iso(moment + v3_window),
-                "time_zone": "UTC",
-            },
+            params={"include[]": ["final_schedule", "users"], **window, "overflow": "true"},
         )
         for ref in refs
     ]
-    return OfficialData(users, v2, v3)
+    in_policy = [s["id"] for s in v2 if s.get("escalation_policies")]
+    oncalls: list[dict[str, Any]] = []
+    for i in range(0, len(in_policy), ONCALLS_SCHEDULE_CHUNK):
+        chunk = in_policy[i : i + ONCALLS_SCHEDULE_CHUNK]
+        oncalls += client.iter_all(
+            "oncalls", params={"schedule_ids[]": chunk, "include[]": ["users"], **window}
+        )
+    shown = {(o.get("schedule") or {}).get("id") for o in oncalls}
+    for item in v2:
+        if item["id"] not in shown:
+            detail = client.rget(
+                f"schedules/{quote(item['id'], safe='')}", params={**window, "overflow": "true"}
+            )
+            entries = (detail.get("final_schedule") or {}).get("rendered_schedule_entries") or []
+            item["_entries"] = entries
+    return OfficialData(users, v2, v3, oncalls)
 
 
 # --- comparing what the two clients fetched -----------------------------------------------------
@@ -176,9 +181,12 @@ View = tuple[frozenset[str], dict[str, tuple[frozenset[str], frozenset[str]]]]
 
 def view_of_snapshot(snap: AccountSnapshot) -> View:
     return (
-        frozenset(u.id for u in snap.users),
+        frozenset(u.id for u in snap.users if u.active),
         {
-            s.id: (frozenset(s.member_user_ids), frozenset(s.on_call_user_ids))
+            s.id: (
+                frozenset(s.member_user_ids),
+                frozenset(u.id for u in snap.on_call(s.id)),
+            )
             for s in snap.schedules
         },
     )
@@ -186,13 +194,18 @@ def view_of_snapshot(snap: AccountSnapshot) -> View:
 
 def view_of_official(data: OfficialData, moment: datetime) -> View:
     schedules: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+    on_call: dict[str, set[str]] = {}
+    for o in data.oncalls:
+        sid = (o.get("schedule") or {}).get("id")
+        if sid and covers(o.get("start"), o.get("end"), moment):
+            on_call.setdefault(sid, set()).add(o["user"]["id"])
     for item in data.v2:
-        entries = (item.get("final_schedule") or {}).get("rendered_schedule_entries") or []
+        for e in item.get("_entries", []):
+            if covers(e.get("start"), e.get("end"), moment):
+                on_call.setdefault(item["id"], set()).add(e["user"]["id"])
         schedules[item["id"]] = (
             frozenset(u["id"] for u in item.get("users") or []),
-            frozenset(
-                e["user"]["id"] for e in entries if covers(e.get("start"), e.get("end"), moment)
-            ),
+            frozenset(on_call.get(item["id"], ())),
         )
     for item in data.v3:
         shifts = (item.get("final_schedule") or {}).get("computed_shift_assignments") or []
@@ -201,8 +214,17 @@ def view_of_official(data: OfficialData, moment: datetime) -> View:
             for a in shifts
             if a.get("member", {}).get("type") == "user_member"
         ]
+        members = {
+            m["user_id"]
+            for rot in item.get("rotations") or []
+            for ev in rot.get("events") or []
+            for m in (ev.get("assignment_strategy") or {}).get("members") or []
+            if m.get("type") == "user_member"
+        }
+        members |= {u["id"] for u in item.get("users") or []}
+        members |= {uid for _, uid in people}
         schedules[item["id"]] = (
-            frozenset(uid for _, uid in people),
+            frozenset(members),
             frozenset(
                 uid for a, uid in people if covers(a.get("start_time"), a.get("end_time"), moment)
             ),
@@ -218,22 +240,41 @@ class Shape:
     users: int
     v2: int
     v3: int
+    v2_in_policy: int = 0  # v2 schedules an escalation policy uses (shown by /oncalls)
 
     @property
     def lower_bound(self) -> int:
-        """ceil(U/100) + ceil(S2/100) + ceil(S3/1000) + S3, each list costing at least 1."""
+        """Every schedule bound: the lists (each at least 1), one detail per v3 schedule, one
+        /oncalls per 50 v2 schedules in a policy, one detail per v2 schedule in none."""
         return (
             max(1, math.ceil(self.users / 100))
             + max(1, math.ceil(self.v2 / 100))
             + max(1, math.ceil(self.v3 / 1000))
             + self.v3
+            + math.ceil(self.v2_in_policy / ONCALLS_SCHEDULE_CHUNK)
+            + (self.v2 - self.v2_in_policy)
+        )
+
+    @property
+    def bound_terms(self) -> str:
+        return (
+            f"{max(1, math.ceil(self.users / 100))} + {max(1, math.ceil(self.v2 / 100))} + "
+            f"{max(1, math.ceil(self.v3 / 1000))} + {self.v3} + "
+            f"{math.ceil(self.v2_in_policy / ONCALLS_SCHEDULE_CHUNK)} + "
+            f"{self.v2 - self.v2_in_policy}"
         )
 
 
 def shape_of(sc: Scenario) -> Shape:
     acct = sc.accounts[ACCOUNT]
     v3 = sum(1 for s in acct.schedules.values() if s.version == 3)
-    return Shape(len(acct.users), len(acct.schedules) - v3, v3)
+    used = {t.id for p in acct.escalation_policies.values() for rule in p.rules for t in rule}
+    in_policy = sum(1 for sid, s in acct.schedules.items() if s.version != 3 and sid in used)
+    return Shape(len(acct.users), len(acct.schedules) - v3, v3, in_policy)
+
+
+def every_schedule(sc: Scenario) -> frozenset[str]:
+    return frozenset(sc.accounts[ACCOUNT].schedules)
 
 
 def control(sim: SimulatorHandle, method: str, path: str, body: Any = None) -> Any:
@@ -284,6 +325,7 @@ def part_a(args: argparse.Namespace, pd: ModuleType) -> dict[str, Any]:
     t0 = time.perf_counter()
     scenario = large_account(args.users, args.schedules, seed=0)
     shape = shape_of(scenario)
+    bound = every_schedule(scenario)
     say(
         f"[A] account: {shape.users:,} users, {shape.v2:,} v2 + {shape.v3:,} v3 schedules; "
         f"starting simulator subprocess (latency {args.latency_ms} ms) ..."
@@ -311,7 +353,9 @@ def part_a(args: argparse.Namespace, pd: ModuleType) -> dict[str, Any]:
 
             def run_ours() -> None:
                 nonlocal snapshot
-                run, snap = timed(sim, OURS_KEY[0], lambda: ours.fetch_account_snapshot(moment))
+                run, snap = timed(
+                    sim, OURS_KEY[0], lambda: read_snapshot(ours, bound=bound, now=moment)
+                )
                 run.client_count = snap.requests_made
                 run.extra["by_endpoint"] = dict(snap.requests_by_endpoint)
                 runs["ours"].append(run)
@@ -320,7 +364,7 @@ def part_a(args: argparse.Namespace, pd: ModuleType) -> dict[str, Any]:
 
             def run_official() -> None:
                 run, data = timed(
-                    sim, OFFICIAL_KEY[0], lambda: official_fetch(theirs, moment, V3_MEMBER_WINDOW)
+                    sim, OFFICIAL_KEY[0], lambda: official_fetch(theirs, moment, DEFAULT_HORIZON)
                 )
                 runs["official"].append(run)
                 views["official"] = view_of_official(data, moment)
@@ -397,6 +441,7 @@ def part_b(args: argparse.Namespace, pd: ModuleType) -> dict[str, Any]:
     for sched in scenario.accounts[ACCOUNT].schedules.values():
         sched.version = 3  # a fully upgraded account: one request per schedule
     shape = shape_of(scenario)
+    bound = every_schedule(scenario)
     limit = args.rate_limit
     per_minute = max(1, PROD_PER_MINUTE * limit // PROD_LIMIT)
     burst = max(1, PROD_BURST * limit // PROD_LIMIT)
@@ -428,14 +473,16 @@ def part_b(args: argparse.Namespace, pd: ModuleType) -> dict[str, Any]:
         )
         theirs = official_client(pd, sim.base_url, OFFICIAL_KEY[1])
         try:
-            run_ours, snap = timed(sim, OURS_KEY[0], lambda: ours.fetch_account_snapshot(moment))
+            run_ours, snap = timed(
+                sim, OURS_KEY[0], lambda: read_snapshot(ours, bound=bound, now=moment)
+            )
             run_ours.client_count = snap.requests_made
             say(
                 f"[B]   ours      {run_ours.seconds:7.2f} s  {run_ours.requests} requests, "
                 f"{run_ours.status_429} x 429"
             )
             run_official, data = timed(
-                sim, OFFICIAL_KEY[0], lambda: official_fetch(theirs, moment, V3_MEMBER_WINDOW)
+                sim, OFFICIAL_KEY[0], lambda: official_fetch(theirs, moment, DEFAULT_HORIZON)
             )
             say(
                 f"[B]   official  {run_official.seconds:7.2f} s  {run_official.requests} "
@@ -484,9 +531,7 @@ def report(args: argparse.Namespace, a: dict[str, Any], b: dict[str, Any] | None
             "requests made, one snapshot",
             f"{snap.requests_made:,}",
             f"{off_a[0].requests:,}",
-            f"lower bound {shape.lower_bound:,} "
-            f"= {max(1, math.ceil(shape.users / 100))} + {max(1, math.ceil(shape.v2 / 100))}"
-            f" + {max(1, math.ceil(shape.v3 / 1000))} + {shape.v3}",
+            f"lower bound {shape.lower_bound:,} = {shape.bound_terms}",
         ),
         (
             f"wall time, limit OFF (median of {args.repeat})",

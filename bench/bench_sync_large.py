@@ -17,7 +17,7 @@ Set-up (all of it made for the run and removed at the end):
 Each sync runs in a **fresh child Python process** that calls ``workers.sync.sync_connection``
 directly (no Celery; the same code path the task runs, with the shared Redis rate limiter at its
 default 900/min and the Redis coalescing lock), so that process's peak RSS is the sync's own.
-The child also times the fetch (``fetch_account_snapshot``) and the apply transaction, and
+The child also times the fetch (``read_snapshot``) and the apply transaction, and
 counts SQL statements with a ``before_cursor_execute`` listener. Rows written are counted by
 PostgreSQL itself (``pg_stat_user_tables`` deltas, read once every backend of the run database
 has exited and flushed its statistics).
@@ -130,18 +130,19 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
 
     def client_factory(cred: Any) -> PagerDutyClient:
         client = sync_mod.default_client(cred)
-        fetch = client.fetch_account_snapshot
-
-        def timed_fetch(*a: Any, **kw: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return fetch(*a, **kw)
-            finally:
-                timings["fetch_s"] += time.perf_counter() - t
-
-        client.fetch_account_snapshot = timed_fetch  # type: ignore[method-assign]
         clients.append(client)
         return client
+
+    real_read = sync_mod.read_snapshot
+
+    def timed_read(*a: Any, **kw: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return real_read(*a, **kw)
+        finally:
+            timings["fetch_s"] += time.perf_counter() - t
+
+    sync_mod.read_snapshot = timed_read  # module global looked up at call time
 
     real_apply_snapshot = sync_mod.apply_snapshot
     real_apply_txn = sync_mod._RunContext.apply
@@ -281,13 +282,17 @@ def settled_table_writes(timeout: float = 30.0) -> dict[str, int]:
     return {name: int(n) for name, n in rows}
 
 
-def lower_bound(users: int, v2: int, v3: int) -> int:
-    """docs/pagerduty-client.md: ceil(U/100) + ceil(S2/100) + ceil(S3/1000) + S3, each ceil >= 1."""
+def lower_bound(users: int, v2: int, v3: int, bound_in_policy: int, bound_no_policy: int) -> int:
+    """docs/pagerduty-client.md, "Requests per sync": the lists (each ceil >= 1), one detail per
+    v3 schedule, one /oncalls request per 50 bound v2 schedules an escalation policy uses, and
+    one detail per bound v2 schedule no policy uses (/oncalls never shows those)."""
     return (
         max(1, math.ceil(users / 100))
         + max(1, math.ceil(v2 / 100))
         + max(1, math.ceil(v3 / 1000))
         + v3
+        + math.ceil(bound_in_policy / 50)
+        + bound_no_policy
     )
 
 
@@ -489,7 +494,6 @@ def parent(args: argparse.Namespace) -> int:
     v3 = {sid for sid, s in acct.schedules.items() if s.version == 3}
     n_users, n_v3 = len(acct.users), len(v3)
     n_v2 = len(acct.schedules) - n_v3
-    bound_requests = lower_bound(n_users, n_v2, n_v3)
     log_dir = Path(os.environ["RRPD_VAR_DIR"])
     admin(f'CREATE DATABASE "{DB_NAME}"')
     phases: list[dict[str, Any]] = []
@@ -508,6 +512,16 @@ def parent(args: argparse.Namespace) -> int:
             os.environ["RRPD_PAGERDUTY_EU_API_URL"] = sim.eu_base_url
             reset_settings_cache()
             cid, bound, matched = arrange(scenario, args.member_share, args.bound, args.seed)
+            in_policy = {
+                t.id
+                for pol in acct.escalation_policies.values()
+                for rule in pol.rules
+                for t in rule
+                if t.type == "schedule"
+            }
+            bound_v2 = [sid for sid in bound if sid not in v3]
+            b2_policy = sum(1 for sid in bound_v2 if sid in in_policy)
+            bound_requests = lower_bound(n_users, n_v2, n_v3, b2_policy, len(bound_v2) - b2_policy)
             del scenario, acct  # the parent's memory is not what is measured, but keep it small
             say(
                 f"set-up (database, simulator subprocess, rows): "
