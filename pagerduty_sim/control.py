@@ -352,6 +352,14 @@ async def revoke_tokens(state: SimState, request: Request, p: dict[str, str], bo
     return _token_op(state, body, "revoke")
 
 
+@route("POST", "/oauth_apps/{label}/revoke_all")
+async def revoke_all_tokens(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """PagerDuty's "Revoke All Tokens" (App Registration UI): every token of the app dies."""
+    if p["label"] not in state.apps_by_label:
+        raise ControlError(f"unknown OAuth app {p['label']!r}", 404)
+    return _token_op(state, {"app": p["label"]}, "revoke")
+
+
 @route("GET", "/tokens")
 async def list_tokens(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
     now = state.now()
@@ -366,6 +374,9 @@ async def list_tokens(state: SimState, request: Request, p: dict[str, str], body
             "expires_at": fmt_time(t.expires_at),
             "valid": not t.revoked and not t.rotated and t.expires_at > now,
             "grant_id": t.grant_id,
+            "delegation_id": t.grant_id,
+            "authorized_at": fmt_time(t.authorized_at),
+            "revoked": t.revoked,
         }
 
     return {
@@ -470,6 +481,7 @@ async def get_settings(state: SimState, request: Request, p: dict[str, str], bod
         "access_token_ttl": state.access_ttl,
         "refresh_token_ttl": state.refresh_ttl,
         "code_ttl": state.code_ttl,
+        "refresh_window": state.refresh_window,
     }
 
 
@@ -487,6 +499,7 @@ async def set_settings(state: SimState, request: Request, p: dict[str, str], bod
         ("access_token_ttl", "access_ttl"),
         ("refresh_token_ttl", "refresh_ttl"),
         ("code_ttl", "code_ttl"),
+        ("refresh_window", "refresh_window"),
     ):
         if key in body:
             setattr(state, attr, int(body[key]))

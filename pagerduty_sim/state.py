@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import secrets
+import uuid
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ DEFAULT_RATE_LIMIT = 960
 ACCESS_TTL = 86400  # 1 day (facts: Scoped OAuth access token)
 REFRESH_TTL = 30 * 86400  # 30 days
 CODE_TTL = 30  # authorization codes live 30 seconds
+REFRESH_WINDOW = 365 * 86400  # Scoped OAuth: 1-year rolling window from the authorization
 
 
 @dataclass
@@ -60,7 +62,8 @@ class Token:
     scopes: list[str]
     issued_at: datetime
     expires_at: datetime
-    grant_id: str
+    grant_id: str  # the delegation: one per authorization, kept across refreshes
+    authorized_at: datetime  # when the user authorized (start of the rolling refresh window)
     revoked: bool = False
     rotated: bool = False  # a refresh token that was already exchanged
 
@@ -119,6 +122,7 @@ class SimState:
         self.access_ttl = ACCESS_TTL
         self.refresh_ttl = REFRESH_TTL
         self.code_ttl = CODE_TTL
+        self.refresh_window = REFRESH_WINDOW
         self.faults: list[FaultRule] = []
         self._fault_ids = itertools.count(1)
         self._startup = (scenario, rate_limit_per_minute, auto_approve, latency_ms)
@@ -161,6 +165,7 @@ class SimState:
         self.latency_ms = latency
         self.auth_error_mode = "json"
         self.access_ttl, self.refresh_ttl, self.code_ttl = ACCESS_TTL, REFRESH_TTL, CODE_TTL
+        self.refresh_window = REFRESH_WINDOW
         self.faults.clear()
         self.load(scenario)
 
@@ -237,10 +242,16 @@ class SimState:
     # ------------------------------------------------------------------ tokens
 
     def issue_tokens(
-        self, app: OAuthApp, user_id: str, scopes: list[str], grant_id: str | None = None
+        self,
+        app: OAuthApp,
+        user_id: str,
+        scopes: list[str],
+        grant_id: str | None = None,
+        authorized_at: datetime | None = None,
     ) -> tuple[Token, Token]:
         now = self.now()
-        grant = grant_id or secrets.token_hex(8)
+        grant = grant_id or str(uuid.uuid4())
+        since = authorized_at or now
         access = Token(
             "pdsim_at_" + secrets.token_urlsafe(24),
             "access",
@@ -250,6 +261,7 @@ class SimState:
             now,
             now + timedelta(seconds=self.access_ttl),
             grant,
+            since,
         )
         refresh = Token(
             "pdsim_rt_" + secrets.token_urlsafe(24),
@@ -260,6 +272,7 @@ class SimState:
             now,
             now + timedelta(seconds=self.refresh_ttl),
             grant,
+            since,
         )
         self.access_tokens[access.value] = access
         self.refresh_tokens[refresh.value] = refresh
