@@ -18,6 +18,10 @@ from .scenario import Account, EscalationPolicy, Schedule, User
 from .state import Principal, SimState
 
 MAX_OFFSET_WINDOW = 10_000
+OFFSET_CAP_ERROR = (
+    "Offset+limit exceeds maximum allowed value of 10000. Please try to refine your search to "
+    "reduce the returned set of records below this number, like adding a date range."
+)
 TWO_WEEKS = timedelta(days=14)
 
 
@@ -103,7 +107,8 @@ def paging(ctx: Ctx, default: int = 25, maximum: int = 100) -> tuple[int, int, b
         raise invalid_input("Offset must not be negative")
     limit = min(limit, maximum)  # PagerDuty clamps an oversized limit instead of failing
     if offset + limit > MAX_OFFSET_WINDOW:
-        raise invalid_input(f"Offset plus limit must not exceed {MAX_OFFSET_WINDOW}")
+        # the exact body PagerDuty sends (cloudquery#12750, faros-ai/airbyte-connectors#991)
+        raise ApiError(400, "Arguments Caused Error", 2002, [OFFSET_CAP_ERROR])
     return limit, offset, ctx.q.get("total") == "true"
 
 
@@ -707,11 +712,13 @@ def credential_label(state: SimState, request: Request) -> str:
     return "(none)"
 
 
+UNAUTHORIZED_TEXT = b"<html><body><h1>401 Unauthorized</h1></body></html>"
+
+
 def _unauthorized(state: SimState, err: ApiError) -> Response:
+    # default: not JSON at all (go-pagerduty#553, #469); `json` mode on request
     if state.auth_error_mode == "text":
-        return Response(
-            b"<html><body><h1>401 Unauthorized</h1></body></html>", 401, media_type="text/html"
-        )
+        return Response(UNAUTHORIZED_TEXT, 401, media_type="text/html")
     return err.response()
 
 

@@ -20,6 +20,7 @@ ACCESS_TTL = 86400  # 1 day (facts: Scoped OAuth access token)
 REFRESH_TTL = 30 * 86400  # 30 days
 CODE_TTL = 30  # authorization codes live 30 seconds
 REFRESH_WINDOW = 365 * 86400  # Scoped OAuth: 1-year rolling window from the authorization
+DEFAULT_AUTH_ERROR_MODE = "text"  # 401 bodies are often not JSON (go-pagerduty#553, #469)
 
 
 @dataclass
@@ -118,7 +119,7 @@ class SimState:
         self.rate = RateLimit(per_minute=rate_limit_per_minute)
         self.auto_approve = auto_approve
         self.latency_ms = latency_ms
-        self.auth_error_mode = "json"  # json | text (401 bodies that are not JSON)
+        self.auth_error_mode = DEFAULT_AUTH_ERROR_MODE  # text (default) | json
         self.access_ttl = ACCESS_TTL
         self.refresh_ttl = REFRESH_TTL
         self.code_ttl = CODE_TTL
@@ -163,7 +164,7 @@ class SimState:
         self.rate = RateLimit(per_minute=rate)
         self.auto_approve = auto
         self.latency_ms = latency
-        self.auth_error_mode = "json"
+        self.auth_error_mode = DEFAULT_AUTH_ERROR_MODE
         self.access_ttl, self.refresh_ttl, self.code_ttl = ACCESS_TTL, REFRESH_TTL, CODE_TTL
         self.refresh_window = REFRESH_WINDOW
         self.faults.clear()

@@ -205,6 +205,7 @@ def test_expired_access_token_is_401_and_refresh_expires_after_30_days(
     with api(sim, bearer=tok["access_token"]) as c:
         resp = c.get("/users")
     assert resp.status_code == 401
+    assert not resp.headers["content-type"].startswith("application/json")  # non-JSON 401
     assert refresh(sim, tok["refresh_token"]).status_code == 200
     tok2 = oauth_tokens()
     sim.control.post("/clock", json={"advance_seconds": 30 * 86400 + 1}).raise_for_status()
@@ -341,6 +342,7 @@ def test_revoke_all_tokens_of_an_app(sim: SimulatorHandle, oauth_tokens: TokenFa
     with api(sim, bearer=tok["access_token"]) as c:
         resp = c.get("/users")
         assert resp.status_code == 401
+        assert not resp.headers["content-type"].startswith("application/json")
     assert refresh(sim, tok["refresh_token"]).json()["error"] == "invalid_grant"
     with api(sim, bearer=bob["access_token"]) as c:
         assert c.get("/users").status_code == 200  # another app's tokens live on
