@@ -432,16 +432,22 @@ async def delete_fault(state: SimState, request: Request, p: dict[str, str], bod
 @route("GET", "/rate_limit")
 async def get_rate(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
     r = state.rate
-    return {"per_minute": r.per_minute, "enabled": r.enabled, "bare_429": r.bare_429}
+    return {
+        "per_minute": r.per_minute,
+        "oncalls_per_minute": r.oncalls_per_minute,
+        "enabled": r.enabled,
+        "bare_429": r.bare_429,
+    }
 
 
 @route("POST", "/rate_limit")
 async def set_rate(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
-    """{"per_minute"?, "enabled"?, "bare_429"?}; changing it starts fresh windows."""
-    if "per_minute" in body:
-        if int(body["per_minute"]) < 1:
-            raise ControlError("per_minute must be >= 1")
-        state.rate.per_minute = int(body["per_minute"])
+    """{"per_minute"?, "oncalls_per_minute"?, "enabled"?, "bare_429"?}; starts fresh windows."""
+    for key in ("per_minute", "oncalls_per_minute"):
+        if key in body:
+            if int(body[key]) < 1:
+                raise ControlError(f"{key} must be >= 1")
+            setattr(state.rate, key, int(body[key]))
     if "enabled" in body:
         state.rate.enabled = bool(body["enabled"])
     if "bare_429" in body:

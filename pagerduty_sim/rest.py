@@ -722,6 +722,21 @@ def _unauthorized(state: SimState, err: ApiError) -> Response:
     return err.response()
 
 
+def _rate_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
+    return {
+        "ratelimit-limit": str(limit),
+        "ratelimit-remaining": str(remaining),
+        "ratelimit-reset": str(reset),
+    }
+
+
+def _limited(state: SimState, limit: int, reset: int) -> Response:
+    if state.rate.bare_429:
+        return Response(b"", 429)
+    headers = _rate_headers(limit, 0, reset)
+    return ApiError(429, "Rate Limit Exceeded", 2020).response(headers)
+
+
 async def dispatch(
     state: SimState,
     request: Request,
@@ -747,19 +762,18 @@ async def dispatch(
     if state.rate.enabled:
         ok, remaining, reset = state.take(principal.bucket)
         if not ok:
-            if state.rate.bare_429:
-                return Response(b"", 429)
-            headers = {
-                "ratelimit-limit": str(state.rate.per_minute),
-                "ratelimit-remaining": "0",
-                "ratelimit-reset": str(reset),
-            }
-            return ApiError(429, "Rate Limit Exceeded", 2020).response(headers)
-        headers = {
-            "ratelimit-limit": str(state.rate.per_minute),
-            "ratelimit-remaining": str(remaining),
-            "ratelimit-reset": str(reset),
-        }
+            return _limited(state, state.rate.per_minute, reset)
+        headers = _rate_headers(state.rate.per_minute, remaining, reset)
+        if rt.template == "/oncalls":
+            # an operation-specific limit on top of the per-credential one (facts); the headers
+            # then describe whichever limit is closest to being reached (developer docs,
+            # "Rate limits", operation specific limits)
+            per = state.rate.oncalls_per_minute
+            ok, oremaining, oreset = state.take("oncalls:" + principal.bucket, per)
+            if not ok:
+                return _limited(state, per, oreset)
+            if oremaining < remaining:
+                headers = _rate_headers(per, oremaining, oreset)
     try:
         if not principal.account.api_access:
             raise ApiError(

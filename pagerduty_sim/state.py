@@ -16,6 +16,9 @@ from joserfc.jwk import RSAKey
 from .scenario import Account, ApiKey, OAuthApp, Scenario, load_scenario
 
 DEFAULT_RATE_LIMIT = 960
+# /oncalls has its own operation-specific limit on top of the per-credential one; PagerDuty does
+# not publish the number, so this default is the simulator's choice (docs/simulator.md).
+DEFAULT_ONCALLS_RATE_LIMIT = 120
 ACCESS_TTL = 86400  # 1 day (facts: Scoped OAuth access token)
 REFRESH_TTL = 30 * 86400  # 30 days
 CODE_TTL = 30  # authorization codes live 30 seconds
@@ -104,6 +107,7 @@ class RateLimit:
     per_minute: int = DEFAULT_RATE_LIMIT
     enabled: bool = True
     bare_429: bool = False  # 429 without ratelimit headers or body (PagerDuty warns this happens)
+    oncalls_per_minute: int = DEFAULT_ONCALLS_RATE_LIMIT  # extra limit on GET /oncalls
 
 
 class SimState:
@@ -114,9 +118,12 @@ class SimState:
         rate_limit_per_minute: int = DEFAULT_RATE_LIMIT,
         auto_approve: bool = False,
         latency_ms: int = 0,
+        oncalls_rate_limit_per_minute: int = DEFAULT_ONCALLS_RATE_LIMIT,
     ) -> None:
         self.clock_offset = 0.0
-        self.rate = RateLimit(per_minute=rate_limit_per_minute)
+        self.rate = RateLimit(
+            per_minute=rate_limit_per_minute, oncalls_per_minute=oncalls_rate_limit_per_minute
+        )
         self.auto_approve = auto_approve
         self.latency_ms = latency_ms
         self.auth_error_mode = DEFAULT_AUTH_ERROR_MODE  # text (default) | json
@@ -126,7 +133,13 @@ class SimState:
         self.refresh_window = REFRESH_WINDOW
         self.faults: list[FaultRule] = []
         self._fault_ids = itertools.count(1)
-        self._startup = (scenario, rate_limit_per_minute, auto_approve, latency_ms)
+        self._startup = (
+            scenario,
+            rate_limit_per_minute,
+            auto_approve,
+            latency_ms,
+            oncalls_rate_limit_per_minute,
+        )
         self.rng = random.Random()
         self.signing_key = RSAKey.generate_key(
             2048, parameters={"kid": secrets.token_hex(8), "use": "sig", "alg": "RS256"}
@@ -159,9 +172,9 @@ class SimState:
 
     def reset(self) -> None:
         """Back to the state the simulator started with (scenario, settings, clock, no faults)."""
-        scenario, rate, auto, latency = self._startup
+        scenario, rate, auto, latency, oncalls_rate = self._startup
         self.clock_offset = 0.0
-        self.rate = RateLimit(per_minute=rate)
+        self.rate = RateLimit(per_minute=rate, oncalls_per_minute=oncalls_rate)
         self.auto_approve = auto
         self.latency_ms = latency
         self.auth_error_mode = DEFAULT_AUTH_ERROR_MODE
@@ -193,22 +206,23 @@ class SimState:
 
     # ------------------------------------------------------------------ rate limiting
 
-    def take(self, bucket: str) -> tuple[bool, int, int]:
+    def take(self, bucket: str, limit: int | None = None) -> tuple[bool, int, int]:
         """Consume one request from `bucket`: (allowed, remaining, seconds until reset).
 
         Fixed one-minute windows starting at a bucket's first request, on the virtual clock so a
-        test can advance time instead of sleeping.
+        test can advance time instead of sleeping. `limit` defaults to the per-credential one.
         """
+        per_minute = self.rate.per_minute if limit is None else limit
         now = self.now().timestamp()
         state = self.buckets.get(bucket)
         if state is None or now - state[0] >= 60:
             state = [now, 0.0]
             self.buckets[bucket] = state
         reset = max(1, int(60 - (now - state[0]) + 0.999))
-        if state[1] >= self.rate.per_minute:
+        if state[1] >= per_minute:
             return False, 0, reset
         state[1] += 1
-        return True, int(self.rate.per_minute - state[1]), reset
+        return True, int(per_minute - state[1]), reset
 
     # ------------------------------------------------------------------ faults
 
