@@ -17,6 +17,7 @@ from .scenario import (
     ApiKey,
     Override,
     ScenarioError,
+    parse_required_abilities,
     parse_schedule,
     parse_time,
     parse_user,
@@ -155,12 +156,29 @@ async def reset(state: SimState, request: Request, p: dict[str, str], body: Any)
 
 @route("PATCH", "/accounts/{account}")
 async def patch_account(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """{"api_access"?, "abilities"?, "required_abilities"?}. required_abilities is merged into
+    the account's gates; a gate mapped to null or [] is removed."""
     acct = _account(state, p["account"])
     if "api_access" in body:
         acct.api_access = bool(body["api_access"])
     if "abilities" in body:
         acct.abilities = [str(a) for a in body["abilities"]]
-    return {"id": acct.id, "api_access": acct.api_access, "abilities": acct.abilities}
+    if "required_abilities" in body:
+        try:
+            gates = parse_required_abilities(body["required_abilities"], "required_abilities")
+        except ScenarioError as exc:
+            raise ControlError(str(exc)) from exc
+        for gate, needed in gates.items():
+            if needed:
+                acct.required_abilities[gate] = needed
+            else:
+                acct.required_abilities.pop(gate, None)
+    return {
+        "id": acct.id,
+        "api_access": acct.api_access,
+        "abilities": acct.abilities,
+        "required_abilities": acct.required_abilities,
+    }
 
 
 @route("POST", "/accounts/{account}/users")

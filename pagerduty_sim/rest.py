@@ -23,6 +23,7 @@ OFFSET_CAP_ERROR = (
     "reduce the returned set of records below this number, like adding a date range."
 )
 TWO_WEEKS = timedelta(days=14)
+ABILITY_ERROR_CODE = 2014  # "Required abilities are unavailable" (tidbyt/community#810)
 
 
 @dataclass
@@ -693,6 +694,45 @@ def authenticate(state: SimState, request: Request, region: str) -> Principal:
     )
 
 
+def missing_abilities(acct: Account, template: str, request: Request) -> list[tuple[str, str]]:
+    """(gate, ability) pairs this request needs and the account lacks.
+
+    A gate is a route template (it covers the routes under it too: `/v3/schedules` gates
+    `/v3/schedules/{id}`) or a query parameter (gated when sent with a value)."""
+    q = request.query_params
+    out: list[tuple[str, str]] = []
+    for gate, needed in acct.required_abilities.items():
+        if gate.startswith("/"):
+            base = gate.rstrip("/")
+            hit = template == base or template.startswith(base + "/")
+        else:
+            hit = any(v != "" for v in q.getlist(gate))
+        if hit:
+            out += [(gate, a) for a in needed if a not in acct.abilities]
+    return out
+
+
+def ability_error(missing: list[tuple[str, str]]) -> ApiError:
+    """402 for a request needing abilities the account lacks (tidbyt/community#810 body)."""
+    names = list(dict.fromkeys(a for _, a in missing))
+    details = []
+    for gate, ability in missing:
+        if gate == "team_ids[]" and ability == "teams":
+            details.append("The teams account ability is required to filter by teams.")
+        else:
+            details.append(
+                "The account does not have access to one or more abilities needed to complete "
+                f"this request ({gate} needs the {ability} ability)."
+            )
+    return ApiError(
+        402,
+        "Required abilities are unavailable",
+        ABILITY_ERROR_CODE,
+        list(dict.fromkeys(details)),
+        {"missing_abilities": ",".join(names)},
+    )
+
+
 def _restricted(principal: Principal) -> bool:
     user = principal.account.users.get(principal.user_id) if principal.user_id else None
     return user is not None and user.role == "restricted_access"
@@ -775,13 +815,17 @@ async def dispatch(
             if oremaining < remaining:
                 headers = _rate_headers(per, oremaining, oreset)
     try:
-        if not principal.account.api_access:
+        acct = principal.account
+        if not acct.api_access:
             raise ApiError(
                 402,
                 "Payment Required",
                 2012,
                 ["This account's plan does not include REST API access"],
             )
+        missing = missing_abilities(acct, rt.template, request)
+        if missing:
+            raise ability_error(missing)
         if rt.scope is not None and _restricted(principal):
             # PagerDuty's Restricted Access role may not list the account's users/schedules.
             raise ApiError(
