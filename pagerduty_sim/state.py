@@ -13,7 +13,7 @@ from typing import Any
 
 from joserfc.jwk import RSAKey
 
-from .scenario import Account, ApiKey, OAuthApp, Scenario, load_scenario
+from .scenario import Account, ApiKey, OAuthApp, Scenario, Schedule, User, load_scenario
 
 DEFAULT_RATE_LIMIT = 960
 # /oncalls has its own operation-specific limit on top of the per-credential one; PagerDuty does
@@ -38,11 +38,39 @@ class Principal:
     bucket: str  # rate-limit bucket
 
     @property
+    def user(self) -> User | None:
+        return self.account.users.get(self.user_id) if self.user_id else None
+
+    @property
     def sees_restricted(self) -> bool:
+        """Schedules marked `restricted` are visible to account keys and admins only."""
         if self.user_id is None:
             return True
-        user = self.account.users.get(self.user_id)
+        user = self.user
         return bool(user and user.is_admin)
+
+    @property
+    def restricted_role(self) -> bool:
+        """PagerDuty's Restricted Access role: sees only what they belong to."""
+        user = self.user
+        return bool(user and user.is_restricted)
+
+    def can_see_user(self, uid: str) -> bool:
+        user = self.user
+        if user is None or not user.is_restricted:
+            return True
+        if uid == user.id:
+            return True
+        other = self.account.users.get(uid)
+        return bool(other and set(other.teams) & set(user.teams))
+
+    def can_see_schedule(self, s: Schedule) -> bool:
+        if s.restricted and not self.sees_restricted:
+            return False
+        user = self.user
+        if user is None or not user.is_restricted:
+            return True
+        return user.id in s.user_ids() or bool(set(s.teams) & set(user.teams))
 
 
 @dataclass

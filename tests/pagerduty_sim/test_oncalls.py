@@ -1,4 +1,5 @@
-"""/oncalls has an extra operation-specific rate limit (facts)."""
+"""/oncalls as PagerDuty sends it: explicit nulls for permanent on-calls, include[]=users embeds
+full users, and an extra operation-specific rate limit (facts)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,33 @@ from pagerduty_sim.server import SimulatorHandle, start_simulator
 from pagerduty_sim.state import DEFAULT_ONCALLS_RATE_LIMIT
 
 from .conftest import ALICE_KEY, DEMO_KEY, api
+
+AT = {"since": "2024-01-01T13:00:00Z", "until": "2024-01-01T13:00:00Z"}
+
+
+def test_permanent_oncalls_have_null_schedule_start_end(client: httpx.Client) -> None:
+    rows = client.get("/oncalls", params={**AT, "escalation_policy_ids[]": "PEPENG1"}).json()
+    permanent = [o for o in rows["oncalls"] if o["escalation_level"] == 3]
+    assert len(permanent) == 1
+    # present as JSON null, not missing keys
+    assert {k: permanent[0][k] for k in ("schedule", "start", "end")} == {
+        "schedule": None,
+        "start": None,
+        "end": None,
+    }
+    scheduled = [o for o in rows["oncalls"] if o["escalation_level"] == 1]
+    assert scheduled[0]["schedule"]["id"] == "PSPRIMA" and scheduled[0]["start"]
+
+
+def test_include_users_embeds_full_user_objects(client: httpx.Client) -> None:
+    plain = client.get("/oncalls", params=AT).json()["oncalls"]
+    assert all(o["user"]["type"] == "user_reference" for o in plain)
+    assert all("email" not in o["user"] for o in plain)
+    full = client.get("/oncalls", params={**AT, "include[]": "users"}).json()["oncalls"]
+    assert full and all(o["user"]["type"] == "user" for o in full)
+    emails = {o["user"]["id"]: o["user"]["email"] for o in full}
+    assert emails["PUALICE"] == "alice@example.com"
+    assert emails["PUCONTR"] == "contractor@outside.example"
 
 
 def test_oncalls_have_their_own_rate_limit(sim: SimulatorHandle) -> None:
