@@ -10,7 +10,7 @@ import uvicorn
 from .app import SimApp
 from .scenario import ScenarioError
 from .server import _uvicorn_config, bind_socket, url_for
-from .state import DEFAULT_RATE_LIMIT, SimState
+from .state import DEFAULT_ONCALLS_RATE_LIMIT, DEFAULT_RATE_LIMIT, SimState
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_RATE_LIMIT,
         help="requests per minute per credential (default 960)",
+    )
+    p.add_argument(
+        "--oncalls-rate-limit",
+        type=int,
+        default=DEFAULT_ONCALLS_RATE_LIMIT,
+        help="extra GET /oncalls limit per credential and minute "
+        f"(default {DEFAULT_ONCALLS_RATE_LIMIT}; PagerDuty does not publish its number)",
     )
     p.add_argument(
         "--auto-approve",
@@ -40,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         state = SimState(
             args.scenario,
             rate_limit_per_minute=args.rate_limit,
+            oncalls_rate_limit_per_minute=args.oncalls_rate_limit,
             auto_approve=args.auto_approve,
             latency_ms=args.latency_ms,
         )

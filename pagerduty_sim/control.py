@@ -11,12 +11,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .edits import remove_user
 from .engine import oncall_segments
 from .http import base_url, fmt_time, json_response
 from .scenario import (
     ApiKey,
-    Override,
     ScenarioError,
+    parse_custom_shift,
+    parse_override,
+    parse_required_abilities,
     parse_schedule,
     parse_time,
     parse_user,
@@ -56,6 +59,29 @@ def _schedule(state: SimState, aid: str, sid: str) -> Any:
     if sched is None:
         raise ControlError(f"unknown schedule {sid!r} in account {aid!r}", 404)
     return sched
+
+
+def _everyone(acct: Any) -> dict[str, Any]:
+    return {**acct.users, **acct.deleted_users}
+
+
+def _user_ref_checker(acct: Any) -> Any:
+    def check(uid: Any, where: str) -> str:
+        if acct.any_user(uid) is None:
+            raise ScenarioError(f"{where}: unknown user {uid!r}")
+        return str(uid)
+
+    return check
+
+
+def _span(body: Any, now: Any) -> dict[str, Any]:
+    """start (default now) and end, or duration_seconds (default 3600)."""
+    start = parse_time(body.get("start", body.get("start_time", "now")), "start", now)
+    if "end" in body or "end_time" in body:
+        end = parse_time(body.get("end", body.get("end_time")), "end", now)
+    else:
+        end = start + timedelta(seconds=int(body.get("duration_seconds", 3600)))
+    return {"start": start, "end": end}
 
 
 def _urls(request: Request) -> dict[str, str]:
@@ -155,12 +181,29 @@ async def reset(state: SimState, request: Request, p: dict[str, str], body: Any)
 
 @route("PATCH", "/accounts/{account}")
 async def patch_account(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """{"api_access"?, "abilities"?, "required_abilities"?}. required_abilities is merged into
+    the account's gates; a gate mapped to null or [] is removed."""
     acct = _account(state, p["account"])
     if "api_access" in body:
         acct.api_access = bool(body["api_access"])
     if "abilities" in body:
         acct.abilities = [str(a) for a in body["abilities"]]
-    return {"id": acct.id, "api_access": acct.api_access, "abilities": acct.abilities}
+    if "required_abilities" in body:
+        try:
+            gates = parse_required_abilities(body["required_abilities"], "required_abilities")
+        except ScenarioError as exc:
+            raise ControlError(str(exc)) from exc
+        for gate, needed in gates.items():
+            if needed:
+                acct.required_abilities[gate] = needed
+            else:
+                acct.required_abilities.pop(gate, None)
+    return {
+        "id": acct.id,
+        "api_access": acct.api_access,
+        "abilities": acct.abilities,
+        "required_abilities": acct.required_abilities,
+    }
 
 
 @route("POST", "/accounts/{account}/users")
@@ -169,12 +212,12 @@ async def add_user(state: SimState, request: Request, p: dict[str, str], body: A
     data = dict(body)
     data.setdefault("id", state.new_id("PU"))
     try:
-        user = parse_user(data, "user")
+        user = parse_user(data, "user", state.now())
     except ScenarioError as exc:
         raise ControlError(str(exc)) from exc
-    if user.id in acct.users:
+    if acct.any_user(user.id) is not None:
         raise ControlError(f"user {user.id!r} already exists", 409)
-    acct.users[user.id] = user
+    (acct.deleted_users if user.deleted_at else acct.users)[user.id] = user
     return {"id": user.id, "name": user.name, "email": user.email, "role": user.role}
 
 
@@ -192,26 +235,44 @@ async def patch_user(state: SimState, request: Request, p: dict[str, str], body:
 
 @route("DELETE", "/accounts/{account}/users/{user}")
 async def delete_user(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
-    """Delete a user; like PagerDuty, they also leave every layer, rotation and policy."""
+    """Delete a user from the account. Like PagerDuty, they vanish from GET /users (and
+    /users/{id} answers 404) but stay on schedules and escalation policies as "inactive"
+    placeholders with a `deleted_at`; their user-level keys and OAuth tokens stop working."""
     acct = _account(state, p["account"])
     uid = p["user"]
-    if acct.users.pop(uid, None) is None:
+    user = acct.users.pop(uid, None)
+    if user is None:
         raise ControlError(f"unknown user {uid!r}", 404)
-    for sched in acct.schedules.values():
-        for layer in sched.layers:
-            layer.users = [u for u in layer.users if u != uid]
-        sched.layers = [layer for layer in sched.layers if layer.users]
-        sched.overrides = [o for o in sched.overrides if o.user_id != uid]
-        for rot in sched.rotations:
-            for ev in rot.events:
-                ev.members = [m for m in ev.members if m != uid] or [None]
-    for pol in acct.escalation_policies.values():
-        pol.rules = [
-            [t for t in rule if not (t.type == "user" and t.id == uid)] for rule in pol.rules
-        ]
-        pol.rules = [rule for rule in pol.rules if rule]
+    user.deleted_at = state.now()
+    acct.deleted_users[uid] = user
+    return {"deleted": uid, "deleted_at": fmt_time(user.deleted_at)}
+
+
+@route("DELETE", "/accounts/{account}/schedules/{schedule}/users/{user}")
+async def remove_schedule_user(
+    state: SimState, request: Request, p: dict[str, str], body: Any
+) -> Any:
+    """Take a user off a schedule effective now (optionally ?layer_id= or ?rotation_id= only).
+    Past entries keep the user; entries from now on do not (see pagerduty_sim.edits)."""
+    acct = _account(state, p["account"])
+    sched = _schedule(state, p["account"], p["schedule"])
+    uid = p["user"]
+    if acct.any_user(uid) is None:
+        raise ControlError(f"unknown user {uid!r}", 404)
+    q = request.query_params
+    layer_id, rotation_id = q.get("layer_id"), q.get("rotation_id")
+    if layer_id and layer_id not in {la.id for la in sched.layers}:
+        raise ControlError(f"unknown layer {layer_id!r}", 404)
+    if rotation_id and rotation_id not in {r.id for r in sched.rotations}:
+        raise ControlError(f"unknown rotation {rotation_id!r}", 404)
+    now = state.now()
+    res = remove_user(
+        sched, uid, now, lambda: state.new_id("PL"), layer_id=layer_id, rotation_id=rotation_id
+    )
+    if not res.changed:
+        raise ControlError(f"user {uid!r} is not on schedule {sched.id!r} from now on", 404)
     acct.invalidate()
-    return {"deleted": uid}
+    return {"schedule": sched.id, "user_id": uid, "effective": fmt_time(now), **vars(res)}
 
 
 @route("POST", "/accounts/{account}/schedules")
@@ -220,7 +281,7 @@ async def add_schedule(state: SimState, request: Request, p: dict[str, str], bod
     data = dict(body)
     data.setdefault("id", state.new_id("PS"))
     try:
-        sched = parse_schedule(data, "schedule", state.now(), acct.users)
+        sched = parse_schedule(data, "schedule", state.now(), _everyone(acct))
     except ScenarioError as exc:
         raise ControlError(str(exc)) from exc
     if sched.id in acct.schedules:
@@ -232,27 +293,81 @@ async def add_schedule(state: SimState, request: Request, p: dict[str, str], bod
 
 @route("POST", "/accounts/{account}/schedules/{schedule}/overrides")
 async def add_override(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
-    """Put a user on call: {"user_id", "start"?="now", "end"? | "duration_seconds"?=3600}."""
+    """Put a user on call: {"user_id", "start"?="now", "end"? | "duration_seconds"?=3600}.
+
+    On a v3 schedule with rotations the override replaces one member of one source:
+    + "rotation_id" | "custom_shift_id" (optional when the schedule has a single rotation and
+    no custom shift) and "overridden_user_id"? (the member replaced; absent = whoever that
+    source has during the span)."""
     acct = _account(state, p["account"])
     sched = _schedule(state, p["account"], p["schedule"])
-    uid = body.get("user_id")
-    if uid not in acct.users:
-        raise ControlError(f"unknown user {uid!r}")
     now = state.now()
+    data = {k: v for k, v in body.items() if k not in ("duration_seconds",)}
     try:
-        start = parse_time(body.get("start", "now"), "start", now)
-        end = (
-            parse_time(body["end"], "end", now)
-            if "end" in body
-            else start + timedelta(seconds=int(body.get("duration_seconds", 3600)))
+        data.update(_span(body, now))
+        ov = parse_override(
+            data,
+            "override",
+            now,
+            str(body.get("id") or state.new_id("PO")),
+            sched,
+            _user_ref_checker(acct),
         )
     except ScenarioError as exc:
         raise ControlError(str(exc)) from exc
-    if end <= start:
-        raise ControlError("end must be after start")
-    ov = Override(body.get("id") or state.new_id("PO"), start, end, uid)
     sched.overrides.append(ov)
-    return {"id": ov.id, "start": fmt_time(start), "end": fmt_time(end), "user_id": uid}
+    out: dict[str, Any] = {
+        "id": ov.id,
+        "start": fmt_time(ov.start),
+        "end": fmt_time(ov.end),
+        "user_id": ov.user_id,
+    }
+    if ov.rotation_id or ov.custom_shift_id:
+        out.update(
+            rotation_id=ov.rotation_id,
+            custom_shift_id=ov.custom_shift_id,
+            overridden_user_id=ov.overridden_user_id if ov.overridden_given else None,
+        )
+    return out
+
+
+@route("POST", "/accounts/{account}/schedules/{schedule}/custom_shifts")
+async def add_custom_shift(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """v3 only: one extra responder. {"user_id", "start"?="now", "end"? | "duration_seconds"?}."""
+    acct = _account(state, p["account"])
+    sched = _schedule(state, p["account"], p["schedule"])
+    if sched.version != 3 or not sched.rotations:
+        raise ControlError("custom shifts belong to v3 schedules with rotations")
+    now = state.now()
+    data = {k: v for k, v in body.items() if k not in ("duration_seconds",)}
+    try:
+        data.update(_span(body, now))
+        cs = parse_custom_shift(
+            data, "custom_shift", now, state.new_id("PC"), _user_ref_checker(acct)
+        )
+    except ScenarioError as exc:
+        raise ControlError(str(exc)) from exc
+    if cs.id in {c.id for c in sched.custom_shifts}:
+        raise ControlError(f"custom shift {cs.id!r} already exists", 409)
+    sched.custom_shifts.append(cs)
+    return {
+        "id": cs.id,
+        "start": fmt_time(cs.start),
+        "end": fmt_time(cs.end),
+        "user_id": cs.user_id,
+    }
+
+
+@route("DELETE", "/accounts/{account}/schedules/{schedule}/custom_shifts/{shift}")
+async def delete_custom_shift(
+    state: SimState, request: Request, p: dict[str, str], body: Any
+) -> Any:
+    sched = _schedule(state, p["account"], p["schedule"])
+    before = len(sched.custom_shifts)
+    sched.custom_shifts = [c for c in sched.custom_shifts if c.id != p["shift"]]
+    if len(sched.custom_shifts) == before:
+        raise ControlError(f"unknown custom shift {p['shift']!r}", 404)
+    return {"deleted": p["shift"]}
 
 
 @route("DELETE", "/accounts/{account}/schedules/{schedule}/overrides/{override}")
@@ -267,7 +382,9 @@ async def delete_override(state: SimState, request: Request, p: dict[str, str], 
 
 @route("POST", "/accounts/{account}/schedules/{schedule}/upgrade")
 async def upgrade(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
-    """Make a schedule v3. Optional body {"rotations": [...]} replaces its rules with v3 events."""
+    """Make a schedule v3. Optional body {"rotations": [...], "custom_shifts"?: [...],
+    "overrides"?: [...]} replaces its rules with v3 events. Its existing overrides then target
+    the single new rotation, or are dropped when there are several."""
     acct = _account(state, p["account"])
     sched = _schedule(state, p["account"], p["schedule"])
     if body.get("rotations"):
@@ -277,12 +394,21 @@ async def upgrade(state: SimState, request: Request, p: dict[str, str], body: An
             "time_zone": sched.time_zone,
             "version": 3,
             "rotations": body["rotations"],
+            "custom_shifts": body.get("custom_shifts") or [],
+            "overrides": body.get("overrides") or [],
         }
         try:
-            parsed = parse_schedule(data, "upgrade", state.now(), acct.users)
+            parsed = parse_schedule(data, "upgrade", state.now(), _everyone(acct))
         except ScenarioError as exc:
             raise ControlError(str(exc)) from exc
+        kept = []
+        if len(parsed.rotations) == 1 and not parsed.custom_shifts:
+            for ov in sched.overrides:
+                ov.rotation_id = parsed.rotations[0].id
+                kept.append(ov)
         sched.rotations = parsed.rotations
+        sched.custom_shifts = parsed.custom_shifts
+        sched.overrides = kept + parsed.overrides
         sched.layers = []
     sched.version = 3
     return {"id": sched.id, "version": 3}
@@ -352,6 +478,14 @@ async def revoke_tokens(state: SimState, request: Request, p: dict[str, str], bo
     return _token_op(state, body, "revoke")
 
 
+@route("POST", "/oauth_apps/{label}/revoke_all")
+async def revoke_all_tokens(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
+    """PagerDuty's "Revoke All Tokens" (App Registration UI): every token of the app dies."""
+    if p["label"] not in state.apps_by_label:
+        raise ControlError(f"unknown OAuth app {p['label']!r}", 404)
+    return _token_op(state, {"app": p["label"]}, "revoke")
+
+
 @route("GET", "/tokens")
 async def list_tokens(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
     now = state.now()
@@ -366,6 +500,9 @@ async def list_tokens(state: SimState, request: Request, p: dict[str, str], body
             "expires_at": fmt_time(t.expires_at),
             "valid": not t.revoked and not t.rotated and t.expires_at > now,
             "grant_id": t.grant_id,
+            "delegation_id": t.grant_id,
+            "authorized_at": fmt_time(t.authorized_at),
+            "revoked": t.revoked,
         }
 
     return {
@@ -421,16 +558,22 @@ async def delete_fault(state: SimState, request: Request, p: dict[str, str], bod
 @route("GET", "/rate_limit")
 async def get_rate(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
     r = state.rate
-    return {"per_minute": r.per_minute, "enabled": r.enabled, "bare_429": r.bare_429}
+    return {
+        "per_minute": r.per_minute,
+        "oncalls_per_minute": r.oncalls_per_minute,
+        "enabled": r.enabled,
+        "bare_429": r.bare_429,
+    }
 
 
 @route("POST", "/rate_limit")
 async def set_rate(state: SimState, request: Request, p: dict[str, str], body: Any) -> Any:
-    """{"per_minute"?, "enabled"?, "bare_429"?}; changing it starts fresh windows."""
-    if "per_minute" in body:
-        if int(body["per_minute"]) < 1:
-            raise ControlError("per_minute must be >= 1")
-        state.rate.per_minute = int(body["per_minute"])
+    """{"per_minute"?, "oncalls_per_minute"?, "enabled"?, "bare_429"?}; starts fresh windows."""
+    for key in ("per_minute", "oncalls_per_minute"):
+        if key in body:
+            if int(body[key]) < 1:
+                raise ControlError(f"{key} must be >= 1")
+            setattr(state.rate, key, int(body[key]))
     if "enabled" in body:
         state.rate.enabled = bool(body["enabled"])
     if "bare_429" in body:
@@ -470,6 +613,7 @@ async def get_settings(state: SimState, request: Request, p: dict[str, str], bod
         "access_token_ttl": state.access_ttl,
         "refresh_token_ttl": state.refresh_ttl,
         "code_ttl": state.code_ttl,
+        "refresh_window": state.refresh_window,
     }
 
 
@@ -487,6 +631,7 @@ async def set_settings(state: SimState, request: Request, p: dict[str, str], bod
         ("access_token_ttl", "access_ttl"),
         ("refresh_token_ttl", "refresh_ttl"),
         ("code_ttl", "code_ttl"),
+        ("refresh_window", "refresh_window"),
     ):
         if key in body:
             setattr(state, attr, int(body[key]))

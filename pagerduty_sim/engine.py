@@ -9,12 +9,14 @@ from __future__ import annotations
 import itertools
 import math
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from .scenario import Layer, Restriction, Schedule, V3Event
+from .rrule import occurrences
+from .scenario import Layer, Override, Restriction, Schedule, V3Event
 
 MAX_OVERFLOW = timedelta(days=366)
 
@@ -29,8 +31,10 @@ class Segment:
     start: datetime
     end: datetime
     user_id: str | None
-    source: str = "layer"  # layer | override | rotation
+    # layer | override (v2) | rotation | custom_shift | rotation_override | custom_shift_override
+    source: str = "layer"
     source_id: str = ""
+    target: str = ""  # v3 overrides: the rotation / custom shift they replace a member of
 
 
 # --------------------------------------------------------------------------- v2 layers
@@ -221,39 +225,34 @@ def coverage_percentage(segs: list[Segment], since: datetime, until: datetime) -
 
 # --------------------------------------------------------------------------- v3 rotations
 
-_FREQ_SECONDS = {"HOURLY": 3600, "DAILY": 86400, "WEEKLY": 604800}
-
-
-def _occurrence_start(ev: V3Event, k: int, tz: ZoneInfo) -> datetime:
-    if ev.freq == "HOURLY":
-        return ev.start_time + timedelta(hours=k * ev.interval)
-    # DAILY/WEEKLY repeat on the schedule's wall clock, like a calendar, across DST changes
-    local = ev.start_time.astimezone(tz).replace(tzinfo=None)
-    days = k * ev.interval * (7 if ev.freq == "WEEKLY" else 1)
-    return (local + timedelta(days=days)).replace(tzinfo=tz)
-
 
 def event_assignments(
     ev: V3Event, rotation_id: str, tz: ZoneInfo, since: datetime, until: datetime
 ) -> list[Segment]:
+    """Shifts of one event meeting [since, until), clipped to its effective range."""
     dur = ev.end_time - ev.start_time
-    lo = max(since, ev.effective_since) if ev.effective_since else since
-    hi = min(until, ev.effective_until) if ev.effective_until else until
+    eff_lo = ev.effective_since
+    eff_hi = ev.effective_until
+    lo = max(since, eff_lo) if eff_lo else since
+    hi = min(until, eff_hi) if eff_hi else until
     if lo >= hi:
         return []
-    if ev.freq == "NONE":
-        ks: range = range(0, 1)
+    if ev.rule is None:
+        occ: Iterator[tuple[int, datetime]] = iter(
+            [(0, ev.start_time)] if ev.start_time < hi and ev.end_time > lo else []
+        )
     else:
-        period = _FREQ_SECONDS[ev.freq] * ev.interval
-        k0 = max(0, math.floor((lo - ev.start_time - dur).total_seconds() / period) - 1)
-        k1 = max(0, math.ceil((hi - ev.start_time).total_seconds() / period) + 1)
-        ks = range(k0, k1 + 1)
+        occ = occurrences(ev.rule, ev.start_time, tz, lo, hi, dur)
     out: list[Segment] = []
     n = len(ev.members)
-    for k in ks:
-        s = _occurrence_start(ev, k, tz)
+    for k, s in occ:
         e = s + dur
-        if e <= lo or s >= hi:
+        # an event only produces shifts inside its effective range (a capped event stops there)
+        if eff_lo is not None:
+            s = max(s, eff_lo)
+        if eff_hi is not None:
+            e = min(e, eff_hi)
+        if s >= e:
             continue
         if ev.strategy == "every_member_assignment_strategy":
             members = ev.members
@@ -264,10 +263,47 @@ def event_assignments(
     return out
 
 
+def _apply_v3_override(out: list[Segment], ov: Override) -> list[Segment]:
+    """Replace the overridden member of the override's rotation / custom shift in its span."""
+    kind, target = (
+        ("rotation", ov.rotation_id) if ov.rotation_id else ("custom_shift", ov.custom_shift_id)
+    )
+    cut: list[Segment] = []
+    for seg in out:
+        if (
+            seg.source != kind
+            or seg.source_id != target
+            or seg.end <= ov.start
+            or seg.start >= ov.end
+            or (ov.overridden_given and seg.user_id != ov.overridden_user_id)
+        ):
+            cut.append(seg)
+            continue
+        if seg.start < ov.start:
+            cut.append(Segment(seg.start, ov.start, seg.user_id, seg.source, seg.source_id))
+        if seg.end > ov.end:
+            cut.append(Segment(ov.end, seg.end, seg.user_id, seg.source, seg.source_id))
+        cut.append(
+            Segment(
+                max(seg.start, ov.start),
+                min(seg.end, ov.end),
+                ov.user_id,
+                f"{kind}_override",
+                ov.id,
+                target or "",
+            )
+        )
+    return cut
+
+
 def v3_assignments(
     schedule: Schedule, since: datetime, until: datetime, *, overflow: bool = False
 ) -> list[Segment]:
-    """computed_shift_assignments: may overlap (several people on call at once)."""
+    """computed_shift_assignments: may overlap (several people on call at once).
+
+    Rotations' shifts plus custom shifts (each an extra responder); an override replaces only
+    the overridden member of the one rotation or custom shift it targets, during its span.
+    """
     if since >= until:
         return []
     if not schedule.rotations:
@@ -281,24 +317,17 @@ def v3_assignments(
     for rot in schedule.rotations:
         for ev in rot.events:
             out.extend(event_assignments(ev, rot.id, tz, since, until))
+    for cs in schedule.custom_shifts:
+        if cs.start < until and cs.end > since:
+            out.append(Segment(cs.start, cs.end, cs.user_id, "custom_shift", cs.id))
     for ov in schedule.overrides:
-        # An override replaces everyone on call during its span (simulator's choice; see docs).
-        if ov.start >= until or ov.end <= since:
-            continue
-        cut: list[Segment] = []
-        for seg in out:
-            if seg.source == "override" or seg.end <= ov.start or seg.start >= ov.end:
-                cut.append(seg)
-                continue
-            if seg.start < ov.start:
-                cut.append(Segment(seg.start, ov.start, seg.user_id, seg.source, seg.source_id))
-            if seg.end > ov.end:
-                cut.append(Segment(ov.end, seg.end, seg.user_id, seg.source, seg.source_id))
-        cut.append(Segment(ov.start, ov.end, ov.user_id, "override", ov.id))
-        out = cut
+        if ov.start < until and ov.end > since and (ov.rotation_id or ov.custom_shift_id):
+            out = _apply_v3_override(out, ov)
     if not overflow:
         out = [
-            Segment(max(s.start, since), min(s.end, until), s.user_id, s.source, s.source_id)
+            Segment(
+                max(s.start, since), min(s.end, until), s.user_id, s.source, s.source_id, s.target
+            )
             for s in out
         ]
         out = [s for s in out if s.start < s.end]

@@ -25,10 +25,16 @@ class ApiError(Exception):
     """A PagerDuty-shaped REST error: {"error": {"message", "code", "errors"?}}."""
 
     def __init__(
-        self, status: int, message: str, code: int | None = None, errors: list[str] | None = None
+        self,
+        status: int,
+        message: str,
+        code: int | None = None,
+        errors: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.errors = status, message, code, errors
+        self.extra = extra or {}
 
     def response(self, headers: dict[str, str] | None = None) -> Response:
         err: dict[str, Any] = {"message": self.message}
@@ -36,6 +42,7 @@ class ApiError(Exception):
             err["code"] = self.code
         if self.errors:
             err["errors"] = self.errors
+        err.update(self.extra)
         return json_response({"error": err}, self.status, headers)
 
 

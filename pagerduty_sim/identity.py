@@ -1,4 +1,8 @@
-"""OAuth 2.0 identity service (identity.pagerduty.com): authorize, token, revoke, JWKS."""
+"""OAuth 2.0 identity service (identity.pagerduty.com): authorize, token, JWKS.
+
+There is no token-revocation endpoint: PagerDuty documents none (only "Revoke All Tokens" in the
+App Registration UI, which the control API models as `POST /_sim/oauth_apps/{label}/revoke_all`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import base64
 import hashlib
 import html
 import secrets
+import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -190,38 +195,65 @@ def _client(state: SimState, p: dict[str, str]) -> tuple[OAuthApp | None, Respon
     return app, None
 
 
+# id_token `region` claim per account region. "UnitedStates" is PagerDuty's documented value;
+# the EU spelling is not documented anywhere we found (unverified, see docs/simulator.md).
+ID_TOKEN_REGION = {"us": "UnitedStates", "eu": "Europe"}
+ID_TOKEN_LIFETIME = 3600  # exp is one hour after nbf in PagerDuty's decoded examples
+
+
+def _at_hash(access_token: str) -> str:
+    """OpenID Connect at_hash: left half of SHA-256 of the access token, base64url."""
+    digest = hashlib.sha256(access_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
 def _id_token(state: SimState, request: Request, tok: Token) -> str:
+    """PagerDuty's id_token shape (developer docs, "PagerDuty OpenID token")."""
     acct = state.accounts[tok.app.account_id]
     base = base_url(request)
     now = int(state.now().timestamp())
+    region_word = ID_TOKEN_REGION[acct.region]
     claims: dict[str, Any] = {
-        "iss": f"{base}/identity",
-        "aud": base + ("/eu" if acct.region == "eu" else ""),
+        "exp": now + ID_TOKEN_LIFETIME,
+        "nbf": now,
+        "jti": str(uuid.uuid4()),
+        "iss": f"{base}/identity/global/oauth/anonymous",
+        # the REST API base of the account's region, as the simulator serves it, and the client
+        "aud": [base + ("/eu" if acct.region == "eu" else ""), tok.app.client_id],
         "sub": tok.user_id,
+        "auth_time": int(tok.authorized_at.timestamp()),
+        "iat": now,
+        "purpose": "id",
+        "at_hash": _at_hash(tok.value),
+        "acr": f"acr:html-form:{region_word.lower()}",
+        "delegation_id": tok.grant_id,
         "account_id": acct.id,
         "user_id": tok.user_id,
+        "azp": tok.app.client_id,
+        "amr": f"acr:html-form:{region_word.lower()}",
         "subdomain": acct.subdomain,
-        "region": acct.region,
-        "iat": now,
-        "exp": now + state.access_ttl,
+        "region": region_word,
+        "sid": tok.grant_id.replace("-", "")[:16],
     }
     header = {"alg": "RS256", "kid": state.signing_key.kid, "typ": "JWT"}
     return jwt.encode(header, claims, state.signing_key)
 
 
-def _token_response(state: SimState, request: Request, access: Token, refresh: Token) -> Response:
-    return json_response(
-        {
-            "access_token": access.value,
-            "token_type": "bearer",
-            "expires_in": state.access_ttl,
-            "refresh_token": refresh.value,
-            "scope": " ".join(access.scopes),
-            "id_token": _id_token(state, request, access),
-        },
-        200,
-        NO_STORE,
-    )
+def _token_response(
+    state: SimState, request: Request, access: Token, refresh: Token, *, with_id_token: bool
+) -> Response:
+    body: dict[str, Any] = {
+        "access_token": access.value,
+        "token_type": "bearer",
+        "expires_in": state.access_ttl,
+        "refresh_token": refresh.value,
+        "scope": " ".join(access.scopes),
+    }
+    if with_id_token:
+        # only the authorization-code exchange: a refresh answers without an id_token
+        # (developer docs, OAuth functionality: the refresh response example)
+        body["id_token"] = _id_token(state, request, access)
+    return json_response(body, 200, NO_STORE)
 
 
 def _pkce_ok(verifier: str, challenge: str) -> bool:
@@ -262,7 +294,7 @@ async def token(state: SimState, request: Request) -> Response:
         if code.user_id not in state.accounts[app.account_id].users:
             return oauth_error("invalid_grant", "The authorizing user no longer exists")
         access, refresh = state.issue_tokens(app, code.user_id, code.scopes)
-        return _token_response(state, request, access, refresh)
+        return _token_response(state, request, access, refresh, with_id_token=True)
     # refresh_token grant with rotation: the presented refresh token dies at once
     old = state.refresh_tokens.get(p.get("refresh_token", ""))
     if old is None or old.app is not app:
@@ -273,6 +305,11 @@ async def token(state: SimState, request: Request) -> Response:
         return oauth_error("invalid_grant", "The refresh token has been revoked")
     if old.expires_at <= now:
         return oauth_error("invalid_grant", "The refresh token has expired")
+    if (now - old.authorized_at).total_seconds() > state.refresh_window:
+        # Scoped OAuth: a 1-year rolling window from the authorization, whatever the refreshes
+        return oauth_error(
+            "invalid_grant", "The authorization is older than the refresh window; log in again"
+        )
     if old.user_id not in state.accounts[app.account_id].users:
         return oauth_error("invalid_grant", "The authorizing user no longer exists")
     scopes = old.scopes
@@ -282,27 +319,10 @@ async def token(state: SimState, request: Request) -> Response:
             return oauth_error("invalid_scope", "Requested scope exceeds the original grant")
         scopes = asked
     old.rotated = True
-    access, refresh = state.issue_tokens(app, old.user_id, scopes, grant_id=old.grant_id)
-    return _token_response(state, request, access, refresh)
-
-
-async def revoke(state: SimState, request: Request) -> Response:
-    p = await _form(request)
-    app, err = _client(state, p)
-    if err is not None:
-        return err
-    value = p.get("token", "")
-    tok = state.access_tokens.get(value) or state.refresh_tokens.get(value)
-    if tok is not None and tok.app is app:
-        if tok.kind == "refresh":
-            # RFC 7009: revoking a refresh token also ends the access tokens of that grant
-            for pool in (state.access_tokens, state.refresh_tokens):
-                for t in pool.values():
-                    if t.grant_id == tok.grant_id:
-                        t.revoked = True
-        tok.revoked = True
-    # RFC 7009: unknown tokens are not an error
-    return json_response({}, 200, NO_STORE)
+    access, refresh = state.issue_tokens(
+        app, old.user_id, scopes, grant_id=old.grant_id, authorized_at=old.authorized_at
+    )
+    return _token_response(state, request, access, refresh, with_id_token=False)
 
 
 async def jwks(state: SimState, request: Request) -> Response:
@@ -313,7 +333,6 @@ ROUTES = {
     ("GET", "/identity/oauth/authorize"): authorize_get,
     ("POST", "/identity/oauth/authorize"): authorize_post,
     ("POST", "/identity/oauth/token"): token,
-    ("POST", "/identity/oauth/revoke"): revoke,
     ("GET", "/identity/global/oauth/anonymous/jwks"): jwks,
 }
 

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from .rrule import RRule, RRuleError, parse_rrule
+
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
 ADMIN_ROLES = frozenset({"admin", "owner"})
@@ -35,6 +37,9 @@ USER_ROLES = frozenset(
 REGIONS = ("us", "eu")
 V3_STRATEGIES = ("rotating_member_assignment_strategy", "every_member_assignment_strategy")
 DEFAULT_ABILITIES = ["teams", "read_only_users", "service_support_hours", "urgencies"]
+# Endpoints or parameters that need an account ability (402 without it). `team_ids[]` needs
+# `teams` on every PagerDuty plan that lacks it (tidbyt/community#810); more gates are per scenario.
+DEFAULT_REQUIRED_ABILITIES: dict[str, list[str]] = {"team_ids[]": ["teams"]}
 
 
 class ScenarioError(ValueError):
@@ -51,10 +56,15 @@ class User:
     job_title: str = ""
     color: str = "purple"
     teams: list[str] = field(default_factory=list)
+    deleted_at: datetime | None = None  # set once deleted: an "inactive" placeholder
 
     @property
     def is_admin(self) -> bool:
         return self.role in ADMIN_ROLES
+
+    @property
+    def is_restricted(self) -> bool:
+        return self.role == "restricted_access"
 
 
 @dataclass
@@ -79,10 +89,27 @@ class Layer:
 
 @dataclass
 class Override:
+    """v2: the user is on call for the span. v3: replaces `overridden_user_id` (or, when not
+    given, whoever the target has) in the shifts of one rotation or custom shift."""
+
     id: str
     start: datetime
     end: datetime
-    user_id: str
+    user_id: str | None  # the overriding member (None = empty_member, v3 only)
+    rotation_id: str | None = None
+    custom_shift_id: str | None = None
+    overridden_user_id: str | None = None
+    overridden_given: bool = False  # overridden_user_id (even None = empty_member) was named
+
+
+@dataclass
+class CustomShift:
+    """A v3 one-off shift: one extra responder for [start, end)."""
+
+    id: str
+    start: datetime
+    end: datetime
+    user_id: str | None
 
 
 @dataclass
@@ -91,8 +118,7 @@ class V3Event:
     name: str
     start_time: datetime  # first occurrence, aware
     end_time: datetime
-    freq: str  # NONE | HOURLY | DAILY | WEEKLY
-    interval: int
+    rule: RRule | None  # None = a single occurrence
     strategy: str
     members: list[str | None]  # None = an empty_member slot
     shifts_per_member: int = 1
@@ -101,9 +127,11 @@ class V3Event:
 
     @property
     def recurrence(self) -> list[str]:
-        if self.freq == "NONE":
-            return []
-        return [f"RRULE:FREQ={self.freq};INTERVAL={self.interval}"]
+        return [self.rule.text] if self.rule is not None else []
+
+    @property
+    def freq(self) -> str:
+        return self.rule.freq if self.rule is not None else "NONE"
 
 
 @dataclass
@@ -124,6 +152,7 @@ class Schedule:
     rotations: list[Rotation] = field(default_factory=list)
     restricted: bool = False
     teams: list[str] = field(default_factory=list)
+    custom_shifts: list[CustomShift] = field(default_factory=list)
 
     def user_ids(self) -> list[str]:
         """Members in layer/rotation order, deduplicated (what PagerDuty lists as `users`)."""
@@ -168,6 +197,11 @@ class Account:
     abilities: list[str] = field(default_factory=lambda: list(DEFAULT_ABILITIES))
     time_zone: str = "UTC"
     users: dict[str, User] = field(default_factory=dict)
+    # deleted users: gone from /users but still named by schedules and policies
+    deleted_users: dict[str, User] = field(default_factory=dict)
+    required_abilities: dict[str, list[str]] = field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_REQUIRED_ABILITIES.items()}
+    )
     schedules: dict[str, Schedule] = field(default_factory=dict)
     escalation_policies: dict[str, EscalationPolicy] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
@@ -191,6 +225,12 @@ class Account:
     def invalidate(self) -> None:
         """Call after changing policies or schedules so derived indexes are rebuilt."""
         self._policy_index = None
+
+    def any_user(self, uid: str | None) -> User | None:
+        """An active user or a deleted user's placeholder."""
+        if uid is None:
+            return None
+        return self.users.get(uid) or self.deleted_users.get(uid)
 
 
 @dataclass
@@ -300,11 +340,20 @@ def _unknown_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
 # --------------------------------------------------------------------------- entity parsers
 
 
-def parse_user(d: Any, where: str) -> User:
+def parse_user(d: Any, where: str, now: datetime | None = None) -> User:
+    """A user; `deleted_at` (a time, or true = now) makes it a deleted user's placeholder."""
     d = _dict(d, where)
     _unknown_keys(
-        d, {"id", "name", "email", "time_zone", "role", "job_title", "color", "teams"}, where
+        d,
+        {"id", "name", "email", "time_zone", "role", "job_title", "color", "teams", "deleted_at"},
+        where,
     )
+    deleted = d.get("deleted_at")
+    deleted_at: datetime | None = None
+    if deleted is True:
+        deleted_at = now or datetime.now(UTC)
+    elif deleted not in (None, False):
+        deleted_at = parse_time(deleted, f"{where}.deleted_at", now or datetime.now(UTC))
     role = _str(d, "role", where, "user")
     if role not in USER_ROLES:
         raise ScenarioError(f"{where}.role: {role!r} is not one of {sorted(USER_ROLES)}")
@@ -320,6 +369,7 @@ def parse_user(d: Any, where: str) -> User:
         job_title=_str(d, "job_title", where, ""),
         color=_str(d, "color", where, "purple"),
         teams=[str(t) for t in _list(d, "teams", where)],
+        deleted_at=deleted_at,
     )
 
 
@@ -357,6 +407,7 @@ def parse_schedule(d: Any, where: str, now: datetime, users: dict[str, User]) ->
             "rotations",
             "restricted",
             "teams",
+            "custom_shifts",
         },
         where,
     )
@@ -417,21 +468,6 @@ def parse_schedule(d: Any, where: str, now: datetime, users: dict[str, User]) ->
                 ],
             )
         )
-    overrides: list[Override] = []
-    for i, od in enumerate(_list(d, "overrides", where)):
-        ow = f"{where}.overrides[{i}]"
-        od = _dict(od, ow)
-        _unknown_keys(od, {"id", "start", "end", "user", "user_id"}, ow)
-        ostart = parse_time(_req(od, "start", ow), f"{ow}.start", now)
-        oend = parse_time(_req(od, "end", ow), f"{ow}.end", now)
-        if oend <= ostart:
-            raise ScenarioError(f"{ow}.end: must be after start")
-        uid = od.get("user_id", od.get("user"))
-        overrides.append(
-            Override(
-                str(od.get("id") or f"{sid}O{i + 1}"), ostart, oend, user_ref(uid, f"{ow}.user")
-            )
-        )
     rotations: list[Rotation] = []
     for i, rd in enumerate(_list(d, "rotations", where)):
         rw = f"{where}.rotations[{i}]"
@@ -449,21 +485,163 @@ def parse_schedule(d: Any, where: str, now: datetime, users: dict[str, User]) ->
         raise ScenarioError(f"{where}.rotations: only v3 schedules (version: 3) have rotations")
     if not layers and not rotations:
         raise ScenarioError(f"{where}: a schedule needs layers (v2) or rotations (v3)")
-    return Schedule(
+    shifts: list[CustomShift] = []
+    for i, cd in enumerate(_list(d, "custom_shifts", where)):
+        cw = f"{where}.custom_shifts[{i}]"
+        if version != 3:
+            raise ScenarioError(f"{cw}: only v3 schedules (version: 3) have custom shifts")
+        shifts.append(parse_custom_shift(cd, cw, now, f"{sid}C{i + 1}", user_ref))
+    sched = Schedule(
         id=sid,
         name=_str(d, "name", where),
         time_zone=_tz(_str(d, "time_zone", where, "UTC"), f"{where}.time_zone"),
         description=_str(d, "description", where, ""),
         layers=layers,
-        overrides=overrides,
         version=version,
         rotations=rotations,
         restricted=bool(d.get("restricted", False)),
         teams=[str(t) for t in _list(d, "teams", where)],
+        custom_shifts=shifts,
     )
+    for i, od in enumerate(_list(d, "overrides", where)):
+        ow = f"{where}.overrides[{i}]"
+        sched.overrides.append(
+            parse_override(
+                od, ow, now, str(_dict(od, ow).get("id") or f"{sid}O{i + 1}"), sched, user_ref
+            )
+        )
+    return sched
 
 
-_RRULE_RE = re.compile(r"^RRULE:FREQ=(HOURLY|DAILY|WEEKLY)(?:;INTERVAL=(\d+))?$")
+def _time_field(d: dict[str, Any], names: tuple[str, str], w: str, now: datetime) -> datetime:
+    for name in names:
+        if d.get(name) is not None:
+            value = d[name]
+            if isinstance(value, dict):  # v3 ZonedDateTime {"date_time", "time_zone"}
+                value = value.get("date_time")
+            return parse_time(value, f"{w}.{name}", now)
+    raise ScenarioError(f"{w}: missing required field '{names[0]}'")
+
+
+def _member_ref(value: Any, w: str, user_ref: Any) -> str | None:
+    """A user id, null / {"type": "empty_member"} (None), or {"type": "user_member", ...}."""
+    if value is None or (isinstance(value, dict) and value.get("type") == "empty_member"):
+        return None
+    if isinstance(value, dict):
+        return str(user_ref(value.get("user_id"), w))
+    return str(user_ref(value, w))
+
+
+def parse_custom_shift(
+    d: Any, w: str, now: datetime, default_id: str, user_ref: Any
+) -> CustomShift:
+    """{id?, start|start_time, end|end_time, user_id | member | assignments: [{member}]}."""
+    d = _dict(d, w)
+    _unknown_keys(
+        d,
+        {
+            "id",
+            "type",
+            "start",
+            "end",
+            "start_time",
+            "end_time",
+            "user_id",
+            "member",
+            "assignments",
+        },
+        w,
+    )
+    start = _time_field(d, ("start_time", "start"), w, now)
+    end = _time_field(d, ("end_time", "end"), w, now)
+    if end <= start:
+        raise ScenarioError(f"{w}.end_time: must be after start_time")
+    if "assignments" in d:
+        assignments = _list(d, "assignments", w)
+        if len(assignments) != 1:
+            raise ScenarioError(f"{w}.assignments: a custom shift takes exactly one assignment")
+        a = _dict(assignments[0], f"{w}.assignments[0]")
+        uid = _member_ref(a.get("member"), f"{w}.assignments[0].member", user_ref)
+    elif "member" in d:
+        uid = _member_ref(d["member"], f"{w}.member", user_ref)
+    else:
+        uid = _member_ref(_req(d, "user_id", w), f"{w}.user_id", user_ref)
+    return CustomShift(str(d.get("id") or default_id), start, end, uid)
+
+
+def parse_override(
+    d: Any, w: str, now: datetime, oid: str, sched: Schedule, user_ref: Any
+) -> Override:
+    """v2: {start, end, user_id}. v3 adds the target (rotation_id | custom_shift_id, optional
+    when the schedule has a single rotation and no custom shift) and overridden_member."""
+    d = _dict(d, w)
+    _unknown_keys(
+        d,
+        {
+            "id",
+            "type",
+            "start",
+            "end",
+            "start_time",
+            "end_time",
+            "user",
+            "user_id",
+            "overriding_member",
+            "rotation_id",
+            "custom_shift_id",
+            "overridden_member",
+            "overridden_user_id",
+        },
+        w,
+    )
+    start = _time_field(d, ("start", "start_time"), w, now)
+    end = _time_field(d, ("end", "end_time"), w, now)
+    if end <= start:
+        raise ScenarioError(f"{w}.end: must be after start")
+    shift_based = sched.version == 3 and bool(sched.rotations)
+    if "overriding_member" in d:
+        if not shift_based:
+            raise ScenarioError(f"{w}.overriding_member: only v3 (shift-based) overrides have it")
+        uid = _member_ref(d["overriding_member"], f"{w}.overriding_member", user_ref)
+    else:
+        raw = d.get("user_id", d.get("user"))
+        if isinstance(raw, dict):
+            raw = raw.get("id")
+        uid = str(user_ref(raw, f"{w}.user"))
+    ov = Override(oid, start, end, uid)
+    targeted = {k for k in ("rotation_id", "custom_shift_id") if d.get(k)}
+    overridden = {k for k in ("overridden_member", "overridden_user_id") if k in d}
+    if not shift_based:
+        if targeted or overridden:
+            raise ScenarioError(
+                f"{w}: rotation_id/custom_shift_id/overridden_member belong to v3 schedules "
+                "with rotations; a v2 override replaces whoever is on call"
+            )
+        return ov
+    if len(targeted) > 1:
+        raise ScenarioError(f"{w}: set rotation_id or custom_shift_id, not both")
+    if d.get("rotation_id"):
+        rid = str(d["rotation_id"])
+        if rid not in {r.id for r in sched.rotations}:
+            raise ScenarioError(f"{w}.rotation_id: unknown rotation {rid!r}")
+        ov.rotation_id = rid
+    elif d.get("custom_shift_id"):
+        cid = str(d["custom_shift_id"])
+        if cid not in {c.id for c in sched.custom_shifts}:
+            raise ScenarioError(f"{w}.custom_shift_id: unknown custom shift {cid!r}")
+        ov.custom_shift_id = cid
+    elif len(sched.rotations) == 1 and not sched.custom_shifts:
+        ov.rotation_id = sched.rotations[0].id
+    else:
+        raise ScenarioError(
+            f"{w}: a v3 override targets one rotation or custom shift: give rotation_id or "
+            "custom_shift_id"
+        )
+    if overridden:
+        key = "overridden_member" if "overridden_member" in d else "overridden_user_id"
+        ov.overridden_user_id = _member_ref(d[key], f"{w}.{key}", user_ref)
+        ov.overridden_given = True
+    return ov
 
 
 def _parse_event(d: Any, where: str, now: datetime, default_id: str, user_ref: Any) -> V3Event:
@@ -472,6 +650,7 @@ def _parse_event(d: Any, where: str, now: datetime, default_id: str, user_ref: A
         d,
         {
             "id",
+            "type",
             "name",
             "start_time",
             "end_time",
@@ -482,36 +661,33 @@ def _parse_event(d: Any, where: str, now: datetime, default_id: str, user_ref: A
         },
         where,
     )
-    start = parse_time(_req(d, "start_time", where), f"{where}.start_time", now)
-    end = parse_time(_req(d, "end_time", where), f"{where}.end_time", now)
+    start = _time_field(d, ("start_time", "start_time"), where, now)
+    end = _time_field(d, ("end_time", "end_time"), where, now)
     if end <= start:
         raise ScenarioError(f"{where}.end_time: must be after start_time")
     rec = d.get("recurrence") or []
     if isinstance(rec, str):
         rec = [rec]
-    freq, interval = "NONE", 1
+    rule: RRule | None = None
     if rec:
-        if len(rec) != 1 or not (m := _RRULE_RE.match(str(rec[0]))):
+        if len(rec) != 1:
             raise ScenarioError(
-                f"{where}.recurrence: only one 'RRULE:FREQ=HOURLY|DAILY|WEEKLY[;INTERVAL=n]' is "
-                f"supported, got {rec!r}"
+                f"{where}.recurrence: exactly one RRULE is supported (no EXDATE/RDATE), got {rec!r}"
             )
-        freq, interval = m.group(1), int(m.group(2) or 1)
+        try:
+            rule = parse_rrule(str(rec[0]))
+        except RRuleError as exc:
+            raise ScenarioError(f"{where}.recurrence: {exc}") from None
     strat = _dict(_req(d, "assignment_strategy", where), f"{where}.assignment_strategy")
     stype = _str(
         strat, "type", f"{where}.assignment_strategy", "rotating_member_assignment_strategy"
     )
     if stype not in V3_STRATEGIES:
         raise ScenarioError(f"{where}.assignment_strategy.type: must be one of {V3_STRATEGIES}")
-    members: list[str | None] = []
-    for j, m in enumerate(_list(strat, "members", f"{where}.assignment_strategy")):
-        mw = f"{where}.assignment_strategy.members[{j}]"
-        if m is None or (isinstance(m, dict) and m.get("type") == "empty_member"):
-            members.append(None)
-        elif isinstance(m, dict):
-            members.append(user_ref(m.get("user_id"), mw))
-        else:
-            members.append(user_ref(m, mw))
+    members: list[str | None] = [
+        _member_ref(m, f"{where}.assignment_strategy.members[{j}]", user_ref)
+        for j, m in enumerate(_list(strat, "members", f"{where}.assignment_strategy"))
+    ]
     if not members:
         raise ScenarioError(f"{where}.assignment_strategy.members: needs at least one member")
     since = d.get("effective_since")
@@ -521,8 +697,7 @@ def _parse_event(d: Any, where: str, now: datetime, default_id: str, user_ref: A
         name=str(d.get("name") or default_id),
         start_time=start,
         end_time=end,
-        freq=freq,
-        interval=interval,
+        rule=rule,
         strategy=stype,
         members=members,
         shifts_per_member=int(strat.get("shifts_per_member") or 1),
@@ -552,7 +727,7 @@ def _parse_policy(d: Any, where: str, acct: Account) -> EscalationPolicy:
                 if tid not in acct.schedules:
                     raise ScenarioError(f"{tw}: unknown schedule {tid!r}")
             elif ttype == "user":
-                if tid not in acct.users:
+                if acct.any_user(tid) is None:
                     raise ScenarioError(f"{tw}: unknown user {tid!r}")
             else:
                 raise ScenarioError(f"{tw}.type: must be 'schedule' or 'user'")
@@ -561,6 +736,22 @@ def _parse_policy(d: Any, where: str, acct: Account) -> EscalationPolicy:
     if not rules:
         raise ScenarioError(f"{where}.rules: a policy needs at least one escalation rule")
     return EscalationPolicy(_str(d, "id", where), _str(d, "name", where), rules)
+
+
+def parse_required_abilities(v: Any, where: str) -> dict[str, list[str]]:
+    """{"/v3/schedules": "v3_schedules", "team_ids[]": ["teams"]}: a route template (it also
+    gates the routes under it) or a query parameter, mapped to the abilities it needs."""
+    v = _dict(v, where)
+    out: dict[str, list[str]] = {}
+    for key, need in v.items():
+        if need is None:
+            need = []
+        if isinstance(need, str):
+            need = [need]
+        if not isinstance(need, list) or not all(isinstance(a, str) for a in need):
+            raise ScenarioError(f"{where}.{key}: expected an ability name or a list of them")
+        out[str(key)] = list(need)
+    return out
 
 
 def parse_account(d: Any, where: str, now: datetime) -> Account:
@@ -579,6 +770,7 @@ def parse_account(d: Any, where: str, now: datetime) -> Account:
             "schedules",
             "escalation_policies",
             "teams",
+            "required_abilities",
         },
         where,
     )
@@ -595,17 +787,22 @@ def parse_account(d: Any, where: str, now: datetime) -> Account:
         abilities=[str(a) for a in d.get("abilities", DEFAULT_ABILITIES)],
         time_zone=_tz(_str(d, "time_zone", where, "UTC"), f"{where}.time_zone"),
     )
+    if d.get("required_abilities") is not None:
+        acct.required_abilities.update(
+            parse_required_abilities(d["required_abilities"], f"{where}.required_abilities")
+        )
     for i, td in enumerate(_list(d, "teams", where)):
         td = _dict(td, f"{where}.teams[{i}]")
         team = Team(_str(td, "id", f"{where}.teams[{i}]"), _str(td, "name", f"{where}.teams[{i}]"))
         acct.teams[team.id] = team
     for i, ud in enumerate(_list(d, "users", where)):
-        user = parse_user(ud, f"{where}.users[{i}]")
-        if user.id in acct.users:
+        user = parse_user(ud, f"{where}.users[{i}]", now)
+        if acct.any_user(user.id) is not None:
             raise ScenarioError(f"{where}.users[{i}].id: duplicate user id {user.id!r}")
-        acct.users[user.id] = user
+        (acct.deleted_users if user.deleted_at else acct.users)[user.id] = user
+    everyone = {**acct.users, **acct.deleted_users}
     for i, sd in enumerate(_list(d, "schedules", where)):
-        sched = parse_schedule(sd, f"{where}.schedules[{i}]", now, acct.users)
+        sched = parse_schedule(sd, f"{where}.schedules[{i}]", now, everyone)
         if sched.id in acct.schedules:
             raise ScenarioError(f"{where}.schedules[{i}].id: duplicate schedule id {sched.id!r}")
         acct.schedules[sched.id] = sched
@@ -642,7 +839,7 @@ def scenario_from_dict(data: Any, *, now: datetime | None = None, name: str = "c
         uid = kd.get("user_id", kd.get("user"))
         if kind not in ("account", "user"):
             raise ScenarioError(f"{w}.kind: must be 'account' or 'user'")
-        if kind == "user" and uid not in sc.accounts[aid].users:
+        if kind == "user" and sc.accounts[aid].any_user(uid) is None:
             raise ScenarioError(f"{w}.user: a user-level key needs a user of account {aid!r}")
         key = ApiKey(
             _str(kd, "label", w),
@@ -728,6 +925,27 @@ def _t(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
+def _user_to_dict(u: User) -> dict[str, Any]:
+    d = vars(u).copy()
+    d["deleted_at"] = _t(u.deleted_at)
+    return d
+
+
+def _override_to_dict(o: Override) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": o.id, "start": _t(o.start), "end": _t(o.end)}
+    if o.rotation_id or o.custom_shift_id:
+        d["overriding_member"] = o.user_id
+        if o.rotation_id:
+            d["rotation_id"] = o.rotation_id
+        if o.custom_shift_id:
+            d["custom_shift_id"] = o.custom_shift_id
+        if o.overridden_given:
+            d["overridden_member"] = o.overridden_user_id
+    else:
+        d["user_id"] = o.user_id
+    return d
+
+
 def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
     """Inverse of `scenario_from_dict` (used to hand generated scenarios to a subprocess)."""
     accounts = []
@@ -758,9 +976,15 @@ def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
                     }
                     for la in s.layers
                 ],
-                "overrides": [
-                    {"id": o.id, "start": _t(o.start), "end": _t(o.end), "user_id": o.user_id}
-                    for o in s.overrides
+                "overrides": [_override_to_dict(o) for o in s.overrides],
+                "custom_shifts": [
+                    {
+                        "id": c.id,
+                        "start_time": _t(c.start),
+                        "end_time": _t(c.end),
+                        "member": c.user_id,
+                    }
+                    for c in s.custom_shifts
                 ],
                 "rotations": [
                     {
@@ -797,7 +1021,8 @@ def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
                 "abilities": a.abilities,
                 "time_zone": a.time_zone,
                 "teams": [{"id": t.id, "name": t.name} for t in a.teams.values()],
-                "users": [vars(u).copy() for u in a.users.values()],
+                "users": [_user_to_dict(u) for u in [*a.users.values(), *a.deleted_users.values()]],
+                "required_abilities": {k: list(v) for k, v in a.required_abilities.items()},
                 "schedules": schedules,
                 "escalation_policies": [
                     {

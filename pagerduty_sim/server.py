@@ -21,7 +21,7 @@ import uvicorn
 
 from .app import SimApp
 from .scenario import Scenario, scenario_to_dict
-from .state import DEFAULT_RATE_LIMIT, SimState
+from .state import DEFAULT_ONCALLS_RATE_LIMIT, DEFAULT_RATE_LIMIT, SimState
 
 
 @dataclass
@@ -111,6 +111,7 @@ def start_simulator(
     port: int = 0,
     in_thread: bool = True,
     rate_limit_per_minute: int = DEFAULT_RATE_LIMIT,
+    oncalls_rate_limit_per_minute: int = DEFAULT_ONCALLS_RATE_LIMIT,
     auto_approve: bool = False,
     log_level: str = "warning",
     latency_ms: int = 0,
@@ -121,6 +122,7 @@ def start_simulator(
         state = SimState(
             scenario,
             rate_limit_per_minute=rate_limit_per_minute,
+            oncalls_rate_limit_per_minute=oncalls_rate_limit_per_minute,
             auto_approve=auto_approve,
             latency_ms=latency_ms,
         )
@@ -168,6 +170,8 @@ def start_simulator(
         scenario_arg,
         "--rate-limit",
         str(rate_limit_per_minute),
+        "--oncalls-rate-limit",
+        str(oncalls_rate_limit_per_minute),
         "--latency-ms",
         str(latency_ms),
         "--log-level",

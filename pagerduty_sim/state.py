@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import secrets
+import uuid
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,12 +13,17 @@ from typing import Any
 
 from joserfc.jwk import RSAKey
 
-from .scenario import Account, ApiKey, OAuthApp, Scenario, load_scenario
+from .scenario import Account, ApiKey, OAuthApp, Scenario, Schedule, User, load_scenario
 
 DEFAULT_RATE_LIMIT = 960
+# /oncalls has its own operation-specific limit on top of the per-credential one; PagerDuty does
+# not publish the number, so this default is the simulator's choice (docs/simulator.md).
+DEFAULT_ONCALLS_RATE_LIMIT = 120
 ACCESS_TTL = 86400  # 1 day (facts: Scoped OAuth access token)
 REFRESH_TTL = 30 * 86400  # 30 days
 CODE_TTL = 30  # authorization codes live 30 seconds
+REFRESH_WINDOW = 365 * 86400  # Scoped OAuth: 1-year rolling window from the authorization
+DEFAULT_AUTH_ERROR_MODE = "text"  # 401 bodies are often not JSON (go-pagerduty#553, #469)
 
 
 @dataclass
@@ -32,11 +38,39 @@ class Principal:
     bucket: str  # rate-limit bucket
 
     @property
+    def user(self) -> User | None:
+        return self.account.users.get(self.user_id) if self.user_id else None
+
+    @property
     def sees_restricted(self) -> bool:
+        """Schedules marked `restricted` are visible to account keys and admins only."""
         if self.user_id is None:
             return True
-        user = self.account.users.get(self.user_id)
+        user = self.user
         return bool(user and user.is_admin)
+
+    @property
+    def restricted_role(self) -> bool:
+        """PagerDuty's Restricted Access role: sees only what they belong to."""
+        user = self.user
+        return bool(user and user.is_restricted)
+
+    def can_see_user(self, uid: str) -> bool:
+        user = self.user
+        if user is None or not user.is_restricted:
+            return True
+        if uid == user.id:
+            return True
+        other = self.account.users.get(uid)
+        return bool(other and set(other.teams) & set(user.teams))
+
+    def can_see_schedule(self, s: Schedule) -> bool:
+        if s.restricted and not self.sees_restricted:
+            return False
+        user = self.user
+        if user is None or not user.is_restricted:
+            return True
+        return user.id in s.user_ids() or bool(set(s.teams) & set(user.teams))
 
 
 @dataclass
@@ -60,7 +94,8 @@ class Token:
     scopes: list[str]
     issued_at: datetime
     expires_at: datetime
-    grant_id: str
+    grant_id: str  # the delegation: one per authorization, kept across refreshes
+    authorized_at: datetime  # when the user authorized (start of the rolling refresh window)
     revoked: bool = False
     rotated: bool = False  # a refresh token that was already exchanged
 
@@ -100,6 +135,7 @@ class RateLimit:
     per_minute: int = DEFAULT_RATE_LIMIT
     enabled: bool = True
     bare_429: bool = False  # 429 without ratelimit headers or body (PagerDuty warns this happens)
+    oncalls_per_minute: int = DEFAULT_ONCALLS_RATE_LIMIT  # extra limit on GET /oncalls
 
 
 class SimState:
@@ -110,18 +146,28 @@ class SimState:
         rate_limit_per_minute: int = DEFAULT_RATE_LIMIT,
         auto_approve: bool = False,
         latency_ms: int = 0,
+        oncalls_rate_limit_per_minute: int = DEFAULT_ONCALLS_RATE_LIMIT,
     ) -> None:
         self.clock_offset = 0.0
-        self.rate = RateLimit(per_minute=rate_limit_per_minute)
+        self.rate = RateLimit(
+            per_minute=rate_limit_per_minute, oncalls_per_minute=oncalls_rate_limit_per_minute
+        )
         self.auto_approve = auto_approve
         self.latency_ms = latency_ms
-        self.auth_error_mode = "json"  # json | text (401 bodies that are not JSON)
+        self.auth_error_mode = DEFAULT_AUTH_ERROR_MODE  # text (default) | json
         self.access_ttl = ACCESS_TTL
         self.refresh_ttl = REFRESH_TTL
         self.code_ttl = CODE_TTL
+        self.refresh_window = REFRESH_WINDOW
         self.faults: list[FaultRule] = []
         self._fault_ids = itertools.count(1)
-        self._startup = (scenario, rate_limit_per_minute, auto_approve, latency_ms)
+        self._startup = (
+            scenario,
+            rate_limit_per_minute,
+            auto_approve,
+            latency_ms,
+            oncalls_rate_limit_per_minute,
+        )
         self.rng = random.Random()
         self.signing_key = RSAKey.generate_key(
             2048, parameters={"kid": secrets.token_hex(8), "use": "sig", "alg": "RS256"}
@@ -154,13 +200,14 @@ class SimState:
 
     def reset(self) -> None:
         """Back to the state the simulator started with (scenario, settings, clock, no faults)."""
-        scenario, rate, auto, latency = self._startup
+        scenario, rate, auto, latency, oncalls_rate = self._startup
         self.clock_offset = 0.0
-        self.rate = RateLimit(per_minute=rate)
+        self.rate = RateLimit(per_minute=rate, oncalls_per_minute=oncalls_rate)
         self.auto_approve = auto
         self.latency_ms = latency
-        self.auth_error_mode = "json"
+        self.auth_error_mode = DEFAULT_AUTH_ERROR_MODE
         self.access_ttl, self.refresh_ttl, self.code_ttl = ACCESS_TTL, REFRESH_TTL, CODE_TTL
+        self.refresh_window = REFRESH_WINDOW
         self.faults.clear()
         self.load(scenario)
 
@@ -187,22 +234,23 @@ class SimState:
 
     # ------------------------------------------------------------------ rate limiting
 
-    def take(self, bucket: str) -> tuple[bool, int, int]:
+    def take(self, bucket: str, limit: int | None = None) -> tuple[bool, int, int]:
         """Consume one request from `bucket`: (allowed, remaining, seconds until reset).
 
         Fixed one-minute windows starting at a bucket's first request, on the virtual clock so a
-        test can advance time instead of sleeping.
+        test can advance time instead of sleeping. `limit` defaults to the per-credential one.
         """
+        per_minute = self.rate.per_minute if limit is None else limit
         now = self.now().timestamp()
         state = self.buckets.get(bucket)
         if state is None or now - state[0] >= 60:
             state = [now, 0.0]
             self.buckets[bucket] = state
         reset = max(1, int(60 - (now - state[0]) + 0.999))
-        if state[1] >= self.rate.per_minute:
+        if state[1] >= per_minute:
             return False, 0, reset
         state[1] += 1
-        return True, int(self.rate.per_minute - state[1]), reset
+        return True, int(per_minute - state[1]), reset
 
     # ------------------------------------------------------------------ faults
 
@@ -237,10 +285,16 @@ class SimState:
     # ------------------------------------------------------------------ tokens
 
     def issue_tokens(
-        self, app: OAuthApp, user_id: str, scopes: list[str], grant_id: str | None = None
+        self,
+        app: OAuthApp,
+        user_id: str,
+        scopes: list[str],
+        grant_id: str | None = None,
+        authorized_at: datetime | None = None,
     ) -> tuple[Token, Token]:
         now = self.now()
-        grant = grant_id or secrets.token_hex(8)
+        grant = grant_id or str(uuid.uuid4())
+        since = authorized_at or now
         access = Token(
             "pdsim_at_" + secrets.token_urlsafe(24),
             "access",
@@ -250,6 +304,7 @@ class SimState:
             now,
             now + timedelta(seconds=self.access_ttl),
             grant,
+            since,
         )
         refresh = Token(
             "pdsim_rt_" + secrets.token_urlsafe(24),
@@ -260,6 +315,7 @@ class SimState:
             now,
             now + timedelta(seconds=self.refresh_ttl),
             grant,
+            since,
         )
         self.access_tokens[access.value] = access
         self.refresh_tokens[refresh.value] = refresh

@@ -161,8 +161,10 @@ def test_user_mutations(sim: SimulatorHandle, client: httpx.Client) -> None:
     assert client.get("/users/PUBOB01").json()["user"]["email"] == "Robert@Example.com"
     sim.control.delete("/accounts/acme/users/PUCAROL").raise_for_status()
     assert client.get("/users/PUCAROL").status_code == 404
+    # a deleted user stays on the schedule as a placeholder (see test_deleted_users.py)
     prim = client.get("/schedules/PSPRIMA").json()["schedule"]
-    assert [u["id"] for u in prim["users"]] == ["PUALICE", "PUBOB01"]
+    assert [u["id"] for u in prim["users"]] == ["PUALICE", "PUBOB01", "PUCAROL"]
+    assert "deleted_at" in prim["users"][2]
     assert sim.control.delete("/accounts/acme/users/PUCAROL").status_code == 404
 
 
@@ -269,15 +271,42 @@ def test_generated_fleet_served_over_http() -> None:
 
 
 def test_large_account_paginates_to_the_10000_cap() -> None:
+    t0 = time.monotonic()
+    sc = large_account(n_users=25_000, n_schedules=50)
+    assert time.monotonic() - t0 < 2
     with (
-        start_simulator(large_account(n_users=10_050, n_schedules=50)) as s,
+        start_simulator(sc) as s,
         httpx.Client(
             base_url=s.base_url, headers={"Authorization": "Token token=u+largeReadOnlyKey000001"}
         ) as c,
     ):
         last = c.get("/users", params={"limit": 100, "offset": 9900, "total": "true"}).json()
-        assert last["total"] == 10_050 and last["more"] is True and len(last["users"]) == 100
-        assert c.get("/users", params={"limit": 100, "offset": 10_000}).status_code == 400
+        assert last["total"] == 25_000 and last["more"] is True and len(last["users"]) == 100
+        capped = c.get("/users", params={"limit": 100, "offset": 10_000})
+        assert capped.status_code == 400 and capped.json()["error"]["code"] == 2002
+        # past the cap, narrower queries still reach everyone
+        found = c.get("/users", params={"query": "user24999@"}).json()["users"]
+        assert [u["email"] for u in found] == ["user24999@large.example"]
+
+
+def test_large_account_with_deleted_users() -> None:
+    sc = large_account(n_users=300, n_schedules=40, seed=2, deleted_users=50)
+    acct = sc.accounts["large"]
+    assert len(acct.users) == 250 and len(acct.deleted_users) == 50
+    with (
+        start_simulator(sc) as s,
+        httpx.Client(
+            base_url=s.base_url, headers={"Authorization": "Token token=u+largeReadOnlyKey000001"}
+        ) as c,
+    ):
+        assert c.get("/users", params={"total": "true"}).json()["total"] == 250
+        placeholders = [
+            u
+            for sid in list(acct.schedules)[:40]
+            for u in c.get(f"/schedules/{sid}").json().get("schedule", {}).get("users", [])
+            if "deleted_at" in u
+        ]
+        assert placeholders and all(u["id"] in acct.deleted_users for u in placeholders)
 
 
 def test_subprocess_mode_and_cli(tmp_path: Path) -> None:

@@ -204,11 +204,40 @@ def test_expired_access_token_is_401_and_refresh_expires_after_30_days(
     sim.control.post("/clock", json={"advance_seconds": 86400 + 1}).raise_for_status()
     with api(sim, bearer=tok["access_token"]) as c:
         resp = c.get("/users")
-    assert resp.status_code == 401 and resp.json()["error"]["code"] == 2006
+    assert resp.status_code == 401
+    assert not resp.headers["content-type"].startswith("application/json")  # non-JSON 401
     assert refresh(sim, tok["refresh_token"]).status_code == 200
     tok2 = oauth_tokens()
     sim.control.post("/clock", json={"advance_seconds": 30 * 86400 + 1}).raise_for_status()
     assert refresh(sim, tok2["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_refresh_answers_without_an_id_token(
+    sim: SimulatorHandle, oauth_tokens: TokenFactory
+) -> None:
+    first = oauth_tokens()
+    assert first["id_token"]
+    again = refresh(sim, first["refresh_token"]).json()
+    assert "id_token" not in again
+    assert again["access_token"] and again["refresh_token"] and again["token_type"] == "bearer"
+
+
+def test_refreshes_stop_one_year_after_the_authorization(
+    sim: SimulatorHandle, oauth_tokens: TokenFactory
+) -> None:
+    # Scoped OAuth: "rolling refresh window of 1 year" (developer docs, Private Apps)
+    rt = oauth_tokens()["refresh_token"]
+    for _ in range(12):  # refresh every 29 days: each refresh token is fresh, the grant ages
+        sim.control.post("/clock", json={"advance_seconds": 29 * 86400}).raise_for_status()
+        resp = refresh(sim, rt)
+        assert resp.status_code == 200, resp.text
+        rt = resp.json()["refresh_token"]
+    sim.control.post("/clock", json={"advance_seconds": 20 * 86400}).raise_for_status()
+    late = refresh(sim, rt)  # 368 days after the authorization
+    assert late.status_code == 400
+    assert late.json()["error"] == "invalid_grant"
+    # a new authorization starts a new window
+    assert refresh(sim, oauth_tokens()["refresh_token"]).status_code == 200
 
 
 def test_unregistered_scope_grants_only_openid(
@@ -240,40 +269,54 @@ def test_scopes_are_checked_per_route(sim: SimulatorHandle, oauth_tokens: TokenF
     assert got == expected
 
 
-def test_id_token_verifies_against_jwks(sim: SimulatorHandle, oauth_tokens: TokenFactory) -> None:
-    tok = oauth_tokens()
+def _claims(sim: SimulatorHandle, id_token: str) -> dict[str, Any]:
     jwks = httpx.get(f"{sim.identity_url}/global/oauth/anonymous/jwks").json()
-    decoded = jwt.decode(tok["id_token"], KeySet.import_key_set(jwks))
-    assert decoded.header["alg"] == "RS256"
-    claims: dict[str, Any] = decoded.claims
-    assert claims["aud"] == sim.base_url
-    assert claims["iss"] == sim.identity_url
-    assert (claims["account_id"], claims["user_id"], claims["subdomain"], claims["region"]) == (
+    decoded = jwt.decode(id_token, KeySet.import_key_set(jwks))
+    assert decoded.header["alg"] == "RS256" and decoded.header["kid"]
+    return dict(decoded.claims)
+
+
+def test_id_token_has_pagerdutys_shape(sim: SimulatorHandle, oauth_tokens: TokenFactory) -> None:
+    # developer docs, "PagerDuty OpenID token": decoded example
+    tok = oauth_tokens()
+    claims = _claims(sim, tok["id_token"])
+    assert claims["iss"] == f"{sim.identity_url}/global/oauth/anonymous"
+    assert claims["aud"] == [sim.base_url, "demo-client-id"]  # a list: region API base + client
+    assert claims["azp"] == "demo-client-id"
+    assert claims["region"] == "UnitedStates"
+    assert claims["exp"] - claims["nbf"] == 3600
+    assert claims["iat"] == claims["nbf"]
+    assert (claims["account_id"], claims["user_id"], claims["subdomain"]) == (
         "acme",
         "PUALICE",
         "acme",
-        "us",
     )
     assert claims["sub"] == "PUALICE"
-    assert claims["exp"] > claims["iat"]
+    assert claims["purpose"] == "id"
+    assert claims["jti"] and claims["sid"] and claims["at_hash"]
+    assert claims["acr"] == claims["amr"] == "acr:html-form:unitedstates"
+    delegation = claims["delegation_id"]
+    assert len(delegation) == 36  # a UUID, kept for the whole authorization
+    listed = sim.control.get("/tokens").json()["tokens"]
+    assert {t["delegation_id"] for t in listed} == {delegation}
+    again = oauth_tokens()
+    assert _claims(sim, again["id_token"])["delegation_id"] != delegation
 
 
 def test_eu_app_token_works_only_on_eu(sim: SimulatorHandle, oauth_tokens: TokenFactory) -> None:
     tok = oauth_tokens(client_id="euco-client-id", client_secret="euco-client-secret")
-    claims = jwt.decode(
-        tok["id_token"],
-        KeySet.import_key_set(httpx.get(f"{sim.identity_url}/global/oauth/anonymous/jwks").json()),
-    ).claims
-    assert claims["region"] == "eu" and claims["aud"] == sim.eu_base_url
+    claims = _claims(sim, tok["id_token"])
+    assert claims["aud"] == [sim.eu_base_url, "euco-client-id"]
+    assert claims["region"] == "Europe"  # PagerDuty's EU value is not documented (docs)
+    assert claims["iss"] == f"{sim.identity_url}/global/oauth/anonymous"  # one global issuer
     with api(sim, bearer=tok["access_token"], eu=True) as c:
         assert c.get("/users/me").json()["user"]["email"] == "anna@euco.example"
     with api(sim, bearer=tok["access_token"]) as c:
         assert c.get("/users").status_code == 401
 
 
-def test_revoke_endpoint_and_control_revocation(
-    sim: SimulatorHandle, oauth_tokens: TokenFactory
-) -> None:
+def test_there_is_no_revocation_endpoint(sim: SimulatorHandle, oauth_tokens: TokenFactory) -> None:
+    # PagerDuty documents none: only "Revoke All Tokens" in the App Registration UI
     tok = oauth_tokens()
     resp = httpx.post(
         f"{sim.identity_url}/oauth/revoke",
@@ -283,10 +326,30 @@ def test_revoke_endpoint_and_control_revocation(
             "client_secret": "demo-client-secret",
         },
     )
-    assert resp.status_code == 200
+    unknown = httpx.post(f"{sim.identity_url}/oauth/no-such-thing", data={"x": "1"})
+    assert resp.status_code == unknown.status_code == 404
+    assert resp.content == unknown.content
     with api(sim, bearer=tok["access_token"]) as c:
-        assert c.get("/users").status_code == 401  # revoking the grant ends its access token
+        assert c.get("/users").status_code == 200  # still valid
+    assert refresh(sim, tok["refresh_token"]).status_code == 200
+
+
+def test_revoke_all_tokens_of_an_app(sim: SimulatorHandle, oauth_tokens: TokenFactory) -> None:
+    tok = oauth_tokens()
+    bob = oauth_tokens(client_id="demo-bob-client-id", client_secret="demo-bob-client-secret")
+    resp = sim.control.post("/oauth_apps/demo-oauth/revoke_all")
+    assert resp.status_code == 200 and resp.json()["revoked"] == 2
+    with api(sim, bearer=tok["access_token"]) as c:
+        resp = c.get("/users")
+        assert resp.status_code == 401
+        assert not resp.headers["content-type"].startswith("application/json")
     assert refresh(sim, tok["refresh_token"]).json()["error"] == "invalid_grant"
+    with api(sim, bearer=bob["access_token"]) as c:
+        assert c.get("/users").status_code == 200  # another app's tokens live on
+    assert sim.control.post("/oauth_apps/nope/revoke_all").status_code == 404
+
+
+def test_control_revocation_and_expiry(sim: SimulatorHandle, oauth_tokens: TokenFactory) -> None:
     tok2 = oauth_tokens()
     revoked = sim.control.post("/tokens/revoke", json={"app": "demo-oauth"}).json()
     assert revoked["revoked"] >= 2

@@ -79,20 +79,34 @@ def test_walking_pages_by_received_count_sees_everyone_once(
 
 
 @pytest.mark.parametrize(
-    ("params", "status"),
+    ("params", "status", "code"),
     [
-        ({"offset": 9900, "limit": 100}, 200),
-        ({"offset": 9901, "limit": 100}, 400),
-        ({"offset": 10000}, 400),
-        ({"offset": 9990, "limit": 1000}, 400),  # clamped limit 100 still passes 10,000
-        ({"limit": "abc"}, 400),
+        ({"offset": 9900, "limit": 100}, 200, None),
+        ({"offset": 9901, "limit": 100}, 400, 2002),
+        ({"offset": 10000}, 400, 2002),
+        ({"offset": 9990, "limit": 1000}, 400, 2002),  # clamped limit 100 still passes 10,000
+        ({"limit": "abc"}, 400, 2001),
     ],
 )
-def test_offset_window_limit(client: httpx.Client, params: dict[str, object], status: int) -> None:
+def test_offset_window_limit(
+    client: httpx.Client, params: dict[str, object], status: int, code: int | None
+) -> None:
     resp = client.get("/users", params=params)
     assert resp.status_code == status
     if status == 400:
-        assert resp.json()["error"]["code"] == 2001
+        assert resp.json()["error"]["code"] == code
+
+
+def test_offset_plus_limit_past_10000_is_pagerdutys_2002_body(client: httpx.Client) -> None:
+    # cloudquery/cloudquery#12750, faros-ai/airbyte-connectors#991: the exact error
+    for path in ("/users", "/schedules", "/oncalls"):
+        resp = client.get(path, params={"offset": 9950, "limit": 100})
+        assert resp.status_code == 400, path
+        err = resp.json()["error"]
+        assert err["code"] == 2002
+        assert err["message"] == "Arguments Caused Error"
+        assert len(err["errors"]) == 1
+        assert err["errors"][0].startswith("Offset+limit exceeds maximum allowed value of 10000")
 
 
 def test_total_only_with_lowercase_true(client: httpx.Client) -> None:
@@ -122,23 +136,28 @@ def test_abilities(client: httpx.Client) -> None:
     }
 
 
-def test_bad_key_is_401_code_2006(sim: SimulatorHandle) -> None:
+def test_401_body_is_not_json_by_default(sim: SimulatorHandle) -> None:
+    # go-pagerduty#553 / #469: a 401 often has no JSON body at all
+    assert sim.control.get("/settings").json()["auth_error_mode"] == "text"
+    for key in ("u+nope", None):
+        with api(sim, key=key) as c:
+            resp = c.get("/users")
+        assert resp.status_code == 401
+        assert not resp.headers["content-type"].startswith("application/json")
+        with pytest.raises(ValueError):
+            resp.json()
+
+
+def test_json_401_bodies_are_selectable(sim: SimulatorHandle) -> None:
+    sim.control.post("/settings", json={"auth_error_mode": "json"}).raise_for_status()
     with api(sim, key="u+nope") as c:
         resp = c.get("/users")
     assert resp.status_code == 401
     assert resp.json()["error"]["code"] == 2006
     with api(sim, key=None) as c:
         assert c.get("/users").status_code == 401
-
-
-def test_401_body_can_be_non_json(sim: SimulatorHandle) -> None:
-    sim.control.post("/settings", json={"auth_error_mode": "text"}).raise_for_status()
-    with api(sim, key="u+nope") as c:
-        resp = c.get("/users")
-    assert resp.status_code == 401
-    assert not resp.headers["content-type"].startswith("application/json")
-    with pytest.raises(ValueError):
-        resp.json()
+    sim.control.post("/reset").raise_for_status()
+    assert sim.control.get("/settings").json()["auth_error_mode"] == "text"
 
 
 def test_no_api_access_is_402(sim: SimulatorHandle) -> None:

@@ -181,25 +181,6 @@ def test_schedule_objects_list_users_and_policies(client: httpx.Client) -> None:
     assert "final_schedule" not in scheds["PSPRIMA"]
 
 
-def test_schedule_list_renders_final_schedule_for_the_window(client: httpx.Client) -> None:
-    body = client.get(
-        "/schedules",
-        params={
-            "include[]": "final_schedule",
-            "since": "2024-01-08T00:00:00Z",
-            "until": "2024-01-09T00:00:00Z",
-            "time_zone": "UTC",
-        },
-    ).json()
-    scheds = {s["id"]: s for s in body["schedules"]}
-    prim = scheds["PSPRIMA"]["final_schedule"]["rendered_schedule_entries"]
-    assert [(e["start"], e["end"], e["user"]["id"]) for e in prim] == [
-        ("2024-01-08T00:00:00Z", "2024-01-09T00:00:00Z", "PUBOB01")
-    ]
-    sec = scheds["PSSECON"]["final_schedule"]["rendered_schedule_entries"]
-    assert [e["user"]["id"] for e in sec] == [SECONDARY[7 % 4]]
-
-
 def test_schedule_users_are_full_user_objects_for_the_window(client: httpx.Client) -> None:
     users = client.get(
         "/schedules/PSPRIMA/users",
@@ -283,7 +264,7 @@ def oncall_rows(client: httpx.Client, **params: Any) -> list[tuple]:
             o["escalation_policy"]["id"],
             o["escalation_level"],
             o["user"]["id"],
-            o.get("schedule", {}).get("id"),
+            (o["schedule"] or {}).get("id"),
         )
         for o in resp.json()["oncalls"]
     )
