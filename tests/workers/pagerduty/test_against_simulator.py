@@ -17,7 +17,7 @@ import redis
 from pagerduty_sim.generator import large_account
 from pagerduty_sim.server import SimulatorHandle, start_simulator
 from workers.pagerduty import oauth
-from workers.pagerduty.client import ACCEPT, Credential, PagerDutyClient
+from workers.pagerduty.client import ACCEPT, PagerDutyClient
 from workers.pagerduty.errors import (
     BadRequest,
     Forbidden,
@@ -34,6 +34,8 @@ from workers.pagerduty.errors import (
     UnknownRegion,
 )
 from workers.pagerduty.ratelimit import RedisRateLimiter
+from workers.pagerduty.records import Credential
+from workers.pagerduty.snapshot import read_snapshot
 
 REDIRECT = "http://127.0.0.1:9/callback"
 MAIN_KEY = "u+mainAccountKey0000001"
@@ -144,6 +146,16 @@ def scenario() -> dict[str, Any]:
                     ],
                 },
             ],
+            "escalation_policies": [
+                {
+                    "id": "PEMAIN1",
+                    "name": "Main",
+                    "rules": [
+                        {"targets": [{"type": "schedule", "id": "PSV2OVR"}]},
+                        {"targets": [{"type": "schedule", "id": "PSV2DAY"}]},
+                    ],
+                }
+            ],
         },
         {
             "id": "euco",
@@ -183,7 +195,7 @@ def scenario() -> dict[str, Any]:
                 "client_id": "main-client",
                 "client_secret": MAIN_SECRET,
                 "account": "main",
-                "scopes": ["openid", "users.read", "schedules.read"],
+                "scopes": ["openid", "users.read", "schedules.read", "oncalls.read"],
                 "authorize_as": "PADMIN1",
             },
             {
@@ -199,7 +211,7 @@ def scenario() -> dict[str, Any]:
                 "client_id": "eu-client",
                 "client_secret": "eu-secret-123456",
                 "account": "euco",
-                "scopes": ["openid", "users.read", "schedules.read"],
+                "scopes": ["openid", "users.read", "schedules.read", "oncalls.read"],
                 "authorize_as": "PEU0000",
             },
         ],
@@ -312,15 +324,19 @@ def test_more_than_10000_users_raises_pagination_limit(http: httpx.Client) -> No
 # --- errors -------------------------------------------------------------------------------------
 
 
-def test_401_json_and_non_json(sim: SimulatorHandle, http: httpx.Client) -> None:
+def test_401_bodies_are_not_json_by_default_and_either_kind_is_invalid_credentials(
+    sim: SimulatorHandle, http: httpx.Client
+) -> None:
+    """PagerDuty's 401 is often not JSON at all (go-pagerduty#553): parsed defensively."""
     bad = client_for(sim, http, "u+notARealKey00000001")
     with pytest.raises(InvalidCredentials) as info:
         bad.probe()
-    assert info.value.status == 401 and info.value.code == 2006
-    sim.control.post("/settings", json={"auth_error_mode": "text"}).raise_for_status()
+    assert info.value.status == 401
+    assert info.value.code is None and "not PagerDuty's JSON" in str(info.value)
+    sim.control.post("/settings", json={"auth_error_mode": "json"}).raise_for_status()
     with pytest.raises(InvalidCredentials) as info:
         bad.probe()
-    assert info.value.code is None and "not PagerDuty's JSON" in str(info.value)
+    assert info.value.code == 2006
     assert bad.requests_made == 2  # never retried
 
 
@@ -344,10 +360,11 @@ def test_402_403_404_400(sim: SimulatorHandle, http: httpx.Client) -> None:
     assert forbidden.value.missing == ("schedules.read",) and forbidden.value.code == 2010
 
     main = client_for(sim, http, MAIN_KEY)
+    now = datetime.now(UTC)
     with pytest.raises(NotFound):
-        main.get_v3_schedule("PNOSUCH", datetime.now(UTC), datetime.now(UTC) + timedelta(days=1))
+        main.v3_schedule_timeline("PNOSUCH", now, now + timedelta(days=1))
     with pytest.raises(BadRequest):  # a v2 schedule on the v3 endpoint
-        main.get_v3_schedule("PSV2OVR", datetime.now(UTC), datetime.now(UTC) + timedelta(days=1))
+        main.v3_schedule_timeline("PSV2OVR", now, now + timedelta(days=1))
     assert main.key_level() == "account"  # /users/me: 400 with a plain-string error
     assert client_for(sim, http, MAIN_USER_KEY).key_level() == "user"
     assert PagerDutyClient(sim.base_url, connect(sim).credential, http=http).key_level() == "user"
@@ -464,42 +481,96 @@ def test_timeout_is_transient(sim: SimulatorHandle, http: httpx.Client) -> None:
 # --- schedules ----------------------------------------------------------------------------------
 
 
-def test_snapshot_v2_and_v3_with_overlaps(sim: SimulatorHandle, http: httpx.Client) -> None:
+BOUND = {"PSV2OVR", "PSV2DAY", "PSV3PAI", "PSV3ROT"}
+
+
+def test_snapshot_reads_on_call_from_the_endpoints_that_render_it(
+    sim: SimulatorHandle, http: httpx.Client
+) -> None:
+    """The schedule list never renders who is on call (api-schema#430): the snapshot takes it
+    from /oncalls and the v3 detail, and agrees with the simulator's own answer."""
     client = client_for(sim, http, MAIN_KEY)
-    snap = client.fetch_account_snapshot()
+    snap = read_snapshot(client, bound=BOUND)
     by_id = {s.id: s for s in snap.schedules}
     assert set(by_id) == {"PSV2OVR", "PSV2DAY", "PSRESTR", "PSV3PAI", "PSV3ROT"}
     assert len(snap.users) == 7 and {u.email for u in snap.users} >= {"Bob@Main.example"}
 
     primary = by_id["PSV2OVR"]
     assert primary.version == "v2" and primary.member_user_ids == ("PADMIN1", "PUBOB01", "PUCAROL")
-    assert primary.on_call_user_ids == ("PUDAVE1",)  # the override wins
+    assert [u.id for u in snap.on_call("PSV2OVR")] == ["PUDAVE1"]  # the override wins
     pair = by_id["PSV3PAI"]
     assert pair.version == "v3" and pair.time_zone == "Asia/Tokyo"
-    assert set(pair.on_call_user_ids) == {"PUERIN1", "PUFRANK"}  # overlapping: both on call
+    assert {u.id for u in snap.on_call("PSV3PAI")} == {"PUERIN1", "PUFRANK"}  # overlapping
     assert set(pair.member_user_ids) == {"PUERIN1", "PUFRANK"}
-    rotating = by_id["PSV3ROT"]
-    assert set(rotating.member_user_ids) == {"PUCAROL", "PUDAVE1"}  # seen within 14 days
-    for sid, schedule in by_id.items():
-        assert set(schedule.on_call_user_ids) == oncall_now(sim, "main", sid), sid
+    assert set(by_id["PSV3ROT"].member_user_ids) == {"PUCAROL", "PUDAVE1"}  # from its rotation
+    for sid in BOUND:
+        assert {u.id for u in snap.on_call(sid)} == oncall_now(sim, "main", sid), sid
+    assert "PSRESTR" not in snap.timelines  # not bound: its on-call is never read
 
-    # 1 users page + 1 v2 page + 1 v3 list + 1 per v3 schedule: the documented lower bound.
-    assert snap.requests_made == 5 == client.requests_made
+    # users + v2 list + v3 list + one detail per v3 schedule + one /oncalls for both bound v2.
+    assert snap.requests_made == 6 == client.requests_made
     assert snap.requests_by_endpoint == {
         "GET /users": 1,
         "GET /schedules": 1,
         "GET /v3/schedules": 1,
         "GET /v3/schedules/{id}": 2,
+        "GET /oncalls": 1,
     }
-    assert stats(sim)["total"] == 5
+    requests = sim.control.get("/requests").json()["requests"]
+    listed = [r for r in requests if r["endpoint"] == "GET /schedules"]
+    assert listed and all("include" not in r["query"] for r in listed)
+
+
+def test_a_schedule_no_policy_uses_is_read_from_its_detail(
+    sim: SimulatorHandle, http: httpx.Client
+) -> None:
+    client = client_for(sim, http, MAIN_KEY)
+    snap = read_snapshot(client, bound={"PSRESTR"})  # admin key: sees the restricted one
+    assert {u.id for u in snap.on_call("PSRESTR")} == oncall_now(sim, "main", "PSRESTR")
+    assert snap.requests_by_endpoint.get("GET /schedules/{id}") == 1
+    assert "GET /oncalls" not in snap.requests_by_endpoint
+
+
+def test_oncalls_refused_falls_back_to_details(sim: SimulatorHandle, http: httpx.Client) -> None:
+    sim.control.post("/rate_limit", json={"oncalls_per_minute": 1}).raise_for_status()
+    client = client_for(sim, http, MAIN_KEY)
+    client.oncalls(["PSV2OVR"], datetime.now(UTC), datetime.now(UTC) + timedelta(hours=1))
+    # /oncalls' own limit is used up: the snapshot reads each bound v2 schedule's detail instead.
+    snap = read_snapshot(client, bound={"PSV2OVR", "PSV2DAY"})
+    assert [u.id for u in snap.on_call("PSV2OVR")] == ["PUDAVE1"]
+    assert {u.id for u in snap.on_call("PSV2DAY")} == oncall_now(sim, "main", "PSV2DAY")
+    assert snap.requests_by_endpoint["GET /schedules/{id}"] == 2
+
+
+def test_v3_gated_by_an_ability_keeps_v2_syncing(sim: SimulatorHandle, http: httpx.Client) -> None:
+    sim.control.patch(
+        "/accounts/main", json={"required_abilities": {"/v3/schedules": "v3_schedules"}}
+    ).raise_for_status()
+    snap = read_snapshot(client_for(sim, http, MAIN_KEY), bound={"PSV2OVR", "PSV3PAI"})
+    assert not snap.v3_listed
+    assert "HTTP 402" in snap.notices[0]
+    assert [u.id for u in snap.on_call("PSV2OVR")] == ["PUDAVE1"]
+    assert "PSV3PAI" not in {s.id for s in snap.schedules}
+
+
+def test_deleted_user_stays_on_the_schedule_as_an_inactive_placeholder(
+    sim: SimulatorHandle, http: httpx.Client
+) -> None:
+    sim.control.delete("/accounts/main/users/PUCAROL").raise_for_status()
+    snap = read_snapshot(client_for(sim, http, MAIN_KEY), bound={"PSV2OVR"})
+    users = {u.id: u for u in snap.users}
+    assert users["PUCAROL"].active is False and users["PUCAROL"].email is None
+    assert "PUCAROL" in {s.id: s for s in snap.schedules}["PSV2OVR"].member_user_ids
+    assert len([u for u in snap.users if u.active]) == 6
 
 
 def test_non_admin_user_key_does_not_see_restricted(
     sim: SimulatorHandle, http: httpx.Client
 ) -> None:
-    snap = client_for(sim, http, MAIN_USER_KEY).fetch_account_snapshot()
+    snap = read_snapshot(client_for(sim, http, MAIN_USER_KEY), bound={"PSRESTR"})
     assert "PSRESTR" not in {s.id for s in snap.schedules}
     assert len(snap.schedules) == 4
+    assert "PSRESTR" not in snap.timelines  # not listed: its rotation keeps its state
 
 
 def test_on_call_follows_the_virtual_clock(sim: SimulatorHandle, http: httpx.Client) -> None:
@@ -507,18 +578,50 @@ def test_on_call_follows_the_virtual_clock(sim: SimulatorHandle, http: httpx.Cli
     sim.control.post("/clock", json={"advance_seconds": 3 * 3600}).raise_for_status()
     sim_now = datetime.fromisoformat(sim.control.get("/clock").json()["now"].replace("Z", "+00:00"))
     client = client_for(sim, http, MAIN_KEY)
-    schedules = {s.id: s for s in client.list_schedules(sim_now)}
-    assert set(schedules["PSV2OVR"].on_call_user_ids) == oncall_now(sim, "main", "PSV2OVR")
-    assert "PUDAVE1" not in schedules["PSV2OVR"].on_call_user_ids
+    timeline = client.schedule_timeline("PSV2OVR", sim_now, sim_now + timedelta(hours=1))
+    on_call = {u.id for u in timeline.on_call_at(sim_now.replace(microsecond=0))}
+    assert on_call == oncall_now(sim, "main", "PSV2OVR")
+    assert "PUDAVE1" not in on_call
+
+
+def test_the_detail_shows_the_coming_handoffs(sim: SimulatorHandle, http: httpx.Client) -> None:
+    """One detail read over the next hours also says who is next, and when."""
+    sim_now = datetime.fromisoformat(sim.control.get("/clock").json()["now"].replace("Z", "+00:00"))
+    timeline = client_for(sim, http, MAIN_KEY).schedule_timeline(
+        "PSV2OVR", sim_now, sim_now + timedelta(hours=6)
+    )
+    dave = [s for s in timeline.shifts if s.user.id == "PUDAVE1"]
+    assert dave and dave[0].end is not None
+    after = dave[0].end + timedelta(seconds=1)
+    assert {u.id for u in timeline.on_call_at(after)} != {"PUDAVE1"}
 
 
 def test_eu_account_on_eu_url(sim: SimulatorHandle, http: httpx.Client) -> None:
     eu = client_for(sim, http, EU_KEY, eu=True)
-    snap = eu.fetch_account_snapshot()
+    snap = read_snapshot(eu, bound={"PSEU001"})
     assert len(snap.users) == 3 and [s.id for s in snap.schedules] == ["PSEU001"]
     assert stats(sim)["by_endpoint"]["GET /eu/users"] == 1
     with pytest.raises(InvalidCredentials):
         client_for(sim, http, EU_KEY).probe()  # the US host does not know an EU key
+
+
+def test_account_past_10000_users_syncs_on_referenced_users(http: httpx.Client) -> None:
+    """25,000 users: PagerDuty cannot list them (offset + limit > 10000 answers 400 code
+    2002), so only the people bound schedules name are read."""
+    scenario = large_account(n_users=25_000, n_schedules=20, seed=3)
+    bound = sorted(scenario.accounts["large"].schedules)[:5]
+    with start_simulator(scenario, port=0) as sim:
+        client = client_for(sim, http, "u+largeReadOnlyKey000001")
+        snap = read_snapshot(client, bound=bound)
+        assert not snap.users_complete
+        people = {u.id for u in snap.users}
+        for sid in bound:
+            assert set({s.id: s for s in snap.schedules}[sid].member_user_ids) <= people
+            assert {u.id for u in snap.on_call(sid)} == oncall_now(sim, "large", sid)
+            assert {u.id for u in snap.on_call(sid)} <= people
+        assert len(people) < 200
+        assert snap.requests_by_endpoint["GET /users"] == 1
+        assert set(stats(sim)["by_status"]) == {"200"}  # never asked past the cap
 
 
 # --- OAuth --------------------------------------------------------------------------------------
@@ -579,29 +682,39 @@ def test_token_endpoint_failures_are_transient(sim: SimulatorHandle) -> None:
 
 
 def test_id_token_verification_and_region(sim: SimulatorHandle, http: httpx.Client) -> None:
+    """PagerDuty's real id_token: iss .../global/oauth/anonymous, aud a list with the API host
+    and our client id, azp our client id, region "UnitedStates"."""
     us = connect(sim)
     assert us.id_token is not None
+    issuer = oauth.issuer_for(sim.identity_url)
     claims = oauth.verify_id_token(
-        us.id_token, sim.jwks_url, "main-client", http=http, issuer=sim.identity_url
+        us.id_token, sim.jwks_url, "main-client", http=http, issuer=issuer
     )
     assert (claims.account_id, claims.user_id, claims.subdomain, claims.region) == (
         "main",
         "PADMIN1",
         "mainco",
-        "us",
+        "UnitedStates",
     )
+    assert claims.audience == (sim.base_url, "main-client")
     assert claims.api_base_url == sim.base_url
     assert oauth.region_for_claims(claims, sim.base_url, sim.eu_base_url) == "us"
 
     eu = connect(sim, "eu-client", "eu-secret-123456")
     assert eu.id_token is not None
-    eu_claims = oauth.verify_id_token(eu.id_token, sim.jwks_url, "eu-client", http=http)
-    assert eu_claims.api_base_url == sim.eu_base_url and eu_claims.region == "eu"
+    eu_claims = oauth.verify_id_token(
+        eu.id_token, sim.jwks_url, "eu-client", http=http, issuer=issuer
+    )
+    assert eu_claims.api_base_url == sim.eu_base_url
     # The EU URL extends the US one here: only an exact match may decide.
-    assert oauth.region_for_api_url(eu_claims.api_base_url, sim.base_url, sim.eu_base_url) == "eu"
+    assert oauth.region_for_claims(eu_claims, sim.base_url, sim.eu_base_url) == "eu"
     PagerDutyClient(eu_claims.api_base_url, eu.credential, http=http).probe()
     with pytest.raises(UnknownRegion):
         oauth.region_for_api_url("https://api.example.net", sim.base_url, sim.eu_base_url)
+
+    # A token issued to another app of the same account is refused (client id not in aud/azp).
+    with pytest.raises(IdTokenInvalid, match="not issued to this OAuth app"):
+        oauth.verify_id_token(us.id_token, sim.jwks_url, "users-only-client", http=http)
 
     head, body, sig = us.id_token.split(".")
     tampered = ".".join([head, body, sig[:-4] + ("AAAA" if not sig.endswith("AAAA") else "BBBB")])
@@ -613,7 +726,7 @@ def test_id_token_verification_and_region(sim: SimulatorHandle, http: httpx.Clie
             sim.jwks_url,
             "main-client",
             http=http,
-            now=datetime.now(UTC) + timedelta(days=2),
+            now=datetime.now(UTC) + timedelta(hours=2),  # exp is one hour after nbf
         )
     with pytest.raises(IdTokenInvalid):
         oauth.verify_id_token(
@@ -625,14 +738,18 @@ def test_id_token_verification_and_region(sim: SimulatorHandle, http: httpx.Clie
         )
 
 
-def test_revoke_is_best_effort(sim: SimulatorHandle, http: httpx.Client) -> None:
+def test_refresh_answers_without_an_id_token(sim: SimulatorHandle) -> None:
     tokens = connect(sim)
     assert tokens.refresh_token is not None
-    assert oauth.revoke(sim.identity_url, "main-client", MAIN_SECRET, tokens.refresh_token)
-    with pytest.raises(InvalidCredentials):  # revoking the grant ended its access token
-        PagerDutyClient(sim.base_url, tokens.credential, http=http).probe()
-    assert not oauth.revoke(sim.identity_url, "main-client", "bad-secret-0000", "whatever")
-    assert not oauth.revoke("http://127.0.0.1:1/identity", "main-client", MAIN_SECRET, "x" * 20)
+    renewed = oauth.refresh(sim.identity_url, "main-client", MAIN_SECRET, tokens.refresh_token)
+    assert renewed.id_token is None and renewed.access_token
+
+
+def test_there_is_no_revocation_endpoint_to_call(sim: SimulatorHandle) -> None:
+    """PagerDuty documents none; the client has no revoke, and the simulator's path is 404."""
+    assert not hasattr(oauth, "revoke")
+    response = httpx.post(sim.identity_url + "/oauth/revoke", data={"token": "x"})
+    assert response.status_code == 404
 
 
 # --- the shared rate limiter --------------------------------------------------------------------
@@ -760,7 +877,6 @@ def test_no_secret_in_errors_reprs_or_logs(
     capture(limited.probe)
     sim.control.post("/faults", json={"kind": "error", "status": 500}).raise_for_status()
     capture(client_for(sim, http, MAIN_KEY, max_retries=1).list_users)
-    oauth.revoke(sim.identity_url, "main-client", MAIN_SECRET, tokens.refresh_token)
 
     assert {type(e) for e in errors} >= {
         InvalidGrant,
@@ -773,7 +889,7 @@ def test_no_secret_in_errors_reprs_or_logs(
     texts += [repr(tokens), repr(Credential("api_key", MAIN_KEY)), repr(limited)]
     texts += [record.getMessage() for record in caplog.records]
     names = {record.name for record in caplog.records}
-    assert {"httpx", "workers.pagerduty.client", "workers.pagerduty.oauth"} <= names
+    assert {"httpx", "workers.pagerduty.client"} <= names
     for secret in secrets:
         for text in texts:
             assert secret not in text
