@@ -44,7 +44,7 @@ from workers.pagerduty.errors import (
     PagerDutyError,
     UnknownRegion,
 )
-from workers.pagerduty.records import Credential, ProbeResult
+from workers.pagerduty.records import Credential, ProbeResult, User
 from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def validate_api_key(connection_id: uuid.UUID | str, generation: int) -> Activat
             region, client, probe = chosen, *_probe(chosen, credential)
         except InvalidCredentials:
             region, client, probe = other, *_probe(other, credential)
-        level = client.key_level()
+        me = client.me()
     except InvalidCredentials:
         return _finish_invalid(cid, generation, MSG_KEY_REJECTED)
     except Forbidden as exc:
@@ -162,14 +162,15 @@ def validate_api_key(connection_id: uuid.UUID | str, generation: int) -> Activat
     except NoApiAccess:
         return _finish_invalid(cid, generation, MSG_NO_API_ACCESS)
     metrics.incr("rrpd_connection_checks_total", kind="api_key", outcome="connected")
+    notices = [n for n in (region_notice(chosen, region), role_notice(me)) if n]
     return _finish_connected(
         cid,
         generation,
-        key_level=level,
+        key_level="account" if me is None else "user",
         subdomain=_subdomain_from(probe.html_url),
         kind="initial",
         region=region,
-        notice=region_notice(chosen, region),
+        notice=" ".join(notices) or None,
     )
 
 
@@ -181,6 +182,23 @@ def _probe(region: str, credential: Credential) -> tuple[PagerDutyClient, ProbeR
         timeout=get_settings().pagerduty_timeout_seconds,
     )
     return client, client.probe()
+
+
+# PagerDuty roles that see every schedule and user of the account.
+FULL_VIEW_ROLES = frozenset({"owner", "admin"})
+
+
+def role_notice(user: User | None) -> str | None:
+    """A user-level key or OAuth login acts as its user: a non-admin may not see everything
+    (the help article asks for an Admin for that reason)."""
+    if user is None or user.role is None or user.role in FULL_VIEW_ROLES:
+        return None
+    return (
+        f"This connection acts as {user.name or 'a PagerDuty user'}, whose PagerDuty role "
+        f"({user.role}) may not see every schedule and user of the account; Round Robin sees "
+        "only what that user can see. Connect with an account-level API key or as a PagerDuty "
+        "Admin to see everything."
+    )
 
 
 def region_notice(chosen: str, used: str) -> str | None:
@@ -399,6 +417,16 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
         )
     except (IdTokenInvalid, UnknownRegion, PagerDutyError):
         return _finish_oauth_invalid(aid, cid, generation, MSG_LOGIN_UNVERIFIED)
+    try:
+        me = PagerDutyClient(
+            settings.api_base_url(region),
+            tokens.credential,
+            http=shared_http_client(),
+            timeout=settings.pagerduty_timeout_seconds,
+            max_retries=1,
+        ).me()
+    except PagerDutyError:
+        me = None  # the role is advice for the admin, never a reason to refuse the login
     result = _finish_connected(
         cid,
         generation,
@@ -409,6 +437,7 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
         client_id=client_id,
         client_secret_encrypted=client_secret_encrypted,
         authorization_id=aid,
+        notice=role_notice(me),
     )
     metrics.incr("rrpd_connection_checks_total", kind="oauth", outcome=result.outcome)
     return result

@@ -235,8 +235,18 @@ def test_rotations_list_members_on_duty_and_unmatched(client, world, session) ->
     assert [m["id"] for m in ops["members"]] == [str(world.owner.id), str(world.admin.id)]
     assert [m["email"] for m in ops["on_duty"]] == ["owner@acme.test"]
     assert ops["unmatched_on_call"] == [
-        {"pagerduty_user_id": "PU4", "name": "Stranger One", "email": "s1@elsewhere.test"},
-        {"pagerduty_user_id": "PU5", "name": "Stranger Two", "email": "s2@elsewhere.test"},
+        {
+            "pagerduty_user_id": "PU4",
+            "name": "Stranger One",
+            "email": "s1@elsewhere.test",
+            "active": True,
+        },
+        {
+            "pagerduty_user_id": "PU5",
+            "name": "Stranger Two",
+            "email": "s2@elsewhere.test",
+            "active": True,
+        },
     ]
 
 

@@ -110,12 +110,33 @@ def test_eu_key_connects_on_the_eu_host(
     assert (conn.status, conn.pagerduty_subdomain) == ("connected", "euco")
 
 
-def test_eu_key_sent_to_the_us_host_is_rejected(
+def test_eu_key_chosen_as_us_is_tried_in_the_eu_and_connects_there_saying_so(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
+    """An API key cannot tell its region and the other host answers 401: before calling the
+    key invalid, the other region is tried, and the admin reads which one worked."""
     key = demo_api_key(sim, "euco-readonly")
     conn = _validate(session, _validating_key_connection(session, key, region="us"))
-    assert conn.status == "invalid"
+    assert (conn.status, conn.region, conn.pagerduty_subdomain) == ("connected", "eu", "euco")
+    assert "EU region" in conn.notice and "api.eu.pagerduty.com" in conn.notice
+    assert conn.last_error is None
+
+
+def test_us_key_chosen_as_eu_connects_in_the_us(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    conn = _validate(session, _validating_key_connection(session, demo_api_key(sim), "eu"))
+    assert (conn.status, conn.region) == ("connected", "us")
+    assert "US region" in conn.notice
+
+
+def test_a_key_refused_in_both_regions_says_so(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    conn = _validate(session, _validating_key_connection(session, "u+thisKeyDoesNotExist1"))
+    assert "in both regions (US and EU)" in conn.last_error
+    hosts = {r["path"].startswith("/eu/") for r in sim.control.get("/requests").json()["requests"]}
+    assert hosts == {True, False}  # both hosts were asked
 
 
 def test_transient_errors_are_retried_then_succeed(
@@ -156,7 +177,7 @@ def _pending_oauth_login(
     session: Session,
     sim: SimulatorHandle,
     app_label: str = "demo-oauth",
-    scopes: tuple[str, ...] = ("openid", "users.read", "schedules.read"),
+    scopes: tuple[str, ...] = oauth.DEFAULT_SCOPES,
 ):
     """What the API does on POST .../oauth and on the callback, with the browser's consent
     given by the simulator's auto-approve mode."""
@@ -222,6 +243,7 @@ def test_oauth_exchange_connects_with_tokens_encrypted(
     assert conn.pagerduty_subdomain == "acme"
     assert conn.pagerduty_user_id == "PUALICE"
     assert conn.region == "us"
+    assert conn.notice is None  # Alice is an admin: she sees everything
     assert {"users.read", "schedules.read"} <= set(conn.granted_scopes.split())
     assert conn.access_token_encrypted.startswith("v1:")
     assert conn.refresh_token_encrypted.startswith("v1:")
@@ -260,7 +282,11 @@ def test_app_lacking_a_scope_is_invalid_naming_the_scopes(
     )
     conn = _exchange(session, auth)
     assert conn.status == "invalid"
-    assert "users.read" in conn.last_error and "schedules.read" in conn.last_error
+    assert "PagerDuty granted only openid" in conn.last_error
+    assert "missing: users.read, schedules.read" in conn.last_error
+    # What to fix, and where: the app registration must list every scope we ask for.
+    assert "App Registration" in conn.last_error
+    assert "tick users.read, schedules.read, oncalls.read" in conn.last_error
     assert conn.access_token_encrypted is None
 
 
@@ -314,10 +340,21 @@ def _restricted_user_key(sim: SimulatorHandle) -> str:
     return key
 
 
-def test_key_without_permission_is_invalid_naming_what_is_missing(
+def test_restricted_user_key_connects_and_says_it_sees_only_part_of_the_account(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
+    """PagerDuty filters what a Restricted Access user sees rather than answering 403: the key
+    works, and the admin is told it sees only what that user can see."""
     conn = _validate(session, _validating_key_connection(session, _restricted_user_key(sim)))
-    assert conn.status == "invalid"
-    assert conn.last_error.startswith("PagerDuty accepted the credential but it lacks permission")
-    assert "users.read" in conn.last_error
+    assert (conn.status, conn.key_level) == ("connected", "user")
+    assert "Riley Restricted" in conn.notice and "(restricted_access)" in conn.notice
+    assert "only what that user can see" in conn.notice
+
+
+def test_oauth_login_as_a_non_admin_says_it_sees_only_part_of_the_account(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    conn, auth = _pending_oauth_login(session, sim, "demo-oauth-bob")
+    conn = _exchange(session, auth)
+    assert conn.status == "connected", conn.last_error
+    assert "Bob" in conn.notice and "only what that user can see" in conn.notice

@@ -87,16 +87,18 @@ def test_pagerduty_changes_reach_rotations_through_a_real_worker(
     ).scalar_one()
     assert carol.member_id is None and carol.email == "carol@new-company.example"
 
-    # A user removed upstream leaves the mirror and every rotation.
+    # A user deleted upstream leaves every rotation; PagerDuty keeps them on schedules as an
+    # inactive placeholder, and so does the mirror (never linked to a member).
     sim.control.delete(f"/accounts/{ACCOUNT}/users/PUBOB01").raise_for_status()
     result = run_sync(demo.connection_id)
     assert result["status"] == "succeeded" and result["deleted"] > 0
     members, _ = rotation_state(session, demo.rotations["primary"])
     assert members == [demo.members["alice"]]
     session.rollback()
-    assert not session.execute(
+    bob = session.execute(
         select(PagerDutyUser).where(PagerDutyUser.pagerduty_id == "PUBOB01")
-    ).first()
+    ).scalar_one()
+    assert (bob.active, bob.member_id) == (False, None)
 
     # Nothing changed upstream: the next sync writes nothing but its SyncRun.
     quiet = run_sync(demo.connection_id)

@@ -861,3 +861,72 @@ def test_sync_run_times_are_utc(session, sim) -> None:
     run = session.get(SyncRun, uuid.UUID(result.sync_run_id))
     assert run.started_at == moment and run.finished_at.tzinfo is not None
     assert run.duration_ms is not None and run.duration_ms >= 0
+
+
+# --- PagerDuty as it really behaves ---------------------------------------------------------------
+
+
+def test_v3_refused_keeps_v2_syncing_and_the_v3_rotation_its_state(session, sim) -> None:
+    """A 402 (an ability) on /v3/schedules must not stop the layer-based schedules: their
+    rotations follow PagerDuty, the v3-bound rotation keeps its people, and the admin is told."""
+    demo = arrange_demo(session, sim)
+    assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == (
+        "succeeded"
+    )
+    fts_before = rotation_state(session, demo.rotations["fts"])
+    sim.control.patch(
+        f"/accounts/{ACCOUNT}", json={"required_abilities": {"/v3/schedules": "v3_schedules"}}
+    ).raise_for_status()
+    sim.control.post(
+        f"/accounts/{ACCOUNT}/schedules/PSPRIMA/overrides",
+        json={"user_id": "PUFRANK", "start": "now-1m", "duration_seconds": 600},
+    ).raise_for_status()
+
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+
+    assert result.status == "succeeded"
+    assert "shift-based (v3) schedules" in result.error and "HTTP 402" in result.error
+    assert "fts rotation" in result.error
+    _, duty = rotation_state(session, demo.rotations["primary"])
+    assert demo.members["frank"] in duty  # v2 kept syncing
+    assert rotation_state(session, demo.rotations["fts"]) == fts_before
+    session.rollback()
+    assert (
+        session.scalar(
+            select(PagerDutySchedule.version).where(
+                PagerDutySchedule.connection_id == demo.connection_id,
+                PagerDutySchedule.pagerduty_id == "PSFTSUN",
+            )
+        )
+        == "v3"
+    )  # the mirrored v3 schedule is kept, not deleted
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert conn.status == "connected"
+
+
+def test_a_deleted_user_on_call_is_shown_inactive_and_never_on_duty(session, sim) -> None:
+    demo = arrange_demo(session, sim, bind={"primary": "PSPRIMA"})
+    # Dave is on call in Primary through the demo override; then he is deleted in PagerDuty.
+    sim.control.delete(f"/accounts/{ACCOUNT}/users/PUDAVE1").raise_for_status()
+
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+
+    assert result.status == "succeeded"
+    _, duty = rotation_state(session, demo.rotations["primary"])
+    assert demo.members["dave"] not in duty
+    dave = session.execute(
+        select(PagerDutyUser).where(
+            PagerDutyUser.connection_id == demo.connection_id,
+            PagerDutyUser.pagerduty_id == "PUDAVE1",
+        )
+    ).scalar_one()
+    assert (dave.active, dave.member_id, dave.email) == (False, None, None)
+    from workers.connections import connection_status, list_rotations
+
+    [primary] = [r for r in list_rotations(session, demo.workspace_id) if r["mode"] == "pagerduty"]
+    assert {u["pagerduty_user_id"]: u["active"] for u in primary["unmatched_on_call"]} == {
+        "PUDAVE1": False
+    }
+    status = connection_status(session, demo.workspace_id)
+    assert status["inactive_users"] == 1
+    assert "(1 inactive in PagerDuty)" in status["linked_summary"]

@@ -330,13 +330,18 @@ class PagerDutyClient:
             html_url=html_url if isinstance(html_url, str) else None,
         )
 
+    def me(self) -> User | None:
+        """The user a user-level key or OAuth token acts as; None for an account-level key
+        (PagerDuty answers /users/me with 400 and a plain-string error for those)."""
+        try:
+            body = self.get_json("GET /users/me", "/users/me")
+        except BadRequest:
+            return None
+        return parsing.user(body.get("user"))
+
     def key_level(self) -> Literal["account", "user"]:
         """'user' for user keys and OAuth tokens; 'account' when /users/me answers 400."""
-        try:
-            self.get_json("GET /users/me", "/users/me")
-        except BadRequest:
-            return "account"
-        return "user"
+        return "account" if self.me() is None else "user"
 
     # users
 
