@@ -4,20 +4,41 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import IO, Any
 
 import click
 
-from workers.settings import ConfigurationError, get_settings
+from workers.settings import ConfigurationError, Settings, get_settings
 
 QUEUES = ("interactive", "sync")
+CONFIG_EXIT_CODE = 2
 
 
-def _checked_settings():  # type: ignore[no-untyped-def]
-    settings = get_settings()
+def echo_configuration_error(exc: ConfigurationError, file: IO[Any] | None = None) -> None:
+    """One line per problem, each naming the variable to fix; never a traceback."""
+    for line in str(exc).splitlines() or ["invalid configuration"]:
+        click.echo(f"configuration error: {line}", file=file, err=file is None)
+
+
+class ConfigurationProblem(click.ClickException):
+    """A configuration error shown the same way by every command (exit status 2)."""
+
+    exit_code = CONFIG_EXIT_CODE
+
+    def __init__(self, exc: ConfigurationError) -> None:
+        super().__init__(str(exc))
+        self.error = exc
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        echo_configuration_error(self.error, file)
+
+
+def _checked_settings() -> Settings:
     try:
+        settings = get_settings()
         settings.check()
     except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigurationProblem(exc) from None
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     return settings
 
@@ -181,6 +202,7 @@ def run(api_port: int, flower_port: int, sim_port: int, pagerduty: str) -> None:
     """Run the whole local stack in the foreground; Ctrl-C stops every process."""
     from rrpd.localstack import run_local_stack
 
+    _checked_settings()
     sys.exit(
         run_local_stack(
             api_port=api_port,
@@ -269,8 +291,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="rrpd")
     except ConfigurationError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
+        # A command that reads settings without _checked_settings (e.g. through an import).
+        echo_configuration_error(exc)
+        sys.exit(CONFIG_EXIT_CODE)
 
 
 if __name__ == "__main__":
