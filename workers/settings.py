@@ -41,6 +41,9 @@ class SettingsError(ConfigurationError):
         self.problems = problems
 
 
+# HS256 secrets shorter than this are refused in production.
+MIN_PRODUCTION_JWT_SECRET = 32
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # What each setting accepts, in the words printed when a value is refused (the variable is
@@ -184,8 +187,22 @@ class Settings(BaseSettings):
             self.var_dir / "encryption.key", lambda: f"local={Fernet.generate_key().decode()}"
         )
 
+    @property
+    def encryption_keys_source(self) -> str:
+        """Where the keys come from, for error messages."""
+        if self.encryption_keys.get_secret_value().strip() or self.is_production:
+            return "RRPD_ENCRYPTION_KEYS"
+        return f"the local key file {self.var_dir / 'encryption.key'}"
+
     def jwt_secret(self) -> str:
         raw = self.api_jwt_secret.get_secret_value().strip()
+        if raw and self.is_production and len(raw) < MIN_PRODUCTION_JWT_SECRET:
+            # HS256 with a short secret can be brute-forced offline from any one token.
+            raise ConfigurationError(
+                f"RRPD_API_JWT_SECRET is {len(raw)} characters; production needs at least "
+                f"{MIN_PRODUCTION_JWT_SECRET} random characters (e.g. `python3 -c 'import "
+                "secrets; print(secrets.token_urlsafe(48))'`), shared with the Round Robin app."
+            )
         if raw:
             return raw
         if self.is_production:
@@ -196,8 +213,14 @@ class Settings(BaseSettings):
         return _local_secret(self.var_dir / "jwt.secret", lambda: secrets.token_urlsafe(48))
 
     def check(self) -> None:
-        """Fail start-up early and clearly; called by every ``rrpd`` server command."""
-        self.encryption_key_material()
+        """Fail start-up early and clearly; called by every ``rrpd`` server command.
+
+        Parses every encryption key (not just the first use of one) and checks the JWT secret.
+        Also behind ``/readyz``, so a process started some other way is not sent traffic.
+        """
+        from workers.crypto import Keyring  # crypto imports this module
+
+        Keyring.parse(self.encryption_key_material(), self.encryption_keys_source)
         self.jwt_secret()
         if self.is_production and self.effective_database_url.startswith("sqlite"):
             raise ConfigurationError(

@@ -34,7 +34,11 @@ def test_real_api_process(world) -> None:
             assert http.get("/healthz").json() == {"status": "ok"}
             ready = http.get("/readyz")
             assert ready.status_code == 200, ready.text
-            assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+            assert ready.json()["checks"] == {
+                "configuration": "ok",
+                "database": "ok",
+                "broker": "ok",
+            }
 
             url = f"/v1/workspaces/{world.ws.id}/pagerduty"
             r = http.get(url)

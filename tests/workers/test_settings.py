@@ -134,3 +134,49 @@ def test_friendly_spellings_are_accepted(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("RRPD_LOG_FORMAT", "JSON")
     s = Settings()
     assert (s.env, s.log_level, s.log_format) == ("production", "DEBUG", "json")
+
+
+# --- every key and the JWT secret are checked at start-up ---------------------------------------
+
+
+def _production(tmp_path: Path, **overrides: str) -> Settings:
+    from cryptography.fernet import Fernet
+
+    values = {
+        "env": "production",
+        "encryption_keys": f"k1={Fernet.generate_key().decode()}",
+        "api_jwt_secret": "x" * 40,
+        "var_dir": tmp_path,
+        "database_url": "postgresql://db/rrpd",
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.mark.parametrize(
+    ("keys", "words"),
+    [
+        ("k1=notafernetkey", "RRPD_ENCRYPTION_KEYS: key 'k1' is not a valid Fernet key"),
+        ("dup", "RRPD_ENCRYPTION_KEYS: key id 'k1' appears more than once"),
+        (" , ", "RRPD_ENCRYPTION_KEYS lists no key"),
+        ("second-bad", "RRPD_ENCRYPTION_KEYS: key 'k2' is not a valid Fernet key"),
+    ],
+    ids=["not-fernet", "duplicate-id", "empty-list", "second-key-bad"],
+)
+def test_start_up_check_parses_every_encryption_key(tmp_path: Path, keys: str, words: str) -> None:
+    from cryptography.fernet import Fernet
+
+    good = Fernet.generate_key().decode()
+    keys = {"dup": f"k1={good},k1={good}", "second-bad": f"k1={good},k2=short"}.get(keys, keys)
+    for env in ("production", "local"):
+        with pytest.raises(ConfigurationError, match=words):
+            _production(tmp_path, env=env, encryption_keys=keys).check()
+
+
+def test_production_refuses_a_short_jwt_secret(tmp_path: Path) -> None:
+    words = "RRPD_API_JWT_SECRET is 6 characters; production needs at least 32"
+    with pytest.raises(ConfigurationError, match=words):
+        _production(tmp_path, api_jwt_secret="abcdef").check()
+    _production(tmp_path, api_jwt_secret="y" * 32).check()
+    # Outside production a short secret is the developer's business.
+    _production(tmp_path, env="local", api_jwt_secret="abcdef").check()
