@@ -169,7 +169,7 @@ def flower(host: str, port: int, read_only: bool) -> None:
 @click.option("--workers", "num_workers", default=1, show_default=True, type=int)
 def api(host: str, port: int, num_workers: int) -> None:
     """Start the HTTP API (uvicorn)."""
-    _checked_settings()
+    settings = _checked_settings()
     import uvicorn
 
     from workers.logging import configure_logging
@@ -184,6 +184,9 @@ def api(host: str, port: int, num_workers: int) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        # h11, not httptools: httptools reads a header block of any size (see api_stub.server).
+        http="api_stub.server:BoundedH11Protocol",
+        h11_max_incomplete_event_size=settings.api_max_header_bytes,
     )
 
 

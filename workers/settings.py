@@ -58,6 +58,7 @@ ALLOWED: dict[str, str] = {
     "token_refresh_margin_seconds": "a whole number of seconds, 0 or more",
     "oauth_state_ttl_seconds": "a whole number of seconds, at least 1",
     "api_max_body_bytes": "a whole number of bytes, at least 1",
+    "api_max_header_bytes": "a whole number of bytes, at least 1024",
     "log_format": "one of auto, json, console",
     "log_level": f"one of {', '.join(LOG_LEVELS)}",
     "public_url": "an http:// or https:// URL",
@@ -112,6 +113,8 @@ class Settings(BaseSettings):
     oauth_state_ttl_seconds: int = Field(600, gt=0)
 
     api_max_body_bytes: int = Field(16_384, gt=0)
+    # Request line plus headers; a JWT and the panel's cookies need well under 4 KiB.
+    api_max_header_bytes: int = Field(16_384, ge=1024)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
