@@ -38,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api_stub.auth import issue_token, verify_token
 from api_stub.errors import ApiError, error_response
+from api_stub.schemas import control_message, has_control_characters
 from models import Member, Role, Workspace, utcnow
 from workers import connections as svc
 from workers.connections import Actor, ServiceError
@@ -310,7 +311,9 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
 def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bool:
     """After "Sync now" or a bind (``?sync_requested=<epoch seconds>``): has a sync started
     since then and finished? Gives up after a minute so a page never refreshes forever."""
-    if not requested or not requested.isdigit():
+    # ASCII digits only ("²".isdigit() is true) and a sane length, so nonsense is ignored
+    # rather than a 500.
+    if not requested or not (requested.isascii() and requested.isdigit()) or len(requested) > 12:
         return False
     since = datetime.fromtimestamp(int(requested), UTC)
     if utcnow() - since > timedelta(seconds=SYNC_WAIT_SECONDS) or since > utcnow():
@@ -381,7 +384,22 @@ async def _checked(request: Request) -> tuple[Actor, dict[str, str]]:
         raise ApiError(
             401, "unauthenticated", "Choose who you are on the panel first (no panel session)."
         )
+    _refuse_control_characters(form)
     return actor, form
+
+
+def _refuse_control_characters(form: dict[str, str]) -> None:
+    """422 for a NUL or another control character inside a field (a browser never sends one;
+    surrounding whitespace is the service's to strip, e.g. a key pasted with a trailing tab)."""
+    bad = sorted(k for k, v in form.items() if has_control_characters(v.strip()))
+    if bad:
+        details = [{"field": k[:64], "message": control_message(k[:64])} for k in bad]
+        raise ApiError(
+            422,
+            "invalid_request",
+            "; ".join(f"{d['field']}: {d['message']}" for d in details),
+            details=details,
+        )
 
 
 async def _apply(work: Callable[[Session], str], query: dict[str, str] | None = None) -> Response:
