@@ -160,6 +160,11 @@ async def read_json(request: Request, model: type[M]) -> M:
         data = json.loads(b"".join(chunks) or b"null")
     except (ValueError, UnicodeDecodeError):
         raise ApiError(422, "invalid_json", "The request body is not valid JSON.") from None
+    except RecursionError:
+        # "[" * 5000 fits in the size limit but exhausts the parser's recursion limit.
+        raise ApiError(
+            422, "invalid_json", "The request body is nested too deeply to be valid JSON here."
+        ) from None
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_request", "The request body must be a JSON object.")
     try:

@@ -199,7 +199,7 @@ def _read_flash(request: Request) -> dict[str, str] | None:
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(raw.encode()))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # a crafted cookie is simply ignored
         return None
     if not isinstance(data, dict) or data.get("kind") not in ("ok", "error"):
         return None

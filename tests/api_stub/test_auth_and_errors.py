@@ -350,3 +350,20 @@ def test_openapi_describes_every_endpoint(client) -> None:
         assert status in put_key["responses"], status
     assert put_key["security"] == [{"bearer": []}]
     assert "security" not in paths["/v1/pagerduty/oauth/callback"]["get"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 5000, b'{"api_key": ' + b"[" * 3000 + b"]" * 3000 + b"}"],
+    ids=["unclosed", "deep-but-valid"],
+)
+def test_deeply_nested_json_is_422_not_500(client, world, session, sent, raw) -> None:
+    r = client.put(
+        key_url(world),
+        content=raw,
+        headers={**world.headers(world.admin), "Content-Type": "application/json"},
+    )
+    err = _assert_error(r, 422, "invalid_json")
+    assert "nested" in err["message"]
+    assert sent.calls == []
+    _no_writes(session)

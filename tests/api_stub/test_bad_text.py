@@ -113,3 +113,14 @@ def test_panel_ignores_a_nonsense_sync_requested(client, world, session, value) 
     page = client.get(f"/panel?sync_requested={value}")
     assert page.status_code == 200
     assert 'id="syncing"' not in page.text
+
+
+def test_a_crafted_deeply_nested_flash_cookie_is_ignored(client, world) -> None:
+    import base64
+
+    from api_stub import panel
+
+    client.cookies.set(panel.FLASH_COOKIE, base64.urlsafe_b64encode(b"[" * 5000).decode())
+    page = client.get("/panel")
+    assert page.status_code == 200
+    assert "Who are you?" in page.text
