@@ -24,6 +24,7 @@ from workers.settings import get_settings
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 5
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="rrpd"'}
+STRING_CLAIMS = ("sub", "workspace_id", "role")
 
 
 def _key() -> OctKey:
@@ -61,6 +62,14 @@ def verify_token(token: str) -> tuple[uuid.UUID, uuid.UUID, Role]:
         decoded = jwt.decode(token, _key(), algorithms=[ALGORITHM])
     except (JoseError, ValueError, TypeError):
         raise _unauthenticated("invalid_token", "The access token is not valid.") from None
+    # Types first: joserfc accepts a list where a value list is given (role: ["admin"] passes
+    # its check), and anything but a string here is a malformed token, not a server error.
+    for claim in STRING_CLAIMS:
+        value = decoded.claims.get(claim)
+        if value is not None and not isinstance(value, str):
+            raise _unauthenticated(
+                "invalid_token", f"The access token's {claim} claim must be a string."
+            )
     registry = jwt.JWTClaimsRegistry(
         leeway=LEEWAY_SECONDS,
         exp={"essential": True},
@@ -77,10 +86,12 @@ def verify_token(token: str) -> tuple[uuid.UUID, uuid.UUID, Role]:
             "invalid_token", "The access token lacks a required claim or has a bad value."
         ) from None
     try:
-        member_id = uuid.UUID(str(decoded.claims["sub"]))
-        workspace_id = uuid.UUID(str(decoded.claims["workspace_id"]))
+        member_id = uuid.UUID(decoded.claims["sub"])
+        workspace_id = uuid.UUID(decoded.claims["workspace_id"])
     except ValueError:
-        raise _unauthenticated("invalid_token", "The access token names no valid ids.") from None
+        raise _unauthenticated(
+            "invalid_token", "The access token's sub and workspace_id claims must be UUIDs."
+        ) from None
     return workspace_id, member_id, Role(decoded.claims["role"])
 
 
