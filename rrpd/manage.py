@@ -16,6 +16,20 @@ def _settings():  # type: ignore[no-untyped-def]
     return _checked_settings()
 
 
+def _local_only(command: str) -> None:
+    """Refuse a command that grants access, in production.
+
+    Production members and their tokens come from the Round Robin app; an operator shell that
+    could add a Primary Owner or mint a token would hold every workspace's keys. There is no
+    override flag on purpose (see docs/api.md, "Local administration").
+    """
+    if _settings().is_production:
+        raise click.ClickException(
+            f"`rrpd {command}` is disabled in production (RRPD_ENV=production): members and "
+            "their tokens come from the Round Robin app, not from an operator shell."
+        )
+
+
 def _uuid(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -85,13 +99,13 @@ def member_group() -> None:
 @click.option("--role", required=True, type=click.Choice(ROLES), help="The member's role.")
 @click.option("--name", default=None, help="Display name (default: the email's local part).")
 def member_add(workspace_id: str, email: str, role: str, name: str | None) -> None:
-    """Add a member to a workspace and print its id."""
+    """Add a member to a workspace and print its id (local runs only)."""
     from sqlalchemy.exc import IntegrityError
 
     from models import Member
     from workers.db import transaction
 
-    _settings()
+    _local_only("member add")
     email = email.strip()
     if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
         raise click.ClickException(f"{email!r} is not an email address")
@@ -165,11 +179,12 @@ def rotation_create(workspace_id: str, name: str, emails: tuple[str, ...]) -> No
     help="Lifetime in seconds (default: RRPD_API_JWT_TTL_SECONDS).",
 )
 def token(workspace_id: str, email: str, ttl: int | None) -> None:
-    """Print an API token (JWT) for a member, as the Round Robin app would issue (local use)."""
+    """Print an API token (JWT) for a member, as the Round Robin app would issue (local runs
+    only: refused in production)."""
     from api_stub.auth import issue_token
     from workers.db import transaction
 
-    _settings()
+    _local_only("token")
     with transaction() as session:
         ws = _workspace(session, workspace_id)
         m = _member_by_email(session, ws, email)

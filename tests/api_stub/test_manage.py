@@ -80,3 +80,26 @@ def test_clear_errors(db, session) -> None:
     assert r.exit_code != 0 and "unknown workspace" in r.output
     session.expire_all()
     assert len(list(session.scalars(select(Member)))) == 1
+
+
+def test_production_refuses_to_mint_tokens_or_add_members(db, session, monkeypatch) -> None:
+    from workers.settings import reset_settings_cache
+
+    ws_id = run("workspace", "create", "Acme").output.strip()
+    assert run("member", "add", ws_id, "ada@acme.test", "--role", "admin").exit_code == 0
+    monkeypatch.setenv("RRPD_ENV", "production")
+    reset_settings_cache()
+    try:
+        r = run("token", ws_id, "ada@acme.test")
+        assert r.exit_code == 1
+        assert "`rrpd token` is disabled in production" in r.output
+        assert "Round Robin app" in r.output
+        assert "eyJ" not in r.output  # no JWT printed
+        r = run("member", "add", ws_id, "mallory@acme.test", "--role", "primary_owner")
+        assert r.exit_code == 1
+        assert "`rrpd member add` is disabled in production" in r.output
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+    session.expire_all()
+    assert [m.email for m in session.scalars(select(Member))] == ["ada@acme.test"]
