@@ -47,12 +47,17 @@ def create_app() -> FastAPI:
                 schemas.setdefault(name, sub)
             schemas[model.__name__] = model_schema
         components["securitySchemes"] = {
-            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            # /metrics: the operators' credential (RRPD_FLOWER_BASIC_AUTH), as for Flower.
+            "operators": {"type": "http", "scheme": "basic"},
         }
         for path, ops in schema.get("paths", {}).items():
             if path.startswith("/v1/") and path != "/v1/pagerduty/oauth/callback":
                 for op in ops.values():
                     op["security"] = [{"bearer": []}]
+            elif path == "/metrics":
+                for op in ops.values():
+                    op["security"] = [{"operators": []}]
         app.openapi_schema = schema
         return schema
 
