@@ -267,24 +267,57 @@ def keys_generate(key_id: str) -> None:
 
 
 @keys.command("rotate")
-@click.option("--batch-size", default=500, show_default=True, type=int)
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
 def keys_rotate(batch_size: int) -> None:
-    """Re-encrypt every stored secret with the first (primary) key. Safe while workers run."""
+    """Re-encrypt every stored secret with the first (primary) key. Safe while workers run.
+
+    First checks that every stored secret decrypts with RRPD_ENCRYPTION_KEYS (nothing is
+    written otherwise), and checks again afterwards.
+    """
     _checked_settings()
     from workers.crypto import get_keyring
-    from workers.keyrotation import rotate_all
+    from workers.keyrotation import RotationRefused, rotate_all
 
     keyring = get_keyring()
-    click.echo(f"re-encrypting with primary key {keyring.primary_id!r}")
+    ids = ", ".join(key_id for key_id, _ in keyring.keys)
+    click.echo(f"checking that every stored secret decrypts with the configured keys ({ids})")
 
     def progress(column: str, scanned: int, rotated: int) -> None:
         click.echo(f"  {column}: {scanned} scanned, {rotated} re-encrypted so far")
 
-    report = rotate_all(batch_size=batch_size, keyring=keyring, progress=progress)
+    try:
+        report = rotate_all(batch_size=batch_size, keyring=keyring, progress=progress)
+    except RotationRefused as refused:
+        for line in refused.report.problem_lines():
+            click.echo(f"  {line}", err=True)
+        raise click.ClickException(
+            f"refused: {refused.report.failed} of {refused.report.scanned} stored secrets do not "
+            "decrypt with RRPD_ENCRYPTION_KEYS; nothing was re-encrypted"
+        ) from None
+    assert report.before is not None and report.after is not None
+    click.echo(f"  ok: {report.before.scanned} secrets decrypt ({_by_key(report.before.by_key)})")
+    click.echo(f"re-encrypted with primary key {keyring.primary_id!r}")
     click.echo(
         f"done: {report.scanned} secrets scanned, {report.rotated} re-encrypted, "
         f"{report.skipped_concurrent} changed concurrently (already current)"
     )
+    after = report.after
+    if not after.ok:
+        for line in after.problem_lines():
+            click.echo(f"  {line}", err=True)
+        raise click.ClickException(
+            f"after re-encrypting, {after.failed} of {after.scanned} stored secrets do not "
+            "decrypt with RRPD_ENCRYPTION_KEYS (written meanwhile by a process with other keys?)"
+        )
+    old = after.scanned - after.by_key[keyring.primary_id]
+    click.echo(
+        f"verified: all {after.scanned} stored secrets decrypt ({_by_key(after.by_key)})"
+        + (f"; {old} still on older keys, run again" if old else "")
+    )
+
+
+def _by_key(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "none stored"
 
 from rrpd.manage import register; register(cli)  # noqa: E402, E702, I001
 from rrpd.demo import demo as _demo; cli.add_command(_demo)  # noqa: E402, E702, I001

@@ -17,7 +17,16 @@ PREFIX = "v1"
 
 
 class DecryptionError(Exception):
-    """A stored secret could not be decrypted (unknown key id, wrong key or damaged data)."""
+    """A stored secret could not be decrypted (unknown key id, wrong key or damaged data).
+
+    ``reason`` is ``malformed``, ``unknown_key`` or ``wrong_key``; ``key_id`` the key the
+    ciphertext names, when it names one.
+    """
+
+    def __init__(self, message: str, *, reason: str = "malformed", key_id: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.key_id = key_id
 
 
 @dataclass(frozen=True)
@@ -85,11 +94,15 @@ class Keyring:
                 except InvalidToken:
                     raise DecryptionError(
                         f"secret encrypted with key {key_id!r} does not decrypt with the "
-                        "configured key of that id"
+                        "configured key of that id",
+                        reason="wrong_key",
+                        key_id=key_id,
                     ) from None
         raise DecryptionError(
             f"secret was encrypted with key {key_id!r}, which is not configured; "
-            "add it to RRPD_ENCRYPTION_KEYS"
+            "add it to RRPD_ENCRYPTION_KEYS",
+            reason="unknown_key",
+            key_id=key_id,
         )
 
     def key_id_of(self, ciphertext: str) -> str:
