@@ -53,3 +53,18 @@ def test_a_configuration_that_cannot_work_is_not_ready(db, reconfigure, env, wor
     assert body["status"] == "unavailable"
     assert body["checks"]["configuration"].startswith(words), body
     assert "notafernetkey" not in r.text and "abcdef" not in r.text
+
+
+def test_production_serves_the_openapi_document_but_not_swagger_ui(db, reconfigure) -> None:
+    with TestClient(create_app()) as client:
+        assert client.get("/docs").status_code == 200  # local: the interactive console
+    reconfigure.setenv("RRPD_ENV", "production")
+    reset_settings_cache()
+    with TestClient(create_app()) as client:
+        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+            r = client.get(path)
+            assert r.status_code == 404, path
+            assert r.json()["error"]["code"] == "not_found"
+        doc = client.get("/openapi.json")
+        assert doc.status_code == 200
+        assert "/v1/workspaces/{workspace_id}/pagerduty" in doc.json()["paths"]
