@@ -6,6 +6,7 @@ must exist in that workspace; the effective role is the lower of the token's and
 
 from __future__ import annotations
 
+import hmac
 import time
 import uuid
 from typing import Annotated
@@ -38,17 +39,23 @@ def issue_token(
     *,
     ttl_seconds: int | None = None,
     now: float | None = None,
+    nonce: str | None = None,
 ) -> str:
-    """A token as the Round Robin app would issue it (``rrpd token`` and tests use this)."""
+    """A token as the Round Robin app would issue it (``rrpd token`` and tests use this).
+
+    ``nonce``: the panel's login nonce, for a token that signs a browser in to the panel.
+    """
     issued = int(now if now is not None else time.time())
     ttl = ttl_seconds if ttl_seconds is not None else get_settings().api_jwt_ttl_seconds
-    claims = {
+    claims: dict[str, object] = {
         "sub": str(member_id),
         "workspace_id": str(workspace_id),
         "role": str(role),
         "iat": issued,
         "exp": issued + ttl,
     }
+    if nonce is not None:
+        claims["nonce"] = nonce
     return jwt.encode({"alg": ALGORITHM}, claims, _key(), algorithms=[ALGORITHM])
 
 
@@ -58,6 +65,29 @@ def _unauthenticated(code: str, message: str) -> ApiError:
 
 def verify_token(token: str) -> tuple[uuid.UUID, uuid.UUID, Role]:
     """(workspace_id, member_id, role) from a valid token, or a 401 ``ApiError``."""
+    workspace_id, member_id, role, _ = _verified(token)
+    return workspace_id, member_id, role
+
+
+def verify_login_token(token: str, expected_nonce: str | None) -> tuple[uuid.UUID, uuid.UUID, Role]:
+    """As ``verify_token``, for a token that signs a browser in to the panel: its ``nonce``
+    claim must be the one this browser's login cookie stands for (no login CSRF)."""
+    workspace_id, member_id, role, claims = _verified(token)
+    nonce = claims.get("nonce")
+    if (
+        not expected_nonce
+        or not isinstance(nonce, str)
+        or not hmac.compare_digest(nonce.encode(), expected_nonce.encode())
+    ):
+        raise _unauthenticated(
+            "login_nonce_mismatch",
+            "This sign-in link was not started in this browser. Open the integrations panel "
+            "from the Round Robin app again.",
+        )
+    return workspace_id, member_id, role
+
+
+def _verified(token: str) -> tuple[uuid.UUID, uuid.UUID, Role, dict[str, object]]:
     try:
         decoded = jwt.decode(token, _key(), algorithms=[ALGORITHM])
     except (JoseError, ValueError, TypeError):
@@ -92,7 +122,7 @@ def verify_token(token: str) -> tuple[uuid.UUID, uuid.UUID, Role]:
         raise _unauthenticated(
             "invalid_token", "The access token's sub and workspace_id claims must be UUIDs."
         ) from None
-    return workspace_id, member_id, Role(decoded.claims["role"])
+    return workspace_id, member_id, Role(decoded.claims["role"]), dict(decoded.claims)
 
 
 def authenticate(request: Request) -> Actor:

@@ -8,7 +8,8 @@ Who is acting: a JWT in an HttpOnly cookie, verified exactly like the API's bear
 (``api_stub.auth.verify_token`` + ``resolve_actor``: the effective role is the lower of the
 token's and the stored one). Outside production a member picker issues that cookie for any
 member (a local run has no Round Robin app to log in with); in production the picker is off and
-the cookie is only set from a real token (``GET /panel?token=<JWT>``).
+the cookie is only set from a real token bound to this browser's sign-in (``GET /panel/login``
+then ``GET /panel?token=<JWT with the login nonce>``).
 
 CSRF: a random nonce in a cookie and, in every form, an HMAC of (nonce, who is acting) keyed
 with a secret derived from ``RRPD_API_JWT_SECRET``. A POST without a matching token, or with an
@@ -36,7 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api_stub.auth import issue_token, verify_token
+from api_stub.auth import issue_token, verify_login_token, verify_token
 from api_stub.errors import ApiError, error_response
 from api_stub.schemas import control_message, has_control_characters
 from models import Member, Role, Workspace, utcnow
@@ -49,6 +50,8 @@ router = APIRouter(prefix="/panel", include_in_schema=False)
 
 IDENTITY_COOKIE = "rrpd_panel_session"
 CSRF_COOKIE = "rrpd_panel_csrf"
+LOGIN_COOKIE = "rrpd_panel_login"
+LOGIN_TTL_SECONDS = 600
 FLASH_COOKIE = "rrpd_panel_flash"
 CSRF_FIELD = "csrf_token"
 MAX_FORM_FIELD = 2048
@@ -104,6 +107,16 @@ def _csrf_key() -> bytes:
 def csrf_token_for(nonce: str, subject: str) -> str:
     """The form token for a cookie nonce and who is acting ("anonymous" before choosing)."""
     mac = hmac.new(_csrf_key(), f"{nonce}\x00{subject}".encode(), hashlib.sha256)
+    return mac.hexdigest()
+
+
+def login_nonce_for(login_cookie: str) -> str:
+    """The nonce a sign-in token must carry for the browser holding ``login_cookie``.
+
+    The cookie stays in the browser (HttpOnly); only this keyed hash of it travels to the Round
+    Robin app and back inside the token, so a token minted for one browser signs in no other.
+    """
+    mac = hmac.new(_csrf_key(), f"login\x00{login_cookie}".encode(), hashlib.sha256)
     return mac.hexdigest()
 
 
@@ -265,6 +278,7 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         "actor": None,
         "notices": notices,
         "picker_enabled": picker_enabled(),
+        "app_login": bool(get_settings().app_login_url),
         "choices": [],
         "role_words": ROLE_WORDS,
         "when": _when,
@@ -323,17 +337,58 @@ def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bo
     return last_sync["started_at"] < since
 
 
+@router.get("/login")
+def login(request: Request) -> Response:
+    """Start a sign-in through the Round Robin app, bound to this browser.
+
+    A fresh random login cookie is set here, and the browser goes to ``RRPD_APP_LOGIN_URL``
+    with ``nonce`` (a keyed hash of the cookie) and ``return_to``. The app signs the person in,
+    mints a token with that ``nonce`` claim and sends the browser to ``/panel?token=...``.
+    """
+    app_login_url = get_settings().app_login_url
+    if not app_login_url:
+        raise ApiError(
+            404,
+            "login_not_configured",
+            "Signing in through the Round Robin app is not configured (RRPD_APP_LOGIN_URL).",
+        )
+    cookie = secrets.token_urlsafe(32)
+    target = svc.with_query(
+        app_login_url,
+        {
+            "nonce": login_nonce_for(cookie),
+            "return_to": f"{get_settings().public_url.rstrip('/')}/panel",
+        },
+    )
+    response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+    # Lax, not Strict: it must come back with the app's cross-site redirect to /panel?token=.
+    response.set_cookie(
+        LOGIN_COOKIE,
+        cookie,
+        max_age=LOGIN_TTL_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=_cookie_secure(),
+        path="/panel",
+    )
+    return response
+
+
 @router.get("", response_class=HTMLResponse)
 def panel(request: Request, token: str | None = None) -> Response:
     if token:
-        # A real token (e.g. handed over by the Round Robin app): check it, keep it in an
-        # HttpOnly cookie and drop it from the address bar.
+        # A token from the Round Robin app: it must carry the nonce of the sign-in this very
+        # browser started (/panel/login), or anyone could send a victim a link that signs them
+        # in as the attacker (login CSRF) and collect the API key they then paste. Kept in an
+        # HttpOnly cookie and dropped from the address bar; the login cookie is single-use.
+        login_cookie = request.cookies.get(LOGIN_COOKIE)
         try:
-            verify_token(token)
+            verify_login_token(token, login_nonce_for(login_cookie) if login_cookie else None)
         except ApiError as exc:
-            return error_response(exc.status, exc.code, exc.message)
+            return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
         response = _redirect()
         _set_identity(response, token)
+        response.delete_cookie(LOGIN_COOKIE, path="/panel")
         return response
     actor = current_actor(request)
     nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)

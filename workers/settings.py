@@ -63,6 +63,7 @@ ALLOWED: dict[str, str] = {
     "log_level": f"one of {', '.join(LOG_LEVELS)}",
     "public_url": "an http:// or https:// URL",
     "app_integrations_url": "empty, or an http:// or https:// URL",
+    "app_login_url": "empty, or an http:// or https:// URL",
     "pagerduty_api_url": "an http:// or https:// URL",
     "pagerduty_eu_api_url": "an http:// or https:// URL",
     "pagerduty_identity_url": "an http:// or https:// URL",
@@ -102,6 +103,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Where the browser lands after the OAuth callback (the app's integrations page).
     app_integrations_url: str = ""
+    # Where the panel sends a browser to sign in (the Round Robin app mints a token bound to
+    # the browser's login nonce and sends it back to /panel?token=...). See docs/panel.md.
+    app_login_url: str = ""
 
     flower_basic_auth: SecretStr = SecretStr("admin:admin")
 
@@ -142,7 +146,7 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         return _check_http_url(value)
 
-    @field_validator("app_integrations_url")
+    @field_validator("app_integrations_url", "app_login_url")
     @classmethod
     def _optional_http_url(cls, value: str) -> str:
         value = value.strip()

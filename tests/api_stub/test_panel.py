@@ -386,9 +386,13 @@ def test_demoted_member_loses_the_admin_view_at_once(client, world, session) -> 
 # --- production ---------------------------------------------------------------------------------
 
 
+APP_LOGIN = "https://app.roundrobin.example/integrations/pagerduty/sign-in"
+
+
 @pytest.fixture
 def production(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("RRPD_ENV", "production")
+    monkeypatch.setenv("RRPD_APP_LOGIN_URL", APP_LOGIN)
     reset_settings_cache()
     assert get_settings().is_production
     yield
@@ -409,7 +413,7 @@ def test_production_has_no_picker_and_needs_a_real_token(client, world, producti
     assert panel.IDENTITY_COOKIE not in client.cookies
 
     assert client.get("/panel?token=not-a-jwt").status_code == 401
-    token = issue_token(world.ws.id, world.admin.id, "admin")
+    token = issue_token(world.ws.id, world.admin.id, "admin", nonce=start_sign_in(client))
     r = client.get(f"/panel?token={token}")
     assert r.status_code == 303 and r.headers["location"] == "/panel"
     page = client.get("/panel").text
@@ -418,3 +422,58 @@ def test_production_has_no_picker_and_needs_a_real_token(client, world, producti
     r = post(client, "/panel/api-key", {"api_key": KEY})
     assert r.status_code == 303
     assert sent.names() == ["pagerduty.validate_api_key"]
+
+
+def start_sign_in(client: TestClient) -> str:
+    """Press "Sign in with Round Robin": the nonce the app must put in the token it mints."""
+    assert 'id="sign-in"' in client.get("/panel").text
+    r = client.get("/panel/login")
+    assert r.status_code == 303
+    assert r.headers["location"].startswith(APP_LOGIN + "?")
+    q = parse_qs(urlsplit(r.headers["location"]).query)
+    assert q["return_to"] == [f"{get_settings().public_url}/panel"]
+    assert panel.LOGIN_COOKIE in client.cookies
+    (nonce,) = q["nonce"]
+    assert nonce != client.cookies.get(panel.LOGIN_COOKIE)  # the cookie itself never leaves
+    return nonce
+
+
+def test_a_sign_in_link_works_only_in_the_browser_that_started_it(
+    client, world, production
+) -> None:
+    """Login CSRF: an attacker mints a token for their own account (through the app, with a
+    sign-in they started) and sends the link to a victim, who would then paste their
+    PagerDuty key into the attacker's workspace. The victim's browser refuses it."""
+    from api_stub.app import create_app
+
+    with TestClient(create_app(), follow_redirects=False) as attacker:
+        attackers_link = "/panel?token=" + issue_token(
+            world.other_ws.id, world.other_admin.id, "admin", nonce=start_sign_in(attacker)
+        )
+    for started in (False, True):
+        if started:
+            start_sign_in(client)  # the victim's own, unrelated sign-in
+        r = client.get(attackers_link)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "login_nonce_mismatch"
+        assert "not started in this browser" in r.json()["error"]["message"]
+        assert panel.IDENTITY_COOKIE not in client.cookies
+    # A token without a nonce (e.g. an API token) never signs a browser in.
+    r = client.get("/panel?token=" + issue_token(world.ws.id, world.admin.id, "admin"))
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "login_nonce_mismatch")
+
+    # The real thing works once; the same link again (the login cookie is spent) does not.
+    link = "/panel?token=" + issue_token(
+        world.ws.id, world.admin.id, "admin", nonce=start_sign_in(client)
+    )
+    assert client.get(link).status_code == 303
+    assert 'id="acting-as">Ada Admin' in client.get("/panel").text
+    client.cookies.delete(panel.IDENTITY_COOKIE)
+    assert client.get(link).status_code == 401
+
+
+def test_sign_in_without_an_app_login_url_is_explained(client, world, monkeypatch) -> None:
+    r = client.get("/panel/login")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "login_not_configured"
+    assert "RRPD_APP_LOGIN_URL" in r.json()["error"]["message"]
