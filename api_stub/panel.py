@@ -278,6 +278,8 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         "actor": None,
         "notices": notices,
         "picker_enabled": picker_enabled(),
+        "oauth_redirect_uri": get_settings().oauth_redirect_uri,
+        "oauth_scopes": list(svc.OAUTH_SCOPES),
         "app_login": bool(get_settings().app_login_url),
         "choices": [],
         "role_words": ROLE_WORDS,

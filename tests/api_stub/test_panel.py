@@ -477,3 +477,23 @@ def test_sign_in_without_an_app_login_url_is_explained(client, world, monkeypatc
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "login_not_configured"
     assert "RRPD_APP_LOGIN_URL" in r.json()["error"]["message"]
+
+
+# --- first use: what a newcomer needs on the page -----------------------------------------------
+
+
+def test_oauth_modal_shows_the_redirect_url_to_register_and_the_scopes(client, world) -> None:
+    from workers.connections import OAUTH_SCOPES
+
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    modal = page[page.index('id="oauth-modal"') :]
+    modal = modal[: modal.index("</dialog>")]
+    redirect = f"{get_settings().public_url}/v1/pagerduty/oauth/callback"
+    assert f'id="oauth-redirect-url" readonly value="{redirect}"' in modal
+    assert 'data-copy="oauth-redirect-url"' in modal and ">Copy</button>" in modal
+    scopes = re.findall(r'<code class="scope">([^<]+)</code>', modal)
+    assert scopes == list(OAUTH_SCOPES) == ["openid", "users.read", "schedules.read"]
+    # The login really asks for exactly those scopes.
+    r = post(client, "/panel/oauth", {"client_id": "cid", "client_secret": "sec"})
+    assert parse_qs(urlsplit(r.headers["location"]).query)["scope"] == [" ".join(scopes)]
