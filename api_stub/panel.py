@@ -90,6 +90,12 @@ REASON_WORDS = {
 }
 UNSETTLED = {"validating", "disconnecting"}
 SYNC_WAIT_SECONDS = 60
+SYNC_OUTCOME_WORDS = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "skipped": "skipped (the connection changed while it ran)",
+    "running": "running",
+}
 
 
 def picker_enabled() -> bool:
@@ -238,6 +244,29 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
 
 
+def _ago(value: datetime) -> str:
+    seconds = max(0, int((utcnow() - value).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _last_sync_words(run: dict[str, Any] | None) -> str:
+    """The last sync *run* (time and outcome), which a quiet healthy connection renews every
+    interval; "last change" (``last_synced_at``) is shown separately."""
+    if run is None:
+        return "not yet"
+    at = run["finished_at"] or run["started_at"]
+    words = SYNC_OUTCOME_WORDS.get(run["status"], run["status"])
+    if run["status"] == "succeeded":
+        changes = run["rows_created"] + run["rows_updated"] + run["rows_deleted"]
+        words += ", nothing changed" if changes == 0 else f", {changes} changes"
+    elif run["status"] == "failed" and run["error"]:
+        words += f": {run['error']}"
+    return f"{at.strftime('%Y-%m-%d %H:%M:%S UTC')} ({_ago(at)}) — {words}"
+
+
 def _picker_choices(session: Any) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Workspace.name, Member)
@@ -280,6 +309,7 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         "picker_enabled": picker_enabled(),
         "oauth_redirect_uri": get_settings().oauth_redirect_uri,
         "oauth_scopes": list(svc.OAUTH_SCOPES),
+        "last_sync_words": _last_sync_words,
         "app_login": bool(get_settings().app_login_url),
         "choices": [],
         "role_words": ROLE_WORDS,

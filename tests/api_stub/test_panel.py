@@ -22,6 +22,7 @@ from models import (
     Rotation,
     RotationMode,
     RotationOnDuty,
+    SyncRun,
     utcnow,
 )
 from tests import factories
@@ -497,3 +498,49 @@ def test_oauth_modal_shows_the_redirect_url_to_register_and_the_scopes(client, w
     # The login really asks for exactly those scopes.
     r = post(client, "/panel/oauth", {"client_id": "cid", "client_secret": "sec"})
     assert parse_qs(urlsplit(r.headers["location"]).query)["scope"] == [" ".join(scopes)]
+
+
+def _run(session, conn, status="succeeded", minutes_ago=0.0, changes=0, error=None):
+    from datetime import timedelta
+
+    started = utcnow() - timedelta(minutes=minutes_ago)
+    session.add(
+        SyncRun(
+            connection_id=conn.id,
+            generation=conn.generation,
+            kind="scheduled",
+            status=status,
+            started_at=started,
+            finished_at=started,
+            duration_ms=800,
+            rows_updated=changes,
+            error=error,
+        )
+    )
+    session.commit()
+
+
+def _dd(page: str, element_id: str) -> str:
+    match = re.search(rf'<dd id="{element_id}"[^>]*>(.*?)</dd>', page, re.S)
+    assert match, element_id
+    return re.sub(r"<[^>]+>", "", match.group(1))
+
+
+def test_last_sync_is_the_last_run_and_last_change_is_separate(client, world, session) -> None:
+    from datetime import timedelta
+
+    conn = _connected(session, world)
+    conn.last_synced_at = utcnow() - timedelta(hours=3)  # nothing new for three hours
+    session.commit()
+    _run(session, conn, minutes_ago=0.5)
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    last = _dd(page, "last-sync")
+    assert "s ago) — succeeded, nothing changed" in last, last
+    assert "3 h" not in last
+    assert _dd(page, "last-change").startswith(
+        conn.last_synced_at.strftime("%Y-%m-%d %H:%M UTC")
+    )
+    _run(session, conn, "failed", error="PagerDuty answered 500. Retrying.")
+    last = _dd(client.get("/panel").text, "last-sync")
+    assert "— failed: PagerDuty answered 500. Retrying." in last
