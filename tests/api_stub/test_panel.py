@@ -544,3 +544,28 @@ def test_last_sync_is_the_last_run_and_last_change_is_separate(client, world, se
     _run(session, conn, "failed", error="PagerDuty answered 500. Retrying.")
     last = _dd(client.get("/panel").text, "last-sync")
     assert "— failed: PagerDuty answered 500. Retrying." in last
+
+
+def test_connected_admin_can_replace_the_key_or_log_in_again_without_disconnecting(
+    client, world, session, sent
+) -> None:
+    conn = _connected(session, world)
+    rotation = factories.rotation(session, world.ws, [world.owner], name="Primary")
+    rotation.mode, rotation.pagerduty_schedule_id = "pagerduty", "PSPRIMA"
+    rotation.bound_at = rotation.last_synced_at = utcnow()
+    session.commit()
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    menu = page[page.index('id="connected-menu"') : page.index("</details>")]
+    assert 'data-open="api-key-modal" id="open-replace-api-key">Replace API key' in menu
+    assert 'data-open="oauth-modal" id="open-reauth-oauth">Log in again with OAuth' in menu
+    assert "<h2>Replace the API key</h2>" in page
+    assert "<h2>Log in again with OAuth 2.0</h2>" in page
+    generation = conn.generation
+    r = post(client, "/panel/api-key", {"api_key": KEY, "region": "us"})
+    assert r.status_code == 303
+    live = _live(session, world)
+    assert (live.id, live.status, live.generation) == (conn.id, "validating", generation + 1)
+    assert sent.names() == ["pagerduty.validate_api_key"]
+    session.expire_all()
+    assert session.get(Rotation, rotation.id).mode == "pagerduty"  # still bound
