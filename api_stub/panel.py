@@ -267,6 +267,36 @@ def _last_sync_words(run: dict[str, Any] | None) -> str:
     return f"{at.strftime('%Y-%m-%d %H:%M:%S UTC')} ({_ago(at)}) — {words}"
 
 
+def _disconnected_words(session: Session, workspace_id: uuid.UUID, raw: str | None) -> str | None:
+    """"Disconnected; N rotations are now Manual" once the disconnect asked for from this page
+    (``?disconnected=<connection id>``) has been done by the worker."""
+    from models import AuditEvent
+    from workers.disconnect import AUDIT_ACTION
+
+    try:
+        connection_id = str(uuid.UUID(raw or ""))
+    except ValueError:
+        return None
+    events = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.workspace_id == workspace_id, AuditEvent.action == AUDIT_ACTION)
+        .order_by(AuditEvent.created_at.desc())
+        .limit(20)
+    )
+    for event in events:
+        details = event.details if isinstance(event.details, dict) else {}
+        if details.get("connection_id") != connection_id:
+            continue
+        names = sorted(
+            (str(r.get("name")) for r in details.get("rotations_made_manual") or []), key=str.lower
+        )
+        if not names:
+            return "Disconnected; no rotation followed PagerDuty, so none changed."
+        are = "rotation is" if len(names) == 1 else "rotations are"
+        return f"Disconnected; {len(names)} {are} now Manual ({', '.join(names)})."
+    return None
+
+
 def _picker_choices(session: Any) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Workspace.name, Member)
@@ -326,6 +356,13 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         status = svc.connection_status(session, actor.workspace_id)
         rotations = svc.list_rotations(session, actor.workspace_id)
         schedules, _ = svc.search_schedules(session, actor.workspace_id, None, limit=200)
+        disconnected = (
+            _disconnected_words(session, actor.workspace_id, q.get("disconnected"))
+            if status["status"] != "disconnecting" and q.get("disconnected")
+            else None
+        )
+    if disconnected:
+        notices.insert(0, {"kind": "ok", "text": disconnected})
     ctx.update(
         actor={
             "id": str(actor.member_id),
@@ -601,11 +638,20 @@ async def start_oauth(request: Request) -> Response:
 async def disconnect(request: Request) -> Response:
     actor, _ = await _checked(request)
 
-    def work(session: Session) -> str:
-        svc.disconnect(session, actor)
-        return "Disconnecting from PagerDuty. Bound rotations go back to Manual."
+    def run() -> str:
+        with transaction() as session:
+            return str(svc.disconnect(session, actor).connection.id)
 
-    return await _apply(work)
+    try:
+        connection_id = await run_in_threadpool(run)
+    except ServiceError as exc:
+        return _flash(_redirect(), "error", exc.message)
+    # The page refreshes while disconnecting, then says how many rotations became Manual.
+    return _flash(
+        _redirect({"disconnected": connection_id}),
+        "ok",
+        "Disconnecting from PagerDuty. Bound rotations go back to Manual.",
+    )
 
 
 @router.post("/sync")

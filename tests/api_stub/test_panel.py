@@ -569,3 +569,36 @@ def test_connected_admin_can_replace_the_key_or_log_in_again_without_disconnecti
     assert sent.names() == ["pagerduty.validate_api_key"]
     session.expire_all()
     assert session.get(Rotation, rotation.id).mode == "pagerduty"  # still bound
+
+
+def test_disconnect_confirmation_lists_the_rotations_and_the_outcome_counts_them(
+    client, world, session, sent
+) -> None:
+    from workers.disconnect import disconnect as disconnect_connection
+
+    conn = _connected(session, world)
+    for name in ("Primary", "Secondary"):
+        r = factories.rotation(session, world.ws, [world.owner], name=name)
+        r.mode, r.pagerduty_schedule_id = "pagerduty", "PSPRIMA"
+        r.bound_at = r.last_synced_at = utcnow()
+    factories.rotation(session, world.ws, [world.owner], name="Front Desk")
+    session.commit()
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    modal = page[page.index('id="disconnect-modal"') :]
+    modal = modal[: modal.index("</dialog>")]
+    assert "These 2 PagerDuty-bound rotations will revert to Manual" in modal
+    listed = re.findall(r"<li>([^<]+?) <span", modal)
+    assert listed == ["Primary", "Secondary"]
+    assert "Front Desk" not in modal
+
+    r = post(client, "/panel/disconnect")
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/panel?disconnected={conn.id}"
+    page = client.get(r.headers["location"]).text
+    assert "Disconnecting from PagerDuty" in page and '<meta http-equiv="refresh"' in page
+    assert "Disconnected;" not in page
+    disconnect_connection(conn.id, actor_member_id=world.owner.id)  # what the worker does
+    page = client.get(r.headers["location"]).text
+    assert "Disconnected; 2 rotations are now Manual (Primary, Secondary)." in page
+    assert '<meta http-equiv="refresh"' not in page
