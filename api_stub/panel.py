@@ -90,6 +90,9 @@ REASON_WORDS = {
 }
 UNSETTLED = {"validating", "disconnecting"}
 SYNC_WAIT_SECONDS = 60
+# After connecting, the page refreshes until the first sync has run, for at most this long (a
+# stopped sync worker must not make it refresh forever).
+FIRST_SYNC_WAIT_SECONDS = 300
 SYNC_OUTCOME_WORDS = {
     "succeeded": "succeeded",
     "failed": "failed",
@@ -317,7 +320,8 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
     q = request.query_params
     notices: list[dict[str, str]] = []
     returned = q.get("pagerduty")
-    if returned in RETURN_WORDS:
+    # "connecting" is added below, only while the connection is still being finished.
+    if returned in RETURN_WORDS and returned != "connecting":
         kind, text = RETURN_WORDS[returned]
         notices.append({"kind": kind, "text": text})
     elif returned == "error":
@@ -361,6 +365,10 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
             if status["status"] != "disconnecting" and q.get("disconnected")
             else None
         )
+    if returned == "connecting" and status["status"] in ("validating", "not_connected"):
+        # Only until the outcome is known: then the connection block says it.
+        kind, text = RETURN_WORDS["connecting"]
+        notices.insert(0, {"kind": kind, "text": text})
     if disconnected:
         notices.insert(0, {"kind": "ok", "text": disconnected})
     ctx.update(
@@ -382,11 +390,20 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
     ctx["sync_pending"] = status["status"] == "connected" and _sync_pending(
         q.get("sync_requested"), status["last_sync"]
     )
+    # Connected but never synced: the first sync is on its way; keep refreshing (for a while)
+    # so schedules to bind and the people appear without a manual reload.
+    ctx["first_sync_pending"] = (
+        status["status"] == "connected"
+        and status["last_sync"] is None
+        and status["status_changed_at"] is not None
+        and utcnow() - status["status_changed_at"] < timedelta(seconds=FIRST_SYNC_WAIT_SECONDS)
+    )
     ctx["refresh"] = (
         status["status"] in UNSETTLED
         or (returned == "connecting" and status["status"] == "not_connected")
         or (binding_pending and status["status"] == "connected")
         or ctx["sync_pending"]
+        or ctx["first_sync_pending"]
     )
     return ctx
 
@@ -644,6 +661,11 @@ async def disconnect(request: Request) -> Response:
 
     try:
         connection_id = await run_in_threadpool(run)
+    except svc.NotFound as exc:
+        if exc.code != "not_connected":
+            return _flash(_redirect(), "error", exc.message)
+        # A second tab, or a double click: the outcome the person wanted is already there.
+        return _flash(_redirect(), "ok", "PagerDuty is already disconnected; nothing to do.")
     except ServiceError as exc:
         return _flash(_redirect(), "error", exc.message)
     # The page refreshes while disconnecting, then says how many rotations became Manual.

@@ -68,6 +68,9 @@ def _connected(session, world, *, with_schedule: bool = True) -> PagerDutyConnec
             PagerDutySchedule(connection_id=conn.id, pagerduty_id="PSPRIMA", name="Primary On-Call")
         )
     session.commit()
+    if with_schedule:
+        # Mirrored schedules mean a sync has run (the page refreshes until the first one has).
+        _run(session, conn, minutes_ago=1)
     return conn
 
 
@@ -602,3 +605,57 @@ def test_disconnect_confirmation_lists_the_rotations_and_the_outcome_counts_them
     page = client.get(r.headers["location"]).text
     assert "Disconnected; 2 rotations are now Manual (Primary, Secondary)." in page
     assert '<meta http-equiv="refresh"' not in page
+
+
+def test_disconnecting_what_is_already_disconnected_is_not_an_error(client, world, sent) -> None:
+    act_as(client, world.owner)
+    r = post(client, "/panel/disconnect")
+    assert r.status_code == 303
+    page = client.get("/panel").text
+    assert '<div class="notice ok" role="status">PagerDuty is already disconnected' in page
+    assert 'class="notice error"' not in page
+    assert sent.calls == []
+
+
+def test_finishing_notice_goes_once_the_outcome_is_known(client, world, session) -> None:
+    conn = factories.api_key_connection(session, world.ws, status=ConnectionStatus.VALIDATING)
+    session.commit()
+    act_as(client, world.owner)
+    url = "/panel?pagerduty=connecting&task_id=t1"
+    page = client.get(url).text
+    assert "Finishing the connection" in page and '<meta http-equiv="refresh"' in page
+    conn.status = "connected"
+    conn.pagerduty_subdomain = "acme"
+    session.commit()
+    page = client.get(url).text  # the refresh reloads the same address
+    assert "Finishing the connection" not in page
+    assert "Connected to PagerDuty" in page
+    conn.status = "invalid"
+    conn.last_error = "PagerDuty rejected this API key."
+    session.commit()
+    page = client.get(url).text
+    assert "Finishing the connection" not in page
+    assert "PagerDuty rejected this API key." in page
+
+
+def test_connected_but_never_synced_keeps_refreshing_until_the_first_sync(
+    client, world, session
+) -> None:
+    from datetime import timedelta
+
+    conn = _connected(session, world, with_schedule=False)
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert '<meta http-equiv="refresh"' in page
+    assert 'id="first-sync"' in page and "First sync in progress" in page
+    assert _dd(page, "last-sync") == "not yet"
+    _run(session, conn)
+    page = client.get("/panel").text
+    assert '<meta http-equiv="refresh"' not in page and 'id="first-sync"' not in page
+    # Bounded: a connection whose first sync never comes stops refreshing after a while.
+    session.execute(
+        SyncRun.__table__.delete().where(SyncRun.__table__.c.connection_id == conn.id)
+    )
+    conn.status_changed_at = utcnow() - timedelta(seconds=panel.FIRST_SYNC_WAIT_SECONDS + 1)
+    session.commit()
+    assert '<meta http-equiv="refresh"' not in client.get("/panel").text
