@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from workers.connections import Invalid, normalize_api_key
 
 Region = Literal["us", "eu"]
+REGION_HELP = (
+    "The PagerDuty service region of the account: `us` (the default) for accounts at "
+    "<subdomain>.pagerduty.com, `eu` for accounts at <subdomain>.eu.pagerduty.com. A key sent "
+    "to the other region is rejected as if it were wrong."
+)
 
 # C0 and C1 controls (NUL among them: PostgreSQL refuses it in text, so it used to reach the
 # database and come back as a 500) and unpaired surrogates (which cannot be encoded to UTF-8).
@@ -49,7 +54,7 @@ class ApiKeyRequest(_Request):
         "characters without spaces.",
         json_schema_extra={"writeOnly": True},
     )
-    region: Region = Field("us", description="The PagerDuty service region of the account.")
+    region: Region = Field("us", description=REGION_HELP)
 
     @field_validator("api_key")
     @classmethod
@@ -68,7 +73,7 @@ class OAuthStartRequest(_Request):
         description="Your Scoped OAuth app's secret (stored encrypted).",
         json_schema_extra={"writeOnly": True},
     )
-    region: Region = "us"
+    region: Region = Field("us", description=REGION_HELP)
 
     @field_validator("client_id", "client_secret")
     @classmethod

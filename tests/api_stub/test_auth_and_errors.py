@@ -405,3 +405,11 @@ def test_correctly_signed_token_with_a_non_string_claim_is_401(client, world, cl
     client.cookies.set(panel.IDENTITY_COOKIE, token)
     page = client.get("/panel")
     assert page.status_code == 200 and "Who are you?" in page.text
+
+
+def test_openapi_explains_the_region_choice(client) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for model in ("ApiKeyRequest", "OAuthStartRequest"):
+        region = schemas[model]["properties"]["region"]
+        assert region["default"] == "us"
+        assert ".eu.pagerduty.com" in region["description"], model

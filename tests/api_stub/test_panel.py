@@ -659,3 +659,19 @@ def test_connected_but_never_synced_keeps_refreshing_until_the_first_sync(
     conn.status_changed_at = utcnow() - timedelta(seconds=panel.FIRST_SYNC_WAIT_SECONDS + 1)
     session.commit()
     assert '<meta http-equiv="refresh"' not in client.get("/panel").text
+
+
+def test_api_key_modal_explains_the_region(client, world, session) -> None:
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    modal = page[page.index('id="api-key-modal"') :]
+    modal = modal[: modal.index("</dialog>")]
+    assert '<option value="us">US (default)</option>' in modal
+    assert "Choose EU only if your PagerDuty address ends in .eu.pagerduty.com" in modal
+    conn = factories.api_key_connection(session, world.ws, status=ConnectionStatus.INVALID)
+    conn.last_error = "PagerDuty rejected this API key. Check that you copied the whole key."
+    session.commit()
+    page = client.get("/panel").text
+    hint = page[page.index('id="region-hint"') :]
+    assert "checked with PagerDuty's US service region" in hint
+    assert "ends in .eu.pagerduty.com, log in again and choose region EU" in hint
