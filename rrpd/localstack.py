@@ -21,6 +21,20 @@ def _rrpd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "rrpd"]
 
 
+def child_log_format(settings: Settings, *, on_terminal: bool) -> str:
+    """The log format for the parts: ``auto`` decided as if each part wrote to our terminal.
+
+    The parts' output is a pipe to this supervisor, so each one alone would always choose
+    JSON; what counts is where the lines end up: ``rrpd run``'s own stdout. Production, a pipe
+    or an explicit setting keep their meaning.
+    """
+    if settings.log_format != "auto":
+        return settings.log_format
+    if settings.is_production or not on_terminal:
+        return "json"
+    return "console"
+
+
 def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """Whether another program already listens on ``host:port`` (what our parts bind)."""
     with socket.socket() as probe:
@@ -80,6 +94,7 @@ def run_local_stack(*, api_port: int, flower_port: int, sim_port: int, use_simul
     if "RRPD_PUBLIC_URL" not in os.environ and public_url == DEFAULT_PUBLIC_URL:
         public_url = f"http://127.0.0.1:{api_port}"
     env["RRPD_PUBLIC_URL"] = public_url
+    env["RRPD_LOG_FORMAT"] = child_log_format(settings, on_terminal=sys.stdout.isatty())
     if settings.app_integrations_url:
         env["RRPD_APP_INTEGRATIONS_URL"] = settings.app_integrations_url
     # The local secrets are generated into var/ once, here, before several processes start and
