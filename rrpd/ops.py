@@ -16,6 +16,14 @@ import click
 from rrpd.manage import _settings, _uuid
 
 ATTENTION_STATUSES = ("needs_reauth", "invalid")
+# Why there is no next sync: beat only syncs connected connections, whatever next_sync_at says.
+NO_SYNC_BECAUSE = {
+    "needs_reauth": "syncs are paused until an admin logs in with OAuth 2.0 again "
+    "(rotations keep their last state)",
+    "invalid": "syncs are paused until an admin connects with credentials PagerDuty accepts",
+    "validating": "the first sync follows a successful check of the credentials",
+    "disconnecting": "the connection is being disconnected",
+}
 # A connection still in one of these after this long lost its task (e.g. Redis lost the queue).
 STUCK_AFTER = {"validating": timedelta(minutes=15), "disconnecting": timedelta(minutes=10)}
 
@@ -80,11 +88,13 @@ def status(workspace_id: str, as_json: bool) -> None:
             if summary["connection_id"]
             else None
         )
+        syncing = conn is not None and conn.status == "connected"
         extra = {
             "workspace_name": ws.name,
             "generation": conn.generation if conn else None,
             "consecutive_sync_failures": conn.consecutive_sync_failures if conn else 0,
-            "next_sync_at": conn.next_sync_at if conn else None,
+            "next_sync_at": conn.next_sync_at if syncing else None,
+            "next_sync_note": None if syncing or conn is None else NO_SYNC_BECAUSE.get(conn.status),
             "access_token_expires_at": conn.access_token_expires_at if conn else None,
         }
     if as_json:
@@ -129,7 +139,10 @@ def status(workspace_id: str, as_json: bool) -> None:
             if run["error"]:
                 rows.append(("sync error", run["error"]))
         rows.append(("last change", _when(s["last_synced_at"])))
-        rows.append(("next sync", _when(extra["next_sync_at"])))
+        if extra["next_sync_note"]:
+            rows.append(("next sync", f"none: {extra['next_sync_note']}"))
+        else:
+            rows.append(("next sync", _when(extra["next_sync_at"])))
         if extra["consecutive_sync_failures"]:
             rows.append(("failing syncs", f"{extra['consecutive_sync_failures']} in a row"))
         if s["auth_method"] == "oauth":

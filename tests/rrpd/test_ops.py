@@ -224,3 +224,27 @@ def test_operator_commands_have_help() -> None:
     for command in ("status", "sync-now", "attention"):
         result = _run(command, "--help")
         assert result.exit_code == 0 and "Usage: " in result.output
+
+
+@pytest.mark.parametrize(
+    ("status", "why"),
+    [
+        (ConnectionStatus.NEEDS_REAUTH, "syncs are paused until an admin logs in with OAuth 2.0"),
+        (ConnectionStatus.INVALID, "syncs are paused until an admin connects with credentials"),
+        (ConnectionStatus.VALIDATING, "the first sync follows a successful check"),
+        (ConnectionStatus.DISCONNECTING, "the connection is being disconnected"),
+    ],
+)
+def test_status_shows_no_next_sync_when_syncs_do_not_run(
+    session: Session, status: ConnectionStatus, why: str
+) -> None:
+    ws = factories.workspace(session, "Paused")
+    conn = factories.api_key_connection(session, ws, status=status)
+    conn.next_sync_at = utcnow() + timedelta(seconds=30)  # left over from when it was connected
+    session.commit()
+    out = _run("status", str(ws.id)).output
+    (line,) = [line for line in out.splitlines() if line.startswith("next sync")]
+    assert line.split(None, 2)[2].startswith(f"none: {why}"), line
+    as_json = json.loads(_run("status", str(ws.id), "--json").output)
+    assert as_json["next_sync_at"] is None
+    assert as_json["next_sync_note"].startswith(why)
