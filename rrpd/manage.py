@@ -66,7 +66,7 @@ ROLES = ("primary_owner", "admin", "member")
 
 @click.group("workspace")
 def workspace_group() -> None:
-    """Workspaces (local use)."""
+    """Workspaces (create: local use; list: anywhere)."""
 
 
 @workspace_group.command("create")
@@ -86,6 +86,68 @@ def workspace_create(name: str) -> None:
         session.flush()
         ws_id = ws.id
     click.echo(str(ws_id))
+
+
+@workspace_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def workspace_list(as_json: bool) -> None:
+    """List workspaces: id, name, members, rotations and the PagerDuty connection's status."""
+    import json
+
+    from sqlalchemy import func, select
+
+    from models import ConnectionStatus, Member, PagerDutyConnection, Rotation, Workspace
+    from workers.db import transaction
+
+    _settings()
+
+    def count(model: type) -> object:
+        return (
+            select(func.count())
+            .where(model.workspace_id == Workspace.id)  # type: ignore[attr-defined]
+            .scalar_subquery()
+        )
+
+    live = (
+        select(PagerDutyConnection.status)
+        .where(
+            PagerDutyConnection.workspace_id == Workspace.id,
+            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED.value,
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    with transaction() as session:
+        rows = session.execute(
+            select(Workspace.id, Workspace.name, count(Member), count(Rotation), live).order_by(
+                func.lower(Workspace.name), Workspace.id
+            )
+        ).all()
+    items = [
+        {
+            "workspace_id": str(ws_id),
+            "name": name,
+            "members": members,
+            "rotations": rotations,
+            "pagerduty": status or "not connected",
+        }
+        for ws_id, name, members, rotations, status in rows
+    ]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        click.echo("no workspace yet (rrpd workspace create NAME)")
+        return
+    header = ("WORKSPACE", "NAME", "MEMBERS", "ROTATIONS", "PAGERDUTY")
+    table = [
+        (i["workspace_id"], i["name"], str(i["members"]), str(i["rotations"]), i["pagerduty"])
+        for i in items
+    ]
+    widths = [max(len(r[c]) for r in [header, *table]) for c in range(len(header))]
+    for row in [header, *table]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    click.echo(f"{len(items)} workspace(s)")
 
 
 @click.group("member")

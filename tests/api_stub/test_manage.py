@@ -103,3 +103,37 @@ def test_production_refuses_to_mint_tokens_or_add_members(db, session, monkeypat
         reset_settings_cache()
     session.expire_all()
     assert [m.email for m in session.scalars(select(Member))] == ["ada@acme.test"]
+
+
+def test_workspace_list_shows_every_workspace_with_members_and_pagerduty(db, session) -> None:
+    import json
+
+    from models import ConnectionStatus
+    from tests import factories
+
+    empty = run("workspace", "list").output.strip()
+    assert empty == "no workspace yet (rrpd workspace create NAME)"
+    acme = factories.workspace(session, "Acme")
+    for email in ("a@acme.test", "b@acme.test"):
+        factories.member(session, acme, email)
+    factories.api_key_connection(session, acme, status=ConnectionStatus.DISCONNECTED)
+    factories.api_key_connection(session, acme, status=ConnectionStatus.NEEDS_REAUTH)
+    factories.rotation(session, acme, name="Ops")
+    beta = factories.workspace(session, "Beta")
+    session.commit()
+
+    r = run("workspace", "list")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0].split() == ["WORKSPACE", "NAME", "MEMBERS", "ROTATIONS", "PAGERDUTY"]
+    assert lines[1].split() == [str(acme.id), "Acme", "2", "1", "needs_reauth"]
+    assert lines[2].split() == [str(beta.id), "Beta", "0", "0", "not", "connected"]
+    assert lines[3] == "2 workspace(s)"
+    listed = json.loads(run("workspace", "list", "--json").output)
+    assert listed[0] == {
+        "workspace_id": str(acme.id),
+        "name": "Acme",
+        "members": 2,
+        "rotations": 1,
+        "pagerduty": "needs_reauth",
+    }
