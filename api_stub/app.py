@@ -11,10 +11,18 @@ from api_stub import health, panel, routes
 from api_stub import metrics as metrics_routes
 from api_stub.errors import BodySizeLimit, ErrorResponse, install_error_handlers
 from api_stub.schemas import REQUEST_MODELS
+from workers.settings import get_settings
 
 
 def create_app() -> FastAPI:
+    # /openapi.json stays public everywhere: it is the documented contract (docs/api.md) and
+    # names no data. Swagger UI (/docs, /redoc) is off in production: it pulls scripts from a
+    # CDN into the panel's origin, and nobody needs an interactive console there.
+    local = not get_settings().is_production
     app = FastAPI(
+        docs_url="/docs" if local else None,
+        redoc_url="/redoc" if local else None,
+        swagger_ui_oauth2_redirect_url="/docs/oauth2-redirect" if local else None,
         title="rr-pagerduty API",
         version="1.0.0",
         description="Connects Round Robin workspaces to PagerDuty. Authenticate with "
@@ -47,12 +55,17 @@ def create_app() -> FastAPI:
                 schemas.setdefault(name, sub)
             schemas[model.__name__] = model_schema
         components["securitySchemes"] = {
-            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            # /metrics: the operators' credential (RRPD_FLOWER_BASIC_AUTH), as for Flower.
+            "operators": {"type": "http", "scheme": "basic"},
         }
         for path, ops in schema.get("paths", {}).items():
             if path.startswith("/v1/") and path != "/v1/pagerduty/oauth/callback":
                 for op in ops.values():
                     op["security"] = [{"bearer": []}]
+            elif path == "/metrics":
+                for op in ops.values():
+                    op["security"] = [{"operators": []}]
         app.openapi_schema = schema
         return schema
 

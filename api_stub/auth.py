@@ -6,6 +6,7 @@ must exist in that workspace; the effective role is the lower of the token's and
 
 from __future__ import annotations
 
+import hmac
 import time
 import uuid
 from typing import Annotated
@@ -24,6 +25,7 @@ from workers.settings import get_settings
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 5
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="rrpd"'}
+STRING_CLAIMS = ("sub", "workspace_id", "role")
 
 
 def _key() -> OctKey:
@@ -37,17 +39,23 @@ def issue_token(
     *,
     ttl_seconds: int | None = None,
     now: float | None = None,
+    nonce: str | None = None,
 ) -> str:
-    """A token as the Round Robin app would issue it (``rrpd token`` and tests use this)."""
+    """A token as the Round Robin app would issue it (``rrpd token`` and tests use this).
+
+    ``nonce``: the panel's login nonce, for a token that signs a browser in to the panel.
+    """
     issued = int(now if now is not None else time.time())
     ttl = ttl_seconds if ttl_seconds is not None else get_settings().api_jwt_ttl_seconds
-    claims = {
+    claims: dict[str, object] = {
         "sub": str(member_id),
         "workspace_id": str(workspace_id),
         "role": str(role),
         "iat": issued,
         "exp": issued + ttl,
     }
+    if nonce is not None:
+        claims["nonce"] = nonce
     return jwt.encode({"alg": ALGORITHM}, claims, _key(), algorithms=[ALGORITHM])
 
 
@@ -57,10 +65,41 @@ def _unauthenticated(code: str, message: str) -> ApiError:
 
 def verify_token(token: str) -> tuple[uuid.UUID, uuid.UUID, Role]:
     """(workspace_id, member_id, role) from a valid token, or a 401 ``ApiError``."""
+    workspace_id, member_id, role, _ = _verified(token)
+    return workspace_id, member_id, role
+
+
+def verify_login_token(token: str, expected_nonce: str | None) -> tuple[uuid.UUID, uuid.UUID, Role]:
+    """As ``verify_token``, for a token that signs a browser in to the panel: its ``nonce``
+    claim must be the one this browser's login cookie stands for (no login CSRF)."""
+    workspace_id, member_id, role, claims = _verified(token)
+    nonce = claims.get("nonce")
+    if (
+        not expected_nonce
+        or not isinstance(nonce, str)
+        or not hmac.compare_digest(nonce.encode(), expected_nonce.encode())
+    ):
+        raise _unauthenticated(
+            "login_nonce_mismatch",
+            "This sign-in link was not started in this browser. Open the integrations panel "
+            "from the Round Robin app again.",
+        )
+    return workspace_id, member_id, role
+
+
+def _verified(token: str) -> tuple[uuid.UUID, uuid.UUID, Role, dict[str, object]]:
     try:
         decoded = jwt.decode(token, _key(), algorithms=[ALGORITHM])
     except (JoseError, ValueError, TypeError):
         raise _unauthenticated("invalid_token", "The access token is not valid.") from None
+    # Types first: joserfc accepts a list where a value list is given (role: ["admin"] passes
+    # its check), and anything but a string here is a malformed token, not a server error.
+    for claim in STRING_CLAIMS:
+        value = decoded.claims.get(claim)
+        if value is not None and not isinstance(value, str):
+            raise _unauthenticated(
+                "invalid_token", f"The access token's {claim} claim must be a string."
+            )
     registry = jwt.JWTClaimsRegistry(
         leeway=LEEWAY_SECONDS,
         exp={"essential": True},
@@ -77,11 +116,13 @@ def verify_token(token: str) -> tuple[uuid.UUID, uuid.UUID, Role]:
             "invalid_token", "The access token lacks a required claim or has a bad value."
         ) from None
     try:
-        member_id = uuid.UUID(str(decoded.claims["sub"]))
-        workspace_id = uuid.UUID(str(decoded.claims["workspace_id"]))
+        member_id = uuid.UUID(decoded.claims["sub"])
+        workspace_id = uuid.UUID(decoded.claims["workspace_id"])
     except ValueError:
-        raise _unauthenticated("invalid_token", "The access token names no valid ids.") from None
-    return workspace_id, member_id, Role(decoded.claims["role"])
+        raise _unauthenticated(
+            "invalid_token", "The access token's sub and workspace_id claims must be UUIDs."
+        ) from None
+    return workspace_id, member_id, Role(decoded.claims["role"]), dict(decoded.claims)
 
 
 def authenticate(request: Request) -> Actor:

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workers.connections import ServiceError
 from workers.settings import get_settings
@@ -28,6 +28,7 @@ _STATUS_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    431: "headers_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
     500: "internal_error",
@@ -77,7 +78,10 @@ def error_response(
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # Only the leading source is dropped: a parameter may itself be called "query".
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
     return ".".join(parts) or "body"
 
 
@@ -156,6 +160,11 @@ async def read_json(request: Request, model: type[M]) -> M:
         data = json.loads(b"".join(chunks) or b"null")
     except (ValueError, UnicodeDecodeError):
         raise ApiError(422, "invalid_json", "The request body is not valid JSON.") from None
+    except RecursionError:
+        # "[" * 5000 fits in the size limit but exhausts the parser's recursion limit.
+        raise ApiError(
+            422, "invalid_json", "The request body is nested too deeply to be valid JSON here."
+        ) from None
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_request", "The request body must be a JSON object.")
     try:
@@ -165,33 +174,85 @@ async def read_json(request: Request, model: type[M]) -> M:
         raise ApiError(422, "invalid_request", _summary(details), details=details) from None
 
 
-class BodySizeLimit:
-    """Refuse a declared Content-Length over the limit before any handler runs (413).
+class _BodyTooLarge(Exception):
+    """Raised from ``receive`` the moment a body crosses the limit."""
 
-    Bodies without a Content-Length (chunked) are counted as they are read in ``read_json``.
+
+class BodySizeLimit:
+    """Bound what a request can make us hold: headers (431) and bodies (413).
+
+    - Headers (request target included) over ``RRPD_API_MAX_HEADER_BYTES``: 431. h11 already
+      refuses headers that stay incomplete past the limit (``api_stub.server``); this also
+      catches a complete oversized block that arrived in one read.
+    - A declared Content-Length over ``RRPD_API_MAX_BODY_BYTES``: 413 before any handler runs.
+    - Every body, declared or chunked, API or panel form, is counted as it streams in: the
+      moment it crosses the limit the request ends with 413, before the rest is read.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", []):
-                if name == b"content-length":
-                    limit = get_settings().api_max_body_bytes
-                    try:
-                        length = int(value)
-                    except ValueError:
-                        await error_response(400, "bad_request", "Content-Length is not a number.")(
-                            scope, receive, send
-                        )
-                        return
-                    if length > limit:
-                        await error_response(
-                            413,
-                            "payload_too_large",
-                            f"The request body is larger than {limit} bytes.",
-                            headers={"Connection": "close"},
-                        )(scope, receive, send)
-                        return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings = get_settings()
+        limit = settings.api_max_body_bytes
+        header_bytes = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        for name, value in scope.get("headers", []):
+            header_bytes += len(name) + len(value) + 4
+        if header_bytes > settings.api_max_header_bytes:
+            await error_response(
+                431,
+                "headers_too_large",
+                f"The request's headers are larger than {settings.api_max_header_bytes} bytes.",
+                headers={"Connection": "close"},
+            )(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    await error_response(400, "bad_request", "Content-Length is not a number.")(
+                        scope, receive, send
+                    )
+                    return
+                if length > limit:
+                    await _too_large(limit)(scope, receive, send)
+                    return
+
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _BodyTooLarge:
+            if started:  # nothing sensible left to say; the server closes the connection
+                raise
+            await _too_large(limit)(scope, receive, send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    # Connection: close, so the server stops reading the rest of the body.
+    return error_response(
+        413,
+        "payload_too_large",
+        f"The request body is larger than {limit} bytes.",
+        headers={"Connection": "close"},
+    )

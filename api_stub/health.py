@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from workers.db import get_engine
-from workers.settings import get_settings
+from workers.settings import ConfigurationError, get_settings
 
 router = APIRouter(tags=["health"])
 
@@ -19,9 +19,20 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database and the broker answer")
+@router.get(
+    "/readyz",
+    summary="The configuration is usable and the database and the broker answer",
+    responses={503: {"description": "Not ready; `checks` says which part and why."}},
+)
 def readyz() -> JSONResponse:
     checks: dict[str, str] = {}
+    # A bad key list or JWT secret would answer every connect with a 500: not ready. The
+    # messages name variables and key ids, never key material.
+    try:
+        get_settings().check()
+        checks["configuration"] = "ok"
+    except ConfigurationError as exc:
+        checks["configuration"] = f"invalid: {exc}"
     try:
         with get_engine().connect() as conn:
             conn.execute(text("SELECT 1"))

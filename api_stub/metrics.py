@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from api_stub.errors import ApiError
+from api_stub.errors import ApiError, ErrorResponse
 from models import ConnectionStatus, PagerDutyConnection
 from workers import metrics
 from workers.db import transaction
@@ -125,7 +125,20 @@ def render_metrics() -> str:
     "/metrics",
     summary="Prometheus metrics (basic auth with RRPD_FLOWER_BASIC_AUTH unless it is empty)",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE: {}}}},
+    responses={
+        200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format 0.0.4."},
+        401: {
+            "model": ErrorResponse,
+            "description": "No or wrong HTTP basic credential (`unauthenticated`); the operators' "
+            "credential is RRPD_FLOWER_BASIC_AUTH. Not sent when that setting is empty.",
+            "headers": {
+                "WWW-Authenticate": {
+                    "description": 'Basic realm="rrpd metrics"',
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    },
 )
 def get_metrics(request: Request) -> Response:
     _check_basic_auth(request)

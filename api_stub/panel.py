@@ -8,7 +8,8 @@ Who is acting: a JWT in an HttpOnly cookie, verified exactly like the API's bear
 (``api_stub.auth.verify_token`` + ``resolve_actor``: the effective role is the lower of the
 token's and the stored one). Outside production a member picker issues that cookie for any
 member (a local run has no Round Robin app to log in with); in production the picker is off and
-the cookie is only set from a real token (``GET /panel?token=<JWT>``).
+the cookie is only set from a real token bound to this browser's sign-in (``GET /panel/login``
+then ``GET /panel?token=<JWT with the login nonce>``).
 
 CSRF: a random nonce in a cookie and, in every form, an HMAC of (nonce, who is acting) keyed
 with a secret derived from ``RRPD_API_JWT_SECRET``. A POST without a matching token, or with an
@@ -36,8 +37,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api_stub.auth import issue_token, verify_token
+from api_stub.auth import issue_token, verify_login_token, verify_token
 from api_stub.errors import ApiError, error_response
+from api_stub.schemas import control_message, has_control_characters
 from models import Member, Role, Workspace, utcnow
 from workers import connections as svc
 from workers.connections import Actor, ServiceError
@@ -48,6 +50,8 @@ router = APIRouter(prefix="/panel", include_in_schema=False)
 
 IDENTITY_COOKIE = "rrpd_panel_session"
 CSRF_COOKIE = "rrpd_panel_csrf"
+LOGIN_COOKIE = "rrpd_panel_login"
+LOGIN_TTL_SECONDS = 600
 FLASH_COOKIE = "rrpd_panel_flash"
 CSRF_FIELD = "csrf_token"
 MAX_FORM_FIELD = 2048
@@ -86,6 +90,15 @@ REASON_WORDS = {
 }
 UNSETTLED = {"validating", "disconnecting"}
 SYNC_WAIT_SECONDS = 60
+# After connecting, the page refreshes until the first sync has run, for at most this long (a
+# stopped sync worker must not make it refresh forever).
+FIRST_SYNC_WAIT_SECONDS = 300
+SYNC_OUTCOME_WORDS = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "skipped": "skipped (the connection changed while it ran)",
+    "running": "running",
+}
 
 
 def picker_enabled() -> bool:
@@ -103,6 +116,16 @@ def _csrf_key() -> bytes:
 def csrf_token_for(nonce: str, subject: str) -> str:
     """The form token for a cookie nonce and who is acting ("anonymous" before choosing)."""
     mac = hmac.new(_csrf_key(), f"{nonce}\x00{subject}".encode(), hashlib.sha256)
+    return mac.hexdigest()
+
+
+def login_nonce_for(login_cookie: str) -> str:
+    """The nonce a sign-in token must carry for the browser holding ``login_cookie``.
+
+    The cookie stays in the browser (HttpOnly); only this keyed hash of it travels to the Round
+    Robin app and back inside the token, so a token minted for one browser signs in no other.
+    """
+    mac = hmac.new(_csrf_key(), f"login\x00{login_cookie}".encode(), hashlib.sha256)
     return mac.hexdigest()
 
 
@@ -198,7 +221,7 @@ def _read_flash(request: Request) -> dict[str, str] | None:
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(raw.encode()))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # a crafted cookie is simply ignored
         return None
     if not isinstance(data, dict) or data.get("kind") not in ("ok", "error"):
         return None
@@ -224,6 +247,59 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
 
 
+def _ago(value: datetime) -> str:
+    seconds = max(0, int((utcnow() - value).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _last_sync_words(run: dict[str, Any] | None) -> str:
+    """The last sync *run* (time and outcome), which a quiet healthy connection renews every
+    interval; "last change" (``last_synced_at``) is shown separately."""
+    if run is None:
+        return "not yet"
+    at = run["finished_at"] or run["started_at"]
+    words = SYNC_OUTCOME_WORDS.get(run["status"], run["status"])
+    if run["status"] == "succeeded":
+        changes = run["rows_created"] + run["rows_updated"] + run["rows_deleted"]
+        words += ", nothing changed" if changes == 0 else f", {changes} changes"
+    elif run["status"] == "failed" and run["error"]:
+        words += f": {run['error']}"
+    return f"{at.strftime('%Y-%m-%d %H:%M:%S UTC')} ({_ago(at)}) — {words}"
+
+
+def _disconnected_words(session: Session, workspace_id: uuid.UUID, raw: str | None) -> str | None:
+    """"Disconnected; N rotations are now Manual" once the disconnect asked for from this page
+    (``?disconnected=<connection id>``) has been done by the worker."""
+    from models import AuditEvent
+    from workers.disconnect import AUDIT_ACTION
+
+    try:
+        connection_id = str(uuid.UUID(raw or ""))
+    except ValueError:
+        return None
+    events = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.workspace_id == workspace_id, AuditEvent.action == AUDIT_ACTION)
+        .order_by(AuditEvent.created_at.desc())
+        .limit(20)
+    )
+    for event in events:
+        details = event.details if isinstance(event.details, dict) else {}
+        if details.get("connection_id") != connection_id:
+            continue
+        names = sorted(
+            (str(r.get("name")) for r in details.get("rotations_made_manual") or []), key=str.lower
+        )
+        if not names:
+            return "Disconnected; no rotation followed PagerDuty, so none changed."
+        are = "rotation is" if len(names) == 1 else "rotations are"
+        return f"Disconnected; {len(names)} {are} now Manual ({', '.join(names)})."
+    return None
+
+
 def _picker_choices(session: Any) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Workspace.name, Member)
@@ -244,7 +320,8 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
     q = request.query_params
     notices: list[dict[str, str]] = []
     returned = q.get("pagerduty")
-    if returned in RETURN_WORDS:
+    # "connecting" is added below, only while the connection is still being finished.
+    if returned in RETURN_WORDS and returned != "connecting":
         kind, text = RETURN_WORDS[returned]
         notices.append({"kind": kind, "text": text})
     elif returned == "error":
@@ -264,6 +341,10 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         "actor": None,
         "notices": notices,
         "picker_enabled": picker_enabled(),
+        "oauth_redirect_uri": get_settings().oauth_redirect_uri,
+        "oauth_scopes": list(svc.OAUTH_SCOPES),
+        "last_sync_words": _last_sync_words,
+        "app_login": bool(get_settings().app_login_url),
         "choices": [],
         "role_words": ROLE_WORDS,
         "when": _when,
@@ -279,6 +360,17 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         status = svc.connection_status(session, actor.workspace_id)
         rotations = svc.list_rotations(session, actor.workspace_id)
         schedules, _ = svc.search_schedules(session, actor.workspace_id, None, limit=200)
+        disconnected = (
+            _disconnected_words(session, actor.workspace_id, q.get("disconnected"))
+            if status["status"] != "disconnecting" and q.get("disconnected")
+            else None
+        )
+    if returned == "connecting" and status["status"] in ("validating", "not_connected"):
+        # Only until the outcome is known: then the connection block says it.
+        kind, text = RETURN_WORDS["connecting"]
+        notices.insert(0, {"kind": kind, "text": text})
+    if disconnected:
+        notices.insert(0, {"kind": "ok", "text": disconnected})
     ctx.update(
         actor={
             "id": str(actor.member_id),
@@ -298,11 +390,20 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
     ctx["sync_pending"] = status["status"] == "connected" and _sync_pending(
         q.get("sync_requested"), status["last_sync"]
     )
+    # Connected but never synced: the first sync is on its way; keep refreshing (for a while)
+    # so schedules to bind and the people appear without a manual reload.
+    ctx["first_sync_pending"] = (
+        status["status"] == "connected"
+        and status["last_sync"] is None
+        and status["status_changed_at"] is not None
+        and utcnow() - status["status_changed_at"] < timedelta(seconds=FIRST_SYNC_WAIT_SECONDS)
+    )
     ctx["refresh"] = (
         status["status"] in UNSETTLED
         or (returned == "connecting" and status["status"] == "not_connected")
         or (binding_pending and status["status"] == "connected")
         or ctx["sync_pending"]
+        or ctx["first_sync_pending"]
     )
     return ctx
 
@@ -310,7 +411,9 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
 def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bool:
     """After "Sync now" or a bind (``?sync_requested=<epoch seconds>``): has a sync started
     since then and finished? Gives up after a minute so a page never refreshes forever."""
-    if not requested or not requested.isdigit():
+    # ASCII digits only ("²".isdigit() is true) and a sane length, so nonsense is ignored
+    # rather than a 500.
+    if not requested or not (requested.isascii() and requested.isdigit()) or len(requested) > 12:
         return False
     since = datetime.fromtimestamp(int(requested), UTC)
     if utcnow() - since > timedelta(seconds=SYNC_WAIT_SECONDS) or since > utcnow():
@@ -320,17 +423,58 @@ def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bo
     return last_sync["started_at"] < since
 
 
+@router.get("/login")
+def login(request: Request) -> Response:
+    """Start a sign-in through the Round Robin app, bound to this browser.
+
+    A fresh random login cookie is set here, and the browser goes to ``RRPD_APP_LOGIN_URL``
+    with ``nonce`` (a keyed hash of the cookie) and ``return_to``. The app signs the person in,
+    mints a token with that ``nonce`` claim and sends the browser to ``/panel?token=...``.
+    """
+    app_login_url = get_settings().app_login_url
+    if not app_login_url:
+        raise ApiError(
+            404,
+            "login_not_configured",
+            "Signing in through the Round Robin app is not configured (RRPD_APP_LOGIN_URL).",
+        )
+    cookie = secrets.token_urlsafe(32)
+    target = svc.with_query(
+        app_login_url,
+        {
+            "nonce": login_nonce_for(cookie),
+            "return_to": f"{get_settings().public_url.rstrip('/')}/panel",
+        },
+    )
+    response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+    # Lax, not Strict: it must come back with the app's cross-site redirect to /panel?token=.
+    response.set_cookie(
+        LOGIN_COOKIE,
+        cookie,
+        max_age=LOGIN_TTL_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=_cookie_secure(),
+        path="/panel",
+    )
+    return response
+
+
 @router.get("", response_class=HTMLResponse)
 def panel(request: Request, token: str | None = None) -> Response:
     if token:
-        # A real token (e.g. handed over by the Round Robin app): check it, keep it in an
-        # HttpOnly cookie and drop it from the address bar.
+        # A token from the Round Robin app: it must carry the nonce of the sign-in this very
+        # browser started (/panel/login), or anyone could send a victim a link that signs them
+        # in as the attacker (login CSRF) and collect the API key they then paste. Kept in an
+        # HttpOnly cookie and dropped from the address bar; the login cookie is single-use.
+        login_cookie = request.cookies.get(LOGIN_COOKIE)
         try:
-            verify_token(token)
+            verify_login_token(token, login_nonce_for(login_cookie) if login_cookie else None)
         except ApiError as exc:
-            return error_response(exc.status, exc.code, exc.message)
+            return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
         response = _redirect()
         _set_identity(response, token)
+        response.delete_cookie(LOGIN_COOKIE, path="/panel")
         return response
     actor = current_actor(request)
     nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
@@ -381,7 +525,22 @@ async def _checked(request: Request) -> tuple[Actor, dict[str, str]]:
         raise ApiError(
             401, "unauthenticated", "Choose who you are on the panel first (no panel session)."
         )
+    _refuse_control_characters(form)
     return actor, form
+
+
+def _refuse_control_characters(form: dict[str, str]) -> None:
+    """422 for a NUL or another control character inside a field (a browser never sends one;
+    surrounding whitespace is the service's to strip, e.g. a key pasted with a trailing tab)."""
+    bad = sorted(k for k, v in form.items() if has_control_characters(v.strip()))
+    if bad:
+        details = [{"field": k[:64], "message": control_message(k[:64])} for k in bad]
+        raise ApiError(
+            422,
+            "invalid_request",
+            "; ".join(f"{d['field']}: {d['message']}" for d in details),
+            details=details,
+        )
 
 
 async def _apply(work: Callable[[Session], str], query: dict[str, str] | None = None) -> Response:
@@ -496,11 +655,25 @@ async def start_oauth(request: Request) -> Response:
 async def disconnect(request: Request) -> Response:
     actor, _ = await _checked(request)
 
-    def work(session: Session) -> str:
-        svc.disconnect(session, actor)
-        return "Disconnecting from PagerDuty. Bound rotations go back to Manual."
+    def run() -> str:
+        with transaction() as session:
+            return str(svc.disconnect(session, actor).connection.id)
 
-    return await _apply(work)
+    try:
+        connection_id = await run_in_threadpool(run)
+    except svc.NotFound as exc:
+        if exc.code != "not_connected":
+            return _flash(_redirect(), "error", exc.message)
+        # A second tab, or a double click: the outcome the person wanted is already there.
+        return _flash(_redirect(), "ok", "PagerDuty is already disconnected; nothing to do.")
+    except ServiceError as exc:
+        return _flash(_redirect(), "error", exc.message)
+    # The page refreshes while disconnecting, then says how many rotations became Manual.
+    return _flash(
+        _redirect({"disconnected": connection_id}),
+        "ok",
+        "Disconnecting from PagerDuty. Bound rotations go back to Manual.",
+    )
 
 
 @router.post("/sync")

@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from api_stub.auth import CurrentActor, WorkspaceActor, WorkspaceManager, workspace_manager
 from api_stub.errors import ErrorResponse, read_json
@@ -28,6 +29,7 @@ from api_stub.schemas import (
     StatusOut,
     TaskAccepted,
     TaskOut,
+    control_free,
 )
 from models import PagerDutyConnection
 from workers import connections as svc
@@ -245,7 +247,9 @@ def sync_now(actor: WorkspaceManager) -> TaskAccepted:
 )
 def list_schedules(
     actor: WorkspaceActor,
-    query: Annotated[str | None, Query(max_length=200)] = None,
+    query: Annotated[
+        str | None, Query(max_length=200), AfterValidator(control_free("query"))
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> SchedulePage:
@@ -333,9 +337,13 @@ def unbind_rotation(rotation_id: uuid.UUID, actor: WorkspaceManager) -> Rotation
     responses={
         401: AUTH_ERRORS[401],
         404: _err("No such task in the caller's workspace (`task_not_found`)."),
+        422: _err("The task id contains control characters (`invalid_request`)."),
     },
 )
-def get_task(task_id: str, actor: CurrentActor) -> TaskOut:
+def get_task(
+    task_id: Annotated[str, PathParam(), AfterValidator(control_free("task_id"))],
+    actor: CurrentActor,
+) -> TaskOut:
     if len(task_id) > 64:
         raise svc.NotFound("No such task in this workspace.", code="task_not_found")
     with transaction() as session:

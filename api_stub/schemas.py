@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
@@ -11,6 +13,35 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from workers.connections import Invalid, normalize_api_key
 
 Region = Literal["us", "eu"]
+REGION_HELP = (
+    "The PagerDuty service region of the account: `us` (the default) for accounts at "
+    "<subdomain>.pagerduty.com, `eu` for accounts at <subdomain>.eu.pagerduty.com. A key sent "
+    "to the other region is rejected as if it were wrong."
+)
+
+# C0 and C1 controls (NUL among them: PostgreSQL refuses it in text, so it used to reach the
+# database and come back as a 500) and unpaired surrogates (which cannot be encoded to UTF-8).
+# None belongs in an id, a search or a credential.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def has_control_characters(value: str) -> bool:
+    return _CONTROL.search(value) is not None
+
+
+def control_message(field: str) -> str:
+    return f"{field} must not contain control characters (such as NUL)."
+
+
+def control_free(field: str) -> Callable[[str | None], str | None]:
+    """A validator (``AfterValidator``) refusing control characters in ``field``."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and has_control_characters(value):
+            raise ValueError(control_message(field))
+        return value
+
+    return check
 
 
 class _Request(BaseModel):
@@ -23,7 +54,7 @@ class ApiKeyRequest(_Request):
         "characters without spaces.",
         json_schema_extra={"writeOnly": True},
     )
-    region: Region = Field("us", description="The PagerDuty service region of the account.")
+    region: Region = Field("us", description=REGION_HELP)
 
     @field_validator("api_key")
     @classmethod
@@ -42,13 +73,28 @@ class OAuthStartRequest(_Request):
         description="Your Scoped OAuth app's secret (stored encrypted).",
         json_schema_extra={"writeOnly": True},
     )
-    region: Region = "us"
+    region: Region = Field("us", description=REGION_HELP)
+
+    @field_validator("client_id", "client_secret")
+    @classmethod
+    def _no_control(cls, value: str, info: object) -> str:
+        field = getattr(info, "field_name", "value")
+        if has_control_characters(value):
+            raise ValueError(control_message(field))
+        return value
 
 
 class BindRequest(_Request):
     schedule_id: str = Field(
         min_length=1, max_length=64, description="PagerDuty schedule id, e.g. PABC123."
     )
+
+    @field_validator("schedule_id")
+    @classmethod
+    def _no_control(cls, value: str) -> str:
+        if has_control_characters(value):
+            raise ValueError(control_message("schedule_id"))
+        return value
 
 
 class ConnectionOut(BaseModel):

@@ -4,20 +4,41 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import IO, Any
 
 import click
 
-from workers.settings import ConfigurationError, get_settings
+from workers.settings import ConfigurationError, Settings, get_settings
 
 QUEUES = ("interactive", "sync")
+CONFIG_EXIT_CODE = 2
 
 
-def _checked_settings():  # type: ignore[no-untyped-def]
-    settings = get_settings()
+def echo_configuration_error(exc: ConfigurationError, file: IO[Any] | None = None) -> None:
+    """One line per problem, each naming the variable to fix; never a traceback."""
+    for line in str(exc).splitlines() or ["invalid configuration"]:
+        click.echo(f"configuration error: {line}", file=file, err=file is None)
+
+
+class ConfigurationProblem(click.ClickException):
+    """A configuration error shown the same way by every command (exit status 2)."""
+
+    exit_code = CONFIG_EXIT_CODE
+
+    def __init__(self, exc: ConfigurationError) -> None:
+        super().__init__(str(exc))
+        self.error = exc
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        echo_configuration_error(self.error, file)
+
+
+def _checked_settings() -> Settings:
     try:
+        settings = get_settings()
         settings.check()
     except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigurationProblem(exc) from None
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     return settings
 
@@ -148,7 +169,7 @@ def flower(host: str, port: int, read_only: bool) -> None:
 @click.option("--workers", "num_workers", default=1, show_default=True, type=int)
 def api(host: str, port: int, num_workers: int) -> None:
     """Start the HTTP API (uvicorn)."""
-    _checked_settings()
+    settings = _checked_settings()
     import uvicorn
 
     from workers.logging import configure_logging
@@ -163,6 +184,9 @@ def api(host: str, port: int, num_workers: int) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        # h11, not httptools: httptools reads a header block of any size (see api_stub.server).
+        http="api_stub.server:BoundedH11Protocol",
+        h11_max_incomplete_event_size=settings.api_max_header_bytes,
     )
 
 
@@ -181,6 +205,7 @@ def run(api_port: int, flower_port: int, sim_port: int, pagerduty: str) -> None:
     """Run the whole local stack in the foreground; Ctrl-C stops every process."""
     from rrpd.localstack import run_local_stack
 
+    _checked_settings()
     sys.exit(
         run_local_stack(
             api_port=api_port,
@@ -242,24 +267,57 @@ def keys_generate(key_id: str) -> None:
 
 
 @keys.command("rotate")
-@click.option("--batch-size", default=500, show_default=True, type=int)
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
 def keys_rotate(batch_size: int) -> None:
-    """Re-encrypt every stored secret with the first (primary) key. Safe while workers run."""
+    """Re-encrypt every stored secret with the first (primary) key. Safe while workers run.
+
+    First checks that every stored secret decrypts with RRPD_ENCRYPTION_KEYS (nothing is
+    written otherwise), and checks again afterwards.
+    """
     _checked_settings()
     from workers.crypto import get_keyring
-    from workers.keyrotation import rotate_all
+    from workers.keyrotation import RotationRefused, rotate_all
 
     keyring = get_keyring()
-    click.echo(f"re-encrypting with primary key {keyring.primary_id!r}")
+    ids = ", ".join(key_id for key_id, _ in keyring.keys)
+    click.echo(f"checking that every stored secret decrypts with the configured keys ({ids})")
 
     def progress(column: str, scanned: int, rotated: int) -> None:
         click.echo(f"  {column}: {scanned} scanned, {rotated} re-encrypted so far")
 
-    report = rotate_all(batch_size=batch_size, keyring=keyring, progress=progress)
+    try:
+        report = rotate_all(batch_size=batch_size, keyring=keyring, progress=progress)
+    except RotationRefused as refused:
+        for line in refused.report.problem_lines():
+            click.echo(f"  {line}", err=True)
+        raise click.ClickException(
+            f"refused: {refused.report.failed} of {refused.report.scanned} stored secrets do not "
+            "decrypt with RRPD_ENCRYPTION_KEYS; nothing was re-encrypted"
+        ) from None
+    assert report.before is not None and report.after is not None
+    click.echo(f"  ok: {report.before.scanned} secrets decrypt ({_by_key(report.before.by_key)})")
+    click.echo(f"re-encrypted with primary key {keyring.primary_id!r}")
     click.echo(
         f"done: {report.scanned} secrets scanned, {report.rotated} re-encrypted, "
         f"{report.skipped_concurrent} changed concurrently (already current)"
     )
+    after = report.after
+    if not after.ok:
+        for line in after.problem_lines():
+            click.echo(f"  {line}", err=True)
+        raise click.ClickException(
+            f"after re-encrypting, {after.failed} of {after.scanned} stored secrets do not "
+            "decrypt with RRPD_ENCRYPTION_KEYS (written meanwhile by a process with other keys?)"
+        )
+    old = after.scanned - after.by_key[keyring.primary_id]
+    click.echo(
+        f"verified: all {after.scanned} stored secrets decrypt ({_by_key(after.by_key)})"
+        + (f"; {old} still on older keys, run again" if old else "")
+    )
+
+
+def _by_key(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "none stored"
 
 from rrpd.manage import register; register(cli)  # noqa: E402, E702, I001
 from rrpd.demo import demo as _demo; cli.add_command(_demo)  # noqa: E402, E702, I001
@@ -269,8 +327,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="rrpd")
     except ConfigurationError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
+        # A command that reads settings without _checked_settings (e.g. through an import).
+        echo_configuration_error(exc)
+        sys.exit(CONFIG_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,20 @@ def _settings():  # type: ignore[no-untyped-def]
     return _checked_settings()
 
 
+def _local_only(command: str) -> None:
+    """Refuse a command that grants access, in production.
+
+    Production members and their tokens come from the Round Robin app; an operator shell that
+    could add a Primary Owner or mint a token would hold every workspace's keys. There is no
+    override flag on purpose (see docs/api.md, "Local administration").
+    """
+    if _settings().is_production:
+        raise click.ClickException(
+            f"`rrpd {command}` is disabled in production (RRPD_ENV=production): members and "
+            "their tokens come from the Round Robin app, not from an operator shell."
+        )
+
+
 def _uuid(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -52,7 +66,7 @@ ROLES = ("primary_owner", "admin", "member")
 
 @click.group("workspace")
 def workspace_group() -> None:
-    """Workspaces (local use)."""
+    """Workspaces (create: local use; list: anywhere)."""
 
 
 @workspace_group.command("create")
@@ -74,6 +88,68 @@ def workspace_create(name: str) -> None:
     click.echo(str(ws_id))
 
 
+@workspace_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def workspace_list(as_json: bool) -> None:
+    """List workspaces: id, name, members, rotations and the PagerDuty connection's status."""
+    import json
+
+    from sqlalchemy import func, select
+
+    from models import ConnectionStatus, Member, PagerDutyConnection, Rotation, Workspace
+    from workers.db import transaction
+
+    _settings()
+
+    def count(model: type) -> object:
+        return (
+            select(func.count())
+            .where(model.workspace_id == Workspace.id)  # type: ignore[attr-defined]
+            .scalar_subquery()
+        )
+
+    live = (
+        select(PagerDutyConnection.status)
+        .where(
+            PagerDutyConnection.workspace_id == Workspace.id,
+            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED.value,
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    with transaction() as session:
+        rows = session.execute(
+            select(Workspace.id, Workspace.name, count(Member), count(Rotation), live).order_by(
+                func.lower(Workspace.name), Workspace.id
+            )
+        ).all()
+    items = [
+        {
+            "workspace_id": str(ws_id),
+            "name": name,
+            "members": members,
+            "rotations": rotations,
+            "pagerduty": status or "not connected",
+        }
+        for ws_id, name, members, rotations, status in rows
+    ]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        click.echo("no workspace yet (rrpd workspace create NAME)")
+        return
+    header = ("WORKSPACE", "NAME", "MEMBERS", "ROTATIONS", "PAGERDUTY")
+    table = [
+        (i["workspace_id"], i["name"], str(i["members"]), str(i["rotations"]), i["pagerduty"])
+        for i in items
+    ]
+    widths = [max(len(r[c]) for r in [header, *table]) for c in range(len(header))]
+    for row in [header, *table]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    click.echo(f"{len(items)} workspace(s)")
+
+
 @click.group("member")
 def member_group() -> None:
     """Workspace members (local use)."""
@@ -85,13 +161,13 @@ def member_group() -> None:
 @click.option("--role", required=True, type=click.Choice(ROLES), help="The member's role.")
 @click.option("--name", default=None, help="Display name (default: the email's local part).")
 def member_add(workspace_id: str, email: str, role: str, name: str | None) -> None:
-    """Add a member to a workspace and print its id."""
+    """Add a member to a workspace and print its id (local runs only)."""
     from sqlalchemy.exc import IntegrityError
 
     from models import Member
     from workers.db import transaction
 
-    _settings()
+    _local_only("member add")
     email = email.strip()
     if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
         raise click.ClickException(f"{email!r} is not an email address")
@@ -165,11 +241,12 @@ def rotation_create(workspace_id: str, name: str, emails: tuple[str, ...]) -> No
     help="Lifetime in seconds (default: RRPD_API_JWT_TTL_SECONDS).",
 )
 def token(workspace_id: str, email: str, ttl: int | None) -> None:
-    """Print an API token (JWT) for a member, as the Round Robin app would issue (local use)."""
+    """Print an API token (JWT) for a member, as the Round Robin app would issue (local runs
+    only: refused in production)."""
     from api_stub.auth import issue_token
     from workers.db import transaction
 
-    _settings()
+    _local_only("token")
     with transaction() as session:
         ws = _workspace(session, workspace_id)
         m = _member_by_email(session, ws, email)

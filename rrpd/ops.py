@@ -16,6 +16,14 @@ import click
 from rrpd.manage import _settings, _uuid
 
 ATTENTION_STATUSES = ("needs_reauth", "invalid")
+# Why there is no next sync: beat only syncs connected connections, whatever next_sync_at says.
+NO_SYNC_BECAUSE = {
+    "needs_reauth": "syncs are paused until an admin logs in with OAuth 2.0 again "
+    "(rotations keep their last state)",
+    "invalid": "syncs are paused until an admin connects with credentials PagerDuty accepts",
+    "validating": "the first sync follows a successful check of the credentials",
+    "disconnecting": "the connection is being disconnected",
+}
 # A connection still in one of these after this long lost its task (e.g. Redis lost the queue).
 STUCK_AFTER = {"validating": timedelta(minutes=15), "disconnecting": timedelta(minutes=10)}
 
@@ -80,11 +88,13 @@ def status(workspace_id: str, as_json: bool) -> None:
             if summary["connection_id"]
             else None
         )
+        syncing = conn is not None and conn.status == "connected"
         extra = {
             "workspace_name": ws.name,
             "generation": conn.generation if conn else None,
             "consecutive_sync_failures": conn.consecutive_sync_failures if conn else 0,
-            "next_sync_at": conn.next_sync_at if conn else None,
+            "next_sync_at": conn.next_sync_at if syncing else None,
+            "next_sync_note": None if syncing or conn is None else NO_SYNC_BECAUSE.get(conn.status),
             "access_token_expires_at": conn.access_token_expires_at if conn else None,
         }
     if as_json:
@@ -129,7 +139,10 @@ def status(workspace_id: str, as_json: bool) -> None:
             if run["error"]:
                 rows.append(("sync error", run["error"]))
         rows.append(("last change", _when(s["last_synced_at"])))
-        rows.append(("next sync", _when(extra["next_sync_at"])))
+        if extra["next_sync_note"]:
+            rows.append(("next sync", f"none: {extra['next_sync_note']}"))
+        else:
+            rows.append(("next sync", _when(extra["next_sync_at"])))
         if extra["consecutive_sync_failures"]:
             rows.append(("failing syncs", f"{extra['consecutive_sync_failures']} in a row"))
         if s["auth_method"] == "oauth":
@@ -147,14 +160,29 @@ def status(workspace_id: str, as_json: bool) -> None:
 
 @click.command("sync-now")
 @click.argument("workspace_id")
-def sync_now(workspace_id: str) -> None:
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait until the sync run recorded after this request finishes and print its outcome; "
+    "exit status 1 if it failed, was skipped or did not finish within --timeout.",
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=1),
+    default=120,
+    show_default=True,
+    help="Seconds --wait waits.",
+)
+def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
     """Enqueue a manual sync of a workspace's connection (after the audit row commits)."""
-    from models import AuditEvent, ConnectionStatus
+    from models import AuditEvent, ConnectionStatus, utcnow
     from workers.connections import live_connection
     from workers.db import transaction
     from workers.enqueue import SYNC_CONNECTION, enqueue
 
     _settings()
+    # Before the enqueue: any run that starts from here on covers this request.
+    requested_at = utcnow()
     with transaction() as session:
         ws = _workspace(session, workspace_id)
         conn = live_connection(session, ws.id)
@@ -183,7 +211,68 @@ def sync_now(workspace_id: str) -> None:
             )
         )
     click.echo(f"sync enqueued for connection {connection_id}: task {task_id}")
-    click.echo(f"follow it with `rrpd status {ws.id}` (or in Flower)")
+    if not wait:
+        click.echo(f"follow it with `rrpd status {ws.id}` (or in Flower)")
+        return
+    _wait_for_sync(connection_id, task_id, requested_at, timeout)
+
+
+def _wait_for_sync(connection_id: uuid.UUID, task_id: str, since: datetime, timeout: int) -> None:
+    """Poll for the first finished run that covers the request: the task's own run, or, when
+    it was coalesced into a sync already running, the next pass of that one (started later)."""
+    import time
+
+    from sqlalchemy import or_, select
+
+    from models import ConnectionStatus, PagerDutyConnection, SyncRun
+    from workers.db import transaction
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with transaction() as session:
+            run = session.execute(
+                select(SyncRun)
+                .where(
+                    SyncRun.connection_id == connection_id,
+                    SyncRun.finished_at.is_not(None),
+                    or_(SyncRun.task_id == task_id, SyncRun.started_at >= since),
+                )
+                .order_by(SyncRun.started_at)
+                .limit(1)
+            ).scalar_one_or_none()
+            conn = session.get(PagerDutyConnection, connection_id)
+            outcome = _run_words(run) if run is not None else None
+            status = conn.status if conn is not None else "gone"
+            last_error = conn.last_error if conn is not None else None
+        if run is not None and outcome is not None:
+            succeeded = run.status == "succeeded"
+            click.echo(outcome)
+            if not succeeded:
+                raise click.exceptions.Exit(1)
+            return
+        if status != ConnectionStatus.CONNECTED.value:
+            # needs_reauth, invalid, disconnected...: the sync will not run (or record) at all.
+            why = f": {last_error}" if last_error else ""
+            raise click.ClickException(f"no sync ran: the connection is now {status}{why}")
+        if time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"no sync run finished within {timeout} s (are `sync` workers running? see "
+                "`rrpd attention` and Flower)"
+            )
+        time.sleep(0.5)
+
+
+def _run_words(run) -> str:  # type: ignore[no-untyped-def]
+    took = f" in {run.duration_ms / 1000:.1f} s" if run.duration_ms is not None else ""
+    line = f"sync {run.status} at {_when(run.finished_at)}{took}"
+    if run.status == "succeeded":
+        line += (
+            f": rows +{run.rows_created} ~{run.rows_updated} -{run.rows_deleted}, "
+            f"{run.requests_made} PagerDuty requests"
+        )
+    elif run.error:
+        line += f": {run.error}"
+    return line
 
 
 # --- rrpd attention -----------------------------------------------------------------------------

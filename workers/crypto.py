@@ -17,7 +17,16 @@ PREFIX = "v1"
 
 
 class DecryptionError(Exception):
-    """A stored secret could not be decrypted (unknown key id, wrong key or damaged data)."""
+    """A stored secret could not be decrypted (unknown key id, wrong key or damaged data).
+
+    ``reason`` is ``malformed``, ``unknown_key`` or ``wrong_key``; ``key_id`` the key the
+    ciphertext names, when it names one.
+    """
+
+    def __init__(self, message: str, *, reason: str = "malformed", key_id: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.key_id = key_id
 
 
 @dataclass(frozen=True)
@@ -25,8 +34,12 @@ class Keyring:
     keys: tuple[tuple[str, Fernet], ...]
 
     @classmethod
-    def parse(cls, material: str) -> Keyring:
-        """Parse ``id=key,id2=key2`` (a bare key gets the id ``k<n>``)."""
+    def parse(cls, material: str, source: str = "RRPD_ENCRYPTION_KEYS") -> Keyring:
+        """Parse ``id=key,id2=key2`` (a bare key gets the id ``k<n>``).
+
+        Every key is checked here, so a bad list fails at start-up rather than on the first
+        connect. Messages name ``source`` (the variable or file) and never a key's material.
+        """
         keys: list[tuple[str, Fernet]] = []
         for n, item in enumerate(p.strip() for p in material.split(",")):
             if not item:
@@ -36,19 +49,30 @@ class Keyring:
                 # A Fernet key is base64 and may itself end with "="; treat it as bare.
                 key_id, key = f"k{n + 1}", item
             if not key_id.replace("-", "").replace("_", "").isalnum():
-                raise ConfigurationError(f"encryption key id {key_id!r} must be alphanumeric")
+                # Not echoed: a mangled entry may hold a piece of a real key.
+                raise ConfigurationError(
+                    f"{source}: entry {n + 1} has a key id that is not letters, digits, '-' or "
+                    "'_' (write id=key, e.g. k1=<key>)"
+                )
             try:
                 keys.append((key_id, Fernet(key.encode())))
             except (ValueError, TypeError):
                 raise ConfigurationError(
-                    f"encryption key {key_id!r} is not a valid Fernet key "
+                    f"{source}: key {key_id!r} is not a valid Fernet key "
                     "(32 url-safe base64-encoded bytes; `rrpd keys generate` makes one)"
                 ) from None
         if not keys:
-            raise ConfigurationError("no encryption key configured (RRPD_ENCRYPTION_KEYS)")
+            raise ConfigurationError(
+                f"{source} lists no key; set it to id=key[,id=key...] "
+                "(`rrpd keys generate` makes one)"
+            )
         ids = [k for k, _ in keys]
-        if len(set(ids)) != len(ids):
-            raise ConfigurationError("encryption key ids must be unique")
+        duplicates = sorted({k for k in ids if ids.count(k) > 1})
+        if duplicates:
+            raise ConfigurationError(
+                f"{source}: key id {duplicates[0]!r} appears more than once; encryption key ids "
+                "must be unique (a ciphertext names the one key that decrypts it)"
+            )
         return cls(tuple(keys))
 
     @property
@@ -70,11 +94,15 @@ class Keyring:
                 except InvalidToken:
                     raise DecryptionError(
                         f"secret encrypted with key {key_id!r} does not decrypt with the "
-                        "configured key of that id"
+                        "configured key of that id",
+                        reason="wrong_key",
+                        key_id=key_id,
                     ) from None
         raise DecryptionError(
             f"secret was encrypted with key {key_id!r}, which is not configured; "
-            "add it to RRPD_ENCRYPTION_KEYS"
+            "add it to RRPD_ENCRYPTION_KEYS",
+            reason="unknown_key",
+            key_id=key_id,
         )
 
     def key_id_of(self, ciphertext: str) -> str:
@@ -100,10 +128,11 @@ _cache: tuple[str, Keyring] | None = None
 
 def get_keyring() -> Keyring:
     global _cache
-    material = get_settings().encryption_key_material()
+    settings = get_settings()
+    material = settings.encryption_key_material()
     with _cache_lock:
         if _cache is None or _cache[0] != material:
-            _cache = (material, Keyring.parse(material))
+            _cache = (material, Keyring.parse(material, settings.encryption_keys_source))
         return _cache[1]
 
 

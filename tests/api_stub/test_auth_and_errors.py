@@ -350,3 +350,66 @@ def test_openapi_describes_every_endpoint(client) -> None:
         assert status in put_key["responses"], status
     assert put_key["security"] == [{"bearer": []}]
     assert "security" not in paths["/v1/pagerduty/oauth/callback"]["get"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 5000, b'{"api_key": ' + b"[" * 3000 + b"]" * 3000 + b"}"],
+    ids=["unclosed", "deep-but-valid"],
+)
+def test_deeply_nested_json_is_422_not_500(client, world, session, sent, raw) -> None:
+    r = client.put(
+        key_url(world),
+        content=raw,
+        headers={**world.headers(world.admin), "Content-Type": "application/json"},
+    )
+    err = _assert_error(r, 422, "invalid_json")
+    assert "nested" in err["message"]
+    assert sent.calls == []
+    _no_writes(session)
+
+
+def _signed(claims: dict) -> str:
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    from workers.settings import get_settings
+
+    key = OctKey.import_key(get_settings().jwt_secret())
+    return jwt.encode({"alg": "HS256"}, claims, key, algorithms=["HS256"])
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [("role", ["admin"]), ("role", {"admin": True}), ("sub", [1]), ("workspace_id", 7)],
+    ids=["role-list", "role-object", "sub-list", "workspace-number"],
+)
+def test_correctly_signed_token_with_a_non_string_claim_is_401(client, world, claim, value) -> None:
+    claims = {
+        "sub": str(world.admin.id),
+        "workspace_id": str(world.ws.id),
+        "role": "admin",
+        "exp": int(time.time()) + 600,
+        claim: value,
+    }
+    token = _signed(claims)
+    r = client.get(status_url(world), headers={"Authorization": f"Bearer {token}"})
+    err = _assert_error(r, 401, "invalid_token")
+    assert claim in err["message"]
+    # The panel answers the same way, and a cookie holding such a token is no session.
+    r = client.get(f"/panel?token={token}")
+    err = _assert_error(r, 401, "invalid_token")
+    assert claim in err["message"]
+    from api_stub import panel
+
+    client.cookies.set(panel.IDENTITY_COOKIE, token)
+    page = client.get("/panel")
+    assert page.status_code == 200 and "Who are you?" in page.text
+
+
+def test_openapi_explains_the_region_choice(client) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for model in ("ApiKeyRequest", "OAuthStartRequest"):
+        region = schemas[model]["properties"]["region"]
+        assert region["default"] == "us"
+        assert ".eu.pagerduty.com" in region["description"], model

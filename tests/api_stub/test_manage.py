@@ -80,3 +80,60 @@ def test_clear_errors(db, session) -> None:
     assert r.exit_code != 0 and "unknown workspace" in r.output
     session.expire_all()
     assert len(list(session.scalars(select(Member)))) == 1
+
+
+def test_production_refuses_to_mint_tokens_or_add_members(db, session, monkeypatch) -> None:
+    from workers.settings import reset_settings_cache
+
+    ws_id = run("workspace", "create", "Acme").output.strip()
+    assert run("member", "add", ws_id, "ada@acme.test", "--role", "admin").exit_code == 0
+    monkeypatch.setenv("RRPD_ENV", "production")
+    reset_settings_cache()
+    try:
+        r = run("token", ws_id, "ada@acme.test")
+        assert r.exit_code == 1
+        assert "`rrpd token` is disabled in production" in r.output
+        assert "Round Robin app" in r.output
+        assert "eyJ" not in r.output  # no JWT printed
+        r = run("member", "add", ws_id, "mallory@acme.test", "--role", "primary_owner")
+        assert r.exit_code == 1
+        assert "`rrpd member add` is disabled in production" in r.output
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+    session.expire_all()
+    assert [m.email for m in session.scalars(select(Member))] == ["ada@acme.test"]
+
+
+def test_workspace_list_shows_every_workspace_with_members_and_pagerduty(db, session) -> None:
+    import json
+
+    from models import ConnectionStatus
+    from tests import factories
+
+    empty = run("workspace", "list").output.strip()
+    assert empty == "no workspace yet (rrpd workspace create NAME)"
+    acme = factories.workspace(session, "Acme")
+    for email in ("a@acme.test", "b@acme.test"):
+        factories.member(session, acme, email)
+    factories.api_key_connection(session, acme, status=ConnectionStatus.DISCONNECTED)
+    factories.api_key_connection(session, acme, status=ConnectionStatus.NEEDS_REAUTH)
+    factories.rotation(session, acme, name="Ops")
+    beta = factories.workspace(session, "Beta")
+    session.commit()
+
+    r = run("workspace", "list")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0].split() == ["WORKSPACE", "NAME", "MEMBERS", "ROTATIONS", "PAGERDUTY"]
+    assert lines[1].split() == [str(acme.id), "Acme", "2", "1", "needs_reauth"]
+    assert lines[2].split() == [str(beta.id), "Beta", "0", "0", "not", "connected"]
+    assert lines[3] == "2 workspace(s)"
+    listed = json.loads(run("workspace", "list", "--json").output)
+    assert listed[0] == {
+        "workspace_id": str(acme.id),
+        "name": "Acme",
+        "members": 2,
+        "rotations": 1,
+        "pagerduty": "needs_reauth",
+    }

@@ -167,3 +167,19 @@ def test_label_values_are_escaped() -> None:
     ]
     assert sample.labels == {"queue": 'we"ird\\name\n'}
     assert sample.value == 2
+
+
+def test_openapi_documents_the_401_and_its_body(client, operators_auth) -> None:
+    from api_stub.errors import ErrorResponse
+
+    doc = client.get("/openapi.json").json()
+    op = doc["paths"]["/metrics"]["get"]
+    unauthorized = op["responses"]["401"]
+    assert "RRPD_FLOWER_BASIC_AUTH" in unauthorized["description"]
+    schema = unauthorized["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert "www-authenticate" in {h.lower() for h in unauthorized.get("headers", {})}
+    assert op["security"] == [{"operators": []}]
+    assert doc["components"]["securitySchemes"]["operators"] == {"type": "http", "scheme": "basic"}
+    # The documented body is the one a scraper without the credential gets.
+    ErrorResponse.model_validate(client.get("/metrics").json())

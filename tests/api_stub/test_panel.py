@@ -22,6 +22,7 @@ from models import (
     Rotation,
     RotationMode,
     RotationOnDuty,
+    SyncRun,
     utcnow,
 )
 from tests import factories
@@ -67,6 +68,9 @@ def _connected(session, world, *, with_schedule: bool = True) -> PagerDutyConnec
             PagerDutySchedule(connection_id=conn.id, pagerduty_id="PSPRIMA", name="Primary On-Call")
         )
     session.commit()
+    if with_schedule:
+        # Mirrored schedules mean a sync has run (the page refreshes until the first one has).
+        _run(session, conn, minutes_ago=1)
     return conn
 
 
@@ -386,9 +390,13 @@ def test_demoted_member_loses_the_admin_view_at_once(client, world, session) -> 
 # --- production ---------------------------------------------------------------------------------
 
 
+APP_LOGIN = "https://app.roundrobin.example/integrations/pagerduty/sign-in"
+
+
 @pytest.fixture
 def production(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("RRPD_ENV", "production")
+    monkeypatch.setenv("RRPD_APP_LOGIN_URL", APP_LOGIN)
     reset_settings_cache()
     assert get_settings().is_production
     yield
@@ -409,7 +417,7 @@ def test_production_has_no_picker_and_needs_a_real_token(client, world, producti
     assert panel.IDENTITY_COOKIE not in client.cookies
 
     assert client.get("/panel?token=not-a-jwt").status_code == 401
-    token = issue_token(world.ws.id, world.admin.id, "admin")
+    token = issue_token(world.ws.id, world.admin.id, "admin", nonce=start_sign_in(client))
     r = client.get(f"/panel?token={token}")
     assert r.status_code == 303 and r.headers["location"] == "/panel"
     page = client.get("/panel").text
@@ -418,3 +426,252 @@ def test_production_has_no_picker_and_needs_a_real_token(client, world, producti
     r = post(client, "/panel/api-key", {"api_key": KEY})
     assert r.status_code == 303
     assert sent.names() == ["pagerduty.validate_api_key"]
+
+
+def start_sign_in(client: TestClient) -> str:
+    """Press "Sign in with Round Robin": the nonce the app must put in the token it mints."""
+    assert 'id="sign-in"' in client.get("/panel").text
+    r = client.get("/panel/login")
+    assert r.status_code == 303
+    assert r.headers["location"].startswith(APP_LOGIN + "?")
+    q = parse_qs(urlsplit(r.headers["location"]).query)
+    assert q["return_to"] == [f"{get_settings().public_url}/panel"]
+    assert panel.LOGIN_COOKIE in client.cookies
+    (nonce,) = q["nonce"]
+    assert nonce != client.cookies.get(panel.LOGIN_COOKIE)  # the cookie itself never leaves
+    return nonce
+
+
+def test_a_sign_in_link_works_only_in_the_browser_that_started_it(
+    client, world, production
+) -> None:
+    """Login CSRF: an attacker mints a token for their own account (through the app, with a
+    sign-in they started) and sends the link to a victim, who would then paste their
+    PagerDuty key into the attacker's workspace. The victim's browser refuses it."""
+    from api_stub.app import create_app
+
+    with TestClient(create_app(), follow_redirects=False) as attacker:
+        attackers_link = "/panel?token=" + issue_token(
+            world.other_ws.id, world.other_admin.id, "admin", nonce=start_sign_in(attacker)
+        )
+    for started in (False, True):
+        if started:
+            start_sign_in(client)  # the victim's own, unrelated sign-in
+        r = client.get(attackers_link)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "login_nonce_mismatch"
+        assert "not started in this browser" in r.json()["error"]["message"]
+        assert panel.IDENTITY_COOKIE not in client.cookies
+    # A token without a nonce (e.g. an API token) never signs a browser in.
+    r = client.get("/panel?token=" + issue_token(world.ws.id, world.admin.id, "admin"))
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "login_nonce_mismatch")
+
+    # The real thing works once; the same link again (the login cookie is spent) does not.
+    link = "/panel?token=" + issue_token(
+        world.ws.id, world.admin.id, "admin", nonce=start_sign_in(client)
+    )
+    assert client.get(link).status_code == 303
+    assert 'id="acting-as">Ada Admin' in client.get("/panel").text
+    client.cookies.delete(panel.IDENTITY_COOKIE)
+    assert client.get(link).status_code == 401
+
+
+def test_sign_in_without_an_app_login_url_is_explained(client, world, monkeypatch) -> None:
+    r = client.get("/panel/login")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "login_not_configured"
+    assert "RRPD_APP_LOGIN_URL" in r.json()["error"]["message"]
+
+
+# --- first use: what a newcomer needs on the page -----------------------------------------------
+
+
+def test_oauth_modal_shows_the_redirect_url_to_register_and_the_scopes(client, world) -> None:
+    from workers.connections import OAUTH_SCOPES
+
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    modal = page[page.index('id="oauth-modal"') :]
+    modal = modal[: modal.index("</dialog>")]
+    redirect = f"{get_settings().public_url}/v1/pagerduty/oauth/callback"
+    assert f'id="oauth-redirect-url" readonly value="{redirect}"' in modal
+    assert 'data-copy="oauth-redirect-url"' in modal and ">Copy</button>" in modal
+    scopes = re.findall(r'<code class="scope">([^<]+)</code>', modal)
+    assert scopes == list(OAUTH_SCOPES) == ["openid", "users.read", "schedules.read"]
+    # The login really asks for exactly those scopes.
+    r = post(client, "/panel/oauth", {"client_id": "cid", "client_secret": "sec"})
+    assert parse_qs(urlsplit(r.headers["location"]).query)["scope"] == [" ".join(scopes)]
+
+
+def _run(session, conn, status="succeeded", minutes_ago=0.0, changes=0, error=None):
+    from datetime import timedelta
+
+    started = utcnow() - timedelta(minutes=minutes_ago)
+    session.add(
+        SyncRun(
+            connection_id=conn.id,
+            generation=conn.generation,
+            kind="scheduled",
+            status=status,
+            started_at=started,
+            finished_at=started,
+            duration_ms=800,
+            rows_updated=changes,
+            error=error,
+        )
+    )
+    session.commit()
+
+
+def _dd(page: str, element_id: str) -> str:
+    match = re.search(rf'<dd id="{element_id}"[^>]*>(.*?)</dd>', page, re.S)
+    assert match, element_id
+    return re.sub(r"<[^>]+>", "", match.group(1))
+
+
+def test_last_sync_is_the_last_run_and_last_change_is_separate(client, world, session) -> None:
+    from datetime import timedelta
+
+    conn = _connected(session, world)
+    conn.last_synced_at = utcnow() - timedelta(hours=3)  # nothing new for three hours
+    session.commit()
+    _run(session, conn, minutes_ago=0.5)
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    last = _dd(page, "last-sync")
+    assert "s ago) — succeeded, nothing changed" in last, last
+    assert "3 h" not in last
+    assert _dd(page, "last-change").startswith(
+        conn.last_synced_at.strftime("%Y-%m-%d %H:%M UTC")
+    )
+    _run(session, conn, "failed", error="PagerDuty answered 500. Retrying.")
+    last = _dd(client.get("/panel").text, "last-sync")
+    assert "— failed: PagerDuty answered 500. Retrying." in last
+
+
+def test_connected_admin_can_replace_the_key_or_log_in_again_without_disconnecting(
+    client, world, session, sent
+) -> None:
+    conn = _connected(session, world)
+    rotation = factories.rotation(session, world.ws, [world.owner], name="Primary")
+    rotation.mode, rotation.pagerduty_schedule_id = "pagerduty", "PSPRIMA"
+    rotation.bound_at = rotation.last_synced_at = utcnow()
+    session.commit()
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    menu = page[page.index('id="connected-menu"') : page.index("</details>")]
+    assert 'data-open="api-key-modal" id="open-replace-api-key">Replace API key' in menu
+    assert 'data-open="oauth-modal" id="open-reauth-oauth">Log in again with OAuth' in menu
+    assert "<h2>Replace the API key</h2>" in page
+    assert "<h2>Log in again with OAuth 2.0</h2>" in page
+    generation = conn.generation
+    r = post(client, "/panel/api-key", {"api_key": KEY, "region": "us"})
+    assert r.status_code == 303
+    live = _live(session, world)
+    assert (live.id, live.status, live.generation) == (conn.id, "validating", generation + 1)
+    assert sent.names() == ["pagerduty.validate_api_key"]
+    session.expire_all()
+    assert session.get(Rotation, rotation.id).mode == "pagerduty"  # still bound
+
+
+def test_disconnect_confirmation_lists_the_rotations_and_the_outcome_counts_them(
+    client, world, session, sent
+) -> None:
+    from workers.disconnect import disconnect as disconnect_connection
+
+    conn = _connected(session, world)
+    for name in ("Primary", "Secondary"):
+        r = factories.rotation(session, world.ws, [world.owner], name=name)
+        r.mode, r.pagerduty_schedule_id = "pagerduty", "PSPRIMA"
+        r.bound_at = r.last_synced_at = utcnow()
+    factories.rotation(session, world.ws, [world.owner], name="Front Desk")
+    session.commit()
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    modal = page[page.index('id="disconnect-modal"') :]
+    modal = modal[: modal.index("</dialog>")]
+    assert "These 2 PagerDuty-bound rotations will revert to Manual" in modal
+    listed = re.findall(r"<li>([^<]+?) <span", modal)
+    assert listed == ["Primary", "Secondary"]
+    assert "Front Desk" not in modal
+
+    r = post(client, "/panel/disconnect")
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/panel?disconnected={conn.id}"
+    page = client.get(r.headers["location"]).text
+    assert "Disconnecting from PagerDuty" in page and '<meta http-equiv="refresh"' in page
+    assert "Disconnected;" not in page
+    disconnect_connection(conn.id, actor_member_id=world.owner.id)  # what the worker does
+    page = client.get(r.headers["location"]).text
+    assert "Disconnected; 2 rotations are now Manual (Primary, Secondary)." in page
+    assert '<meta http-equiv="refresh"' not in page
+
+
+def test_disconnecting_what_is_already_disconnected_is_not_an_error(client, world, sent) -> None:
+    act_as(client, world.owner)
+    r = post(client, "/panel/disconnect")
+    assert r.status_code == 303
+    page = client.get("/panel").text
+    assert '<div class="notice ok" role="status">PagerDuty is already disconnected' in page
+    assert 'class="notice error"' not in page
+    assert sent.calls == []
+
+
+def test_finishing_notice_goes_once_the_outcome_is_known(client, world, session) -> None:
+    conn = factories.api_key_connection(session, world.ws, status=ConnectionStatus.VALIDATING)
+    session.commit()
+    act_as(client, world.owner)
+    url = "/panel?pagerduty=connecting&task_id=t1"
+    page = client.get(url).text
+    assert "Finishing the connection" in page and '<meta http-equiv="refresh"' in page
+    conn.status = "connected"
+    conn.pagerduty_subdomain = "acme"
+    session.commit()
+    page = client.get(url).text  # the refresh reloads the same address
+    assert "Finishing the connection" not in page
+    assert "Connected to PagerDuty" in page
+    conn.status = "invalid"
+    conn.last_error = "PagerDuty rejected this API key."
+    session.commit()
+    page = client.get(url).text
+    assert "Finishing the connection" not in page
+    assert "PagerDuty rejected this API key." in page
+
+
+def test_connected_but_never_synced_keeps_refreshing_until_the_first_sync(
+    client, world, session
+) -> None:
+    from datetime import timedelta
+
+    conn = _connected(session, world, with_schedule=False)
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert '<meta http-equiv="refresh"' in page
+    assert 'id="first-sync"' in page and "First sync in progress" in page
+    assert _dd(page, "last-sync") == "not yet"
+    _run(session, conn)
+    page = client.get("/panel").text
+    assert '<meta http-equiv="refresh"' not in page and 'id="first-sync"' not in page
+    # Bounded: a connection whose first sync never comes stops refreshing after a while.
+    session.execute(
+        SyncRun.__table__.delete().where(SyncRun.__table__.c.connection_id == conn.id)
+    )
+    conn.status_changed_at = utcnow() - timedelta(seconds=panel.FIRST_SYNC_WAIT_SECONDS + 1)
+    session.commit()
+    assert '<meta http-equiv="refresh"' not in client.get("/panel").text
+
+
+def test_api_key_modal_explains_the_region(client, world, session) -> None:
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    modal = page[page.index('id="api-key-modal"') :]
+    modal = modal[: modal.index("</dialog>")]
+    assert '<option value="us">US (default)</option>' in modal
+    assert "Choose EU only if your PagerDuty address ends in .eu.pagerduty.com" in modal
+    conn = factories.api_key_connection(session, world.ws, status=ConnectionStatus.INVALID)
+    conn.last_error = "PagerDuty rejected this API key. Check that you copied the whole key."
+    session.commit()
+    page = client.get("/panel").text
+    hint = page[page.index('id="region-hint"') :]
+    assert "checked with PagerDuty's US service region" in hint
+    assert "ends in .eu.pagerduty.com, log in again and choose region EU" in hint

@@ -90,6 +90,11 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#connected-button")).to_contain_text("Connected to PagerDuty")
     expect(page.locator("#account")).to_contain_text("acme")
     expect(page.locator("#open-disconnect")).to_be_hidden()  # until the button is clicked
+    # The page keeps refreshing until the first sync has run, then says how it went.
+    expect(page.locator("#last-sync")).to_have_attribute("data-outcome", "succeeded")
+    expect(page.locator("#last-sync")).to_contain_text("succeeded")
+    expect(page.locator("#first-sync")).to_have_count(0)
+    expect(page.locator("#last-change")).not_to_contain_text("never")
     shots(page, "05-connected")
 
     # Bind three rotations to the demo schedules; the fourth stays Manual.
@@ -149,13 +154,23 @@ def test_the_three_walkthroughs_in_the_browser(
     page.click("#connected-button")
     expect(page.locator("#open-disconnect")).to_be_visible()
     expect(page.locator("#open-disconnect")).to_have_text("Disconnect from PagerDuty")
+    # New credentials without a disconnect, from the same menu.
+    expect(page.locator("#open-replace-api-key")).to_have_text("Replace API key")
+    expect(page.locator("#open-reauth-oauth")).to_have_text("Log in again with OAuth")
     shots(page, "09-connected-menu-disconnect")
     page.click("#open-disconnect")
     expect(page.locator("#disconnect-modal")).to_be_visible()
     expect(page.locator("#disconnect-modal")).to_contain_text("will revert to Manual")
+    listed = page.locator("#disconnect-rotations li")
+    expect(listed).to_have_count(len(DEMO_BINDINGS))
+    for name in DEMO_BINDINGS:
+        expect(listed.filter(has_text=name)).to_have_count(1)
     shots(page, "10-confirm-disconnect")
     page.click("#confirm-disconnect")
     expect(page.locator("#connection")).to_have_attribute("data-status", "not_connected")
+    expect(page.locator(".notice.ok")).to_contain_text(
+        f"Disconnected; {len(DEMO_BINDINGS)} rotations are now Manual"
+    )
     for name in (*DEMO_BINDINGS, MANUAL_ONLY):
         expect(row(page, name).locator(".mode")).to_contain_text("Manual")
     expect(row(page, "Primary").locator(".on-duty")).to_have_text(NAMES[newcomer])  # kept
@@ -171,6 +186,13 @@ def test_the_three_walkthroughs_in_the_browser(
         page.fill("#client_secret", oauth_app["client_secret"])
 
     save_oauth()
+    # What to register in PagerDuty: the exact redirect URL (copyable) and the scopes.
+    expect(page.locator("#oauth-redirect-url")).to_have_value(
+        f"{api_url}/v1/pagerduty/oauth/callback"
+    )
+    expect(page.locator("#oauth-scopes")).to_have_text("openid users.read schedules.read")
+    page.click("#copy-redirect-url")
+    expect(page.locator("#copy-redirect-url")).to_have_text("Copied")
     shots(page, "12-oauth-modal")
     page.click("#save-oauth")
     page.wait_for_url(re.compile(r".*/identity/oauth/authorize\?.*"))
@@ -188,6 +210,7 @@ def test_the_three_walkthroughs_in_the_browser(
     page.click("#authorize")
     page.wait_for_url(re.compile(r".*/panel\?pagerduty=connecting.*"))
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+    expect(page.get_by_text("Finishing the connection")).to_have_count(0)  # outcome known
     expect(page.locator("#pagerduty")).to_contain_text("OAuth 2.0")
     expect(page.locator("#connected-button")).to_contain_text("Connected to PagerDuty")
     shots(page, "15-oauth-connected")

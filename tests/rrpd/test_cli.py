@@ -90,3 +90,53 @@ def test_db_upgrade_on_an_empty_sqlite_database(tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "database at revision head" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "command", [["status", "00000000-0000-0000-0000-000000000000"], ["worker"]]
+)
+def test_bad_settings_print_one_line_each_and_no_traceback(tmp_path, command) -> None:
+    env = {
+        "RRPD_ENV": "prod",
+        "RRPD_SYNC_INTERVAL_SECONDS": "abc",
+        "RRPD_VAR_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "rrpd", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(proc.stderr.splitlines()) == [
+        "configuration error: RRPD_ENV='prod' is not allowed; expected one of local, test, "
+        "production.",
+        "configuration error: RRPD_SYNC_INTERVAL_SECONDS='abc' is not allowed; expected a whole "
+        "number of seconds, at least 1.",
+    ]
+
+
+@pytest.mark.parametrize("command", [["api"], ["worker"], ["beat"]], ids=" ".join)
+def test_a_malformed_encryption_key_stops_every_process_at_start_up(tmp_path, command) -> None:
+    env = {
+        "RRPD_ENV": "local",
+        "RRPD_ENCRYPTION_KEYS": "k1=notafernetkey",
+        "RRPD_DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
+        "RRPD_VAR_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "rrpd", *command, *(["--port", "1"] if command == ["api"] else [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "configuration error: RRPD_ENCRYPTION_KEYS: key 'k1' is not a valid Fernet key "
+        "(32 url-safe base64-encoded bytes; `rrpd keys generate` makes one)"
+    ]

@@ -224,3 +224,73 @@ def test_operator_commands_have_help() -> None:
     for command in ("status", "sync-now", "attention"):
         result = _run(command, "--help")
         assert result.exit_code == 0 and "Usage: " in result.output
+
+
+@pytest.mark.parametrize(
+    ("status", "why"),
+    [
+        (ConnectionStatus.NEEDS_REAUTH, "syncs are paused until an admin logs in with OAuth 2.0"),
+        (ConnectionStatus.INVALID, "syncs are paused until an admin connects with credentials"),
+        (ConnectionStatus.VALIDATING, "the first sync follows a successful check"),
+        (ConnectionStatus.DISCONNECTING, "the connection is being disconnected"),
+    ],
+)
+def test_status_shows_no_next_sync_when_syncs_do_not_run(
+    session: Session, status: ConnectionStatus, why: str
+) -> None:
+    ws = factories.workspace(session, "Paused")
+    conn = factories.api_key_connection(session, ws, status=status)
+    conn.next_sync_at = utcnow() + timedelta(seconds=30)  # left over from when it was connected
+    session.commit()
+    out = _run("status", str(ws.id)).output
+    (line,) = [line for line in out.splitlines() if line.startswith("next sync")]
+    assert line.split(None, 2)[2].startswith(f"none: {why}"), line
+    as_json = json.loads(_run("status", str(ws.id), "--json").output)
+    assert as_json["next_sync_at"] is None
+    assert as_json["next_sync_note"].startswith(why)
+
+
+# --- rrpd sync-now --wait, with real workers and the simulator ----------------------------------
+
+
+def _connected_to_the_simulator(session: Session, sim) -> Any:  # type: ignore[no-untyped-def]
+    from tests.support.stack import demo_api_key
+
+    ws = factories.workspace(session, "Acme")
+    conn = factories.api_key_connection(session, ws, api_key=demo_api_key(sim))
+    session.commit()
+    return ws, conn
+
+
+@pytest.mark.integration
+def test_sync_now_wait_prints_the_outcome_of_the_run(session: Session, sim, live_workers) -> None:
+    ws, conn = _connected_to_the_simulator(session, sim)
+    result = _run("sync-now", str(ws.id), "--wait", "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    last = result.output.splitlines()[-1]
+    assert last.startswith("sync succeeded at "), result.output
+    assert "PagerDuty requests" in last
+    run = session.execute(select(SyncRun).where(SyncRun.connection_id == conn.id)).scalars().all()
+    assert [r.status for r in run] == ["succeeded"]
+
+
+@pytest.mark.integration
+def test_sync_now_wait_fails_when_the_sync_fails(session: Session, sim, live_workers) -> None:
+    ws, _ = _connected_to_the_simulator(session, sim)
+    sim.control.post(
+        "/faults", json={"kind": "error", "status": 500, "path_prefix": "/users", "times": 100}
+    ).raise_for_status()
+    result = _run("sync-now", str(ws.id), "--wait", "--timeout", "90")
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1].startswith("sync failed at "), result.output
+
+
+@pytest.mark.integration
+def test_sync_now_wait_gives_up_after_the_timeout(session: Session, sim, live_workers) -> None:
+    ws, _ = _connected_to_the_simulator(session, sim)
+    sim.control.post(
+        "/faults", json={"kind": "latency", "latency_ms": 6000, "path_prefix": "/", "times": 1}
+    ).raise_for_status()
+    result = _run("sync-now", str(ws.id), "--wait", "--timeout", "2")
+    assert result.exit_code == 1
+    assert "no sync run finished within 2 s" in result.output

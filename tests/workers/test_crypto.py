@@ -65,3 +65,27 @@ def test_bad_key_configuration_is_rejected(material: str) -> None:
         material = f"a={_key()},a={_key()}"
     with pytest.raises(ConfigurationError):
         Keyring.parse(material)
+
+
+@pytest.mark.parametrize(
+    ("material", "words"),
+    [
+        ("k1=notafernetkey", "RRPD_ENCRYPTION_KEYS: key 'k1' is not a valid Fernet key"),
+        (" , ", "RRPD_ENCRYPTION_KEYS lists no key"),
+        ("dup", "RRPD_ENCRYPTION_KEYS: key id 'a' appears more than once"),
+        ("a b=x", "RRPD_ENCRYPTION_KEYS: entry 1 has a key id that is not letters"),
+    ],
+    ids=["not-fernet", "empty-list", "duplicate-id", "bad-id"],
+)
+def test_bad_key_configuration_names_the_variable_not_the_key(material: str, words: str) -> None:
+    if material == "dup":
+        material = f"a={_key()},a={_key()}"
+    with pytest.raises(ConfigurationError) as refused:
+        Keyring.parse(material)
+    message = str(refused.value)
+    assert message.startswith(words), message
+    assert "\n" not in message
+    for item in material.split(","):
+        secret = item.partition("=")[2]
+        if len(secret) > 8:
+            assert secret not in message

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text, update
 from sqlalchemy.orm import Session
@@ -111,4 +112,97 @@ def test_rotation_never_overwrites_a_concurrent_update(session: Session, monkeyp
         )
     finally:
         monkeypatch.setenv("RRPD_ENCRYPTION_KEYS", old_material)
+        reset_settings_cache()
+
+
+# --- refusing to rotate secrets nobody can read -------------------------------------------------
+
+
+def _stored(session: Session, ring: Keyring, n: int = 2) -> list[PagerDutyConnection]:
+    conns = []
+    for i in range(n):
+        conn = factories.api_key_connection(session, factories.workspace(session), api_key="x")
+        conn.api_key_encrypted = ring.encrypt(f"u+key-{i}")
+        conns.append(conn)
+    session.commit()
+    return conns
+
+
+def _configure(monkeypatch, material: str) -> None:
+    monkeypatch.setenv("RRPD_ENCRYPTION_KEYS", material)
+    reset_settings_cache()
+
+
+def _cli(*args: str):  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from rrpd.cli import cli
+
+    return CliRunner().invoke(cli, ["keys", "rotate", *args])
+
+
+def test_a_key_id_missing_from_the_configuration_refuses_and_changes_nothing(
+    session: Session, monkeypatch
+) -> None:
+    from workers.keyrotation import RotationRefused
+
+    old = Keyring.parse(f"old={Fernet.generate_key().decode()}")
+    conns = _stored(session, old)
+    before = [c.api_key_encrypted for c in conns]
+    _configure(monkeypatch, f"new={Fernet.generate_key().decode()}")
+    try:
+        with pytest.raises(RotationRefused) as refused:
+            rotate_all()
+        (line,) = refused.value.report.problem_lines()
+        assert line.startswith(
+            "2 secret(s) in pagerduty_connections.api_key_encrypted are encrypted with key "
+            "'old', which is not in RRPD_ENCRYPTION_KEYS"
+        )
+        result = _cli()
+        assert result.exit_code == 1
+        assert "Traceback" not in result.output
+        assert "refused: 2 of 2 stored secrets do not decrypt" in result.output
+        assert "nothing was re-encrypted" in result.output
+        assert "key 'old', which is not in RRPD_ENCRYPTION_KEYS" in result.output
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+    session.expire_all()
+    assert [session.get(PagerDutyConnection, c.id).api_key_encrypted for c in conns] == before
+
+
+def test_wrong_material_for_a_known_id_is_reported_not_success(
+    session: Session, monkeypatch
+) -> None:
+    real = Keyring.parse(f"k1={Fernet.generate_key().decode()}")
+    _stored(session, real)
+    # The same id, other material: every secret already "uses the primary key", so the old
+    # command reported 0 re-encrypted and success while nothing could be read.
+    _configure(monkeypatch, f"k1={Fernet.generate_key().decode()}")
+    try:
+        result = _cli()
+        assert result.exit_code == 1
+        assert "Traceback" not in result.output
+        assert "refused: 2 of 2 stored secrets do not decrypt" in result.output
+        assert "do not decrypt with the configured 'k1'" in result.output
+        assert "done:" not in result.output
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+
+
+def test_a_successful_rotation_is_verified_after(session: Session, monkeypatch) -> None:
+    old_material = os.environ["RRPD_ENCRYPTION_KEYS"]
+    _stored(session, crypto.get_keyring(), n=3)
+    _configure(monkeypatch, f"fresh={Fernet.generate_key().decode()},{old_material}")
+    try:
+        result = _cli()
+        assert result.exit_code == 0, result.output
+        assert "  ok: 3 secrets decrypt (test1: 3)" in result.output
+        assert "done: 3 secrets scanned, 3 re-encrypted" in result.output
+        assert result.output.rstrip().endswith(
+            "verified: all 3 stored secrets decrypt (fresh: 3)"
+        )
+    finally:
+        monkeypatch.undo()
         reset_settings_cache()

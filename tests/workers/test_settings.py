@@ -79,3 +79,104 @@ def test_local_mode_generates_key_once_with_warning(
         Settings(env="local", encryption_keys="", var_dir=tmp_path).encryption_key_material()
         == first
     )
+
+
+# --- refused values: one line per variable, naming it, its value and what is allowed -----------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RRPD_SYNC_INTERVAL_SECONDS", "0"),
+        ("RRPD_SYNC_INTERVAL_SECONDS", "-5"),
+        ("RRPD_SYNC_JITTER_SECONDS", "-1"),
+        ("RRPD_API_JWT_TTL_SECONDS", "0"),
+        ("RRPD_OAUTH_STATE_TTL_SECONDS", "-60"),
+        ("RRPD_TOKEN_REFRESH_MARGIN_SECONDS", "-1"),
+        ("RRPD_PAGERDUTY_TIMEOUT_SECONDS", "0"),
+        ("RRPD_PAGERDUTY_TIMEOUT_SECONDS", "inf"),
+        ("RRPD_PAGERDUTY_RATE_LIMIT_PER_MINUTE", "0"),
+        ("RRPD_API_MAX_BODY_BYTES", "0"),
+        ("RRPD_LOG_FORMAT", "yaml"),
+        ("RRPD_LOG_LEVEL", "LOUD"),
+        ("RRPD_PUBLIC_URL", "127.0.0.1:8000"),
+    ],
+)
+def test_zero_negative_and_unknown_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    from workers.settings import SettingsError, load_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    (line,) = refused.value.problems
+    assert line.startswith(f"{variable}={value!r} is not allowed; expected "), line
+
+
+def test_each_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("RRPD_SYNC_INTERVAL_SECONDS", "abc")
+    monkeypatch.setenv("RRPD_ENV", "prod")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert sorted(refused.value.problems) == [
+        "RRPD_ENV='prod' is not allowed; expected one of local, test, production.",
+        "RRPD_SYNC_INTERVAL_SECONDS='abc' is not allowed; expected a whole number of seconds, "
+        "at least 1.",
+    ]
+
+
+def test_friendly_spellings_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RRPD_ENV", " Production ")
+    monkeypatch.setenv("RRPD_LOG_LEVEL", "debug")
+    monkeypatch.setenv("RRPD_LOG_FORMAT", "JSON")
+    s = Settings()
+    assert (s.env, s.log_level, s.log_format) == ("production", "DEBUG", "json")
+
+
+# --- every key and the JWT secret are checked at start-up ---------------------------------------
+
+
+def _production(tmp_path: Path, **overrides: str) -> Settings:
+    from cryptography.fernet import Fernet
+
+    values = {
+        "env": "production",
+        "encryption_keys": f"k1={Fernet.generate_key().decode()}",
+        "api_jwt_secret": "x" * 40,
+        "var_dir": tmp_path,
+        "database_url": "postgresql://db/rrpd",
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.mark.parametrize(
+    ("keys", "words"),
+    [
+        ("k1=notafernetkey", "RRPD_ENCRYPTION_KEYS: key 'k1' is not a valid Fernet key"),
+        ("dup", "RRPD_ENCRYPTION_KEYS: key id 'k1' appears more than once"),
+        (" , ", "RRPD_ENCRYPTION_KEYS lists no key"),
+        ("second-bad", "RRPD_ENCRYPTION_KEYS: key 'k2' is not a valid Fernet key"),
+    ],
+    ids=["not-fernet", "duplicate-id", "empty-list", "second-key-bad"],
+)
+def test_start_up_check_parses_every_encryption_key(tmp_path: Path, keys: str, words: str) -> None:
+    from cryptography.fernet import Fernet
+
+    good = Fernet.generate_key().decode()
+    keys = {"dup": f"k1={good},k1={good}", "second-bad": f"k1={good},k2=short"}.get(keys, keys)
+    for env in ("production", "local"):
+        with pytest.raises(ConfigurationError, match=words):
+            _production(tmp_path, env=env, encryption_keys=keys).check()
+
+
+def test_production_refuses_a_short_jwt_secret(tmp_path: Path) -> None:
+    words = "RRPD_API_JWT_SECRET is 6 characters; production needs at least 32"
+    with pytest.raises(ConfigurationError, match=words):
+        _production(tmp_path, api_jwt_secret="abcdef").check()
+    _production(tmp_path, api_jwt_secret="y" * 32).check()
+    # Outside production a short secret is the developer's business.
+    _production(tmp_path, env="local", api_jwt_secret="abcdef").check()
