@@ -497,7 +497,9 @@ def test_oauth_modal_shows_the_redirect_url_to_register_and_the_scopes(client, w
     assert f'id="oauth-redirect-url" readonly value="{redirect}"' in modal
     assert 'data-copy="oauth-redirect-url"' in modal and ">Copy</button>" in modal
     scopes = re.findall(r'<code class="scope">([^<]+)</code>', modal)
-    assert scopes == list(OAUTH_SCOPES) == ["openid", "users.read", "schedules.read"]
+    assert (
+        scopes == list(OAUTH_SCOPES) == ["openid", "users.read", "schedules.read", "oncalls.read"]
+    )
     # The login really asks for exactly those scopes.
     r = post(client, "/panel/oauth", {"client_id": "cid", "client_secret": "sec"})
     assert parse_qs(urlsplit(r.headers["location"]).query)["scope"] == [" ".join(scopes)]
@@ -541,9 +543,7 @@ def test_last_sync_is_the_last_run_and_last_change_is_separate(client, world, se
     last = _dd(page, "last-sync")
     assert "s ago) — succeeded, nothing changed" in last, last
     assert "3 h" not in last
-    assert _dd(page, "last-change").startswith(
-        conn.last_synced_at.strftime("%Y-%m-%d %H:%M UTC")
-    )
+    assert _dd(page, "last-change").startswith(conn.last_synced_at.strftime("%Y-%m-%d %H:%M UTC"))
     _run(session, conn, "failed", error="PagerDuty answered 500. Retrying.")
     last = _dd(client.get("/panel").text, "last-sync")
     assert "— failed: PagerDuty answered 500. Retrying." in last
@@ -653,9 +653,7 @@ def test_connected_but_never_synced_keeps_refreshing_until_the_first_sync(
     page = client.get("/panel").text
     assert '<meta http-equiv="refresh"' not in page and 'id="first-sync"' not in page
     # Bounded: a connection whose first sync never comes stops refreshing after a while.
-    session.execute(
-        SyncRun.__table__.delete().where(SyncRun.__table__.c.connection_id == conn.id)
-    )
+    session.execute(SyncRun.__table__.delete().where(SyncRun.__table__.c.connection_id == conn.id))
     conn.status_changed_at = utcnow() - timedelta(seconds=panel.FIRST_SYNC_WAIT_SECONDS + 1)
     session.commit()
     assert '<meta http-equiv="refresh"' not in client.get("/panel").text

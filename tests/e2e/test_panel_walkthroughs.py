@@ -190,7 +190,9 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#oauth-redirect-url")).to_have_value(
         f"{api_url}/v1/pagerduty/oauth/callback"
     )
-    expect(page.locator("#oauth-scopes")).to_have_text("openid users.read schedules.read")
+    expect(page.locator("#oauth-scopes")).to_have_text(
+        "openid users.read schedules.read oncalls.read"
+    )
     page.click("#copy-redirect-url")
     expect(page.locator("#copy-redirect-url")).to_have_text("Copied")
     shots(page, "12-oauth-modal")
