@@ -272,9 +272,10 @@ def _last_sync_words(run: dict[str, Any] | None) -> str:
 
 def _disconnected_words(session: Session, workspace_id: uuid.UUID, raw: str | None) -> str | None:
     """"Disconnected; N rotations are now Manual" once the disconnect asked for from this page
-    (``?disconnected=<connection id>``) has been done by the worker."""
-    from models import AuditEvent
-    from workers.disconnect import AUDIT_ACTION
+    (``?disconnected=<connection id>``) has been done by the worker, and what the admin can do in
+    PagerDuty (it has no API to revoke the credential)."""
+    from models import AuditEvent, PagerDutyConnection
+    from workers.disconnect import AUDIT_ACTION, revoke_instructions
 
     try:
         connection_id = str(uuid.UUID(raw or ""))
@@ -294,9 +295,16 @@ def _disconnected_words(session: Session, workspace_id: uuid.UUID, raw: str | No
             (str(r.get("name")) for r in details.get("rotations_made_manual") or []), key=str.lower
         )
         if not names:
-            return "Disconnected; no rotation followed PagerDuty, so none changed."
-        are = "rotation is" if len(names) == 1 else "rotations are"
-        return f"Disconnected; {len(names)} {are} now Manual ({', '.join(names)})."
+            words = "Disconnected; no rotation followed PagerDuty, so none changed."
+        else:
+            are = "rotation is" if len(names) == 1 else "rotations are"
+            words = f"Disconnected; {len(names)} {are} now Manual ({', '.join(names)})."
+        conn = session.get(PagerDutyConnection, uuid.UUID(connection_id))
+        if conn is not None:
+            words += " " + revoke_instructions(
+                conn.auth_method, conn.pagerduty_subdomain, conn.region
+            )
+        return words
     return None
 
 

@@ -604,6 +604,9 @@ def test_disconnect_confirmation_lists_the_rotations_and_the_outcome_counts_them
     disconnect_connection(conn.id, actor_member_id=world.owner.id)  # what the worker does
     page = client.get(r.headers["location"]).text
     assert "Disconnected; 2 rotations are now Manual (Primary, Secondary)." in page
+    # PagerDuty has no API to revoke the credential: the page says where to do it.
+    assert "deleted its copy of the API key" in page
+    assert "Integrations &gt; API Access Keys" in page
     assert '<meta http-equiv="refresh"' not in page
 
 
