@@ -1,4 +1,4 @@
-"""Celery settings, all derived from the one settings object (``workers.settings``).
+"""Celery settings, all derived from the one settings object (``workers.core.settings``).
 
 Loaded by ``workers.celery_app`` via ``config_from_object``. Why each value is what it is:
 docs/design.md ("Celery").
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from kombu import Exchange, Queue
 
-from workers.settings import get_settings
+from workers.core.settings import get_settings
 
 _settings = get_settings()
 

@@ -11,7 +11,7 @@ from api_stub import health, panel, routes
 from api_stub import metrics as metrics_routes
 from api_stub.errors import BodySizeLimit, ErrorResponse, install_error_handlers
 from api_stub.schemas import REQUEST_MODELS
-from workers.settings import get_settings
+from workers.core.settings import get_settings
 
 
 def create_app() -> FastAPI:

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workers.connections import ServiceError
-from workers.settings import get_settings
+from workers.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

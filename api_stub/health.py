@@ -8,8 +8,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from workers.db import get_engine
-from workers.settings import ConfigurationError, get_settings
+from workers.core.db import get_engine
+from workers.core.settings import ConfigurationError, get_settings
 
 router = APIRouter(tags=["health"])
 

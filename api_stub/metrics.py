@@ -1,6 +1,6 @@
 """``GET /metrics``: Prometheus text for the whole service.
 
-Counters come from Redis (``workers.metrics``: every worker process adds to one total); gauges
+Counters come from Redis (``workers.core.metrics``: every worker process adds to one total); gauges
 are computed at scrape time: connections by status and with failing syncs (PostgreSQL), and the
 Celery queue lengths (Redis). A source that does not answer is reported as
 ``rrpd_metrics_source_up{source=...} 0`` rather than failing the scrape.
@@ -26,9 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api_stub.errors import ApiError, ErrorResponse
 from models import ConnectionStatus, PagerDutyConnection
-from workers import metrics
-from workers.db import transaction
-from workers.settings import get_settings
+from workers.core import metrics
+from workers.core.db import transaction
+from workers.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

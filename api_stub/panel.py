@@ -43,8 +43,8 @@ from api_stub.schemas import control_message, has_control_characters
 from models import Member, Role, Workspace, utcnow
 from workers import connections as svc
 from workers.connections import Actor, ServiceError
-from workers.db import transaction
-from workers.settings import get_settings
+from workers.core.db import transaction
+from workers.core.settings import get_settings
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 

@@ -34,7 +34,7 @@ from api_stub.schemas import (
 from models import PagerDutyConnection
 from workers import connections as svc
 from workers.connections import Actor
-from workers.db import transaction
+from workers.core.db import transaction
 
 router = APIRouter(prefix="/v1")
 

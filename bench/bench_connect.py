@@ -111,7 +111,7 @@ import redis  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 from pagerduty_sim.server import SimulatorHandle, start_simulator  # noqa: E402
-from workers.settings import reset_settings_cache  # noqa: E402
+from workers.core.settings import reset_settings_cache  # noqa: E402
 
 reset_settings_cache()
 
@@ -228,8 +228,8 @@ def admin_execute(sql: str) -> None:
 
 @contextmanager
 def bench_database() -> Iterator[str]:
-    from workers.db import dispose_engines
-    from workers.migrate import upgrade
+    from workers.core.db import dispose_engines
+    from workers.core.migrate import upgrade
 
     admin_execute(f'CREATE DATABASE "{DB_NAME}"')
     try:
@@ -276,7 +276,7 @@ def make_admins(n: int) -> list[Admin]:
     from api_stub.auth import issue_token
     from models import Role
     from tests import factories
-    from workers.db import session_factory
+    from workers.core.db import session_factory
 
     admins = []
     with session_factory(DB_URL)() as session:
@@ -300,8 +300,8 @@ def make_backlog_connections(n: int, api_key: str) -> list[str]:
     The same rows ``tests.factories.api_key_connection`` builds, inserted in two flushes.
     """
     from models import AuthMethod, ConnectionStatus, PagerDutyConnection, Workspace, utcnow
-    from workers import crypto
-    from workers.db import session_factory
+    from workers.core import crypto
+    from workers.core.db import session_factory
 
     ids = []
     with session_factory(DB_URL)() as session:
@@ -326,7 +326,7 @@ def make_backlog_connections(n: int, api_key: str) -> list[str]:
 
 def sync_run_counts(since: datetime) -> dict[str, int]:
     from models import SyncRun
-    from workers.db import session_factory
+    from workers.core.db import session_factory
 
     with session_factory(DB_URL)() as session:
         rows = session.execute(

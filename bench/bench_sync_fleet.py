@@ -171,8 +171,8 @@ def arrange_fleet(n: int) -> list[uuid.UUID]:
 
     from models import Member, PagerDutyConnection, Rotation, Workspace, utcnow
     from pagerduty_sim.generator import fleet_key
-    from workers import crypto
-    from workers.db import transaction
+    from workers.core import crypto
+    from workers.core.db import transaction
 
     now = utcnow()
     workspaces, members, connections, rotations = [], [], [], []
@@ -236,7 +236,7 @@ def table_writes() -> dict[str, int]:
     ``STATS_SETTLE_S`` of quiet, or pending counts of idle backends are missing)."""
     from sqlalchemy import text
 
-    from workers.db import get_engine
+    from workers.core.db import get_engine
 
     with get_engine().connect() as conn:
         conn.execute(text("SELECT pg_stat_clear_snapshot()"))
@@ -256,7 +256,7 @@ def make_due(ids: list[uuid.UUID] | None) -> None:
     from sqlalchemy import update
 
     from models import PagerDutyConnection, utcnow
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     with transaction() as s:
         if ids is None:
@@ -323,7 +323,7 @@ def run_round(
 
     from models import SyncRun, utcnow
     from workers import sync
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     time.sleep(STATS_SETTLE_S)  # let the set-up's own writes reach the statistics first
     writes_before = table_writes()
@@ -408,8 +408,8 @@ def main() -> int:
     _configure_environment()
     from pagerduty_sim.generator import fleet
     from pagerduty_sim.server import start_simulator
-    from workers.migrate import upgrade
-    from workers.settings import get_settings
+    from workers.core.migrate import upgrade
+    from workers.core.settings import get_settings
 
     admin(f'CREATE DATABASE "{DB_NAME}"')
     log_dir = Path(os.environ["RRPD_VAR_DIR"])  # worker logs, outside the repository
@@ -424,7 +424,7 @@ def main() -> int:
         ) as sim:
             os.environ["RRPD_PAGERDUTY_API_URL"] = sim.base_url
             os.environ["RRPD_PAGERDUTY_EU_API_URL"] = sim.eu_base_url
-            from workers.settings import reset_settings_cache
+            from workers.core.settings import reset_settings_cache
 
             reset_settings_cache()
             ids = arrange_fleet(n)
@@ -475,7 +475,7 @@ def main() -> int:
             finally:
                 stop_worker(worker)
     finally:
-        from workers.db import dispose_engines
+        from workers.core.db import dispose_engines
 
         dispose_engines()
         admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')

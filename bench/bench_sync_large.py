@@ -6,7 +6,8 @@ against the lower bound, wall time, peak memory."
 Set-up (all of it made for the run and removed at the end):
 
 * a fresh PostgreSQL database ``rrpd_bench_large_<random>`` migrated with
-  ``workers.migrate.upgrade`` (dropped at the end), and a Redis key prefix of its own (deleted);
+  ``workers.core.migrate.upgrade`` (dropped at the end), and a Redis key prefix of its own
+  (deleted);
 * the simulator as a **subprocess**: ``start_simulator(large_account(U, S, seed), in_thread=False,
   latency_ms=50, rate_limit_per_minute=960)`` -- PagerDuty's real limit is on;
 * one workspace whose members have the emails of 80 % of the account's users (every fifth user
@@ -92,9 +93,9 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
 
     from sqlalchemy import event, text
 
-    from workers import locks
     from workers import sync as sync_mod
-    from workers.db import get_engine
+    from workers.core import locks
+    from workers.core.db import get_engine
     from workers.pagerduty.client import PagerDutyClient, shared_http_client
 
     # Warm what any long-lived worker process already has: imports, a database connection,
@@ -313,8 +314,8 @@ def arrange(
         normalize_email,
         utcnow,
     )
-    from workers import crypto
-    from workers.db import get_engine, transaction
+    from workers.core import crypto
+    from workers.core.db import get_engine, transaction
 
     acct = scenario.accounts[ACCOUNT]
     now = utcnow()
@@ -480,8 +481,8 @@ def parent(args: argparse.Namespace) -> int:
     _configure_environment()
     from pagerduty_sim.generator import large_account
     from pagerduty_sim.server import start_simulator
-    from workers.migrate import upgrade
-    from workers.settings import get_settings, reset_settings_cache
+    from workers.core.migrate import upgrade
+    from workers.core.settings import get_settings, reset_settings_cache
 
     say(
         f"large account: {args.users:,} users, {args.schedules:,} schedules, {args.bound} bound "
@@ -543,7 +544,7 @@ def parent(args: argparse.Namespace) -> int:
                 )
                 say(f"  override + rename: {phases[-1]['wall_s']:.2f} s")
     finally:
-        from workers.db import get_engine
+        from workers.core.db import get_engine
 
         get_engine().dispose()
         admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
@@ -588,7 +589,7 @@ def parent(args: argparse.Namespace) -> int:
 
 def _limiter_floor(requests: int) -> float:
     """Fastest our limiter admits ``requests`` from a full bucket (burst, then R/60 a second)."""
-    from workers.settings import get_settings
+    from workers.core.settings import get_settings
 
     per_s = get_settings().pagerduty_rate_limit_per_minute / 60
     return max(0, requests - LIMITER_BURST) / per_s

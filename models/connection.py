@@ -1,6 +1,6 @@
 """A workspace's link to a PagerDuty account, and pending OAuth logins.
 
-Every secret column holds ciphertext from ``workers.crypto`` (``v1:<key id>:<token>``).
+Every secret column holds ciphertext from ``workers.core.crypto`` (``v1:<key id>:<token>``).
 """
 
 from __future__ import annotations

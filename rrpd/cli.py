@@ -8,7 +8,7 @@ from typing import IO, Any
 
 import click
 
-from workers.settings import ConfigurationError, Settings, get_settings
+from workers.core.settings import ConfigurationError, Settings, get_settings
 
 QUEUES = ("interactive", "sync")
 CONFIG_EXIT_CODE = 2
@@ -63,7 +63,7 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def db_upgrade(revision: str) -> None:
     """Apply Alembic migrations to the configured database."""
-    from workers.migrate import upgrade
+    from workers.core.migrate import upgrade
 
     settings = _checked_settings()
     upgrade(settings.effective_database_url, revision)
@@ -106,7 +106,7 @@ def worker(
     if unknown:
         raise click.ClickException(f"unknown queue(s): {', '.join(unknown)}; known: {QUEUES}")
     from workers.celery_app import app
-    from workers.logging import configure_logging
+    from workers.core.logging import configure_logging
 
     configure_logging()
     argv = ["worker", "-Q", ",".join(wanted), "-P", pool, "-l", loglevel, "-E"]
@@ -122,7 +122,7 @@ def beat(loglevel: str) -> None:
     """Start celery beat with RedBeat (several beat processes are safe: one holds the lock)."""
     _checked_settings()
     from workers.celery_app import app
-    from workers.logging import configure_logging
+    from workers.core.logging import configure_logging
 
     configure_logging()
     app.start(["beat", "-S", "redbeat.RedBeatScheduler", "-l", loglevel])
@@ -172,7 +172,7 @@ def api(host: str, port: int, num_workers: int) -> None:
     settings = _checked_settings()
     import uvicorn
 
-    from workers.logging import configure_logging
+    from workers.core.logging import configure_logging
 
     configure_logging()
     uvicorn.run(
@@ -261,7 +261,7 @@ def keys() -> None:
 @click.option("--id", "key_id", default="k1", show_default=True, help="Key id to prefix.")
 def keys_generate(key_id: str) -> None:
     """Print a new key as KEY_ID=KEY, ready to put first in RRPD_ENCRYPTION_KEYS."""
-    from workers.crypto import generate_key
+    from workers.core.crypto import generate_key
 
     click.echo(f"{key_id}={generate_key()}")
 
@@ -275,8 +275,8 @@ def keys_rotate(batch_size: int) -> None:
     written otherwise), and checks again afterwards.
     """
     _checked_settings()
-    from workers.crypto import get_keyring
-    from workers.keyrotation import RotationRefused, rotate_all
+    from workers.core.crypto import get_keyring
+    from workers.core.keyrotation import RotationRefused, rotate_all
 
     keyring = get_keyring()
     ids = ", ".join(key_id for key_id, _ in keyring.keys)

@@ -401,7 +401,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def own_stack(timeout: float = 90) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     """``rrpd run`` on free ports with a fresh SQLite database and Redis key prefix."""
-    from workers.settings import reset_settings_cache
+    from workers.core.settings import reset_settings_cache
 
     var_dir = Path(tempfile.mkdtemp(prefix="rrpd-demo-"))
     api_port, sim_port, flower_port = _free_port(), _free_port(), _free_port()

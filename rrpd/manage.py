@@ -74,7 +74,7 @@ def workspace_group() -> None:
 def workspace_create(name: str) -> None:
     """Create a workspace and print its id."""
     from models import Workspace
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     _settings()
     name = name.strip()
@@ -97,7 +97,7 @@ def workspace_list(as_json: bool) -> None:
     from sqlalchemy import func, select
 
     from models import ConnectionStatus, Member, PagerDutyConnection, Rotation, Workspace
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     _settings()
 
@@ -165,7 +165,7 @@ def member_add(workspace_id: str, email: str, role: str, name: str | None) -> No
     from sqlalchemy.exc import IntegrityError
 
     from models import Member
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     _local_only("member add")
     email = email.strip()
@@ -204,7 +204,7 @@ def rotation_create(workspace_id: str, name: str, emails: tuple[str, ...]) -> No
     from sqlalchemy.exc import IntegrityError
 
     from models import Rotation, RotationMember
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     _settings()
     try:
@@ -244,7 +244,7 @@ def token(workspace_id: str, email: str, ttl: int | None) -> None:
     """Print an API token (JWT) for a member, as the Round Robin app would issue (local runs
     only: refused in production)."""
     from api_stub.auth import issue_token
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     _local_only("token")
     with transaction() as session:

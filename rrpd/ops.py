@@ -77,7 +77,7 @@ def status(workspace_id: str, as_json: bool) -> None:
     """Show a workspace's PagerDuty connection, as the integrations page does."""
     from models import PagerDutyConnection, utcnow
     from workers.connections import connection_status
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     _settings()
     with transaction() as session:
@@ -177,7 +177,7 @@ def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
     """Enqueue a manual sync of a workspace's connection (after the audit row commits)."""
     from models import AuditEvent, ConnectionStatus, utcnow
     from workers.connections import live_connection
-    from workers.db import transaction
+    from workers.core.db import transaction
     from workers.enqueue import SYNC_CONNECTION, enqueue
 
     _settings()
@@ -225,7 +225,7 @@ def _wait_for_sync(connection_id: uuid.UUID, task_id: str, since: datetime, time
     from sqlalchemy import or_, select
 
     from models import ConnectionStatus, PagerDutyConnection, SyncRun
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     deadline = time.monotonic() + timeout
     while True:
@@ -379,7 +379,7 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
 def attention(as_json: bool) -> None:
     """List connections needing attention: needs_reauth, invalid, failing syncs, stuck."""
     from models import utcnow
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     _settings()
     with transaction() as session:

@@ -108,7 +108,7 @@ def seed_demo(session: Session) -> Seeded:
 
 def seed(url: str | None = None) -> Seeded:
     """Seed the configured database in one transaction."""
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     with transaction(url) as session:
         return seed_demo(session)

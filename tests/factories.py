@@ -18,7 +18,7 @@ from models import (
     Workspace,
     utcnow,
 )
-from workers import crypto
+from workers.core import crypto
 
 _seq = itertools.count(1)
 

@@ -11,7 +11,7 @@ import click
 import yaml
 
 from rrpd.cli import cli
-from workers.settings import Settings
+from workers.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

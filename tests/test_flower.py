@@ -20,7 +20,7 @@ from pagerduty_sim.server import SimulatorHandle
 from tests import factories
 from tests.support import processes
 from tests.support.stack import demo_api_key
-from workers.db import transaction
+from workers.core.db import transaction
 from workers.enqueue import VALIDATE_API_KEY, enqueue
 
 pytestmark = pytest.mark.integration

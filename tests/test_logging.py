@@ -22,8 +22,8 @@ from models import ConnectionStatus, PagerDutyConnection
 from pagerduty_sim.server import SimulatorHandle
 from tests import factories
 from tests.support.stack import demo_api_key
-from workers import logging as rrpd_logging
-from workers.db import transaction
+from workers.core import logging as rrpd_logging
+from workers.core.db import transaction
 from workers.enqueue import VALIDATE_API_KEY, enqueue
 
 CLIENT_SECRET = "cs-live-9f8e7d6c5b4a3f2e1d0c"

@@ -24,7 +24,7 @@ from tests import factories
 from tests.conftest import TEST_ENV
 from tests.support import processes
 from tests.support.stack import demo_api_key, demo_oauth_app
-from workers.settings import get_settings
+from workers.core.settings import get_settings
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,9 @@ from models import (
     Region,
     utcnow,
 )
-from workers import crypto, metrics
-from workers.db import transaction
+from workers.core import crypto, metrics
+from workers.core.db import transaction
+from workers.core.settings import get_settings
 from workers.enqueue import SYNC_CONNECTION, enqueue
 from workers.pagerduty import oauth
 from workers.pagerduty.client import PagerDutyClient, shared_http_client
@@ -45,7 +46,6 @@ from workers.pagerduty.errors import (
     UnknownRegion,
 )
 from workers.pagerduty.records import Credential, ProbeResult, User
-from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 

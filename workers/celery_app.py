@@ -9,9 +9,9 @@ import redis
 from celery import Celery, Task
 from celery.signals import worker_process_init
 
-from workers import db
-from workers.logging import bind_task_context, configure_logging, unbind_task_context
-from workers.settings import get_settings
+from workers.core import db
+from workers.core.logging import bind_task_context, configure_logging, unbind_task_context
+from workers.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class RRPDTask(Task):
     """Base for every task: log context, a guard against poison messages.
 
     Tasks stay thin: they load ids, call a plain function that opens one transaction per unit
-    of work (``workers.db.transaction``), and decide about retries.
+    of work (``workers.core.db.transaction``), and decide about retries.
     """
 
     abstract = True

@@ -44,7 +44,8 @@ from models import (
     Workspace,
     utcnow,
 )
-from workers import crypto
+from workers.core import crypto
+from workers.core.settings import get_settings
 from workers.disconnect import revoke_instructions
 from workers.enqueue import (
     DISCONNECT,
@@ -54,7 +55,6 @@ from workers.enqueue import (
 )
 from workers.enqueue import enqueue as _enqueue
 from workers.pagerduty.oauth import DEFAULT_SCOPES
-from workers.settings import get_settings
 
 # What an OAuth login asks for (why each: workers.pagerduty.oauth.DEFAULT_SCOPES).
 OAUTH_SCOPES: tuple[str, ...] = DEFAULT_SCOPES

@@ -35,7 +35,7 @@ from models import (
     RotationMode,
     utcnow,
 )
-from workers.db import transaction
+from workers.core.db import transaction
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from models import TaskRecord
-from workers.db import after_commit
+from workers.core.db import after_commit
 
 # The public task contract (docs/tasks.md). Other services enqueue these names.
 VALIDATE_API_KEY = "pagerduty.validate_api_key"

@@ -49,8 +49,9 @@ from models import (
     normalize_email,
     utcnow,
 )
-from workers import locks, metrics
-from workers.db import after_commit, transaction
+from workers.core import locks, metrics
+from workers.core.db import after_commit, transaction
+from workers.core.settings import get_settings
 from workers.enqueue import DISCONNECT, SYNC_CONNECTION, enqueue, publish_now
 from workers.pagerduty.client import PagerDutyClient, shared_http_client
 from workers.pagerduty.errors import (
@@ -64,7 +65,6 @@ from workers.pagerduty.errors import (
 )
 from workers.pagerduty.ratelimit import RateLimiter, RedisRateLimiter
 from workers.pagerduty.snapshot import AccountSnapshot, read_snapshot
-from workers.settings import get_settings
 from workers.tokens import ConnectionCredential, ConnectionUnavailable, NeedsReauth, credential_for
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
-from workers import crypto, locks, metrics
-from workers.db import transaction
+from workers.core import crypto, locks, metrics
+from workers.core.db import transaction
+from workers.core.settings import get_settings
 from workers.pagerduty import oauth
 from workers.pagerduty.client import Credential
 from workers.pagerduty.errors import InvalidClient, InvalidCredentials, InvalidGrant
-from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 

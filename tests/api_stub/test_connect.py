@@ -19,8 +19,8 @@ from models import (
     utcnow,
 )
 from tests import factories
-from workers import crypto
-from workers.settings import get_settings
+from workers.core import crypto
+from workers.core.settings import get_settings
 
 KEY1 = "u+firstkeyAAAAAAAAAAA"
 KEY2 = "y_NbAkKc66ryYTWUXYEu"  # 20-character token shape

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from api_stub import metrics as metrics_api
 from models import ConnectionStatus
 from tests import factories
-from workers import locks, metrics
-from workers.settings import reset_settings_cache
+from workers.core import locks, metrics
+from workers.core.settings import reset_settings_cache
 
 OPS = ("ops", "metrics-test-pass")
 

@@ -26,7 +26,7 @@ from models import (
     utcnow,
 )
 from tests import factories
-from workers.settings import get_settings, reset_settings_cache
+from workers.core.settings import get_settings, reset_settings_cache
 
 KEY = "u+panelKeyAAAAAAAAAAA"
 

@@ -47,7 +47,7 @@ def test_worker_rejects_unknown_queue() -> None:
 
 
 def test_keys_generate_prints_a_usable_key() -> None:
-    from workers.crypto import Keyring
+    from workers.core.crypto import Keyring
 
     out = CliRunner().invoke(cli, ["keys", "generate", "--id", "k9"]).output.strip()
     ring = Keyring.parse(out)

@@ -156,7 +156,7 @@ def test_parts_follow_auto_as_if_they_were_on_rrpd_runs_terminal(
     tmp_path: Path, setting: str, env: str, on_terminal: bool, expected: str
 ) -> None:
     from rrpd.localstack import child_log_format
-    from workers.settings import Settings
+    from workers.core.settings import Settings
 
     settings = Settings(log_format=setting, env=env, var_dir=tmp_path)
     assert child_log_format(settings, on_terminal=on_terminal) == expected

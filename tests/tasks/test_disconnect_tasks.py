@@ -40,8 +40,8 @@ from tests.workers.test_sync import (
 )
 from workers import sync
 from workers.celery_app import app
-from workers.db import get_engine, session_factory
-from workers.settings import get_settings
+from workers.core.db import get_engine, session_factory
+from workers.core.settings import get_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
 

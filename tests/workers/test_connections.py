@@ -21,7 +21,7 @@ from models import (
 )
 from tests import factories
 from workers import connections as svc
-from workers.db import transaction
+from workers.core.db import transaction
 
 KEY = "u+abcdefghijklmnopqrst"
 
@@ -231,7 +231,7 @@ def test_replacing_oauth_credentials_deletes_the_old_tokens_at_once(session, peo
     """PagerDuty has no revocation API: our copies of the old tokens go in the replacing
     transaction, and only the validation of the new key is enqueued."""
     from models import PagerDutyConnection
-    from workers import crypto
+    from workers.core import crypto
 
     ws, admin, _ = people
     conn = PagerDutyConnection(

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 
 from models import Workspace
-from workers.db import after_commit, transaction
+from workers.core.db import after_commit, transaction
 
 
 def test_after_commit_runs_only_once_committed(db: str) -> None:

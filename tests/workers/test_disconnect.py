@@ -24,7 +24,8 @@ from tests.workers.test_sync import (
     mirror_counts,
     rotation_state,
 )
-from workers import crypto, disconnect, sync
+from workers import disconnect, sync
+from workers.core import crypto
 
 pytestmark = pytest.mark.postgres_only
 

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection
 from tests import factories
-from workers import crypto
-from workers.crypto import Keyring
-from workers.keyrotation import ENCRYPTED_COLUMNS, rotate_all
-from workers.settings import reset_settings_cache
+from workers.core import crypto
+from workers.core.crypto import Keyring
+from workers.core.keyrotation import ENCRYPTED_COLUMNS, rotate_all
+from workers.core.settings import reset_settings_cache
 
 
 def _all_secret_values(session: Session) -> list[str]:
@@ -144,7 +144,7 @@ def _cli(*args: str):  # type: ignore[no-untyped-def]
 def test_a_key_id_missing_from_the_configuration_refuses_and_changes_nothing(
     session: Session, monkeypatch
 ) -> None:
-    from workers.keyrotation import RotationRefused
+    from workers.core.keyrotation import RotationRefused
 
     old = Keyring.parse(f"old={Fernet.generate_key().decode()}")
     conns = _stored(session, old)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.settings import ConfigurationError, Settings
+from workers.core.settings import ConfigurationError, Settings
 
 
 def test_reads_rrpd_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,7 +105,7 @@ def test_local_mode_generates_key_once_with_warning(
 def test_zero_negative_and_unknown_values_are_refused(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
-    from workers.settings import SettingsError, load_settings
+    from workers.core.settings import SettingsError, load_settings
 
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError) as refused:
@@ -115,7 +115,7 @@ def test_zero_negative_and_unknown_values_are_refused(
 
 
 def test_each_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from workers.settings import SettingsError, load_settings
+    from workers.core.settings import SettingsError, load_settings
 
     monkeypatch.setenv("RRPD_SYNC_INTERVAL_SECONDS", "abc")
     monkeypatch.setenv("RRPD_ENV", "prod")

@@ -38,8 +38,9 @@ from models import (
 from tasks.sync import retry_countdown
 from tests import factories
 from tests.support.stack import demo_api_key, demo_oauth_app
-from workers import crypto, sync
-from workers.db import get_engine
+from workers import sync
+from workers.core import crypto
+from workers.core.db import get_engine
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
 from workers.pagerduty.snapshot import AccountSnapshot
@@ -665,7 +666,7 @@ def _hooked(hook: Any, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unty
 
 
 def _set(connection_id: uuid.UUID, **values: Any) -> None:
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     with transaction() as s:
         s.execute(
@@ -798,7 +799,7 @@ def captured_sends(monkeypatch) -> list[dict[str, Any]]:
 
 
 def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captured_sends) -> None:
-    from workers.settings import get_settings
+    from workers.core.settings import get_settings
 
     now = utcnow()
     due = []

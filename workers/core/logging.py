@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from celery.signals import task_postrun, task_prerun
 
-from workers.settings import get_settings
+from workers.core.settings import get_settings
 
 # Values that look like credentials are masked wherever they appear in a log line. This is a
 # second line of defence: code never logs secrets on purpose.

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from workers.settings import get_settings
+from workers.core.settings import get_settings
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 import redis
 
-from workers import locks
+from workers.core import locks
 
 log = logging.getLogger(__name__)
 

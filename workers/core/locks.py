@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import redis
 
-from workers.settings import get_settings
+from workers.core.settings import get_settings
 
 _client: redis.Redis | None = None
 _RELEASE = """

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Column, Table, select, update
 
 from models import OAuthAuthorization, PagerDutyConnection
-from workers.crypto import DecryptionError, Keyring, get_keyring
-from workers.db import transaction
+from workers.core.crypto import DecryptionError, Keyring, get_keyring
+from workers.core.db import transaction
 
 ENCRYPTED_COLUMNS: dict[Table, tuple[str, ...]] = {
     PagerDutyConnection.__table__: (

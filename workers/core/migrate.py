@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import command
 from alembic.config import Config
 
-from workers.settings import PROJECT_ROOT
+from workers.core.settings import PROJECT_ROOT
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Environment(StrEnum):
@@ -225,7 +225,7 @@ class Settings(BaseSettings):
         Parses every encryption key (not just the first use of one) and checks the JWT secret.
         Also behind ``/readyz``, so a process started some other way is not sent traffic.
         """
-        from workers.crypto import Keyring  # crypto imports this module
+        from workers.core.crypto import Keyring  # crypto imports this module
 
         Keyring.parse(self.encryption_key_material(), self.encryption_keys_source)
         self.jwt_secret()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from workers.settings import ConfigurationError, get_settings
+from workers.core.settings import ConfigurationError, get_settings
 
 PREFIX = "v1"
 
