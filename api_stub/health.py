@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from workers.core.db import get_engine
+from workers.core.redis import client as redis_client
 from workers.core.settings import ConfigurationError, get_settings
 
 router = APIRouter(tags=["health"])
@@ -40,7 +41,7 @@ def readyz() -> JSONResponse:
     except SQLAlchemyError as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"
     try:
-        redis.Redis.from_url(get_settings().broker_url, socket_timeout=2).ping()
+        redis_client().ping()
         checks["broker"] = "ok"
     except redis.RedisError as exc:
         checks["broker"] = f"unavailable: {type(exc).__name__}"

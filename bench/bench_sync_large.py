@@ -94,7 +94,7 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
     from sqlalchemy import event, text
 
     from workers import sync as sync_mod
-    from workers.core import locks
+    from workers.core import redis as shared_redis
     from workers.core.db import get_engine
     from workers.pagerduty.client import PagerDutyClient, shared_http_client
 
@@ -103,7 +103,7 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
     engine = get_engine()
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-    locks.client().ping()
+    shared_redis.client().ping()
     shared_http_client()
     rss_before = _rss_mib()
 

@@ -118,7 +118,7 @@ def session(db: str) -> Iterator[Session]:
 def redis_client() -> Iterator[object]:
     import redis
 
-    from workers.core.locks import reset_client
+    from workers.core.redis import reset as reset_shared_redis
 
     client = redis.Redis.from_url(TEST_ENV["RRPD_BROKER_URL"])
     yield client
@@ -127,7 +127,7 @@ def redis_client() -> Iterator[object]:
         client.delete(key)
     for key in client.scan_iter(f"{prefix}:flag:*"):
         client.delete(key)
-    reset_client()
+    reset_shared_redis()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -9,8 +9,8 @@ import redis
 from celery import Celery, Task
 from celery.signals import worker_process_init
 
-from workers.core import db
 from workers.core.logging import bind_task_context, configure_logging, unbind_task_context
+from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,9 @@ class RRPDTask(Task):
 
         key = f"{get_settings().redis_key_prefix}:deliveries:{request.id}:{request.retries}"
         try:
-            count = _redis().incr(key)
+            count = int(redis_client().incr(key))
             if count == 1:
-                _redis().expire(key, VISIBILITY_TIMEOUT * (MAX_DELIVERIES + 1))
+                redis_client().expire(key, VISIBILITY_TIMEOUT * (MAX_DELIVERIES + 1))
         except redis.RedisError:
             return  # The guard is for efficiency; never fail a task because it is unavailable.
         if count > MAX_DELIVERIES:
@@ -63,16 +63,6 @@ class RRPDTask(Task):
                 f"task {self.name} was delivered {count} times without finishing; "
                 "it has been dropped (see the worker logs for the crash)"
             )
-
-
-_redis_client: redis.Redis | None = None
-
-
-def _redis() -> redis.Redis:
-    global _redis_client
-    if _redis_client is None:
-        _redis_client = redis.Redis.from_url(get_settings().broker_url, socket_timeout=5)
-    return _redis_client
 
 
 def create_app() -> Celery:
@@ -84,11 +74,9 @@ def create_app() -> Celery:
 
 
 @worker_process_init.connect
-def _fresh_connections_in_child(**_: Any) -> None:
-    # Forked children must not reuse the parent's sockets (database pool, Redis).
-    global _redis_client
-    db.dispose_engines()
-    _redis_client = None
+def _configure_child_logging(**_: Any) -> None:
+    # The child's sockets (database pool, Redis, HTTP) were already forgotten by the fork hook
+    # (workers.core.process); its log handlers are set up here.
     configure_logging()
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -51,6 +50,7 @@ from models import (
 )
 from workers.core import locks, metrics
 from workers.core.db import after_commit, transaction
+from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
 from workers.enqueue import DISCONNECT, SYNC_CONNECTION, enqueue, publish_now
 from workers.pagerduty.client import PagerDutyClient, shared_http_client
@@ -145,22 +145,14 @@ class SyncResult:
 
 # --- the rate limiter shared through Redis -------------------------------------------------------
 
-_limiter_lock = threading.Lock()
-_limiter: RateLimiter | None = None
-
-
 def shared_rate_limiter() -> RateLimiter:
-    """One per process, keyed per connection, shared by every worker through Redis."""
-    global _limiter
-    with _limiter_lock:
-        if _limiter is None:
-            settings = get_settings()
-            _limiter = RedisRateLimiter.from_url(
-                settings.broker_url,
-                per_minute=settings.pagerduty_rate_limit_per_minute,
-                key_prefix=settings.redis_key_prefix,
-            )
-        return _limiter
+    """Keyed per connection, shared by every worker through the process's Redis client."""
+    settings = get_settings()
+    return RedisRateLimiter(
+        redis_client(),
+        per_minute=settings.pagerduty_rate_limit_per_minute,
+        key_prefix=settings.redis_key_prefix,
+    )
 
 
 def default_client(cred: ConnectionCredential) -> PagerDutyClient:
@@ -222,17 +214,13 @@ def sync_connection(
                 result, passes = _passes(cid, kind, task_id, client_factory, now, passes)
         # Released. A request that arrived after our last flag check but before the release
         # found the lock held and left only the flag: pick it up rather than lose it.
-        if not _flag_set(flag_name) or result.status in ("unavailable",) or result.retry:
+        if not locks.flag_set(flag_name) or result.status in ("unavailable",) or result.retry:
             return result
         if passes >= MAX_PASSES:
             # Bounded work per task: hand the remaining request to a fresh task.
             locks.clear_flag(flag_name)
             publish_now(SYNC_CONNECTION, connection_id=str(cid), kind=kind)
             return result
-
-
-def _flag_set(flag_name: str) -> bool:
-    return bool(locks.client().exists(locks.key("flag", flag_name)))
 
 
 def _passes(
@@ -253,7 +241,7 @@ def _passes(
         result.passes = passes
         if result.status == "unavailable" or result.retry or passes >= MAX_PASSES:
             return result, passes
-        if not _flag_set(flag_name):
+        if not locks.flag_set(flag_name):
             return result, passes
 
 

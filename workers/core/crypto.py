@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from workers.core.process import after_fork
 from workers.core.settings import ConfigurationError, get_settings
 
 PREFIX = "v1"
@@ -134,6 +135,13 @@ def get_keyring() -> Keyring:
         if _cache is None or _cache[0] != material:
             _cache = (material, Keyring.parse(material, settings.encryption_keys_source))
         return _cache[1]
+
+
+@after_fork
+def _fresh_lock_after_fork() -> None:
+    # The keyring may stay (no sockets), but a lock held by another thread at the fork would not.
+    global _cache_lock
+    _cache_lock = threading.Lock()
 
 
 def encrypt(plaintext: str) -> str:

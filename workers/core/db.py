@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from workers.core.process import after_fork
 from workers.core.settings import get_settings
 
 _lock = threading.Lock()
@@ -45,11 +46,23 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def dispose_engines() -> None:
-    """Called in forked worker children: never share a parent's pooled connections."""
+    """Drop every engine and its pool (tests, and processes that change the database URL)."""
     with _lock:
         for engine in _engines.values():
-            engine.dispose(close=False)
+            engine.dispose()
         _engines.clear()
+
+
+@after_fork
+def _forget_engines_after_fork() -> None:
+    # A forked child must never use the parent's pooled connections: drop the pools without
+    # closing the parent's sockets (close=False), and take a fresh lock (the parent's may have
+    # been held by another thread at the moment of the fork).
+    global _lock
+    _lock = threading.Lock()
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:

@@ -13,31 +13,12 @@ from contextlib import contextmanager
 
 import redis
 
-from workers.core.settings import get_settings
+from workers.core.redis import client, key
 
-_client: redis.Redis | None = None
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-
-
-def client() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(
-            get_settings().broker_url, socket_timeout=5, health_check_interval=30
-        )
-    return _client
-
-
-def reset_client() -> None:
-    global _client
-    _client = None
-
-
-def key(*parts: str) -> str:
-    return ":".join([get_settings().redis_key_prefix, *parts])
 
 
 @contextmanager
@@ -77,3 +58,7 @@ def set_flag(name: str, ttl_seconds: float) -> bool:
 
 def clear_flag(name: str) -> None:
     client().delete(key("flag", name))
+
+
+def flag_set(name: str) -> bool:
+    return bool(client().exists(key("flag", name)))

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 import redis
 
-from workers.core import locks
+from workers.core.redis import client, key
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,13 @@ def incr(name: str, amount: float = 1, **labels: str) -> None:
     if name not in METRICS:
         raise KeyError(f"unknown metric {name}")
     try:
-        locks.client().hincrbyfloat(locks.key("metrics"), _field(name, labels), amount)
+        client().hincrbyfloat(key("metrics"), _field(name, labels), amount)
     except redis.RedisError:
         log.debug("metrics unavailable", exc_info=True)
 
 
 def snapshot() -> dict[str, float]:
-    raw = locks.client().hgetall(locks.key("metrics"))
+    raw = client().hgetall(key("metrics"))
     return {k.decode(): float(v) for k, v in raw.items()}
 
 
@@ -65,9 +65,9 @@ _PRIORITY_STEPS = (0, 3, 6, 9)
 
 def queue_lengths(queues: Iterable[str]) -> dict[str, int]:
     """Messages waiting in each Celery queue (not counting those a worker has reserved)."""
-    prefix = f"{locks.key()}:" if locks.key() else ""
+    prefix = f"{key()}:" if key() else ""
     names = list(queues)
-    pipe = locks.client().pipeline(transaction=False)
+    pipe = client().pipeline(transaction=False)
     for name in names:
         for pri in _PRIORITY_STEPS:
             pipe.llen(f"{prefix}{name}{_PRIORITY_SEP}{pri}" if pri else f"{prefix}{name}")

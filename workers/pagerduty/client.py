@@ -13,7 +13,6 @@ differs from its schema the methods follow the behaviour (docs/simulator.md, fid
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any, Literal
 
 import httpx
 
+from workers.core.process import after_fork
 from workers.pagerduty import parsing
 from workers.pagerduty.errors import (
     BadRequest,
@@ -78,14 +78,12 @@ def shared_http_client() -> httpx.Client:
         return _shared_http
 
 
+@after_fork
 def _forget_shared_after_fork() -> None:
     # A pool inherited from the parent shares sockets with it; the child starts its own.
     global _shared_http, _shared_lock
     _shared_http = None
     _shared_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_shared_after_fork)
 
 
 # --- the client ---------------------------------------------------------------------------------
