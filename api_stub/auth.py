@@ -18,7 +18,7 @@ from joserfc.jwk import OctKey
 
 from api_stub.errors import ApiError
 from models import Role
-from workers.connections import Actor, resolve_actor
+from workers.core.access import Actor, resolve_actor
 from workers.core.db import transaction
 from workers.core.settings import get_settings
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from workers.connections import ServiceError
+from workers.core.access import ServiceError
 from workers.core.settings import get_settings
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ from api_stub.errors import ApiError, error_response
 from api_stub.schemas import control_message, has_control_characters
 from models import Member, Role, Workspace, utcnow
 from workers import connections as svc
-from workers.connections import Actor, ServiceError
+from workers.core.access import Actor, Missing, ServiceError, resolve_actor
 from workers.core.db import transaction
 from workers.core.settings import get_settings
 
@@ -182,7 +182,7 @@ def current_actor(request: Request) -> Actor | None:
     except ApiError:
         return None
     with transaction() as session:
-        return svc.resolve_actor(session, workspace_id, member_id, role)
+        return resolve_actor(session, workspace_id, member_id, role)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -574,7 +574,7 @@ def _rotation_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        raise svc.NotFound(
+        raise Missing(
             "This rotation does not exist in this workspace.", code="rotation_not_found"
         ) from None
 
@@ -669,7 +669,7 @@ async def disconnect(request: Request) -> Response:
 
     try:
         connection_id = await run_in_threadpool(run)
-    except svc.NotFound as exc:
+    except Missing as exc:
         if exc.code != "not_connected":
             return _flash(_redirect(), "error", exc.message)
         # A second tab, or a double click: the outcome the person wanted is already there.

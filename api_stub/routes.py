@@ -33,7 +33,7 @@ from api_stub.schemas import (
 )
 from models import PagerDutyConnection
 from workers import connections as svc
-from workers.connections import Actor
+from workers.core.access import Actor, Missing
 from workers.core.db import transaction
 
 router = APIRouter(prefix="/v1")
@@ -345,7 +345,7 @@ def get_task(
     actor: CurrentActor,
 ) -> TaskOut:
     if len(task_id) > 64:
-        raise svc.NotFound("No such task in this workspace.", code="task_not_found")
+        raise Missing("No such task in this workspace.", code="task_not_found")
     with transaction() as session:
         record = svc.task_record(session, actor.workspace_id, task_id)
     return TaskOut(

@@ -175,8 +175,9 @@ def status(workspace_id: str, as_json: bool) -> None:
 )
 def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
     """Enqueue a manual sync of a workspace's connection (after the audit row commits)."""
-    from models import AuditEvent, ConnectionStatus, utcnow
+    from models import ConnectionStatus, utcnow
     from workers.connections import live_connection
+    from workers.core.audit import audit
     from workers.core.db import transaction
     from workers.enqueue import SYNC_CONNECTION, enqueue
 
@@ -201,14 +202,14 @@ def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
             connection_id=connection_id,
             kind="manual",
         )
-        session.add(
-            AuditEvent(
-                workspace_id=ws.id,
-                actor_member_id=None,
-                actor="operator",
-                action="pagerduty.sync.requested",
-                details={"connection_id": str(connection_id), "task_id": task_id, "via": "rrpd"},
-            )
+        audit(
+            session,
+            ws.id,
+            "pagerduty.sync.requested",
+            actor="operator",
+            connection_id=connection_id,
+            task_id=task_id,
+            via="rrpd",
         )
     click.echo(f"sync enqueued for connection {connection_id}: task {task_id}")
     if not wait:

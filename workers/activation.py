@@ -19,7 +19,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models import (
-    AuditEvent,
     AuthMethod,
     ConnectionStatus,
     KeyLevel,
@@ -29,7 +28,9 @@ from models import (
     utcnow,
 )
 from workers.core import crypto, metrics
+from workers.core.audit import audit
 from workers.core.db import transaction
+from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
 from workers.enqueue import SYNC_CONNECTION, enqueue
 from workers.pagerduty import oauth
@@ -139,7 +140,7 @@ def validate_api_key(connection_id: uuid.UUID | str, generation: int) -> Activat
     Raises ``Transient``/``RateLimited`` (from the client) for the task to retry; every other
     PagerDuty answer is final and recorded.
     """
-    cid = uuid.UUID(str(connection_id))
+    cid = as_uuid(connection_id)
     with transaction() as session:
         conn = session.get(PagerDutyConnection, cid)
         if not _still_validating(conn, generation, AuthMethod.API_KEY):
@@ -279,19 +280,15 @@ def _finish_connected(
         conn.transition(ConnectionStatus.CONNECTED)
         conn.connected_at = utcnow()
         conn.next_sync_at = None
-        session.add(
-            AuditEvent(
-                workspace_id=conn.workspace_id,
-                actor="system",
-                action="pagerduty.connected",
-                details={
-                    "connection_id": str(conn.id),
-                    "auth_method": conn.auth_method,
-                    "region": conn.region,
-                    "subdomain": conn.pagerduty_subdomain,
-                    **({"notice": notice} if notice else {}),
-                },
-            )
+        audit(
+            session,
+            conn.workspace_id,
+            "pagerduty.connected",
+            connection_id=conn.id,
+            auth_method=conn.auth_method,
+            region=conn.region,
+            subdomain=conn.pagerduty_subdomain,
+            **({"notice": notice} if notice else {}),
         )
         # The first sync starts as soon as the connection is committed.
         enqueue(
@@ -318,13 +315,8 @@ def _finish_invalid(
         ):
             return ActivationResult("stale", str(cid))
         conn.transition(ConnectionStatus.INVALID, error=message)
-        session.add(
-            AuditEvent(
-                workspace_id=conn.workspace_id,
-                actor="system",
-                action="pagerduty.invalid",
-                details={"connection_id": str(conn.id), "reason": message},
-            )
+        audit(
+            session, conn.workspace_id, "pagerduty.invalid", connection_id=conn.id, reason=message
         )
     metrics.incr("rrpd_connection_checks_total", kind="any", outcome="invalid")
     log.info("connection invalid", extra={"connection_id": str(cid)})
@@ -335,7 +327,7 @@ def give_up(
     connection_id: uuid.UUID | str, generation: int | None, message: str = MSG_UNREACHABLE
 ) -> ActivationResult:
     """After the last retry (or a crash loop): a clear error state, never stuck in validating."""
-    cid = uuid.UUID(str(connection_id))
+    cid = as_uuid(connection_id)
     if generation is None:
         with transaction() as session:
             conn = session.get(PagerDutyConnection, cid)
@@ -355,7 +347,7 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
     recorded as a clear error telling the admin to log in again.
     """
     settings = get_settings()
-    aid = uuid.UUID(str(authorization_id))
+    aid = as_uuid(authorization_id)
     with transaction() as session:
         auth = session.execute(
             select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()

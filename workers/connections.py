@@ -25,7 +25,6 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from models import (
-    AuditEvent,
     AuthMethod,
     ConnectionStatus,
     Member,
@@ -45,6 +44,14 @@ from models import (
     utcnow,
 )
 from workers.core import crypto
+from workers.core.access import (
+    Actor,
+    Conflict,
+    Invalid,
+    Missing,
+    require_manager,
+)
+from workers.core.audit import audit
 from workers.core.settings import get_settings
 from workers.disconnect import revoke_instructions
 from workers.enqueue import (
@@ -59,7 +66,6 @@ from workers.pagerduty.oauth import DEFAULT_SCOPES
 # What an OAuth login asks for (why each: workers.pagerduty.oauth.DEFAULT_SCOPES).
 OAUTH_SCOPES: tuple[str, ...] = DEFAULT_SCOPES
 
-_ROLE_RANK = {Role.MEMBER: 1, Role.ADMIN: 2, Role.PRIMARY_OWNER: 3}
 _API_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
 _CLIENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 # RFC 6749 section 4.1.2.1 error codes; anything else is reported as authorization_failed.
@@ -83,104 +89,6 @@ STATUS_WORDS = {
     ConnectionStatus.INVALID: "PagerDuty refused these credentials.",
     ConnectionStatus.DISCONNECTING: "Disconnecting from PagerDuty.",
 }
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-
-class ServiceError(Exception):
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-
-
-class Invalid(ServiceError):
-    status = 422
-    code = "invalid_request"
-
-
-class Forbidden(ServiceError):
-    status = 403
-    code = "forbidden"
-
-
-class NotFound(ServiceError):
-    status = 404
-    code = "not_found"
-
-
-class Conflict(ServiceError):
-    status = 409
-    code = "conflict"
-
-
-# --- who is acting ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Actor:
-    """An authenticated workspace member; ``role`` is already the lower of token and DB."""
-
-    workspace_id: uuid.UUID
-    member_id: uuid.UUID
-    role: Role
-
-    @property
-    def may_manage(self) -> bool:
-        return self.role.may_manage_integrations
-
-
-def lower_role(a: Role, b: Role) -> Role:
-    return a if _ROLE_RANK[a] <= _ROLE_RANK[b] else b
-
-
-def resolve_actor(
-    session: Session, workspace_id: uuid.UUID, member_id: uuid.UUID, claimed_role: Role
-) -> Actor | None:
-    """The actor for a token's claims, or None when the member is not in that workspace.
-
-    The database is the truth for roles, but a token never grants more than it says: the
-    effective role is the lower of the claimed and the stored one.
-    """
-    member = session.execute(
-        select(Member).where(Member.id == member_id, Member.workspace_id == workspace_id)
-    ).scalar_one_or_none()
-    if member is None:
-        return None
-    return Actor(workspace_id, member.id, lower_role(claimed_role, Role(member.role)))
-
-
-def _require_manager(actor: Actor) -> None:
-    if not actor.may_manage:
-        raise Forbidden(
-            "Only the workspace's Primary Owner or an Admin can manage the PagerDuty integration.",
-            code="role_forbidden",
-        )
-
-
-def audit(
-    session: Session,
-    workspace_id: uuid.UUID,
-    action: str,
-    *,
-    actor_member_id: uuid.UUID | None,
-    **details: Any,
-) -> None:
-    plain = {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in details.items()}
-    session.add(
-        AuditEvent(
-            workspace_id=workspace_id,
-            actor_member_id=actor_member_id,
-            actor="member" if actor_member_id else "system",
-            action=action,
-            details=plain,
-        )
-    )
 
 
 # --- input checks -------------------------------------------------------------------------------
@@ -234,7 +142,7 @@ def _lock_workspace(session: Session, workspace_id: uuid.UUID) -> Workspace:
         select(Workspace).where(Workspace.id == workspace_id).with_for_update(key_share=True)
     ).scalar_one_or_none()
     if ws is None:
-        raise NotFound("This workspace does not exist.", code="workspace_not_found")
+        raise Missing("This workspace does not exist.", code="workspace_not_found")
     return ws
 
 
@@ -306,7 +214,7 @@ class Enqueued:
 
 def set_api_key(session: Session, actor: Actor, api_key: str, region: str = "us") -> Enqueued:
     """Connect with an API key, or replace the key of the live connection ("Edit API key")."""
-    _require_manager(actor)
+    require_manager(actor)
     key = normalize_api_key(api_key)
     region = normalize_region(region)
     conn, replaced = _install_credentials(
@@ -360,7 +268,7 @@ def start_oauth(
     """Begin a PagerDuty OAuth login: a single-use state (stored hashed) and a PKCE verifier."""
     from workers.pagerduty.oauth import build_authorization_url, new_code_verifier, new_state
 
-    _require_manager(actor)
+    require_manager(actor)
     client_id = (client_id or "").strip()
     client_secret = (client_secret or "").strip()
     if not _CLIENT_ID_RE.match(client_id):
@@ -555,7 +463,7 @@ def handle_oauth_callback(
             oauth_client_id=auth.client_id,
             oauth_client_secret_encrypted=auth.client_secret_encrypted,
         )
-    except (Conflict, NotFound) as exc:
+    except (Conflict, Missing) as exc:
         return _outcome("error", exc.code, workspace_id=workspace_id)
 
     auth.code_encrypted = crypto.encrypt(code)
@@ -595,10 +503,10 @@ def disconnect(session: Session, actor: Actor) -> DisconnectRequested:
 
     Calling it again while disconnecting re-enqueues the (idempotent) task.
     """
-    _require_manager(actor)
+    require_manager(actor)
     conn = live_connection(session, actor.workspace_id, lock=True)
     if conn is None:
-        raise NotFound("PagerDuty is not connected to this workspace.", code="not_connected")
+        raise Missing("PagerDuty is not connected to this workspace.", code="not_connected")
     already = conn.status == ConnectionStatus.DISCONNECTING.value
     if not already:
         conn.transition(ConnectionStatus.DISCONNECTING)
@@ -650,7 +558,7 @@ def _connected(session: Session, workspace_id: uuid.UUID) -> PagerDutyConnection
 
 
 def sync_now(session: Session, actor: Actor) -> Enqueued:
-    _require_manager(actor)
+    require_manager(actor)
     conn = _connected(session, actor.workspace_id)
     task_id = _enqueue(
         session,
@@ -913,7 +821,7 @@ def _rotation_for_update(session: Session, workspace_id: uuid.UUID, rotation_id:
         .with_for_update()
     ).scalar_one_or_none()
     if rotation is None:
-        raise NotFound("This rotation does not exist in this workspace.", code="rotation_not_found")
+        raise Missing("This rotation does not exist in this workspace.", code="rotation_not_found")
     return rotation
 
 
@@ -927,7 +835,7 @@ def bind_rotation(
     session: Session, actor: Actor, rotation_id: uuid.UUID, schedule_id: str
 ) -> Bound:
     """Bind a rotation to a mirrored schedule of the connected account; sync to fill it."""
-    _require_manager(actor)
+    require_manager(actor)
     schedule_id = (schedule_id or "").strip()
     if not schedule_id or len(schedule_id) > 64:
         raise Invalid("schedule_id must be a PagerDuty schedule id.", code="invalid_schedule_id")
@@ -940,7 +848,7 @@ def bind_rotation(
         )
     ).scalar_one_or_none()
     if schedule is None:
-        raise NotFound(
+        raise Missing(
             "No such schedule in the connected PagerDuty account (as of the last sync).",
             code="schedule_not_found",
         )
@@ -973,7 +881,7 @@ def bind_rotation(
 
 def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> Rotation:
     """Make the rotation manual again, keeping its members and who is on duty."""
-    _require_manager(actor)
+    require_manager(actor)
     rotation = _rotation_for_update(session, actor.workspace_id, rotation_id)
     if rotation.mode != RotationMode.MANUAL.value:
         previous = rotation.pagerduty_schedule_id
@@ -994,7 +902,7 @@ def rotation_view(session: Session, workspace_id: uuid.UUID, rotation_id: uuid.U
     for item in list_rotations(session, workspace_id):
         if item["id"] == rotation_id:
             return item
-    raise NotFound("This rotation does not exist in this workspace.", code="rotation_not_found")
+    raise Missing("This rotation does not exist in this workspace.", code="rotation_not_found")
 
 
 # --- tasks --------------------------------------------------------------------------------------
@@ -1007,7 +915,7 @@ def task_record(session: Session, workspace_id: uuid.UUID, task_id: str) -> Task
         )
     ).scalar_one_or_none()
     if record is None:
-        raise NotFound("No such task in this workspace.", code="task_not_found")
+        raise Missing("No such task in this workspace.", code="task_not_found")
     return record
 
 

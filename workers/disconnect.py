@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 
 from models import (
-    AuditEvent,
     AuthMethod,
     ConnectionStatus,
     Member,
@@ -35,7 +34,9 @@ from models import (
     RotationMode,
     utcnow,
 )
+from workers.core.audit import audit
 from workers.core.db import transaction
+from workers.core.ids import parse_uuid
 
 log = logging.getLogger(__name__)
 
@@ -86,23 +87,14 @@ def revoke_instructions(auth_method: str, subdomain: str | None, region: str | N
     )
 
 
-def _as_uuid(value: uuid.UUID | str | None) -> uuid.UUID | None:
-    if value is None or isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
 def disconnect(
     connection_id: uuid.UUID | str, *, actor_member_id: uuid.UUID | str | None = None
 ) -> DisconnectResult:
     """Disconnect, idempotently: a connection already ``disconnected`` is left as it is."""
-    cid = _as_uuid(connection_id)
+    cid = parse_uuid(connection_id)
     if cid is None:
         return DisconnectResult(status="not_found", connection_id=str(connection_id))
-    actor_id = _as_uuid(actor_member_id)
+    actor_id = parse_uuid(actor_member_id)
     now = utcnow()
     with transaction() as session:
         conn = session.execute(
@@ -181,15 +173,13 @@ def disconnect(
         }
         if actor_member_id is not None and actor is None:
             details["unknown_actor_member_id"] = str(actor_member_id)[:64]
-        session.add(
-            AuditEvent(
-                workspace_id=conn.workspace_id,
-                actor_member_id=actor.id if actor else None,
-                actor="member" if actor else "system",
-                action=AUDIT_ACTION,
-                details=details,
-                created_at=now,
-            )
+        audit(
+            session,
+            conn.workspace_id,
+            AUDIT_ACTION,
+            actor_member_id=actor.id if actor else None,
+            at=now,
+            **details,
         )
     log.info(
         "disconnected from PagerDuty",

@@ -50,6 +50,7 @@ from models import (
 )
 from workers.core import locks, metrics
 from workers.core.db import after_commit, transaction
+from workers.core.ids import as_uuid
 from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
 from workers.enqueue import DISCONNECT, SYNC_CONNECTION, enqueue, publish_now
@@ -173,10 +174,6 @@ ClientFactory = Callable[[ConnectionCredential], PagerDutyClient]
 # --- entry point: coalescing --------------------------------------------------------------------
 
 
-def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
 def sync_connection(
     connection_id: uuid.UUID | str,
     *,
@@ -191,7 +188,7 @@ def sync_connection(
     holder clears the flag before each pass (its fetch then starts after the request) and runs
     another pass if the flag was set again meanwhile. See docs/sync-and-disconnect.md.
     """
-    cid = _as_uuid(connection_id)
+    cid = as_uuid(connection_id)
     lock_name = f"sync:{cid}"
     flag_name = f"sync-rerun:{cid}"
     result: SyncResult | None = None
@@ -257,7 +254,7 @@ def sync_once(
     now: Callable[[], datetime] | None = None,
 ) -> SyncResult:
     """One fetch-and-apply pass, without the coalescing lock (tests call this directly)."""
-    cid = _as_uuid(connection_id)
+    cid = as_uuid(connection_id)
     clock = now or utcnow
     started_at = clock()
     t0 = time.monotonic()

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
 from workers.core import crypto, locks, metrics
 from workers.core.db import transaction
+from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
 from workers.pagerduty import oauth
 from workers.pagerduty.client import Credential
@@ -62,10 +63,6 @@ class ConnectionCredential:
             f"ConnectionCredential(connection_id={self.connection_id}, "
             f"generation={self.generation}, auth_method={self.auth_method!r})"
         )
-
-
-def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def _needs_refresh(conn: PagerDutyConnection, margin: timedelta) -> bool:
@@ -113,7 +110,7 @@ def credential_for(
     margin = (
         margin if margin is not None else timedelta(seconds=settings.token_refresh_margin_seconds)
     )
-    cid = _as_uuid(connection_id)
+    cid = as_uuid(connection_id)
     with transaction() as session:
         conn = session.get(PagerDutyConnection, cid)
         if conn is None or conn.status not in USABLE:
@@ -145,7 +142,7 @@ def refresh_connection(
     margin = (
         margin if margin is not None else timedelta(seconds=settings.token_refresh_margin_seconds)
     )
-    cid = _as_uuid(connection_id)
+    cid = as_uuid(connection_id)
     # Efficiency: one worker refreshes while the others wait here rather than on a row lock.
     with locks.wait_lock(f"refresh:{cid}", ttl_seconds=60, wait_seconds=wait_seconds):
         with transaction() as session:
@@ -212,7 +209,7 @@ def is_idle(connection_id: uuid.UUID | str, now: datetime | None = None) -> bool
     """Not refreshed for a day: refresh anyway so the refresh token never ages out."""
     now = now or utcnow()
     with transaction() as session:
-        conn = session.get(PagerDutyConnection, _as_uuid(connection_id))
+        conn = session.get(PagerDutyConnection, as_uuid(connection_id))
         if conn is None or conn.token_refreshed_at is None:
             return conn is not None
         return conn.token_refreshed_at <= now - timedelta(days=1)

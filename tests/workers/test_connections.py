@@ -21,6 +21,7 @@ from models import (
 )
 from tests import factories
 from workers import connections as svc
+from workers.core import access
 from workers.core.db import transaction
 
 KEY = "u+abcdefghijklmnopqrst"
@@ -49,29 +50,31 @@ def people(session):
     session.commit()
     return (
         ws,
-        svc.Actor(ws.id, admin.id, Role.ADMIN),
-        svc.Actor(ws.id, member.id, Role.MEMBER),
+        access.Actor(ws.id, admin.id, Role.ADMIN),
+        access.Actor(ws.id, member.id, Role.MEMBER),
     )
 
 
 def test_lower_role() -> None:
-    assert svc.lower_role(Role.ADMIN, Role.MEMBER) is Role.MEMBER
-    assert svc.lower_role(Role.PRIMARY_OWNER, Role.ADMIN) is Role.ADMIN
-    assert svc.lower_role(Role.ADMIN, Role.ADMIN) is Role.ADMIN
+    assert access.lower_role(Role.ADMIN, Role.MEMBER) is Role.MEMBER
+    assert access.lower_role(Role.PRIMARY_OWNER, Role.ADMIN) is Role.ADMIN
+    assert access.lower_role(Role.ADMIN, Role.ADMIN) is Role.ADMIN
 
 
 def test_resolve_actor_uses_the_lower_role_and_the_right_workspace(session, people) -> None:
     ws, admin, member = people
-    assert svc.resolve_actor(session, ws.id, admin.member_id, Role.PRIMARY_OWNER).role is Role.ADMIN
-    assert svc.resolve_actor(session, ws.id, member.member_id, Role.ADMIN).role is Role.MEMBER
-    assert svc.resolve_actor(session, uuid.uuid4(), admin.member_id, Role.ADMIN) is None
+    assert (
+        access.resolve_actor(session, ws.id, admin.member_id, Role.PRIMARY_OWNER).role is Role.ADMIN
+    )
+    assert access.resolve_actor(session, ws.id, member.member_id, Role.ADMIN).role is Role.MEMBER
+    assert access.resolve_actor(session, uuid.uuid4(), admin.member_id, Role.ADMIN) is None
 
 
 @pytest.mark.parametrize(
     "raw", ["", "short", "x" * 129, "has a space in the middle!!", "tab\tinside-the-key-1234"]
 )
 def test_normalize_api_key_rejects(raw) -> None:
-    with pytest.raises(svc.Invalid) as exc:
+    with pytest.raises(access.Invalid) as exc:
         svc.normalize_api_key(raw)
     assert exc.value.code == "invalid_api_key"
     if raw:
@@ -91,7 +94,7 @@ def test_member_cannot_manage(session, people, sent) -> None:
         lambda: svc.disconnect(session, member),
         lambda: svc.sync_now(session, member),
     ):
-        with pytest.raises(svc.Forbidden):
+        with pytest.raises(access.Denied):
             call()
     session.rollback()
     assert sent == []
@@ -192,7 +195,7 @@ def test_callback_outcome_redirect_keeps_existing_query() -> None:
 def test_oauth_start_while_disconnecting_is_a_conflict(session, people) -> None:
     ws, admin, _ = people
     factories.api_key_connection(session, ws, status=ConnectionStatus.DISCONNECTING)
-    with pytest.raises(svc.Conflict) as exc:
+    with pytest.raises(access.Conflict) as exc:
         svc.start_oauth(session, admin, "client", "secret")
     assert exc.value.code == "disconnecting"
 
@@ -214,7 +217,7 @@ def test_callback_while_disconnecting_consumes_state_and_reports(db, people, sen
 
 def test_disconnect_and_status(session, people, sent) -> None:
     ws, admin, _member = people
-    with pytest.raises(svc.NotFound):
+    with pytest.raises(access.Missing):
         svc.disconnect(session, admin)
     conn = factories.api_key_connection(session, ws)
     done = svc.disconnect(session, admin)

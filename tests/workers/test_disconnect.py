@@ -162,7 +162,7 @@ def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
         raise RuntimeError("database went away at the last step")
 
     # Fail at the very end of the transaction, after every other write was sent.
-    monkeypatch.setattr(disconnect, "AuditEvent", boom)
+    monkeypatch.setattr(disconnect, "audit", boom)
     with pytest.raises(RuntimeError):
         disconnect.disconnect(demo.connection_id)
 
