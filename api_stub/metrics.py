@@ -29,13 +29,13 @@ from models import ConnectionStatus, PagerDutyConnection
 from workers.core import metrics
 from workers.core.db import transaction
 from workers.core.settings import get_settings
+from workers.tasking.contract import QUEUES
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-QUEUES = ("interactive", "sync")
 
 GAUGE_HELP = {
     "rrpd_connections": "Live PagerDuty connections, by status.",

@@ -35,6 +35,7 @@ from models import PagerDutyConnection
 from workers import connections as svc
 from workers.core.access import Actor, Missing
 from workers.core.db import transaction
+from workers.tasking.records import task_record, task_state
 
 router = APIRouter(prefix="/v1")
 
@@ -347,10 +348,10 @@ def get_task(
     if len(task_id) > 64:
         raise Missing("No such task in this workspace.", code="task_not_found")
     with transaction() as session:
-        record = svc.task_record(session, actor.workspace_id, task_id)
+        record = task_record(session, actor.workspace_id, task_id)
     return TaskOut(
         task_id=record.task_id,
         task_name=record.task_name,
-        state=svc.task_state(record.task_id),
+        state=task_state(record.task_id),
         created_at=record.created_at,
     )

@@ -628,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
         api_key = credential(sim, "api_keys", "demo-readonly")["key"]
         oauth_app = credential(sim, "oauth_apps", "demo-oauth")
 
-        from workers.celery_app import app
+        from workers.tasking.app import app
 
         api_url = os.environ["RRPD_PUBLIC_URL"]
         api1 = stack.enter_context(

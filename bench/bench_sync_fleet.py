@@ -276,7 +276,7 @@ def make_due(ids: list[uuid.UUID] | None) -> None:
 
 
 def start_worker(pool: str, concurrency: int, log_dir: Path) -> subprocess.Popen[bytes]:
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     log = (log_dir / f"bench-worker-{pool}-{concurrency}-{int(time.time())}.log").open("wb")
     proc = subprocess.Popen(

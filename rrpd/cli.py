@@ -9,8 +9,8 @@ from typing import IO, Any
 import click
 
 from workers.core.settings import ConfigurationError, Settings, get_settings
+from workers.tasking.contract import QUEUES
 
-QUEUES = ("interactive", "sync")
 CONFIG_EXIT_CODE = 2
 
 
@@ -105,8 +105,8 @@ def worker(
     unknown = sorted(set(wanted) - set(QUEUES))
     if unknown:
         raise click.ClickException(f"unknown queue(s): {', '.join(unknown)}; known: {QUEUES}")
-    from workers.celery_app import app
     from workers.core.logging import configure_logging
+    from workers.tasking.app import app
 
     configure_logging()
     argv = ["worker", "-Q", ",".join(wanted), "-P", pool, "-l", loglevel, "-E"]
@@ -121,8 +121,8 @@ def worker(
 def beat(loglevel: str) -> None:
     """Start celery beat with RedBeat (several beat processes are safe: one holds the lock)."""
     _checked_settings()
-    from workers.celery_app import app
     from workers.core.logging import configure_logging
+    from workers.tasking.app import app
 
     configure_logging()
     app.start(["beat", "-S", "redbeat.RedBeatScheduler", "-l", loglevel])
@@ -144,7 +144,7 @@ def flower(host: str, port: int, read_only: bool) -> None:
 
     settings = _checked_settings()
     from rrpd.ops import prepare_flower
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     auth = settings.flower_basic_auth.get_secret_value()
     if settings.is_production and auth in ("", "admin:admin"):

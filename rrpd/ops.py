@@ -179,7 +179,8 @@ def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
     from workers.connections import live_connection
     from workers.core.audit import audit
     from workers.core.db import transaction
-    from workers.enqueue import SYNC_CONNECTION, enqueue
+    from workers.tasking.contract import SYNC_CONNECTION
+    from workers.tasking.enqueue import enqueue
 
     _settings()
     # Before the enqueue: any run that starts from here on covers this request.

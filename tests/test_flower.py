@@ -21,7 +21,8 @@ from tests import factories
 from tests.support import processes
 from tests.support.stack import demo_api_key
 from workers.core.db import transaction
-from workers.enqueue import VALIDATE_API_KEY, enqueue
+from workers.tasking.contract import VALIDATE_API_KEY
+from workers.tasking.enqueue import enqueue
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +90,7 @@ def test_flower_shows_tasks_workers_queues_and_metrics_without_secrets(
         validate_id = enqueue(
             tx, VALIDATE_API_KEY, workspace_id=ws.id, connection_id=conn.id, generation=1
         )
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     ping = app.send_task("rrpd.ping", kwargs={"payload": "flower-check"})
     assert ping.get(timeout=30) == {"reply": "flower-check"}

@@ -24,7 +24,8 @@ from tests import factories
 from tests.support.stack import demo_api_key
 from workers.core import logging as rrpd_logging
 from workers.core.db import transaction
-from workers.enqueue import VALIDATE_API_KEY, enqueue
+from workers.tasking.contract import VALIDATE_API_KEY
+from workers.tasking.enqueue import enqueue
 
 CLIENT_SECRET = "cs-live-9f8e7d6c5b4a3f2e1d0c"
 
@@ -95,10 +96,10 @@ def test_worker_json_lines_carry_task_context_and_no_secret(
 
     # A sender breaking the contract (a secret as a task argument): the task fails with an
     # exception and Celery logs the call's kwargs and traceback. Still no secret in the log.
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     bad = app.send_task(
-        VALIDATE_API_KEY,
+        VALIDATE_API_KEY.name,
         kwargs={
             "connection_id": str(conn.id),
             "generation": 1,

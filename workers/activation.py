@@ -32,7 +32,6 @@ from workers.core.audit import audit
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
-from workers.enqueue import SYNC_CONNECTION, enqueue
 from workers.pagerduty import oauth
 from workers.pagerduty.client import PagerDutyClient, shared_http_client
 from workers.pagerduty.errors import (
@@ -47,6 +46,8 @@ from workers.pagerduty.errors import (
     UnknownRegion,
 )
 from workers.pagerduty.records import Credential, ProbeResult, User
+from workers.tasking.contract import SYNC_CONNECTION
+from workers.tasking.enqueue import enqueue
 
 log = logging.getLogger(__name__)
 

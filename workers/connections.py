@@ -3,8 +3,8 @@
 The HTTP API (``api_stub``) authenticates the caller, opens one transaction per request and
 calls these functions; tests call them directly. Each function checks what it needs (role,
 workspace, state), writes its rows and an ``AuditEvent``, and enqueues work with
-``workers.enqueue.enqueue`` (published only after the caller's transaction commits). They never
-commit: the caller's ``workers.db.transaction()`` does.
+``workers.tasking.enqueue.enqueue`` (published only after the caller's transaction commits).
+They never commit: the caller's ``workers.core.db.transaction()`` does.
 
 Failures are ``ServiceError`` subclasses carrying an HTTP-like status, a stable machine code and
 a message written for a workspace admin. No message, audit detail or task argument ever holds a
@@ -39,7 +39,6 @@ from models import (
     Rotation,
     RotationMode,
     SyncRun,
-    TaskRecord,
     Workspace,
     utcnow,
 )
@@ -54,14 +53,14 @@ from workers.core.access import (
 from workers.core.audit import audit
 from workers.core.settings import get_settings
 from workers.disconnect import revoke_instructions
-from workers.enqueue import (
+from workers.pagerduty.oauth import DEFAULT_SCOPES
+from workers.tasking.contract import (
     DISCONNECT,
     EXCHANGE_OAUTH_CODE,
     SYNC_CONNECTION,
     VALIDATE_API_KEY,
 )
-from workers.enqueue import enqueue as _enqueue
-from workers.pagerduty.oauth import DEFAULT_SCOPES
+from workers.tasking.enqueue import enqueue
 
 # What an OAuth login asks for (why each: workers.pagerduty.oauth.DEFAULT_SCOPES).
 OAUTH_SCOPES: tuple[str, ...] = DEFAULT_SCOPES
@@ -225,7 +224,7 @@ def set_api_key(session: Session, actor: Actor, api_key: str, region: str = "us"
         region=region,
         api_key_encrypted=crypto.encrypt(key),
     )
-    task_id = _enqueue(
+    task_id = enqueue(
         session,
         VALIDATE_API_KEY,
         workspace_id=actor.workspace_id,
@@ -469,7 +468,7 @@ def handle_oauth_callback(
     auth.code_encrypted = crypto.encrypt(code)
     auth.code_received_at = now
     auth.connection_id = conn.id
-    task_id = _enqueue(
+    task_id = enqueue(
         session, EXCHANGE_OAUTH_CODE, workspace_id=workspace_id, authorization_id=auth.id
     )
     audit(
@@ -510,7 +509,7 @@ def disconnect(session: Session, actor: Actor) -> DisconnectRequested:
     already = conn.status == ConnectionStatus.DISCONNECTING.value
     if not already:
         conn.transition(ConnectionStatus.DISCONNECTING)
-    task_id = _enqueue(
+    task_id = enqueue(
         session,
         DISCONNECT,
         workspace_id=actor.workspace_id,
@@ -560,7 +559,7 @@ def _connected(session: Session, workspace_id: uuid.UUID) -> PagerDutyConnection
 def sync_now(session: Session, actor: Actor) -> Enqueued:
     require_manager(actor)
     conn = _connected(session, actor.workspace_id)
-    task_id = _enqueue(
+    task_id = enqueue(
         session,
         SYNC_CONNECTION,
         workspace_id=actor.workspace_id,
@@ -857,7 +856,7 @@ def bind_rotation(
         rotation.mode = RotationMode.PAGERDUTY.value
         rotation.pagerduty_schedule_id = schedule_id
         rotation.bound_at = utcnow()
-    task_id = _enqueue(
+    task_id = enqueue(
         session,
         SYNC_CONNECTION,
         workspace_id=actor.workspace_id,
@@ -903,27 +902,3 @@ def rotation_view(session: Session, workspace_id: uuid.UUID, rotation_id: uuid.U
         if item["id"] == rotation_id:
             return item
     raise Missing("This rotation does not exist in this workspace.", code="rotation_not_found")
-
-
-# --- tasks --------------------------------------------------------------------------------------
-
-
-def task_record(session: Session, workspace_id: uuid.UUID, task_id: str) -> TaskRecord:
-    record = session.execute(
-        select(TaskRecord).where(
-            TaskRecord.task_id == task_id, TaskRecord.workspace_id == workspace_id
-        )
-    ).scalar_one_or_none()
-    if record is None:
-        raise Missing("No such task in this workspace.", code="task_not_found")
-    return record
-
-
-def task_state(task_id: str) -> str:
-    """Celery's state for the task (PENDING until a worker reports); UNKNOWN if unreachable."""
-    try:
-        from workers.celery_app import app
-
-        return str(app.AsyncResult(task_id).state)
-    except Exception:  # the result backend is optional for this view
-        return "UNKNOWN"

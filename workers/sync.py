@@ -53,7 +53,6 @@ from workers.core.db import after_commit, transaction
 from workers.core.ids import as_uuid
 from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
-from workers.enqueue import DISCONNECT, SYNC_CONNECTION, enqueue, publish_now
 from workers.pagerduty.client import PagerDutyClient, shared_http_client
 from workers.pagerduty.errors import (
     Forbidden,
@@ -66,6 +65,8 @@ from workers.pagerduty.errors import (
 )
 from workers.pagerduty.ratelimit import RateLimiter, RedisRateLimiter
 from workers.pagerduty.snapshot import AccountSnapshot, read_snapshot
+from workers.tasking.contract import DISCONNECT, SYNC_CONNECTION
+from workers.tasking.enqueue import enqueue, publish_many, publish_now
 from workers.tokens import ConnectionCredential, ConnectionUnavailable, NeedsReauth, credential_for
 
 log = logging.getLogger(__name__)
@@ -954,7 +955,7 @@ def schedule_syncs(
         ]
         # Published after commit (never for rows that rolled back), through one producer:
         # thousands of separate send_task calls each take a pooled connection and cost seconds.
-        after_commit(session, lambda: _publish_many(SYNC_CONNECTION, batch_messages))
+        after_commit(session, lambda: publish_many(SYNC_CONNECTION, batch_messages))
         stuck = session.execute(
             select(PagerDutyConnection.id, PagerDutyConnection.workspace_id).where(
                 PagerDutyConnection.status == ConnectionStatus.DISCONNECTING.value,
@@ -964,19 +965,3 @@ def schedule_syncs(
         for cid, workspace_id in stuck:
             enqueue(session, DISCONNECT, workspace_id=workspace_id, connection_id=cid)
     return {"enqueued": len(ids), "disconnects": len(stuck)}
-
-
-def _publish_many(task_name: str, messages: list[tuple[dict[str, Any], float | None]]) -> None:
-    """Publish many messages of one task by name over a single producer connection."""
-    if not messages:
-        return
-    from workers.celery_app import app
-
-    with app.producer_or_acquire() as producer:
-        for kwargs, countdown in messages:
-            app.send_task(
-                task_name,
-                kwargs=kwargs,
-                countdown=round(countdown, 3) if countdown else None,
-                producer=producer,
-            )

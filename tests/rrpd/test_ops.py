@@ -20,7 +20,7 @@ API_KEY = "u+opsTestKey0123456789"
 
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     calls: list[dict[str, Any]] = []
 

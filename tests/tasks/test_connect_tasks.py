@@ -26,10 +26,10 @@ from pagerduty_sim.server import SimulatorHandle
 from tests import factories
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers import activation
-from workers.celery_app import app
 from workers.core import crypto
 from workers.core.settings import get_settings
 from workers.pagerduty import oauth
+from workers.tasking.app import app
 
 pytestmark = pytest.mark.integration
 

@@ -39,9 +39,9 @@ from tests.workers.test_sync import (
     rotation_state,
 )
 from workers import sync
-from workers.celery_app import app
 from workers.core.db import get_engine, session_factory
 from workers.core.settings import get_settings
+from workers.tasking.app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
 

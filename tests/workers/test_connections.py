@@ -29,7 +29,7 @@ KEY = "u+abcdefghijklmnopqrst"
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     calls: list[dict[str, Any]] = []
     lock = threading.Lock()

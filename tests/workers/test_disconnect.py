@@ -181,7 +181,7 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(
 ) -> None:
     """PagerDuty documents no revocation endpoint: nothing is sent to it, nothing is queued,
     and our copies are gone in the disconnect's own transaction."""
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(

@@ -20,7 +20,7 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
     def fake_send_task(name: str, kwargs: dict, **_: object) -> None:
         calls.append((name, kwargs))
 
-    monkeypatch.setattr("workers.celery_app.app.send_task", fake_send_task)
+    monkeypatch.setattr("workers.tasking.app.app.send_task", fake_send_task)
     return calls
 
 

@@ -35,7 +35,6 @@ from models import (
     SyncRun,
     utcnow,
 )
-from tasks.sync import retry_countdown
 from tests import factories
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers import sync
@@ -44,9 +43,13 @@ from workers.core.db import get_engine
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
 from workers.pagerduty.snapshot import AccountSnapshot
+from workers.tasking.contract import RETRY_POLICIES, Family
 from workers.tokens import ConnectionCredential
 
 pytestmark = pytest.mark.postgres_only
+
+SYNC_RETRY = RETRY_POLICIES[Family.SYNC]
+assert SYNC_RETRY is not None
 
 ACCOUNT = "acme"
 # Demo members; Alice's address is stored with other case and spaces on purpose.
@@ -613,17 +616,18 @@ def test_rate_limited_asks_for_a_retry_after_the_reset(session, sim) -> None:
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
     assert (result.status, result.retry) == ("failed", "rate_limited")
     assert result.retry_after is not None and 0 < result.retry_after <= 60
-    countdown = retry_countdown(result, 0, random.Random(1))
+    countdown = SYNC_RETRY.countdown(0, reset_after=result.retry_after, rng=random.Random(1))
     assert result.retry_after <= countdown <= result.retry_after + 2
     assert mirror_counts(session, demo.connection_id)["pagerduty_users"] == 0
 
 
-def test_transient_backoff_grows_with_jitter_and_is_bounded() -> None:
-    result = sync.SyncResult(status="failed", connection_id="x", retry="transient")
+def test_transient_backoff_is_capped_exponential_with_full_jitter() -> None:
     rng = random.Random(7)
-    waits = [retry_countdown(result, n, rng) for n in range(8)]
-    assert all(2.5 <= waits[0] <= 5 and w <= 300 for w in waits)
-    assert waits[3] > waits[0] and 150 <= waits[7] <= 300
+    for n in range(8):
+        ceiling = min(300.0, 5.0 * 2**n)
+        waits = [SYNC_RETRY.countdown(n, rng=rng) for _ in range(200)]
+        assert all(0 <= w <= ceiling for w in waits)
+        assert max(waits) > 0.8 * ceiling and min(waits) < 0.2 * ceiling  # full jitter
 
 
 def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
@@ -787,7 +791,7 @@ def test_concurrent_requests_coalesce_into_one_extra_pass(
 
 @pytest.fixture
 def captured_sends(monkeypatch) -> list[dict[str, Any]]:
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     sent: list[dict[str, Any]] = []
 

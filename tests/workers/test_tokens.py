@@ -13,10 +13,10 @@ from models import PagerDutyConnection, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import processes
 from workers import activation, tokens
-from workers.celery_app import app
 from workers.core import crypto
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.errors import Transient
+from workers.tasking.app import app
 
 TOKEN_PATH = "/identity/oauth/token"
 
