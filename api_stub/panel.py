@@ -45,6 +45,7 @@ from workers import connections as svc
 from workers.core.access import Actor, Missing, ServiceError, resolve_actor
 from workers.core.db import transaction
 from workers.core.settings import get_settings
+from workers.disconnect.request import request_disconnect
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
@@ -275,7 +276,8 @@ def _disconnected_words(session: Session, workspace_id: uuid.UUID, raw: str | No
     (``?disconnected=<connection id>``) has been done by the worker, and what the admin can do in
     PagerDuty (it has no API to revoke the credential)."""
     from models import AuditEvent, PagerDutyConnection
-    from workers.disconnect import AUDIT_ACTION, revoke_instructions
+    from workers.disconnect.revoke import revoke_instructions
+    from workers.disconnect.transaction import AUDIT_ACTION
 
     try:
         connection_id = str(uuid.UUID(raw or ""))
@@ -665,7 +667,7 @@ async def disconnect(request: Request) -> Response:
 
     def run() -> str:
         with transaction() as session:
-            return str(svc.disconnect(session, actor).connection.id)
+            return str(request_disconnect(session, actor).connection.id)
 
     try:
         connection_id = await run_in_threadpool(run)

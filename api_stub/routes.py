@@ -35,6 +35,7 @@ from models import PagerDutyConnection
 from workers import connections as svc
 from workers.core.access import Actor, Missing
 from workers.core.db import transaction
+from workers.disconnect.request import request_disconnect
 from workers.tasking.records import task_record, task_state
 
 router = APIRouter(prefix="/v1")
@@ -206,7 +207,7 @@ def get_status(actor: WorkspaceActor) -> dict[str, Any]:
 )
 def delete_connection(actor: WorkspaceManager) -> DisconnectAccepted:
     with transaction() as session:
-        done = svc.disconnect(session, actor)
+        done = request_disconnect(session, actor)
         connection = _connection_out(done.connection)
     return DisconnectAccepted(
         connection=connection,

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from workers import disconnect as disconnect_logic
+from workers.disconnect import revoke, transaction
 from workers.tasking.app import DisconnectTask, RRPDTask, contract_task
 from workers.tasking.contract import DISCONNECT, REVOKE_TOKENS
 
@@ -18,7 +18,7 @@ def disconnect(
     self: DisconnectTask, *, connection_id: str, actor_member_id: str | None = None
 ) -> dict[str, Any]:
     try:
-        result = disconnect_logic.disconnect(connection_id, actor_member_id=actor_member_id)
+        result = transaction.disconnect(connection_id, actor_member_id=actor_member_id)
     except OperationalError as exc:
         # The database went away or a deadlock was broken: the transaction rolled back as a
         # whole, so trying again is safe.
@@ -32,4 +32,4 @@ def revoke_tokens(self: RRPDTask, *, connection_id: str) -> dict[str, Any]:
 
     PagerDuty has no revocation endpoint; a disconnect deletes our copies of the tokens at once.
     """
-    return disconnect_logic.revoke_tokens(connection_id).as_dict()
+    return revoke.revoke_tokens(connection_id).as_dict()

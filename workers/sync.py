@@ -53,6 +53,7 @@ from workers.core.db import after_commit, transaction
 from workers.core.ids import as_uuid
 from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
+from workers.disconnect.sweeps import resend_stuck_disconnects
 from workers.pagerduty.client import PagerDutyClient, shared_http_client
 from workers.pagerduty.errors import (
     Forbidden,
@@ -65,8 +66,8 @@ from workers.pagerduty.errors import (
 )
 from workers.pagerduty.ratelimit import RateLimiter, RedisRateLimiter
 from workers.pagerduty.snapshot import AccountSnapshot, read_snapshot
-from workers.tasking.contract import DISCONNECT, SYNC_CONNECTION
-from workers.tasking.enqueue import enqueue, publish_many, publish_now
+from workers.tasking.contract import SYNC_CONNECTION
+from workers.tasking.enqueue import publish_many, publish_now
 from workers.tokens import ConnectionCredential, ConnectionUnavailable, NeedsReauth, credential_for
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,6 @@ MAX_PASSES = 3
 MAX_FAILURE_BACKOFF_SECONDS = 3600
 # Fan-out: at most this many connections per beat round (the rest are still due next round).
 FANOUT_BATCH = 20_000
-# A connection left in "disconnecting" this long lost its task (published after the API's
-# commit, then lost with Redis): the idempotent disconnect is sent again.
-DISCONNECT_SWEEP_AGE = timedelta(minutes=2)
 
 INVALID_KEY_MESSAGE = (
     "PagerDuty rejected this API key (it was deleted, or belongs to a user who was removed). "
@@ -956,12 +954,6 @@ def schedule_syncs(
         # Published after commit (never for rows that rolled back), through one producer:
         # thousands of separate send_task calls each take a pooled connection and cost seconds.
         after_commit(session, lambda: publish_many(SYNC_CONNECTION, batch_messages))
-        stuck = session.execute(
-            select(PagerDutyConnection.id, PagerDutyConnection.workspace_id).where(
-                PagerDutyConnection.status == ConnectionStatus.DISCONNECTING.value,
-                PagerDutyConnection.status_changed_at <= now - DISCONNECT_SWEEP_AGE,
-            )
-        ).all()
-        for cid, workspace_id in stuck:
-            enqueue(session, DISCONNECT, workspace_id=workspace_id, connection_id=cid)
-    return {"enqueued": len(ids), "disconnects": len(stuck)}
+        # Not a sync, but the same beat round: lost disconnects are sent again.
+        disconnects = resend_stuck_disconnects(session, now)
+    return {"enqueued": len(ids), "disconnects": disconnects}

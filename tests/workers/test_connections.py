@@ -23,6 +23,7 @@ from tests import factories
 from workers import connections as svc
 from workers.core import access
 from workers.core.db import transaction
+from workers.disconnect.request import request_disconnect
 
 KEY = "u+abcdefghijklmnopqrst"
 
@@ -91,7 +92,7 @@ def test_member_cannot_manage(session, people, sent) -> None:
     for call in (
         lambda: svc.set_api_key(session, member, KEY),
         lambda: svc.start_oauth(session, member, "c", "s"),
-        lambda: svc.disconnect(session, member),
+        lambda: request_disconnect(session, member),
         lambda: svc.sync_now(session, member),
     ):
         with pytest.raises(access.Denied):
@@ -218,11 +219,11 @@ def test_callback_while_disconnecting_consumes_state_and_reports(db, people, sen
 def test_disconnect_and_status(session, people, sent) -> None:
     ws, admin, _member = people
     with pytest.raises(access.Missing):
-        svc.disconnect(session, admin)
+        request_disconnect(session, admin)
     conn = factories.api_key_connection(session, ws)
-    done = svc.disconnect(session, admin)
+    done = request_disconnect(session, admin)
     assert done.connection.id == conn.id and conn.status == "disconnecting"
-    again = svc.disconnect(session, admin)
+    again = request_disconnect(session, admin)
     assert again.task_id != done.task_id
     session.commit()
     assert svc.connection_status(session, ws.id)["status"] == "disconnecting"

@@ -24,8 +24,9 @@ from tests.workers.test_sync import (
     mirror_counts,
     rotation_state,
 )
-from workers import disconnect, sync
+from workers import sync
 from workers.core import crypto
+from workers.disconnect import revoke, transaction
 
 pytestmark = pytest.mark.postgres_only
 
@@ -70,7 +71,7 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
     other_before = mirror_counts(session, other.connection_id)
     generation = session.get(PagerDutyConnection, demo.connection_id).generation
 
-    result = disconnect.disconnect(demo.connection_id, actor_member_id=str(demo.members["alice"]))
+    result = transaction.disconnect(demo.connection_id, actor_member_id=str(demo.members["alice"]))
 
     assert result.status == "disconnected"
     assert result.rotations_made_manual == 3
@@ -108,19 +109,19 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
 
 def test_disconnect_is_idempotent(session, sim) -> None:
     demo = _synced_demo(session, sim)
-    assert disconnect.disconnect(demo.connection_id).status == "disconnected"
+    assert transaction.disconnect(demo.connection_id).status == "disconnected"
     session.rollback()
     generation = session.get(PagerDutyConnection, demo.connection_id).generation
 
-    again = disconnect.disconnect(demo.connection_id, actor_member_id=str(demo.members["bob"]))
+    again = transaction.disconnect(demo.connection_id, actor_member_id=str(demo.members["bob"]))
 
     assert again.status == "already_disconnected"
     session.expire_all()
     assert session.get(PagerDutyConnection, demo.connection_id).generation == generation
     [audit] = _audits(session, demo.workspace_id)
     assert audit.actor == "system" and audit.actor_member_id is None
-    assert disconnect.disconnect(uuid.uuid4()).status == "not_found"
-    assert disconnect.disconnect("not-a-uuid").status == "not_found"
+    assert transaction.disconnect(uuid.uuid4()).status == "not_found"
+    assert transaction.disconnect("not-a-uuid").status == "not_found"
 
 
 def test_two_disconnects_at_once_do_the_work_once(session, sim) -> None:
@@ -131,7 +132,7 @@ def test_two_disconnects_at_once_do_the_work_once(session, sim) -> None:
 
         def run(demo=demo, barrier=barrier, results=results) -> None:  # type: ignore[no-untyped-def]
             barrier.wait()
-            results.append(disconnect.disconnect(demo.connection_id).status)
+            results.append(transaction.disconnect(demo.connection_id).status)
 
         threads = [threading.Thread(target=run) for _ in range(2)]
         for t in threads:
@@ -146,7 +147,7 @@ def test_unknown_actor_is_recorded_without_breaking_the_disconnect(session, sim)
     demo = _synced_demo(session, sim)
     stranger = factories.member(session, factories.workspace(session))
     session.commit()
-    result = disconnect.disconnect(demo.connection_id, actor_member_id=str(stranger.id))
+    result = transaction.disconnect(demo.connection_id, actor_member_id=str(stranger.id))
     assert result.status == "disconnected"
     [audit] = _audits(session, demo.workspace_id)
     assert audit.actor_member_id is None and audit.actor == "system"
@@ -162,9 +163,9 @@ def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
         raise RuntimeError("database went away at the last step")
 
     # Fail at the very end of the transaction, after every other write was sent.
-    monkeypatch.setattr(disconnect, "audit", boom)
+    monkeypatch.setattr(transaction, "audit", boom)
     with pytest.raises(RuntimeError):
-        disconnect.disconnect(demo.connection_id)
+        transaction.disconnect(demo.connection_id)
 
     session.rollback()
     session.expire_all()
@@ -190,7 +191,7 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(
     demo = _synced_demo(session, sim, oauth=True)
     sim.control.post("/stats/reset")
 
-    result = disconnect.disconnect(demo.connection_id)
+    result = transaction.disconnect(demo.connection_id)
 
     assert result.status == "disconnected"
     assert sent == []
@@ -203,16 +204,16 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(
 
 
 def test_revoke_instructions_tell_the_admin_where_to_revoke() -> None:
-    oauth_words = disconnect.revoke_instructions("oauth", "acme", "us")
+    oauth_words = revoke.revoke_instructions("oauth", "acme", "us")
     assert "https://acme.pagerduty.com" in oauth_words
     assert "App Registration" in oauth_words
     assert "Revoke All Tokens" in oauth_words
-    key_words = disconnect.revoke_instructions("api_key", "euco", "eu")
+    key_words = revoke.revoke_instructions("api_key", "euco", "eu")
     assert "https://euco.eu.pagerduty.com" in key_words
     assert "API Access Keys" in key_words
 
 
 def test_the_retired_revoke_step_does_nothing() -> None:
-    result = disconnect.revoke_tokens(str(uuid.uuid4()))
+    result = revoke.revoke_tokens(str(uuid.uuid4()))
     assert result.revoked == 0
     assert "no token-revocation API" in result.reason

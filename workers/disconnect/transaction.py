@@ -1,4 +1,4 @@
-"""Disconnect a workspace from PagerDuty in one transaction.
+"""Disconnect a workspace from PagerDuty in one transaction (the worker half).
 
 ``disconnect`` is all or nothing: the connection row is locked, every PagerDuty-bound rotation of
 the workspace becomes Manual (keeping its members and on-duty people), our copies of the
@@ -6,9 +6,7 @@ credentials, pending OAuth logins and the mirrored PagerDuty data are deleted, t
 becomes ``disconnected`` with a new generation (which fences off any sync still running), and an
 audit event records who did it. See docs/sync-and-disconnect.md.
 
-PagerDuty documents no endpoint to revoke a Scoped OAuth token (only "Revoke All Tokens" in its
-App Registration page), and an API key lives until it is deleted in PagerDuty: the admin is told
-what to do there (``revoke_instructions``), and nothing here calls an undocumented endpoint.
+Nothing here calls PagerDuty: it has no API to revoke a credential (``workers.disconnect.revoke``).
 """
 
 from __future__ import annotations
@@ -18,25 +16,22 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_
 
 from models import (
-    AuthMethod,
     ConnectionStatus,
     Member,
     OAuthAuthorization,
-    PagerDutyConnection,
     PagerDutyOnCall,
     PagerDutySchedule,
     PagerDutyScheduleMember,
     PagerDutyUser,
-    Rotation,
-    RotationMode,
     utcnow,
 )
 from workers.core.audit import audit
 from workers.core.db import transaction
 from workers.core.ids import parse_uuid
+from workers.rotations.locking import bound_rotations_for_update, lock_connection
 
 log = logging.getLogger(__name__)
 
@@ -55,38 +50,6 @@ class DisconnectResult:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-@dataclass
-class RevokeResult:
-    """``pagerduty.revoke_tokens`` is kept for senders of the old contract: nothing to do."""
-
-    connection_id: str
-    revoked: int = 0
-    reason: str = (
-        "PagerDuty has no token-revocation API; a disconnect deletes our copies at once and "
-        "tells the admin how to revoke the app's tokens in PagerDuty."
-    )
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def revoke_instructions(auth_method: str, subdomain: str | None, region: str | None) -> str:
-    """What the admin can do in PagerDuty after a disconnect; our copies are already gone."""
-    host = "eu.pagerduty.com" if region == "eu" else "pagerduty.com"
-    where = f"https://{subdomain}.{host}" if subdomain else "PagerDuty"
-    if auth_method == AuthMethod.OAUTH.value:
-        return (
-            "Round Robin deleted its copies of this connection's OAuth tokens. PagerDuty offers "
-            f"no API to revoke them: to end them now, open {where} > Integrations > App "
-            "Registration, open your app and choose Revoke All Tokens. Otherwise the access "
-            "token stops working within a day and the refresh token within 30 days."
-        )
-    return (
-        "Round Robin deleted its copy of the API key. The key itself works until you delete "
-        f"it in PagerDuty: open {where} > Integrations > API Access Keys."
-    )
-
-
 def disconnect(
     connection_id: uuid.UUID | str, *, actor_member_id: uuid.UUID | str | None = None
 ) -> DisconnectResult:
@@ -97,9 +60,8 @@ def disconnect(
     actor_id = parse_uuid(actor_member_id)
     now = utcnow()
     with transaction() as session:
-        conn = session.execute(
-            select(PagerDutyConnection).where(PagerDutyConnection.id == cid).with_for_update()
-        ).scalar_one_or_none()
+        # The lock order (workers.rotations.locking): connection row, then bound rotations.
+        conn = lock_connection(session, cid)
         if conn is None:
             return DisconnectResult(status="not_found", connection_id=str(cid))
         if conn.status == ConnectionStatus.DISCONNECTED.value:
@@ -110,17 +72,7 @@ def disconnect(
 
         # 1. Every bound rotation of the workspace becomes Manual, keeping its people. Only one
         #    live connection per workspace exists, so these are all this connection's.
-        rotations = list(
-            session.execute(
-                select(Rotation)
-                .where(
-                    Rotation.workspace_id == conn.workspace_id,
-                    Rotation.mode == RotationMode.PAGERDUTY.value,
-                )
-                .order_by(Rotation.id)
-                .with_for_update()
-            ).scalars()
-        )
+        rotations = list(session.execute(bound_rotations_for_update(conn.workspace_id)).scalars())
         unbound = [
             {"id": str(r.id), "name": r.name, "schedule": r.pagerduty_schedule_id}
             for r in rotations
@@ -191,8 +143,3 @@ def disconnect(
         rotations_made_manual=len(unbound),
         mirror_rows_deleted=mirror_rows,
     )
-
-
-def revoke_tokens(connection_id: uuid.UUID | str) -> RevokeResult:
-    """The retired revocation step: PagerDuty has nothing to call, so nothing is done."""
-    return RevokeResult(connection_id=str(connection_id))
