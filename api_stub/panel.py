@@ -46,6 +46,7 @@ from workers.core.access import Actor, Missing, ServiceError, resolve_actor
 from workers.core.db import transaction
 from workers.core.settings import get_settings
 from workers.disconnect.request import request_disconnect
+from workers.sync.request import sync_now as request_sync_now
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
@@ -691,7 +692,7 @@ async def sync_now(request: Request) -> Response:
     actor, _ = await _checked(request)
 
     def work(session: Session) -> str:
-        svc.sync_now(session, actor)
+        request_sync_now(session, actor)
         return "Sync started. Rotations update in a few seconds."
 
     return await _apply(work, _sync_requested())

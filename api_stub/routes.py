@@ -36,6 +36,7 @@ from workers import connections as svc
 from workers.core.access import Actor, Missing
 from workers.core.db import transaction
 from workers.disconnect.request import request_disconnect
+from workers.sync.request import sync_now as request_sync_now
 from workers.tasking.records import task_record, task_state
 
 router = APIRouter(prefix="/v1")
@@ -234,7 +235,7 @@ def delete_connection(actor: WorkspaceManager) -> DisconnectAccepted:
 )
 def sync_now(actor: WorkspaceManager) -> TaskAccepted:
     with transaction() as session:
-        done = svc.sync_now(session, actor)
+        done = request_sync_now(session, actor)
     return TaskAccepted(task_id=done.task_id)
 
 

@@ -6,8 +6,8 @@ bound to 3 of those schedules. The simulator runs as a subprocess with 50 ms add
 request; PostgreSQL holds a fresh database created for the run (dropped at the end); Redis is
 the broker, with a key prefix of its own.
 
-Rounds, each started by the real fan-out (``workers.sync.schedule_syncs``, jitter 0 so the whole
-fleet is published at once: this measures capacity, not the production spread):
+Rounds, each started by the real fan-out (``workers.sync.fanout.schedule_syncs``, jitter 0 so
+the whole fleet is published at once: this measures capacity, not the production spread):
 
 1. first sync of every connection (everything is an insert), by ``rrpd worker --queues sync``
    with ``--pool prefork --concurrency 16`` (see "why 16" below);
@@ -322,8 +322,8 @@ def run_round(
     from sqlalchemy import func, select
 
     from models import SyncRun, utcnow
-    from workers import sync
     from workers.core.db import transaction
+    from workers.sync import fanout
 
     time.sleep(STATS_SETTLE_S)  # let the set-up's own writes reach the statistics first
     writes_before = table_writes()
@@ -332,9 +332,9 @@ def run_round(
     sampler.start()
     started_at = utcnow()
     t0 = time.monotonic()
-    fanout = sync.schedule_syncs()
+    fanned_out = fanout.schedule_syncs()
     fanout_s = time.monotonic() - t0
-    assert fanout["enqueued"] == expected, fanout
+    assert fanned_out["enqueued"] == expected, fanned_out
     done = 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ Set-up (all of it made for the run and removed at the end):
   status ``connected`` on the account's key, and 300 rotations bound to 300 of its schedules
   (a seeded sample that includes v3 schedules).
 
-Each sync runs in a **fresh child Python process** that calls ``workers.sync.sync_connection``
+Each sync runs in a **fresh child Python process** that calls ``workers.sync.run.sync_connection``
 directly (no Celery; the same code path the task runs, with the shared Redis rate limiter at its
 default 900/min and the Redis coalescing lock), so that process's peak RSS is the sync's own.
 The child also times the fetch (``read_snapshot``) and the apply transaction, and
@@ -93,10 +93,11 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
 
     from sqlalchemy import event, text
 
-    from workers import sync as sync_mod
     from workers.core import redis as shared_redis
     from workers.core.db import get_engine
     from workers.pagerduty.client import PagerDutyClient, shared_http_client
+    from workers.sync import records as sync_records
+    from workers.sync import run as sync_mod
 
     # Warm what any long-lived worker process already has: imports, a database connection,
     # Redis, the pooled HTTP client. The RSS after this is the baseline the sync adds to.
@@ -145,8 +146,8 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
 
     sync_mod.read_snapshot = timed_read  # module global looked up at call time
 
-    real_apply_snapshot = sync_mod.apply_snapshot
-    real_apply_txn = sync_mod._RunContext.apply
+    real_apply_snapshot = sync_records.apply_snapshot
+    real_apply_txn = sync_records.RunContext.apply
 
     def timed_apply_snapshot(*a: Any, **kw: Any) -> Any:
         t = time.perf_counter()
@@ -162,8 +163,8 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
         finally:
             timings["apply_txn_s"] += time.perf_counter() - t
 
-    sync_mod.apply_snapshot = timed_apply_snapshot  # module global looked up at call time
-    sync_mod._RunContext.apply = timed_apply_txn  # type: ignore[method-assign]
+    sync_records.apply_snapshot = timed_apply_snapshot  # module global looked up at call time
+    sync_records.RunContext.apply = timed_apply_txn  # type: ignore[method-assign]
 
     if trace:
         tracemalloc.start()
@@ -573,7 +574,7 @@ def parent(args: argparse.Namespace) -> int:
         "lower_bound_requests": bound_requests,
         "latency_floor_s": bound_requests * args.latency_ms / 1000,
         "limiter_floor_s": _limiter_floor(bound_requests),
-        "sync_driver": "fresh child process per sync calling workers.sync.sync_connection",
+        "sync_driver": "fresh child process per sync calling workers.sync.run.sync_connection",
         "quiet_round_straddled_an_hour": quiet_straddles_hour,
         "change": change,
         "phases": phases,

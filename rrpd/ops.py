@@ -177,10 +177,8 @@ def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
     """Enqueue a manual sync of a workspace's connection (after the audit row commits)."""
     from models import ConnectionStatus, utcnow
     from workers.connections import live_connection
-    from workers.core.audit import audit
     from workers.core.db import transaction
-    from workers.tasking.contract import SYNC_CONNECTION
-    from workers.tasking.enqueue import enqueue
+    from workers.sync.request import enqueue_manual_sync
 
     _settings()
     # Before the enqueue: any run that starts from here on covers this request.
@@ -196,22 +194,7 @@ def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
                 f"(see `rrpd status {ws.id}`)"
             )
         connection_id = conn.id
-        task_id = enqueue(
-            session,
-            SYNC_CONNECTION,
-            workspace_id=ws.id,
-            connection_id=connection_id,
-            kind="manual",
-        )
-        audit(
-            session,
-            ws.id,
-            "pagerduty.sync.requested",
-            actor="operator",
-            connection_id=connection_id,
-            task_id=task_id,
-            via="rrpd",
-        )
+        task_id = enqueue_manual_sync(session, conn, actor="operator", via="rrpd")
     click.echo(f"sync enqueued for connection {connection_id}: task {task_id}")
     if not wait:
         click.echo(f"follow it with `rrpd status {ws.id}` (or in Flower)")

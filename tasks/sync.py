@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers import sync
+from workers.sync import fanout, run
 from workers.tasking.app import BeatTask, SyncTask, contract_task
 from workers.tasking.contract import SCHEDULE_SYNCS, SYNC_CONNECTION
 
@@ -16,7 +16,7 @@ def sync_connection(
     self: SyncTask, *, connection_id: str, kind: str = "scheduled"
 ) -> dict[str, Any]:
     kind = kind if kind in KINDS else "scheduled"
-    result = sync.sync_connection(connection_id, kind=kind, task_id=self.request.id)
+    result = run.sync_connection(connection_id, kind=kind, task_id=self.request.id)
     if result.retry and self.retries_left:
         # 429: after PagerDuty's reset; transient: the family's capped backoff.
         self.retry_later(reset_after=result.retry_after if result.retry == "rate_limited" else None)
@@ -25,4 +25,4 @@ def sync_connection(
 
 @contract_task(SCHEDULE_SYNCS)
 def schedule_syncs(self: BeatTask) -> dict[str, int]:
-    return sync.schedule_syncs()
+    return fanout.schedule_syncs()

@@ -485,7 +485,8 @@ def handle_oauth_callback(
     return _outcome("connecting", task_id=task_id, workspace_id=workspace_id, connection_id=conn.id)
 
 
-def _connected(session: Session, workspace_id: uuid.UUID) -> PagerDutyConnection:
+def connected_connection(session: Session, workspace_id: uuid.UUID) -> PagerDutyConnection:
+    """The live connection, which must be ``connected`` (else ``Conflict``)."""
     conn = live_connection(session, workspace_id)
     if conn is None:
         raise Conflict("PagerDuty is not connected to this workspace.", code="not_connected")
@@ -495,27 +496,6 @@ def _connected(session: Session, workspace_id: uuid.UUID) -> PagerDutyConnection
             code="connection_not_ready",
         )
     return conn
-
-
-def sync_now(session: Session, actor: Actor) -> Enqueued:
-    require_manager(actor)
-    conn = _connected(session, actor.workspace_id)
-    task_id = enqueue(
-        session,
-        SYNC_CONNECTION,
-        workspace_id=actor.workspace_id,
-        connection_id=conn.id,
-        kind="manual",
-    )
-    audit(
-        session,
-        actor.workspace_id,
-        "pagerduty.sync.requested",
-        actor_member_id=actor.member_id,
-        connection_id=conn.id,
-        task_id=task_id,
-    )
-    return Enqueued(conn, task_id)
 
 
 # --- status -------------------------------------------------------------------------------------
@@ -780,7 +760,7 @@ def bind_rotation(
     if not schedule_id or len(schedule_id) > 64:
         raise Invalid("schedule_id must be a PagerDuty schedule id.", code="invalid_schedule_id")
     rotation = _rotation_for_update(session, actor.workspace_id, rotation_id)
-    conn = _connected(session, actor.workspace_id)
+    conn = connected_connection(session, actor.workspace_id)
     schedule = session.execute(
         select(PagerDutySchedule).where(
             PagerDutySchedule.connection_id == conn.id,

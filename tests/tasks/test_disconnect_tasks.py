@@ -38,9 +38,9 @@ from tests.workers.test_sync import (
     mirror_counts,
     rotation_state,
 )
-from workers import sync
 from workers.core.db import get_engine, session_factory
 from workers.core.settings import get_settings
+from workers.sync import run as sync
 from workers.tasking.app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]

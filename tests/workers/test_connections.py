@@ -24,6 +24,7 @@ from workers import connections as svc
 from workers.core import access
 from workers.core.db import transaction
 from workers.disconnect.request import request_disconnect
+from workers.sync.request import sync_now
 
 KEY = "u+abcdefghijklmnopqrst"
 
@@ -93,7 +94,7 @@ def test_member_cannot_manage(session, people, sent) -> None:
         lambda: svc.set_api_key(session, member, KEY),
         lambda: svc.start_oauth(session, member, "c", "s"),
         lambda: request_disconnect(session, member),
-        lambda: svc.sync_now(session, member),
+        lambda: sync_now(session, member),
     ):
         with pytest.raises(access.Denied):
             call()

@@ -24,9 +24,9 @@ from tests.workers.test_sync import (
     mirror_counts,
     rotation_state,
 )
-from workers import sync
 from workers.core import crypto
 from workers.disconnect import revoke, transaction
+from workers.sync import run as sync
 
 pytestmark = pytest.mark.postgres_only
 

@@ -37,12 +37,13 @@ from models import (
 )
 from tests import factories
 from tests.support.stack import demo_api_key, demo_oauth_app
-from workers import sync
 from workers.core import crypto
 from workers.core.db import get_engine
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
 from workers.pagerduty.snapshot import AccountSnapshot
+from workers.sync import apply, fanout
+from workers.sync import run as sync
 from workers.tasking.contract import RETRY_POLICIES, Family
 from workers.tokens import ConnectionCredential
 
@@ -425,11 +426,11 @@ def _snapshot(users: list[User], schedules: list[Sched]) -> AccountSnapshot:
     )
 
 
-def _apply(session: Session, connection_id: uuid.UUID, snap: AccountSnapshot) -> sync.ApplyResult:
+def _apply(session: Session, connection_id: uuid.UUID, snap: AccountSnapshot) -> apply.ApplyResult:
     session.rollback()
     with session.begin():
         conn = session.get(PagerDutyConnection, connection_id, with_for_update=True)
-        return sync.apply_snapshot(session, conn, snap, now=utcnow())
+        return apply.apply_snapshot(session, conn, snap, now=utcnow())
 
 
 @pytest.fixture
@@ -824,7 +825,8 @@ def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captu
     # Two beat processes at the same moment: each due connection is enqueued exactly once.
     outcomes: list[dict[str, int]] = []
     threads = [
-        threading.Thread(target=lambda: outcomes.append(sync.schedule_syncs(now))) for _ in range(2)
+        threading.Thread(target=lambda: outcomes.append(fanout.schedule_syncs(now)))
+        for _ in range(2)
     ]
     for t in threads:
         t.start()
@@ -846,9 +848,9 @@ def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captu
         assert session.get(PagerDutyConnection, cid).next_sync_at == now + interval
     # A slow round: run again before anything is due — nothing is enqueued twice.
     captured_sends.clear()
-    assert sync.schedule_syncs(now + timedelta(seconds=1))["enqueued"] == 0
+    assert fanout.schedule_syncs(now + timedelta(seconds=1))["enqueued"] == 0
     assert not [s for s in captured_sends if s["name"] == "pagerduty.sync_connection"]
-    assert sync.schedule_syncs(now + interval)["enqueued"] == 6 + 1  # + `later`
+    assert fanout.schedule_syncs(now + interval)["enqueued"] == 6 + 1  # + `later`
 
 
 def test_unknown_connection_is_unavailable_without_a_sync_run(session, db) -> None:
