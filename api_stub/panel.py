@@ -41,11 +41,15 @@ from api_stub.auth import issue_token, verify_login_token, verify_token
 from api_stub.errors import ApiError, error_response
 from api_stub.schemas import control_message, has_control_characters
 from models import Member, Role, Workspace, utcnow
-from workers import connections as svc
+from workers.connections import oauth_login, setup
+from workers.connections.status import connection_status
 from workers.core.access import Actor, Missing, ServiceError, resolve_actor
 from workers.core.db import transaction
 from workers.core.settings import get_settings
 from workers.disconnect.request import request_disconnect
+from workers.rotations import binding
+from workers.rotations.schedules import search_schedules
+from workers.rotations.views import list_rotations, rotation_missing
 from workers.sync.request import sync_now as request_sync_now
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -353,7 +357,7 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         "notices": notices,
         "picker_enabled": picker_enabled(),
         "oauth_redirect_uri": get_settings().oauth_redirect_uri,
-        "oauth_scopes": list(svc.OAUTH_SCOPES),
+        "oauth_scopes": list(oauth_login.OAUTH_SCOPES),
         "last_sync_words": _last_sync_words,
         "app_login": bool(get_settings().app_login_url),
         "choices": [],
@@ -368,9 +372,9 @@ def _page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
             return ctx
         member = session.get(Member, actor.member_id)
         workspace = session.get(Workspace, actor.workspace_id)
-        status = svc.connection_status(session, actor.workspace_id)
-        rotations = svc.list_rotations(session, actor.workspace_id)
-        schedules, _ = svc.search_schedules(session, actor.workspace_id, None, limit=200)
+        status = connection_status(session, actor.workspace_id)
+        rotations = list_rotations(session, actor.workspace_id)
+        schedules, _ = search_schedules(session, actor.workspace_id, None, limit=200)
         disconnected = (
             _disconnected_words(session, actor.workspace_id, q.get("disconnected"))
             if status["status"] != "disconnecting" and q.get("disconnected")
@@ -450,7 +454,7 @@ def login(request: Request) -> Response:
             "Signing in through the Round Robin app is not configured (RRPD_APP_LOGIN_URL).",
         )
     cookie = secrets.token_urlsafe(32)
-    target = svc.with_query(
+    target = oauth_login.with_query(
         app_login_url,
         {
             "nonce": login_nonce_for(cookie),
@@ -577,9 +581,7 @@ def _rotation_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        raise Missing(
-            "This rotation does not exist in this workspace.", code="rotation_not_found"
-        ) from None
+        raise rotation_missing() from None
 
 
 @router.post("/act-as")
@@ -630,7 +632,7 @@ async def save_api_key(request: Request) -> Response:
     actor, form = await _checked(request)
 
     def work(session: Session) -> str:
-        svc.set_api_key(session, actor, form.get("api_key", ""), form.get("region") or "us")
+        setup.set_api_key(session, actor, form.get("api_key", ""), form.get("region") or "us")
         return "API key saved. Checking it with PagerDuty..."
 
     return await _apply(work)
@@ -642,7 +644,7 @@ async def start_oauth(request: Request) -> Response:
 
     def run() -> str:
         with transaction() as session:
-            return svc.start_oauth(
+            return oauth_login.start_oauth(
                 session,
                 actor,
                 form.get("client_id", ""),
@@ -703,7 +705,7 @@ async def bind_rotation(rotation_id: str, request: Request) -> Response:
     actor, form = await _checked(request)
 
     def work(session: Session) -> str:
-        bound = svc.bind_rotation(
+        bound = binding.bind_rotation(
             session, actor, _rotation_id(rotation_id), form.get("schedule_id", "")
         )
         return f"{bound.rotation.name} now follows its PagerDuty schedule. Filling it in..."
@@ -716,7 +718,7 @@ async def make_manual(rotation_id: str, request: Request) -> Response:
     actor, _ = await _checked(request)
 
     def work(session: Session) -> str:
-        rotation = svc.unbind_rotation(session, actor, _rotation_id(rotation_id))
+        rotation = binding.unbind_rotation(session, actor, _rotation_id(rotation_id))
         return f"{rotation.name} is Manual again (members and who is on duty are kept)."
 
     return await _apply(work)

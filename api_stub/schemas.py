@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from workers.connections import normalize_api_key
+from workers.connections.setup import normalize_api_key
 from workers.core.access import Invalid
 
 Region = Literal["us", "eu"]

@@ -76,7 +76,7 @@ def _workspace(session, workspace_id: str):  # type: ignore[no-untyped-def]
 def status(workspace_id: str, as_json: bool) -> None:
     """Show a workspace's PagerDuty connection, as the integrations page does."""
     from models import PagerDutyConnection, utcnow
-    from workers.connections import connection_status
+    from workers.connections.status import connection_status
     from workers.core.db import transaction
 
     _settings()
@@ -176,7 +176,7 @@ def status(workspace_id: str, as_json: bool) -> None:
 def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
     """Enqueue a manual sync of a workspace's connection (after the audit row commits)."""
     from models import ConnectionStatus, utcnow
-    from workers.connections import live_connection
+    from workers.connections.setup import live_connection
     from workers.core.db import transaction
     from workers.sync.request import enqueue_manual_sync
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from workers import activation, tokens
+from workers.connections import activation, sweeps, tokens
 from workers.pagerduty.errors import RateLimited, Transient
 from workers.tasking.app import BeatTask, ConnectTask, RRPDTask, contract_task
 from workers.tasking.contract import (
@@ -87,5 +87,5 @@ def refresh_expiring_tokens(self: BeatTask) -> dict[str, int]:
     due = tokens.connections_due_for_refresh()
     for connection_id in due:
         publish_now(REFRESH_TOKEN, connection_id=connection_id)
-    stuck = activation.expire_stale_validations()
+    stuck = sweeps.expire_stale_validations()
     return {"refreshes_enqueued": len(due), "stale_validations": stuck}

@@ -487,7 +487,7 @@ def test_sign_in_without_an_app_login_url_is_explained(client, world, monkeypatc
 
 
 def test_oauth_modal_shows_the_redirect_url_to_register_and_the_scopes(client, world) -> None:
-    from workers.connections import OAUTH_SCOPES
+    from workers.connections.oauth_login import OAUTH_SCOPES
 
     act_as(client, world.owner)
     page = client.get("/panel").text

@@ -25,7 +25,7 @@ from models import (
 from pagerduty_sim.server import SimulatorHandle
 from tests import factories
 from tests.support.stack import demo_api_key, demo_oauth_app
-from workers import activation
+from workers.connections import activation, sweeps
 from workers.core import crypto
 from workers.core.settings import get_settings
 from workers.pagerduty import oauth
@@ -311,7 +311,7 @@ def test_stuck_validations_are_swept(session: Session, sim: SimulatorHandle) -> 
     conn, _auth = _pending_oauth_login(session, sim)
     conn.status_changed_at = utcnow() - timedelta(minutes=5)
     session.commit()
-    assert activation.expire_stale_validations() == 1
+    assert sweeps.expire_stale_validations() == 1
     session.expire_all()
     assert session.get(PagerDutyConnection, conn.id).status == "invalid"
 

@@ -20,7 +20,7 @@ from models import (
     TaskRecord,
 )
 from tests import factories
-from workers import connections as svc
+from workers.connections import oauth_login, setup, status
 from workers.core import access
 from workers.core.db import transaction
 from workers.disconnect.request import request_disconnect
@@ -77,22 +77,22 @@ def test_resolve_actor_uses_the_lower_role_and_the_right_workspace(session, peop
 )
 def test_normalize_api_key_rejects(raw) -> None:
     with pytest.raises(access.Invalid) as exc:
-        svc.normalize_api_key(raw)
+        setup.normalize_api_key(raw)
     assert exc.value.code == "invalid_api_key"
     if raw:
         assert raw not in exc.value.message
 
 
 def test_normalize_api_key_accepts_pagerduty_shapes() -> None:
-    assert svc.normalize_api_key("  u+abcdefghijklmnop  ") == "u+abcdefghijklmnop"
-    assert svc.normalize_api_key("y_NbAkKc66ryYTWUXYEu") == "y_NbAkKc66ryYTWUXYEu"
+    assert setup.normalize_api_key("  u+abcdefghijklmnop  ") == "u+abcdefghijklmnop"
+    assert setup.normalize_api_key("y_NbAkKc66ryYTWUXYEu") == "y_NbAkKc66ryYTWUXYEu"
 
 
 def test_member_cannot_manage(session, people, sent) -> None:
     _, _, member = people
     for call in (
-        lambda: svc.set_api_key(session, member, KEY),
-        lambda: svc.start_oauth(session, member, "c", "s"),
+        lambda: setup.set_api_key(session, member, KEY),
+        lambda: oauth_login.start_oauth(session, member, "c", "s"),
         lambda: request_disconnect(session, member),
         lambda: sync_now(session, member),
     ):
@@ -104,7 +104,7 @@ def test_member_cannot_manage(session, people, sent) -> None:
 
 def test_set_api_key_enqueues_only_after_commit(session, people, sent) -> None:
     _ws, admin, _ = people
-    done = svc.set_api_key(session, admin, KEY, "eu")
+    done = setup.set_api_key(session, admin, KEY, "eu")
     assert sent == []  # not before commit
     session.commit()
     assert sent[0]["name"] == "pagerduty.validate_api_key"
@@ -114,7 +114,7 @@ def test_set_api_key_enqueues_only_after_commit(session, people, sent) -> None:
 
 def test_rolled_back_request_publishes_nothing(session, people, sent) -> None:
     _, admin, _ = people
-    svc.set_api_key(session, admin, KEY)
+    setup.set_api_key(session, admin, KEY)
     session.rollback()
     assert sent == []
     assert session.scalar(select(func.count()).select_from(PagerDutyConnection)) == 0
@@ -130,7 +130,7 @@ def test_concurrent_first_connects_make_one_row(db, people, sent) -> None:
         try:
             barrier.wait()
             with transaction() as s:
-                svc.set_api_key(s, admin, KEY)
+                setup.set_api_key(s, admin, KEY)
         except BaseException as exc:
             errors.append(exc)
 
@@ -149,7 +149,7 @@ def test_concurrent_first_connects_make_one_row(db, people, sent) -> None:
 
 def _start(admin) -> str:
     with transaction() as s:
-        start = svc.start_oauth(s, admin, "client", "secret")
+        start = oauth_login.start_oauth(s, admin, "client", "secret")
     return parse_qs(urlsplit(start.authorization_url).query)["state"][0]
 
 
@@ -159,17 +159,17 @@ def test_concurrent_callbacks_with_one_state_succeed_once(db, people, sent) -> N
     state = _start(admin)
     first_done = threading.Event()
     release = threading.Event()
-    results: dict[str, svc.CallbackOutcome] = {}
+    results: dict[str, oauth_login.CallbackOutcome] = {}
 
     def first() -> None:
         with transaction() as s:
-            results["first"] = svc.handle_oauth_callback(s, state=state, code="code-1")
+            results["first"] = oauth_login.handle_oauth_callback(s, state=state, code="code-1")
             first_done.set()
             release.wait(10)
 
     def second() -> None:
         with transaction() as s:
-            results["second"] = svc.handle_oauth_callback(s, state=state, code="code-2")
+            results["second"] = oauth_login.handle_oauth_callback(s, state=state, code="code-2")
 
     t1 = threading.Thread(target=first)
     t1.start()
@@ -189,7 +189,7 @@ def test_concurrent_callbacks_with_one_state_succeed_once(db, people, sent) -> N
 
 
 def test_callback_outcome_redirect_keeps_existing_query() -> None:
-    outcome = svc.CallbackOutcome(result="denied", params={"pagerduty": "denied"})
+    outcome = oauth_login.CallbackOutcome(result="denied", params={"pagerduty": "denied"})
     url = outcome.redirect_url("https://app.test/settings?tab=integrations&pagerduty=old")
     assert url == "https://app.test/settings?tab=integrations&pagerduty=denied"
 
@@ -198,7 +198,7 @@ def test_oauth_start_while_disconnecting_is_a_conflict(session, people) -> None:
     ws, admin, _ = people
     factories.api_key_connection(session, ws, status=ConnectionStatus.DISCONNECTING)
     with pytest.raises(access.Conflict) as exc:
-        svc.start_oauth(session, admin, "client", "secret")
+        oauth_login.start_oauth(session, admin, "client", "secret")
     assert exc.value.code == "disconnecting"
 
 
@@ -208,7 +208,7 @@ def test_callback_while_disconnecting_consumes_state_and_reports(db, people, sen
     with transaction() as s:
         factories.api_key_connection(s, s.merge(ws), status=ConnectionStatus.DISCONNECTING)
     with transaction() as s:
-        outcome = svc.handle_oauth_callback(s, state=state, code="abc")
+        outcome = oauth_login.handle_oauth_callback(s, state=state, code="abc")
     assert (outcome.result, outcome.reason) == ("error", "disconnecting")
     assert sent == []
     with transaction() as s:
@@ -227,7 +227,7 @@ def test_disconnect_and_status(session, people, sent) -> None:
     again = request_disconnect(session, admin)
     assert again.task_id != done.task_id
     session.commit()
-    assert svc.connection_status(session, ws.id)["status"] == "disconnecting"
+    assert status.connection_status(session, ws.id)["status"] == "disconnecting"
     events = list(session.scalars(select(AuditEvent.details)))
     assert [e["repeated"] for e in events] == [False, True]
 
@@ -251,7 +251,7 @@ def test_replacing_oauth_credentials_deletes_the_old_tokens_at_once(session, peo
     )
     session.add(conn)
     session.commit()
-    svc.set_api_key(session, admin, KEY, "us")
+    setup.set_api_key(session, admin, KEY, "us")
     session.commit()
     session.refresh(conn)
     assert (conn.access_token_encrypted, conn.refresh_token_encrypted) == (None, None)

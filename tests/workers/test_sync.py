@@ -37,6 +37,7 @@ from models import (
 )
 from tests import factories
 from tests.support.stack import demo_api_key, demo_oauth_app
+from workers.connections.tokens import ConnectionCredential
 from workers.core import crypto
 from workers.core.db import get_engine
 from workers.pagerduty.client import PagerDutyClient
@@ -45,7 +46,6 @@ from workers.pagerduty.snapshot import AccountSnapshot
 from workers.sync import apply, fanout
 from workers.sync import run as sync
 from workers.tasking.contract import RETRY_POLICIES, Family
-from workers.tokens import ConnectionCredential
 
 pytestmark = pytest.mark.postgres_only
 
@@ -928,7 +928,8 @@ def test_a_deleted_user_on_call_is_shown_inactive_and_never_on_duty(session, sim
         )
     ).scalar_one()
     assert (dave.active, dave.member_id, dave.email) == (False, None, None)
-    from workers.connections import connection_status, list_rotations
+    from workers.connections.status import connection_status
+    from workers.rotations.views import list_rotations
 
     [primary] = [r for r in list_rotations(session, demo.workspace_id) if r["mode"] == "pagerduty"]
     assert {u["pagerduty_user_id"]: u["active"] for u in primary["unmatched_on_call"]} == {

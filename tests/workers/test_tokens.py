@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from models import PagerDutyConnection, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import processes
-from workers import activation, tokens
+from workers.connections import activation, tokens
 from workers.core import crypto
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.errors import Transient
@@ -25,7 +25,7 @@ TOKEN_PATH = "/identity/oauth/token"
 def _no_first_sync(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests own the connection's tokens: the first sync a connect enqueues would use
     (and, when a test expires them, refresh or give up on) the same tokens concurrently."""
-    monkeypatch.setattr("workers.activation.enqueue", lambda *a, **k: "not-enqueued")
+    monkeypatch.setattr("workers.connections.activation.enqueue", lambda *a, **k: "not-enqueued")
 
 
 def _connected_oauth(session: Session, sim: SimulatorHandle) -> PagerDutyConnection:

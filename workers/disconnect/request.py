@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import ConnectionStatus, Rotation, RotationMode
-from workers.connections import Enqueued, live_connection
+from workers.connections import messages
+from workers.connections.setup import Enqueued, live_connection
 from workers.core.access import Actor, Missing, require_manager
 from workers.core.audit import audit
 from workers.disconnect.revoke import revoke_instructions
@@ -35,7 +36,7 @@ def request_disconnect(session: Session, actor: Actor) -> DisconnectRequested:
     require_manager(actor)
     conn = live_connection(session, actor.workspace_id, lock=True)
     if conn is None:
-        raise Missing("PagerDuty is not connected to this workspace.", code="not_connected")
+        raise Missing(messages.NOT_CONNECTED, code="not_connected")
     already = conn.status == ConnectionStatus.DISCONNECTING.value
     if not already:
         conn.transition(ConnectionStatus.DISCONNECTING)
@@ -72,5 +73,3 @@ def request_disconnect(session: Session, actor: Actor) -> DisconnectRequested:
             conn.auth_method, conn.pagerduty_subdomain, conn.region
         ),
     )
-
-

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection
-from workers.connections import Enqueued, connected_connection
+from workers.connections.setup import Enqueued, connected_connection
 from workers.core.access import Actor, require_manager
 from workers.core.audit import audit
 from workers.tasking.contract import SYNC_CONNECTION

@@ -23,11 +23,14 @@ from datetime import datetime
 from sqlalchemy import select
 
 from models import AuthMethod, ConnectionStatus, Rotation, RotationMode, utcnow
+from workers.connections.tokens import (
+    ConnectionCredential,
+    ConnectionUnavailable,
+    NeedsReauth,
+    credential_for,
+)
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
-from workers.core.redis import client as redis_client
-from workers.core.settings import get_settings
-from workers.pagerduty.client import PagerDutyClient, shared_http_client
 from workers.pagerduty.errors import (
     Forbidden,
     InvalidCredentials,
@@ -37,38 +40,22 @@ from workers.pagerduty.errors import (
     RateLimited,
     Transient,
 )
+from workers.pagerduty.factory import pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
-from workers.pagerduty.ratelimit import RateLimiter, RedisRateLimiter
 from workers.pagerduty.snapshot import read_snapshot
 from workers.sync import messages
 from workers.sync.coalescing import coalesce
 from workers.sync.records import RunContext, SyncResult
 from workers.tasking.contract import SYNC_CONNECTION
 from workers.tasking.enqueue import publish_now
-from workers.tokens import ConnectionCredential, ConnectionUnavailable, NeedsReauth, credential_for
 
 log = logging.getLogger(__name__)
 
 
-def shared_rate_limiter() -> RateLimiter:
-    """Keyed per connection, shared by every worker through the process's Redis client."""
-    settings = get_settings()
-    return RedisRateLimiter(
-        redis_client(),
-        per_minute=settings.pagerduty_rate_limit_per_minute,
-        key_prefix=settings.redis_key_prefix,
-    )
-
-
-def default_client(cred: ConnectionCredential) -> PagerDutyClient:
-    return PagerDutyClient(
-        cred.api_base_url,
-        cred.credential,
-        http=shared_http_client(),
-        rate_limiter=shared_rate_limiter(),
-        # PagerDuty limits per user/app, not per token: a refreshed token keeps its bucket.
-        rate_limit_key=f"conn-{cred.connection_id}",
-        timeout=get_settings().pagerduty_timeout_seconds,
+def default_client(cred: ConnectionCredential) -> PagerDutyReader:
+    # PagerDuty limits per user/app, not per token: a refreshed token keeps its bucket.
+    return pagerduty_client(
+        cred.api_base_url, cred.credential, rate_limit_key=f"conn-{cred.connection_id}"
     )
 
 

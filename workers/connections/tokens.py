@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
+from workers.connections import messages
 from workers.core import crypto, locks, metrics
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
@@ -24,13 +25,10 @@ from workers.core.settings import get_settings
 from workers.pagerduty import oauth
 from workers.pagerduty.client import Credential
 from workers.pagerduty.errors import InvalidClient, InvalidCredentials, InvalidGrant
+from workers.rotations.locking import lock_connection
 
 log = logging.getLogger(__name__)
 
-REAUTH_MESSAGE = (
-    "PagerDuty no longer accepts this connection's login (the refresh token was revoked or has "
-    "expired). Log in with OAuth 2.0 again to resume syncing; rotations keep their last state."
-)
 USABLE = frozenset({ConnectionStatus.CONNECTED.value, ConnectionStatus.VALIDATING.value})
 
 
@@ -146,9 +144,7 @@ def refresh_connection(
     # Efficiency: one worker refreshes while the others wait here rather than on a row lock.
     with locks.wait_lock(f"refresh:{cid}", ttl_seconds=60, wait_seconds=wait_seconds):
         with transaction() as session:
-            conn = session.execute(
-                select(PagerDutyConnection).where(PagerDutyConnection.id == cid).with_for_update()
-            ).scalar_one_or_none()
+            conn = lock_connection(session, cid)
             if conn is None or conn.status not in USABLE:
                 raise ConnectionUnavailable(cid, conn.status if conn else None)
             if conn.auth_method != AuthMethod.OAUTH.value:
@@ -198,7 +194,7 @@ def _store_tokens(conn: PagerDutyConnection, tokens: oauth.TokenSet) -> None:
 
 def _mark_needs_reauth(conn: PagerDutyConnection) -> None:
     if conn.can_transition(ConnectionStatus.NEEDS_REAUTH):
-        conn.transition(ConnectionStatus.NEEDS_REAUTH, error=REAUTH_MESSAGE)
+        conn.transition(ConnectionStatus.NEEDS_REAUTH, error=messages.REAUTH)
 
 
 def _record_metric(outcome: str) -> None:

@@ -1,7 +1,7 @@
 """Turn a ``validating`` connection into ``connected`` or ``invalid``.
 
 Two ways in: an API key is probed against PagerDuty; an OAuth authorization code is exchanged
-for tokens. Both are plain functions called by thin tasks (``tasks/connect.py``). PagerDuty is
+for tokens. Both are plain functions called by thin tasks (``tasks/connections.py``). PagerDuty is
 called outside any database transaction; the outcome is written in a short transaction that
 re-reads the connection under a row lock and checks its generation, so a key replaced or a
 workspace disconnected meanwhile is never overwritten by a stale result.
@@ -27,13 +27,14 @@ from models import (
     Region,
     utcnow,
 )
+from workers.connections import messages
 from workers.core import crypto, metrics
 from workers.core.audit import audit
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
 from workers.pagerduty import oauth
-from workers.pagerduty.client import PagerDutyClient, shared_http_client
+from workers.pagerduty.client import shared_http_client
 from workers.pagerduty.errors import (
     Forbidden,
     IdTokenInvalid,
@@ -45,64 +46,16 @@ from workers.pagerduty.errors import (
     PagerDutyError,
     UnknownRegion,
 )
-from workers.pagerduty.records import Credential, ProbeResult, User
+from workers.pagerduty.factory import ReaderFactory, pagerduty_client
+from workers.pagerduty.interfaces import PagerDutyReader
+from workers.pagerduty.records import Credential, ProbeResult
+from workers.rotations.locking import lock_connection
 from workers.tasking.contract import SYNC_CONNECTION
 from workers.tasking.enqueue import enqueue
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["connected", "invalid", "stale"]
-
-# What workspace admins read. Plain words: what happened and what to do.
-MSG_KEY_REJECTED = (
-    "PagerDuty rejected this API key in both regions (US and EU). Check that you copied the "
-    "whole key and that it has not been deleted in PagerDuty (Integrations > API Access Keys)."
-)
-MSG_NO_API_ACCESS = (
-    "Your PagerDuty account's plan does not include REST API access, so Round Robin cannot "
-    "read schedules. Ask your PagerDuty account owner about API access."
-)
-MSG_UNREACHABLE = (
-    "Round Robin could not reach PagerDuty to check this connection after several tries. "
-    "Please try again in a few minutes."
-)
-MSG_CODE_REFUSED = (
-    "PagerDuty did not accept the login (the authorization took too long or was already "
-    "used). Please log in with OAuth 2.0 again."
-)
-MSG_CLIENT_REFUSED = (
-    "PagerDuty rejected the OAuth app's Client ID or Client Secret. Check both in PagerDuty "
-    "(Integrations > App Registration) and log in again."
-)
-MSG_LOGIN_UNVERIFIED = (
-    "PagerDuty's login answer could not be verified, so the connection was not saved. "
-    "Please log in again."
-)
-
-
-def forbidden_message(exc: Forbidden) -> str:
-    what = f" (missing: {', '.join(exc.missing)})" if exc.missing else ""
-    return (
-        "PagerDuty accepted the credential but it lacks permission to read users and "
-        f"schedules{what}. Use a key or login that can read users and schedules."
-    )
-
-
-def missing_scopes_message(granted: frozenset[str], requested: tuple[str, ...]) -> str:
-    """Which scopes PagerDuty left out, and what to change in the app registration.
-
-    PagerDuty does not refuse a scope the app lacks: it grants only ``openid``. So the usual
-    cause is an app registration whose scope list differs from what Round Robin asks for.
-    """
-    missing = [s for s in requested if s not in granted]
-    got = ", ".join(sorted(granted)) if granted else "no scope at all"
-    to_tick = ", ".join(s for s in requested if s != "openid")
-    return (
-        f"PagerDuty granted only {got}, so Round Robin cannot read users and schedules "
-        f"(missing: {', '.join(missing)}). PagerDuty grants nothing but openid when the app's "
-        "registration lacks any scope Round Robin asks for: in PagerDuty open Integrations > "
-        f"App Registration, edit this Scoped OAuth app, tick {to_tick}, save, and log in again."
-    )
 
 
 @dataclass(frozen=True)
@@ -130,7 +83,12 @@ def _subdomain_from(html_url: str | None) -> str | None:
 # --- API keys ------------------------------------------------------------------------------------
 
 
-def validate_api_key(connection_id: uuid.UUID | str, generation: int) -> ActivationResult:
+def validate_api_key(
+    connection_id: uuid.UUID | str,
+    generation: int,
+    *,
+    client_factory: ReaderFactory = pagerduty_client,
+) -> ActivationResult:
     """Probe PagerDuty with the stored key and record the outcome.
 
     An API key cannot tell its region, and the other region's host answers 401 to it
@@ -153,19 +111,19 @@ def validate_api_key(connection_id: uuid.UUID | str, generation: int) -> Activat
     other = Region.EU.value if chosen == Region.US.value else Region.US.value
     try:
         try:
-            region, client, probe = chosen, *_probe(chosen, credential)
+            region, client, probe = chosen, *_probe(chosen, credential, client_factory)
         except InvalidCredentials:
-            region, client, probe = other, *_probe(other, credential)
+            region, client, probe = other, *_probe(other, credential, client_factory)
         me = client.me()
     except InvalidCredentials:
-        return _finish_invalid(cid, generation, MSG_KEY_REJECTED)
+        return finish_invalid(cid, generation, messages.KEY_REJECTED)
     except Forbidden as exc:
-        return _finish_invalid(cid, generation, forbidden_message(exc))
+        return finish_invalid(cid, generation, messages.forbidden(exc))
     except NoApiAccess:
-        return _finish_invalid(cid, generation, MSG_NO_API_ACCESS)
+        return finish_invalid(cid, generation, messages.NO_API_ACCESS)
     metrics.incr("rrpd_connection_checks_total", kind="api_key", outcome="connected")
-    notices = [n for n in (region_notice(chosen, region), role_notice(me)) if n]
-    return _finish_connected(
+    notices = [n for n in (messages.region_notice(chosen, region), messages.role_notice(me)) if n]
+    return finish_connected(
         cid,
         generation,
         key_level="account" if me is None else "user",
@@ -176,43 +134,11 @@ def validate_api_key(connection_id: uuid.UUID | str, generation: int) -> Activat
     )
 
 
-def _probe(region: str, credential: Credential) -> tuple[PagerDutyClient, ProbeResult]:
-    client = PagerDutyClient(
-        get_settings().api_base_url(region),
-        credential,
-        http=shared_http_client(),
-        timeout=get_settings().pagerduty_timeout_seconds,
-    )
+def _probe(
+    region: str, credential: Credential, make_client: ReaderFactory
+) -> tuple[PagerDutyReader, ProbeResult]:
+    client = make_client(get_settings().api_base_url(region), credential)
     return client, client.probe()
-
-
-# PagerDuty roles that see every schedule and user of the account.
-FULL_VIEW_ROLES = frozenset({"owner", "admin"})
-
-
-def role_notice(user: User | None) -> str | None:
-    """A user-level key or OAuth login acts as its user: a non-admin may not see everything
-    (the help article asks for an Admin for that reason)."""
-    if user is None or user.role is None or user.role in FULL_VIEW_ROLES:
-        return None
-    return (
-        f"This connection acts as {user.name or 'a PagerDuty user'}, whose PagerDuty role "
-        f"({user.role}) may not see every schedule and user of the account; Round Robin sees "
-        "only what that user can see. Connect with an account-level API key or as a PagerDuty "
-        "Admin to see everything."
-    )
-
-
-def region_notice(chosen: str, used: str) -> str | None:
-    if chosen == used:
-        return None
-    names = {Region.US.value: "US", Region.EU.value: "EU"}
-    hosts = {Region.US.value: "api.pagerduty.com", Region.EU.value: "api.eu.pagerduty.com"}
-    return (
-        f"This API key belongs to a PagerDuty account in the {names[used]} region, not the "
-        f"{names[chosen]} region that was chosen; Round Robin connected to PagerDuty "
-        f"{names[used]} ({hosts[used]}) instead."
-    )
 
 
 def _still_validating(
@@ -226,13 +152,7 @@ def _still_validating(
     )
 
 
-def _locked(session: Session, cid: uuid.UUID) -> PagerDutyConnection | None:
-    return session.execute(
-        select(PagerDutyConnection).where(PagerDutyConnection.id == cid).with_for_update()
-    ).scalar_one_or_none()
-
-
-def _finish_connected(
+def finish_connected(
     cid: uuid.UUID,
     generation: int,
     *,
@@ -249,7 +169,7 @@ def _finish_connected(
 ) -> ActivationResult:
     with transaction() as session:
         _forget_authorization(session, authorization_id)
-        conn = _locked(session, cid)
+        conn = lock_connection(session, cid)
         if (
             conn is None
             or conn.generation != generation
@@ -303,12 +223,12 @@ def _finish_connected(
     return ActivationResult("connected", str(cid))
 
 
-def _finish_invalid(
+def finish_invalid(
     cid: uuid.UUID, generation: int, message: str, authorization_id: uuid.UUID | None = None
 ) -> ActivationResult:
     with transaction() as session:
         _forget_authorization(session, authorization_id)
-        conn = _locked(session, cid)
+        conn = lock_connection(session, cid)
         if (
             conn is None
             or conn.generation != generation
@@ -325,7 +245,7 @@ def _finish_invalid(
 
 
 def give_up(
-    connection_id: uuid.UUID | str, generation: int | None, message: str = MSG_UNREACHABLE
+    connection_id: uuid.UUID | str, generation: int | None, message: str = messages.UNREACHABLE
 ) -> ActivationResult:
     """After the last retry (or a crash loop): a clear error state, never stuck in validating."""
     cid = as_uuid(connection_id)
@@ -335,13 +255,15 @@ def give_up(
             if conn is None:
                 return ActivationResult("stale", str(cid))
             generation = conn.generation
-    return _finish_invalid(cid, generation, message)
+    return finish_invalid(cid, generation, message)
 
 
 # --- OAuth ---------------------------------------------------------------------------------------
 
 
-def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
+def exchange_oauth_code(
+    authorization_id: uuid.UUID | str, *, client_factory: ReaderFactory = pagerduty_client
+) -> ActivationResult:
     """Trade the callback's code for tokens; verify scopes and the id_token; connect.
 
     The code is single-use and lives 30 seconds, so nothing here is retried: any failure is
@@ -363,7 +285,7 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
     if crashed_mid_exchange:
         # An earlier delivery took the code and died before recording the outcome. The code
         # is spent (or expired): the only honest outcome is asking for a new login.
-        return _finish_oauth_invalid(aid, cid, generation, MSG_CODE_REFUSED)
+        return _finish_oauth_invalid(aid, cid, generation, messages.CODE_REFUSED)
     with transaction() as session:
         auth = session.execute(
             select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()
@@ -387,13 +309,13 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
             timeout=settings.pagerduty_timeout_seconds,
         )
     except InvalidGrant:
-        return _finish_oauth_invalid(aid, cid, generation, MSG_CODE_REFUSED)
+        return _finish_oauth_invalid(aid, cid, generation, messages.CODE_REFUSED)
     except InvalidClient:
-        return _finish_oauth_invalid(aid, cid, generation, MSG_CLIENT_REFUSED)
+        return _finish_oauth_invalid(aid, cid, generation, messages.CLIENT_REFUSED)
     except (OAuthError, PagerDutyError):
-        return _finish_oauth_invalid(aid, cid, generation, MSG_UNREACHABLE)
+        return _finish_oauth_invalid(aid, cid, generation, messages.UNREACHABLE)
     if tokens.missing_scopes:
-        message = missing_scopes_message(tokens.scopes, oauth.DEFAULT_SCOPES)
+        message = messages.missing_scopes(tokens.scopes, oauth.DEFAULT_SCOPES)
         return _finish_oauth_invalid(aid, cid, generation, message)
     try:
         if not tokens.id_token:
@@ -409,18 +331,12 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
             claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url
         )
     except (IdTokenInvalid, UnknownRegion, PagerDutyError):
-        return _finish_oauth_invalid(aid, cid, generation, MSG_LOGIN_UNVERIFIED)
+        return _finish_oauth_invalid(aid, cid, generation, messages.LOGIN_UNVERIFIED)
     try:
-        me = PagerDutyClient(
-            settings.api_base_url(region),
-            tokens.credential,
-            http=shared_http_client(),
-            timeout=settings.pagerduty_timeout_seconds,
-            max_retries=1,
-        ).me()
+        me = client_factory(settings.api_base_url(region), tokens.credential, max_retries=1).me()
     except PagerDutyError:
         me = None  # the role is advice for the admin, never a reason to refuse the login
-    result = _finish_connected(
+    result = finish_connected(
         cid,
         generation,
         kind="initial",
@@ -430,7 +346,7 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
         client_id=client_id,
         client_secret_encrypted=client_secret_encrypted,
         authorization_id=aid,
-        notice=role_notice(me),
+        notice=messages.role_notice(me),
     )
     metrics.incr("rrpd_connection_checks_total", kind="oauth", outcome=result.outcome)
     return result
@@ -439,7 +355,7 @@ def exchange_oauth_code(authorization_id: uuid.UUID | str) -> ActivationResult:
 def _finish_oauth_invalid(
     aid: uuid.UUID, cid: uuid.UUID, generation: int, message: str
 ) -> ActivationResult:
-    return _finish_invalid(cid, generation, message, authorization_id=aid)
+    return finish_invalid(cid, generation, message, authorization_id=aid)
 
 
 def _forget_authorization(session: Session, aid: uuid.UUID | None) -> None:
@@ -447,30 +363,3 @@ def _forget_authorization(session: Session, aid: uuid.UUID | None) -> None:
     outcome: there is never a connected or invalid connection with a usable login beside it."""
     if aid is not None:
         session.execute(delete(OAuthAuthorization).where(OAuthAuthorization.id == aid))
-
-
-# An OAuth code dies in 30 s; an API-key check retries for a few minutes at most.
-STALE_AFTER = {AuthMethod.OAUTH.value: 120, AuthMethod.API_KEY.value: 600}
-
-
-def expire_stale_validations() -> int:
-    """Connections stuck in ``validating`` (a worker died, every retry lost) get a clear error."""
-    from datetime import timedelta
-
-    now = utcnow()
-    with transaction() as session:
-        stuck = [
-            (cid, generation)
-            for cid, generation, method, since in session.execute(
-                select(
-                    PagerDutyConnection.id,
-                    PagerDutyConnection.generation,
-                    PagerDutyConnection.auth_method,
-                    PagerDutyConnection.status_changed_at,
-                ).where(PagerDutyConnection.status == ConnectionStatus.VALIDATING.value)
-            )
-            if since <= now - timedelta(seconds=STALE_AFTER.get(method, 600))
-        ]
-    for cid, generation in stuck:
-        _finish_invalid(cid, generation, MSG_UNREACHABLE)
-    return len(stuck)
