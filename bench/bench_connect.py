@@ -300,7 +300,6 @@ def make_backlog_connections(n: int, api_key: str) -> list[str]:
     The same rows ``tests.factories.api_key_connection`` builds, inserted in two flushes.
     """
     from models import AuthMethod, ConnectionStatus, PagerDutyConnection, Workspace, utcnow
-    from workers.core import crypto
     from workers.core.db import session_factory
 
     ids = []
@@ -315,7 +314,7 @@ def make_backlog_connections(n: int, api_key: str) -> list[str]:
                 auth_method=AuthMethod.API_KEY.value,
                 region="us",
                 status=ConnectionStatus.CONNECTED.value,
-                api_key_encrypted=crypto.encrypt(api_key),
+                api_key=api_key,
                 connected_at=utcnow(),
             )
             session.add(conn)

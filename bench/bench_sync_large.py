@@ -316,7 +316,6 @@ def arrange(
         normalize_email,
         utcnow,
     )
-    from workers.core import crypto
     from workers.core.db import get_engine, transaction
 
     acct = scenario.accounts[ACCOUNT]
@@ -354,7 +353,7 @@ def arrange(
                     "region": "us",
                     "status": "connected",
                     "generation": 1,
-                    "api_key_encrypted": crypto.encrypt(API_KEY),
+                    "api_key": API_KEY,
                     "key_level": "account",
                     "connected_at": now,
                     "status_changed_at": now,

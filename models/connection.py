@@ -1,6 +1,8 @@
 """A workspace's link to a PagerDuty account, and pending OAuth logins.
 
-Every secret column holds ciphertext from ``workers.core.crypto`` (``v1:<key id>:<token>``).
+Every secret is an ``EncryptedText`` column (``models.types``): the attribute holds the
+plaintext in memory, the database column (named ``*_encrypted``) the ciphertext
+(``v1:<key id>:<token>``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamps, UUIDPrimaryKey, utcnow
+from models.types import EncryptedText
 
 
 class AuthMethod(StrEnum):
@@ -91,12 +94,18 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     # generation must not write (fencing).
     generation: Mapped[int] = mapped_column(default=1)
 
-    api_key_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    api_key: Mapped[str | None] = mapped_column("api_key_encrypted", EncryptedText, default=None)
     key_level: Mapped[str | None] = mapped_column(String(8), default=None)
     oauth_client_id: Mapped[str | None] = mapped_column(String(200), default=None)
-    oauth_client_secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
-    access_token_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
-    refresh_token_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    oauth_client_secret: Mapped[str | None] = mapped_column(
+        "oauth_client_secret_encrypted", EncryptedText, default=None
+    )
+    access_token: Mapped[str | None] = mapped_column(
+        "access_token_encrypted", EncryptedText, default=None
+    )
+    refresh_token: Mapped[str | None] = mapped_column(
+        "refresh_token_encrypted", EncryptedText, default=None
+    )
     access_token_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     token_refreshed_at: Mapped[datetime | None] = mapped_column(default=None)
     granted_scopes: Mapped[str | None] = mapped_column(Text, default=None)
@@ -142,10 +151,10 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
             self.last_error_at = None
 
     def clear_credentials(self) -> None:
-        self.api_key_encrypted = None
-        self.oauth_client_secret_encrypted = None
-        self.access_token_encrypted = None
-        self.refresh_token_encrypted = None
+        self.api_key = None
+        self.oauth_client_secret = None
+        self.access_token = None
+        self.refresh_token = None
         self.access_token_expires_at = None
 
 
@@ -163,12 +172,12 @@ class OAuthAuthorization(UUIDPrimaryKey, Base):
     )
     # SHA-256 of the state sent to PagerDuty; the state itself is never stored.
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    code_verifier_encrypted: Mapped[str] = mapped_column(Text)
+    code_verifier: Mapped[str] = mapped_column("code_verifier_encrypted", EncryptedText)
     client_id: Mapped[str] = mapped_column(String(200))
-    client_secret_encrypted: Mapped[str] = mapped_column(Text)
+    client_secret: Mapped[str] = mapped_column("client_secret_encrypted", EncryptedText)
     region: Mapped[str] = mapped_column(String(4))
     # The authorization code from the callback, encrypted, until the exchange task uses it.
-    code_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    code: Mapped[str | None] = mapped_column("code_encrypted", EncryptedText, default=None)
     requested_by_member_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("members.id", ondelete="SET NULL"), default=None
     )

@@ -18,7 +18,6 @@ from models import (
     Workspace,
     utcnow,
 )
-from workers.core import crypto
 
 _seq = itertools.count(1)
 
@@ -75,7 +74,7 @@ def api_key_connection(
         auth_method=AuthMethod.API_KEY.value,
         region=region,
         status=status.value,
-        api_key_encrypted=crypto.encrypt(api_key),
+        api_key=api_key,
         connected_by_member_id=by.id if by else None,
         connected_at=utcnow(),
     )

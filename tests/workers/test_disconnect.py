@@ -24,7 +24,6 @@ from tests.workers.test_sync import (
     mirror_counts,
     rotation_state,
 )
-from workers.core import crypto
 from workers.disconnect import revoke, transaction
 from workers.sync import run as sync
 
@@ -43,9 +42,9 @@ def _pending_login(session, workspace_id, connection_id=None) -> uuid.UUID:  # t
         workspace_id=workspace_id,
         connection_id=connection_id,
         state_hash=uuid.uuid4().hex + uuid.uuid4().hex,
-        code_verifier_encrypted=crypto.encrypt("verifier"),
+        code_verifier="verifier",
         client_id="client",
-        client_secret_encrypted=crypto.encrypt("secret"),
+        client_secret="secret",
         region="us",
         expires_at=utcnow() + timedelta(minutes=10),
     )
@@ -80,8 +79,8 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
     conn = session.get(PagerDutyConnection, demo.connection_id)
     assert conn.status == "disconnected" and conn.generation == generation + 1
     assert conn.disconnected_at is not None and conn.next_sync_at is None
-    assert conn.api_key_encrypted is None and conn.access_token_encrypted is None
-    assert conn.refresh_token_encrypted is None and conn.oauth_client_secret_encrypted is None
+    assert conn.api_key is None and conn.access_token is None
+    assert conn.refresh_token is None and conn.oauth_client_secret is None
     for rid, (members, duty) in states.items():
         rot = session.get(Rotation, rid)
         assert (rot.mode, rot.pagerduty_schedule_id, rot.bound_at) == ("manual", None, None)
@@ -170,7 +169,7 @@ def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
     session.rollback()
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.status == "connected" and conn.api_key_encrypted is not None
+    assert conn.status == "connected" and conn.api_key is not None
     assert mirror_counts(session, demo.connection_id) == before
     for rid in demo.rotations.values():
         assert session.get(Rotation, rid).mode == "pagerduty"
@@ -199,8 +198,8 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(
     session.rollback()
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.access_token_encrypted is None and conn.refresh_token_encrypted is None
-    assert conn.oauth_client_secret_encrypted is None
+    assert conn.access_token is None and conn.refresh_token is None
+    assert conn.oauth_client_secret is None
 
 
 def test_revoke_instructions_tell_the_admin_where_to_revoke() -> None:

@@ -38,7 +38,6 @@ from models import (
 from tests import factories
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.connections.tokens import ConnectionCredential
-from workers.core import crypto
 from workers.core.db import get_engine
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
@@ -144,9 +143,9 @@ def oauth_connection(session: Session, ws: Any, sim: Any) -> PagerDutyConnection
         region="us",
         status=ConnectionStatus.CONNECTED.value,
         oauth_client_id=app.client_id,
-        oauth_client_secret_encrypted=crypto.encrypt(app.client_secret),
-        access_token_encrypted=crypto.encrypt(access.value),
-        refresh_token_encrypted=crypto.encrypt(refresh.value),
+        oauth_client_secret=app.client_secret,
+        access_token=access.value,
+        refresh_token=refresh.value,
         access_token_expires_at=utcnow() + timedelta(hours=20),
         token_refreshed_at=utcnow(),
         granted_scopes=" ".join(sorted(app.scopes)),
@@ -634,7 +633,7 @@ def test_transient_backoff_is_capped_exponential_with_full_jitter() -> None:
 def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
     demo = arrange_demo(session, sim, oauth=True)
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    access = crypto.decrypt(conn.access_token_encrypted)
+    access = conn.access_token
     sim.control.post("/tokens/revoke", json={"token": access}).raise_for_status()
 
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
@@ -642,7 +641,7 @@ def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
     assert result.status == "succeeded", result  # refreshed once and fetched again
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert crypto.decrypt(conn.access_token_encrypted) != access
+    assert conn.access_token != access
     assert result.requests == 6  # the 401 plus the five reads
 
     # Every token of the app revoked: the refresh is refused too.

@@ -28,7 +28,7 @@ from models import (
     utcnow,
 )
 from workers.connections import messages
-from workers.core import crypto, metrics
+from workers.core import metrics
 from workers.core.audit import audit
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
@@ -104,8 +104,8 @@ def validate_api_key(
         conn = session.get(PagerDutyConnection, cid)
         if not _still_validating(conn, generation, AuthMethod.API_KEY):
             return ActivationResult("stale", str(cid))
-        assert conn is not None and conn.api_key_encrypted
-        api_key = crypto.decrypt(conn.api_key_encrypted)
+        assert conn is not None and conn.api_key
+        api_key = conn.api_key
         chosen = conn.region
     credential = Credential(kind="api_key", secret=api_key)
     other = Region.EU.value if chosen == Region.US.value else Region.US.value
@@ -163,7 +163,7 @@ def finish_connected(
     claims: id_token.IdTokenClaims | None = None,
     region: str | None = None,
     client_id: str | None = None,
-    client_secret_encrypted: str | None = None,
+    client_secret: str | None = None,
     authorization_id: uuid.UUID | None = None,
     notice: str | None = None,
 ) -> ActivationResult:
@@ -179,16 +179,14 @@ def finish_connected(
         if key_level:
             conn.key_level = KeyLevel(key_level).value
         if tokens is not None:
-            conn.access_token_encrypted = crypto.encrypt(tokens.access_token)
-            conn.refresh_token_encrypted = (
-                crypto.encrypt(tokens.refresh_token) if tokens.refresh_token else None
-            )
+            conn.access_token = tokens.access_token
+            conn.refresh_token = tokens.refresh_token or None
             conn.access_token_expires_at = tokens.expires_at
             conn.token_refreshed_at = utcnow()
             conn.granted_scopes = " ".join(sorted(tokens.scopes))
             conn.oauth_client_id = client_id
-            conn.oauth_client_secret_encrypted = client_secret_encrypted
-            conn.api_key_encrypted = None
+            conn.oauth_client_secret = client_secret
+            conn.api_key = None
         if claims is not None:
             conn.pagerduty_account_id = claims.account_id
             conn.pagerduty_user_id = claims.user_id
@@ -281,7 +279,7 @@ def exchange_oauth_code(
         if conn is None or conn.status != ConnectionStatus.VALIDATING.value:
             return ActivationResult("stale", str(auth.connection_id))
         cid, generation = conn.id, conn.generation
-        crashed_mid_exchange = auth.code_encrypted is None
+        crashed_mid_exchange = auth.code is None
     if crashed_mid_exchange:
         # An earlier delivery took the code and died before recording the outcome. The code
         # is spent (or expired): the only honest outcome is asking for a new login.
@@ -290,14 +288,12 @@ def exchange_oauth_code(
         auth = session.execute(
             select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()
         ).scalar_one()
-        if auth.code_encrypted is None:
+        if auth.code is None:
             return ActivationResult("stale", str(cid))
-        code = crypto.decrypt(auth.code_encrypted)
-        verifier = crypto.decrypt(auth.code_verifier_encrypted)
-        client_secret = crypto.decrypt(auth.client_secret_encrypted)
-        client_id, client_secret_encrypted = auth.client_id, auth.client_secret_encrypted
+        code, verifier = auth.code, auth.code_verifier
+        client_id, client_secret = auth.client_id, auth.client_secret
         # Single use on our side too: a redelivered task cannot replay the code.
-        auth.code_encrypted = None
+        auth.code = None
     try:
         tokens = oauth.exchange_code(
             settings.pagerduty_identity_url,
@@ -344,7 +340,7 @@ def exchange_oauth_code(
         claims=claims,
         region=region,
         client_id=client_id,
-        client_secret_encrypted=client_secret_encrypted,
+        client_secret=client_secret,
         authorization_id=aid,
         notice=messages.role_notice(me),
     )

@@ -29,7 +29,6 @@ from models import (
 )
 from workers.connections import messages
 from workers.connections.setup import install_credentials, live_connection, normalize_region
-from workers.core import crypto
 from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
 from workers.core.audit import audit
 from workers.core.settings import get_settings
@@ -98,9 +97,9 @@ def start_oauth(
         id=uuid.uuid4(),
         workspace_id=actor.workspace_id,
         state_hash=state_hash(state),
-        code_verifier_encrypted=crypto.encrypt(verifier),
+        code_verifier=verifier,
         client_id=client_id,
-        client_secret_encrypted=crypto.encrypt(client_secret),
+        client_secret=client_secret,
         region=region,
         requested_by_member_id=actor.member_id,
         created_at=now,
@@ -262,12 +261,12 @@ def handle_oauth_callback(
             auth_method=AuthMethod.OAUTH,
             region=auth.region,
             oauth_client_id=auth.client_id,
-            oauth_client_secret_encrypted=auth.client_secret_encrypted,
+            oauth_client_secret=auth.client_secret,
         )
     except (Conflict, Missing) as exc:
         return _outcome("error", exc.code, workspace_id=workspace_id)
 
-    auth.code_encrypted = crypto.encrypt(code)
+    auth.code = code
     auth.code_received_at = now
     auth.connection_id = conn.id
     task_id = enqueue(

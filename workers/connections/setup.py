@@ -26,7 +26,6 @@ from models import (
     utcnow,
 )
 from workers.connections import messages
-from workers.core import crypto
 from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
 from workers.core.audit import audit
 from workers.tasking.contract import (
@@ -85,9 +84,9 @@ def install_credentials(
     actor_member_id: uuid.UUID | None,
     auth_method: AuthMethod,
     region: str,
-    api_key_encrypted: str | None = None,
+    api_key: str | None = None,
     oauth_client_id: str | None = None,
-    oauth_client_secret_encrypted: str | None = None,
+    oauth_client_secret: str | None = None,
 ) -> tuple[PagerDutyConnection, bool]:
     """Create the live connection or replace its credentials; status ``validating``.
 
@@ -121,9 +120,9 @@ def install_credentials(
         conn.key_level = None
     conn.auth_method = auth_method.value
     conn.region = region
-    conn.api_key_encrypted = api_key_encrypted
+    conn.api_key = api_key
     conn.oauth_client_id = oauth_client_id
-    conn.oauth_client_secret_encrypted = oauth_client_secret_encrypted
+    conn.oauth_client_secret = oauth_client_secret
     conn.connected_by_member_id = actor_member_id
     conn.connected_at = now
     conn.last_error = None
@@ -151,7 +150,7 @@ def set_api_key(session: Session, actor: Actor, api_key: str, region: str = "us"
         actor_member_id=actor.member_id,
         auth_method=AuthMethod.API_KEY,
         region=region,
-        api_key_encrypted=crypto.encrypt(key),
+        api_key=key,
     )
     task_id = enqueue(
         session,

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
 from workers.connections import messages
-from workers.core import crypto, locks, metrics
+from workers.core import locks, metrics
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
@@ -70,13 +70,13 @@ def _needs_refresh(conn: PagerDutyConnection, margin: timedelta) -> bool:
 def _credential(conn: PagerDutyConnection) -> ConnectionCredential:
     settings = get_settings()
     if conn.auth_method == AuthMethod.API_KEY.value:
-        if not conn.api_key_encrypted:
+        if not conn.api_key:
             raise ConnectionUnavailable(conn.id, conn.status)
-        secret, kind = crypto.decrypt(conn.api_key_encrypted), "api_key"
+        secret, kind = conn.api_key, "api_key"
     else:
-        if not conn.access_token_encrypted:
+        if not conn.access_token:
             raise ConnectionUnavailable(conn.id, conn.status)
-        secret, kind = crypto.decrypt(conn.access_token_encrypted), "oauth"
+        secret, kind = conn.access_token, "oauth"
     return ConnectionCredential(
         connection_id=conn.id,
         workspace_id=conn.workspace_id,
@@ -154,7 +154,7 @@ def refresh_connection(
             if replaced or (seen is None and not _needs_refresh(conn, margin)):
                 # Someone else refreshed while we waited: use their committed token.
                 return current
-            if not conn.refresh_token_encrypted or not conn.oauth_client_secret_encrypted:
+            if not conn.refresh_token or not conn.oauth_client_secret:
                 _mark_needs_reauth(conn)
                 needs_reauth = True
             else:
@@ -163,8 +163,8 @@ def refresh_connection(
                     tokens = oauth.refresh(
                         settings.pagerduty_identity_url,
                         conn.oauth_client_id or "",
-                        crypto.decrypt(conn.oauth_client_secret_encrypted),
-                        crypto.decrypt(conn.refresh_token_encrypted),
+                        conn.oauth_client_secret,
+                        conn.refresh_token,
                         timeout=settings.pagerduty_timeout_seconds,
                     )
                 except (InvalidGrant, InvalidClient, InvalidCredentials):
@@ -183,9 +183,9 @@ def refresh_connection(
 
 
 def _store_tokens(conn: PagerDutyConnection, tokens: oauth.TokenSet) -> None:
-    conn.access_token_encrypted = crypto.encrypt(tokens.access_token)
+    conn.access_token = tokens.access_token
     if tokens.refresh_token:
-        conn.refresh_token_encrypted = crypto.encrypt(tokens.refresh_token)
+        conn.refresh_token = tokens.refresh_token
     conn.access_token_expires_at = tokens.expires_at
     conn.token_refreshed_at = utcnow()
     if tokens.scopes:
