@@ -86,7 +86,7 @@ def connection_gauges() -> dict[str, float]:
         )
         failing = session.execute(
             select(func.count()).where(
-                PagerDutyConnection.status == ConnectionStatus.CONNECTED.value,
+                PagerDutyConnection.status == ConnectionStatus.CONNECTED,
                 PagerDutyConnection.consecutive_sync_failures > 0,
             )
         ).scalar_one()

@@ -70,9 +70,9 @@ _templates = Environment(
 )
 
 ROLE_WORDS = {
-    Role.PRIMARY_OWNER.value: "Primary Owner",
-    Role.ADMIN.value: "Admin",
-    Role.MEMBER.value: "Member",
+    Role.PRIMARY_OWNER: "Primary Owner",
+    Role.ADMIN: "Admin",
+    Role.MEMBER: "Member",
 }
 
 # ?pagerduty=... on the way back from PagerDuty's consent page (see the OAuth callback).

@@ -289,7 +289,7 @@ def make_admins(n: int) -> list[Admin]:
             pairs.append((ws.id, person.id))
         session.commit()
     for ws_id, member_id in pairs:
-        token = issue_token(ws_id, member_id, Role.PRIMARY_OWNER.value, ttl_seconds=6 * 3600)
+        token = issue_token(ws_id, member_id, Role.PRIMARY_OWNER, ttl_seconds=6 * 3600)
         admins.append(Admin(str(ws_id), {"Authorization": f"Bearer {token}"}))
     return admins
 
@@ -311,9 +311,9 @@ def make_backlog_connections(n: int, api_key: str) -> list[str]:
             conn = PagerDutyConnection(
                 id=uuid.uuid4(),
                 workspace_id=ws.id,
-                auth_method=AuthMethod.API_KEY.value,
+                auth_method=AuthMethod.API_KEY,
                 region="us",
-                status=ConnectionStatus.CONNECTED.value,
+                status=ConnectionStatus.CONNECTED,
                 api_key=api_key,
                 connected_at=utcnow(),
             )

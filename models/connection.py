@@ -15,7 +15,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamps, UUIDPrimaryKey, utcnow
-from models.types import EncryptedText
+from models.types import EncryptedText, string_enum
 
 
 class AuthMethod(StrEnum):
@@ -59,6 +59,7 @@ LIVE_STATUSES = frozenset(s for s in ConnectionStatus if s is not S.DISCONNECTED
 
 class InvalidTransition(Exception):
     def __init__(self, current: str, wanted: str) -> None:
+        current, wanted = str(current), str(wanted)  # a StrEnum member's str() is its value
         super().__init__(f"a connection cannot go from {current!r} to {wanted!r}")
         self.current = current
         self.wanted = wanted
@@ -87,15 +88,17 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
-    auth_method: Mapped[str] = mapped_column(String(16))
-    region: Mapped[str] = mapped_column(String(4), default=Region.US.value)
-    status: Mapped[str] = mapped_column(String(16), default=ConnectionStatus.VALIDATING.value)
+    auth_method: Mapped[AuthMethod] = mapped_column(string_enum(AuthMethod, 16))
+    region: Mapped[Region] = mapped_column(string_enum(Region, 4), default=Region.US)
+    status: Mapped[ConnectionStatus] = mapped_column(
+        string_enum(ConnectionStatus, 16), default=ConnectionStatus.VALIDATING
+    )
     # Bumped on every connect, credential change and disconnect: a task started under an older
     # generation must not write (fencing).
     generation: Mapped[int] = mapped_column(default=1)
 
     api_key: Mapped[str | None] = mapped_column("api_key_encrypted", EncryptedText, default=None)
-    key_level: Mapped[str | None] = mapped_column(String(8), default=None)
+    key_level: Mapped[KeyLevel | None] = mapped_column(string_enum(KeyLevel, 8), default=None)
     oauth_client_id: Mapped[str | None] = mapped_column(String(200), default=None)
     oauth_client_secret: Mapped[str | None] = mapped_column(
         "oauth_client_secret_encrypted", EncryptedText, default=None
@@ -140,8 +143,8 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     def transition(self, new: ConnectionStatus, *, error: str | None = None) -> None:
         """Move to ``new`` or raise; ``error`` is shown to workspace admins as is."""
         if not self.can_transition(new):
-            raise InvalidTransition(self.status, new.value)
-        self.status = new.value
+            raise InvalidTransition(self.status, new)
+        self.status = new
         self.status_changed_at = utcnow()
         if error is not None:
             self.last_error = error
@@ -175,7 +178,7 @@ class OAuthAuthorization(UUIDPrimaryKey, Base):
     code_verifier: Mapped[str] = mapped_column("code_verifier_encrypted", EncryptedText)
     client_id: Mapped[str] = mapped_column(String(200))
     client_secret: Mapped[str] = mapped_column("client_secret_encrypted", EncryptedText)
-    region: Mapped[str] = mapped_column(String(4))
+    region: Mapped[Region] = mapped_column(string_enum(Region, 4))
     # The authorization code from the callback, encrypted, until the exchange task uses it.
     code: Mapped[str | None] = mapped_column("code_encrypted", EncryptedText, default=None)
     requested_by_member_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Text, TypeDecorator
+from sqlalchemy import Enum, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
+
+
+def string_enum(enum_cls: type[StrEnum], length: int) -> Enum:
+    """A ``StrEnum`` stored as its values in a ``VARCHAR(length)`` (no native enum type).
+
+    The attribute holds the enum member; the database holds the same strings as before, within
+    the same length, and the check constraint each model declares stays the one that guards it
+    (``create_constraint=False``). Unknown strings are refused on the way in.
+    """
+    return Enum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        validate_strings=True,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 class EncryptedText(TypeDecorator[str]):

@@ -112,7 +112,7 @@ def workspace_list(as_json: bool) -> None:
         select(PagerDutyConnection.status)
         .where(
             PagerDutyConnection.workspace_id == Workspace.id,
-            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED.value,
+            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED,
         )
         .limit(1)
         .scalar_subquery()

@@ -188,7 +188,7 @@ def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
         conn = live_connection(session, ws.id)
         if conn is None:
             raise click.ClickException(f"workspace {ws.id} has no PagerDuty connection")
-        if conn.status != ConnectionStatus.CONNECTED.value:
+        if conn.status != ConnectionStatus.CONNECTED:
             raise click.ClickException(
                 f"the connection is {conn.status}, not connected; a sync would do nothing "
                 f"(see `rrpd status {ws.id}`)"
@@ -235,7 +235,7 @@ def _wait_for_sync(connection_id: uuid.UUID, task_id: str, since: datetime, time
             if not succeeded:
                 raise click.exceptions.Exit(1)
             return
-        if status != ConnectionStatus.CONNECTED.value:
+        if status != ConnectionStatus.CONNECTED:
             # needs_reauth, invalid, disconnected...: the sync will not run (or record) at all.
             why = f": {last_error}" if last_error else ""
             raise click.ClickException(f"no sync ran: the connection is now {status}{why}")
@@ -296,7 +296,7 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
                     )
                     for status, after in STUCK_AFTER.items()
                 ),
-                (PagerDutyConnection.status == ConnectionStatus.CONNECTED.value)
+                (PagerDutyConnection.status == ConnectionStatus.CONNECTED)
                 & (
                     (PagerDutyConnection.consecutive_sync_failures > 0)
                     | (latest_run_status == "failed")

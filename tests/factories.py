@@ -71,7 +71,7 @@ def api_key_connection(
     conn = PagerDutyConnection(
         id=uuid.uuid4(),
         workspace_id=ws.id,
-        auth_method=AuthMethod.API_KEY.value,
+        auth_method=AuthMethod.API_KEY,
         region=region,
         status=status.value,
         api_key=api_key,

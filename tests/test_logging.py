@@ -66,7 +66,7 @@ def test_worker_json_lines_carry_task_context_and_no_secret(
     api_key = demo_api_key(sim)
     ws = factories.workspace(session)
     conn = factories.api_key_connection(session, ws, api_key=api_key)
-    conn.status = ConnectionStatus.VALIDATING.value
+    conn.status = ConnectionStatus.VALIDATING
     session.commit()
     # PagerDuty fails (with the credential echoed back in its error body) more often than the
     # client's own retries absorb, so the task logs a retry with its exception, then succeeds.

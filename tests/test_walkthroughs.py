@@ -34,7 +34,7 @@ def admin(session: Session) -> dict[str, str]:
     ws = factories.workspace(session, "Acme")
     person = factories.member(session, ws, email="alice@example.com", role=Role.PRIMARY_OWNER)
     session.commit()
-    token = issue_token(ws.id, person.id, Role.PRIMARY_OWNER.value)
+    token = issue_token(ws.id, person.id, Role.PRIMARY_OWNER)
     return {"workspace_id": str(ws.id), "Authorization": f"Bearer {token}"}
 
 

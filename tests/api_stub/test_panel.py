@@ -55,7 +55,7 @@ def _live(session, world) -> PagerDutyConnection | None:
     return session.scalars(
         select(PagerDutyConnection).where(
             PagerDutyConnection.workspace_id == world.ws.id,
-            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED.value,
+            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED,
         )
     ).one_or_none()
 
@@ -134,7 +134,7 @@ def test_connected_admin_sees_disconnect_behind_the_connected_button(
 def test_rotations_show_mode_members_on_duty_and_unmatched_people(client, world, session) -> None:
     conn = _connected(session, world)
     bound = factories.rotation(session, world.ws, [world.owner, world.admin], name="Primary")
-    bound.mode = RotationMode.PAGERDUTY.value
+    bound.mode = RotationMode.PAGERDUTY
     bound.pagerduty_schedule_id = "PSPRIMA"
     bound.bound_at = bound.last_synced_at = utcnow()
     session.add(RotationOnDuty(rotation_id=bound.id, member_id=world.admin.id))

@@ -60,7 +60,7 @@ def _validate(session: Session, conn: PagerDutyConnection) -> PagerDutyConnectio
         "pagerduty.validate_api_key",
         kwargs={"connection_id": str(conn.id), "generation": conn.generation},
     )
-    return _wait_status(session, conn.id, not_in={ConnectionStatus.VALIDATING.value})
+    return _wait_status(session, conn.id, not_in={ConnectionStatus.VALIDATING})
 
 
 def test_valid_account_key_connects_and_starts_first_sync(
@@ -201,9 +201,9 @@ def _pending_oauth_login(
     assert query["state"] == [state]
     conn = PagerDutyConnection(
         workspace_id=ws.id,
-        auth_method=AuthMethod.OAUTH.value,
+        auth_method=AuthMethod.OAUTH,
         region="us",
-        status=ConnectionStatus.VALIDATING.value,
+        status=ConnectionStatus.VALIDATING,
         connected_by_member_id=admin.id,
     )
     session.add(conn)

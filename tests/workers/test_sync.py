@@ -112,7 +112,7 @@ def arrange_demo(
     rotations = {}
     for name, schedule_id in bind.items():
         rot = factories.rotation(session, ws, name=f"{name} rotation")
-        rot.mode = RotationMode.PAGERDUTY.value
+        rot.mode = RotationMode.PAGERDUTY
         rot.pagerduty_schedule_id = schedule_id
         rot.bound_at = utcnow()
         rotations[name] = rot.id
@@ -139,9 +139,9 @@ def oauth_connection(session: Session, ws: Any, sim: Any) -> PagerDutyConnection
     conn = PagerDutyConnection(
         id=uuid.uuid4(),
         workspace_id=ws.id,
-        auth_method=AuthMethod.OAUTH.value,
+        auth_method=AuthMethod.OAUTH,
         region="us",
-        status=ConnectionStatus.CONNECTED.value,
+        status=ConnectionStatus.CONNECTED,
         oauth_client_id=app.client_id,
         oauth_client_secret=app.client_secret,
         access_token=access.value,

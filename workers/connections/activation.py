@@ -108,7 +108,7 @@ def validate_api_key(
         api_key = conn.api_key
         chosen = conn.region
     credential = Credential(kind="api_key", secret=api_key)
-    other = Region.EU.value if chosen == Region.US.value else Region.US.value
+    other = Region.EU if chosen == Region.US else Region.US
     try:
         try:
             region, client, probe = chosen, *_probe(chosen, credential, client_factory)
@@ -147,8 +147,8 @@ def _still_validating(
     return (
         conn is not None
         and conn.generation == generation
-        and conn.status == ConnectionStatus.VALIDATING.value
-        and conn.auth_method == method.value
+        and conn.status == ConnectionStatus.VALIDATING
+        and conn.auth_method == method
     )
 
 
@@ -173,11 +173,11 @@ def finish_connected(
         if (
             conn is None
             or conn.generation != generation
-            or conn.status != ConnectionStatus.VALIDATING.value
+            or conn.status != ConnectionStatus.VALIDATING
         ):
             return ActivationResult("stale", str(cid))
         if key_level:
-            conn.key_level = KeyLevel(key_level).value
+            conn.key_level = KeyLevel(key_level)
         if tokens is not None:
             conn.access_token = tokens.access_token
             conn.refresh_token = tokens.refresh_token or None
@@ -230,7 +230,7 @@ def finish_invalid(
         if (
             conn is None
             or conn.generation != generation
-            or conn.status != ConnectionStatus.VALIDATING.value
+            or conn.status != ConnectionStatus.VALIDATING
         ):
             return ActivationResult("stale", str(cid))
         conn.transition(ConnectionStatus.INVALID, error=message)
@@ -276,7 +276,7 @@ def exchange_oauth_code(
         if auth is None or auth.connection_id is None:
             return ActivationResult("stale", None)
         conn = session.get(PagerDutyConnection, auth.connection_id)
-        if conn is None or conn.status != ConnectionStatus.VALIDATING.value:
+        if conn is None or conn.status != ConnectionStatus.VALIDATING:
             return ActivationResult("stale", str(auth.connection_id))
         cid, generation = conn.id, conn.generation
         crashed_mid_exchange = auth.code is None

@@ -24,7 +24,6 @@ from models import (
     ConnectionStatus,
     Member,
     OAuthAuthorization,
-    Role,
     utcnow,
 )
 from workers.connections import messages
@@ -87,7 +86,7 @@ def start_oauth(
         raise Invalid(messages.BAD_CLIENT_SECRET, code="invalid_client_secret")
     region = normalize_region(region)
     current = live_connection(session, actor.workspace_id)
-    if current is not None and current.status == ConnectionStatus.DISCONNECTING.value:
+    if current is not None and current.status == ConnectionStatus.DISCONNECTING:
         raise Conflict(messages.DISCONNECTING, code="disconnecting")
     settings = get_settings()
     now = now or utcnow()
@@ -241,7 +240,7 @@ def handle_oauth_callback(
     if (
         member is None
         or member.workspace_id != workspace_id
-        or not Role(member.role).may_manage_integrations
+        or not member.role.may_manage_integrations
     ):
         audit(
             session,

@@ -45,7 +45,7 @@ def normalize_api_key(raw: str) -> str:
 
 
 def normalize_region(raw: str | None) -> str:
-    region = (raw or Region.US.value).strip().lower()
+    region = (raw or Region.US).strip().lower()
     if region not in {r.value for r in Region}:
         raise Invalid(messages.BAD_REGION, code="invalid_region")
     return region
@@ -56,7 +56,7 @@ def live_connection(
 ) -> PagerDutyConnection | None:
     stmt = select(PagerDutyConnection).where(
         PagerDutyConnection.workspace_id == workspace_id,
-        PagerDutyConnection.status != ConnectionStatus.DISCONNECTED.value,
+        PagerDutyConnection.status != ConnectionStatus.DISCONNECTED,
     )
     if lock:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
@@ -102,13 +102,13 @@ def install_credentials(
         conn = PagerDutyConnection(
             id=uuid.uuid4(),
             workspace_id=workspace_id,
-            status=ConnectionStatus.VALIDATING.value,
+            status=ConnectionStatus.VALIDATING,
             generation=1,
             status_changed_at=now,
         )
         session.add(conn)
     else:
-        if conn.status == ConnectionStatus.DISCONNECTING.value:
+        if conn.status == ConnectionStatus.DISCONNECTING:
             raise Conflict(messages.DISCONNECTING, code="disconnecting")
         conn.transition(ConnectionStatus.VALIDATING)
         conn.generation = conn.generation + 1
@@ -118,7 +118,7 @@ def install_credentials(
         conn.token_refreshed_at = None
         conn.granted_scopes = None
         conn.key_level = None
-    conn.auth_method = auth_method.value
+    conn.auth_method = auth_method
     conn.region = region
     conn.api_key = api_key
     conn.oauth_client_id = oauth_client_id
@@ -178,6 +178,6 @@ def connected_connection(session: Session, workspace_id: uuid.UUID) -> PagerDuty
     conn = live_connection(session, workspace_id)
     if conn is None:
         raise Conflict(messages.NOT_CONNECTED, code="not_connected")
-    if conn.status != ConnectionStatus.CONNECTED.value:
+    if conn.status != ConnectionStatus.CONNECTED:
         raise Conflict(messages.not_ready(conn.status), code="connection_not_ready")
     return conn

@@ -29,7 +29,7 @@ from workers.rotations.locking import lock_connection
 
 log = logging.getLogger(__name__)
 
-USABLE = frozenset({ConnectionStatus.CONNECTED.value, ConnectionStatus.VALIDATING.value})
+USABLE = frozenset({ConnectionStatus.CONNECTED, ConnectionStatus.VALIDATING})
 
 
 class ConnectionUnavailable(Exception):
@@ -69,7 +69,7 @@ def _needs_refresh(conn: PagerDutyConnection, margin: timedelta) -> bool:
 
 def _credential(conn: PagerDutyConnection) -> ConnectionCredential:
     settings = get_settings()
-    if conn.auth_method == AuthMethod.API_KEY.value:
+    if conn.auth_method == AuthMethod.API_KEY:
         if not conn.api_key:
             raise ConnectionUnavailable(conn.id, conn.status)
         secret, kind = conn.api_key, "api_key"
@@ -86,7 +86,7 @@ def _credential(conn: PagerDutyConnection) -> ConnectionCredential:
         credential=Credential(kind=kind, secret=secret),  # type: ignore[arg-type]
         expires_at=conn.access_token_expires_at,
         scopes=frozenset((conn.granted_scopes or "").split())
-        if conn.auth_method == AuthMethod.OAUTH.value
+        if conn.auth_method == AuthMethod.OAUTH
         else None,
     )
 
@@ -114,7 +114,7 @@ def credential_for(
         if conn is None or conn.status not in USABLE:
             raise ConnectionUnavailable(cid, conn.status if conn else None)
         current = _credential(conn)
-    if conn.auth_method == AuthMethod.API_KEY.value:
+    if conn.auth_method == AuthMethod.API_KEY:
         if rejected is not None and rejected.secret == current.credential.secret:
             raise InvalidCredentials("PagerDuty rejected this API key", status=401)
         return current
@@ -147,7 +147,7 @@ def refresh_connection(
             conn = lock_connection(session, cid)
             if conn is None or conn.status not in USABLE:
                 raise ConnectionUnavailable(cid, conn.status if conn else None)
-            if conn.auth_method != AuthMethod.OAUTH.value:
+            if conn.auth_method != AuthMethod.OAUTH:
                 return _credential(conn)
             current = _credential(conn)
             replaced = seen is not None and seen.secret != current.credential.secret
@@ -176,7 +176,7 @@ def refresh_connection(
         # The transaction has committed here: the new tokens are durable before first use.
         if needs_reauth:
             _record_metric("failed")
-            raise NeedsReauth(cid, ConnectionStatus.NEEDS_REAUTH.value)
+            raise NeedsReauth(cid, ConnectionStatus.NEEDS_REAUTH)
         _record_metric("succeeded")
         log.info("refreshed OAuth token", extra={"connection_id": str(cid)})
         return result
@@ -220,8 +220,8 @@ def connections_due_for_refresh(now: datetime | None = None) -> list[uuid.UUID]:
     with transaction() as session:
         rows = session.execute(
             select(PagerDutyConnection.id).where(
-                PagerDutyConnection.auth_method == AuthMethod.OAUTH.value,
-                PagerDutyConnection.status == ConnectionStatus.CONNECTED.value,
+                PagerDutyConnection.auth_method == AuthMethod.OAUTH,
+                PagerDutyConnection.status == ConnectionStatus.CONNECTED,
                 (PagerDutyConnection.access_token_expires_at <= soon)
                 | (PagerDutyConnection.token_refreshed_at.is_(None))
                 | (PagerDutyConnection.token_refreshed_at <= idle),

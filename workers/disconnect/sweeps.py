@@ -25,7 +25,7 @@ def resend_stuck_disconnects(session: Session, now: datetime) -> int:
     """Enqueue (after ``session`` commits) a disconnect for every stuck connection."""
     stuck = session.execute(
         select(PagerDutyConnection.id, PagerDutyConnection.workspace_id).where(
-            PagerDutyConnection.status == ConnectionStatus.DISCONNECTING.value,
+            PagerDutyConnection.status == ConnectionStatus.DISCONNECTING,
             PagerDutyConnection.status_changed_at <= now - DISCONNECT_SWEEP_AGE,
         )
     ).all()

@@ -64,10 +64,10 @@ def disconnect(
         conn = lock_connection(session, cid)
         if conn is None:
             return DisconnectResult(status="not_found", connection_id=str(cid))
-        if conn.status == ConnectionStatus.DISCONNECTED.value:
+        if conn.status == ConnectionStatus.DISCONNECTED:
             return DisconnectResult(status="already_disconnected", connection_id=str(cid))
         previous_status = conn.status
-        if conn.status != ConnectionStatus.DISCONNECTING.value:
+        if conn.status != ConnectionStatus.DISCONNECTING:
             conn.transition(ConnectionStatus.DISCONNECTING)
 
         # 1. Every bound rotation of the workspace becomes Manual, keeping its people. Only one

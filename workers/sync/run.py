@@ -110,7 +110,7 @@ def sync_once(
         try:
             snapshot = read_snapshot(client, bound=bound, now=started_at, use_oncalls=use_oncalls)
         except InvalidCredentials:
-            if cred.auth_method != AuthMethod.OAUTH.value:
+            if cred.auth_method != AuthMethod.OAUTH:
                 return ctx.failed(
                     messages.INVALID_KEY,
                     transition=(ConnectionStatus.INVALID, messages.INVALID_KEY),
@@ -176,7 +176,7 @@ def bound_schedule_ids(workspace_id: uuid.UUID) -> set[str]:
             session.execute(
                 select(Rotation.pagerduty_schedule_id).where(
                     Rotation.workspace_id == workspace_id,
-                    Rotation.mode == RotationMode.PAGERDUTY.value,
+                    Rotation.mode == RotationMode.PAGERDUTY,
                     Rotation.pagerduty_schedule_id.is_not(None),
                 )
             ).scalars()
