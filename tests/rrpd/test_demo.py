@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models import Member, Rotation, Workspace
-from rrpd.seed import DEMO_BINDINGS, MANUAL_ONLY, MEMBERS, seed_demo
+from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY, MEMBERS, seed_demo
 from tests.support.processes import ROOT, free_port
 
 pytestmark = pytest.mark.integration

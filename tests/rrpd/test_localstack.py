@@ -155,7 +155,7 @@ def test_on_a_terminal_the_parts_log_readable_lines(tmp_path: Path) -> None:
 def test_parts_follow_auto_as_if_they_were_on_rrpd_runs_terminal(
     tmp_path: Path, setting: str, env: str, on_terminal: bool, expected: str
 ) -> None:
-    from rrpd.localstack import child_log_format
+    from rrpd.dev.localstack import child_log_format
     from workers.core.settings import Settings
 
     settings = Settings(log_format=setting, env=env, var_dir=tmp_path)

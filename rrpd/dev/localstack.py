@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from rrpd.supervisor import Part, Supervisor
+from rrpd.dev.supervisor import Part, Supervisor
 from workers.core.settings import Settings, get_settings
 from workers.core.startup import check_configuration
 
@@ -153,7 +153,7 @@ def run_local_stack(*, api_port: int, flower_port: int, sim_port: int, use_simul
 
 def _prepare_database(settings: Settings):  # type: ignore[no-untyped-def]
     """Migrate (idempotent) and seed the demo workspace before any part starts."""
-    from rrpd.seed import seed
+    from rrpd.dev.seed import seed
     from workers.core.migrate import upgrade
 
     settings.var_dir.mkdir(parents=True, exist_ok=True)
