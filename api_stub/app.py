@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api_stub import health, panel, routes
+from api_stub import health, routes
 from api_stub import metrics as metrics_routes
 from api_stub.errors import BodySizeLimit, ErrorResponse, install_error_handlers
+from api_stub.panel import routes as panel_routes
 from api_stub.schemas import REQUEST_MODELS
 from workers.core.settings import get_settings
 
@@ -33,7 +34,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit)
     app.include_router(health.router)
     app.include_router(routes.router)
-    app.include_router(panel.router)
+    app.include_router(panel_routes.router)
     app.include_router(metrics_routes.router)
 
     def openapi() -> dict[str, Any]:

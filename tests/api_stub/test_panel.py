@@ -10,8 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api_stub import panel
 from api_stub.auth import issue_token
+from api_stub.panel import page as panel_page
+from api_stub.panel import session as panel
 from models import (
     ConnectionStatus,
     OAuthAuthorization,
@@ -329,7 +330,7 @@ def test_sync_now_form_enqueues_a_manual_sync(client, world, session, sent) -> N
     page = client.get(r.headers["location"]).text
     assert r.headers["location"].startswith("/panel?sync_requested=")
     assert 'id="syncing"' in page and '<meta http-equiv="refresh"' in page
-    old = int(r.headers["location"].rsplit("=", 1)[1]) - panel.SYNC_WAIT_SECONDS - 5
+    old = int(r.headers["location"].rsplit("=", 1)[1]) - panel_page.SYNC_WAIT_SECONDS - 5
     page = client.get(f"/panel?sync_requested={old}").text
     assert 'id="syncing"' not in page and '<meta http-equiv="refresh"' not in page
 
@@ -657,7 +658,7 @@ def test_connected_but_never_synced_keeps_refreshing_until_the_first_sync(
     assert '<meta http-equiv="refresh"' not in page and 'id="first-sync"' not in page
     # Bounded: a connection whose first sync never comes stops refreshing after a while.
     session.execute(SyncRun.__table__.delete().where(SyncRun.__table__.c.connection_id == conn.id))
-    conn.status_changed_at = utcnow() - timedelta(seconds=panel.FIRST_SYNC_WAIT_SECONDS + 1)
+    conn.status_changed_at = utcnow() - timedelta(seconds=panel_page.FIRST_SYNC_WAIT_SECONDS + 1)
     session.commit()
     assert '<meta http-equiv="refresh"' not in client.get("/panel").text
 
