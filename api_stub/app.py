@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from api_stub import health, routes
 from api_stub import metrics as metrics_routes
@@ -50,7 +51,8 @@ def create_app() -> FastAPI:
         schemas = components.setdefault("schemas", {})
         # Bodies are parsed after authorization (so a stranger learns nothing from 422s);
         # their models are added here for the document.
-        for model in (*REQUEST_MODELS, ErrorResponse):
+        models: tuple[type[BaseModel], ...] = (*REQUEST_MODELS, ErrorResponse)
+        for model in models:
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, sub in model_schema.pop("$defs", {}).items():
                 schemas.setdefault(name, sub)

@@ -45,7 +45,7 @@ GAUGE_HELP = {
 }
 
 # Live statuses only: "disconnected" rows are history and only ever grow.
-_STATUSES = [s.value for s in ConnectionStatus if s is not ConnectionStatus.DISCONNECTED]
+_STATUSES = [s for s in ConnectionStatus if s is not ConnectionStatus.DISCONNECTED]
 
 
 def _check_basic_auth(request: Request) -> None:

@@ -333,7 +333,7 @@ def sync_run_counts(since: datetime) -> dict[str, int]:
             .where(SyncRun.started_at >= since)
             .group_by(SyncRun.status)
         ).all()
-    return {status: count for status, count in rows}
+    return dict(rows)
 
 
 # --- part 1: OAuth logins -----------------------------------------------------------------------

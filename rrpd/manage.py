@@ -42,19 +42,15 @@ def workspace_list(as_json: bool) -> None:
     """List workspaces: id, name, members, rotations and the PagerDuty connection's status."""
     import json
 
-    from sqlalchemy import func, select
+    from sqlalchemy import ScalarSelect, func, select
 
     from models import ConnectionStatus, Member, PagerDutyConnection, Rotation, Workspace
     from workers.core.db import transaction
 
     checked_settings()
 
-    def count(model: type) -> object:
-        return (
-            select(func.count())
-            .where(model.workspace_id == Workspace.id)  # type: ignore[attr-defined]
-            .scalar_subquery()
-        )
+    def count(model: type[Member] | type[Rotation]) -> ScalarSelect[int]:
+        return select(func.count()).where(model.workspace_id == Workspace.id).scalar_subquery()
 
     live = (
         select(PagerDutyConnection.status)

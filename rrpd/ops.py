@@ -50,11 +50,11 @@ def status(workspace_id: str, as_json: bool) -> None:
             else None
         )
         syncing = conn is not None and conn.status == "connected"
-        extra = {
+        extra: dict[str, Any] = {
             "workspace_name": ws.name,
             "generation": conn.generation if conn else None,
             "consecutive_sync_failures": conn.consecutive_sync_failures if conn else 0,
-            "next_sync_at": conn.next_sync_at if syncing else None,
+            "next_sync_at": conn.next_sync_at if conn is not None and syncing else None,
             "next_sync_note": None if syncing or conn is None else NO_SYNC_BECAUSE.get(conn.status),
             "access_token_expires_at": conn.access_token_expires_at if conn else None,
         }
@@ -355,7 +355,7 @@ def attention(as_json: bool) -> None:
 
 
 def _failures(item: dict[str, Any]) -> int:
-    return max(item["consecutive_sync_failures"], item.get("failed_runs", 0))
+    return max(int(item["consecutive_sync_failures"]), int(item.get("failed_runs", 0)))
 
 
 def _clip(text: str, limit: int) -> str:

@@ -137,7 +137,7 @@ def prepare_flower() -> None:
     from flower import urls
     from flower.views import monitor
 
-    class AuthenticatedMetrics(monitor.Metrics):
+    class AuthenticatedMetrics(monitor.Metrics):  # type: ignore[misc]  # Flower is untyped
         _rrpd_authenticated = True
 
         @tornado.web.authenticated

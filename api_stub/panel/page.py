@@ -253,4 +253,4 @@ def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bo
         return False
     if last_sync is None or last_sync["finished_at"] is None:
         return True
-    return last_sync["started_at"] < since
+    return bool(last_sync["started_at"] < since)

@@ -103,10 +103,10 @@ def panel(request: Request, token: str | None = None) -> Response:
             verify_login_token(token, login_nonce_for(login_cookie) if login_cookie else None)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
-        response = redirect_to_panel()
-        set_identity(response, token)
-        response.delete_cookie(LOGIN_COOKIE, path="/panel")
-        return response
+        redirect: Response = redirect_to_panel()
+        set_identity(redirect, token)
+        redirect.delete_cookie(LOGIN_COOKIE, path="/panel")
+        return redirect
     actor = current_actor(request)
     nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
     ctx = page_state(request, actor)

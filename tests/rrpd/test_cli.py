@@ -65,6 +65,7 @@ def test_production_without_keys_fails_clearly(tmp_path) -> None:
     }
     proc = subprocess.run(
         [sys.executable, "-m", "rrpd", "db", "upgrade"],
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -83,6 +84,7 @@ def test_db_upgrade_on_an_empty_sqlite_database(tmp_path) -> None:
     }
     proc = subprocess.run(
         [sys.executable, "-m", "rrpd", "db", "upgrade"],
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -104,6 +106,7 @@ def test_bad_settings_print_one_line_each_and_no_traceback(tmp_path, command) ->
     }
     proc = subprocess.run(
         [sys.executable, "-m", "rrpd", *command],
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -112,10 +115,14 @@ def test_bad_settings_print_one_line_each_and_no_traceback(tmp_path, command) ->
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(proc.stderr.splitlines()) == [
-        "configuration error: RRPD_ENV='prod' is not allowed; expected one of local, test, "
-        "production.",
-        "configuration error: RRPD_SYNC_INTERVAL_SECONDS='abc' is not allowed; expected a whole "
-        "number of seconds, at least 1.",
+        (
+            "configuration error: RRPD_ENV='prod' is not allowed; expected one of local, test, "
+            "production."
+        ),
+        (
+            "configuration error: RRPD_SYNC_INTERVAL_SECONDS='abc' is not allowed; expected a "
+            "whole number of seconds, at least 1."
+        ),
     ]
 
 
@@ -130,6 +137,7 @@ def test_a_malformed_encryption_key_stops_every_process_at_start_up(tmp_path, co
     }
     proc = subprocess.run(
         [sys.executable, "-m", "rrpd", *command, *(["--port", "1"] if command == ["api"] else [])],
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -137,8 +145,10 @@ def test_a_malformed_encryption_key_stops_every_process_at_start_up(tmp_path, co
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [
-        "configuration error: RRPD_ENCRYPTION_KEYS: key 'k1' is not a valid Fernet key "
-        "(32 url-safe base64-encoded bytes; `rrpd keys generate` makes one)"
+        (
+            "configuration error: RRPD_ENCRYPTION_KEYS: key 'k1' is not a valid Fernet key "
+            "(32 url-safe base64-encoded bytes; `rrpd keys generate` makes one)"
+        )
     ]
 
 

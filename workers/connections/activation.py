@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
@@ -135,7 +135,7 @@ def validate_api_key(
 
 
 def _probe(
-    region: str, credential: Credential, make_client: ReaderFactory
+    region: Region, credential: Credential, make_client: ReaderFactory
 ) -> tuple[PagerDutyReader, ProbeResult]:
     client = make_client(get_settings().api_base_url(region), credential)
     return client, client.probe()
@@ -161,7 +161,7 @@ def finish_connected(
     subdomain: str | None = None,
     tokens: oauth.TokenSet | None = None,
     claims: id_token.IdTokenClaims | None = None,
-    region: str | None = None,
+    region: Region | None = None,
     client_id: str | None = None,
     client_secret: str | None = None,
     authorization_id: uuid.UUID | None = None,
@@ -199,6 +199,7 @@ def finish_connected(
         conn.transition(ConnectionStatus.CONNECTED)
         conn.connected_at = utcnow()
         conn.next_sync_at = None
+        extra: dict[str, Any] = {"notice": notice} if notice else {}
         audit(
             session,
             conn.workspace_id,
@@ -207,7 +208,7 @@ def finish_connected(
             auth_method=conn.auth_method,
             region=conn.region,
             subdomain=conn.pagerduty_subdomain,
-            **({"notice": notice} if notice else {}),
+            **extra,
         )
         # The first sync starts as soon as the connection is committed.
         enqueue(
@@ -323,8 +324,10 @@ def exchange_oauth_code(
             http=shared_http_client(),
             issuer=oauth.issuer_for(settings.pagerduty_identity_url),
         )
-        region = id_token.region_for_claims(
-            claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url
+        region = Region(
+            id_token.region_for_claims(
+                claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url
+            )
         )
     except (IdTokenInvalid, UnknownRegion, PagerDutyError):
         return _finish_oauth_invalid(aid, cid, generation, messages.LOGIN_UNVERIFIED)

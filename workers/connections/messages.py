@@ -119,7 +119,7 @@ def role_notice(user: User | None) -> str | None:
     )
 
 
-def region_notice(chosen: str, used: str) -> str | None:
+def region_notice(chosen: Region, used: Region) -> str | None:
     if chosen == used:
         return None
     names = {Region.US: "US", Region.EU: "EU"}

@@ -30,6 +30,7 @@ from workers.connections import messages
 from workers.connections.setup import install_credentials, live_connection, normalize_region
 from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
 from workers.core.audit import audit
+from workers.core.db import affected_rows
 from workers.core.settings import get_settings
 from workers.pagerduty.oauth import DEFAULT_SCOPES
 from workers.tasking.contract import (
@@ -183,7 +184,7 @@ def _consume_state(
         .where(OAuthAuthorization.state_hash == digest)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
-    if result.rowcount == 1 and auth is not None:
+    if affected_rows(result) == 1 and auth is not None:
         return auth, None
     if auth is not None and auth.consumed_at is None and auth.expires_at <= now:
         return None, "state_expired"

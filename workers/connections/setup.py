@@ -44,11 +44,11 @@ def normalize_api_key(raw: str) -> str:
     return key
 
 
-def normalize_region(raw: str | None) -> str:
+def normalize_region(raw: str | None) -> Region:
     region = (raw or Region.US).strip().lower()
     if region not in {r.value for r in Region}:
         raise Invalid(messages.BAD_REGION, code="invalid_region")
-    return region
+    return Region(region)
 
 
 def live_connection(
@@ -83,7 +83,7 @@ def install_credentials(
     *,
     actor_member_id: uuid.UUID | None,
     auth_method: AuthMethod,
-    region: str,
+    region: Region,
     api_key: str | None = None,
     oauth_client_id: str | None = None,
     oauth_client_secret: str | None = None,

@@ -25,7 +25,7 @@ from sqlalchemy import Column, Table, Text, select, type_coerce, update
 from models import Base
 from models.types import EncryptedText
 from workers.core.crypto import DecryptionError, Keyring, get_keyring
-from workers.core.db import transaction
+from workers.core.db import affected_rows, transaction
 
 
 def encrypted_columns() -> list[tuple[Table, Column[Any]]]:
@@ -178,7 +178,7 @@ def _rotate_column(
                     .where(pk == row_id, raw == ciphertext)
                     .values({column: type_coerce(rotated, Text)})
                 )
-                if result.rowcount:
+                if affected_rows(result):
                     report.rotated += 1
                 else:
                     report.skipped_concurrent += 1

@@ -29,7 +29,7 @@ from models import (
     utcnow,
 )
 from workers.core.audit import audit
-from workers.core.db import transaction
+from workers.core.db import affected_rows, transaction
 from workers.core.ids import parse_uuid
 from workers.rotations.locking import bound_rotations_for_update, lock_connection
 
@@ -96,13 +96,12 @@ def disconnect(
         )
         mirror_rows = 0
         for model in MIRROR_TABLES:
-            mirror_rows += (
+            mirror_rows += affected_rows(
                 session.execute(
                     delete(model)
                     .where(model.connection_id == conn.id)
                     .execution_options(synchronize_session=False)
-                ).rowcount
-                or 0
+                )
             )
 
         # 3. Disconnected, under a new generation: any sync still running writes nothing.

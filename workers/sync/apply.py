@@ -66,12 +66,9 @@ def apply_snapshot(
     """
     out = ApplyResult(warnings=list(snapshot.notices))
     cid = conn.id
-    members_by_key: dict[str, uuid.UUID] = {
-        key: mid
-        for key, mid in session.execute(
+    members_by_key: dict[str, uuid.UUID] = dict(session.execute(
             select(Member.email_key, Member.id).where(Member.workspace_id == conn.workspace_id)
-        ).all()
-    }
+        ).all())
 
     # -- users (inactive ones are deleted users that schedules still name: never linked) --
     want_users: dict[str, dict[str, Any]] = {}
@@ -345,9 +342,9 @@ def _sync_rotations(
             continue
         want_members: dict[uuid.UUID, int] = {}
         for uid in schedule.member_user_ids:
-            mid = member_of_user.get(uid)
-            if mid is not None and mid not in want_members:
-                want_members[mid] = len(want_members)
+            member_id = member_of_user.get(uid)
+            if member_id is not None and member_id not in want_members:
+                want_members[member_id] = len(want_members)
         want_duty = {member_of_user[u.id] for u in snapshot.on_call(sid) if u.id in member_of_user}
         have_m = have_members[rot.id]
         before = len(member_inserts) + len(member_updates) + len(member_deletes)

@@ -189,10 +189,7 @@ class RunContext:
             conn = lock_connection(session, self.cid)
             if conn is None:
                 return self.unavailable(None)
-            if (
-                conn.generation != self.generation
-                or conn.status != ConnectionStatus.CONNECTED
-            ):
+            if conn.generation != self.generation or conn.status != ConnectionStatus.CONNECTED:
                 run = self._run("skipped", self.generation or 0, messages.FENCED, None)
                 session.add(run)
                 applied = None

@@ -180,11 +180,13 @@ def create_app() -> Celery:
     return app
 
 
-@worker_process_init.connect
 def _configure_child_logging(**_: Any) -> None:
     # The child's sockets (database pool, Redis, HTTP) were already forgotten by the fork hook
     # (workers.core.process); its log handlers are set up here.
     configure_logging()
+
+
+worker_process_init.connect(_configure_child_logging, weak=False)
 
 
 app = create_app()
