@@ -578,7 +578,7 @@ def test_connected_admin_can_replace_the_key_or_log_in_again_without_disconnecti
 def test_disconnect_confirmation_lists_the_rotations_and_the_outcome_counts_them(
     client, world, session, sent
 ) -> None:
-    from workers.disconnect.transaction import disconnect as disconnect_connection
+    from workers.disconnect.transaction import disconnect_connection
 
     conn = _connected(session, world)
     for name in ("Primary", "Secondary"):

@@ -70,7 +70,9 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
     other_before = mirror_counts(session, other.connection_id)
     generation = session.get(PagerDutyConnection, demo.connection_id).generation
 
-    result = transaction.disconnect(demo.connection_id, actor_member_id=str(demo.members["alice"]))
+    result = transaction.disconnect_connection(
+        demo.connection_id, actor_member_id=str(demo.members["alice"])
+    )
 
     assert result.status == "disconnected"
     assert result.rotations_made_manual == 3
@@ -108,19 +110,21 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
 
 def test_disconnect_is_idempotent(session, sim) -> None:
     demo = _synced_demo(session, sim)
-    assert transaction.disconnect(demo.connection_id).status == "disconnected"
+    assert transaction.disconnect_connection(demo.connection_id).status == "disconnected"
     session.rollback()
     generation = session.get(PagerDutyConnection, demo.connection_id).generation
 
-    again = transaction.disconnect(demo.connection_id, actor_member_id=str(demo.members["bob"]))
+    again = transaction.disconnect_connection(
+        demo.connection_id, actor_member_id=str(demo.members["bob"])
+    )
 
     assert again.status == "already_disconnected"
     session.expire_all()
     assert session.get(PagerDutyConnection, demo.connection_id).generation == generation
     [audit] = _audits(session, demo.workspace_id)
     assert audit.actor == "system" and audit.actor_member_id is None
-    assert transaction.disconnect(uuid.uuid4()).status == "not_found"
-    assert transaction.disconnect("not-a-uuid").status == "not_found"
+    assert transaction.disconnect_connection(uuid.uuid4()).status == "not_found"
+    assert transaction.disconnect_connection("not-a-uuid").status == "not_found"
 
 
 def test_two_disconnects_at_once_do_the_work_once(session, sim) -> None:
@@ -131,7 +135,7 @@ def test_two_disconnects_at_once_do_the_work_once(session, sim) -> None:
 
         def run(demo=demo, barrier=barrier, results=results) -> None:  # type: ignore[no-untyped-def]
             barrier.wait()
-            results.append(transaction.disconnect(demo.connection_id).status)
+            results.append(transaction.disconnect_connection(demo.connection_id).status)
 
         threads = [threading.Thread(target=run) for _ in range(2)]
         for t in threads:
@@ -146,7 +150,7 @@ def test_unknown_actor_is_recorded_without_breaking_the_disconnect(session, sim)
     demo = _synced_demo(session, sim)
     stranger = factories.member(session, factories.workspace(session))
     session.commit()
-    result = transaction.disconnect(demo.connection_id, actor_member_id=str(stranger.id))
+    result = transaction.disconnect_connection(demo.connection_id, actor_member_id=str(stranger.id))
     assert result.status == "disconnected"
     [audit] = _audits(session, demo.workspace_id)
     assert audit.actor_member_id is None and audit.actor == "system"
@@ -164,7 +168,7 @@ def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
     # Fail at the very end of the transaction, after every other write was sent.
     monkeypatch.setattr(transaction, "audit", boom)
     with pytest.raises(RuntimeError):
-        transaction.disconnect(demo.connection_id)
+        transaction.disconnect_connection(demo.connection_id)
 
     session.rollback()
     session.expire_all()
@@ -190,7 +194,7 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(
     demo = _synced_demo(session, sim, oauth=True)
     sim.control.post("/stats/reset")
 
-    result = transaction.disconnect(demo.connection_id)
+    result = transaction.disconnect_connection(demo.connection_id)
 
     assert result.status == "disconnected"
     assert sent == []

@@ -712,7 +712,7 @@ def test_fencing_writes_nothing_when_the_connection_changed_mid_sync(
 
 
 def test_disconnect_during_a_sync_wins(session, sim, monkeypatch) -> None:
-    from workers.disconnect.transaction import disconnect
+    from workers.disconnect.transaction import disconnect_connection as disconnect
 
     demo = arrange_demo(session, sim)
     assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == (

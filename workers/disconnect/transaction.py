@@ -50,7 +50,7 @@ class DisconnectResult:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def disconnect(
+def disconnect_connection(
     connection_id: uuid.UUID | str, *, actor_member_id: uuid.UUID | str | None = None
 ) -> DisconnectResult:
     """Disconnect, idempotently: a connection already ``disconnected`` is left as it is."""
