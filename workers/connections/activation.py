@@ -152,6 +152,16 @@ def _still_validating(
     )
 
 
+def _locked_if_validating(
+    session: Session, cid: uuid.UUID, generation: int
+) -> PagerDutyConnection | None:
+    """The connection under its row lock, if it is still the validation this outcome is for."""
+    conn = lock_connection(session, cid)
+    if conn is None or conn.generation != generation or conn.status != ConnectionStatus.VALIDATING:
+        return None
+    return conn
+
+
 def finish_connected(
     cid: uuid.UUID,
     generation: int,
@@ -169,12 +179,8 @@ def finish_connected(
 ) -> ActivationResult:
     with transaction() as session:
         _forget_authorization(session, authorization_id)
-        conn = lock_connection(session, cid)
-        if (
-            conn is None
-            or conn.generation != generation
-            or conn.status != ConnectionStatus.VALIDATING
-        ):
+        conn = _locked_if_validating(session, cid, generation)
+        if conn is None:
             return ActivationResult("stale", str(cid))
         if key_level:
             conn.key_level = KeyLevel(key_level)
@@ -227,12 +233,8 @@ def finish_invalid(
 ) -> ActivationResult:
     with transaction() as session:
         _forget_authorization(session, authorization_id)
-        conn = lock_connection(session, cid)
-        if (
-            conn is None
-            or conn.generation != generation
-            or conn.status != ConnectionStatus.VALIDATING
-        ):
+        conn = _locked_if_validating(session, cid, generation)
+        if conn is None:
             return ActivationResult("stale", str(cid))
         conn.transition(ConnectionStatus.INVALID, error=message)
         audit(
