@@ -18,6 +18,7 @@ from workers.connections import oauth_login
 from workers.connections.status import connection_status
 from workers.core.access import Actor
 from workers.core.db import transaction
+from workers.core.ids import parse_uuid
 from workers.core.settings import get_settings
 from workers.rotations.schedules import search_schedules
 from workers.rotations.views import list_rotations
@@ -102,10 +103,10 @@ def _disconnected_words(session: Session, workspace_id: uuid.UUID, raw: str | No
     from workers.disconnect.revoke import revoke_instructions
     from workers.disconnect.transaction import AUDIT_ACTION
 
-    try:
-        connection_id = str(uuid.UUID(raw or ""))
-    except ValueError:
+    parsed = parse_uuid(raw)
+    if parsed is None:
         return None
+    connection_id = str(parsed)
     events = session.scalars(
         select(AuditEvent)
         .where(AuditEvent.workspace_id == workspace_id, AuditEvent.action == AUDIT_ACTION)

@@ -45,6 +45,7 @@ from models import Member, utcnow
 from workers.connections import oauth_login, setup
 from workers.core.access import Actor, Missing, ServiceError
 from workers.core.db import transaction
+from workers.core.ids import parse_uuid
 from workers.core.settings import get_settings
 from workers.disconnect.request import request_disconnect
 from workers.rotations import binding
@@ -194,10 +195,10 @@ def _sync_requested() -> dict[str, str]:
 
 
 def _rotation_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise rotation_missing() from None
+    rotation_id = parse_uuid(raw)
+    if rotation_id is None:
+        raise rotation_missing()
+    return rotation_id
 
 
 @router.post("/act-as")
@@ -213,9 +214,8 @@ async def act_as(request: Request) -> Response:
     check_csrf(request, form, await run_in_threadpool(current_actor, request))
 
     def choose() -> tuple[str, str] | None:
-        try:
-            member_id = uuid.UUID(form.get("member_id", ""))
-        except ValueError:
+        member_id = parse_uuid(form.get("member_id", ""))
+        if member_id is None:
             return None
         with transaction() as session:
             member = session.get(Member, member_id)
