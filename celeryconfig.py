@@ -1,24 +1,26 @@
-"""Celery settings, all derived from the one settings object (``workers.settings``).
+"""Celery settings, all derived from the one settings object (``workers.core.settings``).
 
-Loaded by ``workers.celery_app`` via ``config_from_object``. Why each value is what it is:
+Loaded by ``workers.tasking.app`` via ``config_from_object``. Why each value is what it is:
 docs/design.md ("Celery").
 """
 
 from __future__ import annotations
 
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
-from workers.settings import get_settings
+from workers.core.settings import get_settings
+from workers.tasking import contract
 
 _settings = get_settings()
 
 # --- Time limits -------------------------------------------------------------------------------
-# Every task declares its own limits; these are the ceilings. The visibility timeout must exceed
-# the longest task time limit plus the longest retry countdown, or Redis redelivers a message
-# that is still being worked on (or still waiting for its ETA) to a second worker.
-TASK_SOFT_TIME_LIMIT = 240
-TASK_TIME_LIMIT = 300
-MAX_RETRY_COUNTDOWN = 600
+# Every task declares its own limits in the contract; these are the ceilings. The visibility
+# timeout must exceed the longest task time limit plus the longest retry countdown, or Redis
+# redelivers a message that is still being worked on (or still waiting for its ETA) to a second
+# worker.
+TASK_SOFT_TIME_LIMIT = contract.TASK_SOFT_TIME_LIMIT
+TASK_TIME_LIMIT = contract.TASK_TIME_LIMIT
+MAX_RETRY_COUNTDOWN = int(contract.MAX_RETRY_COUNTDOWN)
 VISIBILITY_TIMEOUT = TASK_TIME_LIMIT + MAX_RETRY_COUNTDOWN + 300  # 1,200 s
 
 # A message redelivered more often than this is poison (it kills the worker every time).
@@ -69,28 +71,15 @@ task_track_started = True
 enable_utc = True
 timezone = "UTC"
 
-# --- Queues and routing -------------------------------------------------------------------------
-# `interactive` holds work a person is waiting for (and the 30-second OAuth code); `sync` holds
-# bulk periodic work. Separate queues and separate workers mean a sync backlog never delays a
-# connect.
-INTERACTIVE = "interactive"
-SYNC = "sync"
-QUEUES = (INTERACTIVE, SYNC)
-
-task_default_queue = SYNC
-task_queues = tuple(Queue(name, Exchange(name), routing_key=name) for name in QUEUES)
+# --- Queues and routing: from the task contract (workers/tasking/contract.py) ----------------
+QUEUES = contract.QUEUES
+task_default_queue = contract.SYNC
+task_queues = tuple(
+    Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
+    for name in QUEUES
+)
 task_create_missing_queues = False
-task_routes = {
-    "pagerduty.validate_api_key": {"queue": INTERACTIVE},
-    "pagerduty.exchange_oauth_code": {"queue": INTERACTIVE},
-    "pagerduty.refresh_token": {"queue": INTERACTIVE},
-    "pagerduty.refresh_expiring_tokens": {"queue": INTERACTIVE},
-    "pagerduty.disconnect": {"queue": INTERACTIVE},
-    "pagerduty.revoke_tokens": {"queue": INTERACTIVE},
-    "pagerduty.sync_connection": {"queue": SYNC},
-    "pagerduty.schedule_syncs": {"queue": SYNC},
-    "rrpd.ping": {"queue": INTERACTIVE},
-}
+task_routes = contract.task_routes()
 
 # --- Beat: RedBeat keeps the schedule and a lock in Redis, so several beat processes are safe ----
 beat_scheduler = "redbeat.RedBeatScheduler"
@@ -98,17 +87,6 @@ redbeat_redis_url = _settings.effective_redbeat_url
 redbeat_key_prefix = f"{_settings.redis_key_prefix}:redbeat:"
 redbeat_lock_timeout = max(5 * _settings.sync_interval_seconds, 60)
 beat_max_loop_interval = 5
-beat_schedule = {
-    "schedule-syncs": {
-        "task": "pagerduty.schedule_syncs",
-        "schedule": float(_settings.sync_interval_seconds),
-        "options": {"queue": SYNC, "expires": float(_settings.sync_interval_seconds)},
-    },
-    "refresh-expiring-tokens": {
-        "task": "pagerduty.refresh_expiring_tokens",
-        "schedule": 300.0,
-        "options": {"queue": INTERACTIVE, "expires": 300.0},
-    },
-}
+beat_schedule = contract.beat_schedule(_settings)
 
 worker_hijack_root_logger = False

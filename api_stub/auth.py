@@ -18,9 +18,9 @@ from joserfc.jwk import OctKey
 
 from api_stub.errors import ApiError
 from models import Role
-from workers.connections import Actor, resolve_actor
-from workers.db import transaction
-from workers.settings import get_settings
+from workers.core.access import Actor, resolve_actor
+from workers.core.db import transaction
+from workers.core.settings import get_settings
 
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 5

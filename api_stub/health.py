@@ -8,8 +8,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from workers.db import get_engine
-from workers.settings import ConfigurationError, get_settings
+from workers.core.db import get_engine
+from workers.core.redis import client as redis_client
+from workers.core.settings import ConfigurationError, get_settings
+from workers.core.startup import check_configuration
 
 router = APIRouter(tags=["health"])
 
@@ -29,7 +31,7 @@ def readyz() -> JSONResponse:
     # A bad key list or JWT secret would answer every connect with a 500: not ready. The
     # messages name variables and key ids, never key material.
     try:
-        get_settings().check()
+        check_configuration(get_settings())
         checks["configuration"] = "ok"
     except ConfigurationError as exc:
         checks["configuration"] = f"invalid: {exc}"
@@ -40,7 +42,7 @@ def readyz() -> JSONResponse:
     except SQLAlchemyError as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"
     try:
-        redis.Redis.from_url(get_settings().broker_url, socket_timeout=2).ping()
+        redis_client().ping()
         checks["broker"] = "ok"
     except redis.RedisError as exc:
         checks["broker"] = f"unavailable: {type(exc).__name__}"

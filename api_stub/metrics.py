@@ -1,6 +1,6 @@
 """``GET /metrics``: Prometheus text for the whole service.
 
-Counters come from Redis (``workers.metrics``: every worker process adds to one total); gauges
+Counters come from Redis (``workers.core.metrics``: every worker process adds to one total); gauges
 are computed at scrape time: connections by status and with failing syncs (PostgreSQL), and the
 Celery queue lengths (Redis). A source that does not answer is reported as
 ``rrpd_metrics_source_up{source=...} 0`` rather than failing the scrape.
@@ -26,16 +26,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api_stub.errors import ApiError, ErrorResponse
 from models import ConnectionStatus, PagerDutyConnection
-from workers import metrics
-from workers.db import transaction
-from workers.settings import get_settings
+from workers.core import metrics
+from workers.core.db import transaction
+from workers.core.settings import get_settings
+from workers.tasking.contract import QUEUES
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-QUEUES = ("interactive", "sync")
 
 GAUGE_HELP = {
     "rrpd_connections": "Live PagerDuty connections, by status.",
@@ -45,7 +45,7 @@ GAUGE_HELP = {
 }
 
 # Live statuses only: "disconnected" rows are history and only ever grow.
-_STATUSES = [s.value for s in ConnectionStatus if s is not ConnectionStatus.DISCONNECTED]
+_STATUSES = [s for s in ConnectionStatus if s is not ConnectionStatus.DISCONNECTED]
 
 
 def _check_basic_auth(request: Request) -> None:
@@ -86,7 +86,7 @@ def connection_gauges() -> dict[str, float]:
         )
         failing = session.execute(
             select(func.count()).where(
-                PagerDutyConnection.status == ConnectionStatus.CONNECTED.value,
+                PagerDutyConnection.status == ConnectionStatus.CONNECTED,
                 PagerDutyConnection.consecutive_sync_failures > 0,
             )
         ).scalar_one()

@@ -32,9 +32,13 @@ from api_stub.schemas import (
     control_free,
 )
 from models import PagerDutyConnection
-from workers import connections as svc
-from workers.connections import Actor
-from workers.db import transaction
+from workers.connections import oauth_login, setup, status
+from workers.core.access import Actor, Missing
+from workers.core.db import transaction
+from workers.disconnect.request import request_disconnect
+from workers.rotations import binding, schedules, views
+from workers.sync.request import sync_now as request_sync_now
+from workers.tasking.records import task_record, task_state
 
 router = APIRouter(prefix="/v1")
 
@@ -124,7 +128,7 @@ def put_api_key(
     body: Annotated[ApiKeyRequest, Depends(json_body(ApiKeyRequest))],
 ) -> ConnectAccepted:
     with transaction() as session:
-        done = svc.set_api_key(session, actor, body.api_key, body.region)
+        done = setup.set_api_key(session, actor, body.api_key, body.region)
     return ConnectAccepted(connection=_connection_out(done.connection), task_id=done.task_id)
 
 
@@ -145,7 +149,9 @@ def start_oauth(
     body: Annotated[OAuthStartRequest, Depends(json_body(OAuthStartRequest))],
 ) -> OAuthStartOut:
     with transaction() as session:
-        start = svc.start_oauth(session, actor, body.client_id, body.client_secret, body.region)
+        start = oauth_login.start_oauth(
+            session, actor, body.client_id, body.client_secret, body.region
+        )
     return OAuthStartOut(authorization_url=start.authorization_url, expires_at=start.expires_at)
 
 
@@ -168,7 +174,7 @@ def oauth_callback(
     error: str | None = None,
 ) -> RedirectResponse:
     with transaction() as session:
-        outcome = svc.handle_oauth_callback(session, state=state, code=code, error=error)
+        outcome = oauth_login.handle_oauth_callback(session, state=state, code=code, error=error)
     return RedirectResponse(
         outcome.redirect_url(),
         status_code=303,
@@ -188,7 +194,7 @@ def oauth_callback(
 )
 def get_status(actor: WorkspaceActor) -> dict[str, Any]:
     with transaction() as session:
-        return svc.connection_status(session, actor.workspace_id)
+        return status.connection_status(session, actor.workspace_id)
 
 
 @router.delete(
@@ -205,7 +211,7 @@ def get_status(actor: WorkspaceActor) -> dict[str, Any]:
 )
 def delete_connection(actor: WorkspaceManager) -> DisconnectAccepted:
     with transaction() as session:
-        done = svc.disconnect(session, actor)
+        done = request_disconnect(session, actor)
         connection = _connection_out(done.connection)
     return DisconnectAccepted(
         connection=connection,
@@ -232,7 +238,7 @@ def delete_connection(actor: WorkspaceManager) -> DisconnectAccepted:
 )
 def sync_now(actor: WorkspaceManager) -> TaskAccepted:
     with transaction() as session:
-        done = svc.sync_now(session, actor)
+        done = request_sync_now(session, actor)
     return TaskAccepted(task_id=done.task_id)
 
 
@@ -254,7 +260,7 @@ def list_schedules(
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> SchedulePage:
     with transaction() as session:
-        items, total = svc.search_schedules(
+        items, total = schedules.search_schedules(
             session, actor.workspace_id, query, limit=limit, offset=offset
         )
     return SchedulePage.model_validate(
@@ -274,7 +280,7 @@ def list_schedules(
 )
 def list_rotations(actor: WorkspaceActor) -> RotationList:
     with transaction() as session:
-        rotations = svc.list_rotations(session, actor.workspace_id)
+        rotations = views.list_rotations(session, actor.workspace_id)
     return RotationList.model_validate({"rotations": rotations})
 
 
@@ -303,8 +309,8 @@ def bind_rotation(
     body: Annotated[BindRequest, Depends(json_body(BindRequest))],
 ) -> BindAccepted:
     with transaction() as session:
-        bound = svc.bind_rotation(session, actor, rotation_id, body.schedule_id)
-        view = svc.rotation_view(session, actor.workspace_id, rotation_id)
+        bound = binding.bind_rotation(session, actor, rotation_id, body.schedule_id)
+        view = views.rotation_view(session, actor.workspace_id, rotation_id)
     return BindAccepted(rotation=RotationOut.model_validate(view), task_id=bound.task_id)
 
 
@@ -319,8 +325,8 @@ def bind_rotation(
 )
 def unbind_rotation(rotation_id: uuid.UUID, actor: WorkspaceManager) -> RotationOut:
     with transaction() as session:
-        svc.unbind_rotation(session, actor, rotation_id)
-        view = svc.rotation_view(session, actor.workspace_id, rotation_id)
+        binding.unbind_rotation(session, actor, rotation_id)
+        view = views.rotation_view(session, actor.workspace_id, rotation_id)
     return RotationOut.model_validate(view)
 
 
@@ -345,12 +351,12 @@ def get_task(
     actor: CurrentActor,
 ) -> TaskOut:
     if len(task_id) > 64:
-        raise svc.NotFound("No such task in this workspace.", code="task_not_found")
+        raise Missing("No such task in this workspace.", code="task_not_found")
     with transaction() as session:
-        record = svc.task_record(session, actor.workspace_id, task_id)
+        record = task_record(session, actor.workspace_id, task_id)
     return TaskOut(
         task_id=record.task_id,
         task_name=record.task_name,
-        state=svc.task_state(record.task_id),
+        state=task_state(record.task_id),
         created_at=record.created_at,
     )

@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from workers.connections import Invalid, normalize_api_key
+from workers.connections.setup import normalize_api_key
+from workers.core.access import Invalid
 
 Region = Literal["us", "eu"]
 REGION_HELP = (

@@ -54,15 +54,12 @@ import httpx  # noqa: E402
 from pagerduty_sim.generator import large_account  # noqa: E402
 from pagerduty_sim.scenario import Scenario  # noqa: E402
 from pagerduty_sim.server import SimulatorHandle, start_simulator  # noqa: E402
-from workers.pagerduty.client import (  # noqa: E402
-    MAX_OFFSET_WINDOW,
-    ONCALLS_SCHEDULE_CHUNK,
-    PagerDutyClient,
-)
+from workers.pagerduty.client import ONCALLS_SCHEDULE_CHUNK, PagerDutyClient  # noqa: E402
 from workers.pagerduty.errors import PaginationLimit  # noqa: E402
 from workers.pagerduty.ratelimit import RedisRateLimiter  # noqa: E402
 from workers.pagerduty.records import Credential  # noqa: E402
 from workers.pagerduty.snapshot import DEFAULT_HORIZON, AccountSnapshot, read_snapshot  # noqa: E402
+from workers.pagerduty.transport import MAX_OFFSET_WINDOW  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "bench_client.json"
 ACCOUNT = "large"  # the account id large_account() creates
@@ -537,9 +534,11 @@ def report(args: argparse.Namespace, a: dict[str, Any], b: dict[str, Any] | None
             f"wall time, limit OFF (median of {args.repeat})",
             f"{t_ours:.2f} s",
             f"{t_off:.2f} s",
-            f"official / ours = {t_off / t_ours:.2f}x; latency floor "
-            f"{shape.lower_bound:,} x {args.latency_ms} ms = "
-            f"{shape.lower_bound * args.latency_ms / 1000:.2f} s",
+            (
+                f"official / ours = {t_off / t_ours:.2f}x; latency floor "
+                f"{shape.lower_bound:,} x {args.latency_ms} ms = "
+                f"{shape.lower_bound * args.latency_ms / 1000:.2f} s"
+            ),
         ),
     ]
     if b is not None:
@@ -556,9 +555,11 @@ def report(args: argparse.Namespace, a: dict[str, Any], b: dict[str, Any] | None
                 "wall time, limit ON",
                 f"{b['ours'].seconds:.2f} s",
                 f"{b['official'].seconds:.2f} s",
-                f"bound {bs.lower_bound:,} / {b['limit'] / 60:g} per s = {lb:.2f} s "
-                f"(ours {b['ours'].seconds / lb:.2f}x, official "
-                f"{b['official'].seconds / lb:.2f}x)",
+                (
+                    f"bound {bs.lower_bound:,} / {b['limit'] / 60:g} per s = {lb:.2f} s "
+                    f"(ours {b['ours'].seconds / lb:.2f}x, official "
+                    f"{b['official'].seconds / lb:.2f}x)"
+                ),
             ),
         ]
     widths = [max(len(r[i]) for r in [("", "ours", "official", ""), *rows]) for i in range(3)]

@@ -111,7 +111,7 @@ import redis  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 from pagerduty_sim.server import SimulatorHandle, start_simulator  # noqa: E402
-from workers.settings import reset_settings_cache  # noqa: E402
+from workers.core.settings import reset_settings_cache  # noqa: E402
 
 reset_settings_cache()
 
@@ -228,8 +228,8 @@ def admin_execute(sql: str) -> None:
 
 @contextmanager
 def bench_database() -> Iterator[str]:
-    from workers.db import dispose_engines
-    from workers.migrate import upgrade
+    from workers.core.db import dispose_engines
+    from workers.core.migrate import upgrade
 
     admin_execute(f'CREATE DATABASE "{DB_NAME}"')
     try:
@@ -276,7 +276,7 @@ def make_admins(n: int) -> list[Admin]:
     from api_stub.auth import issue_token
     from models import Role
     from tests import factories
-    from workers.db import session_factory
+    from workers.core.db import session_factory
 
     admins = []
     with session_factory(DB_URL)() as session:
@@ -289,7 +289,7 @@ def make_admins(n: int) -> list[Admin]:
             pairs.append((ws.id, person.id))
         session.commit()
     for ws_id, member_id in pairs:
-        token = issue_token(ws_id, member_id, Role.PRIMARY_OWNER.value, ttl_seconds=6 * 3600)
+        token = issue_token(ws_id, member_id, Role.PRIMARY_OWNER, ttl_seconds=6 * 3600)
         admins.append(Admin(str(ws_id), {"Authorization": f"Bearer {token}"}))
     return admins
 
@@ -300,8 +300,7 @@ def make_backlog_connections(n: int, api_key: str) -> list[str]:
     The same rows ``tests.factories.api_key_connection`` builds, inserted in two flushes.
     """
     from models import AuthMethod, ConnectionStatus, PagerDutyConnection, Workspace, utcnow
-    from workers import crypto
-    from workers.db import session_factory
+    from workers.core.db import session_factory
 
     ids = []
     with session_factory(DB_URL)() as session:
@@ -312,10 +311,10 @@ def make_backlog_connections(n: int, api_key: str) -> list[str]:
             conn = PagerDutyConnection(
                 id=uuid.uuid4(),
                 workspace_id=ws.id,
-                auth_method=AuthMethod.API_KEY.value,
+                auth_method=AuthMethod.API_KEY,
                 region="us",
-                status=ConnectionStatus.CONNECTED.value,
-                api_key_encrypted=crypto.encrypt(api_key),
+                status=ConnectionStatus.CONNECTED,
+                api_key=api_key,
                 connected_at=utcnow(),
             )
             session.add(conn)
@@ -326,7 +325,7 @@ def make_backlog_connections(n: int, api_key: str) -> list[str]:
 
 def sync_run_counts(since: datetime) -> dict[str, int]:
     from models import SyncRun
-    from workers.db import session_factory
+    from workers.core.db import session_factory
 
     with session_factory(DB_URL)() as session:
         rows = session.execute(
@@ -334,7 +333,7 @@ def sync_run_counts(since: datetime) -> dict[str, int]:
             .where(SyncRun.started_at >= since)
             .group_by(SyncRun.status)
         ).all()
-    return {status: count for status, count in rows}
+    return dict(rows)
 
 
 # --- part 1: OAuth logins -----------------------------------------------------------------------
@@ -628,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         api_key = credential(sim, "api_keys", "demo-readonly")["key"]
         oauth_app = credential(sim, "oauth_apps", "demo-oauth")
 
-        from workers.celery_app import app
+        from workers.tasking.app import app
 
         api_url = os.environ["RRPD_PUBLIC_URL"]
         api1 = stack.enter_context(

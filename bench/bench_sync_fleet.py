@@ -6,8 +6,8 @@ bound to 3 of those schedules. The simulator runs as a subprocess with 50 ms add
 request; PostgreSQL holds a fresh database created for the run (dropped at the end); Redis is
 the broker, with a key prefix of its own.
 
-Rounds, each started by the real fan-out (``workers.sync.schedule_syncs``, jitter 0 so the whole
-fleet is published at once: this measures capacity, not the production spread):
+Rounds, each started by the real fan-out (``workers.sync.fanout.schedule_syncs``, jitter 0 so
+the whole fleet is published at once: this measures capacity, not the production spread):
 
 1. first sync of every connection (everything is an insert), by ``rrpd worker --queues sync``
    with ``--pool prefork --concurrency 16`` (see "why 16" below);
@@ -171,8 +171,7 @@ def arrange_fleet(n: int) -> list[uuid.UUID]:
 
     from models import Member, PagerDutyConnection, Rotation, Workspace, utcnow
     from pagerduty_sim.generator import fleet_key
-    from workers import crypto
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     now = utcnow()
     workspaces, members, connections, rotations = [], [], [], []
@@ -199,7 +198,7 @@ def arrange_fleet(n: int) -> list[uuid.UUID]:
                 "region": "us",
                 "status": "connected",
                 "generation": 1,
-                "api_key_encrypted": crypto.encrypt(fleet_key(i)),
+                "api_key": fleet_key(i),
                 "key_level": "account",
                 "connected_at": now,
                 "status_changed_at": now,
@@ -236,7 +235,7 @@ def table_writes() -> dict[str, int]:
     ``STATS_SETTLE_S`` of quiet, or pending counts of idle backends are missing)."""
     from sqlalchemy import text
 
-    from workers.db import get_engine
+    from workers.core.db import get_engine
 
     with get_engine().connect() as conn:
         conn.execute(text("SELECT pg_stat_clear_snapshot()"))
@@ -256,7 +255,7 @@ def make_due(ids: list[uuid.UUID] | None) -> None:
     from sqlalchemy import update
 
     from models import PagerDutyConnection, utcnow
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     with transaction() as s:
         if ids is None:
@@ -276,7 +275,7 @@ def make_due(ids: list[uuid.UUID] | None) -> None:
 
 
 def start_worker(pool: str, concurrency: int, log_dir: Path) -> subprocess.Popen[bytes]:
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     log = (log_dir / f"bench-worker-{pool}-{concurrency}-{int(time.time())}.log").open("wb")
     proc = subprocess.Popen(
@@ -322,8 +321,8 @@ def run_round(
     from sqlalchemy import func, select
 
     from models import SyncRun, utcnow
-    from workers import sync
-    from workers.db import transaction
+    from workers.core.db import transaction
+    from workers.sync import fanout
 
     time.sleep(STATS_SETTLE_S)  # let the set-up's own writes reach the statistics first
     writes_before = table_writes()
@@ -332,9 +331,9 @@ def run_round(
     sampler.start()
     started_at = utcnow()
     t0 = time.monotonic()
-    fanout = sync.schedule_syncs()
+    fanned_out = fanout.schedule_syncs()
     fanout_s = time.monotonic() - t0
-    assert fanout["enqueued"] == expected, fanout
+    assert fanned_out["enqueued"] == expected, fanned_out
     done = 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -408,8 +407,8 @@ def main() -> int:
     _configure_environment()
     from pagerduty_sim.generator import fleet
     from pagerduty_sim.server import start_simulator
-    from workers.migrate import upgrade
-    from workers.settings import get_settings
+    from workers.core.migrate import upgrade
+    from workers.core.settings import get_settings
 
     admin(f'CREATE DATABASE "{DB_NAME}"')
     log_dir = Path(os.environ["RRPD_VAR_DIR"])  # worker logs, outside the repository
@@ -424,7 +423,7 @@ def main() -> int:
         ) as sim:
             os.environ["RRPD_PAGERDUTY_API_URL"] = sim.base_url
             os.environ["RRPD_PAGERDUTY_EU_API_URL"] = sim.eu_base_url
-            from workers.settings import reset_settings_cache
+            from workers.core.settings import reset_settings_cache
 
             reset_settings_cache()
             ids = arrange_fleet(n)
@@ -475,7 +474,7 @@ def main() -> int:
             finally:
                 stop_worker(worker)
     finally:
-        from workers.db import dispose_engines
+        from workers.core.db import dispose_engines
 
         dispose_engines()
         admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')

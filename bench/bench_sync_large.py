@@ -6,7 +6,8 @@ against the lower bound, wall time, peak memory."
 Set-up (all of it made for the run and removed at the end):
 
 * a fresh PostgreSQL database ``rrpd_bench_large_<random>`` migrated with
-  ``workers.migrate.upgrade`` (dropped at the end), and a Redis key prefix of its own (deleted);
+  ``workers.core.migrate.upgrade`` (dropped at the end), and a Redis key prefix of its own
+  (deleted);
 * the simulator as a **subprocess**: ``start_simulator(large_account(U, S, seed), in_thread=False,
   latency_ms=50, rate_limit_per_minute=960)`` -- PagerDuty's real limit is on;
 * one workspace whose members have the emails of 80 % of the account's users (every fifth user
@@ -14,7 +15,7 @@ Set-up (all of it made for the run and removed at the end):
   status ``connected`` on the account's key, and 300 rotations bound to 300 of its schedules
   (a seeded sample that includes v3 schedules).
 
-Each sync runs in a **fresh child Python process** that calls ``workers.sync.sync_connection``
+Each sync runs in a **fresh child Python process** that calls ``workers.sync.run.sync_connection``
 directly (no Celery; the same code path the task runs, with the shared Redis rate limiter at its
 default 900/min and the Redis coalescing lock), so that process's peak RSS is the sync's own.
 The child also times the fetch (``read_snapshot``) and the apply transaction, and
@@ -92,17 +93,19 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
 
     from sqlalchemy import event, text
 
-    from workers import locks
-    from workers import sync as sync_mod
-    from workers.db import get_engine
-    from workers.pagerduty.client import PagerDutyClient, shared_http_client
+    from workers.core import redis as shared_redis
+    from workers.core.db import get_engine
+    from workers.pagerduty.client import PagerDutyClient
+    from workers.pagerduty.transport import shared_http_client
+    from workers.sync import records as sync_records
+    from workers.sync import run as sync_mod
 
     # Warm what any long-lived worker process already has: imports, a database connection,
     # Redis, the pooled HTTP client. The RSS after this is the baseline the sync adds to.
     engine = get_engine()
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-    locks.client().ping()
+    shared_redis.client().ping()
     shared_http_client()
     rss_before = _rss_mib()
 
@@ -144,8 +147,8 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
 
     sync_mod.read_snapshot = timed_read  # module global looked up at call time
 
-    real_apply_snapshot = sync_mod.apply_snapshot
-    real_apply_txn = sync_mod._RunContext.apply
+    real_apply_snapshot = sync_records.apply_snapshot
+    real_apply_txn = sync_records.RunContext.apply
 
     def timed_apply_snapshot(*a: Any, **kw: Any) -> Any:
         t = time.perf_counter()
@@ -161,8 +164,8 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
         finally:
             timings["apply_txn_s"] += time.perf_counter() - t
 
-    sync_mod.apply_snapshot = timed_apply_snapshot  # module global looked up at call time
-    sync_mod._RunContext.apply = timed_apply_txn  # type: ignore[method-assign]
+    sync_records.apply_snapshot = timed_apply_snapshot  # module global looked up at call time
+    sync_records.RunContext.apply = timed_apply_txn  # type: ignore[method-assign]
 
     if trace:
         tracemalloc.start()
@@ -313,8 +316,7 @@ def arrange(
         normalize_email,
         utcnow,
     )
-    from workers import crypto
-    from workers.db import get_engine, transaction
+    from workers.core.db import get_engine, transaction
 
     acct = scenario.accounts[ACCOUNT]
     now = utcnow()
@@ -351,7 +353,7 @@ def arrange(
                     "region": "us",
                     "status": "connected",
                     "generation": 1,
-                    "api_key_encrypted": crypto.encrypt(API_KEY),
+                    "api_key": API_KEY,
                     "key_level": "account",
                     "connected_at": now,
                     "status_changed_at": now,
@@ -392,7 +394,9 @@ def run_phase(
     cmd += ["--child-out", str(out_path)] + (["--tracemalloc"] if trace else [])
     t0 = time.perf_counter()
     with log_path.open("wb") as log:
-        proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=log)
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=log, check=False
+        )
     process_s = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{label}: child exited {proc.returncode}; see {log_path}")
@@ -480,8 +484,8 @@ def parent(args: argparse.Namespace) -> int:
     _configure_environment()
     from pagerduty_sim.generator import large_account
     from pagerduty_sim.server import start_simulator
-    from workers.migrate import upgrade
-    from workers.settings import get_settings, reset_settings_cache
+    from workers.core.migrate import upgrade
+    from workers.core.settings import get_settings, reset_settings_cache
 
     say(
         f"large account: {args.users:,} users, {args.schedules:,} schedules, {args.bound} bound "
@@ -543,7 +547,7 @@ def parent(args: argparse.Namespace) -> int:
                 )
                 say(f"  override + rename: {phases[-1]['wall_s']:.2f} s")
     finally:
-        from workers.db import get_engine
+        from workers.core.db import get_engine
 
         get_engine().dispose()
         admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
@@ -572,7 +576,7 @@ def parent(args: argparse.Namespace) -> int:
         "lower_bound_requests": bound_requests,
         "latency_floor_s": bound_requests * args.latency_ms / 1000,
         "limiter_floor_s": _limiter_floor(bound_requests),
-        "sync_driver": "fresh child process per sync calling workers.sync.sync_connection",
+        "sync_driver": "fresh child process per sync calling workers.sync.run.sync_connection",
         "quiet_round_straddled_an_hour": quiet_straddles_hour,
         "change": change,
         "phases": phases,
@@ -588,7 +592,7 @@ def parent(args: argparse.Namespace) -> int:
 
 def _limiter_floor(requests: int) -> float:
     """Fastest our limiter admits ``requests`` from a full bucket (burst, then R/60 a second)."""
-    from workers.settings import get_settings
+    from workers.core.settings import get_settings
 
     per_s = get_settings().pagerduty_rate_limit_per_minute / 60
     return max(0, requests - LIMITER_BURST) / per_s

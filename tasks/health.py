@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from workers.celery_app import app
+from workers.tasking.app import RRPDTask, contract_task
+from workers.tasking.contract import PING
 
 
-@app.task(
-    name="rrpd.ping",
-    queue="interactive",
-    ignore_result=False,
-    soft_time_limit=10,
-    time_limit=20,
-    max_retries=0,
-)
-def ping(*, payload: str = "pong") -> dict[str, str]:
+@contract_task(PING)
+def ping(self: RRPDTask, *, payload: str = "pong") -> dict[str, str]:
     return {"reply": payload}

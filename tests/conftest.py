@@ -60,7 +60,7 @@ TEST_VAR_DIR.mkdir(parents=True, exist_ok=True)
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from workers.settings import reset_settings_cache  # noqa: E402
+from workers.core.settings import reset_settings_cache  # noqa: E402
 
 reset_settings_cache()
 
@@ -80,8 +80,8 @@ def _admin_execute(sql: str) -> None:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database created and migrated with Alembic for this test process, dropped after."""
-    from workers.db import dispose_engines
-    from workers.migrate import upgrade
+    from workers.core.db import dispose_engines
+    from workers.core.migrate import upgrade
 
     _admin_execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}"')
     _admin_execute(f'CREATE DATABASE "{TEST_DB_NAME}"')
@@ -98,7 +98,7 @@ def db(database_url: str) -> Iterator[str]:
     emptied after the test."""
     yield database_url
     from models import Base
-    from workers.db import get_engine
+    from workers.core.db import get_engine
 
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with get_engine(database_url).begin() as conn:
@@ -108,7 +108,7 @@ def db(database_url: str) -> Iterator[str]:
 @pytest.fixture
 def session(db: str) -> Iterator[Session]:
     """A session for arranging and checking data; commit to make rows visible to workers."""
-    from workers.db import session_factory
+    from workers.core.db import session_factory
 
     with session_factory(db)() as s:
         yield s
@@ -118,7 +118,7 @@ def session(db: str) -> Iterator[Session]:
 def redis_client() -> Iterator[object]:
     import redis
 
-    from workers.locks import reset_client
+    from workers.core.redis import reset as reset_shared_redis
 
     client = redis.Redis.from_url(TEST_ENV["RRPD_BROKER_URL"])
     yield client
@@ -127,7 +127,7 @@ def redis_client() -> Iterator[object]:
         client.delete(key)
     for key in client.scan_iter(f"{prefix}:flag:*"):
         client.delete(key)
-    reset_client()
+    reset_shared_redis()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -21,10 +21,12 @@ from sqlalchemy.orm import Session
 from models import ConnectionStatus, PagerDutyConnection
 from pagerduty_sim.server import SimulatorHandle
 from tests import factories
+from tests.support.secrets import stored_ciphertext
 from tests.support.stack import demo_api_key
-from workers import logging as rrpd_logging
-from workers.db import transaction
-from workers.enqueue import VALIDATE_API_KEY, enqueue
+from workers.core import logging as rrpd_logging
+from workers.core.db import transaction
+from workers.tasking.contract import VALIDATE_API_KEY
+from workers.tasking.enqueue import enqueue
 
 CLIENT_SECRET = "cs-live-9f8e7d6c5b4a3f2e1d0c"
 
@@ -64,7 +66,7 @@ def test_worker_json_lines_carry_task_context_and_no_secret(
     api_key = demo_api_key(sim)
     ws = factories.workspace(session)
     conn = factories.api_key_connection(session, ws, api_key=api_key)
-    conn.status = ConnectionStatus.VALIDATING.value
+    conn.status = ConnectionStatus.VALIDATING
     session.commit()
     # PagerDuty fails (with the credential echoed back in its error body) more often than the
     # client's own retries absorb, so the task logs a retry with its exception, then succeeds.
@@ -95,10 +97,10 @@ def test_worker_json_lines_carry_task_context_and_no_secret(
 
     # A sender breaking the contract (a secret as a task argument): the task fails with an
     # exception and Celery logs the call's kwargs and traceback. Still no secret in the log.
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     bad = app.send_task(
-        VALIDATE_API_KEY,
+        VALIDATE_API_KEY.name,
         kwargs={
             "connection_id": str(conn.id),
             "generation": 1,
@@ -116,7 +118,7 @@ def test_worker_json_lines_carry_task_context_and_no_secret(
         assert line["connection_id"] == str(conn.id), line
 
     text = log_path.read_text(errors="replace")
-    for secret in (api_key, CLIENT_SECRET, conn.api_key_encrypted):
+    for secret in (api_key, CLIENT_SECRET, stored_ciphertext(session, conn, "api_key")):
         assert secret not in text
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 
 import models
-from workers.db import make_engine
-from workers.settings import get_settings
+from workers.core.db import make_engine
+from workers.core.settings import get_settings
 
 config = context.config
 target_metadata = models.Base.metadata

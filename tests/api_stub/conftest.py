@@ -27,7 +27,7 @@ class Sent:
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
     """Capture what ``enqueue`` publishes (it imports the Celery app lazily at publish time)."""
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     calls: list[dict[str, Any]] = []
 

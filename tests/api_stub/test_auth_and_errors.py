@@ -103,7 +103,7 @@ def test_token_without_exp_is_401(client, world) -> None:
     from joserfc import jwt
     from joserfc.jwk import OctKey
 
-    from workers.settings import get_settings
+    from workers.core.settings import get_settings
 
     claims = {"sub": str(world.admin.id), "workspace_id": str(world.ws.id), "role": "admin"}
     token = jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(get_settings().jwt_secret()))
@@ -269,7 +269,7 @@ def test_json_with_charset_is_accepted(client, world) -> None:
 
 
 def test_huge_body_is_413_by_content_length(client, world, session, sent) -> None:
-    from workers.settings import get_settings
+    from workers.core.settings import get_settings
 
     big = {"api_key": GOOD_KEY, "region": "us", "pad": "x" * (get_settings().api_max_body_bytes)}
     r = client.put(key_url(world), json=big, headers=world.headers(world.admin))
@@ -279,7 +279,7 @@ def test_huge_body_is_413_by_content_length(client, world, session, sent) -> Non
 
 
 def test_huge_streamed_body_without_length_is_413(client, world, session, sent) -> None:
-    from workers.settings import get_settings
+    from workers.core.settings import get_settings
 
     limit = get_settings().api_max_body_bytes
 
@@ -373,7 +373,7 @@ def _signed(claims: dict) -> str:
     from joserfc import jwt
     from joserfc.jwk import OctKey
 
-    from workers.settings import get_settings
+    from workers.core.settings import get_settings
 
     key = OctKey.import_key(get_settings().jwt_secret())
     return jwt.encode({"alg": "HS256"}, claims, key, algorithms=["HS256"])
@@ -400,7 +400,7 @@ def test_correctly_signed_token_with_a_non_string_claim_is_401(client, world, cl
     r = client.get(f"/panel?token={token}")
     err = _assert_error(r, 401, "invalid_token")
     assert claim in err["message"]
-    from api_stub import panel
+    from api_stub.panel import session as panel
 
     client.cookies.set(panel.IDENTITY_COOKIE, token)
     page = client.get("/panel")

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api_stub.app import create_app
-from workers.settings import reset_settings_cache
+from workers.core.settings import reset_settings_cache
 
 
 @pytest.fixture

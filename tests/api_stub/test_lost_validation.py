@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from models import PagerDutyConnection, utcnow
 from tests.support.processes import ROOT
-from workers import activation
+from workers.connections import messages, sweeps
 
 GOOD_KEY = "u+abcdefghijklmnopqrst"
 
@@ -18,20 +18,20 @@ def test_a_lost_validation_ends_invalid_with_try_again(client, world, session, s
     assert r.status_code == 202
     assert sent.names() == ["pagerduty.validate_api_key"]  # ... and the message is lost
     conn = session.get(PagerDutyConnection, r.json()["connection"]["id"])
-    stale_after = activation.STALE_AFTER["api_key"]
+    stale_after = sweeps.STALE_AFTER["api_key"]
 
     # Not yet: a validation may legitimately take a while (retries).
     conn.status_changed_at = utcnow() - timedelta(seconds=stale_after - 30)
     session.commit()
-    assert activation.expire_stale_validations() == 0
+    assert sweeps.expire_stale_validations() == 0
     assert client.get(url, headers=world.headers(world.admin)).json()["status"] == "validating"
 
     conn.status_changed_at = utcnow() - timedelta(seconds=stale_after + 1)
     session.commit()
-    assert activation.expire_stale_validations() == 1
+    assert sweeps.expire_stale_validations() == 1
     status = client.get(url, headers=world.headers(world.admin)).json()
     assert status["status"] == "invalid"
-    assert status["status_message"] == activation.MSG_UNREACHABLE
+    assert status["status_message"] == messages.UNREACHABLE
 
 
 def _prose(path: str) -> str:
@@ -44,9 +44,9 @@ def test_api_and_task_docs_say_what_really_ends_a_lost_validation() -> None:
     sweep = beat_schedule["refresh-expiring-tokens"]
     assert sweep["task"] == "pagerduty.refresh_expiring_tokens"
     every = int(sweep["schedule"] // 60)
-    oauth = activation.STALE_AFTER["oauth"] // 60
-    api_key = activation.STALE_AFTER["api_key"] // 60
-    message = " ".join(activation.MSG_UNREACHABLE.split())
+    oauth = sweeps.STALE_AFTER["oauth"] // 60
+    api_key = sweeps.STALE_AFTER["api_key"] // 60
+    message = " ".join(messages.UNREACHABLE.split())
     for path in ("docs/api.md", "docs/tasks.md"):
         text = _prose(path)
         assert "stays `validating` until" not in text, path

@@ -83,7 +83,7 @@ def test_clear_errors(db, session) -> None:
 
 
 def test_production_refuses_to_mint_tokens_or_add_members(db, session, monkeypatch) -> None:
-    from workers.settings import reset_settings_cache
+    from workers.core.settings import reset_settings_cache
 
     ws_id = run("workspace", "create", "Acme").output.strip()
     assert run("member", "add", ws_id, "ada@acme.test", "--role", "admin").exit_code == 0

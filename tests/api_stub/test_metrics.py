@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from api_stub import metrics as metrics_api
 from models import ConnectionStatus
 from tests import factories
-from workers import locks, metrics
-from workers.settings import reset_settings_cache
+from workers.core import metrics
+from workers.core.redis import key as redis_key
+from workers.core.settings import reset_settings_cache
 
 OPS = ("ops", "metrics-test-pass")
 
@@ -147,7 +148,7 @@ def test_a_source_that_does_not_answer_is_reported_not_fatal(
 
 def test_queue_lengths_count_every_priority_list(redis_client) -> None:
     name = f"q-{uuid.uuid4().hex[:6]}"
-    base = locks.key(name)
+    base = redis_key(name)
     try:
         redis_client.rpush(base, "a", "b")
         redis_client.rpush(f"{base}\x06\x163", "c")

@@ -118,7 +118,7 @@ def test_oversized_headers_are_refused_before_they_are_held(api_port: int) -> No
 
 
 def _chunked(method: str, path: str, content_type: str, extra: str = "") -> bytes:
-    from workers.settings import get_settings
+    from workers.core.settings import get_settings
 
     limit = get_settings().api_max_body_bytes
     head = (

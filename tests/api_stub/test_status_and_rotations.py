@@ -382,7 +382,7 @@ def test_tasks_endpoint_shows_only_own_workspace_tasks(client, world, session, s
 
 
 def test_tasks_endpoint_reports_the_backend_state(client, world, session, sent) -> None:
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     mirror(session, world)
     task_id = client.post(url(world, "/pagerduty/sync"), headers=world.headers(world.admin)).json()[

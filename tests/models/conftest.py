@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from workers.db import make_engine
-from workers.migrate import upgrade
+from workers.core.db import make_engine
+from workers.core.migrate import upgrade
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,7 @@ def session(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Session
 
 @pytest.fixture
 def _pg_session(db: str) -> Iterator[Session]:
-    from workers.db import session_factory
+    from workers.core.db import session_factory
 
     with session_factory(db)() as s:
         yield s

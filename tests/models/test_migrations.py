@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, inspect, text
 
 import models
 from tests.conftest import _admin_execute, _pg_url
-from workers.db import make_engine
-from workers.migrate import downgrade, upgrade
+from workers.core.db import make_engine
+from workers.core.migrate import downgrade, upgrade
 
 
 def _diff(url: str) -> list[object]:

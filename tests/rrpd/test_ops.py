@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session
 from models import AuditEvent, ConnectionStatus, SyncRun, TaskRecord, utcnow
 from rrpd.cli import cli
 from tests import factories
+from tests.support.secrets import stored_ciphertext
 
 API_KEY = "u+opsTestKey0123456789"
 
 
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     calls: list[dict[str, Any]] = []
 
@@ -72,7 +73,7 @@ def test_status_is_readable_and_holds_no_secret(session: Session) -> None:
     assert f"{conn.id} (api_key, region us, account acme, account-level key" in out
     assert "by Olive Owner <olive@acme.test>" in out
     assert "succeeded (scheduled)" in out and "3m ago" in out and "7 PagerDuty requests" in out
-    assert API_KEY not in out and conn.api_key_encrypted not in out
+    assert API_KEY not in out and stored_ciphertext(session, conn, "api_key") not in out
 
     as_json = json.loads(_run("status", str(ws.id), "--json").output)
     assert as_json["status"] == "connected"

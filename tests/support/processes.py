@@ -73,7 +73,7 @@ def wait_for_worker(
     proc: subprocess.Popen[bytes], queue: str = "interactive", timeout: float = 60
 ) -> None:
     """Block until the worker consumes ``queue`` (a ping task round-trips through Redis)."""
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

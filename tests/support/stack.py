@@ -17,7 +17,7 @@ import pytest
 
 from pagerduty_sim.server import SimulatorHandle, start_simulator
 from tests.support import processes
-from workers.settings import reset_settings_cache
+from workers.core.settings import reset_settings_cache
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from models import PagerDutyConnection, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import processes
 from tests.tasks.test_connect_tasks import _pending_oauth_login
-from workers import activation
+from workers.connections import activation, sweeps
 
 pytestmark = pytest.mark.integration
 TOKEN_PATH = "/identity/oauth/token"
@@ -85,7 +85,7 @@ def test_lost_redelivery_is_swept_to_a_clear_error(session: Session, sim: Simula
     stored = _status(session, conn.id)
     stored.status_changed_at = utcnow() - timedelta(minutes=3)
     session.commit()
-    assert activation.expire_stale_validations() == 1
+    assert sweeps.expire_stale_validations() == 1
     assert _status(session, conn.id).status == "invalid"
 
 
@@ -93,7 +93,7 @@ def test_worker_killed_mid_refresh_ends_connected_or_needs_reauth(
     session: Session, sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No first sync: it would share (and could refresh) the tokens this test is watching.
-    monkeypatch.setattr("workers.activation.enqueue", lambda *a, **k: "not-enqueued")
+    monkeypatch.setattr("workers.connections.activation.enqueue", lambda *a, **k: "not-enqueued")
     conn, auth = _pending_oauth_login(session, sim)
     assert activation.exchange_oauth_code(auth.id).outcome == "connected"
     stored = _status(session, conn.id)

@@ -20,7 +20,7 @@ from tests.workers.test_sync import (
     on_call,
     rotation_state,
 )
-from workers.celery_app import app
+from workers.tasking.app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests.support import processes
-from workers.celery_app import app
+from workers.tasking.app import app
 
 pytestmark = pytest.mark.integration
 

@@ -20,15 +20,18 @@ from models import (
     TaskRecord,
 )
 from tests import factories
-from workers import connections as svc
-from workers.db import transaction
+from workers.connections import oauth_login, setup, status
+from workers.core import access
+from workers.core.db import transaction
+from workers.disconnect.request import request_disconnect
+from workers.sync.request import sync_now
 
 KEY = "u+abcdefghijklmnopqrst"
 
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     calls: list[dict[str, Any]] = []
     lock = threading.Lock()
@@ -49,49 +52,51 @@ def people(session):
     session.commit()
     return (
         ws,
-        svc.Actor(ws.id, admin.id, Role.ADMIN),
-        svc.Actor(ws.id, member.id, Role.MEMBER),
+        access.Actor(ws.id, admin.id, Role.ADMIN),
+        access.Actor(ws.id, member.id, Role.MEMBER),
     )
 
 
 def test_lower_role() -> None:
-    assert svc.lower_role(Role.ADMIN, Role.MEMBER) is Role.MEMBER
-    assert svc.lower_role(Role.PRIMARY_OWNER, Role.ADMIN) is Role.ADMIN
-    assert svc.lower_role(Role.ADMIN, Role.ADMIN) is Role.ADMIN
+    assert access.lower_role(Role.ADMIN, Role.MEMBER) is Role.MEMBER
+    assert access.lower_role(Role.PRIMARY_OWNER, Role.ADMIN) is Role.ADMIN
+    assert access.lower_role(Role.ADMIN, Role.ADMIN) is Role.ADMIN
 
 
 def test_resolve_actor_uses_the_lower_role_and_the_right_workspace(session, people) -> None:
     ws, admin, member = people
-    assert svc.resolve_actor(session, ws.id, admin.member_id, Role.PRIMARY_OWNER).role is Role.ADMIN
-    assert svc.resolve_actor(session, ws.id, member.member_id, Role.ADMIN).role is Role.MEMBER
-    assert svc.resolve_actor(session, uuid.uuid4(), admin.member_id, Role.ADMIN) is None
+    assert (
+        access.resolve_actor(session, ws.id, admin.member_id, Role.PRIMARY_OWNER).role is Role.ADMIN
+    )
+    assert access.resolve_actor(session, ws.id, member.member_id, Role.ADMIN).role is Role.MEMBER
+    assert access.resolve_actor(session, uuid.uuid4(), admin.member_id, Role.ADMIN) is None
 
 
 @pytest.mark.parametrize(
     "raw", ["", "short", "x" * 129, "has a space in the middle!!", "tab\tinside-the-key-1234"]
 )
 def test_normalize_api_key_rejects(raw) -> None:
-    with pytest.raises(svc.Invalid) as exc:
-        svc.normalize_api_key(raw)
+    with pytest.raises(access.Invalid) as exc:
+        setup.normalize_api_key(raw)
     assert exc.value.code == "invalid_api_key"
     if raw:
         assert raw not in exc.value.message
 
 
 def test_normalize_api_key_accepts_pagerduty_shapes() -> None:
-    assert svc.normalize_api_key("  u+abcdefghijklmnop  ") == "u+abcdefghijklmnop"
-    assert svc.normalize_api_key("y_NbAkKc66ryYTWUXYEu") == "y_NbAkKc66ryYTWUXYEu"
+    assert setup.normalize_api_key("  u+abcdefghijklmnop  ") == "u+abcdefghijklmnop"
+    assert setup.normalize_api_key("y_NbAkKc66ryYTWUXYEu") == "y_NbAkKc66ryYTWUXYEu"
 
 
 def test_member_cannot_manage(session, people, sent) -> None:
     _, _, member = people
     for call in (
-        lambda: svc.set_api_key(session, member, KEY),
-        lambda: svc.start_oauth(session, member, "c", "s"),
-        lambda: svc.disconnect(session, member),
-        lambda: svc.sync_now(session, member),
+        lambda: setup.set_api_key(session, member, KEY),
+        lambda: oauth_login.start_oauth(session, member, "c", "s"),
+        lambda: request_disconnect(session, member),
+        lambda: sync_now(session, member),
     ):
-        with pytest.raises(svc.Forbidden):
+        with pytest.raises(access.Denied):
             call()
     session.rollback()
     assert sent == []
@@ -99,7 +104,7 @@ def test_member_cannot_manage(session, people, sent) -> None:
 
 def test_set_api_key_enqueues_only_after_commit(session, people, sent) -> None:
     _ws, admin, _ = people
-    done = svc.set_api_key(session, admin, KEY, "eu")
+    done = setup.set_api_key(session, admin, KEY, "eu")
     assert sent == []  # not before commit
     session.commit()
     assert sent[0]["name"] == "pagerduty.validate_api_key"
@@ -109,7 +114,7 @@ def test_set_api_key_enqueues_only_after_commit(session, people, sent) -> None:
 
 def test_rolled_back_request_publishes_nothing(session, people, sent) -> None:
     _, admin, _ = people
-    svc.set_api_key(session, admin, KEY)
+    setup.set_api_key(session, admin, KEY)
     session.rollback()
     assert sent == []
     assert session.scalar(select(func.count()).select_from(PagerDutyConnection)) == 0
@@ -125,7 +130,7 @@ def test_concurrent_first_connects_make_one_row(db, people, sent) -> None:
         try:
             barrier.wait()
             with transaction() as s:
-                svc.set_api_key(s, admin, KEY)
+                setup.set_api_key(s, admin, KEY)
         except BaseException as exc:
             errors.append(exc)
 
@@ -144,7 +149,7 @@ def test_concurrent_first_connects_make_one_row(db, people, sent) -> None:
 
 def _start(admin) -> str:
     with transaction() as s:
-        start = svc.start_oauth(s, admin, "client", "secret")
+        start = oauth_login.start_oauth(s, admin, "client", "secret")
     return parse_qs(urlsplit(start.authorization_url).query)["state"][0]
 
 
@@ -154,17 +159,17 @@ def test_concurrent_callbacks_with_one_state_succeed_once(db, people, sent) -> N
     state = _start(admin)
     first_done = threading.Event()
     release = threading.Event()
-    results: dict[str, svc.CallbackOutcome] = {}
+    results: dict[str, oauth_login.CallbackOutcome] = {}
 
     def first() -> None:
         with transaction() as s:
-            results["first"] = svc.handle_oauth_callback(s, state=state, code="code-1")
+            results["first"] = oauth_login.handle_oauth_callback(s, state=state, code="code-1")
             first_done.set()
             release.wait(10)
 
     def second() -> None:
         with transaction() as s:
-            results["second"] = svc.handle_oauth_callback(s, state=state, code="code-2")
+            results["second"] = oauth_login.handle_oauth_callback(s, state=state, code="code-2")
 
     t1 = threading.Thread(target=first)
     t1.start()
@@ -184,7 +189,7 @@ def test_concurrent_callbacks_with_one_state_succeed_once(db, people, sent) -> N
 
 
 def test_callback_outcome_redirect_keeps_existing_query() -> None:
-    outcome = svc.CallbackOutcome(result="denied", params={"pagerduty": "denied"})
+    outcome = oauth_login.CallbackOutcome(result="denied", params={"pagerduty": "denied"})
     url = outcome.redirect_url("https://app.test/settings?tab=integrations&pagerduty=old")
     assert url == "https://app.test/settings?tab=integrations&pagerduty=denied"
 
@@ -192,8 +197,8 @@ def test_callback_outcome_redirect_keeps_existing_query() -> None:
 def test_oauth_start_while_disconnecting_is_a_conflict(session, people) -> None:
     ws, admin, _ = people
     factories.api_key_connection(session, ws, status=ConnectionStatus.DISCONNECTING)
-    with pytest.raises(svc.Conflict) as exc:
-        svc.start_oauth(session, admin, "client", "secret")
+    with pytest.raises(access.Conflict) as exc:
+        oauth_login.start_oauth(session, admin, "client", "secret")
     assert exc.value.code == "disconnecting"
 
 
@@ -203,26 +208,26 @@ def test_callback_while_disconnecting_consumes_state_and_reports(db, people, sen
     with transaction() as s:
         factories.api_key_connection(s, s.merge(ws), status=ConnectionStatus.DISCONNECTING)
     with transaction() as s:
-        outcome = svc.handle_oauth_callback(s, state=state, code="abc")
+        outcome = oauth_login.handle_oauth_callback(s, state=state, code="abc")
     assert (outcome.result, outcome.reason) == ("error", "disconnecting")
     assert sent == []
     with transaction() as s:
         auth = s.scalar(select(OAuthAuthorization))
         assert auth.consumed_at is not None
-        assert auth.code_encrypted is None
+        assert auth.code is None
 
 
 def test_disconnect_and_status(session, people, sent) -> None:
     ws, admin, _member = people
-    with pytest.raises(svc.NotFound):
-        svc.disconnect(session, admin)
+    with pytest.raises(access.Missing):
+        request_disconnect(session, admin)
     conn = factories.api_key_connection(session, ws)
-    done = svc.disconnect(session, admin)
+    done = request_disconnect(session, admin)
     assert done.connection.id == conn.id and conn.status == "disconnecting"
-    again = svc.disconnect(session, admin)
+    again = request_disconnect(session, admin)
     assert again.task_id != done.task_id
     session.commit()
-    assert svc.connection_status(session, ws.id)["status"] == "disconnecting"
+    assert status.connection_status(session, ws.id)["status"] == "disconnecting"
     events = list(session.scalars(select(AuditEvent.details)))
     assert [e["repeated"] for e in events] == [False, True]
 
@@ -231,7 +236,6 @@ def test_replacing_oauth_credentials_deletes_the_old_tokens_at_once(session, peo
     """PagerDuty has no revocation API: our copies of the old tokens go in the replacing
     transaction, and only the validation of the new key is enqueued."""
     from models import PagerDutyConnection
-    from workers import crypto
 
     ws, admin, _ = people
     conn = PagerDutyConnection(
@@ -240,15 +244,15 @@ def test_replacing_oauth_credentials_deletes_the_old_tokens_at_once(session, peo
         region="us",
         status="connected",
         oauth_client_id="cid",
-        oauth_client_secret_encrypted=crypto.encrypt("csecret"),
-        access_token_encrypted=crypto.encrypt("old-access"),
-        refresh_token_encrypted=crypto.encrypt("old-refresh"),
+        oauth_client_secret="csecret",
+        access_token="old-access",
+        refresh_token="old-refresh",
     )
     session.add(conn)
     session.commit()
-    svc.set_api_key(session, admin, KEY, "us")
+    setup.set_api_key(session, admin, KEY, "us")
     session.commit()
     session.refresh(conn)
-    assert (conn.access_token_encrypted, conn.refresh_token_encrypted) == (None, None)
-    assert conn.oauth_client_secret_encrypted is None
+    assert (conn.access_token, conn.refresh_token) == (None, None)
+    assert conn.oauth_client_secret is None
     assert [c["name"] for c in sent] == ["pagerduty.validate_api_key"]

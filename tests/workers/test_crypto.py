@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from workers.crypto import DecryptionError, Keyring
-from workers.settings import ConfigurationError
+from workers.core.crypto import DecryptionError, Keyring
+from workers.core.settings import ConfigurationError
 
 
 def _key() -> str:

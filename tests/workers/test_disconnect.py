@@ -24,7 +24,8 @@ from tests.workers.test_sync import (
     mirror_counts,
     rotation_state,
 )
-from workers import crypto, disconnect, sync
+from workers.disconnect import revoke, transaction
+from workers.sync import run as sync
 
 pytestmark = pytest.mark.postgres_only
 
@@ -41,9 +42,9 @@ def _pending_login(session, workspace_id, connection_id=None) -> uuid.UUID:  # t
         workspace_id=workspace_id,
         connection_id=connection_id,
         state_hash=uuid.uuid4().hex + uuid.uuid4().hex,
-        code_verifier_encrypted=crypto.encrypt("verifier"),
+        code_verifier="verifier",
         client_id="client",
-        client_secret_encrypted=crypto.encrypt("secret"),
+        client_secret="secret",
         region="us",
         expires_at=utcnow() + timedelta(minutes=10),
     )
@@ -69,7 +70,9 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
     other_before = mirror_counts(session, other.connection_id)
     generation = session.get(PagerDutyConnection, demo.connection_id).generation
 
-    result = disconnect.disconnect(demo.connection_id, actor_member_id=str(demo.members["alice"]))
+    result = transaction.disconnect_connection(
+        demo.connection_id, actor_member_id=str(demo.members["alice"])
+    )
 
     assert result.status == "disconnected"
     assert result.rotations_made_manual == 3
@@ -78,8 +81,8 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
     conn = session.get(PagerDutyConnection, demo.connection_id)
     assert conn.status == "disconnected" and conn.generation == generation + 1
     assert conn.disconnected_at is not None and conn.next_sync_at is None
-    assert conn.api_key_encrypted is None and conn.access_token_encrypted is None
-    assert conn.refresh_token_encrypted is None and conn.oauth_client_secret_encrypted is None
+    assert conn.api_key is None and conn.access_token is None
+    assert conn.refresh_token is None and conn.oauth_client_secret is None
     for rid, (members, duty) in states.items():
         rot = session.get(Rotation, rid)
         assert (rot.mode, rot.pagerduty_schedule_id, rot.bound_at) == ("manual", None, None)
@@ -107,19 +110,21 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
 
 def test_disconnect_is_idempotent(session, sim) -> None:
     demo = _synced_demo(session, sim)
-    assert disconnect.disconnect(demo.connection_id).status == "disconnected"
+    assert transaction.disconnect_connection(demo.connection_id).status == "disconnected"
     session.rollback()
     generation = session.get(PagerDutyConnection, demo.connection_id).generation
 
-    again = disconnect.disconnect(demo.connection_id, actor_member_id=str(demo.members["bob"]))
+    again = transaction.disconnect_connection(
+        demo.connection_id, actor_member_id=str(demo.members["bob"])
+    )
 
     assert again.status == "already_disconnected"
     session.expire_all()
     assert session.get(PagerDutyConnection, demo.connection_id).generation == generation
     [audit] = _audits(session, demo.workspace_id)
     assert audit.actor == "system" and audit.actor_member_id is None
-    assert disconnect.disconnect(uuid.uuid4()).status == "not_found"
-    assert disconnect.disconnect("not-a-uuid").status == "not_found"
+    assert transaction.disconnect_connection(uuid.uuid4()).status == "not_found"
+    assert transaction.disconnect_connection("not-a-uuid").status == "not_found"
 
 
 def test_two_disconnects_at_once_do_the_work_once(session, sim) -> None:
@@ -130,7 +135,7 @@ def test_two_disconnects_at_once_do_the_work_once(session, sim) -> None:
 
         def run(demo=demo, barrier=barrier, results=results) -> None:  # type: ignore[no-untyped-def]
             barrier.wait()
-            results.append(disconnect.disconnect(demo.connection_id).status)
+            results.append(transaction.disconnect_connection(demo.connection_id).status)
 
         threads = [threading.Thread(target=run) for _ in range(2)]
         for t in threads:
@@ -145,7 +150,7 @@ def test_unknown_actor_is_recorded_without_breaking_the_disconnect(session, sim)
     demo = _synced_demo(session, sim)
     stranger = factories.member(session, factories.workspace(session))
     session.commit()
-    result = disconnect.disconnect(demo.connection_id, actor_member_id=str(stranger.id))
+    result = transaction.disconnect_connection(demo.connection_id, actor_member_id=str(stranger.id))
     assert result.status == "disconnected"
     [audit] = _audits(session, demo.workspace_id)
     assert audit.actor_member_id is None and audit.actor == "system"
@@ -161,14 +166,14 @@ def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
         raise RuntimeError("database went away at the last step")
 
     # Fail at the very end of the transaction, after every other write was sent.
-    monkeypatch.setattr(disconnect, "AuditEvent", boom)
+    monkeypatch.setattr(transaction, "audit", boom)
     with pytest.raises(RuntimeError):
-        disconnect.disconnect(demo.connection_id)
+        transaction.disconnect_connection(demo.connection_id)
 
     session.rollback()
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.status == "connected" and conn.api_key_encrypted is not None
+    assert conn.status == "connected" and conn.api_key is not None
     assert mirror_counts(session, demo.connection_id) == before
     for rid in demo.rotations.values():
         assert session.get(Rotation, rid).mode == "pagerduty"
@@ -180,7 +185,7 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(
 ) -> None:
     """PagerDuty documents no revocation endpoint: nothing is sent to it, nothing is queued,
     and our copies are gone in the disconnect's own transaction."""
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(
@@ -189,7 +194,7 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(
     demo = _synced_demo(session, sim, oauth=True)
     sim.control.post("/stats/reset")
 
-    result = disconnect.disconnect(demo.connection_id)
+    result = transaction.disconnect_connection(demo.connection_id)
 
     assert result.status == "disconnected"
     assert sent == []
@@ -197,21 +202,21 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(
     session.rollback()
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.access_token_encrypted is None and conn.refresh_token_encrypted is None
-    assert conn.oauth_client_secret_encrypted is None
+    assert conn.access_token is None and conn.refresh_token is None
+    assert conn.oauth_client_secret is None
 
 
 def test_revoke_instructions_tell_the_admin_where_to_revoke() -> None:
-    oauth_words = disconnect.revoke_instructions("oauth", "acme", "us")
+    oauth_words = revoke.revoke_instructions("oauth", "acme", "us")
     assert "https://acme.pagerduty.com" in oauth_words
     assert "App Registration" in oauth_words
     assert "Revoke All Tokens" in oauth_words
-    key_words = disconnect.revoke_instructions("api_key", "euco", "eu")
+    key_words = revoke.revoke_instructions("api_key", "euco", "eu")
     assert "https://euco.eu.pagerduty.com" in key_words
     assert "API Access Keys" in key_words
 
 
 def test_the_retired_revoke_step_does_nothing() -> None:
-    result = disconnect.revoke_tokens(str(uuid.uuid4()))
+    result = revoke.revoke_tokens(str(uuid.uuid4()))
     assert result.revoked == 0
     assert "no token-revocation API" in result.reason

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from models import ConnectionStatus, TaskRecord, utcnow
 from tests import factories
-from workers import sync
+from workers.sync import fanout
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
     def fake_send_task(name: str, kwargs: dict, **_: object) -> None:
         calls.append((name, kwargs))
 
-    monkeypatch.setattr("workers.celery_app.app.send_task", fake_send_task)
+    monkeypatch.setattr("workers.tasking.app.app.send_task", fake_send_task)
     return calls
 
 
@@ -33,7 +33,7 @@ def test_a_disconnect_whose_task_was_lost_is_sent_again(
     fresh_ws = factories.workspace(session)
     fresh = factories.api_key_connection(session, fresh_ws, status=ConnectionStatus.DISCONNECTING)
     session.commit()
-    result = sync.schedule_syncs()
+    result = fanout.schedule_syncs()
     assert result["disconnects"] == 1
     assert ("pagerduty.disconnect", {"connection_id": str(stuck.id)}) in published
     assert all(kw.get("connection_id") != str(fresh.id) for _, kw in published)

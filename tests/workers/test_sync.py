@@ -35,17 +35,21 @@ from models import (
     SyncRun,
     utcnow,
 )
-from tasks.sync import retry_countdown
 from tests import factories
 from tests.support.stack import demo_api_key, demo_oauth_app
-from workers import crypto, sync
-from workers.db import get_engine
+from workers.connections.tokens import ConnectionCredential
+from workers.core.db import get_engine
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
 from workers.pagerduty.snapshot import AccountSnapshot
-from workers.tokens import ConnectionCredential
+from workers.sync import apply, fanout
+from workers.sync import run as sync
+from workers.tasking.contract import RETRY_POLICIES, Family
 
 pytestmark = pytest.mark.postgres_only
+
+SYNC_RETRY = RETRY_POLICIES[Family.SYNC]
+assert SYNC_RETRY is not None
 
 ACCOUNT = "acme"
 # Demo members; Alice's address is stored with other case and spaces on purpose.
@@ -108,7 +112,7 @@ def arrange_demo(
     rotations = {}
     for name, schedule_id in bind.items():
         rot = factories.rotation(session, ws, name=f"{name} rotation")
-        rot.mode = RotationMode.PAGERDUTY.value
+        rot.mode = RotationMode.PAGERDUTY
         rot.pagerduty_schedule_id = schedule_id
         rot.bound_at = utcnow()
         rotations[name] = rot.id
@@ -135,13 +139,13 @@ def oauth_connection(session: Session, ws: Any, sim: Any) -> PagerDutyConnection
     conn = PagerDutyConnection(
         id=uuid.uuid4(),
         workspace_id=ws.id,
-        auth_method=AuthMethod.OAUTH.value,
+        auth_method=AuthMethod.OAUTH,
         region="us",
-        status=ConnectionStatus.CONNECTED.value,
+        status=ConnectionStatus.CONNECTED,
         oauth_client_id=app.client_id,
-        oauth_client_secret_encrypted=crypto.encrypt(app.client_secret),
-        access_token_encrypted=crypto.encrypt(access.value),
-        refresh_token_encrypted=crypto.encrypt(refresh.value),
+        oauth_client_secret=app.client_secret,
+        access_token=access.value,
+        refresh_token=refresh.value,
         access_token_expires_at=utcnow() + timedelta(hours=20),
         token_refreshed_at=utcnow(),
         granted_scopes=" ".join(sorted(app.scopes)),
@@ -421,11 +425,11 @@ def _snapshot(users: list[User], schedules: list[Sched]) -> AccountSnapshot:
     )
 
 
-def _apply(session: Session, connection_id: uuid.UUID, snap: AccountSnapshot) -> sync.ApplyResult:
+def _apply(session: Session, connection_id: uuid.UUID, snap: AccountSnapshot) -> apply.ApplyResult:
     session.rollback()
     with session.begin():
         conn = session.get(PagerDutyConnection, connection_id, with_for_update=True)
-        return sync.apply_snapshot(session, conn, snap, now=utcnow())
+        return apply.apply_snapshot(session, conn, snap, now=utcnow())
 
 
 @pytest.fixture
@@ -612,23 +616,24 @@ def test_rate_limited_asks_for_a_retry_after_the_reset(session, sim) -> None:
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
     assert (result.status, result.retry) == ("failed", "rate_limited")
     assert result.retry_after is not None and 0 < result.retry_after <= 60
-    countdown = retry_countdown(result, 0, random.Random(1))
+    countdown = SYNC_RETRY.countdown(0, reset_after=result.retry_after, rng=random.Random(1))
     assert result.retry_after <= countdown <= result.retry_after + 2
     assert mirror_counts(session, demo.connection_id)["pagerduty_users"] == 0
 
 
-def test_transient_backoff_grows_with_jitter_and_is_bounded() -> None:
-    result = sync.SyncResult(status="failed", connection_id="x", retry="transient")
+def test_transient_backoff_is_capped_exponential_with_full_jitter() -> None:
     rng = random.Random(7)
-    waits = [retry_countdown(result, n, rng) for n in range(8)]
-    assert all(2.5 <= waits[0] <= 5 and w <= 300 for w in waits)
-    assert waits[3] > waits[0] and 150 <= waits[7] <= 300
+    for n in range(8):
+        ceiling = min(300.0, 5.0 * 2**n)
+        waits = [SYNC_RETRY.countdown(n, rng=rng) for _ in range(200)]
+        assert all(0 <= w <= ceiling for w in waits)
+        assert max(waits) > 0.8 * ceiling and min(waits) < 0.2 * ceiling  # full jitter
 
 
 def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
     demo = arrange_demo(session, sim, oauth=True)
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    access = crypto.decrypt(conn.access_token_encrypted)
+    access = conn.access_token
     sim.control.post("/tokens/revoke", json={"token": access}).raise_for_status()
 
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
@@ -636,7 +641,7 @@ def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
     assert result.status == "succeeded", result  # refreshed once and fetched again
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert crypto.decrypt(conn.access_token_encrypted) != access
+    assert conn.access_token != access
     assert result.requests == 6  # the 401 plus the five reads
 
     # Every token of the app revoked: the refresh is refused too.
@@ -665,7 +670,7 @@ def _hooked(hook: Any, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unty
 
 
 def _set(connection_id: uuid.UUID, **values: Any) -> None:
-    from workers.db import transaction
+    from workers.core.db import transaction
 
     with transaction() as s:
         s.execute(
@@ -707,7 +712,7 @@ def test_fencing_writes_nothing_when_the_connection_changed_mid_sync(
 
 
 def test_disconnect_during_a_sync_wins(session, sim, monkeypatch) -> None:
-    from workers.disconnect import disconnect
+    from workers.disconnect.transaction import disconnect_connection as disconnect
 
     demo = arrange_demo(session, sim)
     assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == (
@@ -786,7 +791,7 @@ def test_concurrent_requests_coalesce_into_one_extra_pass(
 
 @pytest.fixture
 def captured_sends(monkeypatch) -> list[dict[str, Any]]:
-    from workers.celery_app import app
+    from workers.tasking.app import app
 
     sent: list[dict[str, Any]] = []
 
@@ -798,7 +803,7 @@ def captured_sends(monkeypatch) -> list[dict[str, Any]]:
 
 
 def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captured_sends) -> None:
-    from workers.settings import get_settings
+    from workers.core.settings import get_settings
 
     now = utcnow()
     due = []
@@ -819,7 +824,8 @@ def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captu
     # Two beat processes at the same moment: each due connection is enqueued exactly once.
     outcomes: list[dict[str, int]] = []
     threads = [
-        threading.Thread(target=lambda: outcomes.append(sync.schedule_syncs(now))) for _ in range(2)
+        threading.Thread(target=lambda: outcomes.append(fanout.schedule_syncs(now)))
+        for _ in range(2)
     ]
     for t in threads:
         t.start()
@@ -841,9 +847,9 @@ def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captu
         assert session.get(PagerDutyConnection, cid).next_sync_at == now + interval
     # A slow round: run again before anything is due — nothing is enqueued twice.
     captured_sends.clear()
-    assert sync.schedule_syncs(now + timedelta(seconds=1))["enqueued"] == 0
+    assert fanout.schedule_syncs(now + timedelta(seconds=1))["enqueued"] == 0
     assert not [s for s in captured_sends if s["name"] == "pagerduty.sync_connection"]
-    assert sync.schedule_syncs(now + interval)["enqueued"] == 6 + 1  # + `later`
+    assert fanout.schedule_syncs(now + interval)["enqueued"] == 6 + 1  # + `later`
 
 
 def test_unknown_connection_is_unavailable_without_a_sync_run(session, db) -> None:
@@ -921,7 +927,8 @@ def test_a_deleted_user_on_call_is_shown_inactive_and_never_on_duty(session, sim
         )
     ).scalar_one()
     assert (dave.active, dave.member_id, dave.email) == (False, None, None)
-    from workers.connections import connection_status, list_rotations
+    from workers.connections.status import connection_status
+    from workers.rotations.views import list_rotations
 
     [primary] = [r for r in list_rotations(session, demo.workspace_id) if r["mode"] == "pagerduty"]
     assert {u["pagerduty_user_id"]: u["active"] for u in primary["unmatched_on_call"]} == {

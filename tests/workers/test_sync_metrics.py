@@ -7,7 +7,8 @@ from sqlalchemy.orm import Session
 from pagerduty_sim.server import SimulatorHandle
 from tests import factories
 from tests.support.stack import demo_api_key
-from workers import metrics, sync
+from workers.core import metrics
+from workers.sync import run as sync
 
 
 def _value(name: str, endpoint: str) -> float:

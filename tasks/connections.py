@@ -1,0 +1,91 @@
+"""Connection tasks: validate an API key, exchange an OAuth code, keep OAuth tokens fresh.
+
+Thin wrappers over ``workers.connections``; names, arguments, limits and retries come from the
+contract (``workers.tasking.contract``, docs/tasks.md). Idempotent: a connection that moved on
+(new key, disconnected) is left alone ("stale").
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from workers.connections import activation, sweeps, tokens
+from workers.pagerduty.errors import RateLimited, Transient
+from workers.tasking.app import BeatTask, ConnectTask, RRPDTask, contract_task
+from workers.tasking.contract import (
+    EXCHANGE_OAUTH_CODE,
+    REFRESH_EXPIRING_TOKENS,
+    REFRESH_TOKEN,
+    VALIDATE_API_KEY,
+)
+from workers.tasking.enqueue import publish_now
+
+
+class ValidationTask(ConnectTask):
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        # Any terminal failure (a bug, a crash loop caught by the poison guard, a time limit)
+        # still leaves the connection in a clear state instead of "validating" for ever.
+        connection_id = kwargs.get("connection_id")
+        if connection_id:
+            activation.give_up(connection_id, kwargs.get("generation"))
+
+
+@contract_task(VALIDATE_API_KEY, base=ValidationTask)
+def validate_api_key(self: ConnectTask, *, connection_id: str, generation: int) -> dict[str, Any]:
+    try:
+        return activation.validate_api_key(connection_id, generation).as_dict()
+    except RateLimited as exc:
+        if not self.retries_left:
+            return activation.give_up(connection_id, generation).as_dict()
+        self.retry_later(exc=Transient("rate limited"), reset_after=exc.reset_after)
+    except (Transient, SoftTimeLimitExceeded):
+        if not self.retries_left:
+            return activation.give_up(connection_id, generation).as_dict()
+        self.retry_later(exc=Transient("PagerDuty unreachable"))
+
+
+@contract_task(EXCHANGE_OAUTH_CODE)
+def exchange_oauth_code(self: RRPDTask, *, authorization_id: str) -> dict[str, Any]:
+    return activation.exchange_oauth_code(authorization_id).as_dict()
+
+
+@contract_task(REFRESH_TOKEN)
+def refresh_token(self: ConnectTask, *, connection_id: str) -> dict[str, Any]:
+    """Refresh if the token expires within the margin or was not refreshed for a day.
+
+    Idempotent: a token another worker just refreshed is left alone. A connection that is
+    gone or not connected is skipped. Transient failures retry without burning the refresh
+    token (the stored one stays valid until PagerDuty answers).
+    """
+    try:
+        cred = tokens.credential_for(connection_id)
+        if cred.auth_method == "oauth" and tokens.is_idle(connection_id):
+            # Keep the refresh token alive (30-day lifetime) even when nobody syncs.
+            cred = tokens.refresh_connection(connection_id, margin=timedelta(days=2))
+    except tokens.NeedsReauth:
+        return {"connection_id": connection_id, "outcome": "needs_reauth"}
+    except tokens.ConnectionUnavailable as exc:
+        return {"connection_id": connection_id, "outcome": "skipped", "status": exc.status}
+    except (Transient, RateLimited) as exc:
+        self.retry_later(
+            exc=Transient("token endpoint unreachable"),
+            reset_after=getattr(exc, "reset_after", None),
+        )
+    expires = cred.expires_at.isoformat() if cred.expires_at else None
+    return {"connection_id": connection_id, "outcome": "valid", "expires_at": expires}
+
+
+@contract_task(REFRESH_EXPIRING_TOKENS)
+def refresh_expiring_tokens(self: BeatTask) -> dict[str, int]:
+    """Beat: enqueue a refresh for every token near expiry or idle for a day; also give a
+    clear error to connections stuck in ``validating``."""
+    due = tokens.connections_due_for_refresh()
+    for connection_id in due:
+        publish_now(REFRESH_TOKEN, connection_id=connection_id)
+    stuck = sweeps.expire_stale_validations()
+    return {"refreshes_enqueued": len(due), "stale_validations": stuck}

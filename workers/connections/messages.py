@@ -1,0 +1,131 @@
+"""Every sentence the connect feature writes for a workspace admin.
+
+Plain words: what happened and what to do. Shown in the API's answers and the panel (errors),
+in ``PagerDutyConnection.last_error`` and ``notice``; never a stack trace or a secret.
+"""
+
+from __future__ import annotations
+
+from models import ConnectionStatus, Region
+from workers.pagerduty.errors import Forbidden
+from workers.pagerduty.records import User
+
+# Plain words for a status, shown when the connection has no specific last_error.
+STATUS_WORDS = {
+    ConnectionStatus.VALIDATING: "Checking the PagerDuty credentials.",
+    ConnectionStatus.CONNECTED: "Connected to PagerDuty.",
+    ConnectionStatus.NEEDS_REAUTH: "PagerDuty needs you to log in again.",
+    ConnectionStatus.INVALID: "PagerDuty refused these credentials.",
+    ConnectionStatus.DISCONNECTING: "Disconnecting from PagerDuty.",
+}
+NOT_CONNECTED_WORDS = "PagerDuty is not connected."
+
+# --- refused requests (ServiceError messages) ---
+
+BAD_API_KEY = (
+    "api_key must be 16 to 128 printable characters without spaces "
+    "(PagerDuty API keys look like 'u+abc...' or a 20-character token)."
+)
+BAD_REGION = "region must be 'us' or 'eu'."
+BAD_CLIENT_ID = "client_id must be 1 to 200 printable characters without spaces."
+BAD_CLIENT_SECRET = "client_secret must be 1 to 500 characters without spaces."  # noqa: S105
+NO_WORKSPACE = "This workspace does not exist."
+NOT_CONNECTED = "PagerDuty is not connected to this workspace."
+DISCONNECTING = (
+    "PagerDuty is being disconnected from this workspace; wait until that finishes, "
+    "then connect again."
+)
+
+
+def not_ready(status: str) -> str:
+    return f"The PagerDuty connection is {status.replace('_', ' ')}, not connected."
+
+
+# --- validation outcomes (last_error) ---
+
+KEY_REJECTED = (
+    "PagerDuty rejected this API key in both regions (US and EU). Check that you copied the "
+    "whole key and that it has not been deleted in PagerDuty (Integrations > API Access Keys)."
+)
+NO_API_ACCESS = (
+    "Your PagerDuty account's plan does not include REST API access, so Round Robin cannot "
+    "read schedules. Ask your PagerDuty account owner about API access."
+)
+UNREACHABLE = (
+    "Round Robin could not reach PagerDuty to check this connection after several tries. "
+    "Please try again in a few minutes."
+)
+CODE_REFUSED = (
+    "PagerDuty did not accept the login (the authorization took too long or was already "
+    "used). Please log in with OAuth 2.0 again."
+)
+CLIENT_REFUSED = (
+    "PagerDuty rejected the OAuth app's Client ID or Client Secret. Check both in PagerDuty "
+    "(Integrations > App Registration) and log in again."
+)
+LOGIN_UNVERIFIED = (
+    "PagerDuty's login answer could not be verified, so the connection was not saved. "
+    "Please log in again."
+)
+
+
+def forbidden(exc: Forbidden) -> str:
+    what = f" (missing: {', '.join(exc.missing)})" if exc.missing else ""
+    return (
+        "PagerDuty accepted the credential but it lacks permission to read users and "
+        f"schedules{what}. Use a key or login that can read users and schedules."
+    )
+
+
+def missing_scopes(granted: frozenset[str], requested: tuple[str, ...]) -> str:
+    """Which scopes PagerDuty left out, and what to change in the app registration.
+
+    PagerDuty does not refuse a scope the app lacks: it grants only ``openid``. So the usual
+    cause is an app registration whose scope list differs from what Round Robin asks for.
+    """
+    missing = [s for s in requested if s not in granted]
+    got = ", ".join(sorted(granted)) if granted else "no scope at all"
+    to_tick = ", ".join(s for s in requested if s != "openid")
+    return (
+        f"PagerDuty granted only {got}, so Round Robin cannot read users and schedules "
+        f"(missing: {', '.join(missing)}). PagerDuty grants nothing but openid when the app's "
+        "registration lacks any scope Round Robin asks for: in PagerDuty open Integrations > "
+        f"App Registration, edit this Scoped OAuth app, tick {to_tick}, save, and log in again."
+    )
+
+
+REAUTH = (
+    "PagerDuty no longer accepts this connection's login (the refresh token was revoked or has "
+    "expired). Log in with OAuth 2.0 again to resume syncing; rotations keep their last state."
+)
+
+
+# --- notices (not errors) ---
+
+# PagerDuty roles that see every schedule and user of the account.
+FULL_VIEW_ROLES = frozenset({"owner", "admin"})
+
+
+def role_notice(user: User | None) -> str | None:
+    """A user-level key or OAuth login acts as its user: a non-admin may not see everything
+    (the help article asks for an Admin for that reason)."""
+    if user is None or user.role is None or user.role in FULL_VIEW_ROLES:
+        return None
+    return (
+        f"This connection acts as {user.name or 'a PagerDuty user'}, whose PagerDuty role "
+        f"({user.role}) may not see every schedule and user of the account; Round Robin sees "
+        "only what that user can see. Connect with an account-level API key or as a PagerDuty "
+        "Admin to see everything."
+    )
+
+
+def region_notice(chosen: Region, used: Region) -> str | None:
+    if chosen == used:
+        return None
+    names = {Region.US: "US", Region.EU: "EU"}
+    hosts = {Region.US: "api.pagerduty.com", Region.EU: "api.eu.pagerduty.com"}
+    return (
+        f"This API key belongs to a PagerDuty account in the {names[used]} region, not the "
+        f"{names[chosen]} region that was chosen; Round Robin connected to PagerDuty "
+        f"{names[used]} ({hosts[used]}) instead."
+    )

@@ -1,0 +1,288 @@
+"""Connecting with OAuth 2.0: start a login (state + PKCE), then PagerDuty's callback.
+
+The state is single-use and stored only as a SHA-256; the PKCE verifier, the client secret and
+(until the exchange task takes it) the authorization code are encrypted. The callback stores the
+code and enqueues ``pagerduty.exchange_oauth_code``; the worker half is
+``workers.connections.activation``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models import (
+    AuthMethod,
+    ConnectionStatus,
+    Member,
+    OAuthAuthorization,
+    utcnow,
+)
+from workers.connections import messages
+from workers.connections.setup import install_credentials, live_connection, normalize_region
+from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
+from workers.core.audit import audit
+from workers.core.db import affected_rows
+from workers.core.settings import get_settings
+from workers.pagerduty.oauth import DEFAULT_SCOPES
+from workers.tasking.contract import (
+    EXCHANGE_OAUTH_CODE,
+)
+from workers.tasking.enqueue import enqueue
+
+# What an OAuth login asks for (why each: workers.pagerduty.oauth.DEFAULT_SCOPES).
+OAUTH_SCOPES: tuple[str, ...] = DEFAULT_SCOPES
+_CLIENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
+# RFC 6749 section 4.1.2.1 error codes; anything else is reported as authorization_failed.
+_OAUTH_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+    }
+)
+MAX_CODE_LENGTH = 2048
+
+
+def state_hash(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class OAuthStart:
+    authorization_id: uuid.UUID
+    authorization_url: str
+    expires_at: datetime
+
+
+def start_oauth(
+    session: Session,
+    actor: Actor,
+    client_id: str,
+    client_secret: str,
+    region: str = "us",
+    *,
+    now: datetime | None = None,
+) -> OAuthStart:
+    """Begin a PagerDuty OAuth login: a single-use state (stored hashed) and a PKCE verifier."""
+    from workers.pagerduty.oauth import build_authorization_url, new_code_verifier, new_state
+
+    require_manager(actor)
+    client_id = (client_id or "").strip()
+    client_secret = (client_secret or "").strip()
+    if not _CLIENT_ID_RE.match(client_id):
+        raise Invalid(messages.BAD_CLIENT_ID, code="invalid_client_id")
+    if not client_secret or len(client_secret) > 500 or any(c.isspace() for c in client_secret):
+        raise Invalid(messages.BAD_CLIENT_SECRET, code="invalid_client_secret")
+    region = normalize_region(region)
+    current = live_connection(session, actor.workspace_id)
+    if current is not None and current.status == ConnectionStatus.DISCONNECTING:
+        raise Conflict(messages.DISCONNECTING, code="disconnecting")
+    settings = get_settings()
+    now = now or utcnow()
+    state = new_state()
+    verifier = new_code_verifier()
+    auth = OAuthAuthorization(
+        id=uuid.uuid4(),
+        workspace_id=actor.workspace_id,
+        state_hash=state_hash(state),
+        code_verifier=verifier,
+        client_id=client_id,
+        client_secret=client_secret,
+        region=region,
+        requested_by_member_id=actor.member_id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.oauth_state_ttl_seconds),
+    )
+    session.add(auth)
+    url = build_authorization_url(
+        settings.pagerduty_identity_url,
+        client_id,
+        settings.oauth_redirect_uri,
+        OAUTH_SCOPES,
+        state,
+        verifier,
+    )
+    audit(
+        session,
+        actor.workspace_id,
+        "pagerduty.connect.oauth_started",
+        actor_member_id=actor.member_id,
+        authorization_id=auth.id,
+        region=region,
+        client_id=client_id,
+    )
+    session.flush()
+    return OAuthStart(auth.id, url, auth.expires_at)
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    """Where to send the browser. ``params`` go on the integrations page's query string."""
+
+    result: str  # connecting | denied | error
+    reason: str | None = None
+    task_id: str | None = None
+    workspace_id: uuid.UUID | None = None
+    connection_id: uuid.UUID | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+    def redirect_url(self, base: str | None = None) -> str:
+        return with_query(base or get_settings().effective_app_integrations_url, self.params)
+
+
+def with_query(url: str, params: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    query += list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _outcome(result: str, reason: str | None = None, **extra: Any) -> CallbackOutcome:
+    params = {"pagerduty": result}
+    if reason:
+        params["reason"] = reason
+    if extra.get("task_id"):
+        params["task_id"] = extra["task_id"]
+    return CallbackOutcome(result=result, reason=reason, params=params, **extra)
+
+
+def _consume_state(
+    session: Session, state: str | None, now: datetime
+) -> tuple[OAuthAuthorization | None, str | None]:
+    """Atomically mark the login's state used. Returns (authorization, None) or (None, reason).
+
+    One conditional UPDATE: under concurrency PostgreSQL re-checks ``consumed_at IS NULL`` after
+    the first writer commits, so exactly one request wins and a replay always fails.
+    """
+    if not state or len(state) > 512:
+        return None, "state_invalid"
+    digest = state_hash(state)
+    result = session.execute(
+        update(OAuthAuthorization)
+        .where(
+            OAuthAuthorization.state_hash == digest,
+            OAuthAuthorization.consumed_at.is_(None),
+            OAuthAuthorization.expires_at > now,
+        )
+        .values(consumed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    auth = session.execute(
+        select(OAuthAuthorization)
+        .where(OAuthAuthorization.state_hash == digest)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if affected_rows(result) == 1 and auth is not None:
+        return auth, None
+    if auth is not None and auth.consumed_at is None and auth.expires_at <= now:
+        return None, "state_expired"
+    return None, "state_invalid"  # unknown (forged) or already used (replayed)
+
+
+def handle_oauth_callback(
+    session: Session,
+    *,
+    state: str | None,
+    code: str | None = None,
+    error: str | None = None,
+    now: datetime | None = None,
+) -> CallbackOutcome:
+    """PagerDuty sent the browser back. The single-use, unexpired state is the only credential.
+
+    The state is consumed whatever the outcome (denied, missing code...), so it can never be
+    used twice. On success the code is stored encrypted and the exchange task is enqueued.
+    """
+    now = now or utcnow()
+    auth, reason = _consume_state(session, state, now)
+    if auth is None:
+        return _outcome("error", reason)
+    workspace_id = auth.workspace_id
+    who = auth.requested_by_member_id
+
+    if error:
+        if error == "access_denied":
+            audit(
+                session,
+                workspace_id,
+                "pagerduty.connect.oauth_denied",
+                actor_member_id=who,
+                authorization_id=auth.id,
+            )
+            return _outcome("denied", workspace_id=workspace_id)
+        reason = error if error in _OAUTH_ERRORS else "authorization_failed"
+        audit(
+            session,
+            workspace_id,
+            "pagerduty.connect.oauth_failed",
+            actor_member_id=who,
+            authorization_id=auth.id,
+            reason=reason,
+        )
+        return _outcome("error", reason, workspace_id=workspace_id)
+    if not code:
+        return _outcome("error", "missing_code", workspace_id=workspace_id)
+    if len(code) > MAX_CODE_LENGTH or not code.isprintable():
+        return _outcome("error", "invalid_code", workspace_id=workspace_id)
+
+    # The person who started the login must still be allowed to connect.
+    member = session.get(Member, who) if who is not None else None
+    if (
+        member is None
+        or member.workspace_id != workspace_id
+        or not member.role.may_manage_integrations
+    ):
+        audit(
+            session,
+            workspace_id,
+            "pagerduty.connect.oauth_failed",
+            actor_member_id=who,
+            authorization_id=auth.id,
+            reason="forbidden",
+        )
+        return _outcome("error", "forbidden", workspace_id=workspace_id)
+
+    try:
+        conn, replaced = install_credentials(
+            session,
+            workspace_id,
+            actor_member_id=who,
+            auth_method=AuthMethod.OAUTH,
+            region=auth.region,
+            oauth_client_id=auth.client_id,
+            oauth_client_secret=auth.client_secret,
+        )
+    except (Conflict, Missing) as exc:
+        return _outcome("error", exc.code, workspace_id=workspace_id)
+
+    auth.code = code
+    auth.code_received_at = now
+    auth.connection_id = conn.id
+    task_id = enqueue(
+        session, EXCHANGE_OAUTH_CODE, workspace_id=workspace_id, authorization_id=auth.id
+    )
+    audit(
+        session,
+        workspace_id,
+        "pagerduty.connect.oauth",
+        actor_member_id=who,
+        authorization_id=auth.id,
+        connection_id=conn.id,
+        region=auth.region,
+        generation=conn.generation,
+        replaced=replaced,
+        task_id=task_id,
+    )
+    session.flush()
+    return _outcome("connecting", task_id=task_id, workspace_id=workspace_id, connection_id=conn.id)

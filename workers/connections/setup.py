@@ -1,0 +1,183 @@
+"""The live connection of a workspace, installing credentials, and connecting with an API key.
+
+Plain functions over the caller's ``Session`` (the API opens one transaction per request; tests
+call them directly): each checks what it needs (role, workspace, state), writes its rows and an
+audit event, and enqueues work with ``workers.tasking.enqueue.enqueue`` (published only after
+the caller's transaction commits). They never commit. Failures are
+``workers.core.access.ServiceError``s with words for the admin (``workers.connections.messages``);
+no message, audit detail or task argument ever holds a secret.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import (
+    AuthMethod,
+    ConnectionStatus,
+    PagerDutyConnection,
+    Region,
+    Workspace,
+    utcnow,
+)
+from workers.connections import messages
+from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
+from workers.core.audit import audit
+from workers.tasking.contract import (
+    VALIDATE_API_KEY,
+)
+from workers.tasking.enqueue import enqueue
+
+_API_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
+
+
+def normalize_api_key(raw: str) -> str:
+    """Strip and check an API key's shape; the message never repeats the key."""
+    key = (raw or "").strip()
+    if not _API_KEY_RE.match(key):
+        raise Invalid(messages.BAD_API_KEY, code="invalid_api_key")
+    return key
+
+
+def normalize_region(raw: str | None) -> Region:
+    region = (raw or Region.US).strip().lower()
+    if region not in {r.value for r in Region}:
+        raise Invalid(messages.BAD_REGION, code="invalid_region")
+    return Region(region)
+
+
+def live_connection(
+    session: Session, workspace_id: uuid.UUID, *, lock: bool = False
+) -> PagerDutyConnection | None:
+    stmt = select(PagerDutyConnection).where(
+        PagerDutyConnection.workspace_id == workspace_id,
+        PagerDutyConnection.status != ConnectionStatus.DISCONNECTED,
+    )
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def lock_workspace(session: Session, workspace_id: uuid.UUID) -> Workspace:
+    """Serialize credential changes per workspace, so two first connects cannot both insert.
+
+    FOR NO KEY UPDATE (``key_share=True``) does not block rows that merely reference the
+    workspace (workers inserting audit events or task records), so it cannot deadlock them.
+    """
+    ws = session.execute(
+        select(Workspace).where(Workspace.id == workspace_id).with_for_update(key_share=True)
+    ).scalar_one_or_none()
+    if ws is None:
+        raise Missing(messages.NO_WORKSPACE, code="workspace_not_found")
+    return ws
+
+
+def install_credentials(
+    session: Session,
+    workspace_id: uuid.UUID,
+    *,
+    actor_member_id: uuid.UUID | None,
+    auth_method: AuthMethod,
+    region: Region,
+    api_key: str | None = None,
+    oauth_client_id: str | None = None,
+    oauth_client_secret: str | None = None,
+) -> tuple[PagerDutyConnection, bool]:
+    """Create the live connection or replace its credentials; status ``validating``.
+
+    Returns (connection, replaced). Replacing bumps ``generation`` so tasks started with the old
+    credentials cannot write. Account facts (account id, subdomain) are kept until the
+    validation task sees the new credentials, so it can tell whether the account changed.
+    """
+    lock_workspace(session, workspace_id)
+    conn = live_connection(session, workspace_id, lock=True)
+    now = utcnow()
+    replaced = conn is not None
+    if conn is None:
+        conn = PagerDutyConnection(
+            id=uuid.uuid4(),
+            workspace_id=workspace_id,
+            status=ConnectionStatus.VALIDATING,
+            generation=1,
+            status_changed_at=now,
+        )
+        session.add(conn)
+    else:
+        if conn.status == ConnectionStatus.DISCONNECTING:
+            raise Conflict(messages.DISCONNECTING, code="disconnecting")
+        conn.transition(ConnectionStatus.VALIDATING)
+        conn.generation = conn.generation + 1
+        # Our copies of the old credentials go at once. PagerDuty offers no API to revoke OAuth
+        # tokens; they die on their own (access: a day, refresh: 30 days unused).
+        conn.clear_credentials()
+        conn.token_refreshed_at = None
+        conn.granted_scopes = None
+        conn.key_level = None
+    conn.auth_method = auth_method
+    conn.region = region
+    conn.api_key = api_key
+    conn.oauth_client_id = oauth_client_id
+    conn.oauth_client_secret = oauth_client_secret
+    conn.connected_by_member_id = actor_member_id
+    conn.connected_at = now
+    conn.last_error = None
+    conn.last_error_at = None
+    conn.notice = None
+    conn.consecutive_sync_failures = 0
+    session.flush()
+    return conn, replaced
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    connection: PagerDutyConnection
+    task_id: str
+
+
+def set_api_key(session: Session, actor: Actor, api_key: str, region: str = "us") -> Enqueued:
+    """Connect with an API key, or replace the key of the live connection ("Edit API key")."""
+    require_manager(actor)
+    key = normalize_api_key(api_key)
+    region = normalize_region(region)
+    conn, replaced = install_credentials(
+        session,
+        actor.workspace_id,
+        actor_member_id=actor.member_id,
+        auth_method=AuthMethod.API_KEY,
+        region=region,
+        api_key=key,
+    )
+    task_id = enqueue(
+        session,
+        VALIDATE_API_KEY,
+        workspace_id=actor.workspace_id,
+        connection_id=conn.id,
+        generation=conn.generation,
+    )
+    audit(
+        session,
+        actor.workspace_id,
+        "pagerduty.connect.api_key",
+        actor_member_id=actor.member_id,
+        connection_id=conn.id,
+        region=region,
+        generation=conn.generation,
+        replaced=replaced,
+        task_id=task_id,
+    )
+    return Enqueued(conn, task_id)
+
+
+def connected_connection(session: Session, workspace_id: uuid.UUID) -> PagerDutyConnection:
+    """The live connection, which must be ``connected`` (else ``Conflict``)."""
+    conn = live_connection(session, workspace_id)
+    if conn is None:
+        raise Conflict(messages.NOT_CONNECTED, code="not_connected")
+    if conn.status != ConnectionStatus.CONNECTED:
+        raise Conflict(messages.not_ready(conn.status), code="connection_not_ready")
+    return conn

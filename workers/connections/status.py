@@ -1,0 +1,110 @@
+"""What the integrations page shows about a workspace's PagerDuty connection."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models import (
+    ConnectionStatus,
+    Member,
+    PagerDutySchedule,
+    PagerDutyUser,
+    SyncRun,
+)
+from workers.connections.messages import NOT_CONNECTED_WORDS, STATUS_WORDS
+from workers.connections.setup import live_connection
+
+
+def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, Any]:
+    """What the integrations page shows. ``{"status": "not_connected", ...}`` when not linked."""
+    conn = live_connection(session, workspace_id)
+    if conn is None:
+        return {
+            "status": "not_connected",
+            "status_message": NOT_CONNECTED_WORDS,
+            "connection_id": None,
+            "auth_method": None,
+            "region": None,
+            "account_subdomain": None,
+            "key_level": None,
+            "connected_by": None,
+            "connected_at": None,
+            "status_changed_at": None,
+            "last_error": None,
+            "last_error_at": None,
+            "last_synced_at": None,
+            "last_sync": None,
+            "user_count": 0,
+            "schedule_count": 0,
+            "linked_users": 0,
+            "total_users": 0,
+            "inactive_users": 0,
+            "linked_summary": "0 of 0 users linked to members",
+            "notice": None,
+        }
+    connected_by = None
+    if conn.connected_by_member_id is not None:
+        m = session.get(Member, conn.connected_by_member_id)
+        if m is not None:
+            connected_by = {"member_id": m.id, "name": m.display_name, "email": m.email}
+    run = session.execute(
+        select(SyncRun)
+        .where(SyncRun.connection_id == conn.id)
+        .order_by(SyncRun.started_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    last_sync = None
+    if run is not None:
+        last_sync = {
+            "status": run.status,
+            "kind": run.kind,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "duration_ms": run.duration_ms,
+            "rows_created": run.rows_created,
+            "rows_updated": run.rows_updated,
+            "rows_deleted": run.rows_deleted,
+            "requests_made": run.requests_made,
+            "error": run.error,
+        }
+    total_users, linked_users, inactive_users = session.execute(
+        select(
+            func.count().filter(PagerDutyUser.active),
+            func.count(PagerDutyUser.member_id),
+            func.count().filter(~PagerDutyUser.active),
+        ).where(PagerDutyUser.connection_id == conn.id)
+    ).one()
+    schedule_count = session.execute(
+        select(func.count()).where(PagerDutySchedule.connection_id == conn.id)
+    ).scalar_one()
+    status = conn.status
+    return {
+        "status": conn.status,
+        "status_message": conn.last_error
+        if conn.last_error and status is not ConnectionStatus.CONNECTED
+        else STATUS_WORDS.get(status, conn.status),
+        "connection_id": conn.id,
+        "auth_method": conn.auth_method,
+        "region": conn.region,
+        "account_subdomain": conn.pagerduty_subdomain,
+        "key_level": conn.key_level,
+        "connected_by": connected_by,
+        "connected_at": conn.connected_at,
+        "status_changed_at": conn.status_changed_at,
+        "last_error": conn.last_error,
+        "last_error_at": conn.last_error_at,
+        "last_synced_at": conn.last_synced_at,
+        "last_sync": last_sync,
+        "user_count": total_users,
+        "schedule_count": schedule_count,
+        "linked_users": linked_users,
+        "total_users": total_users,
+        "inactive_users": inactive_users,
+        "linked_summary": f"{linked_users} of {total_users} users linked to members"
+        + (f" ({inactive_users} inactive in PagerDuty)" if inactive_users else ""),
+        "notice": conn.notice,
+    }

@@ -1,0 +1,2 @@
+"""Shared infrastructure: settings, database, Redis, locks, encryption, metrics, logging,
+audit, access checks. No feature logic lives here."""

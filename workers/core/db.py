@@ -1,0 +1,102 @@
+"""Database engine and sessions: one transaction per unit of work, hooks that run after commit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from workers.core.process import after_fork
+from workers.core.settings import get_settings
+
+_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+_AFTER_COMMIT = "rrpd_after_commit"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            # WAL lets the API read while a worker writes (local run only).
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    url = url or get_settings().effective_database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = make_engine(url)
+        return engine
+
+
+def dispose_engines() -> None:
+    """Drop every engine and its pool (tests, and processes that change the database URL)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@after_fork
+def _forget_engines_after_fork() -> None:
+    # A forked child must never use the parent's pooled connections: drop the pools without
+    # closing the parent's sockets (close=False), and take a fresh lock (the parent's may have
+    # been held by another thread at the moment of the fork).
+    global _lock
+    _lock = threading.Lock()
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+
+
+def session_factory(url: str | None = None) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url), expire_on_commit=False)
+
+
+@contextmanager
+def transaction(url: str | None = None) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any exception."""
+    with session_factory(url)() as session, session.begin():
+        yield session
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (``Session.execute`` types its answer as a ``Result``)."""
+    return int(cast("CursorResult[Any]", result).rowcount or 0)
+
+
+def after_commit(session: Session, fn: Callable[[], object]) -> None:
+    """Run ``fn`` once the session's transaction has committed; dropped on rollback.
+
+    This is how tasks are enqueued: a task published for a transaction that rolled back would
+    act on rows that do not exist.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(fn)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    callbacks = session.info.pop(_AFTER_COMMIT, [])
+    for fn in callbacks:
+        fn()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_after_commit(session: Session, _previous_transaction: Any) -> None:
+    session.info.pop(_AFTER_COMMIT, None)

@@ -1,0 +1,274 @@
+"""One settings object for every process, read from ``RRPD_*`` environment variables and ``.env``.
+
+Local mode works with zero set-up (SQLite under ``var/``, Redis on localhost, a generated
+encryption key). Production mode refuses to start without real secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot work; the message says what to set (one line per problem)."""
+
+
+class SettingsError(ConfigurationError):
+    """One or more ``RRPD_*`` variables hold a value that is not allowed."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# HS256 secrets shorter than this are refused in production.
+MIN_PRODUCTION_JWT_SECRET = 32
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# What each setting accepts, in the words printed when a value is refused (the variable is
+# named, never the Python field: operators set variables).
+ALLOWED: dict[str, str] = {
+    "env": "one of local, test, production",
+    "api_jwt_ttl_seconds": "a whole number of seconds, at least 1",
+    "pagerduty_timeout_seconds": "a number of seconds greater than 0",
+    "pagerduty_rate_limit_per_minute": "a whole number of requests, at least 1",
+    "sync_interval_seconds": "a whole number of seconds, at least 1",
+    "sync_jitter_seconds": "a whole number of seconds, 0 or more",
+    "token_refresh_margin_seconds": "a whole number of seconds, 0 or more",
+    "oauth_state_ttl_seconds": "a whole number of seconds, at least 1",
+    "api_max_body_bytes": "a whole number of bytes, at least 1",
+    "api_max_header_bytes": "a whole number of bytes, at least 1024",
+    "log_format": "one of auto, json, console",
+    "log_level": f"one of {', '.join(LOG_LEVELS)}",
+    "public_url": "an http:// or https:// URL",
+    "app_integrations_url": "empty, or an http:// or https:// URL",
+    "app_login_url": "empty, or an http:// or https:// URL",
+    "pagerduty_api_url": "an http:// or https:// URL",
+    "pagerduty_eu_api_url": "an http:// or https:// URL",
+    "pagerduty_identity_url": "an http:// or https:// URL",
+}
+# Their values are never printed, not even when refused.
+SECRET_FIELDS = frozenset({"encryption_keys", "api_jwt_secret", "flower_basic_auth"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RRPD_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Environment = Environment.LOCAL
+    var_dir: Path = Field(default=PROJECT_ROOT / "var", description="Where local state lives.")
+
+    database_url: str = ""
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    # Results are off by default for tasks; the backend still serves GET /v1/tasks/{id}.
+    result_backend: str = "redis://127.0.0.1:6379/1"
+    redbeat_url: str = ""
+    # Prefix for every Redis key we own (locks, rate limits, redbeat), so runs can share a server.
+    redis_key_prefix: str = "rrpd"
+
+    # Comma-separated ``key_id=fernet_key`` pairs (or bare Fernet keys); the first one encrypts.
+    encryption_keys: SecretStr = SecretStr("")
+    api_jwt_secret: SecretStr = SecretStr("")
+    api_jwt_ttl_seconds: int = Field(3600, gt=0)
+
+    pagerduty_api_url: str = "https://api.pagerduty.com"
+    pagerduty_eu_api_url: str = "https://api.eu.pagerduty.com"
+    pagerduty_identity_url: str = "https://identity.pagerduty.com"
+    pagerduty_timeout_seconds: float = Field(10.0, gt=0, allow_inf_nan=False)
+    # PagerDuty allows 960 requests/minute per credential; stay a little under it.
+    pagerduty_rate_limit_per_minute: int = Field(900, gt=0)
+
+    public_url: str = "http://127.0.0.1:8000"
+    # Where the browser lands after the OAuth callback (the app's integrations page).
+    app_integrations_url: str = ""
+    # Where the panel sends a browser to sign in (the Round Robin app mints a token bound to
+    # the browser's login nonce and sends it back to /panel?token=...). See docs/panel.md.
+    app_login_url: str = ""
+
+    flower_basic_auth: SecretStr = SecretStr("admin:admin")
+
+    # Zero or negative intervals, TTLs and limits would mean "sync in a busy loop", "tokens
+    # already expired" or "refuse every body": refused at load instead.
+    sync_interval_seconds: int = Field(60, gt=0)
+    sync_jitter_seconds: int = Field(20, ge=0)
+    token_refresh_margin_seconds: int = Field(600, ge=0)
+    oauth_state_ttl_seconds: int = Field(600, gt=0)
+
+    api_max_body_bytes: int = Field(16_384, gt=0)
+    # Request line plus headers; a JWT and the panel's cookies need well under 4 KiB.
+    api_max_header_bytes: int = Field(16_384, ge=1024)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _blank_means_default(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("env", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().upper() in LOG_LEVELS:
+            return value.strip().upper()
+        raise ValueError(ALLOWED["log_level"])
+
+    @field_validator(
+        "public_url", "pagerduty_api_url", "pagerduty_eu_api_url", "pagerduty_identity_url"
+    )
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("app_integrations_url", "app_login_url")
+    @classmethod
+    def _optional_http_url(cls, value: str) -> str:
+        value = value.strip()
+        return _check_http_url(value) if value else value
+
+    # --- derived values -------------------------------------------------------------------------
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == Environment.PRODUCTION
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.var_dir / 'rrpd.sqlite3'}"
+
+    @property
+    def effective_redbeat_url(self) -> str:
+        return self.redbeat_url or self.broker_url
+
+    @property
+    def effective_app_integrations_url(self) -> str:
+        return self.app_integrations_url or f"{self.public_url.rstrip('/')}/panel"
+
+    @property
+    def oauth_redirect_uri(self) -> str:
+        return f"{self.public_url.rstrip('/')}/v1/pagerduty/oauth/callback"
+
+    def api_base_url(self, region: str) -> str:
+        url = self.pagerduty_eu_api_url if region == "eu" else self.pagerduty_api_url
+        return url.rstrip("/")
+
+    def encryption_key_material(self) -> str:
+        """The configured keys, or in local mode a key generated once into ``var/``."""
+        raw = self.encryption_keys.get_secret_value().strip()
+        if raw:
+            return raw
+        if self.is_production:
+            raise ConfigurationError(
+                "RRPD_ENCRYPTION_KEYS is not set. Production needs at least one key: generate "
+                "one with `rrpd keys generate` and set RRPD_ENCRYPTION_KEYS=k1=<key>."
+            )
+        return _local_secret(
+            self.var_dir / "encryption.key", lambda: f"local={Fernet.generate_key().decode()}"
+        )
+
+    @property
+    def encryption_keys_source(self) -> str:
+        """Where the keys come from, for error messages."""
+        if self.encryption_keys.get_secret_value().strip() or self.is_production:
+            return "RRPD_ENCRYPTION_KEYS"
+        return f"the local key file {self.var_dir / 'encryption.key'}"
+
+    def jwt_secret(self) -> str:
+        raw = self.api_jwt_secret.get_secret_value().strip()
+        if raw and self.is_production and len(raw) < MIN_PRODUCTION_JWT_SECRET:
+            # HS256 with a short secret can be brute-forced offline from any one token.
+            raise ConfigurationError(
+                f"RRPD_API_JWT_SECRET is {len(raw)} characters; production needs at least "
+                f"{MIN_PRODUCTION_JWT_SECRET} random characters (e.g. `python3 -c 'import "
+                "secrets; print(secrets.token_urlsafe(48))'`), shared with the Round Robin app."
+            )
+        if raw:
+            return raw
+        if self.is_production:
+            raise ConfigurationError(
+                "RRPD_API_JWT_SECRET is not set. Production needs a long random secret shared "
+                "with the Round Robin app that issues API tokens."
+            )
+        return _local_secret(self.var_dir / "jwt.secret", lambda: secrets.token_urlsafe(48))
+
+
+def _check_http_url(value: str) -> str:
+    value = value.strip()
+    scheme, sep, rest = value.partition("://")
+    if scheme not in ("http", "https") or not sep or not rest:
+        raise ValueError("an http:// or https:// URL")
+    return value
+
+
+def describe_validation_error(exc: ValidationError) -> list[str]:
+    """One line per refused setting: the variable, the value given and what is allowed."""
+    lines: list[str] = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        variable = f"RRPD_{field.upper()}" if field else "RRPD_*"
+        given = "(hidden)" if field in SECRET_FIELDS else repr(err.get("input"))
+        allowed = ALLOWED.get(field) or str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"{variable}={given} is not allowed; expected {allowed}.")
+    return lines
+
+
+def load_settings() -> Settings:
+    """``Settings()``, with refusals turned into one line per variable (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def _local_secret(path: Path, make: Callable[[], str]) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    # O_EXCL: two processes starting at once agree on one key instead of overwriting each other.
+    try:
+        with path.open("x") as fh:
+            fh.write(value + "\n")
+        path.chmod(0o600)
+        log.warning("Generated a local secret at %s (local mode only; never in production).", path)
+    except FileExistsError:
+        return path.read_text().strip()
+    return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def reset_settings_cache() -> None:
+    """Tests and the CLI change the environment and then ask for fresh settings."""
+    get_settings.cache_clear()

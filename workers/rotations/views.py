@@ -1,0 +1,117 @@
+"""Rotations as the API shows them: members, who is on duty, unmatched PagerDuty people."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from models import (
+    Member,
+    PagerDutyOnCall,
+    PagerDutySchedule,
+    PagerDutyUser,
+    Rotation,
+)
+from workers.connections.setup import live_connection
+from workers.core.access import Missing
+
+
+def _member_view(m: Member) -> dict[str, Any]:
+    return {"id": m.id, "name": m.display_name, "email": m.email}
+
+
+def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, Any]]:
+    rotations = (
+        session.execute(
+            select(Rotation)
+            .where(Rotation.workspace_id == workspace_id)
+            .order_by(func.lower(Rotation.name), Rotation.id)
+        )
+        .unique()
+        .scalars()
+        .all()
+    )
+    conn = live_connection(session, workspace_id)
+    bound_ids = {r.pagerduty_schedule_id for r in rotations if r.pagerduty_schedule_id}
+    names: dict[str, str] = {}
+    unmatched: dict[str, list[dict[str, Any]]] = {sid: [] for sid in bound_ids}
+    if conn is not None and bound_ids:
+        names = dict(
+            session.execute(
+                select(PagerDutySchedule.pagerduty_id, PagerDutySchedule.name).where(
+                    PagerDutySchedule.connection_id == conn.id,
+                    PagerDutySchedule.pagerduty_id.in_(bound_ids),
+                )
+            ).all()
+        )
+        rows = session.execute(
+            select(
+                PagerDutyOnCall.schedule_pagerduty_id,
+                PagerDutyOnCall.user_pagerduty_id,
+                PagerDutyUser,
+            )
+            .outerjoin(
+                PagerDutyUser,
+                and_(
+                    PagerDutyUser.connection_id == PagerDutyOnCall.connection_id,
+                    PagerDutyUser.pagerduty_id == PagerDutyOnCall.user_pagerduty_id,
+                ),
+            )
+            .where(
+                PagerDutyOnCall.connection_id == conn.id,
+                PagerDutyOnCall.schedule_pagerduty_id.in_(bound_ids),
+            )
+            .order_by(PagerDutyOnCall.schedule_pagerduty_id, PagerDutyOnCall.user_pagerduty_id)
+        ).all()
+        for schedule_id, uid, joined in rows:
+            user: PagerDutyUser | None = joined
+            if user is None:
+                unmatched[schedule_id].append(
+                    {"pagerduty_user_id": uid, "name": None, "email": None, "active": True}
+                )
+            elif user.member_id is None:
+                unmatched[schedule_id].append(
+                    {
+                        "pagerduty_user_id": uid,
+                        "name": user.name,
+                        "email": user.email,
+                        "active": user.active,
+                    }
+                )
+    out = []
+    for r in rotations:
+        sid = r.pagerduty_schedule_id
+        out.append(
+            {
+                "id": r.id,
+                "name": r.name,
+                "mode": r.mode,
+                "schedule": {"id": sid, "name": names.get(sid)} if sid else None,
+                "bound_at": r.bound_at,
+                "last_synced_at": r.last_synced_at,
+                "members": [_member_view(rm.member) for rm in r.members],
+                "on_duty": [
+                    _member_view(d.member)
+                    for d in sorted(r.on_duty, key=lambda d: (d.since, d.member.display_name))
+                ],
+                "unmatched_on_call": unmatched.get(sid, []) if sid else [],
+            }
+        )
+    return out
+
+
+def rotation_view(
+    session: Session, workspace_id: uuid.UUID, rotation_id: uuid.UUID
+) -> dict[str, Any]:
+    for item in list_rotations(session, workspace_id):
+        if item["id"] == rotation_id:
+            return item
+    raise rotation_missing()
+
+
+def rotation_missing() -> Missing:
+    """What the API answers for a rotation id that is not in the caller's workspace."""
+    return Missing("This rotation does not exist in this workspace.", code="rotation_not_found")

@@ -1,0 +1,222 @@
+"""Run records: the ``SyncRun`` row and the metrics of one pass, however the pass ends.
+
+``RunContext`` is created at the start of a pass (``workers.sync.run.sync_once``) and ends it
+in exactly one way: ``unavailable`` (nothing recorded), ``skipped`` (fenced: the connection
+changed meanwhile), ``failed`` (its own transaction; fenced failure bookkeeping on the
+connection) or ``apply`` (the diff and the ``SyncRun`` in one transaction).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from models import ConnectionStatus, PagerDutyConnection, SyncRun, utcnow
+from workers.core import metrics
+from workers.core.db import transaction
+from workers.core.settings import get_settings
+from workers.pagerduty.interfaces import PagerDutyReader
+from workers.pagerduty.snapshot import AccountSnapshot
+from workers.rotations.locking import lock_connection
+from workers.sync import messages
+from workers.sync.apply import ApplyResult, apply_snapshot
+
+log = logging.getLogger(__name__)
+
+# A failing connection is re-synced by beat after interval * 2^failures, at most this long.
+MAX_FAILURE_BACKOFF_SECONDS = 3600
+
+
+@dataclass
+class SyncResult:
+    """The outcome of one sync call; ``as_dict`` is what the task returns (no secrets)."""
+
+    status: str  # succeeded | failed | skipped | unavailable | coalesced
+    connection_id: str
+    sync_run_id: str | None = None
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    requests: int = 0
+    passes: int = 0
+    unmatched_on_call: int = 0
+    error: str | None = None
+    # Set when the task should retry: "rate_limited" or "transient".
+    retry: str | None = None
+    retry_after: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class RunContext:
+    """Bookkeeping for one pass: records the SyncRun and metrics however the pass ends."""
+
+    def __init__(
+        self, cid: uuid.UUID, kind: str, task_id: str | None, started_at: datetime, t0: float
+    ) -> None:
+        self.cid = cid
+        self.kind = kind
+        self.task_id = task_id
+        self.started_at = started_at
+        self.t0 = t0
+        self.generation: int | None = None
+        self.clients: list[PagerDutyReader] = []
+
+    # -- helpers --
+
+    def _requests(self) -> int:
+        return sum(c.requests_made for c in self.clients)
+
+    def _duration_ms(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000)
+
+    def _metrics(self, outcome: str, duration_ms: int) -> None:
+        metrics.incr("rrpd_syncs_total", outcome=outcome)
+        metrics.incr("rrpd_sync_duration_seconds_sum", duration_ms / 1000)
+        metrics.incr("rrpd_sync_duration_seconds_count")
+        for client in self.clients:
+            for endpoint, count in client.requests_by_endpoint.items():
+                metrics.incr("rrpd_pagerduty_requests_total", count, endpoint=endpoint)
+            for endpoint, count in client.rate_limited_by_endpoint.items():
+                metrics.incr("rrpd_pagerduty_rate_limited_total", count, endpoint=endpoint)
+
+    def _run(
+        self, status: str, generation: int, error: str | None, applied: ApplyResult | None
+    ) -> SyncRun:
+        duration_ms = self._duration_ms()
+        return SyncRun(
+            id=uuid.uuid4(),
+            connection_id=self.cid,
+            generation=generation,
+            kind=self.kind[:20],
+            status=status,
+            task_id=self.task_id,
+            started_at=self.started_at,
+            finished_at=utcnow(),
+            duration_ms=duration_ms,
+            rows_created=applied.created if applied else 0,
+            rows_updated=applied.updated if applied else 0,
+            rows_deleted=applied.deleted if applied else 0,
+            requests_made=self._requests(),
+            error=error,
+        )
+
+    # -- endings --
+
+    def unavailable(self, status: str | None) -> SyncResult:
+        self._metrics("unavailable", self._duration_ms())
+        return SyncResult(
+            status="unavailable",
+            connection_id=str(self.cid),
+            requests=self._requests(),
+            error=f"connection is {status or 'missing'}",
+        )
+
+    def skipped(self) -> SyncResult:
+        with transaction() as session:
+            conn = session.get(PagerDutyConnection, self.cid)
+            if conn is None:
+                return self.unavailable(None)
+            run = self._run("skipped", self.generation or conn.generation, messages.FENCED, None)
+            session.add(run)
+        self._metrics("skipped", run.duration_ms or 0)
+        return SyncResult(
+            status="skipped",
+            connection_id=str(self.cid),
+            sync_run_id=str(run.id),
+            requests=run.requests_made,
+            error=messages.FENCED,
+        )
+
+    def failed(
+        self,
+        message: str,
+        *,
+        transition: tuple[ConnectionStatus, str] | None = None,
+        retry: str | None = None,
+        retry_after: float | None = None,
+        also_current: ConnectionStatus | None = None,
+    ) -> SyncResult:
+        """Record a failed run in its own transaction; touch the connection only if fenced-in.
+
+        ``also_current``: a status this very pass moved the connection to (needs_reauth after a
+        refused refresh), which still counts as "ours" rather than a concurrent change.
+        """
+        settings = get_settings()
+        with transaction() as session:
+            conn = lock_connection(session, self.cid)
+            if conn is None:
+                return self.unavailable(None)
+            generation = self.generation if self.generation is not None else conn.generation
+            ours = {ConnectionStatus.CONNECTED}
+            if also_current is not None:
+                ours.add(also_current)
+            fenced_in = conn.generation == generation and conn.status in ours
+            status = "failed" if fenced_in else "skipped"
+            run = self._run(status, generation, message if fenced_in else messages.FENCED, None)
+            session.add(run)
+            if fenced_in:
+                conn.consecutive_sync_failures += 1
+                backoff = min(
+                    settings.sync_interval_seconds * 2 ** min(conn.consecutive_sync_failures, 10),
+                    MAX_FAILURE_BACKOFF_SECONDS,
+                )
+                not_before = utcnow() + timedelta(seconds=backoff)
+                if conn.next_sync_at is None or conn.next_sync_at < not_before:
+                    conn.next_sync_at = not_before
+                if transition is not None and conn.can_transition(transition[0]):
+                    conn.transition(transition[0], error=transition[1])
+        self._metrics(status, run.duration_ms or 0)
+        log.info("sync %s: %s", status, message, extra={"connection_id": str(self.cid)})
+        return SyncResult(
+            status=status,
+            connection_id=str(self.cid),
+            sync_run_id=str(run.id),
+            requests=run.requests_made,
+            error=run.error,
+            retry=retry if fenced_in else None,
+            retry_after=retry_after,
+        )
+
+    def apply(self, snapshot: AccountSnapshot, clock: Callable[[], datetime]) -> SyncResult:
+        with transaction() as session:
+            conn = lock_connection(session, self.cid)
+            if conn is None:
+                return self.unavailable(None)
+            if conn.generation != self.generation or conn.status != ConnectionStatus.CONNECTED:
+                run = self._run("skipped", self.generation or 0, messages.FENCED, None)
+                session.add(run)
+                applied = None
+            else:
+                applied = apply_snapshot(session, conn, snapshot, now=clock())
+                # Connection bookkeeping only when it changes something (see the docs):
+                # a quiet sync leaves the connection row alone.
+                if conn.consecutive_sync_failures:
+                    conn.consecutive_sync_failures = 0
+                if applied.changed or conn.last_synced_at is None:
+                    conn.last_synced_at = utcnow()
+                run = self._run(
+                    "succeeded",
+                    conn.generation,
+                    " ".join(applied.warnings) or None,
+                    applied,
+                )
+                session.add(run)
+        self._metrics(run.status, run.duration_ms or 0)
+        return SyncResult(
+            status=run.status,
+            connection_id=str(self.cid),
+            sync_run_id=str(run.id),
+            created=run.rows_created,
+            updated=run.rows_updated,
+            deleted=run.rows_deleted,
+            requests=run.requests_made,
+            unmatched_on_call=applied.unmatched_on_call if applied else 0,
+            error=run.error,
+        )

@@ -1,0 +1,50 @@
+"""Sync now: a manual sync asked for by a workspace admin (API, panel) or an operator (rrpd)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from models import PagerDutyConnection
+from workers.connections.setup import Enqueued, connected_connection
+from workers.core.access import Actor, require_manager
+from workers.core.audit import audit
+from workers.tasking.contract import SYNC_CONNECTION
+from workers.tasking.enqueue import enqueue
+
+
+def enqueue_manual_sync(
+    session: Session,
+    conn: PagerDutyConnection,
+    *,
+    actor_member_id: Any = None,
+    actor: str | None = None,
+    **details: Any,
+) -> str:
+    """Enqueue ``pagerduty.sync_connection(kind="manual")`` after commit, with its audit row."""
+    task_id = enqueue(
+        session,
+        SYNC_CONNECTION,
+        workspace_id=conn.workspace_id,
+        connection_id=conn.id,
+        kind="manual",
+    )
+    audit(
+        session,
+        conn.workspace_id,
+        "pagerduty.sync.requested",
+        actor_member_id=actor_member_id,
+        actor=actor,
+        connection_id=conn.id,
+        task_id=task_id,
+        **details,
+    )
+    return task_id
+
+
+def sync_now(session: Session, actor: Actor) -> Enqueued:
+    """The API's "Sync now": Primary Owner or Admin, and the connection must be connected."""
+    require_manager(actor)
+    conn = connected_connection(session, actor.workspace_id)
+    return Enqueued(conn, enqueue_manual_sync(session, conn, actor_member_id=actor.member_id))

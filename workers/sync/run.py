@@ -1,0 +1,190 @@
+"""One sync of one connection: read PagerDuty, then write only what changed, in one transaction.
+
+1. ``credential_for`` gives a usable credential and the connection's ``generation`` (the fence).
+2. ``workers.pagerduty.snapshot.read_snapshot`` reads users, v2 + v3 schedules, their members
+   and who is on call for the bound ones, through a ``PagerDutyReader`` the client factory
+   builds. Any account-wide failure raises: nothing has been written yet.
+3. ``RunContext.apply`` (``workers.sync.records``): one transaction re-reads the connection row
+   ``FOR UPDATE``; if its generation moved or it is no longer ``connected`` the run is recorded
+   as ``skipped``, otherwise ``workers.sync.apply`` writes the differences and the ``SyncRun``.
+
+``sync_connection`` wraps passes in the coalescing lock (``workers.sync.coalescing``);
+``sync_once`` is one pass without it. docs/sync-and-disconnect.md has the whole algorithm.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select
+
+from models import AuthMethod, ConnectionStatus, Rotation, RotationMode, utcnow
+from workers.connections.tokens import (
+    ConnectionCredential,
+    ConnectionUnavailable,
+    NeedsReauth,
+    credential_for,
+)
+from workers.core.db import transaction
+from workers.core.ids import as_uuid
+from workers.pagerduty.errors import (
+    Forbidden,
+    InvalidCredentials,
+    NoApiAccess,
+    PagerDutyError,
+    PaginationLimit,
+    RateLimited,
+    Transient,
+)
+from workers.pagerduty.factory import pagerduty_client
+from workers.pagerduty.interfaces import PagerDutyReader
+from workers.pagerduty.snapshot import read_snapshot
+from workers.sync import messages
+from workers.sync.coalescing import coalesce
+from workers.sync.records import RunContext, SyncResult
+from workers.tasking.contract import SYNC_CONNECTION
+from workers.tasking.enqueue import publish_now
+
+log = logging.getLogger(__name__)
+
+
+def default_client(cred: ConnectionCredential) -> PagerDutyReader:
+    # PagerDuty limits per user/app, not per token: a refreshed token keeps its bucket.
+    return pagerduty_client(
+        cred.api_base_url, cred.credential, rate_limit_key=f"conn-{cred.connection_id}"
+    )
+
+
+ClientFactory = Callable[[ConnectionCredential], PagerDutyReader]
+
+
+def sync_connection(
+    connection_id: uuid.UUID | str,
+    *,
+    kind: str = "scheduled",
+    task_id: str | None = None,
+    client_factory: ClientFactory | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> SyncResult:
+    """Sync one connection, coalescing with a sync of it that is already running anywhere
+    (``workers.sync.coalescing``)."""
+    cid = as_uuid(connection_id)
+    return coalesce(
+        cid,
+        lambda: sync_once(cid, kind=kind, task_id=task_id, client_factory=client_factory, now=now),
+        lambda: publish_now(SYNC_CONNECTION, connection_id=str(cid), kind=kind),
+    )
+
+
+def sync_once(
+    connection_id: uuid.UUID | str,
+    *,
+    kind: str = "scheduled",
+    task_id: str | None = None,
+    client_factory: ClientFactory | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> SyncResult:
+    """One fetch-and-apply pass, without the coalescing lock (tests call this directly)."""
+    cid = as_uuid(connection_id)
+    clock = now or utcnow
+    started_at = clock()
+    t0 = time.monotonic()
+    make_client = client_factory or default_client
+    ctx = RunContext(cid, kind, task_id, started_at, t0)
+    try:
+        try:
+            cred = credential_for(cid)
+        except ConnectionUnavailable as exc:
+            # Disconnected, gone, or already waiting for a person (needs_reauth, invalid):
+            # nothing to do and nothing worth recording on every beat round.
+            return ctx.unavailable(exc.status)
+        ctx.generation = cred.generation
+        bound = bound_schedule_ids(cred.workspace_id)
+        use_oncalls = may_read_oncalls(cred)
+        client = make_client(cred)
+        ctx.clients.append(client)
+        try:
+            snapshot = read_snapshot(client, bound=bound, now=started_at, use_oncalls=use_oncalls)
+        except InvalidCredentials:
+            if cred.auth_method != AuthMethod.OAUTH:
+                return ctx.failed(
+                    messages.INVALID_KEY,
+                    transition=(ConnectionStatus.INVALID, messages.INVALID_KEY),
+                )
+            # OAuth: the token may have been revoked or rotated; refresh once and try again.
+            try:
+                cred = credential_for(cid, rejected=cred.credential)
+            except NeedsReauth:
+                # credential_for already moved the connection to needs_reauth, with its words.
+                return ctx.failed(
+                    messages.OAUTH_REJECTED, also_current=ConnectionStatus.NEEDS_REAUTH
+                )
+            if cred.generation != ctx.generation:
+                return ctx.skipped()
+            client = make_client(cred)
+            ctx.clients.append(client)
+            try:
+                snapshot = read_snapshot(
+                    client, bound=bound, now=started_at, use_oncalls=use_oncalls
+                )
+            except InvalidCredentials:
+                return ctx.failed(
+                    messages.OAUTH_REJECTED,
+                    transition=(ConnectionStatus.NEEDS_REAUTH, messages.OAUTH_REJECTED),
+                )
+        return ctx.apply(snapshot, clock)
+    except ConnectionUnavailable as exc:  # NeedsReauth too: the connection already says why
+        return ctx.unavailable(exc.status)
+    except RateLimited as exc:
+        # Counted (with every 429 the client retried itself) when the run's metrics are written.
+        return ctx.failed(
+            messages.rate_limited(exc.reset_after),
+            retry="rate_limited",
+            retry_after=exc.reset_after,
+        )
+    except Transient as exc:
+        return ctx.failed(messages.transient(exc), retry="transient")
+    except NoApiAccess:
+        return ctx.failed(
+            messages.NO_API_ACCESS, transition=(ConnectionStatus.INVALID, messages.NO_API_ACCESS)
+        )
+    except Forbidden as exc:
+        return ctx.failed(messages.forbidden(exc.missing))
+    except PaginationLimit as exc:
+        return ctx.failed(messages.too_large(exc))
+    except PagerDutyError as exc:
+        return ctx.failed(messages.unusable(exc))
+    except Exception as exc:
+        # A bug, a database failure, a soft time limit: record it in plain words, then let the
+        # task machinery see the exception.
+        try:
+            ctx.failed(messages.internal_error(exc))
+        except Exception:
+            log.exception("could not record the failed sync run")
+        raise
+
+
+def bound_schedule_ids(workspace_id: uuid.UUID) -> set[str]:
+    """The PagerDuty schedules the workspace's rotations are bound to (read before the fetch:
+    only these need who is on call)."""
+    with transaction() as session:
+        return {
+            schedule_id
+            for schedule_id in session.execute(
+                select(Rotation.pagerduty_schedule_id).where(
+                    Rotation.workspace_id == workspace_id,
+                    Rotation.mode == RotationMode.PAGERDUTY,
+                    Rotation.pagerduty_schedule_id.is_not(None),
+                )
+            ).scalars()
+            if schedule_id is not None
+        }
+
+
+def may_read_oncalls(cred: ConnectionCredential) -> bool:
+    """API keys may read /oncalls; an OAuth token only if it was granted ``oncalls.read``."""
+    return cred.scopes is None or "oncalls.read" in cred.scopes

@@ -1,0 +1,1 @@
+"""Celery plumbing: the app and task bases, the task contract, enqueueing, task records."""

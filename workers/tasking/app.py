@@ -1,0 +1,192 @@
+"""The Celery application, the task bases (one per retry family) and ``contract_task``.
+
+Every task is declared in ``workers.tasking.contract`` and decorated with
+``@contract_task(SPEC)``: name, queue, limits, retries and the task base all come from the
+table, and the decorated function must take exactly the declared keyword arguments.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, ClassVar, NoReturn, TypeVar
+
+import redis
+from celery import Celery, Task
+from celery.signals import worker_process_init
+
+from workers.core.logging import bind_task_context, configure_logging, unbind_task_context
+from workers.core.redis import client as redis_client
+from workers.core.settings import get_settings
+from workers.tasking.contract import RETRY_POLICIES, TASKS, Family, RetryPolicy, TaskSpec
+
+log = logging.getLogger(__name__)
+
+# Imported by the worker at start-up (``include``), not here: they import this module.
+TASK_MODULES = sorted({spec.module for spec in TASKS})
+
+
+class PoisonMessage(Exception):
+    """A message redelivered more times than allowed; it is acknowledged and not run again."""
+
+
+class RRPDTask(Task):  # type: ignore[misc]
+    """Base for every task: log context, a guard against poison messages, the retry policy.
+
+    Tasks stay thin: they load ids, call a plain function that opens one transaction per unit
+    of work (``workers.core.db.transaction``), and decide about retries with ``retry_later``.
+    """
+
+    typing = True
+    family: ClassVar[Family] = Family.ONCE
+
+    @property
+    def retry_policy(self) -> RetryPolicy | None:
+        return RETRY_POLICIES[self.family]
+
+    @property
+    def retries_left(self) -> bool:
+        return bool(self.request.retries < (self.max_retries or 0))
+
+    def retry_countdown(self, *, reset_after: float | None = None) -> float:
+        """Seconds before the next attempt under this family's policy."""
+        policy = self.retry_policy
+        if policy is None:
+            raise RuntimeError(f"{self.name} ({self.family}) does not retry")
+        return policy.countdown(
+            self.request.retries, reset_after=reset_after if policy.honours_reset else None
+        )
+
+    def retry_later(
+        self, *, exc: BaseException | None = None, reset_after: float | None = None
+    ) -> NoReturn:
+        """Retry under the family's policy (Celery's ``retry``, which raises)."""
+        raise self.retry(countdown=self.retry_countdown(reset_after=reset_after), exc=exc)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        bind_task_context(
+            task_id=request.id,
+            task_name=self.name,
+            connection_id=kwargs.get("connection_id"),
+            workspace_id=kwargs.get("workspace_id"),
+        )
+        try:
+            if request.id and not request.called_directly:
+                self._check_deliveries(request)
+            return super().__call__(*args, **kwargs)
+        finally:
+            unbind_task_context()
+
+    def _check_deliveries(self, request: Any) -> None:
+        from celeryconfig import MAX_DELIVERIES, VISIBILITY_TIMEOUT
+
+        key = f"{get_settings().redis_key_prefix}:deliveries:{request.id}:{request.retries}"
+        try:
+            count = int(redis_client().incr(key))
+            if count == 1:
+                redis_client().expire(key, VISIBILITY_TIMEOUT * (MAX_DELIVERIES + 1))
+        except redis.RedisError:
+            return  # The guard is for efficiency; never fail a task because it is unavailable.
+        if count > MAX_DELIVERIES:
+            log.error("poison message: delivered %s times, giving up", count)
+            raise PoisonMessage(
+                f"task {self.name} was delivered {count} times without finishing; "
+                "it has been dropped (see the worker logs for the crash)"
+            )
+
+
+class ConnectTask(RRPDTask):
+    """Validating a credential and refreshing a token: a person may be waiting."""
+
+    family = Family.CONNECT
+
+
+class SyncTask(RRPDTask):
+    family = Family.SYNC
+
+
+class DisconnectTask(RRPDTask):
+    family = Family.DISCONNECT
+
+
+class BeatTask(RRPDTask):
+    """Fired by beat; never retried (the next round does the same work)."""
+
+    family = Family.BEAT
+
+
+TASK_BASES: dict[Family, type[RRPDTask]] = {
+    base.family: base for base in (RRPDTask, ConnectTask, SyncTask, DisconnectTask, BeatTask)
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _check_signature(spec: TaskSpec, fn: Callable[..., Any]) -> None:
+    """The function takes ``self`` and exactly the contract's keyword-only arguments."""
+    params = list(inspect.signature(fn).parameters.values())[1:]  # after ``self``
+    got = {p.name: p for p in params}
+    problems = [f"{p.name} is not keyword-only" for p in params if p.kind is not p.KEYWORD_ONLY]
+    if set(got) != spec.kwarg_names():
+        problems.append(f"takes {sorted(got)}, the contract says {sorted(spec.kwarg_names())}")
+    for kwarg in spec.kwargs:
+        param = got.get(kwarg.name)
+        if param is None:
+            continue
+        default = None if kwarg.required else kwarg.default
+        if (param.default is param.empty) != kwarg.required or (
+            not kwarg.required and param.default != default
+        ):
+            problems.append(f"{kwarg.name}'s default differs from the contract")
+    if fn.__module__ != spec.module:
+        problems.append(f"is defined in {fn.__module__}, the contract says {spec.module}")
+    if problems:
+        raise TypeError(f"task {spec.name}: " + "; ".join(problems))
+
+
+def contract_task(spec: TaskSpec, *, base: type[RRPDTask] | None = None) -> Callable[[F], Any]:
+    """``app.task(...)`` with everything taken from the contract's ``spec``.
+
+    ``base`` may refine the family's base class (e.g. to add ``on_failure``), never replace it.
+    """
+    family_base = TASK_BASES[spec.family]
+    if base is not None and not issubclass(base, family_base):
+        raise TypeError(f"task {spec.name}: {base.__name__} is not a {family_base.__name__}")
+
+    def decorate(fn: F) -> Any:
+        _check_signature(spec, fn)
+        return app.task(
+            bind=True,
+            base=base or family_base,
+            name=spec.name,
+            queue=spec.queue,
+            soft_time_limit=spec.soft_time_limit,
+            time_limit=spec.time_limit,
+            max_retries=spec.max_retries,
+            acks_late=True,
+            ignore_result=False,
+        )(fn)
+
+    return decorate
+
+
+def create_app() -> Celery:
+    # Task modules are imported when the worker starts (``include``), not here, because they
+    # import this module for ``app``.
+    app = Celery("rrpd", task_cls=RRPDTask, include=TASK_MODULES)
+    app.config_from_object("celeryconfig")
+    return app
+
+
+def _configure_child_logging(**_: Any) -> None:
+    # The child's sockets (database pool, Redis, HTTP) were already forgotten by the fork hook
+    # (workers.core.process); its log handlers are set up here.
+    configure_logging()
+
+
+worker_process_init.connect(_configure_child_logging, weak=False)
+
+
+app = create_app()

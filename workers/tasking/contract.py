@@ -1,0 +1,382 @@
+"""The public task contract, declared once.
+
+Other services enqueue our tasks by name, so each task's name, queue, keyword arguments, time
+limits, retry family and result are a public, stable contract. ``TASKS`` is the one table of
+them; everything else is derived from it:
+
+* the task decorators (``workers.tasking.app.contract_task``, which also checks that the
+  decorated function takes exactly the declared keyword arguments and defaults);
+* ``celeryconfig``'s ``task_routes``, queues and beat schedule (``task_routes``, ``QUEUES``,
+  ``beat_schedule``);
+* what ``workers.tasking.enqueue.enqueue`` accepts (known names and arguments only);
+* the task table in docs/tasks.md (``workers.tasking.docs``; a test compares the two).
+
+To add a task: declare a ``TaskSpec`` here (and add it to ``TASKS``), write a thin function in
+the feature's ``tasks/`` module decorated with ``@contract_task(SPEC)``, run
+``python -m workers.tasking.docs`` and paste its output between the markers in
+docs/tasks.md.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.core.settings import Settings
+
+# --- queues ------------------------------------------------------------------------------------
+# `interactive` holds work a person is waiting for (and the 30-second OAuth code); `sync` holds
+# bulk periodic work. Separate queues and separate workers mean a sync backlog never delays a
+# connect.
+INTERACTIVE = "interactive"
+SYNC = "sync"
+QUEUES: tuple[str, ...] = (INTERACTIVE, SYNC)
+
+# --- ceilings every task stays under (celeryconfig sets the visibility timeout from them) ------
+TASK_SOFT_TIME_LIMIT = 240
+TASK_TIME_LIMIT = 300
+MAX_RETRY_COUNTDOWN = 600.0
+
+# Argument names that would suggest a secret travels in a message (tasks take ids only).
+SECRET_WORDS = ("key", "token", "secret", "code", "verifier", "password")
+
+
+# --- retry families ----------------------------------------------------------------------------
+
+
+class Family(StrEnum):
+    """How a task retries; each family is one task base class in ``workers.tasking.app``."""
+
+    CONNECT = "connect"
+    SYNC = "sync"
+    DISCONNECT = "disconnect"
+    BEAT = "beat"
+    ONCE = "once"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter; PagerDuty's ``ratelimit-reset`` wins.
+
+    The n-th retry (n = 0, 1, ...) waits ``uniform(0, min(cap, base * 2**n))`` seconds, or, for
+    a 429 that said when its window resets, that many seconds plus ``uniform(0, reset_jitter)``
+    (so the workers a reset released do not return in step). Never more than
+    ``MAX_RETRY_COUNTDOWN``: the broker's visibility timeout is sized for it.
+    """
+
+    base: float
+    cap: float
+    # What is retried, in the words of docs/tasks.md.
+    retried: str
+    # PagerDuty's 429 says when its window resets: wait that long (plus this much jitter).
+    honours_reset: bool = True
+    reset_jitter: float = 0.0
+
+    def countdown(
+        self,
+        retries: int,
+        *,
+        reset_after: float | None = None,
+        rng: random.Random | None = None,
+    ) -> float:
+        draw = (rng or random).uniform
+        if reset_after is not None:
+            wait = max(0.0, reset_after) + draw(0, self.reset_jitter)
+        else:
+            wait = draw(0, min(self.cap, self.base * 2 ** max(0, retries)))
+        return round(min(wait, MAX_RETRY_COUNTDOWN), 3)
+
+    def describe(self) -> str:
+        reset = "a 429 waits for PagerDuty's reset" + (
+            f" (+ up to {self.reset_jitter:g} s)" if self.reset_jitter else ""
+        )
+        backoff = f"full jitter up to {self.base:g} s·2ⁿ, capped at {self.cap:g} s"
+        return f"{self.retried}; {backoff}" + (f"; {reset}" if self.honours_reset else "")
+
+
+RETRY_POLICIES: Mapping[Family, RetryPolicy | None] = {
+    # A person is waiting: short waits. PagerDuty unreachable (5xx, timeouts) or rate limited.
+    Family.CONNECT: RetryPolicy(
+        base=2.0, cap=60.0, retried="PagerDuty unreachable or rate limited"
+    ),
+    Family.SYNC: RetryPolicy(
+        base=5.0, cap=300.0, retried="PagerDuty unreachable or rate limited", reset_jitter=2.0
+    ),
+    # The transaction rolled back as a whole, so trying again is safe.
+    Family.DISCONNECT: RetryPolicy(
+        base=2.0, cap=60.0, retried="a database `OperationalError` only", honours_reset=False
+    ),
+    # Beat fires again at the next interval; a one-shot task has nothing to retry.
+    Family.BEAT: None,
+    Family.ONCE: None,
+}
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Kwarg:
+    name: str
+    type: str
+    meaning: str
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def signature(self) -> str:
+        if self.required:
+            return f"`{self.name}: {self.type}`"
+        return f"`{self.name}: {self.type} = {self.default!r}`".replace("'", '"')
+
+
+@dataclass(frozen=True)
+class Beat:
+    """A RedBeat schedule entry that sends the task with no arguments."""
+
+    entry: str
+    every: Callable[[Settings], float]
+    describe: str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    # The ``tasks`` module that defines it (the worker imports these at start-up).
+    module: str
+    queue: str
+    kwargs: tuple[Kwarg, ...]
+    soft_time_limit: int
+    time_limit: int
+    family: Family
+    max_retries: int
+    # What the task returns (a small plain dict, never a secret), in docs/tasks.md's words.
+    result: str
+    # Why a task that does not retry does not (shown in the docs).
+    no_retry_because: str = ""
+    beat: Beat | None = None
+    deprecated: bool = False
+    # Anything else the docs' kwargs column should say (e.g. the allowed values of `kind`).
+    kwargs_note: str = ""
+
+    @property
+    def retry_policy(self) -> RetryPolicy | None:
+        return RETRY_POLICIES[self.family] if self.max_retries else None
+
+    def kwarg_names(self) -> frozenset[str]:
+        return frozenset(k.name for k in self.kwargs)
+
+    def check_kwargs(self, kwargs: Mapping[str, Any]) -> None:
+        """Refuse a message the contract does not allow (unknown or missing arguments)."""
+        unknown = sorted(set(kwargs) - self.kwarg_names())
+        if unknown:
+            raise ValueError(f"{self.name} takes no argument {', '.join(unknown)}")
+        missing = [k.name for k in self.kwargs if k.required and k.name not in kwargs]
+        if missing:
+            raise ValueError(f"{self.name} needs {', '.join(missing)}")
+
+
+CONNECTION_ID = Kwarg("connection_id", "str", "The connection's id (UUID).")
+
+VALIDATE_API_KEY = TaskSpec(
+    name="pagerduty.validate_api_key",
+    module="tasks.connections",
+    queue=INTERACTIVE,
+    kwargs=(
+        CONNECTION_ID,
+        Kwarg("generation", "int", "The connection's generation when the key was stored."),
+    ),
+    soft_time_limit=60,
+    time_limit=90,
+    family=Family.CONNECT,
+    max_retries=5,
+    result="`{outcome, connection_id, message}`",
+)
+EXCHANGE_OAUTH_CODE = TaskSpec(
+    name="pagerduty.exchange_oauth_code",
+    module="tasks.connections",
+    queue=INTERACTIVE,
+    kwargs=(Kwarg("authorization_id", "str", "The pending OAuth login the callback completed."),),
+    # The code dies 30 seconds after PagerDuty issued it: fail fast, never retry.
+    soft_time_limit=25,
+    time_limit=40,
+    family=Family.ONCE,
+    max_retries=0,
+    result="`{outcome, connection_id, message}`",
+    no_retry_because="a code is single-use and lives 30 s",
+)
+REFRESH_TOKEN = TaskSpec(
+    name="pagerduty.refresh_token",
+    module="tasks.connections",
+    queue=INTERACTIVE,
+    kwargs=(CONNECTION_ID,),
+    soft_time_limit=60,
+    time_limit=90,
+    family=Family.CONNECT,
+    max_retries=6,
+    result="`{connection_id, outcome, expires_at?}`",
+)
+REFRESH_EXPIRING_TOKENS = TaskSpec(
+    name="pagerduty.refresh_expiring_tokens",
+    module="tasks.connections",
+    queue=INTERACTIVE,
+    kwargs=(),
+    soft_time_limit=60,
+    time_limit=90,
+    family=Family.BEAT,
+    max_retries=0,
+    result="`{refreshes_enqueued, stale_validations}`",
+    no_retry_because="next beat",
+    beat=Beat("refresh-expiring-tokens", lambda settings: 300.0, "every 5 min"),
+)
+SYNC_CONNECTION = TaskSpec(
+    name="pagerduty.sync_connection",
+    module="tasks.sync",
+    queue=SYNC,
+    kwargs=(
+        CONNECTION_ID,
+        Kwarg(
+            "kind",
+            "str",
+            "Why the sync runs; recorded on the SyncRun. Anything else counts as `scheduled`.",
+            default="scheduled",
+        ),
+    ),
+    kwargs_note="(`scheduled`, `manual`, `initial`, `binding`)",
+    soft_time_limit=150,
+    time_limit=180,
+    family=Family.SYNC,
+    max_retries=5,
+    result="`{status, connection_id, sync_run_id, created, updated, deleted, requests, passes, "
+    "unmatched_on_call, error?}`; status: succeeded, failed, skipped, unavailable, coalesced",
+)
+SCHEDULE_SYNCS = TaskSpec(
+    name="pagerduty.schedule_syncs",
+    module="tasks.sync",
+    queue=SYNC,
+    kwargs=(),
+    soft_time_limit=45,
+    time_limit=55,
+    family=Family.BEAT,
+    max_retries=0,
+    result="`{enqueued, disconnects}`",
+    no_retry_because="next beat",
+    beat=Beat(
+        "schedule-syncs",
+        lambda settings: float(settings.sync_interval_seconds),
+        "every `RRPD_SYNC_INTERVAL_SECONDS`",
+    ),
+)
+DISCONNECT = TaskSpec(
+    name="pagerduty.disconnect",
+    module="tasks.disconnect",
+    queue=INTERACTIVE,
+    kwargs=(
+        CONNECTION_ID,
+        Kwarg(
+            "actor_member_id",
+            "str | None",
+            "The member who asked (audit); none for a re-sent disconnect.",
+            default=None,
+        ),
+    ),
+    soft_time_limit=30,
+    time_limit=60,
+    family=Family.DISCONNECT,
+    max_retries=5,
+    result="`{status, connection_id, rotations_made_manual, mirror_rows_deleted}`; status: "
+    "disconnected, already_disconnected, not_found",
+)
+REVOKE_TOKENS = TaskSpec(
+    name="pagerduty.revoke_tokens",
+    module="tasks.disconnect",
+    queue=INTERACTIVE,
+    kwargs=(CONNECTION_ID,),
+    soft_time_limit=10,
+    time_limit=20,
+    family=Family.ONCE,
+    max_retries=0,
+    result="`{connection_id, revoked: 0, reason}`",
+    deprecated=True,
+)
+PING = TaskSpec(
+    name="rrpd.ping",
+    module="tasks.health",
+    queue=INTERACTIVE,
+    kwargs=(Kwarg("payload", "str", "Echoed back.", default="pong"),),
+    soft_time_limit=10,
+    time_limit=20,
+    family=Family.ONCE,
+    max_retries=0,
+    result="`{reply}`",
+)
+
+TASKS: tuple[TaskSpec, ...] = (
+    VALIDATE_API_KEY,
+    EXCHANGE_OAUTH_CODE,
+    REFRESH_TOKEN,
+    REFRESH_EXPIRING_TOKENS,
+    SYNC_CONNECTION,
+    SCHEDULE_SYNCS,
+    DISCONNECT,
+    REVOKE_TOKENS,
+    PING,
+)
+BY_NAME: Mapping[str, TaskSpec] = {spec.name: spec for spec in TASKS}
+
+
+def _check_table() -> None:
+    """The rules docs/tasks.md promises, enforced where the table is declared."""
+    for spec in TASKS:
+        if not spec.name.startswith("pagerduty.") and spec.name != "rrpd.ping":
+            raise AssertionError(f"{spec.name}: public names start with pagerduty.")
+        if spec.queue not in QUEUES:
+            raise AssertionError(f"{spec.name}: unknown queue {spec.queue}")
+        if not spec.soft_time_limit < spec.time_limit <= TASK_TIME_LIMIT:
+            raise AssertionError(f"{spec.name}: limits must be soft < hard <= {TASK_TIME_LIMIT}")
+        if spec.max_retries and RETRY_POLICIES[spec.family] is None:
+            raise AssertionError(f"{spec.name}: family {spec.family} does not retry")
+        for kwarg in spec.kwargs:
+            ids_only = kwarg.name.endswith("_id") or kwarg.name in ("kind", "generation")
+            if not ids_only and any(word in kwarg.name for word in SECRET_WORDS):
+                raise AssertionError(f"{spec.name}: {kwarg.name} looks like a secret")
+    if len(BY_NAME) != len(TASKS):
+        raise AssertionError("task names must be unique")
+
+
+_check_table()
+
+
+# --- derived configuration ---------------------------------------------------------------------
+
+
+def task_routes() -> dict[str, dict[str, str]]:
+    return {spec.name: {"queue": spec.queue} for spec in TASKS}
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    schedule: dict[str, dict[str, Any]] = {}
+    for spec in TASKS:
+        if spec.beat is not None:
+            every = spec.beat.every(settings)
+            schedule[spec.beat.entry] = {
+                "task": spec.name,
+                "schedule": every,
+                # A round nobody consumed in time is dropped: the next one does the same work.
+                "options": {"queue": spec.queue, "expires": every},
+            }
+    return schedule
