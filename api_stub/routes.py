@@ -34,7 +34,7 @@ from api_stub.schemas import (
 from models import PagerDutyConnection
 from workers.connections import oauth_login, setup, status
 from workers.core.access import Actor, Missing
-from workers.core.db import transaction
+from workers.core.db import snapshot, transaction
 from workers.disconnect.request import request_disconnect
 from workers.rotations import binding, schedules, views
 from workers.sync.request import sync_now as request_sync_now
@@ -193,7 +193,7 @@ def oauth_callback(
     responses=AUTH_ERRORS,
 )
 def get_status(actor: WorkspaceActor) -> dict[str, Any]:
-    with transaction() as session:
+    with snapshot() as session:
         return status.connection_status(session, actor.workspace_id)
 
 

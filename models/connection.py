@@ -97,17 +97,21 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     # generation must not write (fencing).
     generation: Mapped[int] = mapped_column(default=1)
 
-    api_key: Mapped[str | None] = mapped_column("api_key_encrypted", EncryptedText, default=None)
+    # Secrets load (and decrypt) only when code reads them: a row whose secret no configured
+    # key can decrypt still loads for its status, a disconnect or a reconnect.
+    api_key: Mapped[str | None] = mapped_column(
+        "api_key_encrypted", EncryptedText, default=None, deferred=True
+    )
     key_level: Mapped[KeyLevel | None] = mapped_column(string_enum(KeyLevel, 8), default=None)
     oauth_client_id: Mapped[str | None] = mapped_column(String(200), default=None)
     oauth_client_secret: Mapped[str | None] = mapped_column(
-        "oauth_client_secret_encrypted", EncryptedText, default=None
+        "oauth_client_secret_encrypted", EncryptedText, default=None, deferred=True
     )
     access_token: Mapped[str | None] = mapped_column(
-        "access_token_encrypted", EncryptedText, default=None
+        "access_token_encrypted", EncryptedText, default=None, deferred=True
     )
     refresh_token: Mapped[str | None] = mapped_column(
-        "refresh_token_encrypted", EncryptedText, default=None
+        "refresh_token_encrypted", EncryptedText, default=None, deferred=True
     )
     access_token_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     token_refreshed_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -7,6 +7,7 @@ module-level object (Celery's config, engines) points at the test services.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,12 +98,24 @@ def db(database_url: str) -> Iterator[str]:
     """Isolation for tests that commit (real workers see only committed rows): every table is
     emptied after the test."""
     yield database_url
+    from sqlalchemy.exc import OperationalError
+
     from models import Base
     from workers.core.db import get_engine
 
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with get_engine(database_url).begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+    # The session's live workers may still be finishing a task this test sent (a retry, a
+    # follow-up sync) while the tables are emptied: PostgreSQL then breaks the lock cycle by
+    # failing one side. The TRUNCATE is all or nothing, so trying it again is safe.
+    for attempt in range(10):
+        try:
+            with get_engine(database_url).begin() as conn:
+                conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+            return
+        except OperationalError:
+            if attempt == 9:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from models import Member, Role, Workspace, utcnow
 from workers.connections import oauth_login
 from workers.connections.status import connection_status
 from workers.core.access import Actor
-from workers.core.db import transaction
+from workers.core.db import snapshot
 from workers.core.ids import parse_uuid
 from workers.core.settings import get_settings
 from workers.rotations.schedules import search_schedules
@@ -184,7 +184,8 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         "when": _when,
         "refresh": False,
     }
-    with transaction() as session:
+    # One snapshot for the whole page: its status, last sync and rotations agree.
+    with snapshot() as session:
         if picker_enabled():
             ctx["choices"] = _picker_choices(session)
         if actor is None:

@@ -36,3 +36,23 @@ def test_after_commit_is_dropped_on_rollback(db: str) -> None:
     with transaction() as session:
         session.add(Workspace(name="Later"))
     assert seen == []
+
+
+def test_a_snapshot_reads_one_moment_of_the_database(db: str) -> None:
+    """A page built from several reads must not mix states: what commits meanwhile stays out."""
+    from workers.core.db import snapshot
+
+    with transaction() as session:
+        session.add(Workspace(name="Before"))
+    with snapshot() as reader:
+        first = reader.scalars(select(Workspace.name)).all()
+        with transaction() as writer:
+            writer.add(Workspace(name="Committed meanwhile"))
+        second = reader.scalars(select(Workspace.name)).all()
+    assert first == ["Before"]
+    assert second == ["Before"]
+    with snapshot() as later:
+        assert sorted(later.scalars(select(Workspace.name)).all()) == [
+            "Before",
+            "Committed meanwhile",
+        ]

@@ -220,3 +220,34 @@ def test_the_retired_revoke_step_does_nothing() -> None:
     result = revoke.revoke_tokens(str(uuid.uuid4()))
     assert result.revoked == 0
     assert "no token-revocation API" in result.reason
+
+
+def test_a_connection_whose_secret_no_key_decrypts_still_shows_and_disconnects(
+    session, sim
+) -> None:
+    """An operator removed the key that encrypted a stored API key: the connection must still
+    load for its status and its disconnect (which deletes the unreadable secret)."""
+    from sqlalchemy import text
+
+    from workers.connections.status import connection_status
+
+    demo = _synced_demo(session, sim)
+    session.execute(
+        text("UPDATE pagerduty_connections SET api_key_encrypted = :c WHERE id = :i"),
+        {"c": "v1:removedkey:gAAAAABnot-a-token", "i": demo.connection_id},
+    )
+    session.commit()
+
+    assert connection_status(session, demo.workspace_id)["status"] == "connected"
+    result = transaction.disconnect_connection(demo.connection_id)
+
+    assert result.status == "disconnected"
+    session.rollback()
+    session.expire_all()
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert conn.status == "disconnected"
+    raw = session.execute(
+        text("SELECT api_key_encrypted FROM pagerduty_connections WHERE id = :i"),
+        {"i": demo.connection_id},
+    ).scalar_one()
+    assert raw is None

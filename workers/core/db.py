@@ -76,6 +76,26 @@ def transaction(url: str | None = None) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def snapshot(url: str | None = None) -> Iterator[Session]:
+    """A read-only unit of work that sees one moment of the database.
+
+    PostgreSQL's default (READ COMMITTED) lets each statement see what committed since the
+    previous one, so a page built from several reads can mix states (a sync's run recorded,
+    the connection row it updated in the same transaction not yet); REPEATABLE READ reads every
+    statement from the transaction's first snapshot. SQLite transactions already do.
+    """
+    engine = get_engine(url)
+    options = {} if engine.dialect.name == "sqlite" else {"isolation_level": "REPEATABLE READ"}
+    with engine.connect().execution_options(**options) as conn, Session(
+        conn, expire_on_commit=False
+    ) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
 def affected_rows(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (``Session.execute`` types its answer as a ``Result``)."""
     return int(cast("CursorResult[Any]", result).rowcount or 0)
