@@ -93,8 +93,14 @@ task_routes = {
 }
 
 # --- Beat: RedBeat keeps the schedule and a lock in Redis, so several beat processes are safe ----
-beat_scheduler = "redbeat.RedBeatScheduler"
+# rrpd beat supervises the scheduler (workers.supervision): after a Redis error it is built
+# again, with a backoff capped at RRPD_BEAT_RETRY_MAX_SECONDS, instead of beat exiting.
+beat_scheduler = "workers.supervision:SupervisedRedBeatScheduler"
 redbeat_redis_url = _settings.effective_redbeat_url
+# Timeouts, so a Redis that hangs (a network partition) is an error beat recovers from, not a
+# tick blocked for ever (redis-py waits without limit by default). Set explicitly so RedBeat
+# does not fall back to broker_transport_options (deprecated in celery-redbeat 2.4).
+redbeat_redis_options = {"socket_timeout": 10, "socket_connect_timeout": 5}
 redbeat_key_prefix = f"{_settings.redis_key_prefix}:redbeat:"
 redbeat_lock_timeout = max(5 * _settings.sync_interval_seconds, 60)
 beat_max_loop_interval = 5

@@ -119,13 +119,18 @@ def worker(
 @cli.command()
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def beat(loglevel: str) -> None:
-    """Start celery beat with RedBeat (several beat processes are safe: one holds the lock)."""
-    _checked_settings()
+    """Start celery beat with RedBeat (several beat processes are safe: one holds the lock).
+
+    Beat rides out Redis outages by itself: its scheduler is started again after a Redis error
+    (workers.supervision), with pauses up to RRPD_BEAT_RETRY_MAX_SECONDS.
+    """
+    settings = _checked_settings()
     from workers.celery_app import app
     from workers.logging import configure_logging
+    from workers.supervision import run_beat
 
     configure_logging()
-    app.start(["beat", "-S", "redbeat.RedBeatScheduler", "-l", loglevel])
+    run_beat(app, loglevel=loglevel, retry_max_seconds=settings.beat_retry_max_seconds)
 
 
 @cli.command()
