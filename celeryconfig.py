@@ -26,7 +26,6 @@ MAX_DELIVERIES = 5
 
 broker_url = _settings.broker_url
 result_backend = _settings.result_backend or None
-broker_connection_retry_on_startup = True
 broker_transport_options = {
     "visibility_timeout": VISIBILITY_TIMEOUT,
     "global_keyprefix": f"{_settings.redis_key_prefix}:",
@@ -51,7 +50,6 @@ task_reject_on_worker_lost = True
 task_acks_on_failure = True
 task_acks_on_timeout = True
 worker_prefetch_multiplier = 1
-worker_cancel_long_running_tasks_on_connection_loss = True
 task_soft_time_limit = TASK_SOFT_TIME_LIMIT
 task_time_limit = TASK_TIME_LIMIT
 
@@ -91,6 +89,26 @@ task_routes = {
     "pagerduty.schedule_syncs": {"queue": SYNC},
     "rrpd.ping": {"queue": INTERACTIVE},
 }
+
+# --- Riding out a Redis outage of any length (docs/operations.md, "Outages") ---------------------
+# Retry the broker connection for ever, at start-up and after losing it: Celery's default of 100
+# attempts (2 s, 4 s ... 30 s apart) makes a worker exit after about 45 minutes of outage. Beat's
+# publisher reads the same setting: it waits for the broker rather than giving up.
+broker_connection_retry = True
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+# Celery's consumer, except that a connection lost while the worker holds messages (ETA syncs,
+# retry countdowns, late-acked tasks in flight) no longer kills it, and what it held goes back
+# to its queue once Redis answers (workers.supervision.RRPDConsumer).
+worker_consumer = "workers.supervision:RRPDConsumer"
+# With acks_late, a task running when the connection drops can never ack its message (the
+# channel died with the connection), so the message is delivered again anyway: stop the running
+# copy rather than let two run at once. Every task is idempotent and writes in one transaction,
+# so the stopped copy leaves nothing half-done. (Celery 6 makes this the default.)
+worker_cancel_long_running_tasks_on_connection_loss = True
+# Results (GET /v1/tasks/{id}) are stored with the Redis backend's own retry policy (up to 20
+# attempts about a second apart), so a Redis restart of a few seconds loses no result; a longer
+# outage loses the result, never the outcome, which is in PostgreSQL.
 
 # --- Beat: RedBeat keeps the schedule and a lock in Redis, so several beat processes are safe ----
 # rrpd beat supervises the scheduler (workers.supervision): after a Redis error it is built

@@ -18,6 +18,8 @@ So ``rrpd beat`` runs :class:`SupervisedBeat`: when a scheduler stops on a Redis
 built again from scratch (which writes the static schedule back) after a capped, jittered
 backoff, until Redis answers; its lock is taken inside ``tick`` where errors propagate
 (:class:`SupervisedRedBeatScheduler`). Any other exception is a bug and still ends the process.
+
+The worker side is :class:`RRPDConsumer` (``worker_consumer`` in ``celeryconfig``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import redis.exceptions
 from celery.apps.beat import Beat
 from celery.beat import Scheduler
 from celery.signals import beat_init
+from celery.worker.consumer import Consumer
 from redbeat.schedulers import (
     LUA_EXTEND_TO_SCRIPT,
     RedBeatScheduler,
@@ -42,6 +45,7 @@ from redbeat.schedulers import (
 from workers.outages import REDIS_OUTAGE_ERRORS
 
 log = logging.getLogger("celery.beat")
+worker_log = logging.getLogger("celery.worker.consumer")
 
 # What ends one scheduler but not beat: Redis gone or restarted (connection refused, reset,
 # timed out, LOADING, a read-only replica after a failover), and the lock lost meanwhile
@@ -199,3 +203,97 @@ def run_beat(app: Any, *, loglevel: str, retry_max_seconds: float) -> None:
         scheduler=f"{__name__}:SupervisedRedBeatScheduler",
         retry_max_seconds=retry_max_seconds,
     ).run()
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+
+class RRPDConsumer(Consumer):
+    """Celery's consumer, surviving a broker connection lost while it holds messages.
+
+    On a connection error Celery's ``on_connection_error_after_connected`` first calls
+    ``connection.collect()``, which sets the kombu transport's ``client`` to None, and then
+    ``connection.close()``, which closes the channel, whose QoS hands the unacknowledged
+    messages back to Redis. kombu's Redis QoS needs ``transport.client`` for that
+    (``Channel._connparams``: ``self.connection.client.hostname``), so with any message held —
+    an ETA task (every jittered sync, every retry countdown), or a late-acked task in flight —
+    the worker dies with ``AttributeError: 'NoneType' object has no attribute 'hostname'`` (an
+    "unrecoverable error", exit status 0). Same family as celery/kombu#582 and #970.
+
+    And the hand-back could not work at that moment anyway: Redis is gone. So the held
+    messages are taken out of the QoS before Celery's handling runs (which then finds nothing
+    to restore), and handed back once the consumer is connected again: each is pushed back
+    onto its queue from Redis's unacked hash, where kombu keeps every delivered message until
+    it is acknowledged. If Redis kept its data (AOF), the work goes on seconds after Redis is
+    back instead of after the visibility timeout (20 minutes); if Redis lost it, there is
+    nothing to hand back and beat's sweeps recover the work from PostgreSQL.
+    """
+
+    _held_tags: list[str] | None = None
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        held = take_unacked(self.connection)
+        if held:
+            worker_log.warning(
+                "connection lost while holding %d unacknowledged message(s); they go back to "
+                "their queue once Redis answers again",
+                len(held),
+            )
+            self._held_tags = [*(self._held_tags or ()), *held]
+        super().on_connection_error_after_connected(exc)
+
+    def connect(self) -> Any:
+        conn = super().connect()
+        if self._held_tags:
+            self._held_tags = hand_back(conn, self._held_tags)
+        return conn
+
+
+def take_unacked(connection: Any) -> list[str]:
+    """The delivery tags of every message the connection's channels hold, forgotten locally."""
+    transport = getattr(connection, "_transport", None) if connection is not None else None
+    if transport is None:
+        return []
+    channels = [*getattr(transport, "channels", ()), *getattr(transport, "_avail_channels", ())]
+    tags: list[str] = []
+    for channel in channels:
+        qos = getattr(channel, "_qos", None)
+        if qos is None:
+            continue
+        qos._flush()  # drop what was acknowledged meanwhile
+        tags += list(qos._delivered)
+        qos._delivered.clear()
+        # Nothing left to restore: this marks the QoS restored and cancels its finalizer, so
+        # neither the channel's close nor garbage collection tries again without a client.
+        qos.restore_unacked_once()
+    return tags
+
+
+def hand_back(conn: Any, tags: list[str]) -> list[str]:
+    """Push the held messages back onto their queues; return the tags still to hand back."""
+    qos = conn.default_channel.qos
+    found = 0
+    for n, tag in enumerate(tags):
+        try:
+            with qos.channel.conn_or_acquire() as client:
+                found += bool(client.hexists(qos.unacked_key, tag))
+            # One WATCH/MULTI transaction per message: moved from the unacked hash to its
+            # queue if Redis still has it (another worker's visibility sweep may have done it
+            # already), dropped from the indices either way.
+            qos.restore_by_tag(tag)
+        except Exception as exc:
+            worker_log.warning(
+                "could not hand %d held message(s) back yet (%s: %s); trying again on the next "
+                "connection",
+                len(tags) - n,
+                type(exc).__name__,
+                exc,
+            )
+            return tags[n:]
+    worker_log.warning(
+        "handed %d of %d message(s) held across the outage back to their queue%s",
+        found,
+        len(tags),
+        "" if found == len(tags) else "; Redis came back without the others",
+    )
+    return []
