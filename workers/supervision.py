@@ -266,7 +266,21 @@ def take_unacked(connection: Any) -> list[str]:
         # Nothing left to restore: this marks the QoS restored and cancels its finalizer, so
         # neither the channel's close nor garbage collection tries again without a client.
         qos.restore_unacked_once()
+        # A task still running goes on after the loss (Celery may fail to stop it: stopping
+        # marks the result in Redis) and then acks, or rejects on the worker lost, through
+        # this dead channel, which again needs the client that is gone: the same
+        # AttributeError, from the event loop. Its message is among those handed back, so
+        # those acks and rejects have nothing left to do.
+        setattr(qos, "ack", _settled)  # noqa: B010 - instance attribute over the method
+        setattr(qos, "reject", _settled)  # noqa: B010
     return tags
+
+
+def _settled(delivery_tag: str, *_: Any, **__: Any) -> None:
+    worker_log.info(
+        "message %s was held when the connection was lost; it is handed back, not acked",
+        delivery_tag,
+    )
 
 
 def hand_back(conn: Any, tags: list[str]) -> list[str]:
@@ -276,7 +290,8 @@ def hand_back(conn: Any, tags: list[str]) -> list[str]:
     for n, tag in enumerate(tags):
         try:
             with qos.channel.conn_or_acquire() as client:
-                found += bool(client.hexists(qos.unacked_key, tag))
+                # HGET, not HEXISTS: kombu adds its key prefix to a fixed list of commands.
+                found += client.hget(qos.unacked_key, tag) is not None
             # One WATCH/MULTI transaction per message: moved from the unacked hash to its
             # queue if Redis still has it (another worker's visibility sweep may have done it
             # already), dropped from the indices either way.

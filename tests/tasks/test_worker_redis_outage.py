@@ -16,9 +16,14 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from sqlalchemy.orm import Session
 
+from models import ConnectionStatus, PagerDutyConnection
+from pagerduty_sim.server import SimulatorHandle
 from tests.support.private_services import PrivateRedis, private_redis
 from tests.support.processes import rrpd_process
+from tests.support.stack import demo_api_key
+from tests.tasks.test_connect_tasks import _validating_key_connection
 
 pytestmark = pytest.mark.integration
 
@@ -38,11 +43,12 @@ def _client(server: PrivateRedis) -> Celery:
 
 
 @contextmanager
-def _worker(server: PrivateRedis) -> Iterator[tuple[Any, Celery]]:
+def _worker(server: PrivateRedis, **settings: str) -> Iterator[tuple[Any, Celery]]:
     env = {
         "RRPD_BROKER_URL": f"{server.url}/0",
         "RRPD_RESULT_BACKEND": f"{server.url}/1",
         "RRPD_REDBEAT_URL": f"{server.url}/0",
+        **settings,
     }
     client = _client(server)
     with rrpd_process(
@@ -108,3 +114,46 @@ def test_a_message_held_across_a_restart_runs_as_soon_as_redis_is_back_with_its_
         print(f"worker: Redis back -> held task done in {time.monotonic() - back:.1f} s")
         assert proc.poll() is None
         assert "back to their queue" in proc.log_path.read_text()
+
+
+def test_a_key_check_in_flight_when_redis_goes_down_still_connects(
+    session: Session, sim: SimulatorHandle
+) -> None:
+    """The task is running (late ack) when the connection drops: Celery stops it, and the
+    stopped task's reject, or a finished task's ack, went through the dead channel and ended
+    the worker (``'NoneType' object has no attribute 'client'``). Its message is handed back
+    instead, and the check runs again once Redis is back."""
+    conn = _validating_key_connection(session, demo_api_key(sim))
+    sim.control.post(
+        "/faults", json={"kind": "latency", "path_prefix": "/users", "latency_ms": 3000, "times": 1}
+    ).raise_for_status()
+    settings = {
+        "RRPD_PAGERDUTY_API_URL": sim.base_url,
+        "RRPD_PAGERDUTY_EU_API_URL": sim.eu_base_url,
+        "RRPD_PAGERDUTY_IDENTITY_URL": sim.identity_url,
+    }
+    with private_redis(appendonly=True) as server, _worker(server, **settings) as (proc, client):
+        before = sim.control.get("/stats").json()["by_path"].get("/users", 0)
+        client.send_task(
+            "pagerduty.validate_api_key",
+            kwargs={"connection_id": str(conn.id), "generation": conn.generation},
+        )
+        deadline = time.monotonic() + 30
+        while sim.control.get("/stats").json()["by_path"].get("/users", 0) == before:
+            assert time.monotonic() < deadline, "the worker never asked PagerDuty"
+            time.sleep(0.02)
+        server.stop()
+        time.sleep(4)  # PagerDuty answers meanwhile
+        server.start()
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"the worker exited; see {proc.log_path}"
+            session.expire_all()
+            stored = session.get(PagerDutyConnection, conn.id)
+            if stored.status != ConnectionStatus.VALIDATING.value:
+                break
+            assert time.monotonic() < deadline, "still validating 30 s after Redis came back"
+            time.sleep(0.2)
+        assert stored.status == ConnectionStatus.CONNECTED.value, stored.last_error
+        _ping(proc, client)
+        assert "Unrecoverable error" not in proc.log_path.read_text()
