@@ -112,7 +112,7 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 
 # --- Beat: RedBeat keeps the schedule and a lock in Redis, so several beat processes are safe ----
 # rrpd beat supervises the scheduler (workers.supervision): after a Redis error it is built
-# again, with a backoff capped at RRPD_BEAT_RETRY_MAX_SECONDS, instead of beat exiting.
+# again, with a backoff capped at RRPD_REDIS_RETRY_MAX_SECONDS, instead of beat exiting.
 beat_scheduler = "workers.supervision:SupervisedRedBeatScheduler"
 redbeat_redis_url = _settings.effective_redbeat_url
 # Timeouts, so a Redis that hangs (a network partition) is an error beat recovers from, not a

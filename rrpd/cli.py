@@ -122,7 +122,7 @@ def beat(loglevel: str) -> None:
     """Start celery beat with RedBeat (several beat processes are safe: one holds the lock).
 
     Beat rides out Redis outages by itself: its scheduler is started again after a Redis error
-    (workers.supervision), with pauses up to RRPD_BEAT_RETRY_MAX_SECONDS.
+    (workers.supervision), with pauses up to RRPD_REDIS_RETRY_MAX_SECONDS.
     """
     settings = _checked_settings()
     from workers.celery_app import app
@@ -130,7 +130,7 @@ def beat(loglevel: str) -> None:
     from workers.supervision import run_beat
 
     configure_logging()
-    run_beat(app, loglevel=loglevel, retry_max_seconds=settings.beat_retry_max_seconds)
+    run_beat(app, loglevel=loglevel, retry_max_seconds=settings.redis_retry_max_seconds)
 
 
 @cli.command()

@@ -24,6 +24,7 @@ The worker side is :class:`RRPDConsumer` (``worker_consumer`` in ``celeryconfig`
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import socket
@@ -43,6 +44,7 @@ from redbeat.schedulers import (
 )
 
 from workers.outages import REDIS_OUTAGE_ERRORS
+from workers.settings import get_settings
 
 log = logging.getLogger("celery.beat")
 worker_log = logging.getLogger("celery.worker.consumer")
@@ -122,6 +124,24 @@ class SupervisedRedBeatScheduler(RedBeatScheduler):
         # back (keeping any last run Redis still has) before it sends anything.
         self.setup_schedule()
 
+    def update_from_dict(self, dict_: dict[str, Any]) -> None:
+        # RedBeat saves an entry Redis does not have with last_run_at = now (Celery's
+        # ScheduleEntry default), so it first runs one period later. After Redis lost its data
+        # that would hold the sync fan-out back a minute and the token and validation sweep
+        # five; an entry new to Redis is due at once instead (both tasks are idempotent).
+        client = get_redis(self.app)
+        new = {name for name in dict_ if not client.exists(self.Entry.generate_key(self.app, name))}
+        super().update_from_dict(dict_)
+        for name in new:
+            key = self.Entry.generate_key(self.app, name)
+            try:
+                entry = self.Entry.from_key(key, app=self.app)
+            except KeyError:  # RedBeat refused the definition and logged why
+                continue
+            entry.last_run_at = None
+            client.hdel(key, "meta")  # save() writes meta only where there is none
+            entry.save()
+
     def close(self) -> None:
         lock, self.lock = self.lock, None
         if lock is not None:
@@ -149,7 +169,7 @@ class SupervisedBeat(Beat):
     caught here); a scheduler that ran for a while resets the backoff.
     """
 
-    def __init__(self, *args: Any, retry_max_seconds: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, retry_max_seconds: float = 5.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backoff = Backoff(retry_max_seconds)
 
@@ -230,6 +250,20 @@ class RRPDConsumer(Consumer):
     """
 
     _held_tags: list[str] | None = None
+
+    def ensure_connected(self, conn: Any) -> Any:
+        # Celery lets kombu pick the pauses between connection attempts: 2 s, 4 s, 6 s ... 30 s.
+        # After a long outage a worker would come back up to 30 s after Redis did, and an OAuth
+        # code (it lives 30 s) queued meanwhile would die waiting. Pauses of 1 s, 2 s ... up to
+        # RRPD_REDIS_RETRY_MAX_SECONDS instead; an attempt is one TCP connect.
+        cap = get_settings().redis_retry_max_seconds
+        conn.ensure_connection = functools.partial(
+            conn.ensure_connection, interval_start=1, interval_step=1, interval_max=cap
+        )
+        try:
+            return super().ensure_connected(conn)
+        finally:
+            del conn.ensure_connection  # the class's method again
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
         held = take_unacked(self.connection)

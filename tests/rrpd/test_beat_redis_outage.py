@@ -28,21 +28,21 @@ pytestmark = pytest.mark.integration
 INTERVAL = 2  # seconds between two schedule_syncs (RRPD_SYNC_INTERVAL_SECONDS)
 
 
-def _env(server: PrivateRedis) -> dict[str, str]:
+def _env(server: PrivateRedis, interval: int) -> dict[str, str]:
     return {
         "RRPD_BROKER_URL": f"{server.url}/0",
         "RRPD_RESULT_BACKEND": f"{server.url}/1",
         "RRPD_REDBEAT_URL": f"{server.url}/0",
-        "RRPD_SYNC_INTERVAL_SECONDS": str(INTERVAL),
-        "RRPD_BEAT_RETRY_MAX_SECONDS": "1",
+        "RRPD_SYNC_INTERVAL_SECONDS": str(interval),
+        "RRPD_REDIS_RETRY_MAX_SECONDS": "1",
     }
 
 
 @contextmanager
-def _beats(server: PrivateRedis, count: int = 1) -> Iterator[list[Any]]:
+def _beats(server: PrivateRedis, count: int = 1, interval: int = INTERVAL) -> Iterator[list[Any]]:
     with ExitStack() as stack:
         yield [
-            stack.enter_context(rrpd_process(f"beat-{n}", "beat", env=_env(server)))
+            stack.enter_context(rrpd_process(f"beat-{n}", "beat", env=_env(server, interval)))
             for n in range(count)
         ]
 
@@ -79,14 +79,16 @@ def _wait_for_sends(server: PrivateRedis, beats: list[Any], at_least: int, timeo
 
 
 def test_beat_keeps_scheduling_after_redis_restarts_under_it() -> None:
-    with private_redis() as server, _beats(server) as beats:
-        _wait_for_sends(server, beats, 1, timeout=30)
+    """Redis comes back empty each time: beat writes its schedule back and sends at once,
+    not a period (60 s in production, 30 s here) later."""
+    with private_redis() as server, _beats(server, interval=30) as beats:
+        _wait_for_sends(server, beats, 1, timeout=15)
         for _ in range(2):
             server.stop()
             time.sleep(4)
             assert beats[0].poll() is None, f"beat exited with Redis; see {beats[0].log_path}"
             server.start()  # empty: the schedule, the lock and the queue are gone
-            recovered = _wait_for_sends(server, beats, 1, timeout=30)
+            recovered = _wait_for_sends(server, beats, 1, timeout=15)
             print(f"beat: Redis back -> first scheduled task sent in {recovered:.1f} s")
         assert beats[0].poll() is None
 
@@ -98,7 +100,7 @@ def test_a_beat_started_while_redis_is_down_starts_scheduling_once_it_is_up() ->
             time.sleep(5)
             assert beats[0].poll() is None, f"beat exited; see {beats[0].log_path}"
             server.start()
-            recovered = _wait_for_sends(server, beats, 1, timeout=30)
+            recovered = _wait_for_sends(server, beats, 1, timeout=15)
             print(f"beat started without Redis: Redis up -> first task sent in {recovered:.1f} s")
 
 

@@ -116,6 +116,25 @@ def test_a_message_held_across_a_restart_runs_as_soon_as_redis_is_back_with_its_
         assert "back to their queue" in proc.log_path.read_text()
 
 
+def test_after_a_long_outage_the_worker_is_back_within_the_configured_pause() -> None:
+    """kombu's own pauses between attempts grow by 2 s up to 30 s (2, 6, 12, 20 s ... after
+    the loss): a worker came back up to 30 s after Redis, longer than an OAuth code lives.
+    The pauses stop growing at RRPD_REDIS_RETRY_MAX_SECONDS (1 s here)."""
+    with (
+        private_redis() as server,
+        _worker(server, RRPD_REDIS_RETRY_MAX_SECONDS="1") as (
+            proc,
+            client,
+        ),
+    ):
+        server.stop()
+        time.sleep(13)  # past kombu's attempt at 12 s; its next would be at 20 s
+        server.start()
+        recovered = _ping(proc, client)
+        print(f"worker: Redis back after 13 s down -> first task done in {recovered:.1f} s")
+        assert recovered < 5
+
+
 def test_a_key_check_in_flight_when_redis_goes_down_still_connects(
     session: Session, sim: SimulatorHandle
 ) -> None:
