@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workers.connections import ServiceError
-from workers.outages import DATABASE_OUTAGE_ERRORS, REDIS_OUTAGE_ERRORS
+from workers.outages import DATABASE_OUTAGE_ERRORS, REDIS_OUTAGE_ERRORS, outage_behind
 from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -159,13 +159,27 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("Redis unavailable in API request: %s", type(exc).__name__)
         return unavailable_response("broker")
 
+    async def _maybe_down(request: Request, exc: Exception) -> JSONResponse:
+        # e.g. Celery's result consumer giving up on Redis (a RuntimeError raised from the
+        # ConnectionError) when a task is published; anything else is a bug, handled below.
+        dependency = outage_behind(exc)
+        if dependency is None:
+            raise exc
+        log.warning("%s unavailable in API request: %s", dependency, type(exc).__name__)
+        return unavailable_response(dependency)
+
     for database_error in DATABASE_OUTAGE_ERRORS:
         app.add_exception_handler(database_error, _database_down)
     for redis_error in REDIS_OUTAGE_ERRORS:
         app.add_exception_handler(redis_error, _broker_down)
+    app.add_exception_handler(RuntimeError, _maybe_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        dependency = outage_behind(exc)
+        if dependency is not None:
+            log.warning("%s unavailable in API request: %s", dependency, type(exc).__name__)
+            return unavailable_response(dependency)
         log.error("unhandled error in API request: %s", type(exc).__name__)
         return error_response(500, "internal_error", "Something went wrong on our side.")
 

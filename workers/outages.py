@@ -8,6 +8,8 @@ One list for every process: the API answers these with 503 and a retry hint
 
 from __future__ import annotations
 
+from typing import Literal
+
 import kombu.exceptions
 import redis.exceptions
 import sqlalchemy.exc
@@ -44,3 +46,22 @@ def is_database_outage(exc: BaseException) -> bool:
 
 def is_redis_outage(exc: BaseException) -> bool:
     return isinstance(exc, REDIS_OUTAGE_ERRORS)
+
+
+def outage_behind(exc: BaseException) -> Literal["database", "broker"] | None:
+    """Which dependency's outage ``exc`` is, or was raised because of.
+
+    Libraries wrap outages in errors of their own: Celery's result consumer gives up on Redis
+    with a bare ``RuntimeError("Retry limit exceeded while trying to reconnect to the Celery
+    result store backend...")`` raised *from* the ``redis.ConnectionError``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        if is_database_outage(current):
+            return "database"
+        if is_redis_outage(current):
+            return "broker"
+        current = current.__cause__ or current.__context__
+    return None

@@ -121,6 +121,7 @@ def test_every_route_answers_503_with_retry_after_while_postgres_is_down(outage:
             _assert_unavailable(r, "status while PostgreSQL starts")
             assert time.monotonic() - back < 15, "the API did not recover within 15 s"
             time.sleep(0.1)
+        print(f"api: PostgreSQL back -> first 200 in {time.monotonic() - back:.1f} s")
         assert r.json()["status"] == "not_connected"
         assert http.get("/readyz").status_code == 200
 

@@ -29,19 +29,33 @@ DATABASE_DOWN = [
     sqlalchemy.exc.InterfaceError("SELECT 1", {}, Exception("connection already closed")),
     sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached"),
 ]
+
+
+def _raised_from(exc: BaseException, cause: BaseException) -> BaseException:
+    try:
+        raise exc from cause
+    except BaseException as chained:
+        return chained
+
+
 REDIS_DOWN = [
     redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379."),
     redis.exceptions.TimeoutError("Timeout reading from socket"),
     redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
     redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
     kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379."),
+    # What Celery raises from send_task when its result consumer cannot reach Redis.
+    _raised_from(
+        RuntimeError("Retry limit exceeded while trying to reconnect to the Celery result store"),
+        redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379."),
+    ),
 ]
 
 
 @pytest.fixture
 def outage_client() -> Iterator[TestClient]:
     app = create_app()
-    for n, exc in enumerate(DATABASE_DOWN + REDIS_DOWN + [RuntimeError("a bug")]):
+    for n, exc in enumerate([*DATABASE_DOWN, *REDIS_DOWN, RuntimeError("a bug")]):
         app.add_api_route(f"/_outage/{n}", _raiser(exc), methods=["GET"])
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
