@@ -28,7 +28,6 @@ MAX_DELIVERIES = 5
 
 broker_url = _settings.broker_url
 result_backend = _settings.result_backend or None
-broker_connection_retry_on_startup = True
 broker_transport_options = {
     "visibility_timeout": VISIBILITY_TIMEOUT,
     "global_keyprefix": f"{_settings.redis_key_prefix}:",
@@ -53,7 +52,6 @@ task_reject_on_worker_lost = True
 task_acks_on_failure = True
 task_acks_on_timeout = True
 worker_prefetch_multiplier = 1
-worker_cancel_long_running_tasks_on_connection_loss = True
 task_soft_time_limit = TASK_SOFT_TIME_LIMIT
 task_time_limit = TASK_TIME_LIMIT
 
@@ -81,9 +79,35 @@ task_queues = tuple(
 task_create_missing_queues = False
 task_routes = contract.task_routes()
 
+# --- Riding out a Redis outage of any length (docs/operations.md, "Outages") ---------------------
+# Retry the broker connection for ever, at start-up and after losing it: Celery's default of 100
+# attempts (2 s, 4 s ... 30 s apart) makes a worker exit after about 45 minutes of outage. Beat's
+# publisher reads the same setting: it waits for the broker rather than giving up.
+broker_connection_retry = True
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+# Celery's consumer, except that a connection lost while the worker holds messages (ETA syncs,
+# retry countdowns, late-acked tasks in flight) no longer kills it, and what it held goes back
+# to its queue once Redis answers (workers.tasking.supervision.RRPDConsumer).
+worker_consumer = "workers.tasking.supervision:RRPDConsumer"
+# With acks_late, a task running when the connection drops can never ack its message (the
+# channel died with the connection), so the message is delivered again anyway: stop the running
+# copy rather than let two run at once. Every task is idempotent and writes in one transaction,
+# so the stopped copy leaves nothing half-done. (Celery 6 makes this the default.)
+worker_cancel_long_running_tasks_on_connection_loss = True
+# Results (GET /v1/tasks/{id}) are stored with the Redis backend's own retry policy (up to 20
+# attempts about a second apart), so a Redis restart of a few seconds loses no result; a longer
+# outage loses the result, never the outcome, which is in PostgreSQL.
+
 # --- Beat: RedBeat keeps the schedule and a lock in Redis, so several beat processes are safe ----
-beat_scheduler = "redbeat.RedBeatScheduler"
+# rrpd beat supervises the scheduler (workers.tasking.supervision): after a Redis error it is built
+# again, with a backoff capped at RRPD_REDIS_RETRY_MAX_SECONDS, instead of beat exiting.
+beat_scheduler = "workers.tasking.supervision:SupervisedRedBeatScheduler"
 redbeat_redis_url = _settings.effective_redbeat_url
+# Timeouts, so a Redis that hangs (a network partition) is an error beat recovers from, not a
+# tick blocked for ever (redis-py waits without limit by default). Set explicitly so RedBeat
+# does not fall back to broker_transport_options (deprecated in celery-redbeat 2.4).
+redbeat_redis_options = {"socket_timeout": 10, "socket_connect_timeout": 5}
 redbeat_key_prefix = f"{_settings.redis_key_prefix}:redbeat:"
 redbeat_lock_timeout = max(5 * _settings.sync_interval_seconds, 60)
 beat_max_loop_interval = 5

@@ -10,10 +10,28 @@ from pydantic import BaseModel
 
 from api_stub import health, routes
 from api_stub import metrics as metrics_routes
-from api_stub.errors import BodySizeLimit, ErrorResponse, install_error_handlers
+from api_stub.errors import (
+    RETRY_AFTER_SECONDS,
+    BodySizeLimit,
+    ErrorResponse,
+    install_error_handlers,
+)
 from api_stub.panel import routes as panel_routes
 from api_stub.schemas import REQUEST_MODELS
 from workers.core.settings import get_settings
+
+# Any /v1 operation answers this while PostgreSQL or Redis is down (api_stub.errors).
+UNAVAILABLE_DOC: dict[str, Any] = {
+    "description": "PostgreSQL or Redis is not answering (`service_unavailable`; `details` names "
+    "the dependency). Try again after `Retry-After` seconds.",
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again.",
+            "schema": {"type": "integer", "example": RETRY_AFTER_SECONDS},
+        }
+    },
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+}
 
 
 def create_app() -> FastAPI:
@@ -63,6 +81,9 @@ def create_app() -> FastAPI:
             "operators": {"type": "http", "scheme": "basic"},
         }
         for path, ops in schema.get("paths", {}).items():
+            if path.startswith("/v1/"):
+                for op in ops.values():
+                    op.setdefault("responses", {})["503"] = UNAVAILABLE_DOC
             if path.startswith("/v1/") and path != "/v1/pagerduty/oauth/callback":
                 for op in ops.values():
                     op["security"] = [{"bearer": []}]

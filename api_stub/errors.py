@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workers.core.access import ServiceError
+from workers.core.outages import DATABASE_OUTAGE_ERRORS, REDIS_OUTAGE_ERRORS, outage_behind
 from workers.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,17 @@ _STATUS_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     500: "internal_error",
+    503: "service_unavailable",
+}
+
+# Seconds a client should wait before trying again while PostgreSQL or Redis is down: a
+# restart or failover takes seconds, and a client retrying at once only adds load.
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE_MESSAGES = {
+    "database": "Round Robin's database is not answering right now. Please try again in a few "
+    "seconds.",
+    "broker": "Round Robin's task queue is not answering right now. Please try again in a few "
+    "seconds.",
 }
 
 
@@ -75,6 +87,17 @@ def error_response(
     if details:
         body["details"] = details
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def unavailable_response(dependency: str) -> JSONResponse:
+    """503 with ``Retry-After``: a dependency is down, the request itself was fine."""
+    return error_response(
+        503,
+        "service_unavailable",
+        UNAVAILABLE_MESSAGES[dependency],
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        details=[{"dependency": dependency}],
+    )
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -127,8 +150,37 @@ def install_error_handlers(app: FastAPI) -> None:
         details = validation_details(list(exc.errors()))
         return error_response(422, "invalid_request", _summary(details), details=details)
 
+    # A dependency outage is not our bug: 503 with a retry hint, one warning line, no traceback.
+    # Starlette picks a handler by the exception's class hierarchy, so the bases are enough.
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable in API request: %s", type(exc).__name__)
+        return unavailable_response("database")
+
+    async def _broker_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("Redis unavailable in API request: %s", type(exc).__name__)
+        return unavailable_response("broker")
+
+    async def _maybe_down(request: Request, exc: Exception) -> JSONResponse:
+        # e.g. Celery's result consumer giving up on Redis (a RuntimeError raised from the
+        # ConnectionError) when a task is published; anything else is a bug, handled below.
+        dependency = outage_behind(exc)
+        if dependency is None:
+            raise exc
+        log.warning("%s unavailable in API request: %s", dependency, type(exc).__name__)
+        return unavailable_response(dependency)
+
+    for database_error in DATABASE_OUTAGE_ERRORS:
+        app.add_exception_handler(database_error, _database_down)
+    for redis_error in REDIS_OUTAGE_ERRORS:
+        app.add_exception_handler(redis_error, _broker_down)
+    app.add_exception_handler(RuntimeError, _maybe_down)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        dependency = outage_behind(exc)
+        if dependency is not None:
+            log.warning("%s unavailable in API request: %s", dependency, type(exc).__name__)
+            return unavailable_response(dependency)
         log.error("unhandled error in API request: %s", type(exc).__name__)
         return error_response(500, "internal_error", "Something went wrong on our side.")
 

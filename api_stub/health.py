@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from api_stub.errors import RETRY_AFTER_SECONDS
 from workers.core.db import get_engine
 from workers.core.redis import client as redis_client
 from workers.core.settings import ConfigurationError, get_settings
@@ -47,7 +48,11 @@ def readyz() -> JSONResponse:
     except redis.RedisError as exc:
         checks["broker"] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
+    # A dependency that is down comes back by itself: say when to ask again. A configuration
+    # error does not, so it gets no retry hint.
+    retry = not ready and checks["configuration"] == "ok"
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else None,
     )

@@ -52,13 +52,18 @@ def worker(
 @click.command()
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def beat(loglevel: str) -> None:
-    """Start celery beat with RedBeat (several beat processes are safe: one holds the lock)."""
-    checked_settings()
+    """Start celery beat with RedBeat (several beat processes are safe: one holds the lock).
+
+    Beat rides out Redis outages by itself: its scheduler is started again after a Redis error
+    (workers.tasking.supervision), with pauses up to RRPD_REDIS_RETRY_MAX_SECONDS.
+    """
+    settings = checked_settings()
     from workers.core.logging import configure_logging
     from workers.tasking.app import app
+    from workers.tasking.supervision import run_beat
 
     configure_logging()
-    app.start(["beat", "-S", "redbeat.RedBeatScheduler", "-l", loglevel])
+    run_beat(app, loglevel=loglevel, retry_max_seconds=settings.redis_retry_max_seconds)
 
 
 @click.command()

@@ -12,7 +12,8 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from workers.connections import activation, sweeps, tokens
+from workers.connections import activation, messages, sweeps, tokens
+from workers.core.outages import is_database_outage
 from workers.pagerduty.errors import RateLimited, Transient
 from workers.tasking.app import BeatTask, ConnectTask, RRPDTask, contract_task
 from workers.tasking.contract import (
@@ -32,7 +33,10 @@ class ValidationTask(ConnectTask):
         # still leaves the connection in a clear state instead of "validating" for ever.
         connection_id = kwargs.get("connection_id")
         if connection_id:
-            activation.give_up(connection_id, kwargs.get("generation"))
+            message = (
+                messages.DATABASE_UNAVAILABLE if is_database_outage(exc) else messages.UNREACHABLE
+            )
+            activation.give_up(connection_id, kwargs.get("generation"), message)
 
 
 @contract_task(VALIDATE_API_KEY, base=ValidationTask)

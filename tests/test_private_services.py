@@ -21,6 +21,15 @@ def test_a_stopped_redis_refuses_connections_and_comes_back_empty() -> None:
         assert client.get("k") is None
 
 
+def test_a_redis_with_appendonly_comes_back_with_its_data() -> None:
+    with private_redis(appendonly=True) as server:
+        client = redis.Redis.from_url(server.url, socket_timeout=1)
+        client.set("k", "v")
+        server.stop()
+        server.start()
+        assert client.get("k") == b"v"
+
+
 def test_a_crashed_postgres_keeps_what_was_committed() -> None:
     with private_postgres() as server:
         with psycopg.connect(server.url()) as conn:

@@ -47,10 +47,13 @@ def _wait(predicate: object, what: str, timeout: float) -> None:
 @dataclass
 class PrivateRedis:
     """``redis-server`` on a free port; ``stop()`` kills it (SIGKILL: an outage, not a
-    shutdown), ``start()`` brings it back on the same port, empty."""
+    shutdown), ``start()`` brings it back on the same port, empty — or, with
+    ``appendonly=True`` (production's AOF, fsync on every write here), with its data."""
 
     port: int = field(default_factory=_free_port)
     proc: subprocess.Popen[bytes] | None = None
+    appendonly: bool = False
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rrpd-redis-")))
 
     @property
     def url(self) -> str:
@@ -68,8 +71,13 @@ class PrivateRedis:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                "--dir",
+                str(self.directory),
+                *(
+                    ("--appendonly", "yes", "--appendfsync", "always")
+                    if self.appendonly
+                    else ("--appendonly", "no")
+                ),
                 "--daemonize",
                 "no",
                 "--loglevel",
@@ -189,13 +197,14 @@ class PrivatePostgres:
 
 
 @contextmanager
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
+def private_redis(appendonly: bool = False) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(appendonly=appendonly)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 @contextmanager

@@ -51,6 +51,10 @@ NO_API_ACCESS = (
     "Your PagerDuty account's plan does not include REST API access, so Round Robin cannot "
     "read schedules. Ask your PagerDuty account owner about API access."
 )
+DATABASE_UNAVAILABLE = (
+    "Round Robin's database was unavailable for several minutes while it checked this "
+    "connection, so the check could not finish. Please connect again."
+)
 UNREACHABLE = (
     "Round Robin could not reach PagerDuty to check this connection after several tries. "
     "Please try again in a few minutes."

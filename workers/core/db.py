@@ -87,13 +87,12 @@ def snapshot(url: str | None = None) -> Iterator[Session]:
     """
     engine = get_engine(url)
     options = {} if engine.dialect.name == "sqlite" else {"isolation_level": "REPEATABLE READ"}
+    # Read only: closing the connection ends its transaction without a commit. The session is
+    # closed, not rolled back, so what was read stays loaded on the returned objects.
     with engine.connect().execution_options(**options) as conn, Session(
         conn, expire_on_commit=False
     ) as session:
-        try:
-            yield session
-        finally:
-            session.rollback()
+        yield session
 
 
 def affected_rows(result: Result[Any]) -> int:

@@ -55,6 +55,7 @@ ALLOWED: dict[str, str] = {
     "pagerduty_rate_limit_per_minute": "a whole number of requests, at least 1",
     "sync_interval_seconds": "a whole number of seconds, at least 1",
     "sync_jitter_seconds": "a whole number of seconds, 0 or more",
+    "redis_retry_max_seconds": "a number of seconds greater than 0",
     "token_refresh_margin_seconds": "a whole number of seconds, 0 or more",
     "oauth_state_ttl_seconds": "a whole number of seconds, at least 1",
     "api_max_body_bytes": "a whole number of bytes, at least 1",
@@ -114,6 +115,9 @@ class Settings(BaseSettings):
     sync_interval_seconds: int = Field(60, gt=0)
     sync_jitter_seconds: int = Field(20, ge=0)
     token_refresh_margin_seconds: int = Field(600, ge=0)
+    # Longest pause between attempts to reach Redis again after losing it: beat starting its
+    # scheduler again, a worker reconnecting (workers.tasking.supervision); pauses grow to it.
+    redis_retry_max_seconds: float = Field(5.0, gt=0, allow_inf_nan=False)
     oauth_state_ttl_seconds: int = Field(600, gt=0)
 
     api_max_body_bytes: int = Field(16_384, gt=0)

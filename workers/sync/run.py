@@ -31,6 +31,7 @@ from workers.connections.tokens import (
 )
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
+from workers.core.outages import is_database_outage
 from workers.pagerduty.errors import (
     Forbidden,
     InvalidCredentials,
@@ -159,8 +160,11 @@ def sync_once(
     except PagerDutyError as exc:
         return ctx.failed(messages.unusable(exc))
     except Exception as exc:
-        # A bug, a database failure, a soft time limit: record it in plain words, then let the
-        # task machinery see the exception.
+        if is_database_outage(exc):
+            # Nothing can be recorded with PostgreSQL away; the task base retries the sync.
+            raise
+        # A bug, a soft time limit: record it in plain words, then let the task machinery see
+        # the exception.
         try:
             ctx.failed(messages.internal_error(exc))
         except Exception:

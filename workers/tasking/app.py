@@ -17,6 +17,7 @@ from celery import Celery, Task
 from celery.signals import worker_process_init
 
 from workers.core.logging import bind_task_context, configure_logging, unbind_task_context
+from workers.core.outages import is_database_outage
 from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
 from workers.tasking.contract import RETRY_POLICIES, TASKS, Family, RetryPolicy, TaskSpec
@@ -25,6 +26,13 @@ log = logging.getLogger(__name__)
 
 # Imported by the worker at start-up (``include``), not here: they import this module.
 TASK_MODULES = sorted({spec.module for spec in TASKS})
+
+
+# Every task rides out a PostgreSQL outage: about 7 minutes of retries (0-1 s, 0-2 s, ... capped
+# at 60 s, with full jitter), whatever the task's own retry family says about PagerDuty errors.
+# The retry count is the message's, shared with the family's own retries.
+DATABASE_OUTAGE_RETRY = RetryPolicy(base=1.0, cap=60.0, retried="PostgreSQL outages")
+DATABASE_OUTAGE_MAX_RETRIES = 12
 
 
 class PoisonMessage(Exception):
@@ -76,6 +84,18 @@ class RRPDTask(Task):  # type: ignore[misc]
             if request.id and not request.called_directly:
                 self._check_deliveries(request)
             return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            if request.called_directly or not is_database_outage(exc):
+                raise
+            # PostgreSQL is away: the unit of work rolled back whole (or never began), so it
+            # is tried again later. Celery publishes the retry before it acks this delivery,
+            # so the work is never lost in between.
+            log.warning("database unavailable (%s); retrying", type(exc).__name__)
+            raise self.retry(
+                exc=exc,
+                countdown=DATABASE_OUTAGE_RETRY.countdown(request.retries),
+                max_retries=DATABASE_OUTAGE_MAX_RETRIES,
+            ) from None
         finally:
             unbind_task_context()
 
