@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     api_max_header_bytes: int = Field(16_384, ge=1024)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    # Which background loops a worker runs (workers.tasking.loops): all, none, or names.
+    worker_loops: str = "all"
 
     @field_validator("database_url")
     @classmethod

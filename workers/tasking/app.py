@@ -177,6 +177,9 @@ def create_app() -> Celery:
     # import this module for ``app``.
     app = Celery("rrpd", task_cls=RRPDTask, include=TASK_MODULES)
     app.config_from_object("celeryconfig")
+    from workers.tasking.loops import LoopsStep
+
+    app.steps["worker"].add(LoopsStep)
     return app
 
 
