@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from workers.core.db import get_engine
 from workers.core.redis import client as redis_client
 from workers.core.settings import ConfigurationError, get_settings
+from workers.core.startup import check_configuration
 
 router = APIRouter(tags=["health"])
 
@@ -30,7 +31,7 @@ def readyz() -> JSONResponse:
     # A bad key list or JWT secret would answer every connect with a 500: not ready. The
     # messages name variables and key ids, never key material.
     try:
-        get_settings().check()
+        check_configuration(get_settings())
         checks["configuration"] = "ok"
     except ConfigurationError as exc:
         checks["configuration"] = f"invalid: {exc}"

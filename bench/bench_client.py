@@ -54,15 +54,12 @@ import httpx  # noqa: E402
 from pagerduty_sim.generator import large_account  # noqa: E402
 from pagerduty_sim.scenario import Scenario  # noqa: E402
 from pagerduty_sim.server import SimulatorHandle, start_simulator  # noqa: E402
-from workers.pagerduty.client import (  # noqa: E402
-    MAX_OFFSET_WINDOW,
-    ONCALLS_SCHEDULE_CHUNK,
-    PagerDutyClient,
-)
+from workers.pagerduty.client import ONCALLS_SCHEDULE_CHUNK, PagerDutyClient  # noqa: E402
 from workers.pagerduty.errors import PaginationLimit  # noqa: E402
 from workers.pagerduty.ratelimit import RedisRateLimiter  # noqa: E402
 from workers.pagerduty.records import Credential  # noqa: E402
 from workers.pagerduty.snapshot import DEFAULT_HORIZON, AccountSnapshot, read_snapshot  # noqa: E402
+from workers.pagerduty.transport import MAX_OFFSET_WINDOW  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "bench_client.json"
 ACCOUNT = "large"  # the account id large_account() creates

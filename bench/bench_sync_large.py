@@ -95,7 +95,8 @@ def child(connection_id: str, kind: str, out_path: Path, trace: bool) -> int:
 
     from workers.core import redis as shared_redis
     from workers.core.db import get_engine
-    from workers.pagerduty.client import PagerDutyClient, shared_http_client
+    from workers.pagerduty.client import PagerDutyClient
+    from workers.pagerduty.transport import shared_http_client
     from workers.sync import records as sync_records
     from workers.sync import run as sync_mod
 

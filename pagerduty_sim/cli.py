@@ -9,7 +9,7 @@ import uvicorn
 
 from .app import SimApp
 from .scenario import ScenarioError
-from .server import _uvicorn_config, bind_socket, url_for
+from .server import bind_socket, url_for, uvicorn_config
 from .state import DEFAULT_ONCALLS_RATE_LIMIT, DEFAULT_RATE_LIMIT, SimState
 
 
@@ -67,6 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         f"  Control API:    {base}/_sim  (credentials: {base}/_sim/credentials)",
         flush=True,
     )
-    server = uvicorn.Server(_uvicorn_config(SimApp(state), args.log_level))
+    server = uvicorn.Server(uvicorn_config(SimApp(state), args.log_level))
     server.run(sockets=[sock])
     return 0

@@ -77,7 +77,7 @@ def url_for(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def _uvicorn_config(app: SimApp, log_level: str) -> uvicorn.Config:
+def uvicorn_config(app: SimApp, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         log_level=log_level,
@@ -128,7 +128,7 @@ def start_simulator(
         )
         sock = bind_socket(host, port)
         base = url_for(host, sock.getsockname()[1])
-        server = uvicorn.Server(_uvicorn_config(SimApp(state), log_level))
+        server = uvicorn.Server(uvicorn_config(SimApp(state), log_level))
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="pagerduty-sim", daemon=True
         )

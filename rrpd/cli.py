@@ -9,6 +9,7 @@ from typing import IO, Any
 import click
 
 from workers.core.settings import ConfigurationError, Settings, get_settings
+from workers.core.startup import check_configuration
 from workers.tasking.contract import QUEUES
 
 CONFIG_EXIT_CODE = 2
@@ -36,7 +37,7 @@ class ConfigurationProblem(click.ClickException):
 def _checked_settings() -> Settings:
     try:
         settings = get_settings()
-        settings.check()
+        check_configuration(settings)
     except ConfigurationError as exc:
         raise ConfigurationProblem(exc) from None
     settings.var_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import time
 
 from rrpd.supervisor import Part, Supervisor
 from workers.core.settings import Settings, get_settings
+from workers.core.startup import check_configuration
 
 DEFAULT_PUBLIC_URL = Settings.model_fields["public_url"].default
 
@@ -85,7 +86,7 @@ def run_local_stack(*, api_port: int, flower_port: int, sim_port: int, use_simul
             print(line, file=sys.stderr)
         return 1
     settings = get_settings()
-    settings.check()
+    check_configuration(settings)
     env = dict(os.environ)
     # Every part must agree on the public URL: it is the OAuth redirect URI, which PagerDuty
     # compares exactly when the worker exchanges the code. An explicit setting (environment or

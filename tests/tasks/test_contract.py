@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import celeryconfig
-from workers.tasking import contract
+from workers.tasking import contract, docs
 from workers.tasking.app import TASK_BASES, app
 from workers.tasking.contract import MAX_RETRY_COUNTDOWN, RETRY_POLICIES, TASKS, Family
 
@@ -23,10 +23,10 @@ def _registered() -> None:
 
 def test_docs_task_table_is_the_contract() -> None:
     doc = (ROOT / "docs" / "tasks.md").read_text()
-    start, end = doc.index(contract.DOC_BEGIN), doc.index(contract.DOC_END) + len(contract.DOC_END)
-    assert doc[start:end] == contract.render_task_tables(), (
+    start, end = doc.index(docs.DOC_BEGIN), doc.index(docs.DOC_END) + len(docs.DOC_END)
+    assert doc[start:end] == docs.render_task_tables(), (
         "docs/tasks.md's task table differs from workers/tasking/contract.py: paste the output "
-        "of `python -m workers.tasking.contract` between its markers"
+        "of `python -m workers.tasking.docs` between its markers"
     )
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from workers.core.settings import ConfigurationError, Settings
+from workers.core.startup import check_configuration
 
 
 def test_reads_rrpd_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,7 +38,7 @@ def test_production_without_encryption_key_refuses_to_start(tmp_path: Path) -> N
         database_url="postgresql://db/rrpd",
     )
     with pytest.raises(ConfigurationError, match="RRPD_ENCRYPTION_KEYS is not set"):
-        s.check()
+        check_configuration(s)
     assert not (tmp_path / "encryption.key").exists(), "production must never generate a key"
 
 
@@ -50,7 +51,7 @@ def test_production_without_jwt_secret_refuses_to_start(tmp_path: Path) -> None:
         database_url="postgresql://db/rrpd",
     )
     with pytest.raises(ConfigurationError, match="RRPD_API_JWT_SECRET is not set"):
-        s.check()
+        check_configuration(s)
 
 
 def test_production_refuses_sqlite(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_production_refuses_sqlite(tmp_path: Path) -> None:
         database_url="",
     )
     with pytest.raises(ConfigurationError, match="SQLite"):
-        s.check()
+        check_configuration(s)
 
 
 def test_local_mode_generates_key_once_with_warning(
@@ -170,13 +171,13 @@ def test_start_up_check_parses_every_encryption_key(tmp_path: Path, keys: str, w
     keys = {"dup": f"k1={good},k1={good}", "second-bad": f"k1={good},k2=short"}.get(keys, keys)
     for env in ("production", "local"):
         with pytest.raises(ConfigurationError, match=words):
-            _production(tmp_path, env=env, encryption_keys=keys).check()
+            check_configuration(_production(tmp_path, env=env, encryption_keys=keys))
 
 
 def test_production_refuses_a_short_jwt_secret(tmp_path: Path) -> None:
     words = "RRPD_API_JWT_SECRET is 6 characters; production needs at least 32"
     with pytest.raises(ConfigurationError, match=words):
-        _production(tmp_path, api_jwt_secret="abcdef").check()
-    _production(tmp_path, api_jwt_secret="y" * 32).check()
+        check_configuration(_production(tmp_path, api_jwt_secret="abcdef"))
+    check_configuration(_production(tmp_path, api_jwt_secret="y" * 32))
     # Outside production a short secret is the developer's business.
-    _production(tmp_path, env="local", api_jwt_secret="abcdef").check()
+    check_configuration(_production(tmp_path, env="local", api_jwt_secret="abcdef"))

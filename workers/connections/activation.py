@@ -33,8 +33,7 @@ from workers.core.audit import audit
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
-from workers.pagerduty import oauth
-from workers.pagerduty.client import shared_http_client
+from workers.pagerduty import id_token, oauth
 from workers.pagerduty.errors import (
     Forbidden,
     IdTokenInvalid,
@@ -49,6 +48,7 @@ from workers.pagerduty.errors import (
 from workers.pagerduty.factory import ReaderFactory, pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.records import Credential, ProbeResult
+from workers.pagerduty.transport import shared_http_client
 from workers.rotations.locking import lock_connection
 from workers.tasking.contract import SYNC_CONNECTION
 from workers.tasking.enqueue import enqueue
@@ -160,7 +160,7 @@ def finish_connected(
     key_level: str | None = None,
     subdomain: str | None = None,
     tokens: oauth.TokenSet | None = None,
-    claims: oauth.IdTokenClaims | None = None,
+    claims: id_token.IdTokenClaims | None = None,
     region: str | None = None,
     client_id: str | None = None,
     client_secret_encrypted: str | None = None,
@@ -320,14 +320,14 @@ def exchange_oauth_code(
     try:
         if not tokens.id_token:
             raise IdTokenInvalid("no id_token in the token response", endpoint="token")
-        claims = oauth.verify_id_token(
+        claims = id_token.verify_id_token(
             tokens.id_token,
             oauth.jwks_endpoint(settings.pagerduty_identity_url),
             client_id,
             http=shared_http_client(),
             issuer=oauth.issuer_for(settings.pagerduty_identity_url),
         )
-        region = oauth.region_for_claims(
+        region = id_token.region_for_claims(
             claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url
         )
     except (IdTokenInvalid, UnknownRegion, PagerDutyError):

@@ -23,8 +23,8 @@ from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
 from workers.pagerduty import oauth
-from workers.pagerduty.client import Credential
 from workers.pagerduty.errors import InvalidClient, InvalidCredentials, InvalidGrant
+from workers.pagerduty.records import Credential
 from workers.rotations.locking import lock_connection
 
 log = logging.getLogger(__name__)

@@ -221,21 +221,6 @@ class Settings(BaseSettings):
             )
         return _local_secret(self.var_dir / "jwt.secret", lambda: secrets.token_urlsafe(48))
 
-    def check(self) -> None:
-        """Fail start-up early and clearly; called by every ``rrpd`` server command.
-
-        Parses every encryption key (not just the first use of one) and checks the JWT secret.
-        Also behind ``/readyz``, so a process started some other way is not sent traffic.
-        """
-        from workers.core.crypto import Keyring  # crypto imports this module
-
-        Keyring.parse(self.encryption_key_material(), self.encryption_keys_source)
-        self.jwt_secret()
-        if self.is_production and self.effective_database_url.startswith("sqlite"):
-            raise ConfigurationError(
-                "RRPD_DATABASE_URL points at SQLite in production; use PostgreSQL."
-            )
-
 
 def _check_http_url(value: str) -> str:
     value = value.strip()

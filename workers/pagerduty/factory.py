@@ -13,10 +13,11 @@ from typing import Protocol
 
 from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
-from workers.pagerduty.client import PagerDutyClient, shared_http_client
+from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.ratelimit import RateLimiter, RedisRateLimiter
 from workers.pagerduty.records import Credential
+from workers.pagerduty.transport import shared_http_client
 
 # The client's own default: bounded retries inside one call, then the task retries later.
 DEFAULT_MAX_RETRIES = 4

@@ -28,7 +28,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from workers.pagerduty.client import MAX_OFFSET_WINDOW, PAGE_LIMIT
 from workers.pagerduty.errors import (
     BadRequest,
     Forbidden,
@@ -41,6 +40,7 @@ from workers.pagerduty.errors import (
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.parsing import whole_second
 from workers.pagerduty.records import Schedule, Timeline, User, UserRef
+from workers.pagerduty.transport import MAX_OFFSET_WINDOW, PAGE_LIMIT
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ them; everything else is derived from it:
 * ``celeryconfig``'s ``task_routes``, queues and beat schedule (``task_routes``, ``QUEUES``,
   ``beat_schedule``);
 * what ``workers.tasking.enqueue.enqueue`` accepts (known names and arguments only);
-* the task table in docs/tasks.md (``render_task_tables``; a test compares the two).
+* the task table in docs/tasks.md (``workers.tasking.docs``; a test compares the two).
 
 To add a task: declare a ``TaskSpec`` here (and add it to ``TASKS``), write a thin function in
 the feature's ``tasks/`` module decorated with ``@contract_task(SPEC)``, run
-``python -m workers.tasking.contract`` and paste its output between the markers in
+``python -m workers.tasking.docs`` and paste its output between the markers in
 docs/tasks.md.
 """
 
@@ -380,57 +380,3 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
                 "options": {"queue": spec.queue, "expires": every},
             }
     return schedule
-
-
-# --- the docs ----------------------------------------------------------------------------------
-
-DOC_BEGIN = "<!-- task table: generated from workers/tasking/contract.py -->"
-DOC_END = "<!-- end of task table -->"
-
-
-def _retries(spec: TaskSpec) -> str:
-    policy = spec.retry_policy
-    if policy is None:
-        return f"none ({spec.no_retry_because})" if spec.no_retry_because else "none"
-    return f"{spec.max_retries}: {policy.describe()}"
-
-
-def _kwargs(spec: TaskSpec) -> str:
-    if spec.beat is not None:
-        return f"— (beat, {spec.beat.describe})"
-    text = ", ".join(k.signature() for k in spec.kwargs) or "—"
-    return f"{text} {spec.kwargs_note}".strip()
-
-
-def render_task_tables() -> str:
-    """The task table and the argument table of docs/tasks.md, between their markers."""
-    lines = [
-        DOC_BEGIN,
-        "",
-        "| name | queue | kwargs | result | limits (soft/hard) | retries |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for spec in TASKS:
-        name = f"`{spec.name}`" + (" (deprecated)" if spec.deprecated else "")
-        lines.append(
-            f"| {name} | {spec.queue} | {_kwargs(spec).replace('|', chr(92) + '|')} | "
-            f"{spec.result} | {spec.soft_time_limit} s / {spec.time_limit} s | {_retries(spec)} |"
-        )
-    lines += [
-        "",
-        "| task | argument | type | default | meaning |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for spec in TASKS:
-        for kwarg in spec.kwargs:
-            default = "required" if kwarg.required else f"`{kwarg.default!r}`".replace("'", '"')
-            lines.append(
-                f"| `{spec.name}` | `{kwarg.name}` | `{kwarg.type.replace('|', chr(92) + '|')}` | "
-                f"{default} | {kwarg.meaning} |"
-            )
-    lines += ["", DOC_END]
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(render_task_tables())

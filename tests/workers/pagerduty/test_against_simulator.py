@@ -16,8 +16,8 @@ import redis
 
 from pagerduty_sim.generator import large_account
 from pagerduty_sim.server import SimulatorHandle, start_simulator
-from workers.pagerduty import oauth
-from workers.pagerduty.client import ACCEPT, PagerDutyClient
+from workers.pagerduty import id_token, oauth
+from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.errors import (
     BadRequest,
     Forbidden,
@@ -36,6 +36,7 @@ from workers.pagerduty.errors import (
 from workers.pagerduty.ratelimit import RedisRateLimiter
 from workers.pagerduty.records import Credential
 from workers.pagerduty.snapshot import read_snapshot
+from workers.pagerduty.transport import ACCEPT
 
 REDIRECT = "http://127.0.0.1:9/callback"
 MAIN_KEY = "u+mainAccountKey0000001"
@@ -687,7 +688,7 @@ def test_id_token_verification_and_region(sim: SimulatorHandle, http: httpx.Clie
     us = connect(sim)
     assert us.id_token is not None
     issuer = oauth.issuer_for(sim.identity_url)
-    claims = oauth.verify_id_token(
+    claims = id_token.verify_id_token(
         us.id_token, sim.jwks_url, "main-client", http=http, issuer=issuer
     )
     assert (claims.account_id, claims.user_id, claims.subdomain, claims.region) == (
@@ -698,30 +699,30 @@ def test_id_token_verification_and_region(sim: SimulatorHandle, http: httpx.Clie
     )
     assert claims.audience == (sim.base_url, "main-client")
     assert claims.api_base_url == sim.base_url
-    assert oauth.region_for_claims(claims, sim.base_url, sim.eu_base_url) == "us"
+    assert id_token.region_for_claims(claims, sim.base_url, sim.eu_base_url) == "us"
 
     eu = connect(sim, "eu-client", "eu-secret-123456")
     assert eu.id_token is not None
-    eu_claims = oauth.verify_id_token(
+    eu_claims = id_token.verify_id_token(
         eu.id_token, sim.jwks_url, "eu-client", http=http, issuer=issuer
     )
     assert eu_claims.api_base_url == sim.eu_base_url
     # The EU URL extends the US one here: only an exact match may decide.
-    assert oauth.region_for_claims(eu_claims, sim.base_url, sim.eu_base_url) == "eu"
+    assert id_token.region_for_claims(eu_claims, sim.base_url, sim.eu_base_url) == "eu"
     PagerDutyClient(eu_claims.api_base_url, eu.credential, http=http).probe()
     with pytest.raises(UnknownRegion):
-        oauth.region_for_api_url("https://api.example.net", sim.base_url, sim.eu_base_url)
+        id_token.region_for_api_url("https://api.example.net", sim.base_url, sim.eu_base_url)
 
     # A token issued to another app of the same account is refused (client id not in aud/azp).
     with pytest.raises(IdTokenInvalid, match="not issued to this OAuth app"):
-        oauth.verify_id_token(us.id_token, sim.jwks_url, "users-only-client", http=http)
+        id_token.verify_id_token(us.id_token, sim.jwks_url, "users-only-client", http=http)
 
     head, body, sig = us.id_token.split(".")
     tampered = ".".join([head, body, sig[:-4] + ("AAAA" if not sig.endswith("AAAA") else "BBBB")])
     with pytest.raises(IdTokenInvalid):
-        oauth.verify_id_token(tampered, sim.jwks_url, "main-client", http=http)
+        id_token.verify_id_token(tampered, sim.jwks_url, "main-client", http=http)
     with pytest.raises(IdTokenInvalid, match="expired"):
-        oauth.verify_id_token(
+        id_token.verify_id_token(
             us.id_token,
             sim.jwks_url,
             "main-client",
@@ -729,7 +730,7 @@ def test_id_token_verification_and_region(sim: SimulatorHandle, http: httpx.Clie
             now=datetime.now(UTC) + timedelta(hours=2),  # exp is one hour after nbf
         )
     with pytest.raises(IdTokenInvalid):
-        oauth.verify_id_token(
+        id_token.verify_id_token(
             us.id_token,
             sim.jwks_url,
             "main-client",
@@ -889,7 +890,7 @@ def test_no_secret_in_errors_reprs_or_logs(
     texts += [repr(tokens), repr(Credential("api_key", MAIN_KEY)), repr(limited)]
     texts += [record.getMessage() for record in caplog.records]
     names = {record.name for record in caplog.records}
-    assert {"httpx", "workers.pagerduty.client"} <= names
+    assert {"httpx", "workers.pagerduty.transport"} <= names
     for secret in secrets:
         for text in texts:
             assert secret not in text

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from workers.pagerduty.client import ACCEPT, Credential, PagerDutyClient
+from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.errors import (
     BadRequest,
     Forbidden,
@@ -31,6 +31,8 @@ from workers.pagerduty.errors import (
     parse_error_body,
 )
 from workers.pagerduty.oauth import build_authorization_url, check_scopes
+from workers.pagerduty.records import Credential
+from workers.pagerduty.transport import ACCEPT
 
 SECRET = "u+SECRETSECRETSECRET"
 BASE = "https://api.test"

@@ -1,0 +1,62 @@
+"""The task tables of docs/tasks.md, rendered from the contract.
+
+``python -m workers.tasking.docs`` prints them; paste the output between the markers in
+docs/tasks.md (a test fails while the two differ).
+"""
+
+from __future__ import annotations
+
+from workers.tasking.contract import TASKS, TaskSpec
+
+# --- the docs ----------------------------------------------------------------------------------
+
+DOC_BEGIN = "<!-- task table: generated from workers/tasking/contract.py -->"
+DOC_END = "<!-- end of task table -->"
+
+
+def _retries(spec: TaskSpec) -> str:
+    policy = spec.retry_policy
+    if policy is None:
+        return f"none ({spec.no_retry_because})" if spec.no_retry_because else "none"
+    return f"{spec.max_retries}: {policy.describe()}"
+
+
+def _kwargs(spec: TaskSpec) -> str:
+    if spec.beat is not None:
+        return f"— (beat, {spec.beat.describe})"
+    text = ", ".join(k.signature() for k in spec.kwargs) or "—"
+    return f"{text} {spec.kwargs_note}".strip()
+
+
+def render_task_tables() -> str:
+    """The task table and the argument table of docs/tasks.md, between their markers."""
+    lines = [
+        DOC_BEGIN,
+        "",
+        "| name | queue | kwargs | result | limits (soft/hard) | retries |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for spec in TASKS:
+        name = f"`{spec.name}`" + (" (deprecated)" if spec.deprecated else "")
+        lines.append(
+            f"| {name} | {spec.queue} | {_kwargs(spec).replace('|', chr(92) + '|')} | "
+            f"{spec.result} | {spec.soft_time_limit} s / {spec.time_limit} s | {_retries(spec)} |"
+        )
+    lines += [
+        "",
+        "| task | argument | type | default | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for spec in TASKS:
+        for kwarg in spec.kwargs:
+            default = "required" if kwarg.required else f"`{kwarg.default!r}`".replace("'", '"')
+            lines.append(
+                f"| `{spec.name}` | `{kwarg.name}` | `{kwarg.type.replace('|', chr(92) + '|')}` | "
+                f"{default} | {kwarg.meaning} |"
+            )
+    lines += ["", DOC_END]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_task_tables())
