@@ -237,9 +237,7 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
         field = str(err["loc"][0]) if err.get("loc") else ""
         variable = f"RRPD_{field.upper()}" if field else "RRPD_*"
         given = "(hidden)" if field in SECRET_FIELDS else repr(err.get("input"))
-        allowed = ALLOWED.get(field) or str(err.get("msg", "invalid")).removeprefix(
-            "Value error, "
-        )
+        allowed = ALLOWED.get(field) or str(err.get("msg", "invalid")).removeprefix("Value error, ")
         lines.append(f"{variable}={given} is not allowed; expected {allowed}.")
     return lines
 

@@ -27,7 +27,6 @@ class IdTokenClaims:
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
-
 def fetch_jwks(jwks_url: str, *, http: httpx.Client | None = None, timeout: float = 10.0) -> KeySet:
     client = http if http is not None else shared_http_client()
     endpoint = "GET /global/oauth/anonymous/jwks"

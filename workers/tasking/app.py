@@ -19,7 +19,16 @@ from celery.signals import worker_process_init
 from workers.core.logging import bind_task_context, configure_logging, unbind_task_context
 from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
-from workers.tasking.contract import RETRY_POLICIES, TASKS, Family, RetryPolicy, TaskSpec
+from workers.tasking.contract import (
+    BY_NAME,
+    RETRY_POLICIES,
+    TASKS,
+    Family,
+    Refused,
+    RetryPolicy,
+    TaskSpec,
+    refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +75,25 @@ class RRPDTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
+        spec = BY_NAME.get(self.name)
+        refused: str | None = None
+        if spec is not None:
+            # The contract checks every message, whoever sent it: a malformed one is refused in
+            # words (its result says what was wrong), acknowledged and never retried.
+            try:
+                kwargs, args = spec.check_message(args, kwargs), ()
+            except Refused as exc:
+                refused = str(exc)
         bind_task_context(
             task_id=request.id,
             task_name=self.name,
-            connection_id=kwargs.get("connection_id"),
-            workspace_id=kwargs.get("workspace_id"),
+            connection_id=None if refused else kwargs.get("connection_id"),
+            workspace_id=None if refused else kwargs.get("workspace_id"),
         )
         try:
+            if refused is not None:
+                log.warning("refused %s: %s", self.name, refused, extra={"refused": refused})
+                return refusal(self.name, refused)
             if request.id and not request.called_directly:
                 self._check_deliveries(request)
             return super().__call__(*args, **kwargs)
@@ -177,6 +198,8 @@ def create_app() -> Celery:
     # import this module for ``app``.
     app = Celery("rrpd", task_cls=RRPDTask, include=TASK_MODULES)
     app.config_from_object("celeryconfig")
+    # The intake loop: tasks other services send by name to Celery's default queue.
+    import workers.tasking.intake  # noqa: F401
     from workers.tasking.loops import LoopsStep
 
     app.steps["worker"].add(LoopsStep)
