@@ -36,6 +36,7 @@ from models import (
     utcnow,
 )
 from tests import factories
+from tests.support.outbox import captured_direct_publishes
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.connections.tokens import ConnectionCredential
 from workers.core import crypto
@@ -791,16 +792,10 @@ def test_concurrent_requests_coalesce_into_one_extra_pass(
 
 
 @pytest.fixture
-def captured_sends(monkeypatch) -> list[dict[str, Any]]:
-    from workers.tasking.app import app
-
-    sent: list[dict[str, Any]] = []
-
-    def fake_send_task(name: str, kwargs: Any = None, **options: Any) -> Any:
-        sent.append({"name": name, "kwargs": kwargs, **options})
-
-    monkeypatch.setattr(app, "send_task", fake_send_task)
-    return sent
+def captured_sends(monkeypatch) -> Iterator[list[dict[str, Any]]]:
+    """The fan-out publishes directly (periodic work, no outbox row): caught here."""
+    with captured_direct_publishes(monkeypatch) as sent:
+        yield sent
 
 
 def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captured_sends) -> None:

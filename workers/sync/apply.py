@@ -29,6 +29,7 @@ from models import (
     RotationOnDuty,
     normalize_email,
 )
+from workers import events
 from workers.pagerduty.snapshot import AccountSnapshot
 from workers.rotations.locking import bound_rotations_for_update
 from workers.sync import messages
@@ -333,6 +334,8 @@ def _sync_rotations(
     duty_inserts: list[dict[str, Any]] = []
     duty_deletes: list[tuple[uuid.UUID, uuid.UUID]] = []
     touched: list[uuid.UUID] = []
+    # (rotation, schedule, members before/after, on duty before/after): the events, below.
+    changes: list[tuple[Any, str, list[uuid.UUID], list[uuid.UUID], set[uuid.UUID], set]] = []
     for rot in bound:
         sid = rot.pagerduty_schedule_id
         schedule = schedules.get(sid)
@@ -367,6 +370,17 @@ def _sync_rotations(
         after += len(duty_inserts) + len(duty_deletes)
         if after != before or rot.last_synced_at is None:
             touched.append(rot.id)
+        if after != before:
+            changes.append(
+                (
+                    rot,
+                    sid,
+                    sorted(have_m, key=have_m.__getitem__),
+                    list(want_members),
+                    have_duty[rot.id],
+                    want_duty,
+                )
+            )
 
     # Deletes first: a position freed by a leaver may be taken by a newcomer.
     if member_deletes:
@@ -400,7 +414,49 @@ def _sync_rotations(
             .values(last_synced_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+    for rot, sid, members_before, members_after, duty_before, duty_after in changes:
+        _emit_rotation_events(
+            session, conn, rot.id, sid, members_before, members_after, duty_before, duty_after, now
+        )
     out.created += len(member_inserts) + len(duty_inserts)
     out.updated += len(member_updates) + len(touched)
     out.deleted += len(member_deletes) + len(duty_deletes)
     out.rotations_changed = len(touched)
+
+
+def _emit_rotation_events(
+    session: Session,
+    conn: PagerDutyConnection,
+    rotation_id: uuid.UUID,
+    schedule_id: str,
+    members_before: list[uuid.UUID],
+    members_after: list[uuid.UUID],
+    duty_before: set[uuid.UUID],
+    duty_after: set[uuid.UUID],
+    now: datetime,
+) -> None:
+    """The events of one bound rotation whose people this sync changed (in its transaction).
+
+    Kept apart so the one function that changes a bound rotation's people (sync and handoffs
+    alike) can take these two calls over as they are.
+    """
+    events.rotation_members_changed(
+        session,
+        workspace_id=conn.workspace_id,
+        rotation_id=rotation_id,
+        connection_id=conn.id,
+        schedule_id=schedule_id,
+        before=members_before,
+        after=members_after,
+        occurred_at=now,
+    )
+    events.rotation_on_duty_changed(
+        session,
+        workspace_id=conn.workspace_id,
+        rotation_id=rotation_id,
+        connection_id=conn.id,
+        schedule_id=schedule_id,
+        before=duty_before,
+        after=duty_after,
+        occurred_at=now,
+    )

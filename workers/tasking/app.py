@@ -28,6 +28,7 @@ from workers.tasking.contract import (
     RetryPolicy,
     TaskSpec,
     refusal,
+    uuid_text,
 )
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,8 @@ class RRPDTask(Task):  # type: ignore[misc]
         bind_task_context(
             task_id=request.id,
             task_name=self.name,
-            connection_id=None if refused else kwargs.get("connection_id"),
-            workspace_id=None if refused else kwargs.get("workspace_id"),
+            connection_id=_trusted_id(kwargs.get("connection_id")),
+            workspace_id=_trusted_id(kwargs.get("workspace_id")),
         )
         try:
             if refused is not None:
@@ -116,6 +117,14 @@ class RRPDTask(Task):  # type: ignore[misc]
                 f"task {self.name} was delivered {count} times without finishing; "
                 "it has been dropped (see the worker logs for the crash)"
             )
+
+
+def _trusted_id(value: Any) -> str | None:
+    """An id for the log context only if it is one (a refused message may carry anything)."""
+    try:
+        return uuid_text("id", value) if value is not None else None
+    except Refused:
+        return None
 
 
 class ConnectTask(RRPDTask):

@@ -369,7 +369,7 @@ SCHEDULE_SYNCS = TaskSpec(
     time_limit=55,
     family=Family.BEAT,
     max_retries=0,
-    result="`{enqueued, disconnects}`",
+    result="`{enqueued}`",
     no_retry_because="next beat",
     beat=Beat(
         "schedule-syncs",
