@@ -58,6 +58,30 @@ class Deployment:
     def redis_client(self) -> redis.Redis:
         return redis.Redis.from_url(f"{self.redis.url}/0", socket_timeout=2)
 
+    def celery(self) -> Any:
+        """A Celery client that sends to (and reads results from) this deployment."""
+        from celery import Celery
+
+        client = Celery("rrpd-deployment-client", set_as_current=False)
+        client.config_from_object("celeryconfig")
+        client.conf.broker_url = f"{self.redis.url}/0"
+        client.conf.result_backend = f"{self.redis.url}/1"
+        for option in ("broker_transport_options", "result_backend_transport_options"):
+            client.conf[option] = {**client.conf[option], "global_keyprefix": f"{self.prefix}:"}
+        return client
+
+    def wait_for_worker(self, proc: subprocess.Popen[bytes], queue: str = "interactive") -> None:
+        client = self.celery()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ping = client.send_task("rrpd.ping", kwargs={"payload": "up"}, queue=queue)
+                if ping.get(timeout=5) == {"reply": "up"}:
+                    return
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"worker did not start; see {proc.log_path}") from None  # type: ignore[attr-defined]
+
     def worker(
         self, queues: str = "interactive,sync", *, name: str | None = None, **env: str
     ) -> subprocess.Popen[bytes]:

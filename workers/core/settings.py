@@ -65,6 +65,7 @@ ALLOWED: dict[str, str] = {
     "outbox_task_retention_hours": "a whole number of hours, at least 1",
     "events_retention_days": "a whole number of days, at least 1",
     "events_stream_retention_hours": "a whole number of hours, at least 1",
+    "worker_heartbeat_seconds": "a whole number of seconds, at least 5",
     "log_level": f"one of {', '.join(LOG_LEVELS)}",
     "public_url": "an http:// or https:// URL",
     "app_integrations_url": "empty, or an http:// or https:// URL",
@@ -141,6 +142,9 @@ class Settings(BaseSettings):
     # and how long it keeps them (older entries are trimmed as new ones are added).
     events_stream: str = ""
     events_stream_retention_hours: int = Field(72, gt=0)
+    # A worker node whose heartbeat is older than this is dead: the messages it held go back
+    # to their queue (workers.tasking.redelivery) instead of waiting for the visibility timeout.
+    worker_heartbeat_seconds: int = Field(30, ge=5)
 
     @field_validator("database_url")
     @classmethod

@@ -207,8 +207,10 @@ def create_app() -> Celery:
     # import this module for ``app``.
     app = Celery("rrpd", task_cls=RRPDTask, include=TASK_MODULES)
     app.config_from_object("celeryconfig")
-    # The intake loop: tasks other services send by name to Celery's default queue.
-    import workers.tasking.intake  # noqa: F401
+    # The intake loop: tasks other services send by name to Celery's default queue; the
+    # redelivery loop: what a dead worker node held goes back to its queue within seconds.
+    import workers.tasking.intake
+    import workers.tasking.redelivery  # noqa: F401
     from workers.tasking.loops import LoopsStep
 
     app.steps["worker"].add(LoopsStep)
