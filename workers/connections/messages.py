@@ -51,6 +51,12 @@ NO_API_ACCESS = (
     "Your PagerDuty account's plan does not include REST API access, so Round Robin cannot "
     "read schedules. Ask your PagerDuty account owner about API access."
 )
+# A validation ended by the sweep: its task was lost after it was published (the broker lost
+# its data) or dropped for good. Nothing says PagerDuty was at fault.
+CHECK_LOST = (
+    "Round Robin could not finish checking this connection: the check was interrupted. "
+    "Please try again."
+)
 UNREACHABLE = (
     "Round Robin could not reach PagerDuty to check this connection after several tries. "
     "Please try again in a few minutes."
