@@ -323,6 +323,7 @@ def _by_key(counts: dict[str, int]) -> str:
 from rrpd.manage import register; register(cli)  # noqa: E402, E702, I001
 from rrpd.demo import demo as _demo; cli.add_command(_demo)  # noqa: E402, E702, I001
 from rrpd.ops import register as register_ops; register_ops(cli)  # noqa: E402, E702, I001
+from rrpd.records import register as register_records; register_records(cli)  # noqa: E402, E702, I001
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
