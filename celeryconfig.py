@@ -6,7 +6,7 @@ docs/design.md ("Celery").
 
 from __future__ import annotations
 
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 from workers.core.settings import get_settings
 from workers.tasking import contract
@@ -74,7 +74,10 @@ timezone = "UTC"
 # --- Queues and routing: from the task contract (workers/tasking/contract.py) ----------------
 QUEUES = contract.QUEUES
 task_default_queue = contract.SYNC
-task_queues = tuple(Queue(name, Exchange(name), routing_key=name) for name in QUEUES)
+task_queues = tuple(
+    Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
+    for name in QUEUES
+)
 task_create_missing_queues = False
 task_routes = contract.task_routes()
 

@@ -6,10 +6,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
-from api_stub import health, panel, routes
+from api_stub import health, routes
 from api_stub import metrics as metrics_routes
 from api_stub.errors import BodySizeLimit, ErrorResponse, install_error_handlers
+from api_stub.panel import routes as panel_routes
 from api_stub.schemas import REQUEST_MODELS
 from workers.core.settings import get_settings
 
@@ -33,7 +35,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit)
     app.include_router(health.router)
     app.include_router(routes.router)
-    app.include_router(panel.router)
+    app.include_router(panel_routes.router)
     app.include_router(metrics_routes.router)
 
     def openapi() -> dict[str, Any]:
@@ -49,7 +51,8 @@ def create_app() -> FastAPI:
         schemas = components.setdefault("schemas", {})
         # Bodies are parsed after authorization (so a stranger learns nothing from 422s);
         # their models are added here for the document.
-        for model in (*REQUEST_MODELS, ErrorResponse):
+        models: tuple[type[BaseModel], ...] = (*REQUEST_MODELS, ErrorResponse)
+        for model in models:
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, sub in model_schema.pop("$defs", {}).items():
                 schemas.setdefault(name, sub)

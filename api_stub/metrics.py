@@ -48,7 +48,7 @@ GAUGE_HELP = {
 }
 
 # Live statuses only: "disconnected" rows are history and only ever grow.
-_STATUSES = [s.value for s in ConnectionStatus if s is not ConnectionStatus.DISCONNECTED]
+_STATUSES = [s for s in ConnectionStatus if s is not ConnectionStatus.DISCONNECTED]
 
 
 def _check_basic_auth(request: Request) -> None:
@@ -89,7 +89,7 @@ def connection_gauges() -> dict[str, float]:
         )
         failing = session.execute(
             select(func.count()).where(
-                PagerDutyConnection.status == ConnectionStatus.CONNECTED.value,
+                PagerDutyConnection.status == ConnectionStatus.CONNECTED,
                 PagerDutyConnection.consecutive_sync_failures > 0,
             )
         ).scalar_one()

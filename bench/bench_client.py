@@ -534,9 +534,11 @@ def report(args: argparse.Namespace, a: dict[str, Any], b: dict[str, Any] | None
             f"wall time, limit OFF (median of {args.repeat})",
             f"{t_ours:.2f} s",
             f"{t_off:.2f} s",
-            f"official / ours = {t_off / t_ours:.2f}x; latency floor "
-            f"{shape.lower_bound:,} x {args.latency_ms} ms = "
-            f"{shape.lower_bound * args.latency_ms / 1000:.2f} s",
+            (
+                f"official / ours = {t_off / t_ours:.2f}x; latency floor "
+                f"{shape.lower_bound:,} x {args.latency_ms} ms = "
+                f"{shape.lower_bound * args.latency_ms / 1000:.2f} s"
+            ),
         ),
     ]
     if b is not None:
@@ -553,9 +555,11 @@ def report(args: argparse.Namespace, a: dict[str, Any], b: dict[str, Any] | None
                 "wall time, limit ON",
                 f"{b['ours'].seconds:.2f} s",
                 f"{b['official'].seconds:.2f} s",
-                f"bound {bs.lower_bound:,} / {b['limit'] / 60:g} per s = {lb:.2f} s "
-                f"(ours {b['ours'].seconds / lb:.2f}x, official "
-                f"{b['official'].seconds / lb:.2f}x)",
+                (
+                    f"bound {bs.lower_bound:,} / {b['limit'] / 60:g} per s = {lb:.2f} s "
+                    f"(ours {b['ours'].seconds / lb:.2f}x, official "
+                    f"{b['official'].seconds / lb:.2f}x)"
+                ),
             ),
         ]
     widths = [max(len(r[i]) for r in [("", "ours", "official", ""), *rows]) for i in range(3)]

@@ -289,7 +289,7 @@ def make_admins(n: int) -> list[Admin]:
             pairs.append((ws.id, person.id))
         session.commit()
     for ws_id, member_id in pairs:
-        token = issue_token(ws_id, member_id, Role.PRIMARY_OWNER.value, ttl_seconds=6 * 3600)
+        token = issue_token(ws_id, member_id, Role.PRIMARY_OWNER, ttl_seconds=6 * 3600)
         admins.append(Admin(str(ws_id), {"Authorization": f"Bearer {token}"}))
     return admins
 
@@ -300,7 +300,6 @@ def make_backlog_connections(n: int, api_key: str) -> list[str]:
     The same rows ``tests.factories.api_key_connection`` builds, inserted in two flushes.
     """
     from models import AuthMethod, ConnectionStatus, PagerDutyConnection, Workspace, utcnow
-    from workers.core import crypto
     from workers.core.db import session_factory
 
     ids = []
@@ -312,10 +311,10 @@ def make_backlog_connections(n: int, api_key: str) -> list[str]:
             conn = PagerDutyConnection(
                 id=uuid.uuid4(),
                 workspace_id=ws.id,
-                auth_method=AuthMethod.API_KEY.value,
+                auth_method=AuthMethod.API_KEY,
                 region="us",
-                status=ConnectionStatus.CONNECTED.value,
-                api_key_encrypted=crypto.encrypt(api_key),
+                status=ConnectionStatus.CONNECTED,
+                api_key=api_key,
                 connected_at=utcnow(),
             )
             session.add(conn)
@@ -334,7 +333,7 @@ def sync_run_counts(since: datetime) -> dict[str, int]:
             .where(SyncRun.started_at >= since)
             .group_by(SyncRun.status)
         ).all()
-    return {status: count for status, count in rows}
+    return dict(rows)
 
 
 # --- part 1: OAuth logins -----------------------------------------------------------------------

@@ -171,7 +171,6 @@ def arrange_fleet(n: int) -> list[uuid.UUID]:
 
     from models import Member, PagerDutyConnection, Rotation, Workspace, utcnow
     from pagerduty_sim.generator import fleet_key
-    from workers.core import crypto
     from workers.core.db import transaction
 
     now = utcnow()
@@ -199,7 +198,7 @@ def arrange_fleet(n: int) -> list[uuid.UUID]:
                 "region": "us",
                 "status": "connected",
                 "generation": 1,
-                "api_key_encrypted": crypto.encrypt(fleet_key(i)),
+                "api_key": fleet_key(i),
                 "key_level": "account",
                 "connected_at": now,
                 "status_changed_at": now,

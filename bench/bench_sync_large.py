@@ -316,7 +316,6 @@ def arrange(
         normalize_email,
         utcnow,
     )
-    from workers.core import crypto
     from workers.core.db import get_engine, transaction
 
     acct = scenario.accounts[ACCOUNT]
@@ -354,7 +353,7 @@ def arrange(
                     "region": "us",
                     "status": "connected",
                     "generation": 1,
-                    "api_key_encrypted": crypto.encrypt(API_KEY),
+                    "api_key": API_KEY,
                     "key_level": "account",
                     "connected_at": now,
                     "status_changed_at": now,
@@ -395,7 +394,9 @@ def run_phase(
     cmd += ["--child-out", str(out_path)] + (["--tracemalloc"] if trace else [])
     t0 = time.perf_counter()
     with log_path.open("wb") as log:
-        proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=log)
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=log, check=False
+        )
     process_s = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{label}: child exited {proc.returncode}; see {log_path}")

@@ -1,6 +1,8 @@
 """A workspace's link to a PagerDuty account, and pending OAuth logins.
 
-Every secret column holds ciphertext from ``workers.core.crypto`` (``v1:<key id>:<token>``).
+Every secret is an ``EncryptedText`` column (``models.types``): the attribute holds the
+plaintext in memory, the database column (named ``*_encrypted``) the ciphertext
+(``v1:<key id>:<token>``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamps, UUIDPrimaryKey, utcnow
+from models.types import EncryptedText, string_enum
 
 
 class AuthMethod(StrEnum):
@@ -56,6 +59,7 @@ LIVE_STATUSES = frozenset(s for s in ConnectionStatus if s is not S.DISCONNECTED
 
 class InvalidTransition(Exception):
     def __init__(self, current: str, wanted: str) -> None:
+        current, wanted = str(current), str(wanted)  # a StrEnum member's str() is its value
         super().__init__(f"a connection cannot go from {current!r} to {wanted!r}")
         self.current = current
         self.wanted = wanted
@@ -84,19 +88,27 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
-    auth_method: Mapped[str] = mapped_column(String(16))
-    region: Mapped[str] = mapped_column(String(4), default=Region.US.value)
-    status: Mapped[str] = mapped_column(String(16), default=ConnectionStatus.VALIDATING.value)
+    auth_method: Mapped[AuthMethod] = mapped_column(string_enum(AuthMethod, 16))
+    region: Mapped[Region] = mapped_column(string_enum(Region, 4), default=Region.US)
+    status: Mapped[ConnectionStatus] = mapped_column(
+        string_enum(ConnectionStatus, 16), default=ConnectionStatus.VALIDATING
+    )
     # Bumped on every connect, credential change and disconnect: a task started under an older
     # generation must not write (fencing).
     generation: Mapped[int] = mapped_column(default=1)
 
-    api_key_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
-    key_level: Mapped[str | None] = mapped_column(String(8), default=None)
+    api_key: Mapped[str | None] = mapped_column("api_key_encrypted", EncryptedText, default=None)
+    key_level: Mapped[KeyLevel | None] = mapped_column(string_enum(KeyLevel, 8), default=None)
     oauth_client_id: Mapped[str | None] = mapped_column(String(200), default=None)
-    oauth_client_secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
-    access_token_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
-    refresh_token_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    oauth_client_secret: Mapped[str | None] = mapped_column(
+        "oauth_client_secret_encrypted", EncryptedText, default=None
+    )
+    access_token: Mapped[str | None] = mapped_column(
+        "access_token_encrypted", EncryptedText, default=None
+    )
+    refresh_token: Mapped[str | None] = mapped_column(
+        "refresh_token_encrypted", EncryptedText, default=None
+    )
     access_token_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     token_refreshed_at: Mapped[datetime | None] = mapped_column(default=None)
     granted_scopes: Mapped[str | None] = mapped_column(Text, default=None)
@@ -131,8 +143,8 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     def transition(self, new: ConnectionStatus, *, error: str | None = None) -> None:
         """Move to ``new`` or raise; ``error`` is shown to workspace admins as is."""
         if not self.can_transition(new):
-            raise InvalidTransition(self.status, new.value)
-        self.status = new.value
+            raise InvalidTransition(self.status, new)
+        self.status = new
         self.status_changed_at = utcnow()
         if error is not None:
             self.last_error = error
@@ -142,10 +154,10 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
             self.last_error_at = None
 
     def clear_credentials(self) -> None:
-        self.api_key_encrypted = None
-        self.oauth_client_secret_encrypted = None
-        self.access_token_encrypted = None
-        self.refresh_token_encrypted = None
+        self.api_key = None
+        self.oauth_client_secret = None
+        self.access_token = None
+        self.refresh_token = None
         self.access_token_expires_at = None
 
 
@@ -163,12 +175,12 @@ class OAuthAuthorization(UUIDPrimaryKey, Base):
     )
     # SHA-256 of the state sent to PagerDuty; the state itself is never stored.
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    code_verifier_encrypted: Mapped[str] = mapped_column(Text)
+    code_verifier: Mapped[str] = mapped_column("code_verifier_encrypted", EncryptedText)
     client_id: Mapped[str] = mapped_column(String(200))
-    client_secret_encrypted: Mapped[str] = mapped_column(Text)
-    region: Mapped[str] = mapped_column(String(4))
+    client_secret: Mapped[str] = mapped_column("client_secret_encrypted", EncryptedText)
+    region: Mapped[Region] = mapped_column(string_enum(Region, 4))
     # The authorization code from the callback, encrypted, until the exchange task uses it.
-    code_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    code: Mapped[str | None] = mapped_column("code_encrypted", EncryptedText, default=None)
     requested_by_member_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("members.id", ondelete="SET NULL"), default=None
     )

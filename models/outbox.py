@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
+from models.types import string_enum
 
 # A BIGINT identity on PostgreSQL; SQLite's INTEGER PRIMARY KEY (its rowid) is 64-bit already.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -55,7 +56,7 @@ class OutboxMessage(Base):
 
     # Monotonic: the relay publishes a lane in id order, which keeps each key's order.
     id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[OutboxKind] = mapped_column(string_enum(OutboxKind, 8))
     # Relayed separately, so a burst of sync tasks never holds up an interactive one:
     # a task's queue (`interactive`, `sync`), or `events`.
     lane: Mapped[str] = mapped_column(String(16))

@@ -10,6 +10,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstra
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from models.base import Base, Timestamps, UUIDPrimaryKey, normalize_email, utcnow
+from models.types import string_enum
 
 
 class Role(StrEnum):
@@ -50,7 +51,7 @@ class Member(UUIDPrimaryKey, Timestamps, Base):
     # Lower-cased, trimmed copy used for matching PagerDuty users; kept in step with `email`.
     email_key: Mapped[str] = mapped_column(String(320))
     display_name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(20), default=Role.MEMBER.value)
+    role: Mapped[Role] = mapped_column(string_enum(Role, 20), default=Role.MEMBER)
 
     workspace: Mapped[Workspace] = relationship(back_populates="members")
 
@@ -76,7 +77,9 @@ class Rotation(UUIDPrimaryKey, Timestamps, Base):
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
-    mode: Mapped[str] = mapped_column(String(20), default=RotationMode.MANUAL.value)
+    mode: Mapped[RotationMode] = mapped_column(
+        string_enum(RotationMode, 20), default=RotationMode.MANUAL
+    )
     # PagerDuty's schedule id (e.g. "PABC123"); the mirrored schedule is looked up by it.
     pagerduty_schedule_id: Mapped[str | None] = mapped_column(String(64), default=None)
     bound_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -92,7 +95,7 @@ class Rotation(UUIDPrimaryKey, Timestamps, Base):
 
     def make_manual(self) -> None:
         """Unbind, keeping members and on-duty people so the rotation goes on working by hand."""
-        self.mode = RotationMode.MANUAL.value
+        self.mode = RotationMode.MANUAL
         self.pagerduty_schedule_id = None
         self.bound_at = None
 

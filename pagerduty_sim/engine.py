@@ -168,7 +168,7 @@ def merge_by_user(segs: list[Segment]) -> list[Segment]:
 
 def _overflow_step(schedule: Schedule) -> timedelta:
     turns = [layer.rotation_turn_length_seconds for layer in schedule.layers] or [86400]
-    return timedelta(seconds=max(3600, max(turns)))
+    return timedelta(seconds=max(3600, *turns))
 
 
 def final_entries(

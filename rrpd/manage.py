@@ -5,61 +5,9 @@ For local runs and demos: production workspaces and members come from the Round 
 
 from __future__ import annotations
 
-import uuid
-
 import click
 
-
-def _settings():  # type: ignore[no-untyped-def]
-    from rrpd.cli import _checked_settings
-
-    return _checked_settings()
-
-
-def _local_only(command: str) -> None:
-    """Refuse a command that grants access, in production.
-
-    Production members and their tokens come from the Round Robin app; an operator shell that
-    could add a Primary Owner or mint a token would hold every workspace's keys. There is no
-    override flag on purpose (see docs/api.md, "Local administration").
-    """
-    if _settings().is_production:
-        raise click.ClickException(
-            f"`rrpd {command}` is disabled in production (RRPD_ENV=production): members and "
-            "their tokens come from the Round Robin app, not from an operator shell."
-        )
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise click.ClickException(f"{what} {value!r} is not a valid id") from None
-
-
-def _workspace(session, workspace_id: str):  # type: ignore[no-untyped-def]
-    from models import Workspace
-
-    ws = session.get(Workspace, _uuid(workspace_id, "workspace"))
-    if ws is None:
-        raise click.ClickException(f"unknown workspace {workspace_id}")
-    return ws
-
-
-def _member_by_email(session, ws, email: str):  # type: ignore[no-untyped-def]
-    from sqlalchemy import select
-
-    from models import Member, normalize_email
-
-    member = session.execute(
-        select(Member).where(
-            Member.workspace_id == ws.id, Member.email_key == normalize_email(email)
-        )
-    ).scalar_one_or_none()
-    if member is None:
-        raise click.ClickException(f"no member with email {email!r} in workspace {ws.id}")
-    return member
-
+from rrpd.common import checked_settings, find_workspace, local_only, member_by_email
 
 ROLES = ("primary_owner", "admin", "member")
 
@@ -76,7 +24,7 @@ def workspace_create(name: str) -> None:
     from models import Workspace
     from workers.core.db import transaction
 
-    _settings()
+    checked_settings()
     name = name.strip()
     if not name or len(name) > 200:
         raise click.ClickException("the workspace name must be 1 to 200 characters")
@@ -94,25 +42,21 @@ def workspace_list(as_json: bool) -> None:
     """List workspaces: id, name, members, rotations and the PagerDuty connection's status."""
     import json
 
-    from sqlalchemy import func, select
+    from sqlalchemy import ScalarSelect, func, select
 
     from models import ConnectionStatus, Member, PagerDutyConnection, Rotation, Workspace
     from workers.core.db import transaction
 
-    _settings()
+    checked_settings()
 
-    def count(model: type) -> object:
-        return (
-            select(func.count())
-            .where(model.workspace_id == Workspace.id)  # type: ignore[attr-defined]
-            .scalar_subquery()
-        )
+    def count(model: type[Member] | type[Rotation]) -> ScalarSelect[int]:
+        return select(func.count()).where(model.workspace_id == Workspace.id).scalar_subquery()
 
     live = (
         select(PagerDutyConnection.status)
         .where(
             PagerDutyConnection.workspace_id == Workspace.id,
-            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED.value,
+            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED,
         )
         .limit(1)
         .scalar_subquery()
@@ -167,13 +111,13 @@ def member_add(workspace_id: str, email: str, role: str, name: str | None) -> No
     from models import Member
     from workers.core.db import transaction
 
-    _local_only("member add")
+    local_only("member add")
     email = email.strip()
     if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
         raise click.ClickException(f"{email!r} is not an email address")
     try:
         with transaction() as session:
-            ws = _workspace(session, workspace_id)
+            ws = find_workspace(session, workspace_id)
             m = Member(
                 workspace_id=ws.id,
                 email=email,
@@ -206,13 +150,13 @@ def rotation_create(workspace_id: str, name: str, emails: tuple[str, ...]) -> No
     from models import Rotation, RotationMember
     from workers.core.db import transaction
 
-    _settings()
+    checked_settings()
     try:
         with transaction() as session:
-            ws = _workspace(session, workspace_id)
+            ws = find_workspace(session, workspace_id)
             members = []
             for email in emails:
-                m = _member_by_email(session, ws, email)
+                m = member_by_email(session, ws, email)
                 if m not in members:
                     members.append(m)
             rotation = Rotation(workspace_id=ws.id, name=name.strip())
@@ -246,14 +190,12 @@ def token(workspace_id: str, email: str, ttl: int | None) -> None:
     from api_stub.auth import issue_token
     from workers.core.db import transaction
 
-    _local_only("token")
+    local_only("token")
     with transaction() as session:
-        ws = _workspace(session, workspace_id)
-        m = _member_by_email(session, ws, email)
+        ws = find_workspace(session, workspace_id)
+        m = member_by_email(session, ws, email)
         member_id, role = m.id, m.role
     click.echo(issue_token(ws.id, member_id, role, ttl_seconds=ttl))
 
 
-def register(cli: click.Group) -> None:
-    for command in (workspace_group, member_group, rotation_group, token):
-        cli.add_command(command)
+COMMANDS: tuple[click.Command, ...] = (workspace_group, member_group, rotation_group, token)

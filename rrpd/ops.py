@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from rrpd.manage import _settings, _uuid
+from rrpd.common import ago, checked_settings, find_workspace, plain, when
 
 ATTENTION_STATUSES = ("needs_reauth", "invalid")
 # Why there is no next sync: beat only syncs connected connections, whatever next_sync_at says.
@@ -28,45 +28,6 @@ NO_SYNC_BECAUSE = {
 STUCK_AFTER = {"validating": timedelta(minutes=15), "disconnecting": timedelta(minutes=10)}
 
 
-def _when(value: datetime | None) -> str:
-    if value is None:
-        return "-"
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _ago(value: datetime | None, now: datetime) -> str:
-    if value is None:
-        return ""
-    seconds = int((now - value).total_seconds())
-    if seconds < 0:
-        return "in the future"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
-
-
-def _workspace(session, workspace_id: str):  # type: ignore[no-untyped-def]
-    from models import Workspace
-
-    ws = session.get(Workspace, _uuid(workspace_id, "workspace"))
-    if ws is None:
-        raise click.ClickException(f"unknown workspace {workspace_id}")
-    return ws
-
-
 # --- rrpd status --------------------------------------------------------------------------------
 
 
@@ -79,9 +40,9 @@ def status(workspace_id: str, as_json: bool) -> None:
     from workers.connections.status import connection_status
     from workers.core.db import transaction
 
-    _settings()
+    checked_settings()
     with transaction() as session:
-        ws = _workspace(session, workspace_id)
+        ws = find_workspace(session, workspace_id)
         summary = connection_status(session, ws.id)
         conn = (
             session.get(PagerDutyConnection, summary["connection_id"])
@@ -89,16 +50,16 @@ def status(workspace_id: str, as_json: bool) -> None:
             else None
         )
         syncing = conn is not None and conn.status == "connected"
-        extra = {
+        extra: dict[str, Any] = {
             "workspace_name": ws.name,
             "generation": conn.generation if conn else None,
             "consecutive_sync_failures": conn.consecutive_sync_failures if conn else 0,
-            "next_sync_at": conn.next_sync_at if syncing else None,
+            "next_sync_at": conn.next_sync_at if conn is not None and syncing else None,
             "next_sync_note": None if syncing or conn is None else NO_SYNC_BECAUSE.get(conn.status),
             "access_token_expires_at": conn.access_token_expires_at if conn else None,
         }
     if as_json:
-        click.echo(json.dumps(_plain({"workspace_id": ws.id, **extra, **summary}), indent=2))
+        click.echo(json.dumps(plain({"workspace_id": ws.id, **extra, **summary}), indent=2))
         return
     now = utcnow()
     s = summary
@@ -114,21 +75,21 @@ def status(workspace_id: str, as_json: bool) -> None:
         )
         by = s["connected_by"]
         who = f" by {by['name']} <{by['email']}>" if by else ""
-        rows.append(("connected", f"{_when(s['connected_at'])}{who}"))
+        rows.append(("connected", f"{when(s['connected_at'])}{who}"))
         rows.append(
             (
                 "status since",
-                f"{_when(s['status_changed_at'])} ({_ago(s['status_changed_at'], now)})",
+                f"{when(s['status_changed_at'])} ({ago(s['status_changed_at'], now)})",
             )
         )
         if s["last_error"]:
-            rows.append(("last error", f"{s['last_error']} ({_when(s['last_error_at'])})"))
+            rows.append(("last error", f"{s['last_error']} ({when(s['last_error_at'])})"))
         run = s["last_sync"]
         if run is None:
             rows.append(("last sync", "never"))
         else:
-            line = f"{run['status']} ({run['kind']}) at {_when(run['started_at'])}"
-            line += f" ({_ago(run['started_at'], now)})"
+            line = f"{run['status']} ({run['kind']}) at {when(run['started_at'])}"
+            line += f" ({ago(run['started_at'], now)})"
             if run["duration_ms"] is not None:
                 line += f", {run['duration_ms'] / 1000:.1f} s"
             line += (
@@ -138,15 +99,15 @@ def status(workspace_id: str, as_json: bool) -> None:
             rows.append(("last sync", line))
             if run["error"]:
                 rows.append(("sync error", run["error"]))
-        rows.append(("last change", _when(s["last_synced_at"])))
+        rows.append(("last change", when(s["last_synced_at"])))
         if extra["next_sync_note"]:
             rows.append(("next sync", f"none: {extra['next_sync_note']}"))
         else:
-            rows.append(("next sync", _when(extra["next_sync_at"])))
+            rows.append(("next sync", when(extra["next_sync_at"])))
         if extra["consecutive_sync_failures"]:
             rows.append(("failing syncs", f"{extra['consecutive_sync_failures']} in a row"))
         if s["auth_method"] == "oauth":
-            rows.append(("token expires", _when(extra["access_token_expires_at"])))
+            rows.append(("token expires", when(extra["access_token_expires_at"])))
         rows.append(
             ("mirror", f"{s['schedule_count']} schedules, {s['linked_summary']}"),
         )
@@ -180,15 +141,15 @@ def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
     from workers.core.db import transaction
     from workers.sync.request import enqueue_manual_sync
 
-    _settings()
+    checked_settings()
     # Before the enqueue: any run that starts from here on covers this request.
     requested_at = utcnow()
     with transaction() as session:
-        ws = _workspace(session, workspace_id)
+        ws = find_workspace(session, workspace_id)
         conn = live_connection(session, ws.id)
         if conn is None:
             raise click.ClickException(f"workspace {ws.id} has no PagerDuty connection")
-        if conn.status != ConnectionStatus.CONNECTED.value:
+        if conn.status != ConnectionStatus.CONNECTED:
             raise click.ClickException(
                 f"the connection is {conn.status}, not connected; a sync would do nothing "
                 f"(see `rrpd status {ws.id}`)"
@@ -235,7 +196,7 @@ def _wait_for_sync(connection_id: uuid.UUID, task_id: str, since: datetime, time
             if not succeeded:
                 raise click.exceptions.Exit(1)
             return
-        if status != ConnectionStatus.CONNECTED.value:
+        if status != ConnectionStatus.CONNECTED:
             # needs_reauth, invalid, disconnected...: the sync will not run (or record) at all.
             why = f": {last_error}" if last_error else ""
             raise click.ClickException(f"no sync ran: the connection is now {status}{why}")
@@ -249,7 +210,7 @@ def _wait_for_sync(connection_id: uuid.UUID, task_id: str, since: datetime, time
 
 def _run_words(run) -> str:  # type: ignore[no-untyped-def]
     took = f" in {run.duration_ms / 1000:.1f} s" if run.duration_ms is not None else ""
-    line = f"sync {run.status} at {_when(run.finished_at)}{took}"
+    line = f"sync {run.status} at {when(run.finished_at)}{took}"
     if run.status == "succeeded":
         line += (
             f": rows +{run.rows_created} ~{run.rows_updated} -{run.rows_deleted}, "
@@ -296,7 +257,7 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
                     )
                     for status, after in STUCK_AFTER.items()
                 ),
-                (PagerDutyConnection.status == ConnectionStatus.CONNECTED.value)
+                (PagerDutyConnection.status == ConnectionStatus.CONNECTED)
                 & (
                     (PagerDutyConnection.consecutive_sync_failures > 0)
                     | (latest_run_status == "failed")
@@ -366,11 +327,11 @@ def attention(as_json: bool) -> None:
     from models import utcnow
     from workers.core.db import transaction
 
-    _settings()
+    checked_settings()
     with transaction() as session:
         found = connections_needing_attention(session)
     if as_json:
-        click.echo(json.dumps(_plain(found), indent=2))
+        click.echo(json.dumps(plain(found), indent=2))
         return
     if not found:
         click.echo("no connection needs attention")
@@ -382,7 +343,7 @@ def attention(as_json: bool) -> None:
             str(i["workspace_id"]),
             _clip(i["workspace_name"], 24),
             i["problem"] + (f" ({_failures(i)}x)" if i["problem"] == "sync_failing" else ""),
-            f"{_when(i['since'])} ({_ago(i['since'], now)})",
+            f"{when(i['since'])} ({ago(i['since'], now)})",
             _clip(i["last_error"] or "-", 100),
         )
         for i in found
@@ -394,7 +355,7 @@ def attention(as_json: bool) -> None:
 
 
 def _failures(item: dict[str, Any]) -> int:
-    return max(item["consecutive_sync_failures"], item.get("failed_runs", 0))
+    return max(int(item["consecutive_sync_failures"]), int(item.get("failed_runs", 0)))
 
 
 def _clip(text: str, limit: int) -> str:
@@ -402,39 +363,4 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# --- Flower -------------------------------------------------------------------------------------
-
-
-def prepare_flower() -> None:
-    """Make Flower's ``/metrics`` take the same basic auth as its UI and API.
-
-    Upstream Flower serves ``/metrics`` to anyone even with ``--basic_auth`` set. It holds no
-    secret (task names, counts, worker names), but every other endpoint asks for the operators'
-    credential, and Prometheus can send it (``basic_auth`` in the scrape config).
-    ``/healthcheck`` stays open for load balancers.
-    """
-    import tornado.web
-    from flower import urls
-    from flower.views import monitor
-
-    class AuthenticatedMetrics(monitor.Metrics):
-        _rrpd_authenticated = True
-
-        @tornado.web.authenticated
-        async def get(self) -> None:
-            await super().get()
-
-    replaced = 0
-    for i, handler in enumerate(urls.handlers):
-        if isinstance(handler, tuple) and handler[0] == r"/metrics":
-            if getattr(handler[1], "_rrpd_authenticated", False):
-                return
-            urls.handlers[i] = (handler[0], AuthenticatedMetrics, *handler[2:])
-            replaced += 1
-    if replaced != 1:
-        raise RuntimeError("Flower's /metrics route was not found; check the Flower version")
-
-
-def register(cli: click.Group) -> None:
-    for command in (status, sync_now, attention):
-        cli.add_command(command)
+COMMANDS: tuple[click.Command, ...] = (status, sync_now, attention)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 
-from rrpd.manage import _settings, _uuid
-from rrpd.ops import _plain, _when, _workspace
+from models import OutboxKind
+from rrpd.common import checked_settings, find_workspace, parse_id, plain, when
 
 
 def _moment(value: str | None, what: str) -> datetime | None:
@@ -46,18 +47,18 @@ def audit(
     workspace_id: str, limit: int, before: str | None, action: str | None, as_json: bool
 ) -> None:
     """A workspace's audit trail, newest first: who did what, and what the system did."""
-    _settings()
+    checked_settings()
     from workers.core.audit import audit_trail
     from workers.core.db import transaction
 
     with transaction() as session:
-        ws = _workspace(session, workspace_id)
+        ws = find_workspace(session, workspace_id)
         events = audit_trail(
             session, ws.id, limit=limit, before=_moment(before, "--before"), action=action
         )
     if as_json:
         for event in events:
-            click.echo(json.dumps(_plain(event), sort_keys=True))
+            click.echo(json.dumps(plain(event), sort_keys=True))
         return
     if not events:
         click.echo("no audit events")
@@ -66,8 +67,8 @@ def audit(
         who = event["actor"]
         if event["actor_email"]:
             who = f"{event['actor_name']} <{event['actor_email']}>"
-        details = ", ".join(f"{k}={_plain(v)}" for k, v in sorted(event["details"].items()))
-        click.echo(f"{_when(event['at'])}  {event['action']:<34} {who}  {details}".rstrip())
+        details = ", ".join(f"{k}={plain(v)}" for k, v in sorted(event["details"].items()))
+        click.echo(f"{when(event['at'])}  {event['action']:<34} {who}  {details}".rstrip())
 
 
 # --- rrpd outbox / rrpd events ------------------------------------------------------------------
@@ -82,7 +83,7 @@ def outbox_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def outbox_status(as_json: bool) -> None:
     """Rows not yet published, per lane, with the oldest one's age and the last error."""
-    _settings()
+    checked_settings()
     from workers.outbox.relay import backlog
 
     lanes = backlog()
@@ -99,7 +100,9 @@ def outbox_status(as_json: bool) -> None:
         click.echo(line)
 
 
-def _replay(since: str, until: str | None, workspace_id: str | None, kinds: tuple) -> None:
+def _replay(
+    since: str, until: str | None, workspace_id: str | None, kinds: tuple[OutboxKind, ...]
+) -> None:
     from workers.outbox.replay import replay
 
     start = _moment(since, "--since")
@@ -108,7 +111,7 @@ def _replay(since: str, until: str | None, workspace_id: str | None, kinds: tupl
         start,
         _moment(until, "--until"),
         kinds=kinds,
-        workspace_id=_uuid(workspace_id, "workspace") if workspace_id else None,
+        workspace_id=parse_id(workspace_id, "workspace") if workspace_id else None,
     )
     click.echo(f"published again: {done.events} event(s), {done.tasks} task(s)")
 
@@ -133,9 +136,7 @@ _workspace_option = click.option("--workspace", "workspace_id", default=None)
 )
 def outbox_replay(since: str, until: str | None, workspace_id: str | None, what: str) -> None:
     """Publish again, in order and under their original ids, rows already published."""
-    _settings()
-    from models import OutboxKind
-
+    checked_settings()
     kinds = {
         "events": (OutboxKind.EVENT,),
         "tasks": (OutboxKind.TASK,),
@@ -155,9 +156,7 @@ def events_group() -> None:
 @_workspace_option
 def events_replay(since: str, until: str | None, workspace_id: str | None) -> None:
     """Append to the stream again the events written since a time (same ids and sequences)."""
-    _settings()
-    from models import OutboxKind
-
+    checked_settings()
     _replay(since, until, workspace_id, (OutboxKind.EVENT,))
 
 
@@ -165,14 +164,13 @@ def events_replay(since: str, until: str | None, workspace_id: str | None) -> No
 @click.option("--count", type=click.IntRange(1, 10_000), default=20, show_default=True)
 def events_tail(count: int) -> None:
     """The last events on the stream, oldest first (one JSON document per line)."""
-    settings = _settings()
+    settings = checked_settings()
     from workers.core.redis import client
 
-    entries = client().xrevrange(settings.effective_events_stream, count=count)
-    for _entry_id, fields in reversed(entries):
-        click.echo(fields[b"event"].decode())
+    entries: Any = client().xrevrange(settings.effective_events_stream, count=count)
+    for _entry_id, fields in reversed(entries or []):
+        raw = fields[b"event"]
+        click.echo(raw.decode() if isinstance(raw, bytes) else str(raw))
 
 
-def register(cli: click.Group) -> None:
-    for command in (audit, outbox_group, events_group):
-        cli.add_command(command)
+COMMANDS = (audit, outbox_group, events_group)

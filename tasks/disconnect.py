@@ -18,7 +18,7 @@ def disconnect(
     self: DisconnectTask, *, connection_id: str, actor_member_id: str | None = None
 ) -> dict[str, Any]:
     try:
-        result = transaction.disconnect(connection_id, actor_member_id=actor_member_id)
+        result = transaction.disconnect_connection(connection_id, actor_member_id=actor_member_id)
     except OperationalError as exc:
         # The database went away or a deadlock was broken: the transaction rolled back as a
         # whole, so trying again is safe.

@@ -18,7 +18,6 @@ from models import (
     Workspace,
     utcnow,
 )
-from workers.core import crypto
 
 _seq = itertools.count(1)
 
@@ -72,10 +71,10 @@ def api_key_connection(
     conn = PagerDutyConnection(
         id=uuid.uuid4(),
         workspace_id=ws.id,
-        auth_method=AuthMethod.API_KEY.value,
+        auth_method=AuthMethod.API_KEY,
         region=region,
         status=status.value,
-        api_key_encrypted=crypto.encrypt(api_key),
+        api_key=api_key,
         connected_by_member_id=by.id if by else None,
         connected_at=utcnow(),
     )

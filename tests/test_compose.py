@@ -81,3 +81,24 @@ def test_every_variable_is_a_real_setting() -> None:
                 seen.add(var)
                 assert var in known, f"{var} is not a setting"
     assert {"RRPD_DATABASE_URL", "RRPD_ENCRYPTION_KEYS", "RRPD_API_JWT_SECRET"} <= seen
+
+
+DEV_COMMANDS = {"run", "demo", "pagerduty-sim"}
+
+
+def test_only_the_dev_image_runs_development_tools() -> None:
+    for name, service in SERVICES.items():
+        command = service.get("command")
+        if not command or command[0] != "rrpd":
+            continue
+        wanted = "dev" if command[1] in DEV_COMMANDS else "production"
+        assert service["build"]["target"] == wanted, name
+
+
+def test_the_production_image_ships_no_development_tools() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = [line.split()[-1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert stages[-1] == "production"  # the default target
+    production = dockerfile.split("FROM base AS production", 1)[1]
+    assert "rm -rf rrpd/dev pagerduty_sim" in production
+    assert production.index("rm -rf") < production.index("pip install")

@@ -19,6 +19,7 @@ from models import PagerDutyConnection
 from pagerduty_sim.server import SimulatorHandle
 from tests import factories
 from tests.support import processes
+from tests.support.secrets import stored_ciphertext
 from tests.support.stack import demo_api_key
 from workers.core.db import transaction
 from workers.tasking.contract import VALIDATE_API_KEY
@@ -85,7 +86,7 @@ def test_flower_shows_tasks_workers_queues_and_metrics_without_secrets(
     conn = factories.api_key_connection(session, ws, api_key=api_key)
     conn.status = "validating"
     session.commit()
-    ciphertext = conn.api_key_encrypted
+    ciphertext = stored_ciphertext(session, conn, "api_key")
     with transaction() as tx:
         validate_id = enqueue(
             tx, VALIDATE_API_KEY, workspace_id=ws.id, connection_id=conn.id, generation=1

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from models import ConnectionStatus, PagerDutyConnection
 from pagerduty_sim.server import SimulatorHandle
 from tests import factories
+from tests.support.secrets import stored_ciphertext
 from tests.support.stack import demo_api_key
 from workers.core import logging as rrpd_logging
 from workers.core.db import transaction
@@ -65,7 +66,7 @@ def test_worker_json_lines_carry_task_context_and_no_secret(
     api_key = demo_api_key(sim)
     ws = factories.workspace(session)
     conn = factories.api_key_connection(session, ws, api_key=api_key)
-    conn.status = ConnectionStatus.VALIDATING.value
+    conn.status = ConnectionStatus.VALIDATING
     session.commit()
     # PagerDuty fails (with the credential echoed back in its error body) more often than the
     # client's own retries absorb, so the task logs a retry with its exception, then succeeds.
@@ -121,7 +122,7 @@ def test_worker_json_lines_carry_task_context_and_no_secret(
         assert line["connection_id"] == str(conn.id), line
 
     text = log_path.read_text(errors="replace")
-    for secret in (api_key, CLIENT_SECRET, conn.api_key_encrypted):
+    for secret in (api_key, CLIENT_SECRET, stored_ciphertext(session, conn, "api_key")):
         assert secret not in text
 
 

@@ -34,7 +34,7 @@ def admin(session: Session) -> dict[str, str]:
     ws = factories.workspace(session, "Acme")
     person = factories.member(session, ws, email="alice@example.com", role=Role.PRIMARY_OWNER)
     session.commit()
-    token = issue_token(ws.id, person.id, Role.PRIMARY_OWNER.value)
+    token = issue_token(ws.id, person.id, Role.PRIMARY_OWNER)
     return {"workspace_id": str(ws.id), "Authorization": f"Bearer {token}"}
 
 
@@ -111,7 +111,7 @@ def _oauth_login(api_url: str, admin: dict[str, str], sim: SimulatorHandle, deci
     back = browser.post(action, data={**form, "decision": decision})
     assert back.status_code in (302, 303)
     callback = back.headers["location"]
-    assert callback.startswith(get_settings().public_url) or callback.startswith(api_url)
+    assert callback.startswith((get_settings().public_url, api_url))
     landing = browser.get(callback)
     assert landing.status_code in (302, 303), landing.text
     return parse_qs(urlsplit(landing.headers["location"]).query)
@@ -155,7 +155,7 @@ def test_nothing_secret_is_stored_logged_or_queued(
     _wait_connection(api_url, admin, leave={"validating"})
     _oauth_login(api_url, admin, sim, "approve")
     _wait_connection(api_url, admin, leave={"validating"})
-    tokens = [t for t in sim.control.get("/tokens").json()["tokens"]]
+    tokens = list(sim.control.get("/tokens").json()["tokens"])
     assert tokens, "the OAuth login issued tokens"
     secrets = {key, oauth_app["client_secret"]}
     # Access and refresh token values the simulator issued (it lists them by grant only, so

@@ -401,7 +401,7 @@ def test_correctly_signed_token_with_a_non_string_claim_is_401(client, world, cl
     r = client.get(f"/panel?token={token}")
     err = _assert_error(r, 401, "invalid_token")
     assert claim in err["message"]
-    from api_stub import panel
+    from api_stub.panel import session as panel
 
     client.cookies.set(panel.IDENTITY_COOKIE, token)
     page = client.get("/panel")

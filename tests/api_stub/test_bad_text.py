@@ -118,7 +118,7 @@ def test_panel_ignores_a_nonsense_sync_requested(client, world, session, value) 
 def test_a_crafted_deeply_nested_flash_cookie_is_ignored(client, world) -> None:
     import base64
 
-    from api_stub import panel
+    from api_stub.panel import session as panel
 
     client.cookies.set(panel.FLASH_COOKIE, base64.urlsafe_b64encode(b"[" * 5000).decode())
     page = client.get("/panel")

@@ -19,7 +19,6 @@ from models import (
     utcnow,
 )
 from tests import factories
-from workers.core import crypto
 from workers.core.settings import get_settings
 
 KEY1 = "u+firstkeyAAAAAAAAAAA"
@@ -59,7 +58,7 @@ def test_api_key_creates_a_validating_connection_and_enqueues_validation(
     assert body["connection"]["generation"] == 1
     (conn,) = _connections(session, world)
     assert str(conn.id) == body["connection"]["id"]
-    assert crypto.decrypt(conn.api_key_encrypted) == KEY1  # stripped, then encrypted
+    assert conn.api_key == KEY1  # stripped, then encrypted
     assert conn.connected_by_member_id == world.owner.id
     record = session.get(TaskRecord, body["task_id"])
     assert record.workspace_id == world.ws.id
@@ -83,11 +82,11 @@ def test_api_key_creates_a_validating_connection_and_enqueues_validation(
 def test_replacing_the_key_bumps_generation_and_clears_oauth(client, world, session, sent) -> None:
     conn = factories.api_key_connection(session, world.ws, api_key=KEY1, by=world.owner)
     conn.auth_method = "oauth"
-    conn.api_key_encrypted = None
+    conn.api_key = None
     conn.oauth_client_id = "client"
-    conn.oauth_client_secret_encrypted = crypto.encrypt("client-secret")
-    conn.access_token_encrypted = crypto.encrypt("access")
-    conn.refresh_token_encrypted = crypto.encrypt("refresh")
+    conn.oauth_client_secret = "client-secret"
+    conn.access_token = "access"
+    conn.refresh_token = "refresh"
     conn.access_token_expires_at = utcnow() + timedelta(hours=1)
     conn.granted_scopes = "openid users.read schedules.read"
     conn.last_error = "old problem"
@@ -101,11 +100,11 @@ def test_replacing_the_key_bumps_generation_and_clears_oauth(client, world, sess
     assert again.generation == 2
     assert again.status == "validating"
     assert again.auth_method == "api_key"
-    assert crypto.decrypt(again.api_key_encrypted) == KEY2
+    assert again.api_key == KEY2
     assert again.oauth_client_id is None
-    assert again.oauth_client_secret_encrypted is None
-    assert again.access_token_encrypted is None
-    assert again.refresh_token_encrypted is None
+    assert again.oauth_client_secret is None
+    assert again.access_token is None
+    assert again.refresh_token is None
     assert again.access_token_expires_at is None
     assert again.granted_scopes is None
     assert again.last_error is None
@@ -214,10 +213,10 @@ def test_oauth_start_returns_a_pkce_authorization_url(client, world, session, se
     session.expire_all()
     (auth,) = session.scalars(select(OAuthAuthorization))
     assert auth.state_hash == hashlib.sha256(q["state"].encode()).hexdigest()
-    verifier = crypto.decrypt(auth.code_verifier_encrypted)
+    verifier = auth.code_verifier
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
     assert challenge.decode() == q["code_challenge"]
-    assert crypto.decrypt(auth.client_secret_encrypted) == "my-client-secret"
+    assert auth.client_secret == "my-client-secret"
     assert auth.client_id == "my-client-id"
     assert auth.region == "eu"
     assert auth.requested_by_member_id == world.admin.id
@@ -271,13 +270,13 @@ def test_callback_success_stores_code_encrypted_and_enqueues_exchange(
     (auth,) = session.scalars(select(OAuthAuthorization))
     assert auth.consumed_at is not None
     assert auth.code_received_at is not None
-    assert crypto.decrypt(auth.code_encrypted) == "the-auth-code-123"
+    assert auth.code == "the-auth-code-123"
     (conn,) = _connections(session, world)
     assert auth.connection_id == conn.id
     assert conn.status == "validating"
     assert conn.auth_method == "oauth"
     assert conn.oauth_client_id == "my-client-id"
-    assert crypto.decrypt(conn.oauth_client_secret_encrypted) == "my-client-secret"
+    assert conn.oauth_client_secret == "my-client-secret"
     assert conn.connected_by_member_id == world.admin.id
     assert session.get(TaskRecord, task_id).workspace_id == world.ws.id
     assert sent.calls[-1]["name"] == "pagerduty.exchange_oauth_code"
@@ -297,7 +296,7 @@ def test_callback_replaces_an_api_key_connection(client, world, session, sent) -
     assert again.id == conn.id
     assert again.generation == 2
     assert again.auth_method == "oauth"
-    assert again.api_key_encrypted is None
+    assert again.api_key is None
 
 
 def test_replayed_state_fails_the_second_time(client, world, session, sent) -> None:
@@ -309,7 +308,7 @@ def test_replayed_state_fails_the_second_time(client, world, session, sent) -> N
     assert [c["name"] for c in sent.calls] == ["pagerduty.exchange_oauth_code"]
     session.expire_all()
     (auth,) = session.scalars(select(OAuthAuthorization))
-    assert crypto.decrypt(auth.code_encrypted) == "code-1"
+    assert auth.code == "code-1"
     assert session.scalar(select(func.count()).select_from(TaskRecord)) == 1
 
 
@@ -385,7 +384,7 @@ def test_secrets_are_stored_only_hashed_or_encrypted(client, world, session, sen
     _callback(client, code=code, state=state)
     session.expire_all()
     (auth,) = session.scalars(select(OAuthAuthorization))
-    verifier = crypto.decrypt(auth.code_verifier_encrypted)
+    verifier = auth.code_verifier
     secrets = {
         "api_key": KEY1,
         "client_secret": client_secret,

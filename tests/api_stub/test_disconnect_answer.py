@@ -11,7 +11,7 @@ from tests.api_stub.test_status_and_rotations import mirror, url
 def _bind(session, world, name: str, schedule_id: str) -> None:  # type: ignore[no-untyped-def]
     rot = factories.rotation(session, world.ws, name=name)
     rot.mode, rot.pagerduty_schedule_id, rot.bound_at = (
-        RotationMode.PAGERDUTY.value,
+        RotationMode.PAGERDUTY,
         schedule_id,
         utcnow(),
     )

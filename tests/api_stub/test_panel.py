@@ -10,8 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api_stub import panel
 from api_stub.auth import issue_token
+from api_stub.panel import page as panel_page
+from api_stub.panel import session as panel
 from models import (
     ConnectionStatus,
     OAuthAuthorization,
@@ -55,7 +56,7 @@ def _live(session, world) -> PagerDutyConnection | None:
     return session.scalars(
         select(PagerDutyConnection).where(
             PagerDutyConnection.workspace_id == world.ws.id,
-            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED.value,
+            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED,
         )
     ).one_or_none()
 
@@ -134,7 +135,7 @@ def test_connected_admin_sees_disconnect_behind_the_connected_button(
 def test_rotations_show_mode_members_on_duty_and_unmatched_people(client, world, session) -> None:
     conn = _connected(session, world)
     bound = factories.rotation(session, world.ws, [world.owner, world.admin], name="Primary")
-    bound.mode = RotationMode.PAGERDUTY.value
+    bound.mode = RotationMode.PAGERDUTY
     bound.pagerduty_schedule_id = "PSPRIMA"
     bound.bound_at = bound.last_synced_at = utcnow()
     session.add(RotationOnDuty(rotation_id=bound.id, member_id=world.admin.id))
@@ -329,7 +330,7 @@ def test_sync_now_form_enqueues_a_manual_sync(client, world, session, sent) -> N
     page = client.get(r.headers["location"]).text
     assert r.headers["location"].startswith("/panel?sync_requested=")
     assert 'id="syncing"' in page and '<meta http-equiv="refresh"' in page
-    old = int(r.headers["location"].rsplit("=", 1)[1]) - panel.SYNC_WAIT_SECONDS - 5
+    old = int(r.headers["location"].rsplit("=", 1)[1]) - panel_page.SYNC_WAIT_SECONDS - 5
     page = client.get(f"/panel?sync_requested={old}").text
     assert 'id="syncing"' not in page and '<meta http-equiv="refresh"' not in page
 
@@ -577,7 +578,7 @@ def test_connected_admin_can_replace_the_key_or_log_in_again_without_disconnecti
 def test_disconnect_confirmation_lists_the_rotations_and_the_outcome_counts_them(
     client, world, session, sent
 ) -> None:
-    from workers.disconnect.transaction import disconnect as disconnect_connection
+    from workers.disconnect.transaction import disconnect_connection
 
     conn = _connected(session, world)
     for name in ("Primary", "Secondary"):
@@ -657,7 +658,7 @@ def test_connected_but_never_synced_keeps_refreshing_until_the_first_sync(
     assert '<meta http-equiv="refresh"' not in page and 'id="first-sync"' not in page
     # Bounded: a connection whose first sync never comes stops refreshing after a while.
     session.execute(SyncRun.__table__.delete().where(SyncRun.__table__.c.connection_id == conn.id))
-    conn.status_changed_at = utcnow() - timedelta(seconds=panel.FIRST_SYNC_WAIT_SECONDS + 1)
+    conn.status_changed_at = utcnow() - timedelta(seconds=panel_page.FIRST_SYNC_WAIT_SECONDS + 1)
     session.commit()
     assert '<meta http-equiv="refresh"' not in client.get("/panel").text
 

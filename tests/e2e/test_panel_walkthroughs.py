@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session
 
 from pagerduty_sim.server import SimulatorHandle
-from rrpd.seed import DEMO_BINDINGS, MANUAL_ONLY, seed_demo
+from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY, seed_demo
 from tests.support.stack import demo_api_key, demo_oauth_app
 
 pytestmark = pytest.mark.integration

@@ -34,7 +34,7 @@ def test_disconnected_connections_do_not_block_a_new_one(session: Session) -> No
 
 def test_rotation_mode_must_match_binding(session: Session) -> None:
     ws = factories.workspace(session)
-    session.add(Rotation(workspace_id=ws.id, name="bad", mode=RotationMode.PAGERDUTY.value))
+    session.add(Rotation(workspace_id=ws.id, name="bad", mode=RotationMode.PAGERDUTY))
     with pytest.raises(IntegrityError):
         session.flush()
     session.rollback()

@@ -222,7 +222,7 @@ class Checker:
         ctype = resp.headers.get("content-type", "")
         if status == 401 and not ctype.startswith("application/json"):
             # go-pagerduty#553: PagerDuty's 401 bodies are often not JSON at all
-            with pytest.raises(ValueError):
+            with pytest.raises(json.JSONDecodeError):
                 resp.json()
             self.non_json_401.add(template)
             return
@@ -294,8 +294,10 @@ def test_every_response_conforms(
             "/v3/schedules/PSFTSUN",
             "/v3/schedules/PSFTSUN?include[]=final_schedule",
             "/v3/schedules/PSFTSUN?include[]=users",
-            "/schedules?include[]=schedule_layers&since=2024-01-01T00:00:00Z"
-            "&until=2024-01-09T00:00:00Z&time_zone=UTC",
+            (
+                "/schedules?include[]=schedule_layers&since=2024-01-01T00:00:00Z"
+                "&until=2024-01-09T00:00:00Z&time_zone=UTC"
+            ),
             "/schedules/PSPRIMA?since=2024-01-03T10:00:00.0001Z&until=2024-01-03T10:00:00.0002Z",
             "/schedules/PSPRIMA?since=2024-01-03T10:00:00Z&until=2024-01-03T10:00:00Z",
             # errors

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -144,7 +146,7 @@ def test_401_body_is_not_json_by_default(sim: SimulatorHandle) -> None:
             resp = c.get("/users")
         assert resp.status_code == 401
         assert not resp.headers["content-type"].startswith("application/json")
-        with pytest.raises(ValueError):
+        with pytest.raises(json.JSONDecodeError):
             resp.json()
 
 

@@ -65,6 +65,7 @@ def test_production_without_keys_fails_clearly(tmp_path) -> None:
     }
     proc = subprocess.run(
         [sys.executable, "-m", "rrpd", "db", "upgrade"],
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -83,6 +84,7 @@ def test_db_upgrade_on_an_empty_sqlite_database(tmp_path) -> None:
     }
     proc = subprocess.run(
         [sys.executable, "-m", "rrpd", "db", "upgrade"],
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -104,6 +106,7 @@ def test_bad_settings_print_one_line_each_and_no_traceback(tmp_path, command) ->
     }
     proc = subprocess.run(
         [sys.executable, "-m", "rrpd", *command],
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -112,10 +115,14 @@ def test_bad_settings_print_one_line_each_and_no_traceback(tmp_path, command) ->
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(proc.stderr.splitlines()) == [
-        "configuration error: RRPD_ENV='prod' is not allowed; expected one of local, test, "
-        "production.",
-        "configuration error: RRPD_SYNC_INTERVAL_SECONDS='abc' is not allowed; expected a whole "
-        "number of seconds, at least 1.",
+        (
+            "configuration error: RRPD_ENV='prod' is not allowed; expected one of local, test, "
+            "production."
+        ),
+        (
+            "configuration error: RRPD_SYNC_INTERVAL_SECONDS='abc' is not allowed; expected a "
+            "whole number of seconds, at least 1."
+        ),
     ]
 
 
@@ -130,6 +137,7 @@ def test_a_malformed_encryption_key_stops_every_process_at_start_up(tmp_path, co
     }
     proc = subprocess.run(
         [sys.executable, "-m", "rrpd", *command, *(["--port", "1"] if command == ["api"] else [])],
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -137,6 +145,40 @@ def test_a_malformed_encryption_key_stops_every_process_at_start_up(tmp_path, co
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [
-        "configuration error: RRPD_ENCRYPTION_KEYS: key 'k1' is not a valid Fernet key "
-        "(32 url-safe base64-encoded bytes; `rrpd keys generate` makes one)"
+        (
+            "configuration error: RRPD_ENCRYPTION_KEYS: key 'k1' is not a valid Fernet key "
+            "(32 url-safe base64-encoded bytes; `rrpd keys generate` makes one)"
+        )
     ]
+
+
+def test_the_production_cli_works_without_the_development_tools() -> None:
+    """As in the production image, where rrpd/dev and pagerduty_sim are not installed."""
+    import subprocess
+    import sys
+
+    hide = (
+        "import importlib.abc, sys\n"
+        "class Hidden(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'pagerduty_sim' or name.startswith('rrpd.dev'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Hidden())\n"
+        "from rrpd.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    listing = subprocess.run(
+        [sys.executable, "-c", hide, "--help"], capture_output=True, text=True, check=False
+    )
+    assert listing.returncode == 0, listing.stderr
+    commands = {
+        line.split()[0]
+        for line in listing.stdout.split("Commands:")[1].splitlines()
+        if line.strip()
+    }
+    assert {"worker", "beat", "flower", "api", "db", "keys", "status", "sync-now"} <= commands
+    assert not commands & {"run", "demo", "pagerduty-sim"}
+    missing = subprocess.run(
+        [sys.executable, "-c", hide, "run"], capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 2 and "No such command 'run'" in missing.stderr

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models import Member, Rotation, Workspace
-from rrpd.seed import DEMO_BINDINGS, MANUAL_ONLY, MEMBERS, seed_demo
+from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY, MEMBERS, seed_demo
 from tests.support.processes import ROOT, free_port
 
 pytestmark = pytest.mark.integration
@@ -28,6 +28,7 @@ def _listening(port: int) -> bool:
 def test_demo_runs_the_three_walkthroughs_on_a_stack_it_starts() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "rrpd", "demo", "--start", "--timeout", "90"],
+        check=False,
         cwd=ROOT,
         env=dict(os.environ),
         capture_output=True,
@@ -68,6 +69,7 @@ def test_demo_fails_clearly_when_there_is_no_stack(db: str) -> None:
             "--sim-url",
             f"http://127.0.0.1:{port}",
         ],
+        check=False,
         cwd=ROOT,
         env=dict(os.environ),
         capture_output=True,

@@ -34,6 +34,7 @@ def _run_stack(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env.pop("RRPD_PUBLIC_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "rrpd", "run", *args],
+        check=False,
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -124,9 +125,7 @@ def test_on_a_terminal_the_parts_log_readable_lines(tmp_path: Path) -> None:
     )
     os.close(slave)
     try:
-        out = _read_until(
-            master, lambda text: "Application startup complete" in text, timeout=120
-        )
+        out = _read_until(master, lambda text: "Application startup complete" in text, timeout=120)
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: rrpd run stops every part it started
         try:
@@ -155,7 +154,7 @@ def test_on_a_terminal_the_parts_log_readable_lines(tmp_path: Path) -> None:
 def test_parts_follow_auto_as_if_they_were_on_rrpd_runs_terminal(
     tmp_path: Path, setting: str, env: str, on_terminal: bool, expected: str
 ) -> None:
-    from rrpd.localstack import child_log_format
+    from rrpd.dev.localstack import child_log_format
     from workers.core.settings import Settings
 
     settings = Settings(log_format=setting, env=env, var_dir=tmp_path)

@@ -16,6 +16,7 @@ from models import AuditEvent, ConnectionStatus, SyncRun, TaskRecord, utcnow
 from rrpd.cli import cli
 from tests import factories
 from tests.support.outbox import CommittedTasks, as_call, paused_outbox
+from tests.support.secrets import stored_ciphertext
 
 API_KEY = "u+opsTestKey0123456789"
 
@@ -68,7 +69,7 @@ def test_status_is_readable_and_holds_no_secret(session: Session) -> None:
     assert f"{conn.id} (api_key, region us, account acme, account-level key" in out
     assert "by Olive Owner <olive@acme.test>" in out
     assert "succeeded (scheduled)" in out and "3m ago" in out and "7 PagerDuty requests" in out
-    assert API_KEY not in out and conn.api_key_encrypted not in out
+    assert API_KEY not in out and stored_ciphertext(session, conn, "api_key") not in out
 
     as_json = json.loads(_run("status", str(ws.id), "--json").output)
     assert as_json["status"] == "connected"

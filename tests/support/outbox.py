@@ -44,7 +44,7 @@ def committed(kind: OutboxKind = OutboxKind.TASK) -> list[OutboxMessage]:
 
     with Session(get_engine()) as session:
         rows = session.scalars(
-            select(OutboxMessage).where(OutboxMessage.kind == kind.value).order_by(OutboxMessage.id)
+            select(OutboxMessage).where(OutboxMessage.kind == kind).order_by(OutboxMessage.id)
         ).all()
         session.expunge_all()
         return list(rows)

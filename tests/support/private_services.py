@@ -153,10 +153,12 @@ class PrivatePostgres:
                     "-l",
                     str(self.directory / "server.log"),
                     "-o",
-                    f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-                    # fsync off: a stop here kills the server process, not the machine, so the
-                    # OS still holds every committed page; commits stay synchronous.
-                    "-c fsync=off -c full_page_writes=off",
+                    (
+                        f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+                        # fsync off: a stop here kills the server process, not the machine, so
+                        # the OS still holds every committed page; commits stay synchronous.
+                        "-c fsync=off -c full_page_writes=off"
+                    ),
                     "-w",
                     "start",
                 ]

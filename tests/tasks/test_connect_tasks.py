@@ -24,9 +24,9 @@ from models import (
 )
 from pagerduty_sim.server import SimulatorHandle
 from tests import factories
+from tests.support.secrets import stored_ciphertext
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.connections import activation, sweeps
-from workers.core import crypto
 from workers.core.settings import get_settings
 from workers.pagerduty import oauth
 from workers.tasking.app import app
@@ -60,7 +60,7 @@ def _validate(session: Session, conn: PagerDutyConnection) -> PagerDutyConnectio
         "pagerduty.validate_api_key",
         kwargs={"connection_id": str(conn.id), "generation": conn.generation},
     )
-    return _wait_status(session, conn.id, not_in={ConnectionStatus.VALIDATING.value})
+    return _wait_status(session, conn.id, not_in={ConnectionStatus.VALIDATING})
 
 
 def test_valid_account_key_connects_and_starts_first_sync(
@@ -201,9 +201,9 @@ def _pending_oauth_login(
     assert query["state"] == [state]
     conn = PagerDutyConnection(
         workspace_id=ws.id,
-        auth_method=AuthMethod.OAUTH.value,
+        auth_method=AuthMethod.OAUTH,
         region="us",
-        status=ConnectionStatus.VALIDATING.value,
+        status=ConnectionStatus.VALIDATING,
         connected_by_member_id=admin.id,
     )
     session.add(conn)
@@ -212,11 +212,11 @@ def _pending_oauth_login(
         workspace_id=ws.id,
         connection_id=conn.id,
         state_hash=hashlib.sha256(state.encode()).hexdigest(),
-        code_verifier_encrypted=crypto.encrypt(verifier),
+        code_verifier=verifier,
         client_id=oauth_app["client_id"],
-        client_secret_encrypted=crypto.encrypt(oauth_app["client_secret"]),
+        client_secret=oauth_app["client_secret"],
         region="us",
-        code_encrypted=crypto.encrypt(query["code"][0]),
+        code=query["code"][0],
         requested_by_member_id=admin.id,
         expires_at=utcnow() + timedelta(minutes=10),
         consumed_at=utcnow(),
@@ -246,10 +246,10 @@ def test_oauth_exchange_connects_with_tokens_encrypted(
     assert conn.region == "us"
     assert conn.notice is None  # Alice is an admin: she sees everything
     assert {"users.read", "schedules.read"} <= set(conn.granted_scopes.split())
-    assert conn.access_token_encrypted.startswith("v1:")
-    assert conn.refresh_token_encrypted.startswith("v1:")
+    assert stored_ciphertext(session, conn, "access_token").startswith("v1:")
+    assert stored_ciphertext(session, conn, "refresh_token").startswith("v1:")
     assert conn.access_token_expires_at > utcnow() + timedelta(hours=12)
-    assert crypto.decrypt(conn.oauth_client_secret_encrypted) == "demo-client-secret"
+    assert conn.oauth_client_secret == "demo-client-secret"
     # The pending login (verifier, code) is gone once used.
     assert (
         session.scalar(select(OAuthAuthorization).where(OAuthAuthorization.id == auth_id)) is None
@@ -288,7 +288,7 @@ def test_app_lacking_a_scope_is_invalid_naming_the_scopes(
     # What to fix, and where: the app registration must list every scope we ask for.
     assert "App Registration" in conn.last_error
     assert "tick users.read, schedules.read, oncalls.read" in conn.last_error
-    assert conn.access_token_encrypted is None
+    assert conn.access_token is None
 
 
 def test_redelivered_exchange_after_a_crash_ends_with_a_clear_error(
@@ -297,7 +297,7 @@ def test_redelivered_exchange_after_a_crash_ends_with_a_clear_error(
     """A delivery that took the code and died: the retry cannot reuse the code, so the admin
     is told to log in again instead of the connection staying in validating."""
     conn, auth = _pending_oauth_login(session, sim)
-    auth.code_encrypted = None  # what the first delivery's committed "take the code" leaves
+    auth.code = None  # what the first delivery's committed "take the code" leaves
     session.commit()
     result = activation.exchange_oauth_code(auth.id)
     assert result.outcome == "invalid"

@@ -12,6 +12,7 @@ import pytest
 import celeryconfig
 from workers.tasking import contract, docs
 from workers.tasking.app import TASK_BASES, app
+from workers.tasking.checks import Refused
 from workers.tasking.contract import MAX_RETRY_COUNTDOWN, RETRY_POLICIES, TASKS, Family
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,16 +127,16 @@ def test_values_are_checked_against_the_contract() -> None:
         },
     }
     for error, kwargs in refused.items():
-        with pytest.raises(contract.Refused) as caught:
+        with pytest.raises(Refused) as caught:
             contract.SYNC_CONNECTION.check_kwargs(kwargs)
         assert str(caught.value) == error
-    with pytest.raises(contract.Refused, match="generation must be a whole number, got True"):
+    with pytest.raises(Refused, match="generation must be a whole number, got True"):
         contract.VALIDATE_API_KEY.check_kwargs({"connection_id": str(cid), "generation": True})
-    with pytest.raises(contract.Refused, match="keyword arguments only"):
+    with pytest.raises(Refused, match="keyword arguments only"):
         contract.DISCONNECT.check_message([str(cid)], {})
     assert contract.DISCONNECT.check_kwargs({"connection_id": str(cid), "actor_member_id": None})
     # An untrusted value is shown short.
-    with pytest.raises(contract.Refused) as caught:
+    with pytest.raises(Refused) as caught:
         contract.REFRESH_TOKEN.check_kwargs({"connection_id": "y" * 500})
     assert len(str(caught.value)) < 80
 

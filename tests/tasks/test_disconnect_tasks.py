@@ -55,8 +55,8 @@ def assert_disconnected(session: Any, demo: Any) -> PagerDutyConnection:
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
     assert conn.status == "disconnected"
-    assert conn.api_key_encrypted is None and conn.access_token_encrypted is None
-    assert conn.refresh_token_encrypted is None and conn.oauth_client_secret_encrypted is None
+    assert conn.api_key is None and conn.access_token is None
+    assert conn.refresh_token is None and conn.oauth_client_secret is None
     bound = session.scalar(
         select(func.count())
         .select_from(Rotation)
@@ -391,7 +391,7 @@ def test_worker_sigkilled_mid_disconnect_then_the_task_completes(session, sim) -
                 session.expire_all()
                 conn = session.get(PagerDutyConnection, demo.connection_id)
                 # Nothing of a half-done disconnect is visible.
-                assert conn.status == "connected" and conn.api_key_encrypted is not None
+                assert conn.status == "connected" and conn.api_key is not None
                 assert sum(mirror_counts(session, demo.connection_id).values()) > 0
                 assert session.get(Rotation, demo.rotations["primary"]).mode == "pagerduty"
             session.rollback()

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api_stub.auth import issue_token
-from models import OutboxMessage, PagerDutyConnection, Role, SyncRun, utcnow
+from models import OutboxKind, OutboxMessage, PagerDutyConnection, Role, SyncRun, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests import factories
 from tests.support.deployment import Deployment, deployment, read_stream
@@ -206,7 +206,7 @@ def test_a_relay_killed_mid_batch_loses_nothing_and_duplicates_keep_their_ids() 
                 r.payload["id"]
                 for r in s.scalars(
                     select(OutboxMessage)
-                    .where(OutboxMessage.kind == "event")
+                    .where(OutboxMessage.kind == OutboxKind.EVENT)
                     .order_by(OutboxMessage.id)
                 )
             ]

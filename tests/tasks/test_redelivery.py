@@ -31,7 +31,7 @@ def _arrange(dep: Deployment) -> tuple[uuid.UUID, uuid.UUID]:
         conn = factories.api_key_connection(s, ws)
         rot = factories.rotation(s, ws, [alice])
         rot.mode, rot.pagerduty_schedule_id, rot.bound_at = (
-            RotationMode.PAGERDUTY.value,
+            RotationMode.PAGERDUTY,
             "PSCHED1",
             utcnow(),
         )

@@ -207,7 +207,7 @@ def test_callback_while_disconnecting_consumes_state_and_reports(db, people, sen
     with transaction() as s:
         auth = s.scalar(select(OAuthAuthorization))
         assert auth.consumed_at is not None
-        assert auth.code_encrypted is None
+        assert auth.code is None
 
 
 def test_disconnect_and_status(session, people, sent) -> None:
@@ -229,7 +229,6 @@ def test_replacing_oauth_credentials_deletes_the_old_tokens_at_once(session, peo
     """PagerDuty has no revocation API: our copies of the old tokens go in the replacing
     transaction, and only the validation of the new key is enqueued."""
     from models import PagerDutyConnection
-    from workers.core import crypto
 
     ws, admin, _ = people
     conn = PagerDutyConnection(
@@ -238,15 +237,15 @@ def test_replacing_oauth_credentials_deletes_the_old_tokens_at_once(session, peo
         region="us",
         status="connected",
         oauth_client_id="cid",
-        oauth_client_secret_encrypted=crypto.encrypt("csecret"),
-        access_token_encrypted=crypto.encrypt("old-access"),
-        refresh_token_encrypted=crypto.encrypt("old-refresh"),
+        oauth_client_secret="csecret",
+        access_token="old-access",
+        refresh_token="old-refresh",
     )
     session.add(conn)
     session.commit()
     setup.set_api_key(session, admin, KEY, "us")
     session.commit()
     session.refresh(conn)
-    assert (conn.access_token_encrypted, conn.refresh_token_encrypted) == (None, None)
-    assert conn.oauth_client_secret_encrypted is None
+    assert (conn.access_token, conn.refresh_token) == (None, None)
+    assert conn.oauth_client_secret is None
     assert [c["name"] for c in sent] == ["pagerduty.validate_api_key"]

@@ -20,10 +20,15 @@ def test_after_commit_runs_only_once_committed(db: str) -> None:
 
 def test_after_commit_is_dropped_on_rollback(db: str) -> None:
     seen: list[str] = []
-    with pytest.raises(RuntimeError), transaction() as session:
-        session.add(Workspace(name="Doomed"))
-        after_commit(session, lambda: seen.append("published"))
-        raise RuntimeError("boom")
+
+    def doomed() -> None:
+        with transaction() as session:
+            session.add(Workspace(name="Doomed"))
+            after_commit(session, lambda: seen.append("published"))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        doomed()
     assert seen == []
     with transaction() as session:
         assert session.scalars(select(Workspace).where(Workspace.name == "Doomed")).first() is None

@@ -25,7 +25,6 @@ from tests.workers.test_sync import (
     mirror_counts,
     rotation_state,
 )
-from workers.core import crypto
 from workers.disconnect import revoke, transaction
 from workers.sync import run as sync
 
@@ -44,9 +43,9 @@ def _pending_login(session, workspace_id, connection_id=None) -> uuid.UUID:  # t
         workspace_id=workspace_id,
         connection_id=connection_id,
         state_hash=uuid.uuid4().hex + uuid.uuid4().hex,
-        code_verifier_encrypted=crypto.encrypt("verifier"),
+        code_verifier="verifier",
         client_id="client",
-        client_secret_encrypted=crypto.encrypt("secret"),
+        client_secret="secret",
         region="us",
         expires_at=utcnow() + timedelta(minutes=10),
     )
@@ -72,7 +71,9 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
     other_before = mirror_counts(session, other.connection_id)
     generation = session.get(PagerDutyConnection, demo.connection_id).generation
 
-    result = transaction.disconnect(demo.connection_id, actor_member_id=str(demo.members["alice"]))
+    result = transaction.disconnect_connection(
+        demo.connection_id, actor_member_id=str(demo.members["alice"])
+    )
 
     assert result.status == "disconnected"
     assert result.rotations_made_manual == 3
@@ -81,8 +82,8 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
     conn = session.get(PagerDutyConnection, demo.connection_id)
     assert conn.status == "disconnected" and conn.generation == generation + 1
     assert conn.disconnected_at is not None and conn.next_sync_at is None
-    assert conn.api_key_encrypted is None and conn.access_token_encrypted is None
-    assert conn.refresh_token_encrypted is None and conn.oauth_client_secret_encrypted is None
+    assert conn.api_key is None and conn.access_token is None
+    assert conn.refresh_token is None and conn.oauth_client_secret is None
     for rid, (members, duty) in states.items():
         rot = session.get(Rotation, rid)
         assert (rot.mode, rot.pagerduty_schedule_id, rot.bound_at) == ("manual", None, None)
@@ -110,19 +111,21 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
 
 def test_disconnect_is_idempotent(session, sim) -> None:
     demo = _synced_demo(session, sim)
-    assert transaction.disconnect(demo.connection_id).status == "disconnected"
+    assert transaction.disconnect_connection(demo.connection_id).status == "disconnected"
     session.rollback()
     generation = session.get(PagerDutyConnection, demo.connection_id).generation
 
-    again = transaction.disconnect(demo.connection_id, actor_member_id=str(demo.members["bob"]))
+    again = transaction.disconnect_connection(
+        demo.connection_id, actor_member_id=str(demo.members["bob"])
+    )
 
     assert again.status == "already_disconnected"
     session.expire_all()
     assert session.get(PagerDutyConnection, demo.connection_id).generation == generation
     [audit] = _audits(session, demo.workspace_id)
     assert audit.actor == "system" and audit.actor_member_id is None
-    assert transaction.disconnect(uuid.uuid4()).status == "not_found"
-    assert transaction.disconnect("not-a-uuid").status == "not_found"
+    assert transaction.disconnect_connection(uuid.uuid4()).status == "not_found"
+    assert transaction.disconnect_connection("not-a-uuid").status == "not_found"
 
 
 def test_two_disconnects_at_once_do_the_work_once(session, sim) -> None:
@@ -133,7 +136,7 @@ def test_two_disconnects_at_once_do_the_work_once(session, sim) -> None:
 
         def run(demo=demo, barrier=barrier, results=results) -> None:  # type: ignore[no-untyped-def]
             barrier.wait()
-            results.append(transaction.disconnect(demo.connection_id).status)
+            results.append(transaction.disconnect_connection(demo.connection_id).status)
 
         threads = [threading.Thread(target=run) for _ in range(2)]
         for t in threads:
@@ -148,7 +151,7 @@ def test_unknown_actor_is_recorded_without_breaking_the_disconnect(session, sim)
     demo = _synced_demo(session, sim)
     stranger = factories.member(session, factories.workspace(session))
     session.commit()
-    result = transaction.disconnect(demo.connection_id, actor_member_id=str(stranger.id))
+    result = transaction.disconnect_connection(demo.connection_id, actor_member_id=str(stranger.id))
     assert result.status == "disconnected"
     [audit] = _audits(session, demo.workspace_id)
     assert audit.actor_member_id is None and audit.actor == "system"
@@ -166,12 +169,12 @@ def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
     # Fail at the very end of the transaction, after every other write was sent.
     monkeypatch.setattr(transaction, "audit", boom)
     with pytest.raises(RuntimeError):
-        transaction.disconnect(demo.connection_id)
+        transaction.disconnect_connection(demo.connection_id)
 
     session.rollback()
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.status == "connected" and conn.api_key_encrypted is not None
+    assert conn.status == "connected" and conn.api_key is not None
     assert mirror_counts(session, demo.connection_id) == before
     for rid in demo.rotations.values():
         assert session.get(Rotation, rid).mode == "pagerduty"
@@ -186,7 +189,7 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(sess
 
     with paused_outbox():
         before = len(committed())
-        result = transaction.disconnect(demo.connection_id)
+        result = transaction.disconnect_connection(demo.connection_id)
         queued = committed()[before:]
 
     assert result.status == "disconnected"
@@ -195,8 +198,8 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(sess
     session.rollback()
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.access_token_encrypted is None and conn.refresh_token_encrypted is None
-    assert conn.oauth_client_secret_encrypted is None
+    assert conn.access_token is None and conn.refresh_token is None
+    assert conn.oauth_client_secret is None
 
 
 def test_revoke_instructions_tell_the_admin_where_to_revoke() -> None:

@@ -102,9 +102,13 @@ def test_a_rolled_back_change_writes_no_event(session: Session) -> None:
     ws = factories.workspace(session)
     admin = factories.member(session, ws, role=Role.ADMIN)
     session.commit()
-    with pytest.raises(RuntimeError), transaction() as tx:
-        setup.set_api_key(tx, Actor(ws.id, admin.id, Role.ADMIN), "u+abcdefghijklmnopqrst")
-        raise RuntimeError("the request failed after the write")
+    def write_then_fail() -> None:
+        with transaction() as tx:
+            setup.set_api_key(tx, Actor(ws.id, admin.id, Role.ADMIN), "u+abcdefghijklmnopqrst")
+            raise RuntimeError("the request failed after the write")
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
     assert committed_events() == []
     with transaction() as tx:
         assert tx.scalar(select(OutboxMessage.id).limit(1)) is None
@@ -123,7 +127,7 @@ def test_every_connection_status_change_is_an_event(session: Session) -> None:
     with transaction() as tx:
         conn = tx.get(PagerDutyConnection, cid)
         events.transition(tx, conn, ConnectionStatus.CONNECTED)
-    disconnect.disconnect(cid)
+    disconnect.disconnect_connection(cid)
 
     changes = [
         (e["sequence"], e["data"]["previous_status"], e["data"]["status"], e["data"]["reason"])
@@ -157,7 +161,7 @@ def test_bind_unbind_and_disconnect_say_so_with_the_people_kept(session: Session
         binding.bind_rotation(tx, actor, two.id, "PS1")
     with transaction() as tx:
         binding.unbind_rotation(tx, actor, two.id)
-    disconnect.disconnect(conn.id)
+    disconnect.disconnect_connection(conn.id)
 
     bound = _of("rotation.bound")
     assert [(e["rotation_id"], e["data"]["schedule_id"]) for e in bound] == [

@@ -4,27 +4,40 @@ import os
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection
 from tests import factories
+from tests.support.secrets import stored_ciphertext
 from workers.core import crypto
 from workers.core.crypto import Keyring
-from workers.core.keyrotation import ENCRYPTED_COLUMNS, rotate_all
+from workers.core.keyrotation import encrypted_columns, rotate_all
 from workers.core.settings import reset_settings_cache
 
 
 def _all_secret_values(session: Session) -> list[str]:
     values: list[str] = []
-    for table, columns in ENCRYPTED_COLUMNS.items():
-        for col in columns:
-            values += [
-                v
-                for (v,) in session.execute(text(f"SELECT {col} FROM {table.name}"))
-                if v is not None
-            ]
+    for table, column in encrypted_columns():
+        values += [
+            v
+            for (v,) in session.execute(text(f"SELECT {column.name} FROM {table.name}"))
+            if v is not None
+        ]
     return values
+
+
+def test_every_encrypted_model_column_is_found_from_the_metadata() -> None:
+    found = {f"{table.name}.{column.name}" for table, column in encrypted_columns()}
+    assert found == {
+        "pagerduty_connections.api_key_encrypted",
+        "pagerduty_connections.oauth_client_secret_encrypted",
+        "pagerduty_connections.access_token_encrypted",
+        "pagerduty_connections.refresh_token_encrypted",
+        "oauth_authorizations.code_verifier_encrypted",
+        "oauth_authorizations.client_secret_encrypted",
+        "oauth_authorizations.code_encrypted",
+    }
 
 
 def test_no_stored_column_holds_the_plaintext(session: Session) -> None:
@@ -58,7 +71,7 @@ def test_rotate_reencrypts_with_primary_key_and_keeps_values(session: Session, m
         assert any(p[0] == "pagerduty_connections.api_key_encrypted" for p in progress)
         session.expire_all()
         for i, conn in enumerate(conns):
-            stored = session.get(PagerDutyConnection, conn.id).api_key_encrypted
+            stored = stored_ciphertext(session, conn, "api_key")
             assert stored.startswith("v1:fresh:")
             assert crypto.decrypt(stored) == f"u+key-{i}"
         # A second run has nothing left to do.
@@ -66,10 +79,7 @@ def test_rotate_reencrypts_with_primary_key_and_keeps_values(session: Session, m
         # And the old key is no longer needed.
         monkeypatch.setenv("RRPD_ENCRYPTION_KEYS", new_key)
         reset_settings_cache()
-        assert (
-            crypto.decrypt(session.get(PagerDutyConnection, conns[0].id).api_key_encrypted)
-            == "u+key-0"
-        )
+        assert session.get(PagerDutyConnection, conns[0].id).api_key == "u+key-0"
     finally:
         monkeypatch.setenv("RRPD_ENCRYPTION_KEYS", old_material)
         reset_settings_cache()
@@ -98,18 +108,15 @@ def test_rotation_never_overwrites_a_concurrent_update(session: Session, monkeyp
             engine = create_engine(session.get_bind().url)
             with engine.begin() as other:
                 other.execute(
-                    update(PagerDutyConnection.__table__)
-                    .where(PagerDutyConnection.__table__.c.id == conn.id)
-                    .values(api_key_encrypted=ring.encrypt("u+new"))
+                    text("UPDATE pagerduty_connections SET api_key_encrypted = :v WHERE id = :id"),
+                    {"v": ring.encrypt("u+new"), "id": conn.id},
                 )
             engine.dispose()
 
         report = rotate_all(keyring=RacingKeyring(ring.keys))
         assert (report.rotated, report.skipped_concurrent) == (0, 1)
         session.expire_all()
-        assert (
-            crypto.decrypt(session.get(PagerDutyConnection, conn.id).api_key_encrypted) == "u+new"
-        )
+        assert session.get(PagerDutyConnection, conn.id).api_key == "u+new"
     finally:
         monkeypatch.setenv("RRPD_ENCRYPTION_KEYS", old_material)
         reset_settings_cache()
@@ -122,9 +129,14 @@ def _stored(session: Session, ring: Keyring, n: int = 2) -> list[PagerDutyConnec
     conns = []
     for i in range(n):
         conn = factories.api_key_connection(session, factories.workspace(session), api_key="x")
-        conn.api_key_encrypted = ring.encrypt(f"u+key-{i}")
+        # Written as ciphertext of ``ring`` (maybe a key the configuration lacks), past the type.
+        session.execute(
+            text("UPDATE pagerduty_connections SET api_key_encrypted = :v WHERE id = :id"),
+            {"v": ring.encrypt(f"u+key-{i}"), "id": conn.id},
+        )
         conns.append(conn)
     session.commit()
+    session.expunge_all()  # the model's plaintext is stale; nobody loads these rows again
     return conns
 
 
@@ -148,7 +160,7 @@ def test_a_key_id_missing_from_the_configuration_refuses_and_changes_nothing(
 
     old = Keyring.parse(f"old={Fernet.generate_key().decode()}")
     conns = _stored(session, old)
-    before = [c.api_key_encrypted for c in conns]
+    before = [stored_ciphertext(session, c, "api_key") for c in conns]
     _configure(monkeypatch, f"new={Fernet.generate_key().decode()}")
     try:
         with pytest.raises(RotationRefused) as refused:
@@ -168,7 +180,7 @@ def test_a_key_id_missing_from_the_configuration_refuses_and_changes_nothing(
         monkeypatch.undo()
         reset_settings_cache()
     session.expire_all()
-    assert [session.get(PagerDutyConnection, c.id).api_key_encrypted for c in conns] == before
+    assert [stored_ciphertext(session, c, "api_key") for c in conns] == before
 
 
 def test_wrong_material_for_a_known_id_is_reported_not_success(
@@ -200,9 +212,7 @@ def test_a_successful_rotation_is_verified_after(session: Session, monkeypatch) 
         assert result.exit_code == 0, result.output
         assert "  ok: 3 secrets decrypt (test1: 3)" in result.output
         assert "done: 3 secrets scanned, 3 re-encrypted" in result.output
-        assert result.output.rstrip().endswith(
-            "verified: all 3 stored secrets decrypt (fresh: 3)"
-        )
+        assert result.output.rstrip().endswith("verified: all 3 stored secrets decrypt (fresh: 3)")
     finally:
         monkeypatch.undo()
         reset_settings_cache()

@@ -124,8 +124,10 @@ def test_each_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.Mo
         load_settings()
     assert sorted(refused.value.problems) == [
         "RRPD_ENV='prod' is not allowed; expected one of local, test, production.",
-        "RRPD_SYNC_INTERVAL_SECONDS='abc' is not allowed; expected a whole number of seconds, "
-        "at least 1.",
+        (
+            "RRPD_SYNC_INTERVAL_SECONDS='abc' is not allowed; expected a whole number of seconds, "
+            "at least 1."
+        ),
     ]
 
 

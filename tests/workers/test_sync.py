@@ -39,7 +39,6 @@ from tests import factories
 from tests.support.outbox import captured_direct_publishes
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.connections.tokens import ConnectionCredential
-from workers.core import crypto
 from workers.core.db import get_engine
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
@@ -114,7 +113,7 @@ def arrange_demo(
     rotations = {}
     for name, schedule_id in bind.items():
         rot = factories.rotation(session, ws, name=f"{name} rotation")
-        rot.mode = RotationMode.PAGERDUTY.value
+        rot.mode = RotationMode.PAGERDUTY
         rot.pagerduty_schedule_id = schedule_id
         rot.bound_at = utcnow()
         rotations[name] = rot.id
@@ -141,13 +140,13 @@ def oauth_connection(session: Session, ws: Any, sim: Any) -> PagerDutyConnection
     conn = PagerDutyConnection(
         id=uuid.uuid4(),
         workspace_id=ws.id,
-        auth_method=AuthMethod.OAUTH.value,
+        auth_method=AuthMethod.OAUTH,
         region="us",
-        status=ConnectionStatus.CONNECTED.value,
+        status=ConnectionStatus.CONNECTED,
         oauth_client_id=app.client_id,
-        oauth_client_secret_encrypted=crypto.encrypt(app.client_secret),
-        access_token_encrypted=crypto.encrypt(access.value),
-        refresh_token_encrypted=crypto.encrypt(refresh.value),
+        oauth_client_secret=app.client_secret,
+        access_token=access.value,
+        refresh_token=refresh.value,
         access_token_expires_at=utcnow() + timedelta(hours=20),
         token_refreshed_at=utcnow(),
         granted_scopes=" ".join(sorted(app.scopes)),
@@ -635,7 +634,7 @@ def test_transient_backoff_is_capped_exponential_with_full_jitter() -> None:
 def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
     demo = arrange_demo(session, sim, oauth=True)
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    access = crypto.decrypt(conn.access_token_encrypted)
+    access = conn.access_token
     sim.control.post("/tokens/revoke", json={"token": access}).raise_for_status()
 
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
@@ -643,7 +642,7 @@ def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
     assert result.status == "succeeded", result  # refreshed once and fetched again
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert crypto.decrypt(conn.access_token_encrypted) != access
+    assert conn.access_token != access
     assert result.requests == 6  # the 401 plus the five reads
 
     # Every token of the app revoked: the refresh is refused too.
@@ -714,7 +713,7 @@ def test_fencing_writes_nothing_when_the_connection_changed_mid_sync(
 
 
 def test_disconnect_during_a_sync_wins(session, sim, monkeypatch) -> None:
-    from workers.disconnect.transaction import disconnect
+    from workers.disconnect.transaction import disconnect_connection as disconnect
 
     demo = arrange_demo(session, sim)
     assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == (

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from models import PagerDutyConnection, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import processes
+from tests.support.secrets import stored_ciphertext
 from workers.connections import activation, tokens
-from workers.core import crypto
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.errors import Transient
 from workers.tasking.app import app
@@ -66,8 +66,8 @@ def test_token_that_expired_between_syncs_is_refreshed_and_committed_first(
     session: Session, sim: SimulatorHandle
 ) -> None:
     conn = _connected_oauth(session, sim)
-    old_access = crypto.decrypt(conn.access_token_encrypted)
-    old_refresh = crypto.decrypt(conn.refresh_token_encrypted)
+    old_access = conn.access_token
+    old_refresh = conn.refresh_token
     _expire_now(session, sim, conn)
     cred = tokens.credential_for(conn.id)
     assert cred.credential.secret != old_access
@@ -75,8 +75,8 @@ def test_token_that_expired_between_syncs_is_refreshed_and_committed_first(
     session.expire_all()
     stored = session.get(PagerDutyConnection, conn.id)
     # The rotated refresh token is stored; the used one is dead at PagerDuty.
-    assert crypto.decrypt(stored.refresh_token_encrypted) != old_refresh
-    assert crypto.decrypt(stored.access_token_encrypted) == cred.credential.secret
+    assert stored.refresh_token != old_refresh
+    assert stored.access_token == cred.credential.secret
     assert stored.access_token_expires_at > utcnow() + timedelta(hours=12)
 
 
@@ -111,7 +111,7 @@ def test_transient_refresh_failure_keeps_the_refresh_token(
     session: Session, sim: SimulatorHandle
 ) -> None:
     conn = _connected_oauth(session, sim)
-    refresh_before = conn.refresh_token_encrypted
+    refresh_before = stored_ciphertext(session, conn, "refresh_token")
     _expire_now(session, sim, conn)
     sim.control.post(
         "/faults", json={"kind": "error", "path_prefix": TOKEN_PATH, "status": 503}
@@ -120,7 +120,10 @@ def test_transient_refresh_failure_keeps_the_refresh_token(
         tokens.credential_for(conn.id)
     session.expire_all()
     stored = session.get(PagerDutyConnection, conn.id)
-    assert (stored.status, stored.refresh_token_encrypted) == ("connected", refresh_before)
+    assert (stored.status, stored_ciphertext(session, stored, "refresh_token")) == (
+        "connected",
+        refresh_before,
+    )
     sim.control.delete("/faults").raise_for_status()
     assert _works(tokens.credential_for(conn.id))
 

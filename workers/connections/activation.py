@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
@@ -28,7 +28,7 @@ from models import (
     utcnow,
 )
 from workers.connections import messages
-from workers.core import crypto, metrics
+from workers.core import metrics
 from workers.core.audit import audit
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
@@ -105,11 +105,11 @@ def validate_api_key(
         conn = session.get(PagerDutyConnection, cid)
         if not _still_validating(conn, generation, AuthMethod.API_KEY):
             return ActivationResult("stale", str(cid))
-        assert conn is not None and conn.api_key_encrypted
-        api_key = crypto.decrypt(conn.api_key_encrypted)
+        assert conn is not None and conn.api_key
+        api_key = conn.api_key
         chosen = conn.region
     credential = Credential(kind="api_key", secret=api_key)
-    other = Region.EU.value if chosen == Region.US.value else Region.US.value
+    other = Region.EU if chosen == Region.US else Region.US
     try:
         try:
             region, client, probe = chosen, *_probe(chosen, credential, client_factory)
@@ -136,7 +136,7 @@ def validate_api_key(
 
 
 def _probe(
-    region: str, credential: Credential, make_client: ReaderFactory
+    region: Region, credential: Credential, make_client: ReaderFactory
 ) -> tuple[PagerDutyReader, ProbeResult]:
     client = make_client(get_settings().api_base_url(region), credential)
     return client, client.probe()
@@ -148,9 +148,19 @@ def _still_validating(
     return (
         conn is not None
         and conn.generation == generation
-        and conn.status == ConnectionStatus.VALIDATING.value
-        and conn.auth_method == method.value
+        and conn.status == ConnectionStatus.VALIDATING
+        and conn.auth_method == method
     )
+
+
+def _locked_if_validating(
+    session: Session, cid: uuid.UUID, generation: int
+) -> PagerDutyConnection | None:
+    """The connection under its row lock, if it is still the validation this outcome is for."""
+    conn = lock_connection(session, cid)
+    if conn is None or conn.generation != generation or conn.status != ConnectionStatus.VALIDATING:
+        return None
+    return conn
 
 
 def finish_connected(
@@ -162,34 +172,28 @@ def finish_connected(
     subdomain: str | None = None,
     tokens: oauth.TokenSet | None = None,
     claims: id_token.IdTokenClaims | None = None,
-    region: str | None = None,
+    region: Region | None = None,
     client_id: str | None = None,
-    client_secret_encrypted: str | None = None,
+    client_secret: str | None = None,
     authorization_id: uuid.UUID | None = None,
     notice: str | None = None,
 ) -> ActivationResult:
     with transaction() as session:
         _forget_authorization(session, authorization_id)
-        conn = lock_connection(session, cid)
-        if (
-            conn is None
-            or conn.generation != generation
-            or conn.status != ConnectionStatus.VALIDATING.value
-        ):
+        conn = _locked_if_validating(session, cid, generation)
+        if conn is None:
             return ActivationResult("stale", str(cid))
         if key_level:
-            conn.key_level = KeyLevel(key_level).value
+            conn.key_level = KeyLevel(key_level)
         if tokens is not None:
-            conn.access_token_encrypted = crypto.encrypt(tokens.access_token)
-            conn.refresh_token_encrypted = (
-                crypto.encrypt(tokens.refresh_token) if tokens.refresh_token else None
-            )
+            conn.access_token = tokens.access_token
+            conn.refresh_token = tokens.refresh_token or None
             conn.access_token_expires_at = tokens.expires_at
             conn.token_refreshed_at = utcnow()
             conn.granted_scopes = " ".join(sorted(tokens.scopes))
             conn.oauth_client_id = client_id
-            conn.oauth_client_secret_encrypted = client_secret_encrypted
-            conn.api_key_encrypted = None
+            conn.oauth_client_secret = client_secret
+            conn.api_key = None
         if claims is not None:
             conn.pagerduty_account_id = claims.account_id
             conn.pagerduty_user_id = claims.user_id
@@ -202,6 +206,7 @@ def finish_connected(
         transition(session, conn, ConnectionStatus.CONNECTED)
         conn.connected_at = utcnow()
         conn.next_sync_at = None
+        extra: dict[str, Any] = {"notice": notice} if notice else {}
         audit(
             session,
             conn.workspace_id,
@@ -210,7 +215,7 @@ def finish_connected(
             auth_method=conn.auth_method,
             region=conn.region,
             subdomain=conn.pagerduty_subdomain,
-            **({"notice": notice} if notice else {}),
+            **extra,
         )
         # The first sync starts as soon as the connection is committed.
         enqueue(
@@ -229,12 +234,8 @@ def finish_invalid(
 ) -> ActivationResult:
     with transaction() as session:
         _forget_authorization(session, authorization_id)
-        conn = lock_connection(session, cid)
-        if (
-            conn is None
-            or conn.generation != generation
-            or conn.status != ConnectionStatus.VALIDATING.value
-        ):
+        conn = _locked_if_validating(session, cid, generation)
+        if conn is None:
             return ActivationResult("stale", str(cid))
         transition(session, conn, ConnectionStatus.INVALID, error=message)
         audit(
@@ -279,10 +280,10 @@ def exchange_oauth_code(
         if auth is None or auth.connection_id is None:
             return ActivationResult("stale", None)
         conn = session.get(PagerDutyConnection, auth.connection_id)
-        if conn is None or conn.status != ConnectionStatus.VALIDATING.value:
+        if conn is None or conn.status != ConnectionStatus.VALIDATING:
             return ActivationResult("stale", str(auth.connection_id))
         cid, generation = conn.id, conn.generation
-        crashed_mid_exchange = auth.code_encrypted is None
+        crashed_mid_exchange = auth.code is None
     if crashed_mid_exchange:
         # An earlier delivery took the code and died before recording the outcome. The code
         # is spent (or expired): the only honest outcome is asking for a new login.
@@ -291,14 +292,12 @@ def exchange_oauth_code(
         auth = session.execute(
             select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()
         ).scalar_one()
-        if auth.code_encrypted is None:
+        if auth.code is None:
             return ActivationResult("stale", str(cid))
-        code = crypto.decrypt(auth.code_encrypted)
-        verifier = crypto.decrypt(auth.code_verifier_encrypted)
-        client_secret = crypto.decrypt(auth.client_secret_encrypted)
-        client_id, client_secret_encrypted = auth.client_id, auth.client_secret_encrypted
+        code, verifier = auth.code, auth.code_verifier
+        client_id, client_secret = auth.client_id, auth.client_secret
         # Single use on our side too: a redelivered task cannot replay the code.
-        auth.code_encrypted = None
+        auth.code = None
     try:
         tokens = oauth.exchange_code(
             settings.pagerduty_identity_url,
@@ -328,8 +327,10 @@ def exchange_oauth_code(
             http=shared_http_client(),
             issuer=oauth.issuer_for(settings.pagerduty_identity_url),
         )
-        region = id_token.region_for_claims(
-            claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url
+        region = Region(
+            id_token.region_for_claims(
+                claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url
+            )
         )
     except (IdTokenInvalid, UnknownRegion, PagerDutyError):
         return _finish_oauth_invalid(aid, cid, generation, messages.LOGIN_UNVERIFIED)
@@ -345,7 +346,7 @@ def exchange_oauth_code(
         claims=claims,
         region=region,
         client_id=client_id,
-        client_secret_encrypted=client_secret_encrypted,
+        client_secret=client_secret,
         authorization_id=aid,
         notice=messages.role_notice(me),
     )

@@ -125,11 +125,11 @@ def role_notice(user: User | None) -> str | None:
     )
 
 
-def region_notice(chosen: str, used: str) -> str | None:
+def region_notice(chosen: Region, used: Region) -> str | None:
     if chosen == used:
         return None
-    names = {Region.US.value: "US", Region.EU.value: "EU"}
-    hosts = {Region.US.value: "api.pagerduty.com", Region.EU.value: "api.eu.pagerduty.com"}
+    names = {Region.US: "US", Region.EU: "EU"}
+    hosts = {Region.US: "api.pagerduty.com", Region.EU: "api.eu.pagerduty.com"}
     return (
         f"This API key belongs to a PagerDuty account in the {names[used]} region, not the "
         f"{names[chosen]} region that was chosen; Round Robin connected to PagerDuty "

@@ -24,14 +24,13 @@ from models import (
     ConnectionStatus,
     Member,
     OAuthAuthorization,
-    Role,
     utcnow,
 )
 from workers.connections import messages
 from workers.connections.setup import install_credentials, live_connection, normalize_region
-from workers.core import crypto
 from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
 from workers.core.audit import audit
+from workers.core.db import affected_rows
 from workers.core.settings import get_settings
 from workers.pagerduty.oauth import DEFAULT_SCOPES
 from workers.tasking.contract import (
@@ -88,7 +87,7 @@ def start_oauth(
         raise Invalid(messages.BAD_CLIENT_SECRET, code="invalid_client_secret")
     region = normalize_region(region)
     current = live_connection(session, actor.workspace_id)
-    if current is not None and current.status == ConnectionStatus.DISCONNECTING.value:
+    if current is not None and current.status == ConnectionStatus.DISCONNECTING:
         raise Conflict(messages.DISCONNECTING, code="disconnecting")
     settings = get_settings()
     now = now or utcnow()
@@ -98,9 +97,9 @@ def start_oauth(
         id=uuid.uuid4(),
         workspace_id=actor.workspace_id,
         state_hash=state_hash(state),
-        code_verifier_encrypted=crypto.encrypt(verifier),
+        code_verifier=verifier,
         client_id=client_id,
-        client_secret_encrypted=crypto.encrypt(client_secret),
+        client_secret=client_secret,
         region=region,
         requested_by_member_id=actor.member_id,
         created_at=now,
@@ -185,7 +184,7 @@ def _consume_state(
         .where(OAuthAuthorization.state_hash == digest)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
-    if result.rowcount == 1 and auth is not None:
+    if affected_rows(result) == 1 and auth is not None:
         return auth, None
     if auth is not None and auth.consumed_at is None and auth.expires_at <= now:
         return None, "state_expired"
@@ -242,7 +241,7 @@ def handle_oauth_callback(
     if (
         member is None
         or member.workspace_id != workspace_id
-        or not Role(member.role).may_manage_integrations
+        or not member.role.may_manage_integrations
     ):
         audit(
             session,
@@ -262,12 +261,12 @@ def handle_oauth_callback(
             auth_method=AuthMethod.OAUTH,
             region=auth.region,
             oauth_client_id=auth.client_id,
-            oauth_client_secret_encrypted=auth.client_secret_encrypted,
+            oauth_client_secret=auth.client_secret,
         )
     except (Conflict, Missing) as exc:
         return _outcome("error", exc.code, workspace_id=workspace_id)
 
-    auth.code_encrypted = crypto.encrypt(code)
+    auth.code = code
     auth.code_received_at = now
     auth.connection_id = conn.id
     task_id = enqueue(

@@ -27,7 +27,6 @@ from models import (
 )
 from workers import events
 from workers.connections import messages
-from workers.core import crypto
 from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
 from workers.core.audit import audit
 from workers.tasking.contract import (
@@ -46,11 +45,11 @@ def normalize_api_key(raw: str) -> str:
     return key
 
 
-def normalize_region(raw: str | None) -> str:
-    region = (raw or Region.US.value).strip().lower()
+def normalize_region(raw: str | None) -> Region:
+    region = (raw or Region.US).strip().lower()
     if region not in {r.value for r in Region}:
         raise Invalid(messages.BAD_REGION, code="invalid_region")
-    return region
+    return Region(region)
 
 
 def live_connection(
@@ -58,7 +57,7 @@ def live_connection(
 ) -> PagerDutyConnection | None:
     stmt = select(PagerDutyConnection).where(
         PagerDutyConnection.workspace_id == workspace_id,
-        PagerDutyConnection.status != ConnectionStatus.DISCONNECTED.value,
+        PagerDutyConnection.status != ConnectionStatus.DISCONNECTED,
     )
     if lock:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
@@ -85,10 +84,10 @@ def install_credentials(
     *,
     actor_member_id: uuid.UUID | None,
     auth_method: AuthMethod,
-    region: str,
-    api_key_encrypted: str | None = None,
+    region: Region,
+    api_key: str | None = None,
     oauth_client_id: str | None = None,
-    oauth_client_secret_encrypted: str | None = None,
+    oauth_client_secret: str | None = None,
 ) -> tuple[PagerDutyConnection, bool]:
     """Create the live connection or replace its credentials; status ``validating``.
 
@@ -105,13 +104,13 @@ def install_credentials(
         conn = PagerDutyConnection(
             id=uuid.uuid4(),
             workspace_id=workspace_id,
-            status=ConnectionStatus.VALIDATING.value,
+            status=ConnectionStatus.VALIDATING,
             generation=1,
             status_changed_at=now,
         )
         session.add(conn)
     else:
-        if conn.status == ConnectionStatus.DISCONNECTING.value:
+        if conn.status == ConnectionStatus.DISCONNECTING:
             raise Conflict(messages.DISCONNECTING, code="disconnecting")
         # The status event is written below, once the new credentials' facts are set.
         conn.transition(ConnectionStatus.VALIDATING)
@@ -122,11 +121,11 @@ def install_credentials(
         conn.token_refreshed_at = None
         conn.granted_scopes = None
         conn.key_level = None
-    conn.auth_method = auth_method.value
+    conn.auth_method = auth_method
     conn.region = region
-    conn.api_key_encrypted = api_key_encrypted
+    conn.api_key = api_key
     conn.oauth_client_id = oauth_client_id
-    conn.oauth_client_secret_encrypted = oauth_client_secret_encrypted
+    conn.oauth_client_secret = oauth_client_secret
     conn.connected_by_member_id = actor_member_id
     conn.connected_at = now
     conn.last_error = None
@@ -155,7 +154,7 @@ def set_api_key(session: Session, actor: Actor, api_key: str, region: str = "us"
         actor_member_id=actor.member_id,
         auth_method=AuthMethod.API_KEY,
         region=region,
-        api_key_encrypted=crypto.encrypt(key),
+        api_key=key,
     )
     task_id = enqueue(
         session,
@@ -183,6 +182,6 @@ def connected_connection(session: Session, workspace_id: uuid.UUID) -> PagerDuty
     conn = live_connection(session, workspace_id)
     if conn is None:
         raise Conflict(messages.NOT_CONNECTED, code="not_connected")
-    if conn.status != ConnectionStatus.CONNECTED.value:
+    if conn.status != ConnectionStatus.CONNECTED:
         raise Conflict(messages.not_ready(conn.status), code="connection_not_ready")
     return conn

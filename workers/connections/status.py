@@ -81,7 +81,7 @@ def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, An
     schedule_count = session.execute(
         select(func.count()).where(PagerDutySchedule.connection_id == conn.id)
     ).scalar_one()
-    status = ConnectionStatus(conn.status)
+    status = conn.status
     return {
         "status": conn.status,
         "status_message": conn.last_error

@@ -22,7 +22,7 @@ from workers.connections.activation import finish_invalid
 from workers.core.db import transaction
 
 # An OAuth code dies in 30 s; an API-key check retries for a few minutes at most.
-STALE_AFTER = {AuthMethod.OAUTH.value: 120, AuthMethod.API_KEY.value: 600}
+STALE_AFTER = {AuthMethod.OAUTH: 120, AuthMethod.API_KEY: 600}
 
 
 def expire_stale_validations() -> int:
@@ -37,7 +37,7 @@ def expire_stale_validations() -> int:
                     PagerDutyConnection.generation,
                     PagerDutyConnection.auth_method,
                     PagerDutyConnection.status_changed_at,
-                ).where(PagerDutyConnection.status == ConnectionStatus.VALIDATING.value)
+                ).where(PagerDutyConnection.status == ConnectionStatus.VALIDATING)
             )
             if since <= now - timedelta(seconds=STALE_AFTER.get(method, 600))
         ]

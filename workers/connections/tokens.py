@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
 from workers.connections import messages
-from workers.core import crypto, locks, metrics
+from workers.core import locks, metrics
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
@@ -31,7 +31,7 @@ from workers.rotations.locking import lock_connection
 
 log = logging.getLogger(__name__)
 
-USABLE = frozenset({ConnectionStatus.CONNECTED.value, ConnectionStatus.VALIDATING.value})
+USABLE = frozenset({ConnectionStatus.CONNECTED, ConnectionStatus.VALIDATING})
 
 
 class ConnectionUnavailable(Exception):
@@ -71,14 +71,14 @@ def _needs_refresh(conn: PagerDutyConnection, margin: timedelta) -> bool:
 
 def _credential(conn: PagerDutyConnection) -> ConnectionCredential:
     settings = get_settings()
-    if conn.auth_method == AuthMethod.API_KEY.value:
-        if not conn.api_key_encrypted:
+    if conn.auth_method == AuthMethod.API_KEY:
+        if not conn.api_key:
             raise ConnectionUnavailable(conn.id, conn.status)
-        secret, kind = crypto.decrypt(conn.api_key_encrypted), "api_key"
+        secret, kind = conn.api_key, "api_key"
     else:
-        if not conn.access_token_encrypted:
+        if not conn.access_token:
             raise ConnectionUnavailable(conn.id, conn.status)
-        secret, kind = crypto.decrypt(conn.access_token_encrypted), "oauth"
+        secret, kind = conn.access_token, "oauth"
     return ConnectionCredential(
         connection_id=conn.id,
         workspace_id=conn.workspace_id,
@@ -88,7 +88,7 @@ def _credential(conn: PagerDutyConnection) -> ConnectionCredential:
         credential=Credential(kind=kind, secret=secret),  # type: ignore[arg-type]
         expires_at=conn.access_token_expires_at,
         scopes=frozenset((conn.granted_scopes or "").split())
-        if conn.auth_method == AuthMethod.OAUTH.value
+        if conn.auth_method == AuthMethod.OAUTH
         else None,
     )
 
@@ -116,7 +116,7 @@ def credential_for(
         if conn is None or conn.status not in USABLE:
             raise ConnectionUnavailable(cid, conn.status if conn else None)
         current = _credential(conn)
-    if conn.auth_method == AuthMethod.API_KEY.value:
+    if conn.auth_method == AuthMethod.API_KEY:
         if rejected is not None and rejected.secret == current.credential.secret:
             raise InvalidCredentials("PagerDuty rejected this API key", status=401)
         return current
@@ -149,14 +149,14 @@ def refresh_connection(
             conn = lock_connection(session, cid)
             if conn is None or conn.status not in USABLE:
                 raise ConnectionUnavailable(cid, conn.status if conn else None)
-            if conn.auth_method != AuthMethod.OAUTH.value:
+            if conn.auth_method != AuthMethod.OAUTH:
                 return _credential(conn)
             current = _credential(conn)
             replaced = seen is not None and seen.secret != current.credential.secret
             if replaced or (seen is None and not _needs_refresh(conn, margin)):
                 # Someone else refreshed while we waited: use their committed token.
                 return current
-            if not conn.refresh_token_encrypted or not conn.oauth_client_secret_encrypted:
+            if not conn.refresh_token or not conn.oauth_client_secret:
                 _mark_needs_reauth(session, conn)
                 needs_reauth = True
             else:
@@ -165,8 +165,8 @@ def refresh_connection(
                     tokens = oauth.refresh(
                         settings.pagerduty_identity_url,
                         conn.oauth_client_id or "",
-                        crypto.decrypt(conn.oauth_client_secret_encrypted),
-                        crypto.decrypt(conn.refresh_token_encrypted),
+                        conn.oauth_client_secret,
+                        conn.refresh_token,
                         timeout=settings.pagerduty_timeout_seconds,
                     )
                 except (InvalidGrant, InvalidClient, InvalidCredentials):
@@ -178,16 +178,16 @@ def refresh_connection(
         # The transaction has committed here: the new tokens are durable before first use.
         if needs_reauth:
             _record_metric("failed")
-            raise NeedsReauth(cid, ConnectionStatus.NEEDS_REAUTH.value)
+            raise NeedsReauth(cid, ConnectionStatus.NEEDS_REAUTH)
         _record_metric("succeeded")
         log.info("refreshed OAuth token", extra={"connection_id": str(cid)})
         return result
 
 
 def _store_tokens(conn: PagerDutyConnection, tokens: oauth.TokenSet) -> None:
-    conn.access_token_encrypted = crypto.encrypt(tokens.access_token)
+    conn.access_token = tokens.access_token
     if tokens.refresh_token:
-        conn.refresh_token_encrypted = crypto.encrypt(tokens.refresh_token)
+        conn.refresh_token = tokens.refresh_token
     conn.access_token_expires_at = tokens.expires_at
     conn.token_refreshed_at = utcnow()
     if tokens.scopes:
@@ -222,8 +222,8 @@ def connections_due_for_refresh(now: datetime | None = None) -> list[uuid.UUID]:
     with transaction() as session:
         rows = session.execute(
             select(PagerDutyConnection.id).where(
-                PagerDutyConnection.auth_method == AuthMethod.OAUTH.value,
-                PagerDutyConnection.status == ConnectionStatus.CONNECTED.value,
+                PagerDutyConnection.auth_method == AuthMethod.OAUTH,
+                PagerDutyConnection.status == ConnectionStatus.CONNECTED,
                 (PagerDutyConnection.access_token_expires_at <= soon)
                 | (PagerDutyConnection.token_refreshed_at.is_(None))
                 | (PagerDutyConnection.token_refreshed_at <= idle),

@@ -81,7 +81,7 @@ def resolve_actor(
     ).scalar_one_or_none()
     if member is None:
         return None
-    return Actor(workspace_id, member.id, lower_role(claimed_role, Role(member.role)))
+    return Actor(workspace_id, member.id, lower_role(claimed_role, member.role))
 
 
 def require_manager(actor: Actor) -> None:

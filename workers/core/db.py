@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from workers.core.process import after_fork
@@ -74,6 +74,11 @@ def transaction(url: str | None = None) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with session_factory(url)() as session, session.begin():
         yield session
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (``Session.execute`` types its answer as a ``Result``)."""
+    return int(cast("CursorResult[Any]", result).rowcount or 0)
 
 
 def after_commit(session: Session, fn: Callable[[], object]) -> None:

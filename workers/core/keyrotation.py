@@ -1,5 +1,8 @@
 """Re-encrypt every stored secret with the primary key, in batches, safely while workers run.
 
+Which columns: every ``EncryptedText`` column of the models' metadata (``encrypted_columns``),
+so a new secret column is rotated without anyone keeping a list. The rotation reads and writes
+the raw ciphertext (``type_coerce(column, Text)``), never through the type's decrypt/encrypt.
 Each value is swapped with a compare-and-set UPDATE (``WHERE column = old ciphertext``): if a
 worker refreshed a token in the meantime, our stale re-encryption matches no row and the
 worker's newer value stands.
@@ -15,26 +18,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Column, Table, select, update
+from sqlalchemy import Column, Table, Text, select, type_coerce, update
 
-from models import OAuthAuthorization, PagerDutyConnection
+from models import Base
+from models.types import EncryptedText
 from workers.core.crypto import DecryptionError, Keyring, get_keyring
-from workers.core.db import transaction
+from workers.core.db import affected_rows, transaction
 
-ENCRYPTED_COLUMNS: dict[Table, tuple[str, ...]] = {
-    PagerDutyConnection.__table__: (
-        "api_key_encrypted",
-        "oauth_client_secret_encrypted",
-        "access_token_encrypted",
-        "refresh_token_encrypted",
-    ),
-    OAuthAuthorization.__table__: (
-        "code_verifier_encrypted",
-        "client_secret_encrypted",
-        "code_encrypted",
-    ),
-}
+
+def encrypted_columns() -> list[tuple[Table, Column[Any]]]:
+    """Every ``EncryptedText`` column of every model, in a stable order."""
+    return [
+        (table, column)
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, EncryptedText)
+    ]
 
 
 @dataclass
@@ -92,14 +93,15 @@ class RotationReport:
 
 
 def _values(
-    table: Table, column: Column[str], batch_size: int
+    table: Table, column: Column[Any], batch_size: int
 ) -> Iterator[list[tuple[object, str]]]:
     """(id, ciphertext) of every non-null value, a batch (one short transaction) at a time."""
     pk = table.c.id
+    raw = type_coerce(column, Text)
     last_id = None
     while True:
         with transaction() as session:
-            query = select(pk, column).where(column.is_not(None)).order_by(pk).limit(batch_size)
+            query = select(pk, raw).where(column.is_not(None)).order_by(pk).limit(batch_size)
             if last_id is not None:
                 query = query.where(pk > last_id)
             rows = [(row_id, value) for row_id, value in session.execute(query).all()]
@@ -113,17 +115,16 @@ def verify_all(*, batch_size: int = 500, keyring: Keyring | None = None) -> Veri
     """Decrypt every stored secret (reading only) and count what does not decrypt."""
     keyring = keyring or get_keyring()
     report = VerifyReport()
-    for table, columns in ENCRYPTED_COLUMNS.items():
-        for name in columns:
-            for rows in _values(table, table.c[name], batch_size):
-                for _row_id, ciphertext in rows:
-                    report.scanned += 1
-                    try:
-                        keyring.decrypt(ciphertext)
-                    except DecryptionError as exc:
-                        report.problems[(f"{table.name}.{name}", exc.reason, exc.key_id)] += 1
-                    else:
-                        report.by_key[keyring.key_id_of(ciphertext)] += 1
+    for table, column in encrypted_columns():
+        for rows in _values(table, column, batch_size):
+            for _row_id, ciphertext in rows:
+                report.scanned += 1
+                try:
+                    keyring.decrypt(ciphertext)
+                except DecryptionError as exc:
+                    report.problems[(f"{table.name}.{column.name}", exc.reason, exc.key_id)] += 1
+                else:
+                    report.by_key[keyring.key_id_of(ciphertext)] += 1
     return report
 
 
@@ -142,22 +143,22 @@ def rotate_all(
     if not before.ok:
         raise RotationRefused(before)
     report = RotationReport(before=before)
-    for table, columns in ENCRYPTED_COLUMNS.items():
-        for name in columns:
-            _rotate_column(table, table.c[name], keyring, batch_size, report, progress)
+    for table, column in encrypted_columns():
+        _rotate_column(table, column, keyring, batch_size, report, progress)
     report.after = verify_all(batch_size=batch_size, keyring=keyring)
     return report
 
 
 def _rotate_column(
     table: Table,
-    column: Column[str],
+    column: Column[Any],
     keyring: Keyring,
     batch_size: int,
     report: RotationReport,
     progress: Callable[[str, int, int], None] | None,
 ) -> None:
     pk = table.c.id
+    raw = type_coerce(column, Text)
     done = 0
     for rows in _values(table, column, batch_size):
         with transaction() as session:
@@ -171,12 +172,13 @@ def _rotate_column(
                     # Written meanwhile with a key we lack: left alone; the check after the
                     # rotation reports it.
                     continue
+                # Compare-and-set on the raw ciphertext, written as is (already encrypted).
                 result = session.execute(
                     update(table)
-                    .where(pk == row_id, column == ciphertext)
-                    .values({column.name: rotated})
+                    .where(pk == row_id, raw == ciphertext)
+                    .values({column: type_coerce(rotated, Text)})
                 )
-                if result.rowcount:
+                if affected_rows(result):
                     report.rotated += 1
                 else:
                     report.skipped_concurrent += 1

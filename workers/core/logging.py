@@ -15,6 +15,7 @@ import contextvars
 import logging
 import re
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -70,7 +71,9 @@ def _redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
     return redact(repr(value))
 
 
-def _redact_event(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact_event(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
         event_dict[key] = _redact_value(key, value)
     return event_dict
@@ -108,7 +111,7 @@ def _celery_context(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dic
 # Bindings nest: Celery's task_prerun binds the outer layer (so Celery's own "succeeded",
 # "retry" and "raised" lines, logged after the task body returns, still carry the ids), the task
 # base binds again around the body; unbinding restores the layer below instead of clearing.
-_binding_stack: contextvars.ContextVar[tuple[dict[str, Any], ...]] = contextvars.ContextVar(
+_binding_stack: contextvars.ContextVar[tuple[Mapping[str, Any], ...]] = contextvars.ContextVar(
     "rrpd_log_bindings", default=()
 )
 
@@ -134,7 +137,6 @@ def _clear_task_context() -> None:
     _binding_stack.set(())
 
 
-@task_prerun.connect(weak=False)
 def _bind_on_prerun(
     sender: Any = None, task_id: str | None = None, task: Any = None, kwargs: Any = None, **_: Any
 ) -> None:
@@ -148,9 +150,12 @@ def _bind_on_prerun(
     )
 
 
-@task_postrun.connect(weak=False)
 def _clear_on_postrun(**_: Any) -> None:
     _clear_task_context()
+
+
+task_prerun.connect(_bind_on_prerun, weak=False)
+task_postrun.connect(_clear_on_postrun, weak=False)
 
 
 _configured = False

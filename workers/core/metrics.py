@@ -49,7 +49,7 @@ def incr(name: str, amount: float = 1, **labels: str) -> None:
 
 def snapshot() -> dict[str, float]:
     raw = client().hgetall(key("metrics"))
-    return {k.decode(): float(v) for k, v in raw.items()}
+    return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
 
 
 # Counters rendered as one Prometheus summary family (``<name>_sum`` + ``<name>_count``).

@@ -38,7 +38,7 @@ def request_disconnect(session: Session, actor: Actor) -> DisconnectRequested:
     conn = live_connection(session, actor.workspace_id, lock=True)
     if conn is None:
         raise Missing(messages.NOT_CONNECTED, code="not_connected")
-    already = conn.status == ConnectionStatus.DISCONNECTING.value
+    already = conn.status == ConnectionStatus.DISCONNECTING
     if not already:
         transition(session, conn, ConnectionStatus.DISCONNECTING)
     task_id = enqueue(
@@ -62,7 +62,7 @@ def request_disconnect(session: Session, actor: Actor) -> DisconnectRequested:
         select(Rotation.id, Rotation.name)
         .where(
             Rotation.workspace_id == actor.workspace_id,
-            Rotation.mode == RotationMode.PAGERDUTY.value,
+            Rotation.mode == RotationMode.PAGERDUTY,
         )
         .order_by(func.lower(Rotation.name))
     ).all()

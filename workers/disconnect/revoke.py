@@ -33,7 +33,7 @@ def revoke_instructions(auth_method: str, subdomain: str | None, region: str | N
     """What the admin can do in PagerDuty after a disconnect; our copies are already gone."""
     host = "eu.pagerduty.com" if region == "eu" else "pagerduty.com"
     where = f"https://{subdomain}.{host}" if subdomain else "PagerDuty"
-    if auth_method == AuthMethod.OAUTH.value:
+    if auth_method == AuthMethod.OAUTH:
         return (
             "Round Robin deleted its copies of this connection's OAuth tokens. PagerDuty offers "
             f"no API to revoke them: to end them now, open {where} > Integrations > App "

@@ -30,7 +30,7 @@ from models import (
 )
 from workers import events
 from workers.core.audit import audit
-from workers.core.db import transaction
+from workers.core.db import affected_rows, transaction
 from workers.core.ids import parse_uuid
 from workers.events import transition
 from workers.rotations.locking import bound_rotations_for_update, lock_connection
@@ -53,7 +53,7 @@ class DisconnectResult:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def disconnect(
+def disconnect_connection(
     connection_id: uuid.UUID | str, *, actor_member_id: uuid.UUID | str | None = None
 ) -> DisconnectResult:
     """Disconnect, idempotently: a connection already ``disconnected`` is left as it is."""
@@ -67,10 +67,10 @@ def disconnect(
         conn = lock_connection(session, cid)
         if conn is None:
             return DisconnectResult(status="not_found", connection_id=str(cid))
-        if conn.status == ConnectionStatus.DISCONNECTED.value:
+        if conn.status == ConnectionStatus.DISCONNECTED:
             return DisconnectResult(status="already_disconnected", connection_id=str(cid))
         previous_status = conn.status
-        if conn.status != ConnectionStatus.DISCONNECTING.value:
+        if conn.status != ConnectionStatus.DISCONNECTING:
             transition(session, conn, ConnectionStatus.DISCONNECTING)
 
         # 1. Every bound rotation of the workspace becomes Manual, keeping its people. Only one
@@ -113,13 +113,12 @@ def disconnect(
         )
         mirror_rows = 0
         for model in MIRROR_TABLES:
-            mirror_rows += (
+            mirror_rows += affected_rows(
                 session.execute(
                     delete(model)
                     .where(model.connection_id == conn.id)
                     .execution_options(synchronize_session=False)
-                ).rowcount
-                or 0
+                )
             )
 
         # 3. Disconnected, under a new generation: any sync still running writes nothing.

@@ -34,6 +34,7 @@ __all__ = [
     "rotation_made_manual",
     "rotation_members_changed",
     "rotation_on_duty_changed",
+    "rotation_people_changed",
     "transition",
 ]
 
@@ -123,6 +124,37 @@ def rotation_members_changed(
     )
 
 
+def rotation_people_changed(
+    session: Session,
+    conn: PagerDutyConnection,
+    rotation_id: uuid.UUID,
+    schedule_id: str,
+    members_before: list[uuid.UUID],
+    members_after: list[uuid.UUID],
+    duty_before: set[uuid.UUID],
+    duty_after: set[uuid.UUID],
+    *,
+    occurred_at: datetime,
+    cause: str = "sync",
+) -> None:
+    """A bound rotation's people changed (the sync's apply step): ``rotation.members.changed``
+    then ``rotation.on_duty.changed``, each only if that part changed.
+
+    The one function that changes a bound rotation's people (sync and handoffs alike) calls
+    this, in its transaction, with what it wrote.
+    """
+    subject: dict[str, Any] = {
+        "workspace_id": conn.workspace_id,
+        "rotation_id": rotation_id,
+        "connection_id": conn.id,
+        "schedule_id": schedule_id,
+        "occurred_at": occurred_at,
+        "cause": cause,
+    }
+    rotation_members_changed(session, before=members_before, after=members_after, **subject)
+    rotation_on_duty_changed(session, before=duty_before, after=duty_after, **subject)
+
+
 def rotation_bound(
     session: Session,
     *,
@@ -193,7 +225,7 @@ def connection_status_changed(
             "auth_method": conn.auth_method,
             # Words for the admin when the change is a problem (invalid, needs_reauth).
             "reason": conn.last_error
-            if conn.status in (ConnectionStatus.INVALID.value, ConnectionStatus.NEEDS_REAUTH.value)
+            if conn.status in (ConnectionStatus.INVALID, ConnectionStatus.NEEDS_REAUTH)
             else None,
         },
     )

@@ -3,9 +3,10 @@
 * ``workers.outbox.writer``: ``add_task`` (used by ``workers.tasking.enqueue.enqueue``) and
   ``add_event`` (used by ``workers.events``) insert into ``outbox_messages`` in the caller's
   transaction;
-* ``workers.outbox.relay``: publishes committed rows in id order per lane - right after the
-  commit (the fast path, a thread of the writing process) and from the ``outbox-relay`` loop of
-  every worker node - and deletes published rows after their retention (``outbox-retention``);
+* ``workers.outbox.relay``: publishes committed rows in id order per lane (``lanes``) - right
+  after the commit (``fastpath``, a thread of the writing process) and from the
+  ``outbox-relay`` loop of every worker node - and deletes published rows after their
+  retention (``outbox-retention``);
 * ``workers.outbox.publisher``: task messages without a result-backend subscription, with short
   timeouts.
 
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 import atexit
 
-from workers.outbox import relay
+from workers.outbox import fastpath, relay
 from workers.tasking.loops import register_loop
 
-register_loop("outbox-relay", relay._RelayLoop().step, max_sleep=10.0)
+register_loop("outbox-relay", relay.RelayLoop().step, max_sleep=10.0)
 register_loop("outbox-retention", relay.retention_step, max_sleep=60.0)
-atexit.register(relay.drain, 3.0)
+atexit.register(fastpath.drain, 3.0)

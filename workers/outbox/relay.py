@@ -15,11 +15,12 @@ A relay killed between 3 and 4 rolls its transaction back: the rows stay unpubli
 published again by the next round - duplicates, never losses, and a duplicate carries the same
 task id or event id. One relay per lane at a time keeps each key's events in order.
 
-Who runs rounds: the *fast path* (``kick``), a daemon thread in every process that writes to
-the outbox, woken after each commit that wrote rows, so a task reaches Redis milliseconds
-after its commit and the writer never waits on Redis; and the ``outbox-relay`` background loop
-of every worker node (``workers.tasking.loops``), which polls every ``RRPD_OUTBOX_POLL_SECONDS``
-and publishes whatever the fast path could not (Redis was down, the process died).
+Who runs rounds: the *fast path* (``workers.outbox.fastpath``), a daemon thread in every
+process that writes to the outbox, woken after each commit that wrote rows, so a task reaches
+Redis milliseconds after its commit and the writer never waits on Redis; and the
+``outbox-relay`` background loop of every worker node (``workers.tasking.loops``), which polls
+every ``RRPD_OUTBOX_POLL_SECONDS`` and publishes whatever the fast path could not (Redis was
+down, the process died).
 The ``outbox-retention`` loop deletes published rows after their retention, in batches.
 """
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,17 +38,26 @@ from typing import Any
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
+import workers.events.stream as stream
+import workers.outbox.publisher as publisher
 from models import OutboxKind, OutboxMessage, utcnow
-from workers.core.db import transaction
-from workers.core.process import after_fork
+from workers.core.db import affected_rows, transaction
 from workers.core.settings import get_settings
-from workers.outbox.writer import EVENTS_LANE
-from workers.tasking.contract import QUEUES
+from workers.outbox.lanes import EVENTS_LANE, LANES
+
+__all__ = [
+    "LANES",
+    "RelayLoop",
+    "Round",
+    "backlog",
+    "delete_published",
+    "relay_all",
+    "relay_lane",
+    "retention_step",
+]
 
 log = logging.getLogger(__name__)
 
-# Interactive first: a connect's task never waits behind anything.
-LANES: tuple[str, ...] = (*QUEUES, EVENTS_LANE)
 # Advisory lock keys: (RRPD, crc32 of the lane name).
 _LOCK_CLASS = 0x52525044
 
@@ -107,12 +116,8 @@ def _publish(lane: str, rows: list[Any]) -> tuple[list[int], str | None]:
     done: list[int] = []
     try:
         if lane == EVENTS_LANE:
-            from workers.events import stream
-
             stream.append((row.payload, row.ordering_key) for row in rows)
             return [row.id for row in rows], None
-        from workers.outbox import publisher
-
         now = utcnow()
         with publisher.publisher().producer_or_acquire() as producer:
             for row in rows:
@@ -184,7 +189,9 @@ def relay_all(*, batch: int | None = None) -> list[Round]:
 # --- the loop every worker node runs ---------------------------------------------------------
 
 
-class _RelayLoop:
+class RelayLoop:
+    """The ``outbox-relay`` loop's rounds: every lane, then sleep (longer after failures)."""
+
     def __init__(self) -> None:
         self.failures = 0
 
@@ -212,12 +219,9 @@ def delete_published(now: datetime | None = None, *, batch: int = RETENTION_BATC
         select(OutboxMessage.id)
         .where(
             OutboxMessage.published_at.is_not(None),
-            (
-                (OutboxMessage.kind == OutboxKind.TASK.value)
-                & (OutboxMessage.published_at < task_cutoff)
-            )
+            ((OutboxMessage.kind == OutboxKind.TASK) & (OutboxMessage.published_at < task_cutoff))
             | (
-                (OutboxMessage.kind == OutboxKind.EVENT.value)
+                (OutboxMessage.kind == OutboxKind.EVENT)
                 & (OutboxMessage.published_at < event_cutoff)
             ),
         )
@@ -225,12 +229,13 @@ def delete_published(now: datetime | None = None, *, batch: int = RETENTION_BATC
         .with_for_update(skip_locked=True)
     )
     with transaction() as session:
-        deleted = session.execute(
-            delete(OutboxMessage)
-            .where(OutboxMessage.id.in_(expired))
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    return int(deleted or 0)
+        return affected_rows(
+            session.execute(
+                delete(OutboxMessage)
+                .where(OutboxMessage.id.in_(expired))
+                .execution_options(synchronize_session=False)
+            )
+        )
 
 
 def retention_step() -> float:
@@ -259,87 +264,3 @@ def backlog() -> dict[str, dict[str, Any]]:
         ):
             out.setdefault(lane, {})["last_error"] = error
     return out
-
-
-# --- the fast path: a relay thread per process, woken after commit -----------------------------
-
-
-class _Kicker:
-    """A daemon thread that runs rounds for the lanes a commit wrote. ``kick`` never blocks and
-    never raises: the writer's answer (an API response, a task) never waits on Redis."""
-
-    # A relay that holds a lane may have read its batch just before our commit: try again a
-    # few times before leaving the row to the loop.
-    BUSY_RETRIES = 20
-    BUSY_WAIT = 0.05
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._pending: set[str] = set()
-        self._running = False
-        self._thread: threading.Thread | None = None
-
-    def kick(self, lanes: set[str]) -> None:
-        with self._cond:
-            self._pending |= lanes
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="rrpd-outbox-fast-path", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-
-    def drain(self, timeout: float = 3.0) -> bool:
-        """Wait until the kicked lanes are relayed (a short-lived process, before it exits)."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: not self._pending and not self._running, timeout=timeout
-            )
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._pending))
-                lanes, self._pending = self._pending, set()
-                self._running = True
-            try:
-                for lane in [lane for lane in LANES if lane in lanes]:
-                    self._relay(lane)
-            except Exception:
-                # The loop of every worker node publishes what this could not.
-                log.warning("outbox fast path failed; the relay loop will publish", exc_info=True)
-            finally:
-                with self._cond:
-                    self._running = False
-                    self._cond.notify_all()
-
-    def _relay(self, lane: str) -> None:
-        import time
-
-        for _ in range(self.BUSY_RETRIES):
-            result = relay_lane(lane)
-            if result.error or not (result.busy or result.full):
-                return
-            if result.busy:
-                time.sleep(self.BUSY_WAIT)
-
-
-_kicker = _Kicker()
-
-
-def kick(lanes: set[str]) -> None:
-    """Wake this process's fast path for ``lanes`` (after a commit that wrote to them)."""
-    try:
-        _kicker.kick(set(lanes))
-    except Exception:  # never let a wake-up fail the commit that asked for it
-        log.warning("could not wake the outbox fast path", exc_info=True)
-
-
-def drain(timeout: float = 3.0) -> bool:
-    return _kicker.drain(timeout)
-
-
-@after_fork
-def _forget_kicker() -> None:
-    global _kicker
-    _kicker = _Kicker()

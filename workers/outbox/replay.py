@@ -48,7 +48,7 @@ def replay(
                 OutboxMessage.id > last_id,
                 OutboxMessage.published_at.is_not(None),
                 OutboxMessage.created_at >= since,
-                OutboxMessage.kind.in_([k.value for k in kinds]),
+                OutboxMessage.kind.in_(kinds),
             )
             .order_by(OutboxMessage.id)
             .limit(BATCH)
@@ -62,11 +62,11 @@ def replay(
         if not rows:
             return out
         last_id = rows[-1].id
-        events = [(r.payload, r.ordering_key) for r in rows if r.kind == OutboxKind.EVENT.value]
+        events = [(r.payload, r.ordering_key) for r in rows if r.kind == OutboxKind.EVENT]
         tasks = [
             (r.name, r.payload["kwargs"], r.payload["task_id"], None)
             for r in rows
-            if r.kind == OutboxKind.TASK.value
+            if r.kind == OutboxKind.TASK
         ]
         if events:
             out.events += stream.append(events)

@@ -19,10 +19,8 @@ from sqlalchemy.orm import Session
 
 from models import OutboxKind, OutboxMessage, OutboxSequence, utcnow
 from workers.core.db import after_commit, pending_after_commit
+from workers.outbox.lanes import EVENTS_LANE
 from workers.tasking.contract import TaskSpec
-
-# The lane of every event: one ordered lane, so each key's events keep their order.
-EVENTS_LANE = "events"
 
 
 class _Wake:
@@ -32,7 +30,7 @@ class _Wake:
         self.lanes: set[str] = set()
 
     def __call__(self) -> None:
-        from workers.outbox.relay import kick
+        from workers.outbox.fastpath import kick
 
         kick(self.lanes)
 
@@ -61,7 +59,7 @@ def add_task(
         payload["countdown"] = round(float(countdown), 3)
     session.execute(
         insert(OutboxMessage).values(
-            kind=OutboxKind.TASK.value,
+            kind=OutboxKind.TASK,
             lane=spec.queue,
             name=spec.name,
             ordering_key=None,
@@ -81,11 +79,14 @@ def next_sequence(session: Session, key: str) -> int:
     same key waits here, so it gets both the next sequence and a higher outbox id.
     """
     dialect = session.get_bind().dialect.name
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(OutboxSequence)
-    stmt = stmt.values(key=key, value=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[OutboxSequence.key], set_={"value": OutboxSequence.value + 1}
-    ).returning(OutboxSequence.value)
+    upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(OutboxSequence)
+    stmt = (
+        upsert.values(key=key, value=1)
+        .on_conflict_do_update(
+            index_elements=[OutboxSequence.key], set_={"value": OutboxSequence.value + 1}
+        )
+        .returning(OutboxSequence.value)
+    )
     return int(session.execute(stmt).scalar_one())
 
 
@@ -112,7 +113,7 @@ def add_event(
     )
     session.execute(
         insert(OutboxMessage).values(
-            kind=OutboxKind.EVENT.value,
+            kind=OutboxKind.EVENT,
             lane=EVENTS_LANE,
             name=type,
             ordering_key=key,

@@ -99,11 +99,11 @@ class TokenSet:
 
 def new_code_verifier() -> str:
     """A PKCE verifier: 64 unreserved characters (RFC 7636 allows 43-128)."""
-    return generate_token(64)
+    return str(generate_token(64))
 
 
 def new_state() -> str:
-    return generate_token(32)
+    return str(generate_token(32))
 
 
 def build_authorization_url(
@@ -308,7 +308,7 @@ def refresh(
 ) -> TokenSet:
     """A new token set. PagerDuty rotates the refresh token: store the new one before using the
     access token, and never refresh the same connection twice at once (hold a lock)."""
-    tokens = _call_token_endpoint(
+    return _call_token_endpoint(
         client_id,
         client_secret,
         (refresh_token,),
@@ -318,4 +318,3 @@ def refresh(
         url=token_endpoint(identity_url),
         refresh_token=refresh_token,
     )
-    return tokens

@@ -39,7 +39,7 @@ from workers.pagerduty.errors import (
 )
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.parsing import whole_second
-from workers.pagerduty.records import Schedule, Timeline, User, UserRef
+from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
 from workers.pagerduty.transport import MAX_OFFSET_WINDOW, PAGE_LIMIT
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def _read_v2_on_call(
             # each schedule answers the same question, one request each.
             log.info("GET /oncalls unavailable (%s); reading schedule details", _reason(exc))
         else:
-            by_schedule: dict[str, list] = {}
+            by_schedule: dict[str, list[Shift]] = {}
             for shift in shifts:
                 by_schedule.setdefault(shift.schedule_id, []).append(shift)
             for sid, found in by_schedule.items():
@@ -244,8 +244,8 @@ def _read_referenced_users(
             for user in reader.schedule_users(sid):
                 users.setdefault(user.id, user)
     for uid in sorted(needed - users.keys()):
-        user = reader.get_user(uid)
-        users[uid] = user if user is not None else User(uid, "", None, active=False)
+        found = reader.get_user(uid)
+        users[uid] = found if found is not None else User(uid, "", None, active=False)
 
 
 def _add_placeholders(

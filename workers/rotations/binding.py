@@ -68,7 +68,7 @@ def bind_rotation(
         )
     previous = rotation.pagerduty_schedule_id
     if previous != schedule_id:
-        rotation.mode = RotationMode.PAGERDUTY.value
+        rotation.mode = RotationMode.PAGERDUTY
         rotation.pagerduty_schedule_id = schedule_id
         rotation.bound_at = utcnow()
         events.rotation_bound(
@@ -106,7 +106,7 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
     """Make the rotation manual again, keeping its members and who is on duty."""
     require_manager(actor)
     rotation = _rotation_for_update(session, actor.workspace_id, rotation_id)
-    if rotation.mode != RotationMode.MANUAL.value:
+    if rotation.mode != RotationMode.MANUAL:
         previous = rotation.pagerduty_schedule_id
         rotation.make_manual()
         members, on_duty = rotation_people(session, [rotation.id])[rotation.id]

@@ -34,7 +34,7 @@ def bound_rotations_for_update(workspace_id: uuid.UUID, *columns: Any) -> Select
         select(*(columns or (Rotation,)))
         .where(
             Rotation.workspace_id == workspace_id,
-            Rotation.mode == RotationMode.PAGERDUTY.value,
+            Rotation.mode == RotationMode.PAGERDUTY,
         )
         .order_by(Rotation.id)
         .with_for_update()

@@ -66,13 +66,14 @@ def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, 
             )
             .order_by(PagerDutyOnCall.schedule_pagerduty_id, PagerDutyOnCall.user_pagerduty_id)
         ).all()
-        for sid, uid, user in rows:
+        for schedule_id, uid, joined in rows:
+            user: PagerDutyUser | None = joined
             if user is None:
-                unmatched[sid].append(
+                unmatched[schedule_id].append(
                     {"pagerduty_user_id": uid, "name": None, "email": None, "active": True}
                 )
             elif user.member_id is None:
-                unmatched[sid].append(
+                unmatched[schedule_id].append(
                     {
                         "pagerduty_user_id": uid,
                         "name": user.name,
@@ -102,7 +103,9 @@ def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, 
     return out
 
 
-def rotation_view(session: Session, workspace_id: uuid.UUID, rotation_id: uuid.UUID):
+def rotation_view(
+    session: Session, workspace_id: uuid.UUID, rotation_id: uuid.UUID
+) -> dict[str, Any]:
     for item in list_rotations(session, workspace_id):
         if item["id"] == rotation_id:
             return item

@@ -67,12 +67,11 @@ def apply_snapshot(
     """
     out = ApplyResult(warnings=list(snapshot.notices))
     cid = conn.id
-    members_by_key: dict[str, uuid.UUID] = {
-        key: mid
-        for key, mid in session.execute(
+    members_by_key: dict[str, uuid.UUID] = dict(
+        session.execute(
             select(Member.email_key, Member.id).where(Member.workspace_id == conn.workspace_id)
         ).all()
-    }
+    )
 
     # -- users (inactive ones are deleted users that schedules still name: never linked) --
     want_users: dict[str, dict[str, Any]] = {}
@@ -334,8 +333,7 @@ def _sync_rotations(
     duty_inserts: list[dict[str, Any]] = []
     duty_deletes: list[tuple[uuid.UUID, uuid.UUID]] = []
     touched: list[uuid.UUID] = []
-    # (rotation, schedule, members before/after, on duty before/after): the events, below.
-    changes: list[tuple[Any, str, list[uuid.UUID], list[uuid.UUID], set[uuid.UUID], set]] = []
+    changes: list[tuple[Any, ...]] = []  # (rotation, schedule, members and on duty before/after)
     for rot in bound:
         sid = rot.pagerduty_schedule_id
         schedule = schedules.get(sid)
@@ -348,9 +346,9 @@ def _sync_rotations(
             continue
         want_members: dict[uuid.UUID, int] = {}
         for uid in schedule.member_user_ids:
-            mid = member_of_user.get(uid)
-            if mid is not None and mid not in want_members:
-                want_members[mid] = len(want_members)
+            member_id = member_of_user.get(uid)
+            if member_id is not None and member_id not in want_members:
+                want_members[member_id] = len(want_members)
         want_duty = {member_of_user[u.id] for u in snapshot.on_call(sid) if u.id in member_of_user}
         have_m = have_members[rot.id]
         before = len(member_inserts) + len(member_updates) + len(member_deletes)
@@ -371,16 +369,9 @@ def _sync_rotations(
         if after != before or rot.last_synced_at is None:
             touched.append(rot.id)
         if after != before:
-            changes.append(
-                (
-                    rot,
-                    sid,
-                    sorted(have_m, key=have_m.__getitem__),
-                    list(want_members),
-                    have_duty[rot.id],
-                    want_duty,
-                )
-            )
+            members_before = sorted(have_m, key=have_m.__getitem__)
+            people = (members_before, list(want_members), have_duty[rot.id], want_duty)
+            changes.append((rot.id, sid, *people))
 
     # Deletes first: a position freed by a leaver may be taken by a newcomer.
     if member_deletes:
@@ -414,49 +405,9 @@ def _sync_rotations(
             .values(last_synced_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-    for rot, sid, members_before, members_after, duty_before, duty_after in changes:
-        _emit_rotation_events(
-            session, conn, rot.id, sid, members_before, members_after, duty_before, duty_after, now
-        )
+    for change in changes:  # events of the rotations whose people this sync changed
+        events.rotation_people_changed(session, conn, *change, occurred_at=now)
     out.created += len(member_inserts) + len(duty_inserts)
     out.updated += len(member_updates) + len(touched)
     out.deleted += len(member_deletes) + len(duty_deletes)
     out.rotations_changed = len(touched)
-
-
-def _emit_rotation_events(
-    session: Session,
-    conn: PagerDutyConnection,
-    rotation_id: uuid.UUID,
-    schedule_id: str,
-    members_before: list[uuid.UUID],
-    members_after: list[uuid.UUID],
-    duty_before: set[uuid.UUID],
-    duty_after: set[uuid.UUID],
-    now: datetime,
-) -> None:
-    """The events of one bound rotation whose people this sync changed (in its transaction).
-
-    Kept apart so the one function that changes a bound rotation's people (sync and handoffs
-    alike) can take these two calls over as they are.
-    """
-    events.rotation_members_changed(
-        session,
-        workspace_id=conn.workspace_id,
-        rotation_id=rotation_id,
-        connection_id=conn.id,
-        schedule_id=schedule_id,
-        before=members_before,
-        after=members_after,
-        occurred_at=now,
-    )
-    events.rotation_on_duty_changed(
-        session,
-        workspace_id=conn.workspace_id,
-        rotation_id=rotation_id,
-        connection_id=conn.id,
-        schedule_id=schedule_id,
-        before=duty_before,
-        after=duty_after,
-        occurred_at=now,
-    )

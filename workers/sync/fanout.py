@@ -38,7 +38,7 @@ def schedule_syncs(
     now = now or utcnow()
     rng = rng or random.Random()
     jitter = max(0.0, float(settings.sync_jitter_seconds))
-    due = (PagerDutyConnection.status == ConnectionStatus.CONNECTED.value) & or_(
+    due = (PagerDutyConnection.status == ConnectionStatus.CONNECTED) & or_(
         PagerDutyConnection.next_sync_at.is_(None), PagerDutyConnection.next_sync_at <= now
     )
     pick = (

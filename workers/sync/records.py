@@ -155,9 +155,9 @@ class RunContext:
             if conn is None:
                 return self.unavailable(None)
             generation = self.generation if self.generation is not None else conn.generation
-            ours = {ConnectionStatus.CONNECTED.value}
+            ours = {ConnectionStatus.CONNECTED}
             if also_current is not None:
-                ours.add(also_current.value)
+                ours.add(also_current)
             fenced_in = conn.generation == generation and conn.status in ours
             status = "failed" if fenced_in else "skipped"
             run = self._run(status, generation, message if fenced_in else messages.FENCED, None)
@@ -190,10 +190,7 @@ class RunContext:
             conn = lock_connection(session, self.cid)
             if conn is None:
                 return self.unavailable(None)
-            if (
-                conn.generation != self.generation
-                or conn.status != ConnectionStatus.CONNECTED.value
-            ):
+            if conn.generation != self.generation or conn.status != ConnectionStatus.CONNECTED:
                 run = self._run("skipped", self.generation or 0, messages.FENCED, None)
                 session.add(run)
                 applied = None

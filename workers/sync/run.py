@@ -110,7 +110,7 @@ def sync_once(
         try:
             snapshot = read_snapshot(client, bound=bound, now=started_at, use_oncalls=use_oncalls)
         except InvalidCredentials:
-            if cred.auth_method != AuthMethod.OAUTH.value:
+            if cred.auth_method != AuthMethod.OAUTH:
                 return ctx.failed(
                     messages.INVALID_KEY,
                     transition=(ConnectionStatus.INVALID, messages.INVALID_KEY),
@@ -172,15 +172,17 @@ def bound_schedule_ids(workspace_id: uuid.UUID) -> set[str]:
     """The PagerDuty schedules the workspace's rotations are bound to (read before the fetch:
     only these need who is on call)."""
     with transaction() as session:
-        return set(
-            session.execute(
+        return {
+            schedule_id
+            for schedule_id in session.execute(
                 select(Rotation.pagerduty_schedule_id).where(
                     Rotation.workspace_id == workspace_id,
-                    Rotation.mode == RotationMode.PAGERDUTY.value,
+                    Rotation.mode == RotationMode.PAGERDUTY,
                     Rotation.pagerduty_schedule_id.is_not(None),
                 )
             ).scalars()
-        )
+            if schedule_id is not None
+        }
 
 
 def may_read_oncalls(cred: ConnectionCredential) -> bool:

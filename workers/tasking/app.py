@@ -19,22 +19,24 @@ from celery.signals import worker_process_init
 from workers.core.logging import bind_task_context, configure_logging, unbind_task_context
 from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
+from workers.tasking.checks import Refused, refusal, uuid_text
 from workers.tasking.contract import (
     BY_NAME,
     RETRY_POLICIES,
     TASKS,
     Family,
-    Refused,
     RetryPolicy,
     TaskSpec,
-    refusal,
-    uuid_text,
 )
 
 log = logging.getLogger(__name__)
 
 # Imported by the worker at start-up (``include``), not here: they import this module.
 TASK_MODULES = sorted({spec.module for spec in TASKS})
+# ... and what runs beside the tasks in every worker node (they register background loops and
+# signal handlers): the intake of tasks other services send by name to Celery's default queue,
+# the return of what a dead node held, the outbox relay.
+WORKER_MODULES = ["workers.tasking.intake", "workers.tasking.redelivery", "workers.outbox"]
 
 
 class PoisonMessage(Exception):
@@ -205,23 +207,21 @@ def contract_task(spec: TaskSpec, *, base: type[RRPDTask] | None = None) -> Call
 def create_app() -> Celery:
     # Task modules are imported when the worker starts (``include``), not here, because they
     # import this module for ``app``.
-    app = Celery("rrpd", task_cls=RRPDTask, include=TASK_MODULES)
+    app = Celery("rrpd", task_cls=RRPDTask, include=[*TASK_MODULES, *WORKER_MODULES])
     app.config_from_object("celeryconfig")
-    # The intake loop: tasks other services send by name to Celery's default queue; the
-    # redelivery loop: what a dead worker node held goes back to its queue within seconds.
-    import workers.tasking.intake
-    import workers.tasking.redelivery  # noqa: F401
     from workers.tasking.loops import LoopsStep
 
     app.steps["worker"].add(LoopsStep)
     return app
 
 
-@worker_process_init.connect
 def _configure_child_logging(**_: Any) -> None:
     # The child's sockets (database pool, Redis, HTTP) were already forgotten by the fork hook
     # (workers.core.process); its log handlers are set up here.
     configure_logging()
+
+
+worker_process_init.connect(_configure_child_logging, weak=False)
 
 
 app = create_app()

@@ -20,11 +20,20 @@ docs/tasks.md.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from workers.tasking.checks import (
+    Check,
+    Refused,
+    one_of,
+    optional_uuid_text,
+    short_text,
+    uuid_text,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     from workers.core.settings import Settings
@@ -128,63 +137,6 @@ class _Required:
 REQUIRED: Any = _Required()
 
 
-class Refused(ValueError):
-    """A message the contract does not allow: unknown, missing or malformed arguments.
-
-    A task that receives one answers ``refusal(...)`` (logged once at WARNING, acknowledged,
-    never retried); ``enqueue`` raises it to our own callers.
-    """
-
-
-def _shown(value: Any) -> str:
-    # Untrusted input in an error message: short, and never more than a prefix of it.
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-# Checks of one argument's value: return the value as the task receives it, or raise Refused.
-Check = Callable[[str, Any], Any]
-
-
-def uuid_text(name: str, value: Any) -> str:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, str):
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
-    raise Refused(f"{name} must be a UUID, got {_shown(value)}")
-
-
-def optional_uuid_text(name: str, value: Any) -> str | None:
-    return None if value is None else uuid_text(name, value)
-
-
-def whole_number(name: str, value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise Refused(f"{name} must be a whole number, got {_shown(value)}")
-
-
-def one_of(*choices: str) -> Check:
-    def check(name: str, value: Any) -> str:
-        if isinstance(value, str) and value in choices:
-            return value
-        raise Refused(f"{name} must be one of {', '.join(choices)}; got {_shown(value)}")
-
-    return check
-
-
-def short_text(limit: int) -> Check:
-    def check(name: str, value: Any) -> str:
-        if isinstance(value, str) and len(value) <= limit:
-            return value
-        raise Refused(f"{name} must be a string of at most {limit} characters")
-
-    return check
-
-
 @dataclass(frozen=True)
 class Kwarg:
     name: str
@@ -266,14 +218,8 @@ class TaskSpec:
         return self.check_kwargs(kwargs)
 
 
-def refusal(name: str, error: str) -> dict[str, str]:
-    """What a refused message answers (its result): says what was wrong, in words."""
-    return {"status": "refused", "task": name, "error": error}
-
-
 CONNECTION_ID = Kwarg("connection_id", "str", "The connection's id (UUID).", check=uuid_text)
-# Why a sync runs (recorded on its SyncRun).
-SYNC_KINDS = ("scheduled", "manual", "initial", "binding")
+SYNC_KINDS = ("scheduled", "manual", "initial", "binding")  # why a sync runs (its SyncRun says)
 
 VALIDATE_API_KEY = TaskSpec(
     name="pagerduty.validate_api_key",
@@ -298,14 +244,7 @@ EXCHANGE_OAUTH_CODE = TaskSpec(
     name="pagerduty.exchange_oauth_code",
     module="tasks.connections",
     queue=INTERACTIVE,
-    kwargs=(
-        Kwarg(
-            "authorization_id",
-            "str",
-            "The pending OAuth login the callback completed (UUID).",
-            check=uuid_text,
-        ),
-    ),
+    kwargs=(Kwarg("authorization_id", "str", "The pending OAuth login (UUID).", check=uuid_text),),
     # The code dies 30 seconds after PagerDuty issued it: fail fast, never retry.
     soft_time_limit=25,
     time_limit=40,

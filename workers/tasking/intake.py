@@ -28,9 +28,11 @@ import logging
 import threading
 from typing import Any
 
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 
-from workers.tasking.contract import BY_NAME, QUEUES, Refused, refusal
+from workers.tasking.checks import Refused, refusal
+from workers.tasking.contract import BY_NAME, QUEUES
 from workers.tasking.loops import register_loop
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,15 @@ BATCH = 200
 # How long a round waits for the first message.
 WAIT_SECONDS = 1.0
 
-_default = Queue(DEFAULT_QUEUE, Exchange(DEFAULT_QUEUE, type="direct"), routing_key=DEFAULT_QUEUE)
-_targets = {name: Queue(name, Exchange(name), routing_key=name) for name in QUEUES}
+_default = Queue(  # type: ignore[no-untyped-call]
+    DEFAULT_QUEUE,
+    Exchange(DEFAULT_QUEUE, type="direct"),  # type: ignore[no-untyped-call]
+    routing_key=DEFAULT_QUEUE,
+)
+_targets = {
+    name: Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
+    for name in QUEUES
+}
 
 
 class _Intake:
@@ -65,7 +74,7 @@ class _Intake:
     def close(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(Exception):  # a dead connection is being dropped anyway
-                self._connection.release()
+                self._connection.release()  # type: ignore[no-untyped-call]
         self._connection = self._queue = self._producer = None
 
     def step(self) -> float:

@@ -48,6 +48,7 @@ ROUND_SECONDS = 2.0
 def heartbeat_ttl() -> int:
     return get_settings().worker_heartbeat_seconds
 
+
 _state: dict[str, Any] = {"node": None, "incarnation": None, "started": 0.0}
 
 
@@ -103,6 +104,14 @@ def stop() -> None:
     _state.update(node=None, incarnation=None)
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _texts(values: Any) -> list[str]:
+    return [_text(v) for v in values]
+
+
 def _unacked_key(channel: Any) -> str:
     # The broker's hash of unacknowledged messages, as stored (kombu adds our key prefix to
     # the commands it sends itself, not to HEXISTS).
@@ -149,7 +158,7 @@ class _Redelivery:
     def _prune(self, channel: Any) -> None:
         """Forget tags the broker no longer lists as unacknowledged (acked or returned)."""
         held_key = _keys(str(_state["incarnation"]))[1]
-        tags = [t.decode() for t in client().smembers(held_key)]
+        tags = _texts(client().smembers(held_key))
         if not tags:
             return
         pipe = client().pipeline(transaction=False)
@@ -163,8 +172,9 @@ class _Redelivery:
         mine, node, started = _state["incarnation"], _state["node"], float(_state["started"])
         now = time.time()
         steady = self._beating_since is not None and now - self._beating_since > heartbeat_ttl()
-        nodes = {k.decode(): v.decode() for k, v in client().hgetall(_nodes_key()).items()}
-        live, dead = [], []
+        nodes = {_text(k): _text(v) for k, v in client().hgetall(_nodes_key()).items()}
+        live: list[str] = []
+        dead: list[str] = []
         for incarnation, name in nodes.items():
             beat_raw = None if incarnation == mine else client().get(_keys(incarnation)[0])
             beat = float(beat_raw) if beat_raw else None
@@ -181,17 +191,16 @@ class _Redelivery:
                 live.append(incarnation)
         if not dead:
             return
-        kept = set()
+        kept: set[str] = set()
         for incarnation in live:
-            kept |= {t.decode() for t in client().smembers(_keys(incarnation)[1])}
+            kept |= set(_texts(client().smembers(_keys(incarnation)[1])))
         for incarnation in dead:
             claim = key("redelivery", "claim", incarnation)
             if not client().set(claim, str(mine), nx=True, ex=60):
                 continue  # another node is returning this one's messages
             alive, held_key = _keys(incarnation)
             returned = 0
-            for raw in client().smembers(held_key):
-                tag = raw.decode()
+            for tag in _texts(client().smembers(held_key)):
                 if tag in kept or not client().hexists(_unacked_key(channel), tag):
                     continue
                 channel.qos.restore_by_tag(tag)
@@ -208,12 +217,10 @@ class _Redelivery:
                 )
 
 
-@celeryd_after_setup.connect
 def _on_worker_setup(sender: str, **_: Any) -> None:
     start(str(sender))
 
 
-@task_received.connect
 def _on_task_received(request: Any = None, **_: Any) -> None:
     message = getattr(request, "message", None)
     tag = getattr(message, "delivery_tag", None)
@@ -221,10 +228,13 @@ def _on_task_received(request: Any = None, **_: Any) -> None:
         held(str(tag))
 
 
-@worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
     stop()
 
+
+celeryd_after_setup.connect(_on_worker_setup, weak=False)
+task_received.connect(_on_task_received, weak=False)
+worker_shutdown.connect(_on_worker_shutdown, weak=False)
 
 _redelivery = _Redelivery()
 register_loop("redelivery", _redelivery.step, max_sleep=ROUND_SECONDS * 5)

@@ -61,7 +61,7 @@ def test_credential_repr_hides_secret_and_header_follows_kind() -> None:
     assert key.authorization == f"Token token={SECRET}"
     assert token.authorization == f"Bearer {SECRET}"
     assert key.fingerprint != token.fingerprint and len(key.fingerprint) == 16
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="kind must be"):
         Credential("basic", SECRET)  # type: ignore[arg-type]
 
 

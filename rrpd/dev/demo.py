@@ -36,7 +36,8 @@ from urllib.parse import parse_qs, urlsplit
 import click
 import httpx
 
-from rrpd.seed import DEMO_BINDINGS, MANUAL_ONLY, WORKSPACE_NAME
+from rrpd.common import checked_settings
+from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY, WORKSPACE_NAME
 
 DEMO_ACCOUNT = "acme"
 API_KEY_LABEL = "demo-readonly"
@@ -131,7 +132,7 @@ class Demo:
 
     def prepare(self) -> str:
         from api_stub.auth import issue_token
-        from rrpd.seed import seed
+        from rrpd.dev.seed import seed
 
         health = self.http.get(f"{self.api_url}/healthz")
         check(health.status_code == 200, f"API at {self.api_url} answered {health.status_code}")
@@ -478,8 +479,6 @@ def demo(api_url: str, sim_url: str, start: bool, timeout: float) -> None:
         with own_stack() as (own_api, own_sim, _):
             code = Demo(own_api, own_sim, timeout=timeout, out=click.echo).run()
     else:
-        from rrpd.cli import _checked_settings
-
-        _checked_settings()
+        checked_settings()
         code = Demo(api_url, sim_url, timeout=timeout, out=click.echo).run()
     sys.exit(code)

@@ -78,7 +78,7 @@ def seed_demo(session: Session) -> Seeded:
     for name, email, role in MEMBERS:
         member = existing.get(normalize_email(email))
         if member is None:
-            member = Member(workspace_id=ws.id, email=email, display_name=name, role=role.value)
+            member = Member(workspace_id=ws.id, email=email, display_name=name, role=role)
             session.add(member)
             session.flush()
             created.append(f"member {email} ({role.value})")

@@ -10,9 +10,10 @@ import sys
 import threading
 import time
 
-from rrpd.supervisor import Part, Supervisor
+from rrpd.dev.supervisor import Part, Supervisor
 from workers.core.settings import Settings, get_settings
 from workers.core.startup import check_configuration
+from workers.tasking.contract import INTERACTIVE, SYNC
 
 DEFAULT_PUBLIC_URL = Settings.model_fields["public_url"].default
 
@@ -121,9 +122,10 @@ def run_local_stack(*, api_port: int, flower_port: int, sim_port: int, use_simul
     parts += [
         Part("api", [*rrpd, "api", "--port", str(api_port)]),
         Part(
-            "worker-interactive", [*rrpd, "worker", "--queues", "interactive", "--concurrency", "2"]
+            f"worker-{INTERACTIVE}",
+            [*rrpd, "worker", "--queues", INTERACTIVE, "--concurrency", "2"],
         ),
-        Part("worker-sync", [*rrpd, "worker", "--queues", "sync", "--concurrency", "4"]),
+        Part(f"worker-{SYNC}", [*rrpd, "worker", "--queues", SYNC, "--concurrency", "4"]),
         Part("beat", [*rrpd, "beat"]),
         Part("flower", [*rrpd, "flower", "--port", str(flower_port)]),
     ]
@@ -153,7 +155,7 @@ def run_local_stack(*, api_port: int, flower_port: int, sim_port: int, use_simul
 
 def _prepare_database(settings: Settings):  # type: ignore[no-untyped-def]
     """Migrate (idempotent) and seed the demo workspace before any part starts."""
-    from rrpd.seed import seed
+    from rrpd.dev.seed import seed
     from workers.core.migrate import upgrade
 
     settings.var_dir.mkdir(parents=True, exist_ok=True)

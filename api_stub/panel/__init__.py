@@ -1,0 +1,2 @@
+"""The integrations panel: routes (``/panel``), session (who is acting, CSRF, flash), page (what
+the page shows). docs/panel.md."""
