@@ -7,6 +7,7 @@ module-level object (Celery's config, engines) points at the test services.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +59,7 @@ os.environ.update(TEST_ENV)
 TEST_VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from workers.core.settings import reset_settings_cache  # noqa: E402
@@ -101,8 +103,18 @@ def db(database_url: str) -> Iterator[str]:
     from workers.core.db import get_engine
 
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with get_engine(database_url).begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+    # A live worker may still be finishing a task of this test (its transaction locks tables in
+    # another order than TRUNCATE does): PostgreSQL then breaks the deadlock by failing one of
+    # the two; if it is the TRUNCATE, the worker's transaction is done by the next try.
+    for attempt in range(5):
+        try:
+            with get_engine(database_url).begin() as conn:
+                conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+            break
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture
