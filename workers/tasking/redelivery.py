@@ -183,7 +183,7 @@ class _Redelivery:
             elif name == node and (beat is None or beat < started):
                 # This node's previous life: it has not beaten since this one started (a live
                 # worker of the same name would have, within a round or two).
-                (dead if now - started > 2.5 * ROUND_SECONDS else live).append(incarnation)
+                (dead if now - started > 4 * ROUND_SECONDS else live).append(incarnation)
             elif beat is None:
                 # Expired: dead, if this node has been up long enough to tell.
                 (dead if steady else live).append(incarnation)
