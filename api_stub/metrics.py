@@ -29,6 +29,7 @@ from models import ConnectionStatus, PagerDutyConnection
 from workers.core import metrics
 from workers.core.db import transaction
 from workers.core.settings import get_settings
+from workers.outbox.relay import backlog
 from workers.tasking.contract import QUEUES
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ GAUGE_HELP = {
     "rrpd_connections": "Live PagerDuty connections, by status.",
     "rrpd_connections_failing_syncs": "Connected connections whose last sync(s) failed.",
     "rrpd_queue_length": "Messages waiting in a Celery queue.",
+    "rrpd_outbox_unpublished": "Outbox rows (tasks, events) committed but not yet published.",
+    "rrpd_outbox_oldest_seconds": "Age of the oldest unpublished outbox row (0 when none).",
     "rrpd_metrics_source_up": "1 when a source of these metrics answered the scrape.",
 }
 
@@ -95,6 +98,10 @@ def connection_gauges() -> dict[str, float]:
         for status in _STATUSES
     }
     gauges[metrics.gauge("rrpd_connections_failing_syncs")] = float(failing)
+    for lane, info in backlog().items():
+        gauges[metrics.gauge("rrpd_outbox_unpublished", lane=lane)] = float(info["unpublished"])
+        oldest = float(info.get("oldest_seconds") or 0.0)
+        gauges[metrics.gauge("rrpd_outbox_oldest_seconds", lane=lane)] = oldest
     return gauges
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,6 +16,7 @@ from api_stub.auth import CurrentActor, WorkspaceActor, WorkspaceManager, worksp
 from api_stub.errors import ErrorResponse, read_json
 from api_stub.schemas import (
     ApiKeyRequest,
+    AuditPage,
     BindAccepted,
     BindRequest,
     ConnectAccepted,
@@ -34,6 +36,7 @@ from api_stub.schemas import (
 from models import PagerDutyConnection
 from workers.connections import oauth_login, setup, status
 from workers.core.access import Actor, Missing
+from workers.core.audit import MAX_PAGE, audit_trail
 from workers.core.db import snapshot, transaction
 from workers.disconnect.request import request_disconnect
 from workers.rotations import binding, schedules, views
@@ -328,6 +331,39 @@ def unbind_rotation(rotation_id: uuid.UUID, actor: WorkspaceManager) -> Rotation
         binding.unbind_rotation(session, actor, rotation_id)
         view = views.rotation_view(session, actor.workspace_id, rotation_id)
     return RotationOut.model_validate(view)
+
+
+# --- audit --------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/workspaces/{workspace_id}/audit",
+    response_model=AuditPage,
+    summary="The workspace's audit trail",
+    description="Who connected, replaced a key, logged in, bound or unbound a rotation, asked "
+    "for a sync or a disconnect, and what the system did (connected, invalid, needs_reauth, "
+    "disconnected), newest first. `action` keeps actions starting with it (e.g. "
+    "`pagerduty.`); `before` pages back. Primary Owner or Admin.",
+    tags=["audit"],
+    responses=MANAGER_ERRORS,
+)
+def get_audit(
+    actor: WorkspaceManager,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    before: datetime | None = None,
+    action: Annotated[
+        str | None, Query(max_length=100), AfterValidator(control_free("action"))
+    ] = None,
+) -> AuditPage:
+    if before is not None and before.tzinfo is None:
+        before = before.replace(tzinfo=UTC)
+    with transaction() as session:
+        events = audit_trail(
+            session, actor.workspace_id, limit=limit, before=before, action=action
+        )
+    return AuditPage.model_validate(
+        {"events": events, "next_before": events[-1]["at"] if len(events) == limit else None}
+    )
 
 
 # --- tasks --------------------------------------------------------------------------------------

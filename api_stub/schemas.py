@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -247,6 +247,24 @@ class RotationList(BaseModel):
 class BindAccepted(BaseModel):
     rotation: RotationOut
     task_id: str
+
+
+class AuditEventOut(BaseModel):
+    id: uuid.UUID
+    at: datetime
+    action: str = Field(description="What happened, e.g. `pagerduty.connected`.")
+    actor: str = Field(description="`member`, `system` or `operator` (an `rrpd` command).")
+    actor_member_id: uuid.UUID | None
+    actor_name: str | None
+    actor_email: str | None
+    details: dict[str, Any] = Field(description="Plain values (ids, outcomes); never a secret.")
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut] = Field(description="Newest first.")
+    next_before: datetime | None = Field(
+        description="Pass as `before` for the next (older) page; null on the last page."
+    )
 
 
 class TaskOut(BaseModel):

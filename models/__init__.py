@@ -12,6 +12,7 @@ from models.connection import (
     PagerDutyConnection,
     Region,
 )
+from models.outbox import OutboxKind, OutboxMessage, OutboxSequence
 from models.pagerduty import (
     PagerDutyOnCall,
     PagerDutySchedule,
@@ -38,6 +39,9 @@ __all__ = [
     "KeyLevel",
     "Member",
     "OAuthAuthorization",
+    "OutboxKind",
+    "OutboxMessage",
+    "OutboxSequence",
     "PagerDutyConnection",
     "PagerDutyOnCall",
     "PagerDutySchedule",

@@ -1,7 +1,7 @@
 """``rrpd``: the operator's entry point. Each server command starts the real process.
 
 The commands live in modules of their own (``rrpd.processes``, ``rrpd.maintenance``,
-``rrpd.manage``, ``rrpd.ops``) and share ``rrpd.common``; the development tools
+``rrpd.manage``, ``rrpd.ops``, ``rrpd.records``) and share ``rrpd.common``; the development tools
 (``rrpd.dev``) are added when installed (not in the production image).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from rrpd import maintenance, manage, ops, processes
+from rrpd import maintenance, manage, ops, processes, records
 from rrpd.common import CONFIG_EXIT_CODE, echo_configuration_error
 from workers.core.settings import ConfigurationError
 
@@ -34,6 +34,7 @@ for command in (
     processes.api,
     *manage.COMMANDS,
     *ops.COMMANDS,
+    *records.COMMANDS,
 ):
     cli.add_command(command)
 

@@ -8,14 +8,12 @@ from workers.sync import fanout, run
 from workers.tasking.app import BeatTask, SyncTask, contract_task
 from workers.tasking.contract import SCHEDULE_SYNCS, SYNC_CONNECTION
 
-KINDS = frozenset({"scheduled", "manual", "initial", "binding"})
-
 
 @contract_task(SYNC_CONNECTION)
 def sync_connection(
     self: SyncTask, *, connection_id: str, kind: str = "scheduled"
 ) -> dict[str, Any]:
-    kind = kind if kind in KINDS else "scheduled"
+    # ``kind`` is one of contract.SYNC_KINDS: the task base refuses anything else.
     result = run.sync_connection(connection_id, kind=kind, task_id=self.request.id)
     if result.retry and self.retries_left:
         # 429: after PagerDuty's reset; transient: the family's capped backoff.

@@ -59,6 +59,7 @@ os.environ.update(TEST_ENV)
 TEST_VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from workers.core.settings import reset_settings_cache  # noqa: E402
@@ -98,7 +99,6 @@ def db(database_url: str) -> Iterator[str]:
     """Isolation for tests that commit (real workers see only committed rows): every table is
     emptied after the test."""
     yield database_url
-    from sqlalchemy.exc import OperationalError
 
     from models import Base
     from workers.core.db import get_engine

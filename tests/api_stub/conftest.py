@@ -14,28 +14,25 @@ from api_stub.app import create_app
 from api_stub.auth import issue_token
 from models import Member, Role, Workspace
 from tests import factories
+from tests.support.outbox import CommittedTasks, as_call, paused_outbox
 
 
-@dataclass
 class Sent:
-    calls: list[dict[str, Any]]
+    """The tasks the API's transactions committed to the outbox (what will be published), in
+    the shape of ``send_task`` calls; nothing relays them while a test runs."""
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        return list(CommittedTasks(as_call))
 
     def names(self) -> list[str]:
         return [c["name"] for c in self.calls]
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
-    """Capture what ``enqueue`` publishes (it imports the Celery app lazily at publish time)."""
-    from workers.tasking.app import app
-
-    calls: list[dict[str, Any]] = []
-
-    def fake_send_task(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> None:
-        calls.append({"name": name, "args": args, "kwargs": kwargs, **options})
-
-    monkeypatch.setattr(app, "send_task", fake_send_task)
-    return Sent(calls)
+def sent(db: str) -> Iterator[Sent]:
+    with paused_outbox():
+        yield Sent()
 
 
 @pytest.fixture

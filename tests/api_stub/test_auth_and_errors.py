@@ -335,6 +335,7 @@ def test_openapi_describes_every_endpoint(client) -> None:
         ("/v1/workspaces/{workspace_id}/rotations", "get"),
         ("/v1/workspaces/{workspace_id}/rotations/{rotation_id}/pagerduty-schedule", "put"),
         ("/v1/workspaces/{workspace_id}/rotations/{rotation_id}/pagerduty-schedule", "delete"),
+        ("/v1/workspaces/{workspace_id}/audit", "get"),
         ("/v1/tasks/{task_id}", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),

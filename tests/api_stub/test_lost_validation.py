@@ -1,5 +1,7 @@
-"""What ends a validation whose task was lost (e.g. with Redis after the API's commit), and
-that docs/api.md and docs/tasks.md both say exactly that."""
+"""What ends a validation whose task was lost after it was published (the broker lost its data,
+or the message was dropped as poison), and that docs/api.md and docs/tasks.md both say exactly
+that. (A publish lost with Redis at the API's commit cannot happen any more: the task is an
+outbox row of that commit; tests/tasks/test_outbox_faults.py.)"""
 
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ def test_a_lost_validation_ends_invalid_with_try_again(client, world, session, s
     assert sweeps.expire_stale_validations() == 1
     status = client.get(url, headers=world.headers(world.admin)).json()
     assert status["status"] == "invalid"
-    assert status["status_message"] == messages.UNREACHABLE
+    assert status["status_message"] == messages.CHECK_LOST
+    assert "PagerDuty" not in messages.CHECK_LOST  # nothing says PagerDuty was at fault
 
 
 def _prose(path: str) -> str:
@@ -46,7 +49,7 @@ def test_api_and_task_docs_say_what_really_ends_a_lost_validation() -> None:
     every = int(sweep["schedule"] // 60)
     oauth = sweeps.STALE_AFTER["oauth"] // 60
     api_key = sweeps.STALE_AFTER["api_key"] // 60
-    message = " ".join(messages.UNREACHABLE.split())
+    message = " ".join(messages.CHECK_LOST.split())
     for path in ("docs/api.md", "docs/tasks.md"):
         text = _prose(path)
         assert "stays `validating` until" not in text, path

@@ -67,6 +67,29 @@ def test_metrics_are_open_when_the_credential_is_empty(client, monkeypatch) -> N
         reset_settings_cache()
 
 
+def test_the_outbox_backlog_is_a_gauge_per_lane(client, operators_auth, session, sent) -> None:
+    from workers.core.db import transaction
+    from workers.tasking.contract import PING
+    from workers.tasking.enqueue import enqueue
+
+    with transaction() as tx:  # nothing relays these while the test runs (``sent``)
+        enqueue(tx, PING, payload="one")
+        enqueue(tx, PING, payload="two")
+    after = _samples(client.get("/metrics", headers=operators_auth).text)
+    unpublished = {
+        dict(labels)["lane"]: v
+        for (n, labels), v in after.items()
+        if n == "rrpd_outbox_unpublished"
+    }
+    assert unpublished == {"interactive": 2, "sync": 0, "events": 0}
+    oldest = {
+        dict(labels)["lane"]: v
+        for (n, labels), v in after.items()
+        if n == "rrpd_outbox_oldest_seconds"
+    }
+    assert oldest["interactive"] >= 0 and oldest["sync"] == 0
+
+
 def test_counters_and_connection_gauges(client, operators_auth, session: Session) -> None:
     endpoint = f"/schedules/test-{uuid.uuid4().hex[:8]}"
     before = _samples(client.get("/metrics", headers=operators_auth).text)

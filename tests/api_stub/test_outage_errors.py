@@ -96,7 +96,7 @@ def test_readyz_names_the_broker_and_gives_a_retry_hint_while_redis_is_down(
         def ping(self) -> None:
             raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379.")
 
-    monkeypatch.setattr("api_stub.health.redis_client", lambda: DeadRedis())
+    monkeypatch.setattr("api_stub.health.redis_client", DeadRedis)
     with TestClient(create_app()) as client:
         r = client.get("/readyz")
     assert r.status_code == 503

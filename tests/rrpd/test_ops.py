@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,22 +15,17 @@ from sqlalchemy.orm import Session
 from models import AuditEvent, ConnectionStatus, SyncRun, TaskRecord, utcnow
 from rrpd.cli import cli
 from tests import factories
+from tests.support.outbox import CommittedTasks, as_call, paused_outbox
 from tests.support.secrets import stored_ciphertext
 
 API_KEY = "u+opsTestKey0123456789"
 
 
 @pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    from workers.tasking.app import app
-
-    calls: list[dict[str, Any]] = []
-
-    def fake_send_task(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> None:
-        calls.append({"name": name, "kwargs": kwargs, **options})
-
-    monkeypatch.setattr(app, "send_task", fake_send_task)
-    return calls
+def published(db: str) -> Iterator[CommittedTasks]:
+    """The tasks committed to the outbox (what will be published); no relay publishes them."""
+    with paused_outbox():
+        yield CommittedTasks(as_call)
 
 
 def _run(*args: str):  # type: ignore[no-untyped-def]

@@ -125,7 +125,13 @@ def isolated_worker(
     from celery import Celery
 
     prefix = f"{os.environ['RRPD_REDIS_KEY_PREFIX']}-iso-{uuid.uuid4().hex[:6]}"
-    worker_env = {**(env or {}), "RRPD_REDIS_KEY_PREFIX": prefix}
+    # No outbox relay loop: it would publish the shared database's outbox rows (meant for the
+    # shared workers) to this worker's own broker namespace.
+    worker_env = {
+        "RRPD_WORKER_LOOPS": "intake,redelivery",
+        **(env or {}),
+        "RRPD_REDIS_KEY_PREFIX": prefix,
+    }
     client = Celery("rrpd-test-client")
     client.config_from_object("celeryconfig")
     client.conf.broker_transport_options = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import celeryconfig
 from workers.tasking import contract, docs
 from workers.tasking.app import TASK_BASES, app
+from workers.tasking.checks import Refused
 from workers.tasking.contract import MAX_RETRY_COUNTDOWN, RETRY_POLICIES, TASKS, Family
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +107,45 @@ def test_every_retry_policy_is_capped_with_full_jitter(family: Family) -> None:
         wait = policy.countdown(0, reset_after=42.0, rng=rng)
         assert 42.0 <= wait <= 42.0 + policy.reset_jitter
     assert policy.countdown(0, reset_after=10_000.0) == MAX_RETRY_COUNTDOWN
+
+
+def test_values_are_checked_against_the_contract() -> None:
+    cid = uuid.uuid4()
+    assert contract.SYNC_CONNECTION.check_kwargs({"connection_id": cid, "kind": "manual"}) == {
+        "connection_id": str(cid),
+        "kind": "manual",
+    }
+    assert contract.SYNC_CONNECTION.check_kwargs({"connection_id": str(cid).upper()}) == {
+        "connection_id": str(cid)
+    }
+    refused = {
+        "connection_id must be a UUID, got 'x'": {"connection_id": "x"},
+        "connection_id must be a UUID, got 7": {"connection_id": 7},
+        "kind must be one of scheduled, manual, initial, binding; got 'bogus'": {
+            "connection_id": str(cid),
+            "kind": "bogus",
+        },
+    }
+    for error, kwargs in refused.items():
+        with pytest.raises(Refused) as caught:
+            contract.SYNC_CONNECTION.check_kwargs(kwargs)
+        assert str(caught.value) == error
+    with pytest.raises(Refused, match="generation must be a whole number, got True"):
+        contract.VALIDATE_API_KEY.check_kwargs({"connection_id": str(cid), "generation": True})
+    with pytest.raises(Refused, match="keyword arguments only"):
+        contract.DISCONNECT.check_message([str(cid)], {})
+    assert contract.DISCONNECT.check_kwargs({"connection_id": str(cid), "actor_member_id": None})
+    # An untrusted value is shown short.
+    with pytest.raises(Refused) as caught:
+        contract.REFRESH_TOKEN.check_kwargs({"connection_id": "y" * 500})
+    assert len(str(caught.value)) < 80
+
+
+def test_a_refused_message_answers_in_words_without_running() -> None:
+    _registered()
+    task = app.tasks["pagerduty.disconnect"]
+    assert task(connection_id="not-a-uuid") == {
+        "status": "refused",
+        "task": "pagerduty.disconnect",
+        "error": "connection_id must be a UUID, got 'not-a-uuid'",
+    }

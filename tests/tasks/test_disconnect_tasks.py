@@ -357,6 +357,8 @@ def test_worker_sigkilled_mid_disconnect_then_the_task_completes(session, sim) -
     celery = _isolated_app(prefix)
     env = {
         "RRPD_REDIS_KEY_PREFIX": prefix,
+        # Not the outbox relay: the shared workers publish this database's outbox rows.
+        "RRPD_WORKER_LOOPS": "intake,redelivery",
         "RRPD_PAGERDUTY_API_URL": sim.base_url,
         "RRPD_PAGERDUTY_EU_API_URL": sim.eu_base_url,
         "RRPD_PAGERDUTY_IDENTITY_URL": sim.identity_url,

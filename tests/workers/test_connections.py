@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Any
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,6 +20,7 @@ from models import (
     TaskRecord,
 )
 from tests import factories
+from tests.support.outbox import CommittedTasks, as_call, paused_outbox
 from workers.connections import oauth_login, setup, status
 from workers.core import access
 from workers.core.db import transaction
@@ -30,18 +31,10 @@ KEY = "u+abcdefghijklmnopqrst"
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    from workers.tasking.app import app
-
-    calls: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    def fake_send_task(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> None:
-        with lock:
-            calls.append({"name": name, "kwargs": kwargs, **options})
-
-    monkeypatch.setattr(app, "send_task", fake_send_task)
-    return calls
+def sent(db: str) -> Iterator[CommittedTasks]:
+    """The tasks committed to the outbox (what will be published); no relay publishes them."""
+    with paused_outbox():
+        yield CommittedTasks(as_call)
 
 
 @pytest.fixture

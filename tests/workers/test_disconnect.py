@@ -18,6 +18,7 @@ from models import (
     utcnow,
 )
 from tests import factories
+from tests.support.outbox import committed, paused_outbox
 from tests.workers.test_sync import (
     arrange_demo,
     fast_client,
@@ -180,24 +181,19 @@ def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
     assert session.scalar(select(func.count()).select_from(OAuthAuthorization)) == 1
 
 
-def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(
-    session, sim, monkeypatch
-) -> None:
+def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(session, sim) -> None:
     """PagerDuty documents no revocation endpoint: nothing is sent to it, nothing is queued,
     and our copies are gone in the disconnect's own transaction."""
-    from workers.tasking.app import app
-
-    sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(
-        app, "send_task", lambda name, kwargs=None, **o: sent.append({"name": name, **kwargs})
-    )
     demo = _synced_demo(session, sim, oauth=True)
     sim.control.post("/stats/reset")
 
-    result = transaction.disconnect_connection(demo.connection_id)
+    with paused_outbox():
+        before = len(committed())
+        result = transaction.disconnect_connection(demo.connection_id)
+        queued = committed()[before:]
 
     assert result.status == "disconnected"
-    assert sent == []
+    assert queued == []
     assert sim.control.get("/stats").json()["total"] == 0
     session.rollback()
     session.expire_all()

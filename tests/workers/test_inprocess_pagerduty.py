@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -16,6 +15,7 @@ from sqlalchemy import select
 from models import ConnectionStatus, PagerDutyConnection, PagerDutyUser, SyncRun
 from tests import factories
 from tests.support.fake_pagerduty import InProcessPagerDuty
+from tests.support.outbox import CommittedTasks, as_flat, paused_outbox
 from tests.workers.test_sync import arrange_demo, expected_members, on_call, rotation_state
 from workers.connections import activation
 from workers.sync import run
@@ -30,15 +30,10 @@ def fake() -> Iterator[InProcessPagerDuty]:
 
 
 @pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Tasks published after commit, caught instead of sent to a broker."""
-    from workers.tasking.app import app
-
-    sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(
-        app, "send_task", lambda name, kwargs=None, **_: sent.append({"name": name, **kwargs})
-    )
-    return sent
+def published(db: str) -> Iterator[CommittedTasks]:
+    """Tasks committed to the outbox (what will be published); no relay publishes them."""
+    with paused_outbox():
+        yield CommittedTasks(as_flat)
 
 
 def test_the_demo_account_syncs_in_process(session, fake) -> None:  # type: ignore[no-untyped-def]

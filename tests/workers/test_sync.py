@@ -36,6 +36,7 @@ from models import (
     utcnow,
 )
 from tests import factories
+from tests.support.outbox import captured_direct_publishes
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.connections.tokens import ConnectionCredential
 from workers.core.db import get_engine
@@ -204,13 +205,18 @@ def expected_members(demo: Demo, pd_ids: set[str] | list[str]) -> Any:
 
 @contextmanager
 def count_writes() -> Iterator[list[str]]:
-    """Every INSERT/UPDATE/DELETE sent to the database while the block runs."""
+    """Every INSERT/UPDATE/DELETE this thread sends to the database while the block runs.
+
+    This thread's only: the outbox's fast path publishes what an earlier commit wrote from a
+    thread of its own (marking rows published), which is not a write of the code measured.
+    """
     engine = get_engine()
     writes: list[str] = []
+    me = threading.get_ident()
 
     def listener(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         head = statement.lstrip().split(None, 1)[0].upper()
-        if head in ("INSERT", "UPDATE", "DELETE"):
+        if head in ("INSERT", "UPDATE", "DELETE") and threading.get_ident() == me:
             writes.append(" ".join(statement.split())[:120])
 
     event.listen(engine, "before_cursor_execute", listener)
@@ -790,16 +796,10 @@ def test_concurrent_requests_coalesce_into_one_extra_pass(
 
 
 @pytest.fixture
-def captured_sends(monkeypatch) -> list[dict[str, Any]]:
-    from workers.tasking.app import app
-
-    sent: list[dict[str, Any]] = []
-
-    def fake_send_task(name: str, kwargs: Any = None, **options: Any) -> Any:
-        sent.append({"name": name, "kwargs": kwargs, **options})
-
-    monkeypatch.setattr(app, "send_task", fake_send_task)
-    return sent
+def captured_sends(monkeypatch) -> Iterator[list[dict[str, Any]]]:
+    """The fan-out publishes directly (periodic work, no outbox row): caught here."""
+    with captured_direct_publishes(monkeypatch) as sent:
+        yield sent
 
 
 def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captured_sends) -> None:

@@ -33,6 +33,7 @@ from workers.core.audit import audit
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
+from workers.events import transition
 from workers.pagerduty import id_token, oauth
 from workers.pagerduty.errors import (
     Forbidden,
@@ -202,7 +203,7 @@ def finish_connected(
         if subdomain:
             conn.pagerduty_subdomain = subdomain
         conn.notice = notice
-        conn.transition(ConnectionStatus.CONNECTED)
+        transition(session, conn, ConnectionStatus.CONNECTED)
         conn.connected_at = utcnow()
         conn.next_sync_at = None
         extra: dict[str, Any] = {"notice": notice} if notice else {}
@@ -236,7 +237,7 @@ def finish_invalid(
         conn = _locked_if_validating(session, cid, generation)
         if conn is None:
             return ActivationResult("stale", str(cid))
-        conn.transition(ConnectionStatus.INVALID, error=message)
+        transition(session, conn, ConnectionStatus.INVALID, error=message)
         audit(
             session, conn.workspace_id, "pagerduty.invalid", connection_id=conn.id, reason=message
         )

@@ -55,6 +55,12 @@ DATABASE_UNAVAILABLE = (
     "Round Robin's database was unavailable for several minutes while it checked this "
     "connection, so the check could not finish. Please connect again."
 )
+# A validation ended by the sweep: its task was lost after it was published (the broker lost
+# its data) or dropped for good. Nothing says PagerDuty was at fault.
+CHECK_LOST = (
+    "Round Robin could not finish checking this connection: the check was interrupted. "
+    "Please try again."
+)
 UNREACHABLE = (
     "Round Robin could not reach PagerDuty to check this connection after several tries. "
     "Please try again in a few minutes."

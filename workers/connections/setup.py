@@ -25,6 +25,7 @@ from models import (
     Workspace,
     utcnow,
 )
+from workers import events
 from workers.connections import messages
 from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
 from workers.core.audit import audit
@@ -98,6 +99,7 @@ def install_credentials(
     conn = live_connection(session, workspace_id, lock=True)
     now = utcnow()
     replaced = conn is not None
+    previous = conn.status if conn is not None else None
     if conn is None:
         conn = PagerDutyConnection(
             id=uuid.uuid4(),
@@ -110,6 +112,7 @@ def install_credentials(
     else:
         if conn.status == ConnectionStatus.DISCONNECTING:
             raise Conflict(messages.DISCONNECTING, code="disconnecting")
+        # The status event is written below, once the new credentials' facts are set.
         conn.transition(ConnectionStatus.VALIDATING)
         conn.generation = conn.generation + 1
         # Our copies of the old credentials go at once. PagerDuty offers no API to revoke OAuth
@@ -130,6 +133,7 @@ def install_credentials(
     conn.notice = None
     conn.consecutive_sync_failures = 0
     session.flush()
+    events.connection_status_changed(session, conn, previous)
     return conn, replaced
 
 

@@ -1,9 +1,13 @@
-"""Ending lost validations.
+"""Ending lost validations: the last resort, not the way a lost publish is recovered.
 
-A ``validate_api_key`` or ``exchange_oauth_code`` lost with Redis, or killed for good, would
-leave its connection ``validating`` for ever. Beat's ``pagerduty.refresh_expiring_tokens`` runs
-this sweep every 5 minutes: a connection ``validating`` for longer than ``STALE_AFTER`` gets a
-clear error (``invalid``, "could not reach PagerDuty... try again") and the admin submits again.
+The task a connect enqueues is an outbox row of the connect's own transaction, so it reaches
+the broker however Redis behaves at the commit (``workers.outbox``), and a worker killed
+mid-task has its message back within seconds (``workers.tasking.redelivery``). What this sweep
+still guards: a message the broker itself lost after it was published (a Redis restart without
+persistence, a failover that dropped writes) and one dropped for good as poison. Beat's
+``pagerduty.refresh_expiring_tokens`` runs it every 5 minutes: a connection ``validating`` for
+longer than ``STALE_AFTER`` gets a clear error (``invalid``, "the check was interrupted...
+try again") and the admin submits again.
 """
 
 from __future__ import annotations
@@ -38,5 +42,5 @@ def expire_stale_validations() -> int:
             if since <= now - timedelta(seconds=STALE_AFTER.get(method, 600))
         ]
     for cid, generation in stuck:
-        finish_invalid(cid, generation, messages.UNREACHABLE)
+        finish_invalid(cid, generation, messages.CHECK_LOST)
     return len(stuck)

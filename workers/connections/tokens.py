@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
 from workers.connections import messages
@@ -22,6 +23,7 @@ from workers.core import locks, metrics
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
+from workers.events import transition
 from workers.pagerduty import oauth
 from workers.pagerduty.errors import InvalidClient, InvalidCredentials, InvalidGrant
 from workers.pagerduty.records import Credential
@@ -155,7 +157,7 @@ def refresh_connection(
                 # Someone else refreshed while we waited: use their committed token.
                 return current
             if not conn.refresh_token or not conn.oauth_client_secret:
-                _mark_needs_reauth(conn)
+                _mark_needs_reauth(session, conn)
                 needs_reauth = True
             else:
                 needs_reauth = False
@@ -168,7 +170,7 @@ def refresh_connection(
                         timeout=settings.pagerduty_timeout_seconds,
                     )
                 except (InvalidGrant, InvalidClient, InvalidCredentials):
-                    _mark_needs_reauth(conn)
+                    _mark_needs_reauth(session, conn)
                     needs_reauth = True
                 else:
                     _store_tokens(conn, tokens)
@@ -192,9 +194,9 @@ def _store_tokens(conn: PagerDutyConnection, tokens: oauth.TokenSet) -> None:
         conn.granted_scopes = " ".join(sorted(tokens.scopes))
 
 
-def _mark_needs_reauth(conn: PagerDutyConnection) -> None:
+def _mark_needs_reauth(session: Session, conn: PagerDutyConnection) -> None:
     if conn.can_transition(ConnectionStatus.NEEDS_REAUTH):
-        conn.transition(ConnectionStatus.NEEDS_REAUTH, error=messages.REAUTH)
+        transition(session, conn, ConnectionStatus.NEEDS_REAUTH, error=messages.REAUTH)
 
 
 def _record_metric(outcome: str) -> None:

@@ -38,3 +38,49 @@ def audit(
         event.created_at = at
     session.add(event)
     return event
+
+
+# --- reading the trail (the API's GET /v1/workspaces/{W}/audit and `rrpd audit`) -------------
+
+MAX_PAGE = 200
+
+
+def audit_trail(
+    session: Session,
+    workspace_id: uuid.UUID,
+    *,
+    limit: int = 50,
+    before: datetime | None = None,
+    action: str | None = None,
+) -> list[dict[str, Any]]:
+    """The workspace's audit events, newest first: ``limit`` of them (at most ``MAX_PAGE``)
+    older than ``before``, optionally only actions starting with ``action``."""
+    from sqlalchemy import select
+
+    from models import Member
+
+    query = (
+        select(AuditEvent, Member.display_name, Member.email)
+        .outerjoin(Member, Member.id == AuditEvent.actor_member_id)
+        .where(AuditEvent.workspace_id == workspace_id)
+        .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+        .limit(max(1, min(limit, MAX_PAGE)))
+    )
+    if before is not None:
+        query = query.where(AuditEvent.created_at < before)
+    if action:
+        escaped = action.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(AuditEvent.action.like(f"{escaped}%", escape="\\"))
+    return [
+        {
+            "id": event.id,
+            "at": event.created_at,
+            "action": event.action,
+            "actor": event.actor,
+            "actor_member_id": event.actor_member_id,
+            "actor_name": name,
+            "actor_email": email,
+            "details": event.details or {},
+        }
+        for event, name, email in session.execute(query)
+    ]

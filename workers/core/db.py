@@ -103,10 +103,15 @@ def affected_rows(result: Result[Any]) -> int:
 def after_commit(session: Session, fn: Callable[[], object]) -> None:
     """Run ``fn`` once the session's transaction has committed; dropped on rollback.
 
-    This is how tasks are enqueued: a task published for a transaction that rolled back would
-    act on rows that do not exist.
+    Nothing is *published* from here: tasks and events are rows of the outbox, written in the
+    transaction (``workers.outbox``); this hook only wakes the relay once they are committed.
     """
     session.info.setdefault(_AFTER_COMMIT, []).append(fn)
+
+
+def pending_after_commit(session: Session) -> list[Callable[[], object]]:
+    """The callbacks waiting for this session's commit (empty after a commit or rollback)."""
+    return list(session.info.get(_AFTER_COMMIT, []))
 
 
 @event.listens_for(Session, "after_commit")

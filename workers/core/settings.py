@@ -61,6 +61,12 @@ ALLOWED: dict[str, str] = {
     "api_max_body_bytes": "a whole number of bytes, at least 1",
     "api_max_header_bytes": "a whole number of bytes, at least 1024",
     "log_format": "one of auto, json, console",
+    "outbox_poll_seconds": "a number of seconds greater than 0",
+    "outbox_batch": "a whole number of rows, at least 1",
+    "outbox_task_retention_hours": "a whole number of hours, at least 1",
+    "events_retention_days": "a whole number of days, at least 1",
+    "events_stream_retention_hours": "a whole number of hours, at least 1",
+    "worker_heartbeat_seconds": "a whole number of seconds, at least 5",
     "log_level": f"one of {', '.join(LOG_LEVELS)}",
     "public_url": "an http:// or https:// URL",
     "app_integrations_url": "empty, or an http:// or https:// URL",
@@ -125,6 +131,24 @@ class Settings(BaseSettings):
     api_max_header_bytes: int = Field(16_384, ge=1024)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    # Which background loops a worker runs (workers.tasking.loops): all, none, or names.
+    worker_loops: str = "all"
+
+    # The outbox (workers/outbox): how often each worker node's relay looks for rows the
+    # after-commit fast path did not publish, how many rows one round publishes, and how long
+    # published rows are kept (tasks: to re-publish after a broker lost its data; events: for
+    # `rrpd events replay`).
+    outbox_poll_seconds: float = Field(1.0, gt=0, allow_inf_nan=False)
+    outbox_batch: int = Field(500, gt=0)
+    outbox_task_retention_hours: int = Field(24, gt=0)
+    events_retention_days: int = Field(7, gt=0)
+    # The Redis stream other services read events from (default: <RRPD_REDIS_KEY_PREFIX>:events)
+    # and how long it keeps them (older entries are trimmed as new ones are added).
+    events_stream: str = ""
+    events_stream_retention_hours: int = Field(72, gt=0)
+    # A worker node whose heartbeat is older than this is dead: the messages it held go back
+    # to their queue (workers.tasking.redelivery) instead of waiting for the visibility timeout.
+    worker_heartbeat_seconds: int = Field(30, ge=5)
 
     @field_validator("database_url")
     @classmethod
@@ -167,6 +191,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.var_dir / 'rrpd.sqlite3'}"
+
+    @property
+    def effective_events_stream(self) -> str:
+        return self.events_stream.strip() or f"{self.redis_key_prefix}:events"
 
     @property
     def effective_redbeat_url(self) -> str:

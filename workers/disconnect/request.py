@@ -17,6 +17,7 @@ from workers.connections.setup import Enqueued, live_connection
 from workers.core.access import Actor, Missing, require_manager
 from workers.core.audit import audit
 from workers.disconnect.revoke import revoke_instructions
+from workers.events import transition
 from workers.tasking.contract import DISCONNECT
 from workers.tasking.enqueue import enqueue
 
@@ -39,7 +40,7 @@ def request_disconnect(session: Session, actor: Actor) -> DisconnectRequested:
         raise Missing(messages.NOT_CONNECTED, code="not_connected")
     already = conn.status == ConnectionStatus.DISCONNECTING
     if not already:
-        conn.transition(ConnectionStatus.DISCONNECTING)
+        transition(session, conn, ConnectionStatus.DISCONNECTING)
     task_id = enqueue(
         session,
         DISCONNECT,

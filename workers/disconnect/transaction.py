@@ -28,10 +28,13 @@ from models import (
     PagerDutyUser,
     utcnow,
 )
+from workers import events
 from workers.core.audit import audit
 from workers.core.db import affected_rows, transaction
 from workers.core.ids import parse_uuid
+from workers.events import transition
 from workers.rotations.locking import bound_rotations_for_update, lock_connection
+from workers.rotations.people import rotation_people
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ def disconnect_connection(
             return DisconnectResult(status="already_disconnected", connection_id=str(cid))
         previous_status = conn.status
         if conn.status != ConnectionStatus.DISCONNECTING:
-            conn.transition(ConnectionStatus.DISCONNECTING)
+            transition(session, conn, ConnectionStatus.DISCONNECTING)
 
         # 1. Every bound rotation of the workspace becomes Manual, keeping its people. Only one
         #    live connection per workspace exists, so these are all this connection's.
@@ -77,8 +80,22 @@ def disconnect_connection(
             {"id": str(r.id), "name": r.name, "schedule": r.pagerduty_schedule_id}
             for r in rotations
         ]
+        people = rotation_people(session, [r.id for r in rotations])
         for rotation in rotations:
+            previous_schedule = rotation.pagerduty_schedule_id
             rotation.make_manual()
+            members, on_duty = people.get(rotation.id, ([], set()))
+            events.rotation_made_manual(
+                session,
+                workspace_id=conn.workspace_id,
+                rotation_id=rotation.id,
+                connection_id=conn.id,
+                previous_schedule_id=previous_schedule,
+                reason="disconnected",
+                members=members,
+                on_duty=on_duty,
+                occurred_at=now,
+            )
 
         # 2. No credential, no pending login, no mirrored PagerDuty data is left.
         conn.clear_credentials()
@@ -105,7 +122,7 @@ def disconnect_connection(
             )
 
         # 3. Disconnected, under a new generation: any sync still running writes nothing.
-        conn.transition(ConnectionStatus.DISCONNECTED)
+        transition(session, conn, ConnectionStatus.DISCONNECTED)
         conn.generation += 1
         conn.disconnected_at = now
         conn.next_sync_at = None

@@ -14,9 +14,11 @@ from models import (
     RotationMode,
     utcnow,
 )
+from workers import events
 from workers.connections.setup import connected_connection
 from workers.core.access import Actor, Invalid, Missing, require_manager
 from workers.core.audit import audit
+from workers.rotations.people import rotation_people
 from workers.rotations.views import rotation_missing
 from workers.tasking.contract import (
     SYNC_CONNECTION,
@@ -69,6 +71,15 @@ def bind_rotation(
         rotation.mode = RotationMode.PAGERDUTY
         rotation.pagerduty_schedule_id = schedule_id
         rotation.bound_at = utcnow()
+        events.rotation_bound(
+            session,
+            workspace_id=actor.workspace_id,
+            rotation_id=rotation.id,
+            connection_id=conn.id,
+            schedule_id=schedule_id,
+            previous_schedule_id=previous,
+            occurred_at=rotation.bound_at,
+        )
     task_id = enqueue(
         session,
         SYNC_CONNECTION,
@@ -98,6 +109,17 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
     if rotation.mode != RotationMode.MANUAL:
         previous = rotation.pagerduty_schedule_id
         rotation.make_manual()
+        members, on_duty = rotation_people(session, [rotation.id])[rotation.id]
+        events.rotation_made_manual(
+            session,
+            workspace_id=actor.workspace_id,
+            rotation_id=rotation.id,
+            connection_id=None,
+            previous_schedule_id=previous,
+            reason="unbound",
+            members=members,
+            on_duty=on_duty,
+        )
         audit(
             session,
             actor.workspace_id,

@@ -29,6 +29,7 @@ from models import (
     RotationOnDuty,
     normalize_email,
 )
+from workers import events
 from workers.pagerduty.snapshot import AccountSnapshot
 from workers.rotations.locking import bound_rotations_for_update
 from workers.sync import messages
@@ -66,9 +67,11 @@ def apply_snapshot(
     """
     out = ApplyResult(warnings=list(snapshot.notices))
     cid = conn.id
-    members_by_key: dict[str, uuid.UUID] = dict(session.execute(
+    members_by_key: dict[str, uuid.UUID] = dict(
+        session.execute(
             select(Member.email_key, Member.id).where(Member.workspace_id == conn.workspace_id)
-        ).all())
+        ).all()
+    )
 
     # -- users (inactive ones are deleted users that schedules still name: never linked) --
     want_users: dict[str, dict[str, Any]] = {}
@@ -330,6 +333,7 @@ def _sync_rotations(
     duty_inserts: list[dict[str, Any]] = []
     duty_deletes: list[tuple[uuid.UUID, uuid.UUID]] = []
     touched: list[uuid.UUID] = []
+    changes: list[tuple[Any, ...]] = []  # (rotation, schedule, members and on duty before/after)
     for rot in bound:
         sid = rot.pagerduty_schedule_id
         schedule = schedules.get(sid)
@@ -364,6 +368,10 @@ def _sync_rotations(
         after += len(duty_inserts) + len(duty_deletes)
         if after != before or rot.last_synced_at is None:
             touched.append(rot.id)
+        if after != before:
+            members_before = sorted(have_m, key=have_m.__getitem__)
+            people = (members_before, list(want_members), have_duty[rot.id], want_duty)
+            changes.append((rot.id, sid, *people))
 
     # Deletes first: a position freed by a leaver may be taken by a newcomer.
     if member_deletes:
@@ -397,6 +405,8 @@ def _sync_rotations(
             .values(last_synced_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+    for change in changes:  # events of the rotations whose people this sync changed
+        events.rotation_people_changed(session, conn, *change, occurred_at=now)
     out.created += len(member_inserts) + len(duty_inserts)
     out.updated += len(member_updates) + len(touched)
     out.deleted += len(member_deletes) + len(duty_deletes)

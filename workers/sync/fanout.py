@@ -1,7 +1,8 @@
 """Beat's fan-out: every connected connection that is due gets a sync, spread over a window.
 
-The same round re-sends lost disconnects (``workers.disconnect.sweeps``): not a sync, but the
-same periodic sweep of the connections table.
+The syncs are published directly once the claim has committed, not through the outbox: a
+scheduled sync is periodic, not caused by a change, and one that Redis loses is simply due
+again an interval later (the outbox would add a row per connection per minute for nothing).
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 
 from models import ConnectionStatus, PagerDutyConnection, utcnow
-from workers.core.db import after_commit, transaction
+from workers.core.db import transaction
 from workers.core.settings import get_settings
-from workers.disconnect.sweeps import resend_stuck_disconnects
 from workers.tasking.contract import SYNC_CONNECTION
 from workers.tasking.enqueue import publish_many
 
@@ -32,7 +32,7 @@ def schedule_syncs(
 
     ``next_sync_at`` is pushed to now + interval in the same statement that picks the rows
     (``FOR UPDATE SKIP LOCKED``), so two beat processes, or a round slower than the interval,
-    never enqueue a connection twice. Also re-enqueues disconnects whose task was lost.
+    never enqueue a connection twice.
     """
     settings = get_settings()
     now = now or utcnow()
@@ -58,13 +58,11 @@ def schedule_syncs(
                 .execution_options(synchronize_session=False)
             ).scalars()
         )
-        batch_messages = [
-            ({"connection_id": str(cid), "kind": "scheduled"}, rng.uniform(0, jitter) or None)
-            for cid in ids
-        ]
-        # Published after commit (never for rows that rolled back), through one producer:
-        # thousands of separate send_task calls each take a pooled connection and cost seconds.
-        after_commit(session, lambda: publish_many(SYNC_CONNECTION, batch_messages))
-        # Not a sync, but the same beat round: lost disconnects are sent again.
-        disconnects = resend_stuck_disconnects(session, now)
-    return {"enqueued": len(ids), "disconnects": disconnects}
+    batch_messages = [
+        ({"connection_id": str(cid), "kind": "scheduled"}, rng.uniform(0, jitter) or None)
+        for cid in ids
+    ]
+    # Published once the claim has committed (never for a claim that rolled back), through one
+    # producer: thousands of separate send_task calls each take a pooled connection.
+    publish_many(SYNC_CONNECTION, batch_messages)
+    return {"enqueued": len(ids)}

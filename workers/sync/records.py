@@ -20,6 +20,7 @@ from models import ConnectionStatus, PagerDutyConnection, SyncRun, utcnow
 from workers.core import metrics
 from workers.core.db import transaction
 from workers.core.settings import get_settings
+from workers.events import transition as change_status
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.snapshot import AccountSnapshot
 from workers.rotations.locking import lock_connection
@@ -171,7 +172,7 @@ class RunContext:
                 if conn.next_sync_at is None or conn.next_sync_at < not_before:
                     conn.next_sync_at = not_before
                 if transition is not None and conn.can_transition(transition[0]):
-                    conn.transition(transition[0], error=transition[1])
+                    change_status(session, conn, transition[0], error=transition[1])
         self._metrics(status, run.duration_ms or 0)
         log.info("sync %s: %s", status, message, extra={"connection_id": str(self.cid)})
         return SyncResult(

@@ -20,12 +20,24 @@ from workers.core.logging import bind_task_context, configure_logging, unbind_ta
 from workers.core.outages import is_database_outage
 from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
-from workers.tasking.contract import RETRY_POLICIES, TASKS, Family, RetryPolicy, TaskSpec
+from workers.tasking.checks import Refused, refusal, uuid_text
+from workers.tasking.contract import (
+    BY_NAME,
+    RETRY_POLICIES,
+    TASKS,
+    Family,
+    RetryPolicy,
+    TaskSpec,
+)
 
 log = logging.getLogger(__name__)
 
 # Imported by the worker at start-up (``include``), not here: they import this module.
 TASK_MODULES = sorted({spec.module for spec in TASKS})
+# ... and what runs beside the tasks in every worker node (they register background loops and
+# signal handlers): the intake of tasks other services send by name to Celery's default queue,
+# the return of what a dead node held, the outbox relay.
+WORKER_MODULES = ["workers.tasking.intake", "workers.tasking.redelivery", "workers.outbox"]
 
 
 # Every task rides out a PostgreSQL outage: about 7 minutes of retries (0-1 s, 0-2 s, ... capped
@@ -74,13 +86,25 @@ class RRPDTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
+        spec = BY_NAME.get(self.name)
+        refused: str | None = None
+        if spec is not None:
+            # The contract checks every message, whoever sent it: a malformed one is refused in
+            # words (its result says what was wrong), acknowledged and never retried.
+            try:
+                kwargs, args = spec.check_message(args, kwargs), ()
+            except Refused as exc:
+                refused = str(exc)
         bind_task_context(
             task_id=request.id,
             task_name=self.name,
-            connection_id=kwargs.get("connection_id"),
-            workspace_id=kwargs.get("workspace_id"),
+            connection_id=_trusted_id(kwargs.get("connection_id")),
+            workspace_id=_trusted_id(kwargs.get("workspace_id")),
         )
         try:
+            if refused is not None:
+                log.warning("refused %s: %s", self.name, refused, extra={"refused": refused})
+                return refusal(self.name, refused)
             if request.id and not request.called_directly:
                 self._check_deliveries(request)
             return super().__call__(*args, **kwargs)
@@ -115,6 +139,14 @@ class RRPDTask(Task):  # type: ignore[misc]
                 f"task {self.name} was delivered {count} times without finishing; "
                 "it has been dropped (see the worker logs for the crash)"
             )
+
+
+def _trusted_id(value: Any) -> str | None:
+    """An id for the log context only if it is one (a refused message may carry anything)."""
+    try:
+        return uuid_text("id", value) if value is not None else None
+    except Refused:
+        return None
 
 
 class ConnectTask(RRPDTask):
@@ -195,8 +227,11 @@ def contract_task(spec: TaskSpec, *, base: type[RRPDTask] | None = None) -> Call
 def create_app() -> Celery:
     # Task modules are imported when the worker starts (``include``), not here, because they
     # import this module for ``app``.
-    app = Celery("rrpd", task_cls=RRPDTask, include=TASK_MODULES)
+    app = Celery("rrpd", task_cls=RRPDTask, include=[*TASK_MODULES, *WORKER_MODULES])
     app.config_from_object("celeryconfig")
+    from workers.tasking.loops import LoopsStep
+
+    app.steps["worker"].add(LoopsStep)
     return app
 
 

@@ -25,6 +25,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from workers.tasking.checks import (
+    Check,
+    Refused,
+    one_of,
+    optional_uuid_text,
+    short_text,
+    uuid_text,
+    whole_number,
+)
+
 if TYPE_CHECKING:
     from workers.core.settings import Settings
 
@@ -133,6 +143,8 @@ class Kwarg:
     type: str
     meaning: str
     default: Any = REQUIRED
+    # What a value must look like (``Refused`` otherwise); every public argument has one.
+    check: Check | None = None
 
     @property
     def required(self) -> bool:
@@ -180,17 +192,34 @@ class TaskSpec:
     def kwarg_names(self) -> frozenset[str]:
         return frozenset(k.name for k in self.kwargs)
 
-    def check_kwargs(self, kwargs: Mapping[str, Any]) -> None:
-        """Refuse a message the contract does not allow (unknown or missing arguments)."""
-        unknown = sorted(set(kwargs) - self.kwarg_names())
+    def check_kwargs(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments as the task receives them, or ``Refused`` saying what is wrong:
+        unknown or missing arguments, or a value of the wrong shape (a ``connection_id`` that
+        is not a UUID, an unknown ``kind``)."""
+        unknown = sorted(str(k) for k in set(kwargs) - self.kwarg_names())
         if unknown:
-            raise ValueError(f"{self.name} takes no argument {', '.join(unknown)}")
+            raise Refused(f"{self.name} takes no argument {', '.join(unknown)}")
         missing = [k.name for k in self.kwargs if k.required and k.name not in kwargs]
         if missing:
-            raise ValueError(f"{self.name} needs {', '.join(missing)}")
+            raise Refused(f"{self.name} needs {', '.join(missing)}")
+        checked: dict[str, Any] = {}
+        for kwarg in self.kwargs:
+            if kwarg.name in kwargs:
+                value = kwargs[kwarg.name]
+                checked[kwarg.name] = kwarg.check(kwarg.name, value) if kwarg.check else value
+        return checked
+
+    def check_message(self, args: Any, kwargs: Any) -> dict[str, Any]:
+        """``check_kwargs`` for a message as it arrives (positional arguments are refused)."""
+        if args:
+            raise Refused(f"{self.name} takes keyword arguments only, got {len(args)} positional")
+        if not isinstance(kwargs, Mapping):
+            raise Refused(f"{self.name} takes keyword arguments as a JSON object")
+        return self.check_kwargs(kwargs)
 
 
-CONNECTION_ID = Kwarg("connection_id", "str", "The connection's id (UUID).")
+CONNECTION_ID = Kwarg("connection_id", "str", "The connection's id (UUID).", check=uuid_text)
+SYNC_KINDS = ("scheduled", "manual", "initial", "binding")  # why a sync runs (its SyncRun says)
 
 VALIDATE_API_KEY = TaskSpec(
     name="pagerduty.validate_api_key",
@@ -198,7 +227,12 @@ VALIDATE_API_KEY = TaskSpec(
     queue=INTERACTIVE,
     kwargs=(
         CONNECTION_ID,
-        Kwarg("generation", "int", "The connection's generation when the key was stored."),
+        Kwarg(
+            "generation",
+            "int",
+            "The connection's generation when the key was stored.",
+            check=whole_number,
+        ),
     ),
     soft_time_limit=60,
     time_limit=90,
@@ -210,7 +244,7 @@ EXCHANGE_OAUTH_CODE = TaskSpec(
     name="pagerduty.exchange_oauth_code",
     module="tasks.connections",
     queue=INTERACTIVE,
-    kwargs=(Kwarg("authorization_id", "str", "The pending OAuth login the callback completed."),),
+    kwargs=(Kwarg("authorization_id", "str", "The pending OAuth login (UUID).", check=uuid_text),),
     # The code dies 30 seconds after PagerDuty issued it: fail fast, never retry.
     soft_time_limit=25,
     time_limit=40,
@@ -252,8 +286,9 @@ SYNC_CONNECTION = TaskSpec(
         Kwarg(
             "kind",
             "str",
-            "Why the sync runs; recorded on the SyncRun. Anything else counts as `scheduled`.",
+            "Why the sync runs; recorded on the SyncRun. Anything else is refused.",
             default="scheduled",
+            check=one_of(*SYNC_KINDS),
         ),
     ),
     kwargs_note="(`scheduled`, `manual`, `initial`, `binding`)",
@@ -273,7 +308,7 @@ SCHEDULE_SYNCS = TaskSpec(
     time_limit=55,
     family=Family.BEAT,
     max_retries=0,
-    result="`{enqueued, disconnects}`",
+    result="`{enqueued}`",
     no_retry_because="next beat",
     beat=Beat(
         "schedule-syncs",
@@ -290,8 +325,9 @@ DISCONNECT = TaskSpec(
         Kwarg(
             "actor_member_id",
             "str | None",
-            "The member who asked (audit); none for a re-sent disconnect.",
+            "The member who asked (audit; a UUID), or none.",
             default=None,
+            check=optional_uuid_text,
         ),
     ),
     soft_time_limit=30,
@@ -317,7 +353,7 @@ PING = TaskSpec(
     name="rrpd.ping",
     module="tasks.health",
     queue=INTERACTIVE,
-    kwargs=(Kwarg("payload", "str", "Echoed back.", default="pong"),),
+    kwargs=(Kwarg("payload", "str", "Echoed back.", default="pong", check=short_text(1000)),),
     soft_time_limit=10,
     time_limit=20,
     family=Family.ONCE,
@@ -354,6 +390,8 @@ def _check_table() -> None:
             ids_only = kwarg.name.endswith("_id") or kwarg.name in ("kind", "generation")
             if not ids_only and any(word in kwarg.name for word in SECRET_WORDS):
                 raise AssertionError(f"{spec.name}: {kwarg.name} looks like a secret")
+            if kwarg.check is None:
+                raise AssertionError(f"{spec.name}: {kwarg.name} has no check of its value")
     if len(BY_NAME) != len(TASKS):
         raise AssertionError("task names must be unique")
 

@@ -1,9 +1,16 @@
-"""Publish tasks by their public name, only after the transaction that made the work commits.
+"""Enqueue tasks by their public name: as outbox rows, in the caller's transaction.
 
 The API and tasks both go through ``enqueue``: it fixes the task id up front (so the API can
 return it), records which workspace the task belongs to (``GET /v1/tasks/{id}`` shows callers
-only their own), and publishes after commit. Arguments are the ones the contract
-(``workers.tasking.contract``) declares: ids and plain values, never secrets.
+only their own) and writes the message into the outbox (``workers.outbox``) in the same
+transaction as the change that needs it. Nothing is published before the commit, nothing is
+lost after it: the relay publishes the row once committed (milliseconds later, or when Redis is
+back). Arguments are checked against the contract (``workers.tasking.contract``): ids and plain
+values, never secrets.
+
+``publish_now`` and ``publish_many`` are for periodic work that is not caused by a change
+(beat's fan-out, the token-refresh sweep): a message of theirs that Redis loses is sent again by
+the next round, so they publish directly, without an outbox row.
 """
 
 from __future__ import annotations
@@ -15,13 +22,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from models import TaskRecord
-from workers.core.db import after_commit
+from workers.outbox import publisher
+from workers.outbox.writer import add_task
 from workers.tasking.contract import TaskSpec
-
-
-def _plain(spec: TaskSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
-    spec.check_kwargs(kwargs)
-    return {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in kwargs.items()}
 
 
 def enqueue(
@@ -32,43 +35,34 @@ def enqueue(
     countdown: float | None = None,
     **kwargs: Any,
 ) -> str:
-    """Publish ``spec(**kwargs)`` after ``session`` commits; return the task id."""
-    plain = _plain(spec, kwargs)
+    """Have ``spec(**kwargs)`` run once ``session`` commits; return the task id."""
+    plain = spec.check_kwargs(kwargs)
     task_id = str(uuid.uuid4())
     if workspace_id is not None:
         session.add(TaskRecord(task_id=task_id, workspace_id=workspace_id, task_name=spec.name))
-
-    def publish() -> None:
-        from workers.tasking.app import app
-
-        app.send_task(spec.name, kwargs=plain, task_id=task_id, countdown=countdown)
-
-    after_commit(session, publish)
+    add_task(
+        session,
+        spec,
+        task_id=task_id,
+        kwargs=plain,
+        countdown=countdown,
+        workspace_id=workspace_id,
+    )
     return task_id
 
 
 def publish_now(spec: TaskSpec, *, countdown: float | None = None, **kwargs: Any) -> str:
-    """Publish outside any transaction (beat fan-out, hand-overs of our own)."""
-    from workers.tasking.app import app
-
-    return str(app.send_task(spec.name, kwargs=_plain(spec, kwargs), countdown=countdown).id)
+    """Publish at once, outside any transaction (periodic work only: see the module doc)."""
+    return publisher.send(spec.name, spec.check_kwargs(kwargs), countdown=countdown)
 
 
-def publish_many(spec: TaskSpec, messages: Iterable[tuple[dict[str, Any], float | None]]) -> None:
-    """Publish many messages of one task over a single producer connection.
+def publish_many(spec: TaskSpec, messages: Iterable[tuple[dict[str, Any], float | None]]) -> int:
+    """Publish many messages of one task over a single producer connection (beat's fan-out).
 
     Thousands of separate ``send_task`` calls each take a pooled connection and cost seconds.
     """
-    batch = [(_plain(spec, kwargs), countdown) for kwargs, countdown in messages]
-    if not batch:
-        return
-    from workers.tasking.app import app
-
-    with app.producer_or_acquire() as producer:
-        for kwargs, countdown in batch:
-            app.send_task(
-                spec.name,
-                kwargs=kwargs,
-                countdown=round(countdown, 3) if countdown else None,
-                producer=producer,
-            )
+    batch = [
+        (spec.name, spec.check_kwargs(kwargs), None, round(countdown, 3) if countdown else None)
+        for kwargs, countdown in messages
+    ]
+    return publisher.send_many(batch) if batch else 0
