@@ -285,8 +285,10 @@ def test_sync_now_wait_fails_when_the_sync_fails(session: Session, sim, live_wor
 @pytest.mark.integration
 def test_sync_now_wait_gives_up_after_the_timeout(session: Session, sim, live_workers) -> None:
     ws, _ = _connected_to_the_simulator(session, sim)
+    # Every request is slow, not only the first: a one-shot fault can be taken by a request of
+    # a sync still retrying from an earlier test on the shared workers (the reset clears it).
     sim.control.post(
-        "/faults", json={"kind": "latency", "latency_ms": 6000, "path_prefix": "/", "times": 1}
+        "/faults", json={"kind": "latency", "latency_ms": 6000, "path_prefix": "/", "times": 50}
     ).raise_for_status()
     result = _run("sync-now", str(ws.id), "--wait", "--timeout", "2")
     assert result.exit_code == 1
