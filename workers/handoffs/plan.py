@@ -1,0 +1,97 @@
+"""Planning: the instants in a schedule's rendered timeline where who is on call changes.
+
+The sync reads each bound schedule's on-call over ``[fetched_at, fetched_at + horizon)``. Every
+shift start or end strictly inside that window, where the set of people on call differs from the
+set just before it, is a handoff. The window's own end is not one: a shift "ending" there is
+only PagerDuty's rendering cut at ``until``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert
+from sqlalchemy.orm import Session
+
+from models import ScheduledHandoff
+from workers.pagerduty.records import Timeline
+
+
+@dataclass(frozen=True)
+class PlannedHandoff:
+    at: datetime
+    user_ids: tuple[str, ...]  # PagerDuty user ids on call from ``at`` (empty: nobody)
+
+
+def handoffs_in(timeline: Timeline, since: datetime) -> list[PlannedHandoff]:
+    """The on-call changes in ``(since, timeline.until)``, in time order."""
+    until = timeline.until
+    instants = sorted(
+        {
+            moment
+            for shift in timeline.shifts
+            for moment in (shift.start, shift.end)
+            if moment is not None and since < moment < until
+        }
+    )
+    previous = {u.id for u in timeline.on_call_at(since)}
+    out: list[PlannedHandoff] = []
+    for moment in instants:
+        ids = tuple(u.id for u in timeline.on_call_at(moment) if u.id and len(u.id) <= 64)
+        if set(ids) != previous:
+            out.append(PlannedHandoff(moment, ids))
+            previous = set(ids)
+    return out
+
+
+def replace_pending(
+    session: Session,
+    *,
+    rotation_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    generation: int,
+    schedule_id: str,
+    timeline: Timeline,
+    since: datetime,
+    now: datetime,
+) -> int:
+    """Replace the rotation's pending handoffs with those of a freshly read timeline (in the
+    sync's apply transaction, under the rotation's row lock). Returns how many are planned.
+
+    All pending rows go, due ones included: the sync that calls this sets who is on call now
+    from the same fresh data, so nothing is lost.
+    """
+    session.execute(
+        delete(ScheduledHandoff)
+        .where(ScheduledHandoff.rotation_id == rotation_id)
+        .execution_options(synchronize_session=False)
+    )
+    planned = handoffs_in(timeline, since)
+    if planned:
+        session.execute(
+            insert(ScheduledHandoff),
+            [
+                {
+                    "rotation_id": rotation_id,
+                    "connection_id": connection_id,
+                    "generation": generation,
+                    "schedule_id": schedule_id,
+                    "at": p.at,
+                    "user_ids": list(p.user_ids),
+                    "planned_at": now,
+                }
+                for p in planned
+            ],
+        )
+    return len(planned)
+
+
+def discard_pending(session: Session, *, rotation_id: uuid.UUID) -> None:
+    """A rotation unbound or re-bound: its planned handoffs belong to the old binding."""
+    session.execute(
+        delete(ScheduledHandoff)
+        .where(ScheduledHandoff.rotation_id == rotation_id)
+        .execution_options(synchronize_session=False)
+    )
