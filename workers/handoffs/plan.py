@@ -15,8 +15,9 @@ from datetime import datetime
 from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
-from models import ScheduledHandoff
-from workers.pagerduty.records import Timeline
+from models import PagerDutyConnection, ScheduledHandoff
+from workers.pagerduty.records import Timeline, UserRef
+from workers.pagerduty.snapshot import AccountSnapshot
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,32 @@ def discard_pending(session: Session, *, rotation_id: uuid.UUID) -> None:
         .where(ScheduledHandoff.rotation_id == rotation_id)
         .execution_options(synchronize_session=False)
     )
+
+
+def on_call_and_plan(
+    session: Session,
+    conn: PagerDutyConnection,
+    rotation_id: uuid.UUID,
+    schedule_id: str,
+    snapshot: AccountSnapshot,
+    now: datetime,
+) -> tuple[UserRef, ...]:
+    """The sync's hook for a rotation whose schedule's timeline was read: re-plan its handoffs
+    and return who is on call now.
+
+    "Now" is the apply instant when the timeline covers it, not the fetch: a handoff that fell
+    due while the sync was reading is then neither undone nor planned again.
+    """
+    timeline = snapshot.timelines[schedule_id]
+    moment = now if snapshot.fetched_at <= now < timeline.until else snapshot.fetched_at
+    replace_pending(
+        session,
+        rotation_id=rotation_id,
+        connection_id=conn.id,
+        generation=conn.generation,
+        schedule_id=schedule_id,
+        timeline=timeline,
+        since=moment,
+        now=now,
+    )
+    return timeline.on_call_at(moment)

@@ -350,22 +350,8 @@ def _sync_rotations(
             member_id = member_of_user.get(uid)
             if member_id is not None and member_id not in want_members:
                 want_members[member_id] = len(want_members)
-        # Who is on call at the apply instant (the timeline covers it), not at the fetch: a
-        # handoff that fell due while the sync was reading is then not undone and re-applied.
-        timeline = snapshot.timelines[sid]
-        moment = now if snapshot.fetched_at <= now < timeline.until else snapshot.fetched_at
-        on_call = timeline.on_call_at(moment)
+        on_call = handoff_plan.on_call_and_plan(session, conn, rot.id, sid, snapshot, now)
         want_duty = {member_of_user[u.id] for u in on_call if u.id in member_of_user}
-        handoff_plan.replace_pending(
-            session,
-            rotation_id=rot.id,
-            connection_id=conn.id,
-            generation=conn.generation,
-            schedule_id=sid,
-            timeline=timeline,
-            since=moment,
-            now=now,
-        )
         have_m = have_members[rot.id]
         before = len(member_inserts) + len(member_updates) + len(member_deletes)
         before += len(duty_inserts) + len(duty_deletes)
