@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection, ScheduledHandoff
@@ -58,34 +58,51 @@ def replace_pending(
     since: datetime,
     now: datetime,
 ) -> int:
-    """Replace the rotation's pending handoffs with those of a freshly read timeline (in the
-    sync's apply transaction, under the rotation's row lock). Returns how many are planned.
+    """Make the rotation's pending handoffs those of a freshly read timeline (in the sync's
+    apply transaction, under the rotation's row lock), writing only differences: a quiet sync
+    writes nothing here. Returns how many are planned.
 
-    All pending rows go, due ones included: the sync that calls this sets who is on call now
-    from the same fresh data, so nothing is lost.
+    Pending rows not in the new plan go, due ones included: the sync that calls this sets who
+    is on call now from the same fresh data, so nothing is lost.
     """
-    session.execute(
-        delete(ScheduledHandoff)
-        .where(ScheduledHandoff.rotation_id == rotation_id)
-        .execution_options(synchronize_session=False)
-    )
-    planned = handoffs_in(timeline, since)
-    if planned:
+    planned = {p.at: list(p.user_ids) for p in handoffs_in(timeline, since)}
+    keep: set[datetime] = set()
+    gone: list[int] = []
+    for row_id, at, user_ids, row_generation, row_schedule in session.execute(
+        select(
+            ScheduledHandoff.id,
+            ScheduledHandoff.at,
+            ScheduledHandoff.user_ids,
+            ScheduledHandoff.generation,
+            ScheduledHandoff.schedule_id,
+        ).where(ScheduledHandoff.rotation_id == rotation_id)
+    ):
+        want = (planned.get(at), generation, schedule_id)
+        if (user_ids, row_generation, row_schedule) == want:
+            keep.add(at)
+        else:
+            gone.append(row_id)
+    if gone:
         session.execute(
-            insert(ScheduledHandoff),
-            [
-                {
-                    "rotation_id": rotation_id,
-                    "connection_id": connection_id,
-                    "generation": generation,
-                    "schedule_id": schedule_id,
-                    "at": p.at,
-                    "user_ids": list(p.user_ids),
-                    "planned_at": now,
-                }
-                for p in planned
-            ],
+            delete(ScheduledHandoff)
+            .where(ScheduledHandoff.id.in_(gone))
+            .execution_options(synchronize_session=False)
         )
+    new = [
+        {
+            "rotation_id": rotation_id,
+            "connection_id": connection_id,
+            "generation": generation,
+            "schedule_id": schedule_id,
+            "at": at,
+            "user_ids": ids,
+            "planned_at": now,
+        }
+        for at, ids in planned.items()
+        if at not in keep
+    ]
+    if new:
+        session.execute(insert(ScheduledHandoff), new)
     return len(planned)
 
 
