@@ -53,17 +53,13 @@ def next_handoffs(
             people[uid] = (member_name or pd_name or uid, member_id, member_email)
     out: dict[uuid.UUID, dict[str, Any]] = {}
     for rid, row in first.items():
-        comers = [
-            {
-                "pagerduty_user_id": uid,
-                "name": people.get(uid, (uid, None, None))[0],
-                "member_id": people.get(uid, (uid, None, None))[1],
-            }
-            for uid in row.user_ids
-        ]
+        who = [people.get(uid, (uid, None, None)) for uid in row.user_ids]
         out[rid] = {
             "at": row.at,
-            "people": comers,
-            "text": describe([c["name"] for c in comers], row.at.strftime("%H:%M UTC")),
+            "people": [
+                {"pagerduty_user_id": uid, "name": name, "member_id": member_id}
+                for uid, (name, member_id, _email) in zip(row.user_ids, who, strict=True)
+            ],
+            "text": describe([name for name, _m, _e in who], row.at.strftime("%H:%M UTC")),
         }
     return out
