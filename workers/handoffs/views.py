@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Member, PagerDutyConnection, PagerDutyUser, Rotation, ScheduledHandoff
+from workers.connections.setup import live_connection
 
 
 def describe(names: list[str], at_text: str) -> str:
@@ -63,3 +64,21 @@ def next_handoffs(
             "text": describe([name for name, _m, _e in who], row.at.strftime("%H:%M UTC")),
         }
     return out
+
+
+def workspace_next_handoffs(session: Session, workspace_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Each bound rotation of the workspace (by name) with its next handoff or None (rrpd)."""
+    rotations = list(
+        session.execute(
+            select(Rotation)
+            .where(
+                Rotation.workspace_id == workspace_id, Rotation.pagerduty_schedule_id.is_not(None)
+            )
+            .order_by(Rotation.name, Rotation.id)
+        ).scalars()
+    )
+    upcoming = next_handoffs(session, live_connection(session, workspace_id), rotations)
+    return [
+        {"rotation_id": r.id, "rotation": r.name, "next_handoff": upcoming.get(r.id)}
+        for r in rotations
+    ]
