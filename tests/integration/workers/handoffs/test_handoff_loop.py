@@ -75,8 +75,15 @@ def _rotation(api_url: str, a: Arranged) -> dict:  # type: ignore[type-arg]
     return rot
 
 
-def _on_duty(api_url: str, a: Arranged) -> list[str]:
-    return [m["name"] for m in _rotation(api_url, a)["on_duty"]]
+def _on_duty(api_url: str, a: Arranged) -> list[str] | None:
+    """Who the API shows on duty; None while it answers 503 (another test may be stopping
+    Redis or PostgreSQL on this shared machine: keep polling)."""
+    try:
+        return [m["name"] for m in _rotation(api_url, a)["on_duty"]]
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 503:
+            return None
+        raise
 
 
 def _wait_for_erin(api_url: str, a: Arranged, timeout: float) -> datetime:
