@@ -226,6 +226,18 @@ class UnmatchedOut(BaseModel):
     )
 
 
+class HandoffPersonOut(BaseModel):
+    pagerduty_user_id: str
+    name: str = Field(description="The member's name, else PagerDuty's name for the user.")
+    member_id: uuid.UUID | None = Field(description="None: no member matches this user.")
+
+
+class NextHandoffOut(BaseModel):
+    at: datetime
+    people: list[HandoffPersonOut] = Field(description="Who comes on duty (empty: nobody).")
+    text: str = Field(description='For people: "Bob from 14:00 UTC".')
+
+
 class RotationOut(BaseModel):
     id: uuid.UUID
     name: str
@@ -237,6 +249,11 @@ class RotationOut(BaseModel):
     on_duty: list[MemberOut]
     unmatched_on_call: list[UnmatchedOut] = Field(
         description="People on call for the bound schedule with no matching member."
+    )
+    next_handoff: NextHandoffOut | None = Field(
+        default=None,
+        description="The bound schedule's next on-call change, if one is known within the "
+        "hours the sync reads ahead; null otherwise.",
     )
 
 

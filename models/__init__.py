@@ -12,6 +12,7 @@ from models.connection import (
     PagerDutyConnection,
     Region,
 )
+from models.handoffs import ScheduledHandoff
 from models.outbox import OutboxKind, OutboxMessage, OutboxSequence
 from models.pagerduty import (
     PagerDutyOnCall,
@@ -53,6 +54,7 @@ __all__ = [
     "RotationMember",
     "RotationMode",
     "RotationOnDuty",
+    "ScheduledHandoff",
     "SyncRun",
     "TaskRecord",
     "Workspace",

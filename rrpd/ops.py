@@ -39,6 +39,7 @@ def status(workspace_id: str, as_json: bool) -> None:
     from models import PagerDutyConnection, utcnow
     from workers.connections.status import connection_status
     from workers.core.db import transaction
+    from workers.handoffs.views import workspace_next_handoffs
 
     checked_settings()
     with transaction() as session:
@@ -57,6 +58,7 @@ def status(workspace_id: str, as_json: bool) -> None:
             "next_sync_at": conn.next_sync_at if conn is not None and syncing else None,
             "next_sync_note": None if syncing or conn is None else NO_SYNC_BECAUSE.get(conn.status),
             "access_token_expires_at": conn.access_token_expires_at if conn else None,
+            "next_handoffs": workspace_next_handoffs(session, ws.id),
         }
     if as_json:
         click.echo(json.dumps(plain({"workspace_id": ws.id, **extra, **summary}), indent=2))
@@ -111,6 +113,10 @@ def status(workspace_id: str, as_json: bool) -> None:
         rows.append(
             ("mirror", f"{s['schedule_count']} schedules, {s['linked_summary']}"),
         )
+        for item in extra["next_handoffs"]:
+            nxt = item["next_handoff"]
+            text = nxt["text"] if nxt else "none known in the hours synced ahead"
+            rows.append(("next handoff", f"{item['rotation']}: {text}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key.ljust(width)}  {value}")

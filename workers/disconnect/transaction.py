@@ -26,6 +26,7 @@ from models import (
     PagerDutySchedule,
     PagerDutyScheduleMember,
     PagerDutyUser,
+    ScheduledHandoff,
     utcnow,
 )
 from workers import events
@@ -120,6 +121,13 @@ def disconnect_connection(
                     .execution_options(synchronize_session=False)
                 )
             )
+
+        # Planned handoffs would be fenced off by the new generation anyway; none are left.
+        session.execute(
+            delete(ScheduledHandoff)
+            .where(ScheduledHandoff.connection_id == conn.id)
+            .execution_options(synchronize_session=False)
+        )
 
         # 3. Disconnected, under a new generation: any sync still running writes nothing.
         transition(session, conn, ConnectionStatus.DISCONNECTED)

@@ -18,6 +18,7 @@ from workers import events
 from workers.connections.setup import connected_connection
 from workers.core.access import Actor, Invalid, Missing, require_manager
 from workers.core.audit import audit
+from workers.handoffs.plan import discard_pending
 from workers.rotations.people import rotation_people
 from workers.rotations.views import rotation_missing
 from workers.tasking.contract import (
@@ -71,6 +72,7 @@ def bind_rotation(
         rotation.mode = RotationMode.PAGERDUTY
         rotation.pagerduty_schedule_id = schedule_id
         rotation.bound_at = utcnow()
+        discard_pending(session, rotation_id=rotation.id)  # planned for the old schedule
         events.rotation_bound(
             session,
             workspace_id=actor.workspace_id,
@@ -109,6 +111,7 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
     if rotation.mode != RotationMode.MANUAL:
         previous = rotation.pagerduty_schedule_id
         rotation.make_manual()
+        discard_pending(session, rotation_id=rotation.id)
         members, on_duty = rotation_people(session, [rotation.id])[rotation.id]
         events.rotation_made_manual(
             session,

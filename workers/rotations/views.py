@@ -17,6 +17,7 @@ from models import (
 )
 from workers.connections.setup import live_connection
 from workers.core.access import Missing
+from workers.handoffs.views import next_handoffs
 
 
 def _member_view(m: Member) -> dict[str, Any]:
@@ -81,6 +82,7 @@ def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, 
                         "active": user.active,
                     }
                 )
+    upcoming = next_handoffs(session, conn, list(rotations))
     out = []
     for r in rotations:
         sid = r.pagerduty_schedule_id
@@ -98,6 +100,7 @@ def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, 
                     for d in sorted(r.on_duty, key=lambda d: (d.since, d.member.display_name))
                 ],
                 "unmatched_on_call": unmatched.get(sid, []) if sid else [],
+                "next_handoff": upcoming.get(r.id),
             }
         )
     return out

@@ -30,6 +30,7 @@ from models import (
     normalize_email,
 )
 from workers import events
+from workers.handoffs import plan as handoff_plan
 from workers.pagerduty.snapshot import AccountSnapshot
 from workers.rotations.locking import bound_rotations_for_update
 from workers.sync import messages
@@ -349,7 +350,8 @@ def _sync_rotations(
             member_id = member_of_user.get(uid)
             if member_id is not None and member_id not in want_members:
                 want_members[member_id] = len(want_members)
-        want_duty = {member_of_user[u.id] for u in snapshot.on_call(sid) if u.id in member_of_user}
+        on_call = handoff_plan.on_call_and_plan(session, conn, rot.id, sid, snapshot, now)
+        want_duty = {member_of_user[u.id] for u in on_call if u.id in member_of_user}
         have_m = have_members[rot.id]
         before = len(member_inserts) + len(member_updates) + len(member_deletes)
         before += len(duty_inserts) + len(duty_deletes)

@@ -36,8 +36,13 @@ log = logging.getLogger(__name__)
 TASK_MODULES = sorted({spec.module for spec in TASKS})
 # ... and what runs beside the tasks in every worker node (they register background loops and
 # signal handlers): the intake of tasks other services send by name to Celery's default queue,
-# the return of what a dead node held, the outbox relay.
-WORKER_MODULES = ["workers.tasking.intake", "workers.tasking.redelivery", "workers.outbox"]
+# the return of what a dead node held, the outbox relay, the scheduled handoffs.
+WORKER_MODULES = [
+    "workers.tasking.intake",
+    "workers.tasking.redelivery",
+    "workers.outbox",
+    "workers.handoffs",
+]
 
 
 # Every task rides out a PostgreSQL outage: about 7 minutes of retries (0-1 s, 0-2 s, ... capped

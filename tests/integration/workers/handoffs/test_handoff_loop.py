@@ -1,0 +1,173 @@
+"""A scheduled handoff reaches the API at its instant, without another sync, exactly once.
+
+Real worker processes run the ``handoffs`` loop; the simulator serves PagerDuty over sockets;
+the API is a real ``rrpd api`` process. The handoff is an override placed a few seconds ahead
+(Frank until T, Erin from T): overrides beat layers in PagerDuty's final schedule.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from api_stub.auth import issue_token
+from models import Role, RotationMode, ScheduledHandoff, utcnow
+from pagerduty_sim.server import SimulatorHandle
+from tests import factories
+from tests.support import processes
+from tests.support.stack import demo_api_key
+from workers.core.db import session_factory
+from workers.sync import run as sync
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
+
+ACCOUNT = "acme"
+SCHEDULE = "PSPRIMA"
+
+
+@dataclass
+class Arranged:
+    workspace_id: uuid.UUID
+    connection_id: uuid.UUID
+    rotation_id: uuid.UUID
+    headers: dict[str, str]
+
+
+def _arrange(session: Session, sim: SimulatorHandle) -> Arranged:
+    ws = factories.workspace(session)
+    admin = factories.member(session, ws, "admin@handoffs.test", Role.ADMIN, display_name="Ada")
+    for name in ("erin", "frank"):
+        factories.member(session, ws, f"{name}@example.com", display_name=name.title())
+    conn = factories.api_key_connection(session, ws, api_key=demo_api_key(sim), by=admin)
+    rot = factories.rotation(session, ws, name="Primary")
+    rot.mode, rot.pagerduty_schedule_id, rot.bound_at = RotationMode.PAGERDUTY, SCHEDULE, utcnow()
+    session.commit()
+    token = issue_token(ws.id, admin.id, admin.role)
+    return Arranged(ws.id, conn.id, rot.id, {"Authorization": f"Bearer {token}"})
+
+
+def _override(sim: SimulatorHandle, user_id: str, start: datetime, end: datetime) -> None:
+    sim.control.post(
+        f"/accounts/{ACCOUNT}/schedules/{SCHEDULE}/overrides",
+        json={"user_id": user_id, "start": start.isoformat(), "end": end.isoformat()},
+    ).raise_for_status()
+
+
+def _handoff_ahead(sim: SimulatorHandle, seconds: int) -> datetime:
+    """Frank on call now, Erin from ``seconds`` ahead (a whole second): returns that instant."""
+    at = (utcnow() + timedelta(seconds=seconds)).replace(microsecond=0)
+    _override(sim, "PUFRANK", at - timedelta(minutes=5), at)
+    _override(sim, "PUERIN1", at, at + timedelta(minutes=30))
+    return at
+
+
+def _rotation(api_url: str, a: Arranged) -> dict:  # type: ignore[type-arg]
+    resp = httpx.get(f"{api_url}/v1/workspaces/{a.workspace_id}/rotations", headers=a.headers)
+    resp.raise_for_status()
+    (rot,) = [r for r in resp.json()["rotations"] if r["id"] == str(a.rotation_id)]
+    return rot
+
+
+def _on_duty(api_url: str, a: Arranged) -> list[str] | None:
+    """Who the API shows on duty; None while it answers 503 (another test may be stopping
+    Redis or PostgreSQL on this shared machine: keep polling)."""
+    try:
+        return [m["name"] for m in _rotation(api_url, a)["on_duty"]]
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 503:
+            return None
+        raise
+
+
+def _wait_for_erin(api_url: str, a: Arranged, timeout: float) -> datetime:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _on_duty(api_url, a) == ["Erin"]:
+            return utcnow()
+        time.sleep(0.05)
+    raise AssertionError(f"Erin never came on duty; on duty: {_on_duty(api_url, a)}")
+
+
+def _handoff_events(session: Session, a: Arranged) -> list[dict]:  # type: ignore[type-arg]
+    session.rollback()
+    rows = session.execute(
+        text(
+            "SELECT payload FROM outbox_messages WHERE kind = 'event' "
+            "AND name = 'rotation.on_duty.changed' ORDER BY id"
+        )
+    ).scalars()
+    return [
+        p
+        for p in rows
+        if p["rotation_id"] == str(a.rotation_id) and p["data"]["cause"] == "handoff"
+    ]
+
+
+def _sync(a: Arranged) -> None:
+    assert sync.sync_connection(a.connection_id, kind="manual").status == "succeeded"
+
+
+def test_a_handoff_is_visible_through_the_api_at_its_instant_without_another_sync(
+    session: Session, sim: SimulatorHandle, api_url: str, live_workers: object
+) -> None:
+    a = _arrange(session, sim)
+    at = _handoff_ahead(sim, 6)
+    _sync(a)
+    before = _rotation(api_url, a)
+    assert [m["name"] for m in before["on_duty"]] == ["Frank"]
+    assert before["next_handoff"]["text"] == f"Erin from {at:%H:%M} UTC"
+    runs_before = session.execute(text("SELECT count(*) FROM sync_runs")).scalar_one()
+
+    seen = _wait_for_erin(api_url, a, timeout=30)
+
+    assert seen >= at, "applied before its instant"
+    assert (seen - at).total_seconds() < 5, f"seen {seen - at} after the instant"
+    session.rollback()
+    assert session.execute(text("SELECT count(*) FROM sync_runs")).scalar_one() == runs_before
+    (event,) = _handoff_events(session, a)
+    assert event["data"]["schedule_id"] == SCHEDULE
+
+
+def test_a_worker_killed_before_the_instant_loses_nothing_and_applies_it_once(
+    session: Session, sim: SimulatorHandle, api_url: str
+) -> None:
+    a = _arrange(session, sim)
+    at = _handoff_ahead(sim, 20)  # room for a worker to start and be killed before it
+    _sync(a)
+    loop_only = {"RRPD_WORKER_LOOPS": "handoffs"}
+    # Until the restart, this transaction holds the connection row: every handoff loop (also
+    # those of other tests' live workers) skips it, so the due row must survive on its own.
+    holder = session_factory()()
+    try:
+        holder.execute(
+            text("SELECT id FROM pagerduty_connections WHERE id = :id FOR UPDATE"),
+            {"id": a.connection_id},
+        )
+        with processes.isolated_worker(env=loop_only) as (proc, _client):
+            processes.kill_hard(proc)
+        assert utcnow() < at, "the worker took too long to start; the test proves nothing"
+        while utcnow() < at + timedelta(seconds=1):
+            time.sleep(0.1)
+        assert _on_duty(api_url, a) == ["Frank"]
+        session.rollback()
+        due = session.scalars(
+            select(ScheduledHandoff).where(
+                ScheduledHandoff.rotation_id == a.rotation_id, ScheduledHandoff.at <= utcnow()
+            )
+        ).all()
+        assert [r.at for r in due] == [at]  # due, and not applied while no loop could
+        with processes.isolated_worker(env=loop_only):
+            holder.rollback()  # the restarted worker's next round may take it now
+            _wait_for_erin(api_url, a, timeout=10)
+            time.sleep(2.5)  # more rounds: none applies it again
+    finally:
+        holder.close()
+    assert len(_handoff_events(session, a)) == 1
+    assert _on_duty(api_url, a) == ["Erin"]
