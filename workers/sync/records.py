@@ -202,6 +202,9 @@ class RunContext:
                     conn.consecutive_sync_failures = 0
                 if applied.changed or conn.last_synced_at is None:
                     conn.last_synced_at = utcnow()
+                if snapshot.directory_read:
+                    # The next directory read is due an interval after this one's moment.
+                    conn.directory_read_at = snapshot.fetched_at
                 run = self._run(
                     "succeeded",
                     conn.generation,

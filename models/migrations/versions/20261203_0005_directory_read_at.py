@@ -1,0 +1,30 @@
+"""When each connection's PagerDuty directory was last read in full
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-03 14:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import models.base
+
+revision: str = "0005"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # NULL: never read, so the connection's next sync reads the directory.
+    op.add_column(
+        "pagerduty_connections",
+        sa.Column("directory_read_at", models.base.UTCDateTime(timezone=True), nullable=True),
+    )
+
+
+def downgrade() -> None:
+    op.drop_column("pagerduty_connections", "directory_read_at")
