@@ -251,8 +251,8 @@ def needs_directory(cid: uuid.UUID, bound: set[str], check: AccountSnapshot) -> 
         return False
     with transaction() as session:
         known: dict[str, bool] = {
-            uid: active
-            for uid, active in session.execute(
+            row.pagerduty_id: row.active
+            for row in session.execute(
                 select(PagerDutyUser.pagerduty_id, PagerDutyUser.active).where(
                     PagerDutyUser.connection_id == cid,
                     PagerDutyUser.pagerduty_id.in_(list(refs)),
