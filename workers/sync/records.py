@@ -46,6 +46,8 @@ class SyncResult:
     requests: int = 0
     passes: int = 0
     unmatched_on_call: int = 0
+    # Which read the applied pass made: "check" (who is on call) or "directory" (everything).
+    read: str | None = None
     error: str | None = None
     # Set when the task should retry: "rate_limited" or "transient".
     retry: str | None = None
@@ -222,5 +224,6 @@ class RunContext:
             deleted=run.rows_deleted,
             requests=run.requests_made,
             unmatched_on_call=applied.unmatched_on_call if applied else 0,
+            read="directory" if snapshot.directory_read else "check",
             error=run.error,
         )
