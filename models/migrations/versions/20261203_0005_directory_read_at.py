@@ -1,4 +1,4 @@
-"""When each connection's PagerDuty directory was last read in full
+"""When each connection's PagerDuty directory was last read in full; sync_runs by age
 
 Revision ID: 0005
 Revises: 0004
@@ -24,7 +24,9 @@ def upgrade() -> None:
         "pagerduty_connections",
         sa.Column("directory_read_at", models.base.UTCDateTime(timezone=True), nullable=True),
     )
+    op.create_index("ix_sync_runs_started", "sync_runs", ["started_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sync_runs_started", table_name="sync_runs")
     op.drop_column("pagerduty_connections", "directory_read_at")
