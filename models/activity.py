@@ -17,6 +17,8 @@ class SyncRun(UUIDPrimaryKey, Base):
     __table_args__ = (
         CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped')", name="status"),
         Index("ix_sync_runs_connection_started", "connection_id", "started_at"),
+        # The retention loop's "oldest first, across connections" (workers.sync.retention).
+        Index("ix_sync_runs_started", "started_at"),
     )
 
     connection_id: Mapped[uuid.UUID] = mapped_column(

@@ -135,6 +135,10 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     last_error_at: Mapped[datetime | None] = mapped_column(default=None)
     last_synced_at: Mapped[datetime | None] = mapped_column(default=None)
     next_sync_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the directory (users, schedule list, members) was last read in full: a sync reads it
+    # again only after RRPD_DIRECTORY_INTERVAL_SECONDS (or on demand), per connection, across
+    # restarts (workers.sync.run).
+    directory_read_at: Mapped[datetime | None] = mapped_column(default=None)
     consecutive_sync_failures: Mapped[int] = mapped_column(default=0)
 
     @property

@@ -330,7 +330,8 @@ def test_upstream_changes_reach_mirror_and_rotations_with_exact_counts(session, 
         f"/accounts/{ACCOUNT}/users/PUBOB01", json={"email": "robert@elsewhere.example"}
     ).raise_for_status()
 
-    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+    # An email is directory data: a "sync now" reads it (a scheduled check would not).
+    result = sync.sync_connection(demo.connection_id, kind="manual", client_factory=fast_client)
 
     assert result.status == "succeeded"
     members, duty = rotation_state(session, demo.rotations["primary"])
@@ -664,14 +665,15 @@ def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
 
 def _hooked(hook: Any, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """A client factory; ``hook`` runs after the snapshot is read and before it is applied."""
-    real = sync.read_snapshot
+    for name in ("read_snapshot", "read_check"):  # the directory read and the on-call check
+        real = getattr(sync, name)
 
-    def read_then_hook(*args: Any, **kwargs: Any) -> AccountSnapshot:
-        snap = real(*args, **kwargs)
-        hook()
-        return snap
+        def read_then_hook(*args: Any, _real: Any = real, **kwargs: Any) -> AccountSnapshot:
+            snap = _real(*args, **kwargs)
+            hook()
+            return snap
 
-    monkeypatch.setattr(sync, "read_snapshot", read_then_hook)
+        monkeypatch.setattr(sync, name, read_then_hook)
     return fast_client
 
 
@@ -888,7 +890,8 @@ def test_v3_refused_keeps_v2_syncing_and_the_v3_rotation_its_state(session, sim)
         json={"user_id": "PUFRANK", "start": "now-1m", "duration_seconds": 600},
     ).raise_for_status()
 
-    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+    # The v3 list is directory data: a "sync now" reads it.
+    result = sync.sync_connection(demo.connection_id, kind="manual", client_factory=fast_client)
 
     assert result.status == "succeeded"
     assert "shift-based (v3) schedules" in result.error and "HTTP 402" in result.error

@@ -55,6 +55,9 @@ ALLOWED: dict[str, str] = {
     "pagerduty_rate_limit_per_minute": "a whole number of requests, at least 1",
     "sync_interval_seconds": "a whole number of seconds, at least 1",
     "sync_jitter_seconds": "a whole number of seconds, 0 or more",
+    "directory_interval_seconds": "a whole number of seconds, from 60 to 86400",
+    "sync_runs_retention_days": "a whole number of days, at least 1",
+    "sync_runs_failed_retention_days": "a whole number of days, at least 1",
     "redis_retry_max_seconds": "a number of seconds greater than 0",
     "token_refresh_margin_seconds": "a whole number of seconds, 0 or more",
     "oauth_state_ttl_seconds": "a whole number of seconds, at least 1",
@@ -120,6 +123,14 @@ class Settings(BaseSettings):
     # already expired" or "refuse every body": refused at load instead.
     sync_interval_seconds: int = Field(60, gt=0)
     sync_jitter_seconds: int = Field(20, ge=0)
+    # The directory (users, schedule list, members) is read in full this often and on demand;
+    # syncs in between only check who is on call (docs/sync-and-disconnect.md). Under a minute
+    # would be the old every-sync cost; over a day, new people would wait too long.
+    directory_interval_seconds: int = Field(900, ge=60, le=86_400)
+    # sync_runs: succeeded and skipped runs are kept this many days, failed ones longer (they
+    # are what an admin or operator looks back for), then deleted by the sync-runs-retention loop.
+    sync_runs_retention_days: int = Field(7, gt=0)
+    sync_runs_failed_retention_days: int = Field(30, gt=0)
     token_refresh_margin_seconds: int = Field(600, ge=0)
     # Longest pause between attempts to reach Redis again after losing it: beat starting its
     # scheduler again, a worker reconnecting (workers.tasking.supervision); pauses grow to it.

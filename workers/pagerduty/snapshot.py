@@ -16,6 +16,11 @@ What is read, and why (docs/sync-and-disconnect.md has the request counts):
 * **Deleted users** stay on schedules as placeholders; they come back as inactive ``User``\\ s,
   never linkable, never a reason to fail.
 
+``read_snapshot`` is the **directory read** (all of the above). ``read_check`` is the **on-call
+check** run every interval in between: only what tells who is on call for bound schedules and who
+their members are (the v2 schedule list, ``/oncalls``, the details ``/oncalls`` cannot answer,
+the v3 detail of bound v3 schedules); no users, no v3 list, no unbound v3 details.
+
 Any read that fails for the whole account raises: nothing has been written yet. A failure that
 concerns one bound schedule (gone, hidden) is recorded in ``unreadable`` and that rotation keeps
 its last state.
@@ -73,6 +78,9 @@ class AccountSnapshot:
     notices: tuple[str, ...] = ()
     requests_made: int = 0
     requests_by_endpoint: Mapping[str, int] = field(default_factory=dict)
+    # False for an on-call check: users and unbound v3 schedules were not read, so the mirror
+    # (users, schedules, schedule members) must be left as it is (workers.sync.apply).
+    directory_read: bool = True
 
     def on_call(self, schedule_id: str, moment: datetime | None = None) -> tuple[UserRef, ...]:
         timeline = self.timelines.get(schedule_id)
@@ -154,6 +162,74 @@ def read_snapshot(
         requests_made=sum(delta.values()),
         requests_by_endpoint=delta,
     )
+
+
+def read_check(
+    reader: PagerDutyReader,
+    *,
+    bound: Iterable[str],
+    v3_bound: Iterable[str] = (),
+    now: datetime | None = None,
+    horizon: timedelta = DEFAULT_HORIZON,
+    use_oncalls: bool = True,
+) -> AccountSnapshot:
+    """The on-call check: who is on call over [now, now + horizon) and the members of ``bound``
+    schedules (``v3_bound``: those the mirror knows as v3), without the directory.
+
+    Users come only from ``/oncalls`` (its ``include[]=users``); a bound schedule missing from
+    both lists is left out of ``schedules``, which the caller takes as "read the directory"."""
+    moment = whole_second(now)
+    until = moment + max(horizon, timedelta(seconds=1))
+    before = dict(reader.requests_by_endpoint)
+    bound_ids, v3_ids = set(bound), set(v3_bound) & set(bound)
+    # The v2 list is the one request that carries every v2 schedule's members and escalation
+    # policies (1 page per 100 schedules); a detail per bound schedule would cost far more.
+    listed = {s.id: s for s in reader.list_schedules()}
+    schedules = {sid: listed[sid] for sid in bound_ids - v3_ids if sid in listed}
+    timelines: dict[str, Timeline] = {}
+    unreadable: dict[str, str] = {}
+    for sid in sorted(v3_ids):
+        try:
+            timeline = reader.v3_schedule_timeline(sid, moment, until)
+        except NotFound:
+            continue  # gone: the directory read that follows says so
+        except (BadRequest, NoApiAccess, Forbidden) as exc:
+            schedules[sid] = Schedule(sid, sid, "v3", None)
+            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(exc)})"
+            continue
+        schedules[sid] = Schedule(
+            sid, timeline.name or sid, "v3", timeline.time_zone, timeline.members
+        )
+        timelines[sid] = timeline
+    bound_v2 = sorted(s for s in schedules if schedules[s].version == "v2")
+    users = _read_v2_on_call(
+        reader, schedules, bound_v2, moment, until, timelines, unreadable, use_oncalls
+    )
+    after = reader.requests_by_endpoint
+    delta = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    return AccountSnapshot(
+        fetched_at=moment,
+        users=tuple(users.values()),
+        users_complete=False,
+        schedules=tuple(schedules.values()),
+        timelines=timelines,
+        unreadable=unreadable,
+        requests_made=sum(delta.values()),
+        requests_by_endpoint=delta,
+        directory_read=False,
+    )
+
+
+def referenced_users(snapshot: AccountSnapshot) -> dict[str, UserRef]:
+    """Every person the bound schedules name (members, on call in the window), by id."""
+    refs: dict[str, UserRef] = {}
+    for schedule in snapshot.schedules:
+        for ref in schedule.members:
+            refs.setdefault(ref.id, ref)
+    for timeline in snapshot.timelines.values():
+        for ref in (*timeline.members, *(s.user for s in timeline.shifts)):
+            refs.setdefault(ref.id, ref)
+    return refs
 
 
 def _reason(exc: PagerDutyError) -> str:

@@ -46,6 +46,8 @@ class SyncResult:
     requests: int = 0
     passes: int = 0
     unmatched_on_call: int = 0
+    # Which read the applied pass made: "check" (who is on call) or "directory" (everything).
+    read: str | None = None
     error: str | None = None
     # Set when the task should retry: "rate_limited" or "transient".
     retry: str | None = None
@@ -202,6 +204,9 @@ class RunContext:
                     conn.consecutive_sync_failures = 0
                 if applied.changed or conn.last_synced_at is None:
                     conn.last_synced_at = utcnow()
+                if snapshot.directory_read:
+                    # The next directory read is due an interval after this one's moment.
+                    conn.directory_read_at = snapshot.fetched_at
                 run = self._run(
                     "succeeded",
                     conn.generation,
@@ -219,5 +224,6 @@ class RunContext:
             deleted=run.rows_deleted,
             requests=run.requests_made,
             unmatched_on_call=applied.unmatched_on_call if applied else 0,
+            read="directory" if snapshot.directory_read else "check",
             error=run.error,
         )

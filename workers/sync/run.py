@@ -1,9 +1,12 @@
 """One sync of one connection: read PagerDuty, then write only what changed, in one transaction.
 
 1. ``credential_for`` gives a usable credential and the connection's ``generation`` (the fence).
-2. ``workers.pagerduty.snapshot.read_snapshot`` reads users, v2 + v3 schedules, their members
-   and who is on call for the bound ones, through a ``PagerDutyReader`` the client factory
-   builds. Any account-wide failure raises: nothing has been written yet.
+2. Which read (``read_plan``): the **directory read** (``read_snapshot``: users, v2 + v3
+   schedules, their members, who is on call for the bound ones) when the connection's directory
+   is older than ``RRPD_DIRECTORY_INTERVAL_SECONDS`` or the sync was asked for (``manual``,
+   ``initial``, ``binding``); otherwise the **on-call check** (``read_check``), which turns into a
+   directory read in the same pass when it meets a person or a schedule the mirror does not know
+   (``needs_directory``). Any account-wide failure raises: nothing has been written yet.
 3. ``RunContext.apply`` (``workers.sync.records``): one transaction re-reads the connection row
    ``FOR UPDATE``; if its generation moved or it is no longer ``connected`` the run is recorded
    as ``skipped``, otherwise ``workers.sync.apply`` writes the differences and the ``SyncRun``.
@@ -18,11 +21,21 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from models import AuthMethod, ConnectionStatus, Rotation, RotationMode, utcnow
+from models import (
+    AuthMethod,
+    ConnectionStatus,
+    PagerDutyConnection,
+    PagerDutySchedule,
+    PagerDutyUser,
+    Rotation,
+    RotationMode,
+    utcnow,
+)
 from workers.connections.tokens import (
     ConnectionCredential,
     ConnectionUnavailable,
@@ -32,6 +45,7 @@ from workers.connections.tokens import (
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.outages import is_database_outage
+from workers.core.settings import get_settings
 from workers.pagerduty.errors import (
     Forbidden,
     InvalidCredentials,
@@ -43,7 +57,12 @@ from workers.pagerduty.errors import (
 )
 from workers.pagerduty.factory import pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
-from workers.pagerduty.snapshot import read_snapshot
+from workers.pagerduty.snapshot import (
+    AccountSnapshot,
+    read_check,
+    read_snapshot,
+    referenced_users,
+)
 from workers.sync import messages
 from workers.sync.coalescing import coalesce
 from workers.sync.records import RunContext, SyncResult
@@ -104,12 +123,12 @@ def sync_once(
             # nothing to do and nothing worth recording on every beat round.
             return ctx.unavailable(exc.status)
         ctx.generation = cred.generation
-        bound = bound_schedule_ids(cred.workspace_id)
+        plan = read_plan(cid, cred.workspace_id, kind, started_at)
         use_oncalls = may_read_oncalls(cred)
         client = make_client(cred)
         ctx.clients.append(client)
         try:
-            snapshot = read_snapshot(client, bound=bound, now=started_at, use_oncalls=use_oncalls)
+            snapshot = read_account(cid, client, plan, started_at, use_oncalls)
         except InvalidCredentials:
             if cred.auth_method != AuthMethod.OAUTH:
                 return ctx.failed(
@@ -129,9 +148,7 @@ def sync_once(
             client = make_client(cred)
             ctx.clients.append(client)
             try:
-                snapshot = read_snapshot(
-                    client, bound=bound, now=started_at, use_oncalls=use_oncalls
-                )
+                snapshot = read_account(cid, client, plan, started_at, use_oncalls)
             except InvalidCredentials:
                 return ctx.failed(
                     messages.OAUTH_REJECTED,
@@ -170,6 +187,79 @@ def sync_once(
         except Exception:
             log.exception("could not record the failed sync run")
         raise
+
+
+# Syncs that someone or something asked for read the directory whatever its age.
+DIRECTORY_KINDS = frozenset({"manual", "initial", "binding"})
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    bound: set[str]
+    v3_bound: set[str]  # bound schedules the mirror knows as v3 (the check reads their detail)
+    directory: bool  # read the directory this pass
+
+
+def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime) -> ReadPlan:
+    """Which read this pass makes, from the connection's ``directory_read_at`` (a column, so the
+    decision survives restarts and is per connection) and the sync's ``kind``."""
+    bound = bound_schedule_ids(workspace_id)
+    interval = timedelta(seconds=get_settings().directory_interval_seconds)
+    with transaction() as session:
+        read_at = session.execute(
+            select(PagerDutyConnection.directory_read_at).where(PagerDutyConnection.id == cid)
+        ).scalar_one_or_none()
+        v3_bound = set(
+            session.execute(
+                select(PagerDutySchedule.pagerduty_id).where(
+                    PagerDutySchedule.connection_id == cid,
+                    PagerDutySchedule.version == "v3",
+                    PagerDutySchedule.pagerduty_id.in_(bound),
+                )
+            ).scalars()
+        )
+    due = kind in DIRECTORY_KINDS or read_at is None or now - read_at >= interval
+    return ReadPlan(bound, v3_bound, due)
+
+
+def read_account(
+    cid: uuid.UUID,
+    reader: PagerDutyReader,
+    plan: ReadPlan,
+    now: datetime,
+    use_oncalls: bool,
+) -> AccountSnapshot:
+    """The check when it suffices, else the directory read (module globals: tests hook them)."""
+    if not plan.directory:
+        check = read_check(
+            reader, bound=plan.bound, v3_bound=plan.v3_bound, now=now, use_oncalls=use_oncalls
+        )
+        if not needs_directory(cid, plan.bound, check):
+            return check
+        log.info("the on-call check met someone or something new: reading the directory")
+    return read_snapshot(reader, bound=plan.bound, now=now, use_oncalls=use_oncalls)
+
+
+def needs_directory(cid: uuid.UUID, bound: set[str], check: AccountSnapshot) -> bool:
+    """A check cannot be applied on its own when a bound schedule is missing from what it read
+    (gone, or now another version), or it names a person the mirror does not have (new) or
+    still has as active (deleted in PagerDuty since): only the directory has their details."""
+    if bound - {s.id for s in check.schedules}:
+        return True
+    refs = referenced_users(check)
+    if not refs:
+        return False
+    with transaction() as session:
+        known: dict[str, bool] = {
+            row.pagerduty_id: row.active
+            for row in session.execute(
+                select(PagerDutyUser.pagerduty_id, PagerDutyUser.active).where(
+                    PagerDutyUser.connection_id == cid,
+                    PagerDutyUser.pagerduty_id.in_(list(refs)),
+                )
+            )
+        }
+    return any(uid not in known or (ref.deleted and known[uid]) for uid, ref in refs.items())
 
 
 def bound_schedule_ids(workspace_id: uuid.UUID) -> set[str]:
