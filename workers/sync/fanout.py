@@ -86,18 +86,23 @@ def claim(
     interval = float(get_settings().sync_interval_seconds)
     due = _due(now, interval)
     where = due if (part := _slice(shard, shards)) is None else due & part
+    # A materialized CTE, not ``id IN (subquery)``: PostgreSQL may run a LIMIT ... SKIP LOCKED
+    # subquery of IN more than once and so update more rows than the limit (measured: 880 of a
+    # 300 cap), which would let one task publish past the cap.
     pick = (
         select(PagerDutyConnection.id)
         .where(where)
         .order_by(PagerDutyConnection.next_sync_at.asc().nulls_first())
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED")
     )
     with transaction() as session:
         return list(
             session.execute(
                 update(PagerDutyConnection)
-                .where(PagerDutyConnection.id.in_(pick), where)
+                .where(PagerDutyConnection.id == pick.c.id, where)
                 .values(next_sync_at=_next_due(now, interval))
                 .returning(PagerDutyConnection.id)
                 .execution_options(synchronize_session=False)
