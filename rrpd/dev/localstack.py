@@ -125,7 +125,10 @@ def run_local_stack(*, api_port: int, flower_port: int, sim_port: int, use_simul
             f"worker-{INTERACTIVE}",
             [*rrpd, "worker", "--queues", INTERACTIVE, "--concurrency", "2"],
         ),
-        Part(f"worker-{SYNC}", [*rrpd, "worker", "--queues", SYNC, "--concurrency", "4"]),
+        Part(
+            f"worker-{SYNC}",
+            [*rrpd, "worker", "--queues", SYNC, "--pool", "threads", "--concurrency", "8"],
+        ),
         # Beat's rounds on a consumer of their own, so they never wait behind syncs: a few
         # threads suffice (a round is a few statements and a publish).
         Part(
