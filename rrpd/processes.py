@@ -6,6 +6,8 @@ process in the foreground.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from rrpd.common import checked_settings
@@ -33,6 +35,13 @@ def worker(
     queues: str, concurrency: int | None, pool: str, hostname: str | None, loglevel: str
 ) -> None:
     """Start a Celery worker consuming every queue unless --queues narrows it."""
+    if pool == "threads" and concurrency and "RRPD_DB_POOL_SIZE" not in os.environ:
+        # One database connection per thread (plus the background loops'), or threads queue
+        # for the pool's 5 + 5 connections.
+        os.environ["RRPD_DB_POOL_SIZE"] = str(concurrency + 4)
+        from workers.core.settings import reset_settings_cache
+
+        reset_settings_cache()
     checked_settings()
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(wanted) - set(QUEUES))

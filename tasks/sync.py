@@ -22,5 +22,6 @@ def sync_connection(
 
 
 @contract_task(SCHEDULE_SYNCS)
-def schedule_syncs(self: BeatTask) -> dict[str, int]:
-    return fanout.schedule_syncs()
+def schedule_syncs(self: BeatTask, *, shard: int = 0, shards: int = 0) -> dict[str, int]:
+    # Beat sends no arguments (a round); a round too big for one task sends shards.
+    return fanout.schedule_syncs(shard=shard, shards=shards)

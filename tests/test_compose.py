@@ -62,6 +62,7 @@ def test_expected_services_with_health_checks() -> None:
 def test_workers_consume_one_queue_each() -> None:
     assert "interactive" in SERVICES["worker-interactive"]["command"]
     assert "sync" in SERVICES["worker-sync"]["command"]
+    assert "schedule" in SERVICES["worker-schedule"]["command"]
 
 
 def test_redis_keeps_queues_safe() -> None:

@@ -122,7 +122,7 @@ def test_flower_shows_tasks_workers_queues_and_metrics_without_secrets(
 
     # Queue lengths: read from Redis with our key prefix (no --broker-api needed for Redis).
     queues = http.get("/api/queues/length").json()["active_queues"]
-    assert {q["name"] for q in queues} == {"interactive", "sync"}
+    assert {q["name"] for q in queues} == {"interactive", "sync", "schedule"}
     assert all(isinstance(q["messages"], int) for q in queues)
     broker_page = http.get("/broker")
     assert broker_page.status_code == 200 and "interactive" in broker_page.text

@@ -13,7 +13,7 @@ import time
 from rrpd.dev.supervisor import Part, Supervisor
 from workers.core.settings import Settings, get_settings
 from workers.core.startup import check_configuration
-from workers.tasking.contract import INTERACTIVE, SYNC
+from workers.tasking.contract import INTERACTIVE, SCHEDULE, SYNC
 
 DEFAULT_PUBLIC_URL = Settings.model_fields["public_url"].default
 
@@ -125,7 +125,16 @@ def run_local_stack(*, api_port: int, flower_port: int, sim_port: int, use_simul
             f"worker-{INTERACTIVE}",
             [*rrpd, "worker", "--queues", INTERACTIVE, "--concurrency", "2"],
         ),
-        Part(f"worker-{SYNC}", [*rrpd, "worker", "--queues", SYNC, "--concurrency", "4"]),
+        Part(
+            f"worker-{SYNC}",
+            [*rrpd, "worker", "--queues", SYNC, "--pool", "threads", "--concurrency", "8"],
+        ),
+        # Beat's rounds on a consumer of their own, so they never wait behind syncs: a few
+        # threads suffice (a round is a few statements and a publish).
+        Part(
+            f"worker-{SCHEDULE}",
+            [*rrpd, "worker", "--queues", SCHEDULE, "--pool", "threads", "--concurrency", "2"],
+        ),
         Part("beat", [*rrpd, "beat"]),
         Part("flower", [*rrpd, "flower", "--port", str(flower_port)]),
     ]

@@ -81,7 +81,7 @@ def test_the_outbox_backlog_is_a_gauge_per_lane(client, operators_auth, session,
         for (n, labels), v in after.items()
         if n == "rrpd_outbox_unpublished"
     }
-    assert unpublished == {"interactive": 2, "sync": 0, "events": 0}
+    assert unpublished == {"interactive": 2, "sync": 0, "schedule": 0, "events": 0}
     oldest = {
         dict(labels)["lane"]: v
         for (n, labels), v in after.items()

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
@@ -48,12 +48,12 @@ def _beats(server: PrivateRedis, count: int = 1, interval: int = INTERVAL) -> It
 
 
 def _sent(server: PrivateRedis) -> list[tuple[datetime, str]]:
-    """(sent at, sender) of every schedule_syncs waiting on the sync queue."""
+    """(sent at, sender) of every schedule_syncs waiting on the schedule queue."""
     from tests.conftest import TEST_ENV
 
     client = redis.Redis.from_url(f"{server.url}/0", socket_timeout=2)
     try:
-        raw = client.lrange(f"{TEST_ENV['RRPD_REDIS_KEY_PREFIX']}:sync", 0, -1)
+        raw = client.lrange(f"{TEST_ENV['RRPD_REDIS_KEY_PREFIX']}:schedule", 0, -1)
     except redis.ConnectionError:
         return []
     finally:
@@ -62,9 +62,9 @@ def _sent(server: PrivateRedis) -> list[tuple[datetime, str]]:
     for message in raw:
         headers = json.loads(message)["headers"]
         if headers["task"] == "pagerduty.schedule_syncs":
-            # beat sends it with expires = its period, so the send time is expires - period.
-            expires = datetime.fromisoformat(headers["expires"])
-            out.append((expires, headers["origin"]))
+            # Every message carries its send time (workers.tasking.app).
+            sent_at = datetime.fromtimestamp(headers["sent_at"], UTC)
+            out.append((sent_at, headers["origin"]))
     return sorted(out)
 
 

@@ -83,7 +83,7 @@ class Deployment:
                     raise RuntimeError(f"worker did not start; see {proc.log_path}") from None  # type: ignore[attr-defined]
 
     def worker(
-        self, queues: str = "interactive,sync", *, name: str | None = None, **env: str
+        self, queues: str = "interactive,sync,schedule", *, name: str | None = None, **env: str
     ) -> subprocess.Popen[bytes]:
         """``rrpd worker`` on this deployment (returns once its process started)."""
         args = ["worker", "--queues", queues, "--concurrency", "2"]

@@ -112,10 +112,10 @@ def captured_direct_publishes(monkeypatch: Any) -> Iterator[list[dict[str, Any]]
         sent.append({"name": name, "kwargs": kwargs, **options})
         return str(options.get("task_id") or len(sent))
 
-    def send_many(messages: Any) -> int:
+    def send_many(messages: Any, **options: Any) -> int:
         count = 0
         for name, kwargs, task_id, countdown in messages:
-            send(name, kwargs, task_id=task_id, countdown=countdown)
+            send(name, kwargs, task_id=task_id, countdown=countdown, **options)
             count += 1
         return count
 

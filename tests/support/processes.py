@@ -90,7 +90,7 @@ def wait_for_worker(
 
 @contextmanager
 def worker(
-    queues: str = "interactive,sync",
+    queues: str = "interactive,sync,schedule",
     concurrency: int = 2,
     pool: str = "prefork",
     env: dict[str, str] | None = None,

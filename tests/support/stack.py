@@ -68,8 +68,10 @@ def live_workers(
     with (
         processes.worker("interactive", concurrency=2, env=env) as interactive,
         processes.worker("sync", concurrency=2, env=env) as sync,
+        # Beat's rounds have a queue and a consumer of their own (docs/operations.md).
+        processes.worker("schedule", concurrency=2, pool="threads", env=env) as schedule,
     ):
-        yield {"interactive": interactive, "sync": sync}
+        yield {"interactive": interactive, "sync": sync, "schedule": schedule}
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ def run_sync(connection_id: uuid.UUID, kind: str = "manual", timeout: float = 60
 def test_routing_and_declared_limits() -> None:
     import tasks.sync  # noqa: F401 - registers the tasks in this process
 
-    for name, queue in ((SYNC, "sync"), ("pagerduty.schedule_syncs", "sync")):
+    for name, queue in ((SYNC, "sync"), ("pagerduty.schedule_syncs", "schedule")):
         assert app.amqp.router.route({}, name)["queue"].name == queue
         task = app.tasks[name]
         assert task.queue == queue and task.acks_late

@@ -845,8 +845,10 @@ def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captu
     session.rollback()
     session.expire_all()
     interval = timedelta(seconds=get_settings().sync_interval_seconds)
-    for cid in due:
-        assert session.get(PagerDutyConnection, cid).next_sync_at == now + interval
+    for i, cid in enumerate(due):
+        # Advanced from the previous due time by whole intervals (from now if never due).
+        was = now if i % 2 else now - timedelta(seconds=5)
+        assert session.get(PagerDutyConnection, cid).next_sync_at == was + interval
     # A slow round: run again before anything is due — nothing is enqueued twice.
     captured_sends.clear()
     assert fanout.schedule_syncs(now + timedelta(seconds=1))["enqueued"] == 0

@@ -33,7 +33,13 @@ def make_engine(url: str) -> Engine:
 
         return engine
     url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    settings = get_settings()
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -24,6 +24,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "rrpd_pagerduty_rate_limited_total": ("counter", "429 answers from PagerDuty, by endpoint."),
     "rrpd_token_refreshes_total": ("counter", "OAuth token refreshes, by outcome."),
     "rrpd_connection_checks_total": ("counter", "Credential validations and code exchanges."),
+    "rrpd_fanout_runs_total": ("counter", "Fan-out tasks run (beat rounds and their shards)."),
+    "rrpd_fanout_enqueued_total": ("counter", "Scheduled syncs the fan-out published."),
+    "rrpd_fanout_duration_seconds_sum": ("counter", "Total seconds spent in fan-out tasks."),
+    "rrpd_fanout_duration_seconds_count": ("counter", "Number of timed fan-out tasks."),
 }
 
 
@@ -47,6 +51,24 @@ def incr(name: str, amount: float = 1, **labels: str) -> None:
         log.debug("metrics unavailable", exc_info=True)
 
 
+def incr_many(samples: Iterable[tuple[str, float, Mapping[str, str]]]) -> None:
+    """Several increments in one pipelined round trip (a sync writes about six)."""
+    fields: list[tuple[str, float]] = []
+    for name, amount, labels in samples:
+        if name not in METRICS:
+            raise KeyError(f"unknown metric {name}")
+        fields.append((_field(name, labels), amount))
+    if not fields:
+        return
+    try:
+        pipe = client().pipeline(transaction=False)
+        for field, amount in fields:
+            pipe.hincrbyfloat(key("metrics"), field, amount)
+        pipe.execute()
+    except redis.RedisError:
+        log.debug("metrics unavailable", exc_info=True)
+
+
 def snapshot() -> dict[str, float]:
     raw = client().hgetall(key("metrics"))
     return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
@@ -55,6 +77,7 @@ def snapshot() -> dict[str, float]:
 # Counters rendered as one Prometheus summary family (``<name>_sum`` + ``<name>_count``).
 SUMMARIES: dict[str, str] = {
     "rrpd_sync_duration_seconds": "Seconds spent in connection syncs.",
+    "rrpd_fanout_duration_seconds": "Seconds spent in fan-out tasks (beat rounds, shards).",
 }
 
 # Celery's Redis transport keeps a priority queue as several lists: ``<queue>`` and

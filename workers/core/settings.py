@@ -71,6 +71,9 @@ ALLOWED: dict[str, str] = {
     "events_stream_retention_hours": "a whole number of hours, at least 1",
     "worker_heartbeat_seconds": "a whole number of seconds, at least 5",
     "log_level": f"one of {', '.join(LOG_LEVELS)}",
+    # fleet capacity
+    "db_pool_size": "a whole number of connections, at least 1",
+    "db_max_overflow": "a whole number of connections, 0 or more",
     "public_url": "an http:// or https:// URL",
     "app_integrations_url": "empty, or an http:// or https:// URL",
     "app_login_url": "empty, or an http:// or https:// URL",
@@ -144,6 +147,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Which background loops a worker runs (workers.tasking.loops): all, none, or names.
     worker_loops: str = "all"
+
+    # Fleet capacity: each process's PostgreSQL pool. A prefork child runs one task at a time
+    # (5 is plenty); a threads worker needs one connection per thread, so `rrpd worker --pool
+    # threads -c N` sets it to N + 4 unless given (docs/operations.md, "Sizing").
+    db_pool_size: int = Field(5, ge=1)
+    db_max_overflow: int = Field(5, ge=0)
 
     # The outbox (workers/outbox): how often each worker node's relay looks for rows the
     # after-commit fast path did not publish, how many rows one round publishes, and how long

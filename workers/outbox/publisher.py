@@ -58,26 +58,42 @@ def send(
     task_id: str | None = None,
     countdown: float | None = None,
     producer: Any = None,
+    ignore_result: bool = False,
 ) -> str:
-    """Publish one task message (routed by the contract); returns its task id."""
+    """Publish one task message (routed by the contract); returns its task id.
+
+    ``ignore_result``: the worker stores neither a result nor a STARTED state for it (the
+    message's header wins over the task's own setting)."""
     result = publisher().send_task(
         name,
         kwargs=kwargs,
         task_id=task_id,
         countdown=countdown,
         producer=producer,
+        ignore_result=ignore_result,
         retry=True,
         retry_policy=RETRY_POLICY,
     )
     return str(result.id)
 
 
-def send_many(messages: Iterable[tuple[str, dict[str, Any], str | None, float | None]]) -> int:
+def send_many(
+    messages: Iterable[tuple[str, dict[str, Any], str | None, float | None]],
+    *,
+    ignore_result: bool = False,
+) -> int:
     """Publish (name, kwargs, task id, countdown) messages over one producer connection."""
     count = 0
     app = publisher()
     with app.producer_or_acquire() as producer:
         for name, kwargs, task_id, countdown in messages:
-            send(name, kwargs, task_id=task_id, countdown=countdown, producer=producer)
+            send(
+                name,
+                kwargs,
+                task_id=task_id,
+                countdown=countdown,
+                producer=producer,
+                ignore_result=ignore_result,
+            )
             count += 1
     return count

@@ -3,66 +3,176 @@
 The syncs are published directly once the claim has committed, not through the outbox: a
 scheduled sync is periodic, not caused by a change, and one that Redis loses is simply due
 again an interval later (the outbox would add a row per connection per minute for nothing).
+
+Cadence: a claimed connection's ``next_sync_at`` advances from its previous value by whole
+intervals (never from the moment the round happened to run), and a round picks what falls due
+within ``PICK_TOLERANCE`` of it. A round that starts a few milliseconds after (or before) its
+tick therefore finds every connection it should: before, ``now + interval`` drifted each
+connection's due time past the next tick, and a third of rounds found nothing due.
+
+Sharding: no task publishes more than ``SHARD_CAP`` messages. The beat round counts what is due;
+if that is more than the cap it publishes shard tasks (``shard``/``shards``), each claiming the
+due connections in its slice of the id space; a shard that hits the cap publishes itself again.
+Any node consuming the ``schedule`` queue runs shards. The claim (``FOR UPDATE SKIP LOCKED`` and
+a conditional update) is the only guard: a second round, or a repeated shard, finds nothing due.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import time
+import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 
 from models import ConnectionStatus, PagerDutyConnection, utcnow
+from workers.core import metrics
 from workers.core.db import transaction
 from workers.core.settings import get_settings
-from workers.tasking.contract import SYNC_CONNECTION
+from workers.tasking.contract import SCHEDULE_SYNCS, SYNC_CONNECTION
 from workers.tasking.enqueue import publish_many
 
-# At most this many connections per beat round (the rest are still due next round).
-FANOUT_BATCH = 20_000
+# At most this many sync messages from any one task (a beat round or a shard).
+SHARD_CAP = 2_000
+# A round splits into shards of about this many due connections (headroom under the cap for
+# connections that fall due between the count and the shard's claim).
+SHARD_TARGET = 1_000
+# Beat's rounds arrive a few ms late (or early, on a skewed clock); what is due this soon is
+# this round's. Kept well under the interval so a connection is never due twice in one.
+MAX_TOLERANCE_SECONDS = 5.0
+
+_ID_SPACE = 1 << 128
+
+
+def pick_tolerance(interval: float) -> float:
+    return min(MAX_TOLERANCE_SECONDS, interval / 10)
+
+
+def _slice(shard: int, shards: int) -> ColumnElement[bool] | None:
+    """The ids of shard ``shard`` of ``shards``: a contiguous UUID range (the primary key's
+    index), ids being random UUIDs so the slices are about equal."""
+    if shards <= 1:
+        return None
+    lo = uuid.UUID(int=shard * _ID_SPACE // shards)
+    cond = PagerDutyConnection.id >= lo
+    if shard < shards - 1:
+        cond = cond & (PagerDutyConnection.id < uuid.UUID(int=(shard + 1) * _ID_SPACE // shards))
+    return cond
+
+
+def _due(now: datetime, interval: float) -> ColumnElement[bool]:
+    horizon = now + timedelta(seconds=pick_tolerance(interval))
+    return (PagerDutyConnection.status == ConnectionStatus.CONNECTED) & or_(
+        PagerDutyConnection.next_sync_at.is_(None), PagerDutyConnection.next_sync_at <= horizon
+    )
+
+
+def _next_due(now: datetime, interval: float) -> ColumnElement[Any]:
+    """The previous due time advanced by the whole intervals that take it past the pick horizon
+    (a connection never synced, or re-connected, starts from now)."""
+    base = func.coalesce(PagerDutyConnection.next_sync_at, now)
+    behind = func.extract("epoch", now - base) + pick_tolerance(interval)
+    steps = func.floor(behind / interval) + 1
+    return base + func.make_interval(0, 0, 0, 0, 0, 0, steps * interval)
+
+
+def claim(
+    now: datetime, *, shard: int = 0, shards: int = 1, limit: int = SHARD_CAP
+) -> list[uuid.UUID]:
+    """Claim (and advance) up to ``limit`` due connections of the slice, in one statement."""
+    interval = float(get_settings().sync_interval_seconds)
+    due = _due(now, interval)
+    where = due if (part := _slice(shard, shards)) is None else due & part
+    # A materialized CTE, not ``id IN (subquery)``: PostgreSQL may run a LIMIT ... SKIP LOCKED
+    # subquery of IN more than once and so update more rows than the limit (measured: 880 of a
+    # 300 cap), which would let one task publish past the cap.
+    pick = (
+        select(PagerDutyConnection.id)
+        .where(where)
+        .order_by(PagerDutyConnection.next_sync_at.asc().nulls_first())
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED")
+    )
+    with transaction() as session:
+        return list(
+            session.execute(
+                update(PagerDutyConnection)
+                .where(PagerDutyConnection.id == pick.c.id, where)
+                .values(next_sync_at=_next_due(now, interval))
+                .returning(PagerDutyConnection.id)
+                .execution_options(synchronize_session=False)
+            ).scalars()
+        )
+
+
+def count_due(now: datetime) -> int:
+    interval = float(get_settings().sync_interval_seconds)
+    with transaction() as session:
+        found = session.scalar(
+            select(func.count()).select_from(PagerDutyConnection).where(_due(now, interval))
+        )
+    return int(found or 0)
 
 
 def schedule_syncs(
     now: datetime | None = None,
     *,
+    shard: int = 0,
+    shards: int = 0,
     rng: random.Random | None = None,
-    batch: int = FANOUT_BATCH,
+    cap: int = SHARD_CAP,
+    target: int = SHARD_TARGET,
 ) -> dict[str, int]:
-    """Enqueue a sync for every connected connection that is due, spread over the jitter window.
+    """One beat round (``shards == 0``) or one shard of it; never publishes more than ``cap``.
 
-    ``next_sync_at`` is pushed to now + interval in the same statement that picks the rows
-    (``FOR UPDATE SKIP LOCKED``), so two beat processes, or a round slower than the interval,
-    never enqueue a connection twice.
+    Returns ``{enqueued, shards}``: the syncs this task published, and the shard tasks it
+    published (0 when it claimed the round itself).
     """
-    settings = get_settings()
+    if shards and shard >= shards:
+        return {"enqueued": 0, "shards": 0}  # not a slice of anything: nothing to claim
+    t0 = time.monotonic()
     now = now or utcnow()
-    rng = rng or random.Random()
-    jitter = max(0.0, float(settings.sync_jitter_seconds))
-    due = (PagerDutyConnection.status == ConnectionStatus.CONNECTED) & or_(
-        PagerDutyConnection.next_sync_at.is_(None), PagerDutyConnection.next_sync_at <= now
-    )
-    pick = (
-        select(PagerDutyConnection.id)
-        .where(due)
-        .order_by(PagerDutyConnection.next_sync_at.asc().nulls_first())
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    )
-    with transaction() as session:
-        ids = list(
-            session.execute(
-                update(PagerDutyConnection)
-                .where(PagerDutyConnection.id.in_(pick), due)
-                .values(next_sync_at=now + timedelta(seconds=settings.sync_interval_seconds))
-                .returning(PagerDutyConnection.id)
-                .execution_options(synchronize_session=False)
-            ).scalars()
+    published_shards = 0
+    enqueued = 0
+    if shards == 0 and (due := count_due(now)) > cap:
+        published_shards = max(2, math.ceil(due / target))
+        publish_many(
+            SCHEDULE_SYNCS,
+            [({"shard": i, "shards": published_shards}, None) for i in range(published_shards)],
         )
-    batch_messages = [
-        ({"connection_id": str(cid), "kind": "scheduled"}, rng.uniform(0, jitter) or None)
-        for cid in ids
-    ]
+    else:
+        ids = claim(now, shard=shard, shards=max(shards, 1), limit=cap)
+        enqueued = _publish_syncs(ids, rng or random.Random())
+        if len(ids) >= cap and shards:
+            # More of this slice is due than one task may publish: the rest is this shard's
+            # next message (a beat round that hit the cap leaves the rest to the next round,
+            # which the count above makes rare).
+            publish_many(SCHEDULE_SYNCS, [({"shard": shard, "shards": shards}, None)])
+            published_shards = 1
+    metrics.incr_many(
+        [
+            ("rrpd_fanout_runs_total", 1, {"role": "shard" if shards else "round"}),
+            ("rrpd_fanout_enqueued_total", enqueued, {}),
+            ("rrpd_fanout_duration_seconds_sum", time.monotonic() - t0, {}),
+            ("rrpd_fanout_duration_seconds_count", 1, {}),
+        ]
+    )
+    return {"enqueued": enqueued, "shards": published_shards}
+
+
+def _publish_syncs(ids: list[uuid.UUID], rng: random.Random) -> int:
+    jitter = max(0.0, float(get_settings().sync_jitter_seconds))
     # Published once the claim has committed (never for a claim that rolled back), through one
     # producer: thousands of separate send_task calls each take a pooled connection.
-    publish_many(SYNC_CONNECTION, batch_messages)
-    return {"enqueued": len(ids)}
+    return publish_many(
+        SYNC_CONNECTION,
+        [
+            ({"connection_id": str(cid), "kind": "scheduled"}, rng.uniform(0, jitter) or None)
+            for cid in ids
+        ],
+    )

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 import redis
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import before_task_publish, worker_process_init
 
 from workers.core.logging import bind_task_context, configure_logging, unbind_task_context
 from workers.core.outages import is_database_outage
@@ -223,7 +224,8 @@ def contract_task(spec: TaskSpec, *, base: type[RRPDTask] | None = None) -> Call
             time_limit=spec.time_limit,
             max_retries=spec.max_retries,
             acks_late=True,
-            ignore_result=False,
+            # A message's own ``ignore_result`` header wins (scheduled syncs are sent with it).
+            ignore_result=not spec.store_result,
         )(fn)
 
     return decorate
@@ -247,6 +249,16 @@ def _configure_child_logging(**_: Any) -> None:
 
 
 worker_process_init.connect(_configure_child_logging, weak=False)
+
+
+def _stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    # When a message was sent (epoch seconds), so how long it waited in its queue can be told:
+    # beat's rounds no longer expire, and an operator (or a test) can see a late one.
+    if headers is not None:
+        headers.setdefault("sent_at", round(time.time(), 3))
+
+
+before_task_publish.connect(_stamp_sent_at, weak=False)
 
 
 app = create_app()

@@ -19,7 +19,6 @@ docs/tasks.md.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,22 +33,24 @@ from workers.tasking.checks import (
     uuid_text,
     whole_number,
 )
+from workers.tasking.retrypolicy import MAX_RETRY_COUNTDOWN as MAX_RETRY_COUNTDOWN
+from workers.tasking.retrypolicy import RetryPolicy as RetryPolicy
 
 if TYPE_CHECKING:
     from workers.core.settings import Settings
 
 # --- queues ------------------------------------------------------------------------------------
 # `interactive` holds work a person is waiting for (and the 30-second OAuth code); `sync` holds
-# bulk periodic work. Separate queues and separate workers mean a sync backlog never delays a
-# connect.
+# bulk periodic work; `schedule` holds beat's own rounds (the fan-out and its shards, the token
+# sweep), read by a small consumer of its own, so they never wait behind syncs.
 INTERACTIVE = "interactive"
 SYNC = "sync"
-QUEUES: tuple[str, ...] = (INTERACTIVE, SYNC)
+SCHEDULE = "schedule"
+QUEUES: tuple[str, ...] = (INTERACTIVE, SYNC, SCHEDULE)
 
 # --- ceilings every task stays under (celeryconfig sets the visibility timeout from them) ------
 TASK_SOFT_TIME_LIMIT = 240
 TASK_TIME_LIMIT = 300
-MAX_RETRY_COUNTDOWN = 600.0
 
 # Argument names that would suggest a secret travels in a message (tasks take ids only).
 SECRET_WORDS = ("key", "token", "secret", "code", "verifier", "password")
@@ -66,46 +67,6 @@ class Family(StrEnum):
     DISCONNECT = "disconnect"
     BEAT = "beat"
     ONCE = "once"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Capped exponential backoff with full jitter; PagerDuty's ``ratelimit-reset`` wins.
-
-    The n-th retry (n = 0, 1, ...) waits ``uniform(0, min(cap, base * 2**n))`` seconds, or, for
-    a 429 that said when its window resets, that many seconds plus ``uniform(0, reset_jitter)``
-    (so the workers a reset released do not return in step). Never more than
-    ``MAX_RETRY_COUNTDOWN``: the broker's visibility timeout is sized for it.
-    """
-
-    base: float
-    cap: float
-    # What is retried, in the words of docs/tasks.md.
-    retried: str
-    # PagerDuty's 429 says when its window resets: wait that long (plus this much jitter).
-    honours_reset: bool = True
-    reset_jitter: float = 0.0
-
-    def countdown(
-        self,
-        retries: int,
-        *,
-        reset_after: float | None = None,
-        rng: random.Random | None = None,
-    ) -> float:
-        draw = (rng or random).uniform
-        if reset_after is not None:
-            wait = max(0.0, reset_after) + draw(0, self.reset_jitter)
-        else:
-            wait = draw(0, min(self.cap, self.base * 2 ** max(0, retries)))
-        return round(min(wait, MAX_RETRY_COUNTDOWN), 3)
-
-    def describe(self) -> str:
-        reset = "a 429 waits for PagerDuty's reset" + (
-            f" (+ up to {self.reset_jitter:g} s)" if self.reset_jitter else ""
-        )
-        backoff = f"full jitter up to {self.base:g} s·2ⁿ, capped at {self.cap:g} s"
-        return f"{self.retried}; {backoff}" + (f"; {reset}" if self.honours_reset else "")
 
 
 RETRY_POLICIES: Mapping[Family, RetryPolicy | None] = {
@@ -184,6 +145,9 @@ class TaskSpec:
     deprecated: bool = False
     # Anything else the docs' kwargs column should say (e.g. the allowed values of `kind`).
     kwargs_note: str = ""
+    # Bulk periodic work stores no result and no STARTED state (nobody asks for them; they cost
+    # Redis writes per message); work a person or service may poll keeps both.
+    store_result: bool = True
 
     @property
     def retry_policy(self) -> RetryPolicy | None:
@@ -267,7 +231,7 @@ REFRESH_TOKEN = TaskSpec(
 REFRESH_EXPIRING_TOKENS = TaskSpec(
     name="pagerduty.refresh_expiring_tokens",
     module="tasks.connections",
-    queue=INTERACTIVE,
+    queue=SCHEDULE,
     kwargs=(),
     soft_time_limit=60,
     time_limit=90,
@@ -275,6 +239,7 @@ REFRESH_EXPIRING_TOKENS = TaskSpec(
     max_retries=0,
     result="`{refreshes_enqueued, stale_validations}`",
     no_retry_because="next beat",
+    store_result=False,
     beat=Beat("refresh-expiring-tokens", lambda settings: 300.0, "every 5 min"),
 )
 SYNC_CONNECTION = TaskSpec(
@@ -302,14 +267,26 @@ SYNC_CONNECTION = TaskSpec(
 SCHEDULE_SYNCS = TaskSpec(
     name="pagerduty.schedule_syncs",
     module="tasks.sync",
-    queue=SYNC,
-    kwargs=(),
+    queue=SCHEDULE,
+    kwargs=(
+        Kwarg(
+            "shard", "int", "This shard's number, 0 to shards - 1.", default=0, check=whole_number
+        ),
+        Kwarg(
+            "shards",
+            "int",
+            "0: a beat round (it shards itself if need be).",
+            default=0,
+            check=whole_number,
+        ),
+    ),
     soft_time_limit=45,
     time_limit=55,
     family=Family.BEAT,
     max_retries=0,
-    result="`{enqueued}`",
+    result="`{enqueued, shards}`: syncs published (at most 2,000), shard tasks published",
     no_retry_because="next beat",
+    store_result=False,
     beat=Beat(
         "schedule-syncs",
         lambda settings: float(settings.sync_interval_seconds),
@@ -414,7 +391,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             schedule[spec.beat.entry] = {
                 "task": spec.name,
                 "schedule": every,
-                # A round nobody consumed in time is dropped: the next one does the same work.
-                "options": {"queue": spec.queue, "expires": every},
+                # No ``expires``: a late round still runs (its claims are conditional updates,
+                # so a round after it finds nothing twice).
+                "options": {"queue": spec.queue, "ignore_result": not spec.store_result},
             }
     return schedule

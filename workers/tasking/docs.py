@@ -22,9 +22,14 @@ def _retries(spec: TaskSpec) -> str:
 
 
 def _kwargs(spec: TaskSpec) -> str:
-    if spec.beat is not None:
-        return f"— (beat, {spec.beat.describe})"
     text = ", ".join(k.signature() for k in spec.kwargs) or "—"
+    if spec.beat is not None:
+        # Beat sends no arguments; a task beat fires may still take some (fan-out shards).
+        return (
+            f"{text} (beat, {spec.beat.describe})"
+            if spec.kwargs
+            else f"— (beat, {spec.beat.describe})"
+        )
     return f"{text} {spec.kwargs_note}".strip()
 
 
