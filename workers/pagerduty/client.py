@@ -128,7 +128,7 @@ class PagerDutyClient(Transport):
         """Every v2 schedule with its members and escalation policies (no on-call: the list
         never renders it, whatever ``include[]`` asks)."""
         schedules: dict[str, Schedule] = {}
-        for item in self.paginate("GET /schedules", "/schedules", "schedules"):
+        for item in self.collect("GET /schedules", "/schedules", "schedules"):
             schedule = parsing.v2_schedule(item)
             if schedule is not None:
                 schedules.setdefault(schedule.id, schedule)
@@ -232,18 +232,17 @@ class PagerDutyClient(Transport):
         shifts: dict[tuple[str, str, datetime | None, datetime | None], Shift] = {}
         users: dict[str, User] = {}
         wanted = list(dict.fromkeys(schedule_ids))
-        for i in range(0, len(wanted), ONCALLS_SCHEDULE_CHUNK):
-            chunk = wanted[i : i + ONCALLS_SCHEDULE_CHUNK]
-            params = [
-                *(("schedule_ids[]", sid) for sid in chunk),
-                ("include[]", "users"),
-                ("since", parsing.iso(since)),
-                ("until", parsing.iso(until)),
-                ("time_zone", "UTC"),
-            ]
-            for item in self.paginate(
-                "GET /oncalls", "/oncalls", "oncalls", params, scope="oncalls"
-            ):
+        chunks = [
+            wanted[i : i + ONCALLS_SCHEDULE_CHUNK]
+            for i in range(0, len(wanted), ONCALLS_SCHEDULE_CHUNK)
+        ]
+        # Chunks are independent reads: in flight together, merged in chunk order.
+        for chunk, items in zip(
+            chunks,
+            self.map_all(lambda c: self._oncalls_chunk(c, since, until), chunks),
+            strict=True,
+        ):
+            for item in items:
                 sid = parsing.ref_id(item.get("schedule"))
                 if sid is None or sid not in chunk:
                     continue
@@ -260,6 +259,18 @@ class PagerDutyClient(Transport):
                 )
                 shifts.setdefault((sid, ref.id, start, end), Shift(sid, ref, start, end))
         return list(shifts.values()), users
+
+    def _oncalls_chunk(
+        self, chunk: Sequence[str], since: datetime, until: datetime
+    ) -> list[dict[str, Any]]:
+        params = [
+            *(("schedule_ids[]", sid) for sid in chunk),
+            ("include[]", "users"),
+            ("since", parsing.iso(since)),
+            ("until", parsing.iso(until)),
+            ("time_zone", "UTC"),
+        ]
+        return list(self.paginate("GET /oncalls", "/oncalls", "oncalls", params, scope="oncalls"))
 
 
 def _window(since: datetime, until: datetime) -> tuple[datetime, datetime]:
