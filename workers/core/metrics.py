@@ -24,6 +24,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "rrpd_pagerduty_rate_limited_total": ("counter", "429 answers from PagerDuty, by endpoint."),
     "rrpd_token_refreshes_total": ("counter", "OAuth token refreshes, by outcome."),
     "rrpd_connection_checks_total": ("counter", "Credential validations and code exchanges."),
+    "rrpd_lease_lost_total": ("counter", "Leases a live holder found lapsed or taken over."),
+    "rrpd_sync_rechecks_total": ("counter", "Delayed re-checks published for coalesced syncs."),
 }
 
 

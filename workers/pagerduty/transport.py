@@ -11,12 +11,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 import httpx
 
 from workers.core.process import after_fork
+from workers.pagerduty.concurrency import map_concurrent
 from workers.pagerduty.errors import (
     PaginationLimit,
     RateLimited,
@@ -154,114 +154,13 @@ class Transport:
         *,
         per_item: tuple[type[BaseException], ...] = (),
     ) -> list[R | BaseException]:
-        """``fn`` over ``items`` with up to ``max_in_flight`` calls at once, results in order.
-
-        An error of a ``per_item`` type is returned in its item's place; any other error stops
-        the calls not yet started and is raised (the first in item order among those that
-        failed), as the sequential loop it replaces would have raised it. Threads, not asyncio:
-        every call goes through the same synchronous transport (limiter, retries, counters) on
-        the process's thread-safe ``httpx.Client``.
-        """
-        work = list(items)
-        if self.max_in_flight == 1 or len(work) <= 1:
-            return [_call(fn, item, per_item) for item in work]
-        with ThreadPoolExecutor(
-            max_workers=min(self.max_in_flight, len(work)), thread_name_prefix="pd"
-        ) as pool:
-            futures = [pool.submit(fn, item) for item in work]
-            for finished in as_completed(futures):
-                if _fatal(finished, per_item):
-                    for future in futures:
-                        future.cancel()
-                    break
-        out: list[R | BaseException] = []
-        for future in futures:
-            if future.cancelled():
-                continue
-            error = future.exception()
-            if error is None:
-                out.append(future.result())
-            elif isinstance(error, per_item):
-                out.append(error)
-            else:
-                raise error
-        return out
+        """``fn`` over ``items`` with up to ``max_in_flight`` calls at once, results in order
+        (``workers.pagerduty.concurrency.map_concurrent`` says what errors do)."""
+        return map_concurrent(fn, items, max_in_flight=self.max_in_flight, per_item=per_item)
 
     def map_all(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``map_concurrent`` where every error is account-wide (raised)."""
         return [r for r in self.map_concurrent(fn, items) if not isinstance(r, BaseException)]
-
-    def collect(
-        self,
-        endpoint: str,
-        path: str,
-        collection: str,
-        params: list[tuple[str, str]] | None = None,
-        *,
-        limit: int = PAGE_LIMIT,
-    ) -> list[dict[str, Any]]:
-        """Every item of an offset-paginated list, the pages after the first concurrently.
-
-        The first page asks ``total=true``; with a total inside PagerDuty's 10,000-record
-        window the remaining offsets are known and read at once. A short page, a gap or a
-        total that grew meanwhile falls back to the sequential walk from where the pages stop
-        being contiguous, so nothing is skipped; without a total (PagerDuty may ignore it) or
-        past the window it is the sequential walk, which raises PaginationLimit at the cap.
-        """
-        first, more, total = self._page(endpoint, path, collection, params, 0, limit, True)
-        items = list(first)
-        if not more:
-            return items
-        if not first:
-            raise Transient(
-                f"PagerDuty's {endpoint} said more=true but sent an empty page", endpoint=endpoint
-            )
-        offset = len(first)
-        if total is None or total > MAX_OFFSET_WINDOW:
-            return items + list(self.paginate(endpoint, path, collection, params, offset=offset))
-        pages = page_offsets(offset, total, limit)
-        got = self.map_all(
-            lambda p: self._page(endpoint, path, collection, params, p[0], p[1], False), pages
-        )
-        for (page_offset, _), (page_items, page_more, _) in zip(pages, got, strict=True):
-            if page_offset != offset:
-                break  # the page before came short: walk on from where it stopped
-            items.extend(page_items)
-            offset += len(page_items)
-            if not page_more:
-                return items
-            if not page_items:
-                raise Transient(
-                    f"PagerDuty's {endpoint} said more=true but sent an empty page",
-                    endpoint=endpoint,
-                )
-        return items + list(self.paginate(endpoint, path, collection, params, offset=offset))
-
-    def _page(
-        self,
-        endpoint: str,
-        path: str,
-        collection: str,
-        params: list[tuple[str, str]] | None,
-        offset: int,
-        limit: int,
-        want_total: bool,
-    ) -> tuple[list[dict[str, Any]], bool, int | None]:
-        query = [*(params or []), ("limit", str(limit)), ("offset", str(offset))]
-        if want_total:
-            query.append(("total", "true"))
-        page = self.get_json(endpoint, path, query)
-        items = page.get(collection)
-        if not isinstance(items, list):
-            raise Transient(
-                f"PagerDuty's {endpoint} answer has no '{collection}' list", endpoint=endpoint
-            )
-        total = page.get("total")
-        return (
-            [i for i in items if isinstance(i, dict)],
-            bool(page.get("more")),
-            total if isinstance(total, int) and not isinstance(total, bool) else None,
-        )
 
     # -- transport --
 
@@ -418,18 +317,6 @@ class Transport:
                     endpoint=endpoint,
                 )
             offset += len(items)
-
-
-def _call(fn: Callable[[T], R], item: T, per_item: tuple[type[BaseException], ...]) -> Any:
-    try:
-        return fn(item)
-    except per_item as exc:
-        return exc
-
-
-def _fatal(future: Future[Any], per_item: tuple[type[BaseException], ...]) -> bool:
-    error = None if future.cancelled() else future.exception()
-    return error is not None and not isinstance(error, per_item)
 
 
 def page_offsets(start: int, total: int, limit: int) -> Sequence[tuple[int, int]]:

@@ -71,6 +71,7 @@ def _publish_recheck(connection_id: uuid.UUID) -> None:
             kind=kind,
         )
         locks.put_flag(name, task_id, RECHECK_AFTER_SECONDS + 60)
+        metrics.incr("rrpd_sync_rechecks_total")
     except redis.RedisError as exc:
         # The flag stays set; the next scheduled sync serves the request.
         log.warning("sync re-check not published (%s)", type(exc).__name__)
