@@ -9,7 +9,7 @@ per request; the simulator runs as a subprocess so it does not share our GIL) an
    rate limit OFF (median of ``--repeat`` alternating runs) and the ratio;
 3. rate limit ON (960/min): 429s each client received (counted by the simulator) and wall time
    against the rate-limit lower bound (requests / (limit / 60 s)). Ours paces itself with
-   ``RedisRateLimiter`` (900/min, burst 10, scaled if ``--rate-limit`` is lowered) on local Redis.
+   ``RedisRateLimiter`` (900/min, burst 50, scaled if ``--rate-limit`` is lowered) on local Redis.
 
 This is a script that prints figures, not a test. Figures also go to
 ``bench/results/bench_client.json``. See bench/README.md.
