@@ -98,9 +98,7 @@ def main() -> None:
             pass
         seconds = time.perf_counter() - started
         with transaction() as tx:
-            left = tx.scalar(
-                select(func.count()).where(OutboxMessage.published_at.is_(None))
-            )
+            left = tx.scalar(select(func.count()).where(OutboxMessage.published_at.is_(None)))
         assert left == 0
         figures["relay_throughput"] = {
             "rows": args.rows,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from rrpd import maintenance, manage, ops, processes, records
+from rrpd import leases, maintenance, manage, ops, processes, records
 from rrpd.common import CONFIG_EXIT_CODE, echo_configuration_error
 from workers.core.settings import ConfigurationError
 
@@ -35,6 +35,7 @@ for command in (
     *manage.COMMANDS,
     *ops.COMMANDS,
     *records.COMMANDS,
+    *leases.COMMANDS,
 ):
     cli.add_command(command)
 

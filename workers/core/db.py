@@ -95,9 +95,10 @@ def snapshot(url: str | None = None) -> Iterator[Session]:
     options = {} if engine.dialect.name == "sqlite" else {"isolation_level": "REPEATABLE READ"}
     # Read only: closing the connection ends its transaction without a commit. The session is
     # closed, not rolled back, so what was read stays loaded on the returned objects.
-    with engine.connect().execution_options(**options) as conn, Session(
-        conn, expire_on_commit=False
-    ) as session:
+    with (
+        engine.connect().execution_options(**options) as conn,
+        Session(conn, expire_on_commit=False) as session,
+    ):
         yield session
 
 

@@ -28,6 +28,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "rrpd_fanout_enqueued_total": ("counter", "Scheduled syncs the fan-out published."),
     "rrpd_fanout_duration_seconds_sum": ("counter", "Total seconds spent in fan-out tasks."),
     "rrpd_fanout_duration_seconds_count": ("counter", "Number of timed fan-out tasks."),
+    "rrpd_lease_lost_total": ("counter", "Leases a live holder found lapsed or taken over."),
+    "rrpd_sync_rechecks_total": ("counter", "Delayed re-checks published for coalesced syncs."),
 }
 
 

@@ -53,6 +53,8 @@ ALLOWED: dict[str, str] = {
     "api_jwt_ttl_seconds": "a whole number of seconds, at least 1",
     "pagerduty_timeout_seconds": "a number of seconds greater than 0",
     "pagerduty_rate_limit_per_minute": "a whole number of requests, at least 1",
+    "pagerduty_rate_limit_burst": "a whole number of requests, at least 1",
+    "pagerduty_max_in_flight": "a whole number of requests, 1 to 32",
     "sync_interval_seconds": "a whole number of seconds, at least 1",
     "sync_jitter_seconds": "a whole number of seconds, 0 or more",
     "directory_interval_seconds": "a whole number of seconds, from 60 to 86400",
@@ -112,6 +114,12 @@ class Settings(BaseSettings):
     pagerduty_timeout_seconds: float = Field(10.0, gt=0, allow_inf_nan=False)
     # PagerDuty allows 960 requests/minute per credential; stay a little under it.
     pagerduty_rate_limit_per_minute: int = Field(900, gt=0)
+    # -- the client's concurrency (docs/pagerduty-client.md) --
+    # Requests admitted at once on top of the pace; per_minute + burst stays <= 960, so no
+    # 60 s window, however PagerDuty draws it, sees more than its limit.
+    pagerduty_rate_limit_burst: int = Field(50, gt=0)
+    # Independent reads in flight at once per credential (1: one after the other).
+    pagerduty_max_in_flight: int = Field(8, ge=1, le=32)
 
     public_url: str = "http://127.0.0.1:8000"
     # Where the browser lands after the OAuth callback (the app's integrations page).

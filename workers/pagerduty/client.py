@@ -1,9 +1,11 @@
 """Synchronous PagerDuty REST client used by the Celery tasks: one method per PagerDuty read.
 
-Why synchronous: a prefork Celery worker runs one task per process, and PagerDuty asks for one
-request at a time per token, so a sync of one connection is a sequence of requests anyway.
-Throughput across many connections comes from many worker processes (or threads), each holding
-one pooled ``httpx.Client`` reused across tasks (``workers.pagerduty.transport``). See
+Why synchronous: a prefork Celery worker runs one task per process, and the reads of one sync
+mostly depend on each other. Where they do not (the pages after the first once the total is
+known, schedule details, ``/oncalls`` chunks, referenced users) up to ``max_in_flight`` run at
+once on threads over the same transport (``workers.pagerduty.concurrency``,
+``workers.pagerduty.bulk``), paced by the shared limiter. Every process holds one pooled
+``httpx.Client`` reused across tasks (``workers.pagerduty.transport``). See
 docs/pagerduty-client.md.
 
 Each method returns records (``workers.pagerduty.records``); how the reads combine into one sync
@@ -29,7 +31,14 @@ from workers.pagerduty.records import (
     UsersPage,
     V3ScheduleRef,
 )
-from workers.pagerduty.transport import PAGE_LIMIT, V3_PAGE_LIMIT, Transport, int_header
+from workers.pagerduty.transport import (
+    MAX_OFFSET_WINDOW,
+    PAGE_LIMIT,
+    V3_PAGE_LIMIT,
+    Transport,
+    int_header,
+    page_offsets,
+)
 
 # Schedule ids per /oncalls request: each adds ~25 characters of query string, and 50 keep the
 # URL far below any proxy's limit while one page of 100 entries usually holds the answer.
@@ -128,7 +137,7 @@ class PagerDutyClient(Transport):
         """Every v2 schedule with its members and escalation policies (no on-call: the list
         never renders it, whatever ``include[]`` asks)."""
         schedules: dict[str, Schedule] = {}
-        for item in self.paginate("GET /schedules", "/schedules", "schedules"):
+        for item in self.collect("GET /schedules", "/schedules", "schedules"):
             schedule = parsing.v2_schedule(item)
             if schedule is not None:
                 schedules.setdefault(schedule.id, schedule)
@@ -232,18 +241,17 @@ class PagerDutyClient(Transport):
         shifts: dict[tuple[str, str, datetime | None, datetime | None], Shift] = {}
         users: dict[str, User] = {}
         wanted = list(dict.fromkeys(schedule_ids))
-        for i in range(0, len(wanted), ONCALLS_SCHEDULE_CHUNK):
-            chunk = wanted[i : i + ONCALLS_SCHEDULE_CHUNK]
-            params = [
-                *(("schedule_ids[]", sid) for sid in chunk),
-                ("include[]", "users"),
-                ("since", parsing.iso(since)),
-                ("until", parsing.iso(until)),
-                ("time_zone", "UTC"),
-            ]
-            for item in self.paginate(
-                "GET /oncalls", "/oncalls", "oncalls", params, scope="oncalls"
-            ):
+        chunks = [
+            wanted[i : i + ONCALLS_SCHEDULE_CHUNK]
+            for i in range(0, len(wanted), ONCALLS_SCHEDULE_CHUNK)
+        ]
+        # Chunks are independent reads: in flight together, merged in chunk order.
+        for chunk, items in zip(
+            chunks,
+            self.map_all(lambda c: self._oncalls_chunk(c, since, until), chunks),
+            strict=True,
+        ):
+            for item in items:
                 sid = parsing.ref_id(item.get("schedule"))
                 if sid is None or sid not in chunk:
                     continue
@@ -260,6 +268,90 @@ class PagerDutyClient(Transport):
                 )
                 shifts.setdefault((sid, ref.id, start, end), Shift(sid, ref, start, end))
         return list(shifts.values()), users
+
+    def collect(
+        self,
+        endpoint: str,
+        path: str,
+        collection: str,
+        params: list[tuple[str, str]] | None = None,
+        *,
+        limit: int = PAGE_LIMIT,
+    ) -> list[dict[str, Any]]:
+        """Every item of an offset-paginated list, the pages after the first concurrently.
+
+        The first page asks ``total=true``; with a total inside PagerDuty's 10,000-record
+        window the remaining offsets are known and read at once. A short page, a gap or a
+        total that grew meanwhile falls back to the sequential walk from where the pages stop
+        being contiguous, so nothing is skipped; without a total (PagerDuty may ignore it) or
+        past the window it is the sequential walk, which raises PaginationLimit at the cap.
+        """
+        first, more, total = self._page(endpoint, path, collection, params, 0, limit, True)
+        items = list(first)
+        if not more:
+            return items
+        if not first:
+            raise Transient(
+                f"PagerDuty's {endpoint} said more=true but sent an empty page", endpoint=endpoint
+            )
+        offset = len(first)
+        if total is None or total > MAX_OFFSET_WINDOW:
+            return items + list(self.paginate(endpoint, path, collection, params, offset=offset))
+        pages = page_offsets(offset, total, limit)
+        got = self.map_all(
+            lambda p: self._page(endpoint, path, collection, params, p[0], p[1], False), pages
+        )
+        for (page_offset, _), (page_items, page_more, _) in zip(pages, got, strict=True):
+            if page_offset != offset:
+                break  # the page before came short: walk on from where it stopped
+            items.extend(page_items)
+            offset += len(page_items)
+            if not page_more:
+                return items
+            if not page_items:
+                raise Transient(
+                    f"PagerDuty's {endpoint} said more=true but sent an empty page",
+                    endpoint=endpoint,
+                )
+        return items + list(self.paginate(endpoint, path, collection, params, offset=offset))
+
+    def _page(
+        self,
+        endpoint: str,
+        path: str,
+        collection: str,
+        params: list[tuple[str, str]] | None,
+        offset: int,
+        limit: int,
+        want_total: bool,
+    ) -> tuple[list[dict[str, Any]], bool, int | None]:
+        query = [*(params or []), ("limit", str(limit)), ("offset", str(offset))]
+        if want_total:
+            query.append(("total", "true"))
+        page = self.get_json(endpoint, path, query)
+        items = page.get(collection)
+        if not isinstance(items, list):
+            raise Transient(
+                f"PagerDuty's {endpoint} answer has no '{collection}' list", endpoint=endpoint
+            )
+        total = page.get("total")
+        return (
+            [i for i in items if isinstance(i, dict)],
+            bool(page.get("more")),
+            total if isinstance(total, int) and not isinstance(total, bool) else None,
+        )
+
+    def _oncalls_chunk(
+        self, chunk: Sequence[str], since: datetime, until: datetime
+    ) -> list[dict[str, Any]]:
+        params = [
+            *(("schedule_ids[]", sid) for sid in chunk),
+            ("include[]", "users"),
+            ("since", parsing.iso(since)),
+            ("until", parsing.iso(until)),
+            ("time_zone", "UTC"),
+        ]
+        return list(self.paginate("GET /oncalls", "/oncalls", "oncalls", params, scope="oncalls"))
 
 
 def _window(since: datetime, until: datetime) -> tuple[datetime, datetime]:

@@ -42,6 +42,7 @@ def shared_rate_limiter() -> RateLimiter:
     return RedisRateLimiter(
         redis_client(),
         per_minute=settings.pagerduty_rate_limit_per_minute,
+        burst=settings.pagerduty_rate_limit_burst,
         key_prefix=settings.redis_key_prefix,
     )
 
@@ -64,4 +65,5 @@ def pagerduty_client(
         rate_limit_key=rate_limit_key,
         timeout=get_settings().pagerduty_timeout_seconds,
         max_retries=max_retries,
+        max_in_flight=get_settings().pagerduty_max_in_flight,
     )

@@ -6,8 +6,10 @@ a GCRA ("generic cell rate algorithm", a leaky bucket that stores one timestamp)
 single Lua script, atomically, against Redis's own clock, so worker clocks don't matter.
 
 With ``per_minute`` = R and ``burst`` = B, any window of T seconds admits at most
-``B + R * T / 60`` requests; the defaults (900/min, burst 10) admit at most 910 in any minute,
-under PagerDuty's 960 however it draws its window.
+``B + R * T / 60`` requests; the defaults (900/min, burst 50: the settings) admit at most 950
+in any minute, under PagerDuty's 960 however it draws its window (tests/unit/workers/pagerduty/
+test_ratelimit_window.py checks it against the real script with a fake clock). The burst lets
+the client's concurrent reads (8 in flight) start at once; the pace bounds the rest.
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ log = logging.getLogger(__name__)
 # set after PagerDuty answered 429. ARGV[1]: emission interval (us); ARGV[2]: burst tolerance (us).
 # Returns 0 when a slot was taken, else the microseconds to wait before asking again.
 _GCRA_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now
+if ARGV[3] then
+  now = tonumber(ARGV[3])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local blocked = redis.call('PTTL', KEYS[2])
 if blocked and blocked > 0 then
   return blocked * 1000
@@ -42,7 +49,9 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - tolerance - interval
 if allow_at > now then
-  return allow_at - now
+  -- Rounded up: Redis truncates a Lua number to an integer, and a wait under 1 us would come
+  -- back as 0, which means "admitted", without the slot being taken.
+  return math.ceil(allow_at - now)
 end
 local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl_ms)
@@ -90,10 +99,11 @@ class RedisRateLimiter:
         redis_client: redis.Redis,
         *,
         per_minute: int = 900,
-        burst: int = 10,
+        burst: int = 50,
         key_prefix: str = "rrpd",
         max_wait: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if per_minute <= 0:
             raise ValueError("per_minute must be positive")
@@ -105,6 +115,8 @@ class RedisRateLimiter:
         self.key_prefix = key_prefix.rstrip(":")
         self.max_wait = max_wait
         self._sleep = sleep
+        # Tests only: seconds on a fake clock instead of Redis's TIME.
+        self._clock = clock
         self._interval_us = 60_000_000 / per_minute
         self._tolerance_us = self._interval_us * (burst - 1)
         self._script = redis_client.register_script(_GCRA_LUA)
@@ -127,9 +139,10 @@ class RedisRateLimiter:
     def try_acquire(self, key: str) -> float:
         """Take a slot if one is free: 0.0, else the seconds to wait before asking again."""
         try:
-            wait_us = self._script(
-                keys=list(self.keys_for(key)), args=[self._interval_us, self._tolerance_us]
-            )
+            args: list[float] = [self._interval_us, self._tolerance_us]
+            if self._clock is not None:
+                args.append(round(self._clock() * 1_000_000))
+            wait_us = self._script(keys=list(self.keys_for(key)), args=args)
         except redis.RedisError as exc:
             log.warning("Rate limiter unavailable (%s); sending without it.", type(exc).__name__)
             return 0.0

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from workers.pagerduty import bulk
 from workers.pagerduty.errors import (
     BadRequest,
     Forbidden,
@@ -117,17 +118,20 @@ def read_snapshot(
         # v3 may be gated by an ability or a scope nobody documents: v2 goes on regardless.
         v3_listed, v3_refs = False, []
         notices.append(V3_UNAVAILABLE.format(reason=_reason(exc)))
+    v3_details = bulk.v3_schedule_timelines(reader, [r.id for r in v3_refs], moment, until)
     for ref in v3_refs:
-        try:
-            timeline = reader.v3_schedule_timeline(ref.id, moment, until)
-        except NotFound:
+        timeline = v3_details[ref.id]
+        if isinstance(timeline, NotFound):
             log.info("v3 schedule %s vanished during the sync", ref.id)
             continue
-        except (BadRequest, NoApiAccess, Forbidden) as exc:
+        if not isinstance(timeline, Timeline):
+            refused = (
+                timeline if isinstance(timeline, PagerDutyError) else PagerDutyError(str(timeline))
+            )
             schedules[ref.id] = Schedule(ref.id, ref.name, "v3", None)
             members_unknown.add(ref.id)
             if ref.id in bound_ids:
-                unreadable[ref.id] = f"{SCHEDULE_HIDDEN} ({_reason(exc)})"
+                unreadable[ref.id] = f"{SCHEDULE_HIDDEN} ({_reason(refused)})"
             continue
         # During an upgrade a schedule may show in both lists: v3 is the live one.
         schedules[ref.id] = Schedule(
@@ -245,7 +249,7 @@ def _read_users(reader: PagerDutyReader) -> tuple[dict[str, User], bool]:
     if first.total is not None and first.total > MAX_OFFSET_WINDOW:
         return users, False
     try:
-        rest = reader.list_users(offset=len(first.users))
+        rest = bulk.users_after(reader, first)
     except PaginationLimit:
         # PagerDuty ignored total=true and the account is past the cap.
         return users, False
@@ -286,13 +290,13 @@ def _read_v2_on_call(
                 )
             # Absent: nobody on call in the window, or /oncalls filtered it; the detail knows.
             via_detail = [s for s in bound_v2 if s not in timelines]
-    for sid in via_detail:
-        try:
-            timelines[sid] = reader.schedule_timeline(sid, since, until)
-        except NotFound:
+    for sid, got in bulk.schedule_timelines(reader, via_detail, since, until).items():
+        if isinstance(got, NotFound):
             unreadable[sid] = SCHEDULE_GONE
-        except (Forbidden, BadRequest, NoApiAccess) as exc:
-            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(exc)})"
+        elif isinstance(got, PagerDutyError):
+            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(got)})"
+        elif isinstance(got, Timeline):
+            timelines[sid] = got
     return users
 
 
@@ -311,16 +315,19 @@ def _read_referenced_users(
             needed.update(schedules[sid].member_user_ids)
         if sid in timelines:
             needed.update(s.user.id for s in timelines[sid].shifts)
-    for sid in sorted(bound_ids):
-        schedule = schedules.get(sid)
-        if schedule is None or schedule.version != "v2" or sid in unreadable:
-            continue
-        if any(uid not in users for uid in schedule.member_user_ids):
-            # One request for every user on the schedule, emails included.
-            for user in reader.schedule_users(sid):
-                users.setdefault(user.id, user)
-    for uid in sorted(needed - users.keys()):
-        found = reader.get_user(uid)
+    # One request for every user on the schedule, emails included.
+    lacking = [
+        sid
+        for sid in sorted(bound_ids)
+        if (schedule := schedules.get(sid)) is not None
+        and schedule.version == "v2"
+        and sid not in unreadable
+        and any(uid not in users for uid in schedule.member_user_ids)
+    ]
+    for listed in bulk.schedules_users(reader, lacking):
+        for user in listed:
+            users.setdefault(user.id, user)
+    for uid, found in bulk.users_by_id(reader, sorted(needed - users.keys())).items():
         users[uid] = found if found is not None else User(uid, "", None, active=False)
 
 

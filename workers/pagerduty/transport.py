@@ -10,12 +10,13 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import httpx
 
 from workers.core.process import after_fork
+from workers.pagerduty.concurrency import map_concurrent
 from workers.pagerduty.errors import (
     PaginationLimit,
     RateLimited,
@@ -28,6 +29,8 @@ from workers.pagerduty.records import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 ACCEPT = "application/vnd.pagerduty+json;version=2"
 USER_AGENT = "rr-pagerduty/0.1 (+https://roundrobin.example)"
@@ -35,6 +38,8 @@ USER_AGENT = "rr-pagerduty/0.1 (+https://roundrobin.example)"
 MAX_OFFSET_WINDOW = 10_000
 PAGE_LIMIT = 100
 V3_PAGE_LIMIT = 1000
+# Requests in flight at once per client (one credential); the shared limiter paces them.
+DEFAULT_MAX_IN_FLIGHT = 8
 
 # --- shared HTTP client -------------------------------------------------------------------------
 
@@ -90,6 +95,7 @@ class Transport:
         backoff_cap: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL")
@@ -107,6 +113,9 @@ class Transport:
         self.backoff_cap = backoff_cap
         self._sleep = sleep
         self._rng = rng or random.Random()
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.max_in_flight = max_in_flight
         self._count_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._rate_limited: Counter[str] = Counter()
@@ -135,6 +144,23 @@ class Transport:
     def _count(self, endpoint: str) -> None:
         with self._count_lock:
             self._counts[endpoint] += 1
+
+    # -- concurrency --
+
+    def map_concurrent(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        *,
+        per_item: tuple[type[BaseException], ...] = (),
+    ) -> list[R | BaseException]:
+        """``fn`` over ``items`` with up to ``max_in_flight`` calls at once, results in order
+        (``workers.pagerduty.concurrency.map_concurrent`` says what errors do)."""
+        return map_concurrent(fn, items, max_in_flight=self.max_in_flight, per_item=per_item)
+
+    def map_all(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``map_concurrent`` where every error is account-wide (raised)."""
+        return [r for r in self.map_concurrent(fn, items) if not isinstance(r, BaseException)]
 
     # -- transport --
 
@@ -291,6 +317,13 @@ class Transport:
                     endpoint=endpoint,
                 )
             offset += len(items)
+
+
+def page_offsets(start: int, total: int, limit: int) -> Sequence[tuple[int, int]]:
+    """(offset, limit) of every page from ``start`` up to ``total`` records, inside PagerDuty's
+    10,000-record window."""
+    end = min(total, MAX_OFFSET_WINDOW)
+    return [(o, min(limit, MAX_OFFSET_WINDOW - o)) for o in range(start, end, limit)]
 
 
 def int_header(response: httpx.Response, name: str) -> int | None:

@@ -1,26 +1,45 @@
 """One sync per connection at a time: a request while one runs is coalesced, never lost.
 
-The holder of the Redis lock ``sync:<id>`` clears the rerun flag ``sync-rerun:<id>`` before each
-pass (its fetch then starts after any request flagged before), and runs another pass when the
-flag was set again meanwhile; after releasing it checks the flag once more, and a requester that
-set the flag tries the lock once more. docs/sync-and-disconnect.md ("Coalescing") says why this
-never loses a "sync now". Redis is for efficiency only: losing the lock costs a duplicate sync.
+The holder of the Redis lease ``sync:<id>`` (short, renewed by a heartbeat while the pass runs:
+``workers.core.locks.Lease``) clears the rerun flag ``sync-rerun:<id>`` before each pass (its
+fetch then starts after any request flagged before), and runs another pass when the flag was
+set again meanwhile; after releasing it checks the flag once more, and a requester that set the
+flag tries the lease once more. A coalesced requester also publishes one delayed re-check
+(countdown: a lease and a little), so a request whose holder died (its lease lapses within
+``SYNC_LEASE_SECONDS``) is served by the re-check rather than waiting for the flag to expire.
+docs/sync-and-disconnect.md ("Coalescing") says why this never loses a "sync now". Redis is for
+efficiency only: losing the lease costs a duplicate sync; the connection row's lock and
+generation in ``RunContext.apply`` keep two passes from writing over each other.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
+import redis
+from celery import current_task
+
 from workers.core import locks, metrics
 from workers.sync.records import SyncResult
+from workers.tasking.contract import SYNC_CONNECTION
+from workers.tasking.enqueue import publish_now
 
-# Longer than the sync task's hard time limit (the contract), so a live holder never loses it;
-# a holder that was SIGKILLed blocks syncs of its connection for at most this long.
-SYNC_LOCK_TTL_SECONDS = 200.0
+log = logging.getLogger(__name__)
+
+# Renewed every third of it while a pass runs, so a live holder keeps it through a 150 s pass
+# and a SIGKILLed holder's lease lapses within this many seconds.
+SYNC_LEASE_SECONDS = 15.0
+# The re-check runs once a dead holder's lease has surely lapsed.
+RECHECK_AFTER_SECONDS = SYNC_LEASE_SECONDS + 2.0
 RERUN_FLAG_TTL_SECONDS = 300.0
 # A holder reruns at most this many passes for coalesced requests, then hands over to a task.
 MAX_PASSES = 3
+
+
+def lease_name(connection_id: uuid.UUID | str) -> str:
+    return f"sync:{connection_id}"
 
 
 def _done(result: SyncResult) -> bool:
@@ -28,37 +47,83 @@ def _done(result: SyncResult) -> bool:
     return result.status == "unavailable" or bool(result.retry)
 
 
+def _current_task() -> tuple[str | None, str]:
+    """This task's id and kind (None outside a Celery task)."""
+    request = getattr(current_task, "request", None)
+    task_id = getattr(request, "id", None)
+    kwargs = getattr(request, "kwargs", None) or {}
+    kind = kwargs.get("kind") if isinstance(kwargs, dict) else None
+    return task_id, kind if isinstance(kind, str) else "manual"
+
+
+def _publish_recheck(connection_id: uuid.UUID) -> None:
+    """One delayed re-check per connection at a time: it runs a sync if the rerun flag is still
+    set then, i.e. nobody picked it up (the holder died)."""
+    name = f"sync-recheck:{connection_id}"
+    _, kind = _current_task()
+    try:
+        if not locks.set_flag_value(name, "pending", RECHECK_AFTER_SECONDS + SYNC_LEASE_SECONDS):
+            return  # a re-check is already on its way
+        task_id = publish_now(
+            SYNC_CONNECTION,
+            countdown=RECHECK_AFTER_SECONDS,
+            connection_id=str(connection_id),
+            kind=kind,
+        )
+        locks.put_flag(name, task_id, RECHECK_AFTER_SECONDS + 60)
+        metrics.incr("rrpd_sync_rechecks_total")
+    except redis.RedisError as exc:
+        # The flag stays set; the next scheduled sync serves the request.
+        log.warning("sync re-check not published (%s)", type(exc).__name__)
+
+
+def _idle_recheck(connection_id: uuid.UUID, flag_name: str) -> bool:
+    """True when this task is a re-check with nothing left to do (the flag was served)."""
+    task_id, _ = _current_task()
+    if task_id is None:
+        return False
+    name = f"sync-recheck:{connection_id}"
+    if locks.get_flag(name) != task_id:
+        return False
+    locks.clear_flag(name)
+    return not locks.flag_set(flag_name)
+
+
 def coalesce(
     connection_id: uuid.UUID,
     one_pass: Callable[[], SyncResult],
     hand_over: Callable[[], object],
 ) -> SyncResult:
-    """Run ``one_pass`` under the connection's lock, or flag a rerun for the holder.
+    """Run ``one_pass`` under the connection's lease, or flag a rerun for the holder.
 
     ``hand_over`` publishes a fresh task for a request still pending after ``MAX_PASSES``.
     """
-    lock_name = f"sync:{connection_id}"
+    name = lease_name(connection_id)
     flag_name = f"sync-rerun:{connection_id}"
+    if _idle_recheck(connection_id, flag_name):
+        metrics.incr("rrpd_syncs_total", outcome="recheck_idle")
+        return SyncResult(status="coalesced", connection_id=str(connection_id))
     result: SyncResult | None = None
     passes = 0
     while True:
-        with locks.try_lock(lock_name, SYNC_LOCK_TTL_SECONDS) as held:
-            if not held:
+        with locks.hold_lease(name, SYNC_LEASE_SECONDS) as held:
+            if held is None:
                 if result is not None:
-                    # We already ran; the new holder took the lock after the pending request
+                    # We already ran; the new holder took the lease after the pending request
                     # set its flag, so its own fetch covers that request.
                     return result
                 locks.set_flag(flag_name, RERUN_FLAG_TTL_SECONDS)
                 # Retry once: the holder may have released between our try and our flag.
-                with locks.try_lock(lock_name, SYNC_LOCK_TTL_SECONDS) as held_now:
-                    if not held_now:
+                with locks.hold_lease(name, SYNC_LEASE_SECONDS) as held_now:
+                    if held_now is None:
+                        _publish_recheck(connection_id)
                         metrics.incr("rrpd_syncs_total", outcome="coalesced")
                         return SyncResult(status="coalesced", connection_id=str(connection_id))
                     result, passes = _passes(flag_name, one_pass, passes)
             else:
                 result, passes = _passes(flag_name, one_pass, passes)
         # Released. A request that arrived after our last flag check but before the release
-        # found the lock held and left only the flag: pick it up rather than lose it.
+        # found the lease held and left only the flag: pick it up rather than lose it.
         if not locks.flag_set(flag_name) or _done(result):
             return result
         if passes >= MAX_PASSES:
@@ -71,7 +136,7 @@ def coalesce(
 def _passes(
     flag_name: str, one_pass: Callable[[], SyncResult], passes: int
 ) -> tuple[SyncResult, int]:
-    """Run passes while holding the lock, one more each time the rerun flag was set."""
+    """Run passes while holding the lease, one more each time the rerun flag was set."""
     while True:
         # Cleared *before* the fetch: a request flagged from here on is covered by the next pass.
         locks.clear_flag(flag_name)
