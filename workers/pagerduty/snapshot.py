@@ -192,14 +192,15 @@ def read_check(
     schedules = {sid: listed[sid] for sid in bound_ids - v3_ids if sid in listed}
     timelines: dict[str, Timeline] = {}
     unreadable: dict[str, str] = {}
-    for sid in sorted(v3_ids):
-        try:
-            timeline = reader.v3_schedule_timeline(sid, moment, until)
-        except NotFound:
+    for sid, timeline in bulk.v3_schedule_timelines(reader, sorted(v3_ids), moment, until).items():
+        if isinstance(timeline, NotFound):
             continue  # gone: the directory read that follows says so
-        except (BadRequest, NoApiAccess, Forbidden) as exc:
+        if not isinstance(timeline, Timeline):
+            refused = (
+                timeline if isinstance(timeline, PagerDutyError) else PagerDutyError(str(timeline))
+            )
             schedules[sid] = Schedule(sid, sid, "v3", None)
-            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(exc)})"
+            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(refused)})"
             continue
         schedules[sid] = Schedule(
             sid, timeline.name or sid, "v3", timeline.time_zone, timeline.members
