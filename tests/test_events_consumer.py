@@ -31,7 +31,7 @@ from sqlalchemy import select
 from models import OutboxMessage, PagerDutyConnection, Role
 from pagerduty_sim.server import SimulatorHandle
 from tests.support.outbox import committed_events
-from tests.workers.test_sync import ACCOUNT, arrange_demo, fast_client
+from tests.support.sync import ACCOUNT, arrange_demo, fast_client
 from workers.core.access import Actor
 from workers.core.db import transaction
 from workers.core.settings import get_settings

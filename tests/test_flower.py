@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection
 from pagerduty_sim.server import SimulatorHandle
-from tests import factories
-from tests.support import processes
+from tests.support import factories, processes
 from tests.support.secrets import stored_ciphertext
 from tests.support.stack import demo_api_key
 from workers.core.db import transaction

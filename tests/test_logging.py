@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from models import ConnectionStatus, PagerDutyConnection
 from pagerduty_sim.server import SimulatorHandle
-from tests import factories
+from tests.support import factories
 from tests.support.secrets import stored_ciphertext
 from tests.support.stack import demo_api_key
 from workers.core import logging as rrpd_logging

@@ -20,9 +20,8 @@ from sqlalchemy.orm import Session
 from api_stub.auth import issue_token
 from models import Role
 from pagerduty_sim.server import SimulatorHandle
-from tests import factories
-from tests.conftest import TEST_ENV
-from tests.support import processes
+from tests.support import factories, processes
+from tests.support.env import TEST_ENV
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.core.settings import get_settings
 

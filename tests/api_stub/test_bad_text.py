@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import func, select
 
 from models import AuditEvent, PagerDutySchedule, Rotation, TaskRecord
-from tests import factories
-from tests.api_stub.test_panel import act_as, csrf
+from tests.support import factories
+from tests.support.api import act_as, csrf
 
 
 def _refused(response, field: str, words: str = "control characters") -> None:

@@ -18,7 +18,7 @@ from models import (
     TaskRecord,
     utcnow,
 )
-from tests import factories
+from tests.support import factories
 from workers.core.settings import get_settings
 
 KEY1 = "u+firstkeyAAAAAAAAAAA"

@@ -18,7 +18,7 @@ import pytest
 
 from api_stub.auth import issue_token
 from models import Role
-from tests import factories
+from tests.support import factories
 from tests.support.private_services import PrivatePostgres, private_postgres
 from tests.support.processes import free_port, rrpd_process
 

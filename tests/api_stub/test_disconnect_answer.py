@@ -4,8 +4,8 @@ the credential in PagerDuty (PagerDuty has no API for it)."""
 from __future__ import annotations
 
 from models import RotationMode, utcnow
-from tests import factories
-from tests.api_stub.test_status_and_rotations import mirror, url
+from tests.support import factories
+from tests.support.api import mirror, url
 
 
 def _bind(session, world, name: str, schedule_id: str) -> None:  # type: ignore[no-untyped-def]

@@ -109,7 +109,7 @@ def test_workspace_list_shows_every_workspace_with_members_and_pagerduty(db, ses
     import json
 
     from models import ConnectionStatus
-    from tests import factories
+    from tests.support import factories
 
     empty = run("workspace", "list").output.strip()
     assert empty == "no workspace yet (rrpd workspace create NAME)"

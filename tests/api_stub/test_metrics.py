@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from api_stub import metrics as metrics_api
 from models import ConnectionStatus
-from tests import factories
+from tests.support import factories
 from workers.core import metrics
 from workers.core.redis import key as redis_key
 from workers.core.settings import reset_settings_cache

@@ -26,25 +26,12 @@ from models import (
     SyncRun,
     utcnow,
 )
-from tests import factories
+from tests.support import factories
+from tests.support.api import act_as, csrf
 from workers.core.settings import get_settings, reset_settings_cache
 
 KEY = "u+panelKeyAAAAAAAAAAA"
 
-
-def csrf(client: TestClient) -> str:
-    page = client.get("/panel")
-    assert page.status_code == 200, page.text
-    match = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text)
-    assert match, "the panel renders a CSRF token in its forms"
-    return match.group(1)
-
-
-def act_as(client: TestClient, who) -> None:
-    r = client.post("/panel/act-as", data={"member_id": str(who.id), "csrf_token": csrf(client)})
-    assert r.status_code == 303, r.text
-    assert r.headers["location"] == "/panel"
-    assert panel.IDENTITY_COOKIE in client.cookies
 
 
 def post(client: TestClient, path: str, data: dict[str, str] | None = None):

@@ -9,78 +9,15 @@ from sqlalchemy import func, select
 from models import (
     AuditEvent,
     ConnectionStatus,
-    PagerDutyOnCall,
-    PagerDutySchedule,
-    PagerDutyScheduleMember,
     PagerDutyUser,
     Rotation,
     RotationOnDuty,
     SyncRun,
     TaskRecord,
-    normalize_email,
     utcnow,
 )
-from tests import factories
-
-
-def _user(session, conn, pd_id, name, email, member=None) -> PagerDutyUser:
-    u = PagerDutyUser(
-        connection_id=conn.id,
-        pagerduty_id=pd_id,
-        name=name,
-        email=email,
-        email_key=normalize_email(email),
-        member_id=member.id if member else None,
-    )
-    session.add(u)
-    return u
-
-
-def _schedule(session, conn, pd_id, name, users=()) -> PagerDutySchedule:
-    s = PagerDutySchedule(connection_id=conn.id, pagerduty_id=pd_id, name=name)
-    session.add(s)
-    for pos, uid in enumerate(users):
-        session.add(
-            PagerDutyScheduleMember(
-                connection_id=conn.id,
-                schedule_pagerduty_id=pd_id,
-                user_pagerduty_id=uid,
-                position=pos,
-            )
-        )
-    return s
-
-
-def mirror(session, world, status=ConnectionStatus.CONNECTED):
-    """A connected account: 5 users (3 linked), 3 schedules, on-call people."""
-    conn = factories.api_key_connection(session, world.ws, status=status, by=world.owner)
-    conn.pagerduty_subdomain = "acme"
-    conn.key_level = "account"
-    _user(session, conn, "PU1", "Olive", "OWNER@acme.test", world.owner)
-    _user(session, conn, "PU2", "Ada", "admin@acme.test", world.admin)
-    _user(session, conn, "PU3", "Mo", "mo@acme.test", world.member)
-    _user(session, conn, "PU4", "Stranger One", "s1@elsewhere.test")
-    _user(session, conn, "PU5", "Stranger Two", "s2@elsewhere.test")
-    _schedule(session, conn, "PS1", "Primary On-Call", ["PU1", "PU2", "PU4"])
-    _schedule(session, conn, "PS2", "Secondary on-call", ["PU3"])
-    _schedule(session, conn, "PS3", "Database 100%_team", [])
-    session.flush()
-    for uid in ("PU1", "PU4", "PU5"):
-        session.add(
-            PagerDutyOnCall(
-                connection_id=conn.id, schedule_pagerduty_id="PS1", user_pagerduty_id=uid
-            )
-        )
-    session.add(
-        PagerDutyOnCall(connection_id=conn.id, schedule_pagerduty_id="PS2", user_pagerduty_id="PU3")
-    )
-    session.commit()
-    return conn
-
-
-def url(world, suffix="") -> str:
-    return f"/v1/workspaces/{world.ws.id}{suffix}"
-
+from tests.support import factories
+from tests.support.api import mirror, url
 
 # --- status -------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from models import (
     Rotation,
     RotationMode,
 )
-from tests import factories
+from tests.support import factories
 
 
 def test_one_live_connection_per_workspace(session: Session) -> None:

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 import models
-from tests.conftest import _admin_execute, _pg_url
+from tests.support.env import admin_execute, pg_url
 from workers.core.db import make_engine
 from workers.core.migrate import downgrade, upgrade
 
@@ -28,9 +28,9 @@ def _diff(url: str) -> list[object]:
 @pytest.fixture
 def empty_pg() -> str:
     name = f"rrpd_mig_{uuid.uuid4().hex[:8]}"
-    _admin_execute(f'CREATE DATABASE "{name}"')
-    yield _pg_url(name)
-    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_execute(f'CREATE DATABASE "{name}"')
+    yield pg_url(name)
+    admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

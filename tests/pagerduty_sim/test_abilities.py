@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 
 from pagerduty_sim.server import SimulatorHandle
-
-from .conftest import DEMO_KEY, NOAPI_KEY, api, load
+from tests.support.simulator import DEMO_KEY, NOAPI_KEY, api, load
 
 DOC_SENTENCE = "does not have access to one or more abilities needed to complete this request"
 

@@ -34,8 +34,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from openapi_schema_validator import OAS30Validator
 
 from pagerduty_sim.server import SimulatorHandle
-
-from .conftest import ALICE_KEY, EU_KEY, NOAPI_KEY, PD_ACCEPT, TokenFactory, api, load
+from tests.support.simulator import ALICE_KEY, EU_KEY, NOAPI_KEY, PD_ACCEPT, TokenFactory, api, load
 
 SCHEMA_PATH = Path("/work/shared/reference/pagerduty-rest-subset.openapi.json")
 SERVER = "https://api.pagerduty.com"
@@ -419,7 +418,7 @@ def test_every_response_conforms(
 def test_layers_with_restrictions_conform(
     sim: SimulatorHandle, spec: tuple[OpenAPI, dict[str, Any]]
 ) -> None:
-    from .test_schedules import LAYERED
+    from tests.support.simulator import LAYERED
 
     load(sim, LAYERED)
     chk = Checker(spec)

@@ -15,8 +15,7 @@ import pytest
 from pagerduty_sim.generator import fleet, fleet_key, large_account
 from pagerduty_sim.scenario import ScenarioError, load_scenario
 from pagerduty_sim.server import SimulatorHandle, start_simulator
-
-from .conftest import DEMO_KEY, api, load, user_scenario
+from tests.support.simulator import DEMO_KEY, api, load, user_scenario
 
 
 def test_credentials_lists_labels_keys_and_apps(sim: SimulatorHandle) -> None:

@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 
 from pagerduty_sim.server import SimulatorHandle
-
-from .conftest import BOB_KEY, TokenFactory, api, load
+from tests.support.simulator import BOB_KEY, TokenFactory, api, load
 
 WEEK3 = {"since": "2024-01-15T00:00:00Z", "until": "2024-01-22T00:00:00Z", "time_zone": "UTC"}
 

@@ -11,8 +11,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from pagerduty_sim.server import SimulatorHandle
-
-from .conftest import (
+from tests.support.simulator import (
     REDIRECT,
     TokenFactory,
     api,

@@ -10,8 +10,7 @@ import httpx
 
 from pagerduty_sim.server import SimulatorHandle, start_simulator
 from pagerduty_sim.state import DEFAULT_ONCALLS_RATE_LIMIT
-
-from .conftest import ALICE_KEY, DEMO_KEY, api
+from tests.support.simulator import ALICE_KEY, DEMO_KEY, api
 
 AT = {"since": "2024-01-01T13:00:00Z", "until": "2024-01-01T13:00:00Z"}
 

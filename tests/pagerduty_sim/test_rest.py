@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from pagerduty_sim.server import SimulatorHandle
-
-from .conftest import ALICE_KEY, DEMO_KEY, EU_KEY, NOAPI_KEY, api, load, user_scenario
+from tests.support.simulator import ALICE_KEY, DEMO_KEY, EU_KEY, NOAPI_KEY, api, load, user_scenario
 
 DEMO_EMAILS = {
     "alice@example.com",

@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 
 from pagerduty_sim.server import SimulatorHandle
-
-from .conftest import TokenFactory, api, load
+from tests.support.simulator import TokenFactory, api, load
 
 LAYER = {"start": "2024-01-01T00:00:00Z", "rotation_turn_length_seconds": 86400}
 AT = {"since": "2024-01-01T12:00:00Z", "until": "2024-01-01T12:00:00Z"}

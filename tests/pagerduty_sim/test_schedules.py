@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 
 from pagerduty_sim.server import SimulatorHandle
-
-from .conftest import DEMO_KEY, load
+from tests.support.simulator import LAYERED, load
 
 PRIMARY = ["PUALICE", "PUBOB01", "PUCAROL"]  # weekly, anchored Monday 2024-01-01T00:00Z
 SECONDARY = ["PUBOB01", "PUCAROL", "PUDAVE1", "PUCONTR"]  # daily, same anchor
@@ -107,47 +106,6 @@ def test_demo_override_puts_dave_on_call_now(client: httpx.Client) -> None:
     assert [g[2] for g in got] == ["PUDAVE1"]
 
 
-LAYERED: dict[str, Any] = {
-    "accounts": [
-        {
-            "id": "lay",
-            "subdomain": "lay",
-            "users": [
-                {"id": u, "name": u, "email": f"{u.lower()}@lay.example"}
-                for u in ("PUA", "PUB", "PUC", "PUD")
-            ],
-            "schedules": [
-                {
-                    "id": "PSLAY",
-                    "name": "Layered",
-                    "time_zone": "UTC",
-                    "layers": [
-                        {
-                            "start": "2024-01-01T00:00:00Z",
-                            "rotation_turn_length_seconds": 86400,
-                            "users": ["PUA", "PUB"],
-                        },
-                        # later layer: business hours, Jan 2-4; wins where it has someone
-                        {
-                            "start": "2024-01-02T00:00:00Z",
-                            "end": "2024-01-04T00:00:00Z",
-                            "rotation_turn_length_seconds": 86400,
-                            "users": ["PUC", "PUD"],
-                            "restrictions": [
-                                {
-                                    "type": "daily_restriction",
-                                    "start_time_of_day": "09:00:00",
-                                    "duration_seconds": 28800,
-                                }
-                            ],
-                        },
-                    ],
-                }
-            ],
-        }
-    ],
-    "api_keys": [{"label": "lay-key", "key": DEMO_KEY, "account": "lay"}],
-}
 
 
 def test_later_layer_wins_only_where_it_has_coverage(

@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 
 from pagerduty_sim.server import SimulatorHandle
-
-from .conftest import DEMO_KEY, load
+from tests.support.simulator import DEMO_KEY, load
 
 SOURCES = {
     "schedule_rotation",

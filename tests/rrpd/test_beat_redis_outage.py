@@ -49,7 +49,7 @@ def _beats(server: PrivateRedis, count: int = 1, interval: int = INTERVAL) -> It
 
 def _sent(server: PrivateRedis) -> list[tuple[datetime, str]]:
     """(sent at, sender) of every schedule_syncs waiting on the sync queue."""
-    from tests.conftest import TEST_ENV
+    from tests.support.env import TEST_ENV
 
     client = redis.Redis.from_url(f"{server.url}/0", socket_timeout=2)
     try:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from models import AuditEvent, ConnectionStatus, SyncRun, TaskRecord, utcnow
 from rrpd.cli import cli
-from tests import factories
+from tests.support import factories
 from tests.support.outbox import CommittedTasks, as_call, paused_outbox
 from tests.support.secrets import stored_ciphertext
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from models import AuditEvent, Role, utcnow
 from rrpd.cli import cli
-from tests import factories
+from tests.support import factories
 from tests.support.outbox import committed_events, paused_outbox
 from workers import events
 from workers.core.db import transaction

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from datetime import timedelta
-from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import (
-    AuthMethod,
     ConnectionStatus,
     OAuthAuthorization,
     PagerDutyConnection,
-    Role,
     TaskRecord,
     utcnow,
 )
 from pagerduty_sim.server import SimulatorHandle
-from tests import factories
+from tests.support.connections import pending_oauth_login, validating_key_connection
 from tests.support.secrets import stored_ciphertext
-from tests.support.stack import demo_api_key, demo_oauth_app
+from tests.support.stack import demo_api_key
 from workers.connections import activation, sweeps
-from workers.core.settings import get_settings
-from workers.pagerduty import oauth
 from workers.tasking.app import app
 
 pytestmark = pytest.mark.integration
@@ -45,15 +38,6 @@ def _wait_status(session: Session, cid: uuid.UUID, *, not_in: set[str], timeout:
     raise AssertionError(f"connection still {conn.status} after {timeout}s")
 
 
-def _validating_key_connection(session: Session, key: str, region: str = "us"):
-    ws = factories.workspace(session)
-    admin = factories.member(session, ws, role=Role.ADMIN)
-    conn = factories.api_key_connection(
-        session, ws, api_key=key, status=ConnectionStatus.VALIDATING, region=region, by=admin
-    )
-    session.commit()
-    return conn
-
 
 def _validate(session: Session, conn: PagerDutyConnection) -> PagerDutyConnection:
     app.send_task(
@@ -66,7 +50,7 @@ def _validate(session: Session, conn: PagerDutyConnection) -> PagerDutyConnectio
 def test_valid_account_key_connects_and_starts_first_sync(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
-    conn = _validate(session, _validating_key_connection(session, demo_api_key(sim)))
+    conn = _validate(session, validating_key_connection(session, demo_api_key(sim)))
     assert conn.status == "connected"
     assert conn.key_level == "account"
     assert conn.pagerduty_subdomain == "acme"
@@ -81,14 +65,14 @@ def test_user_level_key_is_recorded_as_such(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
     key = demo_api_key(sim, "demo-alice-user")
-    conn = _validate(session, _validating_key_connection(session, key))
+    conn = _validate(session, validating_key_connection(session, key))
     assert (conn.status, conn.key_level) == ("connected", "user")
 
 
 def test_wrong_key_is_invalid_with_plain_words(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
-    conn = _validate(session, _validating_key_connection(session, "u+thisKeyDoesNotExist1"))
+    conn = _validate(session, validating_key_connection(session, "u+thisKeyDoesNotExist1"))
     assert conn.status == "invalid"
     assert conn.last_error.startswith("PagerDuty rejected this API key")
 
@@ -97,7 +81,7 @@ def test_account_without_api_access_is_invalid(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
     conn = _validate(
-        session, _validating_key_connection(session, demo_api_key(sim, "noapi-readonly"))
+        session, validating_key_connection(session, demo_api_key(sim, "noapi-readonly"))
     )
     assert conn.status == "invalid"
     assert "does not include REST API access" in conn.last_error
@@ -107,7 +91,7 @@ def test_eu_key_connects_on_the_eu_host(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
     key = demo_api_key(sim, "euco-readonly")
-    conn = _validate(session, _validating_key_connection(session, key, region="eu"))
+    conn = _validate(session, validating_key_connection(session, key, region="eu"))
     assert (conn.status, conn.pagerduty_subdomain) == ("connected", "euco")
 
 
@@ -117,7 +101,7 @@ def test_eu_key_chosen_as_us_is_tried_in_the_eu_and_connects_there_saying_so(
     """An API key cannot tell its region and the other host answers 401: before calling the
     key invalid, the other region is tried, and the admin reads which one worked."""
     key = demo_api_key(sim, "euco-readonly")
-    conn = _validate(session, _validating_key_connection(session, key, region="us"))
+    conn = _validate(session, validating_key_connection(session, key, region="us"))
     assert (conn.status, conn.region, conn.pagerduty_subdomain) == ("connected", "eu", "euco")
     assert "EU region" in conn.notice and "api.eu.pagerduty.com" in conn.notice
     assert conn.last_error is None
@@ -126,7 +110,7 @@ def test_eu_key_chosen_as_us_is_tried_in_the_eu_and_connects_there_saying_so(
 def test_us_key_chosen_as_eu_connects_in_the_us(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
-    conn = _validate(session, _validating_key_connection(session, demo_api_key(sim), "eu"))
+    conn = _validate(session, validating_key_connection(session, demo_api_key(sim), "eu"))
     assert (conn.status, conn.region) == ("connected", "us")
     assert "US region" in conn.notice
 
@@ -134,7 +118,7 @@ def test_us_key_chosen_as_eu_connects_in_the_us(
 def test_a_key_refused_in_both_regions_says_so(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
-    conn = _validate(session, _validating_key_connection(session, "u+thisKeyDoesNotExist1"))
+    conn = _validate(session, validating_key_connection(session, "u+thisKeyDoesNotExist1"))
     assert "in both regions (US and EU)" in conn.last_error
     hosts = {r["path"].startswith("/eu/") for r in sim.control.get("/requests").json()["requests"]}
     assert hosts == {True, False}  # both hosts were asked
@@ -146,14 +130,14 @@ def test_transient_errors_are_retried_then_succeed(
     # More failures than the client's own retries absorb: the task itself retries later.
     fault = {"kind": "error", "path_prefix": "/users", "status": 503, "times": 6}
     sim.control.post("/faults", json=fault).raise_for_status()
-    conn = _validate(session, _validating_key_connection(session, demo_api_key(sim)))
+    conn = _validate(session, validating_key_connection(session, demo_api_key(sim)))
     assert conn.status == "connected"
     assert [f["hits"] for f in sim.control.get("/faults").json()["faults"]] == [6]
 
 
 def test_stale_validation_writes_nothing(session: Session, sim: SimulatorHandle) -> None:
     """A key replaced while the check ran: the old check's result is dropped."""
-    conn = _validating_key_connection(session, demo_api_key(sim))
+    conn = validating_key_connection(session, demo_api_key(sim))
     conn.generation += 1
     session.commit()
     result = activation.validate_api_key(conn.id, conn.generation - 1)
@@ -163,7 +147,7 @@ def test_stale_validation_writes_nothing(session: Session, sim: SimulatorHandle)
 
 
 def test_giving_up_leaves_a_clear_error(session: Session, sim: SimulatorHandle) -> None:
-    conn = _validating_key_connection(session, demo_api_key(sim))
+    conn = validating_key_connection(session, demo_api_key(sim))
     activation.give_up(conn.id, conn.generation)
     session.expire_all()
     conn = session.get(PagerDutyConnection, conn.id)
@@ -172,59 +156,6 @@ def test_giving_up_leaves_a_clear_error(session: Session, sim: SimulatorHandle) 
 
 
 # --- OAuth ----------------------------------------------------------------------------------------
-
-
-def _pending_oauth_login(
-    session: Session,
-    sim: SimulatorHandle,
-    app_label: str = "demo-oauth",
-    scopes: tuple[str, ...] = oauth.DEFAULT_SCOPES,
-):
-    """What the API does on POST .../oauth and on the callback, with the browser's consent
-    given by the simulator's auto-approve mode."""
-    oauth_app = demo_oauth_app(sim, app_label)
-    settings = get_settings()
-    ws = factories.workspace(session)
-    admin = factories.member(session, ws, role=Role.ADMIN)
-    state, verifier = oauth.new_state(), oauth.new_code_verifier()
-    url = oauth.build_authorization_url(
-        settings.pagerduty_identity_url,
-        oauth_app["client_id"],
-        settings.oauth_redirect_uri,
-        scopes,
-        state,
-        verifier,
-    )
-    consent = httpx.get(url, follow_redirects=False)
-    assert consent.status_code in (302, 303), consent.text
-    query = parse_qs(urlsplit(consent.headers["location"]).query)
-    assert query["state"] == [state]
-    conn = PagerDutyConnection(
-        workspace_id=ws.id,
-        auth_method=AuthMethod.OAUTH,
-        region="us",
-        status=ConnectionStatus.VALIDATING,
-        connected_by_member_id=admin.id,
-    )
-    session.add(conn)
-    session.flush()
-    auth = OAuthAuthorization(
-        workspace_id=ws.id,
-        connection_id=conn.id,
-        state_hash=hashlib.sha256(state.encode()).hexdigest(),
-        code_verifier=verifier,
-        client_id=oauth_app["client_id"],
-        client_secret=oauth_app["client_secret"],
-        region="us",
-        code=query["code"][0],
-        requested_by_member_id=admin.id,
-        expires_at=utcnow() + timedelta(minutes=10),
-        consumed_at=utcnow(),
-        code_received_at=utcnow(),
-    )
-    session.add(auth)
-    session.commit()
-    return conn, auth
 
 
 def _exchange(session: Session, auth: OAuthAuthorization) -> PagerDutyConnection:
@@ -236,7 +167,7 @@ def _exchange(session: Session, auth: OAuthAuthorization) -> PagerDutyConnection
 def test_oauth_exchange_connects_with_tokens_encrypted(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
-    conn, auth = _pending_oauth_login(session, sim)
+    conn, auth = pending_oauth_login(session, sim)
     auth_id = auth.id
     conn = _exchange(session, auth)
     assert conn.status == "connected", conn.last_error
@@ -259,7 +190,7 @@ def test_oauth_exchange_connects_with_tokens_encrypted(
 def test_oauth_eu_account_gets_its_region_from_the_id_token(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
-    conn, auth = _pending_oauth_login(session, sim, "euco-oauth")
+    conn, auth = pending_oauth_login(session, sim, "euco-oauth")
     conn = _exchange(session, auth)
     assert (conn.status, conn.region, conn.pagerduty_subdomain) == ("connected", "eu", "euco")
 
@@ -267,7 +198,7 @@ def test_oauth_eu_account_gets_its_region_from_the_id_token(
 def test_code_used_after_30_seconds_is_refused(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
-    conn, auth = _pending_oauth_login(session, sim)
+    conn, auth = pending_oauth_login(session, sim)
     sim.control.post("/clock", json={"advance_seconds": 31}).raise_for_status()
     conn = _exchange(session, auth)
     assert conn.status == "invalid"
@@ -278,7 +209,7 @@ def test_app_lacking_a_scope_is_invalid_naming_the_scopes(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
     # Asking for a scope the app was not registered with: PagerDuty silently grants only openid.
-    conn, auth = _pending_oauth_login(
+    conn, auth = pending_oauth_login(
         session, sim, scopes=("openid", "users.read", "schedules.read", "incidents.write")
     )
     conn = _exchange(session, auth)
@@ -296,7 +227,7 @@ def test_redelivered_exchange_after_a_crash_ends_with_a_clear_error(
 ) -> None:
     """A delivery that took the code and died: the retry cannot reuse the code, so the admin
     is told to log in again instead of the connection staying in validating."""
-    conn, auth = _pending_oauth_login(session, sim)
+    conn, auth = pending_oauth_login(session, sim)
     auth.code = None  # what the first delivery's committed "take the code" leaves
     session.commit()
     result = activation.exchange_oauth_code(auth.id)
@@ -308,7 +239,7 @@ def test_redelivered_exchange_after_a_crash_ends_with_a_clear_error(
 
 
 def test_stuck_validations_are_swept(session: Session, sim: SimulatorHandle) -> None:
-    conn, _auth = _pending_oauth_login(session, sim)
+    conn, _auth = pending_oauth_login(session, sim)
     conn.status_changed_at = utcnow() - timedelta(minutes=5)
     session.commit()
     assert sweeps.expire_stale_validations() == 1
@@ -346,7 +277,7 @@ def test_restricted_user_key_connects_and_says_it_sees_only_part_of_the_account(
 ) -> None:
     """PagerDuty filters what a Restricted Access user sees rather than answering 403: the key
     works, and the admin is told it sees only what that user can see."""
-    conn = _validate(session, _validating_key_connection(session, _restricted_user_key(sim)))
+    conn = _validate(session, validating_key_connection(session, _restricted_user_key(sim)))
     assert (conn.status, conn.key_level) == ("connected", "user")
     assert "Riley Restricted" in conn.notice and "(restricted_access)" in conn.notice
     assert "only what that user can see" in conn.notice
@@ -355,7 +286,7 @@ def test_restricted_user_key_connects_and_says_it_sees_only_part_of_the_account(
 def test_oauth_login_as_a_non_admin_says_it_sees_only_part_of_the_account(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
-    conn, auth = _pending_oauth_login(session, sim, "demo-oauth-bob")
+    conn, auth = pending_oauth_login(session, sim, "demo-oauth-bob")
     conn = _exchange(session, auth)
     assert conn.status == "connected", conn.last_error
     assert "Bob" in conn.notice and "only what that user can see" in conn.notice

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from models import PagerDutyConnection, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import processes
-from tests.tasks.test_connect_tasks import _pending_oauth_login
+from tests.support.connections import pending_oauth_login
 from workers.connections import activation, sweeps
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def _status(session: Session, cid) -> PagerDutyConnection:
 def test_worker_killed_mid_exchange_never_leaves_validating(
     session: Session, sim: SimulatorHandle
 ) -> None:
-    conn, auth = _pending_oauth_login(session, sim)
+    conn, auth = pending_oauth_login(session, sim)
     cid, task_id = conn.id, f"exchange-{auth.id}"
     _slow_token_endpoint(sim)
     before = _token_requests(sim)
@@ -76,7 +76,7 @@ def test_worker_killed_mid_exchange_never_leaves_validating(
 
 def test_lost_redelivery_is_swept_to_a_clear_error(session: Session, sim: SimulatorHandle) -> None:
     """Even if the message is never redelivered, beat's sweep ends the wait."""
-    conn, auth = _pending_oauth_login(session, sim)
+    conn, auth = pending_oauth_login(session, sim)
     _slow_token_endpoint(sim)
     before = _token_requests(sim)
     with processes.isolated_worker() as (proc, client):
@@ -94,7 +94,7 @@ def test_worker_killed_mid_refresh_ends_connected_or_needs_reauth(
 ) -> None:
     # No first sync: it would share (and could refresh) the tokens this test is watching.
     monkeypatch.setattr("workers.connections.activation.enqueue", lambda *a, **k: "not-enqueued")
-    conn, auth = _pending_oauth_login(session, sim)
+    conn, auth = pending_oauth_login(session, sim)
     assert activation.exchange_oauth_code(auth.id).outcome == "connected"
     stored = _status(session, conn.id)
     stored.access_token_expires_at = utcnow() - timedelta(seconds=1)

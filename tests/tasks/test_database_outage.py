@@ -23,8 +23,7 @@ import pytest
 
 from models import ConnectionStatus, PagerDutyConnection, Role
 from pagerduty_sim.server import SimulatorHandle
-from tests import factories
-from tests.support import processes
+from tests.support import factories, processes
 from tests.support.private_services import PrivatePostgres, private_postgres
 from tests.support.stack import demo_api_key
 

@@ -28,11 +28,10 @@ from models import (
     SyncRun,
     Workspace,
 )
-from tests import factories
-from tests.support import processes
+from tests.support import factories, processes
+from tests.support.connections import pending_login
 from tests.support.stack import demo_api_key
-from tests.workers.test_disconnect import _pending_login
-from tests.workers.test_sync import (
+from tests.support.sync import (
     arrange_demo,
     fast_client,
     mirror_counts,
@@ -98,7 +97,7 @@ def test_routing_and_declared_limits() -> None:
 def test_uninstall_walkthrough(session, sim, live_workers) -> None:
     """Connected with an API key, bound rotations synced, then uninstalled by name."""
     demo = arrange_demo(session, sim)
-    _pending_login(session, demo.workspace_id)
+    pending_login(session, demo.workspace_id)
     synced = app.send_task(SYNC, kwargs={"connection_id": str(demo.connection_id)}).get(30)
     assert synced["status"] == "succeeded"
     before = _people(session, demo)
@@ -369,7 +368,7 @@ def test_worker_sigkilled_mid_disconnect_then_the_task_completes(session, sim) -
         victim = victims.start()
         for point in KILL_POINTS:
             demo = arrange_demo(session, sim)
-            _pending_login(session, demo.workspace_id)
+            pending_login(session, demo.workspace_id)
             assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == (
                 "succeeded"
             )

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from models import PagerDutyConnection, SyncRun
-from tests.workers.test_sync import arrange_demo
+from tests.support.sync import arrange_demo
 from workers.core.settings import get_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from api_stub.auth import issue_token
 from models import OutboxKind, OutboxMessage, PagerDutyConnection, Role, SyncRun, utcnow
 from pagerduty_sim.server import SimulatorHandle
-from tests import factories
+from tests.support import factories
 from tests.support.deployment import Deployment, deployment, read_stream
 from tests.support.stack import demo_api_key
 from workers import events

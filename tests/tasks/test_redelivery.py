@@ -17,8 +17,7 @@ import pytest
 from sqlalchemy import select, text
 
 from models import PagerDutyConnection, Rotation, RotationMode, utcnow
-from tests import factories
-from tests.support import processes
+from tests.support import factories, processes
 from tests.support.deployment import Deployment, deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from models import PagerDutyConnection, PagerDutyUser, SyncRun
-from tests.workers.test_sync import (
+from tests.support.sync import (
     ACCOUNT,
     arrange_demo,
     expected_members,

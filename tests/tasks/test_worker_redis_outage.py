@@ -20,16 +20,16 @@ from sqlalchemy.orm import Session
 
 from models import ConnectionStatus, PagerDutyConnection
 from pagerduty_sim.server import SimulatorHandle
+from tests.support.connections import validating_key_connection
 from tests.support.private_services import PrivateRedis, private_redis
 from tests.support.processes import rrpd_process
 from tests.support.stack import demo_api_key
-from tests.tasks.test_connect_tasks import _validating_key_connection
 
 pytestmark = pytest.mark.integration
 
 
 def _prefix() -> str:
-    from tests.conftest import TEST_ENV
+    from tests.support.env import TEST_ENV
 
     return TEST_ENV["RRPD_REDIS_KEY_PREFIX"]
 
@@ -142,7 +142,7 @@ def test_a_key_check_in_flight_when_redis_goes_down_still_connects(
     stopped task's reject, or a finished task's ack, went through the dead channel and ended
     the worker (``'NoneType' object has no attribute 'client'``). Its message is handed back
     instead, and the check runs again once Redis is back."""
-    conn = _validating_key_connection(session, demo_api_key(sim))
+    conn = validating_key_connection(session, demo_api_key(sim))
     sim.control.post(
         "/faults", json={"kind": "latency", "path_prefix": "/users", "latency_ms": 3000, "times": 1}
     ).raise_for_status()

@@ -19,7 +19,7 @@ from models import (
     Role,
     TaskRecord,
 )
-from tests import factories
+from tests.support import factories
 from tests.support.outbox import CommittedTasks, as_call, paused_outbox
 from workers.connections import oauth_login, setup, status
 from workers.core import access

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,11 +14,11 @@ from models import (
     OAuthAuthorization,
     PagerDutyConnection,
     Rotation,
-    utcnow,
 )
-from tests import factories
+from tests.support import factories
+from tests.support.connections import pending_login
 from tests.support.outbox import committed, paused_outbox
-from tests.workers.test_sync import (
+from tests.support.sync import (
     arrange_demo,
     fast_client,
     mirror_counts,
@@ -38,22 +37,6 @@ def _synced_demo(session, sim, **kwargs):  # type: ignore[no-untyped-def]
     return demo
 
 
-def _pending_login(session, workspace_id, connection_id=None) -> uuid.UUID:  # type: ignore[no-untyped-def]
-    auth = OAuthAuthorization(
-        workspace_id=workspace_id,
-        connection_id=connection_id,
-        state_hash=uuid.uuid4().hex + uuid.uuid4().hex,
-        code_verifier="verifier",
-        client_id="client",
-        client_secret="secret",
-        region="us",
-        expires_at=utcnow() + timedelta(minutes=10),
-    )
-    session.add(auth)
-    session.commit()
-    return auth.id
-
-
 def _audits(session, workspace_id) -> list[AuditEvent]:  # type: ignore[no-untyped-def]
     session.rollback()
     return list(
@@ -63,7 +46,7 @@ def _audits(session, workspace_id) -> list[AuditEvent]:  # type: ignore[no-untyp
 
 def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim) -> None:
     demo = _synced_demo(session, sim)
-    _pending_login(session, demo.workspace_id)
+    pending_login(session, demo.workspace_id)
     states = {r: rotation_state(session, r) for r in demo.rotations.values()}
     assert all(members for members, _ in states.values())
     # Another workspace's connection and data must not be touched.
@@ -160,7 +143,7 @@ def test_unknown_actor_is_recorded_without_breaking_the_disconnect(session, sim)
 
 def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
     demo = _synced_demo(session, sim)
-    _pending_login(session, demo.workspace_id)
+    pending_login(session, demo.workspace_id)
     before = mirror_counts(session, demo.connection_id)
 
     def boom(*args: Any, **kwargs: Any) -> Any:

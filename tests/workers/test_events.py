@@ -24,10 +24,10 @@ from models import (
     RotationOnDuty,
     utcnow,
 )
-from tests import factories
+from tests.support import factories
 from tests.support.outbox import committed_events, paused_outbox
-from tests.workers.test_sync import Sched, _apply, _snapshot
-from tests.workers.test_sync import small as small
+from tests.support.sync import Sched, apply_snapshot, snapshot_of
+from tests.support.sync import small as small
 from workers import events
 from workers.connections import activation, setup
 from workers.core.access import Actor
@@ -62,22 +62,22 @@ def test_a_sync_writes_members_and_on_duty_events_with_the_whole_new_state(sessi
         User("U2", "Ben", "ben@example.com"),
         User("U3", "Cy", "cy@example.com"),
     ]
-    _apply(
+    apply_snapshot(
         session,
         small.connection_id,
-        _snapshot(users, [Sched("PS1", "S", "v2", "UTC", ("U1", "U2"), ("U1",))]),
+        snapshot_of(users, [Sched("PS1", "S", "v2", "UTC", ("U1", "U2"), ("U1",))]),
     )
     # A handoff: Ben takes over from Ann; Cy joins the schedule.
-    _apply(
+    apply_snapshot(
         session,
         small.connection_id,
-        _snapshot(users, [Sched("PS1", "S", "v2", "UTC", ("U1", "U2", "U3"), ("U2",))]),
+        snapshot_of(users, [Sched("PS1", "S", "v2", "UTC", ("U1", "U2", "U3"), ("U2",))]),
     )
     # Nothing changed: no event.
-    _apply(
+    apply_snapshot(
         session,
         small.connection_id,
-        _snapshot(users, [Sched("PS1", "S", "v2", "UTC", ("U1", "U2", "U3"), ("U2",))]),
+        snapshot_of(users, [Sched("PS1", "S", "v2", "UTC", ("U1", "U2", "U3"), ("U2",))]),
     )
 
     members, on_duty = _of("rotation.members.changed"), _of("rotation.on_duty.changed")

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import select
 
 from models import ConnectionStatus, PagerDutyConnection, PagerDutyUser, SyncRun
-from tests import factories
+from tests.support import factories
 from tests.support.fake_pagerduty import InProcessPagerDuty
 from tests.support.outbox import CommittedTasks, as_flat, paused_outbox
-from tests.workers.test_sync import arrange_demo, expected_members, on_call, rotation_state
+from tests.support.sync import arrange_demo, expected_members, on_call, rotation_state
 from workers.connections import activation
 from workers.sync import run
 

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection
-from tests import factories
+from tests.support import factories
 from tests.support.secrets import stored_ciphertext
 from workers.core import crypto
 from workers.core.crypto import Keyring

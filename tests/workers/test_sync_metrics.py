@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from pagerduty_sim.server import SimulatorHandle
-from tests import factories
+from tests.support import factories
 from tests.support.stack import demo_api_key
 from workers.core import metrics
 from workers.sync import run as sync

@@ -29,9 +29,9 @@ def _no_first_sync(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _connected_oauth(session: Session, sim: SimulatorHandle) -> PagerDutyConnection:
-    from tests.tasks.test_connect_tasks import _pending_oauth_login
+    from tests.support.connections import pending_oauth_login
 
-    conn, auth = _pending_oauth_login(session, sim)
+    conn, auth = pending_oauth_login(session, sim)
     assert activation.exchange_oauth_code(auth.id).outcome == "connected"
     session.expire_all()
     return session.get(PagerDutyConnection, conn.id)
@@ -129,7 +129,7 @@ def test_transient_refresh_failure_keeps_the_refresh_token(
 
 
 def test_api_key_401_is_final(session: Session, sim: SimulatorHandle) -> None:
-    from tests import factories
+    from tests.support import factories
     from workers.pagerduty.errors import InvalidCredentials
 
     ws = factories.workspace(session)
