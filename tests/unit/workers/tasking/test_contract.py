@@ -15,7 +15,7 @@ from workers.tasking.app import TASK_BASES, app
 from workers.tasking.checks import Refused
 from workers.tasking.contract import MAX_RETRY_COUNTDOWN, RETRY_POLICIES, TASKS, Family
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def _registered() -> None:

@@ -38,7 +38,7 @@ from workers.rotations import binding
 
 pytestmark = pytest.mark.postgres_only
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 SCHEMA = json.loads((ROOT / "docs" / "events.schema.json").read_text())
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("workers", "tasks", "models", "api_stub", "rrpd", "pagerduty_sim")
 # Production code (shipped in the image); the simulator and the dev tools are not.
 PRODUCTION = ("workers", "tasks", "models", "api_stub", "rrpd")

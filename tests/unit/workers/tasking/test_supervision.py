@@ -1,6 +1,6 @@
 """The pieces ``rrpd beat`` and ``rrpd worker`` use to ride out Redis outages (in process; the
-real processes are in tests/rrpd/test_beat_redis_outage.py and
-tests/tasks/test_worker_redis_outage.py)."""
+real processes are in tests/integration/rrpd/test_beat_redis_outage.py and
+tests/integration/workers/tasking/test_worker_redis_outage.py)."""
 
 from __future__ import annotations
 

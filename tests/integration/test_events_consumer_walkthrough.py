@@ -42,7 +42,7 @@ from workers.sync.request import sync_now
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "events.schema.json").read_text())
 
 

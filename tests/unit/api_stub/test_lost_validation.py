@@ -1,7 +1,7 @@
 """What ends a validation whose task was lost after it was published (the broker lost its data,
 or the message was dropped as poison), and that docs/api.md and docs/tasks.md both say exactly
 that. (A publish lost with Redis at the API's commit cannot happen any more: the task is an
-outbox row of that commit; tests/tasks/test_outbox_faults.py.)"""
+outbox row of that commit; tests/integration/workers/outbox/test_outbox_faults.py.)"""
 
 from __future__ import annotations
 
