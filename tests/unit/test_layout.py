@@ -1,5 +1,7 @@
 """The source layout keeps its promises: every module imports, no import cycle, no private name
-imported across modules, no production module much over 400 lines."""
+imported across modules, no production module much over 400 lines. The tests keep theirs: each
+test module lives in tests/unit, tests/integration or tests/e2e, in a directory that mirrors a
+source package, and imports no other test module (shared code lives in tests/support)."""
 
 from __future__ import annotations
 
@@ -144,3 +146,65 @@ def test_production_modules_stay_small() -> None:
         if lines > MAX_LINES:
             big.append(f"{rel}: {lines} lines")
     assert not big, "split these modules:\n" + "\n".join(big)
+
+
+TESTS = ROOT / "tests"
+TEST_SIDES = ("unit", "integration")
+
+
+def _test_modules() -> Iterator[Path]:
+    yield from sorted(p for p in TESTS.rglob("test_*.py") if "artifacts" not in p.parts)
+
+
+def test_every_test_module_lives_in_a_side_that_mirrors_a_source_package() -> None:
+    misplaced = []
+    for path in _test_modules():
+        rel = path.relative_to(TESTS)
+        side, *dirs = rel.parent.parts or ("",)
+        if side == "e2e" and not dirs:
+            continue
+        if side not in TEST_SIDES:
+            misplaced.append(f"{rel}: not under tests/unit, tests/integration or tests/e2e")
+        elif dirs and not (ROOT.joinpath(*dirs) / "__init__.py").is_file():
+            misplaced.append(f"{rel}: {'/'.join(dirs)} is not a source package")
+    assert not misplaced, "\n".join(misplaced)
+
+
+def test_every_test_directory_is_a_package() -> None:
+    # ``--import-mode=importlib`` needs no __init__.py, but helpers on other branches add them
+    # in the same directories; one rule keeps the merged trees alike.
+    missing = [
+        str(d.relative_to(TESTS))
+        for side in (*TEST_SIDES, "e2e", "support")
+        for d in [TESTS / side, *sorted((TESTS / side).rglob("*"))]
+        if d.is_dir() and d.name != "__pycache__" and not (d / "__init__.py").is_file()
+    ]
+    assert not missing, "add an empty __init__.py to: " + ", ".join(missing)
+
+
+def _test_imports(path: Path) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                # A relative import reaches a sibling: a test module or a conftest.
+                yield node.lineno, "." * node.level + (node.module or "")
+            elif node.module == "tests":
+                for alias in node.names:
+                    yield node.lineno, f"tests.{alias.name}"
+            else:
+                yield node.lineno, node.module or ""
+
+
+def test_tests_import_only_tests_support() -> None:
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        if "artifacts" in path.parts:
+            continue
+        for lineno, target in _test_imports(path):
+            shared = target == "tests.support" or target.startswith("tests.support.")
+            if target.startswith(".") or (target.startswith("tests.") and not shared):
+                found.append(f"{path.relative_to(ROOT)}:{lineno} imports {target}")
+    assert not found, "move what tests share to tests/support:\n" + "\n".join(found)
