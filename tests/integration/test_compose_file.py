@@ -36,7 +36,8 @@ def test_every_rrpd_command_is_real() -> None:
     for name, service in SERVICES.items():
         command = service.get("command")
         if not command or command[0] != "rrpd":
-            assert "image" in service and "rrpd" not in str(service.get("image")), name
+            assert "image" in service, name
+            assert "rrpd" not in str(service.get("image")), name
             continue
         rrpd_commands += 1
         _resolve(command[1:])

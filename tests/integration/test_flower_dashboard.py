@@ -124,7 +124,8 @@ def test_flower_shows_tasks_workers_queues_and_metrics_without_secrets(
     assert {q["name"] for q in queues} == {"interactive", "sync"}
     assert all(isinstance(q["messages"], int) for q in queues)
     broker_page = http.get("/broker")
-    assert broker_page.status_code == 200 and "interactive" in broker_page.text
+    assert broker_page.status_code == 200
+    assert "interactive" in broker_page.text
 
     metrics = _poll(
         lambda: http.get("/metrics").text,

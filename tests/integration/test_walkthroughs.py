@@ -103,7 +103,8 @@ def _oauth_login(api_url: str, admin: dict[str, str], sim: SimulatorHandle, deci
     assert start.status_code == 201, start.text
     browser = httpx.Client(follow_redirects=False, timeout=10)
     consent = browser.get(start.json()["authorization_url"])
-    assert consent.status_code == 200 and "Authorize" in consent.text, consent.text[:300]
+    assert consent.status_code == 200, consent.text[:300]
+    assert "Authorize" in consent.text, consent.text[:300]
     form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', consent.text))
     form = {k: v.replace("&amp;", "&") for k, v in form.items()}
     action = re.search(r'<form method="post" action="([^"]+)"', consent.text).group(1)

@@ -107,7 +107,8 @@ class Deployment:
                     return url
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, "API did not start"
+            assert proc.poll() is None, "API exited before it started"
+            assert time.monotonic() < deadline, "API did not start"
             time.sleep(0.1)
 
     def run_python(self, code: str, **env: str) -> subprocess.Popen[bytes]:

@@ -92,6 +92,7 @@ def api_url(pd_sim: SimulatorHandle, database_url: str) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, "API did not start"
+            assert proc.poll() is None, "API exited before it started"
+            assert time.monotonic() < deadline, "API did not start"
             time.sleep(0.1)
         yield url

@@ -59,7 +59,8 @@ def outage() -> Iterator[Outage]:
                         break
                 except httpx.TransportError:
                     pass
-                assert proc.poll() is None and time.monotonic() < deadline, "API did not start"
+                assert proc.poll() is None, "API exited before it started"
+                assert time.monotonic() < deadline, "API did not start"
                 time.sleep(0.1)
             yield Outage(base, pg, ws_id, {"Authorization": f"Bearer {token}"}, proc.log_path)
         get_engine(url).dispose()
@@ -87,7 +88,8 @@ def _assert_unavailable(response: httpx.Response, what: str) -> None:
     assert int(response.headers["retry-after"]) > 0
     error = response.json()["error"]
     assert error["code"] == "service_unavailable", what
-    assert "database" in error["message"] and "try again" in error["message"], what
+    assert "database" in error["message"], what
+    assert "try again" in error["message"], what
     assert error["details"] == [{"dependency": "database"}], what
 
 
@@ -110,7 +112,8 @@ def test_every_route_answers_503_with_retry_after_while_postgres_is_down(outage:
             assert ready.headers.get("retry-after", "").isdigit()
             checks = ready.json()["checks"]
             assert checks["database"].startswith("unavailable"), checks
-            assert checks["broker"] == "ok" and checks["configuration"] == "ok"
+            assert checks["broker"] == "ok"
+            assert checks["configuration"] == "ok"
             assert http.get("/healthz").json() == {"status": "ok"}
         finally:
             outage.pg.start()

@@ -95,7 +95,8 @@ def _exchange(port: int, data: bytes, timeout: float = 10) -> tuple[int, dict[st
 
 def _error_code(body: bytes) -> str:
     data = json.loads(body)
-    assert set(data) == {"error"} and data["error"]["message"]
+    assert set(data) == {"error"}
+    assert data["error"]["message"]
     return data["error"]["code"]
 
 

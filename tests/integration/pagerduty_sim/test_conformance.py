@@ -357,7 +357,8 @@ def test_every_response_conforms(
         # 402: a parameter gated behind an ability the account lacks
         sim.control.patch("/accounts/acme", json={"abilities": []}).raise_for_status()
         gated = c.get("/users", params={"team_ids[]": "PTENG01"})
-        assert gated.status_code == 402 and gated.json()["error"]["code"] == 2014
+        assert gated.status_code == 402
+        assert gated.json()["error"]["code"] == 2014
         chk.check(gated)
         sim.control.patch(
             "/accounts/acme", json={"abilities": ["teams"], "required_abilities": {}}

@@ -42,7 +42,8 @@ def test_error_fault_scoped_to_path_query_and_count(sim: SimulatorHandle) -> Non
         assert page3.status_code == 500
         assert c.get("/users", params={"limit": 100, "offset": 200}).status_code == 200
     faults = sim.control.get("/faults").json()["faults"]
-    assert faults[0]["id"] == rule["id"] and faults[0]["hits"] == 1
+    assert faults[0]["id"] == rule["id"]
+    assert faults[0]["hits"] == 1
 
 
 def test_latency_fault(sim: SimulatorHandle) -> None:
@@ -237,7 +238,8 @@ def test_yaml_scenario_file(tmp_path: Path) -> None:
         "api_keys:\n- {label: t-key, key: k1, account: t}\n"
     )
     sc = load_scenario(str(path))
-    assert sc.name == "tiny" and list(sc.accounts["t"].users) == ["PU1"]
+    assert sc.name == "tiny"
+    assert list(sc.accounts["t"].users) == ["PU1"]
 
 
 def test_generator_is_fast_and_predictable() -> None:
@@ -246,7 +248,8 @@ def test_generator_is_fast_and_predictable() -> None:
     assert time.monotonic() - t0 < 5
     assert len(sc.accounts) == 2000
     key = {k.label: k for k in sc.api_keys}["fleet-1999"]
-    assert key.key == fleet_key(1999) and key.account_id == "fleet-1999"
+    assert key.key == fleet_key(1999)
+    assert key.account_id == "fleet-1999"
     assert len(sc.accounts["fleet-7"].users) == 50
     assert len(sc.accounts["fleet-7"].schedules) == 10
     big = large_account(n_users=10_000, n_schedules=1_000, seed=1)
@@ -281,9 +284,12 @@ def test_large_account_paginates_to_the_10000_cap() -> None:
         ) as c,
     ):
         last = c.get("/users", params={"limit": 100, "offset": 9900, "total": "true"}).json()
-        assert last["total"] == 25_000 and last["more"] is True and len(last["users"]) == 100
+        assert last["total"] == 25_000
+        assert last["more"] is True
+        assert len(last["users"]) == 100
         capped = c.get("/users", params={"limit": 100, "offset": 10_000})
-        assert capped.status_code == 400 and capped.json()["error"]["code"] == 2002
+        assert capped.status_code == 400
+        assert capped.json()["error"]["code"] == 2002
         # past the cap, narrower queries still reach everyone
         found = c.get("/users", params={"query": "user24999@"}).json()["users"]
         assert [u["email"] for u in found] == ["user24999@large.example"]
@@ -292,7 +298,8 @@ def test_large_account_paginates_to_the_10000_cap() -> None:
 def test_large_account_with_deleted_users() -> None:
     sc = large_account(n_users=300, n_schedules=40, seed=2, deleted_users=50)
     acct = sc.accounts["large"]
-    assert len(acct.users) == 250 and len(acct.deleted_users) == 50
+    assert len(acct.users) == 250
+    assert len(acct.deleted_users) == 50
     with (
         start_simulator(sc) as s,
         httpx.Client(
@@ -306,7 +313,8 @@ def test_large_account_with_deleted_users() -> None:
             for u in c.get(f"/schedules/{sid}").json().get("schedule", {}).get("users", [])
             if "deleted_at" in u
         ]
-        assert placeholders and all(u["id"] in acct.deleted_users for u in placeholders)
+        assert placeholders
+        assert all(u["id"] in acct.deleted_users for u in placeholders)
 
 
 def test_subprocess_mode_and_cli(tmp_path: Path) -> None:
@@ -324,4 +332,5 @@ def test_subprocess_mode_and_cli(tmp_path: Path) -> None:
         timeout=30,
         check=False,
     )
-    assert out.returncode == 2 and "bad scenario" in out.stderr
+    assert out.returncode == 2
+    assert "bad scenario" in out.stderr

@@ -28,12 +28,14 @@ def _delete(sim: SimulatorHandle, uid: str) -> dict[str, Any]:
 
 def test_deleted_user_leaves_the_user_list(sim: SimulatorHandle, client: httpx.Client) -> None:
     out = _delete(sim, "PUCAROL")
-    assert out["deleted"] == "PUCAROL" and out["deleted_at"]
+    assert out["deleted"] == "PUCAROL"
+    assert out["deleted_at"]
     body = client.get("/users", params={"total": "true"}).json()
     assert body["total"] == 6
     assert "PUCAROL" not in {u["id"] for u in body["users"]}
     resp = client.get("/users/PUCAROL")
-    assert resp.status_code == 404 and resp.json()["error"]["code"] == 2100
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == 2100
 
 
 def test_deleted_user_stays_on_schedules_as_inactive_placeholder(
@@ -49,7 +51,8 @@ def test_deleted_user_stays_on_schedules_as_inactive_placeholder(
     assert all("deleted_at" not in u for u in others)
     # week 3 of the weekly rotation is Carol's: the entry still names her
     (entry,) = sched["final_schedule"]["rendered_schedule_entries"]
-    assert entry["user"]["id"] == "PUCAROL" and entry["user"]["deleted_at"] == deleted_at
+    assert entry["user"]["id"] == "PUCAROL"
+    assert entry["user"]["deleted_at"] == deleted_at
     layer_users = [u["user"]["id"] for u in sched["schedule_layers"][0]["users"]]
     assert layer_users == ["PUALICE", "PUBOB01", "PUCAROL"]
     listed = {s["id"]: s for s in client.get("/schedules").json()["schedules"]}
@@ -77,8 +80,10 @@ def test_oncalls_still_name_deleted_users(sim: SimulatorHandle, client: httpx.Cl
         q = {**params, **({"include[]": include} if include else {})}
         rows = client.get("/oncalls", params=q).json()["oncalls"]
         by_level = {o["escalation_level"]: o["user"] for o in rows}
-        assert by_level[1]["id"] == "PUCAROL" and "deleted_at" in by_level[1]
-        assert by_level[3]["id"] == "PUALICE" and "deleted_at" in by_level[3]
+        assert by_level[1]["id"] == "PUCAROL"
+        assert "deleted_at" in by_level[1]
+        assert by_level[3]["id"] == "PUALICE"
+        assert "deleted_at" in by_level[3]
         assert by_level[3]["type"] == "user_reference"  # no full object for a deleted user
         assert "deleted_at" not in by_level[2]
 
@@ -104,7 +109,8 @@ def test_deleted_users_credentials_answer_401(
             "client_secret": "demo-bob-client-secret",
         },
     )
-    assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant"
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "invalid_grant"
 
 
 def test_scenario_can_start_with_deleted_users(sim: SimulatorHandle, client: httpx.Client) -> None:
@@ -190,18 +196,21 @@ def test_removing_a_user_from_a_schedule_changes_only_the_future(
     now = _now(sim).replace(microsecond=0)
     past = _final(client, "PSPRIMA", now - timedelta(days=21), now)
     future = _final(client, "PSPRIMA", now, now + timedelta(days=21))
-    assert "PUBOB01" in {p[2] for p in past} and "PUBOB01" in {f[2] for f in future}
+    assert "PUBOB01" in {p[2] for p in past}
+    assert "PUBOB01" in {f[2] for f in future}
     resp = sim.control.delete("/accounts/acme/schedules/PSPRIMA/users/PUBOB01")
     assert resp.status_code == 200, resp.text
     edit = resp.json()
-    assert edit["ended_layers"] == ["PLPRIM1"] and len(edit["new_layers"]) == 1
+    assert edit["ended_layers"] == ["PLPRIM1"]
+    assert len(edit["new_layers"]) == 1
     at = datetime.fromisoformat(edit["effective"].replace("Z", "+00:00"))
     assert abs((at - now).total_seconds()) < 5
     assert _final(client, "PSPRIMA", now - timedelta(days=21), at) == [
         e if e[1] <= edit["effective"] else (e[0], edit["effective"], e[2]) for e in past
     ]
     after = _final(client, "PSPRIMA", at, at + timedelta(days=42))
-    assert after and "PUBOB01" not in {e[2] for e in after}
+    assert after
+    assert "PUBOB01" not in {e[2] for e in after}
     assert {e[2] for e in after} == {"PUALICE", "PUCAROL"}
     # the edit ended the old layer and started a successor at the edit instant
     layers = client.get("/schedules/PSPRIMA").json()["schedule"]["schedule_layers"]
@@ -226,7 +235,8 @@ def test_removing_a_user_from_a_v3_rotation_leaves_an_empty_slot(
     )
     assert resp.status_code == 200, resp.text
     edit = resp.json()
-    assert edit["capped_events"] == ["PEVPAIR"] and len(edit["new_events"]) == 1
+    assert edit["capped_events"] == ["PEVPAIR"]
+    assert len(edit["new_events"]) == 1
     at = datetime.fromisoformat(edit["effective"].replace("Z", "+00:00"))
 
     def members(since: datetime, until: datetime) -> list[tuple[str | None, str]]:

@@ -59,7 +59,8 @@ def test_consent_page_deny_redirects_with_access_denied(sim: SimulatorHandle) ->
     page = authorize(sim, state="xyz")
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
-    assert "Authorize" in page.text and "Deny" in page.text
+    assert "Authorize" in page.text
+    assert "Deny" in page.text
     form = {
         m.group(1): m.group(2)
         for m in re.finditer(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text)
@@ -218,7 +219,9 @@ def test_refresh_answers_without_an_id_token(
     assert first["id_token"]
     again = refresh(sim, first["refresh_token"]).json()
     assert "id_token" not in again
-    assert again["access_token"] and again["refresh_token"] and again["token_type"] == "bearer"
+    assert again["access_token"]
+    assert again["refresh_token"]
+    assert again["token_type"] == "bearer"
 
 
 def test_refreshes_stop_one_year_after_the_authorization(
@@ -271,7 +274,8 @@ def test_scopes_are_checked_per_route(sim: SimulatorHandle, oauth_tokens: TokenF
 def _claims(sim: SimulatorHandle, id_token: str) -> dict[str, Any]:
     jwks = httpx.get(f"{sim.identity_url}/global/oauth/anonymous/jwks").json()
     decoded = jwt.decode(id_token, KeySet.import_key_set(jwks))
-    assert decoded.header["alg"] == "RS256" and decoded.header["kid"]
+    assert decoded.header["alg"] == "RS256"
+    assert decoded.header["kid"]
     return dict(decoded.claims)
 
 
@@ -292,7 +296,9 @@ def test_id_token_has_pagerdutys_shape(sim: SimulatorHandle, oauth_tokens: Token
     )
     assert claims["sub"] == "PUALICE"
     assert claims["purpose"] == "id"
-    assert claims["jti"] and claims["sid"] and claims["at_hash"]
+    assert claims["jti"]
+    assert claims["sid"]
+    assert claims["at_hash"]
     assert claims["acr"] == claims["amr"] == "acr:html-form:unitedstates"
     delegation = claims["delegation_id"]
     assert len(delegation) == 36  # a UUID, kept for the whole authorization
@@ -337,7 +343,8 @@ def test_revoke_all_tokens_of_an_app(sim: SimulatorHandle, oauth_tokens: TokenFa
     tok = oauth_tokens()
     bob = oauth_tokens(client_id="demo-bob-client-id", client_secret="demo-bob-client-secret")
     resp = sim.control.post("/oauth_apps/demo-oauth/revoke_all")
-    assert resp.status_code == 200 and resp.json()["revoked"] == 2
+    assert resp.status_code == 200
+    assert resp.json()["revoked"] == 2
     with api(sim, bearer=tok["access_token"]) as c:
         resp = c.get("/users")
         assert resp.status_code == 401
@@ -449,4 +456,6 @@ def test_redirect_keeps_existing_query(sim: SimulatorHandle) -> None:
     resp = authorize(sim, redirect_uri="http://localhost:5000/cb?tenant=7")
     loc = urlsplit(resp.headers["location"])
     q = parse_qs(loc.query)
-    assert q["tenant"] == ["7"] and "code" in q and q["state"] == ["st-123"]
+    assert q["tenant"] == ["7"]
+    assert "code" in q
+    assert q["state"] == ["st-123"]

@@ -26,7 +26,8 @@ def test_permanent_oncalls_have_null_schedule_start_end(client: httpx.Client) ->
         "end": None,
     }
     scheduled = [o for o in rows["oncalls"] if o["escalation_level"] == 1]
-    assert scheduled[0]["schedule"]["id"] == "PSPRIMA" and scheduled[0]["start"]
+    assert scheduled[0]["schedule"]["id"] == "PSPRIMA"
+    assert scheduled[0]["start"]
 
 
 def test_include_users_embeds_full_user_objects(client: httpx.Client) -> None:
@@ -34,7 +35,8 @@ def test_include_users_embeds_full_user_objects(client: httpx.Client) -> None:
     assert all(o["user"]["type"] == "user_reference" for o in plain)
     assert all("email" not in o["user"] for o in plain)
     full = client.get("/oncalls", params={**AT, "include[]": "users"}).json()["oncalls"]
-    assert full and all(o["user"]["type"] == "user" for o in full)
+    assert full
+    assert all(o["user"]["type"] == "user" for o in full)
     emails = {o["user"]["id"]: o["user"]["email"] for o in full}
     assert emails["PUALICE"] == "alice@example.com"
     assert emails["PUCONTR"] == "contractor@outside.example"
@@ -76,7 +78,8 @@ def test_main_limit_also_applies_to_oncalls(sim: SimulatorHandle) -> None:
     with api(sim) as c:
         assert c.get("/users").status_code == 200
         resp = c.get("/oncalls")
-        assert resp.status_code == 429 and resp.headers["ratelimit-limit"] == "1"
+        assert resp.status_code == 429
+        assert resp.headers["ratelimit-limit"] == "1"
 
 
 def test_oncalls_limit_from_start_simulator_and_cli() -> None:

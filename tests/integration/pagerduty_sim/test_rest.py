@@ -27,9 +27,12 @@ def test_users_are_wrapped_and_demo_people_exist(client: httpx.Client) -> None:
     assert resp.headers["content-type"].startswith("application/json")
     body = resp.json()
     assert {u["email"] for u in body["users"]} == DEMO_EMAILS
-    assert body["total"] == 7 and body["more"] is False and body["limit"] == 25
+    assert body["total"] == 7
+    assert body["more"] is False
+    assert body["limit"] == 25
     one = client.get("/users/PUALICE").json()
-    assert one["user"]["name"] == "Alice Admin" and one["user"]["type"] == "user"
+    assert one["user"]["name"] == "Alice Admin"
+    assert one["user"]["type"] == "user"
     assert one["user"]["self"].endswith("/users/PUALICE")
 
 

@@ -181,4 +181,5 @@ def test_the_production_cli_works_without_the_development_tools() -> None:
     missing = subprocess.run(
         [sys.executable, "-c", hide, "run"], capture_output=True, text=True, check=False
     )
-    assert missing.returncode == 2 and "No such command 'run'" in missing.stderr
+    assert missing.returncode == 2
+    assert "No such command 'run'" in missing.stderr

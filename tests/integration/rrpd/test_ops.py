@@ -68,8 +68,11 @@ def test_status_is_readable_and_holds_no_secret(session: Session) -> None:
     assert "status        connected: Connected to PagerDuty." in out
     assert f"{conn.id} (api_key, region us, account acme, account-level key" in out
     assert "by Olive Owner <olive@acme.test>" in out
-    assert "succeeded (scheduled)" in out and "3m ago" in out and "7 PagerDuty requests" in out
-    assert API_KEY not in out and stored_ciphertext(session, conn, "api_key") not in out
+    assert "succeeded (scheduled)" in out
+    assert "3m ago" in out
+    assert "7 PagerDuty requests" in out
+    assert API_KEY not in out
+    assert stored_ciphertext(session, conn, "api_key") not in out
 
     as_json = json.loads(_run("status", str(ws.id), "--json").output)
     assert as_json["status"] == "connected"
@@ -116,7 +119,8 @@ def test_sync_now_enqueues_a_manual_sync_after_commit(
     assert call["task_id"] in result.output
 
     record = session.get(TaskRecord, call["task_id"])
-    assert record is not None and record.workspace_id == ws.id
+    assert record is not None
+    assert record.workspace_id == ws.id
     audit = session.execute(select(AuditEvent).where(AuditEvent.workspace_id == ws.id)).scalar_one()
     assert (audit.action, audit.actor, audit.actor_member_id) == (
         "pagerduty.sync.requested",
@@ -184,9 +188,13 @@ def test_attention_lists_what_needs_an_operator(session: Session) -> None:
         "Failing Co",
         "Last Run Failed",
     ]
-    assert "stuck_disconnecting" in lines[1] and "30m ago" in lines[1]
-    assert "needs_reauth" in lines[2] and "5h ago" in lines[2] and "Log in with OAuth" in lines[2]
-    assert "sync_failing (2x)" in lines[4] and "PagerDuty timed out" in lines[4]
+    assert "stuck_disconnecting" in lines[1]
+    assert "30m ago" in lines[1]
+    assert "needs_reauth" in lines[2]
+    assert "5h ago" in lines[2]
+    assert "Log in with OAuth" in lines[2]
+    assert "sync_failing (2x)" in lines[4]
+    assert "PagerDuty timed out" in lines[4]
     assert "sync_failing (1x)" in lines[5]
     for name in ("Healthy", "Gone", "Just Disconnecting", "Just Validating"):
         assert name not in out
@@ -220,7 +228,8 @@ def test_attention_with_nothing_to_report(session: Session) -> None:
 def test_operator_commands_have_help() -> None:
     for command in ("status", "sync-now", "attention"):
         result = _run(command, "--help")
-        assert result.exit_code == 0 and "Usage: " in result.output
+        assert result.exit_code == 0
+        assert "Usage: " in result.output
 
 
 @pytest.mark.parametrize(

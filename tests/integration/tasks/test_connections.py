@@ -103,7 +103,8 @@ def test_eu_key_chosen_as_us_is_tried_in_the_eu_and_connects_there_saying_so(
     key = demo_api_key(sim, "euco-readonly")
     conn = _validate(session, validating_key_connection(session, key, region="us"))
     assert (conn.status, conn.region, conn.pagerduty_subdomain) == ("connected", "eu", "euco")
-    assert "EU region" in conn.notice and "api.eu.pagerduty.com" in conn.notice
+    assert "EU region" in conn.notice
+    assert "api.eu.pagerduty.com" in conn.notice
     assert conn.last_error is None
 
 
@@ -279,7 +280,8 @@ def test_restricted_user_key_connects_and_says_it_sees_only_part_of_the_account(
     works, and the admin is told it sees only what that user can see."""
     conn = _validate(session, validating_key_connection(session, _restricted_user_key(sim)))
     assert (conn.status, conn.key_level) == ("connected", "user")
-    assert "Riley Restricted" in conn.notice and "(restricted_access)" in conn.notice
+    assert "Riley Restricted" in conn.notice
+    assert "(restricted_access)" in conn.notice
     assert "only what that user can see" in conn.notice
 
 
@@ -289,4 +291,5 @@ def test_oauth_login_as_a_non_admin_says_it_sees_only_part_of_the_account(
     conn, auth = pending_oauth_login(session, sim, "demo-oauth-bob")
     conn = _exchange(session, auth)
     assert conn.status == "connected", conn.last_error
-    assert "Bob" in conn.notice and "only what that user can see" in conn.notice
+    assert "Bob" in conn.notice
+    assert "only what that user can see" in conn.notice

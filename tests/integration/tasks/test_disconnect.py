@@ -54,8 +54,10 @@ def assert_disconnected(session: Any, demo: Any) -> PagerDutyConnection:
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
     assert conn.status == "disconnected"
-    assert conn.api_key is None and conn.access_token is None
-    assert conn.refresh_token is None and conn.oauth_client_secret is None
+    assert conn.api_key is None
+    assert conn.access_token is None
+    assert conn.refresh_token is None
+    assert conn.oauth_client_secret is None
     bound = session.scalar(
         select(func.count())
         .select_from(Rotation)
@@ -89,7 +91,8 @@ def test_routing_and_declared_limits() -> None:
     for name in (DISCONNECT, "pagerduty.revoke_tokens"):
         assert app.amqp.router.route({}, name)["queue"].name == "interactive"
         task = app.tasks[name]
-        assert task.queue == "interactive" and task.acks_late
+        assert task.queue == "interactive"
+        assert task.acks_late
         assert task.soft_time_limit < task.time_limit <= 300
     assert app.tasks[DISCONNECT].max_retries >= 1
 
@@ -146,7 +149,8 @@ def test_oauth_uninstall_deletes_our_tokens_and_the_old_revoke_task_answers(
     old = app.send_task(
         "pagerduty.revoke_tokens", kwargs={"connection_id": str(demo.connection_id)}
     ).get(30)
-    assert old["revoked"] == 0 and "no token-revocation API" in old["reason"]
+    assert old["revoked"] == 0
+    assert "no token-revocation API" in old["reason"]
 
 
 # Delays between sending a sync and sending the disconnect: from "during the fetch" to "well
@@ -392,7 +396,8 @@ def test_worker_sigkilled_mid_disconnect_then_the_task_completes(session, sim) -
                 session.expire_all()
                 conn = session.get(PagerDutyConnection, demo.connection_id)
                 # Nothing of a half-done disconnect is visible.
-                assert conn.status == "connected" and conn.api_key is not None
+                assert conn.status == "connected"
+                assert conn.api_key is not None
                 assert sum(mirror_counts(session, demo.connection_id).values()) > 0
                 assert session.get(Rotation, demo.rotations["primary"]).mode == "pagerduty"
             session.rollback()

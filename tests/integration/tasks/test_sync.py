@@ -38,7 +38,8 @@ def test_routing_and_declared_limits() -> None:
     for name, queue in ((SYNC, "sync"), ("pagerduty.schedule_syncs", "sync")):
         assert app.amqp.router.route({}, name)["queue"].name == queue
         task = app.tasks[name]
-        assert task.queue == queue and task.acks_late
+        assert task.queue == queue
+        assert task.acks_late
         assert task.soft_time_limit < task.time_limit <= 300
 
 
@@ -47,7 +48,8 @@ def test_pagerduty_changes_reach_rotations_through_a_real_worker(
 ) -> None:
     demo = arrange_demo(session, sim)
     first = run_sync(demo.connection_id, kind="initial")
-    assert first["status"] == "succeeded" and first["created"] > 0
+    assert first["status"] == "succeeded"
+    assert first["created"] > 0
     assert "credential" not in str(first).lower()  # small plain dict, no secrets
 
     def duty(name: str) -> set:
@@ -85,13 +87,15 @@ def test_pagerduty_changes_reach_rotations_through_a_real_worker(
             PagerDutyUser.pagerduty_id == "PUCAROL",
         )
     ).scalar_one()
-    assert carol.member_id is None and carol.email == "carol@new-company.example"
+    assert carol.member_id is None
+    assert carol.email == "carol@new-company.example"
 
     # A user deleted upstream leaves every rotation; PagerDuty keeps them on schedules as an
     # inactive placeholder, and so does the mirror (never linked to a member).
     sim.control.delete(f"/accounts/{ACCOUNT}/users/PUBOB01").raise_for_status()
     result = run_sync(demo.connection_id)
-    assert result["status"] == "succeeded" and result["deleted"] > 0
+    assert result["status"] == "succeeded"
+    assert result["deleted"] > 0
     members, _ = rotation_state(session, demo.rotations["primary"])
     assert members == [demo.members["alice"]]
     session.rollback()

@@ -26,7 +26,8 @@ def _assert_error(response, status: int, code: str) -> dict:
     body = response.json()
     assert set(body) == {"error"}
     assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
     return body["error"]
 
 
@@ -405,7 +406,8 @@ def test_correctly_signed_token_with_a_non_string_claim_is_401(client, world, cl
 
     client.cookies.set(panel.IDENTITY_COOKIE, token)
     page = client.get("/panel")
-    assert page.status_code == 200 and "Who are you?" in page.text
+    assert page.status_code == 200
+    assert "Who are you?" in page.text
 
 
 def test_openapi_explains_the_region_choice(client) -> None:

@@ -208,7 +208,8 @@ def test_oauth_start_returns_a_pkce_authorization_url(client, world, session, se
     assert q["redirect_uri"] == settings.oauth_redirect_uri
     assert q["code_challenge_method"] == "S256"
     assert set(q["scope"].split()) == {"openid", "users.read", "schedules.read", "oncalls.read"}
-    assert len(q["state"]) >= 32 and len(q["code_challenge"]) == 43
+    assert len(q["state"]) >= 32
+    assert len(q["code_challenge"]) == 43
 
     session.expire_all()
     (auth,) = session.scalars(select(OAuthAuthorization))

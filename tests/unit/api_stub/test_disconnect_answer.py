@@ -49,7 +49,8 @@ def test_oauth_disconnect_says_how_to_revoke_all_tokens(client, world, session, 
     assert body["rotations_to_manual"] == []
     words = body["revoke_in_pagerduty"]
     assert "no API to revoke them" in words
-    assert "App Registration" in words and "Revoke All Tokens" in words
+    assert "App Registration" in words
+    assert "Revoke All Tokens" in words
     assert "within 30 days" in words
 
 

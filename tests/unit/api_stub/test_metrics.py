@@ -87,7 +87,8 @@ def test_the_outbox_backlog_is_a_gauge_per_lane(client, operators_auth, session,
         for (n, labels), v in after.items()
         if n == "rrpd_outbox_oldest_seconds"
     }
-    assert oldest["interactive"] >= 0 and oldest["sync"] == 0
+    assert oldest["interactive"] >= 0
+    assert oldest["sync"] == 0
 
 
 def test_counters_and_connection_gauges(client, operators_auth, session: Session) -> None:

@@ -163,7 +163,8 @@ def test_rotations_list_members_on_duty_and_unmatched(client, world, session) ->
     rotations = {x["name"]: x for x in r.json()["rotations"]}
     assert set(rotations) == {"Coffee", "Ops"}
     coffee, ops = rotations["Coffee"], rotations["Ops"]
-    assert coffee["mode"] == "manual" and coffee["schedule"] is None
+    assert coffee["mode"] == "manual"
+    assert coffee["schedule"] is None
     assert [m["email"] for m in coffee["members"]] == ["mo@acme.test", "admin@acme.test"]
     assert [m["name"] for m in coffee["on_duty"]] == ["Mo Member"]
     assert coffee["unmatched_on_call"] == []
@@ -204,7 +205,8 @@ def test_bind_and_unbind(client, world, session, sent) -> None:
     assert session.get(TaskRecord, body["task_id"]).workspace_id == world.ws.id
     session.expire_all()
     stored = session.get(Rotation, rot.id)
-    assert stored.pagerduty_schedule_id == "PS2" and stored.bound_at is not None
+    assert stored.pagerduty_schedule_id == "PS2"
+    assert stored.bound_at is not None
 
     r = client.delete(path, headers=world.headers(world.admin))
     assert r.status_code == 200, r.text

@@ -57,27 +57,36 @@ def test_clear_errors(db, session) -> None:
     unknown = str(uuid.uuid4())
 
     r = run("member", "add", unknown, "a@b.test", "--role", "admin")
-    assert r.exit_code != 0 and f"unknown workspace {unknown}" in r.output
+    assert r.exit_code != 0
+    assert f"unknown workspace {unknown}" in r.output
     r = run("member", "add", "not-an-id", "a@b.test", "--role", "admin")
-    assert r.exit_code != 0 and "not a valid id" in r.output
+    assert r.exit_code != 0
+    assert "not a valid id" in r.output
     r = run("member", "add", ws_id, "a@b.test", "--role", "boss")
-    assert r.exit_code != 0 and "boss" in r.output
+    assert r.exit_code != 0
+    assert "boss" in r.output
     r = run("member", "add", ws_id, "not-an-email", "--role", "admin")
-    assert r.exit_code != 0 and "not an email address" in r.output
+    assert r.exit_code != 0
+    assert "not an email address" in r.output
     assert run("member", "add", ws_id, "a@b.test", "--role", "admin").exit_code == 0
     r = run("member", "add", ws_id, "A@B.test", "--role", "member")
-    assert r.exit_code != 0 and "already has a member" in r.output
+    assert r.exit_code != 0
+    assert "already has a member" in r.output
 
     r = run("rotation", "create", ws_id, "Ops", "--member", "ghost@b.test")
-    assert r.exit_code != 0 and "no member with email 'ghost@b.test'" in r.output
+    assert r.exit_code != 0
+    assert "no member with email 'ghost@b.test'" in r.output
     assert run("rotation", "create", ws_id, "Ops").exit_code == 0
     r = run("rotation", "create", ws_id, "Ops")
-    assert r.exit_code != 0 and "already has a rotation named 'Ops'" in r.output
+    assert r.exit_code != 0
+    assert "already has a rotation named 'Ops'" in r.output
 
     r = run("token", ws_id, "ghost@b.test")
-    assert r.exit_code != 0 and "no member with email" in r.output
+    assert r.exit_code != 0
+    assert "no member with email" in r.output
     r = run("token", unknown, "a@b.test")
-    assert r.exit_code != 0 and "unknown workspace" in r.output
+    assert r.exit_code != 0
+    assert "unknown workspace" in r.output
     session.expire_all()
     assert len(list(session.scalars(select(Member)))) == 1
 

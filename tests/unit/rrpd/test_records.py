@@ -51,8 +51,10 @@ def test_audit_prints_the_trail_newest_first(session: Session) -> None:
     result = _run("audit", str(ws.id))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert "pagerduty.disconnected" in lines[0] and "system" in lines[0]
-    assert "pagerduty.connect.api_key" in lines[1] and "Ada <ada@acme.test>" in lines[1]
+    assert "pagerduty.disconnected" in lines[0]
+    assert "system" in lines[0]
+    assert "pagerduty.connect.api_key" in lines[1]
+    assert "Ada <ada@acme.test>" in lines[1]
     assert "region=us" in lines[1]
 
     as_json = _run("audit", str(ws.id), "--json", "--before", "90m")

@@ -89,7 +89,8 @@ def test_demo_seed_is_idempotent_and_matches_the_demo_scenario(session) -> None:
     session.commit()
     assert again.created == []
     assert again.workspace_id == first.workspace_id
-    assert again.members == first.members and again.rotations == first.rotations
+    assert again.members == first.members
+    assert again.rotations == first.rotations
     assert session.scalar(select(func.count()).select_from(Workspace)) == 1
     roles = dict(session.execute(select(Member.email, Member.role)).all())
     assert roles["alice@example.com"] == "primary_owner"

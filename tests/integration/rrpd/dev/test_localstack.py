@@ -137,7 +137,8 @@ def test_on_a_terminal_the_parts_log_readable_lines(tmp_path: Path) -> None:
     api_lines = [line for line in out.splitlines() if line.startswith("api ")]
     startup = [line for line in api_lines if "Application startup complete" in line]
     assert startup, out[-3000:]
-    assert '"event"' not in startup[0] and "{" not in startup[0].split("|", 1)[1][:3], startup[0]
+    assert '"event"' not in startup[0], startup[0]
+    assert "{" not in startup[0].split("|", 1)[1][:3], startup[0]
     assert "[info" in startup[0], startup[0]
 
 

@@ -87,7 +87,9 @@ def test_worker_json_lines_carry_task_context_and_no_secret(
         assert line["task_id"] == task_id, line
         assert line["task_name"] == "pagerduty.validate_api_key", line
         assert line["connection_id"] == str(conn.id), line
-        assert line["level"] and line["timestamp"] and line["logger"], line
+        assert line["level"], line
+        assert line["timestamp"], line
+        assert line["logger"], line
 
     # A sender breaking the contract (a secret as a task argument): the task refuses the
     # message in words (one WARNING naming the argument, not its value). No secret in the log.

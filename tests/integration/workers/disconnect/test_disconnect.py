@@ -63,10 +63,14 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
     session.rollback()
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.status == "disconnected" and conn.generation == generation + 1
-    assert conn.disconnected_at is not None and conn.next_sync_at is None
-    assert conn.api_key is None and conn.access_token is None
-    assert conn.refresh_token is None and conn.oauth_client_secret is None
+    assert conn.status == "disconnected"
+    assert conn.generation == generation + 1
+    assert conn.disconnected_at is not None
+    assert conn.next_sync_at is None
+    assert conn.api_key is None
+    assert conn.access_token is None
+    assert conn.refresh_token is None
+    assert conn.oauth_client_secret is None
     for rid, (members, duty) in states.items():
         rot = session.get(Rotation, rid)
         assert (rot.mode, rot.pagerduty_schedule_id, rot.bound_at) == ("manual", None, None)
@@ -78,7 +82,8 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
         .where(OAuthAuthorization.workspace_id == demo.workspace_id)
     )
     [audit] = _audits(session, demo.workspace_id)
-    assert audit.action == "pagerduty.disconnected" and audit.actor == "member"
+    assert audit.action == "pagerduty.disconnected"
+    assert audit.actor == "member"
     assert audit.actor_member_id == demo.members["alice"]
     assert audit.details["previous_status"] == "connected"
     assert {r["schedule"] for r in audit.details["rotations_made_manual"]} == {
@@ -106,7 +111,8 @@ def test_disconnect_is_idempotent(session, sim) -> None:
     session.expire_all()
     assert session.get(PagerDutyConnection, demo.connection_id).generation == generation
     [audit] = _audits(session, demo.workspace_id)
-    assert audit.actor == "system" and audit.actor_member_id is None
+    assert audit.actor == "system"
+    assert audit.actor_member_id is None
     assert transaction.disconnect_connection(uuid.uuid4()).status == "not_found"
     assert transaction.disconnect_connection("not-a-uuid").status == "not_found"
 
@@ -137,7 +143,8 @@ def test_unknown_actor_is_recorded_without_breaking_the_disconnect(session, sim)
     result = transaction.disconnect_connection(demo.connection_id, actor_member_id=str(stranger.id))
     assert result.status == "disconnected"
     [audit] = _audits(session, demo.workspace_id)
-    assert audit.actor_member_id is None and audit.actor == "system"
+    assert audit.actor_member_id is None
+    assert audit.actor == "system"
     assert audit.details["unknown_actor_member_id"] == str(stranger.id)
 
 
@@ -157,7 +164,8 @@ def test_disconnect_is_all_or_nothing(session, sim, monkeypatch) -> None:
     session.rollback()
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.status == "connected" and conn.api_key is not None
+    assert conn.status == "connected"
+    assert conn.api_key is not None
     assert mirror_counts(session, demo.connection_id) == before
     for rid in demo.rotations.values():
         assert session.get(Rotation, rid).mode == "pagerduty"
@@ -181,7 +189,8 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(sess
     session.rollback()
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.access_token is None and conn.refresh_token is None
+    assert conn.access_token is None
+    assert conn.refresh_token is None
     assert conn.oauth_client_secret is None
 
 

@@ -303,7 +303,8 @@ def connect(
 def test_pagination_edges(sim: SimulatorHandle, http: httpx.Client, n: int, pages: int) -> None:
     client = client_for(sim, http, PAGE_KEYS[n])
     users = client.list_users()
-    assert len(users) == n and len({u.id for u in users}) == n
+    assert len(users) == n
+    assert len({u.id for u in users}) == n
     assert client.requests_made == pages
     assert stats(sim)["by_credential"][f"page{n}"] == pages
     requests = sim.control.get("/requests").json()["requests"]
@@ -333,7 +334,8 @@ def test_401_bodies_are_not_json_by_default_and_either_kind_is_invalid_credentia
     with pytest.raises(InvalidCredentials) as info:
         bad.probe()
     assert info.value.status == 401
-    assert info.value.code is None and "not PagerDuty's JSON" in str(info.value)
+    assert info.value.code is None
+    assert "not PagerDuty's JSON" in str(info.value)
     sim.control.post("/settings", json={"auth_error_mode": "json"}).raise_for_status()
     with pytest.raises(InvalidCredentials) as info:
         bad.probe()
@@ -358,7 +360,8 @@ def test_402_403_404_400(sim: SimulatorHandle, http: httpx.Client) -> None:
     assert len(users_only.list_users()) == 7
     with pytest.raises(Forbidden) as forbidden:
         users_only.list_schedules()
-    assert forbidden.value.missing == ("schedules.read",) and forbidden.value.code == 2010
+    assert forbidden.value.missing == ("schedules.read",)
+    assert forbidden.value.code == 2010
 
     main = client_for(sim, http, MAIN_KEY)
     now = datetime.now(UTC)
@@ -396,8 +399,10 @@ def test_429_with_headers_waits_for_reset(sim: SimulatorHandle, http: httpx.Clie
     client.probe()
     result = client.probe()  # the third is over the limit: 429, wait for the reset, retry
     assert result.ratelimit_limit == 2
-    assert len(slept) == 1 and 55 <= slept[0] <= 60.25
-    assert penalties and 55 <= penalties[0] <= 60
+    assert len(slept) == 1
+    assert 55 <= slept[0] <= 60.25
+    assert penalties
+    assert 55 <= penalties[0] <= 60
     assert stats(sim)["by_status"] == {"200": 3, "429": 1}
 
 
@@ -410,8 +415,10 @@ def test_429_reset_longer_than_budget_raises_for_the_task(
     client.probe()
     with pytest.raises(RateLimited) as info:
         client.probe()
-    assert info.value.reset_after is not None and info.value.reset_after > 30
-    assert slept == [] and client.requests_made == 2
+    assert info.value.reset_after is not None
+    assert info.value.reset_after > 30
+    assert slept == []
+    assert client.requests_made == 2
 
 
 def test_bare_429_backs_off_with_jitter(sim: SimulatorHandle, http: httpx.Client) -> None:
@@ -422,8 +429,10 @@ def test_bare_429_backs_off_with_jitter(sim: SimulatorHandle, http: httpx.Client
     with pytest.raises(RateLimited) as info:
         client.probe()
     assert info.value.reset_after is None
-    assert client.requests_made == 4 and len(slept) == 2
-    assert 0 <= slept[0] <= 0.5 and 0 <= slept[1] <= 1.0
+    assert client.requests_made == 4
+    assert len(slept) == 2
+    assert 0 <= slept[0] <= 0.5
+    assert 0 <= slept[1] <= 1.0
     # When the window has passed by the time of the retry (virtual clock), the retry succeeds.
     slept.clear()
 
@@ -433,7 +442,9 @@ def test_bare_429_backs_off_with_jitter(sim: SimulatorHandle, http: httpx.Client
 
     client = client_for(sim, http, MAIN_KEY, max_retries=3, sleep=sleep_a_minute)
     assert client.probe().ratelimit_remaining == 0
-    assert client.requests_made == 2 and len(slept) == 1 and 0 <= slept[0] <= 0.5
+    assert client.requests_made == 2
+    assert len(slept) == 1
+    assert 0 <= slept[0] <= 0.5
 
 
 def test_5xx_retried_then_succeeds_or_raises(sim: SimulatorHandle, http: httpx.Client) -> None:
@@ -443,13 +454,15 @@ def test_5xx_retried_then_succeeds_or_raises(sim: SimulatorHandle, http: httpx.C
     slept: list[float] = []
     client = client_for(sim, http, MAIN_KEY, sleep=slept.append)
     assert len(client.list_users()) == 7
-    assert client.requests_made == 3 and len(slept) == 2
+    assert client.requests_made == 3
+    assert len(slept) == 2
 
     sim.control.post("/faults", json={"kind": "error", "status": 503, "path_prefix": "/schedules"})
     client = client_for(sim, http, MAIN_KEY, max_retries=2)
     with pytest.raises(Transient) as info:
         client.list_schedules()
-    assert info.value.status == 503 and client.requests_made == 3
+    assert info.value.status == 503
+    assert client.requests_made == 3
 
 
 @pytest.mark.parametrize("kind", ["non_json", "truncated"])
@@ -494,13 +507,16 @@ def test_snapshot_reads_on_call_from_the_endpoints_that_render_it(
     snap = read_snapshot(client, bound=BOUND)
     by_id = {s.id: s for s in snap.schedules}
     assert set(by_id) == {"PSV2OVR", "PSV2DAY", "PSRESTR", "PSV3PAI", "PSV3ROT"}
-    assert len(snap.users) == 7 and {u.email for u in snap.users} >= {"Bob@Main.example"}
+    assert len(snap.users) == 7
+    assert {u.email for u in snap.users} >= {"Bob@Main.example"}
 
     primary = by_id["PSV2OVR"]
-    assert primary.version == "v2" and primary.member_user_ids == ("PADMIN1", "PUBOB01", "PUCAROL")
+    assert primary.version == "v2"
+    assert primary.member_user_ids == ("PADMIN1", "PUBOB01", "PUCAROL")
     assert [u.id for u in snap.on_call("PSV2OVR")] == ["PUDAVE1"]  # the override wins
     pair = by_id["PSV3PAI"]
-    assert pair.version == "v3" and pair.time_zone == "Asia/Tokyo"
+    assert pair.version == "v3"
+    assert pair.time_zone == "Asia/Tokyo"
     assert {u.id for u in snap.on_call("PSV3PAI")} == {"PUERIN1", "PUFRANK"}  # overlapping
     assert set(pair.member_user_ids) == {"PUERIN1", "PUFRANK"}
     assert set(by_id["PSV3ROT"].member_user_ids) == {"PUCAROL", "PUDAVE1"}  # from its rotation
@@ -519,7 +535,8 @@ def test_snapshot_reads_on_call_from_the_endpoints_that_render_it(
     }
     requests = sim.control.get("/requests").json()["requests"]
     listed = [r for r in requests if r["endpoint"] == "GET /schedules"]
-    assert listed and all("include" not in r["query"] for r in listed)
+    assert listed
+    assert all("include" not in r["query"] for r in listed)
 
 
 def test_a_schedule_no_policy_uses_is_read_from_its_detail(
@@ -560,7 +577,8 @@ def test_deleted_user_stays_on_the_schedule_as_an_inactive_placeholder(
     sim.control.delete("/accounts/main/users/PUCAROL").raise_for_status()
     snap = read_snapshot(client_for(sim, http, MAIN_KEY), bound={"PSV2OVR"})
     users = {u.id: u for u in snap.users}
-    assert users["PUCAROL"].active is False and users["PUCAROL"].email is None
+    assert users["PUCAROL"].active is False
+    assert users["PUCAROL"].email is None
     assert "PUCAROL" in {s.id: s for s in snap.schedules}["PSV2OVR"].member_user_ids
     assert len([u for u in snap.users if u.active]) == 6
 
@@ -592,7 +610,8 @@ def test_the_detail_shows_the_coming_handoffs(sim: SimulatorHandle, http: httpx.
         "PSV2OVR", sim_now, sim_now + timedelta(hours=6)
     )
     dave = [s for s in timeline.shifts if s.user.id == "PUDAVE1"]
-    assert dave and dave[0].end is not None
+    assert dave
+    assert dave[0].end is not None
     after = dave[0].end + timedelta(seconds=1)
     assert {u.id for u in timeline.on_call_at(after)} != {"PUDAVE1"}
 
@@ -600,7 +619,8 @@ def test_the_detail_shows_the_coming_handoffs(sim: SimulatorHandle, http: httpx.
 def test_eu_account_on_eu_url(sim: SimulatorHandle, http: httpx.Client) -> None:
     eu = client_for(sim, http, EU_KEY, eu=True)
     snap = read_snapshot(eu, bound={"PSEU001"})
-    assert len(snap.users) == 3 and [s.id for s in snap.schedules] == ["PSEU001"]
+    assert len(snap.users) == 3
+    assert [s.id for s in snap.schedules] == ["PSEU001"]
     assert stats(sim)["by_endpoint"]["GET /eu/users"] == 1
     with pytest.raises(InvalidCredentials):
         client_for(sim, http, EU_KEY).probe()  # the US host does not know an EU key
@@ -632,8 +652,11 @@ def test_oauth_exchange_refresh_and_reused_refresh_token(
     sim: SimulatorHandle, http: httpx.Client
 ) -> None:
     tokens = connect(sim)
-    assert tokens.missing_scopes == () and tokens.token_type == "bearer"
-    assert tokens.refresh_token and tokens.id_token and tokens.expires_at is not None
+    assert tokens.missing_scopes == ()
+    assert tokens.token_type == "bearer"
+    assert tokens.refresh_token
+    assert tokens.id_token
+    assert tokens.expires_at is not None
     api = PagerDutyClient(sim.base_url, tokens.credential, http=http)
     api.probe()
     assert len(api.list_schedules()) == 3  # the admin sees the restricted one too
@@ -643,7 +666,8 @@ def test_oauth_exchange_refresh_and_reused_refresh_token(
     PagerDutyClient(sim.base_url, renewed.credential, http=http).probe()
     with pytest.raises(InvalidGrant) as info:  # PagerDuty rotates: the old one is dead
         oauth.refresh(sim.identity_url, "main-client", MAIN_SECRET, tokens.refresh_token)
-    assert info.value.code == "invalid_grant" and info.value.status == 400
+    assert info.value.code == "invalid_grant"
+    assert info.value.status == 400
 
     code, verifier = authorize(sim, "main-client")
     oauth.exchange_code(sim.identity_url, "main-client", MAIN_SECRET, code, REDIRECT, verifier)
@@ -743,7 +767,8 @@ def test_refresh_answers_without_an_id_token(sim: SimulatorHandle) -> None:
     tokens = connect(sim)
     assert tokens.refresh_token is not None
     renewed = oauth.refresh(sim.identity_url, "main-client", MAIN_SECRET, tokens.refresh_token)
-    assert renewed.id_token is None and renewed.access_token
+    assert renewed.id_token is None
+    assert renewed.access_token
 
 
 def test_there_is_no_revocation_endpoint_to_call(sim: SimulatorHandle) -> None:
@@ -813,7 +838,8 @@ def test_redis_limiter_keeps_a_fleet_burst_under_the_limit(
     )
     assert statuses_for(sim, "main-limiter") == {200: 18}  # PagerDuty never said 429
     limited = [o for o in outcomes if isinstance(o, RateLimited)]
-    assert len(limited) == 32 - 18 and all(o.endpoint == "rate limiter" for o in limited)
+    assert len(limited) == 32 - 18
+    assert all(o.endpoint == "rate limiter" for o in limited)
     assert all(o.reset_after and o.reset_after > 0.5 for o in limited)
 
     # The same burst without the shared limiter runs into PagerDuty's 429s.
@@ -832,7 +858,8 @@ def test_no_secret_in_errors_reprs_or_logs(
     sim: SimulatorHandle, http: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     tokens = connect(sim)
-    assert tokens.refresh_token is not None and tokens.id_token is not None
+    assert tokens.refresh_token is not None
+    assert tokens.id_token is not None
     # The browser leg (its redirect carries the code) is done; from here on only our code runs,
     # and every log line of every library at DEBUG is checked.
     code, verifier = authorize(sim, "main-client")

@@ -112,7 +112,8 @@ def test_first_sync_mirrors_the_account_and_fills_bound_rotations(session, sim) 
     assert run.rows_deleted == 0
     assert run.rows_updated == 3  # the three bound rotations' last_synced_at (first sync)
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.last_synced_at is not None and conn.consecutive_sync_failures == 0
+    assert conn.last_synced_at is not None
+    assert conn.consecutive_sync_failures == 0
     for rid in demo.rotations.values():
         assert session.get(Rotation, rid).last_synced_at is not None
 
@@ -121,7 +122,8 @@ def test_quiet_resync_writes_only_its_sync_run(session, sim) -> None:
     demo = arrange_demo(session, sim)
     clock = fixed_clock()  # the same instant twice: on-call cannot move between the runs
     first = sync.sync_connection(demo.connection_id, client_factory=fast_client, now=clock)
-    assert first.status == "succeeded" and first.created > 0
+    assert first.status == "succeeded"
+    assert first.created > 0
     session.rollback()
     conn_before = session.get(PagerDutyConnection, demo.connection_id)
     updated_at = conn_before.updated_at
@@ -134,7 +136,8 @@ def test_quiet_resync_writes_only_its_sync_run(session, sim) -> None:
 
     assert second.status == "succeeded"
     assert (second.created, second.updated, second.deleted) == (0, 0, 0)
-    assert len(writes) == 1 and writes[0].startswith("INSERT INTO sync_runs"), writes
+    assert len(writes) == 1, writes
+    assert writes[0].startswith("INSERT INTO sync_runs"), writes
     session.rollback()
     session.expire_all()
     assert session.get(PagerDutyConnection, demo.connection_id).updated_at == updated_at
@@ -206,13 +209,16 @@ def test_vanished_bound_schedule_keeps_the_rotation_and_says_so(session, sim) ->
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
 
     assert result.status == "succeeded"
-    assert "PSGONE1" in result.error and "keeps its last members" in result.error
+    assert "PSGONE1" in result.error
+    assert "keeps its last members" in result.error
     members, duty = rotation_state(session, demo.rotations["ghost"])
     assert (members, duty) == ([demo.members["erin"]], {demo.members["erin"]})
     ghost = session.get(Rotation, demo.rotations["ghost"])
-    assert ghost.mode == "pagerduty" and ghost.pagerduty_schedule_id == "PSGONE1"
+    assert ghost.mode == "pagerduty"
+    assert ghost.pagerduty_schedule_id == "PSGONE1"
     run = session.get(SyncRun, uuid.UUID(result.sync_run_id))
-    assert run.status == "succeeded" and "PSGONE1" in run.error
+    assert run.status == "succeeded"
+    assert "PSGONE1" in run.error
 
 
 # --- apply_snapshot with hand-made snapshots ----------------------------------------------------
@@ -343,7 +349,8 @@ def test_partial_fetch_deletes_nothing(session, sim) -> None:
     assert mirror_counts(session, demo.connection_id) == before
     assert {r: rotation_state(session, r) for r in demo.rotations.values()} == state_before
     conn = session.get(PagerDutyConnection, demo.connection_id)
-    assert conn.status == "connected" and conn.consecutive_sync_failures == 1
+    assert conn.status == "connected"
+    assert conn.consecutive_sync_failures == 1
     assert conn.next_sync_at > utcnow()  # backed off
 
     # Same for a failure on the very last request (the v3 schedule read).
@@ -357,7 +364,8 @@ def test_partial_fetch_deletes_nothing(session, sim) -> None:
     # Once PagerDuty answers again, the deletions happen and the failure count resets.
     sim.control.delete("/faults").raise_for_status()
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
-    assert result.status == "succeeded" and result.deleted > 0
+    assert result.status == "succeeded"
+    assert result.deleted > 0
     session.expire_all()
     assert session.get(PagerDutyConnection, demo.connection_id).consecutive_sync_failures == 0
 
@@ -372,7 +380,8 @@ def test_api_key_rejected_marks_connection_invalid(session, sim) -> None:
 
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
 
-    assert result.status == "failed" and result.retry is None
+    assert result.status == "failed"
+    assert result.retry is None
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
     assert conn.status == "invalid"
@@ -380,7 +389,8 @@ def test_api_key_rejected_marks_connection_invalid(session, sim) -> None:
     assert mirror_counts(session, demo.connection_id) == before  # last state kept
     # An invalid connection is not synced again (quietly, no SyncRun for it).
     again = sync.sync_connection(demo.connection_id, client_factory=fast_client)
-    assert again.status == "unavailable" and again.sync_run_id is None
+    assert again.status == "unavailable"
+    assert again.sync_run_id is None
 
 
 def test_rate_limited_asks_for_a_retry_after_the_reset(session, sim) -> None:
@@ -388,7 +398,8 @@ def test_rate_limited_asks_for_a_retry_after_the_reset(session, sim) -> None:
     sim.control.post("/rate_limit", json={"per_minute": 2}).raise_for_status()
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
     assert (result.status, result.retry) == ("failed", "rate_limited")
-    assert result.retry_after is not None and 0 < result.retry_after <= 60
+    assert result.retry_after is not None
+    assert 0 < result.retry_after <= 60
     countdown = SYNC_RETRY.countdown(0, reset_after=result.retry_after, rng=random.Random(1))
     assert result.retry_after <= countdown <= result.retry_after + 2
     assert mirror_counts(session, demo.connection_id)["pagerduty_users"] == 0
@@ -400,7 +411,8 @@ def test_transient_backoff_is_capped_exponential_with_full_jitter() -> None:
         ceiling = min(300.0, 5.0 * 2**n)
         waits = [SYNC_RETRY.countdown(n, rng=rng) for _ in range(200)]
         assert all(0 <= w <= ceiling for w in waits)
-        assert max(waits) > 0.8 * ceiling and min(waits) < 0.2 * ceiling  # full jitter
+        assert max(waits) > 0.8 * ceiling
+        assert min(waits) < 0.2 * ceiling
 
 
 def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
@@ -420,7 +432,8 @@ def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
     # Every token of the app revoked: the refresh is refused too.
     sim.control.post("/tokens/revoke", json={"app": "demo-oauth"}).raise_for_status()
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
-    assert result.status == "failed" and result.retry is None
+    assert result.status == "failed"
+    assert result.retry is None
     session.expire_all()
     conn = session.get(PagerDutyConnection, demo.connection_id)
     assert conn.status == "needs_reauth"
@@ -481,7 +494,8 @@ def test_fencing_writes_nothing_when_the_connection_changed_mid_sync(
     for rid in demo.rotations.values():
         assert rotation_state(session, rid) == ([], set())
     run = session.get(SyncRun, uuid.UUID(result.sync_run_id))
-    assert run.status == "skipped" and "nothing was written" in run.error
+    assert run.status == "skipped"
+    assert "nothing was written" in run.error
 
 
 def test_disconnect_during_a_sync_wins(session, sim, monkeypatch) -> None:
@@ -506,10 +520,12 @@ def test_disconnect_during_a_sync_wins(session, sim, monkeypatch) -> None:
     for rid in demo.rotations.values():
         rot = session.get(Rotation, rid)
         session.refresh(rot)
-        assert rot.mode == "manual" and rot.pagerduty_schedule_id is None
+        assert rot.mode == "manual"
+        assert rot.pagerduty_schedule_id is None
     # Erin's override did not reach the (now manual) rotation.
     _, duty = rotation_state(session, demo.rotations["primary"])
-    assert demo.members["erin"] not in duty and demo.members["dave"] in duty
+    assert demo.members["erin"] not in duty
+    assert demo.members["dave"] in duty
     # And a sync of the disconnected connection stops before calling PagerDuty.
     assert sync.sync_connection(demo.connection_id).status == "unavailable"
 
@@ -632,8 +648,10 @@ def test_sync_run_times_are_utc(session, sim) -> None:
         demo.connection_id, client_factory=fast_client, now=lambda: moment
     )
     run = session.get(SyncRun, uuid.UUID(result.sync_run_id))
-    assert run.started_at == moment and run.finished_at.tzinfo is not None
-    assert run.duration_ms is not None and run.duration_ms >= 0
+    assert run.started_at == moment
+    assert run.finished_at.tzinfo is not None
+    assert run.duration_ms is not None
+    assert run.duration_ms >= 0
 
 
 # --- PagerDuty as it really behaves ---------------------------------------------------------------
@@ -658,7 +676,8 @@ def test_v3_refused_keeps_v2_syncing_and_the_v3_rotation_its_state(session, sim)
     result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
 
     assert result.status == "succeeded"
-    assert "shift-based (v3) schedules" in result.error and "HTTP 402" in result.error
+    assert "shift-based (v3) schedules" in result.error
+    assert "HTTP 402" in result.error
     assert "fts rotation" in result.error
     _, duty = rotation_state(session, demo.rotations["primary"])
     assert demo.members["frank"] in duty  # v2 kept syncing

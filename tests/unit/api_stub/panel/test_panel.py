@@ -70,7 +70,8 @@ def test_without_a_session_the_panel_offers_the_member_picker_only(client, world
     assert page.status_code == 200
     assert "Who are you?" in page.text
     assert 'id="member-picker"' in page.text
-    assert "Olive Owner" in page.text and "Mo Member" in page.text
+    assert "Olive Owner" in page.text
+    assert "Mo Member" in page.text
     assert "Login using an API Key" not in page.text
     assert page.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
@@ -84,7 +85,8 @@ def test_admin_sees_the_connect_buttons_and_modals(client, world) -> None:
     assert 'id="acting-as">Olive Owner' in page.text
     assert "Login using an API Key" in page.text
     assert "Login using OAuth 2.0" in page.text
-    assert 'id="api-key-modal"' in page.text and 'id="oauth-modal"' in page.text
+    assert 'id="api-key-modal"' in page.text
+    assert 'id="oauth-modal"' in page.text
     assert "Client Secret" in page.text
     # The flash message is shown once.
     assert "You are now acting as" not in client.get("/panel").text
@@ -146,7 +148,8 @@ def test_rotations_show_mode_members_on_duty_and_unmatched_people(client, world,
     page = client.get("/panel").text
     row = page[page.index('data-rotation="Primary"') :]
     row = row[: row.index("</tr>")]
-    assert "PagerDuty" in row and "Primary On-Call" in row
+    assert "PagerDuty" in row
+    assert "Primary On-Call" in row
     assert "Olive Owner, Ada Admin" in row
     assert "<b>Ada Admin</b>" in row  # on duty
     assert "Casey Contractor &lt;contractor@outside.example&gt;" in row
@@ -246,9 +249,11 @@ def test_form_post_without_a_session_is_401(client, world, sent) -> None:
 def test_api_key_form_connects_and_enqueues_validation(client, world, session, sent) -> None:
     act_as(client, world.owner)
     r = post(client, "/panel/api-key", {"api_key": KEY, "region": "us"})
-    assert r.status_code == 303 and r.headers["location"] == "/panel"
+    assert r.status_code == 303
+    assert r.headers["location"] == "/panel"
     conn = _live(session, world)
-    assert conn is not None and conn.status == "validating"
+    assert conn is not None
+    assert conn.status == "validating"
     assert conn.connected_by_member_id == world.owner.id
     assert sent.names() == ["pagerduty.validate_api_key"]
     assert sent.calls[0]["kwargs"]["connection_id"] == str(conn.id)
@@ -316,10 +321,12 @@ def test_sync_now_form_enqueues_a_manual_sync(client, world, session, sent) -> N
     # Until a sync started after the click has finished, the page shows it and refreshes.
     page = client.get(r.headers["location"]).text
     assert r.headers["location"].startswith("/panel?sync_requested=")
-    assert 'id="syncing"' in page and '<meta http-equiv="refresh"' in page
+    assert 'id="syncing"' in page
+    assert '<meta http-equiv="refresh"' in page
     old = int(r.headers["location"].rsplit("=", 1)[1]) - panel_page.SYNC_WAIT_SECONDS - 5
     page = client.get(f"/panel?sync_requested={old}").text
-    assert 'id="syncing"' not in page and '<meta http-equiv="refresh"' not in page
+    assert 'id="syncing"' not in page
+    assert '<meta http-equiv="refresh"' not in page
 
 
 def test_sync_now_when_not_connected_is_explained(client, world, sent) -> None:
@@ -407,7 +414,8 @@ def test_production_has_no_picker_and_needs_a_real_token(client, world, producti
     assert client.get("/panel?token=not-a-jwt").status_code == 401
     token = issue_token(world.ws.id, world.admin.id, "admin", nonce=start_sign_in(client))
     r = client.get(f"/panel?token={token}")
-    assert r.status_code == 303 and r.headers["location"] == "/panel"
+    assert r.status_code == 303
+    assert r.headers["location"] == "/panel"
     page = client.get("/panel").text
     assert 'id="acting-as">Ada Admin' in page
     assert 'id="member-picker"' not in page
@@ -483,7 +491,8 @@ def test_oauth_modal_shows_the_redirect_url_to_register_and_the_scopes(client, w
     modal = modal[: modal.index("</dialog>")]
     redirect = f"{get_settings().public_url}/v1/pagerduty/oauth/callback"
     assert f'id="oauth-redirect-url" readonly value="{redirect}"' in modal
-    assert 'data-copy="oauth-redirect-url"' in modal and ">Copy</button>" in modal
+    assert 'data-copy="oauth-redirect-url"' in modal
+    assert ">Copy</button>" in modal
     scopes = re.findall(r'<code class="scope">([^<]+)</code>', modal)
     assert (
         scopes == list(OAUTH_SCOPES) == ["openid", "users.read", "schedules.read", "oncalls.read"]
@@ -587,7 +596,8 @@ def test_disconnect_confirmation_lists_the_rotations_and_the_outcome_counts_them
     assert r.status_code == 303
     assert r.headers["location"] == f"/panel?disconnected={conn.id}"
     page = client.get(r.headers["location"]).text
-    assert "Disconnecting from PagerDuty" in page and '<meta http-equiv="refresh"' in page
+    assert "Disconnecting from PagerDuty" in page
+    assert '<meta http-equiv="refresh"' in page
     assert "Disconnected;" not in page
     disconnect_connection(conn.id, actor_member_id=world.owner.id)  # what the worker does
     page = client.get(r.headers["location"]).text
@@ -614,7 +624,8 @@ def test_finishing_notice_goes_once_the_outcome_is_known(client, world, session)
     act_as(client, world.owner)
     url = "/panel?pagerduty=connecting&task_id=t1"
     page = client.get(url).text
-    assert "Finishing the connection" in page and '<meta http-equiv="refresh"' in page
+    assert "Finishing the connection" in page
+    assert '<meta http-equiv="refresh"' in page
     conn.status = "connected"
     conn.pagerduty_subdomain = "acme"
     session.commit()
@@ -638,11 +649,13 @@ def test_connected_but_never_synced_keeps_refreshing_until_the_first_sync(
     act_as(client, world.owner)
     page = client.get("/panel").text
     assert '<meta http-equiv="refresh"' in page
-    assert 'id="first-sync"' in page and "First sync in progress" in page
+    assert 'id="first-sync"' in page
+    assert "First sync in progress" in page
     assert _dd(page, "last-sync") == "not yet"
     _run(session, conn)
     page = client.get("/panel").text
-    assert '<meta http-equiv="refresh"' not in page and 'id="first-sync"' not in page
+    assert '<meta http-equiv="refresh"' not in page
+    assert 'id="first-sync"' not in page
     # Bounded: a connection whose first sync never comes stops refreshing after a while.
     session.execute(SyncRun.__table__.delete().where(SyncRun.__table__.c.connection_id == conn.id))
     conn.status_changed_at = utcnow() - timedelta(seconds=panel_page.FIRST_SYNC_WAIT_SECONDS + 1)

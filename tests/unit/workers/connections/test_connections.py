@@ -216,7 +216,8 @@ def test_disconnect_and_status(session, people, sent) -> None:
         request_disconnect(session, admin)
     conn = factories.api_key_connection(session, ws)
     done = request_disconnect(session, admin)
-    assert done.connection.id == conn.id and conn.status == "disconnecting"
+    assert done.connection.id == conn.id
+    assert conn.status == "disconnecting"
     again = request_disconnect(session, admin)
     assert again.task_id != done.task_id
     session.commit()

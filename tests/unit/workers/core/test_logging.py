@@ -61,7 +61,9 @@ def test_secrets_are_redacted_in_messages_exceptions_and_nested_extras(captured)
     assert second["client_secret"] == "[redacted]"
     assert "Token token=[redacted]" in second["exception"]
     text = buffer.getvalue()
-    assert key not in text and CLIENT_SECRET not in text and "tokenvalue" not in text
+    assert key not in text
+    assert CLIENT_SECRET not in text
+    assert "tokenvalue" not in text
 
 
 def test_context_survives_the_task_body_until_postrun(captured) -> None:
@@ -87,7 +89,8 @@ def test_context_survives_the_task_body_until_postrun(captured) -> None:
             "pagerduty.sync_connection",
             "c-1",
         )
-    assert "task_id" not in between and "connection_id" not in between
+    assert "task_id" not in between
+    assert "connection_id" not in between
 
 
 def test_celery_received_line_gets_fields_from_its_data(captured) -> None:
@@ -122,6 +125,8 @@ def test_console_format_is_readable_and_redacted() -> None:
     finally:
         rrpd_logging.unbind_task_context()
     text = buffer.getvalue()
-    assert "refresh failed" in text and "task_id=t-3" in text and "connection_id=c-3" in text
+    assert "refresh failed" in text
+    assert "task_id=t-3" in text
+    assert "connection_id=c-3" in text
     assert "rt-secret-value" not in text
     assert not text.lstrip().startswith("{")

@@ -57,10 +57,12 @@ def make_client(
 def test_credential_repr_hides_secret_and_header_follows_kind() -> None:
     key = Credential("api_key", SECRET)
     token = Credential("oauth", SECRET)
-    assert SECRET not in repr(key) and SECRET not in str(key)
+    assert SECRET not in repr(key)
+    assert SECRET not in str(key)
     assert key.authorization == f"Token token={SECRET}"
     assert token.authorization == f"Bearer {SECRET}"
-    assert key.fingerprint != token.fingerprint and len(key.fingerprint) == 16
+    assert key.fingerprint != token.fingerprint
+    assert len(key.fingerprint) == 16
     with pytest.raises(ValueError, match="kind must be"):
         Credential("basic", SECRET)  # type: ignore[arg-type]
 
@@ -99,7 +101,8 @@ def test_error_mapping(status: int, body: Any, cls: type[PagerDutyError]) -> Non
     response = httpx.Response(status, content=content)
     error = error_from_response(response, endpoint="GET /users")
     assert type(error) is cls
-    assert error.status == status and error.endpoint == "GET /users"
+    assert error.status == status
+    assert error.endpoint == "GET /users"
     assert error.message  # plain words, whatever the body
     assert error.retryable is (cls in (RateLimited, Transient))
 
@@ -117,7 +120,9 @@ def test_parse_error_body_variants() -> None:
         },
     )
     code, message, _ = parse_error_body(plain)
-    assert code is None and message is not None and message.startswith("Because")
+    assert code is None
+    assert message is not None
+    assert message.startswith("Because")
     v3 = httpx.Response(
         400, json={"error": {"message": "Bad", "code": 2001, "errors": {"since": ["too far"]}}}
     )
@@ -138,10 +143,12 @@ def test_forbidden_names_missing_scope() -> None:
         },
     )
     error = error_from_response(named, endpoint="GET /users")
-    assert isinstance(error, Forbidden) and error.missing == ("users.read",)
+    assert isinstance(error, Forbidden)
+    assert error.missing == ("users.read",)
     unnamed = httpx.Response(403, json={"error": {"message": "Access Denied", "code": 2010}})
     error = error_from_response(unnamed, endpoint="GET /v3/schedules/{id}")
-    assert isinstance(error, Forbidden) and error.missing == ("schedules.read",)
+    assert isinstance(error, Forbidden)
+    assert error.missing == ("schedules.read",)
     assert "schedules.read" in str(error)
 
 
@@ -170,7 +177,8 @@ def test_429_honours_reset_then_succeeds() -> None:
     )
     client, slept = make_client(lambda request: next(calls))
     assert [u.id for u in client.list_users()] == ["P1"]
-    assert len(slept) == 1 and 3.0 <= slept[0] <= 3.25
+    assert len(slept) == 1
+    assert 3.0 <= slept[0] <= 3.25
     assert client.requests_made == 2
 
 
@@ -180,14 +188,17 @@ def test_429_reset_beyond_budget_raises_at_once_with_reset_after() -> None:
     )
     with pytest.raises(RateLimited) as info:
         client.probe()
-    assert info.value.reset_after == 45.0 and slept == [] and client.requests_made == 1
+    assert info.value.reset_after == 45.0
+    assert slept == []
+    assert client.requests_made == 1
 
 
 def test_transient_backoff_is_bounded_by_retries_and_jittered() -> None:
     client, slept = make_client(lambda request: httpx.Response(502), max_retries=3)
     with pytest.raises(Transient):
         client.probe()
-    assert client.requests_made == 4 and len(slept) == 3
+    assert client.requests_made == 4
+    assert len(slept) == 3
     for attempt, delay in enumerate(slept):
         assert 0 <= delay <= 0.5 * 2**attempt
 
@@ -199,7 +210,8 @@ def test_timeouts_and_connection_errors_are_transient() -> None:
     client, slept = make_client(handler, max_retries=1)
     with pytest.raises(Transient) as info:
         client.probe()
-    assert "ConnectError" in str(info.value) and len(slept) == 1
+    assert "ConnectError" in str(info.value)
+    assert len(slept) == 1
 
 
 def test_2xx_non_json_is_transient() -> None:
@@ -213,7 +225,8 @@ def test_never_retries_client_errors() -> None:
         client, slept = make_client(lambda request, s=status: httpx.Response(s, json={}))
         with pytest.raises(PagerDutyError):
             client.probe()
-        assert client.requests_made == 1 and slept == []
+        assert client.requests_made == 1
+        assert slept == []
 
 
 def test_pagination_advances_by_received_count_not_echoed_limit() -> None:
@@ -233,7 +246,8 @@ def test_pagination_advances_by_received_count_not_echoed_limit() -> None:
 
     client, _ = make_client(handler)
     users = client.list_users()
-    assert len(users) == total and len({u.id for u in users}) == total
+    assert len(users) == total
+    assert len({u.id for u in users}) == total
     assert offsets == [0, 60, 120, 180, 240]
 
 
@@ -392,7 +406,8 @@ def test_schedule_timeline_asks_the_detail_with_whole_second_window_and_reads_pl
     q = seen[0]
     # Sub-second bounds may render nothing at PagerDuty (api-schema#479): whole seconds only.
     assert (q["since"], q["until"]) == (["2026-03-02T12:00:00Z"], ["2026-03-02T18:00:00Z"])
-    assert q["time_zone"] == ["UTC"] and q["overflow"] == ["true"]
+    assert q["time_zone"] == ["UTC"]
+    assert q["overflow"] == ["true"]
     assert "include[]" not in q  # the detail renders entries whenever since/until are set
     assert [u.id for u in timeline.on_call_at(since)] == ["PA"]
     assert [(m.id, m.deleted) for m in timeline.members] == [("PA", False), ("PGONE", True)]
@@ -413,8 +428,10 @@ def test_list_schedules_never_asks_the_list_for_on_call() -> None:
 
     client, _ = make_client(handler)
     [schedule] = client.list_schedules()
-    assert "include[]" not in seen[0] and "since" not in seen[0]
-    assert schedule.member_user_ids == ("PA",) and schedule.escalation_policy_ids == ()
+    assert "include[]" not in seen[0]
+    assert "since" not in seen[0]
+    assert schedule.member_user_ids == ("PA",)
+    assert schedule.escalation_policy_ids == ()
 
 
 def test_users_page_reads_total_only_when_it_is_a_number() -> None:
@@ -463,7 +480,8 @@ def test_oncalls_429_blocks_only_oncalls_and_is_not_waited_for() -> None:
     now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     with pytest.raises(RateLimited):
         client.oncalls(["PS1"], now, now + timedelta(hours=1))
-    assert slept == [] and client.requests_made == 1
+    assert slept == []
+    assert client.requests_made == 1
     assert limiter.penalties == {"conn-1:oncalls": 40.0}
     # The next /oncalls is refused without a request while the block lasts; others go on.
     with pytest.raises(RateLimited):
@@ -522,9 +540,12 @@ def test_check_scopes_and_authorize_url() -> None:
     )
     q = parse_qs(urlsplit(url).query)
     assert urlsplit(url).path == "/oauth/authorize"
-    assert q["response_type"] == ["code"] and q["client_id"] == ["cid"]
-    assert q["scope"] == ["openid users.read"] and q["state"] == ["st4te"]
-    assert q["code_challenge_method"] == ["S256"] and "v" * 64 not in url
+    assert q["response_type"] == ["code"]
+    assert q["client_id"] == ["cid"]
+    assert q["scope"] == ["openid users.read"]
+    assert q["state"] == ["st4te"]
+    assert q["code_challenge_method"] == ["S256"]
+    assert "v" * 64 not in url
     import base64
     import hashlib
 
@@ -552,5 +573,7 @@ def test_limiter_wait_counts_against_the_budget_and_its_refusal_is_final() -> No
     with pytest.raises(RateLimited) as info:
         client.probe()
     # One request went out, failed; the retry could not get a slot and was not retried again.
-    assert info.value.endpoint == "rate limiter" and client.requests_made == 1
-    assert limiter.calls == 2 and len(slept) == 1
+    assert info.value.endpoint == "rate limiter"
+    assert client.requests_made == 1
+    assert limiter.calls == 2
+    assert len(slept) == 1

@@ -63,7 +63,8 @@ def test_burst_from_many_threads_stays_under_rate(redis15: tuple[redis.Redis, st
 def test_separate_credentials_have_separate_buckets(redis15: tuple[redis.Redis, str]) -> None:
     client, prefix = redis15
     limiter = RedisRateLimiter(client, per_minute=60, burst=2, key_prefix=prefix)
-    assert limiter.try_acquire("a") == 0 and limiter.try_acquire("a") == 0
+    assert limiter.try_acquire("a") == 0
+    assert limiter.try_acquire("a") == 0
     assert limiter.try_acquire("a") > 0.5  # one per second after the burst
     assert limiter.try_acquire("b") == 0
 
@@ -77,7 +78,8 @@ def test_acquire_is_bounded(redis15: tuple[redis.Redis, str]) -> None:
     limiter.acquire("slow")
     with pytest.raises(RateLimited) as info:
         limiter.acquire("slow")  # the next slot is ~10 s away, beyond max_wait
-    assert info.value.reset_after is not None and 9 < info.value.reset_after <= 10
+    assert info.value.reset_after is not None
+    assert 9 < info.value.reset_after <= 10
     assert slept == []
 
 

@@ -152,7 +152,8 @@ def test_on_call_comes_from_oncalls_with_the_detail_for_what_it_cannot_show() ->
     assert reader.calls == Counter(
         users_page=1, list_schedules=1, list_v3=1, oncalls=1, schedule_timeline=2
     )
-    assert snap.requests_made == 6 and snap.users_complete
+    assert snap.requests_made == 6
+    assert snap.users_complete
 
 
 @pytest.mark.parametrize(
@@ -209,7 +210,8 @@ def test_v3_refused_keeps_v2_syncing_and_says_so(error: Exception) -> None:
     assert not snap.v3_listed
     assert [u.id for u in snap.on_call("PS1")] == ["PA"]
     [notice] = snap.notices
-    assert "shift-based (v3)" in notice and f"HTTP {error.status}" in notice  # type: ignore[attr-defined]
+    assert "shift-based (v3)" in notice
+    assert f"HTTP {error.status}" in notice
     assert "layer-based schedules keep syncing" in notice
 
 

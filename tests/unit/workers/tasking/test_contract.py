@@ -57,7 +57,8 @@ def test_registered_tasks_follow_the_contract() -> None:
             spec.time_limit,
             spec.max_retries,
         ), spec.name
-        assert task.acks_late and not task.ignore_result
+        assert task.acks_late
+        assert not task.ignore_result
         params = list(inspect.signature(task.run).parameters.values())
         assert [p.name for p in params] == [k.name for k in spec.kwargs]
 
