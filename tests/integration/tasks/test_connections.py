@@ -1,4 +1,7 @@
-"""Connect tasks run by real workers against the PagerDuty simulator."""
+"""Connect tasks run by real workers against the PagerDuty simulator: the message path, the
+task's own retries, the sweep, OAuth code exchange. The API-key cases one by one (regions,
+401/402/403, role notices, stale checks) run in-process in
+tests/unit/workers/connections/test_activation.py."""
 
 from __future__ import annotations
 
@@ -38,7 +41,6 @@ def _wait_status(session: Session, cid: uuid.UUID, *, not_in: set[str], timeout:
     raise AssertionError(f"connection still {conn.status} after {timeout}s")
 
 
-
 def _validate(session: Session, conn: PagerDutyConnection) -> PagerDutyConnection:
     app.send_task(
         "pagerduty.validate_api_key",
@@ -61,70 +63,6 @@ def test_valid_account_key_connects_and_starts_first_sync(
     assert [t.task_name for t in first_sync] == ["pagerduty.sync_connection"]
 
 
-def test_user_level_key_is_recorded_as_such(
-    session: Session, sim: SimulatorHandle, live_workers
-) -> None:
-    key = demo_api_key(sim, "demo-alice-user")
-    conn = _validate(session, validating_key_connection(session, key))
-    assert (conn.status, conn.key_level) == ("connected", "user")
-
-
-def test_wrong_key_is_invalid_with_plain_words(
-    session: Session, sim: SimulatorHandle, live_workers
-) -> None:
-    conn = _validate(session, validating_key_connection(session, "u+thisKeyDoesNotExist1"))
-    assert conn.status == "invalid"
-    assert conn.last_error.startswith("PagerDuty rejected this API key")
-
-
-def test_account_without_api_access_is_invalid(
-    session: Session, sim: SimulatorHandle, live_workers
-) -> None:
-    conn = _validate(
-        session, validating_key_connection(session, demo_api_key(sim, "noapi-readonly"))
-    )
-    assert conn.status == "invalid"
-    assert "does not include REST API access" in conn.last_error
-
-
-def test_eu_key_connects_on_the_eu_host(
-    session: Session, sim: SimulatorHandle, live_workers
-) -> None:
-    key = demo_api_key(sim, "euco-readonly")
-    conn = _validate(session, validating_key_connection(session, key, region="eu"))
-    assert (conn.status, conn.pagerduty_subdomain) == ("connected", "euco")
-
-
-def test_eu_key_chosen_as_us_is_tried_in_the_eu_and_connects_there_saying_so(
-    session: Session, sim: SimulatorHandle, live_workers
-) -> None:
-    """An API key cannot tell its region and the other host answers 401: before calling the
-    key invalid, the other region is tried, and the admin reads which one worked."""
-    key = demo_api_key(sim, "euco-readonly")
-    conn = _validate(session, validating_key_connection(session, key, region="us"))
-    assert (conn.status, conn.region, conn.pagerduty_subdomain) == ("connected", "eu", "euco")
-    assert "EU region" in conn.notice
-    assert "api.eu.pagerduty.com" in conn.notice
-    assert conn.last_error is None
-
-
-def test_us_key_chosen_as_eu_connects_in_the_us(
-    session: Session, sim: SimulatorHandle, live_workers
-) -> None:
-    conn = _validate(session, validating_key_connection(session, demo_api_key(sim), "eu"))
-    assert (conn.status, conn.region) == ("connected", "us")
-    assert "US region" in conn.notice
-
-
-def test_a_key_refused_in_both_regions_says_so(
-    session: Session, sim: SimulatorHandle, live_workers
-) -> None:
-    conn = _validate(session, validating_key_connection(session, "u+thisKeyDoesNotExist1"))
-    assert "in both regions (US and EU)" in conn.last_error
-    hosts = {r["path"].startswith("/eu/") for r in sim.control.get("/requests").json()["requests"]}
-    assert hosts == {True, False}  # both hosts were asked
-
-
 def test_transient_errors_are_retried_then_succeed(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
@@ -134,26 +72,6 @@ def test_transient_errors_are_retried_then_succeed(
     conn = _validate(session, validating_key_connection(session, demo_api_key(sim)))
     assert conn.status == "connected"
     assert [f["hits"] for f in sim.control.get("/faults").json()["faults"]] == [6]
-
-
-def test_stale_validation_writes_nothing(session: Session, sim: SimulatorHandle) -> None:
-    """A key replaced while the check ran: the old check's result is dropped."""
-    conn = validating_key_connection(session, demo_api_key(sim))
-    conn.generation += 1
-    session.commit()
-    result = activation.validate_api_key(conn.id, conn.generation - 1)
-    assert result.outcome == "stale"
-    session.expire_all()
-    assert session.get(PagerDutyConnection, conn.id).status == "validating"
-
-
-def test_giving_up_leaves_a_clear_error(session: Session, sim: SimulatorHandle) -> None:
-    conn = validating_key_connection(session, demo_api_key(sim))
-    activation.give_up(conn.id, conn.generation)
-    session.expire_all()
-    conn = session.get(PagerDutyConnection, conn.id)
-    assert conn.status == "invalid"
-    assert "could not reach PagerDuty" in conn.last_error
 
 
 # --- OAuth ----------------------------------------------------------------------------------------
@@ -246,43 +164,6 @@ def test_stuck_validations_are_swept(session: Session, sim: SimulatorHandle) -> 
     assert sweeps.expire_stale_validations() == 1
     session.expire_all()
     assert session.get(PagerDutyConnection, conn.id).status == "invalid"
-
-
-def _restricted_user_key(sim: SimulatorHandle) -> str:
-    """A user-level key of someone with PagerDuty's Restricted Access role."""
-    user = sim.control.post(
-        "/accounts/acme/users",
-        json={
-            "name": "Riley Restricted",
-            "email": "riley@example.com",
-            "role": "restricted_access",
-        },
-    )
-    user.raise_for_status()
-    key = "u+restrictedUserKey0001"
-    sim.control.post(
-        "/api_keys",
-        json={
-            "label": "restricted",
-            "key": key,
-            "account": "acme",
-            "kind": "user",
-            "user_id": user.json()["id"],
-        },
-    ).raise_for_status()
-    return key
-
-
-def test_restricted_user_key_connects_and_says_it_sees_only_part_of_the_account(
-    session: Session, sim: SimulatorHandle, live_workers
-) -> None:
-    """PagerDuty filters what a Restricted Access user sees rather than answering 403: the key
-    works, and the admin is told it sees only what that user can see."""
-    conn = _validate(session, validating_key_connection(session, _restricted_user_key(sim)))
-    assert (conn.status, conn.key_level) == ("connected", "user")
-    assert "Riley Restricted" in conn.notice
-    assert "(restricted_access)" in conn.notice
-    assert "only what that user can see" in conn.notice
 
 
 def test_oauth_login_as_a_non_admin_says_it_sees_only_part_of_the_account(
