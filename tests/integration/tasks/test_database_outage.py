@@ -32,7 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
 USERS = "/users"
 
 
-
 @dataclass
 class Stack:
     pg: PrivatePostgres

@@ -85,18 +85,6 @@ def _people(session: Any, demo: Any) -> dict:
     return {r: rotation_state(session, r) for r in demo.rotations.values()}
 
 
-def test_routing_and_declared_limits() -> None:
-    import tasks.disconnect  # noqa: F401 - registers the tasks in this process
-
-    for name in (DISCONNECT, "pagerduty.revoke_tokens"):
-        assert app.amqp.router.route({}, name)["queue"].name == "interactive"
-        task = app.tasks[name]
-        assert task.queue == "interactive"
-        assert task.acks_late
-        assert task.soft_time_limit < task.time_limit <= 300
-    assert app.tasks[DISCONNECT].max_retries >= 1
-
-
 def test_uninstall_walkthrough(session, sim, live_workers) -> None:
     """Connected with an API key, bound rotations synced, then uninstalled by name."""
     demo = arrange_demo(session, sim)

@@ -32,17 +32,6 @@ def run_sync(connection_id: uuid.UUID, kind: str = "manual", timeout: float = 60
     return result.get(timeout=timeout)
 
 
-def test_routing_and_declared_limits() -> None:
-    import tasks.sync  # noqa: F401 - registers the tasks in this process
-
-    for name, queue in ((SYNC, "sync"), ("pagerduty.schedule_syncs", "sync")):
-        assert app.amqp.router.route({}, name)["queue"].name == queue
-        task = app.tasks[name]
-        assert task.queue == queue
-        assert task.acks_late
-        assert task.soft_time_limit < task.time_limit <= 300
-
-
 def test_pagerduty_changes_reach_rotations_through_a_real_worker(
     session, sim, live_workers
 ) -> None:

@@ -33,8 +33,9 @@ def test_api_key_disconnect_lists_the_rotations_and_says_where_to_delete_the_key
     body = r.json()
     assert [x["name"] for x in body["rotations_to_manual"]] == ["db on-call", "Ops"]
     assert "deleted its copy of the API key" in body["revoke_in_pagerduty"]
-    assert "https://acme.pagerduty.com > Integrations > API Access Keys" in (
-        body["revoke_in_pagerduty"]
+    assert (
+        "https://acme.pagerduty.com > Integrations > API Access Keys"
+        in (body["revoke_in_pagerduty"])
     )
 
 

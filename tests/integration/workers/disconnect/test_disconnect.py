@@ -24,7 +24,7 @@ from tests.support.sync import (
     mirror_counts,
     rotation_state,
 )
-from workers.disconnect import revoke, transaction
+from workers.disconnect import transaction
 from workers.sync import run as sync
 
 pytestmark = pytest.mark.postgres_only
@@ -192,22 +192,6 @@ def test_oauth_disconnect_deletes_our_tokens_and_calls_nothing_at_pagerduty(sess
     assert conn.access_token is None
     assert conn.refresh_token is None
     assert conn.oauth_client_secret is None
-
-
-def test_revoke_instructions_tell_the_admin_where_to_revoke() -> None:
-    oauth_words = revoke.revoke_instructions("oauth", "acme", "us")
-    assert "https://acme.pagerduty.com" in oauth_words
-    assert "App Registration" in oauth_words
-    assert "Revoke All Tokens" in oauth_words
-    key_words = revoke.revoke_instructions("api_key", "euco", "eu")
-    assert "https://euco.eu.pagerduty.com" in key_words
-    assert "API Access Keys" in key_words
-
-
-def test_the_retired_revoke_step_does_nothing() -> None:
-    result = revoke.revoke_tokens(str(uuid.uuid4()))
-    assert result.revoked == 0
-    assert "no token-revocation API" in result.reason
 
 
 def test_a_connection_whose_secret_no_key_decrypts_still_shows_and_disconnects(

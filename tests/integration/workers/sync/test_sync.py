@@ -9,18 +9,14 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
 from models import (
-    ConnectionStatus,
-    Member,
     PagerDutyConnection,
-    PagerDutyOnCall,
     PagerDutySchedule,
     PagerDutyUser,
     Rotation,
@@ -29,12 +25,8 @@ from models import (
     SyncRun,
     utcnow,
 )
-from tests.support import factories
-from tests.support.outbox import captured_direct_publishes
 from tests.support.sync import (
     ACCOUNT,
-    Sched,
-    apply_snapshot,
     arrange_demo,
     count_writes,
     expected_members,
@@ -43,12 +35,8 @@ from tests.support.sync import (
     mirror_counts,
     on_call,
     rotation_state,
-    snapshot_of,
 )
-from tests.support.sync import small as small
-from workers.pagerduty.records import User
 from workers.pagerduty.snapshot import AccountSnapshot
-from workers.sync import fanout
 from workers.sync import run as sync
 from workers.tasking.contract import RETRY_POLICIES, Family
 
@@ -224,92 +212,6 @@ def test_vanished_bound_schedule_keeps_the_rotation_and_says_so(session, sim) ->
 # --- apply_snapshot with hand-made snapshots ----------------------------------------------------
 
 
-
-
-def test_matching_is_case_insensitive_and_trimmed_and_unmatched_is_kept(session, small) -> None:
-    snap = snapshot_of(
-        [
-            User("U1", "Ann", "  ANN@example.COM\t"),
-            User("U2", "Ben", "ben@EXAMPLE.com"),
-            User("U3", "Stranger", "stranger@example.com"),
-            User("U4", "No email", None),
-        ],
-        # U9 is on call but not in the user list at all (e.g. not visible to the credential).
-        [Sched("PS1", "S", "v2", "UTC", ("U3", "U2", "U1"), ("U3", "U9"))],
-    )
-    result = apply_snapshot(session, small.connection_id, snap)
-
-    assert result.unmatched_on_call == 2
-    members, duty = rotation_state(session, small.rotations["bound"])
-    assert members == [small.members["ben"], small.members["ann"]]  # schedule order, matched only
-    assert duty == set()  # everyone on call is unmatched: nobody on duty, and no failure
-    oncall = set(
-        session.execute(
-            select(PagerDutyOnCall.user_pagerduty_id).where(
-                PagerDutyOnCall.connection_id == small.connection_id
-            )
-        ).scalars()
-    )
-    assert oncall == {"U3", "U9"}  # kept, to be shown as unmatched
-
-
-def test_overlap_nobody_on_call_and_exact_diff_counts(session, small) -> None:
-    users = [User("U1", "Ann", "ann@example.com"), User("U2", "Ben", "ben@example.com")]
-    first = apply_snapshot(
-        session,
-        small.connection_id,
-        snapshot_of(users, [Sched("PS1", "S", "v3", "UTC", ("U1", "U2"), ("U1", "U2"))]),
-    )
-    # 2 users + 1 schedule + 2 schedule members + 2 on-calls + 2 rotation members + 2 on duty.
-    assert (first.created, first.deleted) == (11, 0)
-    assert first.updated == 1  # the rotation's last_synced_at (first sync after binding)
-    _, duty = rotation_state(session, small.rotations["bound"])
-    assert duty == {small.members["ann"], small.members["ben"]}  # overlap: two at once
-
-    # Nobody on call now, members swapped, Ben renamed, a third user arrives.
-    second = apply_snapshot(
-        session,
-        small.connection_id,
-        snapshot_of(
-            [*users[:1], User("U2", "Benjamin", "ben@example.com"), User("U3", "Cy", "cy@x.org")],
-            [Sched("PS1", "S", "v3", "UTC", ("U2", "U1"), ())],
-        ),
-    )
-    # created: U3. updated: U2's name, 2 schedule-member positions, 2 rotation-member positions,
-    # the rotation's last_synced_at. deleted: 2 on-calls, 2 on-duty rows.
-    assert (second.created, second.updated, second.deleted) == (1, 6, 4)
-    members, duty = rotation_state(session, small.rotations["bound"])
-    assert members == [small.members["ben"], small.members["ann"]]
-    assert duty == set()
-
-    third = apply_snapshot(
-        session,
-        small.connection_id,
-        snapshot_of(
-            [*users[:1], User("U2", "Benjamin", "ben@example.com"), User("U3", "Cy", "cy@x.org")],
-            [Sched("PS1", "S", "v3", "UTC", ("U2", "U1"), ())],
-        ),
-    )
-    assert (third.created, third.updated, third.deleted) == (0, 0, 0)
-
-
-def test_a_new_member_email_in_round_robin_is_matched_on_the_next_sync(session, small) -> None:
-    snap = snapshot_of(
-        [User("U7", "Dee", "dee@example.com")],
-        [Sched("PS1", "S", "v2", "UTC", ("U7",), ("U7",))],
-    )
-    assert apply_snapshot(session, small.connection_id, snap).unmatched_on_call == 1
-    session.rollback()
-    session.get(Member, small.members["cy"]).email = " Dee@Example.com"
-    session.commit()
-    result = apply_snapshot(session, small.connection_id, snap)
-    assert result.unmatched_on_call == 0
-    assert rotation_state(session, small.rotations["bound"]) == (
-        [small.members["cy"]],
-        {small.members["cy"]},
-    )
-
-
 # --- failures: nothing written ------------------------------------------------------------------
 
 
@@ -403,16 +305,6 @@ def test_rate_limited_asks_for_a_retry_after_the_reset(session, sim) -> None:
     countdown = SYNC_RETRY.countdown(0, reset_after=result.retry_after, rng=random.Random(1))
     assert result.retry_after <= countdown <= result.retry_after + 2
     assert mirror_counts(session, demo.connection_id)["pagerduty_users"] == 0
-
-
-def test_transient_backoff_is_capped_exponential_with_full_jitter() -> None:
-    rng = random.Random(7)
-    for n in range(8):
-        ceiling = min(300.0, 5.0 * 2**n)
-        waits = [SYNC_RETRY.countdown(n, rng=rng) for _ in range(200)]
-        assert all(0 <= w <= ceiling for w in waits)
-        assert max(waits) > 0.8 * ceiling
-        assert min(waits) < 0.2 * ceiling
 
 
 def test_oauth_401_refreshes_once_then_needs_reauth(session, sim) -> None:
@@ -576,63 +468,6 @@ def test_concurrent_requests_coalesce_into_one_extra_pass(
 
 
 # --- fan-out ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def captured_sends(monkeypatch) -> Iterator[list[dict[str, Any]]]:
-    """The fan-out publishes directly (periodic work, no outbox row): caught here."""
-    with captured_direct_publishes(monkeypatch) as sent:
-        yield sent
-
-
-def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captured_sends) -> None:
-    from workers.core.settings import get_settings
-
-    now = utcnow()
-    due = []
-    for i in range(6):
-        ws = factories.workspace(session)
-        conn = factories.api_key_connection(session, ws)
-        conn.next_sync_at = None if i % 2 else now - timedelta(seconds=5)
-        due.append(conn.id)
-    later = factories.api_key_connection(session, factories.workspace(session))
-    later.next_sync_at = now + timedelta(seconds=30)
-    factories.api_key_connection(
-        session, factories.workspace(session), status=ConnectionStatus.NEEDS_REAUTH
-    )
-    gone = factories.api_key_connection(session, factories.workspace(session))
-    gone.status = "disconnected"
-    session.commit()
-
-    # Two beat processes at the same moment: each due connection is enqueued exactly once.
-    outcomes: list[dict[str, int]] = []
-    threads = [
-        threading.Thread(target=lambda: outcomes.append(fanout.schedule_syncs(now)))
-        for _ in range(2)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-
-    syncs = [s for s in captured_sends if s["name"] == "pagerduty.sync_connection"]
-    assert sorted(s["kwargs"]["connection_id"] for s in syncs) == sorted(str(c) for c in due)
-    assert all(s["kwargs"]["kind"] == "scheduled" for s in syncs)
-    jitter = get_settings().sync_jitter_seconds
-    assert all(0 <= s["countdown"] < jitter for s in syncs)
-    assert len({s["countdown"] for s in syncs}) > 1  # spread, not one burst
-    assert sum(o["enqueued"] for o in outcomes) == 6
-
-    session.rollback()
-    session.expire_all()
-    interval = timedelta(seconds=get_settings().sync_interval_seconds)
-    for cid in due:
-        assert session.get(PagerDutyConnection, cid).next_sync_at == now + interval
-    # A slow round: run again before anything is due — nothing is enqueued twice.
-    captured_sends.clear()
-    assert fanout.schedule_syncs(now + timedelta(seconds=1))["enqueued"] == 0
-    assert not [s for s in captured_sends if s["name"] == "pagerduty.sync_connection"]
-    assert fanout.schedule_syncs(now + interval)["enqueued"] == 6 + 1  # + `later`
 
 
 def test_unknown_connection_is_unavailable_without_a_sync_run(session, db) -> None:

@@ -33,7 +33,6 @@ from workers.core.settings import get_settings, reset_settings_cache
 KEY = "u+panelKeyAAAAAAAAAAA"
 
 
-
 def post(client: TestClient, path: str, data: dict[str, str] | None = None):
     return client.post(path, data={**(data or {}), "csrf_token": csrf(client)})
 

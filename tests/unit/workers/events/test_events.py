@@ -102,6 +102,7 @@ def test_a_rolled_back_change_writes_no_event(session: Session) -> None:
     ws = factories.workspace(session)
     admin = factories.member(session, ws, role=Role.ADMIN)
     session.commit()
+
     def write_then_fail() -> None:
         with transaction() as tx:
             setup.set_api_key(tx, Actor(ws.id, admin.id, Role.ADMIN), "u+abcdefghijklmnopqrst")
