@@ -272,10 +272,10 @@ class Admin:
 
 
 def make_admins(n: int) -> list[Admin]:
-    """Workspaces, each with a Primary Owner and that member's token (``tests.factories``)."""
+    """Workspaces, each with a Primary Owner and that member's token (tests.support.factories)."""
     from api_stub.auth import issue_token
     from models import Role
-    from tests import factories
+    from tests.support import factories
     from workers.core.db import session_factory
 
     admins = []
@@ -297,7 +297,7 @@ def make_admins(n: int) -> list[Admin]:
 def make_backlog_connections(n: int, api_key: str) -> list[str]:
     """n workspaces, each with an API-key connection in status ``connected`` on the demo key.
 
-    The same rows ``tests.factories.api_key_connection`` builds, inserted in two flushes.
+    The same rows ``tests.support.factories.api_key_connection`` builds, inserted in two flushes.
     """
     from models import AuthMethod, ConnectionStatus, PagerDutyConnection, Workspace, utcnow
     from workers.core.db import session_factory

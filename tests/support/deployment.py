@@ -107,7 +107,8 @@ class Deployment:
                     return url
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, "API did not start"
+            assert proc.poll() is None, "API exited before it started"
+            assert time.monotonic() < deadline, "API did not start"
             time.sleep(0.1)
 
     def run_python(self, code: str, **env: str) -> subprocess.Popen[bytes]:
@@ -123,7 +124,7 @@ class Deployment:
 
 
 def _admin(sql: str) -> None:
-    from tests.conftest import PG_ADMIN_URL
+    from tests.support.env import PG_ADMIN_URL
 
     engine = create_engine(
         PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1),
@@ -138,12 +139,12 @@ def _admin(sql: str) -> None:
 def deployment(**extra_env: str) -> Iterator[Deployment]:
     import os
 
-    from tests.conftest import TEST_DB_NAME, _pg_url
+    from tests.support.env import TEST_DB_NAME, pg_url
     from workers.core.migrate import upgrade
 
     name = f"{TEST_DB_NAME}_dep_{uuid.uuid4().hex[:6]}"
     _admin(f'CREATE DATABASE "{name}"')
-    url = _pg_url(name)
+    url = pg_url(name)
     server = PrivateRedis()
     server.start()
     prefix = f"{os.environ['RRPD_REDIS_KEY_PREFIX']}-dep-{uuid.uuid4().hex[:6]}"

@@ -78,7 +78,7 @@ def live_workers(
 def api_url(pd_sim: SimulatorHandle, database_url: str) -> Iterator[str]:
     """``rrpd api`` as a real process, on the port every process's RRPD_PUBLIC_URL names (the
     OAuth redirect URI must be the same for the API and the workers)."""
-    from tests.conftest import API_PORT, TEST_ENV
+    from tests.support.env import API_PORT, TEST_ENV
 
     url = TEST_ENV["RRPD_PUBLIC_URL"]
     env = {
@@ -94,6 +94,7 @@ def api_url(pd_sim: SimulatorHandle, database_url: str) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, "API did not start"
+            assert proc.poll() is None, "API exited before it started"
+            assert time.monotonic() < deadline, "API did not start"
             time.sleep(0.1)
         yield url

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from models import utcnow
 from rrpd.cli import cli
-from tests.unit.workers.handoffs.support import arrange, snapshot, sync
+from tests.support.handoffs import arrange, snapshot, sync
 
 pytestmark = pytest.mark.postgres_only
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.workers.test_sync import (
+from tests.support.sync import (
     ACCOUNT,
     arrange_demo,
     expected_members,

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from models import SyncRun
 from tests.support import processes
-from tests.workers.test_sync import arrange_demo
+from tests.support.sync import arrange_demo
 from workers.sync.coalescing import RECHECK_AFTER_SECONDS, SYNC_LEASE_SECONDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]

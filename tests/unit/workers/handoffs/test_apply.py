@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from models import ConnectionStatus, PagerDutyConnection, Rotation, utcnow
-from tests.unit.workers.handoffs.support import (
+from tests.support.handoffs import (
     PEOPLE,
     arrange,
     handoff_events,

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection, utcnow
-from tests.unit.workers.handoffs.support import PEOPLE, arrange, snapshot, sync
+from tests.support.handoffs import PEOPLE, arrange, snapshot, sync
 from workers.handoffs.apply import run_round
 from workers.rotations.views import list_rotations
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from models import PagerDutyConnection, PagerDutyUser, utcnow
 from tests.support.fake_pagerduty import InProcessPagerDuty
-from tests.workers.test_sync import (
+from tests.support.sync import (
     ACCOUNT,
     arrange_demo,
     expected_members,

@@ -1,0 +1,105 @@
+"""Connections in the states the connect and disconnect tests start from: a key being
+validated, an OAuth login whose consent the simulator gave, a login still pending."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from sqlalchemy.orm import Session
+
+from models import (
+    AuthMethod,
+    ConnectionStatus,
+    OAuthAuthorization,
+    PagerDutyConnection,
+    Role,
+    utcnow,
+)
+from pagerduty_sim.server import SimulatorHandle
+from tests.support import factories
+from tests.support.stack import demo_oauth_app
+from workers.core.settings import get_settings
+from workers.pagerduty import oauth
+
+
+def validating_key_connection(session: Session, key: str, region: str = "us"):
+    ws = factories.workspace(session)
+    admin = factories.member(session, ws, role=Role.ADMIN)
+    conn = factories.api_key_connection(
+        session, ws, api_key=key, status=ConnectionStatus.VALIDATING, region=region, by=admin
+    )
+    session.commit()
+    return conn
+
+
+def pending_oauth_login(
+    session: Session,
+    sim: SimulatorHandle,
+    app_label: str = "demo-oauth",
+    scopes: tuple[str, ...] = oauth.DEFAULT_SCOPES,
+):
+    """What the API does on POST .../oauth and on the callback, with the browser's consent
+    given by the simulator's auto-approve mode."""
+    oauth_app = demo_oauth_app(sim, app_label)
+    settings = get_settings()
+    ws = factories.workspace(session)
+    admin = factories.member(session, ws, role=Role.ADMIN)
+    state, verifier = oauth.new_state(), oauth.new_code_verifier()
+    url = oauth.build_authorization_url(
+        settings.pagerduty_identity_url,
+        oauth_app["client_id"],
+        settings.oauth_redirect_uri,
+        scopes,
+        state,
+        verifier,
+    )
+    consent = httpx.get(url, follow_redirects=False)
+    assert consent.status_code in (302, 303), consent.text
+    query = parse_qs(urlsplit(consent.headers["location"]).query)
+    assert query["state"] == [state]
+    conn = PagerDutyConnection(
+        workspace_id=ws.id,
+        auth_method=AuthMethod.OAUTH,
+        region="us",
+        status=ConnectionStatus.VALIDATING,
+        connected_by_member_id=admin.id,
+    )
+    session.add(conn)
+    session.flush()
+    auth = OAuthAuthorization(
+        workspace_id=ws.id,
+        connection_id=conn.id,
+        state_hash=hashlib.sha256(state.encode()).hexdigest(),
+        code_verifier=verifier,
+        client_id=oauth_app["client_id"],
+        client_secret=oauth_app["client_secret"],
+        region="us",
+        code=query["code"][0],
+        requested_by_member_id=admin.id,
+        expires_at=utcnow() + timedelta(minutes=10),
+        consumed_at=utcnow(),
+        code_received_at=utcnow(),
+    )
+    session.add(auth)
+    session.commit()
+    return conn, auth
+
+
+def pending_login(session, workspace_id, connection_id=None) -> uuid.UUID:  # type: ignore[no-untyped-def]
+    auth = OAuthAuthorization(
+        workspace_id=workspace_id,
+        connection_id=connection_id,
+        state_hash=uuid.uuid4().hex + uuid.uuid4().hex,
+        code_verifier="verifier",
+        client_id="client",
+        client_secret="secret",
+        region="us",
+        expires_at=utcnow() + timedelta(minutes=10),
+    )
+    session.add(auth)
+    session.commit()
+    return auth.id

@@ -1,0 +1,288 @@
+"""How one sync's reads combine (``read_snapshot``), against a scripted reader: no sockets.
+
+Each test states what PagerDuty answers and checks what the sync would learn and which requests
+it would make: the fallbacks PagerDuty's real behaviour needs are the point.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from workers.pagerduty.errors import (
+    BadRequest,
+    Forbidden,
+    NoApiAccess,
+    NotFound,
+    PaginationLimit,
+)
+from workers.pagerduty.records import (
+    Schedule,
+    Shift,
+    Timeline,
+    User,
+    UserRef,
+    UsersPage,
+    V3ScheduleRef,
+)
+from workers.pagerduty.snapshot import read_snapshot
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def _user(uid: str) -> User:
+    return User(uid, uid.title(), f"{uid.lower()}@example.com")
+
+
+@dataclass
+class ScriptedReader:
+    """A PagerDuty account as the reads see it. ``fail`` maps a method to the error it raises."""
+
+    users: list[User] = field(default_factory=list)
+    total: int | None = None  # what GET /users?total=true says (None: PagerDuty ignored it)
+    schedules: list[Schedule] = field(default_factory=list)
+    v3: dict[str, Timeline] = field(default_factory=dict)
+    shifts: dict[str, list[Shift]] = field(default_factory=dict)  # what /oncalls shows
+    details: dict[str, Timeline] = field(default_factory=dict)  # GET /schedules/{id}
+    schedule_members: dict[str, list[User]] = field(default_factory=dict)
+    fail: dict[str, Exception] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def requests_made(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def requests_by_endpoint(self) -> dict[str, int]:
+        return dict(self.calls)
+
+    def _call(self, name: str) -> None:
+        self.calls[name] += 1
+        if name in self.fail:
+            raise self.fail[name]
+
+    def probe(self) -> Any:
+        raise NotImplementedError
+
+    def key_level(self) -> Any:
+        raise NotImplementedError
+
+    def users_page(self, *, offset: int = 0, limit: int = 100, total: bool = False) -> UsersPage:
+        self._call("users_page")
+        page = self.users[offset : offset + limit]
+        return UsersPage(tuple(page), offset + len(page) < len(self.users), self.total)
+
+    def list_users(self, *, offset: int = 0) -> list[User]:
+        self._call("list_users")
+        if len(self.users) > 10_000:
+            raise PaginationLimit("too many", fetched=10_000)
+        return self.users[offset:]
+
+    def get_user(self, user_id: str) -> User | None:
+        self._call("get_user")
+        return next((u for u in self.users if u.id == user_id), None)
+
+    def schedule_users(self, schedule_id: str) -> list[User]:
+        self._call("schedule_users")
+        return self.schedule_members.get(schedule_id, [])
+
+    def list_schedules(self) -> list[Schedule]:
+        self._call("list_schedules")
+        return list(self.schedules)
+
+    def list_v3_schedule_refs(self) -> list[V3ScheduleRef]:
+        self._call("list_v3")
+        return [V3ScheduleRef(sid, t.name or sid) for sid, t in self.v3.items()]
+
+    def schedule_timeline(self, schedule_id: str, since: datetime, until: datetime) -> Timeline:
+        self._call("schedule_timeline")
+        if schedule_id not in self.details:
+            raise NotFound("gone", status=404)
+        return self.details[schedule_id]
+
+    def v3_schedule_timeline(self, schedule_id: str, since: datetime, until: datetime) -> Timeline:
+        self._call("v3_detail")
+        return self.v3[schedule_id]
+
+    def oncalls(
+        self, schedule_ids: Sequence[str], since: datetime, until: datetime
+    ) -> tuple[list[Shift], dict[str, User]]:
+        self._call("oncalls")
+        found = [s for sid in schedule_ids for s in self.shifts.get(sid, [])]
+        return found, {}
+
+
+def _shift(sid: str, uid: str, deleted: bool = False) -> Shift:
+    return Shift(
+        sid, UserRef(uid, deleted=deleted), NOW - timedelta(hours=1), NOW + timedelta(hours=2)
+    )
+
+
+def _v2(sid: str, members: Sequence[str], policies: tuple[str, ...] | None = ("PE1",)) -> Schedule:
+    return Schedule(sid, sid, "v2", "UTC", tuple(UserRef(m) for m in members), policies)
+
+
+def test_on_call_comes_from_oncalls_with_the_detail_for_what_it_cannot_show() -> None:
+    reader = ScriptedReader(
+        users=[_user("PA"), _user("PB"), _user("PC")],
+        schedules=[
+            _v2("PS1", ["PA", "PB"]),
+            _v2("PS2", ["PB"]),  # in a policy, but nobody on call now: absent from /oncalls
+            _v2("PS3", ["PC"], policies=()),  # no escalation policy: never in /oncalls
+            _v2("PS4", ["PA"]),  # not bound: its on-call is never read
+        ],
+        shifts={"PS1": [_shift("PS1", "PA")], "PS4": [_shift("PS4", "PA")]},
+        details={
+            "PS2": Timeline("PS2", NOW, NOW + timedelta(hours=6), ()),
+            "PS3": Timeline("PS3", NOW, NOW + timedelta(hours=6), (_shift("PS3", "PC"),)),
+        },
+    )
+    snap = read_snapshot(reader, bound={"PS1", "PS2", "PS3"}, now=NOW)
+
+    assert [u.id for u in snap.on_call("PS1")] == ["PA"]
+    assert snap.on_call("PS2") == ()
+    assert [u.id for u in snap.on_call("PS3")] == ["PC"]
+    assert "PS4" not in snap.timelines
+    # users + schedules + v3 list + one /oncalls + two details.
+    assert reader.calls == Counter(
+        users_page=1, list_schedules=1, list_v3=1, oncalls=1, schedule_timeline=2
+    )
+    assert snap.requests_made == 6
+    assert snap.users_complete
+
+
+@pytest.mark.parametrize(
+    "error",
+    [Forbidden("no oncalls.read", status=403), NoApiAccess("ability", status=402)],
+    ids=["403", "402"],
+)
+def test_oncalls_refused_falls_back_to_one_detail_per_bound_schedule(error: Exception) -> None:
+    reader = ScriptedReader(
+        users=[_user("PA")],
+        schedules=[_v2("PS1", ["PA"]), _v2("PS2", ["PA"])],
+        details={
+            sid: Timeline(sid, NOW, NOW + timedelta(hours=6), (_shift(sid, "PA"),))
+            for sid in ("PS1", "PS2")
+        },
+        fail={"oncalls": error},
+    )
+    snap = read_snapshot(reader, bound={"PS1", "PS2"}, now=NOW)
+    assert {sid: [u.id for u in snap.on_call(sid)] for sid in ("PS1", "PS2")} == {
+        "PS1": ["PA"],
+        "PS2": ["PA"],
+    }
+    assert reader.calls["schedule_timeline"] == 2
+
+
+def test_without_oncalls_every_bound_schedule_is_read_from_its_detail() -> None:
+    reader = ScriptedReader(
+        users=[_user("PA")],
+        schedules=[_v2("PS1", ["PA"])],
+        details={"PS1": Timeline("PS1", NOW, NOW + timedelta(hours=6), (_shift("PS1", "PA"),))},
+    )
+    snap = read_snapshot(reader, bound={"PS1"}, now=NOW, use_oncalls=False)
+    assert [u.id for u in snap.on_call("PS1")] == ["PA"]
+    assert "oncalls" not in reader.calls
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        BadRequest("not upgraded", status=400),
+        NoApiAccess("ability", status=402),
+        Forbidden("scope", status=403),
+    ],
+    ids=["400", "402", "403"],
+)
+def test_v3_refused_keeps_v2_syncing_and_says_so(error: Exception) -> None:
+    reader = ScriptedReader(
+        users=[_user("PA")],
+        schedules=[_v2("PS1", ["PA"])],
+        shifts={"PS1": [_shift("PS1", "PA")]},
+        fail={"list_v3": error},
+    )
+    snap = read_snapshot(reader, bound={"PS1", "PV3"}, now=NOW)
+    assert not snap.v3_listed
+    assert [u.id for u in snap.on_call("PS1")] == ["PA"]
+    [notice] = snap.notices
+    assert "shift-based (v3)" in notice
+    assert f"HTTP {error.status}" in notice
+    assert "layer-based schedules keep syncing" in notice
+
+
+def test_a_bound_schedule_that_vanished_is_unreadable_not_a_failure() -> None:
+    reader = ScriptedReader(
+        users=[_user("PA")],
+        schedules=[_v2("PS1", ["PA"], policies=())],
+    )
+    snap = read_snapshot(reader, bound={"PS1"}, now=NOW)
+    assert "no longer exists" in snap.unreadable["PS1"]
+    assert "PS1" not in snap.timelines
+
+
+def test_deleted_users_on_schedules_become_inactive_placeholders() -> None:
+    reader = ScriptedReader(
+        users=[_user("PA")],
+        schedules=[Schedule("PS1", "P", "v2", "UTC", (UserRef("PA"), UserRef("PGONE", "Gone")))],
+        shifts={"PS1": [_shift("PS1", "PGONE")]},
+    )
+    snap = read_snapshot(reader, bound={"PS1"}, now=NOW)
+    users = {u.id: u for u in snap.users}
+    assert users["PA"].active
+    assert (users["PGONE"].active, users["PGONE"].name, users["PGONE"].email) == (
+        False,
+        "Gone",
+        None,
+    )
+    assert [u.id for u in snap.on_call("PS1")] == ["PGONE"]
+
+
+def test_past_10000_users_only_referenced_users_are_read() -> None:
+    """25,000 users: GET /users cannot list them (offset + limit > 10000 answers 400), so the
+    first page's total decides, and only the bound schedule's people are read."""
+    users = [_user(f"P{i:05d}") for i in range(25_000)]
+    by_id = {u.id: u for u in users}
+    gone = UserRef("PGONE")
+    reader = ScriptedReader(
+        users=users,
+        total=25_000,
+        schedules=[
+            Schedule("PS1", "P", "v2", "UTC", (UserRef("P20000"), UserRef("P20001"), gone)),
+            _v2("PS2", ["P00005"]),  # not bound
+        ],
+        # An override puts someone on call who is on no layer.
+        shifts={"PS1": [_shift("PS1", "P24999")]},
+        schedule_members={"PS1": [by_id["P20000"], by_id["P20001"]]},
+    )
+    snap = read_snapshot(reader, bound={"PS1"}, now=NOW)
+
+    assert not snap.users_complete
+    known = {u.id: u for u in snap.users}
+    assert {"P20000", "P20001", "P24999"} <= known.keys()
+    assert known["P24999"].email == "p24999@example.com"
+    assert known["PGONE"].active is False  # /users/{id} answered 404
+    assert "list_users" not in reader.calls
+    # One users page, one /schedules/{id}/users, two single-user reads (override + deleted).
+    assert (reader.calls["users_page"], reader.calls["schedule_users"]) == (1, 1)
+    assert reader.calls["get_user"] == 2
+    assert len(known) < 200  # nowhere near the account's 25,000
+
+
+def test_when_pagerduty_ignores_total_the_cap_itself_switches_to_referenced_users() -> None:
+    users = [_user(f"P{i:05d}") for i in range(10_050)]
+    reader = ScriptedReader(
+        users=users,
+        total=None,
+        schedules=[_v2("PS1", ["P10049"])],
+        shifts={"PS1": [_shift("PS1", "P10049")]},
+        schedule_members={"PS1": [users[-1]]},
+    )
+    snap = read_snapshot(reader, bound={"PS1"}, now=NOW)
+    assert not snap.users_complete
+    assert "P10049" in {u.id for u in snap.users}
+    assert reader.calls["list_users"] == 1
