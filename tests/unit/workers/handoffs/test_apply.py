@@ -49,7 +49,8 @@ def test_the_sync_plans_and_a_due_handoff_is_applied_once_with_a_handoff_event(
     assert event["data"]["schedule_id"] == "PSHAND1"
 
     run_round(now=T + 11 * M)  # the row is gone: nothing is applied twice
-    assert len(handoff_events(a)) == 1 and on_duty(session, a) == {"bob"}
+    assert len(handoff_events(a)) == 1
+    assert on_duty(session, a) == {"bob"}
 
 
 def test_a_round_before_the_instant_changes_nothing_and_sleeps_until_it(
@@ -58,7 +59,8 @@ def test_a_round_before_the_instant_changes_nothing_and_sleeps_until_it(
     a = arrange(session)
     sync(session, a, snapshot(T, ANN_THEN_BOB))
     delay = run_round(now=T + 10 * M - timedelta(seconds=1))
-    assert on_duty(session, a) == {"ann"} and len(pending(session, a)) == 1
+    assert on_duty(session, a) == {"ann"}
+    assert len(pending(session, a)) == 1
     # Seconds until the instant by the real clock (about 70 minutes; the loop caps it at 1 s).
     assert 60 * 60 < delay <= 71 * 60
 
@@ -72,11 +74,13 @@ def test_a_crash_mid_round_rolls_back_and_the_next_round_applies_it_once(
         s.begin()
         apply_connection(s, a.connection_id, T + 10 * M)
         s.rollback()  # the worker dies before the commit
-    assert on_duty(session, a) == {"ann"} and len(pending(session, a)) == 1
+    assert on_duty(session, a) == {"ann"}
+    assert len(pending(session, a)) == 1
     assert handoff_events(a) == []
 
     run_round(now=T + 10 * M)
-    assert on_duty(session, a) == {"bob"} and len(handoff_events(a)) == 1
+    assert on_duty(session, a) == {"bob"}
+    assert len(handoff_events(a)) == 1
 
 
 def test_after_downtime_the_latest_due_handoff_wins_in_one_change(session: Session) -> None:
@@ -89,7 +93,8 @@ def test_after_downtime_the_latest_due_handoff_wins_in_one_change(session: Sessi
     sync(session, a, snapshot(T, shifts))
     assert [at for at, _ in pending(session, a)] == [T + 10 * M, T + 20 * M]
     run_round(now=T + 25 * M)
-    assert on_duty(session, a) == {"cy"} and pending(session, a) == []
+    assert on_duty(session, a) == {"cy"}
+    assert pending(session, a) == []
     (event,) = handoff_events(a)
     assert event["data"]["went_off_duty"] == [str(a.members["ann"])]
 
@@ -109,7 +114,8 @@ def test_rows_of_a_rotation_no_longer_bound_to_the_schedule_are_discarded(
     session.commit()
     run_round(now=T + 10 * M)
     assert on_duty(session, a) == {"ann"}
-    assert pending(session, a) == [] and handoff_events(a) == []
+    assert pending(session, a) == []
+    assert handoff_events(a) == []
 
 
 @pytest.mark.parametrize("change", ["new_generation", "disconnected"])
@@ -127,7 +133,8 @@ def test_rows_of_a_regenerated_or_disconnected_connection_are_discarded(
     session.commit()
     run_round(now=T + 10 * M)
     assert on_duty(session, a) == {"ann"}
-    assert pending(session, a) == [] and handoff_events(a) == []
+    assert pending(session, a) == []
+    assert handoff_events(a) == []
 
 
 def test_an_unreadable_schedule_keeps_its_pending_handoffs(session: Session) -> None:
