@@ -17,7 +17,7 @@ from models import (
     ScheduledHandoff,
     utcnow,
 )
-from tests import factories
+from tests.support import factories
 from tests.support.outbox import committed_events
 from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
 from workers.pagerduty.snapshot import AccountSnapshot

@@ -239,7 +239,6 @@ REFRESH_EXPIRING_TOKENS = TaskSpec(
     max_retries=0,
     result="`{refreshes_enqueued, stale_validations}`",
     no_retry_because="next beat",
-    store_result=False,
     beat=Beat("refresh-expiring-tokens", lambda settings: 300.0, "every 5 min"),
 )
 SYNC_CONNECTION = TaskSpec(
@@ -286,7 +285,6 @@ SCHEDULE_SYNCS = TaskSpec(
     max_retries=0,
     result="`{enqueued, shards}`: syncs published (at most 2,000), shard tasks published",
     no_retry_because="next beat",
-    store_result=False,
     beat=Beat(
         "schedule-syncs",
         lambda settings: float(settings.sync_interval_seconds),
@@ -392,7 +390,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
                 "task": spec.name,
                 "schedule": every,
                 # No ``expires``: a late round still runs (its claims are conditional updates,
-                # so a round after it finds nothing twice).
-                "options": {"queue": spec.queue, "ignore_result": not spec.store_result},
+                # so a round after it finds nothing twice). Beat's own rounds store no result
+                # (nobody reads it); a round a service sends by name keeps its documented one.
+                "options": {"queue": spec.queue, "ignore_result": True},
             }
     return schedule

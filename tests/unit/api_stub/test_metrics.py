@@ -143,6 +143,7 @@ def test_counters_and_connection_gauges(client, operators_auth, session: Session
     assert after[("rrpd_connections_failing_syncs", ())] == 1
     assert {dict(labels)["queue"] for (name, labels) in after if name == "rrpd_queue_length"} == {
         "interactive",
+        "schedule",
         "sync",
     }
     assert after[("rrpd_metrics_source_up", (("source", "database"),))] == 1

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from models import SyncRun, utcnow
-from tests import factories
+from tests.support import factories
 from workers.sync import retention
 from workers.tasking.loops import registered
 
