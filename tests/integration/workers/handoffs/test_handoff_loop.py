@@ -20,8 +20,7 @@ from sqlalchemy.orm import Session
 from api_stub.auth import issue_token
 from models import Role, RotationMode, ScheduledHandoff, utcnow
 from pagerduty_sim.server import SimulatorHandle
-from tests.support import factories
-from tests.support import processes
+from tests.support import factories, processes
 from tests.support.stack import demo_api_key
 from workers.core.db import session_factory
 from workers.sync import run as sync
