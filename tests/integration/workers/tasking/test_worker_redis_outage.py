@@ -55,7 +55,21 @@ def _worker(server: PrivateRedis, **settings: str) -> Iterator[tuple[Any, Celery
         "worker-redis-outage", "worker", "--queues", "interactive", "-c", "1", env=env
     ) as proc:
         _ping(proc, client, timeout=60)
+        _wait_until_nothing_is_held(server)
         yield proc, client
+
+
+def _wait_until_nothing_is_held(server: PrivateRedis) -> None:
+    """Wait for the worker to ack what it ran (the start-up ping): a late-acked task that has
+    finished but not yet been acked when the connection drops is "cancelled" by Celery, which
+    terminates its pool process, and the slot is back only once a new process has started.
+    That is a different outage from the one a test sets up."""
+    unacked = redis.Redis.from_url(f"{server.url}/0")
+    deadline = time.monotonic() + 15
+    while unacked.hlen(f"{_prefix()}:unacked"):
+        assert time.monotonic() < deadline, "the worker never acked its start-up ping"
+        time.sleep(0.05)
+    unacked.close()
 
 
 def _ping(proc: Any, client: Celery, timeout: float = 30) -> float:
