@@ -10,6 +10,13 @@ within ``PICK_TOLERANCE`` of it. A round that starts a few milliseconds after (o
 tick therefore finds every connection it should: before, ``now + interval`` drifted each
 connection's due time past the next tick, and a third of rounds found nothing due.
 
+Spread: each sync is published with a countdown in ``[0, RRPD_SYNC_JITTER_SECONDS)`` so a fleet
+is not synced in one burst. The countdown is the connection's own, fixed (from its id), not a
+fresh draw each round: with a fresh draw one connection's gaps ranged over interval ± jitter
+(40-80 s at the defaults), so a change made in PagerDuty could wait up to interval + jitter to
+show. A fixed offset keeps every gap one interval and the fleet just as evenly spread (ids are
+random UUIDs).
+
 Sharding: no task publishes more than ``SHARD_CAP`` messages. The beat round counts what is due;
 if that is more than the cap it publishes shard tasks (``shard``/``shards``), each claiming the
 due connections in its slice of the id space; a shard that hits the cap publishes itself again.
@@ -20,7 +27,6 @@ a conditional update) is the only guard: a second round, or a repeated shard, fi
 from __future__ import annotations
 
 import math
-import random
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -124,7 +130,6 @@ def schedule_syncs(
     *,
     shard: int = 0,
     shards: int = 0,
-    rng: random.Random | None = None,
     cap: int = SHARD_CAP,
     target: int = SHARD_TARGET,
 ) -> dict[str, int]:
@@ -147,7 +152,7 @@ def schedule_syncs(
         )
     else:
         ids = claim(now, shard=shard, shards=max(shards, 1), limit=cap)
-        enqueued = _publish_syncs(ids, rng or random.Random())
+        enqueued = _publish_syncs(ids)
         if len(ids) >= cap and shards:
             # More of this slice is due than one task may publish: the rest is this shard's
             # next message (a beat round that hit the cap leaves the rest to the next round,
@@ -165,14 +170,22 @@ def schedule_syncs(
     return {"enqueued": enqueued, "shards": published_shards}
 
 
-def _publish_syncs(ids: list[uuid.UUID], rng: random.Random) -> int:
+def spread_offset(connection_id: uuid.UUID, jitter: float) -> float:
+    """The connection's fixed place in the spread window, in seconds: ``[0, jitter)``."""
+    return jitter * connection_id.int / _ID_SPACE
+
+
+def _publish_syncs(ids: list[uuid.UUID]) -> int:
     jitter = max(0.0, float(get_settings().sync_jitter_seconds))
     # Published once the claim has committed (never for a claim that rolled back), through one
     # producer: thousands of separate send_task calls each take a pooled connection.
     return publish_many(
         SYNC_CONNECTION,
         [
-            ({"connection_id": str(cid), "kind": "scheduled"}, rng.uniform(0, jitter) or None)
+            (
+                {"connection_id": str(cid), "kind": "scheduled"},
+                spread_offset(cid, jitter) or None,
+            )
             for cid in ids
         ],
     )

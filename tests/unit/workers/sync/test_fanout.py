@@ -4,6 +4,7 @@ never publish more than the cap."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import uuid
@@ -73,6 +74,31 @@ def test_every_connection_is_enqueued_exactly_once_in_every_round(session, sent)
         assert result == {"enqueued": len(ids), "shards": 0}
     # Periodic work stores no result and no STARTED state.
     assert all(m.get("ignore_result") is True for m in sent)
+
+
+def test_each_connection_is_synced_one_interval_apart_not_interval_plus_or_minus_jitter(
+    session, sent
+) -> None:
+    """The spread countdown is the connection's own, every round: a fresh draw made one
+    connection's gaps range over 40-80 s, so a change in PagerDuty could wait 80 s to show."""
+    ids = _connections(session, 30)
+    interval = timedelta(seconds=get_settings().sync_interval_seconds)
+    jitter = get_settings().sync_jitter_seconds
+    starts: dict[str, list[datetime]] = {cid: [] for cid in ids}
+    for k in range(5):
+        sent.clear()
+        tick = T0 + k * interval + timedelta(seconds=0.01)
+        fanout.schedule_syncs(tick)
+        for m in sent:
+            if m["name"] == SYNC:
+                delay = timedelta(seconds=m.get("countdown") or 0)
+                starts[m["kwargs"]["connection_id"]].append(tick + delay)
+    gaps = {b - a for times in starts.values() for a, b in itertools.pairwise(times)}
+    assert gaps == {interval}
+    offsets = sorted((times[0] - T0).total_seconds() for times in starts.values())
+    # ... and the fleet is still spread over the window, not one burst.
+    assert offsets[-1] - offsets[0] > jitter / 2
+    assert all(0 <= o < jitter + 1 for o in offsets)
 
 
 def test_a_round_arriving_after_the_next_tick_enqueues_nothing_twice(session, sent) -> None:
