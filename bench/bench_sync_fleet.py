@@ -500,6 +500,7 @@ def main() -> int:
         say(f"fleet: {n} workspaces x {USERS} users, {SCHEDULES} schedules, {BOUND} bound")
         t = time.monotonic()
         scenario = fleet(n, USERS, SCHEDULES)
+        say(f"scenario generated: {n} accounts in {time.monotonic() - t:.2f} s")
         with start_simulator(
             scenario, in_thread=False, latency_ms=LATENCY_MS, log_level="error"
         ) as sim:

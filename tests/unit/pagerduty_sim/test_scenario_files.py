@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from pagerduty_sim.generator import fleet, fleet_key, large_account
@@ -20,10 +19,10 @@ def test_yaml_scenario_file(tmp_path: Path) -> None:
     assert list(sc.accounts["t"].users) == ["PU1"]
 
 
-def test_generator_is_fast_and_predictable() -> None:
-    t0 = time.monotonic()
+def test_generator_is_predictable() -> None:
+    # How long generation takes is a figure, not a test: bench/bench_sync_fleet.py prints it
+    # ("scenario generated: ... s").
     sc = fleet(2000)
-    assert time.monotonic() - t0 < 5
     assert len(sc.accounts) == 2000
     key = {k.label: k for k in sc.api_keys}["fleet-1999"]
     assert key.key == fleet_key(1999)
