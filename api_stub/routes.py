@@ -358,9 +358,7 @@ def get_audit(
     if before is not None and before.tzinfo is None:
         before = before.replace(tzinfo=UTC)
     with transaction() as session:
-        events = audit_trail(
-            session, actor.workspace_id, limit=limit, before=before, action=action
-        )
+        events = audit_trail(session, actor.workspace_id, limit=limit, before=before, action=action)
     return AuditPage.model_validate(
         {"events": events, "next_before": events[-1]["at"] if len(events) == limit else None}
     )
