@@ -186,26 +186,32 @@ def expected_members(demo: Demo, pd_ids: set[str] | list[str]) -> Any:
 
 
 @contextmanager
-def count_writes() -> Iterator[list[str]]:
-    """Every INSERT/UPDATE/DELETE this thread sends to the database while the block runs.
+def count_statements(heads: tuple[str, ...] | None = None) -> Iterator[list[str]]:
+    """Every statement (or those starting with one of ``heads``) this thread sends to the
+    database while the block runs.
 
     This thread's only: the outbox's fast path publishes what an earlier commit wrote from a
     thread of its own (marking rows published), which is not a write of the code measured.
     """
     engine = get_engine()
-    writes: list[str] = []
+    seen: list[str] = []
     me = threading.get_ident()
 
     def listener(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         head = statement.lstrip().split(None, 1)[0].upper()
-        if head in ("INSERT", "UPDATE", "DELETE") and threading.get_ident() == me:
-            writes.append(" ".join(statement.split())[:120])
+        if (heads is None or head in heads) and threading.get_ident() == me:
+            seen.append(" ".join(statement.split())[:120])
 
     event.listen(engine, "before_cursor_execute", listener)
     try:
-        yield writes
+        yield seen
     finally:
         event.remove(engine, "before_cursor_execute", listener)
+
+
+def count_writes() -> Any:
+    """Every INSERT/UPDATE/DELETE this thread sends to the database while the block runs."""
+    return count_statements(("INSERT", "UPDATE", "DELETE"))
 
 
 def fixed_clock(moment: datetime | None = None):  # type: ignore[no-untyped-def]

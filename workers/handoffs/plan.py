@@ -47,6 +47,32 @@ def handoffs_in(timeline: Timeline, since: datetime) -> list[PlannedHandoff]:
     return out
 
 
+# A pending row as ``replace_pending`` compares it: (id, at, user_ids, generation, schedule_id).
+PendingRow = tuple[int, datetime, list[str], int, str]
+
+
+def pending_by_rotation(
+    session: Session, rotation_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[PendingRow]]:
+    """The pending handoffs of many rotations in one statement (a sync re-plans every bound
+    rotation: one query each was 300 statements of a large account's 313 on a quiet check)."""
+    out: dict[uuid.UUID, list[PendingRow]] = {rid: [] for rid in rotation_ids}
+    if not rotation_ids:
+        return out
+    for rid, row_id, at, user_ids, generation, schedule_id in session.execute(
+        select(
+            ScheduledHandoff.rotation_id,
+            ScheduledHandoff.id,
+            ScheduledHandoff.at,
+            ScheduledHandoff.user_ids,
+            ScheduledHandoff.generation,
+            ScheduledHandoff.schedule_id,
+        ).where(ScheduledHandoff.rotation_id.in_(rotation_ids))
+    ):
+        out.setdefault(rid, []).append((row_id, at, user_ids, generation, schedule_id))
+    return out
+
+
 def replace_pending(
     session: Session,
     *,
@@ -57,26 +83,22 @@ def replace_pending(
     timeline: Timeline,
     since: datetime,
     now: datetime,
+    pending: list[PendingRow] | None = None,
 ) -> int:
     """Make the rotation's pending handoffs those of a freshly read timeline (in the sync's
     apply transaction, under the rotation's row lock), writing only differences: a quiet sync
     writes nothing here. Returns how many are planned.
 
     Pending rows not in the new plan go, due ones included: the sync that calls this sets who
-    is on call now from the same fresh data, so nothing is lost.
+    is on call now from the same fresh data, so nothing is lost. ``pending``: the rotation's
+    rows as ``pending_by_rotation`` read them under the same lock (read here when not given).
     """
     planned = {p.at: list(p.user_ids) for p in handoffs_in(timeline, since)}
     keep: set[datetime] = set()
     gone: list[int] = []
-    for row_id, at, user_ids, row_generation, row_schedule in session.execute(
-        select(
-            ScheduledHandoff.id,
-            ScheduledHandoff.at,
-            ScheduledHandoff.user_ids,
-            ScheduledHandoff.generation,
-            ScheduledHandoff.schedule_id,
-        ).where(ScheduledHandoff.rotation_id == rotation_id)
-    ):
+    if pending is None:
+        pending = pending_by_rotation(session, [rotation_id])[rotation_id]
+    for row_id, at, user_ids, row_generation, row_schedule in pending:
         want = (planned.get(at), generation, schedule_id)
         if (user_ids, row_generation, row_schedule) == want:
             keep.add(at)
@@ -122,6 +144,7 @@ def on_call_and_plan(
     schedule_id: str,
     snapshot: AccountSnapshot,
     now: datetime,
+    pending: list[PendingRow] | None = None,
 ) -> tuple[UserRef, ...]:
     """The sync's hook for a rotation whose schedule's timeline was read: re-plan its handoffs
     and return who is on call now.
@@ -140,5 +163,6 @@ def on_call_and_plan(
         timeline=timeline,
         since=moment,
         now=now,
+        pending=pending,
     )
     return timeline.on_call_at(moment)

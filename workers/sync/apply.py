@@ -136,6 +136,7 @@ def _sync_rotations(
         )
     ):
         have_duty[rid].add(mid)
+    pending = handoff_plan.pending_by_rotation(session, ids)
 
     member_inserts: list[dict[str, Any]] = []
     member_updates: list[tuple[uuid.UUID, uuid.UUID, int]] = []
@@ -159,7 +160,9 @@ def _sync_rotations(
             member_id = member_of_user.get(uid)
             if member_id is not None and member_id not in want_members:
                 want_members[member_id] = len(want_members)
-        on_call = handoff_plan.on_call_and_plan(session, conn, rot.id, sid, snapshot, now)
+        on_call = handoff_plan.on_call_and_plan(
+            session, conn, rot.id, sid, snapshot, now, pending=pending[rot.id]
+        )
         want_duty = {member_of_user[u.id] for u in on_call if u.id in member_of_user}
         have_m = have_members[rot.id]
         before = len(member_inserts) + len(member_updates) + len(member_deletes)

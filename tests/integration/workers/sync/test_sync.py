@@ -28,6 +28,7 @@ from models import (
 from tests.support.sync import (
     ACCOUNT,
     arrange_demo,
+    count_statements,
     count_writes,
     expected_members,
     fast_client,
@@ -131,6 +132,24 @@ def test_quiet_resync_writes_only_its_sync_run(session, sim) -> None:
     assert session.get(PagerDutyConnection, demo.connection_id).updated_at == updated_at
     for rid, before in rotations_before.items():
         assert session.get(Rotation, rid).updated_at == before
+
+
+def test_a_quiet_check_reads_every_rotations_planned_handoffs_in_one_statement(
+    session, sim
+) -> None:
+    """One query per bound rotation was 300 of a large account's 313 statements a minute."""
+    demo = arrange_demo(session, sim)
+    assert len(demo.rotations) == 3
+    clock = fixed_clock()
+    first = sync.sync_connection(demo.connection_id, client_factory=fast_client, now=clock)
+    assert first.status == "succeeded"
+    session.rollback()
+
+    with count_statements(("SELECT",)) as selects:
+        again = sync.sync_connection(demo.connection_id, client_factory=fast_client, now=clock)
+
+    assert again.status == "succeeded"
+    assert len([s for s in selects if "scheduled_handoffs" in s]) == 1, selects
 
 
 def test_upstream_changes_reach_mirror_and_rotations_with_exact_counts(session, sim) -> None:
