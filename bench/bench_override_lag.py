@@ -640,12 +640,19 @@ def explain(samples: list[dict[str, Any]], runs: list[Any]) -> dict[str, Any]:
     for r in runs:
         if r.status == "succeeded":
             by_conn.setdefault(str(r.connection_id), []).append(r)
-    wait, dur, show = [], [], []
+    wait, dur, show, containing = [], [], [], []
+    missed = 0
     for s in samples:
         shown = [r for r in by_conn.get(s["cid"], []) if r.finished_at.timestamp() <= s["seen"]]
         if not shown:
             continue
         r = shown[-1]
+        # Syncs that started after the override yet did not show it (expected: none).
+        missed += sum(1 for x in shown[:-1] if x.started_at.timestamp() > s["created"])
+        if len(shown) > 1:
+            # The gap between syncs the override fell into (longer gaps catch more overrides).
+            s["gap_s"] = (r.started_at - shown[-2].started_at).total_seconds()
+            containing.append(s["gap_s"])
         s["sync_kind"] = r.kind
         s["wait_for_sync_s"] = r.started_at.timestamp() - s["created"]
         s["sync_s"] = (r.finished_at - r.started_at).total_seconds()
@@ -657,6 +664,8 @@ def explain(samples: list[dict[str, Any]], runs: list[Any]) -> dict[str, Any]:
         "wait_for_sync_start": _pct(wait),
         "sync": _pct(dur),
         "commit_to_poll": _pct(show),
+        "gap_the_override_fell_into": _pct(containing),
+        "syncs_after_the_override_that_missed_it": missed,
         "kinds": sorted({s.get("sync_kind", "?") for s in samples}),
     }
 
@@ -893,6 +902,12 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
             f"{w['wait_for_sync_start'].get('max_s')}) + sync (p99 {w['sync'].get('p99_s')}) + "
             f"commit to poll (p99 {w['commit_to_poll'].get('p99_s')}); poll sweep "
             f"{p['poll_sweep_s']}"
+        )
+        gi = w["gap_the_override_fell_into"]
+        say(
+            f"  gap the override fell into: p50 {gi.get('p50_s')} s, max {gi.get('max_s')} s; "
+            f"syncs after an override that missed it: "
+            f"{w['syncs_after_the_override_that_missed_it']}"
         )
         c = p["countdowns"]
         say(
