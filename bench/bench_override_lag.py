@@ -1,0 +1,937 @@
+"""Override lag: from an override made in PagerDuty to the API showing its person on duty.
+
+    .venv/bin/python bench/bench_override_lag.py [--workspaces 20] [--window 300]
+        [--interval 60] [--jitter 20]
+
+``--workspaces`` workspaces, each connected (API key) to its own simulated account (the
+``fleet`` generator: 20 users, 5 schedules), every user a member (matched by email), one
+rotation bound to the account's first v2 schedule an escalation policy uses, and a first sync
+(in this process) before anything is measured. The simulator is a subprocess with 50 ms latency
+per request; PostgreSQL holds a database of the run's own (dropped at the end); Redis is the
+broker with a key prefix of the run's own (deleted at the end).
+
+Real processes: ``rrpd api``, ``rrpd beat`` (sends ``pagerduty.schedule_syncs`` every
+``--interval``), ``rrpd worker -Q schedule`` (runs the fan-out) and ``rrpd worker -Q sync`` (runs
+the syncs; both with their background loops, handoffs included), as ``rrpd run`` starts them.
+Defaults are the production ones: interval 60 s, jitter 20 s.
+
+Two phases in the same run, on the same fleet, simulator and API:
+
+1. **fixed**: the code as it is; each connection's countdown is its own fixed place in
+   ``[0, jitter)`` (``workers.sync.fanout.spread_offset``), so its syncs are one interval apart;
+2. **fresh draw**: the previous behaviour, a fresh ``uniform(0, jitter)`` per connection per
+   round. Production code is untouched: the phase's worker processes start with a bench-only
+   ``sitecustomize.py`` on ``PYTHONPATH`` (written to a temporary directory) that replaces
+   ``spread_offset`` when ``workers.sync.fanout`` is imported, and writes each value it draws
+   to a file. The patch is shown to have taken effect by that file (one line per published
+   scheduled sync) and by the gaps between each connection's scheduled syncs.
+
+Each phase restarts beat and the workers, sets every connection due, and waits until the new
+beat's first round has synced every connection (the phase's steady state starts there). Then,
+for ``--window`` seconds, each workspace makes overrides at random instants: the first after a
+wait drawn from ``[0, --max-wait)``, each next one that long after the previous one showed
+(one outstanding override per workspace). An override puts the other of two matched people on
+call from now for an hour (the simulator's newest override wins). This script polls
+``GET /v1/workspaces/{id}/rotations`` for every outstanding override (a sweep every
+``--poll`` seconds at most); lag = first poll showing the person on duty - the instant the
+override was requested. After the window no override is made, but the outstanding ones are
+still waited for (dropping them would drop the longest lags).
+
+Printed per phase: lag p50/p90/p99/max, the goal "p99 <= interval + 5 s", where the lag went
+(wait for the next sync to start, the sync itself, the poll), the gaps between each
+connection's consecutive scheduled syncs (``sync_runs.started_at``: min/median/max), scheduled
+sync durations, and the fan-out rounds' instants (from the schedule worker's log). Then the
+ratio of the p99s. Figures go to ``bench/results/bench_override_lag.json``.
+
+Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (``RRPD_BENCH_POSTGRES_URL``,
+``RRPD_BENCH_REDIS_URL``). Takes about 2 x (window + 2 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RUN = uuid.uuid4().hex[:6]
+PG_ADMIN_URL = os.environ.get(
+    "RRPD_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("RRPD_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+DB = f"rrpd_bench_lag_{RUN}"
+USERS, SCHEDULES = 20, 5
+LATENCY_MS = 50
+PHASES = ("fixed", "fresh draw")
+
+# Loaded (through PYTHONPATH) by the fresh-draw phase's worker processes only. It patches the
+# module when it is first imported, so nothing of the project is imported earlier than usual.
+SITECUSTOMIZE = '''\
+"""Bench-only (bench/bench_override_lag.py): the fan-out's countdown drawn afresh each round."""
+
+import importlib.abc
+import importlib.util
+import os
+import random
+import sys
+import time
+
+_MARK = os.environ["RRPD_BENCH_SPREAD_MARK"]
+
+
+def _fresh_draw(cid, jitter):
+    value = random.uniform(0, jitter)
+    with open(_MARK, "a") as fh:
+        fh.write(f"{time.time():.3f} {cid} {value:.3f}\\n")
+    return value
+
+
+class _Patch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "workers.sync.fanout":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            module.spread_offset = _fresh_draw
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _Patch())
+'''
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def _configure(args: argparse.Namespace) -> None:
+    """Before any project import: settings and Celery's config are read at import time."""
+    from cryptography.fernet import Fernet
+
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    var = Path(tempfile.gettempdir()) / f"rrpd-bench-lag-{RUN}"
+    var.mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        RRPD_ENV="test",
+        RRPD_DATABASE_URL=f"{base}/{DB}",
+        RRPD_BROKER_URL=f"{REDIS_URL}/0",
+        RRPD_RESULT_BACKEND=f"{REDIS_URL}/1",
+        RRPD_REDIS_KEY_PREFIX=f"rrpdbench-lag-{RUN}",
+        RRPD_VAR_DIR=str(var),
+        RRPD_LOG_FORMAT="json",
+        RRPD_LOG_LEVEL="INFO",
+        RRPD_ENCRYPTION_KEYS=f"b1={Fernet.generate_key().decode()}",
+        RRPD_API_JWT_SECRET="bench-secret-" + "x" * 40,
+        RRPD_API_JWT_TTL_SECONDS="86400",
+        RRPD_SYNC_INTERVAL_SECONDS=str(args.interval),
+        RRPD_SYNC_JITTER_SECONDS=str(args.jitter),
+        # PostgreSQL connections are shared with other runs on this machine: keep each
+        # process's overflow small (the pools open only what is used).
+        RRPD_DB_MAX_OVERFLOW="2",
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(
+    label: str, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    log = Path(os.environ["RRPD_VAR_DIR"]) / f"{label}.log"
+    return subprocess.Popen(
+        [sys.executable, "-m", "rrpd", *args],
+        env={**os.environ, **(extra_env or {})},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))], 3)
+
+    return {
+        "n": len(ordered),
+        "min_s": round(ordered[0], 3),
+        "p50_s": round(statistics.median(ordered), 3),
+        "p90_s": at(0.90),
+        "p99_s": at(0.99),
+        "max_s": round(ordered[-1], 3),
+    }
+
+
+def _admin(sql: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(
+        PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1),
+        isolation_level="AUTOCOMMIT",
+    )
+    with engine.connect() as conn:
+        conn.execute(text(sql))
+    engine.dispose()
+
+
+def _clean_redis() -> None:
+    import redis
+
+    prefix = os.environ["RRPD_REDIS_KEY_PREFIX"]
+    for url in (f"{REDIS_URL}/0", f"{REDIS_URL}/1"):
+        client = redis.Redis.from_url(url)
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# --- the fleet ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    account: str
+    schedule: str
+    people: tuple[tuple[str, str], tuple[str, str]]  # (PagerDuty user id, email) x 2
+    ws_id: uuid.UUID
+    cid: uuid.UUID
+    rid: uuid.UUID
+    headers: dict[str, str]
+    turn: int = 0
+    next_at: float = 0.0
+    outstanding: dict[str, Any] | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def arrange(scenario: Any, n: int, control: Any) -> list[Target]:
+    """Workspaces, members (every user of the account, by email, and an admin), a connected
+    API-key connection and one rotation bound to the account's first v2 schedule a policy uses;
+    the two override people are users not on call for it now."""
+    from api_stub.auth import issue_token
+    from models import (
+        AuthMethod,
+        ConnectionStatus,
+        Member,
+        PagerDutyConnection,
+        Role,
+        Rotation,
+        RotationMode,
+        Workspace,
+        utcnow,
+    )
+    from pagerduty_sim.generator import fleet_key
+    from workers.core.db import transaction
+
+    targets = []
+    for i in range(n):
+        aid = f"fleet-{i}"
+        acct = scenario.accounts[aid]
+        in_policy = {
+            t.id for p in acct.escalation_policies.values() for rule in p.rules for t in rule
+        }
+        sid = next(
+            (s.id for s in acct.schedules.values() if s.version == 2 and s.id in in_policy),
+            next(iter(acct.schedules)),
+        )
+        now_on = set(control.get(f"/accounts/{aid}/schedules/{sid}/oncall").json()["user_ids"])
+        a, b = [u for u in acct.users.values() if u.id not in now_on][:2]
+        with transaction() as s:
+            ws = Workspace(name=f"Lag {i}")
+            s.add(ws)
+            s.flush()
+            admin = Member(
+                workspace_id=ws.id,
+                email="admin@bench.test",
+                email_key="admin@bench.test",
+                display_name="Admin",
+                role=Role.ADMIN,
+            )
+            s.add(admin)
+            for user in acct.users.values():
+                s.add(
+                    Member(
+                        workspace_id=ws.id,
+                        email=user.email,
+                        email_key=user.email.lower(),
+                        display_name=user.name,
+                    )
+                )
+            conn = PagerDutyConnection(
+                workspace_id=ws.id,
+                auth_method=AuthMethod.API_KEY,
+                region="us",
+                status=ConnectionStatus.CONNECTED,
+                api_key=fleet_key(i),
+                connected_at=utcnow(),
+            )
+            s.add(conn)
+            rot = Rotation(
+                workspace_id=ws.id,
+                name="Primary",
+                mode=RotationMode.PAGERDUTY,
+                pagerduty_schedule_id=sid,
+                bound_at=utcnow(),
+            )
+            s.add(rot)
+            s.flush()
+            token = issue_token(ws.id, admin.id, "admin")
+            targets.append(
+                Target(
+                    account=aid,
+                    schedule=sid,
+                    people=((a.id, a.email.lower()), (b.id, b.email.lower())),
+                    ws_id=ws.id,
+                    cid=conn.id,
+                    rid=rot.id,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            )
+    return targets
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def _wait_ping(queue: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    from workers.tasking.app import app
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited; see its log in {os.environ['RRPD_VAR_DIR']}")
+        try:
+            ping = app.send_task("rrpd.ping", kwargs={"payload": "ready"}, queue=queue)
+            if ping.get(timeout=5) == {"reply": "ready"}:
+                return
+        except Exception:
+            time.sleep(0.5)
+    raise TimeoutError(f"{what} did not start")
+
+
+def start_phase(
+    tag: str, args: argparse.Namespace, patch_dir: Path | None
+) -> list[subprocess.Popen[bytes]]:
+    extra: dict[str, str] = {}
+    if patch_dir is not None:
+        extra = {
+            "PYTHONPATH": os.pathsep.join(p for p in (str(patch_dir), str(ROOT)) if p),
+            "RRPD_BENCH_SPREAD_MARK": str(patch_dir / "drawn.txt"),
+        }
+    schedule = _spawn(
+        f"{tag}-worker-schedule",
+        *("worker", "--queues", "schedule", "--pool", "threads", "--concurrency", "2"),
+        extra_env=extra,
+    )
+    sync = _spawn(
+        f"{tag}-worker-sync",
+        *("worker", "--queues", "sync", "--pool", "threads"),
+        *("--concurrency", str(args.sync_concurrency)),
+        extra_env=extra,
+    )
+    procs = [schedule, sync]
+    try:
+        _wait_ping("schedule", schedule, "the schedule worker")
+        _wait_ping("sync", sync, "the sync worker")
+        procs.append(_spawn(f"{tag}-beat", "beat"))
+    except BaseException:
+        for proc in procs:
+            _stop(proc)
+        raise
+    return procs
+
+
+# --- database reads -----------------------------------------------------------------------------
+
+
+def make_all_due() -> None:
+    from sqlalchemy import update
+
+    from models import PagerDutyConnection
+    from workers.core.db import transaction
+
+    with transaction() as s:
+        s.execute(update(PagerDutyConnection).values(next_sync_at=None))
+
+
+def runs_since(since: datetime) -> list[Any]:
+    from sqlalchemy import select
+
+    from models import SyncRun
+    from workers.core.db import transaction
+
+    with transaction() as s:
+        return list(
+            s.execute(
+                select(
+                    SyncRun.connection_id,
+                    SyncRun.kind,
+                    SyncRun.status,
+                    SyncRun.started_at,
+                    SyncRun.finished_at,
+                    SyncRun.duration_ms,
+                    SyncRun.requests_made,
+                    SyncRun.task_id,
+                )
+                .where(SyncRun.started_at >= since)
+                .order_by(SyncRun.started_at)
+            ).all()
+        )
+
+
+def wait_first_round(targets: list[Target], since: datetime, timeout: float) -> datetime:
+    """Until every connection has a scheduled sync that started after ``since``: the new
+    processes' first round. Returns when the last of them finished."""
+    deadline = time.monotonic() + timeout
+    want = {t.cid for t in targets}
+    while True:
+        runs = [r for r in runs_since(since) if r.kind == "scheduled"]
+        if want <= {r.connection_id for r in runs}:
+            firsts: dict[uuid.UUID, Any] = {}
+            for r in runs:
+                firsts.setdefault(r.connection_id, r)
+            return max(r.finished_at for r in firsts.values())
+        if time.monotonic() > deadline:
+            missing = len(want - {r.connection_id for r in runs})
+            raise TimeoutError(f"{missing} connections had no scheduled sync in {timeout:.0f} s")
+        time.sleep(1)
+
+
+def gaps(runs: list[Any]) -> dict[str, Any]:
+    """Gaps between each connection's consecutive scheduled syncs (``started_at``)."""
+    by_conn: dict[uuid.UUID, list[datetime]] = {}
+    for r in runs:
+        if r.kind == "scheduled":
+            by_conn.setdefault(r.connection_id, []).append(r.started_at)
+    values = [
+        (b - a).total_seconds()
+        for starts in by_conn.values()
+        for a, b in itertools.pairwise(starts)
+    ]
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "min_s": round(ordered[0], 3),
+        "median_s": round(statistics.median(ordered), 3),
+        "max_s": round(ordered[-1], 3),
+        "stdev_s": round(statistics.pstdev(ordered), 3),
+        "outside_interval_pm_2s": sum(1 for v in ordered if abs(v - _interval()) > 2),
+    }
+
+
+def _interval() -> float:
+    return float(os.environ["RRPD_SYNC_INTERVAL_SECONDS"])
+
+
+def fanout_rounds(log: Path) -> list[float]:
+    """Instants (epoch seconds) the schedule worker received ``pagerduty.schedule_syncs``."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if "pagerduty.schedule_syncs" not in line or "received" not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        stamp = entry.get("timestamp")
+        if stamp:
+            out.append(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+    return out
+
+
+_ETA = re.compile(r"datetime\.datetime\(([\d, ]+)")
+
+
+def sync_messages(log: Path) -> dict[str, dict[str, float]]:
+    """Scheduled syncs the sync worker received: task id -> received instant, ETA (epoch s)
+    and connection id, from Celery's "received" lines."""
+    out: dict[str, dict[str, Any]] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if "pagerduty.sync_connection" not in line or "received" not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        data = entry.get("data") or {}
+        found = _ETA.match(str(data.get("eta") or ""))
+        if not found or "scheduled" not in str(data.get("kwargs")):
+            continue
+        parts = [int(x) for x in found.group(1).split(",") if x.strip()]
+        eta = datetime(*parts[:7], tzinfo=UTC).timestamp()  # type: ignore[misc]
+        received = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
+        out[str(data["id"])] = {
+            "received": received.timestamp(),
+            "eta": eta,
+            "cid": entry.get("connection_id"),
+        }
+    return out
+
+
+def countdowns(
+    messages: dict[str, dict[str, Any]], runs: list[Any], jitter: float
+) -> dict[str, Any]:
+    """The countdown each scheduled sync really had (ETA - received, received being a few ms
+    after the publish) against the connection's fixed ``spread_offset``, and how long after
+    its ETA each sync started (the worker's queue wait, the lock, the credential read)."""
+    from workers.sync.fanout import spread_offset
+
+    off_fixed, per_conn, start_delay = [], {}, []
+    for m in messages.values():
+        if not m["cid"]:
+            continue
+        countdown = m["eta"] - m["received"]
+        off_fixed.append(abs(countdown - spread_offset(uuid.UUID(m["cid"]), jitter)))
+        per_conn.setdefault(m["cid"], []).append(countdown)
+    by_task = {r.task_id: r for r in runs if r.task_id}
+    for tid, m in messages.items():
+        if (r := by_task.get(tid)) is not None:
+            start_delay.append(r.started_at.timestamp() - m["eta"])
+    spreads = [max(v) - min(v) for v in per_conn.values() if len(v) > 1]
+    return {
+        "messages": len(messages),
+        "countdown_minus_spread_offset_abs": _pct(off_fixed),
+        "countdown_range_per_connection": _pct(spreads),
+        "start_after_eta": _pct(start_delay),
+    }
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def measure(
+    targets: list[Target],
+    control: Any,
+    api: str,
+    args: argparse.Namespace,
+    rng: random.Random,
+) -> dict[str, Any]:
+    import httpx
+
+    start = time.time()
+    end = start + args.window
+    give_up = end + 2 * (args.interval + args.jitter) + 60
+    for t in targets:
+        t.samples = []
+        t.outstanding = None
+        t.next_at = start + rng.uniform(0, args.max_wait)
+    sweeps: list[float] = []
+    made = 0
+    with httpx.Client(timeout=10) as client:
+
+        def on_duty(t: Target) -> set[str]:
+            body = client.get(f"{api}/{t.ws_id}/rotations", headers=t.headers).json()
+            (view,) = [r for r in body["rotations"] if r["id"] == str(t.rid)]
+            return {m["email"].lower() for m in view["on_duty"]}
+
+        while True:
+            now = time.time()
+            pending = [t for t in targets if t.outstanding is not None]
+            if now >= end and not pending:
+                break
+            if now >= give_up:
+                break
+            for t in targets:
+                if t.outstanding is None and now < end and time.time() >= t.next_at:
+                    uid, email = t.people[t.turn % 2]
+                    if email in on_duty(t):  # the other one's turn (a layer handed over)
+                        t.turn += 1
+                        uid, email = t.people[t.turn % 2]
+                    created = time.time()
+                    resp = control.post(
+                        f"/accounts/{t.account}/schedules/{t.schedule}/overrides",
+                        json={"user_id": uid, "duration_seconds": 3600},
+                    )
+                    resp.raise_for_status()
+                    t.outstanding = {
+                        "email": email,
+                        "created": created,
+                        "post_s": time.time() - created,
+                    }
+                    made += 1
+            s0 = time.time()
+            for t in targets:
+                if t.outstanding is None:
+                    continue
+                last_unseen = time.time()
+                if t.outstanding["email"] in on_duty(t):
+                    seen = time.time()
+                    t.samples.append(
+                        {
+                            "cid": str(t.cid),
+                            "created": t.outstanding["created"],
+                            "seen": seen,
+                            "lag_s": seen - t.outstanding["created"],
+                            "poll_started": last_unseen,
+                            "post_s": t.outstanding["post_s"],
+                        }
+                    )
+                    t.outstanding = None
+                    t.turn += 1
+                    t.next_at = seen + rng.uniform(0, args.max_wait)
+            sweeps.append(time.time() - s0)
+            time.sleep(max(0.0, args.poll - (time.time() - s0)))
+    unresolved = [
+        {"cid": str(t.cid), "waited_s": round(time.time() - t.outstanding["created"], 1)}
+        for t in targets
+        if t.outstanding is not None
+    ]
+    return {
+        "made": made,
+        "samples": [s for t in targets for s in t.samples],
+        "unresolved": unresolved,
+        "sweep_s": {
+            "mean": round(statistics.fmean(sweeps), 3) if sweeps else None,
+            "max": round(max(sweeps), 3) if sweeps else None,
+        },
+        "window": (start, end),
+    }
+
+
+def explain(samples: list[dict[str, Any]], runs: list[Any]) -> dict[str, Any]:
+    """Where each sample's lag went: the sync that made it visible is the connection's last
+    succeeded run finished before the first poll that showed it (any kind)."""
+    by_conn: dict[str, list[Any]] = {}
+    for r in runs:
+        if r.status == "succeeded":
+            by_conn.setdefault(str(r.connection_id), []).append(r)
+    wait, dur, show, containing = [], [], [], []
+    missed = 0
+    for s in samples:
+        shown = [r for r in by_conn.get(s["cid"], []) if r.finished_at.timestamp() <= s["seen"]]
+        if not shown:
+            continue
+        r = shown[-1]
+        # Syncs that started after the override yet did not show it (expected: none).
+        missed += sum(1 for x in shown[:-1] if x.started_at.timestamp() > s["created"])
+        if len(shown) > 1:
+            # The gap between syncs the override fell into (longer gaps catch more overrides).
+            s["gap_s"] = (r.started_at - shown[-2].started_at).total_seconds()
+            containing.append(s["gap_s"])
+        s["sync_kind"] = r.kind
+        s["wait_for_sync_s"] = r.started_at.timestamp() - s["created"]
+        s["sync_s"] = (r.finished_at - r.started_at).total_seconds()
+        s["show_s"] = s["seen"] - r.finished_at.timestamp()
+        wait.append(s["wait_for_sync_s"])
+        dur.append(s["sync_s"])
+        show.append(s["show_s"])
+    return {
+        "wait_for_sync_start": _pct(wait),
+        "sync": _pct(dur),
+        "commit_to_poll": _pct(show),
+        "gap_the_override_fell_into": _pct(containing),
+        "syncs_after_the_override_that_missed_it": missed,
+        "kinds": sorted({s.get("sync_kind", "?") for s in samples}),
+    }
+
+
+def run_phase(
+    name: str,
+    targets: list[Target],
+    control: Any,
+    api: str,
+    args: argparse.Namespace,
+    rng: random.Random,
+    patch_dir: Path | None,
+) -> dict[str, Any]:
+    from models import utcnow
+
+    tag = name.replace(" ", "-")
+    make_all_due()
+    phase_start = utcnow()
+    say(f"[{name}] starting the schedule and sync workers, then beat (load {_load()})")
+    procs = start_phase(tag, args, patch_dir)
+    try:
+        steady = wait_first_round(targets, phase_start, 3 * args.interval + args.jitter + 60)
+        say(f"[{name}] first round synced every connection; measuring for {args.window:.0f} s")
+        m = measure(targets, control, api, args, rng)
+        say(
+            f"[{name}] {len(m['samples'])} samples from {m['made']} overrides "
+            f"({len(m['unresolved'])} never showed)"
+        )
+    finally:
+        # Beat first, then let the countdowns already published run out, then the workers.
+        _stop(procs[2])
+        time.sleep(args.jitter + 5)
+        for proc in procs[:2]:
+            _stop(proc)
+    runs = list(runs_since(phase_start))
+    steady_runs = [r for r in runs if r.started_at >= steady]
+    scheduled = [r for r in runs if r.kind == "scheduled"]
+    durations = [r.duration_ms / 1000 for r in scheduled if r.duration_ms is not None]
+    log_dir = Path(os.environ["RRPD_VAR_DIR"])
+    rounds = fanout_rounds(log_dir / f"{tag}-worker-schedule.log")
+    ticks = [round(b - a, 3) for a, b in itertools.pairwise(rounds)]
+    messages = sync_messages(log_dir / f"{tag}-worker-sync.log")
+    drawn_file = patch_dir / "drawn.txt" if patch_dir else None
+    drawn = drawn_file.read_text().splitlines() if drawn_file and drawn_file.exists() else []
+    lags = [s["lag_s"] for s in m["samples"]]
+    out = {
+        "phase": name,
+        "lag": _pct(lags),
+        "samples": len(lags),
+        "overrides_made": m["made"],
+        "unresolved": m["unresolved"],
+        "poll_sweep_s": m["sweep_s"],
+        "where_it_went": explain(m["samples"], runs),
+        # Gaps over every scheduled sync of the phase from its first round on: the first
+        # round itself is in the phase's regime (its countdowns come from the phase's code).
+        "gaps": gaps(runs),
+        "gaps_steady": gaps(steady_runs),
+        "scheduled_sync_duration": _pct(durations),
+        "scheduled_runs": len(scheduled),
+        "statuses": {
+            st: sum(1 for r in runs if r.status == st) for st in sorted({r.status for r in runs})
+        },
+        "fanout_round_spacing_s": _pct(ticks),
+        "fanout_round_drift_s": round(
+            max((abs(r - rounds[0] - i * args.interval) for i, r in enumerate(rounds)), default=0),
+            3,
+        ),
+        "countdowns": countdowns(messages, runs, float(args.jitter)),
+        "fanout_rounds": len(rounds),
+        "patched_draws_logged": len(drawn),
+        "patched_draws_sample": drawn[:5],
+        "lags_s": [round(x, 3) for x in lags],
+        "samples_detail": [
+            {k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()}
+            for s in m["samples"]
+        ],
+    }
+    say(f"[{name}] done: lag {out['lag']}; gaps {out['gaps']}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workspaces", type=int, default=20)
+    parser.add_argument("--window", type=float, default=300, help="measuring seconds per phase")
+    parser.add_argument("--interval", type=int, default=60, help="RRPD_SYNC_INTERVAL_SECONDS")
+    parser.add_argument("--jitter", type=int, default=20, help="RRPD_SYNC_JITTER_SECONDS")
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=None,
+        help="an override is made this long at most after the workspace's previous one "
+        "showed (uniform; default 2 x interval)",
+    )
+    parser.add_argument("--poll", type=float, default=0.25, help="seconds between poll sweeps")
+    parser.add_argument("--sync-concurrency", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"comma-separated, of {', '.join(PHASES)}"
+    )
+    args = parser.parse_args()
+    if args.max_wait is None:
+        args.max_wait = 2.0 * args.interval
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    assert set(phases) <= set(PHASES), phases
+    _configure(args)
+
+    from pagerduty_sim.generator import fleet
+    from pagerduty_sim.server import start_simulator
+    from workers.core.db import dispose_engines
+    from workers.core.migrate import upgrade
+    from workers.core.settings import reset_settings_cache
+    from workers.sync import run as sync
+
+    rng = random.Random(args.seed)
+    figures: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "workspaces": args.workspaces,
+        "interval_s": args.interval,
+        "jitter_s": args.jitter,
+        "window_s": args.window,
+        "max_wait_s": args.max_wait,
+        "poll_s": args.poll,
+        "cpus": os.cpu_count(),
+        "load_before": _load(),
+        "logs": os.environ["RRPD_VAR_DIR"],
+        "phases": {},
+    }
+    _admin(f'CREATE DATABASE "{DB}"')
+    api_proc: subprocess.Popen[bytes] | None = None
+    patch_dir = Path(tempfile.mkdtemp(prefix="rrpd-bench-lag-site-"))
+    (patch_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    try:
+        upgrade()
+        scenario = fleet(args.workspaces, USERS, SCHEDULES)
+        with start_simulator(
+            scenario, in_thread=False, latency_ms=LATENCY_MS, log_level="error"
+        ) as sim:
+            os.environ.update(
+                RRPD_PAGERDUTY_API_URL=sim.base_url,
+                RRPD_PAGERDUTY_EU_API_URL=sim.eu_base_url,
+                RRPD_PAGERDUTY_IDENTITY_URL=sim.identity_url,
+            )
+            reset_settings_cache()
+            targets = arrange(scenario, args.workspaces, sim.control)
+            t0 = time.monotonic()
+            for t in targets:
+                assert sync.sync_connection(t.cid, kind="initial").status == "succeeded"
+            say(
+                f"{len(targets)} workspaces arranged and first-synced "
+                f"({time.monotonic() - t0:.1f} s in this process)"
+            )
+            port = _free_port()
+            api_proc = _spawn("api", "api", "--port", str(port))
+            api = f"http://127.0.0.1:{port}/v1/workspaces"
+            _wait_api(api, targets[0], api_proc)
+            for name in phases:
+                figures["phases"][name] = run_phase(
+                    name,
+                    targets,
+                    sim.control,
+                    api,
+                    args,
+                    rng,
+                    patch_dir if name == "fresh draw" else None,
+                )
+    finally:
+        if api_proc is not None:
+            _stop(api_proc)
+        shutil.rmtree(patch_dir, ignore_errors=True)
+        dispose_engines()
+        _admin(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        _clean_redis()
+    figures["load_after"] = _load()
+    report(figures, args)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_override_lag.json").write_text(json.dumps(figures, indent=2, default=str))
+    return 0
+
+
+def _wait_api(api: str, t: Target, proc: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{api}/{t.ws_id}/rotations", headers=t.headers, timeout=2).is_success:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, "the API exited"
+        assert time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.2)
+
+
+def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
+    goal = args.interval + 5
+    say()
+    say(
+        f"Override lag (override made -> API shows the person on duty), "
+        f"{args.workspaces} workspaces, interval {args.interval} s, jitter {args.jitter} s, "
+        f"{figures['cpus']} CPUs, load {figures['load_before']} -> {figures['load_after']}"
+    )
+    head = f"{'phase':<12} {'n':>4} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}   goal p99<={goal}s"
+    say(head)
+    say("-" * len(head))
+    for name, p in figures["phases"].items():
+        lag = p["lag"]
+        if not lag:
+            say(f"{name:<12} no samples")
+            continue
+        ok = "met" if lag["p99_s"] <= goal else "NOT met"
+        say(
+            f"{name:<12} {lag['n']:>4} {lag['p50_s']:>7.1f}s {lag['p90_s']:>7.1f}s "
+            f"{lag['p99_s']:>7.1f}s {lag['max_s']:>7.1f}s   {ok}"
+        )
+    say()
+    for name, p in figures["phases"].items():
+        g, d, w = p["gaps"], p["scheduled_sync_duration"], p["where_it_went"]
+        say(
+            f"{name}: gaps between a connection's scheduled syncs (n {g.get('n')}): "
+            f"min {g.get('min_s')} s, median {g.get('median_s')} s, max {g.get('max_s')} s, "
+            f"{g.get('outside_interval_pm_2s')} outside interval +- 2 s"
+        )
+        say(
+            f"  scheduled syncs {p['scheduled_runs']} ({p['statuses']}), duration p50 "
+            f"{d.get('p50_s')} s, p99 {d.get('p99_s')} s, max {d.get('max_s')} s; fan-out rounds "
+            f"{p['fanout_rounds']}, spacing {p['fanout_round_spacing_s']}"
+        )
+        say(
+            f"  lag = wait for the next sync to start (p50 {w['wait_for_sync_start'].get('p50_s')}"
+            f", p99 {w['wait_for_sync_start'].get('p99_s')}, max "
+            f"{w['wait_for_sync_start'].get('max_s')}) + sync (p99 {w['sync'].get('p99_s')}) + "
+            f"commit to poll (p99 {w['commit_to_poll'].get('p99_s')}); poll sweep "
+            f"{p['poll_sweep_s']}"
+        )
+        gi = w["gap_the_override_fell_into"]
+        say(
+            f"  gap the override fell into: p50 {gi.get('p50_s')} s, max {gi.get('max_s')} s; "
+            f"syncs after an override that missed it: "
+            f"{w['syncs_after_the_override_that_missed_it']}"
+        )
+        c = p["countdowns"]
+        say(
+            f"  countdowns seen by the sync worker ({c['messages']}): |countdown - spread_offset| "
+            f"p50 {c['countdown_minus_spread_offset_abs'].get('p50_s')} s, max "
+            f"{c['countdown_minus_spread_offset_abs'].get('max_s')} s; range per connection max "
+            f"{c['countdown_range_per_connection'].get('max_s')} s; sync start after its ETA "
+            f"p50 {c['start_after_eta'].get('p50_s')} s, p99 {c['start_after_eta'].get('p99_s')}"
+            f" s, max {c['start_after_eta'].get('max_s')} s; patched draws logged: "
+            f"{p['patched_draws_logged']}; fan-out round drift from the grid max "
+            f"{p['fanout_round_drift_s']} s"
+        )
+    ph = figures["phases"]
+    if all(name in ph and ph[name]["lag"] for name in PHASES):
+        fixed, fresh = ph["fixed"]["lag"], ph["fresh draw"]["lag"]
+        figures["ratio_p99_fresh_over_fixed"] = round(fresh["p99_s"] / fixed["p99_s"], 3)
+        figures["ratio_max_fresh_over_fixed"] = round(fresh["max_s"] / fixed["max_s"], 3)
+        say()
+        say(
+            f"p99 fresh draw / fixed: {figures['ratio_p99_fresh_over_fixed']:.2f}x "
+            f"(max: {figures['ratio_max_fresh_over_fixed']:.2f}x)"
+        )
+    figures["goal_p99_s"] = goal
+
+
+if __name__ == "__main__":
+    sys.exit(main())
