@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, and_, select
 
 from models import (
     AuthMethod,
@@ -202,22 +202,34 @@ class ReadPlan:
 
 def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime) -> ReadPlan:
     """Which read this pass makes, from the connection's ``directory_read_at`` (a column, so the
-    decision survives restarts and is per connection) and the sync's ``kind``."""
-    bound = bound_schedule_ids(workspace_id)
+    decision survives restarts and is per connection) and the sync's ``kind``.
+
+    One transaction, two statements: the directory's age, and the bound schedules with the
+    version the mirror knows them as (an outer join on the unique (connection, PagerDuty id)).
+    """
     interval = timedelta(seconds=get_settings().directory_interval_seconds)
     with transaction() as session:
         read_at = session.execute(
             select(PagerDutyConnection.directory_read_at).where(PagerDutyConnection.id == cid)
         ).scalar_one_or_none()
-        v3_bound = set(
-            session.execute(
-                select(PagerDutySchedule.pagerduty_id).where(
+        bound: set[str] = set()
+        v3_bound: set[str] = set()
+        for schedule_id, version in session.execute(
+            bound_schedules(workspace_id)
+            .add_columns(PagerDutySchedule.version)
+            .outerjoin(
+                PagerDutySchedule,
+                and_(
                     PagerDutySchedule.connection_id == cid,
-                    PagerDutySchedule.version == "v3",
-                    PagerDutySchedule.pagerduty_id.in_(bound),
-                )
-            ).scalars()
-        )
+                    PagerDutySchedule.pagerduty_id == Rotation.pagerduty_schedule_id,
+                ),
+            )
+        ):
+            if schedule_id is None:
+                continue
+            bound.add(schedule_id)
+            if version == "v3":
+                v3_bound.add(schedule_id)
     due = kind in DIRECTORY_KINDS or read_at is None or now - read_at >= interval
     return ReadPlan(bound, v3_bound, due)
 
@@ -262,21 +274,14 @@ def needs_directory(cid: uuid.UUID, bound: set[str], check: AccountSnapshot) -> 
     return any(uid not in known or (ref.deleted and known[uid]) for uid, ref in refs.items())
 
 
-def bound_schedule_ids(workspace_id: uuid.UUID) -> set[str]:
+def bound_schedules(workspace_id: uuid.UUID) -> Select[str | None]:
     """The PagerDuty schedules the workspace's rotations are bound to (read before the fetch:
     only these need who is on call)."""
-    with transaction() as session:
-        return {
-            schedule_id
-            for schedule_id in session.execute(
-                select(Rotation.pagerduty_schedule_id).where(
-                    Rotation.workspace_id == workspace_id,
-                    Rotation.mode == RotationMode.PAGERDUTY,
-                    Rotation.pagerduty_schedule_id.is_not(None),
-                )
-            ).scalars()
-            if schedule_id is not None
-        }
+    return select(Rotation.pagerduty_schedule_id).where(
+        Rotation.workspace_id == workspace_id,
+        Rotation.mode == RotationMode.PAGERDUTY,
+        Rotation.pagerduty_schedule_id.is_not(None),
+    )
 
 
 def may_read_oncalls(cred: ConnectionCredential) -> bool:
