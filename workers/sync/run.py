@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, select
@@ -31,6 +31,7 @@ from models import (
     ConnectionStatus,
     PagerDutyConnection,
     PagerDutySchedule,
+    PagerDutyScheduleMember,
     PagerDutyUser,
     Rotation,
     RotationMode,
@@ -198,14 +199,18 @@ class ReadPlan:
     bound: set[str]
     v3_bound: set[str]  # bound schedules the mirror knows as v3 (the check reads their detail)
     directory: bool  # read the directory this pass
+    # The mirror's members of the bound schedules (PagerDuty id -> active), read with the plan
+    # for a check: ``needs_directory`` looks up only the people it names beyond these.
+    known_users: dict[str, bool] = field(default_factory=dict)
 
 
 def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime) -> ReadPlan:
     """Which read this pass makes, from the connection's ``directory_read_at`` (a column, so the
     decision survives restarts and is per connection) and the sync's ``kind``.
 
-    One transaction, two statements: the directory's age, and the bound schedules with the
-    version the mirror knows them as (an outer join on the unique (connection, PagerDuty id)).
+    One transaction: the directory's age, the bound schedules with the version the mirror
+    knows them as (an outer join on the unique (connection, PagerDuty id)) and, for a check,
+    the mirrored users who are members of those schedules (whom a quiet check names).
     """
     interval = timedelta(seconds=get_settings().directory_interval_seconds)
     with transaction() as session:
@@ -230,8 +235,23 @@ def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime)
             bound.add(schedule_id)
             if version == "v3":
                 v3_bound.add(schedule_id)
-    due = kind in DIRECTORY_KINDS or read_at is None or now - read_at >= interval
-    return ReadPlan(bound, v3_bound, due)
+        due = kind in DIRECTORY_KINDS or read_at is None or now - read_at >= interval
+        known: dict[str, bool] = {}
+        if bound and not due:
+            sm = PagerDutyScheduleMember
+            rows = session.execute(
+                select(PagerDutyUser.pagerduty_id, PagerDutyUser.active)
+                .join(
+                    sm,
+                    and_(
+                        sm.connection_id == cid,
+                        sm.user_pagerduty_id == PagerDutyUser.pagerduty_id,
+                    ),
+                )
+                .where(PagerDutyUser.connection_id == cid, sm.schedule_pagerduty_id.in_(bound))
+            )
+            known = {str(uid): bool(active) for uid, active in rows}
+    return ReadPlan(bound, v3_bound, due, known)
 
 
 def read_account(
@@ -246,31 +266,42 @@ def read_account(
         check = read_check(
             reader, bound=plan.bound, v3_bound=plan.v3_bound, now=now, use_oncalls=use_oncalls
         )
-        if not needs_directory(cid, plan.bound, check):
+        if not needs_directory(cid, plan.bound, check, plan.known_users):
             return check
         log.info("the on-call check met someone or something new: reading the directory")
     return read_snapshot(reader, bound=plan.bound, now=now, use_oncalls=use_oncalls)
 
 
-def needs_directory(cid: uuid.UUID, bound: set[str], check: AccountSnapshot) -> bool:
+def needs_directory(
+    cid: uuid.UUID,
+    bound: set[str],
+    check: AccountSnapshot,
+    known_users: Mapping[str, bool] | None = None,
+) -> bool:
     """A check cannot be applied on its own when a bound schedule is missing from what it read
     (gone, or now another version), or it names a person the mirror does not have (new) or
-    still has as active (deleted in PagerDuty since): only the directory has their details."""
+    still has as active (deleted in PagerDuty since): only the directory has their details.
+
+    ``known_users``: mirrored users already read (``ReadPlan.known_users``); only the people
+    the check names beyond them are looked up (none on a quiet check: no transaction)."""
     if bound - {s.id for s in check.schedules}:
         return True
     refs = referenced_users(check)
     if not refs:
         return False
-    with transaction() as session:
-        known: dict[str, bool] = {
-            row.pagerduty_id: row.active
-            for row in session.execute(
-                select(PagerDutyUser.pagerduty_id, PagerDutyUser.active).where(
-                    PagerDutyUser.connection_id == cid,
-                    PagerDutyUser.pagerduty_id.in_(list(refs)),
+    known = dict(known_users or {})
+    missing = [uid for uid in refs if uid not in known]
+    if missing:
+        with transaction() as session:
+            known.update(
+                (row.pagerduty_id, row.active)
+                for row in session.execute(
+                    select(PagerDutyUser.pagerduty_id, PagerDutyUser.active).where(
+                        PagerDutyUser.connection_id == cid,
+                        PagerDutyUser.pagerduty_id.in_(missing),
+                    )
                 )
             )
-        }
     return any(uid not in known or (ref.deleted and known[uid]) for uid, ref in refs.items())
 
 
