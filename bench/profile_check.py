@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_sync_fleet as fleet_bench  # noqa: E402
+import bench_sync_fleet as fleet_bench
 
 say = fleet_bench.say
 
@@ -79,7 +79,7 @@ COMPONENTS: list[tuple[str, str]] = [
 
 
 def component(filename: str) -> str:
-    if filename.startswith("~") or filename.startswith("<"):
+    if filename.startswith(("~", "<")):
         return "builtins (C)"
     for prefix, name in COMPONENTS:
         if prefix in filename:
@@ -185,7 +185,10 @@ def profile_inproc(ids: list[Any], top: int, save: str | None) -> None:
 def _frame_component(frame: str) -> str:
     # py-spy raw frames: "function (path/to/file.py:line)"
     start = frame.rfind("(")
-    return component(frame[start + 1 :] if start >= 0 else frame)
+    path = frame[start + 1 :] if start >= 0 else frame
+    if path.startswith("<frozen"):
+        return "stdlib (frozen)"
+    return component(path if path.startswith("/") else "/" + path)
 
 
 # Inclusive markers for the worker side: a stack that contains the frame counts.
@@ -221,6 +224,10 @@ def profile_worker(
     worker = fleet_bench.start_worker(pool, concurrency, log_dir)
     out = log_dir / f"pyspy-{pool}-{concurrency}.txt"
     try:
+        # A round first, unprofiled: every pool process opens its connections and warms its
+        # caches (SQLAlchemy's compiled statements) before the round that is sampled.
+        fleet_bench.make_due(None)
+        fleet_bench.run_round("warm-up", len(ids), worker, sim_pid, timeout)
         fleet_bench.make_due(None)
         spy_proc = subprocess.Popen(
             [
