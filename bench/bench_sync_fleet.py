@@ -27,6 +27,12 @@ share one GIL. Try ``--pool threads --concurrency 32`` to compare.
 
     .venv/bin/python bench/bench_sync_fleet.py --workspaces 200     # quick check, ~1 minute
     .venv/bin/python bench/bench_sync_fleet.py                      # 2,000 workspaces
+    .venv/bin/python bench/bench_sync_fleet.py --configs prefork:16,threads:32 --compare main
+
+``--compare REF`` runs every quiet round twice, back to back on the same fleet: first by a
+worker running REF's code (``git archive REF`` into a temporary directory, first on the
+worker's ``PYTHONPATH``), then by one running this tree's; the in-process statement and Redis
+counts are taken for both too. The first sync is always this tree's.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -47,8 +54,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# The code under test: this tree, or (``--compare``'s in-process counts) another ref's export.
+CODE = Path(os.environ.get("RRPD_BENCH_CODE") or ROOT)
+if str(CODE) not in sys.path:
+    sys.path.insert(0, str(CODE))
 
 RUN = uuid.uuid4().hex[:8]
 PG_ADMIN_URL = os.environ.get(
@@ -81,6 +90,9 @@ def _configure_environment() -> dict[str, str]:
         "RRPD_LOG_FORMAT": "json",
         # The whole fleet at once: capacity, not the production spread.
         "RRPD_SYNC_JITTER_SECONDS": "0",
+        # Every quiet round is the on-call check, however long the run takes (the directory
+        # read is the first sync's).
+        "RRPD_DIRECTORY_INTERVAL_SECONDS": "86400",
     }
     os.environ.update(env)
     Path(env["RRPD_VAR_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -276,7 +288,18 @@ def make_due(ids: list[uuid.UUID] | None) -> None:
 # --- workers ------------------------------------------------------------------------------------
 
 
-def start_worker(pool: str, concurrency: int, log_dir: Path) -> subprocess.Popen[bytes]:
+def code_env(code: Path | None) -> dict[str, str]:
+    """The environment of a process that runs ``code`` (another ref's export) or this tree."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+        env["RRPD_BENCH_CODE"] = str(code)
+    return env
+
+
+def start_worker(
+    pool: str, concurrency: int, log_dir: Path, code: Path | None = None
+) -> subprocess.Popen[bytes]:
     from workers.tasking.app import app
 
     log = (log_dir / f"bench-worker-{pool}-{concurrency}-{int(time.time())}.log").open("wb")
@@ -285,10 +308,10 @@ def start_worker(pool: str, concurrency: int, log_dir: Path) -> subprocess.Popen
             *(sys.executable, "-m", "rrpd", "worker", "--queues", "sync,schedule"),
             *("--pool", pool, "--concurrency", str(concurrency)),
         ],
-        env=dict(os.environ),
+        env=code_env(code),
         stdout=log,
         stderr=subprocess.STDOUT,
-        cwd=ROOT,
+        cwd=code or ROOT,
         start_new_session=True,
     )
     deadline = time.monotonic() + 90
@@ -471,7 +494,46 @@ def statements_per_quiet_sync(ids: list[uuid.UUID]) -> tuple[float, float]:
     return statements / len(sample), commands / len(sample)
 
 
+def export_ref(ref: str) -> Path:
+    """``ref``'s tree (``git archive``) in a temporary directory, for ``--compare``."""
+    target = Path(tempfile.mkdtemp(prefix=f"rrpd-bench-{RUN}-code-"))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def per_sync_with(code: Path | None, ids: list[uuid.UUID]) -> tuple[float, float]:
+    """``statements_per_quiet_sync`` run by ``code`` (in a child process) or by this tree."""
+    if code is None:
+        return statements_per_quiet_sync(ids)
+    ids_file = code / "bench-ids.txt"
+    ids_file.write_text("\n".join(str(i) for i in ids[:23]))
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--per-sync-child", str(ids_file)],
+        env=code_env(code),
+        cwd=code,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    statements, commands = out.strip().splitlines()[-1].split()
+    return float(statements), float(commands)
+
+
+def _per_sync_child(ids_file: str) -> int:
+    """``--per-sync-child``: the counts for the code on ``sys.path`` (the parent's environment:
+    database, Redis prefix and simulator are the parent's)."""
+    ids = [uuid.UUID(line) for line in Path(ids_file).read_text().split()]
+    statements, commands = statements_per_quiet_sync(ids)
+    print(f"{statements} {commands}")
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--per-sync-child":
+        return _per_sync_child(sys.argv[2])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workspaces", type=int, default=2000)
     parser.add_argument(
@@ -481,6 +543,11 @@ def main() -> int:
     )
     parser.add_argument("--baseline", type=int, default=100, help="connections in the baseline")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--compare",
+        metavar="REF",
+        help="run each quiet round with REF's code first, then this tree's (e.g. main)",
+    )
     args = parser.parse_args()
     n = args.workspaces
     configs = [parse_config(c) for c in args.configs.split(",") if c]
@@ -494,7 +561,13 @@ def main() -> int:
     admin(f'CREATE DATABASE "{DB_NAME}"')
     log_dir = Path(os.environ["RRPD_VAR_DIR"])  # worker logs, outside the repository
     results: list[dict[str, Any]] = []
-    per_sync: tuple[float, float] = (0.0, 0.0)
+    per_sync: dict[str, tuple[float, float]] = {}
+    old_code = export_ref(args.compare) if args.compare else None
+    # (label suffix, code) of each quiet round of a config: REF's first, then this tree's.
+    codes: list[tuple[str, Path | None]] = [("", None)]
+    if old_code is not None:
+        codes = [(f" [{args.compare}]", old_code), (" [this tree]", None)]
+    loads = [os.getloadavg()]
     try:
         upgrade(get_settings().effective_database_url)
         say(f"fleet: {n} workspaces x {USERS} users, {SCHEDULES} schedules, {BOUND} bound")
@@ -514,46 +587,49 @@ def main() -> int:
             assert sim.process is not None
 
             for number, (pool, concurrency, old) in enumerate(configs):
-                name = f"{pool} {concurrency}{' old' if old else ''}"
-                worker = start_worker(pool, concurrency, log_dir)
-                try:
-                    with old_results(old):
-                        if number == 0:
+                if number == 0:
+                    worker = start_worker(pool, concurrency, log_dir)
+                    try:
+                        make_due(None)
+                        label = f"first sync, {pool} {concurrency}"
+                        results.append(run_round(label, n, worker, sim.process.pid, args.timeout))
+                        say(f"first sync done: {results[-1]['syncs_per_s']:.1f} syncs/s")
+                    finally:
+                        stop_worker(worker)
+                for suffix, code in codes:
+                    name = f"{pool} {concurrency}{' old' if old else ''}{suffix}"
+                    worker = start_worker(pool, concurrency, log_dir, code)
+                    try:
+                        with old_results(old):
                             make_due(None)
                             results.append(
                                 run_round(
-                                    f"first sync, {name}",
+                                    f"nothing changed, {name}",
                                     n,
                                     worker,
                                     sim.process.pid,
                                     args.timeout,
                                 )
                             )
-                            say(f"first sync done: {results[-1]['syncs_per_s']:.1f} syncs/s")
-                        make_due(None)
-                        results.append(
-                            run_round(
-                                f"nothing changed, {name}",
-                                n,
-                                worker,
-                                sim.process.pid,
-                                args.timeout,
-                            )
-                        )
-                        results[-1]["config"] = (pool, concurrency, old)
-                    say(f"quiet round {name} done: {results[-1]['syncs_per_s']:.1f} syncs/s")
-                finally:
-                    stop_worker(worker)
+                            results[-1]["config"] = (pool, concurrency, old)
+                            results[-1]["code"] = suffix
+                        say(f"quiet round {name} done: {results[-1]['syncs_per_s']:.1f} syncs/s")
+                    finally:
+                        stop_worker(worker)
+                    loads.append(os.getloadavg())
             make_due([])
-            per_sync = statements_per_quiet_sync(ids)
+            for suffix, code in codes:
+                per_sync[suffix] = per_sync_with(code, ids)
     finally:
         from workers.core.db import dispose_engines
 
         dispose_engines()
         admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
         _clean_redis()
+        if old_code is not None:
+            shutil.rmtree(old_code, ignore_errors=True)
 
-    report(results, n, per_sync)
+    report(results, n, per_sync, loads)
     return 0
 
 
@@ -567,21 +643,31 @@ def _clean_redis() -> None:
             client.delete(key)
 
 
-def report(results: list[dict[str, Any]], n: int, per_sync: tuple[float, float]) -> None:
+def report(
+    results: list[dict[str, Any]],
+    n: int,
+    per_sync: dict[str, tuple[float, float]],
+    loads: list[tuple[float, float, float]],
+) -> None:
     say()
     say(
         f"Fleet sync benchmark: {n} workspaces, simulator latency {LATENCY_MS} ms, "
-        f"{os.cpu_count()} CPUs (the check as it reads today: a full snapshot per sync)"
+        f"{os.cpu_count()} CPUs (a quiet round is the on-call check, read_check; the first "
+        "sync reads the directory)"
+    )
+    say(
+        "Load average (1 min) at the start and after each quiet round: "
+        + ", ".join(f"{one:.2f}" for one, _, _ in loads)
     )
     header = (
-        f"{'round':<34} {'syncs':>6} {'syncs/s':>8} {'conn/min':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'round':<44} {'syncs':>6} {'syncs/s':>8} {'conn/min':>8} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'CPU ms/sync':>11} {'sim CPU ms':>10} {'peak MiB':>9} {'req/sync':>8}"
     )
     say(header)
     say("-" * len(header))
     for r in results:
         say(
-            f"{r['label']:<34} {r['syncs']:>6} {r['syncs_per_s']:>8.1f} "
+            f"{r['label']:<44} {r['syncs']:>6} {r['syncs_per_s']:>8.1f} "
             f"{r['syncs_per_s'] * 60:>8.0f} {r['p50_ms']:>7.0f} "
             f"{r['p99_ms']:>7.0f} {r['cpu_per_sync_ms']:>11.1f} {r['sim_cpu_per_sync_ms']:>10.1f} "
             f"{r['peak_pss_mib']:>9.0f} {r['requests'] / r['syncs']:>8.2f}"
@@ -595,18 +681,25 @@ def report(results: list[dict[str, Any]], n: int, per_sync: tuple[float, float])
             f"rows written: sync_runs {r['writes'].get('sync_runs', 0)}, "
             f"pagerduty_connections {fanout}, other tables {sum(other.values())} {other or ''}"
         )
-    quiet = [r for r in results if "config" in r]
-    base = quiet[0]
     say()
-    say(
-        f"Per quiet sync (in-process, 20 syncs): {per_sync[0]:.1f} SQL statements, "
-        f"{per_sync[1]:.1f} Redis round trips (a pipeline counts once)."
-    )
-    for r in quiet[1:]:
+    for suffix, (statements, commands) in per_sync.items():
+        say(
+            f"Per quiet sync{suffix} (in-process, 20 syncs): {statements:.1f} SQL statements, "
+            f"{commands:.1f} Redis round trips (a pipeline counts once)."
+        )
+    quiet = [r for r in results if "config" in r]
+    before = {r["config"]: r for r in quiet if r["code"] not in ("", " [this tree]")}
+    for r in quiet:
+        base = before.get(r["config"]) if r["code"] == " [this tree]" else None
+        if base is None:
+            base = quiet[0]
+        if base is r:
+            continue
         say(
             f"{r['label']} vs {base['label']}: connections/min x"
             f"{r['syncs_per_s'] / base['syncs_per_s']:.2f}, CPU ms/check x"
-            f"{r['cpu_per_sync_ms'] / base['cpu_per_sync_ms']:.2f}, peak memory x"
+            f"{r['cpu_per_sync_ms'] / base['cpu_per_sync_ms']:.2f}, p50 x"
+            f"{r['p50_ms'] / base['p50_ms']:.2f}, peak memory x"
             f"{r['peak_pss_mib'] / base['peak_pss_mib']:.2f}"
         )
     best = max(quiet, key=lambda r: r["syncs_per_s"])

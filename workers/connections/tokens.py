@@ -14,12 +14,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Text, select, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
 from workers.connections import messages
-from workers.core import locks, metrics
+from workers.core import crypto, locks, metrics
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
@@ -112,9 +113,24 @@ def credential_for(
     )
     cid = as_uuid(connection_id)
     with transaction() as session:
-        conn = session.get(PagerDutyConnection, cid)
-        if conn is None or conn.status not in USABLE:
-            raise ConnectionUnavailable(cid, conn.status if conn else None)
+        # One statement: the row and the ciphertext of both secrets (deferred on the model), so
+        # the secret this auth method uses needs no lazy load of its own; it is decrypted only
+        # once the connection is known usable, as the lazy load did.
+        row = session.execute(
+            select(
+                PagerDutyConnection,
+                type_coerce(PagerDutyConnection.api_key, Text),
+                type_coerce(PagerDutyConnection.access_token, Text),
+            ).where(PagerDutyConnection.id == cid)
+        ).one_or_none()
+        if row is None or row[0].status not in USABLE:
+            raise ConnectionUnavailable(cid, row[0].status if row is not None else None)
+        conn, raw_api_key, raw_access_token = row
+        if conn.auth_method == AuthMethod.API_KEY:
+            name, raw = "api_key", raw_api_key
+        else:
+            name, raw = "access_token", raw_access_token
+        set_committed_value(conn, name, crypto.decrypt(str(raw)) if raw is not None else None)
         current = _credential(conn)
     if conn.auth_method == AuthMethod.API_KEY:
         if rejected is not None and rejected.secret == current.credential.secret:

@@ -20,17 +20,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, and_, select
 
 from models import (
     AuthMethod,
     ConnectionStatus,
     PagerDutyConnection,
     PagerDutySchedule,
+    PagerDutyScheduleMember,
     PagerDutyUser,
     Rotation,
     RotationMode,
@@ -198,28 +199,59 @@ class ReadPlan:
     bound: set[str]
     v3_bound: set[str]  # bound schedules the mirror knows as v3 (the check reads their detail)
     directory: bool  # read the directory this pass
+    # The mirror's members of the bound schedules (PagerDuty id -> active), read with the plan
+    # for a check: ``needs_directory`` looks up only the people it names beyond these.
+    known_users: dict[str, bool] = field(default_factory=dict)
 
 
 def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime) -> ReadPlan:
     """Which read this pass makes, from the connection's ``directory_read_at`` (a column, so the
-    decision survives restarts and is per connection) and the sync's ``kind``."""
-    bound = bound_schedule_ids(workspace_id)
+    decision survives restarts and is per connection) and the sync's ``kind``.
+
+    One transaction: the directory's age, the bound schedules with the version the mirror
+    knows them as (an outer join on the unique (connection, PagerDuty id)) and, for a check,
+    the mirrored users who are members of those schedules (whom a quiet check names).
+    """
     interval = timedelta(seconds=get_settings().directory_interval_seconds)
     with transaction() as session:
         read_at = session.execute(
             select(PagerDutyConnection.directory_read_at).where(PagerDutyConnection.id == cid)
         ).scalar_one_or_none()
-        v3_bound = set(
-            session.execute(
-                select(PagerDutySchedule.pagerduty_id).where(
+        bound: set[str] = set()
+        v3_bound: set[str] = set()
+        for schedule_id, version in session.execute(
+            bound_schedules(workspace_id)
+            .add_columns(PagerDutySchedule.version)
+            .outerjoin(
+                PagerDutySchedule,
+                and_(
                     PagerDutySchedule.connection_id == cid,
-                    PagerDutySchedule.version == "v3",
-                    PagerDutySchedule.pagerduty_id.in_(bound),
+                    PagerDutySchedule.pagerduty_id == Rotation.pagerduty_schedule_id,
+                ),
+            )
+        ):
+            if schedule_id is None:
+                continue
+            bound.add(schedule_id)
+            if version == "v3":
+                v3_bound.add(schedule_id)
+        due = kind in DIRECTORY_KINDS or read_at is None or now - read_at >= interval
+        known: dict[str, bool] = {}
+        if bound and not due:
+            sm = PagerDutyScheduleMember
+            rows = session.execute(
+                select(PagerDutyUser.pagerduty_id, PagerDutyUser.active)
+                .join(
+                    sm,
+                    and_(
+                        sm.connection_id == cid,
+                        sm.user_pagerduty_id == PagerDutyUser.pagerduty_id,
+                    ),
                 )
-            ).scalars()
-        )
-    due = kind in DIRECTORY_KINDS or read_at is None or now - read_at >= interval
-    return ReadPlan(bound, v3_bound, due)
+                .where(PagerDutyUser.connection_id == cid, sm.schedule_pagerduty_id.in_(bound))
+            )
+            known = {str(uid): bool(active) for uid, active in rows}
+    return ReadPlan(bound, v3_bound, due, known)
 
 
 def read_account(
@@ -234,49 +266,53 @@ def read_account(
         check = read_check(
             reader, bound=plan.bound, v3_bound=plan.v3_bound, now=now, use_oncalls=use_oncalls
         )
-        if not needs_directory(cid, plan.bound, check):
+        if not needs_directory(cid, plan.bound, check, plan.known_users):
             return check
         log.info("the on-call check met someone or something new: reading the directory")
     return read_snapshot(reader, bound=plan.bound, now=now, use_oncalls=use_oncalls)
 
 
-def needs_directory(cid: uuid.UUID, bound: set[str], check: AccountSnapshot) -> bool:
+def needs_directory(
+    cid: uuid.UUID,
+    bound: set[str],
+    check: AccountSnapshot,
+    known_users: Mapping[str, bool] | None = None,
+) -> bool:
     """A check cannot be applied on its own when a bound schedule is missing from what it read
     (gone, or now another version), or it names a person the mirror does not have (new) or
-    still has as active (deleted in PagerDuty since): only the directory has their details."""
+    still has as active (deleted in PagerDuty since): only the directory has their details.
+
+    ``known_users``: mirrored users already read (``ReadPlan.known_users``); only the people
+    the check names beyond them are looked up (none on a quiet check: no transaction)."""
     if bound - {s.id for s in check.schedules}:
         return True
     refs = referenced_users(check)
     if not refs:
         return False
-    with transaction() as session:
-        known: dict[str, bool] = {
-            row.pagerduty_id: row.active
-            for row in session.execute(
-                select(PagerDutyUser.pagerduty_id, PagerDutyUser.active).where(
-                    PagerDutyUser.connection_id == cid,
-                    PagerDutyUser.pagerduty_id.in_(list(refs)),
+    known = dict(known_users or {})
+    missing = [uid for uid in refs if uid not in known]
+    if missing:
+        with transaction() as session:
+            known.update(
+                (row.pagerduty_id, row.active)
+                for row in session.execute(
+                    select(PagerDutyUser.pagerduty_id, PagerDutyUser.active).where(
+                        PagerDutyUser.connection_id == cid,
+                        PagerDutyUser.pagerduty_id.in_(missing),
+                    )
                 )
             )
-        }
     return any(uid not in known or (ref.deleted and known[uid]) for uid, ref in refs.items())
 
 
-def bound_schedule_ids(workspace_id: uuid.UUID) -> set[str]:
+def bound_schedules(workspace_id: uuid.UUID) -> Select[str | None]:
     """The PagerDuty schedules the workspace's rotations are bound to (read before the fetch:
     only these need who is on call)."""
-    with transaction() as session:
-        return {
-            schedule_id
-            for schedule_id in session.execute(
-                select(Rotation.pagerduty_schedule_id).where(
-                    Rotation.workspace_id == workspace_id,
-                    Rotation.mode == RotationMode.PAGERDUTY,
-                    Rotation.pagerduty_schedule_id.is_not(None),
-                )
-            ).scalars()
-            if schedule_id is not None
-        }
+    return select(Rotation.pagerduty_schedule_id).where(
+        Rotation.workspace_id == workspace_id,
+        Rotation.mode == RotationMode.PAGERDUTY,
+        Rotation.pagerduty_schedule_id.is_not(None),
+    )
 
 
 def may_read_oncalls(cred: ConnectionCredential) -> bool:

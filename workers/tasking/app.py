@@ -134,9 +134,12 @@ class RRPDTask(Task):  # type: ignore[misc]
 
         key = f"{get_settings().redis_key_prefix}:deliveries:{request.id}:{request.retries}"
         try:
-            count = int(redis_client().incr(key))
-            if count == 1:
-                redis_client().expire(key, VISIBILITY_TIMEOUT * (MAX_DELIVERIES + 1))
+            # One round trip: the counter is created with its expiry on the first delivery
+            # (SET NX), then counted; a later delivery's SET NX is a no-op and keeps the TTL.
+            pipe = redis_client().pipeline(transaction=False)
+            pipe.set(key, 0, ex=VISIBILITY_TIMEOUT * (MAX_DELIVERIES + 1), nx=True)
+            pipe.incr(key)
+            count = int(pipe.execute()[1])
         except redis.RedisError:
             return  # The guard is for efficiency; never fail a task because it is unavailable.
         if count > MAX_DELIVERIES:
