@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +37,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.processes import free_port, spawn_rrpd, stop  # noqa: E402
 
 RUN = uuid.uuid4().hex[:6]
 DB = f"rrpd_bench_handoffs_{RUN}"
@@ -65,34 +65,6 @@ def _configure() -> None:
         # No beat runs; the worker only runs the loops (no relay needed: nothing is enqueued).
         RRPD_WORKER_LOOPS="handoffs",
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    log = Path(os.environ["RRPD_VAR_DIR"]) / f"{args[0]}.log"
-    return subprocess.Popen(
-        [sys.executable, "-m", "rrpd", *args],
-        env=dict(os.environ),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -190,9 +162,9 @@ def main() -> None:
                 ws_id, cid, rid, mid = ws.id, conn.id, rot.id, admin_member.id
             headers = {"Authorization": f"Bearer {issue_token(ws_id, mid, 'admin')}"}
 
-            port = _free_port()
-            procs.append(_spawn("api", "--port", str(port)))
-            procs.append(_spawn("worker", "--queues", "sync", "--concurrency", "1"))
+            port = free_port()
+            procs.append(spawn_rrpd("api", "api", "--port", str(port)))
+            procs.append(spawn_rrpd("worker", "worker", "--queues", "sync", "--concurrency", "1"))
             api = f"http://127.0.0.1:{port}/v1/workspaces/{ws_id}/rotations"
             deadline = time.monotonic() + 60
             while True:
@@ -260,7 +232,7 @@ def main() -> None:
             }
     finally:
         for proc in procs:
-            _stop(proc)
+            stop(proc)
         dispose_engines()
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)'))

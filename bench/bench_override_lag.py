@@ -56,8 +56,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -71,6 +69,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.processes import free_port, spawn_rrpd, stop  # noqa: E402
 
 RUN = uuid.uuid4().hex[:6]
 PG_ADMIN_URL = os.environ.get(
@@ -153,36 +153,6 @@ def _configure(args: argparse.Namespace) -> None:
         # process's overflow small (the pools open only what is used).
         RRPD_DB_MAX_OVERFLOW="2",
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _spawn(
-    label: str, *args: str, extra_env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    log = Path(os.environ["RRPD_VAR_DIR"]) / f"{label}.log"
-    return subprocess.Popen(
-        [sys.executable, "-m", "rrpd", *args],
-        env={**os.environ, **(extra_env or {})},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -361,12 +331,12 @@ def start_phase(
             "PYTHONPATH": os.pathsep.join(p for p in (str(patch_dir), str(ROOT)) if p),
             "RRPD_BENCH_SPREAD_MARK": str(patch_dir / "drawn.txt"),
         }
-    schedule = _spawn(
+    schedule = spawn_rrpd(
         f"{tag}-worker-schedule",
         *("worker", "--queues", "schedule", "--pool", "threads", "--concurrency", "2"),
         extra_env=extra,
     )
-    sync = _spawn(
+    sync = spawn_rrpd(
         f"{tag}-worker-sync",
         *("worker", "--queues", "sync", "--pool", "threads"),
         *("--concurrency", str(args.sync_concurrency)),
@@ -376,10 +346,10 @@ def start_phase(
     try:
         _wait_ping("schedule", schedule, "the schedule worker")
         _wait_ping("sync", sync, "the sync worker")
-        procs.append(_spawn(f"{tag}-beat", "beat"))
+        procs.append(spawn_rrpd(f"{tag}-beat", "beat"))
     except BaseException:
         for proc in procs:
-            _stop(proc)
+            stop(proc)
         raise
     return procs
 
@@ -696,10 +666,10 @@ def run_phase(
         )
     finally:
         # Beat first, then let the countdowns already published run out, then the workers.
-        _stop(procs[2])
+        stop(procs[2])
         time.sleep(args.jitter + 5)
         for proc in procs[:2]:
-            _stop(proc)
+            stop(proc)
     runs = list(runs_since(phase_start))
     steady_runs = [r for r in runs if r.started_at >= steady]
     scheduled = [r for r in runs if r.kind == "scheduled"]
@@ -818,8 +788,8 @@ def main() -> int:
                 f"{len(targets)} workspaces arranged and first-synced "
                 f"({time.monotonic() - t0:.1f} s in this process)"
             )
-            port = _free_port()
-            api_proc = _spawn("api", "api", "--port", str(port))
+            port = free_port()
+            api_proc = spawn_rrpd("api", "api", "--port", str(port))
             api = f"http://127.0.0.1:{port}/v1/workspaces"
             _wait_api(api, targets[0], api_proc)
             for name in phases:
@@ -834,7 +804,7 @@ def main() -> int:
                 )
     finally:
         if api_proc is not None:
-            _stop(api_proc)
+            stop(api_proc)
         shutil.rmtree(patch_dir, ignore_errors=True)
         dispose_engines()
         _admin(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
