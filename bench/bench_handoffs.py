@@ -38,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.arrange import bound_workspace  # noqa: E402
 from bench.processes import free_port, spawn_rrpd, stop  # noqa: E402
 
 RUN = uuid.uuid4().hex[:6]
@@ -92,17 +93,6 @@ def main() -> None:
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{DB}"'))
     from api_stub.auth import issue_token
-    from models import (
-        AuthMethod,
-        ConnectionStatus,
-        Member,
-        PagerDutyConnection,
-        Role,
-        Rotation,
-        RotationMode,
-        Workspace,
-        utcnow,
-    )
     from pagerduty_sim.server import start_simulator
     from workers.core.db import dispose_engines, transaction
     from workers.core.migrate import upgrade
@@ -125,41 +115,19 @@ def main() -> None:
                 k["key"] for k in sim.credentials()["api_keys"] if k["label"] == "demo-readonly"
             )
             with transaction() as s:
-                ws = Workspace(name="Bench")
-                s.add(ws)
-                s.flush()
-                admin_member = Member(
-                    workspace_id=ws.id,
-                    email="ada@bench.test",
-                    email_key="ada@bench.test",
-                    display_name="Ada",
-                    role=Role.ADMIN,
-                )
-                s.add(admin_member)
-                for name in PEOPLE:
-                    email = f"{name.lower()}@example.com"
-                    s.add(
-                        Member(workspace_id=ws.id, email=email, email_key=email, display_name=name)
-                    )
-                conn = PagerDutyConnection(
-                    workspace_id=ws.id,
-                    auth_method=AuthMethod.API_KEY,
-                    region="us",
-                    status=ConnectionStatus.CONNECTED,
+                bound = bound_workspace(
+                    s,
+                    name="Bench",
                     api_key=key,
-                    connected_at=utcnow(),
+                    schedule_id=SCHEDULE,
+                    people=[(f"{name.lower()}@example.com", name) for name in PEOPLE],
                 )
-                s.add(conn)
-                rot = Rotation(
-                    workspace_id=ws.id,
-                    name="Primary",
-                    mode=RotationMode.PAGERDUTY,
-                    pagerduty_schedule_id=SCHEDULE,
-                    bound_at=utcnow(),
-                )
-                s.add(rot)
-                s.flush()
-                ws_id, cid, rid, mid = ws.id, conn.id, rot.id, admin_member.id
+            ws_id, cid, rid, mid = (
+                bound.workspace_id,
+                bound.connection_id,
+                bound.rotation_id,
+                bound.admin_id,
+            )
             headers = {"Authorization": f"Bearer {issue_token(ws_id, mid, 'admin')}"}
 
             port = free_port()

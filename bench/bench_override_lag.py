@@ -70,6 +70,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.arrange import bound_workspace  # noqa: E402
 from bench.processes import free_port, spawn_rrpd, stop  # noqa: E402
 
 RUN = uuid.uuid4().hex[:6]
@@ -222,17 +223,6 @@ def arrange(scenario: Any, n: int, control: Any) -> list[Target]:
     API-key connection and one rotation bound to the account's first v2 schedule a policy uses;
     the two override people are users not on call for it now."""
     from api_stub.auth import issue_token
-    from models import (
-        AuthMethod,
-        ConnectionStatus,
-        Member,
-        PagerDutyConnection,
-        Role,
-        Rotation,
-        RotationMode,
-        Workspace,
-        utcnow,
-    )
     from pagerduty_sim.generator import fleet_key
     from workers.core.db import transaction
 
@@ -250,53 +240,22 @@ def arrange(scenario: Any, n: int, control: Any) -> list[Target]:
         now_on = set(control.get(f"/accounts/{aid}/schedules/{sid}/oncall").json()["user_ids"])
         a, b = [u for u in acct.users.values() if u.id not in now_on][:2]
         with transaction() as s:
-            ws = Workspace(name=f"Lag {i}")
-            s.add(ws)
-            s.flush()
-            admin = Member(
-                workspace_id=ws.id,
-                email="admin@bench.test",
-                email_key="admin@bench.test",
-                display_name="Admin",
-                role=Role.ADMIN,
-            )
-            s.add(admin)
-            for user in acct.users.values():
-                s.add(
-                    Member(
-                        workspace_id=ws.id,
-                        email=user.email,
-                        email_key=user.email.lower(),
-                        display_name=user.name,
-                    )
-                )
-            conn = PagerDutyConnection(
-                workspace_id=ws.id,
-                auth_method=AuthMethod.API_KEY,
-                region="us",
-                status=ConnectionStatus.CONNECTED,
+            bound = bound_workspace(
+                s,
+                name=f"Lag {i}",
                 api_key=fleet_key(i),
-                connected_at=utcnow(),
+                schedule_id=sid,
+                people=[(u.email, u.name) for u in acct.users.values()],
             )
-            s.add(conn)
-            rot = Rotation(
-                workspace_id=ws.id,
-                name="Primary",
-                mode=RotationMode.PAGERDUTY,
-                pagerduty_schedule_id=sid,
-                bound_at=utcnow(),
-            )
-            s.add(rot)
-            s.flush()
-            token = issue_token(ws.id, admin.id, "admin")
+            token = issue_token(bound.workspace_id, bound.admin_id, "admin")
             targets.append(
                 Target(
                     account=aid,
                     schedule=sid,
                     people=((a.id, a.email.lower()), (b.id, b.email.lower())),
-                    ws_id=ws.id,
-                    cid=conn.id,
-                    rid=rot.id,
+                    ws_id=bound.workspace_id,
+                    cid=bound.connection_id,
+                    rid=bound.rotation_id,
                     headers={"Authorization": f"Bearer {token}"},
                 )
             )
