@@ -150,9 +150,20 @@ def install_error_handlers(app: FastAPI) -> None:
         details = validation_details(list(exc.errors()))
         return error_response(422, "invalid_request", _summary(details), details=details)
 
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        dependency = outage_behind(exc)
+        if dependency is not None:
+            log.warning("%s unavailable in API request: %s", dependency, type(exc).__name__)
+            return unavailable_response(dependency)
+        log.error("unhandled error in API request: %s", type(exc).__name__)
+        return error_response(500, "internal_error", "Something went wrong on our side.")
+
     # A dependency outage is not our bug: 503 with a retry hint, one warning line, no traceback.
     # Starlette picks a handler by the exception's class hierarchy, so the bases are enough.
-    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        if outage_behind(exc) is None:
+            # The driver's class, but a statement's error (a bug of ours): not a 503.
+            return await _unexpected(request, exc)
         log.warning("database unavailable in API request: %s", type(exc).__name__)
         return unavailable_response("database")
 
@@ -175,14 +186,7 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(redis_error, _broker_down)
     app.add_exception_handler(RuntimeError, _maybe_down)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        dependency = outage_behind(exc)
-        if dependency is not None:
-            log.warning("%s unavailable in API request: %s", dependency, type(exc).__name__)
-            return unavailable_response(dependency)
-        log.error("unhandled error in API request: %s", type(exc).__name__)
-        return error_response(500, "internal_error", "Something went wrong on our side.")
+    app.add_exception_handler(Exception, _unexpected)
 
 
 # --- request bodies -----------------------------------------------------------------------------

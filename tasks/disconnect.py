@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
-
+from workers.core.outages import is_transient_database_error
 from workers.disconnect import revoke, transaction
 from workers.tasking.app import DisconnectTask, RRPDTask, contract_task
 from workers.tasking.contract import DISCONNECT, REVOKE_TOKENS
@@ -19,7 +18,9 @@ def disconnect(
 ) -> dict[str, Any]:
     try:
         result = transaction.disconnect_connection(connection_id, actor_member_id=actor_member_id)
-    except OperationalError as exc:
+    except Exception as exc:
+        if not is_transient_database_error(exc):
+            raise
         # The database went away or a deadlock was broken: the transaction rolled back as a
         # whole, so trying again is safe.
         self.retry_later(exc=exc)

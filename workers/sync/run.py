@@ -45,7 +45,7 @@ from workers.connections.tokens import (
 )
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
-from workers.core.outages import is_database_outage
+from workers.core.outages import is_transient_database_error
 from workers.core.settings import get_settings
 from workers.pagerduty.errors import (
     Forbidden,
@@ -178,8 +178,9 @@ def sync_once(
     except PagerDutyError as exc:
         return ctx.failed(messages.unusable(exc))
     except Exception as exc:
-        if is_database_outage(exc):
-            # Nothing can be recorded with PostgreSQL away; the task base retries the sync.
+        if is_transient_database_error(exc):
+            # Nothing can be recorded with the database away (or the unit of work rolled back
+            # by a conflict); the task base retries the sync.
             raise
         # A bug, a soft time limit: record it in plain words, then let the task machinery see
         # the exception.

@@ -18,7 +18,7 @@ from celery import Celery, Task
 from celery.signals import before_task_publish, worker_process_init
 
 from workers.core.logging import bind_task_context, configure_logging, unbind_task_context
-from workers.core.outages import is_database_outage
+from workers.core.outages import is_database_outage, is_transient_database_error
 from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
 from workers.tasking.checks import Refused, refusal, uuid_text
@@ -115,12 +115,13 @@ class RRPDTask(Task):  # type: ignore[misc]
                 self._check_deliveries(request)
             return super().__call__(*args, **kwargs)
         except Exception as exc:
-            if request.called_directly or not is_database_outage(exc):
-                raise
-            # PostgreSQL is away: the unit of work rolled back whole (or never began), so it
-            # is tried again later. Celery publishes the retry before it acks this delivery,
-            # so the work is never lost in between.
-            log.warning("database unavailable (%s); retrying", type(exc).__name__)
+            if request.called_directly or not is_transient_database_error(exc):
+                raise  # a bug (a SQL error of ours included) fails the task with its real error
+            # The database is away, or broke a deadlock: the unit of work rolled back whole (or
+            # never began), so it is tried again later. Celery publishes the retry before it
+            # acks this delivery, so the work is never lost in between.
+            why = "database unavailable" if is_database_outage(exc) else "database conflict"
+            log.warning("%s (%s); retrying", why, type(exc).__name__)
             raise self.retry(
                 exc=exc,
                 countdown=DATABASE_OUTAGE_RETRY.countdown(request.retries),
