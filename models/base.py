@@ -9,6 +9,8 @@ from sqlalchemy import DateTime, MetaData, TypeDecorator, Uuid, func
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from models.clock import utcnow as utcnow  # re-exported: the models' default clock
+
 # Stable constraint names so Alembic migrations are identical on PostgreSQL and SQLite.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -17,10 +19,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

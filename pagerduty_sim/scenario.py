@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from .clock import system_now
 from .rrule import RRule, RRuleError, parse_rrule
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -351,9 +352,9 @@ def parse_user(d: Any, where: str, now: datetime | None = None) -> User:
     deleted = d.get("deleted_at")
     deleted_at: datetime | None = None
     if deleted is True:
-        deleted_at = now or datetime.now(UTC)
+        deleted_at = now or system_now()
     elif deleted not in (None, False):
-        deleted_at = parse_time(deleted, f"{where}.deleted_at", now or datetime.now(UTC))
+        deleted_at = parse_time(deleted, f"{where}.deleted_at", now or system_now())
     role = _str(d, "role", where, "user")
     if role not in USER_ROLES:
         raise ScenarioError(f"{where}.role: {role!r} is not one of {sorted(USER_ROLES)}")
@@ -813,7 +814,7 @@ def parse_account(d: Any, where: str, now: datetime) -> Account:
 
 
 def scenario_from_dict(data: Any, *, now: datetime | None = None, name: str = "custom") -> Scenario:
-    now = now or datetime.now(UTC)
+    now = now or system_now()
     data = _dict(data, "scenario")
     _unknown_keys(data, {"name", "accounts", "api_keys", "oauth_apps"}, "scenario")
     sc = Scenario(name=str(data.get("name") or name))

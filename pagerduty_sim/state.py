@@ -8,11 +8,12 @@ import secrets
 import uuid
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from joserfc.jwk import RSAKey
 
+from .clock import system_now
 from .scenario import Account, ApiKey, OAuthApp, Scenario, Schedule, User, load_scenario
 
 DEFAULT_RATE_LIMIT = 960
@@ -178,7 +179,7 @@ class SimState:
     # ------------------------------------------------------------------ clock
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.clock_offset)
+        return system_now() + timedelta(seconds=self.clock_offset)
 
     # ------------------------------------------------------------------ scenario
 

@@ -8,10 +8,10 @@ holder's lapses within ``SYNC_LEASE_SECONDS``.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import click
 
+from models.clock import utcnow
 from rrpd.common import checked_settings, when
 from workers.core import locks
 
@@ -41,7 +41,7 @@ def sync_locks(as_json: bool) -> None:
     if not held:
         click.echo("No sync is running.")
         return
-    now = datetime.now(UTC)
+    now = utcnow()
     for info in held:
         left = (info.until - now).total_seconds()
         click.echo(

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from models import OutboxKind
+from models.clock import utcnow
 from rrpd.common import checked_settings, find_workspace, parse_id, plain, when
 
 
@@ -23,7 +24,7 @@ def _moment(value: str | None, what: str) -> datetime | None:
     text = value.strip()
     units = {"m": "minutes", "h": "hours", "d": "days"}
     if text[:-1].isdigit() and text[-1:] in units:
-        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+        return utcnow() - timedelta(**{units[text[-1]]: int(text[:-1])})
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

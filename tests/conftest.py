@@ -13,3 +13,9 @@ from workers.core.settings import reset_settings_cache
 reset_settings_cache()
 
 pytest_plugins = ["tests.support.services", "tests.support.stack"]
+
+
+def pytest_report_header() -> str:
+    from tests.support.env import TEST_CLOCK
+
+    return f"clock: now pinned to {TEST_CLOCK} at the start of the run (RRPD_TEST_CLOCK)"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 import click
 
 from rrpd.common import checked_settings
+from rrpd.dev.clock import at_option, pin_clock
 
 
 @click.command("run")
@@ -20,11 +22,15 @@ from rrpd.common import checked_settings
     show_default=True,
     help="Talk to the bundled PagerDuty simulator (demo scenario) or to the configured URLs.",
 )
-def run(api_port: int, flower_port: int, sim_port: int, pagerduty: str) -> None:
+@at_option
+def run(
+    api_port: int, flower_port: int, sim_port: int, pagerduty: str, at: datetime | None
+) -> None:
     """Run the whole local stack in the foreground; Ctrl-C stops every process."""
     from rrpd.dev.localstack import run_local_stack
 
     checked_settings()
+    pin_clock(at)
     sys.exit(
         run_local_stack(
             api_port=api_port,

@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ import click
 import httpx
 
 from rrpd.common import checked_settings
+from rrpd.dev.clock import at_option, pin_clock
 from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY, WORKSPACE_NAME
 
 DEMO_ACCOUNT = "acme"
@@ -473,8 +475,14 @@ def _tail(path: Path, lines: int = 30) -> str:
 )
 @click.option("--start", is_flag=True, help="Start a stack of its own (and stop it after).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait per step.")
-def demo(api_url: str, sim_url: str, start: bool, timeout: float) -> None:
-    """Run the help article's three walkthroughs against the stack; exit 1 if a step fails."""
+@at_option
+def demo(api_url: str, sim_url: str, start: bool, timeout: float, at: datetime | None) -> None:
+    """Run the help article's three walkthroughs against the stack; exit 1 if a step fails.
+
+    With ``--start --at INSTANT`` the stack it starts runs from that instant."""
+    if at is not None and not start:
+        raise click.UsageError("--at needs --start (a running stack keeps its own clock)")
+    pin_clock(at)
     if start:
         with own_stack() as (own_api, own_sim, _):
             code = Demo(own_api, own_sim, timeout=timeout, out=click.echo).run()

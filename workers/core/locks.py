@@ -15,10 +15,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import redis
 
+from models.clock import utcnow
 from workers.core import metrics
 from workers.core.redis import client, key
 
@@ -110,7 +111,7 @@ class Lease:
         self.ttl_ms = max(1, int(ttl_seconds * 1000))
         # A third of the TTL: two renewals may fail (a Redis blip) before the lease lapses.
         self.renew_every = renew_every if renew_every is not None else ttl_seconds / 3
-        started = datetime.now(UTC).isoformat(timespec="seconds")
+        started = utcnow().isoformat(timespec="seconds")
         self.value = f"{uuid.uuid4().hex}|{socket.gethostname()}:{os.getpid()}|{started}"
         self.lost = False
         self.renewals = 0
@@ -172,7 +173,7 @@ def _parse_lease(name: str, raw: bytes | str | None, ttl_ms: int) -> LeaseInfo |
         return None
     text = raw.decode() if isinstance(raw, bytes) else raw
     parts = text.split("|")
-    now = datetime.now(UTC)
+    now = utcnow()
     try:
         since = datetime.fromisoformat(parts[2]) if len(parts) == 3 else now
     except ValueError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -12,6 +12,7 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet
 
+from models.clock import utcnow
 from workers.pagerduty.errors import IdTokenInvalid, Transient, UnknownRegion
 from workers.pagerduty.transport import shared_http_client
 
@@ -77,7 +78,7 @@ def verify_id_token(
     options: dict[str, Any] = {"exp": {"essential": True}}
     if issuer is not None:
         options["iss"] = {"essential": True, "value": issuer}
-    moment = int((now or datetime.now(UTC)).timestamp())
+    moment = int((now or utcnow()).timestamp())
     try:
         jwt.JWTClaimsRegistry(now=moment, leeway=leeway, **options).validate(claims)
     except ExpiredTokenError:

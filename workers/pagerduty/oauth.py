@@ -19,12 +19,13 @@ import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import authlib.deprecate  # noqa: F401 - installs its filter first, so ours below wins
 import httpx
 
+from models.clock import utcnow
 from workers.pagerduty.errors import (
     InvalidClient,
     InvalidGrant,
@@ -219,7 +220,7 @@ def _token_set(token: dict[str, Any], secrets: Sequence[str | None]) -> TokenSet
     expires_at: datetime | None = None
     expires_in = token.get("expires_in")
     if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-        expires_at = datetime.now(UTC) + timedelta(seconds=float(expires_in))
+        expires_at = utcnow() + timedelta(seconds=float(expires_in))
     refresh = token.get("refresh_token")
     id_token = token.get("id_token")
     scope = token.get("scope")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from models.clock import utcnow
 from workers.pagerduty.records import Schedule, Shift, User, UserRef, dedupe
 
 
@@ -21,7 +22,7 @@ def aware(moment: datetime) -> datetime:
 def whole_second(now: datetime | None) -> datetime:
     """PagerDuty may render nothing for a window whose bounds have sub-second parts
     (PagerDuty/api-schema#479): every window we send starts on a whole second."""
-    return aware(now or datetime.now(UTC)).replace(microsecond=0)
+    return aware(now or utcnow()).replace(microsecond=0)
 
 
 def iso(moment: datetime) -> str:

@@ -6,12 +6,13 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from models.clock import utcnow
 from pagerduty_sim.generator import fleet, fleet_key, large_account
 from pagerduty_sim.scenario import ScenarioError, load_scenario
 from pagerduty_sim.server import SimulatorHandle, start_simulator
@@ -174,7 +175,7 @@ def test_put_user_on_call_now(sim: SimulatorHandle, client: httpx.Client) -> Non
         "/accounts/acme/schedules/PSSECON/overrides",
         json={"user_id": "PUFRANK", "duration_seconds": 600},
     ).raise_for_status()
-    now = datetime.now(UTC)
+    now = utcnow()
     resp = client.get(
         "/schedules/PSSECON",
         params={"since": now.isoformat(), "until": (now + timedelta(seconds=1)).isoformat()},

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from models.clock import utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support.simulator import LAYERED, load
 
@@ -101,11 +102,9 @@ def test_override_wins_over_layers(sim: SimulatorHandle, client: httpx.Client) -
 
 
 def test_demo_override_puts_dave_on_call_now(client: httpx.Client) -> None:
-    now = datetime.now(UTC)
+    now = utcnow()
     got = final(client, "PSPRIMA", iso(now), iso(now + timedelta(seconds=1)))
     assert [g[2] for g in got] == ["PUDAVE1"]
-
-
 
 
 def test_later_layer_wins_only_where_it_has_coverage(

@@ -25,9 +25,24 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+# A pinned instant for the scenario: 13:00 UTC on a day whose afternoon cover of Follow-the-Sun
+# is Carol's (it alternates with a contractor who is no member), so the demo's words are known.
+CAROLS_AFTERNOON = "2026-12-07T13:00:00Z"
+
+
 def test_demo_runs_the_three_walkthroughs_on_a_stack_it_starts() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "rrpd", "demo", "--start", "--timeout", "90"],
+        [
+            sys.executable,
+            "-m",
+            "rrpd",
+            "demo",
+            "--start",
+            "--timeout",
+            "90",
+            "--at",
+            CAROLS_AFTERNOON,
+        ],
         check=False,
         cwd=ROOT,
         env=dict(os.environ),
@@ -42,7 +57,9 @@ def test_demo_runs_the_three_walkthroughs_on_a_stack_it_starts() -> None:
     assert "[FAIL]" not in out
     assert "rrpd demo: all 9 steps passed" in out
     assert "Rotations follow who is on call" in out
-    assert "on duty Erin, Frank" in out  # the v3 schedule: two people on call at once
+    assert "clock: now is 2026-12-07T13:00:00+00:00 (--at)" in out
+    # the v3 schedule: the around-the-clock pair and the afternoon cover, all on call at once
+    assert "Follow-the-Sun: 3 members, on duty Carol, Erin, Frank;" in out
     assert "after Sync now the Primary rotation has" in out
     assert "/panel?pagerduty=connecting" in out
     assert "all 4 rotations are Manual" in out

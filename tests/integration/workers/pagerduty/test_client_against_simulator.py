@@ -6,7 +6,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,6 +14,7 @@ import httpx
 import pytest
 import redis
 
+from models.clock import utcnow
 from pagerduty_sim.generator import large_account
 from pagerduty_sim.server import SimulatorHandle, start_simulator
 from workers.pagerduty import id_token, oauth
@@ -364,7 +365,7 @@ def test_402_403_404_400(sim: SimulatorHandle, http: httpx.Client) -> None:
     assert forbidden.value.code == 2010
 
     main = client_for(sim, http, MAIN_KEY)
-    now = datetime.now(UTC)
+    now = utcnow()
     with pytest.raises(NotFound):
         main.v3_schedule_timeline("PNOSUCH", now, now + timedelta(days=1))
     with pytest.raises(BadRequest):  # a v2 schedule on the v3 endpoint
@@ -552,7 +553,7 @@ def test_a_schedule_no_policy_uses_is_read_from_its_detail(
 def test_oncalls_refused_falls_back_to_details(sim: SimulatorHandle, http: httpx.Client) -> None:
     sim.control.post("/rate_limit", json={"oncalls_per_minute": 1}).raise_for_status()
     client = client_for(sim, http, MAIN_KEY)
-    client.oncalls(["PSV2OVR"], datetime.now(UTC), datetime.now(UTC) + timedelta(hours=1))
+    client.oncalls(["PSV2OVR"], utcnow(), utcnow() + timedelta(hours=1))
     # /oncalls' own limit is used up: the snapshot reads each bound v2 schedule's detail instead.
     snap = read_snapshot(client, bound={"PSV2OVR", "PSV2DAY"})
     assert [u.id for u in snap.on_call("PSV2OVR")] == ["PUDAVE1"]
@@ -751,7 +752,7 @@ def test_id_token_verification_and_region(sim: SimulatorHandle, http: httpx.Clie
             sim.jwks_url,
             "main-client",
             http=http,
-            now=datetime.now(UTC) + timedelta(hours=2),  # exp is one hour after nbf
+            now=utcnow() + timedelta(hours=2),  # exp is one hour after nbf
         )
     with pytest.raises(IdTokenInvalid):
         id_token.verify_id_token(
