@@ -8,11 +8,25 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from tests.support.env import TEST_DB_NAME, TEST_ENV, admin_execute
+from tests.support.env import SQLITE_PATH, TEST_DATABASE, TEST_DB_NAME, TEST_ENV, admin_execute
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The SQLite lane runs only what is marked ``both_databases`` (and not ``postgres_only``):
+    the rest proves PostgreSQL's row locks and concurrency, or needs its server."""
+    if TEST_DATABASE != "sqlite":
+        return
+    kept, dropped = [], []
+    for item in items:
+        both = item.get_closest_marker("both_databases") is not None
+        (kept if both and not item.get_closest_marker("postgres_only") else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +35,14 @@ def database_url() -> Iterator[str]:
     from workers.core.db import dispose_engines
     from workers.core.migrate import upgrade
 
+    if TEST_DATABASE == "sqlite":
+        SQLITE_PATH.unlink(missing_ok=True)
+        url = TEST_ENV["RRPD_DATABASE_URL"]
+        upgrade(url)
+        yield url
+        dispose_engines()
+        SQLITE_PATH.unlink(missing_ok=True)
+        return
     admin_execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}"')
     admin_execute(f'CREATE DATABASE "{TEST_DB_NAME}"')
     url = TEST_ENV["RRPD_DATABASE_URL"]
@@ -39,6 +61,11 @@ def db(database_url: str) -> Iterator[str]:
     from models import Base
     from workers.core.db import get_engine
 
+    if TEST_DATABASE == "sqlite":
+        with get_engine(database_url).begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+        return
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     # The session's live workers may still be finishing a task this test sent (a retry, a
     # follow-up sync) while the tables are emptied: PostgreSQL then breaks the lock cycle by
@@ -59,8 +86,20 @@ def session(db: str) -> Iterator[Session]:
     """A session for arranging and checking data; commit to make rows visible to workers."""
     from workers.core.db import session_factory
 
-    with session_factory(db)() as s:
-        yield s
+    if TEST_DATABASE != "sqlite":
+        with session_factory(db)() as s:
+            yield s
+        return
+    # On SQLite our units of work take the write lock when they begin (workers/core/db.py); the
+    # test's own session must not hold it while the code under test, in this thread, waits for
+    # it. sqlite3's own transaction handling does that: reads outside a transaction, the lock
+    # taken at the first write and kept until the commit.
+    engine = create_engine(db, connect_args={"timeout": 30})
+    try:
+        with Session(engine, expire_on_commit=False) as s:
+            yield s
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

@@ -20,11 +20,26 @@ _engines: dict[str, Engine] = {}
 # five transactions per on-call check, bench/profile_check.py).
 _makers: dict[Engine, sessionmaker[Session]] = {}
 _AFTER_COMMIT = "rrpd_after_commit"
+# Execution option: on SQLite, begin without the write lock (a read-only unit; see make_engine).
+DEFERRED = "rrpd_sqlite_deferred"
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # The driver in autocommit, BEGIN emitted by us (SQLAlchemy's pysqlite recipe).
+        engine = create_engine(url, connect_args={"timeout": 30, "isolation_level": None})
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # A unit of work takes SQLite's one write lock when it begins, waiting for it up
+            # to the busy timeout. sqlite3 on its own began a transaction only at the first
+            # write: a unit's reads ran outside it (two fan-out rounds both read a connection
+            # as due and both enqueued it), and a write after a read that another writer had
+            # overtaken failed at once with "database is locked", no wait (the API answered
+            # 503 while the local run's syncs wrote). Read-only snapshots begin deferred: WAL
+            # lets them read beside the writer.
+            deferred = conn.get_execution_options().get(DEFERRED, False)
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -102,7 +117,11 @@ def snapshot(url: str | None = None) -> Iterator[Session]:
     statement from the transaction's first snapshot. SQLite transactions already do.
     """
     engine = get_engine(url)
-    options = {} if engine.dialect.name == "sqlite" else {"isolation_level": "REPEATABLE READ"}
+    options: dict[str, Any] = (
+        {DEFERRED: True}
+        if engine.dialect.name == "sqlite"
+        else {"isolation_level": "REPEATABLE READ"}
+    )
     # Read only: closing the connection ends its transaction without a commit. The session is
     # closed, not rolled back, so what was read stays loaded on the returned objects.
     with (

@@ -20,8 +20,9 @@ random UUIDs).
 Sharding: no task publishes more than ``SHARD_CAP`` messages. The beat round counts what is due;
 if that is more than the cap it publishes shard tasks (``shard``/``shards``), each claiming the
 due connections in its slice of the id space; a shard that hits the cap publishes itself again.
-Any node consuming the ``schedule`` queue runs shards. The claim (``FOR UPDATE SKIP LOCKED`` and
-a conditional update) is the only guard: a second round, or a repeated shard, finds nothing due.
+Any node consuming the ``schedule`` queue runs shards. The claim (``FOR UPDATE SKIP LOCKED``, then
+the due times advanced in the same transaction) is the only guard: a second round, or a repeated
+shard, finds nothing due.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import math
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 
@@ -76,44 +76,47 @@ def _due(now: datetime, interval: float) -> ColumnElement[bool]:
     )
 
 
-def _next_due(now: datetime, interval: float) -> ColumnElement[Any]:
+def next_due(previous: datetime | None, now: datetime, interval: float) -> datetime:
     """The previous due time advanced by the whole intervals that take it past the pick horizon
     (a connection never synced, or re-connected, starts from now)."""
-    base = func.coalesce(PagerDutyConnection.next_sync_at, now)
-    behind = func.extract("epoch", now - base) + pick_tolerance(interval)
-    steps = func.floor(behind / interval) + 1
-    return base + func.make_interval(0, 0, 0, 0, 0, 0, steps * interval)
+    base = previous or now
+    behind = (now - base).total_seconds() + pick_tolerance(interval)
+    steps = math.floor(behind / interval) + 1
+    return base + timedelta(seconds=steps * interval)
 
 
 def claim(
     now: datetime, *, shard: int = 0, shards: int = 1, limit: int = SHARD_CAP
 ) -> list[uuid.UUID]:
-    """Claim (and advance) up to ``limit`` due connections of the slice, in one statement."""
+    """Claim (and advance) up to ``limit`` due connections of the slice, in one transaction.
+
+    Two statements, the same on PostgreSQL and SQLite: the due rows read under ``FOR UPDATE
+    SKIP LOCKED`` (a concurrent round or shard skips them; on SQLite a unit of work takes the one
+    write lock before it reads, so a second claim waits and then finds nothing due), then each row's
+    next due time, computed here, written by primary key in one executemany. Date arithmetic
+    stays in Python: SQL has no portable way to add an interval to a timestamp (the previous
+    ``make_interval`` was PostgreSQL's alone, and the local run's fan-out failed on SQLite).
+    """
     interval = float(get_settings().sync_interval_seconds)
     due = _due(now, interval)
     where = due if (part := _slice(shard, shards)) is None else due & part
-    # A materialized CTE, not ``id IN (subquery)``: PostgreSQL may run a LIMIT ... SKIP LOCKED
-    # subquery of IN more than once and so update more rows than the limit (measured: 880 of a
-    # 300 cap), which would let one task publish past the cap.
-    pick = (
-        select(PagerDutyConnection.id)
-        .where(where)
-        .order_by(PagerDutyConnection.next_sync_at.asc().nulls_first())
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("picked")
-        .prefix_with("MATERIALIZED")
-    )
     with transaction() as session:
-        return list(
+        picked = session.execute(
+            select(PagerDutyConnection.id, PagerDutyConnection.next_sync_at)
+            .where(where)
+            .order_by(PagerDutyConnection.next_sync_at.asc().nulls_first())
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if picked:
             session.execute(
-                update(PagerDutyConnection)
-                .where(PagerDutyConnection.id == pick.c.id, where)
-                .values(next_sync_at=_next_due(now, interval))
-                .returning(PagerDutyConnection.id)
-                .execution_options(synchronize_session=False)
-            ).scalars()
-        )
+                update(PagerDutyConnection).execution_options(synchronize_session=False),
+                [
+                    {"id": cid, "next_sync_at": next_due(previous, now, interval)}
+                    for cid, previous in picked
+                ],
+            )
+    return [cid for cid, _ in picked]
 
 
 def count_due(now: datetime) -> int:

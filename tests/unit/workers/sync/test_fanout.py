@@ -20,7 +20,7 @@ from tests.support.outbox import captured_direct_publishes
 from workers.core.settings import get_settings
 from workers.sync import fanout
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = pytest.mark.both_databases
 
 SYNC = "pagerduty.sync_connection"
 ROUND = "pagerduty.schedule_syncs"

@@ -18,7 +18,7 @@ from tests.support import factories
 from tests.support.outbox import captured_direct_publishes
 from workers.sync import fanout
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = pytest.mark.both_databases
 
 
 @pytest.fixture
@@ -28,6 +28,7 @@ def captured_sends(monkeypatch) -> Iterator[list[dict[str, Any]]]:
         yield sent
 
 
+@pytest.mark.postgres_only  # two rounds at once: concurrency is proven on PostgreSQL
 def test_schedule_syncs_enqueues_due_connections_once_with_jitter(session, captured_sends) -> None:
     from workers.core.settings import get_settings
 

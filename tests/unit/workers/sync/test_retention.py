@@ -14,7 +14,7 @@ from tests.support import factories
 from workers.sync import retention
 from workers.tasking.loops import registered
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = pytest.mark.both_databases
 
 
 def test_old_runs_are_deleted_in_batches_and_failures_kept_longer(session) -> None:  # type: ignore[no-untyped-def]
