@@ -93,7 +93,7 @@ def test_status_of_a_workspace_without_pagerduty(session: Session) -> None:
 @pytest.mark.parametrize(
     ("arg", "message"),
     [
-        ("not-a-uuid", "is not a valid id"),
+        ("not-a-uuid", "unknown workspace 'not-a-uuid': no workspace has this id or name"),
         ("00000000-0000-0000-0000-000000000000", "unknown workspace"),
     ],
 )
