@@ -329,8 +329,12 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
 @click.command("attention")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def attention(as_json: bool) -> None:
-    """List connections needing attention: needs_reauth, invalid, failing syncs, stuck."""
-    from models import utcnow
+    """List connections needing attention: needs_reauth, invalid, failing syncs, stuck.
+
+    Exit status, for cron jobs and monitors: 0 when no connection needs attention, 1 when the
+    list is not empty (with or without --json), 2 on a configuration error. A check that
+    cannot run (e.g. the database does not answer) fails too, with a traceback and status 1.
+    """
     from workers.core.db import transaction
 
     checked_settings()
@@ -338,10 +342,17 @@ def attention(as_json: bool) -> None:
         found = connections_needing_attention(session)
     if as_json:
         click.echo(json.dumps(plain(found), indent=2))
-        return
-    if not found:
+    elif not found:
         click.echo("no connection needs attention")
-        return
+    else:
+        _attention_table(found)
+    if found:
+        raise click.exceptions.Exit(1)
+
+
+def _attention_table(found: list[dict[str, Any]]) -> None:
+    from models import utcnow
+
     now = utcnow()
     header = ("WORKSPACE", "NAME", "PROBLEM", "SINCE", "LAST ERROR")
     table = [
