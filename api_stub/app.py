@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from api_stub import health, routes
 from api_stub import metrics as metrics_routes
+from api_stub.docs_ui import install_docs
 from api_stub.errors import (
     RETRY_AFTER_SECONDS,
     BodySizeLimit,
@@ -36,19 +37,22 @@ UNAVAILABLE_DOC: dict[str, Any] = {
 
 def create_app() -> FastAPI:
     # /openapi.json stays public everywhere: it is the documented contract (docs/api.md) and
-    # names no data. Swagger UI (/docs, /redoc) is off in production: it pulls scripts from a
-    # CDN into the panel's origin, and nobody needs an interactive console there.
-    local = not get_settings().is_production
+    # names no data. Swagger UI and ReDoc (/docs, /redoc, their files under /docs/static) are
+    # off in production: nobody needs an interactive console there, and megabytes of
+    # third-party script have no business in the panel's origin. FastAPI's own pages are off
+    # everywhere: they load from a CDN (api_stub.docs_ui serves ours offline).
     app = FastAPI(
-        docs_url="/docs" if local else None,
-        redoc_url="/redoc" if local else None,
-        swagger_ui_oauth2_redirect_url="/docs/oauth2-redirect" if local else None,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         title="rr-pagerduty API",
         version="1.0.0",
         description="Connects Round Robin workspaces to PagerDuty. Authenticate with "
         "`Authorization: Bearer <JWT>` (HS256; claims sub, workspace_id, role, exp). Every "
         'error is `{"error": {"code": "...", "message": "..."}}`. See docs/api.md.',
     )
+    if not get_settings().is_production:
+        install_docs(app)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
     app.include_router(health.router)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import click
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Member, Workspace, normalize_email
@@ -61,18 +63,59 @@ def local_only(command: str) -> None:
         )
 
 
-def parse_id(value: str, what: str) -> uuid.UUID:
+WORKSPACE_HELP = (
+    "WORKSPACE is a workspace's id or its name (exact, else ignoring case); a name several "
+    "workspaces share is refused with their ids."
+)
+# Ids an "ambiguous name" error lists before "and N more".
+_SHOWN_IDS = 10
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def workspace_argument(command: F) -> F:
+    """The WORKSPACE argument (for ``find_workspace``), said the same way in every command's
+    help. Goes below ``@click.command``, which reads the docstring this extends."""
+    command.__doc__ = f"{inspect.cleandoc(command.__doc__ or '')}\n\n{WORKSPACE_HELP}"
+    return click.argument("workspace", metavar="WORKSPACE")(command)
+
+
+def find_workspace(session: Session, workspace: str) -> Workspace:
+    """The workspace ``workspace`` names: its id, or its name.
+
+    Names are not unique (the Round Robin app does not make them so): an exact match wins, then
+    a match ignoring case; a name that fits several workspaces, or none, is refused in words
+    that say what to type instead.
+    """
+    text = workspace.strip()
     try:
-        return uuid.UUID(value)
+        ws_id = uuid.UUID(text)
     except ValueError:
-        raise click.ClickException(f"{what} {value!r} is not a valid id") from None
-
-
-def find_workspace(session: Session, workspace_id: str) -> Workspace:
-    ws = session.get(Workspace, parse_id(workspace_id, "workspace"))
-    if ws is None:
-        raise click.ClickException(f"unknown workspace {workspace_id}")
-    return ws
+        pass
+    else:
+        ws = session.get(Workspace, ws_id)
+        if ws is None:
+            raise click.ClickException(f"unknown workspace {text}")
+        return ws
+    for match in (Workspace.name == text, func.lower(Workspace.name) == func.lower(text)):
+        ids = list(
+            session.scalars(
+                select(Workspace.id).where(match).order_by(Workspace.created_at, Workspace.id)
+            )
+        )
+        if len(ids) == 1:
+            return session.get_one(Workspace, ids[0])
+        if ids:
+            shown = ", ".join(str(i) for i in ids[:_SHOWN_IDS])
+            more = f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else ""
+            raise click.ClickException(
+                f"workspace name {text!r} is ambiguous: {len(ids)} workspaces have it "
+                f"({shown}{more}); give the id instead"
+            )
+    raise click.ClickException(
+        f"unknown workspace {text!r}: no workspace has this id or name "
+        "(`rrpd workspace list` shows them)"
+    )
 
 
 def member_by_email(session: Session, ws: Workspace, email: str) -> Member:

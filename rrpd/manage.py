@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import click
 
-from rrpd.common import checked_settings, find_workspace, local_only, member_by_email
+from rrpd.common import (
+    checked_settings,
+    find_workspace,
+    local_only,
+    member_by_email,
+    workspace_argument,
+)
 
 ROLES = ("primary_owner", "admin", "member")
 
@@ -100,11 +106,11 @@ def member_group() -> None:
 
 
 @member_group.command("add")
-@click.argument("workspace_id")
+@workspace_argument
 @click.argument("email")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="The member's role.")
 @click.option("--name", default=None, help="Display name (default: the email's local part).")
-def member_add(workspace_id: str, email: str, role: str, name: str | None) -> None:
+def member_add(workspace: str, email: str, role: str, name: str | None) -> None:
     """Add a member to a workspace and print its id (local runs only)."""
     from sqlalchemy.exc import IntegrityError
 
@@ -117,7 +123,7 @@ def member_add(workspace_id: str, email: str, role: str, name: str | None) -> No
         raise click.ClickException(f"{email!r} is not an email address")
     try:
         with transaction() as session:
-            ws = find_workspace(session, workspace_id)
+            ws = find_workspace(session, workspace)
             m = Member(
                 workspace_id=ws.id,
                 email=email,
@@ -129,7 +135,7 @@ def member_add(workspace_id: str, email: str, role: str, name: str | None) -> No
             member_id = m.id
     except IntegrityError:
         raise click.ClickException(
-            f"workspace {workspace_id} already has a member with email {email!r}"
+            f"workspace {workspace} already has a member with email {email!r}"
         ) from None
     click.echo(str(member_id))
 
@@ -140,10 +146,10 @@ def rotation_group() -> None:
 
 
 @rotation_group.command("create")
-@click.argument("workspace_id")
+@workspace_argument
 @click.argument("name")
 @click.option("--member", "emails", multiple=True, help="A member's email, in rotation order.")
-def rotation_create(workspace_id: str, name: str, emails: tuple[str, ...]) -> None:
+def rotation_create(workspace: str, name: str, emails: tuple[str, ...]) -> None:
     """Create a manual rotation with these members (in order) and print its id."""
     from sqlalchemy.exc import IntegrityError
 
@@ -153,7 +159,7 @@ def rotation_create(workspace_id: str, name: str, emails: tuple[str, ...]) -> No
     checked_settings()
     try:
         with transaction() as session:
-            ws = find_workspace(session, workspace_id)
+            ws = find_workspace(session, workspace)
             members = []
             for email in emails:
                 m = member_by_email(session, ws, email)
@@ -170,13 +176,13 @@ def rotation_create(workspace_id: str, name: str, emails: tuple[str, ...]) -> No
             rotation_id = rotation.id
     except IntegrityError:
         raise click.ClickException(
-            f"workspace {workspace_id} already has a rotation named {name!r}"
+            f"workspace {workspace} already has a rotation named {name!r}"
         ) from None
     click.echo(str(rotation_id))
 
 
 @click.command("token")
-@click.argument("workspace_id")
+@workspace_argument
 @click.argument("email")
 @click.option(
     "--ttl",
@@ -184,7 +190,7 @@ def rotation_create(workspace_id: str, name: str, emails: tuple[str, ...]) -> No
     default=None,
     help="Lifetime in seconds (default: RRPD_API_JWT_TTL_SECONDS).",
 )
-def token(workspace_id: str, email: str, ttl: int | None) -> None:
+def token(workspace: str, email: str, ttl: int | None) -> None:
     """Print an API token (JWT) for a member, as the Round Robin app would issue (local runs
     only: refused in production)."""
     from api_stub.auth import issue_token
@@ -192,7 +198,7 @@ def token(workspace_id: str, email: str, ttl: int | None) -> None:
 
     local_only("token")
     with transaction() as session:
-        ws = find_workspace(session, workspace_id)
+        ws = find_workspace(session, workspace)
         m = member_by_email(session, ws, email)
         member_id, role = m.id, m.role
     click.echo(issue_token(ws.id, member_id, role, ttl_seconds=ttl))

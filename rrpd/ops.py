@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from rrpd.common import ago, checked_settings, find_workspace, plain, when
+from rrpd.common import ago, checked_settings, find_workspace, plain, when, workspace_argument
 
 ATTENTION_STATUSES = ("needs_reauth", "invalid")
 # Why there is no next sync: beat only syncs connected connections, whatever next_sync_at says.
@@ -32,9 +32,9 @@ STUCK_AFTER = {"validating": timedelta(minutes=15), "disconnecting": timedelta(m
 
 
 @click.command("status")
-@click.argument("workspace_id")
+@workspace_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(workspace_id: str, as_json: bool) -> None:
+def status(workspace: str, as_json: bool) -> None:
     """Show a workspace's PagerDuty connection, as the integrations page does."""
     from models import PagerDutyConnection, utcnow
     from workers.connections.status import connection_status
@@ -43,7 +43,7 @@ def status(workspace_id: str, as_json: bool) -> None:
 
     checked_settings()
     with transaction() as session:
-        ws = find_workspace(session, workspace_id)
+        ws = find_workspace(session, workspace)
         summary = connection_status(session, ws.id)
         conn = (
             session.get(PagerDutyConnection, summary["connection_id"])
@@ -126,7 +126,7 @@ def status(workspace_id: str, as_json: bool) -> None:
 
 
 @click.command("sync-now")
-@click.argument("workspace_id")
+@workspace_argument
 @click.option(
     "--wait",
     is_flag=True,
@@ -140,7 +140,7 @@ def status(workspace_id: str, as_json: bool) -> None:
     show_default=True,
     help="Seconds --wait waits.",
 )
-def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
+def sync_now(workspace: str, wait: bool, timeout: int) -> None:
     """Enqueue a manual sync of a workspace's connection (after the audit row commits)."""
     from models import ConnectionStatus, utcnow
     from workers.connections.setup import live_connection
@@ -151,7 +151,7 @@ def sync_now(workspace_id: str, wait: bool, timeout: int) -> None:
     # Before the enqueue: any run that starts from here on covers this request.
     requested_at = utcnow()
     with transaction() as session:
-        ws = find_workspace(session, workspace_id)
+        ws = find_workspace(session, workspace)
         conn = live_connection(session, ws.id)
         if conn is None:
             raise click.ClickException(f"workspace {ws.id} has no PagerDuty connection")
@@ -329,8 +329,12 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
 @click.command("attention")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def attention(as_json: bool) -> None:
-    """List connections needing attention: needs_reauth, invalid, failing syncs, stuck."""
-    from models import utcnow
+    """List connections needing attention: needs_reauth, invalid, failing syncs, stuck.
+
+    Exit status, for cron jobs and monitors: 0 when no connection needs attention, 1 when the
+    list is not empty (with or without --json), 2 on a configuration error. A check that
+    cannot run (e.g. the database does not answer) fails too, with a traceback and status 1.
+    """
     from workers.core.db import transaction
 
     checked_settings()
@@ -338,10 +342,17 @@ def attention(as_json: bool) -> None:
         found = connections_needing_attention(session)
     if as_json:
         click.echo(json.dumps(plain(found), indent=2))
-        return
-    if not found:
+    elif not found:
         click.echo("no connection needs attention")
-        return
+    else:
+        _attention_table(found)
+    if found:
+        raise click.exceptions.Exit(1)
+
+
+def _attention_table(found: list[dict[str, Any]]) -> None:
+    from models import utcnow
+
     now = utcnow()
     header = ("WORKSPACE", "NAME", "PROBLEM", "SINCE", "LAST ERROR")
     table = [

@@ -7,6 +7,7 @@ plain-words details, never a secret.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ import click
 
 from models import OutboxKind
 from models.clock import utcnow
-from rrpd.common import checked_settings, find_workspace, parse_id, plain, when
+from rrpd.common import checked_settings, find_workspace, plain, when, workspace_argument
 
 
 def _moment(value: str | None, what: str) -> datetime | None:
@@ -39,13 +40,13 @@ def _moment(value: str | None, what: str) -> datetime | None:
 
 
 @click.command("audit")
-@click.argument("workspace_id")
+@workspace_argument
 @click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
 @click.option("--before", default=None, help="Only events older than this (ISO time or 2h).")
 @click.option("--action", default=None, help="Only actions starting with this, e.g. pagerduty.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def audit(
-    workspace_id: str, limit: int, before: str | None, action: str | None, as_json: bool
+    workspace: str, limit: int, before: str | None, action: str | None, as_json: bool
 ) -> None:
     """A workspace's audit trail, newest first: who did what, and what the system did."""
     checked_settings()
@@ -53,7 +54,7 @@ def audit(
     from workers.core.db import transaction
 
     with transaction() as session:
-        ws = find_workspace(session, workspace_id)
+        ws = find_workspace(session, workspace)
         events = audit_trail(
             session, ws.id, limit=limit, before=_moment(before, "--before"), action=action
         )
@@ -101,8 +102,22 @@ def outbox_status(as_json: bool) -> None:
         click.echo(line)
 
 
+def _workspace_id(workspace: str | None) -> uuid.UUID | None:
+    if workspace is None:
+        return None
+    try:
+        # An id as it is: a deleted workspace's rows can still be replayed.
+        return uuid.UUID(workspace.strip())
+    except ValueError:
+        pass
+    from workers.core.db import transaction
+
+    with transaction() as session:
+        return find_workspace(session, workspace).id
+
+
 def _replay(
-    since: str, until: str | None, workspace_id: str | None, kinds: tuple[OutboxKind, ...]
+    since: str, until: str | None, workspace: str | None, kinds: tuple[OutboxKind, ...]
 ) -> None:
     from workers.outbox.replay import replay
 
@@ -112,7 +127,7 @@ def _replay(
         start,
         _moment(until, "--until"),
         kinds=kinds,
-        workspace_id=parse_id(workspace_id, "workspace") if workspace_id else None,
+        workspace_id=_workspace_id(workspace),
     )
     click.echo(f"published again: {done.events} event(s), {done.tasks} task(s)")
 
@@ -121,7 +136,12 @@ _since = click.option(
     "--since", required=True, help="Rows written since this time (ISO 8601, or 30m, 2h, 7d)."
 )
 _until = click.option("--until", default=None, help="... and before this time.")
-_workspace_option = click.option("--workspace", "workspace_id", default=None)
+_workspace_option = click.option(
+    "--workspace",
+    default=None,
+    help="Only this workspace's rows: its id, or its name (exact, else ignoring case; a name "
+    "several workspaces share is refused with their ids).",
+)
 
 
 @outbox_group.command("replay")
@@ -135,7 +155,7 @@ _workspace_option = click.option("--workspace", "workspace_id", default=None)
     show_default=True,
     help="Tasks too after Redis lost its queues (tasks are idempotent).",
 )
-def outbox_replay(since: str, until: str | None, workspace_id: str | None, what: str) -> None:
+def outbox_replay(since: str, until: str | None, workspace: str | None, what: str) -> None:
     """Publish again, in order and under their original ids, rows already published."""
     checked_settings()
     kinds = {
@@ -143,7 +163,7 @@ def outbox_replay(since: str, until: str | None, workspace_id: str | None, what:
         "tasks": (OutboxKind.TASK,),
         "all": (OutboxKind.EVENT, OutboxKind.TASK),
     }[what]
-    _replay(since, until, workspace_id, kinds)
+    _replay(since, until, workspace, kinds)
 
 
 @click.group("events")
@@ -155,10 +175,10 @@ def events_group() -> None:
 @_since
 @_until
 @_workspace_option
-def events_replay(since: str, until: str | None, workspace_id: str | None) -> None:
+def events_replay(since: str, until: str | None, workspace: str | None) -> None:
     """Append to the stream again the events written since a time (same ids and sequences)."""
     checked_settings()
-    _replay(since, until, workspace_id, (OutboxKind.EVENT,))
+    _replay(since, until, workspace, (OutboxKind.EVENT,))
 
 
 @events_group.command("tail")

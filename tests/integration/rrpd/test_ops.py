@@ -93,7 +93,7 @@ def test_status_of_a_workspace_without_pagerduty(session: Session) -> None:
 @pytest.mark.parametrize(
     ("arg", "message"),
     [
-        ("not-a-uuid", "is not a valid id"),
+        ("not-a-uuid", "unknown workspace 'not-a-uuid': no workspace has this id or name"),
         ("00000000-0000-0000-0000-000000000000", "unknown workspace"),
     ],
 )
@@ -177,7 +177,7 @@ def test_attention_lists_what_needs_an_operator(session: Session) -> None:
     session.commit()
 
     result = _run("attention")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # something needs attention: for cron, monitors
     out = result.output
     lines = out.splitlines()
     assert lines[0].split() == ["WORKSPACE", "NAME", "PROBLEM", "SINCE", "LAST", "ERROR"]
@@ -201,7 +201,9 @@ def test_attention_lists_what_needs_an_operator(session: Session) -> None:
     assert lines[-1] == "5 connection(s) need attention"
     assert API_KEY not in out
 
-    items = {i["workspace_name"]: i for i in json.loads(_run("attention", "--json").output)}
+    as_json = _run("attention", "--json")
+    assert as_json.exit_code == 1
+    items = {i["workspace_name"]: i for i in json.loads(as_json.output)}
     assert set(items) == {
         "Stuck Disconnecting",
         "Reauth Inc",
@@ -219,10 +221,43 @@ def test_attention_lists_what_needs_an_operator(session: Session) -> None:
 
 def test_attention_with_nothing_to_report(session: Session) -> None:
     factories.api_key_connection(session, factories.workspace(session))
+    factories.api_key_connection(
+        session, factories.workspace(session), status=ConnectionStatus.DISCONNECTED
+    )
     session.commit()
     result = _run("attention")
     assert result.exit_code == 0
     assert result.output.strip() == "no connection needs attention"
+    as_json = _run("attention", "--json")
+    assert as_json.exit_code == 0
+    assert json.loads(as_json.output) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "minutes_ago", "problem"),
+    [
+        (ConnectionStatus.INVALID, 1, "invalid"),
+        (ConnectionStatus.VALIDATING, 30, "stuck_validating"),
+        (ConnectionStatus.DISCONNECTING, 30, "stuck_disconnecting"),
+    ],
+)
+def test_attention_exits_1_when_one_connection_needs_it(
+    session: Session, status: ConnectionStatus, minutes_ago: int, problem: str
+) -> None:
+    factories.api_key_connection(session, factories.workspace(session, "Fine"))
+    conn = factories.api_key_connection(session, factories.workspace(session, "Odd"), status=status)
+    conn.status_changed_at = utcnow() - timedelta(minutes=minutes_ago)
+    session.commit()
+    result = _run("attention")
+    assert result.exit_code == 1, result.output
+    assert problem in result.output
+    assert result.output.splitlines()[-1] == "1 connection(s) need attention"
+    assert _run("attention", "--json").exit_code == 1
+
+
+def test_attention_help_states_the_exit_status() -> None:
+    text = " ".join(_run("attention", "--help").output.split())
+    assert "0 when no connection needs attention, 1 when the list is not empty" in text
 
 
 def test_operator_commands_have_help() -> None:

@@ -62,7 +62,12 @@ def test_production_serves_the_openapi_document_but_not_swagger_ui(db, reconfigu
     reconfigure.setenv("RRPD_ENV", "production")
     reset_settings_cache()
     with TestClient(create_app()) as client:
-        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        for path in (
+            "/docs",
+            "/redoc",
+            "/docs/oauth2-redirect",
+            "/docs/static/swagger-ui-bundle.js",
+        ):
             r = client.get(path)
             assert r.status_code == 404, path
             assert r.json()["error"]["code"] == "not_found"

@@ -61,7 +61,7 @@ def test_clear_errors(db, session) -> None:
     assert f"unknown workspace {unknown}" in r.output
     r = run("member", "add", "not-an-id", "a@b.test", "--role", "admin")
     assert r.exit_code != 0
-    assert "not a valid id" in r.output
+    assert "unknown workspace 'not-an-id'" in r.output
     r = run("member", "add", ws_id, "a@b.test", "--role", "boss")
     assert r.exit_code != 0
     assert "boss" in r.output

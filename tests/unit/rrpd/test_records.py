@@ -100,6 +100,12 @@ def test_outbox_status_and_events_replay(session: Session, redis_client) -> None
     assert result.exit_code == 0, result.output
     assert "published again: 3 event(s), 0 task(s)" in result.output
     assert ours() == ids + ids  # the same ids, in the same order
+    result = _run("events", "replay", "--since", "10m", "--workspace", ws.name)
+    assert result.exit_code == 0, result.output
+    assert ours() == ids + ids + ids
+    result = _run("events", "replay", "--since", "10m", "--workspace", "Nobody Inc")
+    assert result.exit_code == 1
+    assert "unknown workspace 'Nobody Inc'" in result.output
 
     tail = _run("events", "tail", "--count", "3")
     assert [json.loads(line)["id"] for line in tail.output.splitlines()] == ids
