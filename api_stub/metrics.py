@@ -25,11 +25,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from api_stub.errors import ApiError, ErrorResponse
-from models import ConnectionStatus, PagerDutyConnection
+from models import ConnectionStatus, PagerDutyConnection, utcnow
 from workers.core import metrics
 from workers.core.db import transaction
 from workers.core.settings import get_settings
 from workers.outbox.relay import backlog
+from workers.sync.fanout import overdue
 from workers.tasking.contract import QUEUES
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GAUGE_HELP = {
     "rrpd_connections": "Live PagerDuty connections, by status.",
     "rrpd_connections_failing_syncs": "Connected connections whose last sync(s) failed.",
+    "rrpd_connections_sync_overdue": "Connected connections no scheduled sync reached for "
+    "3 intervals (beat stopped, or its rounds fail).",
     "rrpd_queue_length": "Messages waiting in a Celery queue.",
     "rrpd_outbox_unpublished": "Outbox rows (tasks, events) committed but not yet published.",
     "rrpd_outbox_oldest_seconds": "Age of the oldest unpublished outbox row (0 when none).",
@@ -93,11 +96,13 @@ def connection_gauges() -> dict[str, float]:
                 PagerDutyConnection.consecutive_sync_failures > 0,
             )
         ).scalar_one()
+        late = session.execute(select(func.count()).where(overdue(utcnow()))).scalar_one()
     gauges = {
         metrics.gauge("rrpd_connections", status=status): float(by_status.get(status, 0))
         for status in _STATUSES
     }
     gauges[metrics.gauge("rrpd_connections_failing_syncs")] = float(failing)
+    gauges[metrics.gauge("rrpd_connections_sync_overdue")] = float(late)
     for lane, info in backlog().items():
         gauges[metrics.gauge("rrpd_outbox_unpublished", lane=lane)] = float(info["unpublished"])
         oldest = float(info.get("oldest_seconds") or 0.0)

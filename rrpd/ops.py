@@ -235,13 +235,16 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
 
     ``needs_reauth`` and ``invalid`` (a workspace admin must act), connected ones whose
     syncs fail (``consecutive_sync_failures > 0`` or the latest sync run failed), and ones stuck
-    in ``validating`` or ``disconnecting`` (their task was lost).
+    in ``validating`` or ``disconnecting`` (their task was lost), and connected ones no
+    scheduled sync has reached for several intervals (beat stopped, or its rounds fail).
     """
     from sqlalchemy import and_, or_, select
 
     from models import ConnectionStatus, PagerDutyConnection, SyncRun, Workspace, utcnow
+    from workers.sync.fanout import OVERDUE_INTERVALS, overdue
 
     now = utcnow()
+    late = set(session.scalars(select(PagerDutyConnection.id).where(overdue(now))))
 
     latest_run_status = (
         select(SyncRun.status)
@@ -268,6 +271,7 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
                     (PagerDutyConnection.consecutive_sync_failures > 0)
                     | (latest_run_status == "failed")
                 ),
+                PagerDutyConnection.id.in_(late),
             )
         )
     ).all()
@@ -293,6 +297,14 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
                 since=conn.status_changed_at,
                 last_error=conn.last_error,
             )
+        elif conn.id in late:
+            item.update(
+                problem="sync_overdue",
+                since=conn.next_sync_at or conn.status_changed_at,
+                last_error=f"no scheduled sync for over {OVERDUE_INTERVALS} intervals: is beat "
+                "running, and do its pagerduty.schedule_syncs rounds succeed (Flower, the "
+                "schedule worker's log)?",
+            )
         else:
             # The failure streak: failed runs since the last one that was not a failure.
             recent = session.execute(
@@ -317,10 +329,11 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
         found.append(item)
     order = {
         "stuck_disconnecting": 0,
-        "needs_reauth": 1,
-        "invalid": 2,
-        "sync_failing": 3,
-        "stuck_validating": 4,
+        "sync_overdue": 1,
+        "needs_reauth": 2,
+        "invalid": 3,
+        "sync_failing": 4,
+        "stuck_validating": 5,
     }
     found.sort(key=lambda i: (order[i["problem"]], i["since"].timestamp() if i["since"] else 0))
     return found

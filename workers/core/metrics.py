@@ -30,6 +30,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "rrpd_fanout_duration_seconds_count": ("counter", "Number of timed fan-out tasks."),
     "rrpd_lease_lost_total": ("counter", "Leases a live holder found lapsed or taken over."),
     "rrpd_sync_rechecks_total": ("counter", "Delayed re-checks published for coalesced syncs."),
+    "rrpd_task_failures_total": ("counter", "Tasks that ended failed, by task and error class."),
 }
 
 

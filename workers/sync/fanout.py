@@ -119,6 +119,23 @@ def claim(
     return [cid for cid, _ in picked]
 
 
+# A connected connection whose scheduled sync is this many intervals late has no working
+# fan-out behind it (beat stopped, or every round fails): `rrpd attention` and the
+# rrpd_connections_sync_overdue gauge say so.
+OVERDUE_INTERVALS = 3
+
+
+def overdue(now: datetime) -> ColumnElement[bool]:
+    """Connected connections the fan-out should have synced ``OVERDUE_INTERVALS`` ago: due long
+    since, or never claimed by it although connected that long (the first scheduled sync
+    follows the activation's)."""
+    late = now - timedelta(seconds=OVERDUE_INTERVALS * float(get_settings().sync_interval_seconds))
+    return (PagerDutyConnection.status == ConnectionStatus.CONNECTED) & or_(
+        PagerDutyConnection.next_sync_at < late,
+        PagerDutyConnection.next_sync_at.is_(None) & (PagerDutyConnection.status_changed_at < late),
+    )
+
+
 def count_due(now: datetime) -> int:
     interval = float(get_settings().sync_interval_seconds)
     with transaction() as session:

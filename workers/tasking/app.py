@@ -15,8 +15,9 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 
 import redis
 from celery import Celery, Task
-from celery.signals import before_task_publish, worker_process_init
+from celery.signals import before_task_publish, task_failure, worker_process_init
 
+from workers.core import metrics
 from workers.core.logging import bind_task_context, configure_logging, unbind_task_context
 from workers.core.outages import is_database_outage, is_transient_database_error
 from workers.core.redis import client as redis_client
@@ -263,6 +264,16 @@ def _stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
 
 
 before_task_publish.connect(_stamp_sent_at, weak=False)
+
+
+def _count_failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    # Every task that ends failed (a bug, a SQL error of ours, retries spent), by task and error
+    # class: a fan-out failing every round shows as a rising counter, not only in Flower.
+    name = getattr(sender, "name", None) or "unknown"
+    metrics.incr("rrpd_task_failures_total", task=name, error=type(exception).__name__)
+
+
+task_failure.connect(_count_failure, weak=False)
 
 
 app = create_app()

@@ -255,6 +255,34 @@ def test_attention_exits_1_when_one_connection_needs_it(
     assert _run("attention", "--json").exit_code == 1
 
 
+@pytest.mark.parametrize("claimed", [True, False])
+def test_attention_names_a_connection_no_scheduled_sync_reaches(
+    session: Session, claimed: bool
+) -> None:
+    """Beat stopped, or its fan-out fails every round (as it did on SQLite): connected
+    connections fall further and further behind, and nothing else would say so."""
+    from workers.core.settings import get_settings
+
+    late = utcnow() - timedelta(seconds=4 * get_settings().sync_interval_seconds)
+    factories.api_key_connection(session, factories.workspace(session, "Fine"))
+    conn = factories.api_key_connection(session, factories.workspace(session, "Behind"))
+    if claimed:
+        conn.next_sync_at = late  # due long ago, never claimed since
+    else:
+        conn.next_sync_at = None  # connected long ago, never claimed at all
+        conn.status_changed_at = late
+    session.commit()
+    result = _run("attention")
+    assert result.exit_code == 1, result.output
+    assert "sync_overdue" in result.output
+    assert "Behind" in result.output
+    assert "Fine" not in result.output
+    assert result.output.splitlines()[-1] == "1 connection(s) need attention"
+    (item,) = json.loads(_run("attention", "--json").output)
+    assert item["problem"] == "sync_overdue"
+    assert "is beat running" in item["last_error"]
+
+
 def test_attention_help_states_the_exit_status() -> None:
     text = " ".join(_run("attention", "--help").output.split())
     assert "0 when no connection needs attention, 1 when the list is not empty" in text

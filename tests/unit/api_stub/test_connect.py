@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from models import (
     AuditEvent,
@@ -327,7 +327,8 @@ def test_forged_state_fails_without_a_task(client, world, session, sent) -> None
 
 def test_expired_state_fails_without_a_task(client, world, session, sent) -> None:
     state = _state_of(_start(client, world))
-    session.execute(text("UPDATE oauth_authorizations SET expires_at = now() - interval '1 s'"))
+    # By the one clock (the database server's now() is the wall clock, not the pinned one).
+    session.execute(update(OAuthAuthorization).values(expires_at=utcnow() - timedelta(seconds=1)))
     session.commit()
     params, _ = _callback(client, code="abc", state=state)
     assert params == {"pagerduty": "error", "reason": "state_expired"}

@@ -44,11 +44,21 @@ def test_a_sql_error_of_ours_fails_the_task_at_once(
 ) -> None:
     task, calls, raised = failing_task
     raised.append(_sqlite_error(tmp_path, "SELECT make_interval(0, 0, 0, 0, 0, 0, 5)"))
+    before = _failures_counted()
     result = task.apply()
     assert result.state == "FAILURE"
     assert isinstance(result.result, sqlalchemy.exc.OperationalError)
     assert "no such function: make_interval" in str(result.result)
     assert calls == [0]  # not retried as if the database were away
+    # ... and counted where operators look (/metrics): by task and error class.
+    assert _failures_counted() == before + 1
+
+
+def _failures_counted() -> float:
+    from workers.core import metrics
+
+    field = 'rrpd_task_failures_total{error="OperationalError",task="tests.raises"}'
+    return metrics.snapshot().get(field, 0.0)
 
 
 def test_a_database_outage_is_retried(failing_task, monkeypatch) -> None:
