@@ -27,6 +27,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	# The local run's database: the periodic machinery, models and migrations on SQLite.
+	RRPD_TEST_DATABASE=sqlite $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m both_databases
+	# The time-sensitive tests again at other hours and across midnight.
+	scripts/clock-lane.sh -n $(PYTEST_WORKERS) --dist loadfile
 
 # Lint and types: ruff on everything, mypy (strict, configured in pyproject.toml) on the
 # production packages.

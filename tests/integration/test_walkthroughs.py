@@ -25,7 +25,7 @@ from tests.support.env import TEST_ENV
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.core.settings import get_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clock]
 
 
 @pytest.fixture

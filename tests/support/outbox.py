@@ -87,8 +87,26 @@ class CommittedTasks(Sequence[dict[str, Any]]):
 
 @contextmanager
 def paused_outbox() -> Iterator[None]:
-    """No relay (of any process on this database) publishes while this is held."""
-    with get_engine().connect() as conn:
+    """No relay (of any process on this database) publishes while this is held: PostgreSQL's
+    advisory locks, or on SQLite the lane lock files the relays take (workers/outbox/relay.py)."""
+    engine = get_engine()
+    if engine.dialect.name == "sqlite":
+        import fcntl
+
+        from workers.core.settings import get_settings
+
+        var_dir = get_settings().var_dir
+        var_dir.mkdir(parents=True, exist_ok=True)
+        handles = [(var_dir / f"outbox-{lane}.lock").open("a") for lane in LANES]
+        try:
+            for handle in handles:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            for handle in handles:
+                handle.close()  # closing releases the lock
+        return
+    with engine.connect() as conn:
         for lane in LANES:
             classid, objid = lock_key(lane)
             conn.execute(text("SELECT pg_advisory_lock(:c, :o)"), {"c": classid, "o": objid})

@@ -18,6 +18,8 @@ from pagerduty_sim.scenario import ScenarioError, load_scenario
 from pagerduty_sim.server import SimulatorHandle, start_simulator
 from tests.support.simulator import DEMO_KEY, api, load, user_scenario
 
+pytestmark = pytest.mark.clock  # the clock lane runs it at other hours too
+
 
 def test_credentials_lists_labels_keys_and_apps(sim: SimulatorHandle) -> None:
     creds = sim.control.get("/credentials").json()

@@ -6,10 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from models.clock import utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support.simulator import LAYERED, load
+
+pytestmark = pytest.mark.clock  # the clock lane runs it at other hours too
 
 PRIMARY = ["PUALICE", "PUBOB01", "PUCAROL"]  # weekly, anchored Monday 2024-01-01T00:00Z
 SECONDARY = ["PUBOB01", "PUCAROL", "PUDAVE1", "PUCONTR"]  # daily, same anchor

@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from sqlalchemy import func, select, text, update
 
 from models import (
@@ -20,6 +21,8 @@ from models import (
 )
 from tests.support import factories
 from workers.core.settings import get_settings
+
+pytestmark = pytest.mark.clock  # the clock lane runs it at other hours too
 
 KEY1 = "u+firstkeyAAAAAAAAAAA"
 KEY2 = "y_NbAkKc66ryYTWUXYEu"  # 20-character token shape

@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import timedelta
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,9 @@ from workers.core.db import transaction
 from workers.core.redis import client
 from workers.core.settings import get_settings
 from workers.outbox import relay
+
+# The outbox relay and retention read and write here: on both databases.
+pytestmark = pytest.mark.both_databases
 
 
 def _run(*args: str):  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from models import PagerDutyConnection, SyncRun
 from tests.support.processes import ROOT, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clock]
 
 INTERVAL = 3  # seconds: RRPD_SYNC_INTERVAL_SECONDS for this stack
 

@@ -18,6 +18,9 @@ from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.errors import Transient
 from workers.tasking.app import app
 
+# The token refresh, on both databases; the clock lane runs it at other hours too.
+pytestmark = [pytest.mark.both_databases, pytest.mark.clock]
+
 TOKEN_PATH = "/identity/oauth/token"
 
 

@@ -25,7 +25,7 @@ from tests.support.stack import demo_api_key
 from workers.core.db import session_factory
 from workers.sync import run as sync
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres_only, pytest.mark.clock]
 
 ACCOUNT = "acme"
 SCHEDULE = "PSPRIMA"

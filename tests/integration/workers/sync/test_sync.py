@@ -41,7 +41,7 @@ from workers.pagerduty.snapshot import AccountSnapshot
 from workers.sync import run as sync
 from workers.tasking.contract import RETRY_POLICIES, Family
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = [pytest.mark.postgres_only, pytest.mark.clock]
 
 SYNC_RETRY = RETRY_POLICIES[Family.SYNC]
 assert SYNC_RETRY is not None

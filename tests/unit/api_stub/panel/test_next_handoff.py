@@ -13,7 +13,7 @@ from api_stub.app import create_app
 from models import utcnow
 from tests.support.handoffs import arrange, snapshot, sync
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = [pytest.mark.postgres_only, pytest.mark.clock]
 
 M = timedelta(minutes=1)
 T = (utcnow() + timedelta(hours=1)).replace(second=0, microsecond=0)

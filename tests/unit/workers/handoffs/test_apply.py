@@ -24,7 +24,7 @@ from tests.support.handoffs import (
 from workers.core.db import session_factory
 from workers.handoffs.apply import apply_connection, run_round
 
-pytestmark = pytest.mark.both_databases
+pytestmark = [pytest.mark.both_databases, pytest.mark.clock]
 
 M = timedelta(minutes=1)
 T = (utcnow() + timedelta(hours=1)).replace(second=0, microsecond=0)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from workers.handoffs.plan import PlannedHandoff, handoffs_in
 from workers.pagerduty.records import Shift, Timeline, UserRef
+
+pytestmark = pytest.mark.clock  # the clock lane runs it at other hours too
 
 T0 = datetime(2026, 12, 2, 13, 0, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -12,7 +12,7 @@ from tests.support.handoffs import PEOPLE, arrange, snapshot, sync
 from workers.handoffs.apply import run_round
 from workers.rotations.views import list_rotations
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = [pytest.mark.postgres_only, pytest.mark.clock]
 
 M = timedelta(minutes=1)
 T = (utcnow() + timedelta(hours=1)).replace(second=0, microsecond=0)
