@@ -3,8 +3,10 @@
 Written by the sync's apply from PagerDuty's rendered on-call (the next hours), applied by the
 ``handoffs`` worker loop when due (``workers.handoffs``). A row names PagerDuty user ids, not
 members: they are matched to members when the row is applied, so a member who joins the
-workspace between the sync and the instant still matches. ``connection_id`` + ``generation``
-fence the row: after a disconnect or a reconnect (new generation) it is discarded, not applied.
+workspace between the sync and the instant still matches. The row also carries those users'
+shifts, so that applying it sets the on-call mirror exactly as the next sync would.
+``connection_id`` + ``generation`` fence the row: after a disconnect or a reconnect (new
+generation) it is discarded, not applied.
 """
 
 from __future__ import annotations
@@ -50,4 +52,7 @@ class ScheduledHandoff(Base):
     at: Mapped[datetime] = mapped_column()
     # PagerDuty user ids on call from ``at`` (possibly empty: nobody).
     user_ids: Mapped[list[str]] = mapped_column(JSON)
+    # The same people's shifts, ``[user id, start, end]`` (ISO instants, None: open), which the
+    # on-call mirror (``pagerduty_oncalls``) holds from ``at``. None: planned before 0007.
+    shifts: Mapped[list[list[str | None]] | None] = mapped_column(JSON, default=None)
     planned_at: Mapped[datetime] = mapped_column(default=utcnow)

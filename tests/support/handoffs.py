@@ -21,6 +21,7 @@ from tests.support import factories
 from tests.support.outbox import committed_events
 from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
 from workers.pagerduty.snapshot import AccountSnapshot
+from workers.rotations.views import rotation_view
 from workers.sync.apply import apply_snapshot
 
 SID = "PSHAND1"
@@ -111,6 +112,17 @@ def pending(session: Session, a: Arranged) -> list[tuple[datetime, list[str]]]:
             .order_by(ScheduledHandoff.at)
         )
     ]
+
+
+def on_call_view(session: Session, a: Arranged) -> tuple[set[str], list[str]]:
+    """What the API's rotation view shows: members on duty (by name) and the PagerDuty ids in
+    ``unmatched_on_call`` (people on call whom no member matches)."""
+    session.rollback()
+    view = rotation_view(session, a.workspace_id, a.rotation_id)
+    return (
+        {d["name"].lower() for d in view["on_duty"]},
+        [u["pagerduty_user_id"] for u in view["unmatched_on_call"]],
+    )
 
 
 def handoff_events(a: Arranged) -> list[dict[str, Any]]:

@@ -5,8 +5,8 @@ relay publishes it to the Redis stream (``workers.events.stream``) after commit.
 the change is made, in the same transaction:
 
 * ``rotation_on_duty_changed`` / ``rotation_members_changed``: a bound rotation's people changed
-  (the sync's apply step today; the handoff loop too, through the one function that changes a
-  bound rotation's on-duty people);
+  (through ``rotation_people_changed``, called by the one writer of who is on call,
+  ``workers.rotations.on_call.write_on_call``, for the sync and the handoff loop alike);
 * ``rotation_bound`` / ``rotation_made_manual``: a rotation was bound to a schedule, or became
   Manual (unbound by an admin, or by a disconnect);
 * ``transition``: every change of a connection's status (it calls
@@ -137,11 +137,12 @@ def rotation_people_changed(
     occurred_at: datetime,
     cause: str = "sync",
 ) -> None:
-    """A bound rotation's people changed (the sync's apply step): ``rotation.members.changed``
-    then ``rotation.on_duty.changed``, each only if that part changed.
+    """A bound rotation's people changed: ``rotation.members.changed`` then
+    ``rotation.on_duty.changed``, each only if that part changed.
 
-    The one function that changes a bound rotation's people (sync and handoffs alike) calls
-    this, in its transaction, with what it wrote.
+    The one function that changes a bound rotation's people
+    (``workers.rotations.on_call.write_on_call``, for sync and handoffs alike) calls this, in
+    its transaction, with what it wrote.
     """
     subject: dict[str, Any] = {
         "workspace_id": conn.workspace_id,

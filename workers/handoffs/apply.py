@@ -1,16 +1,20 @@
 """Applying: one round of the ``handoffs`` loop makes due handoffs true, each exactly once.
 
 Per connection that has due rows, one transaction takes the documented locks in order
-(workers.rotations.locking: the connection row, then the workspace's bound rotations), then the
-due rows ``FOR UPDATE SKIP LOCKED``, sets each rotation's on-duty people to its latest due row
-(earlier due rows of the same rotation are superseded: after downtime the person on call *now*
-is what counts), emits ``rotation.on_duty.changed`` with cause ``handoff`` and deletes the rows.
-A crash rolls all of it back and the next round (any node) redoes it; a committed round has
-deleted its rows, so nothing is applied twice. Rows whose binding or connection generation no
-longer matches are deleted unapplied.
+(workers.rotations.locking: the connection row, then the workspace's bound rotations), then
+claims the due rows (``FOR UPDATE SKIP LOCKED``, deleted at once, applied or not). Per schedule
+its latest valid due row wins (after downtime the people on call *now* are what count: one
+change, one event) and goes through the one writer of who is on call
+(``workers.rotations.on_call.write_on_call``, the sync's too): the schedule's on-call mirror and
+the on-duty members of every rotation bound to it change together, with
+``rotation.on_duty.changed`` (cause ``handoff``, at the instant). A crash rolls all of it back
+and the next round (any node) redoes it; a committed round has deleted its rows, so nothing is
+applied twice. Rows whose binding or connection generation no longer matches are deleted
+unapplied.
 
 The connection row is taken ``SKIP LOCKED``: a connection locked by a sync or by another node's
-round is left to it this round (the sync re-plans; the other node applies).
+round is left to it this round (the sync re-plans; the other node applies). Rounds on several
+nodes therefore take turns per connection, and the second finds the rows gone.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from models import (
     utcnow,
 )
 from workers.core.db import session_factory
+from workers.handoffs.plan import row_on_call
 from workers.rotations.locking import bound_rotations_for_update
-from workers.rotations.on_duty import set_on_duty
+from workers.rotations.on_call import RotationWant, write_on_call
 
 # Connections handled per round; a round with more due connections returns 0 to go again.
 BATCH = 50
@@ -57,23 +62,37 @@ def apply_connection(session: Session, connection_id: uuid.UUID, now: datetime) 
         session.execute(
             select(ScheduledHandoff)
             .where(ScheduledHandoff.connection_id == conn.id, ScheduledHandoff.at <= now)
-            .order_by(ScheduledHandoff.rotation_id, ScheduledHandoff.at)
+            .order_by(ScheduledHandoff.at, ScheduledHandoff.id)
             .with_for_update(skip_locked=True)
         ).scalars()
     )
-    latest: dict[uuid.UUID, ScheduledHandoff] = {}
+    if not rows:
+        return 0
+    # Claimed: deleted in this transaction, applied or not. A crash rolls the claim back with
+    # everything else; a committed claim means no other round can apply these rows.
+    claimed = set(
+        session.execute(
+            delete(ScheduledHandoff)
+            .where(ScheduledHandoff.id.in_([r.id for r in rows]))
+            .returning(ScheduledHandoff.id)
+            .execution_options(synchronize_session=False)
+        ).scalars()
+    )
+    # Who is on call is a schedule's: per schedule, its latest valid due row (ordered by at).
+    latest: dict[str, ScheduledHandoff] = {}
     for row in rows:
-        latest[row.rotation_id] = row  # ordered by at: the last one wins
-    valid = {
-        rid: row
-        for rid, row in latest.items()
-        if conn.status in APPLYING
-        and row.generation == conn.generation
-        and rid in rotations
-        and rotations[rid].mode == RotationMode.PAGERDUTY
-        and rotations[rid].pagerduty_schedule_id == row.schedule_id
-    }
-    user_ids = {uid for row in valid.values() for uid in row.user_ids}
+        rot = rotations.get(row.rotation_id)
+        if (
+            row.id in claimed
+            and conn.status in APPLYING
+            and row.generation == conn.generation
+            and rot is not None
+            and rot.mode == RotationMode.PAGERDUTY
+            and rot.pagerduty_schedule_id == row.schedule_id
+        ):
+            latest[row.schedule_id] = row
+    on_call = {sid: row_on_call(row) for sid, row in latest.items()}
+    user_ids = {uid for people in on_call.values() for uid in people}
     member_of_user: dict[str, uuid.UUID] = {}
     if user_ids:
         member_of_user = {
@@ -88,16 +107,22 @@ def apply_connection(session: Session, connection_id: uuid.UUID, now: datetime) 
             if mid is not None
         }
     changed = 0
-    for rid, row in valid.items():
-        want = {member_of_user[u] for u in row.user_ids if u in member_of_user}
-        if set_on_duty(session, conn, rid, row.schedule_id, want, now=row.at, cause="handoff"):
-            changed += 1
-    if rows:
-        session.execute(
-            delete(ScheduledHandoff)
-            .where(ScheduledHandoff.id.in_([r.id for r in rows]))
-            .execution_options(synchronize_session=False)
+    for sid, row in latest.items():
+        # The one writer: the schedule's mirror and every rotation bound to it, at the instant.
+        written = write_on_call(
+            session,
+            conn,
+            on_call={sid: on_call[sid]},
+            rotations=[
+                RotationWant(rid, sid)
+                for rid, rot in rotations.items()
+                if rot.pagerduty_schedule_id == sid
+            ],
+            member_of_user=member_of_user,
+            now=row.at,
+            cause="handoff",
         )
+        changed += written.rotations_changed
     return changed
 
 

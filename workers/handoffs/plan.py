@@ -4,20 +4,25 @@ The sync reads each bound schedule's on-call over ``[fetched_at, fetched_at + ho
 shift start or end strictly inside that window, where the set of people on call differs from the
 set just before it, is a handoff. The window's own end is not one: a shift "ending" there is
 only PagerDuty's rendering cut at ``until``.
+
+A handoff row carries who is on call from its instant as the on-call mirror holds them (each
+user with their shift, ``on_call_spans``): the sync's "now" and every handoff are written
+through the one writer of who is on call (``workers.rotations.on_call``) from the same data.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection, ScheduledHandoff
-from workers.pagerduty.records import Timeline, UserRef
+from workers.pagerduty.records import Timeline
 from workers.pagerduty.snapshot import AccountSnapshot
+from workers.rotations.on_call import OnCall, Span
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,43 @@ def handoffs_in(timeline: Timeline, since: datetime) -> list[PlannedHandoff]:
     return out
 
 
-# A pending row as ``replace_pending`` compares it: (id, at, user_ids, generation, schedule_id).
-PendingRow = tuple[int, datetime, list[str], int, str]
+def on_call_spans(timeline: Timeline, moment: datetime) -> dict[str, Span]:
+    """Who is on call at ``moment`` as the mirror holds them: user id -> their shift (the first
+    covering one, as ``Timeline.on_call_at``), ids the mirror cannot hold left out."""
+    out: dict[str, Span] = {}
+    for shift in timeline.shifts:
+        uid = shift.user.id
+        if uid and len(uid) <= 64 and shift.covers(moment):
+            out.setdefault(uid, (shift.start, shift.end))
+    return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def encode_shifts(spans: OnCall) -> list[list[str | None]]:
+    """``scheduled_handoffs.shifts``: ``[user id, start, end]`` in on-call order."""
+    return [[uid, _iso(start), _iso(end)] for uid, (start, end) in spans.items()]
+
+
+def row_on_call(row: ScheduledHandoff) -> dict[str, Span]:
+    """Who a handoff row puts on call, with their shifts. A row planned before its shifts were
+    stored (migration 0007) gives its instant as their start, no end: the next sync corrects."""
+    if row.shifts is None:
+        return dict.fromkeys(row.user_ids, (row.at, None))
+    return {
+        str(uid): (
+            None if start is None else datetime.fromisoformat(start),
+            None if end is None else datetime.fromisoformat(end),
+        )
+        for uid, start, end in row.shifts
+    }
+
+
+# A pending row as ``replace_pending`` compares it:
+# (id, at, user_ids, generation, schedule_id, shifts).
+PendingRow = tuple[int, datetime, list[str], int, str, list[list[str | None]] | None]
 
 
 def pending_by_rotation(
@@ -59,7 +99,7 @@ def pending_by_rotation(
     out: dict[uuid.UUID, list[PendingRow]] = {rid: [] for rid in rotation_ids}
     if not rotation_ids:
         return out
-    for rid, row_id, at, user_ids, generation, schedule_id in session.execute(
+    for rid, row_id, at, user_ids, generation, schedule_id, shifts in session.execute(
         select(
             ScheduledHandoff.rotation_id,
             ScheduledHandoff.id,
@@ -67,9 +107,10 @@ def pending_by_rotation(
             ScheduledHandoff.user_ids,
             ScheduledHandoff.generation,
             ScheduledHandoff.schedule_id,
+            ScheduledHandoff.shifts,
         ).where(ScheduledHandoff.rotation_id.in_(rotation_ids))
     ):
-        out.setdefault(rid, []).append((row_id, at, user_ids, generation, schedule_id))
+        out.setdefault(rid, []).append((row_id, at, user_ids, generation, schedule_id, shifts))
     return out
 
 
@@ -94,13 +135,14 @@ def replace_pending(
     rows as ``pending_by_rotation`` read them under the same lock (read here when not given).
     """
     planned = {p.at: list(p.user_ids) for p in handoffs_in(timeline, since)}
+    shifts = {at: encode_shifts(on_call_spans(timeline, at)) for at in planned}
     keep: set[datetime] = set()
     gone: list[int] = []
     if pending is None:
         pending = pending_by_rotation(session, [rotation_id])[rotation_id]
-    for row_id, at, user_ids, row_generation, row_schedule in pending:
-        want = (planned.get(at), generation, schedule_id)
-        if (user_ids, row_generation, row_schedule) == want:
+    for row_id, at, user_ids, row_generation, row_schedule, row_shifts in pending:
+        want = (planned.get(at), generation, schedule_id, shifts.get(at))
+        if (user_ids, row_generation, row_schedule, row_shifts) == want:
             keep.add(at)
         else:
             gone.append(row_id)
@@ -118,6 +160,7 @@ def replace_pending(
             "schedule_id": schedule_id,
             "at": at,
             "user_ids": ids,
+            "shifts": shifts[at],
             "planned_at": now,
         }
         for at, ids in planned.items()
@@ -137,7 +180,23 @@ def discard_pending(session: Session, *, rotation_id: uuid.UUID) -> None:
     )
 
 
-def on_call_and_plan(
+def present(snapshot: AccountSnapshot, timeline: Timeline, now: datetime) -> datetime:
+    """The instant the sync writes as "now" for a timeline: the apply instant when the timeline
+    covers it, not the fetch. A handoff that fell due while the sync was reading (and the loop
+    may already have applied) is then neither undone nor planned again."""
+    return now if snapshot.fetched_at <= now < timeline.until else snapshot.fetched_at
+
+
+def on_call_now(snapshot: AccountSnapshot, now: datetime) -> dict[str, dict[str, Span]]:
+    """Who is on call at ``present`` for every schedule whose timeline the sync read."""
+    return {
+        sid: on_call_spans(timeline, present(snapshot, timeline, now))
+        for sid, timeline in snapshot.timelines.items()
+        if len(sid) <= 64
+    }
+
+
+def replan(
     session: Session,
     conn: PagerDutyConnection,
     rotation_id: uuid.UUID,
@@ -145,15 +204,10 @@ def on_call_and_plan(
     snapshot: AccountSnapshot,
     now: datetime,
     pending: list[PendingRow] | None = None,
-) -> tuple[UserRef, ...]:
+) -> None:
     """The sync's hook for a rotation whose schedule's timeline was read: re-plan its handoffs
-    and return who is on call now.
-
-    "Now" is the apply instant when the timeline covers it, not the fetch: a handoff that fell
-    due while the sync was reading is then neither undone nor planned again.
-    """
+    after ``present`` (the sync writes who is on call then, ``on_call_now``)."""
     timeline = snapshot.timelines[schedule_id]
-    moment = now if snapshot.fetched_at <= now < timeline.until else snapshot.fetched_at
     replace_pending(
         session,
         rotation_id=rotation_id,
@@ -161,8 +215,7 @@ def on_call_and_plan(
         generation=conn.generation,
         schedule_id=schedule_id,
         timeline=timeline,
-        since=moment,
+        since=present(snapshot, timeline, now),
         now=now,
         pending=pending,
     )
-    return timeline.on_call_at(moment)
