@@ -13,8 +13,8 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from workers.connections import activation, messages, sweeps, tokens
-from workers.core.outages import is_database_outage
-from workers.pagerduty.errors import RateLimited, Transient
+from workers.core.outages import is_transient_database_error
+from workers.pagerduty.errors import PagerDutyError, RateLimited, Transient
 from workers.tasking.app import BeatTask, ConnectTask, RRPDTask, contract_task
 from workers.tasking.contract import (
     EXCHANGE_OAUTH_CODE,
@@ -33,9 +33,12 @@ class ValidationTask(ConnectTask):
         # still leaves the connection in a clear state instead of "validating" for ever.
         connection_id = kwargs.get("connection_id")
         if connection_id:
-            message = (
-                messages.DATABASE_UNAVAILABLE if is_database_outage(exc) else messages.UNREACHABLE
-            )
+            if is_transient_database_error(exc):
+                message = messages.DATABASE_UNAVAILABLE
+            elif isinstance(exc, PagerDutyError | SoftTimeLimitExceeded):
+                message = messages.UNREACHABLE  # retries spent, or PagerDuty too slow
+            else:
+                message = messages.CHECK_FAILED_HERE  # a bug of ours: not PagerDuty's fault
             activation.give_up(connection_id, kwargs.get("generation"), message)
 
 

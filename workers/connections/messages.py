@@ -61,6 +61,11 @@ CHECK_LOST = (
     "Round Robin could not finish checking this connection: the check was interrupted. "
     "Please try again."
 )
+# A check that ended on an error of ours (a bug, a SQL error): never blamed on PagerDuty.
+CHECK_FAILED_HERE = (
+    "Round Robin could not finish checking this connection because of an error on its side. "
+    "Please try again; if it happens again, contact Round Robin support."
+)
 UNREACHABLE = (
     "Round Robin could not reach PagerDuty to check this connection after several tries. "
     "Please try again in a few minutes."
