@@ -207,6 +207,18 @@ def _at_hash(access_token: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
+def issuer(state: SimState, base: str) -> str:
+    """The id_token's ``iss``. Facts (OAuth, "the issuer is not settled"): PagerDuty's page now
+    says https://identity.pagerduty.com/global/oauth/anonymous (``identity``, the default); an
+    earlier version, its example tokens and reportedly its discovery document say
+    https://app.pagerduty.com/global/oauth/anonymous (``app``, served here under ``/app``)."""
+    if state.oidc_issuer == "identity":
+        return f"{base}/identity/global/oauth/anonymous"
+    if state.oidc_issuer == "app":
+        return f"{base}/app/global/oauth/anonymous"
+    return state.oidc_issuer  # any other issuer, to test that a client refuses it
+
+
 def _id_token(state: SimState, request: Request, tok: Token) -> str:
     """PagerDuty's id_token shape (developer docs, "PagerDuty OpenID token")."""
     acct = state.accounts[tok.app.account_id]
@@ -217,7 +229,7 @@ def _id_token(state: SimState, request: Request, tok: Token) -> str:
         "exp": now + ID_TOKEN_LIFETIME,
         "nbf": now,
         "jti": str(uuid.uuid4()),
-        "iss": f"{base}/identity/global/oauth/anonymous",
+        "iss": issuer(state, base),
         # the REST API base of the account's region, as the simulator serves it, and the client
         "aud": [base + ("/eu" if acct.region == "eu" else ""), tok.app.client_id],
         "sub": tok.user_id,

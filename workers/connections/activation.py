@@ -325,7 +325,9 @@ def exchange_oauth_code(
             oauth.jwks_endpoint(settings.pagerduty_identity_url),
             client_id,
             http=shared_http_client(),
-            issuer=oauth.issuer_for(settings.pagerduty_identity_url),
+            issuer=oauth.accepted_issuers(
+                settings.pagerduty_identity_url, settings.pagerduty_id_token_issuers
+            ),
         )
         region = Region(
             id_token.region_for_claims(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -53,16 +54,17 @@ def verify_id_token(
     client_id: str,
     *,
     http: httpx.Client | None = None,
-    issuer: str | None = None,
+    issuer: str | Collection[str] | None = None,
     leeway: int = 60,
     now: datetime | None = None,
     keys: KeySet | None = None,
 ) -> IdTokenClaims:
     """Verify an RS256 id_token against PagerDuty's JWKS and return the account facts.
 
-    Checks signature, ``exp`` (with ``leeway`` seconds), ``iss`` when given, and, when the token
-    names a client (``azp`` or a non-URL ``aud``), that it is ``client_id``. The URL audience is
-    the account's API host (US or EU).
+    Checks signature, ``exp`` (with ``leeway`` seconds), ``iss`` when given (one issuer, or
+    any of several: PagerDuty's is not settled), and, when the token names a client (``azp``
+    or a non-URL ``aud``), that it is ``client_id``. The URL audience is the account's API host
+    (US or EU).
     """
     key_set = keys if keys is not None else fetch_jwks(jwks_url, http=http)
     endpoint = "id_token"
@@ -77,7 +79,8 @@ def verify_id_token(
     claims = dict(token.claims)
     options: dict[str, Any] = {"exp": {"essential": True}}
     if issuer is not None:
-        options["iss"] = {"essential": True, "value": issuer}
+        issuers = [issuer] if isinstance(issuer, str) else list(issuer)
+        options["iss"] = {"essential": True, "values": issuers}
     moment = int((now or utcnow()).timestamp())
     try:
         jwt.JWTClaimsRegistry(now=moment, leeway=leeway, **options).validate(claims)

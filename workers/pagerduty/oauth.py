@@ -74,8 +74,20 @@ def jwks_endpoint(identity_url: str) -> str:
 
 
 def issuer_for(identity_url: str) -> str:
-    """The id_token's ``iss``: https://identity.pagerduty.com/global/oauth/anonymous."""
+    """The identity host's issuer: https://identity.pagerduty.com/global/oauth/anonymous."""
     return identity_url.rstrip("/") + "/global/oauth/anonymous"
+
+
+# The issuer an earlier version of PagerDuty's "OpenID token" page named, that its example
+# tokens carry and that its OIDC discovery reportedly names (pagerduty-facts.md, OAuth).
+APP_ISSUER = "https://app.pagerduty.com/global/oauth/anonymous"
+
+
+def accepted_issuers(identity_url: str, configured: str = "") -> tuple[str, ...]:
+    """The id_token issuers a login accepts: ``configured`` (comma-separated) when set, else
+    both documented ones. Which one PagerDuty sends is not settled, so neither is refused."""
+    chosen = [i.strip().rstrip("/") for i in configured.split(",") if i.strip()]
+    return tuple(dict.fromkeys(chosen or [issuer_for(identity_url), APP_ISSUER]))
 
 
 @dataclass(frozen=True)

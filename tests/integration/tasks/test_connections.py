@@ -24,7 +24,7 @@ from pagerduty_sim.server import SimulatorHandle
 from tests.support.connections import pending_oauth_login, validating_key_connection
 from tests.support.secrets import stored_ciphertext
 from tests.support.stack import demo_api_key
-from workers.connections import activation, sweeps
+from workers.connections import activation, messages, sweeps
 from workers.tasking.app import app
 
 pytestmark = pytest.mark.integration
@@ -104,6 +104,31 @@ def test_oauth_exchange_connects_with_tokens_encrypted(
     assert (
         session.scalar(select(OAuthAuthorization).where(OAuthAuthorization.id == auth_id)) is None
     )
+
+
+@pytest.mark.parametrize("issuer", ["identity", "app"])
+def test_oauth_login_connects_with_either_documented_issuer(
+    session: Session, sim: SimulatorHandle, live_workers, issuer: str
+) -> None:
+    """PagerDuty's docs name two id_token issuers (identity.pagerduty.com now, app.pagerduty.com
+    before and in its example tokens): a login signed with either connects."""
+    sim.control.post("/settings", json={"id_token_issuer": issuer}).raise_for_status()
+    conn, auth = pending_oauth_login(session, sim)
+    conn = _exchange(session, auth)
+    assert conn.status == "connected", conn.last_error
+    assert conn.pagerduty_account_id == "acme"
+
+
+def test_oauth_login_with_any_other_issuer_is_refused(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    other = f"{sim.base_url}/elsewhere/global/oauth/anonymous"
+    sim.control.post("/settings", json={"id_token_issuer": other}).raise_for_status()
+    conn, auth = pending_oauth_login(session, sim)
+    conn = _exchange(session, auth)
+    assert conn.status == "invalid"
+    assert conn.last_error == messages.LOGIN_UNVERIFIED
+    assert conn.access_token is None
 
 
 def test_oauth_eu_account_gets_its_region_from_the_id_token(
