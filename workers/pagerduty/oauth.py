@@ -38,6 +38,7 @@ from workers.pagerduty.errors import (
     reset_after_from_headers,
 )
 from workers.pagerduty.records import Credential
+from workers.pagerduty.retrying import Retries
 
 with warnings.catch_warnings():
     # authlib prefers the "httpx2" fork and warns when it falls back to httpx, which we use.
@@ -59,6 +60,10 @@ REQUIRED_SCOPES: tuple[str, ...] = ("users.read", "schedules.read")
 # oncalls.read lets one /oncalls request answer for many bound schedules (fewer requests).
 DEFAULT_SCOPES: tuple[str, ...] = ("openid", *REQUIRED_SCOPES, "oncalls.read")
 TOKEN_ENDPOINT = "POST /oauth/token"  # noqa: S105 - a label, not a secret
+# A code lives 30 s from PagerDuty's redirect: the exchange's tries all start well inside it.
+EXCHANGE_RETRIES = Retries(attempts=3, first_delay=0.5, budget=12.0)
+# A refresh holds the connection's lock: a few seconds of tries, then the task's own retries.
+REFRESH_RETRIES = Retries(attempts=3, first_delay=0.5, budget=8.0)
 
 
 def authorize_endpoint(identity_url: str) -> str:
@@ -294,19 +299,28 @@ def exchange_code(
     *,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
+    retries: Retries = EXCHANGE_RETRIES,
 ) -> TokenSet:
-    """Trade an authorization code (valid 30 s) for tokens. Not retried: a code is single-use."""
-    return _call_token_endpoint(
-        client_id,
-        client_secret,
-        (code, code_verifier),
-        timeout,
-        transport,
-        "exchange",
-        url=token_endpoint(identity_url),
-        code=code,
-        redirect_uri=redirect_uri,
-        code_verifier=code_verifier,
+    """Trade an authorization code (valid 30 s) for tokens.
+
+    Tried again only when PagerDuty did not answer (connect error, timeout, 5xx, 429), within
+    the code's life. A code PagerDuty refused is final; one it consumed before its answer was
+    lost comes back ``invalid_grant`` on the next try, the same end as not trying again.
+    """
+    return retries.call(
+        lambda: _call_token_endpoint(
+            client_id,
+            client_secret,
+            (code, code_verifier),
+            timeout,
+            transport,
+            "exchange",
+            url=token_endpoint(identity_url),
+            code=code,
+            redirect_uri=redirect_uri,
+            code_verifier=code_verifier,
+        ),
+        what="PagerDuty token endpoint (code exchange)",
     )
 
 
@@ -318,16 +332,23 @@ def refresh(
     *,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
+    retries: Retries = REFRESH_RETRIES,
 ) -> TokenSet:
     """A new token set. PagerDuty rotates the refresh token: store the new one before using the
-    access token, and never refresh the same connection twice at once (hold a lock)."""
-    return _call_token_endpoint(
-        client_id,
-        client_secret,
-        (refresh_token,),
-        timeout,
-        transport,
-        "refresh",
-        url=token_endpoint(identity_url),
-        refresh_token=refresh_token,
+    access token, and never refresh the same connection twice at once (hold a lock).
+
+    Tried again only when PagerDuty did not answer (as ``exchange_code``): a refused token is
+    final, and a retry after a lost answer ends as the task's own retry would."""
+    return retries.call(
+        lambda: _call_token_endpoint(
+            client_id,
+            client_secret,
+            (refresh_token,),
+            timeout,
+            transport,
+            "refresh",
+            url=token_endpoint(identity_url),
+            refresh_token=refresh_token,
+        ),
+        what="PagerDuty token endpoint (refresh)",
     )

@@ -131,6 +131,28 @@ def test_oauth_login_with_any_other_issuer_is_refused(
     assert conn.access_token is None
 
 
+JWKS_PATH = "/identity/global/oauth/anonymous/jwks"
+TOKEN_PATH = "/identity/oauth/token"
+
+
+def _fault_hits(sim: SimulatorHandle) -> list[int]:
+    return [f["hits"] for f in sim.control.get("/faults").json()["faults"]]
+
+
+@pytest.mark.parametrize("path", [TOKEN_PATH, JWKS_PATH])
+def test_one_failed_oauth_call_during_a_login_is_tried_again(
+    session: Session, sim: SimulatorHandle, live_workers, path: str
+) -> None:
+    """A 503 from the token endpoint (before it takes the code) or the JWKS is a blip: tried
+    again within seconds, the login connects."""
+    fault = {"kind": "error", "path_prefix": path, "status": 503, "times": 1}
+    sim.control.post("/faults", json=fault).raise_for_status()
+    conn, auth = pending_oauth_login(session, sim)
+    conn = _exchange(session, auth)
+    assert conn.status == "connected", conn.last_error
+    assert _fault_hits(sim) == [1]
+
+
 def test_oauth_eu_account_gets_its_region_from_the_id_token(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
