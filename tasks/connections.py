@@ -12,10 +12,10 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from workers.connections import activation, messages, sweeps, tokens
+from workers.connections import activation, messages, oauth_exchange, sweeps, tokens
 from workers.core.outages import is_database_outage
 from workers.pagerduty.errors import RateLimited, Transient
-from workers.tasking.app import BeatTask, ConnectTask, RRPDTask, contract_task
+from workers.tasking.app import BeatTask, ConnectTask, contract_task
 from workers.tasking.contract import (
     EXCHANGE_OAUTH_CODE,
     REFRESH_EXPIRING_TOKENS,
@@ -53,9 +53,34 @@ def validate_api_key(self: ConnectTask, *, connection_id: str, generation: int) 
         self.retry_later(exc=Transient("PagerDuty unreachable"))
 
 
-@contract_task(EXCHANGE_OAUTH_CODE)
-def exchange_oauth_code(self: RRPDTask, *, authorization_id: str) -> dict[str, Any]:
-    return activation.exchange_oauth_code(authorization_id).as_dict()
+class ExchangeTask(ConnectTask):
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        # As ValidationTask: a terminal failure still ends the login in a clear state, and
+        # deletes it (with any tokens PagerDuty issued for it).
+        authorization_id = kwargs.get("authorization_id")
+        if authorization_id:
+            message = (
+                messages.DATABASE_UNAVAILABLE if is_database_outage(exc) else messages.UNREACHABLE
+            )
+            oauth_exchange.give_up_login(authorization_id, message)
+
+
+@contract_task(EXCHANGE_OAUTH_CODE, base=ExchangeTask)
+def exchange_oauth_code(self: ConnectTask, *, authorization_id: str) -> dict[str, Any]:
+    """Never retries the exchange (the code is single-use): only the id_token check of tokens
+    PagerDuty issued and that are kept on the login (``VerificationPending``), or what a time
+    limit interrupted (a retry finds the kept tokens, or the spent code and says so)."""
+    try:
+        return oauth_exchange.exchange_oauth_code(authorization_id).as_dict()
+    except (oauth_exchange.VerificationPending, SoftTimeLimitExceeded) as exc:
+        if not self.retries_left:
+            return oauth_exchange.give_up_login(authorization_id).as_dict()
+        self.retry_later(
+            exc=Transient("PagerDuty's signing keys unreachable"),
+            reset_after=getattr(exc, "reset_after", None),
+        )
 
 
 @contract_task(REFRESH_TOKEN)

@@ -15,6 +15,7 @@ and no secret (client secret, code, verifier, tokens) ever reaches an error mess
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import warnings
 from collections.abc import Iterable, Sequence
@@ -109,6 +110,32 @@ class TokenSet:
     @property
     def credential(self) -> Credential:
         return Credential(kind="oauth", secret=self.access_token)
+
+    def to_json(self) -> str:
+        """For an encrypted column only (it holds every token)."""
+        return json.dumps(
+            {
+                "access_token": self.access_token,
+                "refresh_token": self.refresh_token,
+                "token_type": self.token_type,
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "scopes": sorted(self.scopes),
+                "id_token": self.id_token,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> TokenSet:
+        data = json.loads(raw)
+        expires_at = data.get("expires_at")
+        return cls(
+            access_token=data["access_token"],
+            refresh_token=data.get("refresh_token"),
+            token_type=data.get("token_type") or "bearer",
+            expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
+            scopes=frozenset(data.get("scopes") or ()),
+            id_token=data.get("id_token"),
+        )
 
     @property
     def missing_scopes(self) -> tuple[str, ...]:

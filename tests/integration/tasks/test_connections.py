@@ -24,7 +24,7 @@ from pagerduty_sim.server import SimulatorHandle
 from tests.support.connections import pending_oauth_login, validating_key_connection
 from tests.support.secrets import stored_ciphertext
 from tests.support.stack import demo_api_key
-from workers.connections import activation, messages, sweeps
+from workers.connections import messages, oauth_exchange, sweeps
 from workers.tasking.app import app
 
 pytestmark = pytest.mark.integration
@@ -153,6 +153,26 @@ def test_one_failed_oauth_call_during_a_login_is_tried_again(
     assert _fault_hits(sim) == [1]
 
 
+def test_a_login_whose_jwks_stays_down_for_a_while_ends_connected(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    """More JWKS failures than the call's own tries absorb, after PagerDuty issued the tokens:
+    they were kept, so the task checks them again later (without the spent code) and connects
+    instead of ending invalid with a 30-day refresh token orphaned at PagerDuty."""
+    fault = {"kind": "error", "path_prefix": JWKS_PATH, "status": 503, "times": 4}
+    sim.control.post("/faults", json=fault).raise_for_status()
+    sim.control.post("/stats/reset").raise_for_status()
+    conn, auth = pending_oauth_login(session, sim)
+    auth_id = auth.id
+    conn = _exchange(session, auth)
+    assert conn.status == "connected", conn.last_error
+    assert _fault_hits(sim) == [4]
+    by_path = sim.control.get("/stats").json()["by_path"]
+    assert by_path[TOKEN_PATH] == 1  # the code was exchanged once; the retry reused its tokens
+    assert by_path[JWKS_PATH] == 5
+    assert session.get(OAuthAuthorization, auth_id) is None
+
+
 def test_oauth_eu_account_gets_its_region_from_the_id_token(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
@@ -196,7 +216,7 @@ def test_redelivered_exchange_after_a_crash_ends_with_a_clear_error(
     conn, auth = pending_oauth_login(session, sim)
     auth.code = None  # what the first delivery's committed "take the code" leaves
     session.commit()
-    result = activation.exchange_oauth_code(auth.id)
+    result = oauth_exchange.exchange_oauth_code(auth.id)
     assert result.outcome == "invalid"
     session.expire_all()
     conn = session.get(PagerDutyConnection, conn.id)
