@@ -612,6 +612,7 @@ async def get_settings(state: SimState, request: Request, p: dict[str, str], bod
         "auto_approve": state.auto_approve,
         "auth_error_mode": state.auth_error_mode,
         "id_token_issuer": state.oidc_issuer,
+        "echo_state": state.echo_state,
         "latency_ms": state.latency_ms,
         "access_token_ttl": state.access_ttl,
         "refresh_token_ttl": state.refresh_ttl,
@@ -628,6 +629,8 @@ async def set_settings(state: SimState, request: Request, p: dict[str, str], bod
         if body["auth_error_mode"] not in ("json", "text"):
             raise ControlError("auth_error_mode must be 'json' or 'text'")
         state.auth_error_mode = body["auth_error_mode"]
+    if "echo_state" in body:
+        state.echo_state = bool(body["echo_state"])
     if "id_token_issuer" in body:
         issuer = str(body["id_token_issuer"])
         if issuer not in ("identity", "app") and not issuer.startswith(("http://", "https://")):

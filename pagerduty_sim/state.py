@@ -29,6 +29,10 @@ DEFAULT_AUTH_ERROR_MODE = "text"  # 401 bodies are often not JSON (go-pagerduty#
 # (its earlier version, its example tokens and reportedly its OIDC discovery), or any URL.
 # Facts (OAuth): which one PagerDuty sends is not settled.
 DEFAULT_OIDC_ISSUER = "identity"
+# Whether the redirect back to the app carries `state`. RFC 6749 4.1.2 says it does (the
+# default); no PagerDuty page mentions it, and its success redirect is shown as
+# `{REDIRECT_URI}?code=...` (facts, OAuth): `false` plays that.
+DEFAULT_ECHO_STATE = True
 
 
 @dataclass
@@ -161,6 +165,7 @@ class SimState:
         self.latency_ms = latency_ms
         self.auth_error_mode = DEFAULT_AUTH_ERROR_MODE  # text (default) | json
         self.oidc_issuer = DEFAULT_OIDC_ISSUER
+        self.echo_state = DEFAULT_ECHO_STATE
         self.access_ttl = ACCESS_TTL
         self.refresh_ttl = REFRESH_TTL
         self.code_ttl = CODE_TTL
@@ -213,6 +218,7 @@ class SimState:
         self.latency_ms = latency
         self.auth_error_mode = DEFAULT_AUTH_ERROR_MODE
         self.oidc_issuer = DEFAULT_OIDC_ISSUER
+        self.echo_state = DEFAULT_ECHO_STATE
         self.access_ttl, self.refresh_ttl, self.code_ttl = ACCESS_TTL, REFRESH_TTL, CODE_TTL
         self.refresh_window = REFRESH_WINDOW
         self.faults.clear()

@@ -3,7 +3,12 @@
 The state is single-use and stored only as a SHA-256; the PKCE verifier, the client secret and
 (until the exchange task takes it) the authorization code are encrypted. The callback stores the
 code and enqueues ``pagerduty.exchange_oauth_code``; the worker half is
-``workers.connections.activation``.
+``workers.connections.oauth_exchange``.
+
+PagerDuty documents no ``state`` in its redirect (pagerduty-facts.md, OAuth): the browser that
+starts a login also keeps its state in an HttpOnly cookie (``api_stub.oauth_browser``), and a
+callback without ``state`` takes the login from that cookie. CSRF safety is kept: only the
+browser that started the login holds it, and the code is bound to that login's PKCE verifier.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class OAuthStart:
     authorization_id: uuid.UUID
     authorization_url: str
     expires_at: datetime
+    # For the starting browser's cookie only (a callback may come back without it).
+    state: str = field(repr=False, default="")
 
 
 def start_oauth(
@@ -124,7 +131,7 @@ def start_oauth(
         client_id=client_id,
     )
     session.flush()
-    return OAuthStart(auth.id, url, auth.expires_at)
+    return OAuthStart(auth.id, url, auth.expires_at, state)
 
 
 @dataclass(frozen=True)
@@ -197,15 +204,21 @@ def handle_oauth_callback(
     state: str | None,
     code: str | None = None,
     error: str | None = None,
+    remembered_state: str | None = None,
     now: datetime | None = None,
 ) -> CallbackOutcome:
-    """PagerDuty sent the browser back. The single-use, unexpired state is the only credential.
+    """PagerDuty sent the browser back. The single-use, unexpired state is the only credential:
+    the one in the redirect, or, when PagerDuty sent none, the one the browser kept from the
+    start of its login (``remembered_state``). With neither: ``state_missing``. A state in the
+    redirect always decides (a cookie naming another login is another tab's login).
 
     The state is consumed whatever the outcome (denied, missing code...), so it can never be
     used twice. On success the code is stored encrypted and the exchange task is enqueued.
     """
     now = now or utcnow()
-    auth, reason = _consume_state(session, state, now)
+    if not state and not remembered_state:
+        return _outcome("error", "state_missing")
+    auth, reason = _consume_state(session, state or remembered_state, now)
     if auth is None:
         return _outcome("error", reason)
     workspace_id = auth.workspace_id
@@ -283,6 +296,8 @@ def handle_oauth_callback(
         generation=conn.generation,
         replaced=replaced,
         task_id=task_id,
+        # Whether PagerDuty echoed the state (it documents none): what operators learn from.
+        state_returned=bool(state),
     )
     session.flush()
     return _outcome("connecting", task_id=task_id, workspace_id=workspace_id, connection_id=conn.id)

@@ -480,3 +480,20 @@ def test_id_token_issuer_is_a_setting(sim: SimulatorHandle, oauth_tokens: TokenF
     assert bad.status_code == 400
     sim.control.post("/reset").raise_for_status()
     assert sim.control.get("/settings").json()["id_token_issuer"] == "identity"
+
+
+def test_the_redirect_can_leave_out_state(sim: SimulatorHandle) -> None:
+    """Facts (OAuth): no PagerDuty page mentions `state` in its redirect (shown as
+    `{REDIRECT_URI}?code=...`); RFC 6749 says it is echoed, the simulator's default."""
+    assert sim.control.get("/settings").json()["echo_state"] is True
+    sim.control.post("/settings", json={"echo_state": False}).raise_for_status()
+    sim.control.post("/auto_approve", json={"enabled": True}).raise_for_status()
+    approved = redirect_params(authorize(sim, state="st-1"))
+    assert set(approved) == {"code"}
+    sim.control.post("/auto_approve", json={"enabled": False}).raise_for_status()
+    page = authorize(sim, state="st-2")
+    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+    denied = httpx.post(f"{sim.identity_url}/oauth/authorize", data={**form, "decision": "deny"})
+    assert redirect_params(denied) == {"error": "access_denied"}
+    sim.control.post("/reset").raise_for_status()
+    assert sim.control.get("/settings").json()["echo_state"] is True
