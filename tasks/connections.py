@@ -112,9 +112,14 @@ def refresh_token(self: ConnectTask, *, connection_id: str) -> dict[str, Any]:
 @contract_task(REFRESH_EXPIRING_TOKENS)
 def refresh_expiring_tokens(self: BeatTask) -> dict[str, int]:
     """Beat: enqueue a refresh for every token near expiry or idle for a day; also give a
-    clear error to connections stuck in ``validating``."""
+    clear error to connections stuck in ``validating``, and delete abandoned OAuth logins."""
     due = tokens.connections_due_for_refresh()
     for connection_id in due:
         publish_now(REFRESH_TOKEN, connection_id=connection_id)
     stuck = sweeps.expire_stale_validations()
-    return {"refreshes_enqueued": len(due), "stale_validations": stuck}
+    abandoned = sweeps.forget_abandoned_logins()
+    return {
+        "refreshes_enqueued": len(due),
+        "stale_validations": stuck,
+        "abandoned_logins": abandoned,
+    }

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -194,8 +194,21 @@ def _consume_state(
     if affected_rows(result) == 1 and auth is not None:
         return auth, None
     if auth is not None and auth.consumed_at is None and auth.expires_at <= now:
+        _forget(session, auth)  # it can never be used; its secrets go now
         return None, "state_expired"
     return None, "state_invalid"  # unknown (forged) or already used (replayed)
+
+
+def _forget(session: Session, auth: OAuthAuthorization) -> None:
+    """A login that ended at the callback (denied, refused, expired): nothing needs its client
+    secret or PKCE verifier any more, so its row goes. A replay of its state is then refused as
+    unknown, the same answer as used."""
+    session.execute(
+        delete(OAuthAuthorization)
+        .where(OAuthAuthorization.id == auth.id)
+        .execution_options(synchronize_session=False)
+    )
+    session.expunge(auth)
 
 
 def handle_oauth_callback(
@@ -213,7 +226,8 @@ def handle_oauth_callback(
     redirect always decides (a cookie naming another login is another tab's login).
 
     The state is consumed whatever the outcome (denied, missing code...), so it can never be
-    used twice. On success the code is stored encrypted and the exchange task is enqueued.
+    used twice; a login that ends here is deleted with its secrets. On success the code is
+    stored encrypted and the exchange task is enqueued.
     """
     now = now or utcnow()
     if not state and not remembered_state:
@@ -221,6 +235,23 @@ def handle_oauth_callback(
     auth, reason = _consume_state(session, state or remembered_state, now)
     if auth is None:
         return _outcome("error", reason)
+    outcome = _use_login(session, auth, code, error, now, state_returned=bool(state))
+    if outcome.result != "connecting":
+        _forget(session, auth)
+    return outcome
+
+
+def _use_login(
+    session: Session,
+    auth: OAuthAuthorization,
+    code: str | None,
+    error: str | None,
+    now: datetime,
+    *,
+    state_returned: bool,
+) -> CallbackOutcome:
+    """What the consumed login's callback comes to: connecting (code stored, exchange
+    enqueued), denied, or an error."""
     workspace_id = auth.workspace_id
     who = auth.requested_by_member_id
 
@@ -297,7 +328,7 @@ def handle_oauth_callback(
         replaced=replaced,
         task_id=task_id,
         # Whether PagerDuty echoed the state (it documents none): what operators learn from.
-        state_returned=bool(state),
+        state_returned=state_returned,
     )
     session.flush()
     return _outcome("connecting", task_id=task_id, workspace_id=workspace_id, connection_id=conn.id)

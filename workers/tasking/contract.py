@@ -242,7 +242,7 @@ REFRESH_EXPIRING_TOKENS = TaskSpec(
     time_limit=90,
     family=Family.BEAT,
     max_retries=0,
-    result="`{refreshes_enqueued, stale_validations}`",
+    result="`{refreshes_enqueued, stale_validations, abandoned_logins}`",
     no_retry_because="next beat",
     beat=Beat("refresh-expiring-tokens", lambda settings: 300.0, "every 5 min"),
 )

@@ -410,6 +410,9 @@ def test_denied_consumes_the_state(client, world, session, sent) -> None:
     state = _state_of(_start(client, world))
     params, _ = _callback(client, error="access_denied", state=state)
     assert params == {"pagerduty": "denied"}
+    session.expire_all()
+    # The login ended: no row keeps its client secret or PKCE verifier.
+    assert session.scalar(select(func.count()).select_from(OAuthAuthorization)) == 0
     params, _ = _callback(client, code="abc", state=state)
     assert params == {"pagerduty": "error", "reason": "state_invalid"}
     assert sent.calls == []
