@@ -404,6 +404,8 @@ def test_expired_state_fails_without_a_task(client, world, session, sent) -> Non
     assert params == {"pagerduty": "error", "reason": "state_expired"}
     assert sent.calls == []
     assert not _connections(session, world)
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(OAuthAuthorization)) == 0
 
 
 def test_denied_consumes_the_state(client, world, session, sent) -> None:
