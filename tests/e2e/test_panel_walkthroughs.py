@@ -70,6 +70,12 @@ def test_the_three_walkthroughs_in_the_browser(
     context = browser.new_context(viewport={"width": 1280, "height": 1100})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
+    # Nothing the panel's pages ask for is missing (a favicon 404 on every page, once).
+    missing: list[str] = []
+    page.on(
+        "response",
+        lambda r: missing.append(r.url) if r.status == 404 and r.url.startswith(api_url) else None,
+    )
 
     # --- Settings > Integrations, as the Primary Owner --------------------------------------
     page.goto(f"{api_url}/panel")
@@ -298,5 +304,6 @@ def test_the_three_walkthroughs_in_the_browser(
     )
     shots(page, "15-oauth-connected")
 
+    assert missing == [], f"the panel's pages asked for what is not there: {missing}"
     assert len(shots.taken) == 19
     context.close()

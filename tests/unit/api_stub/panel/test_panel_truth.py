@@ -142,6 +142,8 @@ def test_an_invalid_connection_keeps_account_who_connected_and_the_last_good_syn
     # The last *successful* sync, not the failed one after it.
     assert _dd(page, "last-good-sync").startswith(good.strftime("%Y-%m-%d %H:%M"))
     assert "1 h ago" in _dd(page, "last-good-sync")
+    # And the failed attempt after it, with its reason.
+    assert "failed: PagerDuty answered 401." in _dd(page, "last-sync")
     row = _row(page, "Primary")
     assert f"not updating since {good:%Y-%m-%d %H:%M}" in row
     # While connected, the same rotation is simply up to date.
