@@ -13,7 +13,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api_stub.panel.session import picker_enabled, read_flash
-from models import Member, Role, Workspace, utcnow
+from models import (
+    Member,
+    PagerDutyConnection,
+    PagerDutyUser,
+    Role,
+    SyncRun,
+    Workspace,
+    utcnow,
+)
 from workers.connections import oauth_login
 from workers.connections.status import connection_status
 from workers.core.access import Actor
@@ -50,14 +58,46 @@ REASON_WORDS = {
     "invalid_code": "PagerDuty sent back an unusable authorization code. Start again.",
     "forbidden": "Only the workspace's Primary Owner or an Admin can connect PagerDuty.",
     "disconnecting": "PagerDuty is being disconnected; wait until that finishes, then connect.",
-    "invalid_scope": "PagerDuty refused the permissions Round Robin asks for. Check the app's "
-    "scopes (users.read, schedules.read).",
+    "invalid_scope": "PagerDuty refused the permissions Round Robin asks for. Check that the "
+    f"app's scopes include {', '.join(s for s in oauth_login.OAUTH_SCOPES if s != 'openid')}.",
     "unauthorized_client": "PagerDuty says this OAuth app may not log in this way. Check the "
     "Client ID and the app's redirect URL.",
     "server_error": "PagerDuty had a problem during the login. Try again in a moment.",
     "temporarily_unavailable": "PagerDuty is temporarily unavailable. Try again in a moment.",
 }
 UNSETTLED = {"validating", "disconnecting"}
+# A refused form field, in the words of someone pasting from PagerDuty (the service's own
+# message names the API field, e.g. "api_key must be ..."): (modal, field, words).
+FIELD_ERRORS = {
+    "invalid_api_key": (
+        "api-key-modal",
+        "api_key",
+        (
+            "That does not look like a PagerDuty API key: it must be 16 to 128 characters with no "
+            "spaces (for example u+abc... or a 20-character token). Copy the whole key from "
+            "PagerDuty (Integrations > API Access Keys) and paste it again."
+        ),
+    ),
+    "invalid_client_id": (
+        "oauth-modal",
+        "client_id",
+        (
+            "That does not look like a Client ID: it must be 1 to 200 characters with no spaces. "
+            "Copy it again from PagerDuty (Integrations > App Registration > your app)."
+        ),
+    ),
+    "invalid_client_secret": (
+        "oauth-modal",
+        "client_secret",
+        (
+            "That does not look like a Client Secret: it must be 1 to 500 characters with no "
+            "spaces. Copy it again from PagerDuty (Integrations > App Registration > your app)."
+        ),
+    ),
+}
+# Rejections that already tried both regions, or that are not about the region at all: a
+# "choose the other region" hint under them would contradict what the admin just read.
+_NOT_A_REGION_PROBLEM = ("both regions", "plan does not include", "lacks permission")
 SYNC_WAIT_SECONDS = 60
 # After connecting, the page refreshes until the first sync has run, for at most this long (a
 # stopped sync worker must not make it refresh forever).
@@ -72,6 +112,58 @@ SYNC_OUTCOME_WORDS = {
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+
+def _exact(value: datetime) -> str:
+    return f"{value.strftime('%Y-%m-%d %H:%M:%S UTC')} ({_ago(value)})"
+
+
+# A Member cannot log in to PagerDuty for the workspace: tell them whom to ask instead of the
+# admin's instructions in last_error.
+MEMBER_WORDS = {
+    "invalid": "PagerDuty refused this connection's credentials, so rotations that follow "
+    "PagerDuty are not updating. Ask the workspace's Primary Owner or an Admin to connect "
+    "PagerDuty again.",
+    "needs_reauth": "PagerDuty no longer accepts this connection's login, so rotations that "
+    "follow PagerDuty are not updating. Ask the workspace's Primary Owner or an Admin to log "
+    "in to PagerDuty again.",
+}
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def _people_words(status: dict[str, Any]) -> str:
+    linked, total = status["linked_users"], status["total_users"]
+    inactive = status["inactive_users"]
+    words = f"{linked} of {_plural(total, 'user')} linked to members"
+    if inactive:
+        words += f" ({inactive} inactive in PagerDuty)"
+    return words
+
+
+def region_hint_applies(status: dict[str, Any]) -> bool:
+    """The "checked with the US region; choose EU if..." hint, only where the region may be
+    the cause: a refused API key that was not already tried in both regions."""
+    if status["status"] != "invalid" or status["auth_method"] != "api_key":
+        return False
+    error = (status["last_error"] or "").lower()
+    return "rejected" in error and not any(words in error for words in _NOT_A_REGION_PROBLEM)
+
+
+def _handoff_view(handoff: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The next handoff to the second; the page shows it in the viewer's time zone, with UTC
+    (what the server knows) as the title and as the text when scripts do not run."""
+    if handoff is None:
+        return None
+    at: datetime = handoff["at"]
+    names = [p["name"] for p in handoff["people"]]
+    return {
+        "who": ", ".join(names) if names else "nobody",
+        "iso": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "utc": at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }
 
 
 def _ago(value: datetime) -> str:
@@ -91,7 +183,7 @@ def _last_sync_words(run: dict[str, Any] | None) -> str:
     words = SYNC_OUTCOME_WORDS.get(run["status"], run["status"])
     if run["status"] == "succeeded":
         changes = run["rows_created"] + run["rows_updated"] + run["rows_deleted"]
-        words += ", nothing changed" if changes == 0 else f", {changes} changes"
+        words += ", nothing changed" if changes == 0 else f", {_plural(changes, 'change')}"
     elif run["status"] == "failed" and run["error"]:
         words += f": {run['error']}"
     return f"{at.strftime('%Y-%m-%d %H:%M:%S UTC')} ({_ago(at)}) — {words}"
@@ -171,8 +263,13 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
             }
         )
     flash = read_flash(request)
-    if flash:
-        notices.append(flash)
+    field_error = None
+    if flash and flash.get("field") in FIELD_ERRORS:
+        # Shown next to its field in the reopened modal, not as a page notice.
+        modal, field, words = FIELD_ERRORS[flash["field"]]
+        field_error = {"modal": modal, "field": field, "text": words}
+    elif flash:
+        notices.append({"kind": flash["kind"], "text": flash["text"]})
     ctx: dict[str, Any] = {
         "actor": None,
         "notices": notices,
@@ -184,7 +281,12 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         "choices": [],
         "role_words": ROLE_WORDS,
         "when": _when,
+        "plural": _plural,
+        "exact": _exact,
+        "member_words": MEMBER_WORDS,
         "refresh": False,
+        "session_ended": False,
+        "field_error": field_error,
     }
     # One snapshot for the whole page: its status, last sync and rotations agree.
     with snapshot() as session:
@@ -197,6 +299,7 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         status = connection_status(session, actor.workspace_id)
         rotations = list_rotations(session, actor.workspace_id)
         schedules, _ = search_schedules(session, actor.workspace_id, None, limit=200)
+        acting_user, last_good_sync = _connection_details(session, status["connection_id"])
         disconnected = (
             _disconnected_words(session, actor.workspace_id, q.get("disconnected"))
             if status["status"] != "disconnecting" and q.get("disconnected")
@@ -220,6 +323,11 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         status=status,
         rotations=rotations,
         schedules=schedules,
+        acting_user=acting_user,
+        last_good_sync=last_good_sync,
+        people_words=_people_words(status),
+        region_hint=region_hint_applies(status),
+        handoffs={r["id"]: _handoff_view(r["next_handoff"]) for r in rotations},
     )
     binding_pending = any(
         r["mode"] == "pagerduty" and r["last_synced_at"] is None for r in rotations
@@ -243,6 +351,41 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         or ctx["first_sync_pending"]
     )
     return ctx
+
+
+def _connection_details(
+    session: Session, connection_id: uuid.UUID | None
+) -> tuple[dict[str, str | None] | None, datetime | None]:
+    """The PagerDuty user the connection acts as (OAuth, or a user-level key) as mirrored by
+    the sync, and when a sync last succeeded: both stay worth showing when the connection
+    breaks (what it was, and since when rotations have not been updated)."""
+    if connection_id is None:
+        return None, None
+    conn = session.get(PagerDutyConnection, connection_id)
+    acting: dict[str, str | None] | None = None
+    if conn is not None and conn.pagerduty_user_id:
+        user = session.scalars(
+            select(PagerDutyUser).where(
+                PagerDutyUser.connection_id == conn.id,
+                PagerDutyUser.pagerduty_id == conn.pagerduty_user_id,
+            )
+        ).one_or_none()
+        acting = {
+            "id": conn.pagerduty_user_id,
+            "name": user.name if user else None,
+            "email": user.email if user else None,
+        }
+    last_good = session.scalars(
+        select(SyncRun.finished_at)
+        .where(
+            SyncRun.connection_id == connection_id,
+            SyncRun.status == "succeeded",
+            SyncRun.finished_at.is_not(None),
+        )
+        .order_by(SyncRun.finished_at.desc())
+        .limit(1)
+    ).one_or_none()
+    return acting, last_good
 
 
 def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bool:

@@ -10,9 +10,10 @@ Who is acting and CSRF: ``api_stub.panel.session``; what the page shows:
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,22 +23,24 @@ from starlette.concurrency import run_in_threadpool
 from api_stub.auth import issue_token, verify_login_token
 from api_stub.errors import ApiError, error_response
 from api_stub.oauth_browser import remember_login
-from api_stub.panel.page import ROLE_WORDS, TEMPLATES, page_state
+from api_stub.panel.page import FIELD_ERRORS, ROLE_WORDS, TEMPLATES, page_state
 from api_stub.panel.session import (
     CSRF_COOKIE,
     FLASH_COOKIE,
-    IDENTITY_COOKIE,
     LOGIN_COOKIE,
     LOGIN_TTL_SECONDS,
+    SESSION_ENDED_WORDS,
     check_csrf,
     cookie_secure,
     csrf_token_for,
     current_actor,
+    end_session,
     flash,
     login_nonce_for,
     picker_enabled,
     read_form,
     redirect_to_panel,
+    session_ended,
     set_identity,
     subject_of,
 )
@@ -112,6 +115,10 @@ def panel(request: Request, token: str | None = None) -> Response:
     actor = current_actor(request)
     nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
     ctx = page_state(request, actor)
+    ended = session_ended(request, actor)
+    if ended:
+        ctx["notices"].insert(0, {"kind": "error", "text": SESSION_ENDED_WORDS})
+        ctx["session_ended"] = True
     ctx["csrf_token"] = csrf_token_for(nonce, subject_of(actor))
     script_nonce = secrets.token_urlsafe(16)
     ctx["script_nonce"] = script_nonce
@@ -141,6 +148,8 @@ def panel(request: Request, token: str | None = None) -> Response:
     )
     if request.cookies.get(FLASH_COOKIE):
         response.delete_cookie(FLASH_COOKIE, path="/panel")
+    if ended:
+        end_session(response)
     return response
 
 
@@ -149,10 +158,41 @@ def panel(request: Request, token: str | None = None) -> Response:
 # Handlers are async only to read the form; database work (blocking) runs in the thread pool.
 
 
+class _SessionEnded(Exception):
+    """A form posted after the panel session ended (it lasts as long as the token)."""
+
+
+# Said instead of a CSRF refusal: the form's token was made for the member whose session ended.
+# Nothing typed is kept (a key or secret must not travel back into a page or a cookie).
+SESSION_ENDED_POST_WORDS = (
+    f"{SESSION_ENDED_WORDS} Nothing was saved: anything you typed (such as an API key or a "
+    "Client Secret) must be typed again after signing in."
+)
+
+
+def _form_handler(
+    handler: Callable[..., Awaitable[Response]],
+) -> Callable[..., Awaitable[Response]]:
+    """A form post after the session ended answers with the panel page saying so (not JSON)."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: object, **kwargs: object) -> Response:
+        try:
+            return await handler(*args, **kwargs)
+        except _SessionEnded:
+            response = flash(redirect_to_panel(), "error", SESSION_ENDED_POST_WORDS)
+            end_session(response)
+            return response
+
+    return wrapper
+
+
 async def _checked(request: Request) -> tuple[Actor, dict[str, str]]:
     """The form, after the CSRF check, and who is acting (401 if nobody is)."""
     form = await read_form(request)
     actor = await run_in_threadpool(current_actor, request)
+    if session_ended(request, actor):
+        raise _SessionEnded
     check_csrf(request, form, actor)
     if actor is None:
         raise ApiError(
@@ -186,8 +226,14 @@ async def _apply(work: Callable[[Session], str], query: dict[str, str] | None = 
     try:
         text = await run_in_threadpool(run)
     except ServiceError as exc:
-        return flash(redirect_to_panel(), "error", exc.message)
+        return _refused(exc)
     return flash(redirect_to_panel(query), "ok", text)
+
+
+def _refused(exc: ServiceError) -> Response:
+    # A refused field reopens its modal with the error next to it (page.FIELD_ERRORS).
+    field = exc.code if exc.code in FIELD_ERRORS else None
+    return flash(redirect_to_panel(), "error", exc.message, field=field)
 
 
 def _sync_requested() -> dict[str, str]:
@@ -212,7 +258,13 @@ async def act_as(request: Request) -> Response:
             "The member picker is disabled in production; open the panel with a token.",
         )
     form = await read_form(request)
-    check_csrf(request, form, await run_in_threadpool(current_actor, request))
+    actor = await run_in_threadpool(current_actor, request)
+    if session_ended(request, actor):
+        # A picker rendered before the session ended carries the old member's form token.
+        response = flash(redirect_to_panel(), "error", SESSION_ENDED_WORDS)
+        end_session(response)
+        return response
+    check_csrf(request, form, actor)
 
     def choose() -> tuple[str, str] | None:
         member_id = parse_uuid(form.get("member_id", ""))
@@ -240,11 +292,12 @@ async def sign_out(request: Request) -> Response:
     form = await read_form(request)
     check_csrf(request, form, await run_in_threadpool(current_actor, request))
     response = redirect_to_panel()
-    response.delete_cookie(IDENTITY_COOKIE, path="/")
+    end_session(response)
     return response
 
 
 @router.post("/api-key")
+@_form_handler
 async def save_api_key(request: Request) -> Response:
     actor, form = await _checked(request)
 
@@ -256,6 +309,7 @@ async def save_api_key(request: Request) -> Response:
 
 
 @router.post("/oauth")
+@_form_handler
 async def start_oauth(request: Request) -> Response:
     actor, form = await _checked(request)
 
@@ -272,7 +326,7 @@ async def start_oauth(request: Request) -> Response:
     try:
         start = await run_in_threadpool(run)
     except ServiceError as exc:
-        return flash(redirect_to_panel(), "error", exc.message)
+        return _refused(exc)
     # Off to PagerDuty's consent page; the callback brings the browser back to /panel. This
     # browser keeps the login, as PagerDuty may send no state back (api_stub.oauth_browser).
     response = RedirectResponse(
@@ -285,6 +339,7 @@ async def start_oauth(request: Request) -> Response:
 
 
 @router.post("/disconnect")
+@_form_handler
 async def disconnect(request: Request) -> Response:
     actor, _ = await _checked(request)
 
@@ -310,6 +365,7 @@ async def disconnect(request: Request) -> Response:
 
 
 @router.post("/sync")
+@_form_handler
 async def sync_now(request: Request) -> Response:
     actor, _ = await _checked(request)
 
@@ -321,6 +377,7 @@ async def sync_now(request: Request) -> Response:
 
 
 @router.post("/rotations/{rotation_id}/bind")
+@_form_handler
 async def bind_rotation(rotation_id: str, request: Request) -> Response:
     actor, form = await _checked(request)
 
@@ -334,6 +391,7 @@ async def bind_rotation(rotation_id: str, request: Request) -> Response:
 
 
 @router.post("/rotations/{rotation_id}/manual")
+@_form_handler
 async def make_manual(rotation_id: str, request: Request) -> Response:
     actor, _ = await _checked(request)
 

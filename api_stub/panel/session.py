@@ -34,6 +34,11 @@ CSRF_COOKIE = "rrpd_panel_csrf"
 LOGIN_COOKIE = "rrpd_panel_login"
 LOGIN_TTL_SECONDS = 600
 FLASH_COOKIE = "rrpd_panel_flash"
+# "This browser had a panel session": outlives the session cookie (which the browser drops when
+# the token expires), so the panel can say the session ended instead of asking "Who are you?".
+SIGNED_IN_COOKIE = "rrpd_panel_signed_in"
+SIGNED_IN_TTL_SECONDS = 30 * 86400
+SESSION_ENDED_WORDS = "Your session ended; sign in again."
 CSRF_FIELD = "csrf_token"
 MAX_FORM_FIELD = 2048
 
@@ -139,10 +144,13 @@ def redirect_to_panel(query: dict[str, str] | None = None) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
-def flash(response: Response, kind: str, text: str) -> Response:
+def flash(response: Response, kind: str, text: str, field: str | None = None) -> Response:
+    """A one-time message for the next page; ``field``: the service error's code of a refused
+    form field, which the page shows next to that field."""
+    data = {"kind": kind, "text": text[:500], **({"field": field[:64]} if field else {})}
     response.set_cookie(
         FLASH_COOKIE,
-        base64.urlsafe_b64encode(json.dumps({"kind": kind, "text": text[:500]}).encode()).decode(),
+        base64.urlsafe_b64encode(json.dumps(data).encode()).decode(),
         max_age=60,
         httponly=True,
         samesite="lax",
@@ -162,7 +170,10 @@ def read_flash(request: Request) -> dict[str, str] | None:
         return None
     if not isinstance(data, dict) or data.get("kind") not in ("ok", "error"):
         return None
-    return {"kind": data["kind"], "text": str(data.get("text", ""))[:500]}
+    out = {"kind": data["kind"], "text": str(data.get("text", ""))[:500]}
+    if isinstance(data.get("field"), str):
+        out["field"] = data["field"][:64]
+    return out
 
 
 def set_identity(response: Response, token: str) -> None:
@@ -175,3 +186,23 @@ def set_identity(response: Response, token: str) -> None:
         secure=cookie_secure(),
         path="/",
     )
+    response.set_cookie(
+        SIGNED_IN_COOKIE,
+        "1",
+        max_age=SIGNED_IN_TTL_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=cookie_secure(),
+        path="/panel",
+    )
+
+
+def session_ended(request: Request, actor: Actor | None) -> bool:
+    """This browser had a panel session and it is no longer valid (expired, most often)."""
+    return actor is None and bool(request.cookies.get(SIGNED_IN_COOKIE))
+
+
+def end_session(response: Response) -> None:
+    """Forget the session, so that "your session ended" is said once."""
+    response.delete_cookie(IDENTITY_COOKIE, path="/")
+    response.delete_cookie(SIGNED_IN_COOKIE, path="/panel")

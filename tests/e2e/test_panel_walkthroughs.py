@@ -2,8 +2,10 @@
 by the real API process, with live workers and the PagerDuty simulator; the simulator's consent
 page is clicked like a person would (auto-approve off). A screenshot is taken at each step.
 
-Order: API key (connect, bind, on-call change + Sync now), a member's view, Uninstall
-(Connected to PagerDuty > Disconnect > Confirm), then OAuth 2.0 (Deny once, then Authorize).
+Order: API key (connect, bind, on-call change + Sync now), narrow screens, a refused key kept
+in its modal, a rejected replacement key (what a broken connection still shows), a member's
+view, an ended session, Uninstall (Connected to PagerDuty > Disconnect > Confirm), then OAuth
+2.0 (Deny once, then Authorize as a PagerDuty user who is not an Admin: the panel warns).
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ def act_as(page: Page, member_id: str, name: str) -> None:
     expect(page.locator("#acting-as")).to_have_text(name)
 
 
+def no_sideways_scroll(page: Page) -> bool:
+    return bool(
+        page.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+    )
+
+
 def on_call(sim: SimulatorHandle, schedule: str) -> list[str]:
     ids = sim.control.get(f"/accounts/acme/schedules/{schedule}/oncall").json()["user_ids"]
     return [NAMES[i] for i in ids if i in NAMES]
@@ -60,6 +70,12 @@ def test_the_three_walkthroughs_in_the_browser(
     context = browser.new_context(viewport={"width": 1280, "height": 1100})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
+    # Nothing the panel's pages ask for is missing (a favicon 404 on every page, once).
+    missing: list[str] = []
+    page.on(
+        "response",
+        lambda r: missing.append(r.url) if r.status == 404 and r.url.startswith(api_url) else None,
+    )
 
     # --- Settings > Integrations, as the Primary Owner --------------------------------------
     page.goto(f"{api_url}/panel")
@@ -108,7 +124,7 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator(".mode .spinner")).to_have_count(0)  # every binding filled in
     primary_now = on_call(sim, "PSPRIMA")
     assert primary_now, "the demo scenario has someone on call for Primary"
-    expect(row(page, "Primary").locator(".on-duty")).to_have_text(", ".join(primary_now))
+    expect(row(page, "Primary").locator(".on-duty-now")).to_have_text(", ".join(primary_now))
     expect(row(page, "Primary").locator(".mode")).to_contain_text("Primary On-Call")
     fts = row(page, "Follow-the-Sun").locator(".on-duty")
     expect(fts).to_contain_text("Erin")
@@ -125,8 +141,52 @@ def test_the_three_walkthroughs_in_the_browser(
     assert on_call(sim, "PSPRIMA") == [NAMES[newcomer]]
     page.click("#sync-now")
     expect(page.locator(".notice.ok")).to_contain_text("Sync started")
-    expect(row(page, "Primary").locator(".on-duty")).to_have_text(NAMES[newcomer])
+    expect(row(page, "Primary").locator(".on-duty-now")).to_have_text(NAMES[newcomer])
     shots(page, "07-on-call-changed-after-sync-now")
+    # The next handoff, under who is on duty, in this browser's time zone (UTC as the title).
+    handoff = row(page, "Primary").locator(".on-duty .next-handoff time")
+    if handoff.count():
+        expect(handoff).to_have_attribute("title", re.compile(r"\d\d:\d\d:\d\d UTC$"))
+
+    # Narrow screens: the page never scrolls sideways, from a phone up to a tablet.
+    for width in (360, 768):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.reload()
+        expect(row(page, "Primary").locator(".on-duty-now")).to_have_text(NAMES[newcomer])
+        assert no_sideways_scroll(page), f"the page scrolls sideways at {width} px"
+        if width == 360:
+            shots(page, "16-narrow-screen-360px")
+    page.set_viewport_size({"width": 1280, "height": 1100})
+    page.reload()
+
+    # A key that cannot be one: the modal stays open with one plain error next to the field.
+    page.click("#connected-button")
+    page.click("#open-replace-api-key")
+    page.fill("#api_key", "u+not a key at all 0001")
+    page.click("#save-api-key")
+    expect(page.locator("#api-key-modal")).to_be_visible()
+    expect(page.locator("#api_key-error")).to_contain_text(
+        "That does not look like a PagerDuty API key"
+    )
+    expect(page.locator("#api_key")).to_have_value("")  # nothing typed is echoed back
+    expect(page.locator(".notice.error")).to_have_count(0)
+    shots(page, "17-refused-key-kept-in-the-modal")
+    # A well-formed key PagerDuty rejects (in both regions): what the connection was stays.
+    page.fill("#api_key", "u+rejectedByPagerDuty01")
+    page.click("#save-api-key")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "invalid")
+    expect(page.locator("#status-text")).to_contain_text("in both regions (US and EU)")
+    expect(page.locator("#region-hint")).to_have_count(0)
+    expect(page.locator("#account")).to_contain_text("acme (US)")
+    expect(page.locator("#connected-by")).to_contain_text("API key by Alice")
+    expect(page.locator("#last-good-sync")).to_contain_text("UTC")
+    expect(row(page, "Primary").locator(".mode")).to_contain_text("not updating since")
+    shots(page, "18-rejected-key-what-remains")
+    page.click("#open-api-key")
+    page.fill("#api_key", demo_api_key(sim))
+    page.click("#save-api-key")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+    expect(row(page, "Primary").locator(".mode")).not_to_contain_text("not updating")
 
     # A plain member sees the state but not the controls.
     act_as(page, carol, "Carol")
@@ -136,6 +196,26 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#sync-now")).to_have_count(0)
     expect(page.locator("button.bind")).to_have_count(0)
     shots(page, "08-member-view")
+    act_as(page, alice, "Alice")
+
+    # The session ends (the browser drops its cookie after an hour) while a key is typed:
+    # Save answers with the panel saying so, not an error page, and nothing is saved.
+    page.click("#connected-button")
+    page.click("#open-replace-api-key")
+    page.fill("#api_key", "u+typedAfterTheHour01")
+    context.clear_cookies(name="rrpd_panel_session")
+    page.click("#save-api-key")
+    expect(page.locator(".notice.error")).to_contain_text("Your session ended; sign in again.")
+    expect(page.locator(".notice.error")).to_contain_text("must be typed again")
+    assert "u+typedAfterTheHour01" not in page.content()
+    expect(page.locator("#member-picker")).to_be_visible()
+    shots(page, "19-session-ended")
+    act_as(page, alice, "Alice")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+    # A plain visit after the session ended says so too.
+    context.clear_cookies(name="rrpd_panel_session")
+    page.reload()
+    expect(page.locator("#session-ended")).to_have_text("Your session ended; sign in again.")
     act_as(page, alice, "Alice")
 
     # A form posted from another origin carries the cookies but not the CSRF token: refused.
@@ -173,19 +253,21 @@ def test_the_three_walkthroughs_in_the_browser(
     )
     for name in (*DEMO_BINDINGS, MANUAL_ONLY):
         expect(row(page, name).locator(".mode")).to_contain_text("Manual")
-    expect(row(page, "Primary").locator(".on-duty")).to_have_text(NAMES[newcomer])  # kept
+    expect(row(page, "Primary").locator(".on-duty-now")).to_have_text(NAMES[newcomer])  # kept
     shots(page, "11-disconnected-rotations-manual")
 
     # --- Walkthrough 2: Login using OAuth 2.0 ---------------------------------------------------
     oauth_app = demo_oauth_app(sim)
+    # Authorized by Bob, a PagerDuty "user" (not an Admin): the panel must say so.
+    bob_app = demo_oauth_app(sim, "demo-oauth-bob")
 
-    def save_oauth() -> None:
+    def save_oauth(app: dict[str, str]) -> None:
         page.click("#open-oauth")
         expect(page.locator("#oauth-modal")).to_be_visible()
-        page.fill("#client_id", oauth_app["client_id"])
-        page.fill("#client_secret", oauth_app["client_secret"])
+        page.fill("#client_id", app["client_id"])
+        page.fill("#client_secret", app["client_secret"])
 
-    save_oauth()
+    save_oauth(oauth_app)
     # What to register in PagerDuty: the exact redirect URL (copyable) and the scopes.
     expect(page.locator("#oauth-redirect-url")).to_have_value(
         f"{api_url}/v1/pagerduty/oauth/callback"
@@ -206,7 +288,7 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#connection")).to_have_attribute("data-status", "not_connected")
     shots(page, "14-oauth-denied")
 
-    save_oauth()
+    save_oauth(bob_app)
     page.click("#save-oauth")
     page.wait_for_url(re.compile(r".*/identity/oauth/authorize\?.*"))
     page.click("#authorize")
@@ -215,7 +297,13 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.get_by_text("Finishing the connection")).to_have_count(0)  # outcome known
     expect(page.locator("#pagerduty")).to_contain_text("OAuth 2.0")
     expect(page.locator("#connected-button")).to_contain_text("Connected to PagerDuty")
+    # Which PagerDuty user the connection acts as, and the warning of the help article.
+    expect(page.locator("#acting-user")).to_contain_text("PagerDuty user Bob <bob@example.com>")
+    expect(page.locator("#connection-notice")).to_contain_text(
+        "This connection acts as Bob, whose PagerDuty role (user) may not see every schedule"
+    )
     shots(page, "15-oauth-connected")
 
-    assert len(shots.taken) == 15
+    assert missing == [], f"the panel's pages asked for what is not there: {missing}"
+    assert len(shots.taken) == 19
     context.close()

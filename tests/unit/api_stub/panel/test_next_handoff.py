@@ -1,4 +1,5 @@
-"""The panel's rotation list says who comes on duty next ("next: Bob from 14:00 UTC")."""
+"""The panel's rotation list says who comes on duty next, under who is on duty, to the second:
+"next: Bob from <time datetime=...Z>" (the viewer's local time in a browser, UTC without one)."""
 
 from __future__ import annotations
 
@@ -34,4 +35,10 @@ def test_the_rotation_row_shows_the_next_handoff(session: Session) -> None:
         html = client.get("/panel").text
     row = html[html.index('data-rotation="Primary"') :]
     row = row[: row.index("</tr>")]
-    assert f"next: Bob from {(T + 10 * M):%H:%M} UTC" in row
+    on_duty = row[row.index('class="on-duty"') :]
+    at = T + 10 * M
+    assert (
+        f'next: Bob from <time datetime="{at:%Y-%m-%dT%H:%M:%S}Z" '
+        f'title="{at:%Y-%m-%d %H:%M:%S} UTC" data-local>{at:%Y-%m-%d %H:%M:%S} UTC</time>'
+    ) in on_duty
+    assert "next:" not in row[row.index('class="mode"') : row.index('class="members"')]

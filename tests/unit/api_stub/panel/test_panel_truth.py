@@ -1,0 +1,369 @@
+"""The panel tells the admin the truth: what the connection acts as, what a broken connection
+still is, words that do not contradict each other, an ended session, a refused field kept in its
+modal, and the small things a person notices (plurals, dead links, a missing icon)."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from api_stub.auth import issue_token
+from api_stub.panel import session as panel
+from models import (
+    AuthMethod,
+    ConnectionStatus,
+    PagerDutyConnection,
+    PagerDutyOnCall,
+    PagerDutySchedule,
+    PagerDutyUser,
+    Region,
+    RotationMode,
+    SyncRun,
+    utcnow,
+)
+from tests.support import factories
+from tests.support.api import World, act_as, csrf
+from workers.connections import messages
+from workers.connections.oauth_login import OAUTH_SCOPES
+
+ROOT = Path(__file__).parents[4]
+KEY = "u+panelKeyAAAAAAAAAAA"
+ROLE_NOTICE = (
+    "This connection acts as Bob Builder, whose PagerDuty role (user) may not see every "
+    "schedule and user of the account; Round Robin sees only what that user can see."
+)
+
+
+def _post(client: TestClient, path: str, data: dict[str, str]):
+    return client.post(path, data={**data, "csrf_token": csrf(client)})
+
+
+def _run(session: Session, conn: PagerDutyConnection, status: str, minutes_ago: float) -> None:
+    at = utcnow() - timedelta(minutes=minutes_ago)
+    session.add(
+        SyncRun(
+            connection_id=conn.id,
+            generation=conn.generation,
+            kind="scheduled",
+            status=status,
+            started_at=at,
+            finished_at=at,
+            duration_ms=500,
+            error="PagerDuty answered 401." if status == "failed" else None,
+        )
+    )
+    session.commit()
+
+
+def _oauth_connection(session: Session, world: World) -> PagerDutyConnection:
+    conn = factories.api_key_connection(session, world.ws, by=world.admin)
+    conn.auth_method = AuthMethod.OAUTH
+    conn.api_key = None
+    conn.pagerduty_subdomain = "acme"
+    conn.pagerduty_user_id = "PUBOB01"
+    conn.notice = ROLE_NOTICE
+    session.add(
+        PagerDutyUser(
+            connection_id=conn.id,
+            pagerduty_id="PUBOB01",
+            name="Bob Builder",
+            email="bob@acme.example",
+            email_key="bob@acme.example",
+        )
+    )
+    session.add(PagerDutySchedule(connection_id=conn.id, pagerduty_id="PSPRIMA", name="Primary"))
+    session.commit()
+    return conn
+
+
+def _dd(page: str, element_id: str) -> str:
+    match = re.search(rf'<dd id="{element_id}"[^>]*>(.*?)</dd>', page, re.S)
+    assert match, f"{element_id} is shown"
+    return html.unescape(re.sub(r"<[^>]+>", "", match.group(1)))
+
+
+def _row(page: str, rotation: str) -> str:
+    row = page[page.index(f'data-rotation="{rotation}"') :]
+    return row[: row.index("</tr>")]
+
+
+# --- what an OAuth connection acts as -----------------------------------------------------------
+
+
+def test_an_oauth_connection_shows_its_notice_and_the_pagerduty_user_it_acts_as(
+    client, world, session
+) -> None:
+    conn = _oauth_connection(session, world)
+    _run(session, conn, "succeeded", minutes_ago=1)
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert 'id="connection-notice"' in page
+    assert ROLE_NOTICE in page
+    assert _dd(page, "acting-user") == "PagerDuty user Bob Builder <bob@acme.example>"
+    assert _dd(page, "connected-by").startswith("OAuth 2.0 by Ada Admin")
+
+
+def test_the_region_fallback_notice_is_shown(client, world, session) -> None:
+    conn = factories.api_key_connection(session, world.ws, by=world.owner)
+    conn.notice = messages.region_notice(Region.US, Region.EU)
+    session.commit()
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert "This API key belongs to a PagerDuty account in the EU region" in page
+
+
+# --- broken connections keep what the admin needs -----------------------------------------------
+
+
+def test_an_invalid_connection_keeps_account_who_connected_and_the_last_good_sync(
+    client, world, session
+) -> None:
+    conn = _oauth_connection(session, world)
+    _run(session, conn, "succeeded", minutes_ago=90)
+    _run(session, conn, "failed", minutes_ago=30)
+    conn.status = ConnectionStatus.NEEDS_REAUTH
+    conn.last_error = messages.REAUTH
+    rotation = factories.rotation(session, world.ws, [world.owner], name="Primary")
+    rotation.mode, rotation.pagerduty_schedule_id = RotationMode.PAGERDUTY, "PSPRIMA"
+    rotation.bound_at = rotation.last_synced_at = utcnow() - timedelta(hours=2)
+    session.commit()
+    good = utcnow() - timedelta(minutes=90)
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert messages.REAUTH in html.unescape(page)
+    assert _dd(page, "account") == "acme (US)"
+    assert _dd(page, "connected-by").startswith("OAuth 2.0 by Ada Admin")
+    assert _dd(page, "acting-user").startswith("PagerDuty user Bob Builder")
+    # The last *successful* sync, not the failed one after it.
+    assert _dd(page, "last-good-sync").startswith(good.strftime("%Y-%m-%d %H:%M"))
+    assert "1 h ago" in _dd(page, "last-good-sync")
+    # And the failed attempt after it, with its reason.
+    assert "failed: PagerDuty answered 401." in _dd(page, "last-sync")
+    row = _row(page, "Primary")
+    assert f"not updating since {good:%Y-%m-%d %H:%M}" in row
+    # While connected, the same rotation is simply up to date.
+    conn.status, conn.last_error = ConnectionStatus.CONNECTED, None
+    session.commit()
+    assert "not updating" not in _row(client.get("/panel").text, "Primary")
+
+
+def test_an_invalid_api_key_without_a_sync_says_never(client, world, session) -> None:
+    conn = factories.api_key_connection(
+        session, world.ws, status=ConnectionStatus.INVALID, by=world.owner
+    )
+    conn.last_error = messages.KEY_REJECTED
+    session.commit()
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert _dd(page, "connected-by").startswith("API key by Olive Owner")
+    assert _dd(page, "last-good-sync") == "never"
+
+
+# --- no contradictory words ---------------------------------------------------------------------
+
+
+def test_no_region_hint_when_both_regions_were_tried(client, world, session) -> None:
+    conn = factories.api_key_connection(session, world.ws, status=ConnectionStatus.INVALID)
+    conn.last_error = messages.KEY_REJECTED
+    session.commit()
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert "rejected this API key in both regions (US and EU)" in page
+    assert 'id="region-hint"' not in page
+    assert "choose region EU" not in page
+    # Nor under a refusal that is not about the region at all.
+    conn.last_error = messages.NO_API_ACCESS
+    session.commit()
+    assert 'id="region-hint"' not in client.get("/panel").text
+
+
+def test_a_member_is_told_to_ask_an_admin_not_to_log_in_again(client, world, session) -> None:
+    conn = factories.api_key_connection(session, world.ws, status=ConnectionStatus.NEEDS_REAUTH)
+    conn.last_error = messages.REAUTH
+    session.commit()
+    act_as(client, world.member)
+    page = client.get("/panel").text
+    text = page[page.index('id="status-text"') :]
+    text = html.unescape(text[: text.index("</p>")])
+    assert "Ask the workspace's Primary Owner or an Admin to log in to PagerDuty again" in text
+    assert "Log in with OAuth 2.0 again" not in html.unescape(page)
+
+
+# --- an ended session ---------------------------------------------------------------------------
+
+
+def test_an_ended_session_says_so_on_a_page_and_only_once(client, world) -> None:
+    act_as(client, world.owner)
+    client.get("/panel")  # the one-time "you are now acting as" is read
+    # After an hour the browser drops the session cookie (its max age is the token's).
+    client.cookies.delete(panel.IDENTITY_COOKIE, path="/")
+    page = client.get("/panel")
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    assert "Your session ended; sign in again." in page.text
+    assert 'id="member-picker"' in page.text
+    # Said once: the next visit is an ordinary first visit.
+    again = client.get("/panel").text
+    assert "Your session ended" not in again
+    assert "Who are you?" in again
+
+
+def test_a_form_posted_after_the_session_ended_answers_with_the_panel_not_json(
+    client, world, session, sent
+) -> None:
+    act_as(client, world.owner)
+    token = csrf(client)
+    # The cookie still holds a token, now expired.
+    expired = issue_token(world.ws.id, world.owner.id, world.owner.role, ttl_seconds=-60)
+    client.cookies.set(panel.IDENTITY_COOKIE, expired, path="/")
+    r = client.post("/panel/api-key", data={"api_key": KEY, "csrf_token": token})
+    assert r.status_code == 303
+    assert r.headers["location"] == "/panel"
+    page = client.get("/panel")
+    assert "text/html" in page.headers["content-type"]
+    assert "Your session ended; sign in again." in page.text
+    assert "must be typed again" in page.text
+    assert KEY not in page.text
+    assert "csrf" not in page.text.lower().replace('name="csrf_token"', "")
+    assert sent.calls == []
+
+
+# --- a refused field stays in its modal ---------------------------------------------------------
+
+
+def test_a_refused_api_key_reopens_the_modal_with_one_plain_error_by_the_field(
+    client, world, session, sent
+) -> None:
+    conn = factories.api_key_connection(session, world.ws, status=ConnectionStatus.INVALID)
+    conn.last_error = messages.KEY_REJECTED
+    session.commit()
+    act_as(client, world.owner)
+    bad = "u+has a space in it 1234"
+    r = _post(client, "/panel/api-key", {"api_key": bad, "region": "us"})
+    assert r.status_code == 303
+    page = client.get("/panel").text
+    modal = page[page.index('id="api-key-modal"') :]
+    modal = modal[: modal.index("</dialog>")]
+    assert modal.startswith('id="api-key-modal" data-open-on-load>')
+    assert 'aria-invalid="true" aria-describedby="api_key-error"' in modal
+    error = modal[modal.index('id="api_key-error"') :]
+    assert "That does not look like a PagerDuty API key" in error
+    # One error, in plain words, and not above the old refusal as a page notice.
+    assert page.count("does not look like a PagerDuty API key") == 1
+    assert "api_key must be" not in page
+    assert 'class="notice error"' not in page
+    assert bad not in page  # the typed value is never echoed back
+    assert sent.calls == []
+    # Shown once: a reload shows the modal closed again.
+    assert 'id="api-key-modal">' in client.get("/panel").text
+
+
+def test_a_refused_client_secret_reopens_the_oauth_modal(client, world, sent) -> None:
+    act_as(client, world.owner)
+    _post(client, "/panel/oauth", {"client_id": "cid", "client_secret": "two words"})
+    page = client.get("/panel").text
+    assert 'id="oauth-modal" data-open-on-load>' in page
+    assert 'id="client_secret-error"' in page
+    assert "That does not look like a Client Secret" in page
+    assert "two words" not in page
+
+
+# --- rotations ----------------------------------------------------------------------------------
+
+
+def test_on_duty_names_a_non_member_on_call_instead_of_nobody(client, world, session) -> None:
+    conn = factories.api_key_connection(session, world.ws, by=world.owner)
+    session.add(PagerDutySchedule(connection_id=conn.id, pagerduty_id="PSPRIMA", name="Primary"))
+    session.add(
+        PagerDutyUser(
+            connection_id=conn.id,
+            pagerduty_id="PUCONTR",
+            name="Casey Contractor",
+            email="casey@outside.example",
+            email_key="casey@outside.example",
+        )
+    )
+    session.add(
+        PagerDutyOnCall(
+            connection_id=conn.id, schedule_pagerduty_id="PSPRIMA", user_pagerduty_id="PUCONTR"
+        )
+    )
+    rotation = factories.rotation(session, world.ws, [world.owner], name="Primary")
+    rotation.mode, rotation.pagerduty_schedule_id = RotationMode.PAGERDUTY, "PSPRIMA"
+    rotation.bound_at = rotation.last_synced_at = utcnow()
+    session.commit()
+    _run(session, conn, "succeeded", minutes_ago=1)
+    act_as(client, world.owner)
+    cell = _row(client.get("/panel").text, "Primary")
+    cell = cell[cell.index('class="on-duty"') :]
+    assert "nobody" not in cell
+    assert "Casey Contractor &lt;casey@outside.example&gt; (not a member)" in cell
+
+
+def test_counts_are_in_singular_or_plural_as_they_should(client, world, session) -> None:
+    conn = factories.api_key_connection(session, world.ws, by=world.owner)
+    session.add(PagerDutySchedule(connection_id=conn.id, pagerduty_id="PSPRIMA", name="Primary"))
+    session.add(
+        PagerDutyUser(
+            connection_id=conn.id, pagerduty_id="PU1", name="One", email="one@x.example"
+        )
+    )
+    at = utcnow() - timedelta(seconds=30)
+    session.add(
+        SyncRun(
+            connection_id=conn.id,
+            generation=conn.generation,
+            kind="scheduled",
+            status="succeeded",
+            started_at=at,
+            finished_at=at,
+            duration_ms=500,
+            rows_updated=1,
+        )
+    )
+    session.commit()
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert _dd(page, "schedule-count") == "1 schedule"
+    assert _dd(page, "linked") == "0 of 1 user linked to members"
+    assert "— succeeded, 1 change" in _dd(page, "last-sync")
+    assert "1 changes" not in page
+
+
+# --- the page itself ----------------------------------------------------------------------------
+
+
+def test_no_dead_links_and_an_icon_of_its_own(client, world) -> None:
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert 'href="#"' not in page
+    assert '<link rel="icon" href="data:image/svg+xml,' in page
+
+
+def test_narrow_screens_have_a_layout_and_the_schedule_list_is_not_cut(client, world) -> None:
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert "@media (max-width: 900px)" in page
+    assert "max-width:180px" not in page  # cut "PagerDuty schedule…" to "PagerDuty schedul"
+
+
+# --- OAuth scopes: one list -----------------------------------------------------------------------
+
+
+def _documented_scopes(doc: str) -> list[str]:
+    match = re.search(r"\*\*[Ss]copes(?:\s+to\s+tick\*\*)?: `([^`]+)`", doc)
+    assert match, "the scopes are listed"
+    return match.group(1).split()
+
+
+def test_the_docs_list_the_scopes_the_login_asks_for() -> None:
+    api = (ROOT / "docs" / "api.md").read_text()
+    panel_doc = (ROOT / "docs" / "panel.md").read_text()
+    assert _documented_scopes(api) == list(OAUTH_SCOPES)
+    assert _documented_scopes(panel_doc) == list(OAUTH_SCOPES)
+    assert "`oncalls.read` is not requested" not in api
