@@ -12,7 +12,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from workers.connections import activation, messages, sweeps, tokens
+from workers.connections import activation, messages, tokens
 from workers.core.outages import is_database_outage
 from workers.pagerduty.errors import RateLimited, Transient
 from workers.tasking.app import BeatTask, ConnectTask, RRPDTask, contract_task
@@ -41,16 +41,21 @@ class ValidationTask(ConnectTask):
 
 @contract_task(VALIDATE_API_KEY, base=ValidationTask)
 def validate_api_key(self: ConnectTask, *, connection_id: str, generation: int) -> dict[str, Any]:
+    def push_deadline(countdown: float) -> None:
+        activation.expect_retry(connection_id, generation, countdown)
+
     try:
         return activation.validate_api_key(connection_id, generation).as_dict()
     except RateLimited as exc:
         if not self.retries_left:
             return activation.give_up(connection_id, generation).as_dict()
-        self.retry_later(exc=Transient("rate limited"), reset_after=exc.reset_after)
+        self.retry_later(
+            exc=Transient("rate limited"), reset_after=exc.reset_after, before=push_deadline
+        )
     except (Transient, SoftTimeLimitExceeded):
         if not self.retries_left:
             return activation.give_up(connection_id, generation).as_dict()
-        self.retry_later(exc=Transient("PagerDuty unreachable"))
+        self.retry_later(exc=Transient("PagerDuty unreachable"), before=push_deadline)
 
 
 @contract_task(EXCHANGE_OAUTH_CODE)
@@ -86,10 +91,11 @@ def refresh_token(self: ConnectTask, *, connection_id: str) -> dict[str, Any]:
 
 @contract_task(REFRESH_EXPIRING_TOKENS)
 def refresh_expiring_tokens(self: BeatTask) -> dict[str, int]:
-    """Beat: enqueue a refresh for every token near expiry or idle for a day; also give a
-    clear error to connections stuck in ``validating``."""
+    """Beat: enqueue a refresh for every token near expiry or idle for a day.
+
+    ``stale_validations`` is always 0 and kept for readers of the result: lost validations are
+    no longer swept here but driven, then ended, by their deadline (``workers.deadlines``)."""
     due = tokens.connections_due_for_refresh()
     for connection_id in due:
         publish_now(REFRESH_TOKEN, connection_id=connection_id)
-    stuck = sweeps.expire_stale_validations()
-    return {"refreshes_enqueued": len(due), "stale_validations": stuck}
+    return {"refreshes_enqueued": len(due), "stale_validations": 0}

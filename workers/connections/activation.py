@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -51,7 +52,7 @@ from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.records import Credential, ProbeResult
 from workers.pagerduty.transport import shared_http_client
 from workers.rotations.locking import lock_connection
-from workers.tasking.contract import SYNC_CONNECTION
+from workers.tasking.contract import EXCHANGE_OAUTH_CODE, SYNC_CONNECTION, VALIDATE_API_KEY
 from workers.tasking.enqueue import enqueue
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ def validate_api_key(
         if not _still_validating(conn, generation, AuthMethod.API_KEY):
             return ActivationResult("stale", str(cid))
         assert conn is not None and conn.api_key
+        # Running: not driven again before this delivery's hard time limit has passed.
+        _push_deadline(session, cid, generation, VALIDATION_RUNNING_SECONDS)
         api_key = conn.api_key
         chosen = conn.region
     credential = Credential(kind="api_key", secret=api_key)
@@ -133,6 +136,32 @@ def validate_api_key(
         region=region,
         notice=" ".join(notices) or None,
     )
+
+
+# A validation task ends (or is killed) within its hard time limit; a little more for the commit.
+VALIDATION_RUNNING_SECONDS = VALIDATE_API_KEY.time_limit + 5.0
+
+
+def _push_deadline(session: Session, cid: uuid.UUID, generation: int, seconds: float) -> None:
+    session.execute(
+        update(PagerDutyConnection)
+        .where(
+            PagerDutyConnection.id == cid,
+            PagerDutyConnection.generation == generation,
+            PagerDutyConnection.status == ConnectionStatus.VALIDATING,
+        )
+        .values(drive_at=utcnow() + timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def expect_retry(connection_id: uuid.UUID | str, generation: int, countdown: float) -> None:
+    """A validation is about to retry after ``countdown``: not driven again before that retry
+    has had its time (its message may be lost like any other: then the deadline drives it)."""
+    with transaction() as session:
+        _push_deadline(
+            session, as_uuid(connection_id), generation, countdown + VALIDATION_RUNNING_SECONDS
+        )
 
 
 def _probe(
@@ -237,13 +266,16 @@ def finish_invalid(
         conn = _locked_if_validating(session, cid, generation)
         if conn is None:
             return ActivationResult("stale", str(cid))
-        transition(session, conn, ConnectionStatus.INVALID, error=message)
-        audit(
-            session, conn.workspace_id, "pagerduty.invalid", connection_id=conn.id, reason=message
-        )
-    metrics.incr("rrpd_connection_checks_total", kind="any", outcome="invalid")
-    log.info("connection invalid", extra={"connection_id": str(cid)})
+        record_invalid(session, conn, message)
     return ActivationResult("invalid", str(cid), message)
+
+
+def record_invalid(session: Session, conn: PagerDutyConnection, message: str) -> None:
+    """End a validation as ``invalid`` in the caller's transaction (the row already locked)."""
+    transition(session, conn, ConnectionStatus.INVALID, error=message)
+    audit(session, conn.workspace_id, "pagerduty.invalid", connection_id=conn.id, reason=message)
+    metrics.incr("rrpd_connection_checks_total", kind="any", outcome="invalid")
+    log.info("connection invalid", extra={"connection_id": str(conn.id)})
 
 
 def give_up(
@@ -283,21 +315,28 @@ def exchange_oauth_code(
         if conn is None or conn.status != ConnectionStatus.VALIDATING:
             return ActivationResult("stale", str(auth.connection_id))
         cid, generation = conn.id, conn.generation
-        crashed_mid_exchange = auth.code is None
+        crashed_mid_exchange = auth.code is None and not exchange_running(conn)
+        if auth.code is None and not crashed_mid_exchange:
+            # Another delivery (the deadline loop's, or the original that was merely slow)
+            # holds the code and is within its time: it records the outcome.
+            return ActivationResult("stale", str(cid))
     if crashed_mid_exchange:
         # An earlier delivery took the code and died before recording the outcome. The code
         # is spent (or expired): the only honest outcome is asking for a new login.
         return _finish_oauth_invalid(aid, cid, generation, messages.CODE_REFUSED)
     with transaction() as session:
+        conn = _locked_if_validating(session, cid, generation)
         auth = session.execute(
             select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()
         ).scalar_one()
-        if auth.code is None:
+        if auth.code is None or conn is None:
             return ActivationResult("stale", str(cid))
         code, verifier = auth.code, auth.code_verifier
         client_id, client_secret = auth.client_id, auth.client_secret
         # Single use on our side too: a redelivered task cannot replay the code.
         auth.code = None
+        # Until the exchange's hard time limit has surely passed, nobody drives it again.
+        conn.expect_work(utcnow(), EXCHANGE_RUNNING_SECONDS)
     try:
         tokens = oauth.exchange_code(
             settings.pagerduty_identity_url,
@@ -352,6 +391,16 @@ def exchange_oauth_code(
     )
     metrics.incr("rrpd_connection_checks_total", kind="oauth", outcome=result.outcome)
     return result
+
+
+# The exchange's hard time limit and a little: a delivery holding the code longer has died.
+EXCHANGE_RUNNING_SECONDS = EXCHANGE_OAUTH_CODE.time_limit + 5.0
+
+
+def exchange_running(conn: PagerDutyConnection) -> bool:
+    """A delivery that took the authorization code may still be exchanging it: the deadline it
+    set when it took the code (``EXCHANGE_RUNNING_SECONDS``) has not passed."""
+    return conn.drive_at is not None and conn.drive_at > utcnow()
 
 
 def _finish_oauth_invalid(

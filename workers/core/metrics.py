@@ -31,6 +31,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "rrpd_lease_lost_total": ("counter", "Leases a live holder found lapsed or taken over."),
     "rrpd_sync_rechecks_total": ("counter", "Delayed re-checks published for coalesced syncs."),
     "rrpd_task_failures_total": ("counter", "Tasks that ended failed, by task and error class."),
+    "rrpd_deadline_drives_total": (
+        "counter",
+        "Tasks enqueued again by the deadlines loop (their connection's work missed its "
+        "deadline), by the connection's status.",
+    ),
 }
 
 
