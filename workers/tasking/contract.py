@@ -237,7 +237,8 @@ REFRESH_EXPIRING_TOKENS = TaskSpec(
     time_limit=90,
     family=Family.BEAT,
     max_retries=0,
-    result="`{refreshes_enqueued, stale_validations}`",
+    # stale_validations stays for readers of the result: lost validations end by their deadline.
+    result="`{refreshes_enqueued, stale_validations}` (`stale_validations`: always 0)",
     no_retry_because="next beat",
     beat=Beat("refresh-expiring-tokens", lambda settings: 300.0, "every 5 min"),
 )
