@@ -33,8 +33,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "rrpd_task_failures_total": ("counter", "Tasks that ended failed, by task and error class."),
     "rrpd_deadline_drives_total": (
         "counter",
-        "Tasks enqueued again by the deadlines loop (their connection's work missed its "
-        "deadline), by the connection's status.",
+        "Tasks the deadlines loop enqueued again, by the connection's status.",
     ),
 }
 
