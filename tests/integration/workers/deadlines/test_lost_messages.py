@@ -23,9 +23,11 @@ from models import (
     Rotation,
     RotationMode,
     SyncRun,
+    utcnow,
 )
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import factories
+from tests.support.connections import pending_oauth_login
 from tests.support.lost_messages import consumer_paused, lose_published
 from tests.support.stack import demo_api_key
 from tests.support.sync import arrange_demo
@@ -34,6 +36,8 @@ from workers.core.access import Actor
 from workers.core.db import transaction
 from workers.disconnect.request import request_disconnect
 from workers.sync.request import sync_now
+from workers.tasking.contract import EXCHANGE_OAUTH_CODE
+from workers.tasking.enqueue import enqueue
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +116,30 @@ def test_a_lost_validation_ends_connected_within_60_seconds(
     conn = _conn(session, cid)
     assert conn.status == "connected"  # the key is valid: driven again, not given up
     assert conn.drives >= 0
+    assert took <= 60
+
+
+def test_a_lost_code_exchange_is_driven_again_while_the_code_lives(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    # What the callback commits: the login holding its code, the connection validating with
+    # its deadline, the exchange task (lost here).
+    conn, auth = pending_oauth_login(session, sim)
+    with consumer_paused("interactive"):
+        with transaction() as s:
+            stored = s.get(PagerDutyConnection, conn.id)
+            assert stored is not None
+            stored.expect_work(utcnow())
+            enqueue(
+                s, EXCHANGE_OAUTH_CODE, workspace_id=conn.workspace_id, authorization_id=auth.id
+            )
+        assert lose_published("interactive") == 1
+        lost_at = time.monotonic()
+
+    took = _wait(lambda: _conn(session, conn.id).status != "validating", 60)
+    print(f"lost code exchange ended {time.monotonic() - lost_at:.1f} s after the loss")
+    # PagerDuty's code lives 30 s: the first drive (8 s) uses it in time.
+    assert _conn(session, conn.id).status == "connected"
     assert took <= 60
 
 
