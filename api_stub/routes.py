@@ -9,11 +9,12 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from pydantic import AfterValidator, BaseModel
 
 from api_stub.auth import CurrentActor, WorkspaceActor, WorkspaceManager, workspace_manager
 from api_stub.errors import ErrorResponse, read_json
+from api_stub.oauth_browser import forget_login, remember_login, remembered_login
 from api_stub.schemas import (
     ApiKeyRequest,
     AuditPage,
@@ -150,11 +151,14 @@ def put_api_key(
 def start_oauth(
     actor: WorkspaceManager,
     body: Annotated[OAuthStartRequest, Depends(json_body(OAuthStartRequest))],
+    response: Response,
 ) -> OAuthStartOut:
     with transaction() as session:
         start = oauth_login.start_oauth(
             session, actor, body.client_id, body.client_secret, body.region
         )
+    # A browser calling us keeps the login (PagerDuty may send no state back); others ignore it.
+    remember_login(response, start.state)
     return OAuthStartOut(authorization_url=start.authorization_url, expires_at=start.expires_at)
 
 
@@ -163,26 +167,35 @@ def start_oauth(
     status_code=303,
     response_class=RedirectResponse,
     summary="PagerDuty sends the browser back here",
-    description="No bearer token: the single-use, unexpired `state` authenticates the request. "
+    description="No bearer token: the single-use, unexpired `state` authenticates the request; "
+    "without `state` (PagerDuty documents none), the login this browser started, from the "
+    "`rrpd_oauth_login` cookie set when it started. "
     "Always answers 303 to the integrations page with `pagerduty=connecting&task_id=...`, "
-    "`pagerduty=denied`, or `pagerduty=error&reason=...` (`state_invalid`, `state_expired`, "
-    "`missing_code`, `invalid_code`, `forbidden`, `disconnecting`, an RFC 6749 error code, or "
-    "`authorization_failed`).",
+    "`pagerduty=denied`, or `pagerduty=error&reason=...` (`state_missing`, `state_invalid`, "
+    "`state_expired`, `missing_code`, `invalid_code`, `forbidden`, `disconnecting`, an RFC 6749 "
+    "error code, or `authorization_failed`).",
     tags=["pagerduty"],
     responses={303: {"description": "Redirect to the integrations page."}},
 )
 def oauth_callback(
+    request: Request,
     state: str | None = None,
     code: str | None = None,
     error: str | None = None,
 ) -> RedirectResponse:
+    remembered = remembered_login(request)
     with transaction() as session:
-        outcome = oauth_login.handle_oauth_callback(session, state=state, code=code, error=error)
-    return RedirectResponse(
+        outcome = oauth_login.handle_oauth_callback(
+            session, state=state, code=code, error=error, remembered_state=remembered
+        )
+    response = RedirectResponse(
         outcome.redirect_url(),
         status_code=303,
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
+    if remembered and (not state or state == remembered):
+        forget_login(response)  # its login is consumed (or gone); another tab's stays
+    return response
 
 
 @router.get(

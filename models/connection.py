@@ -197,7 +197,8 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
 
 
 class OAuthAuthorization(UUIDPrimaryKey, Base):
-    """A pending OAuth login: created by the API, consumed once by the callback."""
+    """A pending OAuth login: created by the API, consumed once by the callback, deleted when it
+    ends (connected, refused, superseded, disconnected, or an hour past its expiry)."""
 
     __tablename__ = "oauth_authorizations"
     __table_args__ = (CheckConstraint(_in("region", Region), name="region"),)
@@ -216,6 +217,12 @@ class OAuthAuthorization(UUIDPrimaryKey, Base):
     region: Mapped[Region] = mapped_column(string_enum(Region, 4))
     # The authorization code from the callback, encrypted, until the exchange task uses it.
     code: Mapped[str | None] = mapped_column("code_encrypted", EncryptedText, default=None)
+    # What PagerDuty's token endpoint issued for this login (a JSON token set, encrypted), from
+    # the exchange until its id_token is verified: a check that failed for a blip is tried
+    # again without the spent code. Deleted with the login.
+    issued_tokens: Mapped[str | None] = mapped_column(
+        "issued_tokens_encrypted", EncryptedText, default=None
+    )
     requested_by_member_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("members.id", ondelete="SET NULL"), default=None
     )

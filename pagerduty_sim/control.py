@@ -90,6 +90,8 @@ def _urls(request: Request) -> dict[str, str]:
         "rest_us": base,
         "rest_eu": f"{base}/eu",
         "identity": f"{base}/identity",
+        # stands for app.pagerduty.com: the host of the id_token's other documented issuer
+        "app": f"{base}/app",
         "authorize": f"{base}/identity/oauth/authorize",
         "token": f"{base}/identity/oauth/token",
         "jwks": f"{base}/identity/global/oauth/anonymous/jwks",
@@ -609,6 +611,8 @@ async def get_settings(state: SimState, request: Request, p: dict[str, str], bod
     return {
         "auto_approve": state.auto_approve,
         "auth_error_mode": state.auth_error_mode,
+        "id_token_issuer": state.oidc_issuer,
+        "echo_state": state.echo_state,
         "latency_ms": state.latency_ms,
         "access_token_ttl": state.access_ttl,
         "refresh_token_ttl": state.refresh_ttl,
@@ -625,6 +629,13 @@ async def set_settings(state: SimState, request: Request, p: dict[str, str], bod
         if body["auth_error_mode"] not in ("json", "text"):
             raise ControlError("auth_error_mode must be 'json' or 'text'")
         state.auth_error_mode = body["auth_error_mode"]
+    if "echo_state" in body:
+        state.echo_state = bool(body["echo_state"])
+    if "id_token_issuer" in body:
+        issuer = str(body["id_token_issuer"])
+        if issuer not in ("identity", "app") and not issuer.startswith(("http://", "https://")):
+            raise ControlError("id_token_issuer must be 'identity', 'app' or an http(s) URL")
+        state.oidc_issuer = issuer
     if "latency_ms" in body:
         state.latency_ms = int(body["latency_ms"])
     for key, attr in (

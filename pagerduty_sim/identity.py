@@ -43,6 +43,12 @@ def _with_params(uri: str, params: dict[str, str]) -> str:
     return uri + sep + urlencode(params)
 
 
+def _state_back(state: SimState, p: dict[str, str]) -> dict[str, str]:
+    """The ``state`` for the redirect: echoed (RFC 6749 4.1.2), unless the ``echo_state``
+    setting is off. PagerDuty's pages show its redirect without one (facts, OAuth)."""
+    return {"state": p["state"]} if "state" in p and state.echo_state else {}
+
+
 def _error_page(message: str, status: int = 400) -> HTMLResponse:
     return HTMLResponse(
         f"<!doctype html><title>Authorization error</title><h1>Authorization error</h1>"
@@ -69,7 +75,7 @@ def _check_authorize(state: SimState, p: dict[str, str]) -> tuple[OAuthApp | Non
     redirect_uri = p.get("redirect_uri", "")
     if not redirect_uri or not _redirect_allowed(app, redirect_uri):
         return None, _error_page("The redirect_uri is not registered for this application.")
-    back = {"state": p["state"]} if "state" in p else {}
+    back = _state_back(state, p)
     if p.get("response_type") != "code":
         return None, RedirectResponse(
             _with_params(redirect_uri, {"error": "unsupported_response_type", **back}), 302
@@ -100,9 +106,7 @@ def _issue_code(state: SimState, app: OAuthApp, user_id: str, p: dict[str, str])
         issued_at=state.now(),
     )
     state.codes[code.code] = code
-    params = {"code": code.code}
-    if "state" in p:
-        params["state"] = p["state"]
+    params = {"code": code.code, **_state_back(state, p)}
     return RedirectResponse(_with_params(p["redirect_uri"], params), 302)
 
 
@@ -175,7 +179,7 @@ async def authorize_post(state: SimState, request: Request) -> Response:
     if err is not None:
         return err
     assert app is not None
-    back = {"state": p["state"]} if "state" in p else {}
+    back = _state_back(state, p)
     if p.get("decision") != "approve":
         return RedirectResponse(
             _with_params(p["redirect_uri"], {"error": "access_denied", **back}), 302
@@ -207,6 +211,18 @@ def _at_hash(access_token: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
+def issuer(state: SimState, base: str) -> str:
+    """The id_token's ``iss``. Facts (OAuth, "the issuer is not settled"): PagerDuty's page now
+    says https://identity.pagerduty.com/global/oauth/anonymous (``identity``, the default); an
+    earlier version, its example tokens and reportedly its discovery document say
+    https://app.pagerduty.com/global/oauth/anonymous (``app``, served here under ``/app``)."""
+    if state.oidc_issuer == "identity":
+        return f"{base}/identity/global/oauth/anonymous"
+    if state.oidc_issuer == "app":
+        return f"{base}/app/global/oauth/anonymous"
+    return state.oidc_issuer  # any other issuer, to test that a client refuses it
+
+
 def _id_token(state: SimState, request: Request, tok: Token) -> str:
     """PagerDuty's id_token shape (developer docs, "PagerDuty OpenID token")."""
     acct = state.accounts[tok.app.account_id]
@@ -217,7 +233,7 @@ def _id_token(state: SimState, request: Request, tok: Token) -> str:
         "exp": now + ID_TOKEN_LIFETIME,
         "nbf": now,
         "jti": str(uuid.uuid4()),
-        "iss": f"{base}/identity/global/oauth/anonymous",
+        "iss": issuer(state, base),
         # the REST API base of the account's region, as the simulator serves it, and the client
         "aud": [base + ("/eu" if acct.region == "eu" else ""), tok.app.client_id],
         "sub": tok.user_id,

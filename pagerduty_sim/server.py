@@ -40,6 +40,15 @@ class SimulatorHandle:
         return self.base_url + "/identity"
 
     @property
+    def app_url(self) -> str:
+        """Stands for https://app.pagerduty.com, the host of the id_token's other issuer."""
+        return self.base_url + "/app"
+
+    def issuer(self, kind: str = "identity") -> str:
+        """The id_token issuer the simulator sends with ``id_token_issuer`` = ``kind``."""
+        return (self.app_url if kind == "app" else self.identity_url) + "/global/oauth/anonymous"
+
+    @property
     def authorize_url(self) -> str:
         return self.identity_url + "/oauth/authorize"
 

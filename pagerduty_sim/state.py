@@ -25,6 +25,14 @@ REFRESH_TTL = 30 * 86400  # 30 days
 CODE_TTL = 30  # authorization codes live 30 seconds
 REFRESH_WINDOW = 365 * 86400  # Scoped OAuth: 1-year rolling window from the authorization
 DEFAULT_AUTH_ERROR_MODE = "text"  # 401 bodies are often not JSON (go-pagerduty#553, #469)
+# The id_token's iss: "identity" (the current prose of PagerDuty's "OpenID token" page), "app"
+# (its earlier version, its example tokens and reportedly its OIDC discovery), or any URL.
+# Facts (OAuth): which one PagerDuty sends is not settled.
+DEFAULT_OIDC_ISSUER = "identity"
+# Whether the redirect back to the app carries `state`. RFC 6749 4.1.2 says it does (the
+# default); no PagerDuty page mentions it, and its success redirect is shown as
+# `{REDIRECT_URI}?code=...` (facts, OAuth): `false` plays that.
+DEFAULT_ECHO_STATE = True
 
 
 @dataclass
@@ -156,6 +164,8 @@ class SimState:
         self.auto_approve = auto_approve
         self.latency_ms = latency_ms
         self.auth_error_mode = DEFAULT_AUTH_ERROR_MODE  # text (default) | json
+        self.oidc_issuer = DEFAULT_OIDC_ISSUER
+        self.echo_state = DEFAULT_ECHO_STATE
         self.access_ttl = ACCESS_TTL
         self.refresh_ttl = REFRESH_TTL
         self.code_ttl = CODE_TTL
@@ -207,6 +217,8 @@ class SimState:
         self.auto_approve = auto
         self.latency_ms = latency
         self.auth_error_mode = DEFAULT_AUTH_ERROR_MODE
+        self.oidc_issuer = DEFAULT_OIDC_ISSUER
+        self.echo_state = DEFAULT_ECHO_STATE
         self.access_ttl, self.refresh_ttl, self.code_ttl = ACCESS_TTL, REFRESH_TTL, CODE_TTL
         self.refresh_window = REFRESH_WINDOW
         self.faults.clear()

@@ -12,10 +12,10 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from workers.connections import activation, messages, tokens
-from workers.core.outages import is_database_outage
-from workers.pagerduty.errors import RateLimited, Transient
-from workers.tasking.app import BeatTask, ConnectTask, RRPDTask, contract_task
+from workers.connections import activation, messages, oauth_exchange, sweeps, tokens
+from workers.core.outages import is_transient_database_error
+from workers.pagerduty.errors import PagerDutyError, RateLimited, Transient
+from workers.tasking.app import BeatTask, ConnectTask, contract_task
 from workers.tasking.contract import (
     EXCHANGE_OAUTH_CODE,
     REFRESH_EXPIRING_TOKENS,
@@ -23,6 +23,16 @@ from workers.tasking.contract import (
     VALIDATE_API_KEY,
 )
 from workers.tasking.enqueue import publish_now
+
+
+def _failure_words(exc: BaseException) -> str:
+    """What an admin reads when a connect task ends failed: the real cause, never PagerDuty's
+    fault for an error of ours."""
+    if is_transient_database_error(exc):
+        return messages.DATABASE_UNAVAILABLE
+    if isinstance(exc, PagerDutyError | SoftTimeLimitExceeded):
+        return messages.UNREACHABLE  # retries spent, or PagerDuty too slow
+    return messages.CHECK_FAILED_HERE  # a bug of ours
 
 
 class ValidationTask(ConnectTask):
@@ -33,10 +43,7 @@ class ValidationTask(ConnectTask):
         # still leaves the connection in a clear state instead of "validating" for ever.
         connection_id = kwargs.get("connection_id")
         if connection_id:
-            message = (
-                messages.DATABASE_UNAVAILABLE if is_database_outage(exc) else messages.UNREACHABLE
-            )
-            activation.give_up(connection_id, kwargs.get("generation"), message)
+            activation.give_up(connection_id, kwargs.get("generation"), _failure_words(exc))
 
 
 @contract_task(VALIDATE_API_KEY, base=ValidationTask)
@@ -58,9 +65,32 @@ def validate_api_key(self: ConnectTask, *, connection_id: str, generation: int) 
         self.retry_later(exc=Transient("PagerDuty unreachable"), before=push_deadline)
 
 
-@contract_task(EXCHANGE_OAUTH_CODE)
-def exchange_oauth_code(self: RRPDTask, *, authorization_id: str) -> dict[str, Any]:
-    return activation.exchange_oauth_code(authorization_id).as_dict()
+class ExchangeTask(ConnectTask):
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        # As ValidationTask: a terminal failure still ends the login in a clear state, and
+        # deletes it (with any tokens PagerDuty issued for it).
+        authorization_id = kwargs.get("authorization_id")
+        if authorization_id:
+            oauth_exchange.give_up_login(authorization_id, _failure_words(exc))
+
+
+@contract_task(EXCHANGE_OAUTH_CODE, base=ExchangeTask)
+def exchange_oauth_code(self: ConnectTask, *, authorization_id: str) -> dict[str, Any]:
+    """Never retries the exchange (the code is single-use): only the id_token check of tokens
+    PagerDuty issued and that are kept on the login (``VerificationPending``), or what a time
+    limit interrupted (a retry finds the kept tokens, or the spent code and says so)."""
+    try:
+        return oauth_exchange.exchange_oauth_code(authorization_id).as_dict()
+    except (oauth_exchange.VerificationPending, SoftTimeLimitExceeded) as exc:
+        if not self.retries_left:
+            return oauth_exchange.give_up_login(authorization_id).as_dict()
+        self.retry_later(
+            exc=Transient("PagerDuty's signing keys unreachable"),
+            reset_after=getattr(exc, "reset_after", None),
+            before=lambda countdown: oauth_exchange.expect_retry(authorization_id, countdown),
+        )
 
 
 @contract_task(REFRESH_TOKEN)
@@ -91,11 +121,17 @@ def refresh_token(self: ConnectTask, *, connection_id: str) -> dict[str, Any]:
 
 @contract_task(REFRESH_EXPIRING_TOKENS)
 def refresh_expiring_tokens(self: BeatTask) -> dict[str, int]:
-    """Beat: enqueue a refresh for every token near expiry or idle for a day.
+    """Beat: enqueue a refresh for every token near expiry or idle for a day; delete abandoned
+    OAuth logins.
 
     ``stale_validations`` is always 0 and kept for readers of the result: lost validations are
     no longer swept here but driven, then ended, by their deadline (``workers.deadlines``)."""
     due = tokens.connections_due_for_refresh()
     for connection_id in due:
         publish_now(REFRESH_TOKEN, connection_id=connection_id)
-    return {"refreshes_enqueued": len(due), "stale_validations": 0}
+    abandoned = sweeps.forget_abandoned_logins()
+    return {
+        "refreshes_enqueued": len(due),
+        "stale_validations": 0,
+        "abandoned_logins": abandoned,
+    }

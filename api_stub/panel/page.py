@@ -42,6 +42,8 @@ RETURN_WORDS = {
     "denied": ("error", "The PagerDuty login was cancelled (access was denied). Nothing changed."),
 }
 REASON_WORDS = {
+    "state_missing": "PagerDuty sent the browser back without saying which login it was, and "
+    "this browser started none (or its login cookie was blocked). Start the login again here.",
     "state_invalid": "This PagerDuty login link is not valid or was already used. Start again.",
     "state_expired": "The PagerDuty login took too long and expired. Start again.",
     "missing_code": "PagerDuty did not send an authorization code back. Start again.",

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api_stub.auth import issue_token, verify_login_token
 from api_stub.errors import ApiError, error_response
+from api_stub.oauth_browser import remember_login
 from api_stub.panel.page import ROLE_WORDS, TEMPLATES, page_state
 from api_stub.panel.session import (
     CSRF_COOKIE,
@@ -258,7 +259,7 @@ async def save_api_key(request: Request) -> Response:
 async def start_oauth(request: Request) -> Response:
     actor, form = await _checked(request)
 
-    def run() -> str:
+    def run() -> oauth_login.OAuthStart:
         with transaction() as session:
             return oauth_login.start_oauth(
                 session,
@@ -266,18 +267,21 @@ async def start_oauth(request: Request) -> Response:
                 form.get("client_id", ""),
                 form.get("client_secret", ""),
                 form.get("region") or "us",
-            ).authorization_url
+            )
 
     try:
-        url = await run_in_threadpool(run)
+        start = await run_in_threadpool(run)
     except ServiceError as exc:
         return flash(redirect_to_panel(), "error", exc.message)
-    # Off to PagerDuty's consent page; the callback brings the browser back to /panel.
-    return RedirectResponse(
-        url,
+    # Off to PagerDuty's consent page; the callback brings the browser back to /panel. This
+    # browser keeps the login, as PagerDuty may send no state back (api_stub.oauth_browser).
+    response = RedirectResponse(
+        start.authorization_url,
         status_code=303,
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
+    remember_login(response, start.state)
+    return response
 
 
 @router.post("/disconnect")

@@ -111,6 +111,10 @@ def run_local_stack(*, api_port: int, flower_port: int, sim_port: int, use_simul
             RRPD_PAGERDUTY_API_URL=sim,
             RRPD_PAGERDUTY_EU_API_URL=f"{sim}/eu",
             RRPD_PAGERDUTY_IDENTITY_URL=f"{sim}/identity",
+            # Both issuers the simulator can sign with (its id_token_issuer setting).
+            RRPD_PAGERDUTY_ID_TOKEN_ISSUERS=(
+                f"{sim}/identity/global/oauth/anonymous,{sim}/app/global/oauth/anonymous"
+            ),
         )
         parts.append(
             Part(

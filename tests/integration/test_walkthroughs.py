@@ -87,11 +87,22 @@ def test_wrong_api_key_walkthrough_shows_plain_error(
     assert status["last_error"].startswith("PagerDuty rejected this API key")
 
 
-def _oauth_login(api_url: str, admin: dict[str, str], sim: SimulatorHandle, decision: str):
-    """The browser's part: Save in the modal, PagerDuty's consent page, back to the panel."""
+def _oauth_login(
+    api_url: str,
+    admin: dict[str, str],
+    sim: SimulatorHandle,
+    decision: str,
+    *,
+    started_by_the_browser: bool = False,
+):
+    """The browser's part: Save in the modal, PagerDuty's consent page, back to the panel.
+
+    The login is started by the Round Robin app's server (no cookie reaches the browser), or
+    by the browser itself (it keeps the login's cookie, as with the panel)."""
     oauth_app = demo_oauth_app(sim)
     sim.control.post("/auto_approve", json={"enabled": False}).raise_for_status()
-    start = httpx.post(
+    browser = httpx.Client(follow_redirects=False, timeout=10)
+    start = (browser if started_by_the_browser else httpx).post(
         f"{api_url}/v1/workspaces/{admin['workspace_id']}/pagerduty/oauth",
         json={
             "client_id": oauth_app["client_id"],
@@ -101,7 +112,6 @@ def _oauth_login(api_url: str, admin: dict[str, str], sim: SimulatorHandle, deci
         headers=_headers(admin),
     )
     assert start.status_code == 201, start.text
-    browser = httpx.Client(follow_redirects=False, timeout=10)
     consent = browser.get(start.json()["authorization_url"])
     assert consent.status_code == 200, consent.text[:300]
     assert "Authorize" in consent.text, consent.text[:300]
@@ -112,6 +122,8 @@ def _oauth_login(api_url: str, admin: dict[str, str], sim: SimulatorHandle, deci
     assert back.status_code in (302, 303)
     callback = back.headers["location"]
     assert callback.startswith((get_settings().public_url, api_url))
+    echoes = sim.control.get("/settings").json()["echo_state"]
+    assert ("state" in parse_qs(urlsplit(callback).query)) == echoes
     landing = browser.get(callback)
     assert landing.status_code in (302, 303), landing.text
     return parse_qs(urlsplit(landing.headers["location"]).query)
@@ -126,6 +138,33 @@ def test_oauth_walkthrough_through_the_consent_page(
     assert status["status"] == "connected", status
     assert status["auth_method"] == "oauth"
     assert status["region"] == "us"
+
+
+@pytest.mark.parametrize("echo_state", [True, False])
+def test_oauth_login_from_the_browser_connects_whether_or_not_pagerduty_echoes_state(
+    api_url: str, admin: dict[str, str], sim: SimulatorHandle, live_workers, echo_state: bool
+) -> None:
+    """PagerDuty documents no `state` in its redirect: the browser that started the login
+    keeps it in a cookie, and the callback finds the login either way."""
+    sim.control.post("/settings", json={"echo_state": echo_state}).raise_for_status()
+    outcome = _oauth_login(api_url, admin, sim, "approve", started_by_the_browser=True)
+    assert outcome["pagerduty"] == ["connecting"], outcome
+    status = _wait_connection(api_url, admin, leave={"validating"})
+    assert status["status"] == "connected", status
+
+
+def test_a_stateless_callback_in_a_browser_that_started_no_login_is_refused(
+    api_url: str, admin: dict[str, str], sim: SimulatorHandle, live_workers
+) -> None:
+    """Without `state` and without this browser's login cookie nothing says which login it is
+    (nor that this browser started one): refused in words, nothing connected."""
+    sim.control.post("/settings", json={"echo_state": False}).raise_for_status()
+    outcome = _oauth_login(api_url, admin, sim, "approve")
+    assert outcome == {"pagerduty": ["error"], "reason": ["state_missing"]}
+    status = httpx.get(
+        f"{api_url}/v1/workspaces/{admin['workspace_id']}/pagerduty", headers=_headers(admin)
+    ).json()
+    assert status["status"] == "not_connected"
 
 
 def test_oauth_consent_denied_returns_to_the_panel(

@@ -89,7 +89,11 @@ def pending_oauth_login(
     return conn, auth
 
 
-def pending_login(session, workspace_id, connection_id=None) -> uuid.UUID:  # type: ignore[no-untyped-def]
+def pending_login(  # type: ignore[no-untyped-def]
+    session, workspace_id, connection_id=None, *, consumed=False, code=None, issued_tokens=None
+) -> uuid.UUID:
+    """A login row. ``consumed``: its callback came (a finished or failed login, as the rows
+    earlier versions kept after a denial or an error)."""
     auth = OAuthAuthorization(
         workspace_id=workspace_id,
         connection_id=connection_id,
@@ -98,7 +102,10 @@ def pending_login(session, workspace_id, connection_id=None) -> uuid.UUID:  # ty
         client_id="client",
         client_secret="secret",
         region="us",
+        code=code,
+        issued_tokens=issued_tokens,
         expires_at=utcnow() + timedelta(minutes=10),
+        consumed_at=utcnow() if consumed else None,
     )
     session.add(auth)
     session.commit()

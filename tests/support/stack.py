@@ -24,13 +24,20 @@ from workers.core.settings import reset_settings_cache
 def pd_sim() -> Iterator[SimulatorHandle]:
     """The simulator (demo scenario, OAuth consent auto-approved), and our settings aimed at it."""
     with start_simulator("demo", auto_approve=True) as handle:
-        os.environ.update(
-            RRPD_PAGERDUTY_API_URL=handle.base_url,
-            RRPD_PAGERDUTY_EU_API_URL=handle.eu_base_url,
-            RRPD_PAGERDUTY_IDENTITY_URL=handle.identity_url,
-        )
+        os.environ.update(sim_env(handle))
         reset_settings_cache()
         yield handle
+
+
+def sim_env(handle: SimulatorHandle) -> dict[str, str]:
+    """Our settings aimed at the simulator. Both issuers it can sign id_tokens with are
+    accepted, as both PagerDuty issuers are by default (workers.pagerduty.oauth)."""
+    return {
+        "RRPD_PAGERDUTY_API_URL": handle.base_url,
+        "RRPD_PAGERDUTY_EU_API_URL": handle.eu_base_url,
+        "RRPD_PAGERDUTY_IDENTITY_URL": handle.identity_url,
+        "RRPD_PAGERDUTY_ID_TOKEN_ISSUERS": f"{handle.issuer('identity')},{handle.issuer('app')}",
+    }
 
 
 @pytest.fixture
@@ -60,11 +67,7 @@ def live_workers(
     database_url: str, pd_sim: SimulatorHandle
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     """One worker per queue, as in production, for the whole test process."""
-    env = {
-        "RRPD_PAGERDUTY_API_URL": pd_sim.base_url,
-        "RRPD_PAGERDUTY_EU_API_URL": pd_sim.eu_base_url,
-        "RRPD_PAGERDUTY_IDENTITY_URL": pd_sim.identity_url,
-    }
+    env = sim_env(pd_sim)
     with (
         processes.worker("interactive", concurrency=2, env=env) as interactive,
         processes.worker("sync", concurrency=2, env=env) as sync,
@@ -81,11 +84,7 @@ def api_url(pd_sim: SimulatorHandle, database_url: str) -> Iterator[str]:
     from tests.support.env import API_PORT, TEST_ENV
 
     url = TEST_ENV["RRPD_PUBLIC_URL"]
-    env = {
-        "RRPD_PAGERDUTY_API_URL": pd_sim.base_url,
-        "RRPD_PAGERDUTY_EU_API_URL": pd_sim.eu_base_url,
-        "RRPD_PAGERDUTY_IDENTITY_URL": pd_sim.identity_url,
-    }
+    env = sim_env(pd_sim)
     with processes.rrpd_process("api", "api", "--port", str(API_PORT), env=env) as proc:
         deadline = time.monotonic() + 30
         while True:

@@ -1,7 +1,9 @@
 """Turn a ``validating`` connection into ``connected`` or ``invalid``.
 
-Two ways in: an API key is probed against PagerDuty; an OAuth authorization code is exchanged
-for tokens. Both are plain functions called by thin tasks (``tasks/connections.py``). PagerDuty is
+Two ways in: an API key is probed against PagerDuty (here); an OAuth authorization code is
+exchanged for tokens (``workers.connections.oauth_exchange``), both ending in
+``finish_connected`` or ``finish_invalid``. Plain functions called by thin tasks
+(``tasks/connections.py``). PagerDuty is
 called outside any database transaction; the outcome is written in a short transaction that
 re-reads the connection under a row lock and checks its generation, so a key replaced or a
 workspace disconnected meanwhile is never overwritten by a stale result.
@@ -16,7 +18,7 @@ from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -38,21 +40,14 @@ from workers.events import transition
 from workers.pagerduty import id_token, oauth
 from workers.pagerduty.errors import (
     Forbidden,
-    IdTokenInvalid,
-    InvalidClient,
     InvalidCredentials,
-    InvalidGrant,
     NoApiAccess,
-    OAuthError,
-    PagerDutyError,
-    UnknownRegion,
 )
 from workers.pagerduty.factory import ReaderFactory, pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.records import Credential, ProbeResult
-from workers.pagerduty.transport import shared_http_client
 from workers.rotations.locking import lock_connection
-from workers.tasking.contract import EXCHANGE_OAUTH_CODE, SYNC_CONNECTION, VALIDATE_API_KEY
+from workers.tasking.contract import SYNC_CONNECTION, VALIDATE_API_KEY
 from workers.tasking.enqueue import enqueue
 
 log = logging.getLogger(__name__)
@@ -212,6 +207,7 @@ def finish_connected(
         conn = _locked_if_validating(session, cid, generation)
         if conn is None:
             return ActivationResult("stale", str(cid))
+        _forget_logins_of(session, cid)
         if key_level:
             conn.key_level = KeyLevel(key_level)
         if tokens is not None:
@@ -271,7 +267,9 @@ def finish_invalid(
 
 
 def record_invalid(session: Session, conn: PagerDutyConnection, message: str) -> None:
-    """End a validation as ``invalid`` in the caller's transaction (the row already locked)."""
+    """End a validation as ``invalid`` in the caller's transaction (the row already locked):
+    its logins go with it."""
+    _forget_logins_of(session, conn.id)
     transition(session, conn, ConnectionStatus.INVALID, error=message)
     audit(session, conn.workspace_id, "pagerduty.invalid", connection_id=conn.id, reason=message)
     metrics.incr("rrpd_connection_checks_total", kind="any", outcome="invalid")
@@ -292,125 +290,20 @@ def give_up(
     return finish_invalid(cid, generation, message)
 
 
-# --- OAuth ---------------------------------------------------------------------------------------
-
-
-def exchange_oauth_code(
-    authorization_id: uuid.UUID | str, *, client_factory: ReaderFactory = pagerduty_client
-) -> ActivationResult:
-    """Trade the callback's code for tokens; verify scopes and the id_token; connect.
-
-    The code is single-use and lives 30 seconds, so nothing here is retried: any failure is
-    recorded as a clear error telling the admin to log in again.
-    """
-    settings = get_settings()
-    aid = as_uuid(authorization_id)
-    with transaction() as session:
-        auth = session.execute(
-            select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()
-        ).scalar_one_or_none()
-        if auth is None or auth.connection_id is None:
-            return ActivationResult("stale", None)
-        conn = session.get(PagerDutyConnection, auth.connection_id)
-        if conn is None or conn.status != ConnectionStatus.VALIDATING:
-            return ActivationResult("stale", str(auth.connection_id))
-        cid, generation = conn.id, conn.generation
-        crashed_mid_exchange = auth.code is None and not exchange_running(conn)
-        if auth.code is None and not crashed_mid_exchange:
-            # Another delivery (the deadline loop's, or the original that was merely slow)
-            # holds the code and is within its time: it records the outcome.
-            return ActivationResult("stale", str(cid))
-    if crashed_mid_exchange:
-        # An earlier delivery took the code and died before recording the outcome. The code
-        # is spent (or expired): the only honest outcome is asking for a new login.
-        return _finish_oauth_invalid(aid, cid, generation, messages.CODE_REFUSED)
-    with transaction() as session:
-        conn = _locked_if_validating(session, cid, generation)
-        auth = session.execute(
-            select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()
-        ).scalar_one()
-        if auth.code is None or conn is None:
-            return ActivationResult("stale", str(cid))
-        code, verifier = auth.code, auth.code_verifier
-        client_id, client_secret = auth.client_id, auth.client_secret
-        # Single use on our side too: a redelivered task cannot replay the code.
-        auth.code = None
-        # Until the exchange's hard time limit has surely passed, nobody drives it again.
-        conn.expect_work(utcnow(), EXCHANGE_RUNNING_SECONDS)
-    try:
-        tokens = oauth.exchange_code(
-            settings.pagerduty_identity_url,
-            client_id,
-            client_secret,
-            code,
-            settings.oauth_redirect_uri,
-            verifier,
-            timeout=settings.pagerduty_timeout_seconds,
-        )
-    except InvalidGrant:
-        return _finish_oauth_invalid(aid, cid, generation, messages.CODE_REFUSED)
-    except InvalidClient:
-        return _finish_oauth_invalid(aid, cid, generation, messages.CLIENT_REFUSED)
-    except (OAuthError, PagerDutyError):
-        return _finish_oauth_invalid(aid, cid, generation, messages.UNREACHABLE)
-    if tokens.missing_scopes:
-        message = messages.missing_scopes(tokens.scopes, oauth.DEFAULT_SCOPES)
-        return _finish_oauth_invalid(aid, cid, generation, message)
-    try:
-        if not tokens.id_token:
-            raise IdTokenInvalid("no id_token in the token response", endpoint="token")
-        claims = id_token.verify_id_token(
-            tokens.id_token,
-            oauth.jwks_endpoint(settings.pagerduty_identity_url),
-            client_id,
-            http=shared_http_client(),
-            issuer=oauth.issuer_for(settings.pagerduty_identity_url),
-        )
-        region = Region(
-            id_token.region_for_claims(
-                claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url
-            )
-        )
-    except (IdTokenInvalid, UnknownRegion, PagerDutyError):
-        return _finish_oauth_invalid(aid, cid, generation, messages.LOGIN_UNVERIFIED)
-    try:
-        me = client_factory(settings.api_base_url(region), tokens.credential, max_retries=1).me()
-    except PagerDutyError:
-        me = None  # the role is advice for the admin, never a reason to refuse the login
-    result = finish_connected(
-        cid,
-        generation,
-        kind="initial",
-        tokens=tokens,
-        claims=claims,
-        region=region,
-        client_id=client_id,
-        client_secret=client_secret,
-        authorization_id=aid,
-        notice=messages.role_notice(me),
-    )
-    metrics.incr("rrpd_connection_checks_total", kind="oauth", outcome=result.outcome)
-    return result
-
-
-# The exchange's hard time limit and a little: a delivery holding the code longer has died.
-EXCHANGE_RUNNING_SECONDS = EXCHANGE_OAUTH_CODE.time_limit + 5.0
-
-
-def exchange_running(conn: PagerDutyConnection) -> bool:
-    """A delivery that took the authorization code may still be exchanging it: the deadline it
-    set when it took the code (``EXCHANGE_RUNNING_SECONDS``) has not passed."""
-    return conn.drive_at is not None and conn.drive_at > utcnow()
-
-
-def _finish_oauth_invalid(
-    aid: uuid.UUID, cid: uuid.UUID, generation: int, message: str
-) -> ActivationResult:
-    return finish_invalid(cid, generation, message, authorization_id=aid)
-
-
 def _forget_authorization(session: Session, aid: uuid.UUID | None) -> None:
-    """The pending login (verifier, client secret copy) goes in the same transaction as the
-    outcome: there is never a connected or invalid connection with a usable login beside it."""
+    """The pending login (verifier, client secret copy, kept tokens) goes in the same
+    transaction as the outcome: there is never a connected or invalid connection with a usable
+    login beside it."""
     if aid is not None:
         session.execute(delete(OAuthAuthorization).where(OAuthAuthorization.id == aid))
+
+
+def _forget_logins_of(session: Session, cid: uuid.UUID) -> None:
+    """Once the validation is decided, no login of the connection is needed any more (one the
+    deadline or a give-up ended keeps its secrets otherwise). Under the connection's lock and
+    generation check: a newer login's row is never attached before its own generation."""
+    session.execute(
+        delete(OAuthAuthorization)
+        .where(OAuthAuthorization.connection_id == cid)
+        .execution_options(synchronize_session=False)
+    )

@@ -55,11 +55,16 @@ DATABASE_UNAVAILABLE = (
     "Round Robin's database was unavailable for several minutes while it checked this "
     "connection, so the check could not finish. Please connect again."
 )
-# A validation ended by the sweep: its task was lost after it was published (the broker lost
-# its data) or dropped for good. Nothing says PagerDuty was at fault.
+# A validation ended by its deadline (workers.deadlines): its task was lost after it was
+# published, again and again, or dropped for good. Nothing says PagerDuty was at fault.
 CHECK_LOST = (
     "Round Robin could not finish checking this connection: the check was interrupted. "
     "Please try again."
+)
+# A check that ended on an error of ours (a bug, a SQL error): never blamed on PagerDuty.
+CHECK_FAILED_HERE = (
+    "Round Robin could not finish checking this connection because of an error on its side. "
+    "Please try again; if it happens again, contact Round Robin support."
 )
 UNREACHABLE = (
     "Round Robin could not reach PagerDuty to check this connection after several tries. "

@@ -3,7 +3,12 @@
 The state is single-use and stored only as a SHA-256; the PKCE verifier, the client secret and
 (until the exchange task takes it) the authorization code are encrypted. The callback stores the
 code and enqueues ``pagerduty.exchange_oauth_code``; the worker half is
-``workers.connections.activation``.
+``workers.connections.oauth_exchange``.
+
+PagerDuty documents no ``state`` in its redirect (pagerduty-facts.md, OAuth): the browser that
+starts a login also keeps its state in an HttpOnly cookie (``api_stub.oauth_browser``), and a
+callback without ``state`` takes the login from that cookie. CSRF safety is kept: only the
+browser that started the login holds it, and the code is bound to that login's PKCE verifier.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -64,6 +69,8 @@ class OAuthStart:
     authorization_id: uuid.UUID
     authorization_url: str
     expires_at: datetime
+    # For the starting browser's cookie only (a callback may come back without it).
+    state: str = field(repr=False, default="")
 
 
 def start_oauth(
@@ -124,7 +131,7 @@ def start_oauth(
         client_id=client_id,
     )
     session.flush()
-    return OAuthStart(auth.id, url, auth.expires_at)
+    return OAuthStart(auth.id, url, auth.expires_at, state)
 
 
 @dataclass(frozen=True)
@@ -187,8 +194,21 @@ def _consume_state(
     if affected_rows(result) == 1 and auth is not None:
         return auth, None
     if auth is not None and auth.consumed_at is None and auth.expires_at <= now:
+        _forget(session, auth)  # it can never be used; its secrets go now
         return None, "state_expired"
     return None, "state_invalid"  # unknown (forged) or already used (replayed)
+
+
+def _forget(session: Session, auth: OAuthAuthorization) -> None:
+    """A login that ended at the callback (denied, refused, expired): nothing needs its client
+    secret or PKCE verifier any more, so its row goes. A replay of its state is then refused as
+    unknown, the same answer as used."""
+    session.execute(
+        delete(OAuthAuthorization)
+        .where(OAuthAuthorization.id == auth.id)
+        .execution_options(synchronize_session=False)
+    )
+    session.expunge(auth)
 
 
 def handle_oauth_callback(
@@ -197,17 +217,41 @@ def handle_oauth_callback(
     state: str | None,
     code: str | None = None,
     error: str | None = None,
+    remembered_state: str | None = None,
     now: datetime | None = None,
 ) -> CallbackOutcome:
-    """PagerDuty sent the browser back. The single-use, unexpired state is the only credential.
+    """PagerDuty sent the browser back. The single-use, unexpired state is the only credential:
+    the one in the redirect, or, when PagerDuty sent none, the one the browser kept from the
+    start of its login (``remembered_state``). With neither: ``state_missing``. A state in the
+    redirect always decides (a cookie naming another login is another tab's login).
 
     The state is consumed whatever the outcome (denied, missing code...), so it can never be
-    used twice. On success the code is stored encrypted and the exchange task is enqueued.
+    used twice; a login that ends here is deleted with its secrets. On success the code is
+    stored encrypted and the exchange task is enqueued.
     """
     now = now or utcnow()
-    auth, reason = _consume_state(session, state, now)
+    if not state and not remembered_state:
+        return _outcome("error", "state_missing")
+    auth, reason = _consume_state(session, state or remembered_state, now)
     if auth is None:
         return _outcome("error", reason)
+    outcome = _use_login(session, auth, code, error, now, state_returned=bool(state))
+    if outcome.result != "connecting":
+        _forget(session, auth)
+    return outcome
+
+
+def _use_login(
+    session: Session,
+    auth: OAuthAuthorization,
+    code: str | None,
+    error: str | None,
+    now: datetime,
+    *,
+    state_returned: bool,
+) -> CallbackOutcome:
+    """What the consumed login's callback comes to: connecting (code stored, exchange
+    enqueued), denied, or an error."""
     workspace_id = auth.workspace_id
     who = auth.requested_by_member_id
 
@@ -283,6 +327,8 @@ def handle_oauth_callback(
         generation=conn.generation,
         replaced=replaced,
         task_id=task_id,
+        # Whether PagerDuty echoed the state (it documents none): what operators learn from.
+        state_returned=state_returned,
     )
     session.flush()
     return _outcome("connecting", task_id=task_id, workspace_id=workspace_id, connection_id=conn.id)

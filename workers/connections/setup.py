@@ -14,12 +14,13 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models import (
     AuthMethod,
     ConnectionStatus,
+    OAuthAuthorization,
     PagerDutyConnection,
     Region,
     Workspace,
@@ -119,6 +120,13 @@ def install_credentials(
         # Our copies of the old credentials go at once. PagerDuty offers no API to revoke OAuth
         # tokens; they die on their own (access: a day, refresh: 30 days unused).
         conn.clear_credentials()
+        # A login of the old credentials (its code, verifier, client secret, kept tokens) is
+        # superseded: its exchange would be stale, and nothing else needs it.
+        session.execute(
+            delete(OAuthAuthorization)
+            .where(OAuthAuthorization.connection_id == conn.id)
+            .execution_options(synchronize_session=False)
+        )
         conn.token_refreshed_at = None
         conn.granted_scopes = None
         conn.key_level = None

@@ -82,6 +82,7 @@ ALLOWED: dict[str, str] = {
     "pagerduty_api_url": "an http:// or https:// URL",
     "pagerduty_eu_api_url": "an http:// or https:// URL",
     "pagerduty_identity_url": "an http:// or https:// URL",
+    "pagerduty_id_token_issuers": "empty, or comma-separated http:// or https:// URLs",
 }
 # Their values are never printed, not even when refused.
 SECRET_FIELDS = frozenset({"encryption_keys", "api_jwt_secret", "flower_basic_auth"})
@@ -111,6 +112,10 @@ class Settings(BaseSettings):
     pagerduty_api_url: str = "https://api.pagerduty.com"
     pagerduty_eu_api_url: str = "https://api.eu.pagerduty.com"
     pagerduty_identity_url: str = "https://identity.pagerduty.com"
+    # The id_token issuers a login accepts, comma-separated. Empty: both issuers PagerDuty has
+    # documented (workers.pagerduty.oauth.accepted_issuers), since which one it sends is not
+    # settled (pagerduty-facts.md, OAuth).
+    pagerduty_id_token_issuers: str = ""
     pagerduty_timeout_seconds: float = Field(10.0, gt=0, allow_inf_nan=False)
     # PagerDuty allows 960 requests/minute per credential; stay a little under it.
     pagerduty_rate_limit_per_minute: int = Field(900, gt=0)
@@ -207,6 +212,12 @@ class Settings(BaseSettings):
     def _optional_http_url(cls, value: str) -> str:
         value = value.strip()
         return _check_http_url(value) if value else value
+
+    @field_validator("pagerduty_id_token_issuers")
+    @classmethod
+    def _http_urls(cls, value: str) -> str:
+        urls = [_check_http_url(part) for part in value.split(",") if part.strip()]
+        return ",".join(urls)
 
     # --- derived values -------------------------------------------------------------------------
 

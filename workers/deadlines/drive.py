@@ -122,7 +122,8 @@ def _drive(session: Session, conn: PagerDutyConnection, now: datetime, result: R
                 return
             authorization_id, holds_code = authorization
             if not holds_code:
-                # The exchange took the single-use code and outlived its time limit: it died.
+                # The exchange took the single-use code and outlived its time limit before
+                # PagerDuty's answer was kept: it died; the code is spent.
                 _end_invalid(session, conn, messages.CODE_REFUSED, result)
                 return
             enqueue(
@@ -182,9 +183,15 @@ def _end_invalid(
 
 def _current_authorization(session: Session, cid: uuid.UUID) -> tuple[uuid.UUID, bool] | None:
     """The login being exchanged for this connection (the latest callback), and whether it
-    still holds its code. Read without a lock: the exchange locks it before the connection."""
+    still holds its code or kept tokens. Read without a lock (the row lock on the connection,
+    taken first by the exchange too, orders them)."""
     row = session.execute(
-        select(OAuthAuthorization.id, OAuthAuthorization.code.is_not(None))
+        select(
+            OAuthAuthorization.id,
+            # The code, or the tokens PagerDuty issued for it (kept until their id_token is
+            # checked): either lets the exchange task go on.
+            OAuthAuthorization.code.is_not(None) | OAuthAuthorization.issued_tokens.is_not(None),
+        )
         .where(
             OAuthAuthorization.connection_id == cid,
             OAuthAuthorization.code_received_at.is_not(None),

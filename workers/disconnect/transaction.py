@@ -2,9 +2,9 @@
 
 ``disconnect`` is all or nothing: the connection row is locked, every PagerDuty-bound rotation of
 the workspace becomes Manual (keeping its members and on-duty people), our copies of the
-credentials, pending OAuth logins and the mirrored PagerDuty data are deleted, the connection
-becomes ``disconnected`` with a new generation (which fences off any sync still running), and an
-audit event records who did it. See docs/sync-and-disconnect.md.
+credentials, every OAuth login of the workspace and the mirrored PagerDuty data are deleted,
+the connection becomes ``disconnected`` with a new generation (which fences off any sync still
+running), and an audit event records who did it. See docs/sync-and-disconnect.md.
 
 Nothing here calls PagerDuty: it has no API to revoke a credential (``workers.disconnect.revoke``).
 """
@@ -16,7 +16,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import delete, or_
+from sqlalchemy import delete
 
 from models import (
     ConnectionStatus,
@@ -98,18 +98,16 @@ def disconnect_connection(
                 occurred_at=now,
             )
 
-        # 2. No credential, no pending login, no mirrored PagerDuty data is left.
+        # 2. No credential, no OAuth login, no mirrored PagerDuty data is left. Every login of
+        #    the workspace goes, whatever its state (pending, or consumed by a denial or an
+        #    error, which kept its client secret and PKCE verifier): nothing needs one after a
+        #    disconnect, and deleting a consumed one loses nothing (a replayed state is refused
+        #    as unknown, the same answer as used). Only one live connection per workspace
+        #    exists, so no other connection's login is among them.
         conn.clear_credentials()
         session.execute(
             delete(OAuthAuthorization)
-            .where(
-                OAuthAuthorization.workspace_id == conn.workspace_id,
-                or_(
-                    OAuthAuthorization.connection_id == conn.id,
-                    (OAuthAuthorization.connection_id.is_(None))
-                    & (OAuthAuthorization.consumed_at.is_(None)),
-                ),
-            )
+            .where(OAuthAuthorization.workspace_id == conn.workspace_id)
             .execution_options(synchronize_session=False)
         )
         mirror_rows = 0

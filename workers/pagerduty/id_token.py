@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -13,7 +14,14 @@ from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet
 
 from models.clock import utcnow
-from workers.pagerduty.errors import IdTokenInvalid, Transient, UnknownRegion
+from workers.pagerduty.errors import (
+    IdTokenInvalid,
+    RateLimited,
+    Transient,
+    UnknownRegion,
+    reset_after_from_headers,
+)
+from workers.pagerduty.retrying import Retries
 from workers.pagerduty.transport import shared_http_client
 
 
@@ -28,7 +36,26 @@ class IdTokenClaims:
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
-def fetch_jwks(jwks_url: str, *, http: httpx.Client | None = None, timeout: float = 10.0) -> KeySet:
+# Fetched while a login waits, after PagerDuty issued its tokens: a blip is tried again at once.
+JWKS_RETRIES = Retries(attempts=3, first_delay=0.5, budget=8.0)
+
+
+def fetch_jwks(
+    jwks_url: str,
+    *,
+    http: httpx.Client | None = None,
+    timeout: float = 10.0,
+    retries: Retries = JWKS_RETRIES,
+) -> KeySet:
+    """PagerDuty's signing keys. Connect errors, timeouts, 5xx, 429 and a body that is not a
+    key set are ``Transient``, tried again within ``retries``."""
+    return retries.call(
+        lambda: _fetch_jwks_once(jwks_url, http=http, timeout=timeout),
+        what="PagerDuty JWKS",
+    )
+
+
+def _fetch_jwks_once(jwks_url: str, *, http: httpx.Client | None, timeout: float) -> KeySet:
     client = http if http is not None else shared_http_client()
     endpoint = "GET /global/oauth/anonymous/jwks"
     try:
@@ -37,6 +64,13 @@ def fetch_jwks(jwks_url: str, *, http: httpx.Client | None = None, timeout: floa
         raise Transient(
             f"Could not fetch PagerDuty's JWKS ({type(exc).__name__})", endpoint=endpoint
         ) from None
+    if response.status_code == 429:
+        raise RateLimited(
+            "PagerDuty's JWKS endpoint is rate limiting us",
+            status=429,
+            endpoint=endpoint,
+            reset_after=reset_after_from_headers(response.headers),
+        )
     if not response.is_success:
         raise Transient(
             "PagerDuty's JWKS endpoint failed", status=response.status_code, endpoint=endpoint
@@ -53,16 +87,17 @@ def verify_id_token(
     client_id: str,
     *,
     http: httpx.Client | None = None,
-    issuer: str | None = None,
+    issuer: str | Collection[str] | None = None,
     leeway: int = 60,
     now: datetime | None = None,
     keys: KeySet | None = None,
 ) -> IdTokenClaims:
     """Verify an RS256 id_token against PagerDuty's JWKS and return the account facts.
 
-    Checks signature, ``exp`` (with ``leeway`` seconds), ``iss`` when given, and, when the token
-    names a client (``azp`` or a non-URL ``aud``), that it is ``client_id``. The URL audience is
-    the account's API host (US or EU).
+    Checks signature, ``exp`` (with ``leeway`` seconds), ``iss`` when given (one issuer, or
+    any of several: PagerDuty's is not settled), and, when the token names a client (``azp``
+    or a non-URL ``aud``), that it is ``client_id``. The URL audience is the account's API host
+    (US or EU).
     """
     key_set = keys if keys is not None else fetch_jwks(jwks_url, http=http)
     endpoint = "id_token"
@@ -77,7 +112,8 @@ def verify_id_token(
     claims = dict(token.claims)
     options: dict[str, Any] = {"exp": {"essential": True}}
     if issuer is not None:
-        options["iss"] = {"essential": True, "value": issuer}
+        issuers = [issuer] if isinstance(issuer, str) else list(issuer)
+        options["iss"] = {"essential": True, "values": issuers}
     moment = int((now or utcnow()).timestamp())
     try:
         jwt.JWTClaimsRegistry(now=moment, leeway=leeway, **options).validate(claims)

@@ -15,6 +15,7 @@ and no secret (client secret, code, verifier, tokens) ever reaches an error mess
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import warnings
 from collections.abc import Iterable, Sequence
@@ -38,6 +39,7 @@ from workers.pagerduty.errors import (
     reset_after_from_headers,
 )
 from workers.pagerduty.records import Credential
+from workers.pagerduty.retrying import Retries
 
 with warnings.catch_warnings():
     # authlib prefers the "httpx2" fork and warns when it falls back to httpx, which we use.
@@ -59,6 +61,10 @@ REQUIRED_SCOPES: tuple[str, ...] = ("users.read", "schedules.read")
 # oncalls.read lets one /oncalls request answer for many bound schedules (fewer requests).
 DEFAULT_SCOPES: tuple[str, ...] = ("openid", *REQUIRED_SCOPES, "oncalls.read")
 TOKEN_ENDPOINT = "POST /oauth/token"  # noqa: S105 - a label, not a secret
+# A code lives 30 s from PagerDuty's redirect: the exchange's tries all start well inside it.
+EXCHANGE_RETRIES = Retries(attempts=3, first_delay=0.5, budget=12.0)
+# A refresh holds the connection's lock: a few seconds of tries, then the task's own retries.
+REFRESH_RETRIES = Retries(attempts=3, first_delay=0.5, budget=8.0)
 
 
 def authorize_endpoint(identity_url: str) -> str:
@@ -74,8 +80,20 @@ def jwks_endpoint(identity_url: str) -> str:
 
 
 def issuer_for(identity_url: str) -> str:
-    """The id_token's ``iss``: https://identity.pagerduty.com/global/oauth/anonymous."""
+    """The identity host's issuer: https://identity.pagerduty.com/global/oauth/anonymous."""
     return identity_url.rstrip("/") + "/global/oauth/anonymous"
+
+
+# The issuer an earlier version of PagerDuty's "OpenID token" page named, that its example
+# tokens carry and that its OIDC discovery reportedly names (pagerduty-facts.md, OAuth).
+APP_ISSUER = "https://app.pagerduty.com/global/oauth/anonymous"
+
+
+def accepted_issuers(identity_url: str, configured: str = "") -> tuple[str, ...]:
+    """The id_token issuers a login accepts: ``configured`` (comma-separated) when set, else
+    both documented ones. Which one PagerDuty sends is not settled, so neither is refused."""
+    chosen = [i.strip().rstrip("/") for i in configured.split(",") if i.strip()]
+    return tuple(dict.fromkeys(chosen or [issuer_for(identity_url), APP_ISSUER]))
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,32 @@ class TokenSet:
     @property
     def credential(self) -> Credential:
         return Credential(kind="oauth", secret=self.access_token)
+
+    def to_json(self) -> str:
+        """For an encrypted column only (it holds every token)."""
+        return json.dumps(
+            {
+                "access_token": self.access_token,
+                "refresh_token": self.refresh_token,
+                "token_type": self.token_type,
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "scopes": sorted(self.scopes),
+                "id_token": self.id_token,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> TokenSet:
+        data = json.loads(raw)
+        expires_at = data.get("expires_at")
+        return cls(
+            access_token=data["access_token"],
+            refresh_token=data.get("refresh_token"),
+            token_type=data.get("token_type") or "bearer",
+            expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
+            scopes=frozenset(data.get("scopes") or ()),
+            id_token=data.get("id_token"),
+        )
 
     @property
     def missing_scopes(self) -> tuple[str, ...]:
@@ -282,19 +326,28 @@ def exchange_code(
     *,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
+    retries: Retries = EXCHANGE_RETRIES,
 ) -> TokenSet:
-    """Trade an authorization code (valid 30 s) for tokens. Not retried: a code is single-use."""
-    return _call_token_endpoint(
-        client_id,
-        client_secret,
-        (code, code_verifier),
-        timeout,
-        transport,
-        "exchange",
-        url=token_endpoint(identity_url),
-        code=code,
-        redirect_uri=redirect_uri,
-        code_verifier=code_verifier,
+    """Trade an authorization code (valid 30 s) for tokens.
+
+    Tried again only when PagerDuty did not answer (connect error, timeout, 5xx, 429), within
+    the code's life. A code PagerDuty refused is final; one it consumed before its answer was
+    lost comes back ``invalid_grant`` on the next try, the same end as not trying again.
+    """
+    return retries.call(
+        lambda: _call_token_endpoint(
+            client_id,
+            client_secret,
+            (code, code_verifier),
+            timeout,
+            transport,
+            "exchange",
+            url=token_endpoint(identity_url),
+            code=code,
+            redirect_uri=redirect_uri,
+            code_verifier=code_verifier,
+        ),
+        what="PagerDuty token endpoint (code exchange)",
     )
 
 
@@ -306,16 +359,23 @@ def refresh(
     *,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
+    retries: Retries = REFRESH_RETRIES,
 ) -> TokenSet:
     """A new token set. PagerDuty rotates the refresh token: store the new one before using the
-    access token, and never refresh the same connection twice at once (hold a lock)."""
-    return _call_token_endpoint(
-        client_id,
-        client_secret,
-        (refresh_token,),
-        timeout,
-        transport,
-        "refresh",
-        url=token_endpoint(identity_url),
-        refresh_token=refresh_token,
+    access token, and never refresh the same connection twice at once (hold a lock).
+
+    Tried again only when PagerDuty did not answer (as ``exchange_code``): a refused token is
+    final, and a retry after a lost answer ends as the task's own retry would."""
+    return retries.call(
+        lambda: _call_token_endpoint(
+            client_id,
+            client_secret,
+            (refresh_token,),
+            timeout,
+            transport,
+            "refresh",
+            url=token_endpoint(identity_url),
+            refresh_token=refresh_token,
+        ),
+        what="PagerDuty token endpoint (refresh)",
     )

@@ -141,6 +141,8 @@ class TaskSpec:
     result: str
     # Why a task that does not retry does not (shown in the docs).
     no_retry_because: str = ""
+    # What a task that retries retries, when it is not the whole task (shown in the docs).
+    retries_note: str = ""
     beat: Beat | None = None
     deprecated: bool = False
     # Anything else the docs' kwargs column should say (e.g. the allowed values of `kind`).
@@ -209,13 +211,16 @@ EXCHANGE_OAUTH_CODE = TaskSpec(
     module="tasks.connections",
     queue=INTERACTIVE,
     kwargs=(Kwarg("authorization_id", "str", "The pending OAuth login (UUID).", check=uuid_text),),
-    # The code dies 30 seconds after PagerDuty issued it: fail fast, never retry.
+    # The code dies 30 seconds after PagerDuty issued it: the exchange itself is never retried
+    # by the task (only within seconds, in the call). Once PagerDuty issued the tokens they are
+    # kept, so a check of their id_token that PagerDuty's JWKS did not answer is retried (each
+    # retry pushes the connection's deadline past its countdown: workers.deadlines).
     soft_time_limit=25,
     time_limit=40,
-    family=Family.ONCE,
-    max_retries=0,
+    family=Family.CONNECT,
+    max_retries=4,
     result="`{outcome, connection_id, message}`",
-    no_retry_because="a code is single-use and lives 30 s",
+    retries_note="the id_token check only, from the kept tokens; never the single-use code",
 )
 REFRESH_TOKEN = TaskSpec(
     name="pagerduty.refresh_token",
@@ -238,7 +243,8 @@ REFRESH_EXPIRING_TOKENS = TaskSpec(
     family=Family.BEAT,
     max_retries=0,
     # stale_validations stays for readers of the result: lost validations end by their deadline.
-    result="`{refreshes_enqueued, stale_validations}` (`stale_validations`: always 0)",
+    result="`{refreshes_enqueued, stale_validations, abandoned_logins}` "
+    "(`stale_validations`: always 0)",
     no_retry_because="next beat",
     beat=Beat("refresh-expiring-tokens", lambda settings: 300.0, "every 5 min"),
 )

@@ -18,7 +18,8 @@ def _retries(spec: TaskSpec) -> str:
     policy = spec.retry_policy
     if policy is None:
         return f"none ({spec.no_retry_because})" if spec.no_retry_because else "none"
-    return f"{spec.max_retries}: {policy.describe()}"
+    note = f" ({spec.retries_note})" if spec.retries_note else ""
+    return f"{spec.max_retries}{note}: {policy.describe()}"
 
 
 def _kwargs(spec: TaskSpec) -> str:

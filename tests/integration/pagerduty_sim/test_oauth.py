@@ -459,3 +459,41 @@ def test_redirect_keeps_existing_query(sim: SimulatorHandle) -> None:
     assert q["tenant"] == ["7"]
     assert "code" in q
     assert q["state"] == ["st-123"]
+
+
+def test_id_token_issuer_is_a_setting(sim: SimulatorHandle, oauth_tokens: TokenFactory) -> None:
+    """Facts (OAuth): PagerDuty's id_token issuer is not settled; the simulator sends either
+    documented one, or any other to test a client's refusal."""
+
+    def issuer() -> str:
+        return str(_claims(sim, oauth_tokens()["id_token"])["iss"])
+
+    assert sim.control.get("/settings").json()["id_token_issuer"] == "identity"
+    assert issuer() == f"{sim.identity_url}/global/oauth/anonymous" == sim.issuer("identity")
+    sim.control.post("/settings", json={"id_token_issuer": "app"}).raise_for_status()
+    assert issuer() == f"{sim.base_url}/app/global/oauth/anonymous" == sim.issuer("app")
+    sim.control.post(
+        "/settings", json={"id_token_issuer": "https://elsewhere.example/oauth"}
+    ).raise_for_status()
+    assert issuer() == "https://elsewhere.example/oauth"
+    bad = sim.control.post("/settings", json={"id_token_issuer": "nowhere"})
+    assert bad.status_code == 400
+    sim.control.post("/reset").raise_for_status()
+    assert sim.control.get("/settings").json()["id_token_issuer"] == "identity"
+
+
+def test_the_redirect_can_leave_out_state(sim: SimulatorHandle) -> None:
+    """Facts (OAuth): no PagerDuty page mentions `state` in its redirect (shown as
+    `{REDIRECT_URI}?code=...`); RFC 6749 says it is echoed, the simulator's default."""
+    assert sim.control.get("/settings").json()["echo_state"] is True
+    sim.control.post("/settings", json={"echo_state": False}).raise_for_status()
+    sim.control.post("/auto_approve", json={"enabled": True}).raise_for_status()
+    approved = redirect_params(authorize(sim, state="st-1"))
+    assert set(approved) == {"code"}
+    sim.control.post("/auto_approve", json={"enabled": False}).raise_for_status()
+    page = authorize(sim, state="st-2")
+    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+    denied = httpx.post(f"{sim.identity_url}/oauth/authorize", data={**form, "decision": "deny"})
+    assert redirect_params(denied) == {"error": "access_denied"}
+    sim.control.post("/reset").raise_for_status()
+    assert sim.control.get("/settings").json()["echo_state"] is True

@@ -24,7 +24,7 @@ from pagerduty_sim.server import SimulatorHandle
 from tests.support.connections import pending_oauth_login, validating_key_connection
 from tests.support.secrets import stored_ciphertext
 from tests.support.stack import demo_api_key
-from workers.connections import activation
+from workers.connections import messages, oauth_exchange
 from workers.deadlines.drive import run_round
 from workers.tasking.app import app
 
@@ -107,6 +107,73 @@ def test_oauth_exchange_connects_with_tokens_encrypted(
     )
 
 
+@pytest.mark.parametrize("issuer", ["identity", "app"])
+def test_oauth_login_connects_with_either_documented_issuer(
+    session: Session, sim: SimulatorHandle, live_workers, issuer: str
+) -> None:
+    """PagerDuty's docs name two id_token issuers (identity.pagerduty.com now, app.pagerduty.com
+    before and in its example tokens): a login signed with either connects."""
+    sim.control.post("/settings", json={"id_token_issuer": issuer}).raise_for_status()
+    conn, auth = pending_oauth_login(session, sim)
+    conn = _exchange(session, auth)
+    assert conn.status == "connected", conn.last_error
+    assert conn.pagerduty_account_id == "acme"
+
+
+def test_oauth_login_with_any_other_issuer_is_refused(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    other = f"{sim.base_url}/elsewhere/global/oauth/anonymous"
+    sim.control.post("/settings", json={"id_token_issuer": other}).raise_for_status()
+    conn, auth = pending_oauth_login(session, sim)
+    conn = _exchange(session, auth)
+    assert conn.status == "invalid"
+    assert conn.last_error == messages.LOGIN_UNVERIFIED
+    assert conn.access_token is None
+
+
+JWKS_PATH = "/identity/global/oauth/anonymous/jwks"
+TOKEN_PATH = "/identity/oauth/token"
+
+
+def _fault_hits(sim: SimulatorHandle) -> list[int]:
+    return [f["hits"] for f in sim.control.get("/faults").json()["faults"]]
+
+
+@pytest.mark.parametrize("path", [TOKEN_PATH, JWKS_PATH])
+def test_one_failed_oauth_call_during_a_login_is_tried_again(
+    session: Session, sim: SimulatorHandle, live_workers, path: str
+) -> None:
+    """A 503 from the token endpoint (before it takes the code) or the JWKS is a blip: tried
+    again within seconds, the login connects."""
+    fault = {"kind": "error", "path_prefix": path, "status": 503, "times": 1}
+    sim.control.post("/faults", json=fault).raise_for_status()
+    conn, auth = pending_oauth_login(session, sim)
+    conn = _exchange(session, auth)
+    assert conn.status == "connected", conn.last_error
+    assert _fault_hits(sim) == [1]
+
+
+def test_a_login_whose_jwks_stays_down_for_a_while_ends_connected(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    """More JWKS failures than the call's own tries absorb, after PagerDuty issued the tokens:
+    they were kept, so the task checks them again later (without the spent code) and connects
+    instead of ending invalid with a 30-day refresh token orphaned at PagerDuty."""
+    fault = {"kind": "error", "path_prefix": JWKS_PATH, "status": 503, "times": 4}
+    sim.control.post("/faults", json=fault).raise_for_status()
+    sim.control.post("/stats/reset").raise_for_status()
+    conn, auth = pending_oauth_login(session, sim)
+    auth_id = auth.id
+    conn = _exchange(session, auth)
+    assert conn.status == "connected", conn.last_error
+    assert _fault_hits(sim) == [4]
+    by_path = sim.control.get("/stats").json()["by_path"]
+    assert by_path[TOKEN_PATH] == 1  # the code was exchanged once; the retry reused its tokens
+    assert by_path[JWKS_PATH] == 5
+    assert session.get(OAuthAuthorization, auth_id) is None
+
+
 def test_oauth_eu_account_gets_its_region_from_the_id_token(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
@@ -151,16 +218,16 @@ def test_redelivered_exchange_after_a_crash_ends_with_a_clear_error(
     leaves the outcome to it."""
     conn, auth = pending_oauth_login(session, sim)
     auth.code = None  # what the first delivery's committed "take the code" leaves
-    conn.drive_at = utcnow() + timedelta(seconds=activation.EXCHANGE_RUNNING_SECONDS)
+    conn.drive_at = utcnow() + timedelta(seconds=oauth_exchange.EXCHANGE_RUNNING_SECONDS)
     session.commit()
-    assert activation.exchange_oauth_code(auth.id).outcome == "stale"
+    assert oauth_exchange.exchange_oauth_code(auth.id).outcome == "stale"
     session.expire_all()
     assert session.get(PagerDutyConnection, conn.id).status == "validating"
 
     conn = session.get(PagerDutyConnection, conn.id)
     conn.drive_at = utcnow() - timedelta(seconds=1)  # the taker's time is up: it died
     session.commit()
-    result = activation.exchange_oauth_code(auth.id)
+    result = oauth_exchange.exchange_oauth_code(auth.id)
     assert result.outcome == "invalid"
     session.expire_all()
     conn = session.get(PagerDutyConnection, conn.id)

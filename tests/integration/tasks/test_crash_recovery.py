@@ -19,7 +19,7 @@ from models import PagerDutyConnection, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import processes
 from tests.support.connections import pending_oauth_login
-from workers.connections import activation
+from workers.connections import oauth_exchange
 from workers.deadlines.drive import run_round
 
 pytestmark = pytest.mark.integration
@@ -108,7 +108,7 @@ def test_worker_killed_mid_refresh_ends_connected_or_needs_reauth(
     # No first sync: it would share (and could refresh) the tokens this test is watching.
     monkeypatch.setattr("workers.connections.activation.enqueue", lambda *a, **k: "not-enqueued")
     conn, auth = pending_oauth_login(session, sim)
-    assert activation.exchange_oauth_code(auth.id).outcome == "connected"
+    assert oauth_exchange.exchange_oauth_code(auth.id).outcome == "connected"
     stored = _status(session, conn.id)
     stored.access_token_expires_at = utcnow() - timedelta(seconds=1)
     session.commit()

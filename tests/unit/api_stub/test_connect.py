@@ -318,14 +318,81 @@ def test_replayed_state_fails_the_second_time(client, world, session, sent) -> N
 
 def test_forged_state_fails_without_a_task(client, world, session, sent) -> None:
     _start(client, world)
+    client.cookies.clear()  # another browser than the one that started the login
     params, _ = _callback(client, code="abc", state="forged-state-value")
     assert params == {"pagerduty": "error", "reason": "state_invalid"}
     params, _ = _callback(client, code="abc")
-    assert params == {"pagerduty": "error", "reason": "state_invalid"}
+    assert params == {"pagerduty": "error", "reason": "state_missing"}
     assert sent.calls == []
     assert not _connections(session, world)
     session.expire_all()
     assert session.scalar(select(OAuthAuthorization.consumed_at)) is None
+
+
+# --- OAuth callback without state (PagerDuty documents none): the browser's login cookie ------
+
+
+def _login_cookie(response) -> str:
+    (header,) = [h for h in response.headers.get_list("set-cookie") if "rrpd_oauth_login=" in h]
+    return header
+
+
+def test_starting_a_login_keeps_its_state_in_a_callback_only_cookie(client, world) -> None:
+    r = _start(client, world)
+    header = _login_cookie(r)
+    assert header.startswith(f"rrpd_oauth_login={_state_of(r)};")
+    attributes = {a.strip().split("=")[0].lower(): a.strip() for a in header.split(";")[1:]}
+    assert attributes["path"] == "Path=/v1/pagerduty/oauth/callback"
+    assert attributes["samesite"].lower() == "samesite=lax"  # PagerDuty's redirect is cross-site
+    assert "httponly" in attributes
+    assert attributes["max-age"] == f"Max-Age={get_settings().oauth_state_ttl_seconds}"
+
+
+def test_a_callback_without_state_finds_the_login_this_browser_started(
+    client, world, session, sent
+) -> None:
+    _start(client, world)
+    params, r = _callback(client, code="the-code")
+    assert params["pagerduty"] == "connecting"
+    assert sent.calls[-1]["name"] == "pagerduty.exchange_oauth_code"
+    assert 'rrpd_oauth_login=""' in _login_cookie(r)  # used: forgotten
+    session.expire_all()
+    (auth,) = session.scalars(select(OAuthAuthorization))
+    assert auth.code == "the-code"
+    event = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "pagerduty.connect.oauth")
+    ).one()
+    assert event.details["state_returned"] is False
+    again, _ = _callback(client, code="the-code")  # the cookie is gone, the login used
+    assert again == {"pagerduty": "error", "reason": "state_missing"}
+
+
+def test_a_callback_without_state_from_another_browser_finds_nothing(
+    client, world, session, sent
+) -> None:
+    _start(client, world)
+    client.cookies.clear()
+    params, _ = _callback(client, code="attacker-code")
+    assert params == {"pagerduty": "error", "reason": "state_missing"}
+    client.cookies.set("rrpd_oauth_login", "guessed", path="/v1/pagerduty/oauth/callback")
+    params, _ = _callback(client, code="attacker-code")
+    assert params == {"pagerduty": "error", "reason": "state_invalid"}
+    assert sent.calls == []
+    session.expire_all()
+    assert session.scalar(select(OAuthAuthorization.consumed_at)) is None
+
+
+def test_the_state_in_the_redirect_decides_over_another_tabs_cookie(
+    client, world, session, sent
+) -> None:
+    first = _state_of(_start(client, world))
+    second = _state_of(_start(client, world))  # a second tab: the cookie names this login
+    params, r = _callback(client, code="code-1", state=first)
+    assert params["pagerduty"] == "connecting"
+    assert not [h for h in r.headers.get_list("set-cookie") if "rrpd_oauth_login" in h]
+    params, _ = _callback(client, code="code-2")  # the second tab's login, from its cookie
+    assert params["pagerduty"] == "connecting"
+    assert second not in str(sent.calls)
 
 
 def test_expired_state_fails_without_a_task(client, world, session, sent) -> None:
@@ -337,12 +404,17 @@ def test_expired_state_fails_without_a_task(client, world, session, sent) -> Non
     assert params == {"pagerduty": "error", "reason": "state_expired"}
     assert sent.calls == []
     assert not _connections(session, world)
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(OAuthAuthorization)) == 0
 
 
 def test_denied_consumes_the_state(client, world, session, sent) -> None:
     state = _state_of(_start(client, world))
     params, _ = _callback(client, error="access_denied", state=state)
     assert params == {"pagerduty": "denied"}
+    session.expire_all()
+    # The login ended: no row keeps its client secret or PKCE verifier.
+    assert session.scalar(select(func.count()).select_from(OAuthAuthorization)) == 0
     params, _ = _callback(client, code="abc", state=state)
     assert params == {"pagerduty": "error", "reason": "state_invalid"}
     assert sent.calls == []

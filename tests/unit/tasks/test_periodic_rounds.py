@@ -1,7 +1,7 @@
 """Beat's periodic rounds other than the fan-out, on both databases (the local run's SQLite
 too): ``pagerduty.refresh_expiring_tokens`` picks the OAuth connections whose token is near
-expiry or idle for a day, and leaves validations alone (their deadline ends a lost one:
-tests/unit/workers/deadlines/test_drive.py)."""
+expiry or idle for a day, deletes abandoned OAuth logins, and leaves validations alone (their
+deadline ends a lost one: tests/unit/workers/deadlines/test_drive.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
+from models import AuthMethod, ConnectionStatus, OAuthAuthorization, PagerDutyConnection, utcnow
 from tests.support import factories
 from tests.support.outbox import captured_direct_publishes
 
@@ -56,7 +57,7 @@ def test_the_refresh_round_enqueues_tokens_near_expiry_or_idle_for_a_day(
 
     result = refresh_expiring_tokens.run()
 
-    assert result == {"refreshes_enqueued": 2, "stale_validations": 0}
+    assert result == {"refreshes_enqueued": 2, "stale_validations": 0, "abandoned_logins": 0}
     refreshes = [m for m in sent if m["name"] == "pagerduty.refresh_token"]
     assert sorted(m["kwargs"]["connection_id"] for m in refreshes) == sorted(
         [str(expiring.id), str(idle.id)]
@@ -74,9 +75,36 @@ def test_the_refresh_round_leaves_validations_to_their_deadline(
     session.commit()
 
     # The result keeps its keys (a public contract); nothing is swept any more.
-    assert refresh_expiring_tokens.run() == {"refreshes_enqueued": 0, "stale_validations": 0}
+    assert refresh_expiring_tokens.run() == {
+        "refreshes_enqueued": 0,
+        "stale_validations": 0,
+        "abandoned_logins": 0,
+    }
 
     session.expire_all()
     stored = session.get(PagerDutyConnection, conn.id)
     assert stored is not None
     assert stored.status == ConnectionStatus.VALIDATING
+
+
+def test_the_refresh_round_deletes_logins_an_hour_past_their_expiry(
+    session: Session, sent: list[dict[str, Any]]
+) -> None:
+    """Nobody came back from PagerDuty's consent page: the login's client secret and PKCE
+    verifier go an hour after it expired (within the hour a late callback reads "expired")."""
+    from tasks.connections import refresh_expiring_tokens
+    from tests.support.connections import pending_login
+
+    ws = factories.workspace(session)
+    session.commit()
+    pending = pending_login(session, ws.id)
+    expired_lately, abandoned = pending_login(session, ws.id), pending_login(session, ws.id)
+    now = utcnow()
+    session.get(OAuthAuthorization, expired_lately).expires_at = now - timedelta(minutes=30)
+    session.get(OAuthAuthorization, abandoned).expires_at = now - timedelta(hours=1, seconds=1)
+    session.commit()
+
+    assert refresh_expiring_tokens.run()["abandoned_logins"] == 1
+
+    session.expire_all()
+    assert set(session.scalars(select(OAuthAuthorization.id))) == {pending, expired_lately}

@@ -13,7 +13,7 @@ from models import PagerDutyConnection, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import processes
 from tests.support.secrets import stored_ciphertext
-from workers.connections import activation, tokens
+from workers.connections import oauth_exchange, tokens
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.errors import Transient
 from workers.tasking.app import app
@@ -35,7 +35,7 @@ def _connected_oauth(session: Session, sim: SimulatorHandle) -> PagerDutyConnect
     from tests.support.connections import pending_oauth_login
 
     conn, auth = pending_oauth_login(session, sim)
-    assert activation.exchange_oauth_code(auth.id).outcome == "connected"
+    assert oauth_exchange.exchange_oauth_code(auth.id).outcome == "connected"
     session.expire_all()
     return session.get(PagerDutyConnection, conn.id)
 

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from models import (
     AuditEvent,
@@ -95,6 +95,52 @@ def test_disconnect_reverts_bound_rotations_and_removes_everything(session, sim)
     assert mirror_counts(session, other.connection_id) == other_before
     assert session.get(PagerDutyConnection, other.connection_id).status == "connected"
     assert session.get(Rotation, other.rotations["p"]).mode == "pagerduty"
+
+
+SECRET_COLUMNS = (
+    "code_verifier_encrypted",
+    "client_secret_encrypted",
+    "code_encrypted",
+    "issued_tokens_encrypted",
+)
+
+
+def _logins_holding_secrets(session, workspace_id) -> int:  # type: ignore[no-untyped-def]
+    held = " OR ".join(f"{c} IS NOT NULL" for c in SECRET_COLUMNS)
+    return int(
+        session.execute(
+            text(f"SELECT count(*) FROM oauth_authorizations WHERE workspace_id = :w AND ({held})"),
+            {"w": workspace_id},
+        ).scalar_one()
+    )
+
+
+def test_a_disconnect_leaves_no_login_secret_of_the_workspace(session, sim) -> None:
+    """Every login of the workspace goes: pending, finished or failed (consumed, attached to no
+    connection: a denial kept such a row with its client secret and PKCE verifier), one of the
+    connection's own with its code and the tokens PagerDuty issued. Another workspace's
+    logins stay."""
+    demo = _synced_demo(session, sim)
+    pending_login(session, demo.workspace_id)
+    pending_login(session, demo.workspace_id, consumed=True)
+    pending_login(
+        session,
+        demo.workspace_id,
+        demo.connection_id,
+        consumed=True,
+        code="the-code",
+        issued_tokens='{"access_token": "at"}',
+    )
+    other = factories.workspace(session)
+    session.commit()
+    pending_login(session, other.id, consumed=True)
+    assert _logins_holding_secrets(session, demo.workspace_id) == 3
+
+    assert transaction.disconnect_connection(demo.connection_id).status == "disconnected"
+
+    session.rollback()
+    assert _logins_holding_secrets(session, demo.workspace_id) == 0
+    assert _logins_holding_secrets(session, other.id) == 1
 
 
 def test_disconnect_is_idempotent(session, sim) -> None:

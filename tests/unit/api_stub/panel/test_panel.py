@@ -498,7 +498,13 @@ def test_oauth_modal_shows_the_redirect_url_to_register_and_the_scopes(client, w
     )
     # The login really asks for exactly those scopes.
     r = post(client, "/panel/oauth", {"client_id": "cid", "client_secret": "sec"})
-    assert parse_qs(urlsplit(r.headers["location"]).query)["scope"] == [" ".join(scopes)]
+    query = parse_qs(urlsplit(r.headers["location"]).query)
+    assert query["scope"] == [" ".join(scopes)]
+    # This browser keeps the login for a callback that comes back without state.
+    assert (
+        client.cookies.get("rrpd_oauth_login", path="/v1/pagerduty/oauth/callback")
+        == (query["state"][0])
+    )
 
 
 def _run(session, conn, status="succeeded", minutes_ago=0.0, changes=0, error=None):

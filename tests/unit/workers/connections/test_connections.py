@@ -205,9 +205,10 @@ def test_callback_while_disconnecting_consumes_state_and_reports(db, people, sen
     assert (outcome.result, outcome.reason) == ("error", "disconnecting")
     assert sent == []
     with transaction() as s:
-        auth = s.scalar(select(OAuthAuthorization))
-        assert auth.consumed_at is not None
-        assert auth.code is None
+        # The login ended here: its row (client secret, verifier) is gone, not kept consumed.
+        assert s.scalar(select(OAuthAuthorization)) is None
+        again = oauth_login.handle_oauth_callback(s, state=state, code="abc")
+    assert (again.result, again.reason) == ("error", "state_invalid")
 
 
 def test_disconnect_and_status(session, people, sent) -> None:
@@ -250,3 +251,16 @@ def test_replacing_oauth_credentials_deletes_the_old_tokens_at_once(session, peo
     assert (conn.access_token, conn.refresh_token) == (None, None)
     assert conn.oauth_client_secret is None
     assert [c["name"] for c in sent] == ["pagerduty.validate_api_key"]
+
+
+def test_a_new_login_supersedes_the_connections_older_one(db, people, sent) -> None:
+    """Replacing credentials deletes the logins of the old ones (code, verifier, secret)."""
+    _, admin, _ = people
+    with transaction() as s:
+        first = oauth_login.handle_oauth_callback(s, state=_start(admin), code="code-1")
+    with transaction() as s:
+        second = oauth_login.handle_oauth_callback(s, state=_start(admin), code="code-2")
+    assert first.connection_id == second.connection_id
+    with transaction() as s:
+        (login,) = s.scalars(select(OAuthAuthorization))
+        assert login.code == "code-2"

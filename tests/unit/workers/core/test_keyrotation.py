@@ -37,6 +37,7 @@ def test_every_encrypted_model_column_is_found_from_the_metadata() -> None:
         "oauth_authorizations.code_verifier_encrypted",
         "oauth_authorizations.client_secret_encrypted",
         "oauth_authorizations.code_encrypted",
+        "oauth_authorizations.issued_tokens_encrypted",
     }
 
 

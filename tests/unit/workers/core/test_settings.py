@@ -101,6 +101,7 @@ def test_local_mode_generates_key_once_with_warning(
         ("RRPD_LOG_FORMAT", "yaml"),
         ("RRPD_LOG_LEVEL", "LOUD"),
         ("RRPD_PUBLIC_URL", "127.0.0.1:8000"),
+        ("RRPD_PAGERDUTY_ID_TOKEN_ISSUERS", "https://ok.example,app.pagerduty.com"),
     ],
 )
 def test_zero_negative_and_unknown_values_are_refused(

@@ -1,8 +1,8 @@
 """Connections carry the deadline of the work they wait for (validating, disconnecting, a
 requested "sync now"): the ``deadlines`` loop drives it again past ``drive_at``
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-09 09:00:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from models.base import UTCDateTime
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,31 @@
+"""OAuth pieces that need no PagerDuty: which id_token issuers a login accepts."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.core.settings import Settings
+from workers.pagerduty import oauth
+
+PAGERDUTY_IDENTITY = "https://identity.pagerduty.com"
+
+
+def test_both_documented_issuers_are_accepted_by_default() -> None:
+    # pagerduty-facts.md, OAuth: "The issuer is not settled".
+    assert oauth.accepted_issuers(PAGERDUTY_IDENTITY) == (
+        "https://identity.pagerduty.com/global/oauth/anonymous",
+        "https://app.pagerduty.com/global/oauth/anonymous",
+    )
+
+
+def test_configured_issuers_replace_the_default() -> None:
+    configured = " https://app.pagerduty.com/global/oauth/anonymous/ , https://x.example/iss"
+    assert oauth.accepted_issuers(PAGERDUTY_IDENTITY, configured) == (
+        "https://app.pagerduty.com/global/oauth/anonymous",
+        "https://x.example/iss",
+    )
+
+
+def test_the_setting_keeps_only_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RRPD_PAGERDUTY_ID_TOKEN_ISSUERS", " https://a.example/iss ,, ")
+    assert Settings().pagerduty_id_token_issuers == "https://a.example/iss"
