@@ -29,6 +29,7 @@ from models import ConnectionStatus, PagerDutyConnection, utcnow
 from workers.core import metrics
 from workers.core.db import transaction
 from workers.core.settings import get_settings
+from workers.deadlines.views import PENDING_STATUSES, past_deadline_clause
 from workers.outbox.relay import backlog
 from workers.sync.fanout import overdue
 from workers.tasking.contract import QUEUES
@@ -44,6 +45,9 @@ GAUGE_HELP = {
     "rrpd_connections_failing_syncs": "Connected connections whose last sync(s) failed.",
     "rrpd_connections_sync_overdue": "Connected connections no scheduled sync reached for "
     "3 intervals (beat stopped, or its rounds fail).",
+    "rrpd_connections_past_deadline": "Connections whose pending work (validating, "
+    "disconnecting, a sync now) missed its deadline: driven again, or waiting for the deadlines "
+    "loop. By status.",
     "rrpd_queue_length": "Messages waiting in a Celery queue.",
     "rrpd_outbox_unpublished": "Outbox rows (tasks, events) committed but not yet published.",
     "rrpd_outbox_oldest_seconds": "Age of the oldest unpublished outbox row (0 when none).",
@@ -96,13 +100,25 @@ def connection_gauges() -> dict[str, float]:
                 PagerDutyConnection.consecutive_sync_failures > 0,
             )
         ).scalar_one()
-        late = session.execute(select(func.count()).where(overdue(utcnow()))).scalar_one()
+        now = utcnow()
+        late = session.execute(select(func.count()).where(overdue(now))).scalar_one()
+        past_deadline = dict(
+            session.execute(
+                select(PagerDutyConnection.status, func.count())
+                .where(past_deadline_clause(now))
+                .group_by(PagerDutyConnection.status)
+            ).all()
+        )
     gauges = {
         metrics.gauge("rrpd_connections", status=status): float(by_status.get(status, 0))
         for status in _STATUSES
     }
     gauges[metrics.gauge("rrpd_connections_failing_syncs")] = float(failing)
     gauges[metrics.gauge("rrpd_connections_sync_overdue")] = float(late)
+    for status in PENDING_STATUSES:
+        gauges[metrics.gauge("rrpd_connections_past_deadline", status=status)] = float(
+            past_deadline.get(status, 0)
+        )
     for lane, info in backlog().items():
         gauges[metrics.gauge("rrpd_outbox_unpublished", lane=lane)] = float(info["unpublished"])
         oldest = float(info.get("oldest_seconds") or 0.0)

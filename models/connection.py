@@ -8,7 +8,7 @@ plaintext in memory, the database column (named ``*_encrypted``) the ciphertext
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
@@ -55,6 +55,12 @@ ALLOWED_TRANSITIONS: dict[ConnectionStatus, frozenset[ConnectionStatus]] = {
     S.DISCONNECTED: frozenset(),
 }
 LIVE_STATUSES = frozenset(s for s in ConnectionStatus if s is not S.DISCONNECTED)
+# Seconds after entering a state that expects a task before the task is driven again if the
+# state has not moved (workers.deadlines; docs/operations.md, "Deadlines"). Short: a delivered
+# task starts within a second and pushes the deadline forward itself.
+PENDING_WORK_AFTER: dict[ConnectionStatus, float] = {S.VALIDATING: 8.0, S.DISCONNECTING: 5.0}
+# A "sync now" shares the sync queue with beat's syncs, so it may wait behind them a while.
+SYNC_NOW_AFTER = 15.0
 
 
 class InvalidTransition(Exception):
@@ -85,6 +91,7 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
             sqlite_where=text("status <> 'disconnected'"),
         ),
         Index("ix_pagerduty_connections_status_due", "status", "next_sync_at"),
+        Index("ix_pagerduty_connections_drive_at", "drive_at"),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -140,6 +147,13 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     # restarts (workers.sync.run).
     directory_read_at: Mapped[datetime | None] = mapped_column(default=None)
     consecutive_sync_failures: Mapped[int] = mapped_column(default=0)
+    # Pending work a task must do (validating, disconnecting, a requested "sync now") never
+    # waits on a message alone: past ``drive_at`` the ``deadlines`` loop enqueues the task
+    # again (workers.deadlines). Set where the state is entered, cleared when it is left.
+    drive_at: Mapped[datetime | None] = mapped_column(default=None)
+    drives: Mapped[int] = mapped_column(default=0)
+    # A "sync now" not yet answered by a recorded run that started after it.
+    sync_requested_at: Mapped[datetime | None] = mapped_column(default=None)
 
     @property
     def is_live(self) -> bool:
@@ -154,12 +168,25 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
             raise InvalidTransition(self.status, new)
         self.status = new
         self.status_changed_at = utcnow()
+        # Whatever was pending belongs to the state being left.
+        self.sync_requested_at = None
+        if new in PENDING_WORK_AFTER:
+            self.expect_work(self.status_changed_at)
+        else:
+            self.drive_at = None
+            self.drives = 0
         if error is not None:
             self.last_error = error
             self.last_error_at = self.status_changed_at
         elif new is ConnectionStatus.CONNECTED:
             self.last_error = None
             self.last_error_at = None
+
+    def expect_work(self, now: datetime, after: float | None = None) -> None:
+        """A task is on its way: drive it again if nothing is done by ``now + after``."""
+        wait = PENDING_WORK_AFTER.get(ConnectionStatus(self.status), SYNC_NOW_AFTER)
+        self.drive_at = now + timedelta(seconds=wait if after is None else after)
+        self.drives = 0
 
     def clear_credentials(self) -> None:
         self.api_key = None

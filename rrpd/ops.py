@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
@@ -24,8 +24,13 @@ NO_SYNC_BECAUSE = {
     "validating": "the first sync follows a successful check of the credentials",
     "disconnecting": "the connection is being disconnected",
 }
-# A connection still in one of these after this long lost its task (e.g. Redis lost the queue).
-STUCK_AFTER = {"validating": timedelta(minutes=15), "disconnecting": timedelta(minutes=10)}
+# A connection past its deadline (workers.deadlines): its task was lost or is late, and the
+# deadlines loop drives it again (or is not running).
+STUCK_PROBLEMS = {
+    "validating": "stuck_validating",
+    "disconnecting": "stuck_disconnecting",
+    "connected": "sync_now_late",
+}
 
 
 # --- rrpd status --------------------------------------------------------------------------------
@@ -238,9 +243,10 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
     in ``validating`` or ``disconnecting`` (their task was lost), and connected ones no
     scheduled sync has reached for several intervals (beat stopped, or its rounds fail).
     """
-    from sqlalchemy import and_, or_, select
+    from sqlalchemy import or_, select
 
     from models import ConnectionStatus, PagerDutyConnection, SyncRun, Workspace, utcnow
+    from workers.deadlines.views import past_deadline_clause
     from workers.sync.fanout import OVERDUE_INTERVALS, overdue
 
     now = utcnow()
@@ -259,13 +265,7 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
         .where(
             or_(
                 PagerDutyConnection.status.in_(ATTENTION_STATUSES),
-                *(
-                    and_(
-                        PagerDutyConnection.status == status,
-                        PagerDutyConnection.status_changed_at < now - after,
-                    )
-                    for status, after in STUCK_AFTER.items()
-                ),
+                past_deadline_clause(now),
                 (PagerDutyConnection.status == ConnectionStatus.CONNECTED)
                 & (
                     (PagerDutyConnection.consecutive_sync_failures > 0)
@@ -285,11 +285,15 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
             "status": conn.status,
             "consecutive_sync_failures": conn.consecutive_sync_failures,
         }
-        if conn.status in STUCK_AFTER:
+        if conn.drive_at is not None and (conn.drives > 0 or conn.drive_at <= now):
+            waiting = "a sync now" if conn.status == ConnectionStatus.CONNECTED else "its task"
             item.update(
-                problem=f"stuck_{conn.status}",
-                since=conn.status_changed_at,
-                last_error=conn.last_error,
+                problem=STUCK_PROBLEMS.get(conn.status, f"stuck_{conn.status}"),
+                since=conn.sync_requested_at or conn.status_changed_at,
+                last_error=f"{waiting} missed its deadline; driven again {conn.drives} time(s), "
+                f"next at {when(conn.drive_at)} (is the deadlines loop running on a worker?)",
+                drives=conn.drives,
+                drive_at=conn.drive_at,
             )
         elif conn.status in ATTENTION_STATUSES:
             item.update(
@@ -334,6 +338,7 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
         "invalid": 3,
         "sync_failing": 4,
         "stuck_validating": 5,
+        "sync_now_late": 6,
     }
     found.sort(key=lambda i: (order[i["problem"]], i["since"].timestamp() if i["since"] else 0))
     return found

@@ -48,16 +48,21 @@ class ValidationTask(ConnectTask):
 
 @contract_task(VALIDATE_API_KEY, base=ValidationTask)
 def validate_api_key(self: ConnectTask, *, connection_id: str, generation: int) -> dict[str, Any]:
+    def push_deadline(countdown: float) -> None:
+        activation.expect_retry(connection_id, generation, countdown)
+
     try:
         return activation.validate_api_key(connection_id, generation).as_dict()
     except RateLimited as exc:
         if not self.retries_left:
             return activation.give_up(connection_id, generation).as_dict()
-        self.retry_later(exc=Transient("rate limited"), reset_after=exc.reset_after)
+        self.retry_later(
+            exc=Transient("rate limited"), reset_after=exc.reset_after, before=push_deadline
+        )
     except (Transient, SoftTimeLimitExceeded):
         if not self.retries_left:
             return activation.give_up(connection_id, generation).as_dict()
-        self.retry_later(exc=Transient("PagerDuty unreachable"))
+        self.retry_later(exc=Transient("PagerDuty unreachable"), before=push_deadline)
 
 
 class ExchangeTask(ConnectTask):
@@ -84,6 +89,7 @@ def exchange_oauth_code(self: ConnectTask, *, authorization_id: str) -> dict[str
         self.retry_later(
             exc=Transient("PagerDuty's signing keys unreachable"),
             reset_after=getattr(exc, "reset_after", None),
+            before=lambda countdown: oauth_exchange.expect_retry(authorization_id, countdown),
         )
 
 
@@ -115,15 +121,17 @@ def refresh_token(self: ConnectTask, *, connection_id: str) -> dict[str, Any]:
 
 @contract_task(REFRESH_EXPIRING_TOKENS)
 def refresh_expiring_tokens(self: BeatTask) -> dict[str, int]:
-    """Beat: enqueue a refresh for every token near expiry or idle for a day; also give a
-    clear error to connections stuck in ``validating``, and delete abandoned OAuth logins."""
+    """Beat: enqueue a refresh for every token near expiry or idle for a day; delete abandoned
+    OAuth logins.
+
+    ``stale_validations`` is always 0 and kept for readers of the result: lost validations are
+    no longer swept here but driven, then ended, by their deadline (``workers.deadlines``)."""
     due = tokens.connections_due_for_refresh()
     for connection_id in due:
         publish_now(REFRESH_TOKEN, connection_id=connection_id)
-    stuck = sweeps.expire_stale_validations()
     abandoned = sweeps.forget_abandoned_logins()
     return {
         "refreshes_enqueued": len(due),
-        "stale_validations": stuck,
+        "stale_validations": 0,
         "abandoned_logins": abandoned,
     }

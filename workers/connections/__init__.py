@@ -2,5 +2,5 @@
 
 API half: setup (the live connection, credentials, API key), oauth_login (start + callback),
 status. Worker half: activation (validate a key, exchange a code), tokens (a usable credential,
-OAuth refresh), sweeps (lost validations). messages holds every sentence admins read.
+OAuth refresh). messages holds every sentence admins read.
 """

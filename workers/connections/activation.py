@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -46,7 +47,7 @@ from workers.pagerduty.factory import ReaderFactory, pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.records import Credential, ProbeResult
 from workers.rotations.locking import lock_connection
-from workers.tasking.contract import SYNC_CONNECTION
+from workers.tasking.contract import SYNC_CONNECTION, VALIDATE_API_KEY
 from workers.tasking.enqueue import enqueue
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ def validate_api_key(
         if not _still_validating(conn, generation, AuthMethod.API_KEY):
             return ActivationResult("stale", str(cid))
         assert conn is not None and conn.api_key
+        # Running: not driven again before this delivery's hard time limit has passed.
+        _push_deadline(session, cid, generation, VALIDATION_RUNNING_SECONDS)
         api_key = conn.api_key
         chosen = conn.region
     credential = Credential(kind="api_key", secret=api_key)
@@ -128,6 +131,32 @@ def validate_api_key(
         region=region,
         notice=" ".join(notices) or None,
     )
+
+
+# A validation task ends (or is killed) within its hard time limit; a little more for the commit.
+VALIDATION_RUNNING_SECONDS = VALIDATE_API_KEY.time_limit + 5.0
+
+
+def _push_deadline(session: Session, cid: uuid.UUID, generation: int, seconds: float) -> None:
+    session.execute(
+        update(PagerDutyConnection)
+        .where(
+            PagerDutyConnection.id == cid,
+            PagerDutyConnection.generation == generation,
+            PagerDutyConnection.status == ConnectionStatus.VALIDATING,
+        )
+        .values(drive_at=utcnow() + timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def expect_retry(connection_id: uuid.UUID | str, generation: int, countdown: float) -> None:
+    """A validation is about to retry after ``countdown``: not driven again before that retry
+    has had its time (its message may be lost like any other: then the deadline drives it)."""
+    with transaction() as session:
+        _push_deadline(
+            session, as_uuid(connection_id), generation, countdown + VALIDATION_RUNNING_SECONDS
+        )
 
 
 def _probe(
@@ -233,14 +262,18 @@ def finish_invalid(
         conn = _locked_if_validating(session, cid, generation)
         if conn is None:
             return ActivationResult("stale", str(cid))
-        _forget_logins_of(session, cid)
-        transition(session, conn, ConnectionStatus.INVALID, error=message)
-        audit(
-            session, conn.workspace_id, "pagerduty.invalid", connection_id=conn.id, reason=message
-        )
-    metrics.incr("rrpd_connection_checks_total", kind="any", outcome="invalid")
-    log.info("connection invalid", extra={"connection_id": str(cid)})
+        record_invalid(session, conn, message)
     return ActivationResult("invalid", str(cid), message)
+
+
+def record_invalid(session: Session, conn: PagerDutyConnection, message: str) -> None:
+    """End a validation as ``invalid`` in the caller's transaction (the row already locked):
+    its logins go with it."""
+    _forget_logins_of(session, conn.id)
+    transition(session, conn, ConnectionStatus.INVALID, error=message)
+    audit(session, conn.workspace_id, "pagerduty.invalid", connection_id=conn.id, reason=message)
+    metrics.incr("rrpd_connection_checks_total", kind="any", outcome="invalid")
+    log.info("connection invalid", extra={"connection_id": str(conn.id)})
 
 
 def give_up(
@@ -267,7 +300,7 @@ def _forget_authorization(session: Session, aid: uuid.UUID | None) -> None:
 
 def _forget_logins_of(session: Session, cid: uuid.UUID) -> None:
     """Once the validation is decided, no login of the connection is needed any more (one the
-    sweep or a give-up ended keeps its secrets otherwise). Under the connection's lock and
+    deadline or a give-up ended keeps its secrets otherwise). Under the connection's lock and
     generation check: a newer login's row is never attached before its own generation."""
     session.execute(
         delete(OAuthAuthorization)

@@ -55,8 +55,8 @@ DATABASE_UNAVAILABLE = (
     "Round Robin's database was unavailable for several minutes while it checked this "
     "connection, so the check could not finish. Please connect again."
 )
-# A validation ended by the sweep: its task was lost after it was published (the broker lost
-# its data) or dropped for good. Nothing says PagerDuty was at fault.
+# A validation ended by its deadline (workers.deadlines): its task was lost after it was
+# published, again and again, or dropped for good. Nothing says PagerDuty was at fault.
 CHECK_LOST = (
     "Round Robin could not finish checking this connection: the check was interrupted. "
     "Please try again."

@@ -18,7 +18,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import ConnectionStatus, OAuthAuthorization, PagerDutyConnection, Region
+from models import ConnectionStatus, OAuthAuthorization, PagerDutyConnection, Region, utcnow
 from workers.connections import messages
 from workers.connections.activation import ActivationResult, finish_connected, finish_invalid
 from workers.core import metrics
@@ -38,6 +38,8 @@ from workers.pagerduty.errors import (
 )
 from workers.pagerduty.factory import ReaderFactory, pagerduty_client
 from workers.pagerduty.transport import shared_http_client
+from workers.rotations.locking import lock_connection
+from workers.tasking.contract import EXCHANGE_OAUTH_CODE
 
 
 class VerificationPending(Exception):
@@ -64,17 +66,33 @@ def exchange_oauth_code(
     settings = get_settings()
     aid = as_uuid(authorization_id)
     with transaction() as session:
+        # The lock order of the deadlines loop and the disconnect: the connection, then its
+        # login (this transaction moves the connection's deadline).
+        attached = session.execute(
+            select(OAuthAuthorization.connection_id).where(OAuthAuthorization.id == aid)
+        ).scalar_one_or_none()
+        conn = lock_connection(session, attached) if attached is not None else None
         auth = _locked_login(session, aid)
         if auth is None or auth.connection_id is None:
             return ActivationResult("stale", None)
-        conn = session.get(PagerDutyConnection, auth.connection_id)
-        if conn is None or conn.status != ConnectionStatus.VALIDATING:
+        if (
+            conn is None
+            or conn.id != auth.connection_id
+            or conn.status != ConnectionStatus.VALIDATING
+        ):
             return ActivationResult("stale", str(auth.connection_id))
         cid, generation = conn.id, conn.generation
         client_id, client_secret = auth.client_id, auth.client_secret
         kept, code, verifier = auth.issued_tokens, auth.code, auth.code_verifier
+        if kept is None and code is None and exchange_running(conn):
+            # Another delivery (the deadlines loop's, or the original that was merely slow)
+            # took the code and is within its time: it records the outcome.
+            return ActivationResult("stale", str(cid))
         # Single use on our side too: a redelivered task cannot replay the code.
         auth.code = None
+        if kept is not None or code is not None:
+            # Until this delivery's hard time limit has surely passed, nobody drives it again.
+            conn.expect_work(utcnow(), EXCHANGE_RUNNING_SECONDS)
     if kept is not None:
         tokens = oauth.TokenSet.from_json(kept)  # an earlier try exchanged the code
     elif code is None:
@@ -106,6 +124,30 @@ def exchange_oauth_code(
     return _verify_and_connect(
         aid, cid, generation, tokens, client_id, client_secret, client_factory
     )
+
+
+# The exchange's hard time limit and a little: a delivery holding the code longer has died.
+EXCHANGE_RUNNING_SECONDS = EXCHANGE_OAUTH_CODE.time_limit + 5.0
+
+
+def exchange_running(conn: PagerDutyConnection) -> bool:
+    """A delivery that took the authorization code may still be exchanging it: the deadline it
+    set when it took the code (``EXCHANGE_RUNNING_SECONDS``) has not passed."""
+    return conn.drive_at is not None and conn.drive_at > utcnow()
+
+
+def expect_retry(authorization_id: uuid.UUID | str, countdown: float) -> None:
+    """The id_token check retries after ``countdown``: its login's connection is not driven
+    again before that retry has had its time."""
+    with transaction() as session:
+        auth = session.get(OAuthAuthorization, as_uuid(authorization_id))
+        conn = (
+            lock_connection(session, auth.connection_id)
+            if auth is not None and auth.connection_id is not None
+            else None
+        )
+        if conn is not None and conn.status == ConnectionStatus.VALIDATING:
+            conn.expect_work(utcnow(), countdown + EXCHANGE_RUNNING_SECONDS)
 
 
 def _keep(aid: uuid.UUID, tokens: oauth.TokenSet) -> bool:

@@ -109,6 +109,7 @@ def install_credentials(
             generation=1,
             status_changed_at=now,
         )
+        conn.expect_work(now)  # the validation task's deadline (a new row skips transition)
         session.add(conn)
     else:
         if conn.status == ConnectionStatus.DISCONNECTING:

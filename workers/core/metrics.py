@@ -31,6 +31,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "rrpd_lease_lost_total": ("counter", "Leases a live holder found lapsed or taken over."),
     "rrpd_sync_rechecks_total": ("counter", "Delayed re-checks published for coalesced syncs."),
     "rrpd_task_failures_total": ("counter", "Tasks that ended failed, by task and error class."),
+    "rrpd_deadline_drives_total": (
+        "counter",
+        "Tasks the deadlines loop enqueued again, by the connection's status.",
+    ),
 }
 
 

@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
 from models import ConnectionStatus, PagerDutyConnection, SyncRun, utcnow
 from workers.core import metrics
 from workers.core.db import transaction
@@ -114,6 +117,27 @@ class RunContext:
             error=error,
         )
 
+    def _answer(self, conn: PagerDutyConnection) -> None:
+        """A recorded run that started after a pending "sync now" answers it (the row locked);
+        a quiet sync with none pending leaves the row alone."""
+        requested = conn.sync_requested_at
+        if requested is not None and requested <= self.started_at:
+            conn.sync_requested_at = None
+            conn.drive_at = None
+            conn.drives = 0
+
+    def _answered(self, session: Session, cid: uuid.UUID) -> None:
+        """``_answer`` for an ending that did not lock the row: a conditional update."""
+        session.execute(
+            update(PagerDutyConnection)
+            .where(
+                PagerDutyConnection.id == cid,
+                PagerDutyConnection.sync_requested_at <= self.started_at,
+            )
+            .values(sync_requested_at=None, drive_at=None, drives=0)
+            .execution_options(synchronize_session=False)
+        )
+
     # -- endings --
 
     def unavailable(self, status: str | None) -> SyncResult:
@@ -132,6 +156,7 @@ class RunContext:
                 return self.unavailable(None)
             run = self._run("skipped", self.generation or conn.generation, messages.FENCED, None)
             session.add(run)
+            self._answered(session, conn.id)
         self._metrics("skipped", run.duration_ms or 0)
         return SyncResult(
             status="skipped",
@@ -168,6 +193,7 @@ class RunContext:
             status = "failed" if fenced_in else "skipped"
             run = self._run(status, generation, message if fenced_in else messages.FENCED, None)
             session.add(run)
+            self._answer(conn)
             if fenced_in:
                 conn.consecutive_sync_failures += 1
                 backoff = min(
@@ -200,6 +226,7 @@ class RunContext:
                 run = self._run("skipped", self.generation or 0, messages.FENCED, None)
                 session.add(run)
                 applied = None
+                self._answer(conn)
             else:
                 applied = apply_snapshot(session, conn, snapshot, now=clock())
                 # Connection bookkeeping only when it changes something (see the docs):
@@ -218,6 +245,7 @@ class RunContext:
                     applied,
                 )
                 session.add(run)
+                self._answer(conn)
         self._metrics(run.status, run.duration_ms or 0)
         return SyncResult(
             status=run.status,

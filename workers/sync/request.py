@@ -6,7 +6,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import PagerDutyConnection
+from models import PagerDutyConnection, utcnow
+from models.connection import SYNC_NOW_AFTER
 from workers.connections.setup import Enqueued, connected_connection
 from workers.core.access import Actor, require_manager
 from workers.core.audit import audit
@@ -22,7 +23,14 @@ def enqueue_manual_sync(
     actor: str | None = None,
     **details: Any,
 ) -> str:
-    """Enqueue ``pagerduty.sync_connection(kind="manual")`` after commit, with its audit row."""
+    """Enqueue ``pagerduty.sync_connection(kind="manual")`` after commit, with its audit row.
+
+    The request is also a row fact (``sync_requested_at`` and its deadline), so a lost message
+    is driven again by the ``deadlines`` loop until a run that started after it is recorded.
+    """
+    now = utcnow()
+    conn.sync_requested_at = now
+    conn.expect_work(now, SYNC_NOW_AFTER)
     task_id = enqueue(
         session,
         SYNC_CONNECTION,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, select, update
 
 from models import (
     AuthMethod,
@@ -191,6 +191,9 @@ def sync_once(
         raise
 
 
+# A pass that started answering a "sync now" ends within the task's hard time limit.
+SYNC_RUNNING_SECONDS = SYNC_CONNECTION.time_limit + 5.0
+
 # Syncs that someone or something asked for read the directory whatever its age.
 DIRECTORY_KINDS = frozenset({"manual", "initial", "binding"})
 
@@ -215,9 +218,22 @@ def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime)
     """
     interval = timedelta(seconds=get_settings().directory_interval_seconds)
     with transaction() as session:
-        read_at = session.execute(
-            select(PagerDutyConnection.directory_read_at).where(PagerDutyConnection.id == cid)
-        ).scalar_one_or_none()
+        read_at, requested_at = session.execute(
+            select(
+                PagerDutyConnection.directory_read_at, PagerDutyConnection.sync_requested_at
+            ).where(PagerDutyConnection.id == cid)
+        ).one_or_none() or (None, None)
+        if requested_at is not None and requested_at <= now:
+            # This pass answers a pending "sync now": not driven again while it may still run.
+            session.execute(
+                update(PagerDutyConnection)
+                .where(
+                    PagerDutyConnection.id == cid,
+                    PagerDutyConnection.sync_requested_at == requested_at,
+                )
+                .values(drive_at=now + timedelta(seconds=SYNC_RUNNING_SECONDS))
+                .execution_options(synchronize_session=False)
+            )
         bound: set[str] = set()
         v3_bound: set[str] = set()
         for schedule_id, version in session.execute(

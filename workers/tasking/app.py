@@ -38,12 +38,14 @@ log = logging.getLogger(__name__)
 TASK_MODULES = sorted({spec.module for spec in TASKS})
 # ... and what runs beside the tasks in every worker node (they register background loops and
 # signal handlers): the intake of tasks other services send by name to Celery's default queue,
-# the return of what a dead node held, the outbox relay, the scheduled handoffs.
+# the return of what a dead node held, the outbox relay, the scheduled handoffs, the deadlines
+# of connections waiting for a task.
 WORKER_MODULES = [
     "workers.tasking.intake",
     "workers.tasking.redelivery",
     "workers.outbox",
     "workers.handoffs",
+    "workers.deadlines",
 ]
 
 
@@ -86,10 +88,18 @@ class RRPDTask(Task):  # type: ignore[misc]
         )
 
     def retry_later(
-        self, *, exc: BaseException | None = None, reset_after: float | None = None
+        self,
+        *,
+        exc: BaseException | None = None,
+        reset_after: float | None = None,
+        before: Callable[[float], object] | None = None,
     ) -> NoReturn:
-        """Retry under the family's policy (Celery's ``retry``, which raises)."""
-        raise self.retry(countdown=self.retry_countdown(reset_after=reset_after), exc=exc)
+        """Retry under the family's policy (Celery's ``retry``, which raises). ``before`` is
+        called with the countdown first (a task pushes its connection's deadline past it)."""
+        countdown = self.retry_countdown(reset_after=reset_after)
+        if before is not None:
+            before(countdown)
+        raise self.retry(countdown=countdown, exc=exc)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request

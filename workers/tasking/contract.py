@@ -213,8 +213,8 @@ EXCHANGE_OAUTH_CODE = TaskSpec(
     kwargs=(Kwarg("authorization_id", "str", "The pending OAuth login (UUID).", check=uuid_text),),
     # The code dies 30 seconds after PagerDuty issued it: the exchange itself is never retried
     # by the task (only within seconds, in the call). Once PagerDuty issued the tokens they are
-    # kept, so a check of their id_token that PagerDuty's JWKS did not answer is retried; a few
-    # short waits keep it inside the sweep's 2 minutes (workers.connections.sweeps).
+    # kept, so a check of their id_token that PagerDuty's JWKS did not answer is retried (each
+    # retry pushes the connection's deadline past its countdown: workers.deadlines).
     soft_time_limit=25,
     time_limit=40,
     family=Family.CONNECT,
@@ -242,7 +242,9 @@ REFRESH_EXPIRING_TOKENS = TaskSpec(
     time_limit=90,
     family=Family.BEAT,
     max_retries=0,
-    result="`{refreshes_enqueued, stale_validations, abandoned_logins}`",
+    # stale_validations stays for readers of the result: lost validations end by their deadline.
+    result="`{refreshes_enqueued, stale_validations, abandoned_logins}` "
+    "(`stale_validations`: always 0)",
     no_retry_because="next beat",
     beat=Beat("refresh-expiring-tokens", lambda settings: 300.0, "every 5 min"),
 )

@@ -172,6 +172,10 @@ def test_attention_lists_what_needs_an_operator(session: Session) -> None:
     connection("Gone", ConnectionStatus.DISCONNECTED)
     stuck = connection("Stuck Disconnecting", ConnectionStatus.DISCONNECTING)
     stuck.status_changed_at = utcnow() - timedelta(minutes=30)
+    # Past its deadline: driven again several times, still disconnecting (the next deadline an
+    # hour away, so no live worker's deadlines loop drives it during the test).
+    stuck.drive_at = utcnow() + timedelta(hours=1)
+    stuck.drives = 4
     connection("Just Disconnecting", ConnectionStatus.DISCONNECTING)
     connection("Just Validating", ConnectionStatus.VALIDATING)
     session.commit()
@@ -190,6 +194,7 @@ def test_attention_lists_what_needs_an_operator(session: Session) -> None:
     ]
     assert "stuck_disconnecting" in lines[1]
     assert "30m ago" in lines[1]
+    assert "missed its deadline; driven again 4 time(s)" in lines[1]
     assert "needs_reauth" in lines[2]
     assert "5h ago" in lines[2]
     assert "Log in with OAuth" in lines[2]
@@ -237,8 +242,9 @@ def test_attention_with_nothing_to_report(session: Session) -> None:
     ("status", "minutes_ago", "problem"),
     [
         (ConnectionStatus.INVALID, 1, "invalid"),
-        (ConnectionStatus.VALIDATING, 30, "stuck_validating"),
-        (ConnectionStatus.DISCONNECTING, 30, "stuck_disconnecting"),
+        (ConnectionStatus.VALIDATING, 1, "stuck_validating"),
+        (ConnectionStatus.DISCONNECTING, 1, "stuck_disconnecting"),
+        (ConnectionStatus.CONNECTED, 1, "sync_now_late"),
     ],
 )
 def test_attention_exits_1_when_one_connection_needs_it(
@@ -247,6 +253,13 @@ def test_attention_exits_1_when_one_connection_needs_it(
     factories.api_key_connection(session, factories.workspace(session, "Fine"))
     conn = factories.api_key_connection(session, factories.workspace(session, "Odd"), status=status)
     conn.status_changed_at = utcnow() - timedelta(minutes=minutes_ago)
+    if status is not ConnectionStatus.INVALID:
+        # Its work missed its deadline once (however long ago the state began).
+        conn.sync_requested_at = (
+            conn.status_changed_at if status is ConnectionStatus.CONNECTED else None
+        )
+        conn.drive_at = utcnow() + timedelta(hours=1)
+        conn.drives = 1
     session.commit()
     result = _run("attention")
     assert result.exit_code == 1, result.output

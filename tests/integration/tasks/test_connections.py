@@ -1,5 +1,5 @@
 """Connect tasks run by real workers against the PagerDuty simulator: the message path, the
-task's own retries, the sweep, OAuth code exchange. The API-key cases one by one (regions,
+task's own retries, the deadline, OAuth code exchange. The API-key cases one by one (regions,
 401/402/403, role notices, stale checks) run in-process in
 tests/unit/workers/connections/test_activation.py."""
 
@@ -24,7 +24,8 @@ from pagerduty_sim.server import SimulatorHandle
 from tests.support.connections import pending_oauth_login, validating_key_connection
 from tests.support.secrets import stored_ciphertext
 from tests.support.stack import demo_api_key
-from workers.connections import messages, oauth_exchange, sweeps
+from workers.connections import messages, oauth_exchange
+from workers.deadlines.drive import run_round
 from workers.tasking.app import app
 
 pytestmark = pytest.mark.integration
@@ -212,9 +213,19 @@ def test_redelivered_exchange_after_a_crash_ends_with_a_clear_error(
     session: Session, sim: SimulatorHandle
 ) -> None:
     """A delivery that took the code and died: the retry cannot reuse the code, so the admin
-    is told to log in again instead of the connection staying in validating."""
+    is told to log in again instead of the connection staying in validating. While the taker
+    may still be running (its deadline, set with the code taken, is ahead) another delivery
+    leaves the outcome to it."""
     conn, auth = pending_oauth_login(session, sim)
     auth.code = None  # what the first delivery's committed "take the code" leaves
+    conn.drive_at = utcnow() + timedelta(seconds=oauth_exchange.EXCHANGE_RUNNING_SECONDS)
+    session.commit()
+    assert oauth_exchange.exchange_oauth_code(auth.id).outcome == "stale"
+    session.expire_all()
+    assert session.get(PagerDutyConnection, conn.id).status == "validating"
+
+    conn = session.get(PagerDutyConnection, conn.id)
+    conn.drive_at = utcnow() - timedelta(seconds=1)  # the taker's time is up: it died
     session.commit()
     result = oauth_exchange.exchange_oauth_code(auth.id)
     assert result.outcome == "invalid"
@@ -224,13 +235,20 @@ def test_redelivered_exchange_after_a_crash_ends_with_a_clear_error(
     assert "log in with OAuth 2.0 again" in conn.last_error
 
 
-def test_stuck_validations_are_swept(session: Session, sim: SimulatorHandle) -> None:
-    conn, _auth = pending_oauth_login(session, sim)
-    conn.status_changed_at = utcnow() - timedelta(minutes=5)
+def test_an_exchange_that_took_the_code_and_died_ends_at_its_deadline(
+    session: Session, sim: SimulatorHandle
+) -> None:
+    # An hour ahead: only this round (not a live worker's deadlines loop) drives it.
+    later = utcnow() + timedelta(hours=1)
+    conn, auth = pending_oauth_login(session, sim)
+    auth.code = None
+    conn.drive_at = later
     session.commit()
-    assert sweeps.expire_stale_validations() == 1
+    assert run_round(later).ended_invalid == 1
     session.expire_all()
-    assert session.get(PagerDutyConnection, conn.id).status == "invalid"
+    conn = session.get(PagerDutyConnection, conn.id)
+    assert conn.status == "invalid"
+    assert "log in with OAuth 2.0 again" in conn.last_error
 
 
 def test_oauth_login_as_a_non_admin_says_it_sees_only_part_of_the_account(

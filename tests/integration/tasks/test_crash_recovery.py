@@ -1,8 +1,10 @@
 """A worker SIGKILLed in the middle of an OAuth exchange or a token refresh.
 
 The broker redelivers an unacknowledged message once its visibility timeout passes (20
-minutes in production). The tests stand in for that wait by sending the same task id again to
-a fresh worker, which is exactly what the redelivered message is.
+minutes in production; ``workers.tasking.redelivery`` returns it sooner). The tests stand in for
+that wait by sending the same task id again to a fresh worker, which is exactly what the
+redelivered message is. A message never redelivered is ended by the connection's deadline
+(``workers.deadlines``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from models import PagerDutyConnection, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import processes
 from tests.support.connections import pending_oauth_login
-from workers.connections import oauth_exchange, sweeps
+from workers.connections import oauth_exchange
+from workers.deadlines.drive import run_round
 
 pytestmark = pytest.mark.integration
 TOKEN_PATH = "/identity/oauth/token"
@@ -60,7 +63,11 @@ def test_worker_killed_mid_exchange_never_leaves_validating(
             task_id=task_id,
         )
         _kill_once_request_arrives(sim, proc, before)
-    assert _status(session, cid).status == "validating"  # the crash left it mid-way
+    stored = _status(session, cid)
+    assert stored.status == "validating"  # the crash left it mid-way
+    # Taking the code set the exchange's deadline: its hard time limit and a little.
+    assert stored.drive_at is not None
+    assert stored.drive_at - auth.code_received_at <= timedelta(seconds=60)
     sim.control.delete("/faults").raise_for_status()
     with processes.isolated_worker() as (_proc, client):
         outcome = client.send_task(
@@ -68,14 +75,20 @@ def test_worker_killed_mid_exchange_never_leaves_validating(
             kwargs={"authorization_id": str(auth.id)},
             task_id=task_id,
         ).get(timeout=30)
+    # The redelivery cannot tell a dead taker from a slow one before the deadline: it leaves
+    # the outcome to the deadline, which ends the wait (here driven at that instant).
+    assert outcome["outcome"] == "stale"
+    assert _status(session, cid).status == "validating"
+    assert run_round(stored.drive_at).ended_invalid == 1
     conn = _status(session, cid)
-    assert outcome["outcome"] == "invalid"
     assert conn.status == "invalid"
     assert "log in with OAuth 2.0 again" in conn.last_error
 
 
-def test_lost_redelivery_is_swept_to_a_clear_error(session: Session, sim: SimulatorHandle) -> None:
-    """Even if the message is never redelivered, beat's sweep ends the wait."""
+def test_a_lost_redelivery_ends_at_the_exchanges_deadline(
+    session: Session, sim: SimulatorHandle
+) -> None:
+    """Even if the message is never redelivered, the connection's deadline ends the wait."""
     conn, auth = pending_oauth_login(session, sim)
     _slow_token_endpoint(sim)
     before = _token_requests(sim)
@@ -83,9 +96,9 @@ def test_lost_redelivery_is_swept_to_a_clear_error(session: Session, sim: Simula
         client.send_task("pagerduty.exchange_oauth_code", kwargs={"authorization_id": str(auth.id)})
         _kill_once_request_arrives(sim, proc, before)
     stored = _status(session, conn.id)
-    stored.status_changed_at = utcnow() - timedelta(minutes=3)
-    session.commit()
-    assert sweeps.expire_stale_validations() == 1
+    assert stored.drive_at is not None
+    assert run_round(stored.drive_at - timedelta(seconds=1)).claimed == 0  # not while it may run
+    assert run_round(stored.drive_at).ended_invalid == 1
     assert _status(session, conn.id).status == "invalid"
 
 

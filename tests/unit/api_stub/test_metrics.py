@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import redis
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
 from api_stub import metrics as metrics_api
-from models import ConnectionStatus
+from models import ConnectionStatus, utcnow
 from tests.support import factories
 from workers.core import metrics
 from workers.core.redis import key as redis_key
@@ -109,6 +110,19 @@ def test_counters_and_connection_gauges(client, operators_auth, session: Session
         )
     failing = factories.api_key_connection(session, factories.workspace(session))
     failing.consecutive_sync_failures = 3
+    # Past their deadline: one driven again (its next deadline an hour away, so no live
+    # worker's deadlines loop touches it), one with a "sync now" late; one still in time.
+    late = factories.api_key_connection(
+        session, factories.workspace(session), status=ConnectionStatus.DISCONNECTING
+    )
+    late.drive_at, late.drives = utcnow() + timedelta(hours=1), 2
+    sync_late = factories.api_key_connection(session, factories.workspace(session))
+    sync_late.sync_requested_at = utcnow()
+    sync_late.drive_at, sync_late.drives = utcnow() + timedelta(hours=1), 1
+    in_time = factories.api_key_connection(
+        session, factories.workspace(session), status=ConnectionStatus.VALIDATING
+    )
+    in_time.expect_work(utcnow() + timedelta(hours=1))
     session.commit()
 
     text = client.get("/metrics", headers=operators_auth).text
@@ -134,12 +148,18 @@ def test_counters_and_connection_gauges(client, operators_auth, session: Session
     }
     # Every live status is present (zeros too); "disconnected" rows are history, not state.
     assert connections == {
-        "validating": 0,
-        "connected": 3,
+        "validating": 1,
+        "connected": 4,
         "needs_reauth": 1,
         "invalid": 1,
-        "disconnecting": 0,
+        "disconnecting": 1,
     }
+    past = {
+        dict(labels)["status"]: value
+        for (name, labels), value in after.items()
+        if name == "rrpd_connections_past_deadline"
+    }
+    assert past == {"validating": 0, "disconnecting": 1, "connected": 1}
     assert after[("rrpd_connections_failing_syncs", ())] == 1
     assert {dict(labels)["queue"] for (name, labels) in after if name == "rrpd_queue_length"} == {
         "interactive",

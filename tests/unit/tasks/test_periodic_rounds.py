@@ -1,7 +1,7 @@
 """Beat's periodic rounds other than the fan-out, on both databases (the local run's SQLite
 too): ``pagerduty.refresh_expiring_tokens`` picks the OAuth connections whose token is near
-expiry or idle for a day, ends validations whose task was lost, and deletes abandoned OAuth
-logins."""
+expiry or idle for a day, deletes abandoned OAuth logins, and leaves validations alone (their
+deadline ends a lost one: tests/unit/workers/deadlines/test_drive.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from models import AuthMethod, ConnectionStatus, OAuthAuthorization, PagerDutyConnection, utcnow
 from tests.support import factories
 from tests.support.outbox import captured_direct_publishes
-from workers.connections import messages, sweeps
 
 pytestmark = pytest.mark.both_databases
 
@@ -65,27 +64,27 @@ def test_the_refresh_round_enqueues_tokens_near_expiry_or_idle_for_a_day(
     )
 
 
-def test_the_refresh_round_ends_a_validation_whose_task_was_lost(
+def test_the_refresh_round_leaves_validations_to_their_deadline(
     session: Session, sent: list[dict[str, Any]]
 ) -> None:
     from tasks.connections import refresh_expiring_tokens
 
     ws = factories.workspace(session)
     conn = factories.api_key_connection(session, ws, status=ConnectionStatus.VALIDATING)
-    conn.status_changed_at = utcnow() - timedelta(seconds=sweeps.STALE_AFTER["api_key"] + 1)
+    conn.status_changed_at = utcnow() - timedelta(hours=1)
     session.commit()
 
+    # The result keeps its keys (a public contract); nothing is swept any more.
     assert refresh_expiring_tokens.run() == {
         "refreshes_enqueued": 0,
-        "stale_validations": 1,
+        "stale_validations": 0,
         "abandoned_logins": 0,
     }
 
     session.expire_all()
-    ended = session.get(PagerDutyConnection, conn.id)
-    assert ended is not None
-    assert ended.status == ConnectionStatus.INVALID
-    assert ended.last_error == messages.CHECK_LOST
+    stored = session.get(PagerDutyConnection, conn.id)
+    assert stored is not None
+    assert stored.status == ConnectionStatus.VALIDATING
 
 
 def test_the_refresh_round_deletes_logins_an_hour_past_their_expiry(

@@ -503,8 +503,9 @@ def test_oauth_modal_shows_the_redirect_url_to_register_and_the_scopes(client, w
     query = parse_qs(urlsplit(r.headers["location"]).query)
     assert query["scope"] == [" ".join(scopes)]
     # This browser keeps the login for a callback that comes back without state.
-    assert client.cookies.get("rrpd_oauth_login", path="/v1/pagerduty/oauth/callback") == (
-        query["state"][0]
+    assert (
+        client.cookies.get("rrpd_oauth_login", path="/v1/pagerduty/oauth/callback")
+        == (query["state"][0])
     )
 
 

@@ -264,4 +264,3 @@ def test_a_new_login_supersedes_the_connections_older_one(db, people, sent) -> N
     with transaction() as s:
         (login,) = s.scalars(select(OAuthAuthorization))
         assert login.code == "code-2"
-

@@ -1,0 +1,24 @@
+"""What operators see of deadlines: which connections missed theirs (``rrpd attention``, the
+``rrpd_connections_past_deadline`` gauge)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, or_
+
+from models import ConnectionStatus, PagerDutyConnection
+
+# The states that wait for a task ("connected" when a sync now is pending).
+PENDING_STATUSES = (
+    ConnectionStatus.VALIDATING,
+    ConnectionStatus.DISCONNECTING,
+    ConnectionStatus.CONNECTED,
+)
+
+
+def past_deadline_clause(now: datetime) -> ColumnElement[bool]:
+    """Its task missed a deadline: the loop drove it again at least once (the row says so until
+    the state is left), or the deadline passed and no loop has driven it yet."""
+    c = PagerDutyConnection
+    return and_(c.drive_at.is_not(None), or_(c.drives > 0, c.drive_at <= now))
