@@ -30,10 +30,8 @@ import json
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,41 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.arrange import bound_workspace  # noqa: E402
+from bench.environment import configure, percentiles  # noqa: E402
 from bench.processes import free_port, spawn_rrpd, stop  # noqa: E402
 
 RUN = uuid.uuid4().hex[:6]
 DB = f"rrpd_bench_faults_{RUN}"
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ALL_LOOPS = "handoffs,sync-runs-retention,outbox-relay,outbox-retention,redelivery,intake"
-
-
-def _configure() -> None:
-    from cryptography.fernet import Fernet
-
-    var = Path(tempfile.gettempdir()) / f"rrpd-bench-faults-{RUN}"
-    var.mkdir(parents=True, exist_ok=True)
-    os.environ.update(
-        RRPD_ENV="test",
-        RRPD_DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{DB}",
-        RRPD_BROKER_URL="redis://127.0.0.1:6379/0",
-        RRPD_RESULT_BACKEND="redis://127.0.0.1:6379/1",
-        RRPD_REDIS_KEY_PREFIX=f"rrpdbench-{RUN}",
-        RRPD_VAR_DIR=str(var),
-        RRPD_LOG_LEVEL="WARNING",
-        RRPD_ENCRYPTION_KEYS=f"b1={Fernet.generate_key().decode()}",
-        RRPD_API_JWT_SECRET="bench-secret-" + "x" * 40,
-    )
-
-
-def _pct(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50_s": None, "p99_s": None, "max_s": None}
-    ordered = sorted(values)
-    return {
-        "p50_s": round(statistics.median(ordered), 2),
-        "p99_s": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
-        "max_s": round(ordered[-1], 2),
-    }
 
 
 class Stack:
@@ -186,7 +156,7 @@ def _phase(
             "disconnects": len(lost),
             "messages_removed": removed,
             "done": len(times),
-            **_pct(times),
+            **percentiles(times, digits=2),
         }
         # SIGKILLs at random moments of a disconnect.
         rng = random.Random(7)
@@ -202,7 +172,11 @@ def _phase(
             time.sleep(0.5)
         result = _wait_done(asked, args.give_up)
         times = [t for t in result.values() if t is not None]
-        out["sigkill"] = {"disconnects": len(killed), "done": len(times), **_pct(times)}
+        out["sigkill"] = {
+            "disconnects": len(killed),
+            "done": len(times),
+            **percentiles(times, digits=2),
+        }
     finally:
         stack.stop()
     print(f"{label}: {json.dumps(out)}", flush=True)
@@ -215,7 +189,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=10, help="SIGKILLed disconnects")
     parser.add_argument("--give-up", type=float, default=120.0)
     args = parser.parse_args()
-    _configure()
+    configure("faults", RUN, DB)
 
     from sqlalchemy import create_engine, text
 

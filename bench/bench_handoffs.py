@@ -28,7 +28,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.arrange import bound_workspace  # noqa: E402
+from bench.environment import configure, percentiles  # noqa: E402
 from bench.processes import free_port, spawn_rrpd, stop  # noqa: E402
 
 RUN = uuid.uuid4().hex[:6]
@@ -48,35 +48,6 @@ ACCOUNT, SCHEDULE = "acme", "PSPRIMA"
 PEOPLE = {"Erin": "PUERIN1", "Frank": "PUFRANK"}
 
 
-def _configure() -> None:
-    from cryptography.fernet import Fernet
-
-    var = Path(tempfile.gettempdir()) / f"rrpd-bench-handoffs-{RUN}"
-    var.mkdir(parents=True, exist_ok=True)
-    os.environ.update(
-        RRPD_ENV="test",
-        RRPD_DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{DB}",
-        RRPD_BROKER_URL="redis://127.0.0.1:6379/0",
-        RRPD_RESULT_BACKEND="redis://127.0.0.1:6379/1",
-        RRPD_REDIS_KEY_PREFIX=f"rrpdbench-{RUN}",
-        RRPD_VAR_DIR=str(var),
-        RRPD_LOG_LEVEL="WARNING",
-        RRPD_ENCRYPTION_KEYS=f"b1={Fernet.generate_key().decode()}",
-        RRPD_API_JWT_SECRET="bench-secret-" + "x" * 40,
-        # No beat runs; the worker only runs the loops (no relay needed: nothing is enqueued).
-        RRPD_WORKER_LOOPS="handoffs",
-    )
-
-
-def _pct(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {
-        "p50_s": round(statistics.median(ordered), 3),
-        "p99_s": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
-        "max_s": round(ordered[-1], 3),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--handoffs", type=int, default=12)
@@ -84,7 +55,8 @@ def main() -> None:
     parser.add_argument("--syncs", type=int, default=5, help="syncs timed for the baseline")
     parser.add_argument("--interval", type=float, default=60.0, help="baseline sync interval")
     args = parser.parse_args()
-    _configure()
+    # No beat runs; the worker only runs the loops (no relay needed: nothing is enqueued).
+    configure("handoffs", RUN, DB, RRPD_WORKER_LOOPS="handoffs")
 
     import httpx
     from sqlalchemy import create_engine, text
@@ -189,7 +161,7 @@ def main() -> None:
                             raise AssertionError(f"{name} on duty before {at}")
                         assert now < at + timedelta(seconds=30), f"{name} never showed"
                         time.sleep(0.05)
-            figures["with_loop"] = _pct(lags)
+            figures["with_loop"] = percentiles(lags)
             figures["lags_s"] = [round(x, 3) for x in lags]
             figures["sync_duration_s"] = round(d, 3)
             figures["baseline_model"] = {

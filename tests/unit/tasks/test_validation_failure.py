@@ -7,25 +7,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from models import ConnectionStatus, PagerDutyConnection
 from tests.support import factories
+from tests.support.db_errors import sqlite_sql_error
 from workers.connections import messages
 from workers.pagerduty.errors import Transient
-
-
-def _sql_bug(tmp_path: Path) -> BaseException:
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT make_interval(1)"))
-    except sqlalchemy.exc.OperationalError as exc:
-        return exc
-    finally:
-        engine.dispose()
-    raise AssertionError("no error")
 
 
 @pytest.mark.parametrize(
@@ -46,7 +34,7 @@ def test_a_failed_check_says_what_failed(
     )
     session.commit()
     exc = {
-        "sql_bug": lambda: _sql_bug(tmp_path),
+        "sql_bug": lambda: sqlite_sql_error(tmp_path),
         "pool_timeout": lambda: sqlalchemy.exc.TimeoutError("QueuePool limit reached"),
         "pagerduty": lambda: Transient("PagerDuty answered 503"),
     }[error]()

@@ -309,9 +309,7 @@ def test_counts_are_in_singular_or_plural_as_they_should(client, world, session)
     conn = factories.api_key_connection(session, world.ws, by=world.owner)
     session.add(PagerDutySchedule(connection_id=conn.id, pagerduty_id="PSPRIMA", name="Primary"))
     session.add(
-        PagerDutyUser(
-            connection_id=conn.id, pagerduty_id="PU1", name="One", email="one@x.example"
-        )
+        PagerDutyUser(connection_id=conn.id, pagerduty_id="PU1", name="One", email="one@x.example")
     )
     at = utcnow() - timedelta(seconds=30)
     session.add(

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import create_engine, text
 
+from tests.support.db_errors import raised
 from tests.support.env import PG_ADMIN_URL
 from tests.support.processes import free_port
 from workers.core.outages import (
@@ -20,18 +21,6 @@ from workers.core.outages import (
 )
 
 
-def _raised(engine_url: str, sql: str, **connect_args: object) -> BaseException:
-    engine = create_engine(engine_url, connect_args=connect_args)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        return exc
-    finally:
-        engine.dispose()
-    raise AssertionError(f"{sql!r} did not fail")
-
-
 def _pg(database: str = "postgres") -> str:
     base = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1).rpartition("/")[0]
     return f"{base}/{database}"
@@ -39,7 +28,7 @@ def _pg(database: str = "postgres") -> str:
 
 def test_a_sqlite_function_postgresql_alone_has_is_a_bug_not_an_outage(tmp_path: Path) -> None:
     # The local run's fan-out: "no such function: make_interval", an OperationalError by class.
-    exc = _raised(
+    exc = raised(
         f"sqlite:///{tmp_path / 'db.sqlite3'}", "SELECT make_interval(0, 0, 0, 0, 0, 0, 5)"
     )
     assert isinstance(exc, sqlalchemy.exc.OperationalError)
@@ -54,7 +43,7 @@ def test_sqlite_busy_past_its_timeout_is_a_conflict_tried_again(tmp_path: Path) 
     holder.execute("CREATE TABLE t (x INTEGER)")
     holder.execute("BEGIN IMMEDIATE")
     try:
-        exc = _raised(f"sqlite:///{path}", "INSERT INTO t VALUES (1)", timeout=0.05)
+        exc = raised(f"sqlite:///{path}", "INSERT INTO t VALUES (1)", timeout=0.05)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -65,7 +54,7 @@ def test_sqlite_busy_past_its_timeout_is_a_conflict_tried_again(tmp_path: Path) 
 
 
 def test_postgresql_refusing_connections_is_an_outage() -> None:
-    exc = _raised(
+    exc = raised(
         f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/postgres",
         "SELECT 1",
         connect_timeout=2,
@@ -100,7 +89,7 @@ def test_postgresql_shutting_a_session_down_is_an_outage() -> None:
     ],
 )
 def test_postgresql_statement_errors_are_bugs_not_outages(sql: str) -> None:
-    exc = _raised(_pg(), sql)
+    exc = raised(_pg(), sql)
     assert not is_database_outage(exc)
     assert not is_transient_database_error(exc)
     assert outage_behind(exc) is None

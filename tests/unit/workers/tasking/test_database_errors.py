@@ -7,21 +7,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import create_engine, text
 
+from tests.support.db_errors import sqlite_sql_error
 from workers.tasking import app as tasking_app
-
-
-def _sqlite_error(tmp_path: Path, sql: str) -> sqlalchemy.exc.OperationalError:
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    except sqlalchemy.exc.OperationalError as exc:
-        return exc
-    finally:
-        engine.dispose()
-    raise AssertionError("no error")
 
 
 @pytest.fixture
@@ -43,7 +31,7 @@ def test_a_sql_error_of_ours_fails_the_task_at_once(
     failing_task, tmp_path: Path, monkeypatch
 ) -> None:
     task, calls, raised = failing_task
-    raised.append(_sqlite_error(tmp_path, "SELECT make_interval(0, 0, 0, 0, 0, 0, 5)"))
+    raised.append(sqlite_sql_error(tmp_path))
     before = _failures_counted()
     result = task.apply()
     assert result.state == "FAILURE"
