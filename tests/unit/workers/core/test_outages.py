@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import create_engine, text
 
-from tests.support.db_errors import raised
+from tests.support.db_errors import raised, sqlite_sql_error
 from tests.support.env import PG_ADMIN_URL
 from tests.support.processes import free_port
 from workers.core.outages import (
@@ -28,9 +28,7 @@ def _pg(database: str = "postgres") -> str:
 
 def test_a_sqlite_function_postgresql_alone_has_is_a_bug_not_an_outage(tmp_path: Path) -> None:
     # The local run's fan-out: "no such function: make_interval", an OperationalError by class.
-    exc = raised(
-        f"sqlite:///{tmp_path / 'db.sqlite3'}", "SELECT make_interval(0, 0, 0, 0, 0, 0, 5)"
-    )
+    exc = sqlite_sql_error(tmp_path)
     assert isinstance(exc, sqlalchemy.exc.OperationalError)
     assert not is_database_outage(exc)
     assert not is_transient_database_error(exc)
