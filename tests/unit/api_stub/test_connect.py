@@ -83,7 +83,11 @@ def test_api_key_creates_a_validating_connection_and_enqueues_validation(
 
 
 def test_replacing_the_key_bumps_generation_and_clears_oauth(client, world, session, sent) -> None:
-    conn = factories.api_key_connection(session, world.ws, api_key=KEY1, by=world.owner)
+    # Over a connection that is not connected the new key replaces directly (a connected one
+    # keeps its credentials while the new key is checked: test_pending_credentials.py).
+    conn = factories.api_key_connection(
+        session, world.ws, api_key=KEY1, by=world.owner, status=ConnectionStatus.NEEDS_REAUTH
+    )
     conn.auth_method = "oauth"
     conn.api_key = None
     conn.oauth_client_id = "client"
