@@ -123,6 +123,37 @@ def test_replacing_the_key_bumps_generation_and_clears_oauth(client, world, sess
     assert r.json()["connection"]["generation"] == 3
 
 
+def test_a_new_key_over_a_connected_connection_is_pending_and_syncs_go_on(
+    client, world, session, sent
+) -> None:
+    conn = factories.api_key_connection(session, world.ws, api_key=KEY1, by=world.owner)
+    session.commit()
+
+    r = client.put(key_url(world), json={"api_key": KEY2}, headers=world.headers(world.admin))
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["connection"]["status"] == "connected"
+    assert body["connection"]["generation"] == 1
+    assert body["pending"]["status"] == "checking"
+    assert body["pending"]["auth_method"] == "api_key"
+    assert KEY2 not in r.text
+    assert sent.calls[-1]["name"] == "pagerduty.validate_api_key"
+    assert sent.calls[-1]["kwargs"] == {"connection_id": str(conn.id), "generation": 2}
+    (again,) = _connections(session, world)
+    assert (again.api_key, again.pending_api_key) == (KEY1, KEY2)
+
+    doc = client.get(
+        f"/v1/workspaces/{world.ws.id}/pagerduty", headers=world.headers(world.member)
+    ).json()
+    assert doc["status"] == "connected"
+    assert doc["pending"]["status"] == "checking"
+    assert doc["pending"]["message"].startswith("Checking the new key")
+    r = client.post(
+        f"/v1/workspaces/{world.ws.id}/pagerduty/sync", headers=world.headers(world.admin)
+    )
+    assert r.status_code == 202, r.text
+
+
 def test_new_key_while_disconnecting_is_409(client, world, session, sent) -> None:
     factories.api_key_connection(session, world.ws, status=ConnectionStatus.DISCONNECTING)
     session.commit()
