@@ -302,7 +302,11 @@ async def save_api_key(request: Request) -> Response:
     actor, form = await _checked(request)
 
     def work(session: Session) -> str:
-        setup.set_api_key(session, actor, form.get("api_key", ""), form.get("region") or "us")
+        done = setup.set_api_key(
+            session, actor, form.get("api_key", ""), form.get("region") or "us"
+        )
+        if done.connection.pending_status is not None:
+            return "New API key saved. Checking it with PagerDuty; the current key keeps working."
         return "API key saved. Checking it with PagerDuty..."
 
     return await _apply(work)
