@@ -36,7 +36,7 @@ from api_stub.schemas import (
     control_free,
 )
 from models import PagerDutyConnection
-from workers.connections import oauth_login, setup, status
+from workers.connections import oauth_login, pending, setup, status
 from workers.connections.status import pending_document
 from workers.core.access import Actor, Missing
 from workers.core.audit import MAX_PAGE, audit_trail
@@ -244,6 +244,22 @@ def delete_connection(actor: WorkspaceManager) -> DisconnectAccepted:
         rotations_to_manual=[RotationRef(**r) for r in done.rotations_to_manual],
         revoke_in_pagerduty=done.revoke_instructions,
     )
+
+
+@router.delete(
+    "/workspaces/{workspace_id}/pagerduty/pending",
+    response_model=StatusOut,
+    summary="Discard the new credential waiting beside the live one",
+    description="Forgets the pending credential (its key, and its outcome: checking, rejected, "
+    "lost or account_change); the live connection is not touched. Answers the status "
+    "document. Primary Owner or Admin.",
+    tags=["pagerduty"],
+    responses={**MANAGER_ERRORS, 404: _err("No credential is pending (`no_pending`).")},
+)
+def discard_pending(actor: WorkspaceManager) -> dict[str, Any]:
+    with transaction() as session:
+        pending.discard(session, actor)
+        return status.connection_status(session, actor.workspace_id)
 
 
 @router.post(

@@ -55,7 +55,13 @@ log = logging.getLogger(__name__)
 
 # "pending_*": the check of a pending credential (workers.connections.pending) ended.
 Outcome = Literal[
-    "connected", "invalid", "stale", "pending_accepted", "pending_rejected", "pending_lost"
+    "connected",
+    "invalid",
+    "stale",
+    "pending_accepted",
+    "pending_rejected",
+    "pending_lost",
+    "pending_account_change",
 ]
 
 
@@ -301,6 +307,12 @@ def _finish_pending_proven(
             return None  # an ordinary validation (or a stale one: finish_connected says so)
         if not pending.is_checking(conn, generation):
             return ActivationResult("stale", str(cid))
+        live = conn.pagerduty_subdomain
+        if live and subdomain and subdomain != live:
+            # Another account: never swapped in silently (its schedules are not these).
+            message = messages.pending_account_change(live, subdomain)
+            pending.record_ended(session, conn, PendingStatus.ACCOUNT_CHANGE, message)
+            return ActivationResult("pending_account_change", str(cid), message)
         pending.record_proven(
             session, conn, key_level=key_level, subdomain=subdomain, region=region, notice=notice
         )

@@ -159,6 +159,16 @@ PENDING_LOST = (
 NO_PENDING = "There is no new credential waiting for this workspace."
 
 
+def pending_account_change(live: str, new: str) -> str:
+    """A key of another account is never swapped in silently (bound rotations may lose their
+    schedules): it is set aside, and the admin told how to switch on purpose."""
+    return (
+        f"The new key belongs to another PagerDuty account ({new}.pagerduty.com); Round Robin "
+        f"still uses the previous one ({live}.pagerduty.com). To switch accounts, disconnect "
+        "and connect with the new key."
+    )
+
+
 def pending_rejected(reason: str) -> str:
     """The outcome first, then PagerDuty's reason in the words the connect check uses."""
     return f"{PENDING_REJECTED} {reason}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models import (
@@ -32,6 +32,7 @@ from models import (
 from models.connection import PENDING_CHECK_AFTER
 from workers.connections import messages
 from workers.core import metrics
+from workers.core.access import Actor, Missing, require_manager
 from workers.core.audit import audit
 from workers.tasking.contract import SYNC_CONNECTION
 from workers.tasking.enqueue import enqueue
@@ -131,6 +132,34 @@ def record_proven(
     )
     metrics.incr("rrpd_connection_checks_total", kind="pending", outcome="connected")
     log.info("pending credential swapped in", extra={"connection_id": str(conn.id)})
+
+
+def discard(session: Session, actor: Actor) -> PagerDutyConnection:
+    """The admin's "discard": forget the pending credential (a check still running finds it
+    gone and ends ``stale``). ``Missing`` when there is none."""
+    require_manager(actor)
+    conn = session.execute(
+        select(PagerDutyConnection)
+        .where(
+            PagerDutyConnection.workspace_id == actor.workspace_id,
+            PagerDutyConnection.status != ConnectionStatus.DISCONNECTED,
+        )
+        .with_for_update()
+    ).scalar_one_or_none()
+    if conn is None or conn.pending_status is None:
+        raise Missing(messages.NO_PENDING, code="no_pending")
+    previous = conn.pending_status
+    conn.clear_pending()
+    audit(
+        session,
+        actor.workspace_id,
+        "pagerduty.pending.discarded",
+        actor_member_id=actor.member_id,
+        connection_id=conn.id,
+        pending_status=previous,
+    )
+    session.flush()
+    return conn
 
 
 def record_ended(

@@ -154,6 +154,27 @@ def test_a_new_key_over_a_connected_connection_is_pending_and_syncs_go_on(
     assert r.status_code == 202, r.text
 
 
+def test_discarding_the_pending_key_answers_the_status_and_404_once_gone(
+    client, world, session, sent
+) -> None:
+    conn = factories.api_key_connection(session, world.ws, api_key=KEY1, by=world.owner)
+    session.commit()
+    client.put(key_url(world), json={"api_key": KEY2}, headers=world.headers(world.admin))
+    pending_url = f"/v1/workspaces/{world.ws.id}/pagerduty/pending"
+
+    r = client.delete(pending_url, headers=world.headers(world.member))
+    assert r.status_code == 403, r.text
+    r = client.delete(pending_url, headers=world.headers(world.admin))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "connected"
+    assert r.json()["pending"] is None
+    (again,) = _connections(session, world)
+    assert (again.id, again.api_key, again.pending_api_key) == (conn.id, KEY1, None)
+    r = client.delete(pending_url, headers=world.headers(world.admin))
+    assert r.status_code == 404, r.text
+    assert r.json()["error"]["code"] == "no_pending"
+
+
 def test_new_key_while_disconnecting_is_409(client, world, session, sent) -> None:
     factories.api_key_connection(session, world.ws, status=ConnectionStatus.DISCONNECTING)
     session.commit()

@@ -14,8 +14,8 @@ from models import AuditEvent, ConnectionStatus, PagerDutyConnection, Role, utcn
 from tests.support import factories
 from tests.support.fake_pagerduty import InProcessPagerDuty
 from tests.support.outbox import CommittedTasks, as_flat, paused_outbox
-from workers.connections import activation, messages, setup, status
-from workers.core.access import Actor
+from workers.connections import activation, messages, pending, setup, status
+from workers.core.access import Actor, Missing
 from workers.core.db import transaction
 from workers.deadlines.drive import MAX_VALIDATION_DRIVES, run_round
 from workers.events import transition
@@ -205,3 +205,42 @@ def test_over_a_broken_connection_a_new_key_replaces_directly(
         assert done.connection.status == "validating"
         # Above the dropped pending check's generation: its late outcome is never this one's.
         assert done.connection.generation == generation + 1
+
+
+def test_a_key_of_another_account_is_never_swapped_in(
+    session: Session, fake: InProcessPagerDuty, published: CommittedTasks
+) -> None:
+    old = fake.api_key()
+    conn, actor = _connected(session, old)  # acme
+    generation = _replace(actor, fake.api_key("euco-readonly"))
+
+    result = activation.validate_api_key(conn.id, generation, client_factory=fake.reader_factory)
+
+    assert result.outcome == "pending_account_change"
+    conn = _reload(session, conn)
+    assert (conn.status, conn.generation, conn.api_key) == ("connected", 1, old)
+    assert conn.pagerduty_subdomain == "acme"
+    assert conn.pending_status == "account_change"
+    assert conn.pending_api_key is None
+    assert "another PagerDuty account (euco.pagerduty.com)" in conn.pending_message
+    assert [m["name"] for m in published] == ["pagerduty.validate_api_key"]  # no sync
+
+
+def test_discarding_the_pending_credential_leaves_the_connection_as_it_was(
+    session: Session, fake: InProcessPagerDuty, published: CommittedTasks
+) -> None:
+    old = fake.api_key()
+    conn, actor = _connected(session, old)
+    generation = _replace(actor, fake.api_key("demo-alice-user"))
+    with transaction() as s:
+        pending.discard(s, actor)
+
+    conn = _reload(session, conn)
+    assert (conn.status, conn.generation, conn.api_key) == ("connected", 1, old)
+    assert conn.pending_status is None
+    assert conn.pending_api_key is None
+    # Its check, still in flight, finds nothing to check.
+    late = activation.validate_api_key(conn.id, generation, client_factory=fake.reader_factory)
+    assert late.outcome == "stale"
+    with pytest.raises(Missing), transaction() as s:
+        pending.discard(s, actor)
