@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import PagerDutyConnection, Role, SyncRun
+from models import PagerDutyConnection, Role, Rotation, SyncRun
 from pagerduty_sim.server import SimulatorHandle
 from tests.support.stack import demo_api_key
 from tests.support.sync import arrange_demo
-from workers.connections import messages, setup
+from workers.connections import messages, pending, setup
 from workers.core.access import Actor
 from workers.core.db import transaction
 from workers.sync.request import sync_now
@@ -84,3 +84,38 @@ def test_a_wrong_new_key_leaves_the_old_one_syncing_and_a_right_one_replaces_it(
     conn = _wait(session, lambda: (c := _connection(session, cid)).generation == 3 and c)
     assert (conn.status, conn.api_key, conn.pending_status) == ("connected", new, None)
     _wait(session, lambda: _succeeded_sync(session, cid, 3))
+
+
+def test_a_key_of_another_account_is_set_aside_and_discarding_it_changes_nothing(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    demo = arrange_demo(session, sim)
+    cid = demo.connection_id
+    conn = _connection(session, cid)
+    conn.pagerduty_subdomain = "acme"  # what the first check of the demo key recorded
+    session.commit()
+    actor = Actor(demo.workspace_id, demo.members["alice"], Role.ADMIN)
+    old = demo_api_key(sim)
+
+    with transaction() as s:
+        setup.set_api_key(s, actor, demo_api_key(sim, "euco-readonly"), "eu")
+    conn = _wait(
+        session,
+        lambda: (c := _connection(session, cid)).pending_status not in (None, "checking") and c,
+    )
+    assert conn.pending_status == "account_change"
+    assert (conn.status, conn.generation, conn.api_key) == ("connected", 1, old)
+    assert conn.pagerduty_subdomain == "acme"
+    bound = session.scalars(select(Rotation.mode).where(Rotation.workspace_id == demo.workspace_id))
+    assert sorted(bound) == ["manual", "pagerduty", "pagerduty", "pagerduty"]
+
+    with transaction() as s:
+        pending.discard(s, actor)
+    session.expire_all()
+    conn = _connection(session, cid)
+    assert (conn.status, conn.generation, conn.api_key, conn.pending_status) == (
+        "connected",
+        1,
+        old,
+        None,
+    )
