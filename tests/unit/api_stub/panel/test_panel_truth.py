@@ -130,6 +130,13 @@ def test_a_rejected_new_key_is_shown_beside_the_working_connection(client, world
     assert 'id="pending-credential"' in page
     assert "The new key was rejected; Round Robin still uses the previous one." in page
     assert "✓ Connected to PagerDuty" in page
+    # Dismissed: the line goes, the connection stays.
+    r = client.post("/panel/pending/discard", data={"csrf_token": csrf(client)})
+    assert r.status_code == 303
+    page = html.unescape(client.get(r.headers["location"]).text)
+    assert 'id="pending-credential"' not in page
+    assert "The new key was discarded. Nothing else changed." in page
+    assert "✓ Connected to PagerDuty" in page
 
 
 # --- broken connections keep what the admin needs -----------------------------------------------
