@@ -25,6 +25,7 @@ from api_stub.schemas import (
     DisconnectAccepted,
     OAuthStartOut,
     OAuthStartRequest,
+    PendingOut,
     RotationList,
     RotationOut,
     RotationRef,
@@ -35,7 +36,8 @@ from api_stub.schemas import (
     control_free,
 )
 from models import PagerDutyConnection
-from workers.connections import oauth_login, setup, status
+from workers.connections import oauth_login, pending, setup, status
+from workers.connections.status import pending_document
 from workers.core.access import Actor, Missing
 from workers.core.audit import MAX_PAGE, audit_trail
 from workers.core.db import snapshot, transaction
@@ -122,7 +124,9 @@ def _connection_out(conn: PagerDutyConnection) -> ConnectionOut:
     summary="Connect with an API key, or replace the key",
     description="Stores the key encrypted, puts the connection in `validating` (creating it if "
     "there is none, otherwise bumping its generation) and enqueues "
-    "`pagerduty.validate_api_key`. Primary Owner or Admin.",
+    "`pagerduty.validate_api_key`. Over a `connected` connection the key is stored as its "
+    "`pending` credential instead, checked while the live key keeps serving. Primary Owner or "
+    "Admin.",
     tags=["pagerduty"],
     responses={**BODY_ERRORS, 409: _err("The connection is being disconnected (`disconnecting`).")},
     openapi_extra=body_doc(ApiKeyRequest),
@@ -133,7 +137,12 @@ def put_api_key(
 ) -> ConnectAccepted:
     with transaction() as session:
         done = setup.set_api_key(session, actor, body.api_key, body.region)
-    return ConnectAccepted(connection=_connection_out(done.connection), task_id=done.task_id)
+        waiting = pending_document(done.connection)
+    return ConnectAccepted(
+        connection=_connection_out(done.connection),
+        task_id=done.task_id,
+        pending=PendingOut.model_validate(waiting) if waiting else None,
+    )
 
 
 @router.post(
@@ -235,6 +244,22 @@ def delete_connection(actor: WorkspaceManager) -> DisconnectAccepted:
         rotations_to_manual=[RotationRef(**r) for r in done.rotations_to_manual],
         revoke_in_pagerduty=done.revoke_instructions,
     )
+
+
+@router.delete(
+    "/workspaces/{workspace_id}/pagerduty/pending",
+    response_model=StatusOut,
+    summary="Discard the new credential waiting beside the live one",
+    description="Forgets the pending credential (its key, and its outcome: checking, rejected, "
+    "lost or account_change); the live connection is not touched. Answers the status "
+    "document. Primary Owner or Admin.",
+    tags=["pagerduty"],
+    responses={**MANAGER_ERRORS, 404: _err("No credential is pending (`no_pending`).")},
+)
+def discard_pending(actor: WorkspaceManager) -> dict[str, Any]:
+    with transaction() as session:
+        pending.discard(session, actor)
+        return status.connection_status(session, actor.workspace_id)
 
 
 @router.post(

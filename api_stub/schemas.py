@@ -107,9 +107,26 @@ class ConnectionOut(BaseModel):
     status_changed_at: datetime
 
 
+class PendingOut(BaseModel):
+    """A new credential checked beside the live one of a connected connection."""
+
+    status: str = Field(description="checking, rejected or lost.")
+    message: str = Field(
+        examples=["The new key was rejected; Round Robin still uses the previous one."]
+    )
+    since: datetime = Field(description="When the new credential was entered.")
+    auth_method: str = Field(description="api_key.")
+    region: str | None = Field(description="The region chosen for the new credential.")
+
+
 class ConnectAccepted(BaseModel):
     connection: ConnectionOut
     task_id: str = Field(description="Poll GET /v1/tasks/{task_id} or the status endpoint.")
+    pending: PendingOut | None = Field(
+        None,
+        description="Set when the new key waits beside the live one of a connected connection "
+        "(which stays connected) until its check proves it.",
+    )
 
 
 class RotationRef(BaseModel):
@@ -185,6 +202,11 @@ class StatusOut(BaseModel):
         None,
         description="Something to know that is not an error, e.g. the API key worked in the "
         "other region than the one chosen, so the connection uses that region.",
+    )
+    pending: PendingOut | None = Field(
+        None,
+        description="A new credential entered over the connected connection and its check: "
+        "the live credentials keep serving until it is proven.",
     )
 
 

@@ -10,6 +10,7 @@ from models.connection import (
     KeyLevel,
     OAuthAuthorization,
     PagerDutyConnection,
+    PendingStatus,
     Region,
 )
 from models.handoffs import ScheduledHandoff
@@ -48,6 +49,7 @@ __all__ = [
     "PagerDutySchedule",
     "PagerDutyScheduleMember",
     "PagerDutyUser",
+    "PendingStatus",
     "Region",
     "Role",
     "Rotation",

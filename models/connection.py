@@ -42,6 +42,15 @@ class ConnectionStatus(StrEnum):
     DISCONNECTED = "disconnected"
 
 
+class PendingStatus(StrEnum):
+    """A replacement credential waiting beside the live one (docs/api.md, "pending")."""
+
+    CHECKING = "checking"
+    REJECTED = "rejected"
+    LOST = "lost"  # its check did not finish by its deadline
+    ACCOUNT_CHANGE = "account_change"
+
+
 S = ConnectionStatus
 # The one place the lifecycle is written down. "validating" is re-entered when a workspace
 # admin replaces the key or logs in again; "disconnected" is final for the row (a reconnect
@@ -59,6 +68,8 @@ LIVE_STATUSES = frozenset(s for s in ConnectionStatus if s is not S.DISCONNECTED
 # state has not moved (workers.deadlines; docs/operations.md, "Deadlines"). Short: a delivered
 # task starts within a second and pushes the deadline forward itself.
 PENDING_WORK_AFTER: dict[ConnectionStatus, float] = {S.VALIDATING: 8.0, S.DISCONNECTING: 5.0}
+# A pending credential's check: driven again this long after it was asked for.
+PENDING_CHECK_AFTER = 8.0
 # A "sync now" shares the sync queue with beat's syncs, so it may wait behind them a while.
 SYNC_NOW_AFTER = 15.0
 
@@ -81,6 +92,7 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint(_in("auth_method", AuthMethod), name="auth_method"),
         CheckConstraint(_in("region", Region), name="region"),
         CheckConstraint(_in("status", ConnectionStatus), name="status"),
+        CheckConstraint(_in("pending_status", PendingStatus), name="pending_status"),
         CheckConstraint("generation >= 1", name="generation_positive"),
         # At most one live connection per workspace.
         Index(
@@ -92,6 +104,7 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
         ),
         Index("ix_pagerduty_connections_status_due", "status", "next_sync_at"),
         Index("ix_pagerduty_connections_drive_at", "drive_at"),
+        Index("ix_pagerduty_connections_pending_drive_at", "pending_drive_at"),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -155,6 +168,26 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     # A "sync now" not yet answered by a recorded run that started after it.
     sync_requested_at: Mapped[datetime | None] = mapped_column(default=None)
 
+    # A replacement API key over a connected connection, checked while the live credentials
+    # keep serving (workers.connections.pending). ``pending_generation`` is the generation it
+    # gets if proven: its check is ``validate_api_key(connection_id, pending_generation)``,
+    # fenced like any other. The key goes as soon as the check ends; the outcome stays for the
+    # admin to read until the next credential change.
+    pending_api_key: Mapped[str | None] = mapped_column(
+        "pending_api_key_encrypted", EncryptedText, default=None, deferred=True
+    )
+    pending_region: Mapped[Region | None] = mapped_column(string_enum(Region, 4), default=None)
+    pending_status: Mapped[PendingStatus | None] = mapped_column(
+        string_enum(PendingStatus, 16), default=None
+    )
+    pending_generation: Mapped[int | None] = mapped_column(default=None)
+    pending_message: Mapped[str | None] = mapped_column(Text, default=None)
+    pending_since: Mapped[datetime | None] = mapped_column(default=None)
+    # The pending check's own deadline (``drive_at`` belongs to the connection's state and a
+    # "sync now", which a sync run clears).
+    pending_drive_at: Mapped[datetime | None] = mapped_column(default=None)
+    pending_drives: Mapped[int] = mapped_column(default=0)
+
     @property
     def is_live(self) -> bool:
         return self.status in LIVE_STATUSES
@@ -170,6 +203,10 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
         self.status_changed_at = utcnow()
         # Whatever was pending belongs to the state being left.
         self.sync_requested_at = None
+        if new is not ConnectionStatus.CONNECTED:
+            # A pending credential waits beside a connected connection only: once that one
+            # breaks or goes, a new credential replaces directly (its secret goes now).
+            self.clear_pending()
         if new in PENDING_WORK_AFTER:
             self.expect_work(self.status_changed_at)
         else:
@@ -187,6 +224,18 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
         wait = PENDING_WORK_AFTER.get(ConnectionStatus(self.status), SYNC_NOW_AFTER)
         self.drive_at = now + timedelta(seconds=wait if after is None else after)
         self.drives = 0
+
+    def clear_pending(self) -> None:
+        """Forget the pending credential and its outcome (superseded by a direct change)."""
+        self.pending_api_key = None
+        self.pending_region = None
+        self.pending_status = None
+        # ``pending_generation`` stays: the next pending credential (or direct change) gets a
+        # higher generation, so a late check of this one can never be taken for it.
+        self.pending_message = None
+        self.pending_since = None
+        self.pending_drive_at = None
+        self.pending_drives = 0
 
     def clear_credentials(self) -> None:
         self.api_key = None

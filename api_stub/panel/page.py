@@ -349,6 +349,7 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         or (binding_pending and status["status"] == "connected")
         or ctx["sync_pending"]
         or ctx["first_sync_pending"]
+        or (status["pending"] is not None and status["pending"]["status"] == "checking")
     )
     return ctx
 

@@ -46,7 +46,7 @@ from api_stub.panel.session import (
 )
 from api_stub.schemas import control_message, has_control_characters
 from models import Member, utcnow
-from workers.connections import oauth_login, setup
+from workers.connections import oauth_login, pending, setup
 from workers.core.access import Actor, Missing, ServiceError
 from workers.core.db import transaction
 from workers.core.ids import parse_uuid
@@ -302,7 +302,11 @@ async def save_api_key(request: Request) -> Response:
     actor, form = await _checked(request)
 
     def work(session: Session) -> str:
-        setup.set_api_key(session, actor, form.get("api_key", ""), form.get("region") or "us")
+        done = setup.set_api_key(
+            session, actor, form.get("api_key", ""), form.get("region") or "us"
+        )
+        if done.connection.pending_status is not None:
+            return "New API key saved. Checking it with PagerDuty; the current key keeps working."
         return "API key saved. Checking it with PagerDuty..."
 
     return await _apply(work)
@@ -374,6 +378,18 @@ async def sync_now(request: Request) -> Response:
         return "Sync started. Rotations update in a few seconds."
 
     return await _apply(work, _sync_requested())
+
+
+@router.post("/pending/discard")
+@_form_handler
+async def discard_pending(request: Request) -> Response:
+    actor, _ = await _checked(request)
+
+    def work(session: Session) -> str:
+        pending.discard(session, actor)
+        return "The new key was discarded. Nothing else changed."
+
+    return await _apply(work)
 
 
 @router.post("/rotations/{rotation_id}/bind")

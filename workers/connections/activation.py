@@ -27,10 +27,11 @@ from models import (
     KeyLevel,
     OAuthAuthorization,
     PagerDutyConnection,
+    PendingStatus,
     Region,
     utcnow,
 )
-from workers.connections import messages
+from workers.connections import messages, pending
 from workers.core import metrics
 from workers.core.audit import audit
 from workers.core.db import transaction
@@ -52,7 +53,16 @@ from workers.tasking.enqueue import enqueue
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["connected", "invalid", "stale"]
+# "pending_*": the check of a pending credential (workers.connections.pending) ended.
+Outcome = Literal[
+    "connected",
+    "invalid",
+    "stale",
+    "pending_accepted",
+    "pending_rejected",
+    "pending_lost",
+    "pending_account_change",
+]
 
 
 @dataclass(frozen=True)
@@ -99,13 +109,17 @@ def validate_api_key(
     cid = as_uuid(connection_id)
     with transaction() as session:
         conn = session.get(PagerDutyConnection, cid)
-        if not _still_validating(conn, generation, AuthMethod.API_KEY):
+        if pending.is_checking(conn, generation):
+            # A replacement key over a connected connection: checked beside the live one.
+            assert conn is not None and conn.pending_api_key and conn.pending_region
+            api_key, chosen = conn.pending_api_key, conn.pending_region
+        elif _still_validating(conn, generation, AuthMethod.API_KEY):
+            assert conn is not None and conn.api_key
+            api_key, chosen = conn.api_key, conn.region
+        else:
             return ActivationResult("stale", str(cid))
-        assert conn is not None and conn.api_key
         # Running: not driven again before this delivery's hard time limit has passed.
         _push_deadline(session, cid, generation, VALIDATION_RUNNING_SECONDS)
-        api_key = conn.api_key
-        chosen = conn.region
     credential = Credential(kind="api_key", secret=api_key)
     other = Region.EU if chosen == Region.US else Region.US
     try:
@@ -120,8 +134,19 @@ def validate_api_key(
         return finish_invalid(cid, generation, messages.forbidden(exc))
     except NoApiAccess:
         return finish_invalid(cid, generation, messages.NO_API_ACCESS)
-    metrics.incr("rrpd_connection_checks_total", kind="api_key", outcome="connected")
     notices = [n for n in (messages.region_notice(chosen, region), messages.role_notice(me)) if n]
+    if (
+        proven := _finish_pending_proven(
+            cid,
+            generation,
+            key_level="account" if me is None else "user",
+            subdomain=_subdomain_from(probe.html_url),
+            region=region,
+            notice=" ".join(notices) or None,
+        )
+    ) is not None:
+        return proven
+    metrics.incr("rrpd_connection_checks_total", kind="api_key", outcome="connected")
     return finish_connected(
         cid,
         generation,
@@ -138,6 +163,7 @@ VALIDATION_RUNNING_SECONDS = VALIDATE_API_KEY.time_limit + 5.0
 
 
 def _push_deadline(session: Session, cid: uuid.UUID, generation: int, seconds: float) -> None:
+    at = utcnow() + timedelta(seconds=seconds)
     session.execute(
         update(PagerDutyConnection)
         .where(
@@ -145,7 +171,18 @@ def _push_deadline(session: Session, cid: uuid.UUID, generation: int, seconds: f
             PagerDutyConnection.generation == generation,
             PagerDutyConnection.status == ConnectionStatus.VALIDATING,
         )
-        .values(drive_at=utcnow() + timedelta(seconds=seconds))
+        .values(drive_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    # Or the check of a pending credential: its own deadline.
+    session.execute(
+        update(PagerDutyConnection)
+        .where(
+            PagerDutyConnection.id == cid,
+            PagerDutyConnection.pending_generation == generation,
+            PagerDutyConnection.pending_status == PendingStatus.CHECKING,
+        )
+        .values(pending_drive_at=at)
         .execution_options(synchronize_session=False)
     )
 
@@ -254,9 +291,56 @@ def finish_connected(
     return ActivationResult("connected", str(cid))
 
 
+def _finish_pending_proven(
+    cid: uuid.UUID,
+    generation: int,
+    *,
+    key_level: str,
+    subdomain: str | None,
+    region: Region,
+    notice: str | None,
+) -> ActivationResult | None:
+    """Swap a proven pending key in; None when ``generation`` is not a pending check."""
+    with transaction() as session:
+        conn = lock_connection(session, cid)
+        if conn is None or conn.generation == generation:
+            return None  # an ordinary validation (or a stale one: finish_connected says so)
+        if not pending.is_checking(conn, generation):
+            return ActivationResult("stale", str(cid))
+        live = conn.pagerduty_subdomain
+        if live and subdomain and subdomain != live:
+            # Another account: never swapped in silently (its schedules are not these).
+            message = messages.pending_account_change(live, subdomain)
+            pending.record_ended(session, conn, PendingStatus.ACCOUNT_CHANGE, message)
+            return ActivationResult("pending_account_change", str(cid), message)
+        pending.record_proven(
+            session, conn, key_level=key_level, subdomain=subdomain, region=region, notice=notice
+        )
+    return ActivationResult("pending_accepted", str(cid))
+
+
+def _finish_pending(
+    cid: uuid.UUID, generation: int, status: PendingStatus, message: str
+) -> ActivationResult | None:
+    """End a pending check as ``status``; None when ``generation`` is not a pending check."""
+    with transaction() as session:
+        conn = lock_connection(session, cid)
+        if not pending.is_checking(conn, generation):
+            return None
+        assert conn is not None
+        pending.record_ended(session, conn, status, message)
+    outcome: Outcome = "pending_rejected" if status is PendingStatus.REJECTED else "pending_lost"
+    return ActivationResult(outcome, str(cid), message)
+
+
 def finish_invalid(
     cid: uuid.UUID, generation: int, message: str, authorization_id: uuid.UUID | None = None
 ) -> ActivationResult:
+    ended = _finish_pending(
+        cid, generation, PendingStatus.REJECTED, messages.pending_rejected(message)
+    )
+    if ended is not None:
+        return ended
     with transaction() as session:
         _forget_authorization(session, authorization_id)
         conn = _locked_if_validating(session, cid, generation)
@@ -287,7 +371,9 @@ def give_up(
             if conn is None:
                 return ActivationResult("stale", str(cid))
             generation = conn.generation
-    return finish_invalid(cid, generation, message)
+    # A pending check that could not be finished did not prove the key wrong: "lost".
+    ended = _finish_pending(cid, generation, PendingStatus.LOST, messages.pending_lost(message))
+    return ended or finish_invalid(cid, generation, message)
 
 
 def _forget_authorization(session: Session, aid: uuid.UUID | None) -> None:

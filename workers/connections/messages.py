@@ -144,3 +144,35 @@ def region_notice(chosen: Region, used: Region) -> str | None:
         f"{names[chosen]} region that was chosen; Round Robin connected to PagerDuty "
         f"{names[used]} ({hosts[used]}) instead."
     )
+
+
+# --- A pending credential (a replacement checked while the live one keeps serving) -----------
+
+PENDING_CHECKING = (
+    "Checking the new key with PagerDuty; Round Robin still uses the previous one meanwhile."
+)
+PENDING_REJECTED = "The new key was rejected; Round Robin still uses the previous one."
+PENDING_LOST = (
+    "The new key could not be checked; Round Robin still uses the previous one. "
+    "Please enter it again."
+)
+NO_PENDING = "There is no new credential waiting for this workspace."
+
+
+def pending_account_change(live: str, new: str) -> str:
+    """A key of another account is never swapped in silently (bound rotations may lose their
+    schedules): it is set aside, and the admin told how to switch on purpose."""
+    return (
+        f"The new key belongs to another PagerDuty account ({new}.pagerduty.com); Round Robin "
+        f"still uses the previous one ({live}.pagerduty.com). To switch accounts, disconnect "
+        "and connect with the new key."
+    )
+
+
+def pending_rejected(reason: str) -> str:
+    """The outcome first, then PagerDuty's reason in the words the connect check uses."""
+    return f"{PENDING_REJECTED} {reason}"
+
+
+def pending_lost(reason: str) -> str:
+    return f"{PENDING_LOST} {reason}"

@@ -27,7 +27,7 @@ from models import (
     utcnow,
 )
 from workers import events
-from workers.connections import messages
+from workers.connections import messages, pending
 from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
 from workers.core.audit import audit
 from workers.tasking.contract import (
@@ -115,8 +115,8 @@ def install_credentials(
         if conn.status == ConnectionStatus.DISCONNECTING:
             raise Conflict(messages.DISCONNECTING, code="disconnecting")
         # The status event is written below, once the new credentials' facts are set.
-        conn.transition(ConnectionStatus.VALIDATING)
-        conn.generation = conn.generation + 1
+        conn.transition(ConnectionStatus.VALIDATING)  # drops any pending credential
+        conn.generation = pending.next_generation(conn)
         # Our copies of the old credentials go at once. PagerDuty offers no API to revoke OAuth
         # tokens; they die on their own (access: a day, refresh: 30 days unused).
         conn.clear_credentials()
@@ -153,10 +153,40 @@ class Enqueued:
 
 
 def set_api_key(session: Session, actor: Actor, api_key: str, region: str = "us") -> Enqueued:
-    """Connect with an API key, or replace the key of the live connection ("Edit API key")."""
+    """Connect with an API key, or replace the key of the live connection ("Edit API key").
+
+    Over a ``connected`` connection the new key is stored as its pending credential and checked
+    while the live key keeps serving (``workers.connections.pending``); over any other live
+    state it replaces the credentials directly.
+    """
     require_manager(actor)
     key = normalize_api_key(api_key)
     region = normalize_region(region)
+    lock_workspace(session, actor.workspace_id)
+    live = live_connection(session, actor.workspace_id, lock=True)
+    if live is not None and live.status == ConnectionStatus.CONNECTED:
+        # New credentials never break working ones: checked beside them, swapped in if proven.
+        generation = pending.stage_api_key(session, live, key, region)
+        task_id = enqueue(
+            session,
+            VALIDATE_API_KEY,
+            workspace_id=actor.workspace_id,
+            connection_id=live.id,
+            generation=generation,
+        )
+        audit(
+            session,
+            actor.workspace_id,
+            "pagerduty.connect.api_key",
+            actor_member_id=actor.member_id,
+            connection_id=live.id,
+            region=region,
+            generation=generation,
+            replaced=True,
+            pending=True,
+            task_id=task_id,
+        )
+        return Enqueued(live, task_id)
     conn, replaced = install_credentials(
         session,
         actor.workspace_id,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from models import (
     ConnectionStatus,
     Member,
+    PagerDutyConnection,
     PagerDutySchedule,
     PagerDutyUser,
     SyncRun,
@@ -45,6 +46,7 @@ def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, An
             "inactive_users": 0,
             "linked_summary": "0 of 0 users linked to members",
             "notice": None,
+            "pending": None,
         }
     connected_by = None
     if conn.connected_by_member_id is not None:
@@ -107,4 +109,18 @@ def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, An
         "linked_summary": f"{linked_users} of {total_users} users linked to members"
         + (f" ({inactive_users} inactive in PagerDuty)" if inactive_users else ""),
         "notice": conn.notice,
+        "pending": pending_document(conn),
+    }
+
+
+def pending_document(conn: PagerDutyConnection) -> dict[str, Any] | None:
+    """The pending credential's check as the admin reads it; never its secret."""
+    if conn.pending_status is None or conn.pending_since is None:
+        return None
+    return {
+        "status": conn.pending_status,
+        "message": conn.pending_message or "",
+        "since": conn.pending_since,
+        "auth_method": "api_key",
+        "region": conn.pending_region,
     }

@@ -17,6 +17,9 @@ for one deadline; a node killed mid-round rolls back and another node's round re
   OAuth exchange that took the code and outlived its time limit, ends ``invalid`` in words that
   do not blame PagerDuty.
 - ``disconnecting``: ``pagerduty.disconnect`` again, until it is done.
+- a pending credential being checked (``pending_drive_at``, workers.connections.pending):
+  ``pagerduty.validate_api_key`` with its pending generation again; still unchecked after
+  ``MAX_VALIDATION_DRIVES`` drives it ends ``lost``, the live credentials untouched.
 - ``connected`` with ``sync_requested_at``: ``pagerduty.sync_connection(kind="manual")`` again,
   until a run that started after the request is recorded.
 
@@ -31,7 +34,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from models import (
@@ -40,9 +43,10 @@ from models import (
     ConnectionStatus,
     OAuthAuthorization,
     PagerDutyConnection,
+    PendingStatus,
     utcnow,
 )
-from workers.connections import messages
+from workers.connections import messages, pending
 from workers.connections.activation import record_invalid
 from workers.core import metrics
 from workers.core.db import transaction
@@ -93,7 +97,12 @@ def run_round(now: datetime | None = None, *, batch: int = BATCH) -> RoundResult
         rows = (
             session.execute(
                 select(PagerDutyConnection)
-                .where(PagerDutyConnection.drive_at <= now)
+                .where(
+                    or_(
+                        PagerDutyConnection.drive_at <= now,
+                        PagerDutyConnection.pending_drive_at <= now,
+                    )
+                )
                 .order_by(PagerDutyConnection.drive_at)
                 .limit(batch)
                 .with_for_update(skip_locked=True)
@@ -103,7 +112,10 @@ def run_round(now: datetime | None = None, *, batch: int = BATCH) -> RoundResult
             .all()
         )
         for conn in rows:
-            _drive(session, conn, now, result)
+            if conn.pending_drive_at is not None and conn.pending_drive_at <= now:
+                _drive_pending(session, conn, now, result)
+            if conn.drive_at is not None and conn.drive_at <= now:
+                _drive(session, conn, now, result)
     for status, count in result.driven.items():
         metrics.incr("rrpd_deadline_drives_total", count, status=status)
     return result
@@ -170,6 +182,41 @@ def _drive(session: Session, conn: PagerDutyConnection, now: datetime, result: R
         "driving a %s connection again: its task did not finish by its deadline (drive %d)",
         status.value,
         conn.drives,
+        extra={"connection_id": str(conn.id)},
+    )
+
+
+def _drive_pending(
+    session: Session, conn: PagerDutyConnection, now: datetime, result: RoundResult
+) -> None:
+    """The check of a pending credential: driven like a validation, never breaking the live
+    connection when it ends."""
+    if conn.pending_status != PendingStatus.CHECKING or conn.pending_generation is None:
+        conn.pending_drive_at = None  # a stale deadline
+        conn.pending_drives = 0
+        result.cleared += 1
+        return
+    if conn.pending_drives >= MAX_VALIDATION_DRIVES:
+        pending.record_ended(
+            session, conn, PendingStatus.LOST, messages.pending_lost(messages.CHECK_LOST)
+        )
+        result.ended_invalid += 1
+        return
+    enqueue(
+        session,
+        VALIDATE_API_KEY,
+        workspace_id=conn.workspace_id,
+        connection_id=conn.id,
+        generation=conn.pending_generation,
+    )
+    conn.pending_drives += 1
+    conn.pending_drive_at = now + timedelta(
+        seconds=backoff(ConnectionStatus.VALIDATING, conn.pending_drives)
+    )
+    result.driven["pending"] = result.driven.get("pending", 0) + 1
+    log.warning(
+        "driving a pending credential's check again: it did not finish by its deadline (drive %d)",
+        conn.pending_drives,
         extra={"connection_id": str(conn.id)},
     )
 

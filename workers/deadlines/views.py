@@ -21,4 +21,11 @@ def past_deadline_clause(now: datetime) -> ColumnElement[bool]:
     """Its task missed a deadline: the loop drove it again at least once (the row says so until
     the state is left), or the deadline passed and no loop has driven it yet."""
     c = PagerDutyConnection
-    return and_(c.drive_at.is_not(None), or_(c.drives > 0, c.drive_at <= now))
+    return or_(
+        and_(c.drive_at.is_not(None), or_(c.drives > 0, c.drive_at <= now)),
+        # A pending credential's check (workers.connections.pending).
+        and_(
+            c.pending_drive_at.is_not(None),
+            or_(c.pending_drives > 0, c.pending_drive_at <= now),
+        ),
+    )

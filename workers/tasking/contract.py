@@ -196,7 +196,8 @@ VALIDATE_API_KEY = TaskSpec(
         Kwarg(
             "generation",
             "int",
-            "The connection's generation when the key was stored.",
+            "The connection's generation when the key was stored, or the pending generation "
+            "of a new key checked beside the live one.",
             check=whole_number,
         ),
     ),

@@ -83,7 +83,11 @@ def test_api_key_creates_a_validating_connection_and_enqueues_validation(
 
 
 def test_replacing_the_key_bumps_generation_and_clears_oauth(client, world, session, sent) -> None:
-    conn = factories.api_key_connection(session, world.ws, api_key=KEY1, by=world.owner)
+    # Over a connection that is not connected the new key replaces directly (a connected one
+    # keeps its credentials while the new key is checked: test_pending_credentials.py).
+    conn = factories.api_key_connection(
+        session, world.ws, api_key=KEY1, by=world.owner, status=ConnectionStatus.NEEDS_REAUTH
+    )
     conn.auth_method = "oauth"
     conn.api_key = None
     conn.oauth_client_id = "client"
@@ -117,6 +121,58 @@ def test_replacing_the_key_bumps_generation_and_clears_oauth(client, world, sess
     # And once more: generation 3.
     r = client.put(key_url(world), json={"api_key": KEY1}, headers=world.headers(world.admin))
     assert r.json()["connection"]["generation"] == 3
+
+
+def test_a_new_key_over_a_connected_connection_is_pending_and_syncs_go_on(
+    client, world, session, sent
+) -> None:
+    conn = factories.api_key_connection(session, world.ws, api_key=KEY1, by=world.owner)
+    session.commit()
+
+    r = client.put(key_url(world), json={"api_key": KEY2}, headers=world.headers(world.admin))
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["connection"]["status"] == "connected"
+    assert body["connection"]["generation"] == 1
+    assert body["pending"]["status"] == "checking"
+    assert body["pending"]["auth_method"] == "api_key"
+    assert KEY2 not in r.text
+    assert sent.calls[-1]["name"] == "pagerduty.validate_api_key"
+    assert sent.calls[-1]["kwargs"] == {"connection_id": str(conn.id), "generation": 2}
+    (again,) = _connections(session, world)
+    assert (again.api_key, again.pending_api_key) == (KEY1, KEY2)
+
+    doc = client.get(
+        f"/v1/workspaces/{world.ws.id}/pagerduty", headers=world.headers(world.member)
+    ).json()
+    assert doc["status"] == "connected"
+    assert doc["pending"]["status"] == "checking"
+    assert doc["pending"]["message"].startswith("Checking the new key")
+    r = client.post(
+        f"/v1/workspaces/{world.ws.id}/pagerduty/sync", headers=world.headers(world.admin)
+    )
+    assert r.status_code == 202, r.text
+
+
+def test_discarding_the_pending_key_answers_the_status_and_404_once_gone(
+    client, world, session, sent
+) -> None:
+    conn = factories.api_key_connection(session, world.ws, api_key=KEY1, by=world.owner)
+    session.commit()
+    client.put(key_url(world), json={"api_key": KEY2}, headers=world.headers(world.admin))
+    pending_url = f"/v1/workspaces/{world.ws.id}/pagerduty/pending"
+
+    r = client.delete(pending_url, headers=world.headers(world.member))
+    assert r.status_code == 403, r.text
+    r = client.delete(pending_url, headers=world.headers(world.admin))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "connected"
+    assert r.json()["pending"] is None
+    (again,) = _connections(session, world)
+    assert (again.id, again.api_key, again.pending_api_key) == (conn.id, KEY1, None)
+    r = client.delete(pending_url, headers=world.headers(world.admin))
+    assert r.status_code == 404, r.text
+    assert r.json()["error"]["code"] == "no_pending"
 
 
 def test_new_key_while_disconnecting_is_409(client, world, session, sent) -> None:

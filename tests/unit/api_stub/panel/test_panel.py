@@ -572,10 +572,15 @@ def test_connected_admin_can_replace_the_key_or_log_in_again_without_disconnecti
     r = post(client, "/panel/api-key", {"api_key": KEY, "region": "us"})
     assert r.status_code == 303
     live = _live(session, world)
-    assert (live.id, live.status, live.generation) == (conn.id, "validating", generation + 1)
+    # The new key waits beside the working one until PagerDuty accepts it.
+    assert (live.id, live.status, live.generation) == (conn.id, "connected", generation)
+    assert (live.pending_status, live.pending_generation) == ("checking", generation + 1)
     assert sent.names() == ["pagerduty.validate_api_key"]
     session.expire_all()
     assert session.get(Rotation, rotation.id).mode == "pagerduty"  # still bound
+    page = client.get(r.headers["location"]).text
+    assert "the current key keeps working" in page
+    assert 'id="pending-credential"' in page
 
 
 def test_disconnect_confirmation_lists_the_rotations_and_the_outcome_counts_them(

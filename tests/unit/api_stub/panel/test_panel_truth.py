@@ -21,6 +21,7 @@ from models import (
     PagerDutyOnCall,
     PagerDutySchedule,
     PagerDutyUser,
+    PendingStatus,
     Region,
     RotationMode,
     SyncRun,
@@ -115,6 +116,27 @@ def test_the_region_fallback_notice_is_shown(client, world, session) -> None:
     act_as(client, world.owner)
     page = client.get("/panel").text
     assert "This API key belongs to a PagerDuty account in the EU region" in page
+
+
+def test_a_rejected_new_key_is_shown_beside_the_working_connection(client, world, session) -> None:
+    conn = factories.api_key_connection(session, world.ws, by=world.owner)
+    conn.pending_status = PendingStatus.REJECTED
+    conn.pending_generation = 2
+    conn.pending_since = utcnow()
+    conn.pending_message = messages.pending_rejected(messages.KEY_REJECTED)
+    session.commit()
+    act_as(client, world.owner)
+    page = html.unescape(client.get("/panel").text)
+    assert 'id="pending-credential"' in page
+    assert "The new key was rejected; Round Robin still uses the previous one." in page
+    assert "✓ Connected to PagerDuty" in page
+    # Dismissed: the line goes, the connection stays.
+    r = client.post("/panel/pending/discard", data={"csrf_token": csrf(client)})
+    assert r.status_code == 303
+    page = html.unescape(client.get(r.headers["location"]).text)
+    assert 'id="pending-credential"' not in page
+    assert "The new key was discarded. Nothing else changed." in page
+    assert "✓ Connected to PagerDuty" in page
 
 
 # --- broken connections keep what the admin needs -----------------------------------------------

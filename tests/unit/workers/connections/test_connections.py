@@ -229,7 +229,8 @@ def test_disconnect_and_status(session, people, sent) -> None:
 
 def test_replacing_oauth_credentials_deletes_the_old_tokens_at_once(session, people, sent) -> None:
     """PagerDuty has no revocation API: our copies of the old tokens go in the replacing
-    transaction, and only the validation of the new key is enqueued."""
+    transaction, and only the validation of the new key is enqueued (over a connection that
+    is not connected: a connected one keeps them until the new key is proven)."""
     from models import PagerDutyConnection
 
     ws, admin, _ = people
@@ -237,7 +238,7 @@ def test_replacing_oauth_credentials_deletes_the_old_tokens_at_once(session, peo
         workspace_id=ws.id,
         auth_method="oauth",
         region="us",
-        status="connected",
+        status="needs_reauth",
         oauth_client_id="cid",
         oauth_client_secret="csecret",
         access_token="old-access",

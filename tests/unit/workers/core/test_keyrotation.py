@@ -31,6 +31,7 @@ def test_every_encrypted_model_column_is_found_from_the_metadata() -> None:
     found = {f"{table.name}.{column.name}" for table, column in encrypted_columns()}
     assert found == {
         "pagerduty_connections.api_key_encrypted",
+        "pagerduty_connections.pending_api_key_encrypted",
         "pagerduty_connections.oauth_client_secret_encrypted",
         "pagerduty_connections.access_token_encrypted",
         "pagerduty_connections.refresh_token_encrypted",

@@ -1,0 +1,121 @@
+"""A new API key over a connected workspace, checked by real workers against the simulator
+while the live key keeps serving (workers/connections/pending.py; the cases one by one run
+in-process in tests/unit/workers/connections/test_pending.py)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import PagerDutyConnection, Role, Rotation, SyncRun
+from pagerduty_sim.server import SimulatorHandle
+from tests.support.stack import demo_api_key
+from tests.support.sync import arrange_demo
+from workers.connections import messages, pending, setup
+from workers.core.access import Actor
+from workers.core.db import transaction
+from workers.sync.request import sync_now
+
+pytestmark = pytest.mark.integration
+
+WRONG_KEY = "u+thisKeyDoesNotExist1"
+
+
+def _wait(session: Session, what: Callable[[], Any], timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session.expire_all()
+        if value := what():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not done after {timeout}s")
+
+
+def _connection(session: Session, cid: uuid.UUID) -> PagerDutyConnection:
+    conn = session.get(PagerDutyConnection, cid)
+    assert conn is not None
+    return conn
+
+
+def _succeeded_sync(session: Session, cid: uuid.UUID, generation: int) -> SyncRun | None:
+    return session.scalars(
+        select(SyncRun).where(
+            SyncRun.connection_id == cid,
+            SyncRun.generation == generation,
+            SyncRun.status == "succeeded",
+        )
+    ).first()
+
+
+def test_a_wrong_new_key_leaves_the_old_one_syncing_and_a_right_one_replaces_it(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    demo = arrange_demo(session, sim)
+    cid = demo.connection_id
+    actor = Actor(demo.workspace_id, demo.members["alice"], Role.ADMIN)
+    old = demo_api_key(sim)
+
+    with transaction() as s:
+        setup.set_api_key(s, actor, WRONG_KEY, "us")
+    conn = _wait(
+        session,
+        lambda: (c := _connection(session, cid)).pending_status not in (None, "checking") and c,
+    )
+    assert (conn.status, conn.generation, conn.api_key) == ("connected", 1, old)
+    assert conn.pending_status == "rejected"
+    assert conn.pending_message.startswith(messages.PENDING_REJECTED)
+
+    # The old key still syncs: "sync now" is accepted and succeeds under generation 1.
+    with transaction() as s:
+        sync_now(s, actor)
+    _wait(session, lambda: _succeeded_sync(session, cid, 1))
+
+    # A right key of the same account (acme) replaces it: a new generation, and a sync with it.
+    new = demo_api_key(sim, "demo-alice-user")
+    with transaction() as s:
+        setup.set_api_key(s, actor, new, "us")
+    # Generation 3: the rejected key's check had 2, and no generation is handed out twice.
+    conn = _wait(session, lambda: (c := _connection(session, cid)).generation == 3 and c)
+    assert (conn.status, conn.api_key, conn.pending_status) == ("connected", new, None)
+    _wait(session, lambda: _succeeded_sync(session, cid, 3))
+
+
+def test_a_key_of_another_account_is_set_aside_and_discarding_it_changes_nothing(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    demo = arrange_demo(session, sim)
+    cid = demo.connection_id
+    conn = _connection(session, cid)
+    conn.pagerduty_subdomain = "acme"  # what the first check of the demo key recorded
+    session.commit()
+    actor = Actor(demo.workspace_id, demo.members["alice"], Role.ADMIN)
+    old = demo_api_key(sim)
+
+    with transaction() as s:
+        setup.set_api_key(s, actor, demo_api_key(sim, "euco-readonly"), "eu")
+    conn = _wait(
+        session,
+        lambda: (c := _connection(session, cid)).pending_status not in (None, "checking") and c,
+    )
+    assert conn.pending_status == "account_change"
+    assert (conn.status, conn.generation, conn.api_key) == ("connected", 1, old)
+    assert conn.pagerduty_subdomain == "acme"
+    bound = session.scalars(select(Rotation.mode).where(Rotation.workspace_id == demo.workspace_id))
+    assert sorted(bound) == ["manual", "pagerduty", "pagerduty", "pagerduty"]
+
+    with transaction() as s:
+        pending.discard(s, actor)
+    session.expire_all()
+    conn = _connection(session, cid)
+    assert (conn.status, conn.generation, conn.api_key, conn.pending_status) == (
+        "connected",
+        1,
+        old,
+        None,
+    )
