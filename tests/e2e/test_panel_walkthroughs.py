@@ -3,7 +3,7 @@ by the real API process, with live workers and the PagerDuty simulator; the simu
 page is clicked like a person would (auto-approve off). A screenshot is taken at each step.
 
 Order: API key (connect, bind, on-call change + Sync now), narrow screens, a refused key kept
-in its modal, a rejected replacement key (what a broken connection still shows), a member's
+in its modal, a rejected replacement key (the working key keeps serving), a member's
 view, an ended session, Uninstall (Connected to PagerDuty > Disconnect > Confirm), then OAuth
 2.0 (Deny once, then Authorize as a PagerDuty user who is not an Admin: the panel warns).
 """
@@ -171,20 +171,24 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#api_key")).to_have_value("")  # nothing typed is echoed back
     expect(page.locator(".notice.error")).to_have_count(0)
     shots(page, "17-refused-key-kept-in-the-modal")
-    # A well-formed key PagerDuty rejects (in both regions): what the connection was stays.
+    # A well-formed replacement key PagerDuty rejects: the working key keeps serving, and the
+    # admin is told so (issue 19: new credentials never break working ones).
     page.fill("#api_key", "u+rejectedByPagerDuty01")
     page.click("#save-api-key")
-    expect(page.locator("#connection")).to_have_attribute("data-status", "invalid")
-    expect(page.locator("#status-text")).to_contain_text("in both regions (US and EU)")
-    expect(page.locator("#region-hint")).to_have_count(0)
+    expect(page.locator("#pending-credential")).to_contain_text(
+        "The new key was rejected; Round Robin still uses the previous one", timeout=30_000
+    )
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
     expect(page.locator("#account")).to_contain_text("acme (US)")
     expect(page.locator("#connected-by")).to_contain_text("API key by Alice")
-    expect(page.locator("#last-good-sync")).to_contain_text("UTC")
-    expect(row(page, "Primary").locator(".mode")).to_contain_text("not updating since")
+    expect(row(page, "Primary").locator(".mode")).not_to_contain_text("not updating")
     shots(page, "18-rejected-key-what-remains")
-    page.click("#open-api-key")
+    # A proven key of the same account replaces the working one.
+    page.click("#connected-button")
+    page.click("#open-replace-api-key")
     page.fill("#api_key", demo_api_key(sim))
     page.click("#save-api-key")
+    expect(page.locator("#pending-credential")).to_have_count(0, timeout=30_000)
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
     expect(row(page, "Primary").locator(".mode")).not_to_contain_text("not updating")
 
