@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, Response
 from pydantic import AfterValidator, BaseModel
 
-from api_stub.auth import CurrentActor, WorkspaceActor, WorkspaceManager, workspace_manager
+from api_stub.auth import WorkspaceActor, WorkspaceManager, workspace_manager
 from api_stub.errors import ErrorResponse, read_json
 from api_stub.oauth_browser import forget_login, remember_login, remembered_login
 from api_stub.schemas import (
     ApiKeyRequest,
-    AuditPage,
     BindAccepted,
     BindRequest,
     ConnectAccepted,
@@ -32,19 +29,16 @@ from api_stub.schemas import (
     SchedulePage,
     StatusOut,
     TaskAccepted,
-    TaskOut,
     control_free,
 )
 from models import PagerDutyConnection
 from workers.connections import oauth_login, pending, setup, status
 from workers.connections.status import pending_document
-from workers.core.access import Actor, Missing
-from workers.core.audit import MAX_PAGE, audit_trail
+from workers.core.access import Actor
 from workers.core.db import snapshot, transaction
 from workers.disconnect.request import request_disconnect
 from workers.rotations import binding, schedules, views
 from workers.sync.request import sync_now as request_sync_now
-from workers.tasking.records import task_record, task_state
 
 router = APIRouter(prefix="/v1")
 
@@ -369,66 +363,3 @@ def unbind_rotation(rotation_id: uuid.UUID, actor: WorkspaceManager) -> Rotation
         binding.unbind_rotation(session, actor, rotation_id)
         view = views.rotation_view(session, actor.workspace_id, rotation_id)
     return RotationOut.model_validate(view)
-
-
-# --- audit --------------------------------------------------------------------------------------
-
-
-@router.get(
-    "/workspaces/{workspace_id}/audit",
-    response_model=AuditPage,
-    summary="The workspace's audit trail",
-    description="Who connected, replaced a key, logged in, bound or unbound a rotation, asked "
-    "for a sync or a disconnect, and what the system did (connected, invalid, needs_reauth, "
-    "disconnected), newest first. `action` keeps actions starting with it (e.g. "
-    "`pagerduty.`); `before` pages back. Primary Owner or Admin.",
-    tags=["audit"],
-    responses=MANAGER_ERRORS,
-)
-def get_audit(
-    actor: WorkspaceManager,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    before: datetime | None = None,
-    action: Annotated[
-        str | None, Query(max_length=100), AfterValidator(control_free("action"))
-    ] = None,
-) -> AuditPage:
-    if before is not None and before.tzinfo is None:
-        before = before.replace(tzinfo=UTC)
-    with transaction() as session:
-        events = audit_trail(session, actor.workspace_id, limit=limit, before=before, action=action)
-    return AuditPage.model_validate(
-        {"events": events, "next_before": events[-1]["at"] if len(events) == limit else None}
-    )
-
-
-# --- tasks --------------------------------------------------------------------------------------
-
-
-@router.get(
-    "/tasks/{task_id}",
-    response_model=TaskOut,
-    summary="A task enqueued for the caller's workspace",
-    description="Name, Celery state and creation time; never the task's arguments or result. "
-    "Tasks of other workspaces answer 404.",
-    tags=["tasks"],
-    responses={
-        401: AUTH_ERRORS[401],
-        404: _err("No such task in the caller's workspace (`task_not_found`)."),
-        422: _err("The task id contains control characters (`invalid_request`)."),
-    },
-)
-def get_task(
-    task_id: Annotated[str, PathParam(), AfterValidator(control_free("task_id"))],
-    actor: CurrentActor,
-) -> TaskOut:
-    if len(task_id) > 64:
-        raise Missing("No such task in this workspace.", code="task_not_found")
-    with transaction() as session:
-        record = task_record(session, actor.workspace_id, task_id)
-    return TaskOut(
-        task_id=record.task_id,
-        task_name=record.task_name,
-        state=task_state(record.task_id),
-        created_at=record.created_at,
-    )
