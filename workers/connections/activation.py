@@ -48,7 +48,8 @@ from workers.pagerduty.factory import ReaderFactory, pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.records import Credential, ProbeResult
 from workers.rotations.locking import lock_connection
-from workers.tasking.contract import VALIDATE_API_KEY
+from workers.tasking.contract import SYNC_CONNECTION, VALIDATE_API_KEY
+from workers.tasking.enqueue import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,24 @@ def finish_connected(
         conn.connected_at = utcnow()
         conn.next_sync_at = None
         extra: dict[str, Any] = {"notice": notice} if notice else {}
-        pending.serving(session, conn, "pagerduty.connected", kind=kind, **extra)
+        audit(
+            session,
+            conn.workspace_id,
+            "pagerduty.connected",
+            connection_id=conn.id,
+            auth_method=conn.auth_method,
+            region=conn.region,
+            subdomain=conn.pagerduty_subdomain,
+            **extra,
+        )
+        # The first sync starts as soon as the connection is committed.
+        enqueue(
+            session,
+            SYNC_CONNECTION,
+            workspace_id=conn.workspace_id,
+            connection_id=conn.id,
+            kind=kind,
+        )
     log.info("connection connected", extra={"connection_id": str(cid)})
     return ActivationResult("connected", str(cid))
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -39,31 +38,6 @@ from workers.tasking.contract import SYNC_CONNECTION
 from workers.tasking.enqueue import enqueue
 
 log = logging.getLogger(__name__)
-
-
-def serving(
-    session: Session, conn: PagerDutyConnection, action: str, *, kind: str, **details: Any
-) -> None:
-    """The connection now serves proven credentials: the audit row, then its first sync (an
-    outbox row of this transaction, so it starts as soon as the change is committed). Used by
-    a connect (``activation``) and by a pending credential swapped in."""
-    audit(
-        session,
-        conn.workspace_id,
-        action,
-        connection_id=conn.id,
-        auth_method=conn.auth_method,
-        region=conn.region,
-        subdomain=conn.pagerduty_subdomain,
-        **details,
-    )
-    enqueue(
-        session,
-        SYNC_CONNECTION,
-        workspace_id=conn.workspace_id,
-        connection_id=conn.id,
-        kind=kind,
-    )
 
 
 def next_generation(conn: PagerDutyConnection) -> int:
@@ -139,7 +113,23 @@ def record_proven(
     conn.next_sync_at = None
     conn.consecutive_sync_failures = 0
     conn.clear_pending()
-    serving(session, conn, "pagerduty.pending.accepted", kind="initial", generation=conn.generation)
+    audit(
+        session,
+        conn.workspace_id,
+        "pagerduty.pending.accepted",
+        connection_id=conn.id,
+        auth_method=conn.auth_method,
+        region=conn.region,
+        subdomain=conn.pagerduty_subdomain,
+        generation=conn.generation,
+    )
+    enqueue(
+        session,
+        SYNC_CONNECTION,
+        workspace_id=conn.workspace_id,
+        connection_id=conn.id,
+        kind="initial",
+    )
     metrics.incr("rrpd_connection_checks_total", kind="pending", outcome="connected")
     log.info("pending credential swapped in", extra={"connection_id": str(conn.id)})
 
