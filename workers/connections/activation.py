@@ -109,8 +109,9 @@ def validate_api_key(
     cid = as_uuid(connection_id)
     with transaction() as session:
         conn = session.get(PagerDutyConnection, cid)
-        if pending.is_checking(conn, generation):
-            # A replacement key over a connected connection: checked beside the live one.
+        if pending.is_checking(conn, generation) and conn is not None and conn.pending_api_key:
+            # A replacement key over a connected connection: checked beside the live one (a
+            # pending OAuth login is checked by its exchange, never here).
             assert conn is not None and conn.pending_api_key and conn.pending_region
             api_key, chosen = conn.pending_api_key, conn.pending_region
         elif _still_validating(conn, generation, AuthMethod.API_KEY):

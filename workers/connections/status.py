@@ -121,6 +121,6 @@ def pending_document(conn: PagerDutyConnection) -> dict[str, Any] | None:
         "status": conn.pending_status,
         "message": conn.pending_message or "",
         "since": conn.pending_since,
-        "auth_method": "api_key",
+        "auth_method": conn.pending_auth_method or "api_key",
         "region": conn.pending_region,
     }
