@@ -5,12 +5,9 @@ the live credentials, which keep serving, and replaces them only once proven."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,9 +15,10 @@ from sqlalchemy.orm import Session
 from models import AuditEvent, OAuthAuthorization, PagerDutyConnection, Role, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import factories
+from tests.support.connections import log_in_with_oauth
 from tests.support.outbox import CommittedTasks, as_flat, paused_outbox
 from tests.support.stack import demo_api_key, demo_oauth_app
-from workers.connections import messages, oauth_exchange, oauth_login, setup, status
+from workers.connections import messages, oauth_exchange, setup, status
 from workers.core.access import Actor
 from workers.core.db import transaction
 from workers.deadlines.drive import MAX_VALIDATION_DRIVES, run_round
@@ -47,24 +45,6 @@ def _admin(session: Session) -> Actor:
     return Actor(ws.id, admin.id, Role.ADMIN)
 
 
-def _login(
-    actor: Actor, client_id: str | None = None, client_secret: str | None = None
-) -> uuid.UUID:
-    """POST .../oauth, the consent page (approved by the simulator), then the callback; returns
-    the login's id (the exchange task's argument)."""
-    with transaction() as s:
-        start = oauth_login.start_oauth(s, actor, client_id, client_secret)
-    consent = httpx.get(start.authorization_url, follow_redirects=False)
-    assert consent.status_code in (302, 303), consent.text
-    query = parse_qs(urlsplit(consent.headers["location"]).query)
-    with transaction() as s:
-        outcome = oauth_login.handle_oauth_callback(
-            s, state=query["state"][0], code=query["code"][0]
-        )
-    assert outcome.result == "connecting", outcome
-    return start.authorization_id
-
-
 def _connection(session: Session, actor: Actor) -> PagerDutyConnection:
     session.expire_all()
     conn = setup.live_connection(session, actor.workspace_id)
@@ -77,7 +57,7 @@ def _connected_with_oauth(
 ) -> tuple[Actor, PagerDutyConnection]:
     actor = _admin(session)
     app = demo_oauth_app(sim)
-    aid = _login(actor, app["client_id"], app["client_secret"])
+    aid = log_in_with_oauth(actor, app["client_id"], app["client_secret"])
     assert oauth_exchange.exchange_oauth_code(aid).outcome == "connected"
     conn = _connection(session, actor)
     assert (conn.status, conn.generation, conn.auth_method) == ("connected", 1, "oauth")
@@ -95,7 +75,7 @@ def test_a_relogin_with_a_wrong_client_secret_leaves_the_connection_connected_an
     old_token = conn.access_token
     app = demo_oauth_app(sim)
 
-    aid = _login(actor, app["client_id"], "not-the-app-secret")
+    aid = log_in_with_oauth(actor, app["client_id"], "not-the-app-secret")
     checking = _connection(session, actor)
     assert (checking.status, checking.generation, checking.auth_method) == ("connected", 1, "oauth")
     assert status.pending_document(checking) is not None
@@ -136,7 +116,7 @@ def test_a_relogin_reusing_the_stored_app_is_swapped_in_and_generation_moves(
     old_token = conn.access_token
     syncs_before = sum(1 for m in published if m["name"] == "pagerduty.sync_connection")
 
-    aid = _login(actor)  # no client id or secret: the stored app's
+    aid = log_in_with_oauth(actor)  # no client id or secret: the stored app's
     login = session.get(OAuthAuthorization, aid)
     assert login is not None
     assert login.client_id == demo_oauth_app(sim)["client_id"]
@@ -175,7 +155,7 @@ def test_a_relogin_over_an_api_key_connection_is_checked_beside_it_then_swapped_
     assert activation.validate_api_key(conn.id, conn.generation).outcome == "connected"
     app = demo_oauth_app(sim)
 
-    aid = _login(actor, app["client_id"], app["client_secret"])
+    aid = log_in_with_oauth(actor, app["client_id"], app["client_secret"])
     checking = _connection(session, actor)
     assert (checking.status, checking.auth_method, checking.api_key) == (
         "connected",
@@ -202,7 +182,7 @@ def test_a_relogin_of_another_account_is_set_aside(
         live.pagerduty_subdomain = "otherco"  # as if the live one were another account's
     old_token = conn.access_token
 
-    result = oauth_exchange.exchange_oauth_code(_login(actor))
+    result = oauth_exchange.exchange_oauth_code(log_in_with_oauth(actor))
 
     assert result.outcome == "pending_account_change"
     conn = _connection(session, actor)
@@ -219,7 +199,7 @@ def test_a_pending_login_whose_exchange_is_lost_is_driven_again_from_the_databas
     session: Session, sim: SimulatorHandle, published: CommittedTasks
 ) -> None:
     actor, _conn = _connected_with_oauth(session, sim)
-    aid = _login(actor)  # its exchange message is lost: nothing runs it
+    aid = log_in_with_oauth(actor)  # its exchange message is lost: nothing runs it
 
     assert run_round(utcnow() + timedelta(minutes=1)).driven == {"pending": 1}
     assert published[-1] == {"name": "pagerduty.exchange_oauth_code", "authorization_id": str(aid)}
@@ -235,7 +215,7 @@ def test_a_pending_login_never_exchanged_ends_lost_the_live_one_untouched(
 ) -> None:
     actor, conn = _connected_with_oauth(session, sim)
     old_token = conn.access_token
-    _login(actor)
+    log_in_with_oauth(actor)
 
     now = utcnow()
     for _ in range(MAX_VALIDATION_DRIVES):
@@ -257,7 +237,7 @@ def test_a_pending_login_whose_exchange_took_the_code_and_died_ends_lost(
     session: Session, sim: SimulatorHandle, published: CommittedTasks
 ) -> None:
     actor, conn = _connected_with_oauth(session, sim)
-    aid = _login(actor)
+    aid = log_in_with_oauth(actor)
     with transaction() as s:
         login = s.get(OAuthAuthorization, aid)
         assert login is not None
@@ -274,7 +254,7 @@ def test_giving_up_on_a_pending_login_ends_lost_and_deletes_its_kept_tokens(
 ) -> None:
     actor, conn = _connected_with_oauth(session, sim)
     old_token = conn.access_token
-    aid = _login(actor)
+    aid = log_in_with_oauth(actor)
     sim.control.post(
         "/faults", json={"kind": "error", "path_prefix": JWKS_PATH, "status": 503}
     ).raise_for_status()
@@ -304,7 +284,7 @@ def test_over_a_broken_connection_a_relogin_replaces_directly(
         assert live is not None
         transition(s, live, ConnectionStatus.NEEDS_REAUTH, error=messages.REAUTH)
 
-    aid = _login(actor)  # the stored app, as the panel's "Log in again" does
+    aid = log_in_with_oauth(actor)  # the stored app, as the panel's "Log in again" does
     validating = _connection(session, actor)
     assert (validating.status, validating.generation) == ("validating", 2)
     assert validating.pending_status is None
