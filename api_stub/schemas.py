@@ -82,9 +82,8 @@ class OAuthStartRequest(_Request):
         "`client_id`: the stored one.",
         json_schema_extra={"writeOnly": True},
     )
-    region: Region | None = Field(
-        None, description=REGION_HELP + " Default: the stored app's region, else `us`."
-    )
+    # The login's region is only what the admin chose: the id_token names the account's.
+    region: Region = Field("us", description=REGION_HELP)
 
     @field_validator("client_id", "client_secret")
     @classmethod

@@ -91,7 +91,7 @@ def start_oauth(
     actor: Actor,
     client_id: str | None,
     client_secret: str | None,
-    region: str | None = None,
+    region: str = "us",
     *,
     now: datetime | None = None,
 ) -> OAuthStart:
@@ -111,8 +111,6 @@ def start_oauth(
         raise Conflict(messages.DISCONNECTING, code="disconnecting")
     if not client_id and not client_secret:
         client_id, client_secret = _stored_app(current)
-        assert current is not None
-        region = region or current.region
     if not _CLIENT_ID_RE.match(client_id):
         raise Invalid(messages.BAD_CLIENT_ID, code="invalid_client_id")
     if not client_secret or len(client_secret) > 500 or any(c.isspace() for c in client_secret):

