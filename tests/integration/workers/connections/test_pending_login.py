@@ -290,3 +290,32 @@ def test_over_a_broken_connection_a_relogin_replaces_directly(
     assert validating.pending_status is None
     assert oauth_exchange.exchange_oauth_code(aid).outcome == "connected"
     assert _connection(session, actor).status == "connected"
+
+
+def test_a_discarded_pending_login_goes_with_its_secrets_and_its_exchange_is_stale(
+    session: Session, sim: SimulatorHandle, published: CommittedTasks
+) -> None:
+    from workers.connections import pending
+
+    actor, conn = _connected_with_oauth(session, sim)
+    aid = log_in_with_oauth(actor)
+    with transaction() as s:
+        pending.discard(s, actor)
+    assert _logins(session) == 0
+    assert oauth_exchange.exchange_oauth_code(aid).outcome == "stale"
+    conn = _connection(session, actor)
+    assert (conn.generation, conn.pending_status) == (1, None)
+
+
+def test_a_new_api_key_supersedes_a_pending_login(
+    session: Session, sim: SimulatorHandle, published: CommittedTasks
+) -> None:
+    actor, _ = _connected_with_oauth(session, sim)
+    aid = log_in_with_oauth(actor)
+    with transaction() as s:
+        setup.set_api_key(s, actor, demo_api_key(sim))
+    checking = _connection(session, actor)
+    assert (checking.pending_auth_method, checking.pending_generation) == ("api_key", 3)
+    assert _logins(session) == 0
+    assert oauth_exchange.exchange_oauth_code(aid).outcome == "stale"
+    assert _connection(session, actor).pending_status == "checking"  # the key's check
