@@ -88,6 +88,9 @@ def exchange_oauth_code(
         # live credentials, workers.connections.pending_login); any other is the validation.
         beside = pending_login.is_checking_login(conn)
         if not beside and conn.status != ConnectionStatus.VALIDATING:
+            # Nothing can use this login any more (e.g. a pending login whose connection went
+            # needs_reauth meanwhile): its secrets go now rather than with the hourly sweep.
+            session.delete(auth)
             return ActivationResult("stale", str(conn.id))
         cid = conn.id
         generation = conn.pending_generation if beside else conn.generation

@@ -319,3 +319,20 @@ def test_a_new_api_key_supersedes_a_pending_login(
     assert _logins(session) == 0
     assert oauth_exchange.exchange_oauth_code(aid).outcome == "stale"
     assert _connection(session, actor).pending_status == "checking"  # the key's check
+
+
+def test_a_pending_login_whose_connection_breaks_meanwhile_is_stale_and_goes(
+    session: Session, sim: SimulatorHandle, published: CommittedTasks
+) -> None:
+    from models import ConnectionStatus
+    from workers.events import transition
+
+    actor, conn = _connected_with_oauth(session, sim)
+    aid = log_in_with_oauth(actor)
+    with transaction() as s:
+        live = s.get(PagerDutyConnection, conn.id)
+        assert live is not None
+        transition(s, live, ConnectionStatus.NEEDS_REAUTH, error=messages.REAUTH)
+    assert oauth_exchange.exchange_oauth_code(aid).outcome == "stale"
+    assert _logins(session) == 0
+    assert _connection(session, actor).status == "needs_reauth"
