@@ -161,12 +161,20 @@ NO_PENDING = "There is no new credential waiting for this workspace."
 
 def pending_account_change(live: str, new: str) -> str:
     """A key of another account is never swapped in silently (bound rotations may lose their
-    schedules): it is set aside, and the admin told how to switch on purpose."""
+    schedules): it waits for the admin to confirm the switch, which says what happens to each
+    bound rotation, or to keep the current account."""
     return (
         f"The new key belongs to another PagerDuty account ({new}.pagerduty.com); Round Robin "
-        f"still uses the previous one ({live}.pagerduty.com). To switch accounts, disconnect "
-        "and connect with the new key."
+        f"still uses the previous one ({live}.pagerduty.com) until you confirm the switch. "
+        f"Bound rotations whose schedule is not in {new} would become Manual."
     )
+
+
+NOT_ACCOUNT_CHANGE = "The new credential is not a change of PagerDuty account waiting for you."
+ACCOUNT_CHANGE_EXPIRED = (
+    "The key of another PagerDuty account waited a day without a decision and was forgotten; "
+    "Round Robin still uses the previous one. Enter it again to switch accounts."
+)
 
 
 def pending_rejected(reason: str) -> str:

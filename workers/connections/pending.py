@@ -166,8 +166,10 @@ def record_ended(
     session: Session, conn: PagerDutyConnection, status: PendingStatus, message: str
 ) -> None:
     """End the pending check without touching the live credentials: the key goes (it is of no
-    use any more), the outcome stays for the admin to read."""
-    conn.pending_api_key = None
+    use any more), the outcome stays for the admin to read. A key of another account stays
+    until the admin decides (workers.connections.account_change)."""
+    if status is not PendingStatus.ACCOUNT_CHANGE:
+        conn.pending_api_key = None
     conn.pending_status = status
     conn.pending_message = message
     conn.pending_drive_at = None
