@@ -255,6 +255,11 @@ class MemberOut(BaseModel):
 class BoundScheduleOut(BaseModel):
     id: str
     name: str | None = Field(description="None when the schedule is not (or no longer) mirrored.")
+    missing: bool = Field(
+        False,
+        description="True when the last directory read did not find the schedule (deleted in "
+        "PagerDuty, or not visible to this connection): the rotation keeps its last people.",
+    )
 
 
 class UnmatchedOut(BaseModel):

@@ -4,6 +4,8 @@ making Manual exactly the rotations whose schedule the new account lacks."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -29,6 +31,7 @@ from workers.core.access import Actor, Conflict, Missing
 from workers.core.db import transaction
 from workers.deadlines.drive import run_round
 from workers.disconnect.request import request_disconnect
+from workers.disconnect.transaction import disconnect_connection
 from workers.pagerduty.errors import Transient
 
 pytestmark = pytest.mark.both_databases
@@ -136,9 +139,7 @@ def test_the_check_keeps_the_key_and_records_what_a_switch_does_to_each_rotation
     assert "confirm the switch" in document["message"]
     # Nothing changed: no sync, no event; the rotations are as they were.
     assert [m["name"] for m in published] == ["pagerduty.validate_api_key"]
-    assert committed_events() == [] or all(
-        e["type"] != "rotation.made_manual" for e in committed_events()
-    )
+    assert all(e["type"] != "rotation.made_manual" for e in committed_events())
     assert _modes(session, arranged)["primary"] == ("pagerduty", "PSPRIMA")
 
 
@@ -281,3 +282,48 @@ def test_an_account_change_nobody_decides_about_is_forgotten_after_a_day(
     assert conn.pending_message == messages.ACCOUNT_CHANGE_EXPIRED
     with pytest.raises(Conflict), transaction() as s:
         account_change.confirm(s, arranged.actor)
+
+
+def test_a_confirm_and_a_disconnect_at_once_take_turns_on_the_connection_row(
+    session: Session, fake: InProcessPagerDuty, published: CommittedTasks
+) -> None:
+    """The disconnect asked for while a confirm holds the row waits for it, then goes on from
+    the switched connection: every rotation still bound ends Manual ("disconnected")."""
+    arranged = _arrange(session, fake)
+    generation = _checked(fake, arranged)
+    asking = threading.Event()
+
+    def disconnect() -> None:
+        asking.set()
+        with transaction() as s:
+            request_disconnect(s, arranged.actor)
+
+    other = threading.Thread(target=disconnect)
+    with transaction() as s:
+        account_change.confirm(s, arranged.actor)
+        other.start()
+        asking.wait(5)
+        time.sleep(0.3)
+        assert other.is_alive()  # waiting on the connection row
+    other.join(30)
+    assert not other.is_alive()
+
+    conn = _reload(session, arranged.conn)
+    assert (conn.status, conn.generation, conn.api_key) == (
+        "disconnecting",
+        generation,
+        fake.api_key("euco-readonly"),
+    )
+    disconnect_connection(conn.id)
+    assert {mode for mode, _ in _modes(session, arranged).values()} == {"manual"}
+    reasons = [
+        (e["rotation_id"], e["data"]["reason"])
+        for e in committed_events()
+        if e["type"] == "rotation.made_manual"
+    ]
+    assert sorted(reasons) == sorted(
+        [
+            (str(arranged.rotations["primary"].id), "account_changed"),
+            (str(arranged.rotations["euro"].id), "disconnected"),
+        ]
+    )
