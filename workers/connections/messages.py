@@ -6,7 +6,7 @@ in ``PagerDutyConnection.last_error`` and ``notice``; never a stack trace or a s
 
 from __future__ import annotations
 
-from models import ConnectionStatus, Region
+from models import ConnectionStatus, PagerDutyConnection, Region
 from workers.pagerduty.errors import Forbidden
 from workers.pagerduty.records import User
 
@@ -168,6 +168,17 @@ def pending_account_change(live: str, new: str) -> str:
         f"still uses the previous one ({live}.pagerduty.com) until you confirm the switch. "
         f"Bound rotations whose schedule is not in {new} would become Manual."
     )
+
+
+def pending_decided(decision: str, conn: PagerDutyConnection) -> str:
+    """The panel's flash once the admin decided about a pending credential."""
+    if decision == "confirm":
+        return (
+            f"Round Robin now uses PagerDuty account {conn.pagerduty_subdomain}. Rotations "
+            "whose schedule is not in it are Manual (members and who is on duty kept); the "
+            "others are being synced."
+        )
+    return "The new key was discarded. Nothing else changed."
 
 
 NOT_ACCOUNT_CHANGE = "The new credential is not a change of PagerDuty account waiting for you."
