@@ -56,6 +56,7 @@ def stage_api_key(session: Session, conn: PagerDutyConnection, key: str, region:
     conn.pending_generation = next_generation(conn)
     conn.pending_message = messages.PENDING_CHECKING
     conn.pending_since = now
+    conn.pending_account = None  # a superseded account change's plan is not this key's
     expect_check(conn, now)
     session.flush()
     return conn.pending_generation

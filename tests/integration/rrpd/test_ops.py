@@ -414,6 +414,8 @@ def test_attention_and_status_name_a_waiting_account_change_and_a_missing_schedu
     assert rotations["Lost one"]["schedule"] == {"id": "PSGONE", "name": None, "missing": True}
     assert rotations["Fine one"]["schedule"]["missing"] is False
     assert status.exit_code == 0
+    as_json = json.loads(_run("status", str(waiting.workspace_id), "--json").output)
+    assert as_json["pending"]["account"] == {"subdomain": "euco", "previous_subdomain": "acme"}
     text = _run("status", str(waiting.workspace_id)).output
     assert "new key" in text
     assert "account_change: The new key belongs" in text

@@ -327,3 +327,18 @@ def test_a_confirm_and_a_disconnect_at_once_take_turns_on_the_connection_row(
             (str(arranged.rotations["euro"].id), "disconnected"),
         ]
     )
+
+
+def test_a_new_key_over_a_waiting_account_change_supersedes_it_and_its_plan(
+    session: Session, fake: InProcessPagerDuty, published: CommittedTasks
+) -> None:
+    arranged = _arrange(session, fake)
+    _checked(fake, arranged)
+    with transaction() as s:
+        setup.set_api_key(s, arranged.actor, fake.api_key("demo-alice-user"), "us")
+
+    conn = _reload(session, arranged.conn)
+    assert (conn.pending_status, conn.pending_account) == ("checking", None)
+    assert conn.pending_api_key == fake.api_key("demo-alice-user")
+    with pytest.raises(Conflict), transaction() as s:
+        account_change.confirm(s, arranged.actor)
