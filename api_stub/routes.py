@@ -32,7 +32,7 @@ from api_stub.schemas import (
     control_free,
 )
 from models import PagerDutyConnection
-from workers.connections import oauth_login, pending, setup, status
+from workers.connections import account_change, oauth_login, pending, setup, status
 from workers.connections.status import pending_document
 from workers.core.access import Actor
 from workers.core.db import snapshot, transaction
@@ -259,6 +259,30 @@ def delete_connection(actor: WorkspaceManager) -> DisconnectAccepted:
 def discard_pending(actor: WorkspaceManager) -> dict[str, Any]:
     with transaction() as session:
         pending.discard(session, actor)
+        return status.connection_status(session, actor.workspace_id)
+
+
+@router.post(
+    "/workspaces/{workspace_id}/pagerduty/pending/confirm",
+    response_model=StatusOut,
+    summary="Switch to the new key's PagerDuty account",
+    description="Confirms a pending key of another PagerDuty account (`pending.status = "
+    "account_change`): in one transaction it replaces the live credentials, every bound "
+    "rotation whose schedule is not in the new account becomes Manual (the others stay bound), "
+    "and a sync starts. Answers the status document. Primary Owner or Admin.",
+    tags=["pagerduty"],
+    responses={
+        **MANAGER_ERRORS,
+        404: _err("No credential is pending (`no_pending`)."),
+        409: _err(
+            "The pending credential is not an account change (`not_account_change`), or the "
+            "connection is not connected (`disconnecting`, `connection_not_ready`)."
+        ),
+    },
+)
+def confirm_account_change(actor: WorkspaceManager) -> dict[str, Any]:
+    with transaction() as session:
+        account_change.confirm(session, actor)
         return status.connection_status(session, actor.workspace_id)
 
 

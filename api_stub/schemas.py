@@ -116,16 +116,36 @@ class ConnectionOut(BaseModel):
     status_changed_at: datetime
 
 
+class PendingAccountOut(BaseModel):
+    subdomain: str = Field(description="The new key's PagerDuty account.", examples=["euco"])
+    previous_subdomain: str = Field(description="The connected account.", examples=["acme"])
+
+
+class PendingRotationOut(BaseModel):
+    rotation_id: uuid.UUID
+    name: str
+    schedule_id: str | None
+    schedule_name: str | None = Field(description="As mirrored from the connected account.")
+    outcome: str = Field(description="stays_bound or made_manual.")
+
+
 class PendingOut(BaseModel):
     """A new credential checked beside the live one of a connected connection."""
 
-    status: str = Field(description="checking, rejected or lost.")
+    status: str = Field(description="checking, rejected, lost or account_change.")
     message: str = Field(
         examples=["The new key was rejected; Round Robin still uses the previous one."]
     )
     since: datetime = Field(description="When the new credential was entered.")
     auth_method: str = Field(description="api_key.")
     region: str | None = Field(description="The region chosen for the new credential.")
+    account: PendingAccountOut | None = Field(
+        None, description="For `account_change`: the new account, and the connected one."
+    )
+    rotations: list[PendingRotationOut] | None = Field(
+        None,
+        description="For `account_change`: what confirming the switch does to each bound rotation.",
+    )
 
 
 class ConnectAccepted(BaseModel):
@@ -244,6 +264,11 @@ class MemberOut(BaseModel):
 class BoundScheduleOut(BaseModel):
     id: str
     name: str | None = Field(description="None when the schedule is not (or no longer) mirrored.")
+    missing: bool = Field(
+        False,
+        description="True when the last directory read did not find the schedule (deleted in "
+        "PagerDuty, or not visible to this connection): the rotation keeps its last people.",
+    )
 
 
 class UnmatchedOut(BaseModel):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamps, UUIDPrimaryKey, utcnow
@@ -194,6 +195,14 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     # "sync now", which a sync run clears).
     pending_drive_at: Mapped[datetime | None] = mapped_column(default=None)
     pending_drives: Mapped[int] = mapped_column(default=0)
+    # A pending key of another account (``account_change``): the key is kept (encrypted) until
+    # the admin confirms the switch or discards it, and this holds what its check found:
+    # ``{"subdomain", "previous_subdomain", "key_level", "notice", "schedules": {id: name}}``
+    # (workers.connections.account_change), so the admin sees what happens to each bound
+    # rotation before anything changes.
+    pending_account: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), default=None
+    )
 
     @property
     def is_live(self) -> bool:
@@ -244,6 +253,7 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
         self.pending_since = None
         self.pending_drive_at = None
         self.pending_drives = 0
+        self.pending_account = None
 
     def clear_credentials(self) -> None:
         self.api_key = None

@@ -113,6 +113,10 @@ def status(workspace: str, as_json: bool) -> None:
             rows.append(("next sync", when(extra["next_sync_at"])))
         if extra["consecutive_sync_failures"]:
             rows.append(("failing syncs", f"{extra['consecutive_sync_failures']} in a row"))
+        if pending := s["pending"]:
+            rows.append(("new key", f"{pending['status']}: {pending['message']}"))
+            for r in pending.get("rotations") or []:
+                rows.append(("if switched", f"{r['name']} ({r['schedule_id']}): {r['outcome']}"))
         if s["auth_method"] == "oauth":
             rows.append(("token expires", when(extra["access_token_expires_at"])))
         rows.append(
@@ -247,10 +251,12 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
 
     from models import ConnectionStatus, PagerDutyConnection, SyncRun, Workspace, utcnow
     from workers.deadlines.views import past_deadline_clause
+    from workers.rotations.views import rotations_missing_schedule
     from workers.sync.fanout import OVERDUE_INTERVALS, overdue
 
     now = utcnow()
     late = set(session.scalars(select(PagerDutyConnection.id).where(overdue(now))))
+    missing = rotations_missing_schedule(session)
 
     latest_run_status = (
         select(SyncRun.status)
@@ -271,7 +277,8 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
                     (PagerDutyConnection.consecutive_sync_failures > 0)
                     | (latest_run_status == "failed")
                 ),
-                PagerDutyConnection.id.in_(late),
+                PagerDutyConnection.id.in_(late | set(missing)),
+                PagerDutyConnection.pending_status == "account_change",
             )
         )
     ).all()
@@ -309,6 +316,16 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
                 "running, and do its pagerduty.schedule_syncs rounds succeed (Flower, the "
                 "schedule worker's log)?",
             )
+        elif conn.pending_status == "account_change":
+            item.update(problem="account_change_waiting", since=conn.pending_since)
+            item["last_error"] = conn.pending_message  # what the admin reads, with the accounts
+        elif conn.id in missing:
+            item.update(
+                problem="schedule_missing",
+                since=conn.directory_read_at,
+                last_error="bound to a schedule PagerDuty no longer lists: "
+                + ", ".join(missing[conn.id]),
+            )
         else:
             # The failure streak: failed runs since the last one that was not a failure.
             recent = session.execute(
@@ -337,8 +354,10 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
         "needs_reauth": 2,
         "invalid": 3,
         "sync_failing": 4,
-        "stuck_validating": 5,
-        "sync_now_late": 6,
+        "schedule_missing": 5,
+        "stuck_validating": 6,
+        "sync_now_late": 7,
+        "account_change_waiting": 8,
     }
     found.sort(key=lambda i: (order[i["problem"]], i["since"].timestamp() if i["since"] else 0))
     return found

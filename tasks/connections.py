@@ -12,7 +12,14 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from workers.connections import activation, messages, oauth_exchange, sweeps, tokens
+from workers.connections import (
+    account_change,
+    activation,
+    messages,
+    oauth_exchange,
+    sweeps,
+    tokens,
+)
 from workers.core.outages import is_transient_database_error
 from workers.pagerduty.errors import PagerDutyError, RateLimited, Transient
 from workers.tasking.app import BeatTask, ConnectTask, contract_task
@@ -134,4 +141,5 @@ def refresh_expiring_tokens(self: BeatTask) -> dict[str, int]:
         "refreshes_enqueued": len(due),
         "stale_validations": 0,
         "abandoned_logins": abandoned,
+        "expired_account_changes": account_change.forget_expired(),
     }

@@ -14,6 +14,7 @@ import functools
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -46,7 +47,7 @@ from api_stub.panel.session import (
 )
 from api_stub.schemas import control_message, has_control_characters
 from models import Member, utcnow
-from workers.connections import oauth_login, pending, setup
+from workers.connections import account_change, messages, oauth_login, pending, setup
 from workers.core.access import Actor, Missing, ServiceError
 from workers.core.db import transaction
 from workers.core.ids import parse_uuid
@@ -380,16 +381,13 @@ async def sync_now(request: Request) -> Response:
     return await _apply(work, _sync_requested())
 
 
-@router.post("/pending/discard")
+@router.post("/pending/{decision}")
 @_form_handler
-async def discard_pending(request: Request) -> Response:
+async def decide_pending(decision: Literal["discard", "confirm"], request: Request) -> Response:
+    """Dismiss (or, for another account's key, "Keep <old>"), or "Switch accounts"."""
     actor, _ = await _checked(request)
-
-    def work(session: Session) -> str:
-        pending.discard(session, actor)
-        return "The new key was discarded. Nothing else changed."
-
-    return await _apply(work)
+    decide = account_change.confirm if decision == "confirm" else pending.discard
+    return await _apply(lambda s: messages.pending_decided(decision, decide(s, actor)))
 
 
 @router.post("/rotations/{rotation_id}/bind")

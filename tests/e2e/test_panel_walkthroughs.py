@@ -3,7 +3,8 @@ by the real API process, with live workers and the PagerDuty simulator; the simu
 page is clicked like a person would (auto-approve off). A screenshot is taken at each step.
 
 Order: API key (connect, bind, on-call change + Sync now), narrow screens, a refused key kept
-in its modal, a rejected replacement key (the working key keeps serving), a member's
+in its modal, a rejected replacement key (the working key keeps serving), a key of another
+PagerDuty account (what a switch would do, then "Keep acme"), a member's
 view, an ended session, Uninstall (Connected to PagerDuty > Disconnect > Confirm), then OAuth
 2.0 (Deny once, then Authorize as a PagerDuty user who is not an Admin: the panel warns).
 """
@@ -191,6 +192,26 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#pending-credential")).to_have_count(0, timeout=30_000)
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
     expect(row(page, "Primary").locator(".mode")).not_to_contain_text("not updating")
+    # A key of another PagerDuty account is never swapped in silently (issue 19 item 3): the
+    # admin reads what a switch does to each bound rotation, and keeps acme here.
+    page.click("#connected-button")
+    page.click("#open-replace-api-key")
+    page.fill("#api_key", demo_api_key(sim, "euco-readonly"))
+    page.click("#save-api-key")
+    expect(page.locator("#account-change")).to_contain_text(
+        "The new key belongs to PagerDuty account euco (Round Robin is connected to acme)",
+        timeout=30_000,
+    )
+    changes = page.locator("#account-change-rotations")
+    for name in DEMO_BINDINGS:
+        expect(changes).to_contain_text(f"{name} becomes Manual")
+    expect(page.locator("#confirm-account-change")).to_have_text("Switch accounts")
+    expect(page.locator("#discard-pending")).to_have_text("Keep acme")
+    shots(page, "20-account-change-confirm")
+    page.click("#discard-pending")
+    expect(page.locator("#pending-credential")).to_have_count(0)
+    expect(page.locator("#account")).to_contain_text("acme (US)")
+    expect(row(page, "Primary").locator(".mode")).to_contain_text("PagerDuty")
 
     # A plain member sees the state but not the controls.
     act_as(page, carol, "Carol")
@@ -309,5 +330,5 @@ def test_the_three_walkthroughs_in_the_browser(
     shots(page, "15-oauth-connected")
 
     assert missing == [], f"the panel's pages asked for what is not there: {missing}"
-    assert len(shots.taken) == 19
+    assert len(shots.taken) == 20
     context.close()

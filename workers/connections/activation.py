@@ -31,7 +31,7 @@ from models import (
     Region,
     utcnow,
 )
-from workers.connections import messages, pending
+from workers.connections import account_change, messages, pending
 from workers.core import metrics
 from workers.core.audit import audit
 from workers.core.db import transaction
@@ -43,6 +43,7 @@ from workers.pagerduty.errors import (
     Forbidden,
     InvalidCredentials,
     NoApiAccess,
+    Transient,
 )
 from workers.pagerduty.factory import ReaderFactory, pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
@@ -107,6 +108,7 @@ def validate_api_key(
     PagerDuty answer is final and recorded.
     """
     cid = as_uuid(connection_id)
+    live_subdomain: str | None = None  # the live account, when a pending key is checked
     with transaction() as session:
         conn = session.get(PagerDutyConnection, cid)
         if pending.is_checking(conn, generation) and conn is not None and conn.pending_api_key:
@@ -114,6 +116,7 @@ def validate_api_key(
             # pending OAuth login is checked by its exchange, never here).
             assert conn is not None and conn.pending_api_key and conn.pending_region
             api_key, chosen = conn.pending_api_key, conn.pending_region
+            live_subdomain = conn.pagerduty_subdomain
         elif _still_validating(conn, generation, AuthMethod.API_KEY):
             assert conn is not None and conn.api_key
             api_key, chosen = conn.api_key, conn.region
@@ -129,6 +132,13 @@ def validate_api_key(
         except InvalidCredentials:
             region, client, probe = other, *_probe(other, credential, client_factory)
         me = client.me()
+        subdomain = _subdomain_from(probe.html_url)
+        # Another account: what a switch would do to bound rotations needs its schedules.
+        schedules = (
+            account_change.list_schedules(client)
+            if live_subdomain and subdomain and subdomain != live_subdomain
+            else None
+        )
     except InvalidCredentials:
         return finish_invalid(cid, generation, messages.KEY_REJECTED)
     except Forbidden as exc:
@@ -141,9 +151,10 @@ def validate_api_key(
             cid,
             generation,
             key_level="account" if me is None else "user",
-            subdomain=_subdomain_from(probe.html_url),
+            subdomain=subdomain,
             region=region,
             notice=" ".join(notices) or None,
+            schedules=schedules,
         )
     ) is not None:
         return proven
@@ -152,7 +163,7 @@ def validate_api_key(
         cid,
         generation,
         key_level="account" if me is None else "user",
-        subdomain=_subdomain_from(probe.html_url),
+        subdomain=subdomain,
         kind="initial",
         region=region,
         notice=" ".join(notices) or None,
@@ -300,6 +311,7 @@ def _finish_pending_proven(
     subdomain: str | None,
     region: Region,
     notice: str | None,
+    schedules: dict[str, str] | None = None,
 ) -> ActivationResult | None:
     """Swap a proven pending key in; None when ``generation`` is not a pending check."""
     with transaction() as session:
@@ -310,9 +322,19 @@ def _finish_pending_proven(
             return ActivationResult("stale", str(cid))
         live = conn.pagerduty_subdomain
         if live and subdomain and subdomain != live:
-            # Another account: never swapped in silently (its schedules are not these).
-            message = messages.pending_account_change(live, subdomain)
-            pending.record_ended(session, conn, PendingStatus.ACCOUNT_CHANGE, message)
+            # Another account: never swapped in silently (its schedules are not these); it
+            # waits for the admin's confirmation, with what it would do to bound rotations.
+            if schedules is None:  # the live account changed during the check: check again
+                raise Transient("the live account changed during the check")
+            message = account_change.record_account_change(
+                session,
+                conn,
+                subdomain=subdomain,
+                key_level=key_level,
+                region=region,
+                notice=notice,
+                schedules=schedules,
+            )
             return ActivationResult("pending_account_change", str(cid), message)
         pending.record_proven(
             session, conn, key_level=key_level, subdomain=subdomain, region=region, notice=notice

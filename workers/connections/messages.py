@@ -6,7 +6,7 @@ in ``PagerDutyConnection.last_error`` and ``notice``; never a stack trace or a s
 
 from __future__ import annotations
 
-from models import ConnectionStatus, Region
+from models import ConnectionStatus, PagerDutyConnection, Region
 from workers.pagerduty.errors import Forbidden
 from workers.pagerduty.records import User
 
@@ -161,12 +161,31 @@ NO_PENDING = "There is no new credential waiting for this workspace."
 
 def pending_account_change(live: str, new: str) -> str:
     """A key of another account is never swapped in silently (bound rotations may lose their
-    schedules): it is set aside, and the admin told how to switch on purpose."""
+    schedules): it waits for the admin to confirm the switch, which says what happens to each
+    bound rotation, or to keep the current account."""
     return (
         f"The new key belongs to another PagerDuty account ({new}.pagerduty.com); Round Robin "
-        f"still uses the previous one ({live}.pagerduty.com). To switch accounts, disconnect "
-        "and connect with the new key."
+        f"still uses the previous one ({live}.pagerduty.com) until you confirm the switch. "
+        f"Bound rotations whose schedule is not in {new} would become Manual."
     )
+
+
+def pending_decided(decision: str, conn: PagerDutyConnection) -> str:
+    """The panel's flash once the admin decided about a pending credential."""
+    if decision == "confirm":
+        return (
+            f"Round Robin now uses PagerDuty account {conn.pagerduty_subdomain}. Rotations "
+            "whose schedule is not in it are Manual (members and who is on duty kept); the "
+            "others are being synced."
+        )
+    return "The new key was discarded. Nothing else changed."
+
+
+NOT_ACCOUNT_CHANGE = "The new credential is not a change of PagerDuty account waiting for you."
+ACCOUNT_CHANGE_EXPIRED = (
+    "The key of another PagerDuty account waited a day without a decision and was forgotten; "
+    "Round Robin still uses the previous one. Enter it again to switch accounts."
+)
 
 
 def pending_rejected(reason: str) -> str:

@@ -58,6 +58,7 @@ def stage_api_key(session: Session, conn: PagerDutyConnection, key: str, region:
     conn.pending_generation = next_generation(conn)
     conn.pending_message = messages.PENDING_CHECKING
     conn.pending_since = now
+    conn.pending_account = None  # a superseded account change's plan is not this key's
     expect_check(conn, now)
     session.flush()
     return conn.pending_generation
@@ -172,9 +173,12 @@ def record_ended(
     session: Session, conn: PagerDutyConnection, status: PendingStatus, message: str
 ) -> None:
     """End the pending check without touching the live credentials: the key goes (it is of no
-    use any more), the outcome stays for the admin to read."""
-    conn.pending_api_key = None
-    forget_logins(session, conn)  # a pending OAuth login's secrets, verifier and tokens
+    use any more), the outcome stays for the admin to read. A key of another account stays
+    until the admin decides (workers.connections.account_change); a pending OAuth login's row
+    (client secret, verifier, tokens) goes whatever the outcome."""
+    if status is not PendingStatus.ACCOUNT_CHANGE:
+        conn.pending_api_key = None
+    forget_logins(session, conn)
     conn.pending_status = status
     conn.pending_message = message
     conn.pending_drive_at = None

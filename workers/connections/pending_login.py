@@ -61,6 +61,7 @@ def stage_login(session: Session, conn: PagerDutyConnection, auth: OAuthAuthoriz
     conn.pending_generation = pending.next_generation(conn)
     conn.pending_message = messages.PENDING_LOGIN_CHECKING
     conn.pending_since = now
+    conn.pending_account = None  # a superseded key's account-change plan is not this login's
     pending.expect_check(conn, now)
     auth.connection_id = conn.id
     session.flush()

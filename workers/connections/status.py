@@ -16,6 +16,7 @@ from models import (
     PagerDutyUser,
     SyncRun,
 )
+from workers.connections import account_change
 from workers.connections.messages import NOT_CONNECTED_WORDS, STATUS_WORDS
 from workers.connections.setup import live_connection
 
@@ -109,18 +110,33 @@ def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, An
         "linked_summary": f"{linked_users} of {total_users} users linked to members"
         + (f" ({inactive_users} inactive in PagerDuty)" if inactive_users else ""),
         "notice": conn.notice,
-        "pending": pending_document(conn),
+        "pending": pending_document(
+            conn,
+            account_change.rotation_plan(session, conn)
+            if account_change.waits_for_confirmation(conn)
+            else None,
+        ),
     }
 
 
-def pending_document(conn: PagerDutyConnection) -> dict[str, Any] | None:
-    """The pending credential's check as the admin reads it; never its secret."""
+def pending_document(
+    conn: PagerDutyConnection, rotations: list[dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
+    """The pending credential's check as the admin reads it; never its secret. ``rotations``:
+    for a change of account, what confirming it does to each bound rotation."""
     if conn.pending_status is None or conn.pending_since is None:
         return None
-    return {
+    document: dict[str, Any] = {
         "status": conn.pending_status,
         "message": conn.pending_message or "",
         "since": conn.pending_since,
         "auth_method": conn.pending_auth_method or "api_key",
         "region": conn.pending_region,
     }
+    if rotations is not None and conn.pending_account:
+        document["account"] = {
+            "subdomain": conn.pending_account.get("subdomain"),
+            "previous_subdomain": conn.pending_account.get("previous_subdomain"),
+        }
+        document["rotations"] = rotations
+    return document

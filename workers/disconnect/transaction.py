@@ -29,13 +29,12 @@ from models import (
     ScheduledHandoff,
     utcnow,
 )
-from workers import events
 from workers.core.audit import audit
 from workers.core.db import affected_rows, transaction
 from workers.core.ids import parse_uuid
 from workers.events import transition
 from workers.rotations.locking import bound_rotations_for_update, lock_connection
-from workers.rotations.people import rotation_people
+from workers.rotations.manual import revert_to_manual
 
 log = logging.getLogger(__name__)
 
@@ -77,26 +76,14 @@ def disconnect_connection(
         # 1. Every bound rotation of the workspace becomes Manual, keeping its people. Only one
         #    live connection per workspace exists, so these are all this connection's.
         rotations = list(session.execute(bound_rotations_for_update(conn.workspace_id)).scalars())
-        unbound = [
-            {"id": str(r.id), "name": r.name, "schedule": r.pagerduty_schedule_id}
-            for r in rotations
-        ]
-        people = rotation_people(session, [r.id for r in rotations])
-        for rotation in rotations:
-            previous_schedule = rotation.pagerduty_schedule_id
-            rotation.make_manual()
-            members, on_duty = people.get(rotation.id, ([], set()))
-            events.rotation_made_manual(
-                session,
-                workspace_id=conn.workspace_id,
-                rotation_id=rotation.id,
-                connection_id=conn.id,
-                previous_schedule_id=previous_schedule,
-                reason="disconnected",
-                members=members,
-                on_duty=on_duty,
-                occurred_at=now,
-            )
+        unbound = revert_to_manual(
+            session,
+            workspace_id=conn.workspace_id,
+            connection_id=conn.id,
+            rotations=rotations,
+            reason="disconnected",
+            occurred_at=now,
+        )
 
         # 2. No credential, no OAuth login, no mirrored PagerDuty data is left. Every login of
         #    the workspace goes, whatever its state (pending, or consumed by a denial or an

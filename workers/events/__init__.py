@@ -8,7 +8,7 @@ the change is made, in the same transaction:
   (through ``rotation_people_changed``, called by the one writer of who is on call,
   ``workers.rotations.on_call.write_on_call``, for the sync and the handoff loop alike);
 * ``rotation_bound`` / ``rotation_made_manual``: a rotation was bound to a schedule, or became
-  Manual (unbound by an admin, or by a disconnect);
+  Manual (unbound by an admin, by a disconnect, or by a confirmed change of account);
 * ``transition``: every change of a connection's status (it calls
   ``PagerDutyConnection.transition`` and writes ``connection.status.changed``).
 
@@ -189,7 +189,8 @@ def rotation_made_manual(
     on_duty: Iterable[uuid.UUID],
     occurred_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The rotation is Manual now (``reason``: ``unbound`` or ``disconnected``); it keeps the
+    """The rotation is Manual now (``reason``: ``unbound``, ``disconnected`` or
+    ``account_changed``, workers.connections.account_change); it keeps the
     members and on-duty people listed."""
     return add_event(
         session,

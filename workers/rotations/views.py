@@ -9,11 +9,14 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from models import (
+    ConnectionStatus,
     Member,
+    PagerDutyConnection,
     PagerDutyOnCall,
     PagerDutySchedule,
     PagerDutyUser,
     Rotation,
+    RotationMode,
 )
 from workers.connections.setup import live_connection
 from workers.core.access import Missing
@@ -82,6 +85,13 @@ def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, 
                         "active": user.active,
                     }
                 )
+    # Bound to a schedule the last directory read no longer found (deleted in PagerDuty, or
+    # not visible to this credential): flagged, never shown as a schedule without a name only.
+    missing = (
+        {sid for sid in bound_ids if sid not in names}
+        if conn is not None and conn.directory_read_at is not None
+        else set()
+    )
     upcoming = next_handoffs(session, conn, list(rotations))
     out = []
     for r in rotations:
@@ -91,7 +101,9 @@ def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, 
                 "id": r.id,
                 "name": r.name,
                 "mode": r.mode,
-                "schedule": {"id": sid, "name": names.get(sid)} if sid else None,
+                "schedule": {"id": sid, "name": names.get(sid), "missing": sid in missing}
+                if sid
+                else None,
                 "bound_at": r.bound_at,
                 "last_synced_at": r.last_synced_at,
                 "members": [_member_view(rm.member) for rm in r.members],
@@ -118,3 +130,27 @@ def rotation_view(
 def rotation_missing() -> Missing:
     """What the API answers for a rotation id that is not in the caller's workspace."""
     return Missing("This rotation does not exist in this workspace.", code="rotation_not_found")
+
+
+def rotations_missing_schedule(session: Session) -> dict[uuid.UUID, list[str]]:
+    """Per live connection whose directory was read, the names of the bound rotations whose
+    schedule is not mirrored (``rrpd attention``: ``schedule_missing``)."""
+    mirrored = select(PagerDutySchedule.id).where(
+        PagerDutySchedule.connection_id == PagerDutyConnection.id,
+        PagerDutySchedule.pagerduty_id == Rotation.pagerduty_schedule_id,
+    )
+    rows = session.execute(
+        select(PagerDutyConnection.id, Rotation.name)
+        .join(Rotation, Rotation.workspace_id == PagerDutyConnection.workspace_id)
+        .where(
+            PagerDutyConnection.status == ConnectionStatus.CONNECTED,
+            PagerDutyConnection.directory_read_at.is_not(None),
+            Rotation.mode == RotationMode.PAGERDUTY,
+            ~mirrored.exists(),
+        )
+        .order_by(Rotation.name)
+    ).all()
+    found: dict[uuid.UUID, list[str]] = {}
+    for cid, name in rows:
+        found.setdefault(cid, []).append(name)
+    return found

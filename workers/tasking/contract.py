@@ -244,7 +244,7 @@ REFRESH_EXPIRING_TOKENS = TaskSpec(
     family=Family.BEAT,
     max_retries=0,
     # stale_validations stays for readers of the result: lost validations end by their deadline.
-    result="`{refreshes_enqueued, stale_validations, abandoned_logins}` "
+    result="`{refreshes_enqueued, stale_validations, abandoned_logins, expired_account_changes}` "
     "(`stale_validations`: always 0)",
     no_retry_because="next beat",
     beat=Beat("refresh-expiring-tokens", lambda settings: 300.0, "every 5 min"),

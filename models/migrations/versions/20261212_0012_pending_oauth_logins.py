@@ -3,7 +3,7 @@ replacement API key: ``pending_auth_method`` says which kind of credential is pe
 (docs/design.md, "The connection lifecycle")
 
 Revision ID: 0012
-Revises: 0010 (the coordinator rechains it onto 0011 when merging)
+Revises: 0011
 Create Date: 2026-12-12 09:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

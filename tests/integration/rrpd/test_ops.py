@@ -378,3 +378,52 @@ def test_sync_now_wait_gives_up_after_the_timeout(session: Session, sim, live_wo
     result = _run("sync-now", str(ws.id), "--wait", "--timeout", "2")
     assert result.exit_code == 1
     assert "no sync run finished within 2 s" in result.output
+
+
+def test_attention_and_status_name_a_waiting_account_change_and_a_missing_schedule(
+    session: Session,
+) -> None:
+    """A key of another account waits for an admin (workers/connections/account_change.py);
+    a bound schedule the last directory read did not find is flagged, never silent."""
+    from models import PagerDutySchedule, PendingStatus, RotationMode
+
+    waiting = factories.api_key_connection(session, factories.workspace(session, "Switching"))
+    waiting.pagerduty_subdomain = "acme"
+    waiting.pending_status = PendingStatus.ACCOUNT_CHANGE
+    waiting.pending_generation, waiting.pending_since = 2, utcnow()
+    waiting.pending_message = "The new key belongs to another PagerDuty account (euco...)"
+    waiting.pending_account = {"subdomain": "euco", "previous_subdomain": "acme", "schedules": {}}
+    ws = factories.workspace(session, "Gone")
+    gone = factories.api_key_connection(session, ws)
+    gone.directory_read_at = utcnow()
+    session.add(PagerDutySchedule(connection_id=gone.id, pagerduty_id="PSKEPT", name="Kept"))
+    for name, sid in (("Lost one", "PSGONE"), ("Fine one", "PSKEPT")):
+        rotation = factories.rotation(session, ws, name=name)
+        rotation.mode, rotation.pagerduty_schedule_id = RotationMode.PAGERDUTY, sid
+    session.commit()
+
+    result = _run("attention")
+    assert result.exit_code == 1, result.output
+    items = {i["workspace_name"]: i for i in json.loads(_run("attention", "--json").output)}
+    assert items["Switching"]["problem"] == "account_change_waiting"
+    assert items["Gone"]["problem"] == "schedule_missing"
+    assert items["Gone"]["last_error"].endswith("no longer lists: Lost one")
+
+    status = _run("status", str(ws.id), "--json")
+    rotations = {r["name"]: r for r in _rotations(ws.id)}
+    assert rotations["Lost one"]["schedule"] == {"id": "PSGONE", "name": None, "missing": True}
+    assert rotations["Fine one"]["schedule"]["missing"] is False
+    assert status.exit_code == 0
+    as_json = json.loads(_run("status", str(waiting.workspace_id), "--json").output)
+    assert as_json["pending"]["account"] == {"subdomain": "euco", "previous_subdomain": "acme"}
+    text = _run("status", str(waiting.workspace_id)).output
+    assert "new key" in text
+    assert "account_change: The new key belongs" in text
+
+
+def _rotations(workspace_id):  # type: ignore[no-untyped-def]
+    from workers.core.db import transaction
+    from workers.rotations.views import list_rotations
+
+    with transaction() as s:
+        return list_rotations(s, workspace_id)

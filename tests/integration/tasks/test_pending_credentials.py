@@ -17,7 +17,7 @@ from models import PagerDutyConnection, Role, Rotation, SyncRun
 from pagerduty_sim.server import SimulatorHandle
 from tests.support.stack import demo_api_key
 from tests.support.sync import arrange_demo
-from workers.connections import messages, pending, setup
+from workers.connections import account_change, messages, pending, setup, status
 from workers.core.access import Actor
 from workers.core.db import transaction
 from workers.sync.request import sync_now
@@ -119,3 +119,41 @@ def test_a_key_of_another_account_is_set_aside_and_discarding_it_changes_nothing
         old,
         None,
     )
+
+
+def test_a_confirmed_account_change_syncs_the_new_account_and_makes_the_rest_manual(
+    session: Session, sim: SimulatorHandle, live_workers
+) -> None:
+    """Issue 19 item 3 with real workers: the check waits for the admin with the plan, the
+    confirmation swaps the key in, and the first sync of the new account succeeds."""
+    demo = arrange_demo(session, sim, bind={"primary": "PSPRIMA", "euro": "PSEUDAY"})
+    cid = demo.connection_id
+    conn = _connection(session, cid)
+    conn.pagerduty_subdomain = "acme"
+    session.commit()
+    actor = Actor(demo.workspace_id, demo.members["alice"], Role.ADMIN)
+    new = demo_api_key(sim, "euco-readonly")
+
+    with transaction() as s:
+        setup.set_api_key(s, actor, new, "eu")
+    _wait(session, lambda: _connection(session, cid).pending_status == "account_change")
+    with transaction() as s:
+        plan = status.connection_status(s, demo.workspace_id)["pending"]["rotations"]
+    assert {r["name"]: r["outcome"] for r in plan} == {
+        "primary rotation": "made_manual",
+        "euro rotation": "stays_bound",
+    }
+
+    with transaction() as s:
+        account_change.confirm(s, actor)
+    _wait(session, lambda: _succeeded_sync(session, cid, 2))
+    conn = _connection(session, cid)
+    assert (conn.status, conn.api_key, conn.pagerduty_subdomain) == ("connected", new, "euco")
+    modes = dict(
+        session.execute(
+            select(Rotation.name, Rotation.pagerduty_schedule_id).where(
+                Rotation.workspace_id == demo.workspace_id
+            )
+        ).all()
+    )
+    assert modes == {"primary rotation": None, "euro rotation": "PSEUDAY", "hand-made": None}

@@ -17,6 +17,9 @@ from models import (
     ConnectionStatus,
     OAuthAuthorization,
     PagerDutyConnection,
+    PendingStatus,
+    Rotation,
+    RotationMode,
     TaskRecord,
     utcnow,
 )
@@ -174,6 +177,65 @@ def test_discarding_the_pending_key_answers_the_status_and_404_once_gone(
     r = client.delete(pending_url, headers=world.headers(world.admin))
     assert r.status_code == 404, r.text
     assert r.json()["error"]["code"] == "no_pending"
+
+
+def test_confirming_an_account_change_switches_and_answers_the_status(
+    client, world, session, sent
+) -> None:
+    conn = factories.api_key_connection(session, world.ws, api_key=KEY1, by=world.owner)
+    conn.pagerduty_subdomain = "acme"
+    rotation = factories.rotation(session, world.ws, [world.admin], name="Primary on-call")
+    rotation.mode, rotation.pagerduty_schedule_id = RotationMode.PAGERDUTY, "PSPRIMA"
+    session.commit()
+    confirm_url = f"/v1/workspaces/{world.ws.id}/pagerduty/pending/confirm"
+    # Nothing pending, then a key still being checked: neither can be confirmed.
+    r = client.post(confirm_url, headers=world.headers(world.admin))
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "no_pending")
+    client.put(key_url(world), json={"api_key": KEY2}, headers=world.headers(world.admin))
+    r = client.post(confirm_url, headers=world.headers(world.admin))
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "not_account_change")
+    # What its check records for a key of another account (test_account_change.py).
+    session.expire_all()
+    (conn,) = _connections(session, world)
+    conn.pending_status = PendingStatus.ACCOUNT_CHANGE
+    conn.pending_message = "The new key belongs to another PagerDuty account (euco.pagerduty.com)"
+    conn.pending_drive_at = None
+    conn.pending_account = {
+        "subdomain": "euco",
+        "previous_subdomain": "acme",
+        "key_level": "account",
+        "notice": None,
+        "schedules": {"PSEUDAY": "EU Daily"},
+    }
+    session.commit()
+
+    doc = client.get(
+        f"/v1/workspaces/{world.ws.id}/pagerduty", headers=world.headers(world.member)
+    ).json()
+    assert doc["pending"]["account"] == {"subdomain": "euco", "previous_subdomain": "acme"}
+    assert doc["pending"]["rotations"] == [
+        {
+            "rotation_id": str(rotation.id),
+            "name": "Primary on-call",
+            "schedule_id": "PSPRIMA",
+            "schedule_name": None,
+            "outcome": "made_manual",
+        }
+    ]
+    r = client.post(confirm_url, headers=world.headers(world.member))
+    assert r.status_code == 403, r.text
+    r = client.post(confirm_url, headers=world.headers(world.admin))
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["account_subdomain"]) == ("connected", "euco")
+    assert r.json()["pending"] is None
+    assert KEY2 not in r.text
+    (again,) = _connections(session, world)
+    assert (again.api_key, again.generation, again.pending_api_key) == (KEY2, 2, None)
+    session.expire_all()
+    assert session.get(Rotation, rotation.id).mode == RotationMode.MANUAL
+    assert sent.calls[-1]["name"] == "pagerduty.sync_connection"
+    r = client.post(confirm_url, headers=world.headers(world.admin))
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "no_pending")
 
 
 def test_new_key_while_disconnecting_is_409(client, world, session, sent) -> None:

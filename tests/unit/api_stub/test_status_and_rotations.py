@@ -169,7 +169,7 @@ def test_rotations_list_members_on_duty_and_unmatched(client, world, session) ->
     assert [m["name"] for m in coffee["on_duty"]] == ["Mo Member"]
     assert coffee["unmatched_on_call"] == []
     assert ops["mode"] == "pagerduty"
-    assert ops["schedule"] == {"id": "PS1", "name": "Primary On-Call"}
+    assert ops["schedule"] == {"id": "PS1", "name": "Primary On-Call", "missing": False}
     assert [m["id"] for m in ops["members"]] == [str(world.owner.id), str(world.admin.id)]
     assert [m["email"] for m in ops["on_duty"]] == ["owner@acme.test"]
     assert ops["unmatched_on_call"] == [
@@ -199,7 +199,11 @@ def test_bind_and_unbind(client, world, session, sent) -> None:
     assert r.status_code == 202, r.text
     body = r.json()
     assert body["rotation"]["mode"] == "pagerduty"
-    assert body["rotation"]["schedule"] == {"id": "PS2", "name": "Secondary on-call"}
+    assert body["rotation"]["schedule"] == {
+        "id": "PS2",
+        "name": "Secondary on-call",
+        "missing": False,
+    }
     assert sent.calls[-1]["name"] == "pagerduty.sync_connection"
     assert sent.calls[-1]["kwargs"] == {"connection_id": str(conn.id), "kind": "binding"}
     assert session.get(TaskRecord, body["task_id"]).workspace_id == world.ws.id

@@ -57,7 +57,12 @@ def test_the_refresh_round_enqueues_tokens_near_expiry_or_idle_for_a_day(
 
     result = refresh_expiring_tokens.run()
 
-    assert result == {"refreshes_enqueued": 2, "stale_validations": 0, "abandoned_logins": 0}
+    assert result == {
+        "refreshes_enqueued": 2,
+        "stale_validations": 0,
+        "abandoned_logins": 0,
+        "expired_account_changes": 0,
+    }
     refreshes = [m for m in sent if m["name"] == "pagerduty.refresh_token"]
     assert sorted(m["kwargs"]["connection_id"] for m in refreshes) == sorted(
         [str(expiring.id), str(idle.id)]
@@ -79,6 +84,7 @@ def test_the_refresh_round_leaves_validations_to_their_deadline(
         "refreshes_enqueued": 0,
         "stale_validations": 0,
         "abandoned_logins": 0,
+        "expired_account_changes": 0,
     }
 
     session.expire_all()

@@ -139,6 +139,89 @@ def test_a_rejected_new_key_is_shown_beside_the_working_connection(client, world
     assert "✓ Connected to PagerDuty" in page
 
 
+def test_a_key_of_another_account_asks_the_admin_naming_what_happens_to_each_rotation(
+    client, world, session
+) -> None:
+    """Issue 19 item 3: the switch is never silent; "Switch accounts" calls the API's confirm."""
+    conn = factories.api_key_connection(session, world.ws, api_key="u+acmeKey", by=world.owner)
+    conn.pagerduty_subdomain = "acme"
+    session.add(PagerDutySchedule(connection_id=conn.id, pagerduty_id="PSPRIMA", name="Primary"))
+    for name, sid in (("Primary", "PSPRIMA"), ("Euro days", "PSEUDAY")):
+        rotation = factories.rotation(session, world.ws, [world.owner], name=name)
+        rotation.mode, rotation.pagerduty_schedule_id = RotationMode.PAGERDUTY, sid
+        rotation.bound_at = rotation.last_synced_at = utcnow()
+    conn.pending_api_key = "u+eucoKey"
+    conn.pending_status = PendingStatus.ACCOUNT_CHANGE
+    conn.pending_generation, conn.pending_since, conn.pending_region = 2, utcnow(), Region.EU
+    conn.pending_message = messages.pending_account_change("acme", "euco")
+    conn.pending_account = {
+        "subdomain": "euco",
+        "previous_subdomain": "acme",
+        "key_level": "account",
+        "notice": None,
+        "schedules": {"PSEUDAY": "EU Daily"},
+    }
+    session.commit()
+    _run(session, conn, "succeeded", minutes_ago=1)
+
+    act_as(client, world.member)
+    page = html.unescape(client.get("/panel").text)
+    assert "The new key belongs to PagerDuty account euco (Round Robin is connected to acme)" in (
+        re.sub(r"</?b>", "", page)
+    )
+    assert 'id="confirm-account-change"' not in page  # a Member reads, only a manager decides
+
+    act_as(client, world.owner)
+    page = re.sub(r"</?b>", "", html.unescape(client.get("/panel").text))
+    assert "If you switch:" in page
+    assert "Euro days stays bound to PSEUDAY" in page
+    assert (
+        "Primary becomes Manual (its schedule Primary is not in euco); its members and who is "
+        "on duty are kept" in page
+    )
+    assert "Switch accounts</button>" in page
+    assert "Keep acme</button>" in page
+    assert "u+eucoKey" not in page
+
+    r = client.post("/panel/pending/confirm", data={"csrf_token": csrf(client)})
+    assert r.status_code == 303
+    page = html.unescape(client.get(r.headers["location"]).text)
+    assert "Round Robin now uses PagerDuty account euco." in page
+    assert 'id="pending-credential"' not in page
+    assert "Primary</b>" in page
+    assert 'class="pill">Manual' in _row(page, "Primary")
+    assert 'class="pill pd">PagerDuty' in _row(page, "Euro days")
+    session.expire_all()
+    again = session.get(PagerDutyConnection, conn.id)
+    assert (again.api_key, again.generation, again.pagerduty_subdomain) == ("u+eucoKey", 2, "euco")
+
+
+def test_re_bind_never_pre_selects_a_schedule_that_is_not_the_bound_one(
+    client, world, session
+) -> None:
+    """Found before: bound to a schedule not in the list, the first schedule of the list was
+    pre-selected, and one click bound the wrong one."""
+    conn = factories.api_key_connection(session, world.ws, by=world.owner)
+    conn.directory_read_at = utcnow()
+    session.add(PagerDutySchedule(connection_id=conn.id, pagerduty_id="PSAAAAA", name="Another"))
+    session.add(PagerDutySchedule(connection_id=conn.id, pagerduty_id="PSPRIMA", name="Primary"))
+    for name, sid in (("Listed", "PSPRIMA"), ("Orphan", "PSGONE1")):
+        rotation = factories.rotation(session, world.ws, [world.owner], name=name)
+        rotation.mode, rotation.pagerduty_schedule_id = RotationMode.PAGERDUTY, sid
+        rotation.bound_at = rotation.last_synced_at = utcnow()
+    session.commit()
+    _run(session, conn, "succeeded", minutes_ago=1)
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+
+    listed = _row(page, "Listed")
+    assert re.findall(r'<option value="(\w*)"[^>]*selected', listed) == ["PSPRIMA"]
+    orphan = _row(page, "Orphan")
+    assert re.findall(r'<option value="(\w*)"[^>]*selected', orphan) == [""]  # the placeholder
+    assert "Its schedule PSGONE1 is not listed; choose…" in orphan
+    assert "schedule PSGONE1 is missing in PagerDuty" in orphan
+
+
 # --- broken connections keep what the admin needs -----------------------------------------------
 
 

@@ -221,7 +221,9 @@ def test_a_key_of_another_account_is_never_swapped_in(
     assert (conn.status, conn.generation, conn.api_key) == ("connected", 1, old)
     assert conn.pagerduty_subdomain == "acme"
     assert conn.pending_status == "account_change"
-    assert conn.pending_api_key is None
+    # Kept (encrypted) for the admin's confirmation (test_account_change.py).
+    assert conn.pending_api_key == fake.api_key("euco-readonly")
+    assert conn.pending_drive_at is None  # it waits for the admin, not for a task
     assert "another PagerDuty account (euco.pagerduty.com)" in conn.pending_message
     assert [m["name"] for m in published] == ["pagerduty.validate_api_key"]  # no sync
 

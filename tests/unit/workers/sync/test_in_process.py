@@ -77,6 +77,34 @@ def test_a_deleted_user_becomes_an_inactive_placeholder(session, fake) -> None: 
     assert (carol.active, carol.member_id, carol.email) == (False, None, None)
 
 
+def test_a_schedule_deleted_in_pagerduty_is_flagged_on_its_rotation(session, fake) -> None:  # type: ignore[no-untyped-def]
+    """The rotation keeps its last people (the sync says why) and is never shown as bound to a
+    nameless schedule only: ``schedule.missing`` and ``rrpd attention`` name it."""
+    from rrpd.ops import connections_needing_attention
+    from workers.rotations.views import list_rotations
+
+    demo = arrange_demo(session, fake, bind={"primary": "PSPRIMA"})
+    assert run.sync_once(demo.connection_id, client_factory=fake.sync_factory).status == (
+        "succeeded"
+    )
+    ws = session.get(PagerDutyConnection, demo.connection_id).workspace_id
+    (primary,) = [r for r in list_rotations(session, ws) if r["mode"] == "pagerduty"]
+    assert primary["schedule"] == {"id": "PSPRIMA", "name": "Primary On-Call", "missing": False}
+    assert connections_needing_attention(session) == []
+
+    del fake.state.accounts["acme"].schedules["PSPRIMA"]
+    result = run.sync_once(demo.connection_id, kind="directory", client_factory=fake.sync_factory)
+
+    assert result.status == "succeeded"
+    assert "PSPRIMA: PagerDuty no longer lists it" in (result.error or "")
+    session.expire_all()
+    (primary,) = [r for r in list_rotations(session, ws) if r["mode"] == "pagerduty"]
+    assert primary["schedule"] == {"id": "PSPRIMA", "name": None, "missing": True}
+    assert primary["members"]  # its last people stay
+    (item,) = connections_needing_attention(session)
+    assert (item["problem"], item["connection_id"]) == ("schedule_missing", demo.connection_id)
+
+
 def test_an_api_key_is_validated_in_process(session, fake, published) -> None:  # type: ignore[no-untyped-def]
     ws = factories.workspace(session)
     conn = factories.api_key_connection(
