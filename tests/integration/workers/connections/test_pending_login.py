@@ -193,6 +193,19 @@ def test_a_relogin_of_another_account_is_set_aside(
     )
     assert conn.pending_message == messages.pending_login_account_change("otherco", "acme")
     assert _logins(session) == 0
+    # Unlike a key of another account, nothing waits to be confirmed.
+    doc = status.connection_status(session, actor.workspace_id)["pending"]
+    assert (doc["status"], doc["auth_method"], "account" in doc) == (
+        "account_change",
+        "oauth",
+        False,
+    )
+    from workers.connections import account_change
+    from workers.core.access import Conflict
+
+    with transaction() as s, pytest.raises(Conflict) as refused:
+        account_change.confirm(s, actor)
+    assert refused.value.code == "not_account_change"
 
 
 def test_a_pending_login_whose_exchange_is_lost_is_driven_again_from_the_database(
