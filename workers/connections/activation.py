@@ -31,6 +31,7 @@ from models import (
     Region,
     utcnow,
 )
+from workers.connections import acting_user as acting
 from workers.connections import messages, pending
 from workers.core import metrics
 from workers.core.audit import audit
@@ -46,7 +47,7 @@ from workers.pagerduty.errors import (
 )
 from workers.pagerduty.factory import ReaderFactory, pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
-from workers.pagerduty.records import Credential, ProbeResult
+from workers.pagerduty.records import Credential, ProbeResult, User
 from workers.rotations.locking import lock_connection
 from workers.tasking.contract import SYNC_CONNECTION, VALIDATE_API_KEY
 from workers.tasking.enqueue import enqueue
@@ -238,6 +239,7 @@ def finish_connected(
     client_secret: str | None = None,
     authorization_id: uuid.UUID | None = None,
     notice: str | None = None,
+    acting_user: User | None = None,
 ) -> ActivationResult:
     with transaction() as session:
         _forget_authorization(session, authorization_id)
@@ -265,6 +267,7 @@ def finish_connected(
         if subdomain:
             conn.pagerduty_subdomain = subdomain
         conn.notice = notice
+        acting.remember(conn, acting_user)
         transition(session, conn, ConnectionStatus.CONNECTED)
         conn.connected_at = utcnow()
         conn.next_sync_at = None
