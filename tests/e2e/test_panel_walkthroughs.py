@@ -215,6 +215,7 @@ def test_the_three_walkthroughs_in_the_browser(
         assert no_sideways_scroll(page), f"the page scrolls sideways at {width} px"
         if width == 360:
             shots(page, "16-narrow-screen-360px")
+            assert_accessible(page, "360 px wide", "connected")
     page.set_viewport_size({"width": 1280, "height": 1100})
     page.reload()
 
@@ -367,6 +368,16 @@ def test_the_three_walkthroughs_in_the_browser(
         page.fill("#client_id", app["client_id"])
         page.fill("#client_secret", app["client_secret"])
 
+    # The OAuth modal from the keyboard: focus skips the read-only redirect URL to the Client ID,
+    # Tab stays inside (the redirect URL and Copy included), Escape gives the focus back.
+    tab_to(page, "open-oauth")
+    page.keyboard.press("Enter")
+    expect(page.locator("#oauth-modal")).to_be_visible()
+    assert focused(page) == "client_id"
+    tab_stays_inside(page, "oauth-modal", "oauth-redirect-url", "save-oauth")
+    page.keyboard.press("Escape")
+    expect(page.locator("#oauth-modal")).to_be_hidden()
+    assert focused(page) == "open-oauth"
     save_oauth(oauth_app)
     # What to register in PagerDuty: the exact redirect URL (copyable) and the scopes.
     expect(page.locator("#oauth-redirect-url")).to_have_value(
