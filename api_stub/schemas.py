@@ -202,6 +202,21 @@ class SyncRunOut(BaseModel):
     error: str | None
 
 
+class ActingUserOut(BaseModel):
+    pagerduty_user_id: str = Field(description="The PagerDuty user id the login acts as.")
+    name: str | None = Field(description="As PagerDuty's /users/me named them at connect.")
+    email: str | None
+    role: str | None = Field(
+        description="Their PagerDuty role at connect (owner, admin, user, limited_user, "
+        "observer, read_only_user, ...); null when PagerDuty did not say.",
+        examples=["user"],
+    )
+    sees_everything: bool | None = Field(
+        description="Whether that role sees every schedule and user of the account (owner, "
+        "admin); null when the role is unknown."
+    )
+
+
 class StatusOut(BaseModel):
     status: str = Field(
         description="not_connected, validating, connected, needs_reauth, invalid or disconnecting."
@@ -231,6 +246,11 @@ class StatusOut(BaseModel):
         None,
         description="Something to know that is not an error, e.g. the API key worked in the "
         "other region than the one chosen, so the connection uses that region.",
+    )
+    acting_user: ActingUserOut | None = Field(
+        None,
+        description="The PagerDuty user an OAuth connection acts as, and their role; null for "
+        "an API key.",
     )
     pending: PendingOut | None = Field(
         None,

@@ -142,6 +142,11 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     pagerduty_account_id: Mapped[str | None] = mapped_column(String(64), default=None)
     pagerduty_subdomain: Mapped[str | None] = mapped_column(String(200), default=None)
     pagerduty_user_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Who an OAuth login acts as, as PagerDuty's /users/me named them at connect (all None when
+    # that call failed, for API keys, and for logins connected before these columns).
+    acting_user_name: Mapped[str | None] = mapped_column(String(300), default=None)
+    acting_user_email: Mapped[str | None] = mapped_column(String(320), default=None)
+    acting_user_role: Mapped[str | None] = mapped_column(String(64), default=None)
 
     connected_by_member_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("members.id", ondelete="SET NULL"), default=None

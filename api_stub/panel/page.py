@@ -13,10 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api_stub.panel.session import picker_enabled, read_flash
+from api_stub.panel.times import exact, handoff_view, last_sync_words, when
 from models import (
     Member,
-    PagerDutyConnection,
-    PagerDutyUser,
     Role,
     SyncRun,
     Workspace,
@@ -102,20 +101,6 @@ SYNC_WAIT_SECONDS = 60
 # After connecting, the page refreshes until the first sync has run, for at most this long (a
 # stopped sync worker must not make it refresh forever).
 FIRST_SYNC_WAIT_SECONDS = 300
-SYNC_OUTCOME_WORDS = {
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "skipped": "skipped (the connection changed while it ran)",
-    "running": "running",
-}
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
-
-
-def _exact(value: datetime) -> str:
-    return f"{value.strftime('%Y-%m-%d %H:%M:%S UTC')} ({_ago(value)})"
 
 
 # A Member cannot log in to PagerDuty for the workspace: tell them whom to ask instead of the
@@ -150,43 +135,6 @@ def region_hint_applies(status: dict[str, Any]) -> bool:
         return False
     error = (status["last_error"] or "").lower()
     return "rejected" in error and not any(words in error for words in _NOT_A_REGION_PROBLEM)
-
-
-def _handoff_view(handoff: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The next handoff to the second; the page shows it in the viewer's time zone, with UTC
-    (what the server knows) as the title and as the text when scripts do not run."""
-    if handoff is None:
-        return None
-    at: datetime = handoff["at"]
-    names = [p["name"] for p in handoff["people"]]
-    return {
-        "who": ", ".join(names) if names else "nobody",
-        "iso": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "utc": at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-    }
-
-
-def _ago(value: datetime) -> str:
-    seconds = max(0, int((utcnow() - value).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
-
-
-def _last_sync_words(run: dict[str, Any] | None) -> str:
-    """The last sync *run* (time and outcome), which a quiet healthy connection renews every
-    interval; "last change" (``last_synced_at``) is shown separately."""
-    if run is None:
-        return "not yet"
-    at = run["finished_at"] or run["started_at"]
-    words = SYNC_OUTCOME_WORDS.get(run["status"], run["status"])
-    if run["status"] == "succeeded":
-        changes = run["rows_created"] + run["rows_updated"] + run["rows_deleted"]
-        words += ", nothing changed" if changes == 0 else f", {_plural(changes, 'change')}"
-    elif run["status"] == "failed" and run["error"]:
-        words += f": {run['error']}"
-    return f"{at.strftime('%Y-%m-%d %H:%M:%S UTC')} ({_ago(at)}) — {words}"
 
 
 def _disconnected_words(session: Session, workspace_id: uuid.UUID, raw: str | None) -> str | None:
@@ -276,13 +224,13 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         "picker_enabled": picker_enabled(),
         "oauth_redirect_uri": get_settings().oauth_redirect_uri,
         "oauth_scopes": list(oauth_login.OAUTH_SCOPES),
-        "last_sync_words": _last_sync_words,
+        "last_sync_words": last_sync_words,
         "app_login": bool(get_settings().app_login_url),
         "choices": [],
         "role_words": ROLE_WORDS,
-        "when": _when,
+        "when": when,
         "plural": _plural,
-        "exact": _exact,
+        "exact": exact,
         "member_words": MEMBER_WORDS,
         "refresh": False,
         "session_ended": False,
@@ -299,7 +247,7 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         status = connection_status(session, actor.workspace_id)
         rotations = list_rotations(session, actor.workspace_id)
         schedules, _ = search_schedules(session, actor.workspace_id, None, limit=200)
-        acting_user, last_good_sync = _connection_details(session, status["connection_id"])
+        last_good_sync = _last_good_sync(session, status["connection_id"])
         disconnected = (
             _disconnected_words(session, actor.workspace_id, q.get("disconnected"))
             if status["status"] != "disconnecting" and q.get("disconnected")
@@ -323,11 +271,10 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         status=status,
         rotations=rotations,
         schedules=schedules,
-        acting_user=acting_user,
         last_good_sync=last_good_sync,
         people_words=_people_words(status),
         region_hint=region_hint_applies(status),
-        handoffs={r["id"]: _handoff_view(r["next_handoff"]) for r in rotations},
+        handoffs={r["id"]: handoff_view(r["next_handoff"]) for r in rotations},
     )
     binding_pending = any(
         r["mode"] == "pagerduty" and r["last_synced_at"] is None for r in rotations
@@ -354,29 +301,12 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
     return ctx
 
 
-def _connection_details(
-    session: Session, connection_id: uuid.UUID | None
-) -> tuple[dict[str, str | None] | None, datetime | None]:
-    """The PagerDuty user the connection acts as (OAuth, or a user-level key) as mirrored by
-    the sync, and when a sync last succeeded: both stay worth showing when the connection
-    breaks (what it was, and since when rotations have not been updated)."""
+def _last_good_sync(session: Session, connection_id: uuid.UUID | None) -> datetime | None:
+    """When a sync last succeeded: still worth showing when the connection breaks (since when
+    rotations have not been updated)."""
     if connection_id is None:
-        return None, None
-    conn = session.get(PagerDutyConnection, connection_id)
-    acting: dict[str, str | None] | None = None
-    if conn is not None and conn.pagerduty_user_id:
-        user = session.scalars(
-            select(PagerDutyUser).where(
-                PagerDutyUser.connection_id == conn.id,
-                PagerDutyUser.pagerduty_id == conn.pagerduty_user_id,
-            )
-        ).one_or_none()
-        acting = {
-            "id": conn.pagerduty_user_id,
-            "name": user.name if user else None,
-            "email": user.email if user else None,
-        }
-    last_good = session.scalars(
+        return None
+    return session.scalars(
         select(SyncRun.finished_at)
         .where(
             SyncRun.connection_id == connection_id,
@@ -386,7 +316,6 @@ def _connection_details(
         .order_by(SyncRun.finished_at.desc())
         .limit(1)
     ).one_or_none()
-    return acting, last_good
 
 
 def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bool:

@@ -12,6 +12,8 @@ view, an ended session, Uninstall (Connected to PagerDuty > Disconnect > Confirm
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -19,7 +21,9 @@ from sqlalchemy.orm import Session
 
 from pagerduty_sim.server import SimulatorHandle
 from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY, seed_demo
+from tests.support.accessibility import assert_accessible
 from tests.support.stack import demo_api_key, demo_oauth_app
+from workers.connections.status import connection_status
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +58,34 @@ def no_sideways_scroll(page: Page) -> bool:
     )
 
 
+def focused(page: Page) -> str:
+    """The id of the element that has the keyboard focus ("" for none)."""
+    return str(page.evaluate("document.activeElement ? document.activeElement.id : ''"))
+
+
+def tab_to(page: Page, element_id: str, limit: int = 60) -> None:
+    """Press Tab until ``element_id`` has the focus, as a keyboard user would."""
+    for _ in range(limit):
+        if focused(page) == element_id:
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached #{element_id} (stuck on #{focused(page)})")
+
+
+def tab_stays_inside(page: Page, dialog: str, first: str, last: str) -> None:
+    """Tab and Shift+Tab go round the open modal's controls and never leave it."""
+    page.focus(f"#{first}")
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        inside = f"document.querySelector('#{dialog}').contains(document.activeElement)"
+        assert page.evaluate(inside), f"Tab left #{dialog} for #{focused(page)}"
+    page.focus(f"#{first}")
+    page.keyboard.press("Shift+Tab")
+    assert focused(page) == last, f"Shift+Tab from the first control went to #{focused(page)}"
+    page.keyboard.press("Tab")
+    assert focused(page) == first, f"Tab from the last control went to #{focused(page)}"
+
+
 def on_call(sim: SimulatorHandle, schedule: str) -> list[str]:
     ids = sim.control.get(f"/accounts/acme/schedules/{schedule}/oncall").json()["user_ids"]
     return [NAMES[i] for i in ids if i in NAMES]
@@ -82,6 +114,7 @@ def test_the_three_walkthroughs_in_the_browser(
     page.goto(f"{api_url}/panel")
     expect(page.locator("#choose")).to_contain_text("Who are you?")
     shots(page, "01-choose-who-you-are")
+    assert_accessible(page, "who are you")
     act_as(page, alice, "Alice")
     expect(page.locator("#connection")).to_have_attribute("data-status", "not_connected")
     expect(page.locator("#open-api-key")).to_have_text("Login using an API Key")
@@ -89,12 +122,14 @@ def test_the_three_walkthroughs_in_the_browser(
     for name in (*DEMO_BINDINGS, MANUAL_ONLY):
         expect(row(page, name).locator(".mode")).to_contain_text("Manual")
     shots(page, "02-integrations-not-connected")
+    assert_accessible(page, "not connected", "not_connected")
 
     # --- Walkthrough 1: Login using an API Key ------------------------------------------------
     page.click("#open-api-key")
     expect(page.locator("#api-key-modal")).to_be_visible()
     page.fill("#api_key", demo_api_key(sim))
     shots(page, "03-api-key-modal")
+    assert_accessible(page, "API key modal open")
     # PagerDuty answers the first validation request slowly, so "validating" can be seen.
     sim.control.post(
         "/faults", json={"kind": "latency", "latency_ms": 4000, "path_prefix": "/", "times": 1}
@@ -103,6 +138,7 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#connection")).to_have_attribute("data-status", "validating")
     expect(page.locator("#status-text")).to_contain_text("Connecting to PagerDuty")
     shots(page, "04-validating")
+    assert_accessible(page, "validating", "validating")
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
     expect(page.locator("#connected-button")).to_contain_text("Connected to PagerDuty")
     expect(page.locator("#account")).to_contain_text("acme")
@@ -113,6 +149,7 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#first-sync")).to_have_count(0)
     expect(page.locator("#last-change")).not_to_contain_text("never")
     shots(page, "05-connected")
+    assert_accessible(page, "connected", "connected")
 
     # Bind three rotations to the demo schedules; the fourth stays Manual.
     page.reload()  # the first sync has mirrored the schedules by now, or the reload shows them
@@ -132,6 +169,7 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(fts).to_contain_text("Frank")  # v3: two people on call at once
     expect(row(page, MANUAL_ONLY).locator(".mode")).to_contain_text("Manual")
     shots(page, "06-rotations-bound")
+    assert_accessible(page, "rotations bound", "connected")
 
     # Someone else goes on call in PagerDuty; "Sync now" brings it into the rotation.
     newcomer = next(uid for uid in ("PUCAROL", "PUBOB01") if NAMES[uid] not in primary_now)
@@ -148,6 +186,27 @@ def test_the_three_walkthroughs_in_the_browser(
     handoff = row(page, "Primary").locator(".on-duty .next-handoff time")
     if handoff.count():
         expect(handoff).to_have_attribute("title", re.compile(r"\d\d:\d\d:\d\d UTC$"))
+    # Every time on the page in the viewer's own zone, UTC in the title (and the datetime).
+    for zone, name in (("America/New_York", "EST"), ("Asia/Tokyo", "GMT+9")):
+        viewer = browser.new_context(timezone_id=zone, locale="en-US")
+        seen = viewer.new_page()
+        seen.set_default_timeout(WAIT_MS)
+        seen.goto(f"{api_url}/panel")
+        act_as(seen, alice, "Alice")
+        connected_at = seen.locator("#connected-by time")
+        expect(connected_at).to_have_attribute("datetime", re.compile(r"Z$"))
+        utc = datetime.fromisoformat(connected_at.get_attribute("datetime").replace("Z", "+00:00"))
+        local = utc.astimezone(ZoneInfo(zone))
+        expect(connected_at).to_have_attribute("title", f"{utc:%Y-%m-%d %H:%M:%S} UTC")
+        # en-US: "Mon, Dec 7, 2026, 01:05:09 PM EST" in New York, "... GMT+9" in Tokyo.
+        expect(connected_at).to_contain_text(re.compile(f"{local:%I:%M:%S}\\s{local:%p}"))
+        expect(connected_at).to_contain_text(f"{local:%b} {local.day}, {local.year}")
+        expect(connected_at).to_contain_text(name)
+        utc_title = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
+        for t in seen.locator("#pagerduty time, #rotations time").all():
+            expect(t).to_have_attribute("title", utc_title)
+            expect(t).to_contain_text(name)
+        viewer.close()
 
     # Narrow screens: the page never scrolls sideways, from a phone up to a tablet.
     for width in (360, 768):
@@ -157,14 +216,32 @@ def test_the_three_walkthroughs_in_the_browser(
         assert no_sideways_scroll(page), f"the page scrolls sideways at {width} px"
         if width == 360:
             shots(page, "16-narrow-screen-360px")
+            assert_accessible(page, "360 px wide", "connected")
     page.set_viewport_size({"width": 1280, "height": 1100})
     page.reload()
 
-    # A key that cannot be one: the modal stays open with one plain error next to the field.
-    page.click("#connected-button")
-    page.click("#open-replace-api-key")
-    page.fill("#api_key", "u+not a key at all 0001")
-    page.click("#save-api-key")
+    # The keyboard alone: the menu and the API key modal open from it, focus goes to the key,
+    # Tab stays inside, Escape closes it and gives the focus back to the button that opened it.
+    tab_to(page, "connected-button")
+    page.keyboard.press("Enter")
+    expect(page.locator("#open-replace-api-key")).to_be_visible()
+    tab_to(page, "open-replace-api-key")
+    page.keyboard.press("Enter")
+    expect(page.locator("#api-key-modal")).to_be_visible()
+    assert focused(page) == "api_key"
+    tab_stays_inside(page, "api-key-modal", "api_key", "save-api-key")
+    page.keyboard.press("Escape")
+    expect(page.locator("#api-key-modal")).to_be_hidden()
+    assert focused(page) == "open-replace-api-key"
+    # A key that cannot be one, typed and sent with Enter: the modal stays open with one plain
+    # error next to the field, which has the focus.
+    page.keyboard.press("Enter")
+    expect(page.locator("#api-key-modal")).to_be_visible()
+    assert focused(page) == "api_key"
+    page.keyboard.type("u+not a key at all 0001")
+    page.keyboard.press("Enter")
+    expect(page.locator("#api_key-error")).to_be_visible()
+    assert focused(page) == "api_key"
     expect(page.locator("#api-key-modal")).to_be_visible()
     expect(page.locator("#api_key-error")).to_contain_text(
         "That does not look like a PagerDuty API key"
@@ -172,6 +249,7 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#api_key")).to_have_value("")  # nothing typed is echoed back
     expect(page.locator(".notice.error")).to_have_count(0)
     shots(page, "17-refused-key-kept-in-the-modal")
+    assert_accessible(page, "refused key in the modal")
     # A well-formed replacement key PagerDuty rejects: the working key keeps serving, and the
     # admin is told so (issue 19: new credentials never break working ones).
     page.fill("#api_key", "u+rejectedByPagerDuty01")
@@ -184,6 +262,7 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#connected-by")).to_contain_text("API key by Alice")
     expect(row(page, "Primary").locator(".mode")).not_to_contain_text("not updating")
     shots(page, "18-rejected-key-what-remains")
+    assert_accessible(page, "rejected replacement key", "connected")
     # A proven key of the same account replaces the working one.
     page.click("#connected-button")
     page.click("#open-replace-api-key")
@@ -221,6 +300,7 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#sync-now")).to_have_count(0)
     expect(page.locator("button.bind")).to_have_count(0)
     shots(page, "08-member-view")
+    assert_accessible(page, "member view", "connected")
     act_as(page, alice, "Alice")
 
     # The session ends (the browser drops its cookie after an hour) while a key is typed:
@@ -235,6 +315,7 @@ def test_the_three_walkthroughs_in_the_browser(
     assert "u+typedAfterTheHour01" not in page.content()
     expect(page.locator("#member-picker")).to_be_visible()
     shots(page, "19-session-ended")
+    assert_accessible(page, "session ended")
     act_as(page, alice, "Alice")
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
     # A plain visit after the session ended says so too.
@@ -255,15 +336,27 @@ def test_the_three_walkthroughs_in_the_browser(
     page.goto(f"{api_url}/panel")
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
 
-    # --- Walkthrough 3: How to Uninstall --------------------------------------------------------
-    page.click("#connected-button")
+    # --- Walkthrough 3: How to Uninstall (with the keyboard alone) -----------------------------
+    tab_to(page, "connected-button")
+    page.keyboard.press("Enter")
     expect(page.locator("#open-disconnect")).to_be_visible()
     expect(page.locator("#open-disconnect")).to_have_text("Disconnect from PagerDuty")
     # New credentials without a disconnect, from the same menu.
     expect(page.locator("#open-replace-api-key")).to_have_text("Replace API key")
     expect(page.locator("#open-reauth-oauth")).to_have_text("Log in again with OAuth")
     shots(page, "09-connected-menu-disconnect")
-    page.click("#open-disconnect")
+    assert_accessible(page, "connected menu open", "connected")
+    tab_to(page, "open-disconnect")
+    page.keyboard.press("Enter")
+    expect(page.locator("#disconnect-modal")).to_be_visible()
+    # Cancel first: Enter on it never disconnects by accident.
+    assert focused(page) == "cancel-disconnect"
+    tab_stays_inside(page, "disconnect-modal", "cancel-disconnect", "confirm-disconnect")
+    page.keyboard.press("Escape")
+    expect(page.locator("#disconnect-modal")).to_be_hidden()
+    assert focused(page) == "open-disconnect"
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+    page.keyboard.press("Enter")
     expect(page.locator("#disconnect-modal")).to_be_visible()
     expect(page.locator("#disconnect-modal")).to_contain_text("will revert to Manual")
     listed = page.locator("#disconnect-rotations li")
@@ -271,7 +364,10 @@ def test_the_three_walkthroughs_in_the_browser(
     for name in DEMO_BINDINGS:
         expect(listed.filter(has_text=name)).to_have_count(1)
     shots(page, "10-confirm-disconnect")
-    page.click("#confirm-disconnect")
+    assert_accessible(page, "disconnect confirmation", "connected")
+    page.keyboard.press("Tab")
+    assert focused(page) == "confirm-disconnect"
+    page.keyboard.press("Enter")
     expect(page.locator("#connection")).to_have_attribute("data-status", "not_connected")
     expect(page.locator(".notice.ok")).to_contain_text(
         f"Disconnected; {len(DEMO_BINDINGS)} rotations are now Manual"
@@ -280,6 +376,7 @@ def test_the_three_walkthroughs_in_the_browser(
         expect(row(page, name).locator(".mode")).to_contain_text("Manual")
     expect(row(page, "Primary").locator(".on-duty-now")).to_have_text(NAMES[newcomer])  # kept
     shots(page, "11-disconnected-rotations-manual")
+    assert_accessible(page, "disconnected", "not_connected")
 
     # --- Walkthrough 2: Login using OAuth 2.0 ---------------------------------------------------
     oauth_app = demo_oauth_app(sim)
@@ -292,6 +389,16 @@ def test_the_three_walkthroughs_in_the_browser(
         page.fill("#client_id", app["client_id"])
         page.fill("#client_secret", app["client_secret"])
 
+    # The OAuth modal from the keyboard: focus skips the read-only redirect URL to the Client ID,
+    # Tab stays inside (the redirect URL and Copy included), Escape gives the focus back.
+    tab_to(page, "open-oauth")
+    page.keyboard.press("Enter")
+    expect(page.locator("#oauth-modal")).to_be_visible()
+    assert focused(page) == "client_id"
+    tab_stays_inside(page, "oauth-modal", "oauth-redirect-url", "save-oauth")
+    page.keyboard.press("Escape")
+    expect(page.locator("#oauth-modal")).to_be_hidden()
+    assert focused(page) == "open-oauth"
     save_oauth(oauth_app)
     # What to register in PagerDuty: the exact redirect URL (copyable) and the scopes.
     expect(page.locator("#oauth-redirect-url")).to_have_value(
@@ -303,6 +410,7 @@ def test_the_three_walkthroughs_in_the_browser(
     page.click("#copy-redirect-url")
     expect(page.locator("#copy-redirect-url")).to_have_text("Copied")
     shots(page, "12-oauth-modal")
+    assert_accessible(page, "OAuth modal open")
     page.click("#save-oauth")
     page.wait_for_url(re.compile(r".*/identity/oauth/authorize\?.*"))
     expect(page.locator("#authorize")).to_have_text("Authorize")
@@ -312,6 +420,7 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator(".notice.error")).to_contain_text("access was denied")
     expect(page.locator("#connection")).to_have_attribute("data-status", "not_connected")
     shots(page, "14-oauth-denied")
+    assert_accessible(page, "OAuth denied", "not_connected")
 
     save_oauth(bob_app)
     page.click("#save-oauth")
@@ -324,10 +433,21 @@ def test_the_three_walkthroughs_in_the_browser(
     expect(page.locator("#connected-button")).to_contain_text("Connected to PagerDuty")
     # Which PagerDuty user the connection acts as, and the warning of the help article.
     expect(page.locator("#acting-user")).to_contain_text("PagerDuty user Bob <bob@example.com>")
+    expect(page.locator("#acting-user-role")).to_have_attribute("data-role", "user")
+    expect(page.locator("#acting-user-role")).to_have_text(
+        "user (may not see every schedule and user)"
+    )
+    # The status document says the same as fields, remembered at connect from /users/me.
+    session.rollback()
+    acting = connection_status(session, seeded.workspace_id)["acting_user"]
+    assert acting is not None
+    assert (acting["name"], acting["email"], acting["role"]) == ("Bob", "bob@example.com", "user")
+    assert acting["sees_everything"] is False
     expect(page.locator("#connection-notice")).to_contain_text(
         "This connection acts as Bob, whose PagerDuty role (user) may not see every schedule"
     )
     shots(page, "15-oauth-connected")
+    assert_accessible(page, "connected with OAuth", "connected")
 
     assert missing == [], f"the panel's pages asked for what is not there: {missing}"
     assert len(shots.taken) == 20

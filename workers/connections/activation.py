@@ -32,6 +32,7 @@ from models import (
     utcnow,
 )
 from workers.connections import account_change, messages, pending
+from workers.connections import acting_user as acting
 from workers.core import metrics
 from workers.core.audit import audit
 from workers.core.db import transaction
@@ -47,7 +48,7 @@ from workers.pagerduty.errors import (
 )
 from workers.pagerduty.factory import ReaderFactory, pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
-from workers.pagerduty.records import Credential, ProbeResult
+from workers.pagerduty.records import Credential, ProbeResult, User
 from workers.rotations.locking import lock_connection
 from workers.tasking.contract import SYNC_CONNECTION, VALIDATE_API_KEY
 from workers.tasking.enqueue import enqueue
@@ -112,8 +113,7 @@ def validate_api_key(
     with transaction() as session:
         conn = session.get(PagerDutyConnection, cid)
         if pending.is_checking(conn, generation) and conn is not None and conn.pending_api_key:
-            # A replacement key over a connected connection: checked beside the live one (a
-            # pending OAuth login is checked by its exchange, never here).
+            # A replacement key (not a login: its exchange checks it) beside the live one.
             assert conn is not None and conn.pending_api_key and conn.pending_region
             api_key, chosen = conn.pending_api_key, conn.pending_region
             live_subdomain = conn.pagerduty_subdomain
@@ -250,6 +250,7 @@ def finish_connected(
     client_secret: str | None = None,
     authorization_id: uuid.UUID | None = None,
     notice: str | None = None,
+    acting_user: User | None = None,
 ) -> ActivationResult:
     with transaction() as session:
         _forget_authorization(session, authorization_id)
@@ -277,6 +278,7 @@ def finish_connected(
         if subdomain:
             conn.pagerduty_subdomain = subdomain
         conn.notice = notice
+        acting.remember(conn, acting_user)
         transition(session, conn, ConnectionStatus.CONNECTED)
         conn.connected_at = utcnow()
         conn.next_sync_at = None

@@ -253,6 +253,7 @@ def _verify_and_connect(
         client_secret=client_secret,
         authorization_id=aid,
         notice=messages.role_notice(me),
+        acting_user=me,
     )
     metrics.incr("rrpd_connection_checks_total", kind="oauth", outcome=result.outcome)
     return result

@@ -17,6 +17,7 @@ from models import (
     SyncRun,
 )
 from workers.connections import account_change
+from workers.connections.acting_user import acting_user_document
 from workers.connections.messages import NOT_CONNECTED_WORDS, STATUS_WORDS
 from workers.connections.setup import live_connection
 
@@ -47,6 +48,7 @@ def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, An
             "inactive_users": 0,
             "linked_summary": "0 of 0 users linked to members",
             "notice": None,
+            "acting_user": None,
             "pending": None,
         }
     connected_by = None
@@ -110,6 +112,7 @@ def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, An
         "linked_summary": f"{linked_users} of {total_users} users linked to members"
         + (f" ({inactive_users} inactive in PagerDuty)" if inactive_users else ""),
         "notice": conn.notice,
+        "acting_user": acting_user_document(session, conn),
         "pending": pending_document(
             conn,
             account_change.rotation_plan(session, conn)

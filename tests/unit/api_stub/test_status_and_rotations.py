@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from models import (
     AuditEvent,
+    AuthMethod,
     ConnectionStatus,
     PagerDutyUser,
     Rotation,
@@ -84,6 +85,32 @@ def test_status_summary_counts_and_last_sync(client, world, session) -> None:
     assert (last["rows_created"], last["rows_updated"], last["rows_deleted"]) == (4, 1, 2)
     assert last["requests_made"] == 7
     assert last["error"] == "PagerDuty was rate limiting us"
+
+
+def test_status_says_which_pagerduty_user_an_oauth_connection_acts_as(
+    client, world, session
+) -> None:
+    conn = mirror(session, world)
+    assert client.get(url(world, "/pagerduty"), headers=world.headers(world.member)).json()[
+        "acting_user"
+    ] is None  # an API key acts as no one in particular
+    conn.auth_method = AuthMethod.OAUTH
+    conn.api_key = None
+    conn.pagerduty_user_id = "PU2"
+    conn.acting_user_name, conn.acting_user_email, conn.acting_user_role = (
+        "Ada",
+        "admin@acme.test",
+        "user",
+    )
+    session.commit()
+    body = client.get(url(world, "/pagerduty"), headers=world.headers(world.member)).json()
+    assert body["acting_user"] == {
+        "pagerduty_user_id": "PU2",
+        "name": "Ada",
+        "email": "admin@acme.test",
+        "role": "user",
+        "sees_everything": False,
+    }
 
 
 def test_status_shows_the_last_error_in_plain_words(client, world, session) -> None:

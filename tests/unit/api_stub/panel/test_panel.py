@@ -547,7 +547,8 @@ def test_last_sync_is_the_last_run_and_last_change_is_separate(client, world, se
     last = _dd(page, "last-sync")
     assert "s ago) — succeeded, nothing changed" in last, last
     assert "3 h" not in last
-    assert _dd(page, "last-change").startswith(conn.last_synced_at.strftime("%Y-%m-%d %H:%M UTC"))
+    changed = conn.last_synced_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert _dd(page, "last-change").startswith(changed)
     _run(session, conn, "failed", error="PagerDuty answered 500. Retrying.")
     last = _dd(client.get("/panel").text, "last-sync")
     assert "— failed: PagerDuty answered 500. Retrying." in last
@@ -566,8 +567,8 @@ def test_connected_admin_can_replace_the_key_or_log_in_again_without_disconnecti
     menu = page[page.index('id="connected-menu"') : page.index("</details>")]
     assert 'data-open="api-key-modal" id="open-replace-api-key">Replace API key' in menu
     assert 'data-open="oauth-modal" id="open-reauth-oauth">Log in again with OAuth' in menu
-    assert "<h2>Replace the API key</h2>" in page
-    assert "<h2>Log in again with OAuth 2.0</h2>" in page
+    assert '<h2 id="api-key-modal-title">Replace the API key</h2>' in page
+    assert '<h2 id="oauth-modal-title">Log in again with OAuth 2.0</h2>' in page
     generation = conn.generation
     r = post(client, "/panel/api-key", {"api_key": KEY, "region": "us"})
     assert r.status_code == 303

@@ -107,6 +107,18 @@ def test_an_oauth_connection_shows_its_notice_and_the_pagerduty_user_it_acts_as(
     assert ROLE_NOTICE in page
     assert _dd(page, "acting-user") == "PagerDuty user Bob Builder <bob@acme.example>"
     assert _dd(page, "connected-by").startswith("OAuth 2.0 by Ada Admin")
+    # Connected before the user was remembered at connect: the role is not known.
+    assert _dd(page, "acting-user-role") == "unknown (PagerDuty did not say at connect)"
+    # Remembered at connect (/users/me): their PagerDuty role, as a field of its own.
+    conn.acting_user_name, conn.acting_user_email = "Bob B.", "bob@acme.example"
+    conn.acting_user_role = "limited_user"
+    session.commit()
+    page = client.get("/panel").text
+    assert _dd(page, "acting-user") == "PagerDuty user Bob B. <bob@acme.example>"
+    assert _dd(page, "acting-user-role") == (
+        "limited user (may not see every schedule and user)"
+    )
+    assert 'data-role="limited_user"' in page
 
 
 def test_the_region_fallback_notice_is_shown(client, world, session) -> None:
@@ -250,7 +262,11 @@ def test_an_invalid_connection_keeps_account_who_connected_and_the_last_good_syn
     # And the failed attempt after it, with its reason.
     assert "failed: PagerDuty answered 401." in _dd(page, "last-sync")
     row = _row(page, "Primary")
-    assert f"not updating since {good:%Y-%m-%d %H:%M}" in row
+    # A <time> in UTC to the second, which the browser shows in the viewer's own time zone.
+    assert (
+        f'not updating since <time datetime="{good:%Y-%m-%dT%H:%M:%S}Z" '
+        f'title="{good:%Y-%m-%d %H:%M:%S} UTC" data-local>'
+    ) in row
     # While connected, the same rotation is simply up to date.
     conn.status, conn.last_error = ConnectionStatus.CONNECTED, None
     session.commit()
@@ -354,7 +370,9 @@ def test_a_refused_api_key_reopens_the_modal_with_one_plain_error_by_the_field(
     page = client.get("/panel").text
     modal = page[page.index('id="api-key-modal"') :]
     modal = modal[: modal.index("</dialog>")]
-    assert modal.startswith('id="api-key-modal" data-open-on-load>')
+    assert modal.startswith(
+        'id="api-key-modal" data-open-on-load aria-labelledby="api-key-modal-title">'
+    )
     assert 'aria-invalid="true" aria-describedby="api_key-error"' in modal
     error = modal[modal.index('id="api_key-error"') :]
     assert "That does not look like a PagerDuty API key" in error
@@ -365,14 +383,14 @@ def test_a_refused_api_key_reopens_the_modal_with_one_plain_error_by_the_field(
     assert bad not in page  # the typed value is never echoed back
     assert sent.calls == []
     # Shown once: a reload shows the modal closed again.
-    assert 'id="api-key-modal">' in client.get("/panel").text
+    assert 'id="api-key-modal" aria-labelledby="api-key-modal-title">' in client.get("/panel").text
 
 
 def test_a_refused_client_secret_reopens_the_oauth_modal(client, world, sent) -> None:
     act_as(client, world.owner)
     _post(client, "/panel/oauth", {"client_id": "cid", "client_secret": "two words"})
     page = client.get("/panel").text
-    assert 'id="oauth-modal" data-open-on-load>' in page
+    assert 'id="oauth-modal" data-open-on-load aria-labelledby="oauth-modal-title">' in page
     assert 'id="client_secret-error"' in page
     assert "That does not look like a Client Secret" in page
     assert "two words" not in page

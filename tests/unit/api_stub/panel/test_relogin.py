@@ -37,7 +37,7 @@ def test_the_relogin_modal_uses_the_stored_app_and_keeps_the_bindings(
     _oauth_connection(session, world, ConnectionStatus(status))
     act_as(client, world.owner)
     modal = _modal(client.get("/panel").text)
-    assert "<h2>Log in again with OAuth 2.0</h2>" in modal
+    assert 'id="oauth-modal-title">Log in again with OAuth 2.0</h2>' in modal
     assert 'id="stored-oauth-app"' in modal
     assert "Rotations stay bound." in modal
     assert "<summary>Use a different app</summary>" in modal

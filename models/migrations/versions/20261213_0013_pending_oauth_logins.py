@@ -2,9 +2,9 @@
 replacement API key: ``pending_auth_method`` says which kind of credential is pending
 (docs/design.md, "The connection lifecycle")
 
-Revision ID: 0012
-Revises: 0011
-Create Date: 2026-12-12 09:00:00
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-13 09:00:00
 """
 
 from collections.abc import Sequence
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
