@@ -148,7 +148,13 @@ def put_api_key(
     "client secret encrypted) and returns PagerDuty's authorization URL. Primary Owner or "
     "Admin.",
     tags=["pagerduty"],
-    responses={**BODY_ERRORS, 409: _err("The connection is being disconnected (`disconnecting`).")},
+    responses={
+        **BODY_ERRORS,
+        409: _err(
+            "The connection is being disconnected (`disconnecting`), or `client_id` and "
+            "`client_secret` were omitted with no OAuth app stored (`no_stored_oauth_app`)."
+        ),
+    },
     openapi_extra=body_doc(OAuthStartRequest),
 )
 def start_oauth(

@@ -67,20 +67,29 @@ class ApiKeyRequest(_Request):
 
 
 class OAuthStartRequest(_Request):
-    client_id: str = Field(min_length=1, max_length=200, description="Your Scoped OAuth app's id.")
-    client_secret: str = Field(
+    client_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Your Scoped OAuth app's id. Omit it and `client_secret` to log in again "
+        "with the app stored on the workspace's OAuth connection.",
+    )
+    client_secret: str | None = Field(
+        None,
         min_length=1,
         max_length=500,
-        description="Your Scoped OAuth app's secret (stored encrypted).",
+        description="Your Scoped OAuth app's secret (stored encrypted). Omitted with "
+        "`client_id`: the stored one.",
         json_schema_extra={"writeOnly": True},
     )
+    # The login's region is only what the admin chose: the id_token names the account's.
     region: Region = Field("us", description=REGION_HELP)
 
     @field_validator("client_id", "client_secret")
     @classmethod
-    def _no_control(cls, value: str, info: object) -> str:
+    def _no_control(cls, value: str | None, info: object) -> str | None:
         field = getattr(info, "field_name", "value")
-        if has_control_characters(value):
+        if value is not None and has_control_characters(value):
             raise ValueError(control_message(field))
         return value
 

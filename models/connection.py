@@ -94,6 +94,7 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint(_in("region", Region), name="region"),
         CheckConstraint(_in("status", ConnectionStatus), name="status"),
         CheckConstraint(_in("pending_status", PendingStatus), name="pending_status"),
+        CheckConstraint(_in("pending_auth_method", AuthMethod), name="pending_auth_method"),
         CheckConstraint("generation >= 1", name="generation_positive"),
         # At most one live connection per workspace.
         Index(
@@ -183,6 +184,12 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
         "pending_api_key_encrypted", EncryptedText, default=None, deferred=True
     )
     pending_region: Mapped[Region | None] = mapped_column(string_enum(Region, 4), default=None)
+    # What is pending: an API key (``pending_api_key``; NULL in rows from before OAuth logins
+    # could wait too) or an OAuth login (its ``oauth_authorizations`` row, attached to this
+    # connection: the only login row a connected connection has).
+    pending_auth_method: Mapped[AuthMethod | None] = mapped_column(
+        string_enum(AuthMethod, 16), default=None
+    )
     pending_status: Mapped[PendingStatus | None] = mapped_column(
         string_enum(PendingStatus, 16), default=None
     )
@@ -243,6 +250,7 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
         """Forget the pending credential and its outcome (superseded by a direct change)."""
         self.pending_api_key = None
         self.pending_region = None
+        self.pending_auth_method = None
         self.pending_status = None
         # ``pending_generation`` stays: the next pending credential (or direct change) gets a
         # higher generation, so a late check of this one can never be taken for it.

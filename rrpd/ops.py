@@ -278,7 +278,7 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
                     | (latest_run_status == "failed")
                 ),
                 PagerDutyConnection.id.in_(late | set(missing)),
-                PagerDutyConnection.pending_status == "account_change",
+                PagerDutyConnection.pending_account.is_not(None),  # a key waits (not a login)
             )
         )
     ).all()
@@ -316,7 +316,7 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
                 "running, and do its pagerduty.schedule_syncs rounds succeed (Flower, the "
                 "schedule worker's log)?",
             )
-        elif conn.pending_status == "account_change":
+        elif conn.pending_status == "account_change" and conn.pending_account is not None:
             item.update(problem="account_change_waiting", since=conn.pending_since)
             item["last_error"] = conn.pending_message  # what the admin reads, with the accounts
         elif conn.id in missing:

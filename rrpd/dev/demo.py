@@ -122,7 +122,9 @@ class Demo:
     def wait_status(self, leave: set[str]) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             body = self.status()
-            return None if body["status"] in leave else body
+            # A new credential over a connected connection is checked beside it ("pending").
+            checking = (body.get("pending") or {}).get("status") == "checking"
+            return None if body["status"] in leave or checking else body
 
         return wait_for(f"the connection to leave {sorted(leave)}", probe, timeout=self.timeout)
 
@@ -319,11 +321,13 @@ class Demo:
         check(outcome == ["connecting"], f"back on the panel with {outcome}")
         body = self.wait_status({"validating"})
         check(body["status"] == "connected", f"status {body['status']}: {body['status_message']}")
+        check(body["pending"] is None, f"the login was not swapped in: {body['pending']}")
         check(body["auth_method"] == "oauth", f"auth method {body['auth_method']}")
         return (
             "consent page -> Authorize -> callback -> "
             f"{urlsplit(where).path}?pagerduty=connecting; connected with OAuth 2.0 to "
-            f"'{body['account_subdomain']}' (replacing the API key)"
+            f"'{body['account_subdomain']}' (checked beside the API key, which kept serving, "
+            "then swapped in)"
         )
 
     def oauth_sync(self) -> str:

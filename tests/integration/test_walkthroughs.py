@@ -48,7 +48,9 @@ def _wait_connection(
     deadline = time.monotonic() + timeout
     while True:
         body = httpx.get(url, headers=_headers(admin)).json()
-        if body["status"] not in leave:
+        # A login over a connected connection is checked beside it: wait for its outcome too.
+        checking = (body.get("pending") or {}).get("status") == "checking"
+        if body["status"] not in leave and not checking:
             return body
         assert time.monotonic() < deadline, f"still {body['status']}"
         time.sleep(0.2)

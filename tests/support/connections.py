@@ -22,6 +22,7 @@ from models import (
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import factories
 from tests.support.stack import demo_oauth_app
+from workers.core.access import Actor
 from workers.core.settings import get_settings
 from workers.pagerduty import oauth
 
@@ -110,3 +111,25 @@ def pending_login(  # type: ignore[no-untyped-def]
     session.add(auth)
     session.commit()
     return auth.id
+
+
+def log_in_with_oauth(
+    actor: Actor, client_id: str | None = None, client_secret: str | None = None
+) -> uuid.UUID:
+    """POST .../oauth (no app: the stored one), the consent page (approved by the simulator's
+    auto-approve mode), then the callback, each as the API does it; returns the login's id
+    (the exchange task's argument, enqueued through the outbox)."""
+    from workers.connections import oauth_login
+    from workers.core.db import transaction
+
+    with transaction() as s:
+        start = oauth_login.start_oauth(s, actor, client_id, client_secret)
+    consent = httpx.get(start.authorization_url, follow_redirects=False)
+    assert consent.status_code in (302, 303), consent.text
+    query = parse_qs(urlsplit(consent.headers["location"]).query)
+    with transaction() as s:
+        outcome = oauth_login.handle_oauth_callback(
+            s, state=query["state"][0], code=query["code"][0]
+        )
+    assert outcome.result == "connecting", outcome
+    return start.authorization_id

@@ -112,8 +112,8 @@ def validate_api_key(
     live_subdomain: str | None = None  # the live account, when a pending key is checked
     with transaction() as session:
         conn = session.get(PagerDutyConnection, cid)
-        if pending.is_checking(conn, generation):
-            # A replacement key over a connected connection: checked beside the live one.
+        if pending.is_checking(conn, generation) and conn is not None and conn.pending_api_key:
+            # A replacement key (not a login: its exchange checks it) beside the live one.
             assert conn is not None and conn.pending_api_key and conn.pending_region
             api_key, chosen = conn.pending_api_key, conn.pending_region
             live_subdomain = conn.pagerduty_subdomain

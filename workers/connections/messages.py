@@ -195,3 +195,39 @@ def pending_rejected(reason: str) -> str:
 
 def pending_lost(reason: str) -> str:
     return f"{PENDING_LOST} {reason}"
+
+
+# --- A pending OAuth login ("Log in again with OAuth" over a connected connection) -----------
+
+PENDING_LOGIN_CHECKING = (
+    "Checking the new OAuth login with PagerDuty; Round Robin still uses the previous "
+    "credentials meanwhile."
+)
+PENDING_LOGIN_REJECTED = (
+    "The new OAuth login was rejected; Round Robin still uses the previous credentials."
+)
+PENDING_LOGIN_LOST = (
+    "The new OAuth login could not be checked; Round Robin still uses the previous "
+    "credentials. Please log in again."
+)
+NO_STORED_OAUTH_APP = (
+    "No OAuth app is stored for this workspace's connection: enter the Client ID and Client "
+    "Secret of your Scoped OAuth app."
+)
+
+
+def pending_login_rejected(reason: str) -> str:
+    return f"{PENDING_LOGIN_REJECTED} {reason}"
+
+
+def pending_login_lost(reason: str) -> str:
+    return f"{PENDING_LOGIN_LOST} {reason}"
+
+
+def pending_login_account_change(live: str, new: str) -> str:
+    """As for a key: a login of another account is never swapped in silently."""
+    return (
+        f"The new OAuth login belongs to another PagerDuty account ({new}.pagerduty.com); "
+        f"Round Robin still uses the previous one ({live}.pagerduty.com). To switch accounts, "
+        "disconnect and connect with the new login."
+    )

@@ -18,8 +18,15 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import ConnectionStatus, OAuthAuthorization, PagerDutyConnection, Region, utcnow
-from workers.connections import messages
+from models import (
+    ConnectionStatus,
+    OAuthAuthorization,
+    PagerDutyConnection,
+    PendingStatus,
+    Region,
+    utcnow,
+)
+from workers.connections import messages, pending_login
 from workers.connections.activation import ActivationResult, finish_connected, finish_invalid
 from workers.core import metrics
 from workers.core.db import transaction
@@ -75,16 +82,23 @@ def exchange_oauth_code(
         auth = _locked_login(session, aid)
         if auth is None or auth.connection_id is None:
             return ActivationResult("stale", None)
-        if (
-            conn is None
-            or conn.id != auth.connection_id
-            or conn.status != ConnectionStatus.VALIDATING
-        ):
+        if conn is None or conn.id != auth.connection_id:
             return ActivationResult("stale", str(auth.connection_id))
-        cid, generation = conn.id, conn.generation
+        # A login over a connected connection is its pending credential (checked beside the
+        # live credentials, workers.connections.pending_login); any other is the validation.
+        beside = pending_login.is_checking_login(conn)
+        if not beside and conn.status != ConnectionStatus.VALIDATING:
+            # Nothing can use this login any more (e.g. a pending login whose connection went
+            # needs_reauth meanwhile): its secrets go now rather than with the hourly sweep.
+            session.delete(auth)
+            return ActivationResult("stale", str(conn.id))
+        cid = conn.id
+        generation = conn.pending_generation if beside else conn.generation
+        assert generation is not None
         client_id, client_secret = auth.client_id, auth.client_secret
         kept, code, verifier = auth.issued_tokens, auth.code, auth.code_verifier
-        if kept is None and code is None and exchange_running(conn):
+        running = pending_login.running(conn) if beside else exchange_running(conn)
+        if kept is None and code is None and running:
             # Another delivery (the deadlines loop's, or the original that was merely slow)
             # took the code and is within its time: it records the outcome.
             return ActivationResult("stale", str(cid))
@@ -92,13 +106,23 @@ def exchange_oauth_code(
         auth.code = None
         if kept is not None or code is not None:
             # Until this delivery's hard time limit has surely passed, nobody drives it again.
-            conn.expect_work(utcnow(), EXCHANGE_RUNNING_SECONDS)
+            if beside:
+                pending_login.push_deadline(conn, utcnow(), EXCHANGE_RUNNING_SECONDS)
+            else:
+                conn.expect_work(utcnow(), EXCHANGE_RUNNING_SECONDS)
+
+    def fail(message: str, *, lost: bool = False) -> ActivationResult:
+        if beside:
+            status = PendingStatus.LOST if lost else PendingStatus.REJECTED
+            return pending_login.end_login(aid, cid, generation, status, message)
+        return _finish_invalid(aid, cid, generation, message)
+
     if kept is not None:
         tokens = oauth.TokenSet.from_json(kept)  # an earlier try exchanged the code
     elif code is None:
         # An earlier delivery took the code and died before PagerDuty's answer was kept. The
         # code is spent (or expired): the only honest outcome is asking for a new login.
-        return _finish_invalid(aid, cid, generation, messages.CODE_REFUSED)
+        return fail(messages.CODE_REFUSED, lost=True)
     else:
         try:
             tokens = oauth.exchange_code(
@@ -111,18 +135,17 @@ def exchange_oauth_code(
                 timeout=settings.pagerduty_timeout_seconds,
             )
         except InvalidGrant:
-            return _finish_invalid(aid, cid, generation, messages.CODE_REFUSED)
+            return fail(messages.CODE_REFUSED)
         except InvalidClient:
-            return _finish_invalid(aid, cid, generation, messages.CLIENT_REFUSED)
+            return fail(messages.CLIENT_REFUSED)
         except (OAuthError, PagerDutyError):
-            return _finish_invalid(aid, cid, generation, messages.UNREACHABLE)
+            return fail(messages.UNREACHABLE, lost=True)
         if tokens.missing_scopes:
-            message = messages.missing_scopes(tokens.scopes, oauth.DEFAULT_SCOPES)
-            return _finish_invalid(aid, cid, generation, message)
+            return fail(messages.missing_scopes(tokens.scopes, oauth.DEFAULT_SCOPES))
         if not _keep(aid, tokens):
             return ActivationResult("stale", str(cid))  # the login was ended meanwhile
     return _verify_and_connect(
-        aid, cid, generation, tokens, client_id, client_secret, client_factory
+        aid, cid, generation, tokens, client_id, client_secret, client_factory, beside=beside
     )
 
 
@@ -146,7 +169,10 @@ def expect_retry(authorization_id: uuid.UUID | str, countdown: float) -> None:
             if auth is not None and auth.connection_id is not None
             else None
         )
-        if conn is not None and conn.status == ConnectionStatus.VALIDATING:
+        if pending_login.is_checking_login(conn):
+            assert conn is not None
+            pending_login.push_deadline(conn, utcnow(), countdown + EXCHANGE_RUNNING_SECONDS)
+        elif conn is not None and conn.status == ConnectionStatus.VALIDATING:
             conn.expect_work(utcnow(), countdown + EXCHANGE_RUNNING_SECONDS)
 
 
@@ -168,6 +194,8 @@ def _verify_and_connect(
     client_id: str,
     client_secret: str,
     client_factory: ReaderFactory,
+    *,
+    beside: bool = False,
 ) -> ActivationResult:
     settings = get_settings()
     try:
@@ -191,11 +219,29 @@ def _verify_and_connect(
         # The JWKS did not answer after its short retries: not a verdict on the login.
         raise VerificationPending(getattr(exc, "reset_after", None)) from None
     except (IdTokenInvalid, UnknownRegion, PagerDutyError):
+        if beside:
+            return pending_login.end_login(
+                aid, cid, generation, PendingStatus.REJECTED, messages.LOGIN_UNVERIFIED
+            )
         return _finish_invalid(aid, cid, generation, messages.LOGIN_UNVERIFIED)
     try:
         me = client_factory(settings.api_base_url(region), tokens.credential, max_retries=1).me()
     except PagerDutyError:
         me = None  # the role is advice for the admin, never a reason to refuse the login
+    if beside:
+        proven = pending_login.finish_proven(
+            aid,
+            cid,
+            generation,
+            tokens=tokens,
+            claims=claims,
+            region=region,
+            client_id=client_id,
+            client_secret=client_secret,
+            notice=messages.role_notice(me),
+        )
+        metrics.incr("rrpd_connection_checks_total", kind="oauth", outcome=proven.outcome)
+        return proven
     result = finish_connected(
         cid,
         generation,
@@ -217,8 +263,9 @@ def give_up_login(
     authorization_id: uuid.UUID | str, message: str = messages.UNREACHABLE
 ) -> ActivationResult:
     """The exchange task is out of tries (or failed for good): a clear error, and the login
-    (kept tokens included) deleted, never left ``validating``. Rows attached to a connection
-    belong to its current generation (``install_credentials`` deletes superseded ones)."""
+    (kept tokens included) deleted, never left ``validating``; a pending login ends ``lost``.
+    Rows attached to a connection belong to its current generation or its pending login
+    (``install_credentials`` and ``stage_login`` delete superseded ones)."""
     aid = as_uuid(authorization_id)
     with transaction() as session:
         auth = session.get(OAuthAuthorization, aid)
@@ -232,6 +279,10 @@ def give_up_login(
                 session.delete(auth)
             return ActivationResult("stale", None)
         cid, generation = conn.id, conn.generation
+        beside = conn.pending_generation if pending_login.is_checking_login(conn) else None
+    if beside is not None:
+        # Not finished in time is no verdict on the login: "lost", the live one untouched.
+        return pending_login.end_login(aid, cid, beside, PendingStatus.LOST, message)
     return _finish_invalid(aid, cid, generation, message)
 
 

@@ -29,10 +29,16 @@ from models import (
     ConnectionStatus,
     Member,
     OAuthAuthorization,
+    PagerDutyConnection,
     utcnow,
 )
-from workers.connections import messages
-from workers.connections.setup import install_credentials, live_connection, normalize_region
+from workers.connections import messages, pending_login
+from workers.connections.setup import (
+    install_credentials,
+    live_connection,
+    lock_workspace,
+    normalize_region,
+)
 from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
 from workers.core.audit import audit
 from workers.core.db import affected_rows
@@ -73,29 +79,43 @@ class OAuthStart:
     state: str = field(repr=False, default="")
 
 
+# A live OAuth connection in these states keeps its app's client id and secret (encrypted): a
+# new login may reuse them ("Log in again with OAuth" without typing them again).
+_REUSABLE_APP_STATUSES = frozenset(
+    {ConnectionStatus.CONNECTED, ConnectionStatus.INVALID, ConnectionStatus.NEEDS_REAUTH}
+)
+
+
 def start_oauth(
     session: Session,
     actor: Actor,
-    client_id: str,
-    client_secret: str,
+    client_id: str | None,
+    client_secret: str | None,
     region: str = "us",
     *,
     now: datetime | None = None,
 ) -> OAuthStart:
-    """Begin a PagerDuty OAuth login: a single-use state (stored hashed) and a PKCE verifier."""
+    """Begin a PagerDuty OAuth login: a single-use state (stored hashed) and a PKCE verifier.
+
+    With neither ``client_id`` nor ``client_secret`` (omitted or empty) the app stored on the
+    workspace's live OAuth connection is used again, its secret copied (encrypted) into the
+    login; none stored is a ``Conflict`` (``no_stored_oauth_app``). A given pair replaces it
+    once the login is proven."""
     from workers.pagerduty.oauth import build_authorization_url, new_code_verifier, new_state
 
     require_manager(actor)
     client_id = (client_id or "").strip()
     client_secret = (client_secret or "").strip()
+    current = live_connection(session, actor.workspace_id)
+    if current is not None and current.status == ConnectionStatus.DISCONNECTING:
+        raise Conflict(messages.DISCONNECTING, code="disconnecting")
+    if not client_id and not client_secret:
+        client_id, client_secret = _stored_app(current)
     if not _CLIENT_ID_RE.match(client_id):
         raise Invalid(messages.BAD_CLIENT_ID, code="invalid_client_id")
     if not client_secret or len(client_secret) > 500 or any(c.isspace() for c in client_secret):
         raise Invalid(messages.BAD_CLIENT_SECRET, code="invalid_client_secret")
     region = normalize_region(region)
-    current = live_connection(session, actor.workspace_id)
-    if current is not None and current.status == ConnectionStatus.DISCONNECTING:
-        raise Conflict(messages.DISCONNECTING, code="disconnecting")
     settings = get_settings()
     now = now or utcnow()
     state = new_state()
@@ -132,6 +152,19 @@ def start_oauth(
     )
     session.flush()
     return OAuthStart(auth.id, url, auth.expires_at, state)
+
+
+def _stored_app(conn: PagerDutyConnection | None) -> tuple[str, str]:
+    """The client id and secret of the live OAuth connection's app, never shown to anyone."""
+    if (
+        conn is None
+        or conn.auth_method != AuthMethod.OAUTH
+        or conn.status not in _REUSABLE_APP_STATUSES
+        or not conn.oauth_client_id
+        or not conn.oauth_client_secret
+    ):
+        raise Conflict(messages.NO_STORED_OAUTH_APP, code="no_stored_oauth_app")
+    return conn.oauth_client_id, conn.oauth_client_secret
 
 
 @dataclass(frozen=True)
@@ -298,6 +331,15 @@ def _use_login(
         return _outcome("error", "forbidden", workspace_id=workspace_id)
 
     try:
+        lock_workspace(session, workspace_id)
+        live = live_connection(session, workspace_id, lock=True)
+        if live is not None and live.status == ConnectionStatus.CONNECTED:
+            # New credentials never break working ones: the login is checked beside the live
+            # credentials (workers.connections.pending_login), swapped in only if proven.
+            generation = pending_login.stage_login(session, live, auth)
+            return _exchange(
+                session, auth, code, now, live.id, generation, state_returned, pending=True
+            )
         conn, replaced = install_credentials(
             session,
             workspace_id,
@@ -309,26 +351,49 @@ def _use_login(
         )
     except (Conflict, Missing) as exc:
         return _outcome("error", exc.code, workspace_id=workspace_id)
+    auth.connection_id = conn.id
+    return _exchange(
+        session, auth, code, now, conn.id, conn.generation, state_returned, replaced=replaced
+    )
 
+
+def _exchange(
+    session: Session,
+    auth: OAuthAuthorization,
+    code: str,
+    now: datetime,
+    connection_id: uuid.UUID,
+    generation: int,
+    state_returned: bool,
+    *,
+    replaced: bool = True,
+    pending: bool = False,
+) -> CallbackOutcome:
+    """Store the code (encrypted) on the attached login and enqueue its exchange."""
+    workspace_id = auth.workspace_id
     auth.code = code
     auth.code_received_at = now
-    auth.connection_id = conn.id
     task_id = enqueue(
         session, EXCHANGE_OAUTH_CODE, workspace_id=workspace_id, authorization_id=auth.id
     )
+    # ``pending``: the login waits beside the live credentials (as for a key).
+    extra: dict[str, Any] = {"pending": True} if pending else {}
     audit(
         session,
         workspace_id,
         "pagerduty.connect.oauth",
-        actor_member_id=who,
+        actor_member_id=auth.requested_by_member_id,
         authorization_id=auth.id,
-        connection_id=conn.id,
+        connection_id=connection_id,
         region=auth.region,
-        generation=conn.generation,
+        generation=generation,
         replaced=replaced,
         task_id=task_id,
         # Whether PagerDuty echoed the state (it documents none): what operators learn from.
         state_returned=state_returned,
+        **extra,
     )
     session.flush()
-    return _outcome("connecting", task_id=task_id, workspace_id=workspace_id, connection_id=conn.id)
+    return _outcome(
+        "connecting", task_id=task_id, workspace_id=workspace_id, connection_id=connection_id
+    )

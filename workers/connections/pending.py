@@ -50,7 +50,9 @@ def stage_api_key(session: Session, conn: PagerDutyConnection, key: str, region:
     """Keep ``key`` as the pending credential of the (locked, connected) connection; returns
     the generation its check runs under. A credential already pending is superseded."""
     now = utcnow()
+    forget_logins(session, conn)  # an OAuth login pending before is superseded
     conn.pending_api_key = key
+    conn.pending_auth_method = AuthMethod.API_KEY
     conn.pending_region = region
     conn.pending_status = PendingStatus.CHECKING
     conn.pending_generation = next_generation(conn)
@@ -94,11 +96,7 @@ def record_proven(
     assert key
     conn.clear_credentials()
     # A login of the old credentials is superseded like on a direct change.
-    session.execute(
-        delete(OAuthAuthorization)
-        .where(OAuthAuthorization.connection_id == conn.id)
-        .execution_options(synchronize_session=False)
-    )
+    forget_logins(session, conn)
     conn.auth_method = AuthMethod.API_KEY
     conn.api_key = key
     conn.oauth_client_id = None
@@ -108,6 +106,13 @@ def record_proven(
     conn.region = region
     if subdomain:
         conn.pagerduty_subdomain = subdomain
+    serve_pending(session, conn, notice)
+
+
+def serve_pending(session: Session, conn: PagerDutyConnection, notice: str | None) -> None:
+    """The tail of a swap, the proven credentials already set on ``conn``: generation moves to
+    the pending one (tasks of the old credentials stop writing) and a sync starts."""
+    assert conn.pending_generation is not None
     conn.generation = conn.pending_generation
     conn.notice = notice
     conn.connected_at = utcnow()
@@ -150,6 +155,7 @@ def discard(session: Session, actor: Actor) -> PagerDutyConnection:
     if conn is None or conn.pending_status is None:
         raise Missing(messages.NO_PENDING, code="no_pending")
     previous = conn.pending_status
+    forget_logins(session, conn)
     conn.clear_pending()
     audit(
         session,
@@ -168,9 +174,11 @@ def record_ended(
 ) -> None:
     """End the pending check without touching the live credentials: the key goes (it is of no
     use any more), the outcome stays for the admin to read. A key of another account stays
-    until the admin decides (workers.connections.account_change)."""
+    until the admin decides (workers.connections.account_change); a pending OAuth login's row
+    (client secret, verifier, tokens) goes whatever the outcome."""
     if status is not PendingStatus.ACCOUNT_CHANGE:
         conn.pending_api_key = None
+    forget_logins(session, conn)
     conn.pending_status = status
     conn.pending_message = message
     conn.pending_drive_at = None
@@ -185,3 +193,13 @@ def record_ended(
     )
     metrics.incr("rrpd_connection_checks_total", kind="pending", outcome=status.value)
     log.info("pending credential %s", status.value, extra={"connection_id": str(conn.id)})
+
+
+def forget_logins(session: Session, conn: PagerDutyConnection) -> None:
+    """Delete the login rows attached to the (locked, connected) connection: on a connected
+    connection only a pending OAuth login is attached, so this ends it with its secrets."""
+    session.execute(
+        delete(OAuthAuthorization)
+        .where(OAuthAuthorization.connection_id == conn.id)
+        .execution_options(synchronize_session=False)
+    )

@@ -133,7 +133,7 @@ def pending_document(
         "status": conn.pending_status,
         "message": conn.pending_message or "",
         "since": conn.pending_since,
-        "auth_method": "api_key",
+        "auth_method": conn.pending_auth_method or "api_key",
         "region": conn.pending_region,
     }
     if rotations is not None and conn.pending_account:

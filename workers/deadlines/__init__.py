@@ -1,7 +1,8 @@
 """Deadlines: no state of a connection waits on a message alone.
 
 A connection that expects a task (``validating``, ``disconnecting``, a requested "sync now")
-carries ``drive_at``; ``drive`` is the ``deadlines`` loop of every worker node, which enqueues
+carries ``drive_at``, and one checking a pending credential (a key or an OAuth login)
+``pending_drive_at``; ``drive`` is the ``deadlines`` loop of every worker node, which enqueues
 the task again for rows past it. docs/operations.md ("Deadlines"), docs/design.md.
 
 Importing this package registers the loop (the worker imports it through the task modules).

@@ -18,8 +18,11 @@ for one deadline; a node killed mid-round rolls back and another node's round re
   do not blame PagerDuty.
 - ``disconnecting``: ``pagerduty.disconnect`` again, until it is done.
 - a pending credential being checked (``pending_drive_at``, workers.connections.pending):
-  ``pagerduty.validate_api_key`` with its pending generation again; still unchecked after
-  ``MAX_VALIDATION_DRIVES`` drives it ends ``lost``, the live credentials untouched.
+  ``pagerduty.validate_api_key`` with its pending generation again, or for a pending OAuth
+  login (workers.connections.pending_login) ``pagerduty.exchange_oauth_code`` while its login
+  still holds its code or kept tokens; still unchecked after ``MAX_VALIDATION_DRIVES`` drives,
+  or a login whose exchange took the code and died, it ends ``lost``, the live credentials
+  untouched.
 - ``connected`` with ``sync_requested_at``: ``pagerduty.sync_connection(kind="manual")`` again,
   until a run that started after the request is recorded.
 
@@ -197,18 +200,39 @@ def _drive_pending(
         result.cleared += 1
         return
     if conn.pending_drives >= MAX_VALIDATION_DRIVES:
-        pending.record_ended(
-            session, conn, PendingStatus.LOST, messages.pending_lost(messages.CHECK_LOST)
+        lost = (
+            messages.pending_login_lost
+            if conn.pending_auth_method == AuthMethod.OAUTH
+            else messages.pending_lost
         )
+        pending.record_ended(session, conn, PendingStatus.LOST, lost(messages.CHECK_LOST))
         result.ended_invalid += 1
         return
-    enqueue(
-        session,
-        VALIDATE_API_KEY,
-        workspace_id=conn.workspace_id,
-        connection_id=conn.id,
-        generation=conn.pending_generation,
-    )
+    if conn.pending_auth_method == AuthMethod.OAUTH:
+        # A pending OAuth login: its exchange again, from the login row, while that row still
+        # holds its code or kept tokens; a login whose code an exchange took and outlived its
+        # time limit with is spent: "lost", the live credentials untouched.
+        authorization = _current_authorization(session, conn.id)
+        if authorization is None or not authorization[1]:
+            pending.record_ended(
+                session, conn, PendingStatus.LOST, messages.pending_login_lost(messages.CHECK_LOST)
+            )
+            result.ended_invalid += 1
+            return
+        enqueue(
+            session,
+            EXCHANGE_OAUTH_CODE,
+            workspace_id=conn.workspace_id,
+            authorization_id=authorization[0],
+        )
+    else:
+        enqueue(
+            session,
+            VALIDATE_API_KEY,
+            workspace_id=conn.workspace_id,
+            connection_id=conn.id,
+            generation=conn.pending_generation,
+        )
     conn.pending_drives += 1
     conn.pending_drive_at = now + timedelta(
         seconds=backoff(ConnectionStatus.VALIDATING, conn.pending_drives)

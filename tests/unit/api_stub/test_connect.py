@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text, update
 
 from models import (
     AuditEvent,
+    AuthMethod,
     ConnectionStatus,
     OAuthAuthorization,
     PagerDutyConnection,
@@ -361,6 +362,63 @@ def test_oauth_start_rejects_bad_input(client, world, session) -> None:
     assert session.scalar(select(func.count()).select_from(OAuthAuthorization)) == 0
 
 
+def _oauth_connection(session, world, status=ConnectionStatus.CONNECTED) -> PagerDutyConnection:
+    conn = factories.api_key_connection(session, world.ws, status=status, region="eu")
+    conn.auth_method = AuthMethod.OAUTH
+    conn.api_key = None
+    conn.oauth_client_id = "stored-client-id"
+    conn.oauth_client_secret = "stored-client-secret"
+    session.commit()
+    return conn
+
+
+@pytest.mark.parametrize("status", ["connected", "invalid", "needs_reauth"])
+def test_oauth_start_without_the_app_reuses_the_stored_one(
+    client, world, session, sent, status
+) -> None:
+    _oauth_connection(session, world, ConnectionStatus(status))
+    r = client.post(oauth_url(world), json={"region": "eu"}, headers=world.headers(world.admin))
+    assert r.status_code == 201, r.text
+    assert "stored-client-secret" not in r.text  # never sent to the browser
+    q = {k: v[0] for k, v in parse_qs(urlsplit(r.json()["authorization_url"]).query).items()}
+    assert q["client_id"] == "stored-client-id"
+    session.expire_all()
+    (auth,) = session.scalars(select(OAuthAuthorization))
+    assert (auth.client_id, auth.client_secret) == ("stored-client-id", "stored-client-secret")
+    assert auth.region == "eu"
+    # Copied encrypted, like a typed one.
+    raw = session.execute(
+        text("SELECT client_secret_encrypted FROM oauth_authorizations")
+    ).scalar_one()
+    assert raw.startswith("v1:")
+
+
+def test_oauth_start_with_a_new_app_replaces_the_stored_one(client, world, session) -> None:
+    _oauth_connection(session, world)
+    r = _start(client, world)
+    assert r.status_code == 201, r.text
+    session.expire_all()
+    (auth,) = session.scalars(select(OAuthAuthorization))
+    assert (auth.client_id, auth.client_secret) == ("my-client-id", "my-client-secret")
+
+
+def test_oauth_start_without_the_app_when_none_is_stored_is_a_conflict(
+    client, world, session
+) -> None:
+    for arrange in (
+        lambda: None,  # no connection
+        lambda: factories.api_key_connection(session, world.ws),  # an API key: no app
+    ):
+        arrange()
+        session.commit()
+        r = client.post(oauth_url(world), json={}, headers=world.headers(world.admin))
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "no_stored_oauth_app"
+        assert "Client ID" in r.json()["error"]["message"]
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(OAuthAuthorization)) == 0
+
+
 # --- OAuth callback -----------------------------------------------------------------------------
 
 
@@ -408,8 +466,30 @@ def test_callback_success_stores_code_encrypted_and_enqueues_exchange(
     assert {"pagerduty.connect.oauth_started", "pagerduty.connect.oauth"} <= actions
 
 
-def test_callback_replaces_an_api_key_connection(client, world, session, sent) -> None:
+def test_callback_over_a_connected_api_key_connection_waits_beside_it(
+    client, world, session, sent
+) -> None:
+    # New credentials never break working ones: the login is the pending credential.
     conn = factories.api_key_connection(session, world.ws, api_key=KEY1)
+    session.commit()
+    state = _state_of(_start(client, world))
+    params, _ = _callback(client, code="abc", state=state)
+    assert params["pagerduty"] == "connecting"
+    (again,) = _connections(session, world)
+    assert again.id == conn.id
+    assert (again.status, again.generation, again.auth_method) == ("connected", 1, "api_key")
+    assert again.api_key == KEY1
+    assert (again.pending_status, again.pending_auth_method) == ("checking", "oauth")
+    assert again.pending_generation == 2
+    (auth,) = session.scalars(select(OAuthAuthorization))
+    assert auth.connection_id == conn.id
+    assert [c["name"] for c in sent.calls] == ["pagerduty.exchange_oauth_code"]
+
+
+def test_callback_replaces_an_invalid_api_key_connection(client, world, session, sent) -> None:
+    conn = factories.api_key_connection(
+        session, world.ws, api_key=KEY1, status=ConnectionStatus.INVALID
+    )
     session.commit()
     state = _state_of(_start(client, world))
     params, _ = _callback(client, code="abc", state=state)
@@ -419,6 +499,7 @@ def test_callback_replaces_an_api_key_connection(client, world, session, sent) -
     assert again.generation == 2
     assert again.auth_method == "oauth"
     assert again.api_key is None
+    assert again.pending_status is None
 
 
 def test_replayed_state_fails_the_second_time(client, world, session, sent) -> None:
