@@ -2,7 +2,7 @@
 and SIGKILLs at random moments; every piece of work must converge.
 
     .venv/bin/python bench/bench_fault_suite.py [--seed N] [--workspaces 12] [--lost 3]
-                                                [--parallel 4] [--give-up 120]
+        [--parallel 4] [--kill-share 0.6] [--kill-within 1.0] [--latency-ms 100] [--give-up 120]
 
 Real processes: a simulator subprocess (demo scenario, consent page answered over HTTP, rate
 limit off), ``rrpd api``, ``rrpd worker -Q interactive`` (prefork 2) and ``rrpd worker -Q sync``
@@ -11,15 +11,17 @@ name, so a restarted worker returns what its previous life held (``workers.taski
 The work itself is in ``bench/fault_ops.py`` (what is asked over the API, what "converged" is).
 
 1. **Lost messages** (deterministic), ``--lost`` per kind: the worker of the kind's queue is
-   stopped, the requests are answered and published, the queue is emptied in Redis (the
-   message a worker SIGKILLed between kombu's pop and its bookkeeping loses), the worker is
-   started again. Only the connection's deadline can bring the work back.
+   stopped (warm shutdown), the requests are answered and published, exactly their messages
+   are removed from the queue in Redis (what a worker SIGKILLed between kombu's pop and its
+   bookkeeping loses), the worker is started again. Only the connection's deadline can bring
+   the work back.
 2. **SIGKILLs**: ``--workspaces`` fresh workspaces (half connect with an API key, half with an
    OAuth login), ``--parallel`` at a time, each going through connect → sync now → bind a
-   rotation → disconnect, while a killer thread SIGKILLs the interactive or the sync worker
-   (chosen at random; the whole process group) every ``--gap`` seconds (uniform), restarting
-   it at once as a supervisor does. Seeded (``--seed``, printed): the same seed draws the same
-   kills and starts, though where a kill lands still depends on the machine's timing.
+   rotation → disconnect. After each request, with probability ``--kill-share``, the worker of
+   its queue is SIGKILLed (its whole process group) a random 0..``--kill-within`` s later and
+   restarted at once, as a supervisor does; the kill also hits whatever else that worker held.
+   Seeded (``--seed``, printed): the same seed draws the same starts and kills, though where a
+   kill lands still depends on the machine's timing.
 
 Time: from the request's answer (the callback's, for an OAuth login) to converged. "hit" is
 work in flight (asked, not yet converged) when its queue's worker was killed. "end" is what
