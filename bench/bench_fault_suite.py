@@ -76,17 +76,20 @@ class Workers:
 
     def start(self, queue: str) -> None:
         with self.lock:
-            self.starts += 1
-            self.procs[queue] = spawn_rrpd(
-                f"worker-{queue}-{self.starts}",
-                "worker",
-                "--queues",
-                queue,
-                "--concurrency",
-                CONCURRENCY[queue],
-                "--hostname",
-                f"bench-{queue}-{RUN}@%h",
-            )
+            self._start(queue)
+
+    def _start(self, queue: str) -> None:
+        self.starts += 1
+        self.procs[queue] = spawn_rrpd(
+            f"worker-{queue}-{self.starts}",
+            "worker",
+            "--queues",
+            queue,
+            "--concurrency",
+            CONCURRENCY[queue],
+            "--hostname",
+            f"bench-{queue}-{RUN}@%h",
+        )
 
     def stop(self, queue: str) -> None:
         """Warm shutdown (SIGTERM to the main process only: it finishes what it runs)."""
@@ -101,13 +104,15 @@ class Workers:
             self.procs[queue] = None
 
     def kill_and_restart(self, queue: str) -> None:
+        """SIGKILL the queue's worker and start the next one, in one step: two kills close
+        together each kill a live worker, and only one worker per node name ever runs."""
         with self.lock:
             proc = self.procs[queue]
             assert proc is not None
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             self.kills.append((time.monotonic(), queue))
-        self.start(queue)
+            self._start(queue)
 
     def stop_all(self) -> None:
         for queue in CONCURRENCY:
