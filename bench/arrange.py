@@ -74,3 +74,39 @@ def bound_workspace(
     session.add_all([conn, rot])
     session.flush()
     return BoundWorkspace(ws.id, admin.id, conn.id, rot.id)
+
+
+@dataclass(frozen=True)
+class FreshWorkspace:
+    workspace_id: uuid.UUID
+    admin_id: uuid.UUID
+    rotation_id: uuid.UUID
+
+
+def fresh_workspace(
+    session: Session, *, name: str, people: Iterable[tuple[str, str]]
+) -> FreshWorkspace:
+    """A workspace not connected to PagerDuty: an admin, ``people`` and one Manual rotation."""
+    from models import Member, Role, Rotation, Workspace
+
+    ws = Workspace(name=name)
+    session.add(ws)
+    session.flush()
+    admin = Member(
+        workspace_id=ws.id,
+        email="admin@bench.test",
+        email_key="admin@bench.test",
+        display_name="Admin",
+        role=Role.ADMIN,
+    )
+    session.add(admin)
+    for email, display_name in people:
+        session.add(
+            Member(
+                workspace_id=ws.id, email=email, email_key=email.lower(), display_name=display_name
+            )
+        )
+    rot = Rotation(workspace_id=ws.id, name="Primary")
+    session.add(rot)
+    session.flush()
+    return FreshWorkspace(ws.id, admin.id, rot.id)
