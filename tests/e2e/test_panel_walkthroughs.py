@@ -5,8 +5,10 @@ page is clicked like a person would (auto-approve off). A screenshot is taken at
 Order: API key (connect, bind, on-call change + Sync now), narrow screens, a refused key kept
 in its modal, a rejected replacement key (the working key keeps serving), a key of another
 PagerDuty account (what a switch would do, then "Keep acme"), a member's
-view, an ended session, Uninstall (Connected to PagerDuty > Disconnect > Confirm), then OAuth
-2.0 (Deny once, then Authorize as a PagerDuty user who is not an Admin: the panel warns).
+view, an ended session, the key deleted in PagerDuty (invalid: what remains; then a new key),
+Uninstall (Connected to PagerDuty > Disconnect > Confirm), then OAuth 2.0 (Deny once, then
+Authorize as a PagerDuty user who is not an Admin: the panel warns; then "Log in again with
+OAuth" opens with the stored app).
 """
 
 from __future__ import annotations
@@ -132,11 +134,21 @@ def test_the_three_walkthroughs_in_the_browser(
     assert_accessible(page, "API key modal open")
     # PagerDuty answers the first validation request slowly, so "validating" can be seen.
     sim.control.post(
-        "/faults", json={"kind": "latency", "latency_ms": 4000, "path_prefix": "/", "times": 1}
+        "/faults", json={"kind": "latency", "latency_ms": 6000, "path_prefix": "/", "times": 1}
     ).raise_for_status()
     page.click("#save-api-key")
     expect(page.locator("#connection")).to_have_attribute("data-status", "validating")
     expect(page.locator("#status-text")).to_contain_text("Connecting to PagerDuty")
+    # Since when (a <time> in this browser's zone), that it ends by itself, and a way out.
+    expect(page.locator("#transition-since time")).to_have_attribute(
+        "title", re.compile(r"\d\d:\d\d:\d\d UTC$")
+    )
+    expect(page.locator("#transition-way-out")).to_contain_text(
+        "Round Robin gives up by itself within about a minute and says why here"
+    )
+    expect(page.locator("#start-over")).to_contain_text("Start over with other credentials")
+    expect(page.locator("#open-api-key")).to_be_visible()
+    expect(page.locator("#open-oauth")).to_be_visible()
     shots(page, "04-validating")
     assert_accessible(page, "validating", "validating")
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
@@ -336,6 +348,35 @@ def test_the_three_walkthroughs_in_the_browser(
     page.goto(f"{api_url}/panel")
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
 
+    # The key is deleted in PagerDuty: the next sync finds it refused, and the broken
+    # connection still says what it is, since when rotations are not updating, and the way back.
+    demo = next(k for k in sim.credentials()["api_keys"] if k["label"] == "demo-readonly")
+    sim.control.post("/api_keys/demo-readonly/revoke").raise_for_status()
+    page.click("#sync-now")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "invalid")
+    expect(page.locator("#status-text")).to_contain_text("PagerDuty rejected this API key")
+    expect(page.locator("#account")).to_contain_text("acme (US)")
+    expect(page.locator("#connected-by")).to_contain_text("API key by Alice")
+    expect(page.locator("#last-good-sync time")).to_have_count(1)
+    expect(page.locator("#last-sync")).to_have_attribute("data-outcome", "failed")
+    for name in DEMO_BINDINGS:
+        expect(row(page, name).locator(".mode")).to_contain_text("not updating since")
+    expect(page.locator("#open-api-key")).to_be_visible()
+    shots(page, "22-invalid-what-remains")
+    assert_accessible(page, "invalid", "invalid")
+    # A new key (here the same one, created again) brings it back, rotations still bound.
+    sim.control.post(
+        "/api_keys",
+        json={"label": demo["label"], "key": demo["key"], "account": demo["account"]},
+    ).raise_for_status()
+    page.click("#open-api-key")
+    page.fill("#api_key", demo["key"])
+    page.click("#save-api-key")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+    for name in DEMO_BINDINGS:
+        expect(row(page, name).locator(".mode")).to_contain_text("PagerDuty")
+        expect(row(page, name).locator(".mode")).not_to_contain_text("not updating")
+
     # --- Walkthrough 3: How to Uninstall (with the keyboard alone) -----------------------------
     tab_to(page, "connected-button")
     page.keyboard.press("Enter")
@@ -449,6 +490,24 @@ def test_the_three_walkthroughs_in_the_browser(
     shots(page, "15-oauth-connected")
     assert_accessible(page, "connected with OAuth", "connected")
 
+    # Log in again with OAuth over it: the modal uses the stored app and asks for nothing.
+    page.click("#connected-button")
+    page.click("#open-reauth-oauth")
+    expect(page.locator("#oauth-modal")).to_be_visible()
+    expect(page.locator("#oauth-modal-title")).to_have_text("Log in again with OAuth 2.0")
+    expect(page.locator("#reauth-keeps-bindings")).to_contain_text("Rotations stay bound.")
+    expect(page.locator("#stored-oauth-app")).to_contain_text(
+        "Round Robin uses the OAuth app it already has for this workspace; its Client ID and "
+        "Client Secret stay stored encrypted."
+    )
+    expect(page.locator("#use-different-app")).not_to_have_attribute("open", "")
+    expect(page.locator("#client_id")).to_be_hidden()  # inside the closed "Use a different app"
+    expect(page.locator("#save-oauth")).to_be_visible()
+    shots(page, "21-oauth-relogin-stored-app")
+    assert_accessible(page, "OAuth re-login with the stored app")
+    page.keyboard.press("Escape")
+    expect(page.locator("#oauth-modal")).to_be_hidden()
+
     assert missing == [], f"the panel's pages asked for what is not there: {missing}"
-    assert len(shots.taken) == 20
+    assert len(shots.taken) == 22
     context.close()
