@@ -96,7 +96,13 @@ FIELD_ERRORS = {
 }
 # Rejections that already tried both regions, or that are not about the region at all: a
 # "choose the other region" hint under them would contradict what the admin just read.
-_NOT_A_REGION_PROBLEM = ("both regions", "plan does not include", "lacks permission")
+# A key refused at a sync had worked in its region: it was deleted, not sent to the wrong one.
+_NOT_A_REGION_PROBLEM = (
+    "both regions",
+    "plan does not include",
+    "lacks permission",
+    "it was deleted",
+)
 SYNC_WAIT_SECONDS = 60
 # After connecting, the page refreshes until the first sync has run, for at most this long (a
 # stopped sync worker must not make it refresh forever).

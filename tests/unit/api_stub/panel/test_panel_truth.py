@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -31,6 +31,7 @@ from tests.support import factories
 from tests.support.api import World, act_as, csrf
 from workers.connections import messages
 from workers.connections.oauth_login import OAUTH_SCOPES
+from workers.sync import messages as sync_messages
 
 ROOT = Path(__file__).parents[4]
 KEY = "u+panelKeyAAAAAAAAAAA"
@@ -44,7 +45,8 @@ def _post(client: TestClient, path: str, data: dict[str, str]):
     return client.post(path, data={**data, "csrf_token": csrf(client)})
 
 
-def _run(session: Session, conn: PagerDutyConnection, status: str, minutes_ago: float) -> None:
+def _run(session: Session, conn: PagerDutyConnection, status: str, minutes_ago: float) -> datetime:
+    """A finished sync run ``minutes_ago``; returns its instant (the clock moves meanwhile)."""
     at = utcnow() - timedelta(minutes=minutes_ago)
     session.add(
         SyncRun(
@@ -59,6 +61,7 @@ def _run(session: Session, conn: PagerDutyConnection, status: str, minutes_ago: 
         )
     )
     session.commit()
+    return at
 
 
 def _oauth_connection(session: Session, world: World) -> PagerDutyConnection:
@@ -115,9 +118,7 @@ def test_an_oauth_connection_shows_its_notice_and_the_pagerduty_user_it_acts_as(
     session.commit()
     page = client.get("/panel").text
     assert _dd(page, "acting-user") == "PagerDuty user Bob B. <bob@acme.example>"
-    assert _dd(page, "acting-user-role") == (
-        "limited user (may not see every schedule and user)"
-    )
+    assert _dd(page, "acting-user-role") == ("limited user (may not see every schedule and user)")
     assert 'data-role="limited_user"' in page
 
 
@@ -241,7 +242,7 @@ def test_an_invalid_connection_keeps_account_who_connected_and_the_last_good_syn
     client, world, session
 ) -> None:
     conn = _oauth_connection(session, world)
-    _run(session, conn, "succeeded", minutes_ago=90)
+    good = _run(session, conn, "succeeded", minutes_ago=90)
     _run(session, conn, "failed", minutes_ago=30)
     conn.status = ConnectionStatus.NEEDS_REAUTH
     conn.last_error = messages.REAUTH
@@ -249,7 +250,6 @@ def test_an_invalid_connection_keeps_account_who_connected_and_the_last_good_syn
     rotation.mode, rotation.pagerduty_schedule_id = RotationMode.PAGERDUTY, "PSPRIMA"
     rotation.bound_at = rotation.last_synced_at = utcnow() - timedelta(hours=2)
     session.commit()
-    good = utcnow() - timedelta(minutes=90)
     act_as(client, world.owner)
     page = client.get("/panel").text
     assert messages.REAUTH in html.unescape(page)
@@ -301,6 +301,12 @@ def test_no_region_hint_when_both_regions_were_tried(client, world, session) -> 
     conn.last_error = messages.NO_API_ACCESS
     session.commit()
     assert 'id="region-hint"' not in client.get("/panel").text
+    # Nor for a key that worked and that PagerDuty refuses at a sync (deleted there).
+    conn.last_error = sync_messages.INVALID_KEY
+    session.commit()
+    page = client.get("/panel").text
+    assert "it was deleted, or belongs to a user who was removed" in page
+    assert 'id="region-hint"' not in page
 
 
 def test_a_member_is_told_to_ask_an_admin_not_to_log_in_again(client, world, session) -> None:
