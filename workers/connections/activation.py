@@ -229,7 +229,7 @@ def _still_validating(
 def _locked_if_validating(
     session: Session, cid: uuid.UUID, generation: int
 ) -> PagerDutyConnection | None:
-    """The connection under its row lock, if it is still the validation this outcome is for."""
+    """The connection under its row lock (before its login's), if still this validation."""
     conn = lock_connection(session, cid)
     if conn is None or conn.generation != generation or conn.status != ConnectionStatus.VALIDATING:
         return None
@@ -253,8 +253,8 @@ def finish_connected(
     acting_user: User | None = None,
 ) -> ActivationResult:
     with transaction() as session:
-        _forget_authorization(session, authorization_id)
         conn = _locked_if_validating(session, cid, generation)
+        _forget_authorization(session, authorization_id)
         if conn is None:
             return ActivationResult("stale", str(cid))
         _forget_logins_of(session, cid)
@@ -367,8 +367,8 @@ def finish_invalid(
     if ended is not None:
         return ended
     with transaction() as session:
-        _forget_authorization(session, authorization_id)
         conn = _locked_if_validating(session, cid, generation)
+        _forget_authorization(session, authorization_id)
         if conn is None:
             return ActivationResult("stale", str(cid))
         record_invalid(session, conn, message)

@@ -7,17 +7,24 @@ path, the task's own retries, redelivery after a crash) stays in tests/integrati
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from models import PagerDutyConnection
+from models import AuthMethod, OAuthAuthorization, PagerDutyConnection, utcnow
 from tests.support.connections import validating_key_connection
 from tests.support.fake_pagerduty import InProcessPagerDuty
 from tests.support.outbox import CommittedTasks, as_flat, paused_outbox
 from workers.connections import activation
+from workers.core.db import get_engine, transaction
 from workers.pagerduty.errors import Transient
+from workers.rotations.locking import lock_connection
 
 pytestmark = pytest.mark.postgres_only
 
@@ -249,3 +256,72 @@ def test_giving_up_leaves_a_clear_error(session: Session, fake: InProcessPagerDu
     stored = session.get(PagerDutyConnection, conn.id)
     assert stored.status == "invalid"
     assert "could not reach PagerDuty" in stored.last_error
+
+
+def test_an_outcome_takes_the_connection_lock_before_its_logins_no_deadlock(
+    session: Session,
+) -> None:
+    """An exchange delivery locks the connection, then its login; a second delivery recording
+    its outcome must take them in the same order, or the two deadlock (seen when the deadlines
+    loop drove an exchange that a redelivery was also finishing)."""
+    conn = validating_key_connection(session, "u+anyKeyWillDo1234")
+    conn.auth_method = AuthMethod.OAUTH
+    conn.api_key = None
+    now = utcnow()
+    login = OAuthAuthorization(
+        id=uuid.uuid4(),
+        workspace_id=conn.workspace_id,
+        state_hash=uuid.uuid4().hex,
+        code_verifier="v" * 43,
+        client_id="client",
+        client_secret="secret",
+        region="us",
+        created_at=now,
+        expires_at=now + timedelta(minutes=10),
+        connection_id=conn.id,
+    )
+    session.add(login)
+    session.commit()
+    cid, generation, aid = conn.id, conn.generation, login.id
+    holding, failures = threading.Event(), []
+
+    def other_delivery() -> None:
+        try:
+            with transaction() as other:
+                lock_connection(other, cid)
+                holding.set()
+                assert waiting_on_a_lock()  # the outcome below queues behind this one
+                other.execute(
+                    select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()
+                ).all()
+        except Exception as exc:  # reported to the test thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=other_delivery)
+    thread.start()
+    assert holding.wait(10)
+    result = activation.finish_connected(cid, generation, kind="initial", authorization_id=aid)
+    thread.join(10)
+    assert failures == []
+    assert result.outcome == "connected"
+    session.expire_all()
+    assert session.get(PagerDutyConnection, cid).status == "connected"  # type: ignore[union-attr]
+    assert session.get(OAuthAuthorization, aid) is None  # its secrets went with the outcome
+
+
+def waiting_on_a_lock(timeout: float = 10) -> bool:
+    """True once another backend of our database waits on a row lock."""
+    deadline = time.monotonic() + timeout
+    with get_engine().connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+            conn.rollback()
+            if waiting:
+                return True
+            time.sleep(0.02)
+    return False
