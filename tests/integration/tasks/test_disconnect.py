@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from models import (
     AuditEvent,
@@ -30,6 +30,7 @@ from models import (
 )
 from tests.support import factories, processes
 from tests.support.connections import pending_login
+from tests.support.locks import waiting_on_a_lock
 from tests.support.stack import demo_api_key
 from tests.support.sync import (
     arrange_demo,
@@ -37,7 +38,7 @@ from tests.support.sync import (
     mirror_counts,
     rotation_state,
 )
-from workers.core.db import get_engine, session_factory
+from workers.core.db import session_factory
 from workers.core.settings import get_settings
 from workers.sync import run as sync
 from workers.tasking.app import app
@@ -286,24 +287,6 @@ class _Victims:
         raise TimeoutError("victim worker did not start")
 
 
-def _waiting_on_a_lock(timeout: float = 20) -> bool:
-    """True once some backend of our database waits on a row lock (the victim's disconnect)."""
-    deadline = time.monotonic() + timeout
-    with get_engine().connect() as conn:
-        while time.monotonic() < deadline:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-                )
-            ).scalar()
-            conn.rollback()
-            if waiting:
-                return True
-            time.sleep(0.02)
-    return False
-
-
 @contextmanager
 def _lock_rows(point: str, demo: Any) -> Iterator[Any]:
     """Hold a row lock the disconnect needs at a given step, so the kill lands mid-transaction.
@@ -377,7 +360,7 @@ def test_worker_sigkilled_mid_disconnect_then_the_task_completes(session, sim) -
             else:
                 with _lock_rows(point, demo):
                     celery.send_task(DISCONNECT, kwargs=kwargs, task_id=task_id)
-                    assert _waiting_on_a_lock(), f"the disconnect never reached step {point!r}"
+                    assert waiting_on_a_lock(), f"the disconnect never reached step {point!r}"
                     processes.kill_hard(victim)
                 # Our lock is released: the dead worker's transaction rolls back.
                 session.rollback()

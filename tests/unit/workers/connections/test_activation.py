@@ -8,21 +8,21 @@ path, the task's own retries, redelivery after a crash) stays in tests/integrati
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import AuthMethod, OAuthAuthorization, PagerDutyConnection, utcnow
 from tests.support.connections import validating_key_connection
 from tests.support.fake_pagerduty import InProcessPagerDuty
+from tests.support.locks import waiting_on_a_lock
 from tests.support.outbox import CommittedTasks, as_flat, paused_outbox
 from workers.connections import activation
-from workers.core.db import get_engine, transaction
+from workers.core.db import transaction
 from workers.pagerduty.errors import Transient
 from workers.rotations.locking import lock_connection
 
@@ -290,7 +290,7 @@ def test_an_outcome_takes_the_connection_lock_before_its_logins_no_deadlock(
             with transaction() as other:
                 lock_connection(other, cid)
                 holding.set()
-                assert waiting_on_a_lock()  # the outcome below queues behind this one
+                assert waiting_on_a_lock(timeout=10)  # the outcome below queues behind this one
                 other.execute(
                     select(OAuthAuthorization).where(OAuthAuthorization.id == aid).with_for_update()
                 ).all()
@@ -307,21 +307,3 @@ def test_an_outcome_takes_the_connection_lock_before_its_logins_no_deadlock(
     session.expire_all()
     assert session.get(PagerDutyConnection, cid).status == "connected"  # type: ignore[union-attr]
     assert session.get(OAuthAuthorization, aid) is None  # its secrets went with the outcome
-
-
-def waiting_on_a_lock(timeout: float = 10) -> bool:
-    """True once another backend of our database waits on a row lock."""
-    deadline = time.monotonic() + timeout
-    with get_engine().connect() as conn:
-        while time.monotonic() < deadline:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-                )
-            ).scalar()
-            conn.rollback()
-            if waiting:
-                return True
-            time.sleep(0.02)
-    return False
