@@ -4,11 +4,15 @@ validated, an OAuth login whose consent the simulator gave, a login still pendin
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import (
@@ -17,6 +21,7 @@ from models import (
     OAuthAuthorization,
     PagerDutyConnection,
     Role,
+    SyncRun,
     utcnow,
 )
 from pagerduty_sim.server import SimulatorHandle
@@ -133,3 +138,31 @@ def log_in_with_oauth(
         )
     assert outcome.result == "connecting", outcome
     return start.authorization_id
+
+
+def wait_until(session: Session, what: Callable[[], Any], timeout: float = 30) -> Any:
+    """Poll ``what`` (fresh reads each time) until it is truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session.expire_all()
+        if value := what():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not done after {timeout}s")
+
+
+def stored_connection(session: Session, cid: uuid.UUID) -> PagerDutyConnection:
+    conn = session.get(PagerDutyConnection, cid)
+    assert conn is not None
+    return conn
+
+
+def succeeded_sync(session: Session, cid: uuid.UUID, generation: int) -> SyncRun | None:
+    """A succeeded sync run of the connection's ``generation`` (its credentials at the time)."""
+    return session.scalars(
+        select(SyncRun).where(
+            SyncRun.connection_id == cid,
+            SyncRun.generation == generation,
+            SyncRun.status == "succeeded",
+        )
+    ).first()

@@ -4,17 +4,13 @@ in-process in tests/unit/workers/connections/test_pending.py)."""
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import PagerDutyConnection, Role, Rotation, SyncRun
+from models import Role, Rotation
 from pagerduty_sim.server import SimulatorHandle
+from tests.support.connections import stored_connection, succeeded_sync, wait_until
 from tests.support.stack import demo_api_key
 from tests.support.sync import arrange_demo
 from workers.connections import account_change, messages, pending, setup, status
@@ -27,32 +23,6 @@ pytestmark = pytest.mark.integration
 WRONG_KEY = "u+thisKeyDoesNotExist1"
 
 
-def _wait(session: Session, what: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        session.expire_all()
-        if value := what():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not done after {timeout}s")
-
-
-def _connection(session: Session, cid: uuid.UUID) -> PagerDutyConnection:
-    conn = session.get(PagerDutyConnection, cid)
-    assert conn is not None
-    return conn
-
-
-def _succeeded_sync(session: Session, cid: uuid.UUID, generation: int) -> SyncRun | None:
-    return session.scalars(
-        select(SyncRun).where(
-            SyncRun.connection_id == cid,
-            SyncRun.generation == generation,
-            SyncRun.status == "succeeded",
-        )
-    ).first()
-
-
 def test_a_wrong_new_key_leaves_the_old_one_syncing_and_a_right_one_replaces_it(
     session: Session, sim: SimulatorHandle, live_workers
 ) -> None:
@@ -63,9 +33,11 @@ def test_a_wrong_new_key_leaves_the_old_one_syncing_and_a_right_one_replaces_it(
 
     with transaction() as s:
         setup.set_api_key(s, actor, WRONG_KEY, "us")
-    conn = _wait(
+    conn = wait_until(
         session,
-        lambda: (c := _connection(session, cid)).pending_status not in (None, "checking") and c,
+        lambda: (
+            (c := stored_connection(session, cid)).pending_status not in (None, "checking") and c
+        ),
     )
     assert (conn.status, conn.generation, conn.api_key) == ("connected", 1, old)
     assert conn.pending_status == "rejected"
@@ -74,16 +46,16 @@ def test_a_wrong_new_key_leaves_the_old_one_syncing_and_a_right_one_replaces_it(
     # The old key still syncs: "sync now" is accepted and succeeds under generation 1.
     with transaction() as s:
         sync_now(s, actor)
-    _wait(session, lambda: _succeeded_sync(session, cid, 1))
+    wait_until(session, lambda: succeeded_sync(session, cid, 1))
 
     # A right key of the same account (acme) replaces it: a new generation, and a sync with it.
     new = demo_api_key(sim, "demo-alice-user")
     with transaction() as s:
         setup.set_api_key(s, actor, new, "us")
     # Generation 3: the rejected key's check had 2, and no generation is handed out twice.
-    conn = _wait(session, lambda: (c := _connection(session, cid)).generation == 3 and c)
+    conn = wait_until(session, lambda: (c := stored_connection(session, cid)).generation == 3 and c)
     assert (conn.status, conn.api_key, conn.pending_status) == ("connected", new, None)
-    _wait(session, lambda: _succeeded_sync(session, cid, 3))
+    wait_until(session, lambda: succeeded_sync(session, cid, 3))
 
 
 def test_a_key_of_another_account_is_set_aside_and_discarding_it_changes_nothing(
@@ -91,7 +63,7 @@ def test_a_key_of_another_account_is_set_aside_and_discarding_it_changes_nothing
 ) -> None:
     demo = arrange_demo(session, sim)
     cid = demo.connection_id
-    conn = _connection(session, cid)
+    conn = stored_connection(session, cid)
     conn.pagerduty_subdomain = "acme"  # what the first check of the demo key recorded
     session.commit()
     actor = Actor(demo.workspace_id, demo.members["alice"], Role.ADMIN)
@@ -99,9 +71,11 @@ def test_a_key_of_another_account_is_set_aside_and_discarding_it_changes_nothing
 
     with transaction() as s:
         setup.set_api_key(s, actor, demo_api_key(sim, "euco-readonly"), "eu")
-    conn = _wait(
+    conn = wait_until(
         session,
-        lambda: (c := _connection(session, cid)).pending_status not in (None, "checking") and c,
+        lambda: (
+            (c := stored_connection(session, cid)).pending_status not in (None, "checking") and c
+        ),
     )
     assert conn.pending_status == "account_change"
     assert (conn.status, conn.generation, conn.api_key) == ("connected", 1, old)
@@ -112,7 +86,7 @@ def test_a_key_of_another_account_is_set_aside_and_discarding_it_changes_nothing
     with transaction() as s:
         pending.discard(s, actor)
     session.expire_all()
-    conn = _connection(session, cid)
+    conn = stored_connection(session, cid)
     assert (conn.status, conn.generation, conn.api_key, conn.pending_status) == (
         "connected",
         1,
@@ -128,7 +102,7 @@ def test_a_confirmed_account_change_syncs_the_new_account_and_makes_the_rest_man
     confirmation swaps the key in, and the first sync of the new account succeeds."""
     demo = arrange_demo(session, sim, bind={"primary": "PSPRIMA", "euro": "PSEUDAY"})
     cid = demo.connection_id
-    conn = _connection(session, cid)
+    conn = stored_connection(session, cid)
     conn.pagerduty_subdomain = "acme"
     session.commit()
     actor = Actor(demo.workspace_id, demo.members["alice"], Role.ADMIN)
@@ -136,7 +110,7 @@ def test_a_confirmed_account_change_syncs_the_new_account_and_makes_the_rest_man
 
     with transaction() as s:
         setup.set_api_key(s, actor, new, "eu")
-    _wait(session, lambda: _connection(session, cid).pending_status == "account_change")
+    wait_until(session, lambda: stored_connection(session, cid).pending_status == "account_change")
     with transaction() as s:
         plan = status.connection_status(s, demo.workspace_id)["pending"]["rotations"]
     assert {r["name"]: r["outcome"] for r in plan} == {
@@ -146,8 +120,8 @@ def test_a_confirmed_account_change_syncs_the_new_account_and_makes_the_rest_man
 
     with transaction() as s:
         account_change.confirm(s, actor)
-    _wait(session, lambda: _succeeded_sync(session, cid, 2))
-    conn = _connection(session, cid)
+    wait_until(session, lambda: succeeded_sync(session, cid, 2))
+    conn = stored_connection(session, cid)
     assert (conn.status, conn.api_key, conn.pagerduty_subdomain) == ("connected", new, "euco")
     modes = dict(
         session.execute(

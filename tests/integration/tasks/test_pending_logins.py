@@ -6,18 +6,18 @@ tests/integration/workers/connections/test_pending_login.py."""
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models import Member, PagerDutyConnection, Role, Rotation, SyncRun
+from models import Member, Role, Rotation
 from pagerduty_sim.server import SimulatorHandle
-from tests.support.connections import log_in_with_oauth
+from tests.support.connections import (
+    log_in_with_oauth,
+    stored_connection,
+    succeeded_sync,
+    wait_until,
+)
 from tests.support.stack import demo_oauth_app
 from tests.support.sync import arrange_demo
 from workers.connections import messages
@@ -26,32 +26,6 @@ from workers.core.db import transaction
 from workers.sync.request import sync_now
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(session: Session, what: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        session.expire_all()
-        if value := what():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not done after {timeout}s")
-
-
-def _connection(session: Session, cid: uuid.UUID) -> PagerDutyConnection:
-    conn = session.get(PagerDutyConnection, cid)
-    assert conn is not None
-    return conn
-
-
-def _succeeded_sync(session: Session, cid: uuid.UUID, generation: int) -> SyncRun | None:
-    return session.scalars(
-        select(SyncRun).where(
-            SyncRun.connection_id == cid,
-            SyncRun.generation == generation,
-            SyncRun.status == "succeeded",
-        )
-    ).first()
 
 
 def test_a_relogin_with_a_wrong_secret_keeps_the_connection_and_a_right_one_replaces_it(
@@ -64,13 +38,15 @@ def test_a_relogin_with_a_wrong_secret_keeps_the_connection_and_a_right_one_repl
     session.execute(update(Member).where(Member.id == alice).values(role=Role.ADMIN))
     session.commit()
     actor = Actor(demo.workspace_id, alice, Role.ADMIN)
-    old_token = _connection(session, cid).access_token
+    old_token = stored_connection(session, cid).access_token
     app = demo_oauth_app(sim)
 
     log_in_with_oauth(actor, app["client_id"], "not-the-app-secret")
-    conn = _wait(
+    conn = wait_until(
         session,
-        lambda: (c := _connection(session, cid)).pending_status not in (None, "checking") and c,
+        lambda: (
+            (c := stored_connection(session, cid)).pending_status not in (None, "checking") and c
+        ),
     )
     assert (conn.status, conn.generation, conn.access_token) == ("connected", 1, old_token)
     assert conn.pending_status == "rejected"
@@ -78,14 +54,14 @@ def test_a_relogin_with_a_wrong_secret_keeps_the_connection_and_a_right_one_repl
     # "sync now" is accepted and the old tokens sync; bound rotations stay bound.
     with transaction() as s:
         sync_now(s, actor)
-    _wait(session, lambda: _succeeded_sync(session, cid, 1))
+    wait_until(session, lambda: succeeded_sync(session, cid, 1))
     modes = session.scalars(select(Rotation.mode).where(Rotation.workspace_id == demo.workspace_id))
     assert sorted(modes) == ["manual", "pagerduty", "pagerduty", "pagerduty"]
 
     # Logging in again with the stored app (nothing typed) replaces the live credentials.
     log_in_with_oauth(actor)
     # Generation 3: the rejected login's check had 2, and no generation is handed out twice.
-    conn = _wait(session, lambda: (c := _connection(session, cid)).generation == 3 and c)
+    conn = wait_until(session, lambda: (c := stored_connection(session, cid)).generation == 3 and c)
     assert (conn.status, conn.auth_method, conn.pending_status) == ("connected", "oauth", None)
     assert conn.access_token != old_token
-    _wait(session, lambda: _succeeded_sync(session, cid, 3))
+    wait_until(session, lambda: succeeded_sync(session, cid, 3))
