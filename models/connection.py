@@ -167,6 +167,15 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     # restarts (workers.sync.run).
     directory_read_at: Mapped[datetime | None] = mapped_column(default=None)
     consecutive_sync_failures: Mapped[int] = mapped_column(default=0)
+    # The last scheduled check that found nothing to change (it writes no ``sync_runs`` row):
+    # when it started, how long it took, how many PagerDuty requests it made. Status views
+    # show it as the last sync when it is newer than the last recorded run.
+    last_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_check_ms: Mapped[int | None] = mapped_column(default=None)
+    last_check_requests: Mapped[int | None] = mapped_column(default=None)
+    # What the last applied pass made true (workers.sync.digest): a later check that reads the
+    # same is quiet without a transaction of its own (workers.sync.batch).
+    check_digest: Mapped[str | None] = mapped_column(String(64), default=None)
     # Pending work a task must do (validating, disconnecting, a requested "sync now") never
     # waits on a message alone: past ``drive_at`` the ``deadlines`` loop enqueues the task
     # again (workers.deadlines). Set where the state is entered, cleared when it is left.

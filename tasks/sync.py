@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.sync import fanout, run
+from workers.sync import batch, fanout, run
 from workers.tasking.app import BeatTask, SyncTask, contract_task
-from workers.tasking.contract import SCHEDULE_SYNCS, SYNC_CONNECTION
+from workers.tasking.contract import CHECK_CONNECTIONS, SCHEDULE_SYNCS, SYNC_CONNECTION
 
 
 @contract_task(SYNC_CONNECTION)
@@ -19,6 +19,12 @@ def sync_connection(
         # 429: after PagerDuty's reset; transient: the family's capped backoff.
         self.retry_later(reset_after=result.retry_after if result.retry == "rate_limited" else None)
     return result.as_dict()
+
+
+@contract_task(CHECK_CONNECTIONS)
+def check_connections(self: BeatTask, *, connection_ids: list[str]) -> dict[str, Any]:
+    # Each connection's retries are its own ``sync_connection`` (published by the batch).
+    return batch.check_connections(connection_ids, task_id=self.request.id).as_dict()
 
 
 @contract_task(SCHEDULE_SYNCS)

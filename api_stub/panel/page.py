@@ -16,6 +16,7 @@ from api_stub.panel.session import picker_enabled, read_flash
 from api_stub.panel.times import exact, handoff_view, last_sync_words, when
 from models import (
     Member,
+    PagerDutyConnection,
     Role,
     SyncRun,
     Workspace,
@@ -312,7 +313,7 @@ def _last_good_sync(session: Session, connection_id: uuid.UUID | None) -> dateti
     rotations have not been updated)."""
     if connection_id is None:
         return None
-    return session.scalars(
+    recorded = session.scalars(
         select(SyncRun.finished_at)
         .where(
             SyncRun.connection_id == connection_id,
@@ -322,6 +323,11 @@ def _last_good_sync(session: Session, connection_id: uuid.UUID | None) -> dateti
         .order_by(SyncRun.finished_at.desc())
         .limit(1)
     ).one_or_none()
+    # A quiet check succeeded too, without a row (docs/sync-and-disconnect.md, "Quiet checks").
+    checked = session.scalar(
+        select(PagerDutyConnection.last_checked_at).where(PagerDutyConnection.id == connection_id)
+    )
+    return max((t for t in (recorded, checked) if t is not None), default=None)
 
 
 def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bool:

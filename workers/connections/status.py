@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -76,6 +77,9 @@ def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, An
             "requests_made": run.requests_made,
             "error": run.error,
         }
+    if conn.last_checked_at is not None and (run is None or conn.last_checked_at > run.started_at):
+        # A quiet scheduled check writes no run; the connection row keeps when it happened.
+        last_sync = quiet_check(conn)
     total_users, linked_users, inactive_users = session.execute(
         select(
             func.count().filter(PagerDutyUser.active),
@@ -143,3 +147,23 @@ def pending_document(
         }
         document["rotations"] = rotations
     return document
+
+
+def quiet_check(conn: PagerDutyConnection) -> dict[str, Any]:
+    """The last quiet check as the API's ``last_sync`` shows a run: it succeeded, changed no
+    row, and made ``last_check_requests`` PagerDuty requests."""
+    started = conn.last_checked_at
+    assert started is not None
+    duration_ms = conn.last_check_ms
+    return {
+        "status": "succeeded",
+        "kind": "scheduled",
+        "started_at": started,
+        "finished_at": started + timedelta(milliseconds=duration_ms or 0),
+        "duration_ms": duration_ms,
+        "rows_created": 0,
+        "rows_updated": 0,
+        "rows_deleted": 0,
+        "requests_made": conn.last_check_requests or 0,
+        "error": None,
+    }

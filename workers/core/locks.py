@@ -168,6 +168,74 @@ def hold_lease(name: str, ttl_seconds: float) -> Iterator[Lease | None]:
         lease.release()
 
 
+class LeaseSet:
+    """Many leases (``Lease``) taken, renewed and released together, one Redis round trip each
+    time (a batch of checks: ``workers.sync.batch``). Same values and scripts as ``Lease``, so
+    a single holder and a batch exclude each other and operators see both."""
+
+    def __init__(self, names: list[str], ttl_seconds: float) -> None:
+        self.leases = [Lease(name, ttl_seconds) for name in names]
+        self.held: list[Lease] = []
+        self.ttl_seconds = ttl_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> list[str]:
+        """Take every free lease; the names taken (the others are held elsewhere)."""
+        pipe = client().pipeline(transaction=False)
+        for lease in self.leases:
+            pipe.set(lease.key, lease.value, nx=True, px=lease.ttl_ms)
+        taken = pipe.execute()
+        self.held = [lease for lease, ok in zip(self.leases, taken, strict=True) if ok]
+        if self.held:
+            self._thread = threading.Thread(target=self._heartbeat, name="leases", daemon=True)
+            self._thread.start()
+        return [lease.name for lease in self.held]
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.ttl_seconds / 3):
+            try:
+                pipe = client().pipeline(transaction=False)
+                for lease in self.held:
+                    pipe.eval(_RENEW, 1, lease.key, lease.value, lease.ttl_ms)
+                for lease, ok in zip(self.held, pipe.execute(), strict=True):
+                    lease.lost = lease.lost or not ok
+            except redis.RedisError as exc:
+                log.warning("batch leases not renewed (%s)", type(exc).__name__)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if not self.held:
+            return
+        with contextlib.suppress(redis.RedisError):
+            pipe = client().pipeline(transaction=False)
+            for lease in self.held:
+                pipe.eval(_RELEASE, 1, lease.key, lease.value)
+            pipe.execute()
+
+
+@contextmanager
+def hold_leases(names: list[str], ttl_seconds: float) -> Iterator[list[str]]:
+    """Yield the names of the leases taken (renewed until the block ends)."""
+    leases = LeaseSet(names, ttl_seconds)
+    try:
+        yield leases.acquire()
+    finally:
+        leases.release()
+
+
+def flags_set(names: list[str]) -> list[str]:
+    """Those of the flags ``names`` that are set, in one round trip."""
+    if not names:
+        return []
+    pipe = client().pipeline(transaction=False)
+    for name in names:
+        pipe.exists(key("flag", name))
+    return [name for name, found in zip(names, pipe.execute(), strict=True) if found]
+
+
 def _parse_lease(name: str, raw: bytes | str | None, ttl_ms: int) -> LeaseInfo | None:
     if raw is None or ttl_ms < 0:
         return None

@@ -58,6 +58,8 @@ ALLOWED: dict[str, str] = {
     "sync_interval_seconds": "a whole number of seconds, at least 1",
     "sync_jitter_seconds": "a whole number of seconds, 0 or more",
     "directory_interval_seconds": "a whole number of seconds, from 60 to 86400",
+    "check_batch_size": "a whole number of connections, 1 to 500",
+    "check_batch_threads": "a whole number of threads, 1 to 64",
     "sync_runs_retention_days": "a whole number of days, at least 1",
     "sync_runs_failed_retention_days": "a whole number of days, at least 1",
     "redis_retry_max_seconds": "a number of seconds greater than 0",
@@ -143,6 +145,10 @@ class Settings(BaseSettings):
     # syncs in between only check who is on call (docs/sync-and-disconnect.md). Under a minute
     # would be the old every-sync cost; over a day, new people would wait too long.
     directory_interval_seconds: int = Field(900, ge=60, le=86_400)
+    # Beat's fan-out sends due connections in batches of this many (one message each); a batch
+    # has this many PagerDuty reads in flight at once, each within its own rate limit.
+    check_batch_size: int = Field(50, ge=1, le=500)
+    check_batch_threads: int = Field(8, ge=1, le=64)
     # sync_runs: succeeded and skipped runs are kept this many days, failed ones longer (they
     # are what an admin or operator looks back for), then deleted by the sync-runs-retention loop.
     sync_runs_retention_days: int = Field(7, gt=0)

@@ -24,6 +24,7 @@ from workers.pagerduty.snapshot import AccountSnapshot
 from workers.rotations.locking import bound_rotations_for_update
 from workers.rotations.on_call import RotationWant, write_on_call
 from workers.sync import messages
+from workers.sync.digest import digest as check_digest
 from workers.sync.mirror import ApplyResult, apply_mirror
 
 __all__ = ["ApplyResult", "apply_snapshot"]
@@ -125,3 +126,11 @@ def _sync_rotations(
     out.deleted += written.deleted
     out.rotations_changed = written.rotations_touched
     out.unmatched_on_call = len({uid for _sid, uid in written.on_call if uid not in member_of_user})
+    if not snapshot.members_unknown:
+        out.digest = check_digest(
+            snapshot,
+            now,
+            generation=conn.generation,
+            rotations=[(rot.id, rot.pagerduty_schedule_id) for rot in bound],
+            member_of_user=member_of_user,
+        )

@@ -42,6 +42,10 @@ def lease_name(connection_id: uuid.UUID | str) -> str:
     return f"sync:{connection_id}"
 
 
+def rerun_flag(connection_id: uuid.UUID | str) -> str:
+    return f"sync-rerun:{connection_id}"
+
+
 def _done(result: SyncResult) -> bool:
     """No further pass helps: the connection is unavailable or the task will retry."""
     return result.status == "unavailable" or bool(result.retry)
@@ -99,7 +103,7 @@ def coalesce(
     ``hand_over`` publishes a fresh task for a request still pending after ``MAX_PASSES``.
     """
     name = lease_name(connection_id)
-    flag_name = f"sync-rerun:{connection_id}"
+    flag_name = rerun_flag(connection_id)
     if _idle_recheck(connection_id, flag_name):
         metrics.incr("rrpd_syncs_total", outcome="recheck_idle")
         return SyncResult(status="coalesced", connection_id=str(connection_id))

@@ -38,7 +38,7 @@ from models import ConnectionStatus, PagerDutyConnection, utcnow
 from workers.core import metrics
 from workers.core.db import transaction
 from workers.core.settings import get_settings
-from workers.tasking.contract import SCHEDULE_SYNCS, SYNC_CONNECTION
+from workers.tasking.contract import CHECK_CONNECTIONS, MAX_CHECK_BATCH, SCHEDULE_SYNCS
 from workers.tasking.enqueue import publish_many
 
 # At most this many sync messages from any one task (a beat round or a shard).
@@ -155,15 +155,16 @@ def schedule_syncs(
 ) -> dict[str, int]:
     """One beat round (``shards == 0``) or one shard of it; never publishes more than ``cap``.
 
-    Returns ``{enqueued, shards}``: the syncs this task published, and the shard tasks it
+    Returns ``{enqueued, batches, shards}``: the connections this task claimed, the batch
+    messages it published for them (``pagerduty.check_connections``), and the shard tasks it
     published (0 when it claimed the round itself).
     """
     if shards and shard >= shards:
-        return {"enqueued": 0, "shards": 0}  # not a slice of anything: nothing to claim
+        return {"enqueued": 0, "batches": 0, "shards": 0}  # not a slice: nothing to claim
     t0 = time.monotonic()
     now = now or utcnow()
     published_shards = 0
-    enqueued = 0
+    enqueued = batches = 0
     if shards == 0 and (due := count_due(now)) > cap:
         published_shards = max(2, math.ceil(due / target))
         publish_many(
@@ -172,7 +173,8 @@ def schedule_syncs(
         )
     else:
         ids = claim(now, shard=shard, shards=max(shards, 1), limit=cap)
-        enqueued = _publish_syncs(ids)
+        batches = _publish_checks(ids)
+        enqueued = len(ids)
         if len(ids) >= cap and shards:
             # More of this slice is due than one task may publish: the rest is this shard's
             # next message (a beat round that hit the cap leaves the rest to the next round,
@@ -187,7 +189,7 @@ def schedule_syncs(
             ("rrpd_fanout_duration_seconds_count", 1, {}),
         ]
     )
-    return {"enqueued": enqueued, "shards": published_shards}
+    return {"enqueued": enqueued, "batches": batches, "shards": published_shards}
 
 
 def spread_offset(connection_id: uuid.UUID, jitter: float) -> float:
@@ -195,17 +197,26 @@ def spread_offset(connection_id: uuid.UUID, jitter: float) -> float:
     return jitter * connection_id.int / _ID_SPACE
 
 
-def _publish_syncs(ids: list[uuid.UUID]) -> int:
-    jitter = max(0.0, float(get_settings().sync_jitter_seconds))
+def _publish_checks(ids: list[uuid.UUID]) -> int:
+    """Publish the claimed connections in batches of ``RRPD_CHECK_BATCH_SIZE``
+    (``pagerduty.check_connections``); returns how many batch messages.
+
+    The batches follow the spread: ids are ordered by their fixed offset and each batch is
+    published with its first connection's countdown, so a batch holds connections whose
+    offsets are neighbours and the fleet stays spread over the window."""
+    settings = get_settings()
+    jitter = max(0.0, float(settings.sync_jitter_seconds))
+    size = max(1, min(settings.check_batch_size, MAX_CHECK_BATCH))
+    ordered = sorted(ids, key=lambda cid: cid.int)  # the offset grows with the id
     # Published once the claim has committed (never for a claim that rolled back), through one
-    # producer: thousands of separate send_task calls each take a pooled connection.
+    # producer.
     return publish_many(
-        SYNC_CONNECTION,
+        CHECK_CONNECTIONS,
         [
             (
-                {"connection_id": str(cid), "kind": "scheduled"},
-                spread_offset(cid, jitter) or None,
+                {"connection_ids": [str(cid) for cid in chunk]},
+                spread_offset(chunk[0], jitter) or None,
             )
-            for cid in ids
+            for chunk in (ordered[i : i + size] for i in range(0, len(ordered), size))
         ],
     )

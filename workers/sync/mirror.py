@@ -38,6 +38,8 @@ class ApplyResult:
     rotations_changed: int = 0
     unmatched_on_call: int = 0
     warnings: list[str] = field(default_factory=list)
+    # What this pass made true (workers.sync.digest); None when it cannot vouch for it.
+    digest: str | None = None
 
     @property
     def changed(self) -> bool:

@@ -29,6 +29,7 @@ from workers.pagerduty.snapshot import AccountSnapshot
 from workers.rotations.locking import lock_connection
 from workers.sync import messages
 from workers.sync.apply import ApplyResult, apply_snapshot
+from workers.sync.kinds import Outcome, SyncKind
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,10 @@ class RunContext:
 
     # -- helpers --
 
-    def _requests(self) -> int:
+    def requests_made(self) -> int:
         return sum(c.requests_made for c in self.clients)
 
-    def _duration_ms(self) -> int:
+    def duration_ms(self) -> int:
         return int((time.monotonic() - self.t0) * 1000)
 
     def _metrics(self, outcome: str, duration_ms: int) -> None:
@@ -99,7 +100,7 @@ class RunContext:
     def _run(
         self, status: str, generation: int, error: str | None, applied: ApplyResult | None
     ) -> SyncRun:
-        duration_ms = self._duration_ms()
+        duration_ms = self.duration_ms()
         return SyncRun(
             id=uuid.uuid4(),
             connection_id=self.cid,
@@ -113,7 +114,7 @@ class RunContext:
             rows_created=applied.created if applied else 0,
             rows_updated=applied.updated if applied else 0,
             rows_deleted=applied.deleted if applied else 0,
-            requests_made=self._requests(),
+            requests_made=self.requests_made(),
             error=error,
         )
 
@@ -138,14 +139,44 @@ class RunContext:
             .execution_options(synchronize_session=False)
         )
 
+    def _quiet(self, conn: PagerDutyConnection, applied: ApplyResult) -> bool:
+        """A scheduled pass that changed nothing, with nothing to say and nobody waiting for
+        it: it inserts no ``SyncRun`` (docs/sync-and-disconnect.md, "Quiet checks")."""
+        requested = conn.sync_requested_at
+        return (
+            self.kind == SyncKind.SCHEDULED
+            and not applied.changed
+            and not applied.warnings
+            and not conn.consecutive_sync_failures
+            and conn.last_synced_at is not None
+            and not (requested is not None and requested <= self.started_at)
+        )
+
+    def _checked(self, conn: PagerDutyConnection, snapshot: AccountSnapshot) -> SyncResult:
+        """End a quiet pass: the connection row says when it last checked (no new row)."""
+        duration_ms = self.duration_ms()
+        requests = self.requests_made()
+        conn.last_checked_at = self.started_at
+        conn.last_check_ms = duration_ms
+        conn.last_check_requests = requests
+        if snapshot.directory_read:
+            conn.directory_read_at = snapshot.fetched_at
+        self._metrics(Outcome.SUCCEEDED, duration_ms)
+        return SyncResult(
+            status=Outcome.SUCCEEDED,
+            connection_id=str(self.cid),
+            requests=requests,
+            read="directory" if snapshot.directory_read else "check",
+        )
+
     # -- endings --
 
     def unavailable(self, status: str | None) -> SyncResult:
-        self._metrics("unavailable", self._duration_ms())
+        self._metrics("unavailable", self.duration_ms())
         return SyncResult(
             status="unavailable",
             connection_id=str(self.cid),
-            requests=self._requests(),
+            requests=self.requests_made(),
             error=f"connection is {status or 'missing'}",
         )
 
@@ -229,8 +260,9 @@ class RunContext:
                 self._answer(conn)
             else:
                 applied = apply_snapshot(session, conn, snapshot, now=clock())
-                # Connection bookkeeping only when it changes something (see the docs):
-                # a quiet sync leaves the connection row alone.
+                if self._quiet(conn, applied):
+                    return self._checked(conn, snapshot)
+                # Connection bookkeeping only when it changes something (see the docs).
                 if conn.consecutive_sync_failures:
                     conn.consecutive_sync_failures = 0
                 if applied.changed or conn.last_synced_at is None:
@@ -238,6 +270,7 @@ class RunContext:
                 if snapshot.directory_read:
                     # The next directory read is due an interval after this one's moment.
                     conn.directory_read_at = snapshot.fetched_at
+                conn.check_digest = applied.digest
                 run = self._run(
                     "succeeded",
                     conn.generation,

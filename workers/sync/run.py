@@ -66,6 +66,7 @@ from workers.pagerduty.snapshot import (
 )
 from workers.sync import messages
 from workers.sync.coalescing import coalesce
+from workers.sync.kinds import DIRECTORY_KINDS, SyncKind
 from workers.sync.records import RunContext, SyncResult
 from workers.tasking.contract import SYNC_CONNECTION
 from workers.tasking.enqueue import publish_now
@@ -86,7 +87,7 @@ ClientFactory = Callable[[ConnectionCredential], PagerDutyReader]
 def sync_connection(
     connection_id: uuid.UUID | str,
     *,
-    kind: str = "scheduled",
+    kind: str = SyncKind.SCHEDULED,
     task_id: str | None = None,
     client_factory: ClientFactory | None = None,
     now: Callable[[], datetime] | None = None,
@@ -104,18 +105,17 @@ def sync_connection(
 def sync_once(
     connection_id: uuid.UUID | str,
     *,
-    kind: str = "scheduled",
+    kind: str = SyncKind.SCHEDULED,
     task_id: str | None = None,
     client_factory: ClientFactory | None = None,
     now: Callable[[], datetime] | None = None,
 ) -> SyncResult:
-    """One fetch-and-apply pass, without the coalescing lock (tests call this directly)."""
+    """One pass, without the coalescing lock (tests and the batch call this directly):
+    plan -> read -> apply -> record."""
     cid = as_uuid(connection_id)
     clock = now or utcnow
     started_at = clock()
-    t0 = time.monotonic()
-    make_client = client_factory or default_client
-    ctx = RunContext(cid, kind, task_id, started_at, t0)
+    ctx = RunContext(cid, kind, task_id, started_at, time.monotonic())
     try:
         try:
             cred = credential_for(cid)
@@ -125,77 +125,84 @@ def sync_once(
             return ctx.unavailable(exc.status)
         ctx.generation = cred.generation
         plan = read_plan(cid, cred.workspace_id, kind, started_at)
-        use_oncalls = may_read_oncalls(cred)
-        client = make_client(cred)
-        ctx.clients.append(client)
-        try:
-            snapshot = read_account(cid, client, plan, started_at, use_oncalls)
-        except InvalidCredentials:
-            if cred.auth_method != AuthMethod.OAUTH:
-                return ctx.failed(
-                    messages.INVALID_KEY,
-                    transition=(ConnectionStatus.INVALID, messages.INVALID_KEY),
-                )
-            # OAuth: the token may have been revoked or rotated; refresh once and try again.
-            try:
-                cred = credential_for(cid, rejected=cred.credential)
-            except NeedsReauth:
-                # credential_for already moved the connection to needs_reauth, with its words.
-                return ctx.failed(
-                    messages.OAUTH_REJECTED, also_current=ConnectionStatus.NEEDS_REAUTH
-                )
-            if cred.generation != ctx.generation:
-                return ctx.skipped()
-            client = make_client(cred)
-            ctx.clients.append(client)
-            try:
-                snapshot = read_account(cid, client, plan, started_at, use_oncalls)
-            except InvalidCredentials:
-                return ctx.failed(
-                    messages.OAUTH_REJECTED,
-                    transition=(ConnectionStatus.NEEDS_REAUTH, messages.OAUTH_REJECTED),
-                )
-        return ctx.apply(snapshot, clock)
-    except ConnectionUnavailable as exc:  # NeedsReauth too: the connection already says why
+        read = read_with_refresh(ctx, cred, plan, client_factory or default_client)
+        if isinstance(read, SyncResult):
+            return read
+        return ctx.apply(read, clock)
+    except Exception as exc:
+        return record_failure(ctx, exc)
+
+
+def read_with_refresh(
+    ctx: RunContext, cred: ConnectionCredential, plan: ReadPlan, make_client: ClientFactory
+) -> AccountSnapshot | SyncResult:
+    """The read, with one OAuth refresh when PagerDuty refuses the token; a ``SyncResult`` when
+    the pass ends here (the credential is refused for good, or the connection changed)."""
+    use_oncalls = may_read_oncalls(cred)
+    client = make_client(cred)
+    ctx.clients.append(client)
+    try:
+        return read_account(ctx.cid, client, plan, ctx.started_at, use_oncalls)
+    except InvalidCredentials:
+        if cred.auth_method != AuthMethod.OAUTH:
+            return ctx.failed(
+                messages.INVALID_KEY, transition=(ConnectionStatus.INVALID, messages.INVALID_KEY)
+            )
+    # OAuth: the token may have been revoked or rotated; refresh once and try again.
+    try:
+        cred = credential_for(ctx.cid, rejected=cred.credential)
+    except NeedsReauth:
+        # credential_for already moved the connection to needs_reauth, with its words.
+        return ctx.failed(messages.OAUTH_REJECTED, also_current=ConnectionStatus.NEEDS_REAUTH)
+    if cred.generation != ctx.generation:
+        return ctx.skipped()
+    client = make_client(cred)
+    ctx.clients.append(client)
+    try:
+        return read_account(ctx.cid, client, plan, ctx.started_at, use_oncalls)
+    except InvalidCredentials:
+        return ctx.failed(
+            messages.OAUTH_REJECTED,
+            transition=(ConnectionStatus.NEEDS_REAUTH, messages.OAUTH_REJECTED),
+        )
+
+
+def record_failure(ctx: RunContext, exc: Exception) -> SyncResult:
+    """How a pass that raised ends: recorded in plain words (and retried where that helps), or
+    re-raised when nothing can be recorded (the database away) or it is a bug."""
+    if isinstance(exc, ConnectionUnavailable):  # NeedsReauth too: the connection says why
         return ctx.unavailable(exc.status)
-    except RateLimited as exc:
+    if isinstance(exc, RateLimited):
         # Counted (with every 429 the client retried itself) when the run's metrics are written.
         return ctx.failed(
             messages.rate_limited(exc.reset_after),
             retry="rate_limited",
             retry_after=exc.reset_after,
         )
-    except Transient as exc:
+    if isinstance(exc, Transient):
         return ctx.failed(messages.transient(exc), retry="transient")
-    except NoApiAccess:
+    if isinstance(exc, NoApiAccess):
         return ctx.failed(
             messages.NO_API_ACCESS, transition=(ConnectionStatus.INVALID, messages.NO_API_ACCESS)
         )
-    except Forbidden as exc:
+    if isinstance(exc, Forbidden):
         return ctx.failed(messages.forbidden(exc.missing))
-    except PaginationLimit as exc:
+    if isinstance(exc, PaginationLimit):
         return ctx.failed(messages.too_large(exc))
-    except PagerDutyError as exc:
+    if isinstance(exc, PagerDutyError):
         return ctx.failed(messages.unusable(exc))
-    except Exception as exc:
-        if is_transient_database_error(exc):
-            # Nothing can be recorded with the database away (or the unit of work rolled back
-            # by a conflict); the task base retries the sync.
-            raise
+    if not is_transient_database_error(exc):
         # A bug, a soft time limit: record it in plain words, then let the task machinery see
-        # the exception.
+        # the exception. (With the database away nothing can be recorded: the task retries.)
         try:
             ctx.failed(messages.internal_error(exc))
         except Exception:
             log.exception("could not record the failed sync run")
-        raise
+    raise exc
 
 
 # A pass that started answering a "sync now" ends within the task's hard time limit.
 SYNC_RUNNING_SECONDS = SYNC_CONNECTION.time_limit + 5.0
-
-# Syncs that someone or something asked for read the directory whatever its age.
-DIRECTORY_KINDS = frozenset({"manual", "initial", "binding"})
 
 
 @dataclass(frozen=True)
@@ -279,13 +286,33 @@ def read_account(
     use_oncalls: bool,
 ) -> AccountSnapshot:
     """The check when it suffices, else the directory read (module globals: tests hook them)."""
-    if not plan.directory:
-        check = read_check(
-            reader, bound=plan.bound, v3_bound=plan.v3_bound, now=now, use_oncalls=use_oncalls
-        )
-        if not needs_directory(cid, plan.bound, check, plan.known_users):
-            return check
-        log.info("the on-call check met someone or something new: reading the directory")
+    if plan.directory:
+        return read_snapshot(reader, bound=plan.bound, now=now, use_oncalls=use_oncalls)
+    check = read_plain_check(reader, plan, now, use_oncalls)
+    return complete_check(cid, reader, plan, check, now, use_oncalls)
+
+
+def read_plain_check(
+    reader: PagerDutyReader, plan: ReadPlan, now: datetime, use_oncalls: bool
+) -> AccountSnapshot:
+    """The on-call check alone (the batch's read stage: a thin call into snapshot.py)."""
+    return read_check(
+        reader, bound=plan.bound, v3_bound=plan.v3_bound, now=now, use_oncalls=use_oncalls
+    )
+
+
+def complete_check(
+    cid: uuid.UUID,
+    reader: PagerDutyReader,
+    plan: ReadPlan,
+    check: AccountSnapshot,
+    now: datetime,
+    use_oncalls: bool,
+) -> AccountSnapshot:
+    """The check, or the directory read when the check met someone or something new."""
+    if not needs_directory(cid, plan.bound, check, plan.known_users):
+        return check
+    log.info("the on-call check met someone or something new: reading the directory")
     return read_snapshot(reader, bound=plan.bound, now=now, use_oncalls=use_oncalls)
 
 

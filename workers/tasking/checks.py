@@ -50,6 +50,15 @@ def whole_number(name: str, value: Any) -> int:
     raise Refused(f"{name} must be a whole number, got {_shown(value)}")
 
 
+def uuid_list(limit: int) -> Check:
+    def check(name: str, value: Any) -> list[str]:
+        if isinstance(value, list) and 0 < len(value) <= limit:
+            return [uuid_text(name, item) for item in value]
+        raise Refused(f"{name} must be a list of 1 to {limit} UUIDs, got {_shown(value)}")
+
+    return check
+
+
 def one_of(*choices: str) -> Check:
     def check(name: str, value: Any) -> str:
         if isinstance(value, str) and value in choices:

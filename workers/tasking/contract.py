@@ -30,6 +30,7 @@ from workers.tasking.checks import (
     one_of,
     optional_uuid_text,
     short_text,
+    uuid_list,
     uuid_text,
     whole_number,
 )
@@ -274,27 +275,37 @@ SYNC_CONNECTION = TaskSpec(
     result="`{status, connection_id, sync_run_id, created, updated, deleted, requests, passes, "
     "unmatched_on_call, error?}`; status: succeeded, failed, skipped, unavailable, coalesced",
 )
+MAX_CHECK_BATCH = 500  # connection ids per batch message at most
+BATCH_IDS = "Due connections (UUIDs, at most 500); beat's fan-out sends them."
+CHECK_CONNECTIONS = TaskSpec(
+    name="pagerduty.check_connections",
+    module="tasks.sync",
+    queue=SYNC,
+    kwargs=(Kwarg("connection_ids", "list[str]", BATCH_IDS, check=uuid_list(MAX_CHECK_BATCH)),),
+    soft_time_limit=240,
+    time_limit=300,
+    family=Family.BEAT,
+    max_retries=0,
+    result="`{connections, covered, quiet, applied, single, failed, unavailable, requests, ...}`",
+    no_retry_because="a lost batch costs one interval; a failed check sends its own retry",
+    store_result=False,
+)
+SHARD_WORDS = "This shard's number, 0 to shards - 1."
+SHARDS_WORDS = "0: a beat round (it shards itself if need be)."
 SCHEDULE_SYNCS = TaskSpec(
     name="pagerduty.schedule_syncs",
     module="tasks.sync",
     queue=SCHEDULE,
     kwargs=(
-        Kwarg(
-            "shard", "int", "This shard's number, 0 to shards - 1.", default=0, check=whole_number
-        ),
-        Kwarg(
-            "shards",
-            "int",
-            "0: a beat round (it shards itself if need be).",
-            default=0,
-            check=whole_number,
-        ),
+        Kwarg("shard", "int", SHARD_WORDS, default=0, check=whole_number),
+        Kwarg("shards", "int", SHARDS_WORDS, default=0, check=whole_number),
     ),
     soft_time_limit=45,
     time_limit=55,
     family=Family.BEAT,
     max_retries=0,
-    result="`{enqueued, shards}`: syncs published (at most 2,000), shard tasks published",
+    result="`{enqueued, batches, shards}`: connections claimed (at most 2,000), batch messages "
+    "published, shard tasks published",
     no_retry_because="next beat",
     beat=Beat(
         "schedule-syncs",
@@ -353,6 +364,7 @@ TASKS: tuple[TaskSpec, ...] = (
     REFRESH_TOKEN,
     REFRESH_EXPIRING_TOKENS,
     SYNC_CONNECTION,
+    CHECK_CONNECTIONS,
     SCHEDULE_SYNCS,
     DISCONNECT,
     REVOKE_TOKENS,

@@ -91,9 +91,12 @@ def test_status_says_which_pagerduty_user_an_oauth_connection_acts_as(
     client, world, session
 ) -> None:
     conn = mirror(session, world)
-    assert client.get(url(world, "/pagerduty"), headers=world.headers(world.member)).json()[
-        "acting_user"
-    ] is None  # an API key acts as no one in particular
+    assert (
+        client.get(url(world, "/pagerduty"), headers=world.headers(world.member)).json()[
+            "acting_user"
+        ]
+        is None
+    )  # an API key acts as no one in particular
     conn.auth_method = AuthMethod.OAUTH
     conn.api_key = None
     conn.pagerduty_user_id = "PU2"

@@ -107,15 +107,14 @@ def test_first_sync_mirrors_the_account_and_fills_bound_rotations(session, sim) 
         assert session.get(Rotation, rid).last_synced_at is not None
 
 
-def test_quiet_resync_writes_only_its_sync_run(session, sim) -> None:
+def test_quiet_resync_inserts_no_row_and_stamps_the_check(session, sim) -> None:
     demo = arrange_demo(session, sim)
     clock = fixed_clock()  # the same instant twice: on-call cannot move between the runs
     first = sync.sync_connection(demo.connection_id, client_factory=fast_client, now=clock)
     assert first.status == "succeeded"
     assert first.created > 0
     session.rollback()
-    conn_before = session.get(PagerDutyConnection, demo.connection_id)
-    updated_at = conn_before.updated_at
+    runs_before = session.scalar(select(func.count()).select_from(SyncRun))
     rotations_before = {
         rid: session.get(Rotation, rid).updated_at for rid in demo.rotations.values()
     }
@@ -124,12 +123,17 @@ def test_quiet_resync_writes_only_its_sync_run(session, sim) -> None:
         second = sync.sync_connection(demo.connection_id, client_factory=fast_client, now=clock)
 
     assert second.status == "succeeded"
+    assert second.sync_run_id is None  # nothing to keep in the history
     assert (second.created, second.updated, second.deleted) == (0, 0, 0)
+    # The one write: the connection row's "last checked" (no row inserted anywhere).
     assert len(writes) == 1, writes
-    assert writes[0].startswith("INSERT INTO sync_runs"), writes
+    assert writes[0].startswith("UPDATE pagerduty_connections"), writes
     session.rollback()
     session.expire_all()
-    assert session.get(PagerDutyConnection, demo.connection_id).updated_at == updated_at
+    assert session.scalar(select(func.count()).select_from(SyncRun)) == runs_before
+    conn = session.get(PagerDutyConnection, demo.connection_id)
+    assert conn.last_checked_at == clock()
+    assert conn.last_check_requests == second.requests
     for rid, before in rotations_before.items():
         assert session.get(Rotation, rid).updated_at == before
 
@@ -469,7 +473,9 @@ def test_concurrent_requests_coalesce_into_one_extra_pass(
     )
     holder.start()
     assert in_fetch.wait(10)
-    # Three requests while the holder is mid-fetch: none waits, none runs; one rerun covers all.
+    # Three "sync now"s while the holder is mid-fetch (the API records the request on the row,
+    # workers.sync.request): none waits, none runs; one rerun covers all, and is recorded.
+    _set(demo.connection_id, sync_requested_at=utcnow())
     others = [
         sync.sync_connection(demo.connection_id, kind="manual", client_factory=factory)
         for _ in range(3)

@@ -17,12 +17,12 @@ import pytest
 
 from models import AuthMethod, ConnectionStatus, PagerDutyConnection, Workspace
 from tests.support.outbox import captured_direct_publishes
-from workers.core.settings import get_settings
+from workers.core.settings import get_settings, reset_settings_cache
 from workers.sync import fanout
 
 pytestmark = pytest.mark.both_databases
 
-SYNC = "pagerduty.sync_connection"
+CHECK = "pagerduty.check_connections"
 ROUND = "pagerduty.schedule_syncs"
 T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
@@ -54,8 +54,25 @@ def _connections(session: Any, count: int) -> set[str]:
     return {str(c.id) for c in conns}
 
 
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """Batches of 3: a fleet of 30 is ten messages, spread like the connections they hold."""
+    monkeypatch.setenv("RRPD_CHECK_BATCH_SIZE", "3")
+    reset_settings_cache()
+    yield 3
+    monkeypatch.delenv("RRPD_CHECK_BATCH_SIZE")
+    reset_settings_cache()
+
+
 def _synced(messages: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(m["kwargs"]["connection_id"] for m in messages if m["name"] == SYNC)
+    """How often each connection was sent for a check (in any batch)."""
+    return Counter(
+        cid for m in messages if m["name"] == CHECK for cid in m["kwargs"]["connection_ids"]
+    )
+
+
+def _claimed(messages: list[dict[str, Any]]) -> int:
+    return sum(len(m["kwargs"]["connection_ids"]) for m in messages if m["name"] == CHECK)
 
 
 def test_every_connection_is_enqueued_exactly_once_in_every_round(session, sent) -> None:
@@ -71,13 +88,14 @@ def test_every_connection_is_enqueued_exactly_once_in_every_round(session, sent)
         counts = _synced(sent)
         assert set(counts) == ids, f"round {k} ({delay * 1000:.0f} ms) missed some"
         assert set(counts.values()) == {1}
-        assert result == {"enqueued": len(ids), "shards": 0}
+        # Batches of RRPD_CHECK_BATCH_SIZE (50): one message for the 30.
+        assert result == {"enqueued": len(ids), "batches": 1, "shards": 0}
     # Periodic work stores no result and no STARTED state.
     assert all(m.get("ignore_result") is True for m in sent)
 
 
 def test_each_connection_is_synced_one_interval_apart_not_interval_plus_or_minus_jitter(
-    session, sent
+    session, sent, small_batches
 ) -> None:
     """The spread countdown is the connection's own, every round: a fresh draw made one
     connection's gaps range over 40-80 s, so a change in PagerDuty could wait 80 s to show."""
@@ -90,9 +108,10 @@ def test_each_connection_is_synced_one_interval_apart_not_interval_plus_or_minus
         tick = T0 + k * interval + timedelta(seconds=0.01)
         fanout.schedule_syncs(tick)
         for m in sent:
-            if m["name"] == SYNC:
+            if m["name"] == CHECK:
                 delay = timedelta(seconds=m.get("countdown") or 0)
-                starts[m["kwargs"]["connection_id"]].append(tick + delay)
+                for cid in m["kwargs"]["connection_ids"]:
+                    starts[cid].append(tick + delay)
     gaps = {b - a for times in starts.values() for a, b in itertools.pairwise(times)}
     assert gaps == {interval}
     offsets = sorted((times[0] - T0).total_seconds() for times in starts.values())
@@ -146,11 +165,11 @@ def test_two_concurrent_rounds_never_enqueue_a_connection_twice(session, sent) -
 
 def _run_round(now: datetime, sent: list[dict[str, Any]], *, cap: int) -> list[int]:
     """A beat round, then every shard task it (or a shard) published, as workers would: the
-    number of sync messages each task published."""
+    number of connections each task sent for a check."""
     per_task: list[int] = []
     before = len(sent)
     fanout.schedule_syncs(now)
-    per_task.append(sum(1 for m in sent[before:] if m["name"] == SYNC))
+    per_task.append(_claimed(sent[before:]))
     done = before
     while True:
         shards = [m for m in sent[done:] if m["name"] == ROUND]
@@ -160,7 +179,7 @@ def _run_round(now: datetime, sent: list[dict[str, Any]], *, cap: int) -> list[i
         for message in shards:
             mark = len(sent)
             fanout.schedule_syncs(now, cap=cap, **message["kwargs"])
-            per_task.append(sum(1 for m in sent[mark:] if m["name"] == SYNC))
+            per_task.append(_claimed(sent[mark:]))
 
 
 def test_five_thousand_due_connections_are_each_published_once_by_shards(session, sent) -> None:
@@ -183,5 +202,9 @@ def test_a_shard_over_its_cap_publishes_itself_again_and_misses_nothing(session,
 
 def test_a_shard_number_outside_the_shards_claims_nothing(session, sent) -> None:
     _connections(session, 3)
-    assert fanout.schedule_syncs(T0, shard=4, shards=4) == {"enqueued": 0, "shards": 0}
+    assert fanout.schedule_syncs(T0, shard=4, shards=4) == {
+        "enqueued": 0,
+        "batches": 0,
+        "shards": 0,
+    }
     assert not sent

@@ -39,6 +39,7 @@ def test_public_names_are_unchanged() -> None:
         "pagerduty.refresh_token",
         "pagerduty.refresh_expiring_tokens",
         "pagerduty.sync_connection",
+        "pagerduty.check_connections",
         "pagerduty.schedule_syncs",
         "pagerduty.disconnect",
         "pagerduty.revoke_tokens",

@@ -1,0 +1,204 @@
+"""The batch's plan stage: what each connection of a batch reads, from three statements.
+
+One statement reads the connections (with their secrets' ciphertext), one their workspaces'
+bound rotations with the version the mirror knows each schedule as, one the mirrored members of
+those schedules (who they are in the workspace). Each connection then takes one route:
+
+* ``CHECK``: the on-call check, read in the batch and decided in memory (``workers.sync.batch``);
+* ``SINGLE``: the single pass (``workers.sync.run.sync_once``), when it has more to do than a
+  check: the directory is due, a "sync now" is pending, or its OAuth token needs a refresh;
+* ``UNAVAILABLE``: not connected (any more), nothing to read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import Text, and_, select, tuple_, type_coerce
+from sqlalchemy.orm import Session
+
+from models import (
+    AuthMethod,
+    ConnectionStatus,
+    PagerDutyConnection,
+    PagerDutySchedule,
+    PagerDutyScheduleMember,
+    PagerDutyUser,
+    Rotation,
+    RotationMode,
+)
+from workers.connections.tokens import ConnectionCredential
+from workers.core import crypto
+from workers.core.db import transaction
+from workers.core.settings import get_settings
+from workers.pagerduty.records import Credential
+from workers.sync.run import ReadPlan
+
+
+class Route(StrEnum):
+    CHECK = "check"
+    SINGLE = "single"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class BoundRotation:
+    rotation_id: uuid.UUID
+    schedule_id: str | None
+    never_synced: bool
+
+
+@dataclass(frozen=True)
+class KnownUser:
+    """A mirrored PagerDuty user a bound schedule names."""
+
+    active: bool
+    member_id: uuid.UUID | None
+
+
+@dataclass
+class CheckPlan:
+    cid: uuid.UUID
+    route: Route
+    status: str | None = None
+    cred: ConnectionCredential | None = None
+    digest: str | None = None  # what the last applied pass made true
+    rotations: list[BoundRotation] = field(default_factory=list)
+    users: dict[str, KnownUser] = field(default_factory=dict)
+    v3_bound: set[str] = field(default_factory=set)  # bound schedules the mirror knows as v3
+
+    @cached_property
+    def read(self) -> ReadPlan:
+        """The single pass's plan for the same check (its stages take it)."""
+        bound = {r.schedule_id for r in self.rotations if r.schedule_id}
+        known = {uid: u.active for uid, u in self.users.items()}
+        return ReadPlan(bound, self.v3_bound, False, known)
+
+
+def plan_batch(ids: Sequence[uuid.UUID], now: datetime) -> list[CheckPlan]:
+    """Each connection's route and, for a check, what it needs, in three statements."""
+    with transaction() as session:
+        plans = [_route(row, now) for row in _connections(session, ids)]
+        checks = {p.cid: p for p in plans if p.route is Route.CHECK}
+        if checks:
+            _add_rotations(session, checks)
+            _add_users(session, checks)
+    return plans
+
+
+def _connections(session: Session, ids: Sequence[uuid.UUID]) -> Any:
+    c = PagerDutyConnection
+    return session.execute(
+        select(
+            c.id,
+            c.workspace_id,
+            c.status,
+            c.generation,
+            c.auth_method,
+            c.region,
+            c.access_token_expires_at,
+            c.granted_scopes,
+            c.directory_read_at,
+            c.sync_requested_at,
+            c.check_digest,
+            type_coerce(c.api_key, Text).label("raw_api_key"),
+            type_coerce(c.access_token, Text).label("raw_access_token"),
+        ).where(c.id.in_(list(ids)))
+    ).all()
+
+
+def _route(row: Any, now: datetime) -> CheckPlan:
+    settings = get_settings()
+    if row.status == ConnectionStatus.VALIDATING:
+        return CheckPlan(row.id, Route.SINGLE, row.status)  # the single pass handles it as today
+    raw = row.raw_api_key if row.auth_method == AuthMethod.API_KEY else row.raw_access_token
+    if row.status != ConnectionStatus.CONNECTED or raw is None:
+        return CheckPlan(row.id, Route.UNAVAILABLE, row.status)
+    directory_due = row.directory_read_at is None or now - row.directory_read_at >= timedelta(
+        seconds=settings.directory_interval_seconds
+    )
+    requested = row.sync_requested_at is not None and row.sync_requested_at <= now
+    refresh = row.auth_method == AuthMethod.OAUTH and (
+        row.access_token_expires_at is None
+        or row.access_token_expires_at
+        <= now + timedelta(seconds=settings.token_refresh_margin_seconds)
+    )
+    if directory_due or requested or refresh:
+        return CheckPlan(row.id, Route.SINGLE, row.status)
+    oauth = row.auth_method == AuthMethod.OAUTH
+    cred = ConnectionCredential(
+        connection_id=row.id,
+        workspace_id=row.workspace_id,
+        generation=row.generation,
+        auth_method=row.auth_method,
+        api_base_url=settings.api_base_url(row.region),
+        credential=Credential(kind="oauth" if oauth else "api_key", secret=crypto.decrypt(raw)),
+        expires_at=row.access_token_expires_at,
+        scopes=frozenset((row.granted_scopes or "").split()) if oauth else None,
+    )
+    return CheckPlan(row.id, Route.CHECK, row.status, cred, row.check_digest)
+
+
+def _add_rotations(session: Session, checks: dict[uuid.UUID, CheckPlan]) -> None:
+    """Every connection's bound rotations (as apply locks them: pagerduty mode, bound to a
+    schedule or not yet), with the version the mirror knows the schedule as."""
+    c, s = PagerDutyConnection, PagerDutySchedule
+    rows = session.execute(
+        select(
+            c.id, Rotation.id, Rotation.pagerduty_schedule_id, Rotation.last_synced_at, s.version
+        )
+        .join(Rotation, Rotation.workspace_id == c.workspace_id)
+        .outerjoin(
+            s, and_(s.connection_id == c.id, s.pagerduty_id == Rotation.pagerduty_schedule_id)
+        )
+        .where(c.id.in_(list(checks)), Rotation.mode == RotationMode.PAGERDUTY)
+    )
+    for cid, rid, sid, synced_at, version in rows:
+        plan = checks[cid]
+        plan.rotations.append(BoundRotation(rid, sid, synced_at is None))
+        if sid is not None and version == "v3":
+            plan.v3_bound.add(sid)
+
+
+def _add_users(session: Session, checks: dict[uuid.UUID, CheckPlan]) -> None:
+    """The mirrored members of every connection's bound schedules: whether they are active and
+    which workspace member they are (a quiet check names only these)."""
+    u, sm = PagerDutyUser, PagerDutyScheduleMember
+    sids = {r.schedule_id for p in checks.values() for r in p.rotations if r.schedule_id}
+    if not sids:
+        return
+    rows = session.execute(
+        select(u.connection_id, sm.schedule_pagerduty_id, u.pagerduty_id, u.active, u.member_id)
+        .join(
+            sm,
+            and_(sm.connection_id == u.connection_id, sm.user_pagerduty_id == u.pagerduty_id),
+        )
+        .where(u.connection_id.in_(list(checks)), sm.schedule_pagerduty_id.in_(sorted(sids)))
+    )
+    bound = {cid: {r.schedule_id for r in p.rotations} for cid, p in checks.items()}
+    for cid, sid, uid, active, member_id in rows:
+        if sid in bound[cid]:
+            checks[cid].users[str(uid)] = KnownUser(bool(active), member_id)
+
+
+def add_named_users(wanted: dict[uuid.UUID, set[str]], plans: dict[uuid.UUID, CheckPlan]) -> None:
+    """The mirrored users the checks named beyond their schedules' members (on call by an
+    override, in a later shift), in one statement for the batch; not found: new people."""
+    pairs = [(cid, uid) for cid, uids in wanted.items() for uid in sorted(uids)]
+    if not pairs:
+        return
+    u = PagerDutyUser
+    with transaction() as session:
+        rows = session.execute(
+            select(u.connection_id, u.pagerduty_id, u.active, u.member_id).where(
+                tuple_(u.connection_id, u.pagerduty_id).in_(pairs)
+            )
+        )
+        for cid, uid, active, member_id in rows:
+            plans[cid].users[str(uid)] = KnownUser(bool(active), member_id)
