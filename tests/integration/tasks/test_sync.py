@@ -10,9 +10,10 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models import PagerDutyConnection, PagerDutyUser, SyncRun
+from tests.support.connections import stored_connection, wait_until
 from tests.support.sync import (
     ACCOUNT,
     arrange_demo,
@@ -131,3 +132,48 @@ def test_schedule_syncs_by_name_marks_due_connections(session, sim, live_workers
     conn = session.get(PagerDutyConnection, demo.connection_id)
     session.refresh(conn)
     assert conn.next_sync_at is not None
+
+
+def test_check_connections_by_name_checks_a_batch_on_a_real_worker(
+    session, sim, live_workers
+) -> None:
+    """Beat's batch message: quiet connections get their "last checked" and no history row;
+    the one that changed upstream gets its change and its run."""
+    quiet = arrange_demo(session, sim, bind={"secondary": "PSSECON"})
+    changed = arrange_demo(session, sim, bind={"primary": "PSPRIMA"})
+    for demo in (quiet, changed):
+        assert run_sync(demo.connection_id, kind="initial")["status"] == "succeeded"
+    sim.control.post(
+        f"/accounts/{ACCOUNT}/schedules/PSPRIMA/overrides",
+        json={"user_id": "PUFRANK", "start": "now-1m", "duration_seconds": 600},
+    ).raise_for_status()
+    session.rollback()
+    runs_before = {
+        d.connection_id: session.scalar(
+            select(func.count()).where(SyncRun.connection_id == d.connection_id)
+        )
+        for d in (quiet, changed)
+    }
+
+    app.send_task(
+        "pagerduty.check_connections",
+        kwargs={"connection_ids": [str(quiet.connection_id), str(changed.connection_id)]},
+    )
+
+    def checked() -> bool:
+        session.rollback()
+        return (
+            stored_connection(session, quiet.connection_id).last_checked_at is not None
+            and changed.members["frank"] in rotation_state(session, changed.rotations["primary"])[1]
+        )
+
+    wait_until(session, checked)
+    session.rollback()
+    runs_after = {
+        cid: session.scalar(select(func.count()).where(SyncRun.connection_id == cid))
+        for cid in runs_before
+    }
+    assert runs_after == {
+        quiet.connection_id: runs_before[quiet.connection_id],
+        changed.connection_id: runs_before[changed.connection_id] + 1,
+    }
