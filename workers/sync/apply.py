@@ -90,25 +90,14 @@ def _sync_rotations(
     kept = set(snapshot.unreadable)
     wants: list[RotationWant] = []
     for rot in bound:
-        sid = rot.pagerduty_schedule_id
-        schedule = schedules.get(sid)
-        if schedule is None or sid in snapshot.unreadable or sid not in snapshot.timelines:
-            # Keep the rotation's last state; say so rather than unbind silently.
-            why = snapshot.unreadable.get(sid) or (
-                messages.SCHEDULE_NOT_LISTED if schedule is None else messages.ON_CALL_UNREADABLE
-            )
-            out.warnings.append(messages.rotation_kept(rot.name, sid, why))
-            kept.add(sid)
+        want = _rotation_want(rot, schedules, snapshot, member_of_user, out)
+        if want is None:
+            kept.add(rot.pagerduty_schedule_id)
             continue
-        want_members: dict[uuid.UUID, None] = {}
-        for uid in schedule.member_user_ids:
-            member_id = member_of_user.get(uid)
-            if member_id is not None:
-                want_members.setdefault(member_id)
-        handoff_plan.replan(session, conn, rot.id, sid, snapshot, now, pending=pending[rot.id])
-        wants.append(
-            RotationWant(rot.id, sid, list(want_members), never_synced=rot.last_synced_at is None)
+        handoff_plan.replan(
+            session, conn, rot.id, want.schedule_id, snapshot, now, pending=pending[rot.id]
         )
+        wants.append(want)
     written = write_on_call(
         session,
         conn,
@@ -134,3 +123,27 @@ def _sync_rotations(
             rotations=[(rot.id, rot.pagerduty_schedule_id) for rot in bound],
             member_of_user=member_of_user,
         )
+
+
+def _rotation_want(
+    rot: Any,
+    schedules: dict[str, Any],
+    snapshot: AccountSnapshot,
+    member_of_user: dict[str, uuid.UUID],
+    out: ApplyResult,
+) -> RotationWant | None:
+    """What a bound rotation becomes: its schedule's matched members in order, or None (with a
+    warning) when it keeps its last state because its schedule could not be read."""
+    sid = rot.pagerduty_schedule_id
+    schedule = schedules.get(sid)
+    if schedule is None or sid in snapshot.unreadable or sid not in snapshot.timelines:
+        # Keep the rotation's last state; say so rather than unbind silently.
+        why = snapshot.unreadable.get(sid) or (
+            messages.SCHEDULE_NOT_LISTED if schedule is None else messages.ON_CALL_UNREADABLE
+        )
+        out.warnings.append(messages.rotation_kept(rot.name, sid, why))
+        return None
+    members = dict.fromkeys(
+        member_of_user[uid] for uid in schedule.member_user_ids if uid in member_of_user
+    )
+    return RotationWant(rot.id, sid, list(members), never_synced=rot.last_synced_at is None)

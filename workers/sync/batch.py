@@ -52,6 +52,9 @@ from workers.tasking.enqueue import publish_many
 
 log = logging.getLogger(__name__)
 
+# Single passes of one batch running at once (each may hold a database connection).
+SINGLE_PASSES_AT_ONCE = 2
+
 
 @dataclass
 class CheckRead:
@@ -115,9 +118,14 @@ def _check(
     checks = [p for p in plans if p.route is Route.CHECK]
     singles = [p.cid for p in plans if p.route is Route.SINGLE]
     out.unavailable = len(held) - len(checks) - len(singles)  # gone, or no longer connected
-    threads = max(1, min(get_settings().check_batch_threads, len(checks) + len(singles)))
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="check") as pool:
-        passes = [pool.submit(_single, cid, task_id, make_client, clock) for cid in singles]
+    threads = max(1, min(get_settings().check_batch_threads, len(checks)))
+    # Single passes use the database between their reads: a few at a time, so a process holds
+    # a few connections, not one per thread (prefork 16 x 8 threads exhausted PostgreSQL's 100).
+    with (
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="check") as pool,
+        ThreadPoolExecutor(max_workers=SINGLE_PASSES_AT_ONCE, thread_name_prefix="pass") as solo,
+    ):
+        passes = [solo.submit(_single, cid, task_id, make_client, clock) for cid in singles]
         reads = list(pool.map(lambda p: _read(p, task_id, make_client, started_at), checks))
         for future in passes:
             _count(out, future.result(), Route.SINGLE)

@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Callable
 
 import redis
-from celery import current_task
 
 from workers.core import locks, metrics
 from workers.sync.records import SyncResult
@@ -51,20 +50,10 @@ def _done(result: SyncResult) -> bool:
     return result.status == "unavailable" or bool(result.retry)
 
 
-def _current_task() -> tuple[str | None, str]:
-    """This task's id and kind (None outside a Celery task)."""
-    request = getattr(current_task, "request", None)
-    task_id = getattr(request, "id", None)
-    kwargs = getattr(request, "kwargs", None) or {}
-    kind = kwargs.get("kind") if isinstance(kwargs, dict) else None
-    return task_id, kind if isinstance(kind, str) else "manual"
-
-
-def _publish_recheck(connection_id: uuid.UUID) -> None:
+def _publish_recheck(connection_id: uuid.UUID, kind: str) -> None:
     """One delayed re-check per connection at a time: it runs a sync if the rerun flag is still
-    set then, i.e. nobody picked it up (the holder died)."""
+    set then, i.e. nobody picked it up (the holder died). ``kind``: the coalesced request's."""
     name = f"sync-recheck:{connection_id}"
-    _, kind = _current_task()
     try:
         if not locks.set_flag_value(name, "pending", RECHECK_AFTER_SECONDS + SYNC_LEASE_SECONDS):
             return  # a re-check is already on its way
@@ -81,9 +70,8 @@ def _publish_recheck(connection_id: uuid.UUID) -> None:
         log.warning("sync re-check not published (%s)", type(exc).__name__)
 
 
-def _idle_recheck(connection_id: uuid.UUID, flag_name: str) -> bool:
+def _idle_recheck(connection_id: uuid.UUID, flag_name: str, task_id: str | None) -> bool:
     """True when this task is a re-check with nothing left to do (the flag was served)."""
-    task_id, _ = _current_task()
     if task_id is None:
         return False
     name = f"sync-recheck:{connection_id}"
@@ -97,14 +85,19 @@ def coalesce(
     connection_id: uuid.UUID,
     one_pass: Callable[[], SyncResult],
     hand_over: Callable[[], object],
+    *,
+    kind: str,
+    task_id: str | None,
 ) -> SyncResult:
     """Run ``one_pass`` under the connection's lease, or flag a rerun for the holder.
 
     ``hand_over`` publishes a fresh task for a request still pending after ``MAX_PASSES``.
+    ``kind`` and ``task_id``: the request's (its re-check carries the kind; a re-check knows
+    itself by its task id), None outside a task.
     """
     name = lease_name(connection_id)
     flag_name = rerun_flag(connection_id)
-    if _idle_recheck(connection_id, flag_name):
+    if _idle_recheck(connection_id, flag_name, task_id):
         metrics.incr("rrpd_syncs_total", outcome="recheck_idle")
         return SyncResult(status="coalesced", connection_id=str(connection_id))
     result: SyncResult | None = None
@@ -120,7 +113,7 @@ def coalesce(
                 # Retry once: the holder may have released between our try and our flag.
                 with locks.hold_lease(name, SYNC_LEASE_SECONDS) as held_now:
                     if held_now is None:
-                        _publish_recheck(connection_id)
+                        _publish_recheck(connection_id, kind)
                         metrics.incr("rrpd_syncs_total", outcome="coalesced")
                         return SyncResult(status="coalesced", connection_id=str(connection_id))
                     result, passes = _passes(flag_name, one_pass, passes)

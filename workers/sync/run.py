@@ -99,6 +99,8 @@ def sync_connection(
         cid,
         lambda: sync_once(cid, kind=kind, task_id=task_id, client_factory=client_factory, now=now),
         lambda: publish_now(SYNC_CONNECTION, connection_id=str(cid), kind=kind),
+        kind=kind,
+        task_id=task_id,
     )
 
 
