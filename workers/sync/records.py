@@ -260,6 +260,9 @@ class RunContext:
                 self._answer(conn)
             else:
                 applied = apply_snapshot(session, conn, snapshot, now=clock())
+                # What this pass made true, for the next batch's check (the handoff loop may
+                # have moved it since the last apply: a quiet pass stores it too).
+                conn.check_digest = applied.digest
                 if self._quiet(conn, applied):
                     return self._checked(conn, snapshot)
                 # Connection bookkeeping only when it changes something (see the docs).
@@ -270,7 +273,6 @@ class RunContext:
                 if snapshot.directory_read:
                     # The next directory read is due an interval after this one's moment.
                     conn.directory_read_at = snapshot.fetched_at
-                conn.check_digest = applied.digest
                 run = self._run(
                     "succeeded",
                     conn.generation,

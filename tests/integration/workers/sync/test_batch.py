@@ -253,3 +253,27 @@ def test_a_pending_sync_now_goes_through_the_single_pass_and_is_recorded(session
 def test_unknown_ids_are_unavailable(session, db) -> None:
     out = batch.check_connections([uuid.uuid4()], client_factory=fast_client)
     assert (out.connections, out.quiet, out.unavailable) == (1, 0, 1)
+
+
+def test_a_check_whose_digest_moved_is_applied_without_a_row_and_the_next_is_quiet(
+    session, sim
+) -> None:
+    """The handoff loop (or anything else) moved what the last apply stored: the check goes
+    through apply, which finds nothing to write, records no run and stores the digest again."""
+    clock = fixed_clock()
+    (demo,) = _synced_demos(session, sim, clock, [PRIMARY])
+    with transaction() as s:
+        s.execute(
+            update(PagerDutyConnection)
+            .where(PagerDutyConnection.id == demo.connection_id)
+            .values(check_digest="0" * 64)
+        )
+    runs = _runs(session)
+
+    first = batch.check_connections([demo.connection_id], client_factory=fast_client, now=clock)
+    second = batch.check_connections([demo.connection_id], client_factory=fast_client, now=clock)
+
+    assert (first.applied, first.quiet) == (1, 0)
+    assert (second.applied, second.quiet) == (0, 1)
+    assert _runs(session) == runs
+    assert _conn(session, demo).check_digest != "0" * 64
