@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -20,6 +19,7 @@ from models import (
     TaskRecord,
 )
 from tests.support import factories
+from tests.support.locks import waiting_on_a_lock
 from tests.support.outbox import CommittedTasks, as_call, paused_outbox
 from workers.connections import oauth_login, setup, status
 from workers.core import access
@@ -169,8 +169,8 @@ def test_concurrent_callbacks_with_one_state_succeed_once(db, people, sent) -> N
     assert first_done.wait(10)
     t2 = threading.Thread(target=second)
     t2.start()
-    time.sleep(0.5)
-    assert "second" not in results  # blocked on the row lock, not answered early
+    assert waiting_on_a_lock(timeout=10)  # the second queued behind the first's row lock
+    assert "second" not in results  # and was not answered early
     release.set()
     t1.join(10)
     t2.join(10)
