@@ -32,18 +32,33 @@ def test_docs_task_table_is_the_contract() -> None:
     )
 
 
+# The public names and where each is routed, as other services rely on them (docs/tasks.md).
+PUBLIC_ROUTES = [
+    ("pagerduty.validate_api_key", "interactive"),
+    ("pagerduty.exchange_oauth_code", "interactive"),
+    ("pagerduty.refresh_token", "interactive"),
+    ("pagerduty.refresh_expiring_tokens", "schedule"),
+    ("pagerduty.sync_connection", "sync"),
+    ("pagerduty.schedule_syncs", "schedule"),
+    ("pagerduty.disconnect", "interactive"),
+    ("pagerduty.revoke_tokens", "interactive"),
+    ("rrpd.ping", "interactive"),
+]
+
+
 def test_public_names_are_unchanged() -> None:
-    assert [spec.name for spec in TASKS] == [
-        "pagerduty.validate_api_key",
-        "pagerduty.exchange_oauth_code",
-        "pagerduty.refresh_token",
-        "pagerduty.refresh_expiring_tokens",
-        "pagerduty.sync_connection",
-        "pagerduty.schedule_syncs",
-        "pagerduty.disconnect",
-        "pagerduty.revoke_tokens",
-        "rrpd.ping",
-    ]
+    assert [spec.name for spec in TASKS] == [name for name, _ in PUBLIC_ROUTES]
+
+
+@pytest.mark.parametrize(("name", "queue"), PUBLIC_ROUTES, ids=[n for n, _ in PUBLIC_ROUTES])
+def test_each_task_is_routed_to_its_queue_with_bounded_limits(name: str, queue: str) -> None:
+    """Read from the registered tasks and Celery's router, as a sender by name is routed."""
+    _registered()
+    assert app.amqp.router.route({}, name)["queue"].name == queue
+    task = app.tasks[name]
+    assert task.queue == queue
+    assert task.acks_late
+    assert task.soft_time_limit < task.time_limit <= 300
 
 
 def test_registered_tasks_follow_the_contract() -> None:
@@ -103,8 +118,12 @@ def test_every_retry_policy_is_capped_with_full_jitter(family: Family) -> None:
     assert policy is not None
     rng = random.Random(3)
     for n in range(12):
-        waits = [policy.countdown(n, rng=rng) for _ in range(100)]
-        assert all(0 <= w <= min(policy.cap, policy.base * 2**n) for w in waits)
+        ceiling = min(policy.cap, policy.base * 2**n)
+        waits = [policy.countdown(n, rng=rng) for _ in range(200)]
+        assert all(0 <= w <= ceiling for w in waits)
+        # Full jitter: the waits spread over the whole range, not bunched at the ceiling.
+        assert max(waits) > 0.8 * ceiling
+        assert min(waits) < 0.2 * ceiling
     if policy.honours_reset:
         wait = policy.countdown(0, reset_after=42.0, rng=rng)
         assert 42.0 <= wait <= 42.0 + policy.reset_jitter
