@@ -25,6 +25,7 @@ def _registered() -> None:
 
 def test_docs_task_table_is_the_contract() -> None:
     doc = (ROOT / "docs" / "tasks.md").read_text()
+    assert (doc.count(docs.DOC_BEGIN), doc.count(docs.DOC_END)) == (1, 1)
     start, end = doc.index(docs.DOC_BEGIN), doc.index(docs.DOC_END) + len(docs.DOC_END)
     assert doc[start:end] == docs.render_task_tables(), (
         "docs/tasks.md's task table differs from workers/tasking/contract.py: paste the output "
