@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import random
 import uuid
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 import celeryconfig
-from workers.tasking import contract, docs
+from workers.tasking import contract, docs, outcomes
 from workers.tasking.app import TASK_BASES, app
 from workers.tasking.checks import Refused
 from workers.tasking.contract import MAX_RETRY_COUNTDOWN, RETRY_POLICIES, TASKS, Family
@@ -171,3 +173,52 @@ def test_a_refused_message_answers_in_words_without_running() -> None:
         "task": "pagerduty.disconnect",
         "error": "connection_id must be a UUID, got 'not-a-uuid'",
     }
+
+
+def _sync_statuses() -> set[str]:
+    """Every ``status`` a sync's ``SyncResult`` can carry, read from workers/sync: the literal
+    ``status=`` of each ``SyncResult(...)``, the status each recorded run is given (``_run``'s
+    first argument, a run's status being the result's), and the words a ``status`` variable is
+    set to."""
+    words: set[str] = set()
+    for path in sorted((ROOT / "workers" / "sync").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            values: list[ast.expr] = []
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name == "SyncResult":
+                    values += [k.value for k in node.keywords if k.arg == "status"]
+                elif name == "_run" and node.args:
+                    values.append(node.args[0])
+            elif isinstance(node, ast.Assign) and any(
+                getattr(t, "id", None) == "status" for t in node.targets
+            ):
+                values.append(node.value)
+            for value in values:
+                words |= {
+                    c.value
+                    for c in ast.walk(value)
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                }
+    return words
+
+
+def test_the_result_words_are_the_ones_the_code_returns() -> None:
+    from tasks.connections import RefreshOutcome
+    from workers.connections.activation import Outcome
+    from workers.disconnect.transaction import DisconnectStatus
+
+    def words(task: str) -> set[str]:
+        return {w.word for w in outcomes.RESULT_WORDS[task][1]}
+
+    assert set(outcomes.SENDERS) == {spec.name for spec in TASKS}
+    assert set(outcomes.RESULT_WORDS) <= set(outcomes.SENDERS)
+    assert words("pagerduty.validate_api_key") == set(get_args(Outcome))
+    assert words("pagerduty.exchange_oauth_code") == set(get_args(Outcome))
+    assert words("pagerduty.refresh_token") == set(get_args(RefreshOutcome))
+    assert words("pagerduty.disconnect") == set(get_args(DisconnectStatus))
+    assert words("pagerduty.sync_connection") == _sync_statuses()
+    assert outcomes.REFUSED.word == "refused"
+    _registered()
+    refused = app.tasks["rrpd.ping"](payload=7)  # type: ignore[misc]
+    assert refused["status"] == outcomes.REFUSED.word
