@@ -2,24 +2,27 @@
 
 What is read, and why (docs/sync-and-disconnect.md has the request counts):
 
-* **Users**: ``GET /users`` page by page when the account has at most 10,000 (PagerDuty refuses
-  ``offset + limit > 10000``). The first page asks ``total=true``; past 10,000, or when the walk
-  hits the cap, only the users that bound schedules reference are read (``/schedules/{id}/users``
-  for v2, ``/users/{id}`` for the rest). Either way the account's size never breaks a sync.
+* **Users** (daily and on demand, ``read_users``; in between only the people bound schedules
+  name whom the mirror lacks, one ``GET /users/{id}`` each): ``GET /users`` page by page when
+  the account has at most 10,000 (PagerDuty refuses ``offset + limit > 10000``). The first
+  page asks ``total=true``; past 10,000, or when the walk hits the cap, only the users that
+  bound schedules reference are read (``/schedules/{id}/users`` for v2, ``/users/{id}`` for
+  the rest). Either way the account's size never breaks a sync.
 * **Schedules**: ``GET /schedules`` (v2: name, members, escalation policies) and
   ``GET /v3/schedules`` plus one detail per v3 schedule (members; on-call for bound ones). v3 is
   optional: a 400/402/403 there keeps v2 syncing and says so in words.
 * **Who is on call**, for bound schedules only, never from the list (it does not render it,
-  PagerDuty/api-schema#430): batched ``GET /oncalls?schedule_ids[]=...`` with a detail read
-  (``GET /schedules/{id}?since&until``) for every bound schedule ``/oncalls`` does not show (no
-  escalation policy uses it, or nobody is on call) or when ``/oncalls`` is refused.
+  PagerDuty/api-schema#430): batched ``GET /oncalls?schedule_ids[]=...`` (v3 schedules too,
+  since PagerDuty's 2026-03-18 schema) with a detail read (``GET /schedules/{id}?since&until``
+  or the v3 detail) for every bound schedule ``/oncalls`` does not show (no escalation policy
+  uses it, or nobody is on call) or when ``/oncalls`` is refused.
 * **Deleted users** stay on schedules as placeholders; they come back as inactive ``User``\\ s,
   never linkable, never a reason to fail.
 
 ``read_snapshot`` is the **directory read** (all of the above). ``read_check`` is the **on-call
-check** run every interval in between: only what tells who is on call for bound schedules and who
-their members are (the v2 schedule list, ``/oncalls``, the details ``/oncalls`` cannot answer,
-the v3 detail of bound v3 schedules); no users, no v3 list, no unbound v3 details.
+check** run every interval in between: only who is on call for the bound schedules the mirror
+knows (``/oncalls`` for all of them, a detail for those it did not show); members are the
+mirror's, no schedule list, no users.
 
 Any read that fails for the whole account raises: nothing has been written yet. A failure that
 concerns one bound schedule (gone, hidden) is recorded in ``unreadable`` and that rotation keeps

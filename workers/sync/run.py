@@ -1,12 +1,14 @@
 """One sync of one connection: read PagerDuty, then write only what changed, in one transaction.
 
 1. ``credential_for`` gives a usable credential and the connection's ``generation`` (the fence).
-2. Which read (``read_plan``): the **directory read** (``read_snapshot``: users, v2 + v3
-   schedules, their members, who is on call for the bound ones) when the connection's directory
-   is older than ``RRPD_DIRECTORY_INTERVAL_SECONDS`` or the sync was asked for (``manual``,
-   ``initial``, ``binding``); otherwise the **on-call check** (``read_check``), which turns into a
-   directory read in the same pass when it meets a person or a schedule the mirror does not know
-   (``needs_directory``). Any account-wide failure raises: nothing has been written yet.
+2. Which read (``read_plan``): the **directory read** (``read_snapshot``: v2 + v3 schedules,
+   their members, who is on call for the bound ones; the user listing only when ``users_due``,
+   daily, else people met for the first time by id) when the connection's directory is older
+   than ``RRPD_DIRECTORY_INTERVAL_SECONDS`` or the sync was asked for (``manual``, ``initial``,
+   ``binding``); otherwise the **on-call check** (``read_check``: ``/oncalls`` for the bound
+   schedules the mirror knows), which turns into a directory read in the same pass when it meets
+   a person or a schedule the mirror does not know (``needs_directory``). Any account-wide
+   failure raises: nothing has been written yet.
 3. ``RunContext.apply`` (``workers.sync.records``): one transaction re-reads the connection row
    ``FOR UPDATE``; if its generation moved or it is no longer ``connected`` the run is recorded
    as ``skipped``, otherwise ``workers.sync.apply`` writes the differences and the ``SyncRun``.
