@@ -60,6 +60,7 @@ ALLOWED: dict[str, str] = {
     "directory_interval_seconds": "a whole number of seconds, from 60 to 86400",
     "check_batch_size": "a whole number of connections, 1 to 500",
     "check_batch_threads": "a whole number of threads, 1 to 64",
+    "user_directory_interval_seconds": "a whole number of seconds, from 900 to 604800",
     "sync_runs_retention_days": "a whole number of days, at least 1",
     "sync_runs_failed_retention_days": "a whole number of days, at least 1",
     "redis_retry_max_seconds": "a number of seconds greater than 0",
@@ -149,6 +150,10 @@ class Settings(BaseSettings):
     # has this many PagerDuty reads in flight at once, each within its own rate limit.
     check_batch_size: int = Field(50, ge=1, le=500)
     check_batch_threads: int = Field(8, ge=1, le=64)
+    # The user directory (GET /users pages: 100 on a 10,000-user account) is listed this often
+    # and on demand; a person met in between is read alone (GET /users/{id}). What it refreshes
+    # in between is names, emails and deletions of people already linked, which rarely change.
+    user_directory_interval_seconds: int = Field(86_400, ge=900, le=604_800)
     # sync_runs: succeeded and skipped runs are kept this many days, failed ones longer (they
     # are what an admin or operator looks back for), then deleted by the sync-runs-retention loop.
     sync_runs_retention_days: int = Field(7, gt=0)

@@ -37,8 +37,9 @@ from workers.connections.tokens import ConnectionCredential
 from workers.core import crypto
 from workers.core.db import transaction
 from workers.core.settings import get_settings
-from workers.pagerduty.records import Credential
-from workers.sync.run import ReadPlan
+from workers.pagerduty.records import Credential, Schedule, UserRef
+from workers.sync.kinds import SyncKind
+from workers.sync.run import ReadPlan, users_due
 
 
 class Route(StrEnum):
@@ -72,13 +73,23 @@ class CheckPlan:
     rotations: list[BoundRotation] = field(default_factory=list)
     users: dict[str, KnownUser] = field(default_factory=dict)
     v3_bound: set[str] = field(default_factory=set)  # bound schedules the mirror knows as v3
+    # The bound schedules the mirror has: name and time zone, members in PagerDuty's order.
+    names: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    members: dict[str, list[UserRef]] = field(default_factory=dict)
+    users_due: bool = False  # a directory read this pass would list the users too
 
     @cached_property
     def read(self) -> ReadPlan:
         """The single pass's plan for the same check (its stages take it)."""
         bound = {r.schedule_id for r in self.rotations if r.schedule_id}
         known = {uid: u.active for uid, u in self.users.items()}
-        return ReadPlan(bound, self.v3_bound, False, known)
+        mirrored = tuple(
+            Schedule(
+                sid, name, "v3" if sid in self.v3_bound else "v2", tz, tuple(self.members[sid])
+            )
+            for sid, (name, tz) in sorted(self.names.items())
+        )
+        return ReadPlan(bound, self.v3_bound, False, known, mirrored, self.users_due)
 
 
 def plan_batch(ids: Sequence[uuid.UUID], now: datetime) -> list[CheckPlan]:
@@ -107,6 +118,7 @@ def _connections(session: Session, ids: Sequence[uuid.UUID]) -> Any:
             c.directory_read_at,
             c.sync_requested_at,
             c.check_digest,
+            c.users_read_at,
             type_coerce(c.api_key, Text).label("raw_api_key"),
             type_coerce(c.access_token, Text).label("raw_access_token"),
         ).where(c.id.in_(list(ids)))
@@ -142,35 +154,39 @@ def _route(row: Any, now: datetime) -> CheckPlan:
         expires_at=row.access_token_expires_at,
         scopes=frozenset((row.granted_scopes or "").split()) if oauth else None,
     )
-    return CheckPlan(row.id, Route.CHECK, row.status, cred, row.check_digest)
+    plan = CheckPlan(row.id, Route.CHECK, row.status, cred, row.check_digest)
+    plan.users_due = users_due(SyncKind.SCHEDULED, row.users_read_at, now)
+    return plan
 
 
 def _add_rotations(session: Session, checks: dict[uuid.UUID, CheckPlan]) -> None:
     """Every connection's bound rotations (as apply locks them: pagerduty mode, bound to a
     schedule or not yet), with the version the mirror knows the schedule as."""
-    c, s = PagerDutyConnection, PagerDutySchedule
+    c, s, r = PagerDutyConnection, PagerDutySchedule, Rotation
     rows = session.execute(
-        select(
-            c.id, Rotation.id, Rotation.pagerduty_schedule_id, Rotation.last_synced_at, s.version
-        )
+        select(c.id, r.id, r.pagerduty_schedule_id, r.last_synced_at, s.version, s.name)
+        .add_columns(s.time_zone)
         .join(Rotation, Rotation.workspace_id == c.workspace_id)
         .outerjoin(
             s, and_(s.connection_id == c.id, s.pagerduty_id == Rotation.pagerduty_schedule_id)
         )
         .where(c.id.in_(list(checks)), Rotation.mode == RotationMode.PAGERDUTY)
     )
-    for cid, rid, sid, synced_at, version in rows:
+    for cid, rid, sid, synced_at, version, name, time_zone in rows:
         plan = checks[cid]
         plan.rotations.append(BoundRotation(rid, sid, synced_at is None))
-        if sid is not None and version == "v3":
-            plan.v3_bound.add(sid)
+        if sid is not None and version is not None:
+            plan.names[sid] = (name, time_zone)
+            plan.members[sid] = []
+            if version == "v3":
+                plan.v3_bound.add(sid)
 
 
 def _add_users(session: Session, checks: dict[uuid.UUID, CheckPlan]) -> None:
-    """The mirrored members of every connection's bound schedules: whether they are active and
-    which workspace member they are (a quiet check names only these)."""
+    """The mirrored members of every connection's bound schedules, in PagerDuty's order (what
+    the check asks about), with whether they are active and which workspace member they are."""
     u, sm = PagerDutyUser, PagerDutyScheduleMember
-    sids = {r.schedule_id for p in checks.values() for r in p.rotations if r.schedule_id}
+    sids = {sid for p in checks.values() for sid in p.names}
     if not sids:
         return
     rows = session.execute(
@@ -180,11 +196,13 @@ def _add_users(session: Session, checks: dict[uuid.UUID, CheckPlan]) -> None:
             and_(sm.connection_id == u.connection_id, sm.user_pagerduty_id == u.pagerduty_id),
         )
         .where(u.connection_id.in_(list(checks)), sm.schedule_pagerduty_id.in_(sorted(sids)))
+        .order_by(u.connection_id, sm.schedule_pagerduty_id, sm.position)
     )
-    bound = {cid: {r.schedule_id for r in p.rotations} for cid, p in checks.items()}
     for cid, sid, uid, active, member_id in rows:
-        if sid in bound[cid]:
-            checks[cid].users[str(uid)] = KnownUser(bool(active), member_id)
+        plan = checks[cid]
+        if sid in plan.members:
+            plan.members[sid].append(UserRef(uid))
+            plan.users[str(uid)] = KnownUser(bool(active), member_id)
 
 
 def add_named_users(wanted: dict[uuid.UUID, set[str]], plans: dict[uuid.UUID, CheckPlan]) -> None:

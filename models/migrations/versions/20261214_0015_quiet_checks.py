@@ -4,7 +4,7 @@ applied pass made true (``check_digest``), so a batch decides quiet checks in me
 (docs/sync-and-disconnect.md, "Quiet checks").
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-14 09:00:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import models.base
 
 revision: str = "0015"
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
