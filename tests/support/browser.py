@@ -1,0 +1,41 @@
+"""What the panel's browser tests share: the wait, the demo's names and the steps every
+walkthrough takes (act as a member, find a rotation's row, bind the demo rotations)."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Locator, Page, expect
+
+from rrpd.dev.seed import DEMO_BINDINGS
+
+WAIT_MS = 45_000
+# Demo scenario user ids -> the seeded members' display names.
+NAMES = {
+    "PUALICE": "Alice",
+    "PUBOB01": "Bob",
+    "PUCAROL": "Carol",
+    "PUDAVE1": "Dave",
+    "PUERIN1": "Erin",
+    "PUFRANK": "Frank",
+}
+
+
+def row(page: Page, name: str) -> Locator:
+    return page.locator(f'tr[data-rotation="{name}"]')
+
+
+def act_as(page: Page, member_id: str, name: str) -> None:
+    page.select_option("#member-picker", member_id)
+    page.click("#act-as")
+    expect(page.locator("#acting-as")).to_have_text(name)
+
+
+def bind_demo_rotations(page: Page) -> None:
+    """Bind each demo rotation to its schedule from the panel, and wait until all are filled in."""
+    page.reload()  # the first sync has mirrored the schedules by now, or the reload shows them
+    for name, schedule in DEMO_BINDINGS.items():
+        expect(row(page, name).locator("select")).to_be_visible()
+        expect(row(page, name).locator(f'option[value="{schedule}"]')).to_have_count(1)
+        row(page, name).locator("select").select_option(schedule)
+        row(page, name).locator("button.bind").click()
+        expect(row(page, name).locator(".mode")).to_contain_text("PagerDuty")
+    expect(page.locator(".mode .spinner")).to_have_count(0)  # every binding filled in
