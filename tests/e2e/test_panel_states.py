@@ -24,9 +24,16 @@ from sqlalchemy.orm import Session
 
 from models import Rotation
 from pagerduty_sim.server import SimulatorHandle
-from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY, seed_demo
+from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY
 from tests.support.accessibility import assert_accessible
-from tests.support.browser import WAIT_MS, act_as, bind_demo_rotations, row
+from tests.support.browser import (
+    WAIT_MS,
+    act_as,
+    bind_demo_rotations,
+    demo_workspace,
+    panel_page,
+    row,
+)
 from tests.support.locks import waiting_on_a_lock
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.core.db import get_engine
@@ -40,16 +47,11 @@ UTC_TITLE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
 def test_needs_reauth_disconnecting_and_the_region_fallback_in_the_browser(
     api_url: str, sim: SimulatorHandle, live_workers, session: Session, browser, shots
 ) -> None:
-    seeded = seed_demo(session)
-    session.commit()
-    alice = str(seeded.members["alice@example.com"])
-    carol = str(seeded.members["carol@example.com"])
+    seeded, alice, carol = demo_workspace(session)
     # The consent page answers at once, as Alice (a PagerDuty Admin) clicking Authorize.
     sim.control.post("/auto_approve", json={"enabled": True}).raise_for_status()
 
-    context = browser.new_context(viewport={"width": 1280, "height": 1100})
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
+    page = panel_page(browser)
     page.goto(f"{api_url}/panel")
     act_as(page, alice, "Alice")
 
@@ -132,7 +134,7 @@ def test_needs_reauth_disconnecting_and_the_region_fallback_in_the_browser(
     # --- disconnecting, held in the middle by a bound rotation's row lock ----------------------
     engine = get_engine()
     holder = Session(engine)
-    member = browser.new_context(viewport={"width": 1280, "height": 1100})
+    seen = panel_page(browser)  # a Member, in a browser of their own
     try:
         holder.execute(
             select(Rotation).where(Rotation.id == seeded.rotations["Primary"]).with_for_update()
@@ -158,8 +160,6 @@ def test_needs_reauth_disconnecting_and_the_region_fallback_in_the_browser(
         shots(page, "26-disconnecting")
         assert_accessible(page, "disconnecting", "disconnecting")
         # A Member, in a browser of their own, reads the same and has no control either.
-        seen = member.new_page()
-        seen.set_default_timeout(WAIT_MS)
         seen.goto(f"{api_url}/panel")
         act_as(seen, carol, "Carol")
         expect(seen.locator("#connection")).to_have_attribute("data-status", "disconnecting")
@@ -169,7 +169,7 @@ def test_needs_reauth_disconnecting_and_the_region_fallback_in_the_browser(
     finally:
         holder.rollback()  # releases the lock: the disconnect goes on
         holder.close()
-        member.close()
+        seen.context.close()
     expect(page.locator("#connection")).to_have_attribute("data-status", "not_connected")
     expect(page.locator(".notice.ok")).to_contain_text(
         f"Disconnected; {len(DEMO_BINDINGS)} rotations are now Manual"
@@ -193,4 +193,4 @@ def test_needs_reauth_disconnecting_and_the_region_fallback_in_the_browser(
     assert_accessible(page, "region fallback notice", "connected")
 
     assert len(shots.taken) == 5
-    context.close()
+    page.context.close()

@@ -23,9 +23,17 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy.orm import Session
 
 from pagerduty_sim.server import SimulatorHandle
-from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY, seed_demo
+from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY
 from tests.support.accessibility import assert_accessible
-from tests.support.browser import NAMES, WAIT_MS, act_as, bind_demo_rotations, row
+from tests.support.browser import (
+    NAMES,
+    WAIT_MS,
+    act_as,
+    bind_demo_rotations,
+    demo_workspace,
+    panel_page,
+    row,
+)
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.connections.status import connection_status
 
@@ -91,15 +99,11 @@ def on_call(sim: SimulatorHandle, schedule: str) -> list[str]:
 def test_the_three_walkthroughs_in_the_browser(
     api_url: str, sim: SimulatorHandle, live_workers, session: Session, browser, shots
 ) -> None:
-    seeded = seed_demo(session)
-    session.commit()
-    alice = str(seeded.members["alice@example.com"])
-    carol = str(seeded.members["carol@example.com"])
+    seeded, alice, carol = demo_workspace(session)
     sim.control.post("/auto_approve", json={"enabled": False}).raise_for_status()
 
-    context = browser.new_context(viewport={"width": 1280, "height": 1100})
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
+    page = panel_page(browser)
+    context = page.context
     # Nothing the panel's pages ask for is missing (a favicon 404 on every page, once).
     missing: list[str] = []
     page.on(

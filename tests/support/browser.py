@@ -3,9 +3,12 @@ walkthrough takes (act as a member, find a rotation's row, bind the demo rotatio
 
 from __future__ import annotations
 
-from playwright.sync_api import Locator, Page, expect
+from typing import Any
 
-from rrpd.dev.seed import DEMO_BINDINGS
+from playwright.sync_api import Locator, Page, expect
+from sqlalchemy.orm import Session
+
+from rrpd.dev.seed import DEMO_BINDINGS, Seeded, seed_demo
 
 WAIT_MS = 45_000
 # Demo scenario user ids -> the seeded members' display names.
@@ -17,6 +20,25 @@ NAMES = {
     "PUERIN1": "Erin",
     "PUFRANK": "Frank",
 }
+
+
+def demo_workspace(session: Session) -> tuple[Seeded, str, str]:
+    """The demo workspace, committed for the API and the workers; and the member ids of Alice
+    (its Primary Owner) and Carol (a Member), for the member picker."""
+    seeded = seed_demo(session)
+    session.commit()
+    return (
+        seeded,
+        str(seeded.members["alice@example.com"]),
+        str(seeded.members["carol@example.com"]),
+    )
+
+
+def panel_page(browser: Any) -> Page:
+    """A page in a browser context of its own (its own session cookie), desktop-sized."""
+    page: Page = browser.new_context(viewport={"width": 1280, "height": 1100}).new_page()
+    page.set_default_timeout(WAIT_MS)
+    return page
 
 
 def row(page: Page, name: str) -> Locator:
