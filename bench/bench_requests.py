@@ -1,52 +1,53 @@
-"""Benchmark: PagerDuty requests per connection-hour, today's full sync against check + directory.
+"""Benchmark: PagerDuty requests per connection-hour, before and after, counted in one run.
 
-Issue 11, item 3: "the large account's steady-state requests per hour <= 1/10 of today's".
+Issue 21, item 3: "read only what can have changed, on the cadence it changes"; goal: large
+account <= 2,200 requests per connection-hour (4,184 before), small <= 70 (128 before), at the
+same freshness for who is on call.
 
-Method (one run, both sides measured in it): the real read code (``read_snapshot``, the
-directory read that every sync made until now, and ``read_check``, the on-call check) runs once
-each against the simulator (in a thread, latency 0, its rate limit out of the way: this counts
-requests, it does not time them), and the requests each made are counted by endpoint. An hour
-is then counted, not waited for:
+Method: each side's real read code runs once per read kind against the simulator (in a thread,
+latency 0, its rate limit out of the way: this counts requests, it does not time them), and the
+requests each read made are counted by endpoint. The old side is ``--compare REF`` (default
+``main``): its tree exported with ``git archive`` and run in a child process, so both sides read
+the same simulated accounts in the same run. An hour is then counted, not waited for:
 
-* old: a full snapshot every 60 s = 60 directory reads;
-* new: a check every 60 s and the directory every 900 s (``RRPD_DIRECTORY_INTERVAL_SECONDS``),
-  the directory read taking that minute's check's place: 4 directory reads + 56 checks.
+* old (REF): the on-call check every 60 s (v2 schedule list for members, ``/oncalls`` for the
+  bound v2 schedules policies use in batches of 50, a detail for each one it did not show, a
+  v3 detail for each bound v3 schedule), the directory read (users, schedules, v3 list and
+  details, on-call) every 900 s in that minute's check's place: 4 directory reads + 56 checks;
+* new (this tree): the check every 60 s is ``/oncalls`` for all bound schedules, v2 and v3, in
+  batches of 100, plus a detail only for those it did not show; the directory read every 900 s
+  reads schedules and members but lists the users only once a day
+  (``RRPD_USER_DIRECTORY_INTERVAL_SECONDS``): per hour 4 directory reads without the user
+  listing + 56 checks + 1/24 of a user listing.
 
-Steady state: nobody new in PagerDuty. A check that meets an unknown person or a vanished
-schedule adds one directory read (workers.sync.run.needs_directory); that is an event, not a
-rate. On-demand reads (sync now, binding) are not in either figure.
+The check is asserted to see the same on-call as a full read (the freshness of who is on call
+does not change: still every 60 s, over the same 6-hour window the handoff timeline uses).
+Steady state: nobody new in PagerDuty. On-demand reads (sync now, binding: they list the users
+as before) and someone met for the first time (one ``GET /users/{id}``, in a directory read
+that the check turns into) are events, not rates: neither side counts them.
 
-Accounts: the large one of bench/bench_sync_large.py (``large_account``: 10,000 users, 1,000
-schedules, 300 bound; its ``lower_bound`` formula is printed beside the count) and the small one
-of bench/bench_sync_fleet.py (50 users, 10 schedules, 3 bound: ``fleet``'s first account).
+Accounts: the large one of bench/bench_sync_large.py (10,000 users, 1,000 schedules, 300
+bound) and the small one of bench/bench_sync_fleet.py (50 users, 10 schedules, 3 bound).
 
-  .venv/bin/python bench/bench_requests.py
+  .venv/bin/python bench/bench_requests.py [--compare main]
 """
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import json
+import os
 import random
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "bench"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-import bench_sync_fleet as fleet_bench  # noqa: E402
-import bench_sync_large as large_bench  # noqa: E402
-
-from pagerduty_sim.generator import fleet, fleet_key, large_account  # noqa: E402
-from pagerduty_sim.server import start_simulator  # noqa: E402
-from workers.pagerduty.client import PagerDutyClient  # noqa: E402
-from workers.pagerduty.records import Credential  # noqa: E402
-from workers.pagerduty.snapshot import read_check, read_snapshot  # noqa: E402
-
 RESULTS = ROOT / "bench" / "results" / "bench_requests.json"
-INTERVAL_S, DIRECTORY_S, HOUR_S = 60, 900, 3600
+INTERVAL_S, DIRECTORY_S, USERS_S, HOUR_S = 60, 900, 86_400, 3600
 NO_LIMIT = 1_000_000
 
 
@@ -54,103 +55,167 @@ def say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-def hour(directory: int, check: int) -> tuple[int, int]:
-    """(old, new) requests in one hour."""
-    rounds = HOUR_S // INTERVAL_S
-    directories = HOUR_S // DIRECTORY_S
-    return rounds * directory, directories * directory + (rounds - directories) * check
+def accounts() -> dict[str, tuple[Any, str, str, list[str]]]:
+    """name -> (scenario, account id, key, bound schedule ids), as the fleet and large benches."""
+    for path in (ROOT, ROOT / "bench"):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+    import bench_sync_fleet as fleet_bench
+    import bench_sync_large as large_bench
 
+    from pagerduty_sim.generator import fleet, fleet_key, large_account
 
-def measure(scenario: Any, account: str, key: str, bound: list[str]) -> dict[str, Any]:
-    acct = scenario.accounts[account]
-    v3_bound = sorted(s for s in bound if acct.schedules[s].version == 3)
-    with start_simulator(scenario, rate_limit_per_minute=NO_LIMIT, log_level="error") as sim:
-        client = PagerDutyClient(sim.base_url, Credential(kind="api_key", secret=key))
-        full = read_snapshot(client, bound=bound)
-        check = read_check(client, bound=bound, v3_bound=v3_bound)
-        assert not full.unreadable and not check.unreadable, (full.unreadable, check.unreadable)
-        # Sanity: the check saw who is on call exactly as the full read did.
-        assert {s: full.on_call(s) for s in bound} == {s: check.on_call(s) for s in bound}
-    old, new = hour(full.requests_made, check.requests_made)
-    in_policy = [s for s in bound if acct.schedules[s].version != 3 and _in_policy(acct, s)]
-    return {
-        "users": len(acct.users),
-        "schedules": len(acct.schedules),
-        "bound": len(bound),
-        "bound_v3": len(v3_bound),
-        "bound_v2_in_policy": len(in_policy),
-        "directory_requests": full.requests_made,
-        "directory_by_endpoint": dict(full.requests_by_endpoint),
-        "check_requests": check.requests_made,
-        "check_by_endpoint": dict(check.requests_by_endpoint),
-        "old_per_hour": old,
-        "new_per_hour": new,
-        "ratio": new / old,
-    }
-
-
-def _in_policy(acct: Any, sid: str) -> bool:
-    return bool(acct.policies_for_schedule(sid))
-
-
-def main() -> int:
     large = large_account(10_000, 1_000, seed=0)
     # bench_sync_large.arrange's sample (same seed, same call) without its database set-up.
     sids = list(large.accounts[large_bench.ACCOUNT].schedules)
     large_bound = sorted(random.Random(0).sample(sids, 300))
     small = fleet(1, fleet_bench.USERS, fleet_bench.SCHEDULES)
     small_bound = [f"F{0:05d}S{k:04d}" for k in range(fleet_bench.BOUND)]
-
-    out = {
-        "small": measure(small, "fleet-0", fleet_key(0), small_bound),
-        "large": measure(large, large_bench.ACCOUNT, large_bench.API_KEY, large_bound),
+    return {
+        "small": (small, "fleet-0", fleet_key(0), small_bound),
+        "large": (large, large_bench.ACCOUNT, large_bench.API_KEY, large_bound),
     }
-    for name, r in out.items():
-        say(
-            f"{name}: {r['users']:,} users, {r['schedules']:,} schedules, {r['bound']} bound "
-            f"({r['bound_v3']} v3)"
-        )
-        say(f"  directory read: {r['directory_requests']} requests {r['directory_by_endpoint']}")
-        say(f"  on-call check:  {r['check_requests']} requests {r['check_by_endpoint']}")
-        say(
-            f"  per connection-hour: old {r['old_per_hour']:,} (full every {INTERVAL_S} s), "
-            f"new {r['new_per_hour']:,} (check every {INTERVAL_S} s + directory every "
-            f"{DIRECTORY_S} s): ratio {r['ratio']:.3f} (1/{1 / r['ratio']:.1f})"
-        )
-    big = out["large"]
-    by = big["check_by_endpoint"]
-    floor = sum(v for k, v in by.items() if k != "GET /schedules")
-    say(
-        f"large: of each check's {big['check_requests']} requests, {by.get('GET /schedules', 0)} "
-        f"are the v2 schedule list (members within one interval); the other {floor} are the "
-        "fewest PagerDuty's API allows for on-call (/oncalls batches, one detail per bound "
-        "schedule /oncalls cannot answer, one per bound v3 schedule)"
-    )
-    goal = big["old_per_hour"] / 10
-    say(
-        f"goal <= 1/10 of today's = {goal:,.0f}/hour; floor with on-call alone every minute = "
-        f"{60 * floor:,}/hour: {'met' if big['new_per_hour'] <= goal else 'NOT met'}"
-    )
-    # The share a cadence can reduce: everything but the per-minute on-call floor.
+
+
+def measure() -> dict[str, Any]:
+    """Both accounts read by whichever tree is first on ``sys.path`` (this one, or REF's)."""
+    from pagerduty_sim.server import start_simulator
+    from workers.pagerduty.client import PagerDutyClient
+    from workers.pagerduty.records import Credential, Schedule
+    from workers.pagerduty.snapshot import read_check, read_snapshot
+
+    new = "known" in inspect.signature(read_check).parameters
+    out: dict[str, Any] = {}
+    for name, (scenario, account, key, bound) in accounts().items():
+        acct = scenario.accounts[account]
+        with start_simulator(scenario, rate_limit_per_minute=NO_LIMIT, log_level="error") as sim:
+            client = PagerDutyClient(sim.base_url, Credential(kind="api_key", secret=key))
+            full = read_snapshot(client, bound=bound)
+            r: dict[str, Any] = {
+                "users": len(acct.users),
+                "schedules": len(acct.schedules),
+                "bound": len(bound),
+                "bound_v3": sum(1 for s in bound if acct.schedules[s].version == 3),
+                "directory": dict(full.requests_by_endpoint),
+            }
+            if new:
+                # What the mirror holds after that read: the check asks about these.
+                known = [
+                    Schedule(s.id, s.name, s.version, s.time_zone, s.members)
+                    for s in full.schedules
+                    if s.id in set(bound)
+                ]
+                check = read_check(client, known=known)  # type: ignore[call-arg]
+                members = read_snapshot(  # type: ignore[call-arg]
+                    client,
+                    bound=bound,
+                    read_users=False,
+                    known_users=_mirror_of(full),
+                )
+                r["members_read"] = dict(members.requests_by_endpoint)
+            else:
+                v3_bound = sorted(s for s in bound if acct.schedules[s].version == 3)
+                check = read_check(client, bound=bound, v3_bound=v3_bound)  # type: ignore[call-arg]
+            assert not full.unreadable, full.unreadable
+            assert not check.unreadable, check.unreadable
+            # Freshness: the check sees who is on call exactly as the full read did.
+            assert {s: _ids(full, s) for s in bound} == {s: _ids(check, s) for s in bound}
+            r["check"] = dict(check.requests_by_endpoint)
+        out[name] = r
+    return out
+
+
+def _mirror_of(full: Any) -> Any:
+    """The mirror's user lookup after ``full`` was applied (PagerDuty id -> active)."""
+    mirrored = {u.id: u.active for u in full.users}
+    return lambda ids: {i: mirrored[i] for i in ids if i in mirrored}
+
+
+def _ids(snapshot: Any, schedule_id: str) -> set[str]:
+    # Ids only: /oncalls names people, a v3 detail does not.
+    return {u.id for u in snapshot.on_call(schedule_id)}
+
+
+def per_hour(r: dict[str, Any]) -> float:
+    """Requests per connection-hour of one side's measured reads (see the module docstring)."""
     rounds, directories = HOUR_S // INTERVAL_S, HOUR_S // DIRECTORY_S
-    reducible_old = rounds * (big["directory_requests"] - floor)
-    reducible_new = directories * (big["directory_requests"] - floor) + (
-        rounds - directories
-    ) * by.get("GET /schedules", 0)
-    big["reducible_ratio"] = reducible_new / reducible_old
-    say(
-        f"reducible share (all but the on-call floor): old {reducible_old:,}/hour, new "
-        f"{reducible_new:,}/hour: ratio {big['reducible_ratio']:.3f} "
-        f"(1/{1 / big['reducible_ratio']:.1f})"
+    check = sum(r["check"].values())
+    directory = sum(r["directory"].values())
+    if "members_read" not in r:
+        return float(directories * directory + (rounds - directories) * check)
+    members = sum(r["members_read"].values())
+    # One directory read a day lists the users instead of reading nobody by id.
+    listing_extra = (directory - members) * HOUR_S / USERS_S
+    return directories * members + (rounds - directories) * check + listing_extra
+
+
+def export_ref(ref: str) -> Path:
+    """``ref``'s tree (``git archive``) in a temporary directory."""
+    target = Path(tempfile.mkdtemp(prefix="rrpd-bench-requests-"))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def measure_ref(ref: str) -> dict[str, Any]:
+    """``measure()`` run by ``ref``'s code in a child process; its JSON is the last line."""
+    code = export_ref(ref)
+    env = {**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{code / 'bench'}"}
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=code,
     )
-    # A detail per bound v2 schedule (members without the list) would cost this per check:
-    say(
-        f"members by detail instead of the list: {big['bound_v2_in_policy']} more details vs "
-        f"{by.get('GET /schedules', 0)} list pages per check"
-    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def show(label: str, by_endpoint: dict[str, int]) -> str:
+    return f"{label} {sum(by_endpoint.values())} {dict(sorted(by_endpoint.items()))}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", default="main", help="the old side's git ref (main)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        # REF's tree is first on PYTHONPATH; drop this file's directory so it is what imports.
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+        print(json.dumps(measure()))
+        return 0
+    sys.path.insert(0, str(ROOT))
+    old, new = measure_ref(args.compare), measure()
+    figures: dict[str, int] = {}
+    for name in ("small", "large"):
+        o, n = old[name], new[name]
+        say(
+            f"{name}: {n['users']:,} users, {n['schedules']:,} schedules, {n['bound']} bound "
+            f"({n['bound_v3']} v3)"
+        )
+        say(f"  old ({args.compare}): " + show("check", o["check"]))
+        say(f"  old ({args.compare}): " + show("directory read", o["directory"]))
+        say("  new: " + show("check", n["check"]))
+        say("  new: " + show("directory read, users not due", n["members_read"]))
+        say("  new: " + show("directory read listing the users (daily)", n["directory"]))
+        o["per_hour"], n["per_hour"] = per_hour(o), per_hour(n)
+        figures[name] = round(n["per_hour"])
+        say(
+            f"  per connection-hour: old {o['per_hour']:,.0f}, new {n['per_hour']:,.0f} "
+            f"(x{n['per_hour'] / o['per_hour']:.3f})"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
-    say(f"results: {RESULTS.relative_to(ROOT)}")
+    RESULTS.write_text(
+        json.dumps({"compare": args.compare, "old": old, "new": new}, indent=2, sort_keys=True)
+        + "\n"
+    )
+    say(f"results: {RESULTS.relative_to(ROOT)}; goals: large <= 2,200, small <= 70")
+    say(f"requests/hour: large={figures['large']} small={figures['small']}")
     return 0
 
 

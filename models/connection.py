@@ -166,6 +166,10 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     # again only after RRPD_DIRECTORY_INTERVAL_SECONDS (or on demand), per connection, across
     # restarts (workers.sync.run).
     directory_read_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the user directory (GET /users pages) was last listed: daily
+    # (RRPD_USER_DIRECTORY_INTERVAL_SECONDS) and on demand; directory reads in between read
+    # only people met for the first time, by id (workers.sync.run.users_due).
+    users_read_at: Mapped[datetime | None] = mapped_column(default=None)
     consecutive_sync_failures: Mapped[int] = mapped_column(default=0)
     # Pending work a task must do (validating, disconnecting, a requested "sync now") never
     # waits on a message alone: past ``drive_at`` the ``deadlines`` loop enqueues the task

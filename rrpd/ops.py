@@ -114,14 +114,13 @@ def status(workspace: str, as_json: bool) -> None:
         if extra["consecutive_sync_failures"]:
             rows.append(("failing syncs", f"{extra['consecutive_sync_failures']} in a row"))
         if pending := s["pending"]:
-            rows.append(("new key", f"{pending['status']}: {pending['message']}"))
+            label = "new OAuth login" if pending["auth_method"] == "oauth" else "new key"
+            rows.append((label, f"{pending['status']}: {pending['message']}"))
             for r in pending.get("rotations") or []:
                 rows.append(("if switched", f"{r['name']} ({r['schedule_id']}): {r['outcome']}"))
         if s["auth_method"] == "oauth":
             rows.append(("token expires", when(extra["access_token_expires_at"])))
-        rows.append(
-            ("mirror", f"{s['schedule_count']} schedules, {s['linked_summary']}"),
-        )
+        rows.append(("mirror", f"{s['schedule_count']} schedules, {s['linked_summary']}"))
         for item in extra["next_handoffs"]:
             nxt = item["next_handoff"]
             text = nxt["text"] if nxt else "none known in the hours synced ahead"

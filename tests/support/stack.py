@@ -68,13 +68,16 @@ def live_workers(
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     """One worker per queue, as in production, for the whole test process."""
     env = sim_env(pd_sim)
-    with (
-        processes.worker("interactive", concurrency=2, env=env) as interactive,
-        processes.worker("sync", concurrency=2, env=env) as sync,
-        # Beat's rounds have a queue and a consumer of their own (docs/operations.md).
-        processes.worker("schedule", concurrency=2, pool="threads", env=env) as schedule,
-    ):
-        yield {"interactive": interactive, "sync": sync, "schedule": schedule}
+    with processes.workers(
+        {
+            "interactive": ("interactive", 2, "prefork"),
+            "sync": ("sync", 2, "prefork"),
+            # Beat's rounds have a queue and a consumer of their own (docs/operations.md).
+            "schedule": ("schedule", 2, "threads"),
+        },
+        env=env,
+    ) as procs:
+        yield procs
 
 
 @pytest.fixture(scope="module")

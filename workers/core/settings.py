@@ -58,6 +58,7 @@ ALLOWED: dict[str, str] = {
     "sync_interval_seconds": "a whole number of seconds, at least 1",
     "sync_jitter_seconds": "a whole number of seconds, 0 or more",
     "directory_interval_seconds": "a whole number of seconds, from 60 to 86400",
+    "user_directory_interval_seconds": "a whole number of seconds, from 900 to 604800",
     "sync_runs_retention_days": "a whole number of days, at least 1",
     "sync_runs_failed_retention_days": "a whole number of days, at least 1",
     "redis_retry_max_seconds": "a number of seconds greater than 0",
@@ -143,6 +144,10 @@ class Settings(BaseSettings):
     # syncs in between only check who is on call (docs/sync-and-disconnect.md). Under a minute
     # would be the old every-sync cost; over a day, new people would wait too long.
     directory_interval_seconds: int = Field(900, ge=60, le=86_400)
+    # The user directory (GET /users pages: 100 on a 10,000-user account) is listed this often
+    # and on demand; a person met in between is read alone (GET /users/{id}). What it refreshes
+    # in between is names, emails and deletions of people already linked, which rarely change.
+    user_directory_interval_seconds: int = Field(86_400, ge=900, le=604_800)
     # sync_runs: succeeded and skipped runs are kept this many days, failed ones longer (they
     # are what an admin or operator looks back for), then deleted by the sync-runs-retention loop.
     sync_runs_retention_days: int = Field(7, gt=0)

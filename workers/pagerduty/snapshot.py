@@ -2,24 +2,27 @@
 
 What is read, and why (docs/sync-and-disconnect.md has the request counts):
 
-* **Users**: ``GET /users`` page by page when the account has at most 10,000 (PagerDuty refuses
-  ``offset + limit > 10000``). The first page asks ``total=true``; past 10,000, or when the walk
-  hits the cap, only the users that bound schedules reference are read (``/schedules/{id}/users``
-  for v2, ``/users/{id}`` for the rest). Either way the account's size never breaks a sync.
+* **Users** (daily and on demand, ``read_users``; in between only the people bound schedules
+  name whom the mirror lacks, one ``GET /users/{id}`` each): ``GET /users`` page by page when
+  the account has at most 10,000 (PagerDuty refuses ``offset + limit > 10000``). The first
+  page asks ``total=true``; past 10,000, or when the walk hits the cap, only the users that
+  bound schedules reference are read (``/schedules/{id}/users`` for v2, ``/users/{id}`` for
+  the rest). Either way the account's size never breaks a sync.
 * **Schedules**: ``GET /schedules`` (v2: name, members, escalation policies) and
   ``GET /v3/schedules`` plus one detail per v3 schedule (members; on-call for bound ones). v3 is
   optional: a 400/402/403 there keeps v2 syncing and says so in words.
 * **Who is on call**, for bound schedules only, never from the list (it does not render it,
-  PagerDuty/api-schema#430): batched ``GET /oncalls?schedule_ids[]=...`` with a detail read
-  (``GET /schedules/{id}?since&until``) for every bound schedule ``/oncalls`` does not show (no
-  escalation policy uses it, or nobody is on call) or when ``/oncalls`` is refused.
+  PagerDuty/api-schema#430): batched ``GET /oncalls?schedule_ids[]=...`` (v3 schedules too,
+  since PagerDuty's 2026-03-18 schema) with a detail read (``GET /schedules/{id}?since&until``
+  or the v3 detail) for every bound schedule ``/oncalls`` does not show (no escalation policy
+  uses it, or nobody is on call) or when ``/oncalls`` is refused.
 * **Deleted users** stay on schedules as placeholders; they come back as inactive ``User``\\ s,
   never linkable, never a reason to fail.
 
 ``read_snapshot`` is the **directory read** (all of the above). ``read_check`` is the **on-call
-check** run every interval in between: only what tells who is on call for bound schedules and who
-their members are (the v2 schedule list, ``/oncalls``, the details ``/oncalls`` cannot answer,
-the v3 detail of bound v3 schedules); no users, no v3 list, no unbound v3 details.
+check** run every interval in between: only who is on call for the bound schedules the mirror
+knows (``/oncalls`` for all of them, a detail for those it did not show); members are the
+mirror's, no schedule list, no users.
 
 Any read that fails for the whole account raises: nothing has been written yet. A failure that
 concerns one bound schedule (gone, hidden) is recorded in ``unreadable`` and that rotation keeps
@@ -29,7 +32,7 @@ its last state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -49,6 +52,9 @@ from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
 from workers.pagerduty.transport import MAX_OFFSET_WINDOW, PAGE_LIMIT
 
 log = logging.getLogger(__name__)
+
+# Which of these PagerDuty user ids the mirror has (id -> active): the caller's lookup.
+KnownUsers = Callable[[Collection[str]], Mapping[str, bool]]
 
 # How far ahead each bound schedule's on-call is read. The same request answers "who is on call
 # now" and "who is next", so a longer window costs bytes, not requests.
@@ -82,6 +88,9 @@ class AccountSnapshot:
     # False for an on-call check: users and unbound v3 schedules were not read, so the mirror
     # (users, schedules, schedule members) must be left as it is (workers.sync.apply).
     directory_read: bool = True
+    # False: the user directory was not listed (only new people, by id): the mirror keeps the
+    # users it has and adds or updates these.
+    users_read: bool = True
 
     def on_call(self, schedule_id: str, moment: datetime | None = None) -> tuple[UserRef, ...]:
         timeline = self.timelines.get(schedule_id)
@@ -97,15 +106,22 @@ def read_snapshot(
     now: datetime | None = None,
     horizon: timedelta = DEFAULT_HORIZON,
     use_oncalls: bool = True,
+    read_users: bool = True,
+    known_users: KnownUsers | None = None,
 ) -> AccountSnapshot:
-    """Read the directory, and who is on call over [now, now + horizon) for ``bound`` schedules."""
+    """Read the directory, and who is on call over [now, now + horizon) for ``bound`` schedules.
+
+    ``read_users`` False (the user directory is read daily, workers.sync.run): no ``GET
+    /users`` pages; only the people bound schedules name whom ``known_users`` (the mirror) does
+    not have, or has as active while PagerDuty says deleted, are read, one ``GET /users/{id}``
+    each."""
     moment = whole_second(now)
     until = moment + max(horizon, timedelta(seconds=1))
     before = dict(reader.requests_by_endpoint)
     bound_ids = set(bound)
     notices: list[str] = []
 
-    users, complete = _read_users(reader)
+    users, complete = _read_users(reader) if read_users else ({}, False)
     schedules: dict[str, Schedule] = {s.id: s for s in reader.list_schedules()}
     timelines: dict[str, Timeline] = {}
     unreadable: dict[str, str] = {}
@@ -141,13 +157,18 @@ def read_snapshot(
             timelines[ref.id] = timeline
 
     bound_v2 = sorted(s for s in bound_ids if s in schedules and schedules[s].version == "v2")
-    oncall_users = _read_v2_on_call(
+    oncall_users, gone = _read_on_call(
         reader, schedules, bound_v2, moment, until, timelines, unreadable, use_oncalls
     )
+    unreadable.update((sid, SCHEDULE_GONE) for sid in gone)
     for user in oncall_users.values():
         users.setdefault(user.id, user)
 
-    if not complete:
+    if not read_users:
+        new = _new_people(schedules, bound_ids, timelines, users, known_users)
+        for uid, found in bulk.users_by_id(reader, new).items():
+            users[uid] = found if found is not None else User(uid, "", None, active=False)
+    elif not complete:
         _read_referenced_users(reader, schedules, bound_ids, timelines, unreadable, users)
     _add_placeholders(schedules.values(), timelines.values(), users, complete=complete)
 
@@ -165,51 +186,38 @@ def read_snapshot(
         notices=tuple(notices),
         requests_made=sum(delta.values()),
         requests_by_endpoint=delta,
+        users_read=read_users,
     )
 
 
 def read_check(
     reader: PagerDutyReader,
     *,
-    bound: Iterable[str],
-    v3_bound: Iterable[str] = (),
+    known: Iterable[Schedule],
     now: datetime | None = None,
     horizon: timedelta = DEFAULT_HORIZON,
     use_oncalls: bool = True,
 ) -> AccountSnapshot:
-    """The on-call check: who is on call over [now, now + horizon) and the members of ``bound``
-    schedules (``v3_bound``: those the mirror knows as v3), without the directory.
+    """The on-call check: who is on call over [now, now + horizon) for the bound schedules the
+    mirror ``known``\\s (their version and members, as the last directory read left them).
 
-    Users come only from ``/oncalls`` (its ``include[]=users``); a bound schedule missing from
-    both lists is left out of ``schedules``, which the caller takes as "read the directory"."""
+    ``/oncalls`` for all of them, v2 and v3 alike (it reports v3 since PagerDuty's 2026-03-18
+    schema), then a detail only for those it did not show: no policy uses them, nobody is on
+    call, or ``/oncalls`` left v3 out after all (facts file: either way the detail answers).
+    No schedule list, no users: members change on the directory cadence. A bound schedule
+    whose detail answers 404 is left out of ``schedules``, which the caller takes as "read the
+    directory" (it says whether the schedule is gone or moved to the other version)."""
     moment = whole_second(now)
     until = moment + max(horizon, timedelta(seconds=1))
     before = dict(reader.requests_by_endpoint)
-    bound_ids, v3_ids = set(bound), set(v3_bound) & set(bound)
-    # The v2 list is the one request that carries every v2 schedule's members and escalation
-    # policies (1 page per 100 schedules); a detail per bound schedule would cost far more.
-    listed = {s.id: s for s in reader.list_schedules()}
-    schedules = {sid: listed[sid] for sid in bound_ids - v3_ids if sid in listed}
+    schedules = {s.id: s for s in known}
     timelines: dict[str, Timeline] = {}
     unreadable: dict[str, str] = {}
-    for sid, timeline in bulk.v3_schedule_timelines(reader, sorted(v3_ids), moment, until).items():
-        if isinstance(timeline, NotFound):
-            continue  # gone: the directory read that follows says so
-        if not isinstance(timeline, Timeline):
-            refused = (
-                timeline if isinstance(timeline, PagerDutyError) else PagerDutyError(str(timeline))
-            )
-            schedules[sid] = Schedule(sid, sid, "v3", None)
-            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(refused)})"
-            continue
-        schedules[sid] = Schedule(
-            sid, timeline.name or sid, "v3", timeline.time_zone, timeline.members
-        )
-        timelines[sid] = timeline
-    bound_v2 = sorted(s for s in schedules if schedules[s].version == "v2")
-    users = _read_v2_on_call(
-        reader, schedules, bound_v2, moment, until, timelines, unreadable, use_oncalls
+    users, gone = _read_on_call(
+        reader, schedules, sorted(schedules), moment, until, timelines, unreadable, use_oncalls
     )
+    for sid in gone:
+        del schedules[sid]
     after = reader.requests_by_endpoint
     delta = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
     return AccountSnapshot(
@@ -222,6 +230,7 @@ def read_check(
         requests_made=sum(delta.values()),
         requests_by_endpoint=delta,
         directory_read=False,
+        users_read=False,
     )
 
 
@@ -235,6 +244,28 @@ def referenced_users(snapshot: AccountSnapshot) -> dict[str, UserRef]:
         for ref in (*timeline.members, *(s.user for s in timeline.shifts)):
             refs.setdefault(ref.id, ref)
     return refs
+
+
+def _new_people(
+    schedules: Mapping[str, Schedule],
+    bound_ids: set[str],
+    timelines: Mapping[str, Timeline],
+    users: Mapping[str, User],
+    known_users: KnownUsers | None,
+) -> list[str]:
+    """The people bound schedules name (members, on call) that only ``GET /users/{id}`` can
+    tell about: not in the mirror, or still active there though PagerDuty says deleted."""
+    refs: dict[str, UserRef] = {}
+    for sid in sorted(bound_ids):
+        if sid in schedules:
+            for ref in schedules[sid].members:
+                refs.setdefault(ref.id, ref)
+        if sid in timelines:
+            for ref in (*timelines[sid].members, *(s.user for s in timelines[sid].shifts)):
+                refs.setdefault(ref.id, ref)
+    asked = [uid for uid in refs if uid not in users]
+    known = known_users(asked) if known_users is not None and asked else {}
+    return [uid for uid in asked if uid not in known or (refs[uid].deleted and known[uid])]
 
 
 def _reason(exc: PagerDutyError) -> str:
@@ -259,21 +290,23 @@ def _read_users(reader: PagerDutyReader) -> tuple[dict[str, User], bool]:
     return users, True
 
 
-def _read_v2_on_call(
+def _read_on_call(
     reader: PagerDutyReader,
     schedules: Mapping[str, Schedule],
-    bound_v2: list[str],
+    ids: list[str],
     since: datetime,
     until: datetime,
     timelines: dict[str, Timeline],
     unreadable: dict[str, str],
     use_oncalls: bool,
-) -> dict[str, User]:
-    """Timelines of bound v2 schedules: /oncalls in batches, the detail for the rest."""
+) -> tuple[dict[str, User], list[str]]:
+    """Timelines of ``ids`` (v2 or v3): /oncalls in batches, the detail for the rest. Returns
+    the users /oncalls embedded and the schedules whose detail answered 404 (gone)."""
     users: dict[str, User] = {}
-    via_detail = list(bound_v2)
-    # A schedule no escalation policy uses never appears in /oncalls: go straight to its detail.
-    in_policies = [s for s in bound_v2 if schedules[s].escalation_policy_ids != ()]
+    via_detail = list(ids)
+    # A schedule no escalation policy uses never appears in /oncalls: go straight to its
+    # detail. ``None`` (the mirror does not keep policies): ask /oncalls, the detail follows.
+    in_policies = [s for s in ids if schedules[s].escalation_policy_ids != ()]
     if use_oncalls and in_policies:
         try:
             shifts, users = reader.oncalls(in_policies, since, until)
@@ -286,19 +319,26 @@ def _read_v2_on_call(
             for shift in shifts:
                 by_schedule.setdefault(shift.schedule_id, []).append(shift)
             for sid, found in by_schedule.items():
-                timelines[sid] = Timeline(
-                    sid, since, until, tuple(found), members=schedules[sid].members
-                )
+                if sid in schedules:
+                    timelines[sid] = Timeline(
+                        sid, since, until, tuple(found), members=schedules[sid].members
+                    )
             # Absent: nobody on call in the window, or /oncalls filtered it; the detail knows.
-            via_detail = [s for s in bound_v2 if s not in timelines]
-    for sid, got in bulk.schedule_timelines(reader, via_detail, since, until).items():
-        if isinstance(got, NotFound):
-            unreadable[sid] = SCHEDULE_GONE
-        elif isinstance(got, PagerDutyError):
-            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(got)})"
-        elif isinstance(got, Timeline):
-            timelines[sid] = got
-    return users
+            via_detail = [s for s in ids if s not in timelines]
+    v2 = [s for s in via_detail if schedules[s].version != "v3"]
+    got = bulk.schedule_timelines(reader, v2, since, until)
+    got.update(
+        bulk.v3_schedule_timelines(reader, [s for s in via_detail if s not in v2], since, until)
+    )
+    gone: list[str] = []
+    for sid, detail in got.items():
+        if isinstance(detail, NotFound):
+            gone.append(sid)
+        elif isinstance(detail, PagerDutyError):
+            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(detail)})"
+        elif isinstance(detail, Timeline):
+            timelines[sid] = detail
+    return users, gone
 
 
 def _read_referenced_users(

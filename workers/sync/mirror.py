@@ -58,7 +58,6 @@ def apply_mirror(
     """Diff users, schedules and schedule members against a directory read; returns which
     workspace member each PagerDuty user is (matched by email) and the snapshot's schedules."""
     cid = conn.id
-    cid = conn.id
     members_by_key: dict[str, uuid.UUID] = dict(
         session.execute(
             select(Member.email_key, Member.id).where(Member.workspace_id == conn.workspace_id)
@@ -96,6 +95,17 @@ def apply_mirror(
         )
     }
     user_fields = ("name", "email", "email_key", "time_zone", "active", "member_id")
+    if snapshot.users_read:
+        # The next listing is due a day after this one's moment (workers.sync.run.users_due).
+        conn.users_read_at = snapshot.fetched_at
+    else:
+        # Only new people were read: everyone else stays as the last listing left them, but
+        # is still linked by email to the workspace's members as they are now.
+        for pid, have in have_users.items():
+            same = {f: getattr(have, f) for f in user_fields}
+            key = have.email_key
+            same["member_id"] = members_by_key.get(key) if key and have.active else None
+            want_users.setdefault(pid, same)
     sync_keyed(session, PagerDutyUser, cid, want_users, have_users, user_fields, now, out)
 
     # -- schedules (v3 ones PagerDuty would not list this time are kept) --

@@ -1,12 +1,14 @@
 """One sync of one connection: read PagerDuty, then write only what changed, in one transaction.
 
 1. ``credential_for`` gives a usable credential and the connection's ``generation`` (the fence).
-2. Which read (``read_plan``): the **directory read** (``read_snapshot``: users, v2 + v3
-   schedules, their members, who is on call for the bound ones) when the connection's directory
-   is older than ``RRPD_DIRECTORY_INTERVAL_SECONDS`` or the sync was asked for (``manual``,
-   ``initial``, ``binding``); otherwise the **on-call check** (``read_check``), which turns into a
-   directory read in the same pass when it meets a person or a schedule the mirror does not know
-   (``needs_directory``). Any account-wide failure raises: nothing has been written yet.
+2. Which read (``read_plan``): the **directory read** (``read_snapshot``: v2 + v3 schedules,
+   their members, who is on call for the bound ones; the user listing only when ``users_due``,
+   daily, else people met for the first time by id) when the connection's directory is older
+   than ``RRPD_DIRECTORY_INTERVAL_SECONDS`` or the sync was asked for (``manual``, ``initial``,
+   ``binding``); otherwise the **on-call check** (``read_check``: ``/oncalls`` for the bound
+   schedules the mirror knows), which turns into a directory read in the same pass when it meets
+   a person or a schedule the mirror does not know (``needs_directory``). Any account-wide
+   failure raises: nothing has been written yet.
 3. ``RunContext.apply`` (``workers.sync.records``): one transaction re-reads the connection row
    ``FOR UPDATE``; if its generation moved or it is no longer ``connected`` the run is recorded
    as ``skipped``, otherwise ``workers.sync.apply`` writes the differences and the ``SyncRun``.
@@ -20,11 +22,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, select, update
+from sqlalchemy.orm import Session
 
 from models import (
     AuthMethod,
@@ -58,6 +61,7 @@ from workers.pagerduty.errors import (
 )
 from workers.pagerduty.factory import pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
+from workers.pagerduty.records import Schedule, UserRef
 from workers.pagerduty.snapshot import (
     AccountSnapshot,
     read_check,
@@ -201,11 +205,15 @@ DIRECTORY_KINDS = frozenset({"manual", "initial", "binding"})
 @dataclass(frozen=True)
 class ReadPlan:
     bound: set[str]
-    v3_bound: set[str]  # bound schedules the mirror knows as v3 (the check reads their detail)
-    directory: bool  # read the directory this pass
+    v3_bound: set[str]  # bound schedules the mirror knows as v3
+    directory: bool  # read the directory (schedule lists, members) this pass
     # The mirror's members of the bound schedules (PagerDuty id -> active), read with the plan
     # for a check: ``needs_directory`` looks up only the people it names beyond these.
     known_users: dict[str, bool] = field(default_factory=dict)
+    # The bound schedules as the mirror has them (version, members): what a check asks about.
+    known: tuple[Schedule, ...] = ()
+    # A directory read lists the user directory too (daily and on demand, ``users_due``).
+    users: bool = True
 
 
 def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime) -> ReadPlan:
@@ -218,11 +226,13 @@ def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime)
     """
     interval = timedelta(seconds=get_settings().directory_interval_seconds)
     with transaction() as session:
-        read_at, requested_at = session.execute(
+        read_at, requested_at, users_at = session.execute(
             select(
-                PagerDutyConnection.directory_read_at, PagerDutyConnection.sync_requested_at
+                PagerDutyConnection.directory_read_at,
+                PagerDutyConnection.sync_requested_at,
+                PagerDutyConnection.users_read_at,
             ).where(PagerDutyConnection.id == cid)
-        ).one_or_none() or (None, None)
+        ).one_or_none() or (None, None, None)
         if requested_at is not None and requested_at <= now:
             # This pass answers a pending "sync now": not driven again while it may still run.
             session.execute(
@@ -236,9 +246,12 @@ def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime)
             )
         bound: set[str] = set()
         v3_bound: set[str] = set()
-        for schedule_id, version in session.execute(
+        names: dict[str, tuple[str, str | None]] = {}
+        for schedule_id, version, name, time_zone in session.execute(
             bound_schedules(workspace_id)
-            .add_columns(PagerDutySchedule.version)
+            .add_columns(
+                PagerDutySchedule.version, PagerDutySchedule.name, PagerDutySchedule.time_zone
+            )
             .outerjoin(
                 PagerDutySchedule,
                 and_(
@@ -252,23 +265,48 @@ def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime)
             bound.add(schedule_id)
             if version == "v3":
                 v3_bound.add(schedule_id)
+            if version is not None:
+                names[schedule_id] = (name, time_zone)
         due = kind in DIRECTORY_KINDS or read_at is None or now - read_at >= interval
         known: dict[str, bool] = {}
-        if bound and not due:
-            sm = PagerDutyScheduleMember
-            rows = session.execute(
-                select(PagerDutyUser.pagerduty_id, PagerDutyUser.active)
-                .join(
-                    sm,
-                    and_(
-                        sm.connection_id == cid,
-                        sm.user_pagerduty_id == PagerDutyUser.pagerduty_id,
-                    ),
-                )
-                .where(PagerDutyUser.connection_id == cid, sm.schedule_pagerduty_id.in_(bound))
-            )
-            known = {str(uid): bool(active) for uid, active in rows}
-    return ReadPlan(bound, v3_bound, due, known)
+        members: dict[str, list[UserRef]] = {sid: [] for sid in names}
+        if names and not due:
+            known = _mirrored_members(session, cid, members)
+    mirrored = tuple(
+        Schedule(sid, name, "v3" if sid in v3_bound else "v2", tz, tuple(members[sid]))
+        for sid, (name, tz) in sorted(names.items())
+    )
+    return ReadPlan(bound, v3_bound, due, known, mirrored, users_due(kind, users_at, now))
+
+
+def users_due(kind: str, users_read_at: datetime | None, now: datetime) -> bool:
+    """The user directory (``GET /users`` pages) is listed daily
+    (``RRPD_USER_DIRECTORY_INTERVAL_SECONDS``) and on demand; in between a directory read
+    reads only the people it meets for the first time (``GET /users/{id}``)."""
+    interval = timedelta(seconds=get_settings().user_directory_interval_seconds)
+    return kind in DIRECTORY_KINDS or users_read_at is None or now - users_read_at >= interval
+
+
+def _mirrored_members(
+    session: Session, cid: uuid.UUID, members: dict[str, list[UserRef]]
+) -> dict[str, bool]:
+    """Fill ``members`` (schedule -> its mirrored members, PagerDuty's order) for the bound
+    schedules it names; returns those users (PagerDuty id -> active)."""
+    sm = PagerDutyScheduleMember
+    rows = session.execute(
+        select(sm.schedule_pagerduty_id, PagerDutyUser.pagerduty_id, PagerDutyUser.active)
+        .join(
+            sm,
+            and_(sm.connection_id == cid, sm.user_pagerduty_id == PagerDutyUser.pagerduty_id),
+        )
+        .where(PagerDutyUser.connection_id == cid, sm.schedule_pagerduty_id.in_(members))
+        .order_by(sm.schedule_pagerduty_id, sm.position)
+    )
+    known: dict[str, bool] = {}
+    for sid, uid, active in rows:
+        members[sid].append(UserRef(uid))
+        known[str(uid)] = bool(active)
+    return known
 
 
 def read_account(
@@ -280,13 +318,18 @@ def read_account(
 ) -> AccountSnapshot:
     """The check when it suffices, else the directory read (module globals: tests hook them)."""
     if not plan.directory:
-        check = read_check(
-            reader, bound=plan.bound, v3_bound=plan.v3_bound, now=now, use_oncalls=use_oncalls
-        )
+        check = read_check(reader, known=plan.known, now=now, use_oncalls=use_oncalls)
         if not needs_directory(cid, plan.bound, check, plan.known_users):
             return check
         log.info("the on-call check met someone or something new: reading the directory")
-    return read_snapshot(reader, bound=plan.bound, now=now, use_oncalls=use_oncalls)
+    return read_snapshot(
+        reader,
+        bound=plan.bound,
+        now=now,
+        use_oncalls=use_oncalls,
+        read_users=plan.users,
+        known_users=lambda ids: mirrored_users(cid, ids),
+    )
 
 
 def needs_directory(
@@ -309,17 +352,22 @@ def needs_directory(
     known = dict(known_users or {})
     missing = [uid for uid in refs if uid not in known]
     if missing:
-        with transaction() as session:
-            known.update(
-                (row.pagerduty_id, row.active)
-                for row in session.execute(
-                    select(PagerDutyUser.pagerduty_id, PagerDutyUser.active).where(
-                        PagerDutyUser.connection_id == cid,
-                        PagerDutyUser.pagerduty_id.in_(missing),
-                    )
+        known.update(mirrored_users(cid, missing))
+    return any(uid not in known or (ref.deleted and known[uid]) for uid, ref in refs.items())
+
+
+def mirrored_users(cid: uuid.UUID, ids: Collection[str]) -> dict[str, bool]:
+    """Which of these PagerDuty users the mirror has (PagerDuty id -> active)."""
+    with transaction() as session:
+        return {
+            str(uid): bool(active)
+            for uid, active in session.execute(
+                select(PagerDutyUser.pagerduty_id, PagerDutyUser.active).where(
+                    PagerDutyUser.connection_id == cid,
+                    PagerDutyUser.pagerduty_id.in_(list(ids)),
                 )
             )
-    return any(uid not in known or (ref.deleted and known[uid]) for uid, ref in refs.items())
+        }
 
 
 def bound_schedules(workspace_id: uuid.UUID) -> Select[str | None]:

@@ -421,6 +421,25 @@ def test_attention_and_status_name_a_waiting_account_change_and_a_missing_schedu
     assert "account_change: The new key belongs" in text
 
 
+def test_status_names_a_pending_oauth_login_as_a_login_not_a_key(session: Session) -> None:
+    """Logging in again with OAuth over a connected connection waits as its pending credential
+    (workers/connections/pending_login.py): the operator reads that a login is being checked."""
+    from models import AuthMethod, PendingStatus
+    from workers.connections import messages
+
+    conn = factories.api_key_connection(session, factories.workspace(session, "Relogin"))
+    conn.pending_status, conn.pending_auth_method = PendingStatus.CHECKING, AuthMethod.OAUTH
+    conn.pending_generation, conn.pending_since = 2, utcnow()
+    conn.pending_message = messages.PENDING_LOGIN_CHECKING
+    session.commit()
+
+    text = _run("status", str(conn.workspace_id)).output
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("new ")]
+    assert len(lines) == 1, text
+    assert lines[0].startswith("new OAuth login"), text
+    assert lines[0].endswith(f"checking: {messages.PENDING_LOGIN_CHECKING}"), text
+
+
 def _rotations(workspace_id):  # type: ignore[no-untyped-def]
     from workers.core.db import transaction
     from workers.rotations.views import list_rotations

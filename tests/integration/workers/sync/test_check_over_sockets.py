@@ -1,6 +1,6 @@
 """The on-call check against the simulator over real sockets (the real PagerDutyClient and
-httpx transport): an override created now is in the rotation after one check, which made the
-stated requests and left the directory unread."""
+httpx transport): an override created now, on a v2 or a v3 schedule, is in the rotation after
+one check, which made the stated requests (one /oncalls) and left the directory unread."""
 
 from __future__ import annotations
 
@@ -31,14 +31,39 @@ def test_an_override_reaches_the_rotation_in_one_check_over_sockets(session, sim
 
     check = run.sync_once(demo.connection_id, client_factory=fast_client)
 
-    assert (check.status, check.read, check.requests) == ("succeeded", "check", 3)
+    assert (check.status, check.read, check.requests) == ("succeeded", "check", 1)
     _, duty = rotation_state(session, demo.rotations["primary"])
     assert demo.members["erin"] in duty
     assert duty == expected_members(demo, on_call(sim, "PSPRIMA"))
-    # What the simulator itself counted: no user listing, no v3 list.
+    # What the simulator itself counted: one /oncalls for the three bound schedules (v3 too);
+    # no user listing, no schedule list, no v3 detail.
     stats = sim.control.get("/stats").json()
-    assert stats["by_endpoint"] == {
-        "GET /schedules": 1,
-        "GET /oncalls": 1,
-        "GET /v3/schedules/{id}": 1,
-    }, stats
+    assert stats["by_endpoint"] == {"GET /oncalls": 1}, stats
+
+
+def test_a_v3_override_reaches_the_rotation_in_one_check_without_a_v3_detail(session, sim) -> None:  # type: ignore[no-untyped-def]
+    """/oncalls reports v3 schedules (PagerDuty's 2026-03-18 schema, Oncall.schedule): the
+    override replacing Frank in the Follow-the-Sun pair shows from /oncalls alone."""
+    demo = arrange_demo(session, sim)
+    run.sync_once(demo.connection_id, kind="initial", client_factory=fast_client)
+    sim.control.post("/stats/reset").raise_for_status()
+    sim.control.post(
+        f"/accounts/{ACCOUNT}/schedules/PSFTSUN/overrides",
+        json={
+            "user_id": "PUBOB01",
+            "rotation_id": "PRFTS01",
+            "overridden_user_id": "PUFRANK",
+            "start": "now-1m",
+            "duration_seconds": 600,
+        },
+    ).raise_for_status()
+
+    check = run.sync_once(demo.connection_id, client_factory=fast_client)
+
+    assert (check.status, check.read) == ("succeeded", "check")
+    _, duty = rotation_state(session, demo.rotations["fts"])
+    assert demo.members["bob"] in duty
+    assert demo.members["frank"] not in duty
+    assert duty == expected_members(demo, on_call(sim, "PSFTSUN"))
+    stats = sim.control.get("/stats").json()
+    assert "GET /v3/schedules/{id}" not in stats["by_endpoint"], stats

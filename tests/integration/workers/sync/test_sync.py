@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -185,10 +185,11 @@ def test_upstream_changes_reach_mirror_and_rotations_with_exact_counts(session, 
 
     # The user is deleted upstream. PagerDuty keeps a deleted user on schedules as an inactive
     # placeholder: the schedule still names Carol, but she is inactive, never linked, and
-    # leaves the rotation.
+    # leaves the rotation, at the next directory read (members' cadence, 900 s).
     sim.control.delete(f"/accounts/{ACCOUNT}/users/PUCAROL").raise_for_status()
-    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
-    assert result.status == "succeeded"
+    later = utcnow() + timedelta(seconds=900)
+    result = sync.sync_connection(demo.connection_id, client_factory=fast_client, now=lambda: later)
+    assert (result.status, result.read) == ("succeeded", "directory")
     members, _ = rotation_state(session, demo.rotations["primary"])
     assert members == [demo.members["alice"]]
     carol = session.execute(
@@ -259,7 +260,8 @@ def test_partial_fetch_deletes_nothing(session, sim) -> None:
     ).raise_for_status()
 
     with count_writes() as writes:
-        result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+        # "Sync now": the pass that lists the users (a scheduled one does so daily).
+        result = sync.sync_connection(demo.connection_id, kind="manual", client_factory=fast_client)
 
     assert (result.status, result.retry) == ("failed", "transient")
     assert "PagerDuty could not be read" in result.error
@@ -275,17 +277,18 @@ def test_partial_fetch_deletes_nothing(session, sim) -> None:
     assert conn.consecutive_sync_failures == 1
     assert conn.next_sync_at > utcnow()  # backed off
 
-    # Same for a failure on the very last request (the v3 schedule read).
+    # Same for a failure on the very last request of a directory read (the v3 schedule read).
     sim.control.delete("/faults").raise_for_status()
     sim.control.post(
         "/faults", json={"kind": "error", "status": 502, "path_prefix": "/v3/schedules/PSFTSUN"}
     ).raise_for_status()
-    assert sync.sync_connection(demo.connection_id, client_factory=fast_client).status == "failed"
+    failed = sync.sync_connection(demo.connection_id, kind="manual", client_factory=fast_client)
+    assert failed.status == "failed"
     assert mirror_counts(session, demo.connection_id) == before
 
     # Once PagerDuty answers again, the deletions happen and the failure count resets.
     sim.control.delete("/faults").raise_for_status()
-    result = sync.sync_connection(demo.connection_id, client_factory=fast_client)
+    result = sync.sync_connection(demo.connection_id, kind="manual", client_factory=fast_client)
     assert result.status == "succeeded"
     assert result.deleted > 0
     session.expire_all()

@@ -515,12 +515,45 @@ def test_oncalls_batches_schedules_dedupes_levels_and_skips_permanent_on_calls()
 
     client, _ = make_client(handler)
     now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-    ids = [f"S{i:03d}" for i in range(120)]
+    ids = [f"S{i:03d}" for i in range(250)]
     shifts, users = client.oncalls(ids, now, now + timedelta(hours=1))
-    assert [len(a) for a in asked] == [50, 50, 20]
+    assert [len(a) for a in asked] == [100, 100, 50]  # the facts file's "per <= 100"
     assert len(shifts) == 6  # two schedules per request, each once despite two levels
     assert "UPERM" not in {s.user.id for s in shifts}
     assert users["US000"].email == "S000@x.example"
+
+
+def test_an_oncalls_batch_of_100_real_ids_pages_to_the_end_in_a_short_url() -> None:
+    """100 schedules can be on call at several levels: more than a page of rows. Every page is
+    read (``more``), and the URL stays far below the 8 KB request line servers accept."""
+    urls: list[str] = []
+    rows_per_schedule = 3
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        q = parse_qs(urlsplit(str(request.url)).query)
+        every = [
+            {
+                "escalation_level": level,
+                "schedule": {"id": sid, "type": "schedule_v3_reference"},
+                "user": {"id": f"U{sid}{level}", "name": "N", "email": f"{sid}{level}@x.example"},
+                "start": "2026-03-02T00:00:00Z",
+                "end": "2026-03-03T00:00:00Z",
+            }
+            for sid in q["schedule_ids[]"]
+            for level in range(rows_per_schedule)
+        ]
+        offset, limit = int(q["offset"][0]), int(q["limit"][0])
+        page = every[offset : offset + limit]
+        return httpx.Response(200, json={"oncalls": page, "more": offset + len(page) < len(every)})
+
+    client, _ = make_client(handler)
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    ids = [f"P{i:06d}" for i in range(100)]  # PagerDuty ids are 7 characters
+    shifts, _ = client.oncalls(ids, now, now + timedelta(hours=6))
+    assert len(shifts) == 100 * rows_per_schedule
+    assert len(urls) == 3  # 300 rows, 100 a page
+    assert max(len(u) for u in urls) < 4_000
 
 
 def test_check_scopes_and_authorize_url() -> None:

@@ -30,7 +30,7 @@ from workers.pagerduty.records import (
     UsersPage,
     V3ScheduleRef,
 )
-from workers.pagerduty.snapshot import read_snapshot
+from workers.pagerduty.snapshot import read_check, read_snapshot
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -286,3 +286,111 @@ def test_when_pagerduty_ignores_total_the_cap_itself_switches_to_referenced_user
     assert not snap.users_complete
     assert "P10049" in {u.id for u in snap.users}
     assert reader.calls["list_users"] == 1
+
+
+# --- the on-call check (``read_check``): what is read every interval ------------------------
+
+
+def _v3(sid: str, members: Sequence[str]) -> Schedule:
+    # As the mirror knows a v3 schedule: no escalation policies (it does not keep them).
+    return Schedule(sid, sid, "v3", "UTC", tuple(UserRef(m) for m in members))
+
+
+def _timeline(sid: str, *uids: str) -> Timeline:
+    return Timeline(sid, NOW, NOW + timedelta(hours=6), tuple(_shift(sid, u) for u in uids))
+
+
+def test_a_check_reads_v2_and_v3_on_call_from_one_oncalls_request() -> None:
+    reader = ScriptedReader(
+        shifts={"PS1": [_shift("PS1", "PA")], "PV1": [_shift("PV1", "PB"), _shift("PV1", "PC")]},
+        v3={"PV1": _timeline("PV1", "PA")},  # never asked: /oncalls answered
+    )
+    known = [_v2("PS1", ["PA", "PB"], policies=None), _v3("PV1", ["PB", "PC"])]
+
+    snap = read_check(reader, known=known, now=NOW)
+
+    assert reader.calls == Counter(oncalls=1)  # no schedule list, no users, no v3 detail
+    assert [u.id for u in snap.on_call("PS1")] == ["PA"]
+    assert {u.id for u in snap.on_call("PV1")} == {"PB", "PC"}
+    # Members are the mirror's (the directory cadence reads them), not read again.
+    assert {s.id: s.member_user_ids for s in snap.schedules} == {
+        "PS1": ("PA", "PB"),
+        "PV1": ("PB", "PC"),
+    }
+    assert not snap.directory_read
+    assert not snap.users_read
+
+
+def test_a_check_reads_a_detail_only_where_oncalls_cannot_answer() -> None:
+    """Absent from /oncalls: no policy uses it, nobody is on call, or /oncalls left a v3
+    schedule out after all (facts file: unverified either way): its detail, by version."""
+    reader = ScriptedReader(
+        shifts={"PS1": [_shift("PS1", "PA")]},
+        details={"PS2": _timeline("PS2", "PB")},
+        v3={"PV1": _timeline("PV1", "PC")},
+    )
+    known = [_v2("PS1", ["PA"], None), _v2("PS2", ["PB"], None), _v3("PV1", ["PC"])]
+
+    snap = read_check(reader, known=known, now=NOW)
+
+    assert reader.calls == Counter(oncalls=1, schedule_timeline=1, v3_detail=1)
+    assert {sid: [u.id for u in snap.on_call(sid)] for sid in ("PS1", "PS2", "PV1")} == {
+        "PS1": ["PA"],
+        "PS2": ["PB"],
+        "PV1": ["PC"],
+    }
+
+
+@pytest.mark.parametrize(
+    "error",
+    [Forbidden("no oncalls.read", status=403), NoApiAccess("ability", status=402)],
+    ids=["403", "402"],
+)
+def test_a_check_with_oncalls_refused_reads_each_detail(error: Exception) -> None:
+    reader = ScriptedReader(
+        details={"PS1": _timeline("PS1", "PA")},
+        v3={"PV1": _timeline("PV1", "PB")},
+        fail={"oncalls": error},
+    )
+    snap = read_check(reader, known=[_v2("PS1", ["PA"], None), _v3("PV1", ["PB"])], now=NOW)
+    assert reader.calls == Counter(oncalls=1, schedule_timeline=1, v3_detail=1)
+    assert [u.id for u in snap.on_call("PV1")] == ["PB"]
+
+
+def test_a_check_leaves_out_a_schedule_whose_detail_is_gone() -> None:
+    """404: gone, or now the other version; the caller reads the directory, which says which."""
+    reader = ScriptedReader(details={})
+    snap = read_check(reader, known=[_v2("PS1", ["PA"], None)], now=NOW)
+    assert snap.schedules == ()
+    assert not snap.unreadable
+
+
+def test_a_directory_read_without_the_user_directory_reads_only_new_people() -> None:
+    """Between daily listings: no GET /users pages; GET /users/{id} for a bound schedule's
+    person the mirror lacks, or has as active though PagerDuty now says deleted."""
+    reader = ScriptedReader(
+        users=[_user("PA"), _user("PNEW")],
+        schedules=[_v2("PS1", ["PA", "PGONE"]), _v2("PS9", ["PUNBOUND"])],
+        shifts={"PS1": [_shift("PS1", "PNEW")]},
+    )
+    reader.schedules[0] = Schedule(
+        "PS1", "PS1", "v2", "UTC", (UserRef("PA"), UserRef("PGONE", deleted=True)), ("PE1",)
+    )
+    asked: list[list[str]] = []
+
+    def known(ids: Any) -> dict[str, bool]:
+        asked.append(sorted(ids))
+        return {"PA": True, "PGONE": True}
+
+    snap = read_snapshot(reader, bound={"PS1"}, now=NOW, read_users=False, known_users=known)
+
+    assert "users_page" not in reader.calls
+    assert "list_users" not in reader.calls
+    assert reader.calls["get_user"] == 2  # PNEW (new) and PGONE (deleted since)
+    by_id = {u.id: u for u in snap.users}
+    assert set(by_id) == {"PNEW", "PGONE"}  # PA stays as the mirror has it
+    assert by_id["PNEW"].email == "pnew@example.com"
+    assert not by_id["PGONE"].active
+    assert asked == [["PA", "PGONE", "PNEW"]]
+    assert not snap.users_read
+    assert snap.directory_read

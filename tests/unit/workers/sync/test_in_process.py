@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from models import ConnectionStatus, PagerDutyConnection, PagerDutyUser, SyncRun
+from models import ConnectionStatus, PagerDutyConnection, PagerDutyUser, SyncRun, utcnow
 from tests.support import factories
 from tests.support.fake_pagerduty import InProcessPagerDuty
 from tests.support.outbox import CommittedTasks, as_flat, paused_outbox
@@ -57,15 +58,22 @@ def test_the_demo_account_syncs_in_process(session, fake) -> None:  # type: igno
 
 
 def test_a_deleted_user_becomes_an_inactive_placeholder(session, fake) -> None:  # type: ignore[no-untyped-def]
+    """Seen at the next directory read (members' cadence), the user directory not due: the
+    schedule list names her as deleted and her own read (GET /users/{id}) says so."""
     demo = arrange_demo(session, fake, bind={"primary": "PSPRIMA"})
-    assert run.sync_once(demo.connection_id, client_factory=fake.sync_factory).status == (
-        "succeeded"
-    )
+    start = utcnow()
+    first = run.sync_once(demo.connection_id, client_factory=fake.sync_factory, now=lambda: start)
+    assert first.status == "succeeded"
 
     fake.control.delete("/accounts/acme/users/PUCAROL").raise_for_status()
-    result = run.sync_once(demo.connection_id, client_factory=fake.sync_factory)
+    result = run.sync_once(
+        demo.connection_id,
+        client_factory=fake.sync_factory,
+        now=lambda: start + timedelta(seconds=900),
+    )
 
-    assert result.status == "succeeded"
+    assert (result.status, result.read) == ("succeeded", "directory")
+    assert fake.clients[-1].requests_by_endpoint.get("GET /users/{id}") == 1
     members, _ = rotation_state(session, demo.rotations["primary"])
     assert demo.members["carol"] not in members
     carol = session.execute(

@@ -2,8 +2,9 @@
 on its own cadence and on demand. In process (tests/support/fake_pagerduty.py): the real client,
 snapshot and diff code against the simulator's state, PostgreSQL as usual, no sockets.
 
-Freshness: what a user would notice (an override, a member added or removed, a schedule edit)
-is in the rotation after the very next check, not after the next directory read.
+Freshness: who is on call (an override, v2 or v3, a schedule edit) is in the rotation after the
+very next check; members follow on the directory cadence (900 s) or at once on "sync now"; the
+user directory is listed daily, and someone met in between is read alone (GET /users/{id}).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from models import PagerDutyConnection, PagerDutyUser, utcnow
+from models import Member, PagerDutyConnection, PagerDutyUser, Workspace, utcnow
+from tests.support import factories
 from tests.support.fake_pagerduty import InProcessPagerDuty
 from tests.support.sync import (
     ACCOUNT,
@@ -47,9 +49,16 @@ def _sync(fake: InProcessPagerDuty, demo, **kwargs):  # type: ignore[no-untyped-
 
 
 # The demo account: PSPRIMA and PSSECON are v2 schedules escalation policies use, PSFTSUN a v3
-# schedule. A directory read is users + v2 list + v3 list + v3 detail + /oncalls = 5 requests;
-# a check is the v2 list (members) + /oncalls + the bound v3 detail = 3.
-QUIET_CHECK = {"GET /schedules": 1, "GET /oncalls": 1, "GET /v3/schedules/{id}": 1}
+# schedule one uses too. A directory read is users + v2 list + v3 list + v3 detail + /oncalls =
+# 5 requests; a check is one /oncalls for all three, v3 included.
+QUIET_CHECK = {"GET /oncalls": 1}
+# A directory read on its cadence, the user directory not due: no GET /users pages.
+MEMBERS_READ = {
+    "GET /schedules": 1,
+    "GET /v3/schedules": 1,
+    "GET /v3/schedules/{id}": 1,
+    "GET /oncalls": 1,
+}
 
 
 def test_a_quiet_check_reads_exactly_the_stated_requests(session, fake) -> None:  # type: ignore[no-untyped-def]
@@ -61,7 +70,37 @@ def test_a_quiet_check_reads_exactly_the_stated_requests(session, fake) -> None:
 
     assert quiet.read == "check"
     assert counts == QUIET_CHECK, counts
-    assert (quiet.requests, quiet.created, quiet.updated, quiet.deleted) == (3, 0, 0, 0)
+    assert (quiet.requests, quiet.created, quiet.updated, quiet.deleted) == (1, 0, 0, 0)
+
+
+def test_a_v3_override_is_in_the_rotation_after_one_check_without_a_v3_detail(  # type: ignore[no-untyped-def]
+    session, fake
+) -> None:
+    """/oncalls reports v3 schedules (PagerDuty's 2026-03-18 schema): the override that replaces
+    Erin in the Follow-the-Sun pair shows from the check's one /oncalls request."""
+    demo = arrange_demo(session, fake)
+    _sync(fake, demo, kind="initial")
+    _, duty = rotation_state(session, demo.rotations["fts"])
+    assert demo.members["erin"] in duty
+    assert demo.members["dave"] not in duty
+    fake.control.post(
+        f"/accounts/{ACCOUNT}/schedules/PSFTSUN/overrides",
+        json={
+            "user_id": "PUDAVE1",
+            "rotation_id": "PRFTS01",
+            "overridden_user_id": "PUERIN1",
+            "start": "now-1m",
+            "duration_seconds": 600,
+        },
+    ).raise_for_status()
+
+    result, counts = _sync(fake, demo)
+
+    assert (result.read, counts) == ("check", QUIET_CHECK)
+    _, duty = rotation_state(session, demo.rotations["fts"])
+    assert demo.members["dave"] in duty
+    assert demo.members["erin"] not in duty
+    assert duty == expected_members(demo, on_call(fake, "PSFTSUN"))
 
 
 def test_an_override_created_now_is_in_the_rotation_after_one_check(session, fake) -> None:  # type: ignore[no-untyped-def]
@@ -97,9 +136,13 @@ def test_a_schedule_edit_is_in_the_rotation_after_one_check(session, fake) -> No
     assert duty == expected_members(demo, on_call(fake, "PSPRIMA"))
 
 
-def test_a_member_removed_leaves_the_rotation_after_one_check(session, fake) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("when", ["directory cadence", "sync now"])
+def test_a_member_removed_leaves_the_rotation_on_the_directory_cadence(  # type: ignore[no-untyped-def]
+    session, fake, when
+) -> None:
     demo = arrange_demo(session, fake)
-    _sync(fake, demo, kind="initial")
+    start = utcnow()
+    _sync(fake, demo, kind="initial", now=lambda: start)
     members, _ = rotation_state(session, demo.rotations["secondary"])
     assert demo.members["carol"] in members
     # The layer edited in place (PagerDuty's "remove user" API ends the layer instead, and the
@@ -108,55 +151,123 @@ def test_a_member_removed_leaves_the_rotation_after_one_check(session, fake) -> 
     account.schedules["PSSECON"].layers[0].users.remove("PUCAROL")
     account.invalidate()
 
-    result, _ = _sync(fake, demo)
-
-    assert result.read == "check"
+    check, _ = _sync(fake, demo, now=lambda: start + timedelta(seconds=60))
+    assert check.read == "check"
     members, _ = rotation_state(session, demo.rotations["secondary"])
-    assert demo.members["carol"] not in members
+    assert demo.members["carol"] in members  # members are not read every minute
+
+    if when == "sync now":
+        result, _ = _sync(fake, demo, kind="manual", now=lambda: start + timedelta(seconds=120))
+    else:
+        result, counts = _sync(fake, demo, now=lambda: start + timedelta(seconds=900))
+        assert counts == MEMBERS_READ, counts
+    assert result.read == "directory"
+    members, _ = rotation_state(session, demo.rotations["secondary"])
     assert members == [demo.members["bob"], demo.members["dave"]]
 
 
-def test_a_known_member_added_joins_the_rotation_after_one_check(session, fake) -> None:  # type: ignore[no-untyped-def]
+def test_a_known_member_added_joins_the_rotation_on_the_directory_cadence(session, fake) -> None:  # type: ignore[no-untyped-def]
     demo = arrange_demo(session, fake)
-    _sync(fake, demo, kind="initial")
+    start = utcnow()
+    _sync(fake, demo, kind="initial", now=lambda: start)
     account = fake.state.accounts[ACCOUNT]
     account.schedules["PSPRIMA"].layers[0].users.append("PUFRANK")
     account.invalidate()
 
-    result, counts = _sync(fake, demo)
+    check, counts = _sync(fake, demo, now=lambda: start + timedelta(seconds=60))
+    assert (check.read, counts) == ("check", QUIET_CHECK)
+    due, counts = _sync(fake, demo, now=lambda: start + timedelta(seconds=900))
 
-    assert (result.read, counts) == ("check", QUIET_CHECK)
+    assert (due.read, counts) == ("directory", MEMBERS_READ)
     members, _ = rotation_state(session, demo.rotations["primary"])
     assert members == [demo.members[n] for n in ("alice", "bob", "carol", "frank")]
 
 
-def test_a_new_person_makes_the_same_pass_read_the_directory(session, fake) -> None:  # type: ignore[no-untyped-def]
-    """Someone the mirror has never seen: only the directory has their email, so the check
-    becomes a directory read at once rather than leaving them out for up to 15 minutes."""
-    demo = arrange_demo(session, fake)
-    _sync(fake, demo, kind="initial")
+def _nia(session, demo, schedule_id: str, fake) -> Member:  # type: ignore[no-untyped-def]
+    """Nia, new in PagerDuty and in the workspace, on call by an override on ``schedule_id``."""
+    nia = factories.member(
+        session, session.get(Workspace, demo.workspace_id), email="nia@example.com"
+    )
+    session.commit()
     fake.control.post(
         f"/accounts/{ACCOUNT}/users",
         json={"id": "PUNEW01", "name": "Nia", "email": "nia@example.com", "time_zone": "UTC"},
     ).raise_for_status()
     fake.control.post(
-        f"/accounts/{ACCOUNT}/schedules/PSPRIMA/overrides",
+        f"/accounts/{ACCOUNT}/schedules/{schedule_id}/overrides",
         json={"user_id": "PUNEW01", "start": "now-1m", "duration_seconds": 600},
     ).raise_for_status()
+    return nia
+
+
+def _linked(session, demo, pagerduty_id: str):  # type: ignore[no-untyped-def]
+    session.rollback()
+    return session.execute(
+        select(PagerDutyUser.name, PagerDutyUser.member_id).where(
+            PagerDutyUser.connection_id == demo.connection_id,
+            PagerDutyUser.pagerduty_id == pagerduty_id,
+        )
+    ).one()
+
+
+def test_a_new_person_on_call_is_read_alone_and_linked_in_the_same_pass(session, fake) -> None:  # type: ignore[no-untyped-def]
+    """Someone the mirror has never seen, met by a schedule's detail (no policy uses PSUNUSE):
+    the pass reads the schedules and that one person (GET /users/{id}), not the user
+    directory, and she is on duty in the rotation at once."""
+    demo = arrange_demo(session, fake, bind={"unused": "PSUNUSE"})
+    _sync(fake, demo, kind="initial")
+    nia = _nia(session, demo, "PSUNUSE", fake)
 
     result, counts = _sync(fake, demo)
 
     assert result.read == "directory"
-    assert counts["GET /users"] == 1  # the check's requests, then the directory's
-    assert (
-        session.execute(
-            select(PagerDutyUser.name).where(
-                PagerDutyUser.connection_id == demo.connection_id,
-                PagerDutyUser.pagerduty_id == "PUNEW01",
-            )
-        ).scalar_one()
-        == "Nia"
+    assert counts["GET /users/{id}"] == 1
+    assert "GET /users" not in counts
+    assert tuple(_linked(session, demo, "PUNEW01")) == ("Nia", nia.id)
+    _, duty = rotation_state(session, demo.rotations["unused"])
+    assert duty == {nia.id}
+
+
+def test_a_new_person_oncalls_names_in_full_costs_no_user_read(session, fake) -> None:  # type: ignore[no-untyped-def]
+    """/oncalls embeds full users (include[]=users): met there, nobody is read by id."""
+    demo = arrange_demo(session, fake)
+    _sync(fake, demo, kind="initial")
+    nia = _nia(session, demo, "PSPRIMA", fake)
+
+    result, counts = _sync(fake, demo)
+
+    assert result.read == "directory"
+    assert "GET /users" not in counts
+    assert "GET /users/{id}" not in counts
+    assert tuple(_linked(session, demo, "PUNEW01")) == ("Nia", nia.id)
+    _, duty = rotation_state(session, demo.rotations["primary"])
+    assert nia.id in duty
+
+
+def test_the_user_directory_is_listed_daily_and_on_demand(session, fake) -> None:  # type: ignore[no-untyped-def]
+    # Erin is on no bound schedule, so no /oncalls answer embeds her (that would refresh her).
+    demo = arrange_demo(session, fake, bind={"primary": "PSPRIMA"})
+    start = utcnow()
+    _sync(fake, demo, kind="initial", now=lambda: start)
+    fake.control.patch(
+        f"/accounts/{ACCOUNT}/users/PUERIN1", json={"name": "Erin Renamed"}
+    ).raise_for_status()
+
+    cadence, counts = _sync(fake, demo, now=lambda: start + timedelta(seconds=900))
+    assert (cadence.read, counts) == ("directory", MEMBERS_READ)
+    assert _linked(session, demo, "PUERIN1").name == "Erin"
+
+    daily, counts = _sync(fake, demo, now=lambda: start + timedelta(days=1))
+    assert (daily.read, counts["GET /users"]) == ("directory", 1)
+    assert _linked(session, demo, "PUERIN1").name == "Erin Renamed"
+    listed_at = session.get(PagerDutyConnection, demo.connection_id).users_read_at
+    assert listed_at is not None
+    assert abs((listed_at - (start + timedelta(days=1))).total_seconds()) < 1
+
+    manual, counts = _sync(
+        fake, demo, kind="manual", now=lambda: start + timedelta(days=1, seconds=60)
     )
+    assert (manual.read, counts["GET /users"]) == ("directory", 1)
 
 
 def test_a_check_leaves_the_mirror_alone_and_sync_now_reads_it(session, fake) -> None:  # type: ignore[no-untyped-def]
