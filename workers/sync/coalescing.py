@@ -21,6 +21,7 @@ from collections.abc import Callable
 import redis
 
 from workers.core import locks, metrics
+from workers.sync.kinds import Outcome
 from workers.sync.records import SyncResult
 from workers.tasking.contract import SYNC_CONNECTION
 from workers.tasking.enqueue import publish_now
@@ -47,7 +48,11 @@ def rerun_flag(connection_id: uuid.UUID | str) -> str:
 
 def _done(result: SyncResult) -> bool:
     """No further pass helps: the connection is unavailable or the task will retry."""
-    return result.status == "unavailable" or bool(result.retry)
+    return result.status == Outcome.UNAVAILABLE or bool(result.retry)
+
+
+def _coalesced(connection_id: uuid.UUID) -> SyncResult:
+    return SyncResult(status=Outcome.COALESCED, connection_id=str(connection_id))
 
 
 def _publish_recheck(connection_id: uuid.UUID, kind: str) -> None:
@@ -99,7 +104,7 @@ def coalesce(
     flag_name = rerun_flag(connection_id)
     if _idle_recheck(connection_id, flag_name, task_id):
         metrics.incr("rrpd_syncs_total", outcome="recheck_idle")
-        return SyncResult(status="coalesced", connection_id=str(connection_id))
+        return _coalesced(connection_id)
     result: SyncResult | None = None
     passes = 0
     while True:
@@ -114,8 +119,10 @@ def coalesce(
                 with locks.hold_lease(name, SYNC_LEASE_SECONDS) as held_now:
                     if held_now is None:
                         _publish_recheck(connection_id, kind)
-                        metrics.incr("rrpd_syncs_total", outcome="coalesced")
-                        return SyncResult(status="coalesced", connection_id=str(connection_id))
+                        metrics.incr("rrpd_syncs_total", outcome=Outcome.COALESCED)
+                        return SyncResult(
+                            status=Outcome.COALESCED, connection_id=str(connection_id)
+                        )
                     result, passes = _passes(flag_name, one_pass, passes)
             else:
                 result, passes = _passes(flag_name, one_pass, passes)

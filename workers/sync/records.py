@@ -41,7 +41,7 @@ MAX_FAILURE_BACKOFF_SECONDS = 3600
 class SyncResult:
     """The outcome of one sync call; ``as_dict`` is what the task returns (no secrets)."""
 
-    status: str  # succeeded | failed | skipped | unavailable | coalesced
+    status: Outcome
     connection_id: str
     sync_run_id: str | None = None
     created: int = 0
@@ -98,7 +98,7 @@ class RunContext:
         metrics.incr_many(samples)
 
     def _run(
-        self, status: str, generation: int, error: str | None, applied: ApplyResult | None
+        self, status: Outcome, generation: int, error: str | None, applied: ApplyResult | None
     ) -> SyncRun:
         duration_ms = self.duration_ms()
         return SyncRun(
@@ -172,9 +172,9 @@ class RunContext:
     # -- endings --
 
     def unavailable(self, status: str | None) -> SyncResult:
-        self._metrics("unavailable", self.duration_ms())
+        self._metrics(Outcome.UNAVAILABLE, self.duration_ms())
         return SyncResult(
-            status="unavailable",
+            status=Outcome.UNAVAILABLE,
             connection_id=str(self.cid),
             requests=self.requests_made(),
             error=f"connection is {status or 'missing'}",
@@ -185,12 +185,14 @@ class RunContext:
             conn = session.get(PagerDutyConnection, self.cid)
             if conn is None:
                 return self.unavailable(None)
-            run = self._run("skipped", self.generation or conn.generation, messages.FENCED, None)
+            run = self._run(
+                Outcome.SKIPPED, self.generation or conn.generation, messages.FENCED, None
+            )
             session.add(run)
             self._answered(session, conn.id)
-        self._metrics("skipped", run.duration_ms or 0)
+        self._metrics(Outcome.SKIPPED, run.duration_ms or 0)
         return SyncResult(
-            status="skipped",
+            status=Outcome.SKIPPED,
             connection_id=str(self.cid),
             sync_run_id=str(run.id),
             requests=run.requests_made,
@@ -201,7 +203,7 @@ class RunContext:
         self,
         message: str,
         *,
-        transition: tuple[ConnectionStatus, str] | None = None,
+        moves_to: ConnectionStatus | None = None,
         retry: str | None = None,
         retry_after: float | None = None,
         also_current: ConnectionStatus | None = None,
@@ -221,7 +223,7 @@ class RunContext:
             if also_current is not None:
                 ours.add(also_current)
             fenced_in = conn.generation == generation and conn.status in ours
-            status = "failed" if fenced_in else "skipped"
+            status = Outcome.FAILED if fenced_in else Outcome.SKIPPED
             run = self._run(status, generation, message if fenced_in else messages.FENCED, None)
             session.add(run)
             self._answer(conn)
@@ -234,8 +236,9 @@ class RunContext:
                 not_before = utcnow() + timedelta(seconds=backoff)
                 if conn.next_sync_at is None or conn.next_sync_at < not_before:
                     conn.next_sync_at = not_before
-                if transition is not None and conn.can_transition(transition[0]):
-                    change_status(session, conn, transition[0], error=transition[1])
+                if moves_to is not None and conn.can_transition(moves_to):
+                    # The connection's status says why, in the run's own words.
+                    change_status(session, conn, moves_to, error=message)
         self._metrics(status, run.duration_ms or 0)
         log.info("sync %s: %s", status, message, extra={"connection_id": str(self.cid)})
         return SyncResult(
@@ -254,7 +257,7 @@ class RunContext:
             if conn is None:
                 return self.unavailable(None)
             if conn.generation != self.generation or conn.status != ConnectionStatus.CONNECTED:
-                run = self._run("skipped", self.generation or 0, messages.FENCED, None)
+                run = self._run(Outcome.SKIPPED, self.generation or 0, messages.FENCED, None)
                 session.add(run)
                 applied = None
                 self._answer(conn)
@@ -274,7 +277,7 @@ class RunContext:
                     # The next directory read is due an interval after this one's moment.
                     conn.directory_read_at = snapshot.fetched_at
                 run = self._run(
-                    "succeeded",
+                    Outcome.SUCCEEDED,
                     conn.generation,
                     " ".join(applied.warnings) or None,
                     applied,
@@ -283,7 +286,7 @@ class RunContext:
                 self._answer(conn)
         self._metrics(run.status, run.duration_ms or 0)
         return SyncResult(
-            status=run.status,
+            status=Outcome(run.status),
             connection_id=str(self.cid),
             sync_run_id=str(run.id),
             created=run.rows_created,

@@ -151,9 +151,7 @@ def read_with_refresh(
         return read_account(ctx.cid, client, plan, ctx.started_at, use_oncalls)
     except InvalidCredentials:
         if cred.auth_method != AuthMethod.OAUTH:
-            return ctx.failed(
-                messages.INVALID_KEY, transition=(ConnectionStatus.INVALID, messages.INVALID_KEY)
-            )
+            return ctx.failed(messages.INVALID_KEY, moves_to=ConnectionStatus.INVALID)
     # OAuth: the token may have been revoked or rotated; refresh once and try again.
     try:
         cred = credential_for(ctx.cid, rejected=cred.credential)
@@ -167,10 +165,7 @@ def read_with_refresh(
     try:
         return read_account(ctx.cid, client, plan, ctx.started_at, use_oncalls)
     except InvalidCredentials:
-        return ctx.failed(
-            messages.OAUTH_REJECTED,
-            transition=(ConnectionStatus.NEEDS_REAUTH, messages.OAUTH_REJECTED),
-        )
+        return ctx.failed(messages.OAUTH_REJECTED, moves_to=ConnectionStatus.NEEDS_REAUTH)
 
 
 def record_failure(ctx: RunContext, exc: Exception) -> SyncResult:
@@ -185,9 +180,7 @@ def record_failure(ctx: RunContext, exc: Exception) -> SyncResult:
     if isinstance(exc, Transient):
         return ctx.failed(messages.transient(exc), retry="transient")
     if isinstance(exc, NoApiAccess):
-        return ctx.failed(
-            messages.NO_API_ACCESS, transition=(ConnectionStatus.INVALID, messages.NO_API_ACCESS)
-        )
+        return ctx.failed(messages.NO_API_ACCESS, moves_to=ConnectionStatus.INVALID)
     if isinstance(exc, Forbidden):
         return ctx.failed(messages.forbidden(exc.missing))
     if isinstance(exc, PaginationLimit):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import inspect
 import random
 import uuid
@@ -177,31 +176,13 @@ def test_a_refused_message_answers_in_words_without_running() -> None:
 
 
 def _sync_statuses() -> set[str]:
-    """Every ``status`` a sync's ``SyncResult`` can carry, read from workers/sync: the literal
-    ``status=`` of each ``SyncResult(...)``, the status each recorded run is given (``_run``'s
-    first argument, a run's status being the result's), and the words a ``status`` variable is
-    set to."""
-    words: set[str] = set()
-    for path in sorted((ROOT / "workers" / "sync").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            values: list[ast.expr] = []
-            if isinstance(node, ast.Call):
-                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
-                if name == "SyncResult":
-                    values += [k.value for k in node.keywords if k.arg == "status"]
-                elif name == "_run" and node.args:
-                    values.append(node.args[0])
-            elif isinstance(node, ast.Assign) and any(
-                getattr(t, "id", None) == "status" for t in node.targets
-            ):
-                values.append(node.value)
-            for value in values:
-                words |= {
-                    c.value
-                    for c in ast.walk(value)
-                    if isinstance(c, ast.Constant) and isinstance(c.value, str)
-                }
-    return words
+    """Every ``status`` a sync's ``SyncResult`` can carry: it is typed ``Outcome``
+    (workers/sync/kinds.py), so mypy refuses any other word where a result is made."""
+    from workers.sync.kinds import Outcome as SyncOutcome
+    from workers.sync.records import SyncResult
+
+    assert SyncResult.__annotations__["status"] in ("Outcome", SyncOutcome)
+    return {o.value for o in SyncOutcome}
 
 
 def test_the_result_words_are_the_ones_the_code_returns() -> None:
