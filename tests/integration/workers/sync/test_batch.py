@@ -62,6 +62,16 @@ def _conn(session: Any, demo: Demo) -> PagerDutyConnection:
     return conn
 
 
+def _set(connection_id: uuid.UUID, **values: Any) -> None:
+    """A change made by someone else, committed (a reconnect, a "sync now", ...)."""
+    with transaction() as s:
+        s.execute(
+            update(PagerDutyConnection)
+            .where(PagerDutyConnection.id == connection_id)
+            .values(**values)
+        )
+
+
 PRIMARY = {"primary": "PSPRIMA"}
 SECONDARY = {"secondary": "PSSECON"}
 
@@ -130,12 +140,7 @@ def test_a_connection_whose_generation_moved_mid_batch_is_not_written(session, s
     def factory(cred: Any) -> Any:
         if cred.connection_id == moved.connection_id:
             # Reconnected while the batch reads: the plan's generation is stale by the record.
-            with transaction() as s:
-                s.execute(
-                    update(PagerDutyConnection)
-                    .where(PagerDutyConnection.id == moved.connection_id)
-                    .values(generation=PagerDutyConnection.generation + 1)
-                )
+            _set(moved.connection_id, generation=PagerDutyConnection.generation + 1)
         return fast_client(cred)
 
     batch.check_connections(
@@ -235,12 +240,7 @@ def test_status_shows_the_last_quiet_check_as_the_last_sync(session, sim) -> Non
 def test_a_pending_sync_now_goes_through_the_single_pass_and_is_recorded(session, sim) -> None:
     clock = fixed_clock()
     (demo,) = _synced_demos(session, sim, clock, [PRIMARY])
-    with transaction() as s:
-        s.execute(
-            update(PagerDutyConnection)
-            .where(PagerDutyConnection.id == demo.connection_id)
-            .values(sync_requested_at=clock())
-        )
+    _set(demo.connection_id, sync_requested_at=clock())
     runs = _runs(session)
 
     out = batch.check_connections([demo.connection_id], client_factory=fast_client, now=clock)
@@ -262,12 +262,7 @@ def test_a_check_whose_digest_moved_is_applied_without_a_row_and_the_next_is_qui
     through apply, which finds nothing to write, records no run and stores the digest again."""
     clock = fixed_clock()
     (demo,) = _synced_demos(session, sim, clock, [PRIMARY])
-    with transaction() as s:
-        s.execute(
-            update(PagerDutyConnection)
-            .where(PagerDutyConnection.id == demo.connection_id)
-            .values(check_digest="0" * 64)
-        )
+    _set(demo.connection_id, check_digest="0" * 64)
     runs = _runs(session)
 
     first = batch.check_connections([demo.connection_id], client_factory=fast_client, now=clock)
