@@ -83,13 +83,16 @@ def _sync_rotations(
             Rotation.last_synced_at,
         )
     ).all()
-    pending = handoff_plan.pending_by_rotation(session, [r.id for r in bound])
+    replanned = [r.id for r in bound if r.pagerduty_schedule_id not in snapshot.confirmed]
+    pending = handoff_plan.pending_by_rotation(session, replanned)
     on_call = handoff_plan.on_call_now(snapshot, now)
     # Schedules whose on-call is kept as it is (the mirror's rows and their rotations alike).
-    kept = set(snapshot.unreadable)
+    kept = set(snapshot.unreadable) | snapshot.confirmed
     wants: list[RotationWant] = []
     for rot in bound:
         sid = rot.pagerduty_schedule_id
+        if sid in snapshot.confirmed:
+            continue  # the check found on call whom the stored timeline says: it stays
         schedule = schedules.get(sid)
         if schedule is None or sid in snapshot.unreadable or sid not in snapshot.timelines:
             # Keep the rotation's last state; say so rather than unbind silently.

@@ -133,6 +133,10 @@ def apply_mirror(
     kept = set(snapshot.members_unknown)
     if not snapshot.v3_listed:
         kept |= {pid for pid, row in have_schedules.items() if row.version == "v3"}
+    for pid in kept & want_schedules.keys() & have_schedules.keys():
+        # Listed, but its detail was not read: the time zone only the detail gives stays.
+        if want_schedules[pid]["time_zone"] is None:
+            want_schedules[pid]["time_zone"] = have_schedules[pid].time_zone
     for pid in kept - want_schedules.keys():
         if pid in have_schedules:
             row = have_schedules[pid]

@@ -50,6 +50,7 @@ from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.outages import is_transient_database_error
 from workers.core.settings import get_settings
+from workers.handoffs.plan import read_stored_on_call
 from workers.pagerduty.errors import (
     Forbidden,
     InvalidCredentials,
@@ -318,7 +319,13 @@ def read_account(
 ) -> AccountSnapshot:
     """The check when it suffices, else the directory read (module globals: tests hook them)."""
     if not plan.directory:
-        check = read_check(reader, known=plan.known, now=now, use_oncalls=use_oncalls)
+        check = read_check(
+            reader,
+            known=plan.known,
+            now=now,
+            use_oncalls=use_oncalls,
+            stored=lambda ids, at: read_stored_on_call(cid, ids, at),
+        )
         if not needs_directory(cid, plan.bound, check, plan.known_users):
             return check
         log.info("the on-call check met someone or something new: reading the directory")
