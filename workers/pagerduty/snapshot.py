@@ -43,11 +43,11 @@ from workers.pagerduty.errors import (
     NotFound,
     PagerDutyError,
     PaginationLimit,
-    RateLimited,
 )
 from workers.pagerduty.interfaces import PagerDutyReader
+from workers.pagerduty.oncall_read import SCHEDULE_GONE, SCHEDULE_HIDDEN, read_on_call, reason
 from workers.pagerduty.parsing import whole_second
-from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
+from workers.pagerduty.records import Schedule, Timeline, User, UserRef
 from workers.pagerduty.transport import MAX_OFFSET_WINDOW, PAGE_LIMIT
 from workers.pagerduty.window import CHECK_WINDOW, StoredOnCall, stale
 
@@ -63,8 +63,6 @@ V3_UNAVAILABLE = (
     "PagerDuty refused to list this account's shift-based (v3) schedules ({reason}); layer-based "
     "schedules keep syncing, and rotations bound to v3 schedules keep their last state."
 )
-SCHEDULE_GONE = "PagerDuty says this schedule no longer exists"
-SCHEDULE_HIDDEN = "PagerDuty does not let this connection read this schedule"
 
 
 @dataclass(frozen=True)
@@ -93,6 +91,8 @@ class AccountSnapshot:
     # A check's bound schedules whose on-call now is what the stored timeline says (read for
     # one second only, workers.pagerduty.window): their stored on-call and handoffs stay.
     confirmed: frozenset[str] = frozenset()
+    # Rows /oncalls gave each schedule at ``fetched_at``: how the next check packs its batches.
+    oncall_rows: Mapping[str, int] = field(default_factory=dict)
 
     def on_call(self, schedule_id: str, moment: datetime | None = None) -> tuple[UserRef, ...]:
         timeline = self.timelines.get(schedule_id)
@@ -135,7 +135,7 @@ def read_snapshot(
     except (BadRequest, NoApiAccess, Forbidden, NotFound) as exc:
         # v3 may be gated by an ability or a scope nobody documents: v2 goes on regardless.
         v3_listed, v3_refs = False, []
-        notices.append(V3_UNAVAILABLE.format(reason=_reason(exc)))
+        notices.append(V3_UNAVAILABLE.format(reason=reason(exc)))
     # One detail per v3 schedule: unbound ones' members wait for the daily read (read_users).
     v3_read = [r.id for r in v3_refs if read_users or r.id in bound_ids]
     v3_details = bulk.v3_schedule_timelines(reader, v3_read, moment, until)
@@ -150,7 +150,7 @@ def read_snapshot(
             members_unknown.add(ref.id)
             if ref.id in bound_ids and timeline is not None:
                 why = (
-                    _reason(timeline)
+                    reason(timeline)
                     if isinstance(timeline, PagerDutyError)
                     else type(timeline).__name__
                 )
@@ -164,9 +164,11 @@ def read_snapshot(
             timelines[ref.id] = timeline
 
     bound_v2 = sorted(s for s in bound_ids if s in schedules and schedules[s].version == "v2")
-    oncall_users, gone = _read_on_call(
-        reader, schedules, bound_v2, moment, until, timelines, unreadable, use_oncalls
-    )
+    rows: dict[str, int] = {}
+    oncall_users, gone = read_on_call(
+        reader, schedules, bound_v2, moment, until, timelines, unreadable, use_oncalls,
+        rows_seen=rows,
+    )  # fmt: skip
     unreadable.update((sid, SCHEDULE_GONE) for sid in gone)
     for user in oncall_users.values():
         users.setdefault(user.id, user)
@@ -194,6 +196,7 @@ def read_snapshot(
         requests_made=sum(delta.values()),
         requests_by_endpoint=delta,
         users_read=read_users,
+        oncall_rows=rows,
     )
 
 
@@ -205,6 +208,7 @@ def read_check(
     horizon: timedelta = DEFAULT_HORIZON,
     use_oncalls: bool = True,
     stored: StoredOnCall | None = None,
+    rows_hint: Mapping[str, int] | None = None,
 ) -> AccountSnapshot:
     """The on-call check: who is on call over [now, now + horizon) for the bound schedules the
     mirror ``known``\\s (their version and members, as the last directory read left them).
@@ -223,9 +227,10 @@ def read_check(
     timelines: dict[str, Timeline] = {}
     unreadable: dict[str, str] = {}
     oncalls_until = until if stored is None else moment + CHECK_WINDOW
-    users, gone = _read_on_call(
+    rows: dict[str, int] = {}
+    users, gone = read_on_call(
         reader, schedules, sorted(schedules), moment, oncalls_until, timelines, unreadable,
-        use_oncalls, detail_until=until,
+        use_oncalls, detail_until=until, rows_hint=rows_hint, rows_seen=rows,
     )  # fmt: skip
     now_only = [sid for sid, t in timelines.items() if t.until < until]
     confirmed: frozenset[str] = frozenset()
@@ -234,9 +239,10 @@ def read_check(
         confirmed = frozenset(now_only) - set(again)
         for sid in again:  # read again: the detail answers where /oncalls shows nobody
             del timelines[sid]
-        more, also_gone = _read_on_call(
-            reader, schedules, again, moment, until, timelines, unreadable, use_oncalls
-        )
+        more, also_gone = read_on_call(
+            reader, schedules, again, moment, until, timelines, unreadable, use_oncalls,
+            rows_seen=rows,
+        )  # fmt: skip
         users.update(more)
         gone += also_gone
     for sid in gone:
@@ -255,6 +261,7 @@ def read_check(
         directory_read=False,
         users_read=False,
         confirmed=confirmed,
+        oncall_rows=rows,
     )
 
 
@@ -292,10 +299,6 @@ def _new_people(
     return [uid for uid in asked if uid not in known or (refs[uid].deleted and known[uid])]
 
 
-def _reason(exc: PagerDutyError) -> str:
-    return f"HTTP {exc.status}" if exc.status else type(exc).__name__
-
-
 def _read_users(reader: PagerDutyReader) -> tuple[dict[str, User], bool]:
     """Every user when PagerDuty can list them all; else (False) the first page only."""
     first = reader.users_page(offset=0, limit=PAGE_LIMIT, total=True)
@@ -312,59 +315,6 @@ def _read_users(reader: PagerDutyReader) -> tuple[dict[str, User], bool]:
     for user in rest:
         users.setdefault(user.id, user)
     return users, True
-
-
-def _read_on_call(
-    reader: PagerDutyReader,
-    schedules: Mapping[str, Schedule],
-    ids: list[str],
-    since: datetime,
-    until: datetime,
-    timelines: dict[str, Timeline],
-    unreadable: dict[str, str],
-    use_oncalls: bool,
-    detail_until: datetime | None = None,
-) -> tuple[dict[str, User], list[str]]:
-    """Timelines of ``ids`` (v2 or v3): /oncalls in batches, the detail (over [since,
-    ``detail_until`` or ``until``)) for the rest. Returns the users /oncalls embedded and the
-    schedules whose detail answered 404 (gone)."""
-    users: dict[str, User] = {}
-    via_detail = list(ids)
-    # A schedule no escalation policy uses never appears in /oncalls: go straight to its
-    # detail. ``None`` (the mirror does not keep policies): ask /oncalls, the detail follows.
-    in_policies = [s for s in ids if schedules[s].escalation_policy_ids != ()]
-    if use_oncalls and in_policies:
-        try:
-            shifts, users = reader.oncalls(in_policies, since, until)
-        except (Forbidden, NoApiAccess, BadRequest, RateLimited) as exc:
-            # No oncalls.read scope, an ability, or /oncalls' own rate limit: the detail of
-            # each schedule answers the same question, one request each.
-            log.info("GET /oncalls unavailable (%s); reading schedule details", _reason(exc))
-        else:
-            by_schedule: dict[str, list[Shift]] = {}
-            for shift in shifts:
-                by_schedule.setdefault(shift.schedule_id, []).append(shift)
-            for sid, found in by_schedule.items():
-                if sid in schedules:
-                    timelines[sid] = Timeline(
-                        sid, since, until, tuple(found), members=schedules[sid].members
-                    )
-            # Absent: nobody on call in the window, or /oncalls filtered it; the detail knows.
-            via_detail = [s for s in ids if s not in timelines]
-    v2 = [s for s in via_detail if schedules[s].version != "v3"]
-    v3 = [s for s in via_detail if s not in v2]
-    until = detail_until or until
-    got = bulk.schedule_timelines(reader, v2, since, until)
-    got.update(bulk.v3_schedule_timelines(reader, v3, since, until))
-    gone: list[str] = []
-    for sid, detail in got.items():
-        if isinstance(detail, NotFound):
-            gone.append(sid)
-        elif isinstance(detail, PagerDutyError):
-            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(detail)})"
-        elif isinstance(detail, Timeline):
-            timelines[sid] = detail
-    return users, gone
 
 
 def _read_referenced_users(

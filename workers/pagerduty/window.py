@@ -13,7 +13,7 @@ those schedules is read again in the same check, and re-planned as before. The d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from workers.pagerduty.records import Timeline
@@ -24,6 +24,10 @@ CHECK_WINDOW = timedelta(seconds=1)
 # Who the stored timeline has on call at an instant, per schedule (PagerDuty user ids): the
 # caller's lookup (workers.handoffs.plan.read_stored_on_call).
 StoredOnCall = Callable[[Collection[str], datetime], Mapping[str, frozenset[str]]]
+
+# A schedule /oncalls has no count for yet (new, or never answered over an instant): about what
+# the large account's average is (1.4 rows a schedule), rounded up.
+UNKNOWN_ROWS = 2
 
 # Ids the mirror can hold (pagerduty_oncalls.user_pagerduty_id): longer ones are never stored.
 MAX_ID = 64
@@ -45,3 +49,25 @@ def stale(
     return sorted(
         sid for sid in ids if on_call_ids(timelines[sid], moment) != stored.get(sid, frozenset())
     )
+
+
+def pack(
+    ids: Sequence[str], rows: Mapping[str, int], *, page: int = 100, most: int = 100
+) -> list[list[str]]:
+    """``/oncalls`` batches of at most ``most`` ids whose expected rows (``rows``: what each
+    schedule gave at the last read's instant) fit ``page`` where they can: first fit by
+    decreasing rows. A batch that overflows costs a second page, never a row."""
+    order = sorted(ids, key=lambda sid: (-rows.get(sid, UNKNOWN_ROWS), sid))
+    batches: list[list[str]] = []
+    load: list[int] = []
+    for sid in order:
+        weight = rows.get(sid, UNKNOWN_ROWS)
+        for i, batch in enumerate(batches):
+            if load[i] + weight <= page and len(batch) < most:
+                batch.append(sid)
+                load[i] += weight
+                break
+        else:
+            batches.append([sid])
+            load.append(weight)
+    return batches

@@ -69,7 +69,7 @@ from workers.pagerduty.snapshot import (
     read_snapshot,
     referenced_users,
 )
-from workers.sync import messages
+from workers.sync import messages, oncall_rows
 from workers.sync.coalescing import coalesce
 from workers.sync.records import RunContext, SyncResult
 from workers.tasking.contract import SYNC_CONNECTION
@@ -319,12 +319,16 @@ def read_account(
 ) -> AccountSnapshot:
     """The check when it suffices, else the directory read (module globals: tests hook them)."""
     if not plan.directory:
-        check = read_check(
-            reader,
-            known=plan.known,
-            now=now,
-            use_oncalls=use_oncalls,
-            stored=lambda ids, at: read_stored_on_call(cid, ids, at),
+        check = oncall_rows.packed(
+            cid,
+            lambda hint: read_check(
+                reader,
+                known=plan.known,
+                now=now,
+                use_oncalls=use_oncalls,
+                stored=lambda ids, at: read_stored_on_call(cid, ids, at),
+                rows_hint=hint,
+            ),
         )
         if not needs_directory(cid, plan.bound, check, plan.known_users):
             return check

@@ -31,7 +31,7 @@ from workers.pagerduty.records import (
     V3ScheduleRef,
 )
 from workers.pagerduty.snapshot import read_check, read_snapshot
-from workers.pagerduty.window import CHECK_WINDOW, stale
+from workers.pagerduty.window import CHECK_WINDOW, pack, stale
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -570,3 +570,41 @@ def test_unbound_v3_details_wait_for_the_daily_read_bound_ones_do_not() -> None:
     assert sorted(w[1] for w in reader.windows if w[0] == "v3_detail") == [("PV1",), ("PV2",)]
     assert daily.members_unknown == frozenset()
     assert {s.id: s.member_user_ids for s in daily.schedules}["PV2"] == ("PB",)
+
+
+def test_pack_fits_each_batch_s_expected_rows_in_one_page() -> None:
+    """The large account's rows at an instant (bench_requests): 385 for 270 schedules, which
+    batches of 100 ids take 6 pages to answer; packed by the counts, 4."""
+    sizes = [1] * 179 + [2] * 71 + [3] * 17 + [4] * 2 + [5]
+    rows = {f"P{i:03d}": n for i, n in enumerate(sizes)}
+
+    batches = pack(sorted(rows), rows)
+
+    assert len(batches) == 4
+    assert all(sum(rows[s] for s in b) <= 100 and len(b) <= 100 for b in batches)
+    assert sorted(s for b in batches for s in b) == sorted(rows)
+
+
+def test_pack_counts_an_unknown_schedule_as_two_rows_and_caps_ids_at_100() -> None:
+    assert [len(b) for b in pack([f"P{i:03d}" for i in range(120)], {})] == [50, 50, 20]
+    zero = {f"P{i:03d}": 0 for i in range(150)}  # nobody on call last time: no rows
+    assert [len(b) for b in pack(sorted(zero), zero)] == [100, 50]
+
+
+def test_a_check_with_row_counts_packs_its_oncalls_batches_and_reports_them() -> None:
+    reader = _account()
+    batches: list[list[list[str]]] = []
+
+    def counted(asked, since, until):  # type: ignore[no-untyped-def]
+        batches.append([list(b) for b in asked])
+        shifts, users = reader.oncalls([s for b in asked for s in b], since, until)
+        rows = {s: sum(1 for x in shifts if x.schedule_id == s) for b in asked for s in b}
+        return shifts, users, rows
+
+    reader.oncalls_counted = counted  # type: ignore[attr-defined]
+    stored = Stored({"PS1": frozenset({"PA"}), "PV1": frozenset({"PB"})})
+
+    snap = read_check(reader, known=KNOWN, now=NOW, stored=stored, rows_hint={"PS1": 60, "PV1": 60})
+
+    assert batches == [[["PS1"], ["PV1"]]]  # 120 rows expected: two batches
+    assert snap.oncall_rows == {"PS1": 1, "PV1": 1}
