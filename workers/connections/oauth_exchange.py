@@ -125,6 +125,7 @@ def exchange_oauth_code(
             return pending_login.end_login(aid, cid, generation, status, message)
         return _finish_invalid(aid, cid, generation, message)
 
+    identity = oauth_factory(client_id, client_secret)
     if kept is not None:
         tokens = oauth.TokenSet.from_json(kept)  # an earlier try exchanged the code
     elif code is None:
@@ -133,9 +134,7 @@ def exchange_oauth_code(
         return fail(messages.CODE_REFUSED, lost=True)
     else:
         try:
-            tokens = oauth_factory(client_id, client_secret).exchange_code(
-                code, settings.oauth_redirect_uri, verifier
-            )
+            tokens = identity.exchange_code(code, settings.oauth_redirect_uri, verifier)
         except InvalidGrant:
             return fail(messages.CODE_REFUSED)
         except InvalidClient:
@@ -146,9 +145,16 @@ def exchange_oauth_code(
             return fail(messages.missing_scopes(tokens.scopes, oauth.DEFAULT_SCOPES))
         if not _keep(aid, tokens):
             return ActivationResult("stale", str(cid))  # the login was ended meanwhile
-    identity = oauth_factory(client_id, client_secret)
     return _verify_and_connect(
-        aid, cid, generation, tokens, client_id, client_secret, client_factory, identity, beside
+        aid,
+        cid,
+        generation,
+        tokens,
+        client_id,
+        client_secret,
+        client_factory,
+        identity,
+        beside=beside,
     )
 
 
@@ -198,7 +204,8 @@ def _verify_and_connect(
     client_secret: str,
     client_factory: ReaderFactory,
     identity: PagerDutyOAuth,
-    beside: bool,
+    *,
+    beside: bool = False,
 ) -> ActivationResult:
     settings = get_settings()
     try:

@@ -140,14 +140,21 @@ def test_a_login_whose_id_token_fails_verification_is_not_connected(
     assert list(published) == []
 
 
+def _check_pending(
+    session: Session, fake: InProcessOAuth, fault: str
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A login whose tokens PagerDuty issued, while its signing keys do not come (``fault``)."""
+    cid, aid = _login(session, fake)
+    getattr(fake, fault)(JWKS_PATH)
+    with pytest.raises(oauth_exchange.VerificationPending):
+        _exchange(fake, aid)
+    return cid, aid
+
+
 def test_signing_keys_that_do_not_come_keep_the_tokens_until_the_check_resumes(
     session: Session, fake: InProcessOAuth, published: CommittedTasks
 ) -> None:
-    cid, aid = _login(session, fake)
-    fake.fail(JWKS_PATH)
-
-    with pytest.raises(oauth_exchange.VerificationPending):
-        _exchange(fake, aid)
+    cid, aid = _check_pending(session, fake, "fail")
 
     session.expire_all()
     kept = session.get(OAuthAuthorization, aid)
@@ -160,3 +167,17 @@ def test_signing_keys_that_do_not_come_keep_the_tokens_until_the_check_resumes(
     assert _exchange(fake, aid).outcome == "connected"
     assert fake.requests() == 1  # the code was exchanged once, its tokens reused
     assert _stored(session, cid).pagerduty_account_id == "acme"
+
+
+def test_giving_up_on_a_pending_check_ends_invalid_and_deletes_the_kept_tokens(
+    session: Session, fake: InProcessOAuth, published: CommittedTasks
+) -> None:
+    cid, aid = _check_pending(session, fake, "time_out")
+
+    assert oauth_exchange.give_up_login(aid).outcome == "invalid"
+
+    conn = _stored(session, cid)
+    assert (conn.status, conn.last_error) == ("invalid", messages.UNREACHABLE)
+    assert conn.access_token is None
+    assert session.get(OAuthAuthorization, aid) is None
+    assert list(published) == []

@@ -21,7 +21,8 @@ from tests.support.secrets import stored_ciphertext
 from workers.connections import messages, oauth_exchange, tokens
 from workers.pagerduty.errors import InvalidGrant, RateLimited, Transient
 
-pytestmark = pytest.mark.both_databases
+# On both databases; the clock lane runs it at other hours too.
+pytestmark = [pytest.mark.both_databases, pytest.mark.clock]
 
 
 @pytest.fixture
