@@ -46,6 +46,8 @@ Defect = Literal[
     "expired",
     "no_account",  # no account_id claim
     "unknown_region",  # names an API host that is neither our US nor our EU one
+    "no_api_host",  # aud holds the client id alone: only the region claim names the region
+    "not_a_jwt",
     "missing",  # no id_token in the answer at all
 ]
 
@@ -151,8 +153,14 @@ class InProcessOAuth:
         client_id, _ = self.app(label)
         self.state.apps_by_client[client_id].client_secret = secrets.token_urlsafe(24)
 
-    def fail(self, path: str = TOKEN_PATH, status: int = 503) -> None:
-        fault = {"kind": "error", "path_prefix": path, "status": status}
+    def fail(self, path: str = TOKEN_PATH, status: int = 503, body: str | None = None) -> None:
+        """``path`` answers ``status`` (with ``body`` as text/plain, if given)."""
+        fault = {"kind": "error", "path_prefix": path, "status": status, "body": body}
+        self.pagerduty.control.post("/faults", json=fault).raise_for_status()
+
+    def answer_html(self, path: str = TOKEN_PATH) -> None:
+        """``path`` answers 200 with an HTML page (a proxy in the way), not JSON."""
+        fault = {"kind": "non_json", "path_prefix": path}
         self.pagerduty.control.post("/faults", json=fault).raise_for_status()
 
     def time_out(self, path: str = TOKEN_PATH) -> None:
@@ -172,6 +180,8 @@ class InProcessOAuth:
         """``token`` (PagerDuty's, verified here) changed by ``self.defect``."""
         if self.defect == "missing":
             return None
+        if self.defect == "not_a_jwt":
+            return "not-a-jwt"
         key = self.state.signing_key
         claims = dict(jwt.decode(token, key).claims)
         header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
@@ -191,6 +201,8 @@ class InProcessOAuth:
         elif self.defect == "unknown_region":
             claims["aud"] = ["https://api.example.com", claims["azp"]]
             claims.pop("region", None)
+        elif self.defect == "no_api_host":
+            claims["aud"] = [claims["azp"]]
         return jwt.encode(header, claims, key)
 
 
@@ -208,7 +220,11 @@ def in_process_oauth() -> Iterator[InProcessOAuth]:
     aimed = InProcessOAuth.settings_env()
     before = {name: os.environ.get(name) for name in aimed}
     os.environ.update(aimed)
+    # A thread of an earlier test (the outbox's fast path) may have been reading the settings
+    # as they were: read them again until the cache holds these (a value cached first stays).
     reset_settings_cache()
+    while get_settings().pagerduty_identity_url != IDENTITY_URL:
+        reset_settings_cache()
     try:
         with InProcessPagerDuty() as pagerduty:
             yield InProcessOAuth(pagerduty)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from models import OAuthAuthorization, PagerDutyConnection
 from tests.support.connections import pending_oauth_login, stored_connection
 from tests.support.fake_oauth import JWKS_PATH, Defect, InProcessOAuth, in_process_oauth
+from tests.support.fake_pagerduty import BASE_URL
 from tests.support.outbox import CommittedTasks, as_flat, paused_outbox
 from tests.support.secrets import stored_ciphertext
 from workers.connections import messages, oauth_exchange
@@ -39,9 +40,11 @@ def published(db: str) -> Iterator[CommittedTasks]:
         yield CommittedTasks(as_flat)
 
 
-def _login(session: Session, fake: InProcessOAuth) -> tuple[uuid.UUID, uuid.UUID]:
+def _login(
+    session: Session, fake: InProcessOAuth, app: str = "demo-oauth"
+) -> tuple[uuid.UUID, uuid.UUID]:
     """A connection waiting on its login, whose code PagerDuty just sent to our callback."""
-    conn, auth = pending_oauth_login(session, fake.pagerduty, browser=fake.http)
+    conn, auth = pending_oauth_login(session, fake.pagerduty, app, browser=fake.http)
     return conn.id, auth.id
 
 
@@ -74,6 +77,17 @@ def test_a_granted_login_connects_the_account_and_asks_for_the_first_sync(
     assert session.get(OAuthAuthorization, aid) is None
     assert [(m["name"], m["kind"]) for m in published] == [("pagerduty.sync_connection", "initial")]
     assert fake.requests() == 1
+
+
+def test_an_eu_login_connects_to_the_eu_host(
+    session: Session, fake: InProcessOAuth, published: CommittedTasks
+) -> None:
+    cid, aid = _login(session, fake, "euco-oauth")
+    assert _exchange(fake, aid).outcome == "connected"
+    conn = _stored(session, cid)
+    assert (conn.status, conn.region, conn.pagerduty_account_id) == ("connected", "eu", "euco")
+    # The admin's role was read from the EU host, where the account lives.
+    assert [c.base_url for c in fake.pagerduty.clients] == [f"{BASE_URL}/eu"]
 
 
 def _refused(

@@ -150,3 +150,20 @@ def test_a_token_endpoint_that_does_not_answer_keeps_the_refresh_token(
     assert stored_ciphertext(session, stored, "refresh_token") == kept
     fake.heal()
     assert _works(fake, _credential(fake, cid))
+
+
+def test_a_connection_without_a_refresh_token_asks_for_a_login_without_calling_pagerduty(
+    session: Session, fake: InProcessOAuth
+) -> None:
+    cid = _connected(session, fake)
+    _stored(session, cid).refresh_token = None
+    session.commit()
+    _expire(session, cid)
+    before = fake.requests()
+
+    with pytest.raises(tokens.NeedsReauth):
+        _credential(fake, cid)
+
+    stored = _stored(session, cid)
+    assert (stored.status, stored.last_error) == ("needs_reauth", messages.REAUTH)
+    assert fake.requests() == before

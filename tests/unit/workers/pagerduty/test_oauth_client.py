@@ -13,12 +13,19 @@ from datetime import timedelta
 import pytest
 
 from models import utcnow
-from tests.support.fake_oauth import JWKS_PATH, Defect, InProcessOAuth, in_process_oauth
+from tests.support.fake_oauth import (
+    JWKS_PATH,
+    TOKEN_PATH,
+    Defect,
+    InProcessOAuth,
+    in_process_oauth,
+)
 from workers.core.settings import get_settings
 from workers.pagerduty.errors import (
     IdTokenInvalid,
     InvalidClient,
     InvalidGrant,
+    OAuthError,
     RateLimited,
     Transient,
     UnknownRegion,
@@ -34,20 +41,24 @@ def fake() -> Iterator[InProcessOAuth]:
         yield identity
 
 
-def _client(fake: InProcessOAuth, secret: str | None = None) -> OAuthClient:
-    client_id, client_secret = fake.app()
+def _client(
+    fake: InProcessOAuth, secret: str | None = None, label: str = "demo-oauth"
+) -> OAuthClient:
+    client_id, client_secret = fake.app(label)
     return fake.factory(client_id, secret or client_secret)
 
 
-def _logged_in(fake: InProcessOAuth) -> TokenSet:
-    grant = fake.grant()
-    return _client(fake).exchange_code(grant.code, grant.redirect_uri, grant.code_verifier)
+def _logged_in(fake: InProcessOAuth, label: str = "demo-oauth") -> TokenSet:
+    grant = fake.grant(label)
+    return _client(fake, label=label).exchange_code(
+        grant.code, grant.redirect_uri, grant.code_verifier
+    )
 
 
-def _region(fake: InProcessOAuth, tokens: TokenSet) -> str:
+def _region(fake: InProcessOAuth, tokens: TokenSet, label: str = "demo-oauth") -> str:
     assert tokens.id_token is not None
     settings = get_settings()
-    claims = _client(fake).verify_id_token(tokens.id_token)
+    claims = _client(fake, label=label).verify_id_token(tokens.id_token)
     return region_for_claims(claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url)
 
 
@@ -202,3 +213,66 @@ def test_signing_keys_that_do_not_come_are_transient(fake: InProcessOAuth, fault
     with pytest.raises(Transient):
         _client(fake).verify_id_token(tokens.id_token)
     assert fake.requests(JWKS_PATH) == (3 if fault == "fail" else 0)
+
+
+def test_an_eu_account_is_told_apart_by_the_api_host_its_id_token_names(
+    fake: InProcessOAuth,
+) -> None:
+    assert _region(fake, _logged_in(fake, "euco-oauth"), "euco-oauth") == "eu"
+
+
+def test_an_id_token_naming_no_api_host_is_placed_by_its_region_claim(
+    fake: InProcessOAuth,
+) -> None:
+    fake.defect = "no_api_host"
+    assert _region(fake, _logged_in(fake)) == "us"
+
+
+def test_an_id_token_that_is_no_jwt_is_refused(fake: InProcessOAuth) -> None:
+    fake.defect = "not_a_jwt"
+    tokens = _logged_in(fake)
+    assert tokens.id_token is not None
+    with pytest.raises(IdTokenInvalid):
+        _client(fake).verify_id_token(tokens.id_token)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ('{"error": "invalid_request", "error_description": "no"}', "(invalid_request): no"),
+        ("Bad Request", "(no RFC 6749 error code)"),
+    ],
+)
+def test_another_refusal_is_final_and_says_what_pagerduty_said(
+    fake: InProcessOAuth, body: str, words: str
+) -> None:
+    grant = fake.grant()
+    fake.fail(status=400, body=body)
+    with pytest.raises(OAuthError) as refused:
+        _client(fake).exchange_code(grant.code, grant.redirect_uri, grant.code_verifier)
+    assert not isinstance(refused.value, InvalidGrant | InvalidClient)
+    assert words in str(refused.value)
+    assert fake.requests() == 1  # a refusal is not tried again
+
+
+@pytest.mark.parametrize(("path", "words"), [(TOKEN_PATH, "not JSON"), (JWKS_PATH, "key set")])
+def test_an_html_page_instead_of_json_is_transient(
+    fake: InProcessOAuth, path: str, words: str
+) -> None:
+    tokens = _logged_in(fake)
+    assert tokens.refresh_token is not None
+    assert tokens.id_token is not None
+    fake.answer_html(path)
+    client = _client(fake)
+    call = client.refresh if path == TOKEN_PATH else client.verify_id_token
+    token = tokens.refresh_token if path == TOKEN_PATH else tokens.id_token
+    with pytest.raises(Transient, match=words):
+        call(token)
+
+
+def test_rate_limited_signing_keys_are_rate_limited(fake: InProcessOAuth) -> None:
+    tokens = _logged_in(fake)
+    assert tokens.id_token is not None
+    fake.fail(JWKS_PATH, status=429)
+    with pytest.raises(RateLimited):
+        _client(fake).verify_id_token(tokens.id_token)
