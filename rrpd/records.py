@@ -176,7 +176,10 @@ def events_group() -> None:
 @_until
 @_workspace_option
 def events_replay(since: str, until: str | None, workspace: str | None) -> None:
-    """Append to the stream again the events written since a time (same ids and sequences)."""
+    """Append to the stream again the events written since a time (same ids and sequences).
+
+    Every consumer group reads them again (the stream is shared); consumers skip by event id.
+    """
     checked_settings()
     _replay(since, until, workspace, (OutboxKind.EVENT,))
 

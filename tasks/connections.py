@@ -8,7 +8,7 @@ contract (``workers.tasking.contract``, docs/tasks.md). Idempotent: a connection
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -30,6 +30,13 @@ from workers.tasking.contract import (
     VALIDATE_API_KEY,
 )
 from workers.tasking.enqueue import publish_now
+
+# What refresh_token answers (docs/tasks.md, workers.tasking.outcomes).
+RefreshOutcome = Literal["valid", "needs_reauth", "skipped"]
+
+
+def _refreshed(connection_id: str, outcome: RefreshOutcome, **extra: Any) -> dict[str, Any]:
+    return {"connection_id": connection_id, "outcome": outcome, **extra}
 
 
 def _failure_words(exc: BaseException) -> str:
@@ -114,16 +121,16 @@ def refresh_token(self: ConnectTask, *, connection_id: str) -> dict[str, Any]:
             # Keep the refresh token alive (30-day lifetime) even when nobody syncs.
             cred = tokens.refresh_connection(connection_id, margin=timedelta(days=2))
     except tokens.NeedsReauth:
-        return {"connection_id": connection_id, "outcome": "needs_reauth"}
+        return _refreshed(connection_id, "needs_reauth")
     except tokens.ConnectionUnavailable as exc:
-        return {"connection_id": connection_id, "outcome": "skipped", "status": exc.status}
+        return _refreshed(connection_id, "skipped", status=exc.status)
     except (Transient, RateLimited) as exc:
         self.retry_later(
             exc=Transient("token endpoint unreachable"),
             reset_after=getattr(exc, "reset_after", None),
         )
     expires = cred.expires_at.isoformat() if cred.expires_at else None
-    return {"connection_id": connection_id, "outcome": "valid", "expires_at": expires}
+    return _refreshed(connection_id, "valid", expires_at=expires)
 
 
 @contract_task(REFRESH_EXPIRING_TOKENS)

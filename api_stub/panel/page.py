@@ -65,6 +65,8 @@ REASON_WORDS = {
     "temporarily_unavailable": "PagerDuty is temporarily unavailable. Try again in a moment.",
 }
 UNSETTLED = {"validating", "disconnecting"}
+# States in which a sync asked for from this page is followed until its run is recorded.
+SYNC_FOLLOWED = {"connected", "invalid", "needs_reauth"}
 # A refused form field, in the words of someone pasting from PagerDuty (the service's own
 # message names the API field, e.g. "api_key must be ..."): (modal, field, words).
 FIELD_ERRORS = {
@@ -285,7 +287,9 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
     binding_pending = any(
         r["mode"] == "pagerduty" and r["last_synced_at"] is None for r in rotations
     )
-    ctx["sync_pending"] = status["status"] == "connected" and _sync_pending(
+    # Broken meanwhile too: an OAuth refresh PagerDuty refuses commits needs_reauth before the
+    # sync records its failed run, and the page must not stop halfway through the story.
+    ctx["sync_pending"] = status["status"] in SYNC_FOLLOWED and _sync_pending(
         q.get("sync_requested"), status["last_sync"]
     )
     # Connected but never synced: the first sync is on its way; keep refreshing (for a while)

@@ -58,9 +58,10 @@ def exact(value: datetime) -> Markup:
     return Markup("{} ({})").format(time_tag(value), ago(value))
 
 
-def last_sync_words(run: dict[str, Any] | None) -> Markup | str:
+def last_sync_words(run: dict[str, Any] | None, reason: bool = True) -> Markup | str:
     """The last sync *run* (time and outcome), which a quiet healthy connection renews every
-    interval; "last change" (``last_synced_at``) is shown separately."""
+    interval; "last change" (``last_synced_at``) is shown separately. ``reason=False`` leaves a
+    failure's words out: they tell an admin what to do, which a Member cannot."""
     if run is None:
         return "not yet"
     at = run["finished_at"] or run["started_at"]
@@ -71,7 +72,7 @@ def last_sync_words(run: dict[str, Any] | None) -> Markup | str:
             words += ", nothing changed"
         else:
             words += f", {changes} change{'' if changes == 1 else 's'}"
-    elif run["status"] == "failed" and run["error"]:
+    elif run["status"] == "failed" and run["error"] and reason:
         words += f": {run['error']}"
     return Markup("{} — {}").format(exact(at), words)
 

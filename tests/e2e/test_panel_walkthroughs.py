@@ -19,37 +19,27 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy.orm import Session
 
 from pagerduty_sim.server import SimulatorHandle
-from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY, seed_demo
+from rrpd.dev.seed import DEMO_BINDINGS, MANUAL_ONLY
 from tests.support.accessibility import assert_accessible
+from tests.support.browser import (
+    NAMES,
+    WAIT_MS,
+    act_as,
+    bind_demo_rotations,
+    demo_workspace,
+    panel_page,
+    row,
+)
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.connections.status import connection_status
 
 pytestmark = pytest.mark.integration
 
-WAIT_MS = 45_000
 expect.set_options(timeout=WAIT_MS)
-# Demo scenario user ids -> the seeded members' display names.
-NAMES = {
-    "PUALICE": "Alice",
-    "PUBOB01": "Bob",
-    "PUCAROL": "Carol",
-    "PUDAVE1": "Dave",
-    "PUERIN1": "Erin",
-    "PUFRANK": "Frank",
-}
-
-
-def row(page: Page, name: str):  # type: ignore[no-untyped-def]
-    return page.locator(f'tr[data-rotation="{name}"]')
-
-
-def act_as(page: Page, member_id: str, name: str) -> None:
-    page.select_option("#member-picker", member_id)
-    page.click("#act-as")
-    expect(page.locator("#acting-as")).to_have_text(name)
 
 
 def no_sideways_scroll(page: Page) -> bool:
@@ -63,6 +53,19 @@ def no_sideways_scroll(page: Page) -> bool:
 def focused(page: Page) -> str:
     """The id of the element that has the keyboard focus ("" for none)."""
     return str(page.evaluate("document.activeElement ? document.activeElement.id : ''"))
+
+
+def focus_comes_back_to(page: Page, element_id: str) -> None:
+    """After Escape: the modal's "close" event (a task the browser queues after the dialog
+    hides) gives the focus back to ``element_id``; wait for that task, a few seconds at most."""
+    try:
+        page.wait_for_function(
+            "(id) => document.activeElement && document.activeElement.id === id",
+            arg=element_id,
+            timeout=5_000,
+        )
+    except PlaywrightTimeout:
+        raise AssertionError(f"the focus went to #{focused(page)}, not #{element_id}") from None
 
 
 def tab_to(page: Page, element_id: str, limit: int = 60) -> None:
@@ -96,15 +99,11 @@ def on_call(sim: SimulatorHandle, schedule: str) -> list[str]:
 def test_the_three_walkthroughs_in_the_browser(
     api_url: str, sim: SimulatorHandle, live_workers, session: Session, browser, shots
 ) -> None:
-    seeded = seed_demo(session)
-    session.commit()
-    alice = str(seeded.members["alice@example.com"])
-    carol = str(seeded.members["carol@example.com"])
+    seeded, alice, carol = demo_workspace(session)
     sim.control.post("/auto_approve", json={"enabled": False}).raise_for_status()
 
-    context = browser.new_context(viewport={"width": 1280, "height": 1100})
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
+    page = panel_page(browser)
+    context = page.context
     # Nothing the panel's pages ask for is missing (a favicon 404 on every page, once).
     missing: list[str] = []
     page.on(
@@ -164,14 +163,7 @@ def test_the_three_walkthroughs_in_the_browser(
     assert_accessible(page, "connected", "connected")
 
     # Bind three rotations to the demo schedules; the fourth stays Manual.
-    page.reload()  # the first sync has mirrored the schedules by now, or the reload shows them
-    for name, schedule in DEMO_BINDINGS.items():
-        expect(row(page, name).locator("select")).to_be_visible()
-        expect(row(page, name).locator(f'option[value="{schedule}"]')).to_have_count(1)
-        row(page, name).locator("select").select_option(schedule)
-        row(page, name).locator("button.bind").click()
-        expect(row(page, name).locator(".mode")).to_contain_text("PagerDuty")
-    expect(page.locator(".mode .spinner")).to_have_count(0)  # every binding filled in
+    bind_demo_rotations(page)
     primary_now = on_call(sim, "PSPRIMA")
     assert primary_now, "the demo scenario has someone on call for Primary"
     expect(row(page, "Primary").locator(".on-duty-now")).to_have_text(", ".join(primary_now))
@@ -244,7 +236,7 @@ def test_the_three_walkthroughs_in_the_browser(
     tab_stays_inside(page, "api-key-modal", "api_key", "save-api-key")
     page.keyboard.press("Escape")
     expect(page.locator("#api-key-modal")).to_be_hidden()
-    assert focused(page) == "open-replace-api-key"
+    focus_comes_back_to(page, "open-replace-api-key")
     # A key that cannot be one, typed and sent with Enter: the modal stays open with one plain
     # error next to the field, which has the focus.
     page.keyboard.press("Enter")
@@ -395,7 +387,7 @@ def test_the_three_walkthroughs_in_the_browser(
     tab_stays_inside(page, "disconnect-modal", "cancel-disconnect", "confirm-disconnect")
     page.keyboard.press("Escape")
     expect(page.locator("#disconnect-modal")).to_be_hidden()
-    assert focused(page) == "open-disconnect"
+    focus_comes_back_to(page, "open-disconnect")
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
     page.keyboard.press("Enter")
     expect(page.locator("#disconnect-modal")).to_be_visible()
@@ -439,7 +431,7 @@ def test_the_three_walkthroughs_in_the_browser(
     tab_stays_inside(page, "oauth-modal", "oauth-redirect-url", "save-oauth")
     page.keyboard.press("Escape")
     expect(page.locator("#oauth-modal")).to_be_hidden()
-    assert focused(page) == "open-oauth"
+    focus_comes_back_to(page, "open-oauth")
     save_oauth(oauth_app)
     # What to register in PagerDuty: the exact redirect URL (copyable) and the scopes.
     expect(page.locator("#oauth-redirect-url")).to_have_value(

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from models import OutboxMessage, PagerDutyConnection, Role
 from pagerduty_sim.server import SimulatorHandle
 from tests.support.outbox import committed_events
+from tests.support.private_services import PrivateRedis
 from tests.support.sync import ACCOUNT, arrange_demo, fast_client
 from workers.core.access import Actor
 from workers.core.db import transaction
@@ -55,11 +56,12 @@ def documented_consumer() -> str:
 
 
 class Consumer:
-    def __init__(self, tmp: Path, group: str) -> None:
+    def __init__(self, tmp: Path, group: str, redis_url: str | None = None) -> None:
         self.script = tmp / "consumer.py"
         self.script.write_text(documented_consumer())
         self.out = tmp / "events.jsonl"
         self.group = group
+        self.redis_url = redis_url or get_settings().broker_url
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
@@ -87,7 +89,7 @@ class Consumer:
         return [
             "consumer.py",
             "--redis",
-            get_settings().broker_url,
+            self.redis_url,
             "--stream",
             get_settings().effective_events_stream,
             "--group",
@@ -212,3 +214,46 @@ def test_a_consumer_sees_bind_handoff_and_disconnect_in_order_across_a_restart(
     made_manual = rotation_events("rotation.made_manual")[0]
     assert made_manual["rotation_id"] == str(rotation)
     assert str(demo.members["bob"]) in made_manual["data"]["on_duty"]
+
+
+def test_the_consumer_waits_out_a_redis_outage_and_a_redis_that_lost_its_data(
+    tmp_path: Path,
+) -> None:
+    """A Redis of its own (the shared one serves every other test), SIGKILLed under the
+    consumer and started again empty, as a Redis without persistence comes back."""
+    server = PrivateRedis()
+    server.start()
+    stream = get_settings().effective_events_stream
+    client = redis.Redis.from_url(f"{server.url}/0", decode_responses=True)
+    ws, cid = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def publish(sequence: int) -> None:
+        event = {"id": str(uuid.uuid4()), "type": "connection.status.changed"}
+        event |= {"workspace_id": ws, "connection_id": cid, "sequence": sequence}
+        client.xadd(stream, {"event": json.dumps(event)})
+
+    def has_group() -> bool:
+        try:
+            return any(g["name"] == "outage" for g in client.xinfo_groups(stream))
+        except redis.ResponseError:  # no stream yet
+            return False
+
+    consumer = Consumer(tmp_path, group="outage", redis_url=f"{server.url}/0")
+    try:
+        consumer.start()
+        publish(1)
+        _wait(lambda: len(consumer.events(uuid.UUID(ws))) == 1, "the first event")
+        server.stop()
+        assert consumer.proc is not None
+        assert consumer.proc.stdout is not None
+        said = consumer.proc.stdout.readline()  # a consumer that died says its traceback
+        assert said.startswith("Redis unavailable ("), said + consumer.proc.stdout.read()
+        server.start()
+        _wait(has_group, "the consumer to create its group again")
+        publish(2)
+        _wait(lambda: len(consumer.events(uuid.UUID(ws))) == 2, "the event after the outage")
+        assert consumer.proc.poll() is None
+    finally:
+        if consumer.proc is not None:
+            consumer.kill()
+        server.stop()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from workers.core.db import get_engine
 
 
-def waiting_on_a_lock(timeout: float = 20) -> bool:
-    """True once some other backend of our database waits on a lock; False after ``timeout``."""
+def waiting_on_a_lock(timeout: float = 20, engine: Engine | None = None) -> bool:
+    """True once some other backend of our database waits on a lock; False after ``timeout``.
+
+    ``engine``: the database to watch, when it is not this process's own (a deployment's)."""
     deadline = time.monotonic() + timeout
-    with get_engine().connect() as conn:
+    with (engine or get_engine()).connect() as conn:
         while time.monotonic() < deadline:
             waiting = conn.execute(
                 text(

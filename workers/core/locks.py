@@ -103,7 +103,16 @@ class Lease:
     stalled holder): correctness never rests on it, the database fences the writes.
     """
 
-    def __init__(self, name: str, ttl_seconds: float, *, renew_every: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        ttl_seconds: float,
+        *,
+        renew_every: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """``stop``: the event the heartbeat waits on between renewals; a test passes one that
+        wakes it on demand, so it renews without the test sleeping."""
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
         self.name = name
@@ -115,7 +124,7 @@ class Lease:
         self.value = f"{uuid.uuid4().hex}|{socket.gethostname()}:{os.getpid()}|{started}"
         self.lost = False
         self.renewals = 0
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete
 
@@ -42,9 +42,13 @@ AUDIT_ACTION = "pagerduty.disconnected"
 MIRROR_TABLES = (PagerDutyOnCall, PagerDutyScheduleMember, PagerDutySchedule, PagerDutyUser)
 
 
+# What the disconnect task answers (docs/tasks.md, workers.tasking.outcomes).
+DisconnectStatus = Literal["disconnected", "already_disconnected", "not_found"]
+
+
 @dataclass
 class DisconnectResult:
-    status: str  # disconnected | already_disconnected | not_found
+    status: DisconnectStatus
     connection_id: str
     rotations_made_manual: int = 0
     mirror_rows_deleted: int = 0

@@ -235,7 +235,7 @@ REFRESH_TOKEN = TaskSpec(
     time_limit=90,
     family=Family.CONNECT,
     max_retries=6,
-    result="`{connection_id, outcome, expires_at?}`",
+    result="`{connection_id, outcome, expires_at?, status?}`",
 )
 REFRESH_EXPIRING_TOKENS = TaskSpec(
     name="pagerduty.refresh_expiring_tokens",
@@ -271,8 +271,9 @@ SYNC_CONNECTION = TaskSpec(
     time_limit=180,
     family=Family.SYNC,
     max_retries=5,
-    result="`{status, connection_id, sync_run_id, created, updated, deleted, requests, passes, "
-    "unmatched_on_call, error?}`; status: succeeded, failed, skipped, unavailable, coalesced",
+    result="`{status, connection_id, sync_run_id?, created, updated, deleted, requests, passes, "
+    "unmatched_on_call, read?, error?, retry?, retry_after?}` (`read`: `check` or `directory`; "
+    "`retry`: `rate_limited` or `transient`, once the retries are spent)",
 )
 SCHEDULE_SYNCS = TaskSpec(
     name="pagerduty.schedule_syncs",
@@ -320,8 +321,7 @@ DISCONNECT = TaskSpec(
     time_limit=60,
     family=Family.DISCONNECT,
     max_retries=5,
-    result="`{status, connection_id, rotations_made_manual, mirror_rows_deleted}`; status: "
-    "disconnected, already_disconnected, not_found",
+    result="`{status, connection_id, rotations_made_manual, mirror_rows_deleted}`",
 )
 REVOKE_TOKENS = TaskSpec(
     name="pagerduty.revoke_tokens",

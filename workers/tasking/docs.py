@@ -7,6 +7,7 @@ docs/tasks.md (a test fails while the two differ).
 from __future__ import annotations
 
 from workers.tasking.contract import TASKS, TaskSpec
+from workers.tasking.outcomes import REFUSED, RESULT_WORDS, SENDERS
 
 # --- the docs ----------------------------------------------------------------------------------
 
@@ -60,8 +61,20 @@ def render_task_tables() -> str:
                 f"| `{spec.name}` | `{kwarg.name}` | `{kwarg.type.replace('|', chr(92) + '|')}` | "
                 f"{default} | {kwarg.meaning} |"
             )
-    lines += ["", DOC_END]
+    lines += ["", *_words_table(), "", DOC_END]
     return "\n".join(lines)
+
+
+def _words_table() -> list[str]:
+    """Who sends each task, and every word its result can carry."""
+    lines = ["| task | who sends it |", "| --- | --- |"]
+    lines += [f"| `{spec.name}` | {SENDERS[spec.name]} |" for spec in TASKS]
+    lines += ["", "| task | result field | word | meaning |", "| --- | --- | --- | --- |"]
+    for spec in TASKS:
+        field, words = RESULT_WORDS.get(spec.name, ("", ()))
+        lines += [f"| `{spec.name}` | `{field}` | `{w.word}` | {w.meaning} |" for w in words]
+    lines.append(f"| any task | `status` | `{REFUSED.word}` | {REFUSED.meaning} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from rrpd.cli import cli
+from tests.support import processes
 
 COMMANDS = [
     ["db", "upgrade"],
@@ -28,16 +31,42 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert "Usage: " in result.output
 
 
-@pytest.mark.parametrize("command", [["flower"], ["api"], ["pagerduty-sim"]], ids=" ".join)
-def test_server_commands_take_host_and_port(command: list[str]) -> None:
-    out = CliRunner().invoke(cli, [*command, "--help"]).output
-    assert "--host" in out
-    assert "--port" in out
+# What each server answers on when it is up (Flower's health check needs no login).
+SERVERS = {"flower": "/healthcheck", "api": "/healthz", "pagerduty-sim": "/_sim/health"}
 
 
-def test_worker_consumes_every_queue_by_default() -> None:
-    out = CliRunner().invoke(cli, ["worker", "--help"]).output
-    assert "interactive,sync" in out
+@pytest.mark.parametrize("command", SERVERS, ids=str)
+def test_server_commands_take_host_and_port(command: str) -> None:
+    # 127.0.0.2, not the default 127.0.0.1: the server must bind where it was told.
+    host, port = "127.0.0.2", processes.free_port()
+    with processes.rrpd_process(command, command, "--host", host, "--port", str(port)) as proc:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"rrpd {command} exited; see {proc.log_path}"  # type: ignore[attr-defined]
+            try:
+                answer = httpx.get(f"http://{host}:{port}{SERVERS[command]}", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, f"rrpd {command} never answered on {host}"
+                time.sleep(0.2)
+        assert answer.status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}{SERVERS[command]}", timeout=1)
+
+
+def test_worker_consumes_every_queue_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.core import logging as rrpd_logging
+    from workers.tasking.app import app
+
+    # The argv reaching Celery's worker, not a worker: this test process keeps its logging.
+    started: list[list[str]] = []
+    monkeypatch.setattr(app, "worker_main", started.append)
+    monkeypatch.setattr(rrpd_logging, "configure_logging", lambda: None)
+    result = CliRunner().invoke(cli, ["worker"])
+    assert result.exit_code == 0, result.output
+    [argv] = started
+    queues = argv[argv.index("-Q") + 1]
+    assert sorted(queues.split(",")) == ["interactive", "schedule", "sync"]
 
 
 def test_worker_rejects_unknown_queue() -> None:

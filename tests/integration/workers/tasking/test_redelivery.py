@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from models import PagerDutyConnection, Rotation, RotationMode, utcnow
 from tests.support import factories, processes
 from tests.support.deployment import Deployment, deployment
+from tests.support.locks import waiting_on_a_lock
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
 
@@ -51,23 +52,6 @@ def _connection_locked(dep: Deployment, cid: uuid.UUID) -> Iterator[None]:
         holder.close()
 
 
-def _a_worker_waits_on_a_lock(dep: Deployment, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    with dep.engine.connect() as conn:
-        while time.monotonic() < deadline:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-                )
-            ).scalar()
-            conn.rollback()
-            if waiting:
-                return
-            time.sleep(0.05)
-    raise AssertionError("the disconnect never started")
-
-
 def _kill_mid_disconnect(dep: Deployment, victim_name: str) -> tuple[uuid.UUID, uuid.UUID, str]:
     cid, rid = _arrange(dep)
     victim = dep.worker("interactive", name=victim_name)
@@ -77,7 +61,7 @@ def _kill_mid_disconnect(dep: Deployment, victim_name: str) -> tuple[uuid.UUID, 
         dep.celery().send_task(
             "pagerduty.disconnect", kwargs={"connection_id": str(cid)}, task_id=task_id
         )
-        _a_worker_waits_on_a_lock(dep)
+        assert waiting_on_a_lock(timeout=30, engine=dep.engine), "the disconnect never started"
         processes.kill_hard(victim)
     with dep.session() as s:
         assert s.get(PagerDutyConnection, cid).status == "connected"  # rolled back

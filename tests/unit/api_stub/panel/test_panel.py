@@ -330,6 +330,26 @@ def test_sync_now_form_enqueues_a_manual_sync(client, world, session, sent) -> N
     assert '<meta http-equiv="refresh"' not in page
 
 
+def test_a_sync_that_breaks_the_connection_is_followed_until_its_run_is_recorded(
+    client, world, session, sent
+) -> None:
+    """An OAuth refresh that PagerDuty refuses commits needs_reauth before the sync records its
+    failed run: the page refreshes on until that run is there, so the admin reads the attempt."""
+    conn = _connected(session, world)
+    act_as(client, world.owner)
+    location = post(client, "/panel/sync").headers["location"]
+    conn.status = ConnectionStatus.NEEDS_REAUTH  # the refresh's commit; the run not yet written
+    session.commit()
+    page = client.get(location).text
+    assert 'data-status="needs_reauth"' in page
+    assert 'id="last-sync"' not in page
+    assert '<meta http-equiv="refresh"' in page
+    _run(session, conn, status="failed", error="PagerDuty refused this connection's login.")
+    page = client.get(location).text
+    assert 'id="last-sync" data-outcome="failed"' in page
+    assert '<meta http-equiv="refresh"' not in page
+
+
 def test_sync_now_when_not_connected_is_explained(client, world, sent) -> None:
     act_as(client, world.owner)
     assert post(client, "/panel/sync").status_code == 303

@@ -313,12 +313,21 @@ def test_a_member_is_told_to_ask_an_admin_not_to_log_in_again(client, world, ses
     conn = factories.api_key_connection(session, world.ws, status=ConnectionStatus.NEEDS_REAUTH)
     conn.last_error = messages.REAUTH
     session.commit()
+    # The sync that found the login refused wrote the admin's instructions as its error too.
+    _run(session, conn, "failed", minutes_ago=1)
+    session.query(SyncRun).update({SyncRun.error: sync_messages.OAUTH_REJECTED})
+    session.commit()
     act_as(client, world.member)
     page = client.get("/panel").text
     text = page[page.index('id="status-text"') :]
     text = html.unescape(text[: text.index("</p>")])
     assert "Ask the workspace's Primary Owner or an Admin to log in to PagerDuty again" in text
     assert "Log in with OAuth 2.0 again" not in html.unescape(page)
+    # The Member still reads when the last attempt was, and that it failed.
+    assert _dd(page, "last-sync").endswith("— failed")
+    # An admin reads why, and what to do.
+    act_as(client, world.owner)
+    assert "failed: " + sync_messages.OAUTH_REJECTED in _dd(client.get("/panel").text, "last-sync")
 
 
 # --- an ended session ---------------------------------------------------------------------------

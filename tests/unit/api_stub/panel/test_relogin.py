@@ -70,3 +70,18 @@ def test_saving_without_an_app_logs_in_with_the_stored_one(
     (auth,) = session.scalars(select(OAuthAuthorization)).all()
     assert (auth.client_id, auth.client_secret) == ("stored-client-id", "stored-client-secret")
     assert sent.calls == []
+
+
+@pytest.mark.parametrize("status", ["invalid", "needs_reauth"])
+def test_a_broken_oauth_connection_offers_to_log_in_again(
+    client: TestClient, world, session, status
+) -> None:
+    """The button the admin is told to use ("Log in with OAuth 2.0 again") says so; a broken
+    API-key connection still offers a first OAuth login."""
+    conn = _oauth_connection(session, world, ConnectionStatus(status))
+    act_as(client, world.owner)
+    button = 'data-open="oauth-modal" id="open-oauth">'
+    assert f"{button}Log in again with OAuth 2.0</button>" in client.get("/panel").text
+    conn.auth_method, conn.api_key = AuthMethod.API_KEY, "u+panelKeyBBBBBBBBBBB"
+    session.commit()
+    assert f"{button}Login using OAuth 2.0</button>" in client.get("/panel").text

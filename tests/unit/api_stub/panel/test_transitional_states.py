@@ -10,7 +10,7 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from models import ConnectionStatus, PagerDutyConnection, utcnow
+from models import ConnectionStatus, PagerDutyConnection, RotationMode, utcnow
 from tests.support import factories
 from tests.support.api import World, act_as, csrf
 
@@ -112,3 +112,23 @@ def test_disconnecting_says_since_when_and_that_it_completes_by_itself(
             "restart. Nothing to do."
         )
         assert "<button" not in block
+
+
+def test_disconnecting_offers_no_rotation_control_either(
+    client: TestClient, world: World, session: Session
+) -> None:
+    """The disconnect is making every bound rotation Manual: no "Make Manual" beside it."""
+    conn = _connection(session, world, ConnectionStatus.CONNECTED)
+    rotation = factories.rotation(session, world.ws, [world.owner], name="Primary")
+    rotation.mode, rotation.pagerduty_schedule_id = RotationMode.PAGERDUTY, "PSPRIMA"
+    rotation.bound_at = rotation.last_synced_at = utcnow()
+    session.commit()
+    act_as(client, world.owner)
+    assert 'class="make-manual"' in client.get("/panel").text  # connected: the admin may
+    conn.status = ConnectionStatus.DISCONNECTING
+    session.commit()
+    page = client.get("/panel").text
+    rotations = page[page.index('<div class="card" id="rotations">') :]
+    assert 'data-rotation="Primary"' in rotations
+    assert "<button" not in rotations[: rotations.index("</table>")]
+    assert "/panel/rotations/" not in page

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import threading
-import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,6 +21,7 @@ from models import (
     TaskRecord,
 )
 from tests.support import factories
+from tests.support.locks import waiting_on_a_lock
 from tests.support.outbox import CommittedTasks, as_call, paused_outbox
 from workers.connections import oauth_login, setup, status
 from workers.core import access
@@ -28,6 +30,7 @@ from workers.disconnect.request import request_disconnect
 from workers.sync.request import sync_now
 
 KEY = "u+abcdefghijklmnopqrst"
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture
@@ -169,8 +172,8 @@ def test_concurrent_callbacks_with_one_state_succeed_once(db, people, sent) -> N
     assert first_done.wait(10)
     t2 = threading.Thread(target=second)
     t2.start()
-    time.sleep(0.5)
-    assert "second" not in results  # blocked on the row lock, not answered early
+    assert waiting_on_a_lock(timeout=10)  # the second queued behind the first's row lock
+    assert "second" not in results  # and was not answered early
     release.set()
     t1.join(10)
     t2.join(10)
@@ -265,3 +268,29 @@ def test_a_new_login_supersedes_the_connections_older_one(db, people, sent) -> N
     with transaction() as s:
         (login,) = s.scalars(select(OAuthAuthorization))
         assert login.code == "code-2"
+
+
+def test_the_docs_name_the_scopes_the_login_asks_for(db, people) -> None:
+    """Every scope list in the docs (what the admin ticks, what the login asks for) is the
+    ``scope`` of the authorize request a login really sends."""
+    _, admin, _ = people
+    with transaction() as s:
+        start = oauth_login.start_oauth(s, admin, "client", "secret")
+    asked = parse_qs(urlsplit(start.authorization_url).query)["scope"][0]
+    assert asked.split() == ["openid", "users.read", "schedules.read", "oncalls.read"]
+    scope_list = re.compile(r"`((?:openid|[a-z]+\.read)(?: (?:openid|[a-z]+\.read))+)`")
+    in_url = re.compile(r"[?&]scope=([a-z.+]+)")
+    docs = ROOT / "docs"
+    found = {
+        f"{path.name}: {listed}": listed
+        # The simulator's docs configure what a simulated app was granted, not what we ask.
+        for path in sorted(docs.glob("*.md"))
+        if path.name != "simulator.md"
+        for listed in [
+            *scope_list.findall(path.read_text()),
+            *(m.replace("+", " ") for m in in_url.findall(path.read_text())),
+        ]
+    }
+    assert len(found) >= 4
+    wrong = sorted(where for where, listed in found.items() if listed != asked)
+    assert not wrong, f"the login asks for {asked!r}; the docs say otherwise in {wrong}"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
+import threading
 import uuid
 
 from workers.core import locks
@@ -16,54 +14,66 @@ def _name() -> str:
     return f"test-lease:{uuid.uuid4().hex[:8]}"
 
 
+class _Ticks(threading.Event):
+    """The heartbeat's stop event: each ``tick()`` wakes the heartbeat once, as if
+    ``renew_every`` had passed; ``set()`` (the release) ends it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+        self._wake = threading.Semaphore(0)
+        self._asleep = threading.Semaphore(0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        self._asleep.release()
+        self._wake.acquire()
+        return self.is_set()
+
+    def set(self) -> None:
+        super().set()
+        self._wake.release()
+
+    def tick(self) -> None:
+        """Wake the heartbeat and return once it sleeps again (its renewal done)."""
+        self._wake.release()
+        assert self._asleep.acquire(timeout=10), "the heartbeat did not go back to sleep"
+
+    def started(self) -> None:
+        assert self._asleep.acquire(timeout=10), "the heartbeat never started"
+
+
 def test_a_live_holder_keeps_its_lease_well_past_the_ttl(redis_client: object) -> None:
-    name = _name()
-    with locks.hold_lease(name, 0.6) as lease:
-        assert lease is not None
-        time.sleep(1.8)  # three TTLs
-        info = locks.lease_info(name)
-        assert info is not None
-        assert info.holder.endswith(f":{os.getpid()}")
-        assert lease.renewals >= 4
-        assert not lease.lost
-        with locks.hold_lease(name, 0.6) as other:
-            assert other is None
-    assert locks.lease_info(name) is None  # released at the end of the block
+    name, ticks = _name(), _Ticks()
+    lease = locks.Lease(name, 30.0, stop=ticks)
+    assert lease.acquire()
+    ticks.started()
+    for _ in range(4):  # four renewals: 40 s of a 30 s lease
+        client().pexpire(key("lock", name), 1000)  # as if 29 s had passed since the last one
+        ticks.tick()
+        assert int(client().pttl(key("lock", name))) > 25_000  # extended by the whole TTL
+    assert ticks.waits == [10.0] * 5  # a renewal every third of the TTL
+    info = locks.lease_info(name)
+    assert info is not None
+    assert info.holder.endswith(f":{os.getpid()}")
+    assert (lease.renewals, lease.lost) == (4, False)
+    with locks.hold_lease(name, 30.0) as other:
+        assert other is None
+    lease.release()
+    assert locks.lease_info(name) is None
 
 
-def test_a_killed_holder_s_lease_lapses_within_its_ttl(redis_client: object) -> None:
-    name = _name()
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            (
-                "import sys, time\n"
-                "from workers.core import locks\n"
-                f"lease = locks.Lease({name!r}, 1.0)\n"
-                "assert lease.acquire()\n"
-                "print('held', flush=True)\n"
-                "time.sleep(60)\n"
-            ),
-        ],
-        stdout=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == b"held"
-        time.sleep(1.5)  # renewed by the child's heartbeat meanwhile
-        assert locks.lease_info(name) is not None
-        child.kill()
-        killed_at = time.monotonic()
-        while locks.lease_info(name) is not None:
-            assert time.monotonic() - killed_at < 1.5, "the dead holder's lease did not lapse"
-            time.sleep(0.05)
-    finally:
-        child.kill()
-        child.wait()
-    with locks.hold_lease(name, 1.0) as lease:
-        assert lease is not None
+def test_a_holder_that_stops_renewing_leaves_a_lease_that_lapses_within_its_ttl(
+    redis_client: object,
+) -> None:
+    # A killed holder renews no more: what is left is the key and its TTL (the killed process
+    # itself: tests/integration/workers/core/test_locks.py).
+    name, ticks = _name(), _Ticks()
+    lease = locks.Lease(name, 1.0, stop=ticks)
+    assert lease.acquire()
+    ticks.started()
+    assert 0 < int(client().pttl(key("lock", name))) <= 1000
+    lease.release()
 
 
 def test_a_holder_whose_lease_was_taken_over_never_extends_or_deletes_it(

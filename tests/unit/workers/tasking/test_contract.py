@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import random
 import uuid
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 import celeryconfig
-from workers.tasking import contract, docs
+from workers.tasking import contract, docs, outcomes
 from workers.tasking.app import TASK_BASES, app
 from workers.tasking.checks import Refused
 from workers.tasking.contract import MAX_RETRY_COUNTDOWN, RETRY_POLICIES, TASKS, Family
@@ -25,6 +27,7 @@ def _registered() -> None:
 
 def test_docs_task_table_is_the_contract() -> None:
     doc = (ROOT / "docs" / "tasks.md").read_text()
+    assert (doc.count(docs.DOC_BEGIN), doc.count(docs.DOC_END)) == (1, 1)
     start, end = doc.index(docs.DOC_BEGIN), doc.index(docs.DOC_END) + len(docs.DOC_END)
     assert doc[start:end] == docs.render_task_tables(), (
         "docs/tasks.md's task table differs from workers/tasking/contract.py: paste the output "
@@ -32,18 +35,33 @@ def test_docs_task_table_is_the_contract() -> None:
     )
 
 
+# The public names and where each is routed, as other services rely on them (docs/tasks.md).
+PUBLIC_ROUTES = [
+    ("pagerduty.validate_api_key", "interactive"),
+    ("pagerduty.exchange_oauth_code", "interactive"),
+    ("pagerduty.refresh_token", "interactive"),
+    ("pagerduty.refresh_expiring_tokens", "schedule"),
+    ("pagerduty.sync_connection", "sync"),
+    ("pagerduty.schedule_syncs", "schedule"),
+    ("pagerduty.disconnect", "interactive"),
+    ("pagerduty.revoke_tokens", "interactive"),
+    ("rrpd.ping", "interactive"),
+]
+
+
 def test_public_names_are_unchanged() -> None:
-    assert [spec.name for spec in TASKS] == [
-        "pagerduty.validate_api_key",
-        "pagerduty.exchange_oauth_code",
-        "pagerduty.refresh_token",
-        "pagerduty.refresh_expiring_tokens",
-        "pagerduty.sync_connection",
-        "pagerduty.schedule_syncs",
-        "pagerduty.disconnect",
-        "pagerduty.revoke_tokens",
-        "rrpd.ping",
-    ]
+    assert [spec.name for spec in TASKS] == [name for name, _ in PUBLIC_ROUTES]
+
+
+@pytest.mark.parametrize(("name", "queue"), PUBLIC_ROUTES, ids=[n for n, _ in PUBLIC_ROUTES])
+def test_each_task_is_routed_to_its_queue_with_bounded_limits(name: str, queue: str) -> None:
+    """Read from the registered tasks and Celery's router, as a sender by name is routed."""
+    _registered()
+    assert app.amqp.router.route({}, name)["queue"].name == queue
+    task = app.tasks[name]
+    assert task.queue == queue
+    assert task.acks_late
+    assert task.soft_time_limit < task.time_limit <= 300
 
 
 def test_registered_tasks_follow_the_contract() -> None:
@@ -103,8 +121,12 @@ def test_every_retry_policy_is_capped_with_full_jitter(family: Family) -> None:
     assert policy is not None
     rng = random.Random(3)
     for n in range(12):
-        waits = [policy.countdown(n, rng=rng) for _ in range(100)]
-        assert all(0 <= w <= min(policy.cap, policy.base * 2**n) for w in waits)
+        ceiling = min(policy.cap, policy.base * 2**n)
+        waits = [policy.countdown(n, rng=rng) for _ in range(200)]
+        assert all(0 <= w <= ceiling for w in waits)
+        # Full jitter: the waits spread over the whole range, not bunched at the ceiling.
+        assert max(waits) > 0.8 * ceiling
+        assert min(waits) < 0.2 * ceiling
     if policy.honours_reset:
         wait = policy.countdown(0, reset_after=42.0, rng=rng)
         assert 42.0 <= wait <= 42.0 + policy.reset_jitter
@@ -151,3 +173,52 @@ def test_a_refused_message_answers_in_words_without_running() -> None:
         "task": "pagerduty.disconnect",
         "error": "connection_id must be a UUID, got 'not-a-uuid'",
     }
+
+
+def _sync_statuses() -> set[str]:
+    """Every ``status`` a sync's ``SyncResult`` can carry, read from workers/sync: the literal
+    ``status=`` of each ``SyncResult(...)``, the status each recorded run is given (``_run``'s
+    first argument, a run's status being the result's), and the words a ``status`` variable is
+    set to."""
+    words: set[str] = set()
+    for path in sorted((ROOT / "workers" / "sync").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            values: list[ast.expr] = []
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name == "SyncResult":
+                    values += [k.value for k in node.keywords if k.arg == "status"]
+                elif name == "_run" and node.args:
+                    values.append(node.args[0])
+            elif isinstance(node, ast.Assign) and any(
+                getattr(t, "id", None) == "status" for t in node.targets
+            ):
+                values.append(node.value)
+            for value in values:
+                words |= {
+                    c.value
+                    for c in ast.walk(value)
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                }
+    return words
+
+
+def test_the_result_words_are_the_ones_the_code_returns() -> None:
+    from tasks.connections import RefreshOutcome
+    from workers.connections.activation import Outcome
+    from workers.disconnect.transaction import DisconnectStatus
+
+    def words(task: str) -> set[str]:
+        return {w.word for w in outcomes.RESULT_WORDS[task][1]}
+
+    assert set(outcomes.SENDERS) == {spec.name for spec in TASKS}
+    assert set(outcomes.RESULT_WORDS) <= set(outcomes.SENDERS)
+    assert words("pagerduty.validate_api_key") == set(get_args(Outcome))
+    assert words("pagerduty.exchange_oauth_code") == set(get_args(Outcome))
+    assert words("pagerduty.refresh_token") == set(get_args(RefreshOutcome))
+    assert words("pagerduty.disconnect") == set(get_args(DisconnectStatus))
+    assert words("pagerduty.sync_connection") == _sync_statuses()
+    assert outcomes.REFUSED.word == "refused"
+    _registered()
+    refused = app.tasks["rrpd.ping"](payload=7)  # type: ignore[misc]
+    assert refused["status"] == outcomes.REFUSED.word

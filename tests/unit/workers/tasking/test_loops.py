@@ -8,24 +8,37 @@ import threading
 from workers.tasking import loops
 
 
+class _RecordedStop(threading.Event):
+    """The loop's stop event, recording each pause the loop asks for instead of sleeping it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert timeout is not None
+        self.pauses.append(timeout)
+        return self.is_set()
+
+
 def test_a_loop_sleeps_what_its_round_asks_and_survives_a_failing_round() -> None:
-    stop = threading.Event()
-    rounds: list[str] = []
+    stop = _RecordedStop()
+    asks: list[float | Exception] = [0.25, RuntimeError("the database went away"), 7.0, -1.0]
 
     def step() -> float:
-        rounds.append("round")
-        if len(rounds) == 2:
-            raise RuntimeError("the database went away")
-        if len(rounds) >= 4:
+        ask = asks.pop(0)
+        if not asks:
             stop.set()
-        return 0.01
+        if isinstance(ask, Exception):
+            raise ask
+        return ask
 
-    loop = loops.Loop("test", step, max_sleep=0.05, error_backoff_cap=0.05)
-    thread = threading.Thread(target=loops.run_forever, args=(loop, stop, random.Random(1)))
-    thread.start()
-    thread.join(5)
-    assert not thread.is_alive()
-    assert len(rounds) == 4  # the failure was logged and the loop went on
+    loop = loops.Loop("test", step, max_sleep=5.0, error_backoff_cap=30.0)
+    loops.run_forever(loop, stop, random.Random(1))
+    # The failing round's pause: full jitter below 0.5 * 2**1 s (one failure in a row).
+    backoff = random.Random(1).uniform(0, 1.0)
+    # What the round asked, clamped to [0, max_sleep]; the failure was logged and the loop went on.
+    assert stop.pauses == [0.25, backoff, 5.0, 0.0]
 
 
 def test_workers_choose_which_loops_run() -> None:
