@@ -22,6 +22,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from models import (
+    AuditAction,
     AuthMethod,
     ConnectionStatus,
     KeyLevel,
@@ -286,7 +287,7 @@ def finish_connected(
         audit(
             session,
             conn.workspace_id,
-            "pagerduty.connected",
+            AuditAction.CONNECTED,
             connection_id=conn.id,
             auth_method=conn.auth_method,
             region=conn.region,
@@ -380,7 +381,7 @@ def record_invalid(session: Session, conn: PagerDutyConnection, message: str) ->
     its logins go with it."""
     _forget_logins_of(session, conn.id)
     transition(session, conn, ConnectionStatus.INVALID, error=message)
-    audit(session, conn.workspace_id, "pagerduty.invalid", connection_id=conn.id, reason=message)
+    audit(session, conn.workspace_id, AuditAction.INVALID, connection_id=conn.id, reason=message)
     metrics.incr("rrpd_connection_checks_total", kind="any", outcome="invalid")
     log.info("connection invalid", extra={"connection_id": str(conn.id)})
 

@@ -41,6 +41,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from models import (
+    AuditAction,
     AuditEvent,
     AuthMethod,
     ConnectionStatus,
@@ -284,7 +285,7 @@ def _disconnect_requester(session: Session, workspace_id: uuid.UUID) -> uuid.UUI
         select(AuditEvent.actor_member_id)
         .where(
             AuditEvent.workspace_id == workspace_id,
-            AuditEvent.action == "pagerduty.disconnect.requested",
+            AuditEvent.action == AuditAction.DISCONNECT_REQUESTED,
         )
         .order_by(AuditEvent.created_at.desc())
         .limit(1)
