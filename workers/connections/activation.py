@@ -3,10 +3,9 @@
 Two ways in: an API key is probed against PagerDuty (here); an OAuth authorization code is
 exchanged for tokens (``workers.connections.oauth_exchange``), both ending in
 ``finish_connected`` or ``finish_invalid``. Plain functions called by thin tasks
-(``tasks/connections.py``). PagerDuty is
-called outside any database transaction; the outcome is written in a short transaction that
-re-reads the connection under a row lock and checks its generation, so a key replaced or a
-workspace disconnected meanwhile is never overwritten by a stale result.
+(``tasks/connections.py``). PagerDuty is called outside any transaction; the outcome is written
+in a short one that re-reads the connection under a row lock and checks its generation, so a
+key replaced or a workspace disconnected meanwhile is never overwritten by a stale result.
 """
 
 from __future__ import annotations
