@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
+from models.connection import statuses
 from workers.connections import messages
 from workers.core import crypto, locks, metrics
 from workers.core.db import transaction
@@ -33,7 +34,7 @@ from workers.rotations.locking import lock_connection
 
 log = logging.getLogger(__name__)
 
-USABLE = frozenset({ConnectionStatus.CONNECTED, ConnectionStatus.VALIDATING})
+USABLE = statuses(lambda m: m.usable)  # models.connection.STATUS_MEANINGS
 
 
 class ConnectionUnavailable(Exception):
