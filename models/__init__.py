@@ -1,6 +1,6 @@
 """SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
 
-from models.activity import AuditEvent, SyncRun, TaskRecord
+from models.activity import AuditAction, AuditEvent, SyncRun, TaskRecord
 from models.base import Base, normalize_email, utcnow
 from models.connection import (
     ALLOWED_TRANSITIONS,
@@ -33,6 +33,7 @@ from models.workspace import (
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "AuditAction",
     "AuditEvent",
     "AuthMethod",
     "Base",

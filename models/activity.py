@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UUIDPrimaryKey, utcnow
+from models.types import string_enum
 
 
 class SyncRun(UUIDPrimaryKey, Base):
@@ -38,6 +40,32 @@ class SyncRun(UUIDPrimaryKey, Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+class AuditAction(StrEnum):
+    """Every action the audit trail may hold (what each records: ``workers.core.audit.ACTIONS``,
+    the same as docs/api.md). Stored as its value, as before; no other string is written."""
+
+    CONNECT_API_KEY = "pagerduty.connect.api_key"
+    CONNECT_OAUTH_STARTED = "pagerduty.connect.oauth_started"
+    CONNECT_OAUTH = "pagerduty.connect.oauth"
+    CONNECT_OAUTH_DENIED = "pagerduty.connect.oauth_denied"
+    CONNECT_OAUTH_FAILED = "pagerduty.connect.oauth_failed"
+    CONNECTED = "pagerduty.connected"
+    INVALID = "pagerduty.invalid"
+    PENDING_ACCEPTED = "pagerduty.pending.accepted"
+    PENDING_REJECTED = "pagerduty.pending.rejected"
+    PENDING_LOST = "pagerduty.pending.lost"
+    PENDING_ACCOUNT_CHANGE = "pagerduty.pending.account_change"
+    PENDING_ACCOUNT_CHANGE_CONFIRMED = "pagerduty.pending.account_change_confirmed"
+    PENDING_ACCOUNT_CHANGE_EXPIRED = "pagerduty.pending.account_change_expired"
+    PENDING_DISCARDED = "pagerduty.pending.discarded"
+    SYNC_REQUESTED = "pagerduty.sync.requested"
+    DISCONNECT_REQUESTED = "pagerduty.disconnect.requested"
+    DISCONNECTED = "pagerduty.disconnected"
+    ROTATION_BIND = "rotation.pagerduty.bind"
+    ROTATION_UNBIND = "rotation.pagerduty.unbind"
+    ROTATION_MADE_MANUAL = "rotation.pagerduty.made_manual"
+
+
 class AuditEvent(UUIDPrimaryKey, Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_workspace_created", "workspace_id", "created_at"),)
@@ -48,7 +76,7 @@ class AuditEvent(UUIDPrimaryKey, Base):
     )
     # "member", "system" or the name of the service that acted.
     actor: Mapped[str] = mapped_column(String(100), default="member")
-    action: Mapped[str] = mapped_column(String(100))
+    action: Mapped[AuditAction] = mapped_column(string_enum(AuditAction, 100))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -8,6 +8,8 @@ plaintext in memory, the database column (named ``*_encrypted``) the ciphertext
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -64,15 +66,90 @@ ALLOWED_TRANSITIONS: dict[ConnectionStatus, frozenset[ConnectionStatus]] = {
     S.DISCONNECTING: frozenset({S.DISCONNECTED}),
     S.DISCONNECTED: frozenset(),
 }
+
+
+@dataclass(frozen=True)
+class StatusMeaning:
+    """What one status means to every part that asks; the sets they use are derived below."""
+
+    # Plain words for a workspace admin when the connection has no specific ``last_error``.
+    words: str | None
+    # Its credentials may be used: a token refresh, a check of the connection.
+    usable: bool = False
+    # Scheduled handoffs are applied (a reauth only stops reading PagerDuty, not the plan).
+    applying: bool = False
+    # Beat syncs it (whatever ``next_sync_at`` says otherwise); else ``no_sync_because``.
+    syncs: bool = False
+    no_sync_because: str | None = None
+    # A workspace admin must act: ``rrpd attention`` lists it.
+    needs_attention: bool = False
+    # Seconds from the request of the task it waits for to its first deadline (workers.deadlines
+    # drives it again then; docs/operations.md, "Deadlines"). Short: a delivered task starts
+    # within a second and pushes the deadline forward itself. Entering the status requests the
+    # task when ``task_on_entry``; a connected connection waits only for a "sync now", which
+    # shares the sync queue with beat's syncs and so may wait behind them a while.
+    deadline: float | None = None
+    task_on_entry: bool = False
+    # What ``rrpd attention`` calls it once past that deadline: stuck from then on, not before.
+    stuck_problem: str | None = None
+
+
+# The one place that says what each status means (a test checks every status has a row).
+STATUS_MEANINGS: dict[ConnectionStatus, StatusMeaning] = {
+    S.VALIDATING: StatusMeaning(
+        "Checking the PagerDuty credentials.",
+        usable=True,
+        applying=True,
+        no_sync_because="the first sync follows a successful check of the credentials",
+        deadline=8.0,
+        task_on_entry=True,
+        stuck_problem="stuck_validating",
+    ),
+    S.CONNECTED: StatusMeaning(
+        "Connected to PagerDuty.",
+        usable=True,
+        applying=True,
+        syncs=True,
+        deadline=15.0,
+        stuck_problem="sync_now_late",
+    ),
+    S.NEEDS_REAUTH: StatusMeaning(
+        "PagerDuty needs you to log in again.",
+        applying=True,
+        no_sync_because="syncs are paused until an admin logs in with OAuth 2.0 again "
+        "(rotations keep their last state)",
+        needs_attention=True,
+    ),
+    S.INVALID: StatusMeaning(
+        "PagerDuty refused these credentials.",
+        no_sync_because="syncs are paused until an admin connects with credentials PagerDuty "
+        "accepts",
+        needs_attention=True,
+    ),
+    S.DISCONNECTING: StatusMeaning(
+        "Disconnecting from PagerDuty.",
+        no_sync_because="the connection is being disconnected",
+        deadline=5.0,
+        task_on_entry=True,
+        stuck_problem="stuck_disconnecting",
+    ),
+    S.DISCONNECTED: StatusMeaning(None),
+}
+
+
+def statuses(has: Callable[[StatusMeaning], object]) -> frozenset[ConnectionStatus]:
+    """The statuses whose meaning ``has`` says yes to (in the enum's order when iterated)."""
+    return frozenset(s for s in ConnectionStatus if has(STATUS_MEANINGS[s]))
+
+
 LIVE_STATUSES = frozenset(s for s in ConnectionStatus if s is not S.DISCONNECTED)
-# Seconds after entering a state that expects a task before the task is driven again if the
-# state has not moved (workers.deadlines; docs/operations.md, "Deadlines"). Short: a delivered
-# task starts within a second and pushes the deadline forward itself.
-PENDING_WORK_AFTER: dict[ConnectionStatus, float] = {S.VALIDATING: 8.0, S.DISCONNECTING: 5.0}
+# Seconds after entering a state that expects a task before the task is driven again.
+PENDING_WORK_AFTER: dict[ConnectionStatus, float] = {
+    s: m.deadline for s, m in STATUS_MEANINGS.items() if m.task_on_entry and m.deadline
+}
 # A pending credential's check: driven again this long after it was asked for.
 PENDING_CHECK_AFTER = 8.0
-# A "sync now" shares the sync queue with beat's syncs, so it may wait behind them a while.
-SYNC_NOW_AFTER = 15.0
+SYNC_NOW_AFTER: float = STATUS_MEANINGS[S.CONNECTED].deadline or 0.0
 
 
 class InvalidTransition(Exception):
@@ -177,9 +254,6 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     last_checked_at: Mapped[datetime | None] = mapped_column(default=None)
     last_check_ms: Mapped[int | None] = mapped_column(default=None)
     last_check_requests: Mapped[int | None] = mapped_column(default=None)
-    # What the last applied pass made true (workers.sync.digest): a later check that reads the
-    # same is quiet without a transaction of its own (workers.sync.batch).
-    check_digest: Mapped[str | None] = mapped_column(String(64), default=None)
     # Pending work a task must do (validating, disconnecting, a requested "sync now") never
     # waits on a message alone: past ``drive_at`` the ``deadlines`` loop enqueues the task
     # again (workers.deadlines). Set where the state is entered, cleared when it is left.

@@ -13,24 +13,16 @@ from typing import Any
 
 import click
 
+from models.connection import STATUS_MEANINGS, statuses
 from rrpd.common import ago, checked_settings, find_workspace, plain, when, workspace_argument
 
-ATTENTION_STATUSES = ("needs_reauth", "invalid")
+# All three from the one table of what each status means (models.connection.STATUS_MEANINGS).
+ATTENTION_STATUSES = tuple(sorted(statuses(lambda m: m.needs_attention)))
 # Why there is no next sync: beat only syncs connected connections, whatever next_sync_at says.
-NO_SYNC_BECAUSE = {
-    "needs_reauth": "syncs are paused until an admin logs in with OAuth 2.0 again "
-    "(rotations keep their last state)",
-    "invalid": "syncs are paused until an admin connects with credentials PagerDuty accepts",
-    "validating": "the first sync follows a successful check of the credentials",
-    "disconnecting": "the connection is being disconnected",
-}
+NO_SYNC_BECAUSE = {s: m.no_sync_because for s, m in STATUS_MEANINGS.items() if m.no_sync_because}
 # A connection past its deadline (workers.deadlines): its task was lost or is late, and the
 # deadlines loop drives it again (or is not running).
-STUCK_PROBLEMS = {
-    "validating": "stuck_validating",
-    "disconnecting": "stuck_disconnecting",
-    "connected": "sync_now_late",
-}
+STUCK_PROBLEMS = {s: m.stuck_problem for s, m in STATUS_MEANINGS.items() if m.stuck_problem}
 
 
 # --- rrpd status --------------------------------------------------------------------------------

@@ -6,25 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.core.outages import is_transient_database_error
 from workers.disconnect import revoke, transaction
-from workers.tasking.app import DisconnectTask, RRPDTask, contract_task
+from workers.tasking.app import RRPDTask, contract_task
 from workers.tasking.contract import DISCONNECT, REVOKE_TOKENS
 
 
 @contract_task(DISCONNECT)
 def disconnect(
-    self: DisconnectTask, *, connection_id: str, actor_member_id: str | None = None
+    self: RRPDTask, *, connection_id: str, actor_member_id: str | None = None
 ) -> dict[str, Any]:
-    try:
-        result = transaction.disconnect_connection(connection_id, actor_member_id=actor_member_id)
-    except Exception as exc:
-        if not is_transient_database_error(exc):
-            raise
-        # The database went away or a deadlock was broken: the transaction rolled back as a
-        # whole, so trying again is safe.
-        self.retry_later(exc=exc)
-    return result.as_dict()
+    # A database outage or conflict rolls the one transaction back whole: the task base retries
+    # it, as for every task (one backoff, one count; docs/tasks.md).
+    return transaction.disconnect_connection(
+        connection_id, actor_member_id=actor_member_id
+    ).as_dict()
 
 
 @contract_task(REVOKE_TOKENS)

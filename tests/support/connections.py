@@ -47,9 +47,11 @@ def pending_oauth_login(
     sim: SimulatorHandle,
     app_label: str = "demo-oauth",
     scopes: tuple[str, ...] = oauth.DEFAULT_SCOPES,
+    browser: httpx.Client | None = None,
 ):
     """What the API does on POST .../oauth and on the callback, with the browser's consent
-    given by the simulator's auto-approve mode."""
+    given by the simulator's auto-approve mode. ``sim`` may be an ``InProcessPagerDuty`` too,
+    with its ``browser`` (tests/support/fake_oauth.py)."""
     oauth_app = demo_oauth_app(sim, app_label)
     settings = get_settings()
     ws = factories.workspace(session)
@@ -63,7 +65,7 @@ def pending_oauth_login(
         state,
         verifier,
     )
-    consent = httpx.get(url, follow_redirects=False)
+    consent = (browser.get if browser else httpx.get)(url, follow_redirects=False)
     assert consent.status_code in (302, 303), consent.text
     query = parse_qs(urlsplit(consent.headers["location"]).query)
     assert query["state"] == [state]

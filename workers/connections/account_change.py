@@ -24,6 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models import (
+    AuditAction,
     ConnectionStatus,
     PagerDutyConnection,
     PagerDutySchedule,
@@ -177,7 +178,7 @@ def confirm(session: Session, actor: Actor) -> PagerDutyConnection:
         audit(
             session,
             conn.workspace_id,
-            "rotation.pagerduty.made_manual",
+            AuditAction.ROTATION_MADE_MANUAL,
             actor_member_id=actor.member_id,
             at=now,
             rotation_id=rotation["id"],
@@ -208,7 +209,7 @@ def confirm(session: Session, actor: Actor) -> PagerDutyConnection:
     audit(
         session,
         conn.workspace_id,
-        "pagerduty.pending.account_change_confirmed",
+        AuditAction.PENDING_ACCOUNT_CHANGE_CONFIRMED,
         actor_member_id=actor.member_id,
         at=now,
         connection_id=conn.id,
@@ -249,7 +250,7 @@ def forget_expired(now: datetime | None = None) -> int:
             audit(
                 session,
                 conn.workspace_id,
-                "pagerduty.pending.account_change_expired",
+                AuditAction.PENDING_ACCOUNT_CHANGE_EXPIRED,
                 connection_id=conn.id,
                 generation=conn.pending_generation,
             )

@@ -3,10 +3,9 @@
 Two ways in: an API key is probed against PagerDuty (here); an OAuth authorization code is
 exchanged for tokens (``workers.connections.oauth_exchange``), both ending in
 ``finish_connected`` or ``finish_invalid``. Plain functions called by thin tasks
-(``tasks/connections.py``). PagerDuty is
-called outside any database transaction; the outcome is written in a short transaction that
-re-reads the connection under a row lock and checks its generation, so a key replaced or a
-workspace disconnected meanwhile is never overwritten by a stale result.
+(``tasks/connections.py``). PagerDuty is called outside any transaction; the outcome is written
+in a short one that re-reads the connection under a row lock and checks its generation, so a
+key replaced or a workspace disconnected meanwhile is never overwritten by a stale result.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from models import (
+    AuditAction,
     AuthMethod,
     ConnectionStatus,
     KeyLevel,
@@ -286,7 +286,7 @@ def finish_connected(
         audit(
             session,
             conn.workspace_id,
-            "pagerduty.connected",
+            AuditAction.CONNECTED,
             connection_id=conn.id,
             auth_method=conn.auth_method,
             region=conn.region,
@@ -380,7 +380,7 @@ def record_invalid(session: Session, conn: PagerDutyConnection, message: str) ->
     its logins go with it."""
     _forget_logins_of(session, conn.id)
     transition(session, conn, ConnectionStatus.INVALID, error=message)
-    audit(session, conn.workspace_id, "pagerduty.invalid", connection_id=conn.id, reason=message)
+    audit(session, conn.workspace_id, AuditAction.INVALID, connection_id=conn.id, reason=message)
     metrics.incr("rrpd_connection_checks_total", kind="any", outcome="invalid")
     log.info("connection invalid", extra={"connection_id": str(conn.id)})
 

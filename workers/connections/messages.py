@@ -6,18 +6,14 @@ in ``PagerDutyConnection.last_error`` and ``notice``; never a stack trace or a s
 
 from __future__ import annotations
 
-from models import ConnectionStatus, PagerDutyConnection, Region
+from models import PagerDutyConnection, Region
+from models.connection import STATUS_MEANINGS
 from workers.pagerduty.errors import Forbidden
 from workers.pagerduty.records import User
 
-# Plain words for a status, shown when the connection has no specific last_error.
-STATUS_WORDS = {
-    ConnectionStatus.VALIDATING: "Checking the PagerDuty credentials.",
-    ConnectionStatus.CONNECTED: "Connected to PagerDuty.",
-    ConnectionStatus.NEEDS_REAUTH: "PagerDuty needs you to log in again.",
-    ConnectionStatus.INVALID: "PagerDuty refused these credentials.",
-    ConnectionStatus.DISCONNECTING: "Disconnecting from PagerDuty.",
-}
+# Plain words for a status, shown when the connection has no specific last_error (written in
+# the one table of what each status means).
+STATUS_WORDS = {s: m.words for s, m in STATUS_MEANINGS.items() if m.words}
 NOT_CONNECTED_WORDS = "PagerDuty is not connected."
 
 # --- refused requests (ServiceError messages) ---

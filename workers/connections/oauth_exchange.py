@@ -43,8 +43,13 @@ from workers.pagerduty.errors import (
     Transient,
     UnknownRegion,
 )
-from workers.pagerduty.factory import ReaderFactory, pagerduty_client
-from workers.pagerduty.transport import shared_http_client
+from workers.pagerduty.factory import (
+    OAuthFactory,
+    ReaderFactory,
+    pagerduty_client,
+    pagerduty_oauth,
+)
+from workers.pagerduty.interfaces import PagerDutyOAuth
 from workers.rotations.locking import lock_connection
 from workers.tasking.contract import EXCHANGE_OAUTH_CODE
 
@@ -65,7 +70,10 @@ def _locked_login(session: Session, aid: uuid.UUID) -> OAuthAuthorization | None
 
 
 def exchange_oauth_code(
-    authorization_id: uuid.UUID | str, *, client_factory: ReaderFactory = pagerduty_client
+    authorization_id: uuid.UUID | str,
+    *,
+    client_factory: ReaderFactory = pagerduty_client,
+    oauth_factory: OAuthFactory = pagerduty_oauth,
 ) -> ActivationResult:
     """Trade the callback's code for tokens (or take the tokens an earlier try kept); check the
     granted scopes and the id_token; connect. Raises ``VerificationPending`` when only the
@@ -117,6 +125,7 @@ def exchange_oauth_code(
             return pending_login.end_login(aid, cid, generation, status, message)
         return _finish_invalid(aid, cid, generation, message)
 
+    identity = oauth_factory(client_id, client_secret)
     if kept is not None:
         tokens = oauth.TokenSet.from_json(kept)  # an earlier try exchanged the code
     elif code is None:
@@ -125,15 +134,7 @@ def exchange_oauth_code(
         return fail(messages.CODE_REFUSED, lost=True)
     else:
         try:
-            tokens = oauth.exchange_code(
-                settings.pagerduty_identity_url,
-                client_id,
-                client_secret,
-                code,
-                settings.oauth_redirect_uri,
-                verifier,
-                timeout=settings.pagerduty_timeout_seconds,
-            )
+            tokens = identity.exchange_code(code, settings.oauth_redirect_uri, verifier)
         except InvalidGrant:
             return fail(messages.CODE_REFUSED)
         except InvalidClient:
@@ -145,7 +146,15 @@ def exchange_oauth_code(
         if not _keep(aid, tokens):
             return ActivationResult("stale", str(cid))  # the login was ended meanwhile
     return _verify_and_connect(
-        aid, cid, generation, tokens, client_id, client_secret, client_factory, beside=beside
+        aid,
+        cid,
+        generation,
+        tokens,
+        client_id,
+        client_secret,
+        client_factory,
+        identity,
+        beside=beside,
     )
 
 
@@ -194,6 +203,7 @@ def _verify_and_connect(
     client_id: str,
     client_secret: str,
     client_factory: ReaderFactory,
+    identity: PagerDutyOAuth,
     *,
     beside: bool = False,
 ) -> ActivationResult:
@@ -201,15 +211,7 @@ def _verify_and_connect(
     try:
         if not tokens.id_token:
             raise IdTokenInvalid("no id_token in the token response", endpoint="token")
-        claims = id_token.verify_id_token(
-            tokens.id_token,
-            oauth.jwks_endpoint(settings.pagerduty_identity_url),
-            client_id,
-            http=shared_http_client(),
-            issuer=oauth.accepted_issuers(
-                settings.pagerduty_identity_url, settings.pagerduty_id_token_issuers
-            ),
-        )
+        claims = identity.verify_id_token(tokens.id_token)
         region = Region(
             id_token.region_for_claims(
                 claims, settings.pagerduty_api_url, settings.pagerduty_eu_api_url

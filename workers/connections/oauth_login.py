@@ -25,6 +25,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from models import (
+    AuditAction,
     AuthMethod,
     ConnectionStatus,
     Member,
@@ -144,7 +145,7 @@ def start_oauth(
     audit(
         session,
         actor.workspace_id,
-        "pagerduty.connect.oauth_started",
+        AuditAction.CONNECT_OAUTH_STARTED,
         actor_member_id=actor.member_id,
         authorization_id=auth.id,
         region=region,
@@ -293,7 +294,7 @@ def _use_login(
             audit(
                 session,
                 workspace_id,
-                "pagerduty.connect.oauth_denied",
+                AuditAction.CONNECT_OAUTH_DENIED,
                 actor_member_id=who,
                 authorization_id=auth.id,
             )
@@ -302,7 +303,7 @@ def _use_login(
         audit(
             session,
             workspace_id,
-            "pagerduty.connect.oauth_failed",
+            AuditAction.CONNECT_OAUTH_FAILED,
             actor_member_id=who,
             authorization_id=auth.id,
             reason=reason,
@@ -323,7 +324,7 @@ def _use_login(
         audit(
             session,
             workspace_id,
-            "pagerduty.connect.oauth_failed",
+            AuditAction.CONNECT_OAUTH_FAILED,
             actor_member_id=who,
             authorization_id=auth.id,
             reason="forbidden",
@@ -381,7 +382,7 @@ def _exchange(
     audit(
         session,
         workspace_id,
-        "pagerduty.connect.oauth",
+        AuditAction.CONNECT_OAUTH,
         actor_member_id=auth.requested_by_member_id,
         authorization_id=auth.id,
         connection_id=connection_id,

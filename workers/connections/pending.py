@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models import (
+    AuditAction,
     AuthMethod,
     ConnectionStatus,
     KeyLevel,
@@ -122,7 +123,7 @@ def serve_pending(session: Session, conn: PagerDutyConnection, notice: str | Non
     audit(
         session,
         conn.workspace_id,
-        "pagerduty.pending.accepted",
+        AuditAction.PENDING_ACCEPTED,
         connection_id=conn.id,
         auth_method=conn.auth_method,
         region=conn.region,
@@ -160,7 +161,7 @@ def discard(session: Session, actor: Actor) -> PagerDutyConnection:
     audit(
         session,
         actor.workspace_id,
-        "pagerduty.pending.discarded",
+        AuditAction.PENDING_DISCARDED,
         actor_member_id=actor.member_id,
         connection_id=conn.id,
         pending_status=previous,

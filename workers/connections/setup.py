@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models import (
+    AuditAction,
     AuthMethod,
     ConnectionStatus,
     OAuthAuthorization,
@@ -177,7 +178,7 @@ def set_api_key(session: Session, actor: Actor, api_key: str, region: str = "us"
         audit(
             session,
             actor.workspace_id,
-            "pagerduty.connect.api_key",
+            AuditAction.CONNECT_API_KEY,
             actor_member_id=actor.member_id,
             connection_id=live.id,
             region=region,
@@ -205,7 +206,7 @@ def set_api_key(session: Session, actor: Actor, api_key: str, region: str = "us"
     audit(
         session,
         actor.workspace_id,
-        "pagerduty.connect.api_key",
+        AuditAction.CONNECT_API_KEY,
         actor_member_id=actor.member_id,
         connection_id=conn.id,
         region=region,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
+from models.connection import statuses
 from workers.connections import messages
 from workers.core import crypto, locks, metrics
 from workers.core.db import transaction
@@ -27,12 +28,13 @@ from workers.core.settings import get_settings
 from workers.events import transition
 from workers.pagerduty import oauth
 from workers.pagerduty.errors import InvalidClient, InvalidCredentials, InvalidGrant
+from workers.pagerduty.factory import OAuthFactory, pagerduty_oauth
 from workers.pagerduty.records import Credential
 from workers.rotations.locking import lock_connection
 
 log = logging.getLogger(__name__)
 
-USABLE = frozenset({ConnectionStatus.CONNECTED, ConnectionStatus.VALIDATING})
+USABLE = statuses(lambda m: m.usable)  # models.connection.STATUS_MEANINGS
 
 
 class ConnectionUnavailable(Exception):
@@ -99,6 +101,7 @@ def credential_for(
     *,
     rejected: Credential | None = None,
     margin: timedelta | None = None,
+    oauth_factory: OAuthFactory = pagerduty_oauth,
 ) -> ConnectionCredential:
     """A credential to call PagerDuty with, for a connection that may be used now.
 
@@ -139,7 +142,12 @@ def credential_for(
     stale = rejected is not None and rejected.secret == current.credential.secret
     if not stale and not _needs_refresh(conn, margin):
         return current
-    return refresh_connection(cid, seen=current.credential if stale else None, margin=margin)
+    return refresh_connection(
+        cid,
+        seen=current.credential if stale else None,
+        margin=margin,
+        oauth_factory=oauth_factory,
+    )
 
 
 def refresh_connection(
@@ -148,6 +156,7 @@ def refresh_connection(
     seen: Credential | None = None,
     margin: timedelta | None = None,
     wait_seconds: float = 30.0,
+    oauth_factory: OAuthFactory = pagerduty_oauth,
 ) -> ConnectionCredential:
     """Refresh the connection's OAuth tokens once, however many callers ask at the same moment.
 
@@ -178,13 +187,8 @@ def refresh_connection(
             else:
                 needs_reauth = False
                 try:
-                    tokens = oauth.refresh(
-                        settings.pagerduty_identity_url,
-                        conn.oauth_client_id or "",
-                        conn.oauth_client_secret,
-                        conn.refresh_token,
-                        timeout=settings.pagerduty_timeout_seconds,
-                    )
+                    identity = oauth_factory(conn.oauth_client_id or "", conn.oauth_client_secret)
+                    tokens = identity.refresh(conn.refresh_token)
                 except (InvalidGrant, InvalidClient, InvalidCredentials):
                     _mark_needs_reauth(session, conn)
                     needs_reauth = True

@@ -8,34 +8,34 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import AuditEvent
+from models import AuditAction, AuditEvent
 
-# Every action the trail may hold, and what it records; docs/api.md lists the same (a test
-# compares them) and ``audit`` refuses any other, so a renamed action cannot slip by.
-ACTIONS: dict[str, str] = {
-    "pagerduty.connect.api_key": "a member entered an API key (`pending: true` beside a live one)",
-    "pagerduty.connect.oauth_started": "a member started an OAuth login",
-    "pagerduty.connect.oauth": "PagerDuty sent the browser back with a code; the exchange runs",
-    "pagerduty.connect.oauth_denied": "the member declined on PagerDuty's consent page",
-    "pagerduty.connect.oauth_failed": "PagerDuty answered the login with an error, or its starter "
+# What each action the trail may hold records (the actions: ``models.AuditAction``, stored as
+# their values); docs/api.md lists the same (a test compares them) and ``audit`` refuses any
+# other string, so a renamed action cannot slip by.
+A = AuditAction
+ACTIONS: dict[AuditAction, str] = {
+    A.CONNECT_API_KEY: "a member entered an API key (`pending: true` beside a live one)",
+    A.CONNECT_OAUTH_STARTED: "a member started an OAuth login",
+    A.CONNECT_OAUTH: "PagerDuty sent the browser back with a code; the exchange runs",
+    A.CONNECT_OAUTH_DENIED: "the member declined on PagerDuty's consent page",
+    A.CONNECT_OAUTH_FAILED: "PagerDuty answered the login with an error, or its starter "
     "may no longer connect",
-    "pagerduty.connected": "the check passed: the connection is `connected`",
-    "pagerduty.invalid": "the check failed or could not finish: the connection is `invalid`",
-    "pagerduty.pending.accepted": "a new credential checked beside the live one replaced it",
-    "pagerduty.pending.rejected": "PagerDuty refused the new credential; the live one stays",
-    "pagerduty.pending.lost": "the new credential could not be checked in time; the live one stays",
-    "pagerduty.pending.account_change": "the new key is of another PagerDuty account: it waits "
-    "for the admin",
-    "pagerduty.pending.account_change_confirmed": "the admin confirmed the other account",
-    "pagerduty.pending.account_change_expired": "the other account's key waited a day and was "
-    "forgotten",
-    "pagerduty.pending.discarded": "the admin discarded the new credential",
-    "pagerduty.sync.requested": "a member (or an operator) asked for a sync now",
-    "pagerduty.disconnect.requested": "a member asked to disconnect",
-    "pagerduty.disconnected": "the disconnect ran: rotations Manual, credentials and copies gone",
-    "rotation.pagerduty.bind": "a member bound a rotation to a PagerDuty schedule",
-    "rotation.pagerduty.unbind": "a member made a bound rotation Manual",
-    "rotation.pagerduty.made_manual": "confirming another account made a bound rotation Manual "
+    A.CONNECTED: "the check passed: the connection is `connected`",
+    A.INVALID: "the check failed or could not finish: the connection is `invalid`",
+    A.PENDING_ACCEPTED: "a new credential checked beside the live one replaced it",
+    A.PENDING_REJECTED: "PagerDuty refused the new credential; the live one stays",
+    A.PENDING_LOST: "the new credential could not be checked in time; the live one stays",
+    A.PENDING_ACCOUNT_CHANGE: "the new key is of another PagerDuty account: it waits for the admin",
+    A.PENDING_ACCOUNT_CHANGE_CONFIRMED: "the admin confirmed the other account",
+    A.PENDING_ACCOUNT_CHANGE_EXPIRED: "the other account's key waited a day and was forgotten",
+    A.PENDING_DISCARDED: "the admin discarded the new credential",
+    A.SYNC_REQUESTED: "a member (or an operator) asked for a sync now",
+    A.DISCONNECT_REQUESTED: "a member asked to disconnect",
+    A.DISCONNECTED: "the disconnect ran: rotations Manual, credentials and copies gone",
+    A.ROTATION_BIND: "a member bound a rotation to a PagerDuty schedule",
+    A.ROTATION_UNBIND: "a member made a bound rotation Manual",
+    A.ROTATION_MADE_MANUAL: "confirming another account made a bound rotation Manual "
     "(its schedule is not in that account)",
 }
 
@@ -43,7 +43,7 @@ ACTIONS: dict[str, str] = {
 def audit(
     session: Session,
     workspace_id: uuid.UUID,
-    action: str,
+    action: AuditAction | str,
     *,
     actor_member_id: uuid.UUID | None = None,
     actor: str | None = None,
@@ -57,12 +57,12 @@ def audit(
     stored as strings; details never hold a secret.
     """
     if action not in ACTIONS:
-        raise ValueError(f"unknown audit action {action!r}: add it to workers.core.audit.ACTIONS")
+        raise ValueError(f"unknown audit action {action!r}: add it to models.AuditAction")
     event = AuditEvent(
         workspace_id=workspace_id,
         actor_member_id=actor_member_id,
         actor=actor or ("member" if actor_member_id else "system"),
-        action=action,
+        action=AuditAction(action),
         details={k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in details.items()},
     )
     if at is not None:
@@ -86,7 +86,7 @@ def audit_trail(
 ) -> list[dict[str, Any]]:
     """The workspace's audit events, newest first: ``limit`` of them (at most ``MAX_PAGE``)
     older than ``before``, optionally only actions starting with ``action``."""
-    from sqlalchemy import select
+    from sqlalchemy import String, select, type_coerce
 
     from models import Member
 
@@ -101,7 +101,9 @@ def audit_trail(
         query = query.where(AuditEvent.created_at < before)
     if action:
         escaped = action.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(AuditEvent.action.like(f"{escaped}%", escape="\\"))
+        # A prefix, not an action: compared as the stored text (the enum refuses partial words).
+        prefix = type_coerce(AuditEvent.action, String).like(f"{escaped}%", escape="\\")
+        query = query.where(prefix)
     return [
         {
             "id": event.id,

@@ -41,6 +41,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from models import (
+    AuditAction,
     AuditEvent,
     AuthMethod,
     ConnectionStatus,
@@ -49,6 +50,7 @@ from models import (
     PendingStatus,
     utcnow,
 )
+from models.connection import STATUS_MEANINGS
 from workers.connections import messages, pending
 from workers.connections.activation import record_invalid
 from workers.core import metrics
@@ -67,11 +69,15 @@ BATCH = 50
 # Drives before a validation is given up: deadlines 8 s, 16 s, 32 s and 48 s after it began
 # (backoff 8, 16, 16): it ends within a minute even when every message is lost.
 MAX_VALIDATION_DRIVES = 3
-# Seconds to the next deadline after the n-th drive: base * 2^(n-1), at most cap.
+# Seconds to the next deadline after the n-th drive: base * 2^(n-1), at most cap; the base is
+# the status's first deadline (models.connection.STATUS_MEANINGS).
+_CAPS = {
+    ConnectionStatus.VALIDATING: 16.0,
+    ConnectionStatus.DISCONNECTING: 30.0,
+    ConnectionStatus.CONNECTED: 300.0,  # a requested "sync now"
+}
 BACKOFF: dict[ConnectionStatus, tuple[float, float]] = {
-    ConnectionStatus.VALIDATING: (8.0, 16.0),
-    ConnectionStatus.DISCONNECTING: (5.0, 30.0),
-    ConnectionStatus.CONNECTED: (15.0, 300.0),  # a requested "sync now"
+    s: (STATUS_MEANINGS[s].deadline or cap, cap) for s, cap in _CAPS.items()
 }
 
 
@@ -279,7 +285,7 @@ def _disconnect_requester(session: Session, workspace_id: uuid.UUID) -> uuid.UUI
         select(AuditEvent.actor_member_id)
         .where(
             AuditEvent.workspace_id == workspace_id,
-            AuditEvent.action == "pagerduty.disconnect.requested",
+            AuditEvent.action == AuditAction.DISCONNECT_REQUESTED,
         )
         .order_by(AuditEvent.created_at.desc())
         .limit(1)

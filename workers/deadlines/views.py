@@ -8,13 +8,11 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, or_
 
 from models import ConnectionStatus, PagerDutyConnection
+from models.connection import STATUS_MEANINGS
 
-# The states that wait for a task ("connected" when a sync now is pending).
-PENDING_STATUSES = (
-    ConnectionStatus.VALIDATING,
-    ConnectionStatus.DISCONNECTING,
-    ConnectionStatus.CONNECTED,
-)
+# The states that wait for a task ("connected" when a sync now is pending): those with a
+# deadline in the one table of what each status means.
+PENDING_STATUSES = tuple(s for s in ConnectionStatus if STATUS_MEANINGS[s].deadline is not None)
 
 
 def past_deadline_clause(now: datetime) -> ColumnElement[bool]:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models import ConnectionStatus, Rotation, RotationMode
+from models import AuditAction, ConnectionStatus, Rotation, RotationMode
 from workers.connections import messages
 from workers.connections.setup import Enqueued, live_connection
 from workers.core.access import Actor, Missing, require_manager
@@ -51,7 +51,7 @@ def request_disconnect(session: Session, actor: Actor) -> DisconnectRequested:
     audit(
         session,
         actor.workspace_id,
-        "pagerduty.disconnect.requested",
+        AuditAction.DISCONNECT_REQUESTED,
         actor_member_id=actor.member_id,
         connection_id=conn.id,
         repeated=already,

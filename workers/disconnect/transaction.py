@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import delete
 
 from models import (
+    AuditAction,
     ConnectionStatus,
     Member,
     OAuthAuthorization,
@@ -35,26 +36,29 @@ from workers.core.ids import parse_uuid
 from workers.events import transition
 from workers.rotations.locking import bound_rotations_for_update, lock_connection
 from workers.rotations.manual import revert_to_manual
+from workers.tasking.outcomes import DisconnectOutcome
 
 log = logging.getLogger(__name__)
 
-AUDIT_ACTION = "pagerduty.disconnected"
+AUDIT_ACTION = AuditAction.DISCONNECTED
 MIRROR_TABLES = (PagerDutyOnCall, PagerDutyScheduleMember, PagerDutySchedule, PagerDutyUser)
 
 
-# What the disconnect task answers (docs/tasks.md, workers.tasking.outcomes).
-DisconnectStatus = Literal["disconnected", "already_disconnected", "not_found"]
+# What the disconnect task answers (docs/tasks.md, generated from the enum).
+D = DisconnectOutcome
 
 
 @dataclass
 class DisconnectResult:
-    status: DisconnectStatus
+    status: DisconnectOutcome
     connection_id: str
     rotations_made_manual: int = 0
     mirror_rows_deleted: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # The word as a plain string: a result is JSON for other services.
+        fields = {k: v for k, v in asdict(self).items() if v is not None}
+        return {**fields, "status": self.status.value}
 
 
 def disconnect_connection(
@@ -63,16 +67,16 @@ def disconnect_connection(
     """Disconnect, idempotently: a connection already ``disconnected`` is left as it is."""
     cid = parse_uuid(connection_id)
     if cid is None:
-        return DisconnectResult(status="not_found", connection_id=str(connection_id))
+        return DisconnectResult(status=D.NOT_FOUND, connection_id=str(connection_id))
     actor_id = parse_uuid(actor_member_id)
     now = utcnow()
     with transaction() as session:
         # The lock order (workers.rotations.locking): connection row, then bound rotations.
         conn = lock_connection(session, cid)
         if conn is None:
-            return DisconnectResult(status="not_found", connection_id=str(cid))
+            return DisconnectResult(status=D.NOT_FOUND, connection_id=str(cid))
         if conn.status == ConnectionStatus.DISCONNECTED:
-            return DisconnectResult(status="already_disconnected", connection_id=str(cid))
+            return DisconnectResult(status=D.ALREADY_DISCONNECTED, connection_id=str(cid))
         previous_status = conn.status
         if conn.status != ConnectionStatus.DISCONNECTING:
             transition(session, conn, ConnectionStatus.DISCONNECTING)
@@ -151,7 +155,7 @@ def disconnect_connection(
         extra={"connection_id": str(cid), "rotations_made_manual": len(unbound)},
     )
     return DisconnectResult(
-        status="disconnected",
+        status=D.DISCONNECTED,
         connection_id=str(cid),
         rotations_made_manual=len(unbound),
         mirror_rows_deleted=mirror_rows,

@@ -26,13 +26,13 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from models import (
-    ConnectionStatus,
     PagerDutyConnection,
     PagerDutyUser,
     RotationMode,
     ScheduledHandoff,
     utcnow,
 )
+from models.connection import statuses
 from workers.core.db import session_factory
 from workers.handoffs.plan import row_on_call
 from workers.rotations.locking import bound_rotations_for_update
@@ -40,9 +40,7 @@ from workers.rotations.on_call import RotationWant, write_on_call
 
 # Connections handled per round; a round with more due connections returns 0 to go again.
 BATCH = 50
-APPLYING = frozenset(
-    {ConnectionStatus.CONNECTED, ConnectionStatus.VALIDATING, ConnectionStatus.NEEDS_REAUTH}
-)
+APPLYING = statuses(lambda m: m.applying)  # models.connection.STATUS_MEANINGS
 
 
 def apply_connection(session: Session, connection_id: uuid.UUID, now: datetime) -> int | None:

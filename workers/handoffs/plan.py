@@ -13,13 +13,15 @@ through the one writer of who is on call (``workers.rotations.on_call``) from th
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from models import PagerDutyConnection, ScheduledHandoff
+from models import PagerDutyConnection, PagerDutyOnCall, ScheduledHandoff
+from workers.core.db import transaction
 from workers.pagerduty.records import Timeline
 from workers.pagerduty.snapshot import AccountSnapshot
 from workers.rotations.on_call import OnCall, Span
@@ -169,6 +171,46 @@ def replace_pending(
     if new:
         session.execute(insert(ScheduledHandoff), new)
     return len(planned)
+
+
+def stored_on_call(
+    session: Session, connection_id: uuid.UUID, schedule_ids: Collection[str], at: datetime
+) -> dict[str, frozenset[str]]:
+    """Who the stored timeline has on call at ``at`` for these schedules (PagerDuty user ids):
+    the latest handoff due by then that the loop has not applied yet, else the on-call mirror.
+    The on-call check compares what PagerDuty says now with this (workers.pagerduty.window)."""
+    ids = list(schedule_ids)
+    out: dict[str, set[str]] = {sid: set() for sid in ids}
+    if not ids:
+        return {}
+    oc = PagerDutyOnCall
+    for sid, uid in session.execute(
+        select(oc.schedule_pagerduty_id, oc.user_pagerduty_id).where(
+            oc.connection_id == connection_id, oc.schedule_pagerduty_id.in_(ids)
+        )
+    ):
+        out[sid].add(uid)
+    due: dict[str, list[str]] = {}
+    for sid, user_ids in session.execute(
+        select(ScheduledHandoff.schedule_id, ScheduledHandoff.user_ids)
+        .where(
+            ScheduledHandoff.connection_id == connection_id,
+            ScheduledHandoff.schedule_id.in_(ids),
+            ScheduledHandoff.at <= at,
+        )
+        .order_by(ScheduledHandoff.at, ScheduledHandoff.id)
+    ):
+        due[sid] = user_ids  # ordered by instant: the latest wins, as the loop applies them
+    out.update((sid, set(user_ids)) for sid, user_ids in due.items())
+    return {sid: frozenset(people) for sid, people in out.items()}
+
+
+def read_stored_on_call(
+    connection_id: uuid.UUID, schedule_ids: Collection[str], at: datetime
+) -> dict[str, frozenset[str]]:
+    """``stored_on_call`` in a transaction of its own (the check reads before it applies)."""
+    with transaction() as session:
+        return stored_on_call(session, connection_id, schedule_ids, at)
 
 
 def discard_pending(session: Session, *, rotation_id: uuid.UUID) -> None:

@@ -240,14 +240,25 @@ class PagerDutyClient(Transport):
         users, so on-call people need no lookup of their own. Permanent on-calls (``schedule``
         null) are not schedule shifts and are skipped.
         """
+        shifts, users, _rows = self.oncalls_counted([schedule_ids], since, until)
+        return shifts, users
+
+    def oncalls_counted(
+        self, batches: Sequence[Sequence[str]], since: datetime, until: datetime
+    ) -> tuple[list[Shift], dict[str, User], dict[str, int]]:
+        """``oncalls`` with the schedules asked in these batches (each split at 100 ids), and
+        how many rows each schedule had at ``since`` (repeats included): what its next batch
+        of a one-second window will cost (workers.pagerduty.window.pack)."""
         since, until = _window(since, until)
         shifts: dict[tuple[str, str, datetime | None, datetime | None], Shift] = {}
         users: dict[str, User] = {}
-        wanted = list(dict.fromkeys(schedule_ids))
         chunks = [
             wanted[i : i + ONCALLS_SCHEDULE_CHUNK]
+            for batch in batches
+            if (wanted := list(dict.fromkeys(batch)))
             for i in range(0, len(wanted), ONCALLS_SCHEDULE_CHUNK)
         ]
+        rows = {sid: 0 for chunk in chunks for sid in chunk}
         # Chunks are independent reads: in flight together, merged in chunk order.
         for chunk, items in zip(
             chunks,
@@ -269,8 +280,9 @@ class PagerDutyClient(Transport):
                     parsing.parse_time(item.get("start")),
                     parsing.parse_time(item.get("end")),
                 )
-                shifts.setdefault((sid, ref.id, start, end), Shift(sid, ref, start, end))
-        return list(shifts.values()), users
+                shift = shifts.setdefault((sid, ref.id, start, end), Shift(sid, ref, start, end))
+                rows[sid] += shift.covers(since)
+        return list(shifts.values()), users, rows
 
     def collect(
         self,

@@ -5,6 +5,9 @@ Domain code (activation's probe, the sync) depends on ``PagerDutyReader``
 the process's pooled HTTP client, the configured timeout and, when a ``rate_limit_key`` is given,
 the per-credential limiter shared by every worker through Redis. Tests pass another factory (an
 in-process fake over the simulator's state: ``tests/support/fake_pagerduty.py``).
+
+The OAuth login and the token refresh depend on ``PagerDutyOAuth`` the same way and receive an
+``OAuthFactory``; ``pagerduty_oauth`` is the real one (``tests/support/fake_oauth.py`` the fake).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Protocol
 from workers.core.redis import client as redis_client
 from workers.core.settings import get_settings
 from workers.pagerduty.client import PagerDutyClient
-from workers.pagerduty.interfaces import PagerDutyReader
+from workers.pagerduty.interfaces import PagerDutyOAuth, PagerDutyReader
+from workers.pagerduty.oauth import accepted_issuers
+from workers.pagerduty.oauth_client import OAuthClient
 from workers.pagerduty.ratelimit import RateLimiter, RedisRateLimiter
 from workers.pagerduty.records import Credential
 from workers.pagerduty.transport import shared_http_client
@@ -66,4 +71,24 @@ def pagerduty_client(
         timeout=get_settings().pagerduty_timeout_seconds,
         max_retries=max_retries,
         max_in_flight=get_settings().pagerduty_max_in_flight,
+    )
+
+
+class OAuthFactory(Protocol):
+    """Builds the identity host's client for one OAuth app."""
+
+    def __call__(self, client_id: str, client_secret: str) -> PagerDutyOAuth: ...
+
+
+def pagerduty_oauth(client_id: str, client_secret: str) -> OAuthClient:
+    """The configured identity host and issuers, the configured timeout; the JWKS is fetched
+    on the shared HTTP pool."""
+    settings = get_settings()
+    return OAuthClient(
+        settings.pagerduty_identity_url,
+        client_id,
+        client_secret,
+        accepted_issuers(settings.pagerduty_identity_url, settings.pagerduty_id_token_issuers),
+        timeout=settings.pagerduty_timeout_seconds,
+        http=shared_http_client(),
     )

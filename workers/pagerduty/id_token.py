@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -46,12 +47,14 @@ def fetch_jwks(
     http: httpx.Client | None = None,
     timeout: float = 10.0,
     retries: Retries = JWKS_RETRIES,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> KeySet:
     """PagerDuty's signing keys. Connect errors, timeouts, 5xx, 429 and a body that is not a
     key set are ``Transient``, tried again within ``retries``."""
     return retries.call(
         lambda: _fetch_jwks_once(jwks_url, http=http, timeout=timeout),
         what="PagerDuty JWKS",
+        sleep=sleep,
     )
 
 

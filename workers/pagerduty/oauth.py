@@ -17,8 +17,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -327,6 +328,7 @@ def exchange_code(
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
     retries: Retries = EXCHANGE_RETRIES,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> TokenSet:
     """Trade an authorization code (valid 30 s) for tokens.
 
@@ -348,6 +350,7 @@ def exchange_code(
             code_verifier=code_verifier,
         ),
         what="PagerDuty token endpoint (code exchange)",
+        sleep=sleep,
     )
 
 
@@ -360,6 +363,7 @@ def refresh(
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
     retries: Retries = REFRESH_RETRIES,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> TokenSet:
     """A new token set. PagerDuty rotates the refresh token: store the new one before using the
     access token, and never refresh the same connection twice at once (hold a lock).
@@ -378,4 +382,5 @@ def refresh(
             refresh_token=refresh_token,
         ),
         what="PagerDuty token endpoint (refresh)",
+        sleep=sleep,
     )

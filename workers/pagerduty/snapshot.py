@@ -9,20 +9,19 @@ What is read, and why (docs/sync-and-disconnect.md has the request counts):
   bound schedules reference are read (``/schedules/{id}/users`` for v2, ``/users/{id}`` for
   the rest). Either way the account's size never breaks a sync.
 * **Schedules**: ``GET /schedules`` (v2: name, members, escalation policies) and
-  ``GET /v3/schedules`` plus one detail per v3 schedule (members; on-call for bound ones). v3 is
-  optional: a 400/402/403 there keeps v2 syncing and says so in words.
+  ``GET /v3/schedules`` plus a detail per bound v3 schedule (members, on-call), per unbound one
+  only with the user listing (daily). v3 is optional: a 400/402/403 keeps v2 syncing.
 * **Who is on call**, for bound schedules only, never from the list (it does not render it,
   PagerDuty/api-schema#430): batched ``GET /oncalls?schedule_ids[]=...`` (v3 schedules too,
   since PagerDuty's 2026-03-18 schema) with a detail read (``GET /schedules/{id}?since&until``
   or the v3 detail) for every bound schedule ``/oncalls`` does not show (no escalation policy
   uses it, or nobody is on call) or when ``/oncalls`` is refused.
-* **Deleted users** stay on schedules as placeholders; they come back as inactive ``User``\\ s,
-  never linkable, never a reason to fail.
+* **Deleted users** come back as inactive ``User``\\ s, never linkable, never a reason to fail.
 
 ``read_snapshot`` is the **directory read** (all of the above). ``read_check`` is the **on-call
 check** run every interval in between: only who is on call for the bound schedules the mirror
-knows (``/oncalls`` for all of them, a detail for those it did not show); members are the
-mirror's, no schedule list, no users.
+knows (``/oncalls`` for all of them, over now only: workers.pagerduty.window; a detail for
+those it did not show); members are the mirror's, no schedule list, no users.
 
 Any read that fails for the whole account raises: nothing has been written yet. A failure that
 concerns one bound schedule (gone, hidden) is recorded in ``unreadable`` and that rotation keeps
@@ -44,28 +43,26 @@ from workers.pagerduty.errors import (
     NotFound,
     PagerDutyError,
     PaginationLimit,
-    RateLimited,
 )
 from workers.pagerduty.interfaces import PagerDutyReader
+from workers.pagerduty.oncall_read import SCHEDULE_GONE, SCHEDULE_HIDDEN, read_on_call, reason
 from workers.pagerduty.parsing import whole_second
-from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
+from workers.pagerduty.records import Schedule, Timeline, User, UserRef
 from workers.pagerduty.transport import MAX_OFFSET_WINDOW, PAGE_LIMIT
+from workers.pagerduty.window import CHECK_WINDOW, StoredOnCall, stale
 
 log = logging.getLogger(__name__)
 
 # Which of these PagerDuty user ids the mirror has (id -> active): the caller's lookup.
 KnownUsers = Callable[[Collection[str]], Mapping[str, bool]]
 
-# How far ahead each bound schedule's on-call is read. The same request answers "who is on call
-# now" and "who is next", so a longer window costs bytes, not requests.
+# How far ahead each bound schedule's on-call is read (its handoffs are planned from it).
 DEFAULT_HORIZON = timedelta(hours=6)
 
 V3_UNAVAILABLE = (
     "PagerDuty refused to list this account's shift-based (v3) schedules ({reason}); layer-based "
     "schedules keep syncing, and rotations bound to v3 schedules keep their last state."
 )
-SCHEDULE_GONE = "PagerDuty says this schedule no longer exists"
-SCHEDULE_HIDDEN = "PagerDuty does not let this connection read this schedule"
 
 
 @dataclass(frozen=True)
@@ -91,6 +88,11 @@ class AccountSnapshot:
     # False: the user directory was not listed (only new people, by id): the mirror keeps the
     # users it has and adds or updates these.
     users_read: bool = True
+    # A check's bound schedules whose on-call now is what the stored timeline says (read for
+    # one second only, workers.pagerduty.window): their stored on-call and handoffs stay.
+    confirmed: frozenset[str] = frozenset()
+    # Rows /oncalls gave each schedule at ``fetched_at``: how the next check packs its batches.
+    oncall_rows: Mapping[str, int] = field(default_factory=dict)
 
     def on_call(self, schedule_id: str, moment: datetime | None = None) -> tuple[UserRef, ...]:
         timeline = self.timelines.get(schedule_id)
@@ -133,21 +135,26 @@ def read_snapshot(
     except (BadRequest, NoApiAccess, Forbidden, NotFound) as exc:
         # v3 may be gated by an ability or a scope nobody documents: v2 goes on regardless.
         v3_listed, v3_refs = False, []
-        notices.append(V3_UNAVAILABLE.format(reason=_reason(exc)))
-    v3_details = bulk.v3_schedule_timelines(reader, [r.id for r in v3_refs], moment, until)
+        notices.append(V3_UNAVAILABLE.format(reason=reason(exc)))
+    # One detail per v3 schedule: unbound ones' members wait for the daily read (read_users).
+    v3_read = [r.id for r in v3_refs if read_users or r.id in bound_ids]
+    v3_details = bulk.v3_schedule_timelines(reader, v3_read, moment, until)
     for ref in v3_refs:
-        timeline = v3_details[ref.id]
+        timeline = v3_details.get(ref.id)
         if isinstance(timeline, NotFound):
             log.info("v3 schedule %s vanished during the sync", ref.id)
             continue
         if not isinstance(timeline, Timeline):
-            refused = (
-                timeline if isinstance(timeline, PagerDutyError) else PagerDutyError(str(timeline))
-            )
+            # Refused, or not read this time: the mirror keeps its members and time zone.
             schedules[ref.id] = Schedule(ref.id, ref.name, "v3", None)
             members_unknown.add(ref.id)
-            if ref.id in bound_ids:
-                unreadable[ref.id] = f"{SCHEDULE_HIDDEN} ({_reason(refused)})"
+            if ref.id in bound_ids and timeline is not None:
+                why = (
+                    reason(timeline)
+                    if isinstance(timeline, PagerDutyError)
+                    else type(timeline).__name__
+                )
+                unreadable[ref.id] = f"{SCHEDULE_HIDDEN} ({why})"
             continue
         # During an upgrade a schedule may show in both lists: v3 is the live one.
         schedules[ref.id] = Schedule(
@@ -157,9 +164,11 @@ def read_snapshot(
             timelines[ref.id] = timeline
 
     bound_v2 = sorted(s for s in bound_ids if s in schedules and schedules[s].version == "v2")
-    oncall_users, gone = _read_on_call(
-        reader, schedules, bound_v2, moment, until, timelines, unreadable, use_oncalls
-    )
+    rows: dict[str, int] = {}
+    oncall_users, gone = read_on_call(
+        reader, schedules, bound_v2, moment, until, timelines, unreadable, use_oncalls,
+        rows_seen=rows,
+    )  # fmt: skip
     unreadable.update((sid, SCHEDULE_GONE) for sid in gone)
     for user in oncall_users.values():
         users.setdefault(user.id, user)
@@ -187,6 +196,7 @@ def read_snapshot(
         requests_made=sum(delta.values()),
         requests_by_endpoint=delta,
         users_read=read_users,
+        oncall_rows=rows,
     )
 
 
@@ -197,14 +207,17 @@ def read_check(
     now: datetime | None = None,
     horizon: timedelta = DEFAULT_HORIZON,
     use_oncalls: bool = True,
+    stored: StoredOnCall | None = None,
+    rows_hint: Mapping[str, int] | None = None,
 ) -> AccountSnapshot:
     """The on-call check: who is on call over [now, now + horizon) for the bound schedules the
     mirror ``known``\\s (their version and members, as the last directory read left them).
 
-    ``/oncalls`` for all of them, v2 and v3 alike (it reports v3 since PagerDuty's 2026-03-18
-    schema), then a detail only for those it did not show: no policy uses them, nobody is on
-    call, or ``/oncalls`` left v3 out after all (facts file: either way the detail answers).
-    No schedule list, no users: members change on the directory cadence. A bound schedule
+    ``/oncalls`` for all of them, v2 and v3 alike (PagerDuty's 2026-03-18 schema), then a detail
+    only for those it did not show: no policy uses them, nobody is on call, or ``/oncalls`` left
+    v3 out after all (facts file). With ``stored``, ``/oncalls`` is asked about now only, and the
+    window again only where the stored timeline is wrong now (workers.pagerduty.window); a
+    detail costs one request whatever its window: it reads the whole one. A bound schedule
     whose detail answers 404 is left out of ``schedules``, which the caller takes as "read the
     directory" (it says whether the schedule is gone or moved to the other version)."""
     moment = whole_second(now)
@@ -213,9 +226,25 @@ def read_check(
     schedules = {s.id: s for s in known}
     timelines: dict[str, Timeline] = {}
     unreadable: dict[str, str] = {}
-    users, gone = _read_on_call(
-        reader, schedules, sorted(schedules), moment, until, timelines, unreadable, use_oncalls
-    )
+    oncalls_until = until if stored is None else moment + CHECK_WINDOW
+    rows: dict[str, int] = {}
+    users, gone = read_on_call(
+        reader, schedules, sorted(schedules), moment, oncalls_until, timelines, unreadable,
+        use_oncalls, detail_until=until, rows_hint=rows_hint, rows_seen=rows,
+    )  # fmt: skip
+    now_only = [sid for sid, t in timelines.items() if t.until < until]
+    confirmed: frozenset[str] = frozenset()
+    if stored is not None and now_only:
+        again = stale(timelines, now_only, stored(now_only, moment), moment)
+        confirmed = frozenset(now_only) - set(again)
+        for sid in again:  # read again: the detail answers where /oncalls shows nobody
+            del timelines[sid]
+        more, also_gone = read_on_call(
+            reader, schedules, again, moment, until, timelines, unreadable, use_oncalls,
+            rows_seen=rows,
+        )  # fmt: skip
+        users.update(more)
+        gone += also_gone
     for sid in gone:
         del schedules[sid]
     after = reader.requests_by_endpoint
@@ -231,6 +260,8 @@ def read_check(
         requests_by_endpoint=delta,
         directory_read=False,
         users_read=False,
+        confirmed=confirmed,
+        oncall_rows=rows,
     )
 
 
@@ -268,10 +299,6 @@ def _new_people(
     return [uid for uid in asked if uid not in known or (refs[uid].deleted and known[uid])]
 
 
-def _reason(exc: PagerDutyError) -> str:
-    return f"HTTP {exc.status}" if exc.status else type(exc).__name__
-
-
 def _read_users(reader: PagerDutyReader) -> tuple[dict[str, User], bool]:
     """Every user when PagerDuty can list them all; else (False) the first page only."""
     first = reader.users_page(offset=0, limit=PAGE_LIMIT, total=True)
@@ -288,57 +315,6 @@ def _read_users(reader: PagerDutyReader) -> tuple[dict[str, User], bool]:
     for user in rest:
         users.setdefault(user.id, user)
     return users, True
-
-
-def _read_on_call(
-    reader: PagerDutyReader,
-    schedules: Mapping[str, Schedule],
-    ids: list[str],
-    since: datetime,
-    until: datetime,
-    timelines: dict[str, Timeline],
-    unreadable: dict[str, str],
-    use_oncalls: bool,
-) -> tuple[dict[str, User], list[str]]:
-    """Timelines of ``ids`` (v2 or v3): /oncalls in batches, the detail for the rest. Returns
-    the users /oncalls embedded and the schedules whose detail answered 404 (gone)."""
-    users: dict[str, User] = {}
-    via_detail = list(ids)
-    # A schedule no escalation policy uses never appears in /oncalls: go straight to its
-    # detail. ``None`` (the mirror does not keep policies): ask /oncalls, the detail follows.
-    in_policies = [s for s in ids if schedules[s].escalation_policy_ids != ()]
-    if use_oncalls and in_policies:
-        try:
-            shifts, users = reader.oncalls(in_policies, since, until)
-        except (Forbidden, NoApiAccess, BadRequest, RateLimited) as exc:
-            # No oncalls.read scope, an ability, or /oncalls' own rate limit: the detail of
-            # each schedule answers the same question, one request each.
-            log.info("GET /oncalls unavailable (%s); reading schedule details", _reason(exc))
-        else:
-            by_schedule: dict[str, list[Shift]] = {}
-            for shift in shifts:
-                by_schedule.setdefault(shift.schedule_id, []).append(shift)
-            for sid, found in by_schedule.items():
-                if sid in schedules:
-                    timelines[sid] = Timeline(
-                        sid, since, until, tuple(found), members=schedules[sid].members
-                    )
-            # Absent: nobody on call in the window, or /oncalls filtered it; the detail knows.
-            via_detail = [s for s in ids if s not in timelines]
-    v2 = [s for s in via_detail if schedules[s].version != "v3"]
-    got = bulk.schedule_timelines(reader, v2, since, until)
-    got.update(
-        bulk.v3_schedule_timelines(reader, [s for s in via_detail if s not in v2], since, until)
-    )
-    gone: list[str] = []
-    for sid, detail in got.items():
-        if isinstance(detail, NotFound):
-            gone.append(sid)
-        elif isinstance(detail, PagerDutyError):
-            unreadable[sid] = f"{SCHEDULE_HIDDEN} ({_reason(detail)})"
-        elif isinstance(detail, Timeline):
-            timelines[sid] = detail
-    return users, gone
 
 
 def _read_referenced_users(

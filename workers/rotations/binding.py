@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import (
+    AuditAction,
     PagerDutySchedule,
     Rotation,
     RotationMode,
@@ -92,7 +93,7 @@ def bind_rotation(
     audit(
         session,
         actor.workspace_id,
-        "rotation.pagerduty.bind",
+        AuditAction.ROTATION_BIND,
         actor_member_id=actor.member_id,
         rotation_id=rotation.id,
         schedule_id=schedule_id,
@@ -126,7 +127,7 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
         audit(
             session,
             actor.workspace_id,
-            "rotation.pagerduty.unbind",
+            AuditAction.ROTATION_UNBIND,
             actor_member_id=actor.member_id,
             rotation_id=rotation.id,
             previous_schedule_id=previous,

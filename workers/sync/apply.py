@@ -24,7 +24,6 @@ from workers.pagerduty.snapshot import AccountSnapshot
 from workers.rotations.locking import bound_rotations_for_update
 from workers.rotations.on_call import RotationWant, write_on_call
 from workers.sync import messages
-from workers.sync.digest import digest as check_digest
 from workers.sync.mirror import ApplyResult, apply_mirror
 
 __all__ = ["ApplyResult", "apply_snapshot"]
@@ -84,12 +83,15 @@ def _sync_rotations(
             Rotation.last_synced_at,
         )
     ).all()
-    pending = handoff_plan.pending_by_rotation(session, [r.id for r in bound])
+    replanned = [r.id for r in bound if r.pagerduty_schedule_id not in snapshot.confirmed]
+    pending = handoff_plan.pending_by_rotation(session, replanned)
     on_call = handoff_plan.on_call_now(snapshot, now)
     # Schedules whose on-call is kept as it is (the mirror's rows and their rotations alike).
-    kept = set(snapshot.unreadable)
+    kept = set(snapshot.unreadable) | snapshot.confirmed
     wants: list[RotationWant] = []
     for rot in bound:
+        if rot.pagerduty_schedule_id in snapshot.confirmed:
+            continue  # the check found on call whom the stored timeline says: it stays
         want = _rotation_want(rot, schedules, snapshot, member_of_user, out)
         if want is None:
             kept.add(rot.pagerduty_schedule_id)
@@ -115,14 +117,6 @@ def _sync_rotations(
     out.deleted += written.deleted
     out.rotations_changed = written.rotations_touched
     out.unmatched_on_call = len({uid for _sid, uid in written.on_call if uid not in member_of_user})
-    if not snapshot.members_unknown:
-        out.digest = check_digest(
-            snapshot,
-            now,
-            generation=conn.generation,
-            rotations=[(rot.id, rot.pagerduty_schedule_id) for rot in bound],
-            member_of_user=member_of_user,
-        )
 
 
 def _rotation_want(

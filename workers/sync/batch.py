@@ -11,8 +11,9 @@ check_connections``). It reads as its stages, each once for the whole batch:
 3. **read**: the checks' PagerDuty reads in flight together on a bounded thread pool (each
    connection keeps its own rate limiter key ``conn-<id>``; the HTTP pool is the process's);
    the single passes run on the same pool.
-4. **decide**: in memory. A check is quiet when its digest (``workers.sync.digest``) equals the
-   one the last applied pass stored on the connection and it names nobody the mirror lacks.
+4. **decide**: in memory. The check compared PagerDuty's "now" with the stored timeline the
+   plan read for the batch (``AccountSnapshot.confirmed``); a check is quiet when every bound
+   schedule was confirmed and it names nobody the mirror lacks: apply would keep them all.
 5. **record**: the quiet ones in one UPDATE (``last_checked_at``, fenced by generation and
    status; no row inserted); every other one through the single pass's apply or failure
    ending (row lock, generation fence, events through the outbox, handoff timeline), as today.
@@ -44,7 +45,7 @@ from workers.pagerduty.snapshot import AccountSnapshot, referenced_users
 from workers.sync import run
 from workers.sync.batch_plan import CheckPlan, Route, add_named_users, plan_batch
 from workers.sync.coalescing import SYNC_LEASE_SECONDS, lease_name, rerun_flag
-from workers.sync.digest import digest
+from workers.sync.endings import record_failure
 from workers.sync.kinds import Outcome, SyncKind
 from workers.sync.records import RunContext, SyncResult
 from workers.tasking.contract import RETRY_POLICIES, SYNC_CONNECTION, Family
@@ -130,8 +131,7 @@ def _check(
         for future in passes:
             _count(out, future.result(), Route.SINGLE)
     _look_up_named(reads)
-    now = clock()
-    quiet = [r for r in reads if _is_quiet(r, now)]
+    quiet = [r for r in reads if _is_quiet(r)]
     _record_quiet(quiet)
     out.quiet = len(quiet)
     out.requests += sum(r.ctx.requests_made() for r in quiet)
@@ -153,7 +153,12 @@ def _read(
         client = make_client(plan.cred)
         ctx.clients.append(client)
         read.snapshot = run.read_plain_check(
-            client, plan.read, started_at, run.may_read_oncalls(plan.cred)
+            plan.cid,
+            client,
+            plan.read,
+            started_at,
+            run.may_read_oncalls(plan.cred),
+            stored=plan.stored_on_call,
         )
     except Exception as exc:  # recorded by the record stage, for this connection alone
         read.error = exc
@@ -189,10 +194,10 @@ def _look_up_named(reads: list[CheckRead]) -> None:
     )
 
 
-def _is_quiet(read: CheckRead, now: datetime) -> bool:
+def _is_quiet(read: CheckRead) -> bool:
     """Would applying this check write nothing? Decided against the plan's reads alone."""
     check, plan = read.snapshot, read.plan
-    if check is None or plan.digest is None or check.unreadable:
+    if check is None or check.unreadable:
         return False
     if any(r.never_synced or r.schedule_id is None for r in plan.rotations):
         return False
@@ -202,16 +207,10 @@ def _is_quiet(read: CheckRead, now: datetime) -> bool:
         known = plan.users.get(uid)
         if known is None or (ref.deleted and known.active):
             return False  # someone new (or deleted since): the single pass looks them up
-    members = {uid: u.member_id for uid, u in plan.users.items() if u.active}
-    assert plan.cred is not None
-    found = digest(
-        check,
-        now,
-        generation=plan.cred.generation,
-        rotations=[(r.rotation_id, r.schedule_id) for r in plan.rotations],
-        member_of_user=members,
-    )
-    return found == plan.digest
+    # PagerDuty has on call now whom the stored timeline says, for every bound schedule: apply
+    # would keep them all as they are (workers.sync.apply). Otherwise that schedule's window
+    # was read again and apply decides from the database what changes.
+    return plan.read.bound <= check.confirmed
 
 
 def _record_quiet(quiet: list[CheckRead]) -> None:
@@ -274,7 +273,7 @@ def _finish(
         return ctx.apply(snapshot, clock)
     except Exception as exc:
         try:
-            return run.record_failure(ctx, exc)
+            return record_failure(ctx, exc)
         except Exception:
             log.exception("a batch's check failed", extra={"connection_id": str(plan.cid)})
             return SyncResult(status=Outcome.FAILED, connection_id=str(plan.cid))

@@ -1,8 +1,10 @@
-"""The batch's plan stage: what each connection of a batch reads, from three statements.
+"""The batch's plan stage: what each connection of a batch reads, from five statements.
 
 One statement reads the connections (with their secrets' ciphertext), one their workspaces'
-bound rotations with the version the mirror knows each schedule as, one the mirrored members of
-those schedules (who they are in the workspace). Each connection then takes one route:
+bound rotations with the schedules as the mirror has them, one the mirrored members of those
+schedules (who they are in the workspace), two who the stored timeline has on call now (the
+on-call mirror and the due handoffs: what the check compares PagerDuty's "now" with). Each
+connection then takes one route:
 
 * ``CHECK``: the on-call check, read in the batch and decided in memory (``workers.sync.batch``);
 * ``SINGLE``: the single pass (``workers.sync.run.sync_once``), when it has more to do than a
@@ -13,7 +15,7 @@ those schedules (who they are in the workspace). Each connection then takes one 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -27,16 +29,20 @@ from models import (
     AuthMethod,
     ConnectionStatus,
     PagerDutyConnection,
+    PagerDutyOnCall,
     PagerDutySchedule,
     PagerDutyScheduleMember,
     PagerDutyUser,
     Rotation,
     RotationMode,
+    ScheduledHandoff,
 )
 from workers.connections.tokens import ConnectionCredential
 from workers.core import crypto
 from workers.core.db import transaction
 from workers.core.settings import get_settings
+from workers.handoffs.plan import read_stored_on_call
+from workers.pagerduty.parsing import whole_second
 from workers.pagerduty.records import Credential, Schedule, UserRef
 from workers.sync.kinds import SyncKind
 from workers.sync.run import ReadPlan, users_due
@@ -69,7 +75,6 @@ class CheckPlan:
     route: Route
     status: str | None = None
     cred: ConnectionCredential | None = None
-    digest: str | None = None  # what the last applied pass made true
     rotations: list[BoundRotation] = field(default_factory=list)
     users: dict[str, KnownUser] = field(default_factory=dict)
     v3_bound: set[str] = field(default_factory=set)  # bound schedules the mirror knows as v3
@@ -77,6 +82,19 @@ class CheckPlan:
     names: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     members: dict[str, list[UserRef]] = field(default_factory=dict)
     users_due: bool = False  # a directory read this pass would list the users too
+    # Who the stored timeline has on call at ``stored_at`` (mirror, or a due handoff), per bound
+    # schedule: what the check compares PagerDuty's "now" with (workers.pagerduty.window).
+    stored_at: datetime | None = None
+    stored: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def stored_on_call(
+        self, schedule_ids: Collection[str], at: datetime
+    ) -> Mapping[str, frozenset[str]]:
+        """The check's ``stored`` callback: what the plan read for the batch (its own
+        transaction only for another instant, which a check of this plan does not ask)."""
+        if at != self.stored_at:
+            return read_stored_on_call(self.cid, schedule_ids, at)
+        return {sid: self.stored.get(sid, frozenset()) for sid in schedule_ids}
 
     @cached_property
     def read(self) -> ReadPlan:
@@ -93,13 +111,14 @@ class CheckPlan:
 
 
 def plan_batch(ids: Sequence[uuid.UUID], now: datetime) -> list[CheckPlan]:
-    """Each connection's route and, for a check, what it needs, in three statements."""
+    """Each connection's route and, for a check, what it needs, in five statements."""
     with transaction() as session:
         plans = [_route(row, now) for row in _connections(session, ids)]
         checks = {p.cid: p for p in plans if p.route is Route.CHECK}
         if checks:
             _add_rotations(session, checks)
             _add_users(session, checks)
+            _add_stored(session, checks, whole_second(now))
     return plans
 
 
@@ -117,7 +136,6 @@ def _connections(session: Session, ids: Sequence[uuid.UUID]) -> Any:
             c.granted_scopes,
             c.directory_read_at,
             c.sync_requested_at,
-            c.check_digest,
             c.users_read_at,
             type_coerce(c.api_key, Text).label("raw_api_key"),
             type_coerce(c.access_token, Text).label("raw_access_token"),
@@ -154,7 +172,7 @@ def _route(row: Any, now: datetime) -> CheckPlan:
         expires_at=row.access_token_expires_at,
         scopes=frozenset((row.granted_scopes or "").split()) if oauth else None,
     )
-    plan = CheckPlan(row.id, Route.CHECK, row.status, cred, row.check_digest)
+    plan = CheckPlan(row.id, Route.CHECK, row.status, cred)
     plan.users_due = users_due(SyncKind.SCHEDULED, row.users_read_at, now)
     return plan
 
@@ -220,3 +238,27 @@ def add_named_users(wanted: dict[uuid.UUID, set[str]], plans: dict[uuid.UUID, Ch
         )
         for cid, uid, active, member_id in rows:
             plans[cid].users[str(uid)] = KnownUser(bool(active), member_id)
+
+
+def _add_stored(session: Session, checks: dict[uuid.UUID, CheckPlan], at: datetime) -> None:
+    """``handoffs.plan.stored_on_call`` for every connection of the batch at once: the on-call
+    mirror, overridden by the latest handoff due by ``at`` (the check's instant)."""
+    sids = sorted({sid for p in checks.values() for sid in p.names})
+    found: dict[uuid.UUID, dict[str, set[str]]] = {cid: {} for cid in checks}
+    if sids:
+        oc, sh = PagerDutyOnCall, ScheduledHandoff
+        for cid, sid, uid in session.execute(
+            select(oc.connection_id, oc.schedule_pagerduty_id, oc.user_pagerduty_id).where(
+                oc.connection_id.in_(list(checks)), oc.schedule_pagerduty_id.in_(sids)
+            )
+        ):
+            found[cid].setdefault(sid, set()).add(uid)
+        for cid, sid, user_ids in session.execute(
+            select(sh.connection_id, sh.schedule_id, sh.user_ids)
+            .where(sh.connection_id.in_(list(checks)), sh.schedule_id.in_(sids), sh.at <= at)
+            .order_by(sh.at, sh.id)
+        ):
+            found[cid][sid] = set(user_ids)  # by instant: the latest wins, as the loop applies
+    for cid, plan in checks.items():
+        plan.stored_at = at
+        plan.stored = {sid: frozenset(found[cid].get(sid, ())) for sid in plan.names}

@@ -38,8 +38,6 @@ class ApplyResult:
     rotations_changed: int = 0
     unmatched_on_call: int = 0
     warnings: list[str] = field(default_factory=list)
-    # What this pass made true (workers.sync.digest); None when it cannot vouch for it.
-    digest: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -135,6 +133,10 @@ def apply_mirror(
     kept = set(snapshot.members_unknown)
     if not snapshot.v3_listed:
         kept |= {pid for pid, row in have_schedules.items() if row.version == "v3"}
+    for pid in kept & want_schedules.keys() & have_schedules.keys():
+        # Listed, but its detail was not read: the time zone only the detail gives stays.
+        if want_schedules[pid]["time_zone"] is None:
+            want_schedules[pid]["time_zone"] = have_schedules[pid].time_zone
     for pid in kept - want_schedules.keys():
         if pid in have_schedules:
             row = have_schedules[pid]

@@ -263,9 +263,6 @@ class RunContext:
                 self._answer(conn)
             else:
                 applied = apply_snapshot(session, conn, snapshot, now=clock())
-                # What this pass made true, for the next batch's check (the handoff loop may
-                # have moved it since the last apply: a quiet pass stores it too).
-                conn.check_digest = applied.digest
                 if self._quiet(conn, applied):
                     return self._checked(conn, snapshot)
                 # Connection bookkeeping only when it changes something (see the docs).

@@ -48,16 +48,10 @@ from workers.connections.tokens import (
 )
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
-from workers.core.outages import is_transient_database_error
 from workers.core.settings import get_settings
+from workers.handoffs.plan import read_stored_on_call
 from workers.pagerduty.errors import (
-    Forbidden,
     InvalidCredentials,
-    NoApiAccess,
-    PagerDutyError,
-    PaginationLimit,
-    RateLimited,
-    Transient,
 )
 from workers.pagerduty.factory import pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
@@ -68,8 +62,10 @@ from workers.pagerduty.snapshot import (
     read_snapshot,
     referenced_users,
 )
-from workers.sync import messages
+from workers.pagerduty.window import StoredOnCall
+from workers.sync import messages, oncall_rows
 from workers.sync.coalescing import coalesce
+from workers.sync.endings import record_failure
 from workers.sync.kinds import DIRECTORY_KINDS, SyncKind
 from workers.sync.records import RunContext, SyncResult
 from workers.tasking.contract import SYNC_CONNECTION
@@ -166,35 +162,6 @@ def read_with_refresh(
         return read_account(ctx.cid, client, plan, ctx.started_at, use_oncalls)
     except InvalidCredentials:
         return ctx.failed(messages.OAUTH_REJECTED, moves_to=ConnectionStatus.NEEDS_REAUTH)
-
-
-def record_failure(ctx: RunContext, exc: Exception) -> SyncResult:
-    """How a pass that raised ends: recorded in plain words (and retried where that helps), or
-    re-raised when nothing can be recorded (the database away) or it is a bug."""
-    if isinstance(exc, ConnectionUnavailable):  # NeedsReauth too: the connection says why
-        return ctx.unavailable(exc.status)
-    if isinstance(exc, RateLimited):
-        # Counted (with every 429 the client retried itself) when the run's metrics are written.
-        wait = exc.reset_after
-        return ctx.failed(messages.rate_limited(wait), retry="rate_limited", retry_after=wait)
-    if isinstance(exc, Transient):
-        return ctx.failed(messages.transient(exc), retry="transient")
-    if isinstance(exc, NoApiAccess):
-        return ctx.failed(messages.NO_API_ACCESS, moves_to=ConnectionStatus.INVALID)
-    if isinstance(exc, Forbidden):
-        return ctx.failed(messages.forbidden(exc.missing))
-    if isinstance(exc, PaginationLimit):
-        return ctx.failed(messages.too_large(exc))
-    if isinstance(exc, PagerDutyError):
-        return ctx.failed(messages.unusable(exc))
-    if not is_transient_database_error(exc):
-        # A bug, a soft time limit: record it in plain words, then let the task machinery see
-        # the exception. (With the database away nothing can be recorded: the task retries.)
-        try:
-            ctx.failed(messages.internal_error(exc))
-        except Exception:
-            log.exception("could not record the failed sync run")
-    raise exc
 
 
 # A pass that started answering a "sync now" ends within the task's hard time limit.
@@ -318,15 +285,32 @@ def read_account(
     """The check when it suffices, else the directory read (module globals: tests hook them)."""
     if plan.directory:
         return read_directory(cid, reader, plan, now, use_oncalls)
-    check = read_plain_check(reader, plan, now, use_oncalls)
+    check = read_plain_check(cid, reader, plan, now, use_oncalls)
     return complete_check(cid, reader, plan, check, now, use_oncalls)
 
 
 def read_plain_check(
-    reader: PagerDutyReader, plan: ReadPlan, now: datetime, use_oncalls: bool
+    cid: uuid.UUID,
+    reader: PagerDutyReader,
+    plan: ReadPlan,
+    now: datetime,
+    use_oncalls: bool,
+    stored: StoredOnCall | None = None,
 ) -> AccountSnapshot:
-    """The on-call check alone (the batch's read stage: a thin call into snapshot.py)."""
-    return read_check(reader, known=plan.known, now=now, use_oncalls=use_oncalls)
+    """The on-call check alone (the batch's read stage: a thin call into snapshot.py).
+    ``stored``: who the stored timeline has on call (read here when not given; a batch gives
+    what it read for all its connections at once)."""
+    return oncall_rows.packed(
+        cid,
+        lambda hint: read_check(
+            reader,
+            known=plan.known,
+            now=now,
+            use_oncalls=use_oncalls,
+            stored=stored or (lambda ids, at: read_stored_on_call(cid, ids, at)),
+            rows_hint=hint,
+        ),
+    )
 
 
 def complete_check(

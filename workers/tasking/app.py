@@ -131,6 +131,8 @@ class RRPDTask(Task):  # type: ignore[misc]
             # The database is away, or broke a deadlock: the unit of work rolled back whole (or
             # never began), so it is tried again later. Celery publishes the retry before it
             # acks this delivery, so the work is never lost in between.
+            if request.retries >= DATABASE_OUTAGE_MAX_RETRIES:
+                raise  # spent: the task fails with its real error (no backoff drawn for nothing)
             why = "database unavailable" if is_database_outage(exc) else "database conflict"
             log.warning("%s (%s); retrying", why, type(exc).__name__)
             raise self.retry(
@@ -180,10 +182,6 @@ class SyncTask(RRPDTask):
     family = Family.SYNC
 
 
-class DisconnectTask(RRPDTask):
-    family = Family.DISCONNECT
-
-
 class BeatTask(RRPDTask):
     """Fired by beat; never retried (the next round does the same work)."""
 
@@ -191,7 +189,7 @@ class BeatTask(RRPDTask):
 
 
 TASK_BASES: dict[Family, type[RRPDTask]] = {
-    base.family: base for base in (RRPDTask, ConnectTask, SyncTask, DisconnectTask, BeatTask)
+    base.family: base for base in (RRPDTask, ConnectTask, SyncTask, BeatTask)
 }
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -65,7 +65,6 @@ class Family(StrEnum):
 
     CONNECT = "connect"
     SYNC = "sync"
-    DISCONNECT = "disconnect"
     BEAT = "beat"
     ONCE = "once"
 
@@ -77,10 +76,6 @@ RETRY_POLICIES: Mapping[Family, RetryPolicy | None] = {
     ),
     Family.SYNC: RetryPolicy(
         base=5.0, cap=300.0, retried="PagerDuty unreachable or rate limited", reset_jitter=2.0
-    ),
-    # The transaction rolled back as a whole, so trying again is safe.
-    Family.DISCONNECT: RetryPolicy(
-        base=2.0, cap=60.0, retried="a database `OperationalError` only", honours_reset=False
     ),
     # Beat fires again at the next interval; a one-shot task has nothing to retry.
     Family.BEAT: None,
@@ -330,8 +325,12 @@ DISCONNECT = TaskSpec(
     ),
     soft_time_limit=30,
     time_limit=60,
-    family=Family.DISCONNECT,
-    max_retries=5,
+    # Its only transient failure is the database's, which the task base retries for every task
+    # (a family of its own retried it a second time, with another backoff).
+    family=Family.ONCE,
+    max_retries=0,
+    no_retry_because="its one transient failure, the database's, is retried as for every "
+    "task: below",
     result="`{status, connection_id, rotations_made_manual, mirror_rows_deleted}`",
 )
 REVOKE_TOKENS = TaskSpec(

@@ -2,13 +2,15 @@
 
 ``workers.tasking.docs`` renders both into docs/tasks.md beside the task table; a test compares
 each task's words with the ones its code can return (the ``Literal`` types of
-``workers.connections.activation``, ``tasks.connections`` and ``workers.disconnect.transaction``,
-and the sync's ``SyncResult`` statuses), so a word cannot be added or renamed unseen.
+``workers.connections.activation`` and ``tasks.connections``, the sync's ``SyncResult``
+statuses; a disconnect's are the ``DisconnectOutcome`` enum below, which its code returns), so
+a word cannot be added or renamed unseen.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,22 @@ _CHECK = (
         "or discard it",
     ),
 )
+
+
+class DisconnectOutcome(StrEnum):
+    """What ``pagerduty.disconnect`` answers in ``status`` (workers.disconnect.transaction)."""
+
+    DISCONNECTED = "disconnected"
+    ALREADY_DISCONNECTED = "already_disconnected"
+    NOT_FOUND = "not_found"
+
+
+# What each means: docs/tasks.md's rows for the task are generated from the enum and this.
+DISCONNECT_MEANINGS: dict[DisconnectOutcome, str] = {
+    DisconnectOutcome.DISCONNECTED: "done now: rotations Manual, credentials and copies deleted",
+    DisconnectOutcome.ALREADY_DISCONNECTED: "it was done before; nothing written",
+    DisconnectOutcome.NOT_FOUND: "no connection has this id; nothing done",
+}
 
 # task name -> (the result field holding the word, its words); refused is every task's too.
 RESULT_WORDS: dict[str, tuple[str, tuple[Word, ...]]] = {
@@ -109,11 +127,7 @@ RESULT_WORDS: dict[str, tuple[str, tuple[Word, ...]]] = {
     ),
     "pagerduty.disconnect": (
         "status",
-        (
-            Word("disconnected", "done now: rotations Manual, credentials and copies deleted"),
-            Word("already_disconnected", "it was done before; nothing written"),
-            Word("not_found", "no connection has this id; nothing done"),
-        ),
+        tuple(Word(o.value, DISCONNECT_MEANINGS[o]) for o in DisconnectOutcome),
     ),
 }
 

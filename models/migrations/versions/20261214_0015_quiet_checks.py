@@ -1,6 +1,5 @@
 """A quiet scheduled check writes no ``sync_runs`` row: the connection row keeps when it last
-checked (``last_checked_at``, ``last_check_ms``, ``last_check_requests``) and what the last
-applied pass made true (``check_digest``), so a batch decides quiet checks in memory
+checked (``last_checked_at``, ``last_check_ms``, ``last_check_requests``)
 (docs/sync-and-disconnect.md, "Quiet checks").
 
 Revision ID: 0015
@@ -28,12 +27,10 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("last_check_ms", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("last_check_requests", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("check_digest", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("pagerduty_connections") as batch:
-        batch.drop_column("check_digest")
         batch.drop_column("last_check_requests")
         batch.drop_column("last_check_ms")
         batch.drop_column("last_checked_at")

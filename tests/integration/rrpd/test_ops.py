@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import AuditEvent, ConnectionStatus, SyncRun, TaskRecord, utcnow
+from models.connection import STATUS_MEANINGS
 from rrpd.cli import cli
 from tests.support import factories
 from tests.support.outbox import CommittedTasks, as_call, paused_outbox
@@ -446,3 +447,38 @@ def _rotations(workspace_id):  # type: ignore[no-untyped-def]
 
     with transaction() as s:
         return list_rotations(s, workspace_id)
+
+
+@pytest.mark.parametrize(
+    "status", [s for s in ConnectionStatus if STATUS_MEANINGS[s].deadline is not None]
+)
+def test_attention_calls_a_connection_stuck_exactly_when_the_deadlines_loop_drives_it(
+    session: Session, published: CommittedTasks, status: ConnectionStatus
+) -> None:
+    """One table says both: never stuck while its task is still on time, stuck once the
+    deadlines loop had to drive it (not 15 minutes later, when the loop had long ended it)."""
+    from workers.deadlines.drive import run_round
+
+    meaning = STATUS_MEANINGS[status]
+    deadline = timedelta(seconds=meaning.deadline or 0)
+    conn = factories.api_key_connection(session, factories.workspace(session, "Odd"), status=status)
+    session.commit()
+
+    def began(ago: timedelta) -> None:
+        # Entered the state (or asked for a sync now) ``ago``, as the code that does it writes.
+        at = utcnow() - ago
+        conn.status_changed_at = at
+        conn.sync_requested_at = at if status is ConnectionStatus.CONNECTED else None
+        conn.expect_work(at)
+        session.commit()
+
+    margin = timedelta(seconds=2)  # the clock runs while the test does
+    began(deadline - margin)
+    assert _run("attention").exit_code == 0, "stuck before its deadline"
+    assert run_round(utcnow()).claimed == 0
+
+    began(deadline + margin)
+    result = _run("attention", "--json")
+    assert result.exit_code == 1
+    assert [i["problem"] for i in json.loads(result.output)] == [meaning.stuck_problem]
+    assert run_round(utcnow()).driven == {status.value: 1}  # the loop drives it at that moment

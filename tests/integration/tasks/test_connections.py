@@ -228,7 +228,10 @@ def test_redelivered_exchange_after_a_crash_ends_with_a_clear_error(
     conn.drive_at = utcnow() - timedelta(seconds=1)  # the taker's time is up: it died
     session.commit()
     result = oauth_exchange.exchange_oauth_code(auth.id)
-    assert result.outcome == "invalid"
+    # The deadlines loop of any live worker in this test process sees the same passed deadline
+    # and may end the validation first (workers/deadlines/drive.py, "the code is spent"): then
+    # this delivery finds the login gone and answers stale. Either way the admin reads the same.
+    assert result.outcome in ("invalid", "stale")
     session.expire_all()
     conn = session.get(PagerDutyConnection, conn.id)
     assert conn.status == "invalid"

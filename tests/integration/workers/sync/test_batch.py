@@ -11,9 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 
-from models import PagerDutyConnection, SyncRun
+from models import PagerDutyConnection, PagerDutyOnCall, SyncRun
 from tests.support.sync import (
     ACCOUNT,
     Demo,
@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.postgres_only, pytest.mark.clock]
 
 
 def _synced_demos(session: Any, sim: Any, clock: Any, binds: list[dict[str, str]]) -> list[Demo]:
-    """Connections that had their first sync (directory read, digest stored) at ``clock``."""
+    """Connections that had their first sync (the directory read) at ``clock``."""
     demos = [arrange_demo(session, sim, bind=bind) for bind in binds]
     for demo in demos:
         first = sync.sync_connection(
@@ -87,9 +87,10 @@ def test_a_batch_of_quiet_connections_inserts_no_row_and_stamps_their_checks(ses
         )
 
     assert (out.connections, out.quiet, out.applied, out.failed) == (3, 3, 0, 0)
-    # For the whole batch: the plan's three reads, one look-up of the people the checks named
+    # For the whole batch: the plan's five reads (connections, bound rotations, members, the
+    # stored on-call: mirror and due handoffs), one look-up of the people the checks named
     # beyond their schedules' members, and one UPDATE of "last checked".
-    assert len(statements) == 5, statements
+    assert len(statements) == 7, statements
     assert [w.split()[:2] for w in writes] == [["UPDATE", "pagerduty_connections"]], writes
     assert _runs(session) == runs  # no row inserted
     for demo in demos:
@@ -255,14 +256,18 @@ def test_unknown_ids_are_unavailable(session, db) -> None:
     assert (out.connections, out.quiet, out.unavailable) == (1, 0, 1)
 
 
-def test_a_check_whose_digest_moved_is_applied_without_a_row_and_the_next_is_quiet(
+def test_a_check_that_finds_the_stored_on_call_wrong_is_applied_and_the_next_is_quiet(
     session, sim
 ) -> None:
-    """The handoff loop (or anything else) moved what the last apply stored: the check goes
-    through apply, which finds nothing to write, records no run and stores the digest again."""
+    """Quiet is decided against the stored timeline read for the whole batch: where PagerDuty's
+    "now" differs from it (here the on-call mirror lost its rows), the check goes through
+    apply, which repairs it (a change: recorded); the next check confirms it and is quiet."""
     clock = fixed_clock()
     (demo,) = _synced_demos(session, sim, clock, [PRIMARY])
-    _set(demo.connection_id, check_digest="0" * 64)
+    with transaction() as s:
+        s.execute(
+            delete(PagerDutyOnCall).where(PagerDutyOnCall.connection_id == demo.connection_id)
+        )
     runs = _runs(session)
 
     first = batch.check_connections([demo.connection_id], client_factory=fast_client, now=clock)
@@ -270,5 +275,13 @@ def test_a_check_whose_digest_moved_is_applied_without_a_row_and_the_next_is_qui
 
     assert (first.applied, first.quiet) == (1, 0)
     assert (second.applied, second.quiet) == (0, 1)
-    assert _runs(session) == runs
-    assert _conn(session, demo).check_digest != "0" * 64
+    assert _runs(session) == runs + 1
+    _, duty = rotation_state(session, demo.rotations["primary"])
+    assert duty == expected_members(demo, on_call(sim, "PSPRIMA"))
+    session.rollback()
+    mirrored = session.scalar(
+        select(func.count())
+        .select_from(PagerDutyOnCall)
+        .where(PagerDutyOnCall.connection_id == demo.connection_id)
+    )
+    assert mirrored == len(on_call(sim, "PSPRIMA"))

@@ -1,6 +1,8 @@
 """The on-call check against the simulator over real sockets (the real PagerDutyClient and
 httpx transport): an override created now, on a v2 or a v3 schedule, is in the rotation after
-one check, which made the stated requests (one /oncalls) and left the directory unread."""
+one check, which made the stated requests and left the directory unread: one /oncalls over now
+when nothing changed; one more, over the handoff window of the schedule whose on-call now is not
+what the stored timeline says, after an override (workers.pagerduty.window)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ def test_an_override_reaches_the_rotation_in_one_check_over_sockets(session, sim
     first = run.sync_once(demo.connection_id, kind="initial", client_factory=fast_client)
     assert (first.status, first.read) == ("succeeded", "directory")
     sim.control.post("/stats/reset").raise_for_status()
+    quiet = run.sync_once(demo.connection_id, client_factory=fast_client)
+    assert (quiet.status, quiet.read, quiet.requests) == ("succeeded", "check", 1)
+    assert (quiet.created, quiet.updated, quiet.deleted) == (0, 0, 0)
+    sim.control.post("/stats/reset").raise_for_status()
     sim.control.post(
         f"/accounts/{ACCOUNT}/schedules/PSPRIMA/overrides",
         json={"user_id": "PUERIN1", "start": "now-1m", "duration_seconds": 600},
@@ -31,14 +37,14 @@ def test_an_override_reaches_the_rotation_in_one_check_over_sockets(session, sim
 
     check = run.sync_once(demo.connection_id, client_factory=fast_client)
 
-    assert (check.status, check.read, check.requests) == ("succeeded", "check", 1)
+    assert (check.status, check.read, check.requests) == ("succeeded", "check", 2)
     _, duty = rotation_state(session, demo.rotations["primary"])
     assert demo.members["erin"] in duty
     assert duty == expected_members(demo, on_call(sim, "PSPRIMA"))
-    # What the simulator itself counted: one /oncalls for the three bound schedules (v3 too);
-    # no user listing, no schedule list, no v3 detail.
+    # What the simulator itself counted: one /oncalls over now for the three bound schedules
+    # (v3 too), one over the window for PSPRIMA; no user listing, schedule list or v3 detail.
     stats = sim.control.get("/stats").json()
-    assert stats["by_endpoint"] == {"GET /oncalls": 1}, stats
+    assert stats["by_endpoint"] == {"GET /oncalls": 2}, stats
 
 
 def test_a_v3_override_reaches_the_rotation_in_one_check_without_a_v3_detail(session, sim) -> None:  # type: ignore[no-untyped-def]

@@ -610,3 +610,39 @@ def test_limiter_wait_counts_against_the_budget_and_its_refusal_is_final() -> No
     assert client.requests_made == 1
     assert limiter.calls == 2
     assert len(slept) == 1
+
+
+def test_oncalls_counted_asks_the_batches_given_and_counts_rows_at_since() -> None:
+    """The check packs its own batches (workers.pagerduty.window.pack) and keeps, per schedule,
+    the rows it had at the instant asked, repeats included: what its next batch will cost."""
+    asked: list[list[str]] = []
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = parse_qs(urlsplit(str(request.url)).query)
+        asked.append(q["schedule_ids[]"])
+        rows = [
+            {
+                "escalation_level": level,
+                "schedule": {"id": sid},
+                "user": {"id": f"U{sid}", "name": "N", "email": f"{sid}@x.example"},
+                "start": start,
+                "end": end,
+            }
+            for sid in q["schedule_ids[]"]
+            if sid != "SNONE"
+            for level in ((1, 2) if sid == "STWO" else (1,))
+            for start, end in (
+                ("2026-03-02T00:00:00Z", "2026-03-02T13:00:00Z"),  # on call at 12:00
+                ("2026-03-02T13:00:00Z", "2026-03-02T18:00:00Z"),  # later: not counted
+            )
+        ]
+        return httpx.Response(200, json={"oncalls": rows, "more": False})
+
+    client, _ = make_client(handler)
+    batches = [["STWO"], ["SONE", "SNONE"]]
+    shifts, _, rows = client.oncalls_counted(batches, now, now + timedelta(hours=6))
+
+    assert sorted(asked) == [["SONE", "SNONE"], ["STWO"]]
+    assert rows == {"STWO": 2, "SONE": 1, "SNONE": 0}
+    assert len(shifts) == 4  # deduplicated across levels, as oncalls() does

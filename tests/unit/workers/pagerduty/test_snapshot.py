@@ -7,7 +7,7 @@ it would make: the fallbacks PagerDuty's real behaviour needs are the point.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +31,7 @@ from workers.pagerduty.records import (
     V3ScheduleRef,
 )
 from workers.pagerduty.snapshot import read_check, read_snapshot
+from workers.pagerduty.window import CHECK_WINDOW, pack, stale
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -52,6 +53,8 @@ class ScriptedReader:
     schedule_members: dict[str, list[User]] = field(default_factory=dict)
     fail: dict[str, Exception] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
+    # (request, schedule ids, window length) of every on-call read, in order.
+    windows: list[tuple[str, tuple[str, ...], timedelta]] = field(default_factory=list)
 
     @property
     def requests_made(self) -> int:
@@ -101,19 +104,27 @@ class ScriptedReader:
 
     def schedule_timeline(self, schedule_id: str, since: datetime, until: datetime) -> Timeline:
         self._call("schedule_timeline")
+        self.windows.append(("schedule_timeline", (schedule_id,), until - since))
         if schedule_id not in self.details:
             raise NotFound("gone", status=404)
         return self.details[schedule_id]
 
     def v3_schedule_timeline(self, schedule_id: str, since: datetime, until: datetime) -> Timeline:
         self._call("v3_detail")
+        self.windows.append(("v3_detail", (schedule_id,), until - since))
         return self.v3[schedule_id]
 
     def oncalls(
         self, schedule_ids: Sequence[str], since: datetime, until: datetime
     ) -> tuple[list[Shift], dict[str, User]]:
         self._call("oncalls")
-        found = [s for sid in schedule_ids for s in self.shifts.get(sid, [])]
+        self.windows.append(("oncalls", tuple(schedule_ids), until - since))
+        found = [
+            s
+            for sid in schedule_ids
+            for s in self.shifts.get(sid, [])
+            if (s.start is None or s.start < until) and (s.end is None or since < s.end)
+        ]
         return found, {}
 
 
@@ -394,3 +405,206 @@ def test_a_directory_read_without_the_user_directory_reads_only_new_people() -> 
     assert asked == [["PA", "PGONE", "PNEW"]]
     assert not snap.users_read
     assert snap.directory_read
+
+
+# --- the check reads "now"; the handoff window on the directory cadence (window.py) ----------
+
+H = timedelta(hours=1)
+WINDOW = 6 * H
+
+
+def _account() -> ScriptedReader:
+    """PS1 (v2): Ann until NOW+2h, then Bob; PV1 (v3): Bob; both in a policy (in /oncalls)."""
+    return ScriptedReader(
+        users=[_user("PA"), _user("PB")],
+        schedules=[_v2("PS1", ["PA", "PB"])],
+        shifts={
+            "PS1": [
+                Shift("PS1", UserRef("PA"), NOW - H, NOW + 2 * H),
+                Shift("PS1", UserRef("PB"), NOW + 2 * H, NOW + 8 * H),
+            ],
+            "PV1": [Shift("PV1", UserRef("PB"), NOW - H, NOW + 8 * H)],
+        },
+        v3={"PV1": _timeline("PV1", "PB")},
+    )
+
+
+KNOWN = [_v2("PS1", ["PA", "PB"]), _v3("PV1", ["PB"])]
+
+
+class Stored:
+    """The stored timeline's answer, and what the check asked it."""
+
+    def __init__(self, answer: dict[str, frozenset[str]]) -> None:
+        self.answer = answer
+        self.asked: list[tuple[list[str], datetime]] = []
+
+    def __call__(self, ids: Collection[str], at: datetime) -> dict[str, frozenset[str]]:
+        self.asked.append((sorted(ids), at))
+        return {sid: self.answer[sid] for sid in ids if sid in self.answer}
+
+
+def test_a_quiet_check_asks_oncalls_about_one_second_and_keeps_the_stored_timeline() -> None:
+    reader = _account()
+    stored = Stored({"PS1": frozenset({"PA"}), "PV1": frozenset({"PB"})})
+
+    snap = read_check(reader, known=KNOWN, now=NOW, stored=stored)
+
+    assert reader.windows == [("oncalls", ("PS1", "PV1"), CHECK_WINDOW)]
+    assert stored.asked == [(["PS1", "PV1"], NOW)]
+    assert snap.confirmed == {"PS1", "PV1"}  # apply keeps their on-call and handoff plan
+    assert {sid: [u.id for u in snap.on_call(sid)] for sid in ("PS1", "PV1")} == {
+        "PS1": ["PA"],
+        "PV1": ["PB"],
+    }
+
+
+def test_on_call_now_other_than_stored_reads_that_schedules_window_again() -> None:
+    """An override or an edit: the stored future is stale too, so the window is read again
+    (one more /oncalls, for that schedule only) and re-planned like a directory read's."""
+    reader = _account()
+    stored = Stored({"PS1": frozenset({"PB"}), "PV1": frozenset({"PB"})})
+
+    snap = read_check(reader, known=KNOWN, now=NOW, stored=stored)
+
+    assert reader.windows == [
+        ("oncalls", ("PS1", "PV1"), CHECK_WINDOW),
+        ("oncalls", ("PS1",), WINDOW),
+    ]
+    assert snap.confirmed == {"PV1"}
+    assert snap.timelines["PS1"].until == NOW + WINDOW
+    assert [u.id for u in snap.on_call("PS1", NOW + 3 * H)] == ["PB"]  # the handoff, planned
+
+
+def test_nobody_stored_for_a_schedule_means_nobody_on_call() -> None:
+    reader = _account()
+    stored = Stored({"PS1": frozenset({"PA"})})  # PV1: no mirror row, no due handoff
+
+    snap = read_check(reader, known=KNOWN, now=NOW, stored=stored)
+
+    assert snap.confirmed == {"PS1"}
+    assert reader.windows[1:] == [("oncalls", ("PV1",), WINDOW)]
+
+
+def test_a_detail_costs_one_request_whatever_its_window_so_it_reads_the_whole_one() -> None:
+    """No policy uses PS2 (absent from /oncalls): its detail is the check's only way to see
+    it, and is re-planned from as before; it is never compared with the stored timeline."""
+    reader = _account()
+    reader.details = {"PS2": Timeline("PS2", NOW, NOW + WINDOW, (_timeline("PS2", "PA").shifts))}
+    known = [*KNOWN, _v2("PS2", ["PA"], policies=())]
+    stored = Stored({"PS1": frozenset({"PA"}), "PV1": frozenset({"PB"})})
+
+    snap = read_check(reader, known=known, now=NOW, stored=stored)
+
+    assert reader.calls == Counter(oncalls=1, schedule_timeline=1)
+    assert ("schedule_timeline", ("PS2",), WINDOW) in reader.windows
+    assert stored.asked == [(["PS1", "PV1"], NOW)]
+    assert snap.confirmed == {"PS1", "PV1"}
+
+
+def test_a_schedule_whose_on_call_ended_now_is_read_from_its_detail() -> None:
+    """Stored says Ann, PagerDuty now shows nobody for PS1 in /oncalls over now: PS1 is not
+    in the answer, so its detail (the whole window) answers, as for any schedule it omits."""
+    reader = _account()
+    reader.shifts["PS1"] = []
+    reader.details = {"PS1": Timeline("PS1", NOW, NOW + WINDOW, ())}
+    stored = Stored({"PS1": frozenset({"PA"}), "PV1": frozenset({"PB"})})
+
+    snap = read_check(reader, known=KNOWN, now=NOW, stored=stored)
+
+    assert reader.windows[-1] == ("schedule_timeline", ("PS1",), WINDOW)
+    assert snap.on_call("PS1") == ()
+    assert snap.confirmed == {"PV1"}
+
+
+def test_without_the_stored_timeline_the_check_reads_the_whole_window() -> None:
+    reader = _account()
+    snap = read_check(reader, known=KNOWN, now=NOW)
+    assert reader.windows == [("oncalls", ("PS1", "PV1"), WINDOW)]
+    assert snap.confirmed == frozenset()
+
+
+def test_the_directory_read_reads_the_whole_window_for_every_bound_schedule() -> None:
+    reader = _account()
+    snap = read_snapshot(reader, bound={"PS1", "PV1"}, now=NOW)
+    assert ("oncalls", ("PS1",), WINDOW) in reader.windows
+    assert ("v3_detail", ("PV1",), WINDOW) in reader.windows
+    assert snap.confirmed == frozenset()
+    assert [u.id for u in snap.on_call("PS1", NOW + 3 * H)] == ["PB"]
+
+
+def test_stale_compares_ids_the_mirror_can_hold() -> None:
+    timelines = {
+        "PS1": Timeline(
+            "PS1", NOW, NOW + CHECK_WINDOW, (Shift("PS1", UserRef("X" * 65), NOW, None),)
+        ),
+        "PS2": _timeline("PS2", "PA", "PB"),
+    }
+    stored = {"PS2": frozenset({"PB", "PA"})}
+    # An id longer than the mirror holds is never stored: PS1 then has "nobody", as stored.
+    assert stale(timelines, ["PS1", "PS2"], stored, NOW) == []
+    assert stale(timelines, ["PS2"], {"PS2": frozenset({"PA"})}, NOW) == ["PS2"]
+
+
+def test_unbound_v3_details_wait_for_the_daily_read_bound_ones_do_not() -> None:
+    """One detail per v3 schedule is its members: a bound one's are read on the directory
+    cadence (900 s), an unbound one's with the user listing (daily, on demand) only; in between
+    the mirror keeps them (``members_unknown``) and the schedule stays listed."""
+    reader = ScriptedReader(
+        v3={
+            "PV1": _timeline("PV1", "PA"),
+            "PV2": Timeline("PV2", NOW, NOW + WINDOW, (), members=(UserRef("PB"),), name="Two"),
+        },
+    )
+
+    cadence = read_snapshot(reader, bound={"PV1"}, now=NOW, read_users=False)
+
+    assert [w for w in reader.windows if w[0] == "v3_detail"] == [("v3_detail", ("PV1",), WINDOW)]
+    assert {s.id for s in cadence.schedules} == {"PV1", "PV2"}
+    assert cadence.members_unknown == {"PV2"}
+    assert not cadence.unreadable
+
+    reader.windows.clear()
+    daily = read_snapshot(reader, bound={"PV1"}, now=NOW, read_users=True)
+
+    assert sorted(w[1] for w in reader.windows if w[0] == "v3_detail") == [("PV1",), ("PV2",)]
+    assert daily.members_unknown == frozenset()
+    assert {s.id: s.member_user_ids for s in daily.schedules}["PV2"] == ("PB",)
+
+
+def test_pack_fits_each_batch_s_expected_rows_in_one_page() -> None:
+    """The large account's rows at an instant (bench_requests): 385 for 270 schedules, which
+    batches of 100 ids take 6 pages to answer; packed by the counts, 4."""
+    sizes = [1] * 179 + [2] * 71 + [3] * 17 + [4] * 2 + [5]
+    rows = {f"P{i:03d}": n for i, n in enumerate(sizes)}
+
+    batches = pack(sorted(rows), rows)
+
+    assert len(batches) == 4
+    assert all(sum(rows[s] for s in b) <= 100 and len(b) <= 100 for b in batches)
+    assert sorted(s for b in batches for s in b) == sorted(rows)
+
+
+def test_pack_counts_an_unknown_schedule_as_two_rows_and_caps_ids_at_100() -> None:
+    assert [len(b) for b in pack([f"P{i:03d}" for i in range(120)], {})] == [50, 50, 20]
+    zero = {f"P{i:03d}": 0 for i in range(150)}  # nobody on call last time: no rows
+    assert [len(b) for b in pack(sorted(zero), zero)] == [100, 50]
+
+
+def test_a_check_with_row_counts_packs_its_oncalls_batches_and_reports_them() -> None:
+    reader = _account()
+    batches: list[list[list[str]]] = []
+
+    def counted(asked, since, until):  # type: ignore[no-untyped-def]
+        batches.append([list(b) for b in asked])
+        shifts, users = reader.oncalls([s for b in asked for s in b], since, until)
+        rows = {s: sum(1 for x in shifts if x.schedule_id == s) for b in asked for s in b}
+        return shifts, users, rows
+
+    reader.oncalls_counted = counted  # type: ignore[attr-defined]
+    stored = Stored({"PS1": frozenset({"PA"}), "PV1": frozenset({"PB"})})
+
+    snap = read_check(reader, known=KNOWN, now=NOW, stored=stored, rows_hint={"PS1": 60, "PV1": 60})
+
+    assert batches == [[["PS1"], ["PV1"]]]  # 120 rows expected: two batches
+    assert snap.oncall_rows == {"PS1": 1, "PV1": 1}

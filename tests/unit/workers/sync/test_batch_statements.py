@@ -36,7 +36,6 @@ def _connection(session: Any, **values: Any) -> tuple[PagerDutyConnection, Any]:
     ws = factories.workspace(session)
     conn = factories.api_key_connection(session, ws)
     conn.directory_read_at = T0 - timedelta(seconds=60)
-    conn.check_digest = "d" * 64
     for name, value in values.items():
         setattr(conn, name, value)
     return conn, ws
@@ -53,7 +52,7 @@ def _bound(session: Any, conn: PagerDutyConnection, ws: Any, sid: str, version: 
     return rot
 
 
-def test_the_plan_routes_each_connection_and_gathers_its_check_in_three_statements(
+def test_the_plan_routes_each_connection_and_gathers_its_check_in_five_statements(
     session,
 ) -> None:
     checked, ws = _connection(session)
@@ -79,7 +78,7 @@ def test_the_plan_routes_each_connection_and_gathers_its_check_in_three_statemen
         found = plan_batch([checked.id, directory_due.id, asked.id, gone.id], now=T0)
     plans = {p.cid: p for p in found}
 
-    assert len([s for s in statements if s.startswith("SELECT")]) == 3, statements
+    assert len([s for s in statements if s.startswith("SELECT")]) == 5, statements
 
     assert {cid: p.route for cid, p in plans.items()} == {
         checked.id: Route.CHECK,
@@ -90,7 +89,6 @@ def test_the_plan_routes_each_connection_and_gathers_its_check_in_three_statemen
     plan = plans[checked.id]
     assert plan.cred is not None
     assert plan.cred.credential.secret == "u+testkey"  # decrypted for the read, never stored
-    assert plan.digest == "d" * 64
     assert [(r.rotation_id, r.schedule_id, r.never_synced) for r in plan.rotations] == [
         (rot.id, "PSV3", False)
     ]

@@ -15,7 +15,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from models import Member, PagerDutyConnection, PagerDutyUser, Workspace, utcnow
+from models import (
+    Member,
+    PagerDutyConnection,
+    PagerDutyUser,
+    ScheduledHandoff,
+    Workspace,
+    utcnow,
+)
 from tests.support import factories
 from tests.support.fake_pagerduty import InProcessPagerDuty
 from tests.support.sync import (
@@ -50,8 +57,11 @@ def _sync(fake: InProcessPagerDuty, demo, **kwargs):  # type: ignore[no-untyped-
 
 # The demo account: PSPRIMA and PSSECON are v2 schedules escalation policies use, PSFTSUN a v3
 # schedule one uses too. A directory read is users + v2 list + v3 list + v3 detail + /oncalls =
-# 5 requests; a check is one /oncalls for all three, v3 included.
+# 5 requests; a check is one /oncalls over now for all three, v3 included.
 QUIET_CHECK = {"GET /oncalls": 1}
+# A check that finds on call now someone the stored timeline does not name (an override, an
+# edit): one more /oncalls, over the handoff window, for that schedule.
+STALE_CHECK = {"GET /oncalls": 2}
 # A directory read on its cadence, the user directory not due: no GET /users pages.
 MEMBERS_READ = {
     "GET /schedules": 1,
@@ -77,7 +87,8 @@ def test_a_v3_override_is_in_the_rotation_after_one_check_without_a_v3_detail(  
     session, fake
 ) -> None:
     """/oncalls reports v3 schedules (PagerDuty's 2026-03-18 schema): the override that replaces
-    Erin in the Follow-the-Sun pair shows from the check's one /oncalls request."""
+    Erin in the Follow-the-Sun pair shows from the check's /oncalls requests (now, then the
+    window of the schedule whose on-call changed), no v3 detail."""
     demo = arrange_demo(session, fake)
     _sync(fake, demo, kind="initial")
     _, duty = rotation_state(session, demo.rotations["fts"])
@@ -96,11 +107,60 @@ def test_a_v3_override_is_in_the_rotation_after_one_check_without_a_v3_detail(  
 
     result, counts = _sync(fake, demo)
 
-    assert (result.read, counts) == ("check", QUIET_CHECK)
+    assert (result.read, counts) == ("check", STALE_CHECK)
     _, duty = rotation_state(session, demo.rotations["fts"])
     assert demo.members["dave"] in duty
     assert demo.members["erin"] not in duty
     assert duty == expected_members(demo, on_call(fake, "PSFTSUN"))
+
+
+def _pending(session) -> list[tuple[int, str, object, list[str]]]:  # type: ignore[no-untyped-def]
+    session.rollback()
+    return [
+        (r.id, r.schedule_id, r.at, r.user_ids)
+        for r in session.scalars(select(ScheduledHandoff).order_by(ScheduledHandoff.id))
+    ]
+
+
+def test_a_quiet_check_leaves_the_planned_handoffs_as_the_directory_read_left_them(  # type: ignore[no-untyped-def]
+    session, fake
+) -> None:
+    """The check reads one second: it must not shrink the stored timeline to that second."""
+    demo = arrange_demo(session, fake)
+    start = utcnow()
+    _sync(fake, demo, kind="initial", now=lambda: start)
+    planned = _pending(session)
+    assert planned  # the demo's schedules hand over within the 6-hour window
+
+    quiet, counts = _sync(fake, demo, now=lambda: start + timedelta(seconds=60))
+
+    assert (quiet.read, counts) == ("check", QUIET_CHECK)
+    assert (quiet.created, quiet.updated, quiet.deleted) == (0, 0, 0)
+    assert _pending(session) == planned  # the very rows: neither re-planned nor dropped
+
+
+def test_an_override_seen_by_a_check_is_planned_as_a_directory_read_plans_it(  # type: ignore[no-untyped-def]
+    session, fake
+) -> None:
+    """Its end (Frank hands back) is a handoff the stored timeline lacked: the check reads the
+    window again, and plans exactly what a directory read at that instant plans."""
+    demo = arrange_demo(session, fake)
+    start = utcnow()
+    _sync(fake, demo, kind="initial", now=lambda: start)
+    fake.control.post(
+        f"/accounts/{ACCOUNT}/schedules/PSPRIMA/overrides",
+        json={"user_id": "PUFRANK", "start": "now-1m", "duration_seconds": 600},
+    ).raise_for_status()
+    at = start + timedelta(seconds=60)
+
+    check, counts = _sync(fake, demo, now=lambda: at)
+    assert (check.read, counts) == ("check", STALE_CHECK)
+    after_check = [row[1:] for row in _pending(session)]
+    assert any("PUFRANK" not in ids for sid, _at, ids in after_check if sid == "PSPRIMA")
+
+    manual, _ = _sync(fake, demo, kind="manual", now=lambda: at)
+    assert manual.read == "directory"
+    assert [row[1:] for row in _pending(session)] == after_check
 
 
 def test_an_override_created_now_is_in_the_rotation_after_one_check(session, fake) -> None:  # type: ignore[no-untyped-def]
@@ -246,6 +306,7 @@ def test_a_new_person_oncalls_names_in_full_costs_no_user_read(session, fake) ->
 
 def test_the_user_directory_is_listed_daily_and_on_demand(session, fake) -> None:  # type: ignore[no-untyped-def]
     # Erin is on no bound schedule, so no /oncalls answer embeds her (that would refresh her).
+    # The v3 schedule is unbound here: its detail waits for the daily read too.
     demo = arrange_demo(session, fake, bind={"primary": "PSPRIMA"})
     start = utcnow()
     _sync(fake, demo, kind="initial", now=lambda: start)
@@ -254,7 +315,10 @@ def test_the_user_directory_is_listed_daily_and_on_demand(session, fake) -> None
     ).raise_for_status()
 
     cadence, counts = _sync(fake, demo, now=lambda: start + timedelta(seconds=900))
-    assert (cadence.read, counts) == ("directory", MEMBERS_READ)
+    unbound_v3 = {k: n for k, n in MEMBERS_READ.items() if k != "GET /v3/schedules/{id}"}
+    assert (cadence.read, counts) == ("directory", unbound_v3)
+    # The unbound v3 schedule keeps its mirrored members and time zone: nothing was written.
+    assert (cadence.created, cadence.updated, cadence.deleted) == (0, 0, 0)
     assert _linked(session, demo, "PUERIN1").name == "Erin"
 
     daily, counts = _sync(fake, demo, now=lambda: start + timedelta(days=1))

@@ -6,7 +6,7 @@ import inspect
 import random
 import uuid
 from pathlib import Path
-from typing import get_args
+from typing import get_args, get_type_hints
 
 import pytest
 
@@ -188,7 +188,7 @@ def _sync_statuses() -> set[str]:
 def test_the_result_words_are_the_ones_the_code_returns() -> None:
     from tasks.connections import RefreshOutcome
     from workers.connections.activation import Outcome
-    from workers.disconnect.transaction import DisconnectStatus
+    from workers.disconnect.transaction import DisconnectResult
 
     def words(task: str) -> set[str]:
         return {w.word for w in outcomes.RESULT_WORDS[task][1]}
@@ -198,7 +198,10 @@ def test_the_result_words_are_the_ones_the_code_returns() -> None:
     assert words("pagerduty.validate_api_key") == set(get_args(Outcome))
     assert words("pagerduty.exchange_oauth_code") == set(get_args(Outcome))
     assert words("pagerduty.refresh_token") == set(get_args(RefreshOutcome))
-    assert words("pagerduty.disconnect") == set(get_args(DisconnectStatus))
+    # A disconnect's words are its enum: the code returns a member (typed), the docs its rows.
+    assert get_type_hints(DisconnectResult)["status"] is outcomes.DisconnectOutcome
+    assert words("pagerduty.disconnect") == {o.value for o in outcomes.DisconnectOutcome}
+    assert set(outcomes.DISCONNECT_MEANINGS) == set(outcomes.DisconnectOutcome)
     assert words("pagerduty.sync_connection") == _sync_statuses()
     assert outcomes.REFUSED.word == "refused"
     _registered()
