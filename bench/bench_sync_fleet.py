@@ -536,7 +536,8 @@ def statements_per_quiet_sync(ids: list[uuid.UUID]) -> tuple[float, float]:
         from workers.sync.batch import check_connections
 
         def check(batch: list[uuid.UUID]) -> None:
-            check_connections(batch)
+            # How the in-process batch ended (quiet, applied, single...): what its counts cover.
+            say(f"in-process batch of {len(batch)}: {check_connections(batch).as_dict()}")
 
     except ImportError:
 
