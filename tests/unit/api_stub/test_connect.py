@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -275,15 +276,14 @@ def test_enqueued_message_reaches_redis_with_ids_only(db, world, session) -> Non
     ready, stop = threading.Event(), threading.Event()
 
     def watch() -> None:
-        with redis.Redis.from_url(settings.broker_url, socket_timeout=0.5).monitor() as monitor:
+        # No socket timeout: redis-py drops a MONITOR connection that timed out, and under load
+        # the push (by the outbox relay, after the commit) can come more than a moment later.
+        with redis.Redis.from_url(settings.broker_url).monitor() as monitor:
             ready.set()
-            while not (stop.is_set() and pushed):
-                try:
-                    command = monitor.next_command()["command"]
-                except redis.TimeoutError:
-                    if stop.is_set():
-                        return
-                    continue
+            for event in monitor.listen():
+                if stop.is_set():
+                    return
+                command = event["command"]
                 if command.startswith(("LPUSH", "RPUSH")) and queue_key in command:
                     pushed.append(command)
 
@@ -293,18 +293,23 @@ def test_enqueued_message_reaches_redis_with_ids_only(db, world, session) -> Non
     with TestClient(create_app()) as client:
         r = client.put(key_url(world), json={"api_key": KEY1}, headers=world.headers(world.admin))
     assert r.status_code == 202, r.text
-    stop.set()
-    watcher.join(timeout=10)
     task_id = r.json()["task_id"]
-    ours = [c for c in pushed if task_id in c]
-    assert len(ours) == 1, "the task never reached the interactive queue"
-    raw = ours[0].split(" ", 2)[2].strip('"').encode().decode("unicode_escape")
+
+    def ours() -> list[str]:
+        return [c for c in list(pushed) if task_id in c]
+
+    deadline = time.monotonic() + 15
+    while not ours() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()  # the watcher returns at the server's next command
+    assert len(ours()) == 1, "the task never reached the interactive queue"
+    raw = ours()[0].split(" ", 2)[2].strip('"').encode().decode("unicode_escape")
     message = json.loads(raw)
     assert message["headers"]["task"] == "pagerduty.validate_api_key"
     args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
     assert args == []
     assert kwargs == {"connection_id": r.json()["connection"]["id"], "generation": 1}
-    assert KEY1 not in ours[0]
+    assert KEY1 not in ours()[0]
 
 
 # --- OAuth start --------------------------------------------------------------------------------
