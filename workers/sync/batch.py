@@ -13,7 +13,9 @@ check_connections``). It reads as its stages, each once for the whole batch:
    the single passes run on the same pool.
 4. **decide**: in memory. The check compared PagerDuty's "now" with the stored timeline the
    plan read for the batch (``AccountSnapshot.confirmed``); a check is quiet when every bound
-   schedule was confirmed and it names nobody the mirror lacks: apply would keep them all.
+   schedule was confirmed (or, read over its whole window, agrees with the stored timeline in
+   full: ``workers.sync.batch_confirm``) and it names nobody the mirror lacks: apply would keep
+   them all.
 5. **record**: the quiet ones in one UPDATE (``last_checked_at``, fenced by generation and
    status; no row inserted); every other one through the single pass's apply or failure
    ending (row lock, generation fence, events through the outbox, handoff timeline), as today.
@@ -43,6 +45,7 @@ from workers.core.settings import get_settings
 from workers.pagerduty.errors import InvalidCredentials
 from workers.pagerduty.snapshot import AccountSnapshot, referenced_users
 from workers.sync import run
+from workers.sync.batch_confirm import window_confirmed
 from workers.sync.batch_plan import CheckPlan, Route, add_named_users, plan_batch
 from workers.sync.coalescing import SYNC_LEASE_SECONDS, lease_name, rerun_flag
 from workers.sync.endings import record_failure
@@ -208,9 +211,11 @@ def _is_quiet(read: CheckRead) -> bool:
         if known is None or (ref.deleted and known.active):
             return False  # someone new (or deleted since): the single pass looks them up
     # PagerDuty has on call now whom the stored timeline says, for every bound schedule: apply
-    # would keep them all as they are (workers.sync.apply). Otherwise that schedule's window
-    # was read again and apply decides from the database what changes.
-    return plan.read.bound <= check.confirmed
+    # would keep them all as they are (workers.sync.apply). A schedule read over its whole
+    # window (/oncalls does not show it) is compared with the stored timeline in full
+    # (workers.sync.batch_confirm). Otherwise apply decides from the database what changes.
+    unconfirmed = plan.read.bound - check.confirmed
+    return not unconfirmed or unconfirmed <= window_confirmed(plan, check)
 
 
 def _record_quiet(quiet: list[CheckRead]) -> None:

@@ -3,8 +3,8 @@
 One statement reads the connections (with their secrets' ciphertext), one their workspaces'
 bound rotations with the schedules as the mirror has them, one the mirrored members of those
 schedules (who they are in the workspace), two who the stored timeline has on call now (the
-on-call mirror and the due handoffs: what the check compares PagerDuty's "now" with). Each
-connection then takes one route:
+on-call mirror and the handoffs: what the check compares PagerDuty's "now", or a whole window,
+with). Each connection then takes one route:
 
 * ``CHECK``: the on-call check, read in the batch and decided in memory (``workers.sync.batch``);
 * ``SINGLE``: the single pass (``workers.sync.run.sync_once``), when it has more to do than a
@@ -22,7 +22,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Text, and_, select, tuple_, type_coerce
+from sqlalchemy import Text, and_, or_, select, tuple_, type_coerce
 from sqlalchemy.orm import Session
 
 from models import (
@@ -41,9 +41,10 @@ from workers.connections.tokens import ConnectionCredential
 from workers.core import crypto
 from workers.core.db import transaction
 from workers.core.settings import get_settings
-from workers.handoffs.plan import read_stored_on_call
+from workers.handoffs.plan import PendingRow, read_stored_on_call
 from workers.pagerduty.parsing import whole_second
 from workers.pagerduty.records import Credential, Schedule, UserRef
+from workers.rotations.on_call import Span
 from workers.sync.kinds import SyncKind
 from workers.sync.run import ReadPlan, users_due
 
@@ -86,6 +87,11 @@ class CheckPlan:
     # schedule: what the check compares PagerDuty's "now" with (workers.pagerduty.window).
     stored_at: datetime | None = None
     stored: dict[str, frozenset[str]] = field(default_factory=dict)
+    # The same statements' detail, for a schedule read over its whole window (its detail:
+    # /oncalls does not show it), compared in memory (workers.sync.batch_confirm): the
+    # mirror's rows with their shifts, and every bound rotation's handoff rows.
+    spans: dict[str, dict[str, Span]] = field(default_factory=dict)
+    handoffs: dict[uuid.UUID, list[PendingRow]] = field(default_factory=dict)
 
     def stored_on_call(
         self, schedule_ids: Collection[str], at: datetime
@@ -242,23 +248,36 @@ def add_named_users(wanted: dict[uuid.UUID, set[str]], plans: dict[uuid.UUID, Ch
 
 def _add_stored(session: Session, checks: dict[uuid.UUID, CheckPlan], at: datetime) -> None:
     """``handoffs.plan.stored_on_call`` for every connection of the batch at once: the on-call
-    mirror, overridden by the latest handoff due by ``at`` (the check's instant)."""
+    mirror, overridden by the latest handoff due by ``at`` (the check's instant). The same two
+    statements keep the mirror's shifts and the bound rotations' handoff rows (due or not), so
+    a window read in full can be compared in memory without another statement."""
     sids = sorted({sid for p in checks.values() for sid in p.names})
+    owner = {r.rotation_id: p.cid for p in checks.values() for r in p.rotations if r.schedule_id}
     found: dict[uuid.UUID, dict[str, set[str]]] = {cid: {} for cid in checks}
     if sids:
         oc, sh = PagerDutyOnCall, ScheduledHandoff
-        for cid, sid, uid in session.execute(
-            select(oc.connection_id, oc.schedule_pagerduty_id, oc.user_pagerduty_id).where(
-                oc.connection_id.in_(list(checks)), oc.schedule_pagerduty_id.in_(sids)
-            )
+        for cid, sid, uid, starts, ends in session.execute(
+            select(oc.connection_id, oc.schedule_pagerduty_id, oc.user_pagerduty_id, oc.starts_at)
+            .add_columns(oc.ends_at)
+            .where(oc.connection_id.in_(list(checks)), oc.schedule_pagerduty_id.in_(sids))
         ):
             found[cid].setdefault(sid, set()).add(uid)
-        for cid, sid, user_ids in session.execute(
-            select(sh.connection_id, sh.schedule_id, sh.user_ids)
-            .where(sh.connection_id.in_(list(checks)), sh.schedule_id.in_(sids), sh.at <= at)
+            checks[cid].spans.setdefault(sid, {})[uid] = (starts, ends)
+        wanted = set(sids)
+        ours = and_(sh.connection_id.in_(list(checks)), sh.schedule_id.in_(sids))
+        rows = session.execute(
+            select(sh.connection_id, sh.schedule_id, sh.user_ids, sh.at, sh.rotation_id, sh.id)
+            .add_columns(sh.generation, sh.shifts)
+            .where(or_(ours, sh.rotation_id.in_(list(owner))))
             .order_by(sh.at, sh.id)
-        ):
-            found[cid][sid] = set(user_ids)  # by instant: the latest wins, as the loop applies
+        )
+        for cid, sid, user_ids, due, rid, row_id, generation, shifts in rows:
+            if rid in owner:
+                checks[owner[rid]].handoffs.setdefault(rid, []).append(
+                    (row_id, due, user_ids, generation, sid, shifts)
+                )
+            if cid in found and sid in wanted and due <= at:
+                found[cid][sid] = set(user_ids)  # by instant: the latest wins, as the loop does
     for cid, plan in checks.items():
         plan.stored_at = at
         plan.stored = {sid: frozenset(found[cid].get(sid, ())) for sid in plan.names}

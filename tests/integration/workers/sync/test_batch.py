@@ -285,3 +285,33 @@ def test_a_check_that_finds_the_stored_on_call_wrong_is_applied_and_the_next_is_
         .where(PagerDutyOnCall.connection_id == demo.connection_id)
     )
     assert mirrored == len(on_call(sim, "PSPRIMA"))
+
+
+UNUSED = {"unused": "PSUNUSE"}  # no escalation policy uses it: /oncalls does not show it
+
+
+def test_a_schedule_oncalls_does_not_show_is_confirmed_by_its_window_and_stays_quiet(
+    session, sim
+) -> None:
+    """Its detail is read over the whole window; where that window agrees with the stored
+    timeline (who is on call now, the handoffs ahead) the check is as quiet, in statements,
+    as a batch of schedules /oncalls shows."""
+    clock = fixed_clock()
+    shown = _synced_demos(session, sim, clock, [PRIMARY, SECONDARY])
+    with count_statements() as baseline:
+        batch.check_connections(
+            [d.connection_id for d in shown], client_factory=fast_client, now=clock
+        )
+    demos = _synced_demos(session, sim, clock, [UNUSED, PRIMARY])
+    runs = _runs(session)
+
+    with count_statements() as statements, count_writes() as writes:
+        out = batch.check_connections(
+            [d.connection_id for d in demos], client_factory=fast_client, now=clock
+        )
+
+    assert (out.connections, out.quiet, out.applied, out.failed) == (2, 2, 0, 0)
+    assert len(statements) == len(baseline) == 7, statements
+    assert [w.split()[:2] for w in writes] == [["UPDATE", "pagerduty_connections"]], writes
+    assert _runs(session) == runs  # no row inserted
+    assert _conn(session, demos[0]).last_checked_at == clock()

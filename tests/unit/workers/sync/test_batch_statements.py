@@ -13,10 +13,12 @@ from sqlalchemy import func, select
 from models import (
     ConnectionStatus,
     PagerDutyConnection,
+    PagerDutyOnCall,
     PagerDutySchedule,
     PagerDutyScheduleMember,
     PagerDutyUser,
     RotationMode,
+    ScheduledHandoff,
     SyncRun,
 )
 from tests.support import factories
@@ -110,6 +112,46 @@ def _quiet_read(conn: PagerDutyConnection, generation: int) -> batch.CheckRead:
     )
     plan = batch.CheckPlan(conn.id, Route.CHECK, "connected", cred)
     return batch.CheckRead(plan, ctx)
+
+
+def test_the_plan_keeps_the_mirror_s_shifts_and_every_handoff_row_in_the_same_statements(
+    session,
+) -> None:
+    """What a window read in full is compared with (workers.sync.batch_confirm): the stored
+    "now" is the latest due handoff, and the rows due or ahead are all there, with shifts."""
+    conn, ws = _connection(session)
+    rot = _bound(session, conn, ws, "PSUNUSE", "v2")
+    session.flush()
+    session.add(
+        PagerDutyOnCall(
+            connection_id=conn.id,
+            schedule_pagerduty_id="PSUNUSE",
+            user_pagerduty_id="PUANN",
+            starts_at=T0 - timedelta(hours=4),
+            ends_at=T0 - timedelta(minutes=5),
+        )
+    )
+    for at, who in ((T0 - timedelta(minutes=5), "PUBOB"), (T0 + timedelta(hours=2), "PUCAT")):
+        session.add(
+            ScheduledHandoff(
+                rotation_id=rot.id, connection_id=conn.id, generation=conn.generation,
+                schedule_id="PSUNUSE", at=at, user_ids=[who], shifts=[[who, None, None]],
+            )
+        )  # fmt: skip
+    session.commit()
+
+    with count_statements() as statements:
+        (plan,) = plan_batch([conn.id], now=T0)
+
+    assert len([s for s in statements if s.startswith("SELECT")]) == 5, statements
+    assert plan.stored == {"PSUNUSE": frozenset({"PUBOB"})}  # the due handoff wins
+    assert plan.spans == {
+        "PSUNUSE": {"PUANN": (T0 - timedelta(hours=4), T0 - timedelta(minutes=5))}
+    }
+    assert [(at, ids, shifts) for _id, at, ids, _gen, _sid, shifts in plan.handoffs[rot.id]] == [
+        (T0 - timedelta(minutes=5), ["PUBOB"], [["PUBOB", None, None]]),
+        (T0 + timedelta(hours=2), ["PUCAT"], [["PUCAT", None, None]]),
+    ]
 
 
 def test_quiet_checks_are_one_fenced_update_and_no_row(session) -> None:
