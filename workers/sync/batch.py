@@ -5,7 +5,7 @@ check_connections``). It reads as its stages, each once for the whole batch:
 
 1. **lease**: every connection's ``sync:<id>`` lease in one Redis pipeline; a connection whose
    lease is held elsewhere is being synced right now, which covers this check: skipped.
-2. **plan** (``workers.sync.batch_plan``): three statements; each connection is routed to the
+2. **plan** (``workers.sync.batch_plan``): five statements; each connection is routed to the
    batch's check, to the single pass (directory due, "sync now" pending, token to refresh), or
    nowhere (no longer connected).
 3. **read**: the checks' PagerDuty reads in flight together on a bounded thread pool (each
