@@ -57,14 +57,32 @@ def apply_mirror(
 ) -> tuple[dict[str, uuid.UUID], dict[str, Schedule]]:
     """Diff users, schedules and schedule members against a directory read; returns which
     workspace member each PagerDuty user is (matched by email) and the snapshot's schedules."""
-    cid = conn.id
     members_by_key: dict[str, uuid.UUID] = dict(
         session.execute(
             select(Member.email_key, Member.id).where(Member.workspace_id == conn.workspace_id)
         ).all()
     )
+    want_users = _mirror_users(session, conn, snapshot, members_by_key, now, out)
+    mirrored = _mirror_schedules(session, conn.id, snapshot, now, out)
+    _mirror_members(session, conn.id, mirrored, out)
+    member_of_user = {uid: u["member_id"] for uid, u in want_users.items() if u["member_id"]}
+    return member_of_user, mirrored.schedules
 
-    # -- users (inactive ones are deleted users that schedules still name: never linked) --
+
+USER_FIELDS = ("name", "email", "email_key", "time_zone", "active", "member_id")
+
+
+def _mirror_users(
+    session: Session,
+    conn: PagerDutyConnection,
+    snapshot: AccountSnapshot,
+    members_by_key: dict[str, uuid.UUID],
+    now: datetime,
+    out: ApplyResult,
+) -> dict[str, dict[str, Any]]:
+    """The users as the read has them (inactive ones are deleted users that schedules still
+    name: never linked); returns each one's wanted row."""
+    cid = conn.id
     want_users: dict[str, dict[str, Any]] = {}
     for user in snapshot.users:
         if not user.id or len(user.id) > 64:
@@ -85,16 +103,10 @@ def apply_mirror(
             select(
                 PagerDutyUser.id,
                 PagerDutyUser.pagerduty_id,
-                PagerDutyUser.name,
-                PagerDutyUser.email,
-                PagerDutyUser.email_key,
-                PagerDutyUser.time_zone,
-                PagerDutyUser.active,
-                PagerDutyUser.member_id,
+                *(getattr(PagerDutyUser, f) for f in USER_FIELDS),
             ).where(PagerDutyUser.connection_id == cid)
         )
     }
-    user_fields = ("name", "email", "email_key", "time_zone", "active", "member_id")
     if snapshot.users_read:
         # The next listing is due a day after this one's moment (workers.sync.run.users_due).
         conn.users_read_at = snapshot.fetched_at
@@ -102,13 +114,24 @@ def apply_mirror(
         # Only new people were read: everyone else stays as the last listing left them, but
         # is still linked by email to the workspace's members as they are now.
         for pid, have in have_users.items():
-            same = {f: getattr(have, f) for f in user_fields}
+            same = {f: getattr(have, f) for f in USER_FIELDS}
             key = have.email_key
             same["member_id"] = members_by_key.get(key) if key and have.active else None
             want_users.setdefault(pid, same)
-    sync_keyed(session, PagerDutyUser, cid, want_users, have_users, user_fields, now, out)
+    sync_keyed(session, PagerDutyUser, cid, want_users, have_users, USER_FIELDS, now, out)
+    return want_users
 
-    # -- schedules (v3 ones PagerDuty would not list this time are kept) --
+
+@dataclass(frozen=True)
+class MirroredSchedules:
+    schedules: dict[str, Schedule]  # what the read listed, by PagerDuty id
+    kept: set[str]  # schedules whose members (and v3 details) were not read: kept as mirrored
+
+
+def _mirror_schedules(
+    session: Session, cid: uuid.UUID, snapshot: AccountSnapshot, now: datetime, out: ApplyResult
+) -> MirroredSchedules:
+    """The schedules (v3 ones PagerDuty would not list this time are kept)."""
     schedules = {s.id: s for s in snapshot.schedules if s.id and len(s.id) <= 64}
     want_schedules = {
         sid: {
@@ -141,37 +164,32 @@ def apply_mirror(
         if pid in have_schedules:
             row = have_schedules[pid]
             want_schedules[pid] = {"name": row.name, "time_zone": row.time_zone, "version": "v3"}
-    sync_keyed(
-        session,
-        PagerDutySchedule,
-        cid,
-        want_schedules,
-        have_schedules,
-        ("name", "time_zone", "version"),
-        now,
-        out,
-    )
+    fields = ("name", "time_zone", "version")
+    sync_keyed(session, PagerDutySchedule, cid, want_schedules, have_schedules, fields, now, out)
+    return MirroredSchedules(schedules, kept)
 
-    # -- schedule members (position = PagerDuty's order) --
+
+def _mirror_members(
+    session: Session, cid: uuid.UUID, mirrored: MirroredSchedules, out: ApplyResult
+) -> None:
+    """The schedules' members (position = PagerDuty's order); a kept schedule keeps its own."""
+    sm = PagerDutyScheduleMember
     have_members = {
         (r.schedule_pagerduty_id, r.user_pagerduty_id): r.position
         for r in session.execute(
-            select(
-                PagerDutyScheduleMember.schedule_pagerduty_id,
-                PagerDutyScheduleMember.user_pagerduty_id,
-                PagerDutyScheduleMember.position,
-            ).where(PagerDutyScheduleMember.connection_id == cid)
+            select(sm.schedule_pagerduty_id, sm.user_pagerduty_id, sm.position).where(
+                sm.connection_id == cid
+            )
         )
     }
     want_members: dict[tuple[str, str], int] = {
-        key: pos for key, pos in have_members.items() if key[0] in kept
+        key: pos for key, pos in have_members.items() if key[0] in mirrored.kept
     }
-    for sid, s in schedules.items():
-        if sid in kept:
+    for sid, s in mirrored.schedules.items():
+        if sid in mirrored.kept:
             continue
         for position, uid in enumerate(u for u in s.member_user_ids if u and len(u) <= 64):
             want_members.setdefault((sid, uid), position)
-    sm = PagerDutyScheduleMember
     sync_pairs(
         session,
         sm,
@@ -183,9 +201,6 @@ def apply_mirror(
         ("schedule_pagerduty_id", "user_pagerduty_id"),
         out,
     )
-
-    member_of_user = {uid: u["member_id"] for uid, u in want_users.items() if u["member_id"]}
-    return member_of_user, schedules
 
 
 def sync_keyed(
