@@ -31,9 +31,10 @@ its last state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from workers.pagerduty import bulk
 from workers.pagerduty.errors import (
@@ -42,19 +43,21 @@ from workers.pagerduty.errors import (
     NoApiAccess,
     NotFound,
     PagerDutyError,
-    PaginationLimit,
 )
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.oncall_read import SCHEDULE_GONE, SCHEDULE_HIDDEN, read_on_call, reason
 from workers.pagerduty.parsing import whole_second
-from workers.pagerduty.records import Schedule, Timeline, User, UserRef
-from workers.pagerduty.transport import MAX_OFFSET_WINDOW, PAGE_LIMIT
+from workers.pagerduty.records import Schedule, Timeline, User, UserRef, V3ScheduleRef
+from workers.pagerduty.snapshot_users import (
+    KnownUsers,
+    add_placeholders,
+    new_people,
+    read_all_users,
+    read_referenced_users,
+)
 from workers.pagerduty.window import CHECK_WINDOW, StoredOnCall, stale
 
 log = logging.getLogger(__name__)
-
-# Which of these PagerDuty user ids the mirror has (id -> active): the caller's lookup.
-KnownUsers = Callable[[Collection[str]], Mapping[str, bool]]
 
 # How far ahead each bound schedule's on-call is read (its handoffs are planned from it).
 DEFAULT_HORIZON = timedelta(hours=6)
@@ -117,87 +120,155 @@ def read_snapshot(
     /users`` pages; only the people bound schedules name whom ``known_users`` (the mirror) does
     not have, or has as active while PagerDuty says deleted, are read, one ``GET /users/{id}``
     each."""
-    moment = whole_second(now)
-    until = moment + max(horizon, timedelta(seconds=1))
+    span = _Span.over(now, horizon)
     before = dict(reader.requests_by_endpoint)
     bound_ids = set(bound)
-    notices: list[str] = []
-
-    users, complete = _read_users(reader) if read_users else ({}, False)
-    schedules: dict[str, Schedule] = {s.id: s for s in reader.list_schedules()}
-    timelines: dict[str, Timeline] = {}
-    unreadable: dict[str, str] = {}
-    members_unknown: set[str] = set()
-
-    v3_listed = True
-    try:
-        v3_refs = reader.list_v3_schedule_refs()
-    except (BadRequest, NoApiAccess, Forbidden, NotFound) as exc:
-        # v3 may be gated by an ability or a scope nobody documents: v2 goes on regardless.
-        v3_listed, v3_refs = False, []
-        notices.append(V3_UNAVAILABLE.format(reason=reason(exc)))
-    # One detail per v3 schedule: unbound ones' members wait for the daily read (read_users).
-    v3_read = [r.id for r in v3_refs if read_users or r.id in bound_ids]
-    v3_details = bulk.v3_schedule_timelines(reader, v3_read, moment, until)
-    for ref in v3_refs:
-        timeline = v3_details.get(ref.id)
-        if isinstance(timeline, NotFound):
-            log.info("v3 schedule %s vanished during the sync", ref.id)
-            continue
-        if not isinstance(timeline, Timeline):
-            # Refused, or not read this time: the mirror keeps its members and time zone.
-            schedules[ref.id] = Schedule(ref.id, ref.name, "v3", None)
-            members_unknown.add(ref.id)
-            if ref.id in bound_ids and timeline is not None:
-                why = (
-                    reason(timeline)
-                    if isinstance(timeline, PagerDutyError)
-                    else type(timeline).__name__
-                )
-                unreadable[ref.id] = f"{SCHEDULE_HIDDEN} ({why})"
-            continue
-        # During an upgrade a schedule may show in both lists: v3 is the live one.
-        schedules[ref.id] = Schedule(
-            ref.id, timeline.name or ref.name, "v3", timeline.time_zone, timeline.members
-        )
-        if ref.id in bound_ids:
-            timelines[ref.id] = timeline
-
-    bound_v2 = sorted(s for s in bound_ids if s in schedules and schedules[s].version == "v2")
-    rows: dict[str, int] = {}
-    oncall_users, gone = read_on_call(
-        reader, schedules, bound_v2, moment, until, timelines, unreadable, use_oncalls,
-        rows_seen=rows,
-    )  # fmt: skip
-    unreadable.update((sid, SCHEDULE_GONE) for sid in gone)
-    for user in oncall_users.values():
-        users.setdefault(user.id, user)
-
+    users, complete = read_all_users(reader) if read_users else ({}, False)
+    found = _Found(schedules={s.id: s for s in reader.list_schedules()}, users=users)
+    v3 = _list_v3(reader)
+    _add_v3(reader, found, v3.refs, span, bound_ids, read_users=read_users)
+    _add_bound_v2_on_call(reader, found, bound_ids, span, use_oncalls)
     if not read_users:
-        new = _new_people(schedules, bound_ids, timelines, users, known_users)
-        for uid, found in bulk.users_by_id(reader, new).items():
-            users[uid] = found if found is not None else User(uid, "", None, active=False)
+        _add_new_people(reader, found, bound_ids, known_users)
     elif not complete:
-        _read_referenced_users(reader, schedules, bound_ids, timelines, unreadable, users)
-    _add_placeholders(schedules.values(), timelines.values(), users, complete=complete)
-
-    after = reader.requests_by_endpoint
-    delta = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+        read_referenced_users(
+            reader, found.schedules, bound_ids, found.timelines, found.unreadable, found.users
+        )
+    add_placeholders(
+        found.schedules.values(), found.timelines.values(), found.users, complete=complete
+    )
+    delta = _requests_since(reader, before)
     return AccountSnapshot(
-        fetched_at=moment,
-        users=tuple(users.values()),
+        fetched_at=span.moment,
+        users=tuple(found.users.values()),
         users_complete=complete,
-        schedules=tuple(schedules.values()),
-        v3_listed=v3_listed,
-        timelines=timelines,
-        members_unknown=frozenset(members_unknown),
-        unreadable=unreadable,
-        notices=tuple(notices),
+        schedules=tuple(found.schedules.values()),
+        v3_listed=v3.listed,
+        timelines=found.timelines,
+        members_unknown=frozenset(found.members_unknown),
+        unreadable=found.unreadable,
+        notices=v3.notices,
         requests_made=sum(delta.values()),
         requests_by_endpoint=delta,
         users_read=read_users,
-        oncall_rows=rows,
+        oncall_rows=found.rows,
     )
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The second a read is for (``moment``) and the end of its window (``until``)."""
+
+    moment: datetime
+    until: datetime
+
+    @classmethod
+    def over(cls, now: datetime | None, horizon: timedelta) -> _Span:
+        moment = whole_second(now)
+        return cls(moment, moment + max(horizon, timedelta(seconds=1)))
+
+
+@dataclass
+class _Found:
+    """What one read has found so far; each step adds to it, in the order it runs."""
+
+    schedules: dict[str, Schedule]
+    users: dict[str, User] = field(default_factory=dict)
+    timelines: dict[str, Timeline] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    members_unknown: set[str] = field(default_factory=set)
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+class _V3Listing(NamedTuple):
+    # ``listed`` False: PagerDuty refused the list; ``notices`` then says why.
+    listed: bool
+    refs: list[V3ScheduleRef]
+    notices: tuple[str, ...]
+
+
+def _list_v3(reader: PagerDutyReader) -> _V3Listing:
+    try:
+        return _V3Listing(True, reader.list_v3_schedule_refs(), ())
+    except (BadRequest, NoApiAccess, Forbidden, NotFound) as exc:
+        # v3 may be gated by an ability or a scope nobody documents: v2 goes on regardless.
+        return _V3Listing(False, [], (V3_UNAVAILABLE.format(reason=reason(exc)),))
+
+
+def _add_v3(
+    reader: PagerDutyReader,
+    found: _Found,
+    refs: list[V3ScheduleRef],
+    span: _Span,
+    bound_ids: set[str],
+    *,
+    read_users: bool,
+) -> None:
+    """One detail per v3 schedule read (bound ones; all with the users): members, on-call."""
+    # Unbound schedules' members wait for the daily read (read_users).
+    ids = [r.id for r in refs if read_users or r.id in bound_ids]
+    details = bulk.v3_schedule_timelines(reader, ids, span.moment, span.until)
+    for ref in refs:
+        timeline = details.get(ref.id)
+        if isinstance(timeline, NotFound):
+            log.info("v3 schedule %s vanished during the sync", ref.id)
+        elif isinstance(timeline, Timeline):
+            # During an upgrade a schedule may show in both lists: v3 is the live one.
+            found.schedules[ref.id] = Schedule(
+                ref.id, timeline.name or ref.name, "v3", timeline.time_zone, timeline.members
+            )
+            if ref.id in bound_ids:
+                found.timelines[ref.id] = timeline
+        else:
+            _keep_v3_members(found, ref, timeline, bound_ids)
+
+
+def _keep_v3_members(
+    found: _Found, ref: V3ScheduleRef, failure: BaseException | None, bound_ids: set[str]
+) -> None:
+    """Refused, or not read this time: the mirror keeps its members and time zone."""
+    found.schedules[ref.id] = Schedule(ref.id, ref.name, "v3", None)
+    found.members_unknown.add(ref.id)
+    if ref.id in bound_ids and failure is not None:
+        why = reason(failure) if isinstance(failure, PagerDutyError) else type(failure).__name__
+        found.unreadable[ref.id] = f"{SCHEDULE_HIDDEN} ({why})"
+
+
+def _add_bound_v2_on_call(
+    reader: PagerDutyReader,
+    found: _Found,
+    bound_ids: set[str],
+    span: _Span,
+    use_oncalls: bool,
+) -> None:
+    """Bound v2 schedules' on-call (v3 ones have theirs from the detail already)."""
+    schedules = found.schedules
+    bound_v2 = sorted(s for s in bound_ids if s in schedules and schedules[s].version == "v2")
+    oncall_users, gone = read_on_call(
+        reader, schedules, bound_v2, span.moment, span.until, found.timelines, found.unreadable,
+        use_oncalls, rows_seen=found.rows,
+    )  # fmt: skip
+    found.unreadable.update((sid, SCHEDULE_GONE) for sid in gone)
+    for user in oncall_users.values():
+        found.users.setdefault(user.id, user)
+
+
+def _add_new_people(
+    reader: PagerDutyReader,
+    found: _Found,
+    bound_ids: set[str],
+    known_users: KnownUsers | None,
+) -> None:
+    """Between daily reads: only the people the mirror lacks (or has active though deleted)."""
+    new = new_people(found.schedules, bound_ids, found.timelines, found.users, known_users)
+    for uid, user in bulk.users_by_id(reader, new).items():
+        found.users[uid] = user if user is not None else User(uid, "", None, active=False)
+
+
+def _requests_since(reader: PagerDutyReader, before: Mapping[str, int]) -> dict[str, int]:
+    """The requests made per endpoint since ``before`` (endpoints with none left out)."""
+    after = reader.requests_by_endpoint
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
 def read_check(
@@ -220,49 +291,78 @@ def read_check(
     detail costs one request whatever its window: it reads the whole one. A bound schedule
     whose detail answers 404 is left out of ``schedules``, which the caller takes as "read the
     directory" (it says whether the schedule is gone or moved to the other version)."""
-    moment = whole_second(now)
-    until = moment + max(horizon, timedelta(seconds=1))
+    span = _Span.over(now, horizon)
     before = dict(reader.requests_by_endpoint)
-    schedules = {s.id: s for s in known}
-    timelines: dict[str, Timeline] = {}
-    unreadable: dict[str, str] = {}
-    oncalls_until = until if stored is None else moment + CHECK_WINDOW
-    rows: dict[str, int] = {}
-    users, gone = read_on_call(
-        reader, schedules, sorted(schedules), moment, oncalls_until, timelines, unreadable,
-        use_oncalls, detail_until=until, rows_hint=rows_hint, rows_seen=rows,
-    )  # fmt: skip
-    now_only = [sid for sid, t in timelines.items() if t.until < until]
-    confirmed: frozenset[str] = frozenset()
-    if stored is not None and now_only:
-        again = stale(timelines, now_only, stored(now_only, moment), moment)
-        confirmed = frozenset(now_only) - set(again)
-        for sid in again:  # read again: the detail answers where /oncalls shows nobody
-            del timelines[sid]
-        more, also_gone = read_on_call(
-            reader, schedules, again, moment, until, timelines, unreadable, use_oncalls,
-            rows_seen=rows,
-        )  # fmt: skip
-        users.update(more)
-        gone += also_gone
-    for sid in gone:
-        del schedules[sid]
-    after = reader.requests_by_endpoint
-    delta = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    found = _Found(schedules={s.id: s for s in known})
+    gone = _check_on_call(reader, found, span, use_oncalls, stored=stored, rows_hint=rows_hint)
+    recheck = _reread_stale(reader, found, span, use_oncalls, stored)
+    for sid in gone + recheck.gone:
+        del found.schedules[sid]
+    delta = _requests_since(reader, before)
     return AccountSnapshot(
-        fetched_at=moment,
-        users=tuple(users.values()),
+        fetched_at=span.moment,
+        users=tuple(found.users.values()),
         users_complete=False,
-        schedules=tuple(schedules.values()),
-        timelines=timelines,
-        unreadable=unreadable,
+        schedules=tuple(found.schedules.values()),
+        timelines=found.timelines,
+        unreadable=found.unreadable,
         requests_made=sum(delta.values()),
         requests_by_endpoint=delta,
         directory_read=False,
         users_read=False,
-        confirmed=confirmed,
-        oncall_rows=rows,
+        confirmed=recheck.confirmed,
+        oncall_rows=found.rows,
     )
+
+
+class _Recheck(NamedTuple):
+    # Schedules whose stored on-call is right now, and those whose detail answered 404.
+    confirmed: frozenset[str]
+    gone: list[str]
+
+
+def _check_on_call(
+    reader: PagerDutyReader,
+    found: _Found,
+    span: _Span,
+    use_oncalls: bool,
+    *,
+    stored: StoredOnCall | None,
+    rows_hint: Mapping[str, int] | None,
+) -> list[str]:
+    """Every known schedule's on-call; returns those whose detail answered 404."""
+    # With a stored timeline, /oncalls over now only: _reread_stale reads the window if wrong.
+    oncalls_until = span.until if stored is None else span.moment + CHECK_WINDOW
+    users, gone = read_on_call(
+        reader, found.schedules, sorted(found.schedules), span.moment, oncalls_until,
+        found.timelines, found.unreadable, use_oncalls, detail_until=span.until,
+        rows_hint=rows_hint, rows_seen=found.rows,
+    )  # fmt: skip
+    found.users.update(users)
+    return gone
+
+
+def _reread_stale(
+    reader: PagerDutyReader,
+    found: _Found,
+    span: _Span,
+    use_oncalls: bool,
+    stored: StoredOnCall | None,
+) -> _Recheck:
+    """Of the schedules read over now only, confirm those the stored timeline has right now
+    and read the whole window again for the rest."""
+    now_only = [sid for sid, t in found.timelines.items() if t.until < span.until]
+    if stored is None or not now_only:
+        return _Recheck(frozenset(), [])
+    again = stale(found.timelines, now_only, stored(now_only, span.moment), span.moment)
+    for sid in again:  # read again: the detail answers where /oncalls shows nobody
+        del found.timelines[sid]
+    more, gone = read_on_call(
+        reader, found.schedules, again, span.moment, span.until, found.timelines,
+        found.unreadable, use_oncalls, rows_seen=found.rows,
+    )  # fmt: skip
+    found.users.update(more)
+    return _Recheck(frozenset(now_only) - set(again), gone)
 
 
 def referenced_users(snapshot: AccountSnapshot) -> dict[str, UserRef]:
@@ -275,96 +375,3 @@ def referenced_users(snapshot: AccountSnapshot) -> dict[str, UserRef]:
         for ref in (*timeline.members, *(s.user for s in timeline.shifts)):
             refs.setdefault(ref.id, ref)
     return refs
-
-
-def _new_people(
-    schedules: Mapping[str, Schedule],
-    bound_ids: set[str],
-    timelines: Mapping[str, Timeline],
-    users: Mapping[str, User],
-    known_users: KnownUsers | None,
-) -> list[str]:
-    """The people bound schedules name (members, on call) that only ``GET /users/{id}`` can
-    tell about: not in the mirror, or still active there though PagerDuty says deleted."""
-    refs: dict[str, UserRef] = {}
-    for sid in sorted(bound_ids):
-        if sid in schedules:
-            for ref in schedules[sid].members:
-                refs.setdefault(ref.id, ref)
-        if sid in timelines:
-            for ref in (*timelines[sid].members, *(s.user for s in timelines[sid].shifts)):
-                refs.setdefault(ref.id, ref)
-    asked = [uid for uid in refs if uid not in users]
-    known = known_users(asked) if known_users is not None and asked else {}
-    return [uid for uid in asked if uid not in known or (refs[uid].deleted and known[uid])]
-
-
-def _read_users(reader: PagerDutyReader) -> tuple[dict[str, User], bool]:
-    """Every user when PagerDuty can list them all; else (False) the first page only."""
-    first = reader.users_page(offset=0, limit=PAGE_LIMIT, total=True)
-    users = {u.id: u for u in first.users}
-    if not first.more:
-        return users, True
-    if first.total is not None and first.total > MAX_OFFSET_WINDOW:
-        return users, False
-    try:
-        rest = bulk.users_after(reader, first)
-    except PaginationLimit:
-        # PagerDuty ignored total=true and the account is past the cap.
-        return users, False
-    for user in rest:
-        users.setdefault(user.id, user)
-    return users, True
-
-
-def _read_referenced_users(
-    reader: PagerDutyReader,
-    schedules: Mapping[str, Schedule],
-    bound_ids: set[str],
-    timelines: Mapping[str, Timeline],
-    unreadable: Mapping[str, str],
-    users: dict[str, User],
-) -> None:
-    """Past 10,000 users: read only the members and on-call people of bound schedules."""
-    needed: set[str] = set()
-    for sid in bound_ids:
-        if sid in schedules:
-            needed.update(schedules[sid].member_user_ids)
-        if sid in timelines:
-            needed.update(s.user.id for s in timelines[sid].shifts)
-    # One request for every user on the schedule, emails included.
-    lacking = [
-        sid
-        for sid in sorted(bound_ids)
-        if (schedule := schedules.get(sid)) is not None
-        and schedule.version == "v2"
-        and sid not in unreadable
-        and any(uid not in users for uid in schedule.member_user_ids)
-    ]
-    for listed in bulk.schedules_users(reader, lacking):
-        for user in listed:
-            users.setdefault(user.id, user)
-    for uid, found in bulk.users_by_id(reader, sorted(needed - users.keys())).items():
-        users[uid] = found if found is not None else User(uid, "", None, active=False)
-
-
-def _add_placeholders(
-    schedules: Iterable[Schedule],
-    timelines: Iterable[Timeline],
-    users: dict[str, User],
-    *,
-    complete: bool,
-) -> None:
-    """Deleted users that schedules still name become inactive users, with the name the
-    reference carries. With the full listing, anyone it lacks is deleted; with referenced users
-    only, a reference must say so itself (``deleted_at``). A live user always wins."""
-    refs: dict[str, UserRef] = {}
-    for schedule in schedules:
-        for ref in schedule.members:
-            refs.setdefault(ref.id, ref)
-    for timeline in timelines:
-        for ref in (*timeline.members, *(s.user for s in timeline.shifts)):
-            refs.setdefault(ref.id, ref)
-    for uid, ref in refs.items():
-        if uid not in users and (complete or ref.deleted):
-            users[uid] = User(uid, ref.name or "", None, active=False)
