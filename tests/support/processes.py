@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +112,16 @@ def worker(
     pool: str = "prefork",
     env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    with rrpd_process(
+    with worker_process(queues, concurrency, pool, env) as proc:
+        wait_for_worker(proc, queues.split(",")[0])
+        yield proc
+
+
+def worker_process(
+    queues: str, concurrency: int, pool: str, env: dict[str, str] | None
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """``rrpd worker`` on ``queues``, not yet waited for."""
+    return rrpd_process(
         f"worker-{queues.replace(',', '-')}",
         "worker",
         "--queues",
@@ -122,9 +131,7 @@ def worker(
         "--pool",
         pool,
         env=env,
-    ) as proc:
-        wait_for_worker(proc, queues.split(",")[0])
-        yield proc
+    )
 
 
 @contextmanager
@@ -135,19 +142,7 @@ def workers(
     for together (their boots overlap), then stopped together (``stop_all``)."""
     with ExitStack() as stack:
         procs = {
-            name: stack.enter_context(
-                rrpd_process(
-                    f"worker-{queues.replace(',', '-')}",
-                    "worker",
-                    "--queues",
-                    queues,
-                    "--concurrency",
-                    str(concurrency),
-                    "--pool",
-                    pool,
-                    env=env,
-                )
-            )
+            name: stack.enter_context(worker_process(queues, concurrency, pool, env))
             for name, (queues, concurrency, pool) in specs.items()
         }
         # Registered last, so it runs first: each rrpd_process then finds its process ended.
