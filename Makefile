@@ -26,7 +26,11 @@ test: $(STAMP)
 	scripts/ensure-browser.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	# The suite, with branch coverage of every process it starts (pyproject.toml
+	# [tool.coverage]); below the floor in .ci/coverage-floor fails (the floor only rises:
+	# tests/unit/test_coverage_floor.py).
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term:skip-covered \
+		--cov-fail-under=$$(cat .ci/coverage-floor) $(PYTEST_ARGS)
 	# The local run's database: the periodic machinery, models and migrations on SQLite.
 	RRPD_TEST_DATABASE=sqlite $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m both_databases
 	# The time-sensitive tests again at other hours and across midnight.
