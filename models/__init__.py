@@ -1,6 +1,6 @@
 """SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
 
-from models.activity import AuditAction, AuditEvent, SyncRun, TaskRecord
+from models.activity import AuditAction, AuditEvent, SyncKind, SyncRun, SyncRunStatus, TaskRecord
 from models.base import Base, normalize_email, utcnow
 from models.connection import (
     ALLOWED_TRANSITIONS,
@@ -58,7 +58,9 @@ __all__ = [
     "RotationMode",
     "RotationOnDuty",
     "ScheduledHandoff",
+    "SyncKind",
     "SyncRun",
+    "SyncRunStatus",
     "TaskRecord",
     "Workspace",
     "normalize_email",

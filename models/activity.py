@@ -10,14 +10,33 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UUIDPrimaryKey, utcnow
+from models.base import Base, UUIDPrimaryKey, utcnow, values_in
 from models.types import string_enum
+
+
+class SyncKind(StrEnum):
+    """Why a sync ran: the ``kind`` a task is sent with and its run is recorded as."""
+
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+    INITIAL = "initial"
+    BINDING = "binding"
+
+
+class SyncRunStatus(StrEnum):
+    """How a recorded sync ended. A run is written once, when it ends: there is no "running"
+    row (what is running is the connection's lease, not a row)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 class SyncRun(UUIDPrimaryKey, Base):
     __tablename__ = "sync_runs"
     __table_args__ = (
-        CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped')", name="status"),
+        CheckConstraint(values_in("status", SyncRunStatus), name="status"),
+        CheckConstraint(values_in("kind", SyncKind), name="kind"),
         Index("ix_sync_runs_connection_started", "connection_id", "started_at"),
         # The retention loop's "oldest first, across connections" (workers.sync.retention).
         Index("ix_sync_runs_started", "started_at"),
@@ -27,8 +46,8 @@ class SyncRun(UUIDPrimaryKey, Base):
         ForeignKey("pagerduty_connections.id", ondelete="CASCADE")
     )
     generation: Mapped[int]
-    kind: Mapped[str] = mapped_column(String(20))  # scheduled | manual | initial | binding
-    status: Mapped[str] = mapped_column(String(12), default="running")
+    kind: Mapped[SyncKind] = mapped_column(string_enum(SyncKind, 20))
+    status: Mapped[SyncRunStatus] = mapped_column(string_enum(SyncRunStatus, 12))
     task_id: Mapped[str | None] = mapped_column(String(64), default=None)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, Timestamps, UUIDPrimaryKey, utcnow
+from models.base import Base, Timestamps, UUIDPrimaryKey, utcnow, values_in
 from models.types import EncryptedText, string_enum
 
 
@@ -160,18 +160,14 @@ class InvalidTransition(Exception):
         self.wanted = wanted
 
 
-def _in(column: str, values: type[StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
-
-
 class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "pagerduty_connections"
     __table_args__ = (
-        CheckConstraint(_in("auth_method", AuthMethod), name="auth_method"),
-        CheckConstraint(_in("region", Region), name="region"),
-        CheckConstraint(_in("status", ConnectionStatus), name="status"),
-        CheckConstraint(_in("pending_status", PendingStatus), name="pending_status"),
-        CheckConstraint(_in("pending_auth_method", AuthMethod), name="pending_auth_method"),
+        CheckConstraint(values_in("auth_method", AuthMethod), name="auth_method"),
+        CheckConstraint(values_in("region", Region), name="region"),
+        CheckConstraint(values_in("status", ConnectionStatus), name="status"),
+        CheckConstraint(values_in("pending_status", PendingStatus), name="pending_status"),
+        CheckConstraint(values_in("pending_auth_method", AuthMethod), name="pending_auth_method"),
         CheckConstraint("generation >= 1", name="generation_positive"),
         # At most one live connection per workspace.
         Index(
@@ -360,7 +356,7 @@ class OAuthAuthorization(UUIDPrimaryKey, Base):
     ends (connected, refused, superseded, disconnected, or an hour past its expiry)."""
 
     __tablename__ = "oauth_authorizations"
-    __table_args__ = (CheckConstraint(_in("region", Region), name="region"),)
+    __table_args__ = (CheckConstraint(values_in("region", Region), name="region"),)
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE"), index=True

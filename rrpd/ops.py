@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from models.activity import SyncRunStatus
 from models.connection import STATUS_MEANINGS, statuses
 from rrpd.common import ago, checked_settings, find_workspace, plain, when, workspace_argument
 
@@ -197,7 +198,7 @@ def _wait_for_sync(connection_id: uuid.UUID, task_id: str, since: datetime, time
             status = conn.status if conn is not None else "gone"
             last_error = conn.last_error if conn is not None else None
         if run is not None and outcome is not None:
-            succeeded = run.status == "succeeded"
+            succeeded = run.status == SyncRunStatus.SUCCEEDED
             click.echo(outcome)
             if not succeeded:
                 raise click.exceptions.Exit(1)
@@ -217,7 +218,7 @@ def _wait_for_sync(connection_id: uuid.UUID, task_id: str, since: datetime, time
 def _run_words(run) -> str:  # type: ignore[no-untyped-def]
     took = f" in {run.duration_ms / 1000:.1f} s" if run.duration_ms is not None else ""
     line = f"sync {run.status} at {when(run.finished_at)}{took}"
-    if run.status == "succeeded":
+    if run.status == SyncRunStatus.SUCCEEDED:
         line += (
             f": rows +{run.rows_created} ~{run.rows_updated} -{run.rows_deleted}, "
             f"{run.requests_made} PagerDuty requests"
@@ -321,7 +322,7 @@ def connections_needing_attention(session) -> list[dict[str, Any]]:  # type: ign
             # The failure streak: failed runs since the last one that was not a failure.
             recent = session.execute(
                 select(SyncRun.status, SyncRun.started_at, SyncRun.error)
-                .where(SyncRun.connection_id == conn.id, SyncRun.status != "running")
+                .where(SyncRun.connection_id == conn.id)
                 .order_by(SyncRun.started_at.desc())
                 .limit(max(conn.consecutive_sync_failures, 1) + 50)
             ).all()

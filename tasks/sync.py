@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers.sync import batch, fanout, run
+from workers.sync.kinds import RetryReason
 from workers.tasking.app import BeatTask, SyncTask, contract_task
 from workers.tasking.contract import CHECK_CONNECTIONS, SCHEDULE_SYNCS, SYNC_CONNECTION
 
@@ -17,7 +18,9 @@ def sync_connection(
     result = run.sync_connection(connection_id, kind=kind, task_id=self.request.id)
     if result.retry and self.retries_left:
         # 429: after PagerDuty's reset; transient: the family's capped backoff.
-        self.retry_later(reset_after=result.retry_after if result.retry == "rate_limited" else None)
+        self.retry_later(
+            reset_after=result.retry_after if result.retry == RetryReason.RATE_LIMITED else None
+        )
     return result.as_dict()
 
 

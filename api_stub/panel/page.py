@@ -19,6 +19,7 @@ from models import (
     PagerDutyConnection,
     Role,
     SyncRun,
+    SyncRunStatus,
     Workspace,
     utcnow,
 )
@@ -321,7 +322,7 @@ def _last_good_sync(session: Session, connection_id: uuid.UUID | None) -> dateti
         select(SyncRun.finished_at)
         .where(
             SyncRun.connection_id == connection_id,
-            SyncRun.status == "succeeded",
+            SyncRun.status == SyncRunStatus.SUCCEEDED,
             SyncRun.finished_at.is_not(None),
         )
         .order_by(SyncRun.finished_at.desc())

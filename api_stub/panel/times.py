@@ -9,13 +9,12 @@ from typing import Any
 
 from markupsafe import Markup
 
-from models import utcnow
+from models import SyncRunStatus, utcnow
 
 SYNC_OUTCOME_WORDS = {
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "skipped": "skipped (the connection changed while it ran)",
-    "running": "running",
+    SyncRunStatus.SUCCEEDED: "succeeded",
+    SyncRunStatus.FAILED: "failed",
+    SyncRunStatus.SKIPPED: "skipped (the connection changed while it ran)",
 }
 
 

@@ -17,6 +17,7 @@ from workers.pagerduty.errors import (
     Transient,
 )
 from workers.sync import messages
+from workers.sync.kinds import RetryReason
 from workers.sync.records import RunContext, SyncResult
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,11 @@ def record_failure(ctx: RunContext, exc: Exception) -> SyncResult:
     if isinstance(exc, RateLimited):
         # Counted (with every 429 the client retried itself) when the run's metrics are written.
         wait = exc.reset_after
-        return ctx.failed(messages.rate_limited(wait), retry="rate_limited", retry_after=wait)
+        return ctx.failed(
+            messages.rate_limited(wait), retry=RetryReason.RATE_LIMITED, retry_after=wait
+        )
     if isinstance(exc, Transient):
-        return ctx.failed(messages.transient(exc), retry="transient")
+        return ctx.failed(messages.transient(exc), retry=RetryReason.TRANSIENT)
     if isinstance(exc, NoApiAccess):
         return ctx.failed(messages.NO_API_ACCESS, moves_to=ConnectionStatus.INVALID)
     if isinstance(exc, Forbidden):

@@ -29,7 +29,7 @@ from workers.pagerduty.snapshot import AccountSnapshot
 from workers.rotations.locking import lock_connection
 from workers.sync import messages
 from workers.sync.apply import ApplyResult, apply_snapshot
-from workers.sync.kinds import Outcome, SyncKind
+from workers.sync.kinds import Outcome, RetryReason, SyncKind, run_status
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ class SyncResult:
     # Which read the applied pass made: "check" (who is on call) or "directory" (everything).
     read: str | None = None
     error: str | None = None
-    # Set when the task should retry: "rate_limited" or "transient".
-    retry: str | None = None
+    # Set when the task should retry, and why.
+    retry: RetryReason | None = None
     retry_after: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,7 +65,7 @@ class RunContext:
     """Bookkeeping for one pass: records the SyncRun and metrics however the pass ends."""
 
     def __init__(
-        self, cid: uuid.UUID, kind: str, task_id: str | None, started_at: datetime, t0: float
+        self, cid: uuid.UUID, kind: SyncKind, task_id: str | None, started_at: datetime, t0: float
     ) -> None:
         self.cid = cid
         self.kind = kind
@@ -105,8 +105,8 @@ class RunContext:
             id=uuid.uuid4(),
             connection_id=self.cid,
             generation=generation,
-            kind=self.kind[:20],
-            status=status,
+            kind=self.kind,
+            status=run_status(status),
             task_id=self.task_id,
             started_at=self.started_at,
             finished_at=utcnow(),
@@ -204,7 +204,7 @@ class RunContext:
         message: str,
         *,
         moves_to: ConnectionStatus | None = None,
-        retry: str | None = None,
+        retry: RetryReason | None = None,
         retry_after: float | None = None,
         also_current: ConnectionStatus | None = None,
     ) -> SyncResult:

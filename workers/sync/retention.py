@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, or_, select
 
-from models import SyncRun, utcnow
+from models import SyncRun, SyncRunStatus, utcnow
 from workers.core.db import transaction
 from workers.core.settings import get_settings
 from workers.tasking.loops import register_loop
@@ -30,14 +30,15 @@ def delete_old_runs(*, now: datetime | None = None, batch: int = RETENTION_BATCH
     moment = now or utcnow()
     keep_until = moment - timedelta(days=settings.sync_runs_retention_days)
     failed_until = moment - timedelta(days=settings.sync_runs_failed_retention_days)
+    failed = SyncRun.status == SyncRunStatus.FAILED
     with transaction() as session:
         ids = list(
             session.execute(
                 select(SyncRun.id)
                 .where(
                     or_(
-                        and_(SyncRun.status != "failed", SyncRun.started_at < keep_until),
-                        and_(SyncRun.status == "failed", SyncRun.started_at < failed_until),
+                        and_(~failed, SyncRun.started_at < keep_until),
+                        and_(failed, SyncRun.started_at < failed_until),
                     )
                 )
                 .order_by(SyncRun.started_at)

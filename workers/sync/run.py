@@ -115,6 +115,7 @@ def sync_once(
     """One pass, without the coalescing lock (tests and the batch call this directly):
     plan -> read -> apply -> record."""
     cid = as_uuid(connection_id)
+    kind = SyncKind(kind)  # an unknown kind fails here, before any read (the tasks check it too)
     clock = now or utcnow
     started_at = clock()
     ctx = RunContext(cid, kind, task_id, started_at, time.monotonic())

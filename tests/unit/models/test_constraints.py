@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from sqlalchemy import Uuid, bindparam, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -11,7 +14,9 @@ from models import (
     Member,
     Rotation,
     RotationMode,
+    utcnow,
 )
+from models.base import UTCDateTime
 from tests.support import factories
 
 
@@ -88,3 +93,28 @@ def test_status_transitions_follow_the_table(session: Session) -> None:
     assert set(ConnectionStatus) == {ConnectionStatus.VALIDATING} | set().union(
         *ALLOWED_TRANSITIONS.values()
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [("running", "scheduled"), ("succeeded", "nightly"), ("done", "manual")]
+)
+def test_a_sync_run_holds_only_its_enums_values(session: Session, status: str, kind: str) -> None:
+    """The database refuses what the enums do not name, even written around the ORM (no row
+    says ``running``: a run is written once, when it ends)."""
+    ws = factories.workspace(session)
+    conn = factories.api_key_connection(session, ws)
+    session.flush()
+    insert = text(
+        "INSERT INTO sync_runs (id, connection_id, generation, kind, status, started_at,"
+        " rows_created, rows_updated, rows_deleted, requests_made)"
+        " VALUES (:id, :cid, 1, :kind, :status, :at, 0, 0, 0, 0)"
+    ).bindparams(
+        bindparam("id", type_=Uuid()),
+        bindparam("cid", type_=Uuid()),
+        bindparam("at", type_=UTCDateTime()),
+    )
+    values = {"cid": conn.id, "at": utcnow()}
+    session.execute(insert, {**values, "id": uuid.uuid4(), "kind": "scheduled", "status": "failed"})
+    with pytest.raises(IntegrityError):
+        session.execute(insert, {**values, "id": uuid.uuid4(), "kind": kind, "status": status})
+    session.rollback()
