@@ -27,7 +27,7 @@ from workers.rotations import binding
 from workers.sync import run
 from workers.sync.upcoming_diff import Span, merge, subtract
 
-pytestmark = pytest.mark.both_databases
+pytestmark = [pytest.mark.both_databases, pytest.mark.clock]
 
 ROOT = Path(__file__).resolve().parents[4]
 SCHEMA = json.loads((ROOT / "docs" / "events.schema.json").read_text())
