@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from models import Member, PagerDutyConnection, RotationUpcoming
+from models import Member, PagerDutyConnection, PagerDutyUser, RotationUpcoming
 from workers import events
 from workers.core.settings import get_settings
 from workers.events.schema import timestamp
@@ -139,33 +139,7 @@ def _publish(
     now: datetime,
 ) -> None:
     """One ``rotation.upcoming_changed`` for this rotation: everyone whose time changed."""
-    names = {u.id: u.name for u in snapshot.users if u.name}
-    for shift in snapshot.upcoming[schedule_id].shifts:
-        if shift.user.name:
-            names.setdefault(shift.user.id, shift.user.name)
-    matched = {uid: member_of_user[uid] for uid in changes if uid in member_of_user}
-    members = {
-        mid: (email, name)
-        for mid, email, name in session.execute(
-            select(Member.id, Member.email, Member.display_name).where(
-                Member.id.in_(list(matched.values()))
-            )
-        )
-    } if matched else {}  # fmt: skip
-    people = []
-    for uid, change in changes.items():
-        mid = matched.get(uid)
-        email, member_name = members.get(mid, (None, None)) if mid is not None else (None, None)
-        people.append(
-            {
-                "pagerduty_user_id": uid,
-                "member_id": None if mid is None else str(mid),
-                "email": email,
-                "name": member_name or names.get(uid),
-                "added": _spans(change.added),
-                "removed": _spans(change.removed),
-            }
-        )
+    people = _people(session, conn, changes, snapshot, schedule_id, member_of_user)
     events.rotation_upcoming_changed(
         session,
         workspace_id=conn.workspace_id,
@@ -173,9 +147,61 @@ def _publish(
         connection_id=conn.id,
         schedule_id=schedule_id,
         window=(max(old.read_from, new.read_from), min(old.read_until, new.read_until)),
-        people=people,
+        people=[
+            {
+                **people[uid],
+                "added": _spans(change.added),
+                "removed": _spans(change.removed),
+            }
+            for uid, change in changes.items()
+        ],
         occurred_at=now,
     )
+
+
+def _people(
+    session: Session,
+    conn: PagerDutyConnection,
+    uids: Iterable[str],
+    snapshot: AccountSnapshot,
+    schedule_id: str,
+    member_of_user: Mapping[str, uuid.UUID],
+) -> dict[str, dict[str, str | None]]:
+    """Who each PagerDuty user is: the member matched by email (id, email, name), as the rest
+    of the sync matches them; else PagerDuty's name (the read's, or the mirror's)."""
+    wanted = set(uids)
+    names = {s.user.id: s.user.name for s in snapshot.upcoming[schedule_id].shifts if s.user.name}
+    names.update((u.id, u.name) for u in snapshot.users if u.id in wanted and u.name)
+    unnamed = [uid for uid in wanted if uid not in names]
+    if unnamed:
+        names.update(
+            session.execute(
+                select(PagerDutyUser.pagerduty_id, PagerDutyUser.name).where(
+                    PagerDutyUser.connection_id == conn.id,
+                    PagerDutyUser.pagerduty_id.in_(unnamed),
+                )
+            ).tuples()
+        )
+    matched = {uid: member_of_user[uid] for uid in wanted if uid in member_of_user}
+    members: dict[uuid.UUID, tuple[str, str]] = {}
+    if matched:
+        rows = session.execute(
+            select(Member.id, Member.email, Member.display_name).where(
+                Member.id.in_(list(matched.values()))
+            )
+        )
+        members = {mid: (email, name) for mid, email, name in rows}
+    out: dict[str, dict[str, str | None]] = {}
+    for uid in wanted:
+        mid = matched.get(uid)
+        email, name = members.get(mid, (None, None)) if mid is not None else (None, None)
+        out[uid] = {
+            "pagerduty_user_id": uid,
+            "member_id": None if mid is None else str(mid),
+            "email": email,
+            "name": name or names.get(uid) or None,
+        }
+    return out
 
 
 def discard_upcoming(

@@ -172,6 +172,11 @@ def test_a_member_removed_from_the_schedule_moves_their_future_turns(
     people = {p["pagerduty_user_id"]: p for p in event["data"]["people"]}
     assert people["PUCAROL"]["added"] == []
     assert people["PUCAROL"]["removed"]
+    assert people["PUCAROL"]["member_id"] == str(demo.members["carol"])
+    # The contractor's turns move too: no member matches them, PagerDuty's id and name say who.
+    contractor = people["PUCONTR"]
+    assert (contractor["member_id"], contractor["email"]) == (None, None)
+    assert contractor["name"]
     # Every hour Carol lost went to someone else (nobody's hours were simply dropped).
     gained = merge(
         (datetime.fromisoformat(s["start"]), datetime.fromisoformat(s["end"]))
