@@ -22,6 +22,11 @@ the same simulated accounts in the same run. An hour is then counted, not waited
   unbound v3 details only once a day: per hour 4 directory reads + 56 checks + 1/24 of that
   daily extra.
 
+Issue 22: once an hour one directory read is the upcoming read (7 days of on-call instead of 6
+hours, same requests, more ``/oncalls`` pages); it is read too, asserted to see the same on-call
+now and to hand the handoff plan the same 6-hour shifts, and its extra requests are counted
+once per hour (printed apart, and in the total).
+
 The check is asserted to see the same on-call as a full read (who is on call is still read
 every 60 s; the 6-hour handoff window is read again by a check only where on-call now differs
 from the stored timeline, which in this steady state it never does).
@@ -46,12 +51,15 @@ import random
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "bench_requests.json"
 INTERVAL_S, DIRECTORY_S, USERS_S, HOUR_S = 60, 900, 86_400, 3600
+# Issue 22: one directory read an hour (RRPD_UPCOMING_INTERVAL_SECONDS) is the upcoming read.
+UPCOMING_S = 3600
 NO_LIMIT = 1_000_000
 
 
@@ -129,6 +137,23 @@ def measure() -> dict[str, Any]:
                     known_users=_mirror_of(full),
                 )
                 r["members_read"] = dict(members.requests_by_endpoint)
+                if "upcoming" in inspect.signature(read_snapshot).parameters:
+                    # The same directory read over 7 days of on-call ("your shift moved").
+                    upcoming = read_snapshot(  # type: ignore[call-arg]
+                        client,
+                        bound=bound,
+                        read_users=False,
+                        known_users=_mirror_of(full),
+                        upcoming=timedelta(days=7),
+                    )
+                    assert {s: _ids(full, s) for s in bound} == {
+                        s: _ids(upcoming, s) for s in bound
+                    }
+                    # The 6-hour plan it hands the handoffs is the 6-hour read's, shift for shift.
+                    assert {s: set(full.timelines[s].shifts) for s in bound} == {
+                        s: set(upcoming.timelines[s].shifts) for s in bound
+                    }
+                    r["upcoming_read"] = dict(upcoming.requests_by_endpoint)
             else:
                 v3_bound = sorted(s for s in bound if acct.schedules[s].version == 3)
                 check = read_check(client, bound=bound, v3_bound=v3_bound)  # type: ignore[call-arg]
@@ -171,7 +196,18 @@ def per_hour(r: dict[str, Any]) -> float:
     members = sum(r["members_read"].values())
     # One directory read a day lists the users instead of reading nobody by id.
     listing_extra = (directory - members) * HOUR_S / USERS_S
-    return directories * members + (rounds - directories) * check + listing_extra
+    return (
+        directories * members + (rounds - directories) * check + listing_extra + upcoming_extra(r)
+    )
+
+
+def upcoming_extra(r: dict[str, Any]) -> float:
+    """What the upcoming read adds per hour: it replaces one directory read per UPCOMING_S, so
+    only its extra ``/oncalls`` pages count (its details cost one request whatever the window)."""
+    if "upcoming_read" not in r:
+        return 0.0
+    extra = sum(r["upcoming_read"].values()) - sum(r["members_read"].values())
+    return extra * HOUR_S / UPCOMING_S
 
 
 def export_ref(ref: str) -> Path:
@@ -230,6 +266,12 @@ def main() -> int:
         say("  new: " + show("check", n["check"]))
         say("  new: " + show("directory read, users not due", n["members_read"]))
         say("  new: " + show("directory read listing the users (daily)", n["directory"]))
+        if "upcoming_read" in n:
+            say(
+                "  new: "
+                + show("upcoming read, 7 days (hourly, in place of one)", n["upcoming_read"])
+            )
+            say(f"  new: the upcoming read adds {upcoming_extra(n):,.0f} per connection-hour")
         o["per_hour"], n["per_hour"] = per_hour(o), per_hour(n)
         figures[name] = round(n["per_hour"])
         say(

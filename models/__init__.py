@@ -21,6 +21,7 @@ from models.pagerduty import (
     PagerDutyScheduleMember,
     PagerDutyUser,
 )
+from models.upcoming import RotationUpcoming
 from models.workspace import (
     Member,
     Role,
@@ -57,6 +58,7 @@ __all__ = [
     "RotationMember",
     "RotationMode",
     "RotationOnDuty",
+    "RotationUpcoming",
     "ScheduledHandoff",
     "SyncKind",
     "SyncRun",

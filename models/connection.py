@@ -243,6 +243,10 @@ class PagerDutyConnection(UUIDPrimaryKey, Timestamps, Base):
     # (RRPD_USER_DIRECTORY_INTERVAL_SECONDS) and on demand; directory reads in between read
     # only people met for the first time, by id (workers.sync.run.users_due).
     users_read_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the upcoming read (each bound schedule's next 7 days, rotation_upcoming) was last
+    # made: with a directory read once RRPD_UPCOMING_INTERVAL_SECONDS has passed, and on demand
+    # (workers.sync.upcoming.upcoming_due).
+    upcoming_read_at: Mapped[datetime | None] = mapped_column(default=None)
     consecutive_sync_failures: Mapped[int] = mapped_column(default=0)
     # The last scheduled check that found nothing to change (it writes no ``sync_runs`` row):
     # when it started, how long it took, how many PagerDuty requests it made. Status views

@@ -43,6 +43,7 @@ from workers.pagerduty.errors import BadRequest, Forbidden, NoApiAccess, NotFoun
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.rotations.locking import bound_rotations_for_update
 from workers.rotations.manual import revert_to_manual
+from workers.sync.upcoming import discard_upcoming
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ def confirm(session: Session, actor: Actor) -> PagerDutyConnection:
         .where(ScheduledHandoff.connection_id == conn.id)
         .execution_options(synchronize_session=False)
     )
+    discard_upcoming(session, connection_id=conn.id)  # the old account's shifts, likewise
     # An API key does not name the account id or user: the old account's must not stay.
     conn.pagerduty_account_id = None
     conn.pagerduty_user_id = None

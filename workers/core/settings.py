@@ -61,6 +61,7 @@ ALLOWED: dict[str, str] = {
     "check_batch_size": "a whole number of connections, 1 to 500",
     "check_batch_threads": "a whole number of threads, 1 to 64",
     "user_directory_interval_seconds": "a whole number of seconds, from 900 to 604800",
+    "upcoming_interval_seconds": "a whole number of seconds, from 900 to 86400",
     "sync_runs_retention_days": "a whole number of days, at least 1",
     "sync_runs_failed_retention_days": "a whole number of days, at least 1",
     "redis_retry_max_seconds": "a number of seconds greater than 0",
@@ -154,6 +155,10 @@ class Settings(BaseSettings):
     # and on demand; a person met in between is read alone (GET /users/{id}). What it refreshes
     # in between is names, emails and deletions of people already linked, which rarely change.
     user_directory_interval_seconds: int = Field(86_400, ge=900, le=604_800)
+    # Each bound schedule's next 7 days ("your shift moved") are read with the first directory
+    # read once this has passed, and on demand: an hour bounds how late a change to a future
+    # shift is told, for ~1 % more requests on a large account (docs/sync-and-disconnect.md).
+    upcoming_interval_seconds: int = Field(3_600, ge=900, le=86_400)
     # sync_runs: succeeded and skipped runs are kept this many days, failed ones longer (they
     # are what an admin or operator looks back for), then deleted by the sync-runs-retention loop.
     sync_runs_retention_days: int = Field(7, gt=0)

@@ -36,6 +36,7 @@ from workers.core.ids import parse_uuid
 from workers.events import transition
 from workers.rotations.locking import bound_rotations_for_update, lock_connection
 from workers.rotations.manual import revert_to_manual
+from workers.sync.upcoming import discard_upcoming
 from workers.tasking.outcomes import DisconnectOutcome
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ def disconnect_connection(
             .where(ScheduledHandoff.connection_id == conn.id)
             .execution_options(synchronize_session=False)
         )
+        # Nor any stored upcoming shifts (revert_to_manual dropped the bound rotations' own).
+        discard_upcoming(session, connection_id=conn.id)
 
         # 3. Disconnected, under a new generation: any sync still running writes nothing.
         transition(session, conn, ConnectionStatus.DISCONNECTED)

@@ -7,6 +7,8 @@ the change is made, in the same transaction:
 * ``rotation_on_duty_changed`` / ``rotation_members_changed``: a bound rotation's people changed
   (through ``rotation_people_changed``, called by the one writer of who is on call,
   ``workers.rotations.on_call.write_on_call``, for the sync and the handoff loop alike);
+* ``rotation_upcoming_changed``: a bound rotation's planned on-duty time in the next days changed
+  (``workers.sync.upcoming``, in the sync's apply);
 * ``rotation_bound`` / ``rotation_made_manual``: a rotation was bound to a schedule, or became
   Manual (unbound by an admin, by a disconnect, or by a confirmed change of account);
 * ``transition``: every change of a connection's status (it calls
@@ -35,6 +37,7 @@ __all__ = [
     "rotation_members_changed",
     "rotation_on_duty_changed",
     "rotation_people_changed",
+    "rotation_upcoming_changed",
     "transition",
 ]
 
@@ -154,6 +157,36 @@ def rotation_people_changed(
     }
     rotation_members_changed(session, before=members_before, after=members_after, **subject)
     rotation_on_duty_changed(session, before=duty_before, after=duty_after, **subject)
+
+
+def rotation_upcoming_changed(
+    session: Session,
+    *,
+    workspace_id: uuid.UUID,
+    rotation_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    schedule_id: str,
+    window: tuple[datetime, datetime],
+    people: list[dict[str, Any]],
+    occurred_at: datetime,
+    cause: str = "sync",
+) -> dict[str, Any]:
+    """Planned on-duty time in ``window`` moved between people (``people``: each affected
+    person with the intervals ``added`` to and ``removed`` from them)."""
+    return add_event(
+        session,
+        type=schema.ROTATION_UPCOMING_CHANGED,
+        key=rotation_key(rotation_id),
+        workspace_id=workspace_id,
+        occurred_at=occurred_at,
+        subject=_rotation_subject(rotation_id, connection_id),
+        data={
+            "schedule_id": schedule_id,
+            "window": {"from": schema.timestamp(window[0]), "until": schema.timestamp(window[1])},
+            "people": people,
+            "cause": cause,
+        },
+    )
 
 
 def rotation_bound(

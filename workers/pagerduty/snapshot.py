@@ -55,7 +55,7 @@ from workers.pagerduty.snapshot_users import (
     read_all_users,
     read_referenced_users,
 )
-from workers.pagerduty.window import CHECK_WINDOW, StoredOnCall, stale
+from workers.pagerduty.window import CHECK_WINDOW, StoredOnCall, narrow, stale
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,10 @@ class AccountSnapshot:
     confirmed: frozenset[str] = frozenset()
     # Rows /oncalls gave each schedule at ``fetched_at``: how the next check packs its batches.
     oncall_rows: Mapping[str, int] = field(default_factory=dict)
+    # The upcoming read (workers.sync.upcoming): bound schedules' timelines over
+    # [fetched_at, upcoming_until), 7 days; ``timelines`` are the same cut to ``horizon``.
+    upcoming: Mapping[str, Timeline] = field(default_factory=dict)
+    upcoming_until: datetime | None = None
 
     def on_call(self, schedule_id: str, moment: datetime | None = None) -> tuple[UserRef, ...]:
         timeline = self.timelines.get(schedule_id)
@@ -113,14 +117,20 @@ def read_snapshot(
     use_oncalls: bool = True,
     read_users: bool = True,
     known_users: KnownUsers | None = None,
+    upcoming: timedelta | None = None,
 ) -> AccountSnapshot:
     """Read the directory, and who is on call over [now, now + horizon) for ``bound`` schedules.
+
+    ``upcoming`` (the upcoming read, 7 days): the on-call is read over that longer window
+    instead, in the same requests (a detail costs one whatever its window; ``/oncalls`` a few
+    more pages), kept whole in ``AccountSnapshot.upcoming`` and cut to ``horizon`` in
+    ``timelines`` (workers.pagerduty.window.narrow), which the handoff plan reads as before.
 
     ``read_users`` False (the user directory is read daily, workers.sync.run): no ``GET
     /users`` pages; only the people bound schedules name whom ``known_users`` (the mirror) does
     not have, or has as active while PagerDuty says deleted, are read, one ``GET /users/{id}``
     each."""
-    span = _Span.over(now, horizon)
+    span = _Span.over(now, max(horizon, upcoming or horizon))
     before = dict(reader.requests_by_endpoint)
     bound_ids = set(bound)
     users, complete = read_all_users(reader) if read_users else ({}, False)
@@ -138,13 +148,14 @@ def read_snapshot(
         found.schedules.values(), found.timelines.values(), found.users, complete=complete
     )
     delta = _requests_since(reader, before)
+    cut = span.moment + max(horizon, timedelta(seconds=1))
     return AccountSnapshot(
         fetched_at=span.moment,
         users=tuple(found.users.values()),
         users_complete=complete,
         schedules=tuple(found.schedules.values()),
         v3_listed=v3.listed,
-        timelines=found.timelines,
+        timelines={sid: narrow(t, cut) for sid, t in found.timelines.items()},
         members_unknown=frozenset(found.members_unknown),
         unreadable=found.unreadable,
         notices=v3.notices,
@@ -152,6 +163,8 @@ def read_snapshot(
         requests_by_endpoint=delta,
         users_read=read_users,
         oncall_rows=found.rows,
+        upcoming=found.timelines if upcoming else {},
+        upcoming_until=span.until if upcoming else None,
     )
 
 

@@ -14,6 +14,7 @@ those schedules is read again in the same check, and re-planned as before. The d
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from workers.pagerduty.records import Timeline
@@ -71,3 +72,18 @@ def pack(
             batches.append([sid])
             load.append(weight)
     return batches
+
+
+def narrow(timeline: Timeline, until: datetime) -> Timeline:
+    """``timeline`` as a read over ``[timeline.since, until)`` renders it: the shifts that meet
+    that window, with their true extents (every read asks ``overflow=true``; ``/oncalls``
+    gives true extents anyway). The upcoming read (7 days) thus serves the 6-hour handoff plan
+    too, with the shifts a 6-hour read would have stored: no rewrite when the two alternate."""
+    if until >= timeline.until:
+        return timeline
+    shifts = tuple(
+        s
+        for s in timeline.shifts
+        if (s.start is None or s.start < until) and (s.end is None or s.end > timeline.since)
+    )
+    return replace(timeline, until=until, shifts=shifts)

@@ -22,6 +22,7 @@ from workers.core.audit import audit
 from workers.handoffs.plan import discard_pending
 from workers.rotations.people import rotation_people
 from workers.rotations.views import rotation_missing
+from workers.sync.upcoming import discard_upcoming
 from workers.tasking.contract import (
     SYNC_CONNECTION,
 )
@@ -74,6 +75,7 @@ def bind_rotation(
         rotation.pagerduty_schedule_id = schedule_id
         rotation.bound_at = utcnow()
         discard_pending(session, rotation_id=rotation.id)  # planned for the old schedule
+        discard_upcoming(session, rotation_ids=[rotation.id])
         events.rotation_bound(
             session,
             workspace_id=actor.workspace_id,
@@ -113,6 +115,7 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
         previous = rotation.pagerduty_schedule_id
         rotation.make_manual()
         discard_pending(session, rotation_id=rotation.id)
+        discard_upcoming(session, rotation_ids=[rotation.id])
         members, on_duty = rotation_people(session, [rotation.id])[rotation.id]
         events.rotation_made_manual(
             session,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from models import Rotation
 from workers import events
 from workers.rotations.people import rotation_people
+from workers.sync.upcoming import discard_upcoming
 
 
 def revert_to_manual(
@@ -28,6 +29,8 @@ def revert_to_manual(
     one event each; returns ``[{id, name, schedule}]`` (the schedule each was bound to) for the
     caller's audit entry."""
     people = rotation_people(session, [r.id for r in rotations])
+    # Their upcoming shifts are PagerDuty's no longer: a later binding starts a new baseline.
+    discard_upcoming(session, rotation_ids=[r.id for r in rotations])
     reverted: list[dict[str, str | None]] = []
     for rotation in rotations:
         previous_schedule = rotation.pagerduty_schedule_id

@@ -12,6 +12,7 @@ written by ``workers.rotations.on_call.write_on_call``, the writer the handoff l
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from workers.rotations.locking import bound_rotations_for_update
 from workers.rotations.on_call import RotationWant, write_on_call
 from workers.sync import messages
 from workers.sync.mirror import ApplyResult, apply_mirror
+from workers.sync.upcoming import apply_upcoming
 
 __all__ = ["ApplyResult", "apply_snapshot"]
 
@@ -60,7 +62,10 @@ def apply_snapshot(
         schedules = {s.id: s for s in snapshot.schedules}
 
     # -- who is on call, and the bound rotations' people: through the one writer --
-    _sync_rotations(session, conn, snapshot, schedules, member_of_user, now, out)
+    bound = _sync_rotations(session, conn, snapshot, schedules, member_of_user, now, out)
+    # -- their next 7 days, when this read was the upcoming read ("your shift moved") --
+    rotations = [(r.id, r.pagerduty_schedule_id) for r in bound]
+    apply_upcoming(session, conn, snapshot, rotations, member_of_user, now, out)
     return out
 
 
@@ -72,7 +77,8 @@ def _sync_rotations(
     member_of_user: dict[str, uuid.UUID],
     now: datetime,
     out: ApplyResult,
-) -> None:
+) -> Sequence[Any]:
+    """Who is on call and the bound rotations' people; returns the bound rotations (locked)."""
     # The lock order (workers.rotations.locking): the caller holds the connection row.
     bound = session.execute(
         bound_rotations_for_update(
@@ -117,6 +123,7 @@ def _sync_rotations(
     out.deleted += written.deleted
     out.rotations_changed = written.rotations_touched
     out.unmatched_on_call = len({uid for _sid, uid in written.on_call if uid not in member_of_user})
+    return bound
 
 
 def _rotation_want(

@@ -161,6 +161,8 @@ class RunContext:
         conn.last_check_requests = requests
         if snapshot.directory_read:
             conn.directory_read_at = snapshot.fetched_at
+        if snapshot.upcoming_until is not None:
+            conn.upcoming_read_at = snapshot.fetched_at
         self._metrics(Outcome.SUCCEEDED, duration_ms)
         return SyncResult(
             status=Outcome.SUCCEEDED,
@@ -273,6 +275,8 @@ class RunContext:
                 if snapshot.directory_read:
                     # The next directory read is due an interval after this one's moment.
                     conn.directory_read_at = snapshot.fetched_at
+                if snapshot.upcoming_until is not None:
+                    conn.upcoming_read_at = snapshot.fetched_at
                 run = self._run(
                     Outcome.SUCCEEDED,
                     conn.generation,

@@ -68,6 +68,7 @@ from workers.sync.coalescing import coalesce
 from workers.sync.endings import record_failure
 from workers.sync.kinds import DIRECTORY_KINDS, SyncKind
 from workers.sync.records import RunContext, SyncResult
+from workers.sync.upcoming import UPCOMING_HORIZON, upcoming_due
 from workers.tasking.contract import SYNC_CONNECTION
 from workers.tasking.enqueue import publish_now
 
@@ -181,6 +182,8 @@ class ReadPlan:
     known: tuple[Schedule, ...] = ()
     # A directory read lists the user directory too (daily and on demand, ``users_due``).
     users: bool = True
+    # A directory read is the upcoming read too: 7 days of on-call (workers.sync.upcoming).
+    upcoming: bool = False
 
 
 def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime) -> ReadPlan:
@@ -193,13 +196,14 @@ def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime)
     """
     interval = timedelta(seconds=get_settings().directory_interval_seconds)
     with transaction() as session:
-        read_at, requested_at, users_at = session.execute(
+        read_at, requested_at, users_at, upcoming_at = session.execute(
             select(
                 PagerDutyConnection.directory_read_at,
                 PagerDutyConnection.sync_requested_at,
                 PagerDutyConnection.users_read_at,
+                PagerDutyConnection.upcoming_read_at,
             ).where(PagerDutyConnection.id == cid)
-        ).one_or_none() or (None, None, None)
+        ).one_or_none() or (None, None, None, None)
         if requested_at is not None and requested_at <= now:
             # This pass answers a pending "sync now": not driven again while it may still run.
             session.execute(
@@ -243,7 +247,15 @@ def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime)
         Schedule(sid, name, "v3" if sid in v3_bound else "v2", tz, tuple(members[sid]))
         for sid, (name, tz) in sorted(names.items())
     )
-    return ReadPlan(bound, v3_bound, due, known, mirrored, users_due(kind, users_at, now))
+    return ReadPlan(
+        bound,
+        v3_bound,
+        due,
+        known,
+        mirrored,
+        users_due(kind, users_at, now),
+        upcoming_due(kind, upcoming_at, now),
+    )
 
 
 def users_due(kind: str, users_read_at: datetime | None, now: datetime) -> bool:
@@ -332,7 +344,8 @@ def complete_check(
 def read_directory(
     cid: uuid.UUID, reader: PagerDutyReader, plan: ReadPlan, now: datetime, use_oncalls: bool
 ) -> AccountSnapshot:
-    """The directory read (the user directory too when ``plan.users``)."""
+    """The directory read (the user directory too when ``plan.users``; each bound schedule's
+    next 7 days when ``plan.upcoming``)."""
     return read_snapshot(
         reader,
         bound=plan.bound,
@@ -340,6 +353,7 @@ def read_directory(
         use_oncalls=use_oncalls,
         read_users=plan.users,
         known_users=lambda ids: mirrored_users(cid, ids),
+        upcoming=UPCOMING_HORIZON if plan.upcoming else None,
     )
 
 

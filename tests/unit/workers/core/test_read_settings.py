@@ -12,9 +12,10 @@ def test_defaults() -> None:
     assert (
         settings.directory_interval_seconds,
         settings.user_directory_interval_seconds,
+        settings.upcoming_interval_seconds,
         settings.sync_runs_retention_days,
         settings.sync_runs_failed_retention_days,
-    ) == (900, 86_400, 7, 30)
+    ) == (900, 86_400, 3_600, 7, 30)
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,8 @@ def test_defaults() -> None:
             "899",
             "a whole number of seconds, from 900 to 604800",
         ),
+        ("RRPD_UPCOMING_INTERVAL_SECONDS", "899", "a whole number of seconds, from 900 to 86400"),
+        ("RRPD_UPCOMING_INTERVAL_SECONDS", "86401", "a whole number of seconds, from 900 to 86400"),
         ("RRPD_SYNC_RUNS_RETENTION_DAYS", "0", "a whole number of days, at least 1"),
         ("RRPD_SYNC_RUNS_FAILED_RETENTION_DAYS", "-1", "a whole number of days, at least 1"),
     ],
