@@ -3,7 +3,7 @@ intervals for the next 7 days (``rotation_upcoming``) and when the connection la
 (``pagerduty_connections.upcoming_read_at``) (docs/sync-and-disconnect.md, "Upcoming shifts").
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-16 09:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import models.base
 
 revision: str = "0017"
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
