@@ -1,8 +1,8 @@
 """Events other Round Robin services consume: written to the outbox with the change.
 
 Each helper writes one event into the caller's transaction (``workers.outbox.writer``); the
-relay publishes it to the Redis stream (``workers.events.stream``) after commit. Call them where
-the change is made, in the same transaction:
+relay publishes it to the Redis stream (``workers.outbox.event_stream``) after commit. Call them
+where the change is made, in the same transaction:
 
 * ``rotation_on_duty_changed`` / ``rotation_members_changed``: a bound rotation's people changed
   (through ``rotation_people_changed``, called by the one writer of who is on call,
@@ -12,7 +12,7 @@ the change is made, in the same transaction:
 * ``transition``: every change of a connection's status (it calls
   ``PagerDutyConnection.transition`` and writes ``connection.status.changed``).
 
-The document's shape is in ``workers.events.schema``; docs/events.md has every type.
+The document's shape is in ``workers.outbox.event_schema``; docs/events.md has every type.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from models import ConnectionStatus, PagerDutyConnection, utcnow
-from workers.events import schema
+from workers.outbox import event_schema as schema
 from workers.outbox.writer import add_event
 
 __all__ = [
