@@ -1,7 +1,7 @@
 """Applying: one round of the ``handoffs`` loop makes due handoffs true, each exactly once.
 
 Per connection that has due rows, one transaction takes the documented locks in order
-(workers.rotations.locking: the connection row, then the workspace's bound rotations), then
+(workers.core.connection_rows: the connection row, then the workspace's bound rotations), then
 claims the due rows (``FOR UPDATE SKIP LOCKED``, deleted at once, applied or not). Per schedule
 its latest valid due row wins (after downtime the people on call *now* are what count: one
 change, one event) and goes through the one writer of who is on call
@@ -33,9 +33,9 @@ from models import (
     utcnow,
 )
 from models.connection import statuses
+from workers.core.connection_rows import bound_rotations_for_update
 from workers.core.db import session_factory
 from workers.handoffs.plan import row_on_call
-from workers.rotations.locking import bound_rotations_for_update
 from workers.rotations.on_call import RotationWant, write_on_call
 
 # Connections handled per round; a round with more due connections returns 0 to go again.

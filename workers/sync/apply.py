@@ -19,9 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection, PagerDutyUser, Rotation
+from workers.core.connection_rows import bound_rotations_for_update
 from workers.handoffs import plan as handoff_plan
 from workers.pagerduty.snapshot import AccountSnapshot
-from workers.rotations.locking import bound_rotations_for_update
 from workers.rotations.on_call import RotationWant, write_on_call
 from workers.sync import messages
 from workers.sync.mirror import ApplyResult, apply_mirror
@@ -73,7 +73,7 @@ def _sync_rotations(
     now: datetime,
     out: ApplyResult,
 ) -> None:
-    # The lock order (workers.rotations.locking): the caller holds the connection row.
+    # The lock order (workers.core.connection_rows): the caller holds the connection row.
     bound = session.execute(
         bound_rotations_for_update(
             conn.workspace_id,
