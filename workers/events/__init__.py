@@ -6,7 +6,7 @@ where the change is made, in the same transaction:
 
 * ``rotation_on_duty_changed`` / ``rotation_members_changed``: a bound rotation's people changed
   (through ``rotation_people_changed``, called by the one writer of who is on call,
-  ``workers.rotations.on_call.write_on_call``, for the sync and the handoff loop alike);
+  ``workers.handoffs.on_call.write_on_call``, for the sync and the handoff loop alike);
 * ``rotation_bound`` / ``rotation_made_manual``: a rotation was bound to a schedule, or became
   Manual (unbound by an admin, by a disconnect, or by a confirmed change of account);
 * ``transition``: every change of a connection's status (it calls
@@ -141,7 +141,7 @@ def rotation_people_changed(
     ``rotation.on_duty.changed``, each only if that part changed.
 
     The one function that changes a bound rotation's people
-    (``workers.rotations.on_call.write_on_call``, for sync and handoffs alike) calls this, in
+    (``workers.handoffs.on_call.write_on_call``, for sync and handoffs alike) calls this, in
     its transaction, with what it wrote.
     """
     subject: dict[str, Any] = {
