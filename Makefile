@@ -26,6 +26,7 @@ test: $(STAMP)
 	scripts/ensure-browser.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	# The suite, with branch coverage of every process it starts (pyproject.toml
 	# [tool.coverage]); below the floor in .ci/coverage-floor fails (the floor only rises:
 	# tests/unit/test_coverage_floor.py).
@@ -37,10 +38,11 @@ test: $(STAMP)
 	scripts/clock-lane.sh -n $(PYTEST_WORKERS) --dist loadfile
 
 # Lint and types: ruff on everything, mypy (strict, configured in pyproject.toml) on the
-# production packages.
+# production packages, and import-linter's contracts (the layering of docs/design.md).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -51,4 +53,4 @@ bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache *.egg-info
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .import_linter_cache *.egg-info

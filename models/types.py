@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -26,18 +27,44 @@ def string_enum(enum_cls: type[StrEnum], length: int) -> Enum:
     )
 
 
+class CipherNotInstalled(RuntimeError):
+    """An ``EncryptedText`` value was written or read before start-up installed the cipher."""
+
+
+# The cipher ``EncryptedText`` uses, installed at start-up (``use_cipher``): the models sit
+# below ``workers.core`` and do not import it (docs/design.md, "Dependencies point one way").
+_encrypt: Callable[[str], str] | None = None
+_decrypt: Callable[[str], str] | None = None
+
+
+def use_cipher(encrypt: Callable[[str], str], decrypt: Callable[[str], str]) -> None:
+    """Install what encrypts and decrypts secret columns (``workers.core.crypto.install``,
+    called whenever ``workers.core.db`` builds an engine)."""
+    global _encrypt, _decrypt
+    _encrypt, _decrypt = encrypt, decrypt
+
+
+def _cipher() -> tuple[Callable[[str], str], Callable[[str], str]]:
+    if _encrypt is None or _decrypt is None:
+        raise CipherNotInstalled(
+            "EncryptedText has no cipher: call workers.core.crypto.install() at start-up "
+            "(workers.core.db does when it builds an engine)"
+        )
+    return _encrypt, _decrypt
+
+
 class EncryptedText(TypeDecorator[str]):
     """A secret: plaintext on the model attribute, ciphertext in the database.
 
-    Values are encrypted on the way in and decrypted on the way out with
+    Values are encrypted on the way in and decrypted on the way out with the installed cipher,
     ``workers.core.crypto`` (``v1:<key id>:<fernet token>``; the first configured key encrypts,
     every configured key decrypts). Encryption is randomised, so an encrypted column cannot be
     compared with a value in SQL; key rotation (``workers.core.keyrotation``) finds every
     column of this type in the models' metadata and works on the raw ciphertext
     (``type_coerce(column, Text)``).
 
-    ``workers.core.crypto`` is imported on first use, not here: importing the models (Alembic,
-    the CLI's ``--help``) must not read the settings.
+    The cipher reads the settings on first use, not at start-up: importing the models
+    (Alembic, the CLI's ``--help``) must not read them.
     """
 
     impl = Text
@@ -46,13 +73,9 @@ class EncryptedText(TypeDecorator[str]):
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        from workers.core import crypto
-
-        return crypto.encrypt(value)
+        return _cipher()[0](value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        from workers.core import crypto
-
-        return crypto.decrypt(str(value))
+        return _cipher()[1](str(value))

@@ -144,7 +144,7 @@ def status(workspace: str, as_json: bool) -> None:
 def sync_now(workspace: str, wait: bool, timeout: int) -> None:
     """Enqueue a manual sync of a workspace's connection (after the audit row commits)."""
     from models import ConnectionStatus, utcnow
-    from workers.connections.setup import live_connection
+    from workers.core.connection_rows import live_connection
     from workers.core.db import transaction
     from workers.sync.request import enqueue_manual_sync
 

@@ -37,6 +37,9 @@ class Deployment:
     stack: ExitStack = field(default_factory=ExitStack)
 
     def __post_init__(self) -> None:
+        from workers.core import crypto
+
+        crypto.install()  # as make_engine does: this engine is built here
         self.engine = create_engine(
             self.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
         )

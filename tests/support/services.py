@@ -94,6 +94,9 @@ def session(db: str) -> Iterator[Session]:
     # test's own session must not hold it while the code under test, in this thread, waits for
     # it. sqlite3's own transaction handling does that: reads outside a transaction, the lock
     # taken at the first write and kept until the commit.
+    from workers.core import crypto
+
+    crypto.install()  # as make_engine does: this engine is built here
     engine = create_engine(db, connect_args={"timeout": 30})
     try:
         with Session(engine, expire_on_commit=False) as s:

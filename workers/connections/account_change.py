@@ -38,12 +38,12 @@ from models import (
 from workers.connections import messages, pending
 from workers.core.access import Actor, Conflict, Missing, require_manager
 from workers.core.audit import audit
+from workers.core.connection_rows import bound_rotations_for_update
 from workers.core.db import transaction
+from workers.handoffs.upcoming import discard_upcoming
 from workers.pagerduty.errors import BadRequest, Forbidden, NoApiAccess, NotFound
 from workers.pagerduty.interfaces import PagerDutyReader
-from workers.rotations.locking import bound_rotations_for_update
 from workers.rotations.manual import revert_to_manual
-from workers.sync.upcoming import discard_upcoming
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def confirm(session: Session, actor: Actor) -> PagerDutyConnection:
     """The admin's "switch accounts", in the caller's (one) transaction: the key goes in, the
     rotations whose schedule is not in the new account become Manual, the rest stay bound."""
     require_manager(actor)
-    # The lock order (workers.rotations.locking): the connection row, then bound rotations.
+    # The lock order (workers.core.connection_rows): the connection row, then bound rotations.
     conn = session.execute(
         select(PagerDutyConnection)
         .where(

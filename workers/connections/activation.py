@@ -35,6 +35,7 @@ from workers.connections import account_change, messages, pending
 from workers.connections import acting_user as acting
 from workers.core import metrics
 from workers.core.audit import audit
+from workers.core.connection_rows import lock_connection
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
@@ -49,7 +50,6 @@ from workers.pagerduty.errors import (
 from workers.pagerduty.factory import ReaderFactory, pagerduty_client
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.records import Credential, ProbeResult, User
-from workers.rotations.locking import lock_connection
 from workers.tasking.contract import SYNC_CONNECTION, VALIDATE_API_KEY
 from workers.tasking.enqueue import enqueue
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from models import PagerDutyConnection, Region
 from models.connection import STATUS_MEANINGS
+from workers.core import connection_rows
 from workers.pagerduty.errors import Forbidden
 from workers.pagerduty.records import User
 
@@ -26,15 +27,15 @@ BAD_REGION = "region must be 'us' or 'eu'."
 BAD_CLIENT_ID = "client_id must be 1 to 200 printable characters without spaces."
 BAD_CLIENT_SECRET = "client_secret must be 1 to 500 characters without spaces."  # noqa: S105
 NO_WORKSPACE = "This workspace does not exist."
-NOT_CONNECTED = "PagerDuty is not connected to this workspace."
+# NOT_CONNECTED and not_ready (below) are written beside ``connected_connection``, which says
+# them (``workers.core.connection_rows``).
+NOT_CONNECTED = connection_rows.NOT_CONNECTED
 DISCONNECTING = (
     "PagerDuty is being disconnected from this workspace; wait until that finishes, "
     "then connect again."
 )
 
-
-def not_ready(status: str) -> str:
-    return f"The PagerDuty connection is {status.replace('_', ' ')}, not connected."
+not_ready = connection_rows.not_ready
 
 
 # --- validation outcomes (last_error) ---

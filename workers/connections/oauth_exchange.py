@@ -29,6 +29,7 @@ from models import (
 from workers.connections import messages, pending_login
 from workers.connections.activation import ActivationResult, finish_connected, finish_invalid
 from workers.core import metrics
+from workers.core.connection_rows import lock_connection
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
@@ -50,7 +51,6 @@ from workers.pagerduty.factory import (
     pagerduty_oauth,
 )
 from workers.pagerduty.interfaces import PagerDutyOAuth
-from workers.rotations.locking import lock_connection
 from workers.tasking.contract import EXCHANGE_OAUTH_CODE
 
 

@@ -34,14 +34,10 @@ from models import (
     utcnow,
 )
 from workers.connections import messages, pending_login
-from workers.connections.setup import (
-    install_credentials,
-    live_connection,
-    lock_workspace,
-    normalize_region,
-)
+from workers.connections.setup import install_credentials, lock_workspace, normalize_region
 from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
 from workers.core.audit import audit
+from workers.core.connection_rows import live_connection
 from workers.core.db import affected_rows
 from workers.core.settings import get_settings
 from workers.pagerduty.oauth import DEFAULT_SCOPES

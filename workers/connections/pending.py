@@ -8,7 +8,7 @@ deadlines loop and redeliveries drive it with the same arguments, fenced like an
 proven key replaces the live one (generation + 1 and a sync, as a successful connect); any other
 outcome leaves the connection as it was and tells the admin so (``pending_status``,
 ``pending_message``). These functions run in the caller's transaction, the connection row
-already locked (``workers.rotations.locking.lock_connection``).
+already locked (``workers.core.connection_rows.lock_connection``).
 """
 
 from __future__ import annotations

@@ -31,9 +31,9 @@ from models import (
 )
 from workers.connections import messages, pending
 from workers.connections.activation import ActivationResult, Outcome
+from workers.core.connection_rows import lock_connection
 from workers.core.db import transaction
 from workers.pagerduty import id_token, oauth
-from workers.rotations.locking import lock_connection
 
 
 def is_checking_login(conn: PagerDutyConnection | None) -> bool:

@@ -1,4 +1,5 @@
-"""The live connection of a workspace, installing credentials, and connecting with an API key.
+"""Installing credentials, and connecting with an API key (the live connection itself:
+``workers.core.connection_rows``).
 
 Plain functions over the caller's ``Session`` (the API opens one transaction per request; tests
 call them directly): each checks what it needs (role, workspace, state), writes its rows and an
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from workers import events
 from workers.connections import messages, pending
 from workers.core.access import Actor, Conflict, Invalid, Missing, require_manager
 from workers.core.audit import audit
+from workers.core.connection_rows import Enqueued, live_connection
 from workers.tasking.contract import (
     VALIDATE_API_KEY,
 )
@@ -52,18 +53,6 @@ def normalize_region(raw: str | None) -> Region:
     if region not in {r.value for r in Region}:
         raise Invalid(messages.BAD_REGION, code="invalid_region")
     return Region(region)
-
-
-def live_connection(
-    session: Session, workspace_id: uuid.UUID, *, lock: bool = False
-) -> PagerDutyConnection | None:
-    stmt = select(PagerDutyConnection).where(
-        PagerDutyConnection.workspace_id == workspace_id,
-        PagerDutyConnection.status != ConnectionStatus.DISCONNECTED,
-    )
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    return session.execute(stmt).scalar_one_or_none()
 
 
 def lock_workspace(session: Session, workspace_id: uuid.UUID) -> Workspace:
@@ -147,12 +136,6 @@ def install_credentials(
     return conn, replaced
 
 
-@dataclass(frozen=True)
-class Enqueued:
-    connection: PagerDutyConnection
-    task_id: str
-
-
 def set_api_key(session: Session, actor: Actor, api_key: str, region: str = "us") -> Enqueued:
     """Connect with an API key, or replace the key of the live connection ("Edit API key").
 
@@ -215,13 +198,3 @@ def set_api_key(session: Session, actor: Actor, api_key: str, region: str = "us"
         task_id=task_id,
     )
     return Enqueued(conn, task_id)
-
-
-def connected_connection(session: Session, workspace_id: uuid.UUID) -> PagerDutyConnection:
-    """The live connection, which must be ``connected`` (else ``Conflict``)."""
-    conn = live_connection(session, workspace_id)
-    if conn is None:
-        raise Conflict(messages.NOT_CONNECTED, code="not_connected")
-    if conn.status != ConnectionStatus.CONNECTED:
-        raise Conflict(messages.not_ready(conn.status), code="connection_not_ready")
-    return conn

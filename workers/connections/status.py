@@ -20,7 +20,7 @@ from models import (
 from workers.connections import account_change
 from workers.connections.acting_user import acting_user_document
 from workers.connections.messages import NOT_CONNECTED_WORDS, STATUS_WORDS
-from workers.connections.setup import live_connection
+from workers.core.connection_rows import live_connection
 
 
 def connection_status(session: Session, workspace_id: uuid.UUID) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from models import AuthMethod, ConnectionStatus, PagerDutyConnection, utcnow
 from models.connection import statuses
 from workers.connections import messages
 from workers.core import crypto, locks, metrics
+from workers.core.connection_rows import lock_connection
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
@@ -30,7 +31,6 @@ from workers.pagerduty import oauth
 from workers.pagerduty.errors import InvalidClient, InvalidCredentials, InvalidGrant
 from workers.pagerduty.factory import OAuthFactory, pagerduty_oauth
 from workers.pagerduty.records import Credential
-from workers.rotations.locking import lock_connection
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from models import types
 from workers.core.process import after_fork
 from workers.core.settings import ConfigurationError, get_settings
 
@@ -150,6 +151,12 @@ def encrypt(plaintext: str) -> str:
 
 def decrypt(ciphertext: str) -> str:
     return get_keyring().decrypt(ciphertext)
+
+
+def install() -> None:
+    """Give the models' ``EncryptedText`` columns this module's cipher (the models cannot import
+    it: they sit below ``workers.core``). Idempotent; the keys are still read on first use."""
+    types.use_cipher(encrypt, decrypt)
 
 
 def generate_key() -> str:

@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from workers.core import crypto
 from workers.core.process import after_fork
 from workers.core.settings import get_settings
 
@@ -25,6 +26,9 @@ DEFERRED = "rrpd_sqlite_deferred"
 
 
 def make_engine(url: str) -> Engine:
+    # Every process reaches the database through here (servers, workers, rrpd, Alembic): the
+    # models' secret columns get their cipher before any row is read or written.
+    crypto.install()
     if url.startswith("sqlite"):
         # The driver in autocommit, BEGIN emitted by us (SQLAlchemy's pysqlite recipe).
         engine = create_engine(url, connect_args={"timeout": 30, "isolation_level": None})

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from models import AuditAction, ConnectionStatus, Rotation, RotationMode
 from workers.connections import messages
-from workers.connections.setup import Enqueued, live_connection
 from workers.core.access import Actor, Missing, require_manager
 from workers.core.audit import audit
+from workers.core.connection_rows import Enqueued, live_connection
 from workers.disconnect.revoke import revoke_instructions
 from workers.events import transition
 from workers.tasking.contract import DISCONNECT

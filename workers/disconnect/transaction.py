@@ -31,12 +31,12 @@ from models import (
     utcnow,
 )
 from workers.core.audit import audit
+from workers.core.connection_rows import bound_rotations_for_update, lock_connection
 from workers.core.db import affected_rows, transaction
 from workers.core.ids import parse_uuid
 from workers.events import transition
-from workers.rotations.locking import bound_rotations_for_update, lock_connection
+from workers.handoffs.upcoming import discard_upcoming
 from workers.rotations.manual import revert_to_manual
-from workers.sync.upcoming import discard_upcoming
 from workers.tasking.outcomes import DisconnectOutcome
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def disconnect_connection(
     actor_id = parse_uuid(actor_member_id)
     now = utcnow()
     with transaction() as session:
-        # The lock order (workers.rotations.locking): connection row, then bound rotations.
+        # The lock order (workers.core.connection_rows): connection row, then bound rotations.
         conn = lock_connection(session, cid)
         if conn is None:
             return DisconnectResult(status=D.NOT_FOUND, connection_id=str(cid))

@@ -1,12 +1,12 @@
 """Events other Round Robin services consume: written to the outbox with the change.
 
 Each helper writes one event into the caller's transaction (``workers.outbox.writer``); the
-relay publishes it to the Redis stream (``workers.events.stream``) after commit. Call them where
-the change is made, in the same transaction:
+relay publishes it to the Redis stream (``workers.outbox.event_stream``) after commit. Call them
+where the change is made, in the same transaction:
 
 * ``rotation_on_duty_changed`` / ``rotation_members_changed``: a bound rotation's people changed
   (through ``rotation_people_changed``, called by the one writer of who is on call,
-  ``workers.rotations.on_call.write_on_call``, for the sync and the handoff loop alike);
+  ``workers.handoffs.on_call.write_on_call``, for the sync and the handoff loop alike);
 * ``rotation_upcoming_changed``: a bound rotation's planned on-duty time in the next days changed
   (``workers.sync.upcoming``, in the sync's apply);
 * ``rotation_bound`` / ``rotation_made_manual``: a rotation was bound to a schedule, or became
@@ -14,7 +14,7 @@ the change is made, in the same transaction:
 * ``transition``: every change of a connection's status (it calls
   ``PagerDutyConnection.transition`` and writes ``connection.status.changed``).
 
-The document's shape is in ``workers.events.schema``; docs/events.md has every type.
+The document's shape is in ``workers.outbox.event_schema``; docs/events.md has every type.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from models import ConnectionStatus, PagerDutyConnection, utcnow
-from workers.events import schema
+from workers.outbox import event_schema as schema
 from workers.outbox.writer import add_event
 
 __all__ = [
@@ -144,7 +144,7 @@ def rotation_people_changed(
     ``rotation.on_duty.changed``, each only if that part changed.
 
     The one function that changes a bound rotation's people
-    (``workers.rotations.on_call.write_on_call``, for sync and handoffs alike) calls this, in
+    (``workers.handoffs.on_call.write_on_call``, for sync and handoffs alike) calls this, in
     its transaction, with what it wrote.
     """
     subject: dict[str, Any] = {

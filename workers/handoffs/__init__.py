@@ -1,7 +1,8 @@
 """Scheduled handoffs: a bound rotation's upcoming on-call changes, applied at their instant.
 
-``plan`` turns the sync's rendered timeline into ``scheduled_handoffs`` rows (in the sync's
-apply transaction); ``apply`` is the ``handoffs`` worker loop that makes due rows true, once.
+``on_call`` is THE writer of who is on call, for the sync and this loop alike. ``plan`` turns
+the sync's rendered timeline into ``scheduled_handoffs`` rows (in the sync's apply
+transaction); ``apply`` is the ``handoffs`` worker loop that makes due rows true, once.
 ``views`` tells people who comes on duty next. docs/sync-and-disconnect.md ("Handoffs").
 
 Importing this package registers the loop (the worker imports it through the task modules).

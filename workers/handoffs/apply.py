@@ -1,11 +1,11 @@
 """Applying: one round of the ``handoffs`` loop makes due handoffs true, each exactly once.
 
 Per connection that has due rows, one transaction takes the documented locks in order
-(workers.rotations.locking: the connection row, then the workspace's bound rotations), then
+(workers.core.connection_rows: the connection row, then the workspace's bound rotations), then
 claims the due rows (``FOR UPDATE SKIP LOCKED``, deleted at once, applied or not). Per schedule
 its latest valid due row wins (after downtime the people on call *now* are what count: one
 change, one event) and goes through the one writer of who is on call
-(``workers.rotations.on_call.write_on_call``, the sync's too): the schedule's on-call mirror and
+(``workers.handoffs.on_call.write_on_call``, the sync's too): the schedule's on-call mirror and
 the on-duty members of every rotation bound to it change together, with
 ``rotation.on_duty.changed`` (cause ``handoff``, at the instant). A crash rolls all of it back
 and the next round (any node) redoes it; a committed round has deleted its rows, so nothing is
@@ -33,10 +33,10 @@ from models import (
     utcnow,
 )
 from models.connection import statuses
+from workers.core.connection_rows import bound_rotations_for_update
 from workers.core.db import session_factory
+from workers.handoffs.on_call import RotationWant, write_on_call
 from workers.handoffs.plan import row_on_call
-from workers.rotations.locking import bound_rotations_for_update
-from workers.rotations.on_call import RotationWant, write_on_call
 
 # Connections handled per round; a round with more due connections returns 0 to go again.
 BATCH = 50

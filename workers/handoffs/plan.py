@@ -7,7 +7,7 @@ only PagerDuty's rendering cut at ``until``.
 
 A handoff row carries who is on call from its instant as the on-call mirror holds them (each
 user with their shift, ``on_call_spans``): the sync's "now" and every handoff are written
-through the one writer of who is on call (``workers.rotations.on_call``) from the same data.
+through the one writer of who is on call (``workers.handoffs.on_call``) from the same data.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection, PagerDutyOnCall, ScheduledHandoff
 from workers.core.db import transaction
+from workers.handoffs.on_call import OnCall, Span
 from workers.pagerduty.records import Timeline
 from workers.pagerduty.snapshot import AccountSnapshot
-from workers.rotations.on_call import OnCall, Span
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Member, PagerDutyConnection, PagerDutyUser, Rotation, ScheduledHandoff
-from workers.connections.setup import live_connection
+from workers.core.connection_rows import live_connection
 
 
 def describe(names: list[str], at_text: str) -> str:

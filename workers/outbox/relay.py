@@ -7,7 +7,7 @@ One round for one lane (``relay_lane``), in one short transaction:
    doing the work, so this round ends at once;
 2. read up to ``RRPD_OUTBOX_BATCH`` unpublished rows of the lane, oldest id first;
 3. publish them in that order - task rows as Celery messages under the row's task id
-   (``workers.outbox.publisher``), event rows to the Redis stream (``workers.events.stream``);
+   (``workers.outbox.publisher``), event rows to the Redis stream (``workers.outbox.event_stream``);
 4. mark what was published (``published_at``); on the first failure stop, count the attempt
    on that row with its error, and leave it and everything after it for the next round.
 
@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-import workers.events.stream as stream
+import workers.outbox.event_stream as stream
 import workers.outbox.publisher as publisher
 from models import OutboxKind, OutboxMessage, utcnow
 from workers.core.db import affected_rows, transaction

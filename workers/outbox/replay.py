@@ -36,7 +36,7 @@ def replay(
     kinds: tuple[OutboxKind, ...] = (OutboxKind.EVENT,),
     workspace_id: uuid.UUID | None = None,
 ) -> Replayed:
-    from workers.events import stream
+    from workers.outbox import event_stream as stream
     from workers.outbox import publisher
 
     out = Replayed()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from models import OutboxKind, OutboxMessage, OutboxSequence, utcnow
 from workers.core.db import after_commit, pending_after_commit
+from workers.outbox.event_schema import document
 from workers.outbox.lanes import EVENTS_LANE
 from workers.tasking.contract import TaskSpec
 
@@ -101,8 +102,6 @@ def add_event(
     data: dict[str, Any],
 ) -> dict[str, Any]:
     """Write one event (``workers.events`` builds the arguments); returns the document."""
-    from workers.events.schema import document
-
     doc = document(
         type=type,
         sequence=next_sequence(session, key),

@@ -16,13 +16,13 @@ from models import (
     utcnow,
 )
 from workers import events
-from workers.connections.setup import connected_connection
 from workers.core.access import Actor, Invalid, Missing, require_manager
 from workers.core.audit import audit
+from workers.core.connection_rows import connected_connection
 from workers.handoffs.plan import discard_pending
+from workers.handoffs.upcoming import discard_upcoming
 from workers.rotations.people import rotation_people
 from workers.rotations.views import rotation_missing
-from workers.sync.upcoming import discard_upcoming
 from workers.tasking.contract import (
     SYNC_CONNECTION,
 )

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from models import Rotation
 from workers import events
+from workers.handoffs.upcoming import discard_upcoming
 from workers.rotations.people import rotation_people
-from workers.sync.upcoming import discard_upcoming
 
 
 def revert_to_manual(

@@ -12,7 +12,7 @@ from models import (
     PagerDutySchedule,
     PagerDutyScheduleMember,
 )
-from workers.connections.setup import live_connection
+from workers.core.connection_rows import live_connection
 
 
 def _like_pattern(text: str) -> str:

@@ -18,8 +18,8 @@ from models import (
     Rotation,
     RotationMode,
 )
-from workers.connections.setup import live_connection
 from workers.core.access import Missing
+from workers.core.connection_rows import live_connection
 from workers.handoffs.views import next_handoffs
 
 

@@ -6,7 +6,7 @@ not touched, so a sync where nothing changed in PagerDuty writes nothing here (o
 ``SyncRun``, written by ``workers.sync.records``). docs/sync-and-disconnect.md has the rules.
 
 Who is on call (the on-call mirror and the members on duty) and the rotations' members are
-written by ``workers.rotations.on_call.write_on_call``, the writer the handoff loop uses too.
+written by ``workers.handoffs.on_call.write_on_call``, the writer the handoff loop uses too.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection, PagerDutyUser, Rotation
+from workers.core.connection_rows import bound_rotations_for_update
 from workers.handoffs import plan as handoff_plan
+from workers.handoffs.on_call import RotationWant, write_on_call
 from workers.pagerduty.snapshot import AccountSnapshot
-from workers.rotations.locking import bound_rotations_for_update
-from workers.rotations.on_call import RotationWant, write_on_call
 from workers.sync import messages
 from workers.sync.mirror import ApplyResult, apply_mirror
 from workers.sync.upcoming import apply_upcoming
@@ -79,7 +79,7 @@ def _sync_rotations(
     out: ApplyResult,
 ) -> Sequence[Any]:
     """Who is on call and the bound rotations' people; returns the bound rotations (locked)."""
-    # The lock order (workers.rotations.locking): the caller holds the connection row.
+    # The lock order (workers.core.connection_rows): the caller holds the connection row.
     bound = session.execute(
         bound_rotations_for_update(
             conn.workspace_id,

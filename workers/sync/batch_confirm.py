@@ -7,7 +7,7 @@ rotation's handoff rows, so the check can tell, with apply's own rules, whether 
 write anything for that schedule. It is confirmed only where apply would keep everything:
 
 * the on-call mirror holds exactly whom the window has on call at the check's instant, with
-  the same shifts (``handoffs.plan.on_call_spans``, as ``rotations.on_call`` compares them);
+  the same shifts (``handoffs.plan.on_call_spans``, as ``handoffs.on_call`` compares them);
 * no handoff of the schedule is due and not applied yet (apply would drop it: a write);
 * each rotation bound to it has exactly the handoff rows ``handoffs.plan.replace_pending``
   would plan from the window (instant, people, shifts, generation, schedule).

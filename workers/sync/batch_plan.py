@@ -41,10 +41,10 @@ from workers.connections.tokens import ConnectionCredential
 from workers.core import crypto
 from workers.core.db import transaction
 from workers.core.settings import get_settings
+from workers.handoffs.on_call import Span
 from workers.handoffs.plan import PendingRow, read_stored_on_call
 from workers.pagerduty.parsing import whole_second
 from workers.pagerduty.records import Credential, Schedule, UserRef
-from workers.rotations.on_call import Span
 from workers.sync.kinds import SyncKind
 from workers.sync.run import ReadPlan, users_due
 

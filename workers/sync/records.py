@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 
 from models import ConnectionStatus, PagerDutyConnection, SyncRun, utcnow
 from workers.core import metrics
+from workers.core.connection_rows import lock_connection
 from workers.core.db import transaction
 from workers.core.settings import get_settings
 from workers.events import transition as change_status
 from workers.pagerduty.interfaces import PagerDutyReader
 from workers.pagerduty.snapshot import AccountSnapshot
-from workers.rotations.locking import lock_connection
 from workers.sync import messages
 from workers.sync.apply import ApplyResult, apply_snapshot
 from workers.sync.kinds import Outcome, RetryReason, SyncKind, run_status

@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection, utcnow
 from models.connection import SYNC_NOW_AFTER
-from workers.connections.setup import Enqueued, connected_connection
 from workers.core.access import Actor, require_manager
 from workers.core.audit import audit
+from workers.core.connection_rows import Enqueued, connected_connection
 from workers.tasking.contract import SYNC_CONNECTION
 from workers.tasking.enqueue import enqueue
 

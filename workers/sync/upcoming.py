@@ -24,13 +24,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Member, PagerDutyConnection, PagerDutyUser, RotationUpcoming
 from workers import events
 from workers.core.settings import get_settings
-from workers.events.schema import timestamp
+from workers.outbox.event_schema import timestamp
 from workers.pagerduty.records import Timeline
 from workers.pagerduty.snapshot import AccountSnapshot
 from workers.sync.kinds import DIRECTORY_KINDS
@@ -202,25 +202,3 @@ def _people(
             "name": name or names.get(uid) or None,
         }
     return out
-
-
-def discard_upcoming(
-    session: Session,
-    *,
-    rotation_ids: Sequence[uuid.UUID] = (),
-    connection_id: uuid.UUID | None = None,
-) -> None:
-    """Rotations unbound, re-bound or made Manual, or a connection disconnected: their stored
-    plans belong to the old binding (the next binding's first read is a baseline again)."""
-    if rotation_ids:
-        session.execute(
-            delete(RotationUpcoming)
-            .where(RotationUpcoming.rotation_id.in_(list(rotation_ids)))
-            .execution_options(synchronize_session=False)
-        )
-    if connection_id is not None:
-        session.execute(
-            delete(RotationUpcoming)
-            .where(RotationUpcoming.connection_id == connection_id)
-            .execution_options(synchronize_session=False)
-        )

@@ -19,6 +19,7 @@ from tests.support.connections import log_in_with_oauth
 from tests.support.outbox import CommittedTasks, as_flat, paused_outbox
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.connections import messages, oauth_exchange, setup, status
+from workers.core import connection_rows
 from workers.core.access import Actor
 from workers.core.db import transaction
 from workers.deadlines.drive import MAX_VALIDATION_DRIVES, run_round
@@ -47,7 +48,7 @@ def _admin(session: Session) -> Actor:
 
 def _connection(session: Session, actor: Actor) -> PagerDutyConnection:
     session.expire_all()
-    conn = setup.live_connection(session, actor.workspace_id)
+    conn = connection_rows.live_connection(session, actor.workspace_id)
     assert conn is not None
     return conn
 

@@ -145,7 +145,7 @@ def test_redis_down_across_api_commits_answers_at_once_and_nothing_is_lost(
 RELAY_TO_KILL = """
 import time
 from workers.outbox import publisher, relay
-from workers.events import stream
+from workers.outbox import event_stream as stream
 
 lane = LANE
 real_send, real_append = publisher.send, stream.append

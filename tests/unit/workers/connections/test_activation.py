@@ -22,9 +22,9 @@ from tests.support.fake_pagerduty import InProcessPagerDuty
 from tests.support.locks import waiting_on_a_lock
 from tests.support.outbox import CommittedTasks, as_flat, paused_outbox
 from workers.connections import activation
+from workers.core.connection_rows import lock_connection
 from workers.core.db import transaction
 from workers.pagerduty.errors import Transient
-from workers.rotations.locking import lock_connection
 
 pytestmark = pytest.mark.postgres_only
 

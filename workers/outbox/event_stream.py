@@ -9,7 +9,7 @@ entries are ordered, and the relay appends them in outbox order, so each rotatio
 connection's) events appear in the order they happened. Celery messages on a named queue would
 give each event to one reader only and nothing to replay from.
 
-Entry fields: ``event`` (the JSON document, ``workers.events.schema``), and, so a consumer can
+Entry fields: ``event`` (the JSON document, ``workers.outbox.event_schema``), and, so a consumer can
 route without parsing, ``id``, ``type`` and ``key`` (``rotation:<id>`` or ``connection:<id>``).
 Retention: every ``XADD`` trims entries older than ``RRPD_EVENTS_STREAM_RETENTION_HOURS``
 (``MINID``, approximate); older events can be replayed from the outbox table

@@ -9,7 +9,7 @@ to someone no member matches, ``on_duty`` empties and ``unmatched_on_call`` name
 same commit. It also writes the rotation members the sync read and the events of every rotation
 whose people changed (``events.rotation_people_changed``). Equal rows are not touched.
 
-Locks are the caller's, in THE order (``workers.rotations.locking``): the connection row (the
+Locks are the caller's, in THE order (``workers.core.connection_rows``): the connection row (the
 mirror's rows are the connection's), then the rotations written. Every row diffed here is read
 after those locks, so two writers (a sync and a handoff round, rounds on two nodes) take turns
 and the second sees what the first committed: its inserts never collide.
