@@ -190,20 +190,8 @@ def _last_sync(session: Session, conn: PagerDutyConnection | None) -> SyncRunOut
     if conn.last_checked_at is not None and (run is None or conn.last_checked_at > run.started_at):
         # A quiet scheduled check writes no run; the connection row keeps when it happened.
         return quiet_check(conn)
-    if run is None:
-        return None
-    return SyncRunOut(
-        status=run.status,
-        kind=run.kind,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        duration_ms=run.duration_ms,
-        rows_created=run.rows_created,
-        rows_updated=run.rows_updated,
-        rows_deleted=run.rows_deleted,
-        requests_made=run.requests_made,
-        error=run.error,
-    )
+    # Every field is the run's column of the same name.
+    return None if run is None else SyncRunOut.model_validate(run, from_attributes=True)
 
 
 def _user_counts(session: Session, conn: PagerDutyConnection | None) -> _UserCounts:
