@@ -22,18 +22,15 @@ from api_stub.schemas import (
     DisconnectAccepted,
     OAuthStartOut,
     OAuthStartRequest,
-    PendingOut,
     RotationList,
-    RotationOut,
     RotationRef,
     SchedulePage,
-    StatusOut,
     TaskAccepted,
     control_free,
 )
 from models import PagerDutyConnection
 from workers.connections import account_change, oauth_login, pending, setup, status
-from workers.connections.status import pending_document
+from workers.connections.status import StatusOut, pending_document
 from workers.core.access import Actor
 from workers.core.db import snapshot, transaction
 from workers.disconnect.request import request_disconnect
@@ -135,7 +132,7 @@ def put_api_key(
     return ConnectAccepted(
         connection=_connection_out(done.connection),
         task_id=done.task_id,
-        pending=PendingOut.model_validate(waiting) if waiting else None,
+        pending=waiting,
     )
 
 
@@ -217,7 +214,7 @@ def oauth_callback(
     tags=["pagerduty"],
     responses=AUTH_ERRORS,
 )
-def get_status(actor: WorkspaceActor) -> dict[str, Any]:
+def get_status(actor: WorkspaceActor) -> StatusOut:
     with snapshot() as session:
         return status.connection_status(session, actor.workspace_id)
 
@@ -256,7 +253,7 @@ def delete_connection(actor: WorkspaceManager) -> DisconnectAccepted:
     tags=["pagerduty"],
     responses={**MANAGER_ERRORS, 404: _err("No credential is pending (`no_pending`).")},
 )
-def discard_pending(actor: WorkspaceManager) -> dict[str, Any]:
+def discard_pending(actor: WorkspaceManager) -> StatusOut:
     with transaction() as session:
         pending.discard(session, actor)
         return status.connection_status(session, actor.workspace_id)
@@ -280,7 +277,7 @@ def discard_pending(actor: WorkspaceManager) -> dict[str, Any]:
         ),
     },
 )
-def confirm_account_change(actor: WorkspaceManager) -> dict[str, Any]:
+def confirm_account_change(actor: WorkspaceManager) -> StatusOut:
     with transaction() as session:
         account_change.confirm(session, actor)
         return status.connection_status(session, actor.workspace_id)
@@ -346,7 +343,7 @@ def list_schedules(
 def list_rotations(actor: WorkspaceActor) -> RotationList:
     with transaction() as session:
         rotations = views.list_rotations(session, actor.workspace_id)
-    return RotationList.model_validate({"rotations": rotations})
+    return RotationList(rotations=rotations)
 
 
 @router.put(
@@ -376,20 +373,19 @@ def bind_rotation(
     with transaction() as session:
         bound = binding.bind_rotation(session, actor, rotation_id, body.schedule_id)
         view = views.rotation_view(session, actor.workspace_id, rotation_id)
-    return BindAccepted(rotation=RotationOut.model_validate(view), task_id=bound.task_id)
+    return BindAccepted(rotation=view, task_id=bound.task_id)
 
 
 @router.delete(
     "/workspaces/{workspace_id}/rotations/{rotation_id}/pagerduty-schedule",
-    response_model=RotationOut,
+    response_model=views.RotationOut,
     summary="Make a rotation Manual again",
     description="Keeps its members and who is on duty. Already manual: 200, nothing changes. "
     "Primary Owner or Admin.",
     tags=["rotations"],
     responses={**MANAGER_ERRORS, 404: _err("Unknown rotation (`rotation_not_found`).")},
 )
-def unbind_rotation(rotation_id: uuid.UUID, actor: WorkspaceManager) -> RotationOut:
+def unbind_rotation(rotation_id: uuid.UUID, actor: WorkspaceManager) -> views.RotationOut:
     with transaction() as session:
         binding.unbind_rotation(session, actor, rotation_id)
-        view = views.rotation_view(session, actor.workspace_id, rotation_id)
-    return RotationOut.model_validate(view)
+        return views.rotation_view(session, actor.workspace_id, rotation_id)

@@ -1,4 +1,8 @@
-"""Request and response models (they also write the OpenAPI document)."""
+"""Request and response models (they also write the OpenAPI document).
+
+The read models of the connection status and of rotations (``StatusOut``, ``RotationOut`` and
+what they hold) are built where their data is read, in ``workers.connections.status`` and
+``workers.rotations.views``: they are these endpoints' response schemas themselves."""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workers.connections.setup import normalize_api_key
+from workers.connections.status import PendingOut
 from workers.core.access import Invalid
+from workers.rotations.views import RotationOut
 
 Region = Literal["us", "eu"]
 REGION_HELP = (
@@ -116,38 +122,6 @@ class ConnectionOut(BaseModel):
     status_changed_at: datetime
 
 
-class PendingAccountOut(BaseModel):
-    subdomain: str = Field(description="The new key's PagerDuty account.", examples=["euco"])
-    previous_subdomain: str = Field(description="The connected account.", examples=["acme"])
-
-
-class PendingRotationOut(BaseModel):
-    rotation_id: uuid.UUID
-    name: str
-    schedule_id: str | None
-    schedule_name: str | None = Field(description="As mirrored from the connected account.")
-    outcome: str = Field(description="stays_bound or made_manual.")
-
-
-class PendingOut(BaseModel):
-    """A new credential checked beside the live one of a connected connection."""
-
-    status: str = Field(description="checking, rejected, lost or account_change.")
-    message: str = Field(
-        examples=["The new key was rejected; Round Robin still uses the previous one."]
-    )
-    since: datetime = Field(description="When the new credential was entered.")
-    auth_method: str = Field(description="api_key.")
-    region: str | None = Field(description="The region chosen for the new credential.")
-    account: PendingAccountOut | None = Field(
-        None, description="For `account_change`: the new account, and the connected one."
-    )
-    rotations: list[PendingRotationOut] | None = Field(
-        None,
-        description="For `account_change`: what confirming the switch does to each bound rotation.",
-    )
-
-
 class ConnectAccepted(BaseModel):
     connection: ConnectionOut
     task_id: str = Field(description="Poll GET /v1/tasks/{task_id} or the status endpoint.")
@@ -183,82 +157,6 @@ class OAuthStartOut(BaseModel):
     expires_at: datetime = Field(description="The login must finish before this moment.")
 
 
-class PersonOut(BaseModel):
-    member_id: uuid.UUID
-    name: str
-    email: str
-
-
-class SyncRunOut(BaseModel):
-    status: str
-    kind: str
-    started_at: datetime
-    finished_at: datetime | None
-    duration_ms: int | None
-    rows_created: int
-    rows_updated: int
-    rows_deleted: int
-    requests_made: int
-    error: str | None
-
-
-class ActingUserOut(BaseModel):
-    pagerduty_user_id: str = Field(description="The PagerDuty user id the login acts as.")
-    name: str | None = Field(description="As PagerDuty's /users/me named them at connect.")
-    email: str | None
-    role: str | None = Field(
-        description="Their PagerDuty role at connect (owner, admin, user, limited_user, "
-        "observer, read_only_user, ...); null when PagerDuty did not say.",
-        examples=["user"],
-    )
-    sees_everything: bool | None = Field(
-        description="Whether that role sees every schedule and user of the account (owner, "
-        "admin); null when the role is unknown."
-    )
-
-
-class StatusOut(BaseModel):
-    status: str = Field(
-        description="not_connected, validating, connected, needs_reauth, invalid or disconnecting."
-    )
-    status_message: str = Field(description="The status in plain words.")
-    connection_id: uuid.UUID | None
-    auth_method: str | None
-    region: str | None
-    account_subdomain: str | None
-    key_level: str | None
-    connected_by: PersonOut | None
-    connected_at: datetime | None
-    status_changed_at: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
-    last_synced_at: datetime | None
-    last_sync: SyncRunOut | None
-    user_count: int = Field(description="PagerDuty users mirrored.")
-    schedule_count: int = Field(description="PagerDuty schedules mirrored.")
-    linked_users: int = Field(description="Mirrored users matched to a workspace member.")
-    total_users: int = Field(description="Active PagerDuty users mirrored.")
-    inactive_users: int = Field(
-        0, description="Deleted PagerDuty users that schedules still name (never linkable)."
-    )
-    linked_summary: str = Field(examples=["3 of 5 users linked to members"])
-    notice: str | None = Field(
-        None,
-        description="Something to know that is not an error, e.g. the API key worked in the "
-        "other region than the one chosen, so the connection uses that region.",
-    )
-    acting_user: ActingUserOut | None = Field(
-        None,
-        description="The PagerDuty user an OAuth connection acts as, and their role; null for "
-        "an API key.",
-    )
-    pending: PendingOut | None = Field(
-        None,
-        description="A new credential entered over the connected connection and its check: "
-        "the live credentials keep serving until it is proven.",
-    )
-
-
 class ScheduleOut(BaseModel):
     id: str = Field(description="PagerDuty schedule id.")
     name: str
@@ -273,64 +171,6 @@ class SchedulePage(BaseModel):
     total: int
     limit: int
     offset: int
-
-
-class MemberOut(BaseModel):
-    id: uuid.UUID
-    name: str
-    email: str
-
-
-class BoundScheduleOut(BaseModel):
-    id: str
-    name: str | None = Field(description="None when the schedule is not (or no longer) mirrored.")
-    missing: bool = Field(
-        False,
-        description="True when the last directory read did not find the schedule (deleted in "
-        "PagerDuty, or not visible to this connection): the rotation keeps its last people.",
-    )
-
-
-class UnmatchedOut(BaseModel):
-    pagerduty_user_id: str
-    name: str | None
-    email: str | None
-    active: bool = Field(
-        True,
-        description="False: the user was deleted in PagerDuty but the schedule still names "
-        "them (a placeholder); never linkable to a member.",
-    )
-
-
-class HandoffPersonOut(BaseModel):
-    pagerduty_user_id: str
-    name: str = Field(description="The member's name, else PagerDuty's name for the user.")
-    member_id: uuid.UUID | None = Field(description="None: no member matches this user.")
-
-
-class NextHandoffOut(BaseModel):
-    at: datetime
-    people: list[HandoffPersonOut] = Field(description="Who comes on duty (empty: nobody).")
-    text: str = Field(description='For people: "Bob from 14:00 UTC".')
-
-
-class RotationOut(BaseModel):
-    id: uuid.UUID
-    name: str
-    mode: str
-    schedule: BoundScheduleOut | None
-    bound_at: datetime | None
-    last_synced_at: datetime | None
-    members: list[MemberOut]
-    on_duty: list[MemberOut]
-    unmatched_on_call: list[UnmatchedOut] = Field(
-        description="People on call for the bound schedule with no matching member."
-    )
-    next_handoff: NextHandoffOut | None = Field(
-        default=None,
-        description="The bound schedule's next on-call change, if one is known within the "
-        "hours the sync reads ahead; null otherwise.",
-    )
 
 
 class RotationList(BaseModel):

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import IO, Any, TypeVar
 
 import click
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -148,7 +149,10 @@ def ago(value: datetime | None, now: datetime) -> str:
 
 
 def plain(value: Any) -> Any:
-    """``value`` with datetimes and UUIDs as strings (for ``--json``)."""
+    """``value`` with datetimes and UUIDs as strings, read models as dicts of the fields they
+    were given (for ``--json``)."""
+    if isinstance(value, BaseModel):
+        return plain(value.model_dump(exclude_unset=True))
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -2,7 +2,7 @@
 
 The sync lease (``workers.sync.coalescing``) is a Redis key an operator should not have to dig
 for: a lease renewed by a live holder moves its "until" forward every few seconds; a dead
-holder's lapses within ``SYNC_LEASE_SECONDS``.
+holder's lapses within ``RRPD_SYNC_LEASE_SECONDS`` (15 s by default).
 """
 
 from __future__ import annotations

@@ -44,8 +44,8 @@ def status(workspace: str, as_json: bool) -> None:
         ws = find_workspace(session, workspace)
         summary = connection_status(session, ws.id)
         conn = (
-            session.get(PagerDutyConnection, summary["connection_id"])
-            if summary["connection_id"]
+            session.get(PagerDutyConnection, summary.connection_id)
+            if summary.connection_id
             else None
         )
         syncing = conn is not None and conn.status == "connected"
@@ -59,64 +59,63 @@ def status(workspace: str, as_json: bool) -> None:
             "next_handoffs": workspace_next_handoffs(session, ws.id),
         }
     if as_json:
-        click.echo(json.dumps(plain({"workspace_id": ws.id, **extra, **summary}), indent=2))
+        document = {"workspace_id": ws.id, **extra, **summary.model_dump(exclude_unset=True)}
+        click.echo(json.dumps(plain(document), indent=2))
         return
     now = utcnow()
     s = summary
     rows: list[tuple[str, str]] = [("workspace", f"{extra['workspace_name']} ({ws.id})")]
-    rows.append(("status", f"{s['status']}: {s['status_message']}"))
-    if s["connection_id"] is not None:
-        account = s["account_subdomain"] or "-"
-        how = f"{s['auth_method']}, region {s['region']}, account {account}"
-        if s["key_level"]:
-            how += f", {s['key_level']}-level key"
-        rows.append(
-            ("connection", f"{s['connection_id']} ({how}, generation {extra['generation']})")
-        )
-        by = s["connected_by"]
-        who = f" by {by['name']} <{by['email']}>" if by else ""
-        rows.append(("connected", f"{when(s['connected_at'])}{who}"))
+    rows.append(("status", f"{s.status}: {s.status_message}"))
+    if s.connection_id is not None:
+        account = s.account_subdomain or "-"
+        how = f"{s.auth_method}, region {s.region}, account {account}"
+        if s.key_level:
+            how += f", {s.key_level}-level key"
+        rows.append(("connection", f"{s.connection_id} ({how}, generation {extra['generation']})"))
+        by = s.connected_by
+        who = f" by {by.name} <{by.email}>" if by else ""
+        rows.append(("connected", f"{when(s.connected_at)}{who}"))
         rows.append(
             (
                 "status since",
-                f"{when(s['status_changed_at'])} ({ago(s['status_changed_at'], now)})",
+                f"{when(s.status_changed_at)} ({ago(s.status_changed_at, now)})",
             )
         )
-        if s["last_error"]:
-            rows.append(("last error", f"{s['last_error']} ({when(s['last_error_at'])})"))
-        run = s["last_sync"]
+        if s.last_error:
+            rows.append(("last error", f"{s.last_error} ({when(s.last_error_at)})"))
+        run = s.last_sync
         if run is None:
             rows.append(("last sync", "never"))
         else:
-            line = f"{run['status']} ({run['kind']}) at {when(run['started_at'])}"
-            line += f" ({ago(run['started_at'], now)})"
-            if run["duration_ms"] is not None:
-                line += f", {run['duration_ms'] / 1000:.1f} s"
+            line = f"{run.status} ({run.kind}) at {when(run.started_at)}"
+            line += f" ({ago(run.started_at, now)})"
+            if run.duration_ms is not None:
+                line += f", {run.duration_ms / 1000:.1f} s"
             line += (
-                f", rows +{run['rows_created']} ~{run['rows_updated']} -{run['rows_deleted']}"
-                f", {run['requests_made']} PagerDuty requests"
+                f", rows +{run.rows_created} ~{run.rows_updated} -{run.rows_deleted}"
+                f", {run.requests_made} PagerDuty requests"
             )
             rows.append(("last sync", line))
-            if run["error"]:
-                rows.append(("sync error", run["error"]))
-        rows.append(("last change", when(s["last_synced_at"])))
+            if run.error:
+                rows.append(("sync error", run.error))
+        rows.append(("last change", when(s.last_synced_at)))
         if extra["next_sync_note"]:
             rows.append(("next sync", f"none: {extra['next_sync_note']}"))
         else:
             rows.append(("next sync", when(extra["next_sync_at"])))
         if extra["consecutive_sync_failures"]:
             rows.append(("failing syncs", f"{extra['consecutive_sync_failures']} in a row"))
-        if pending := s["pending"]:
-            label = "new OAuth login" if pending["auth_method"] == "oauth" else "new key"
-            rows.append((label, f"{pending['status']}: {pending['message']}"))
-            for r in pending.get("rotations") or []:
-                rows.append(("if switched", f"{r['name']} ({r['schedule_id']}): {r['outcome']}"))
-        if s["auth_method"] == "oauth":
+        if pending := s.pending:
+            label = "new OAuth login" if pending.auth_method == "oauth" else "new key"
+            rows.append((label, f"{pending.status}: {pending.message}"))
+            for r in pending.rotations or []:
+                rows.append(("if switched", f"{r.name} ({r.schedule_id}): {r.outcome}"))
+        if s.auth_method == "oauth":
             rows.append(("token expires", when(extra["access_token_expires_at"])))
-        rows.append(("mirror", f"{s['schedule_count']} schedules, {s['linked_summary']}"))
+        rows.append(("mirror", f"{s.schedule_count} schedules, {s.linked_summary}"))
         for item in extra["next_handoffs"]:
             nxt = item["next_handoff"]
-            text = nxt["text"] if nxt else "none known in the hours synced ahead"
+            text = nxt.text if nxt else "none known in the hours synced ahead"
             rows.append(("next handoff", f"{item['rotation']}: {text}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -24,7 +24,7 @@ from models import (
     utcnow,
 )
 from workers.connections import oauth_login
-from workers.connections.status import connection_status
+from workers.connections.status import StatusOut, SyncRunOut, connection_status
 from workers.core.access import Actor
 from workers.core.db import snapshot
 from workers.core.ids import parse_uuid
@@ -129,21 +129,21 @@ def _plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
-def _people_words(status: dict[str, Any]) -> str:
-    linked, total = status["linked_users"], status["total_users"]
-    inactive = status["inactive_users"]
+def _people_words(status: StatusOut) -> str:
+    linked, total = status.linked_users, status.total_users
+    inactive = status.inactive_users
     words = f"{linked} of {_plural(total, 'user')} linked to members"
     if inactive:
         words += f" ({inactive} inactive in PagerDuty)"
     return words
 
 
-def region_hint_applies(status: dict[str, Any]) -> bool:
+def region_hint_applies(status: StatusOut) -> bool:
     """The "checked with the US region; choose EU if..." hint, only where the region may be
     the cause: a refused API key that was not already tried in both regions."""
-    if status["status"] != "invalid" or status["auth_method"] != "api_key":
+    if status.status != "invalid" or status.auth_method != "api_key":
         return False
-    error = (status["last_error"] or "").lower()
+    error = (status.last_error or "").lower()
     return "rejected" in error and not any(words in error for words in _NOT_A_REGION_PROBLEM)
 
 
@@ -257,13 +257,13 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         status = connection_status(session, actor.workspace_id)
         rotations = list_rotations(session, actor.workspace_id)
         schedules, _ = search_schedules(session, actor.workspace_id, None, limit=200)
-        last_good_sync = _last_good_sync(session, status["connection_id"])
+        last_good_sync = _last_good_sync(session, status.connection_id)
         disconnected = (
             _disconnected_words(session, actor.workspace_id, q.get("disconnected"))
-            if status["status"] != "disconnecting" and q.get("disconnected")
+            if status.status != "disconnecting" and q.get("disconnected")
             else None
         )
-    if returned == "connecting" and status["status"] in ("validating", "not_connected"):
+    if returned == "connecting" and status.status in ("validating", "not_connected"):
         # Only until the outcome is known: then the connection block says it.
         kind, text = RETURN_WORDS["connecting"]
         notices.insert(0, {"kind": kind, "text": text})
@@ -284,31 +284,29 @@ def page_state(request: Request, actor: Actor | None) -> dict[str, Any]:
         last_good_sync=last_good_sync,
         people_words=_people_words(status),
         region_hint=region_hint_applies(status),
-        handoffs={r["id"]: handoff_view(r["next_handoff"]) for r in rotations},
+        handoffs={r.id: handoff_view(r.next_handoff) for r in rotations},
     )
-    binding_pending = any(
-        r["mode"] == "pagerduty" and r["last_synced_at"] is None for r in rotations
-    )
+    binding_pending = any(r.mode == "pagerduty" and r.last_synced_at is None for r in rotations)
     # Broken meanwhile too: an OAuth refresh PagerDuty refuses commits needs_reauth before the
     # sync records its failed run, and the page must not stop halfway through the story.
-    ctx["sync_pending"] = status["status"] in SYNC_FOLLOWED and _sync_pending(
-        q.get("sync_requested"), status["last_sync"]
+    ctx["sync_pending"] = status.status in SYNC_FOLLOWED and _sync_pending(
+        q.get("sync_requested"), status.last_sync
     )
     # Connected but never synced: the first sync is on its way; keep refreshing (for a while)
     # so schedules to bind and the people appear without a manual reload.
     ctx["first_sync_pending"] = (
-        status["status"] == "connected"
-        and status["last_sync"] is None
-        and status["status_changed_at"] is not None
-        and utcnow() - status["status_changed_at"] < timedelta(seconds=FIRST_SYNC_WAIT_SECONDS)
+        status.status == "connected"
+        and status.last_sync is None
+        and status.status_changed_at is not None
+        and utcnow() - status.status_changed_at < timedelta(seconds=FIRST_SYNC_WAIT_SECONDS)
     )
     ctx["refresh"] = (
-        status["status"] in UNSETTLED
-        or (returned == "connecting" and status["status"] == "not_connected")
-        or (binding_pending and status["status"] == "connected")
+        status.status in UNSETTLED
+        or (returned == "connecting" and status.status == "not_connected")
+        or (binding_pending and status.status == "connected")
         or ctx["sync_pending"]
         or ctx["first_sync_pending"]
-        or (status["pending"] is not None and status["pending"]["status"] == "checking")
+        or (status.pending is not None and status.pending.status == "checking")
     )
     return ctx
 
@@ -335,7 +333,7 @@ def _last_good_sync(session: Session, connection_id: uuid.UUID | None) -> dateti
     return max((t for t in (recorded, checked) if t is not None), default=None)
 
 
-def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bool:
+def _sync_pending(requested: str | None, last_sync: SyncRunOut | None) -> bool:
     """After "Sync now" or a bind (``?sync_requested=<epoch seconds>``): has a sync started
     since then and finished? Gives up after a minute so a page never refreshes forever."""
     # ASCII digits only ("²".isdigit() is true) and a sane length, so nonsense is ignored
@@ -345,6 +343,6 @@ def _sync_pending(requested: str | None, last_sync: dict[str, Any] | None) -> bo
     since = datetime.fromtimestamp(int(requested), UTC)
     if utcnow() - since > timedelta(seconds=SYNC_WAIT_SECONDS) or since > utcnow():
         return False
-    if last_sync is None or last_sync["finished_at"] is None:
+    if last_sync is None or last_sync.finished_at is None:
         return True
-    return bool(last_sync["started_at"] < since)
+    return bool(last_sync.started_at < since)

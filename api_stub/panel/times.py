@@ -5,13 +5,14 @@ keeps UTC for hovering, and its text stays UTC where scripts do not run."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from markupsafe import Markup
 
 from models import SyncRunStatus, utcnow
+from workers.connections.status import SyncRunOut
+from workers.handoffs.views import NextHandoffOut
 
-SYNC_OUTCOME_WORDS = {
+SYNC_OUTCOME_WORDS: dict[str, str] = {
     SyncRunStatus.SUCCEEDED: "succeeded",
     SyncRunStatus.FAILED: "failed",
     SyncRunStatus.SKIPPED: "skipped (the connection changed while it ran)",
@@ -57,31 +58,31 @@ def exact(value: datetime) -> Markup:
     return Markup("{} ({})").format(time_tag(value), ago(value))
 
 
-def last_sync_words(run: dict[str, Any] | None, reason: bool = True) -> Markup | str:
+def last_sync_words(run: SyncRunOut | None, reason: bool = True) -> Markup | str:
     """The last sync *run* (time and outcome), which a quiet healthy connection renews every
     interval; "last change" (``last_synced_at``) is shown separately. ``reason=False`` leaves a
     failure's words out: they tell an admin what to do, which a Member cannot."""
     if run is None:
         return "not yet"
-    at = run["finished_at"] or run["started_at"]
-    words = SYNC_OUTCOME_WORDS.get(run["status"], run["status"])
-    if run["status"] == "succeeded":
-        changes = run["rows_created"] + run["rows_updated"] + run["rows_deleted"]
+    at = run.finished_at or run.started_at
+    words = SYNC_OUTCOME_WORDS.get(run.status, run.status)
+    if run.status == SyncRunStatus.SUCCEEDED:
+        changes = run.rows_created + run.rows_updated + run.rows_deleted
         if changes == 0:
             words += ", nothing changed"
         else:
             words += f", {changes} change{'' if changes == 1 else 's'}"
-    elif run["status"] == "failed" and run["error"] and reason:
-        words += f": {run['error']}"
+    elif run.status == "failed" and run.error and reason:
+        words += f": {run.error}"
     return Markup("{} — {}").format(exact(at), words)
 
 
-def handoff_view(handoff: dict[str, Any] | None) -> dict[str, Any] | None:
+def handoff_view(handoff: NextHandoffOut | None) -> dict[str, object] | None:
     """The next handoff to the second: who, and when as a ``<time>`` element."""
     if handoff is None:
         return None
-    at: datetime = handoff["at"]
-    names = [p["name"] for p in handoff["people"]]
+    at: datetime = handoff.at
+    names = [p.name for p in handoff.people]
     return {
         "who": ", ".join(names) if names else "nobody",
         "iso": iso_utc(at),

@@ -472,10 +472,10 @@ def test_the_three_walkthroughs_in_the_browser(
     )
     # The status document says the same as fields, remembered at connect from /users/me.
     session.rollback()
-    acting = connection_status(session, seeded.workspace_id)["acting_user"]
+    acting = connection_status(session, seeded.workspace_id).acting_user
     assert acting is not None
-    assert (acting["name"], acting["email"], acting["role"]) == ("Bob", "bob@example.com", "user")
-    assert acting["sees_everything"] is False
+    assert (acting.name, acting.email, acting.role) == ("Bob", "bob@example.com", "user")
+    assert acting.sees_everything is False
     expect(page.locator("#connection-notice")).to_contain_text(
         "This connection acts as Bob, whose PagerDuty role (user) may not see every schedule"
     )

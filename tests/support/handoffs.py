@@ -120,8 +120,8 @@ def on_call_view(session: Session, a: Arranged) -> tuple[set[str], list[str]]:
     session.rollback()
     view = rotation_view(session, a.workspace_id, a.rotation_id)
     return (
-        {d["name"].lower() for d in view["on_duty"]},
-        [u["pagerduty_user_id"] for u in view["unmatched_on_call"]],
+        {d.name.lower() for d in view.on_duty},
+        [u.pagerduty_user_id for u in view.unmatched_on_call],
     )
 
 

@@ -17,9 +17,10 @@ secret nobody decided about is not kept for ever and a plan is never acted on we
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
+from pydantic import Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -40,6 +41,7 @@ from workers.core.access import Actor, Conflict, Missing, require_manager
 from workers.core.audit import audit
 from workers.core.connection_rows import bound_rotations_for_update
 from workers.core.db import transaction
+from workers.core.readmodel import ReadModel
 from workers.handoffs.upcoming import discard_upcoming
 from workers.pagerduty.errors import BadRequest, Forbidden, NoApiAccess, NotFound
 from workers.pagerduty.interfaces import PagerDutyReader
@@ -53,6 +55,14 @@ STAYS_BOUND = "stays_bound"
 MADE_MANUAL = "made_manual"
 # The reason of the ``rotation.made_manual`` events a confirmed switch writes (docs/events.md).
 REASON = "account_changed"
+
+
+class PendingRotationOut(ReadModel):
+    rotation_id: uuid.UUID
+    name: str
+    schedule_id: str | None
+    schedule_name: str | None = Field(description="As mirrored from the connected account.")
+    outcome: str = Field(description="stays_bound or made_manual.")
 
 
 def list_schedules(reader: PagerDutyReader) -> dict[str, str]:
@@ -104,7 +114,7 @@ def waits_for_confirmation(conn: PagerDutyConnection) -> bool:
     )
 
 
-def rotation_plan(session: Session, conn: PagerDutyConnection) -> list[dict[str, Any]]:
+def rotation_plan(session: Session, conn: PagerDutyConnection) -> list[PendingRotationOut]:
     """What a switch does to each rotation bound now: ``stays_bound`` when its schedule is in
     the new account, ``made_manual`` otherwise (as of the check's list)."""
     found = (conn.pending_account or {}).get("schedules") or {}
@@ -119,13 +129,13 @@ def rotation_plan(session: Session, conn: PagerDutyConnection) -> list[dict[str,
         .order_by(Rotation.name, Rotation.id)
     ).all()
     return [
-        {
-            "rotation_id": rid,
-            "name": name,
-            "schedule_id": schedule_id,
-            "schedule_name": schedule_name,
-            "outcome": STAYS_BOUND if schedule_id in found else MADE_MANUAL,
-        }
+        PendingRotationOut(
+            rotation_id=rid,
+            name=name,
+            schedule_id=schedule_id,
+            schedule_name=schedule_name,
+            outcome=STAYS_BOUND if schedule_id in found else MADE_MANUAL,
+        )
         for rid, name, schedule_id, schedule_name in rows
     ]
 

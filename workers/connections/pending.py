@@ -40,6 +40,13 @@ from workers.tasking.enqueue import enqueue
 
 log = logging.getLogger(__name__)
 
+# The audit action of each way a pending check ends (``record_ended``).
+ENDED_ACTIONS = {
+    PendingStatus.REJECTED: AuditAction.PENDING_REJECTED,
+    PendingStatus.LOST: AuditAction.PENDING_LOST,
+    PendingStatus.ACCOUNT_CHANGE: AuditAction.PENDING_ACCOUNT_CHANGE,
+}
+
 
 def next_generation(conn: PagerDutyConnection) -> int:
     """Above both the live generation and any pending one handed out before, so a late check
@@ -187,7 +194,7 @@ def record_ended(
     audit(
         session,
         conn.workspace_id,
-        f"pagerduty.pending.{status.value}",
+        ENDED_ACTIONS[status],
         connection_id=conn.id,
         generation=conn.pending_generation,
         reason=message,

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from models import AuditAction, AuditEvent
 
 # What each action the trail may hold records (the actions: ``models.AuditAction``, stored as
-# their values); docs/api.md lists the same (a test compares them) and ``audit`` refuses any
-# other string, so a renamed action cannot slip by.
+# their values); docs/api.md lists the same (a test compares them) and ``audit`` takes only
+# ``AuditAction`` members (plain strings are refused), so a renamed action cannot slip by.
 A = AuditAction
 ACTIONS: dict[AuditAction, str] = {
     A.CONNECT_API_KEY: "a member entered an API key (`pending: true` beside a live one)",
@@ -43,7 +43,7 @@ ACTIONS: dict[AuditAction, str] = {
 def audit(
     session: Session,
     workspace_id: uuid.UUID,
-    action: AuditAction | str,
+    action: AuditAction,
     *,
     actor_member_id: uuid.UUID | None = None,
     actor: str | None = None,
@@ -56,13 +56,18 @@ def audit(
     unless the caller names another (``"operator"`` for ``rrpd``). UUIDs in ``details`` are
     stored as strings; details never hold a secret.
     """
-    if action not in ACTIONS:
-        raise ValueError(f"unknown audit action {action!r}: add it to models.AuditAction")
+    given: object = action  # checked at run time too: not every caller is type-checked
+    if not isinstance(given, AuditAction):
+        # Only the enum's members: a plain string, even one equal to an action's value, is how
+        # a misspelt or renamed action would reach the trail unnoticed.
+        if given in ACTIONS:
+            raise TypeError(f"audit action {given!r} must be passed as its models.AuditAction")
+        raise ValueError(f"unknown audit action {given!r}: add it to models.AuditAction")
     event = AuditEvent(
         workspace_id=workspace_id,
         actor_member_id=actor_member_id,
         actor=actor or ("member" if actor_member_id else "system"),
-        action=AuditAction(action),
+        action=action,
         details={k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in details.items()},
     )
     if at is not None:

@@ -76,6 +76,7 @@ ALLOWED: dict[str, str] = {
     "events_retention_days": "a whole number of days, at least 1",
     "events_stream_retention_hours": "a whole number of hours, at least 1",
     "worker_heartbeat_seconds": "a whole number of seconds, at least 5",
+    "sync_lease_seconds": "a whole number of seconds, 3 to 300",
     "log_level": f"one of {', '.join(LOG_LEVELS)}",
     # fleet capacity
     "db_pool_size": "a whole number of connections, at least 1",
@@ -198,6 +199,9 @@ class Settings(BaseSettings):
     # A worker node whose heartbeat is older than this is dead: the messages it held go back
     # to their queue (workers.tasking.redelivery) instead of waiting for the visibility timeout.
     worker_heartbeat_seconds: int = Field(30, ge=5)
+    # A sync's Redis lease (workers.sync.coalescing) lives this long unless renewed, every third
+    # of it, by its live holder: a SIGKILLed sync worker's connection is free again within it.
+    sync_lease_seconds: int = Field(15, ge=3, le=300)
 
     @field_validator("database_url")
     @classmethod

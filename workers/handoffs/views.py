@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Member, PagerDutyConnection, PagerDutyUser, Rotation, ScheduledHandoff
 from workers.core.connection_rows import live_connection
+from workers.core.readmodel import ReadModel
+
+
+class HandoffPersonOut(ReadModel):
+    pagerduty_user_id: str
+    name: str = Field(description="The member's name, else PagerDuty's name for the user.")
+    member_id: uuid.UUID | None = Field(description="None: no member matches this user.")
+
+
+class NextHandoffOut(ReadModel):
+    at: datetime
+    people: list[HandoffPersonOut] = Field(description="Who comes on duty (empty: nobody).")
+    text: str = Field(description='For people: "Bob from 14:00 UTC".')
 
 
 def describe(names: list[str], at_text: str) -> str:
@@ -19,7 +34,7 @@ def describe(names: list[str], at_text: str) -> str:
 
 def next_handoffs(
     session: Session, conn: PagerDutyConnection | None, rotations: list[Rotation]
-) -> dict[uuid.UUID, dict[str, Any]]:
+) -> dict[uuid.UUID, NextHandoffOut]:
     """Each bound rotation's earliest pending handoff of the current binding and generation
     (absent: none known within the horizon the sync reads)."""
     bound = {r.id: r.pagerduty_schedule_id for r in rotations if r.pagerduty_schedule_id}
@@ -52,17 +67,17 @@ def next_handoffs(
             .where(PagerDutyUser.connection_id == conn.id, PagerDutyUser.pagerduty_id.in_(user_ids))
         ):
             people[uid] = (member_name or pd_name or uid, member_id, member_email)
-    out: dict[uuid.UUID, dict[str, Any]] = {}
+    out: dict[uuid.UUID, NextHandoffOut] = {}
     for rid, row in first.items():
         who = [people.get(uid, (uid, None, None)) for uid in row.user_ids]
-        out[rid] = {
-            "at": row.at,
-            "people": [
-                {"pagerduty_user_id": uid, "name": name, "member_id": member_id}
+        out[rid] = NextHandoffOut(
+            at=row.at,
+            people=[
+                HandoffPersonOut(pagerduty_user_id=uid, name=name, member_id=member_id)
                 for uid, (name, member_id, _email) in zip(row.user_ids, who, strict=True)
             ],
-            "text": describe([name for name, _m, _e in who], row.at.strftime("%H:%M UTC")),
-        }
+            text=describe([name for name, _m, _e in who], row.at.strftime("%H:%M UTC")),
+        )
     return out
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
 
+from pydantic import Field
 from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from models import (
     ConnectionStatus,
@@ -20,28 +21,91 @@ from models import (
 )
 from workers.core.access import Missing
 from workers.core.connection_rows import live_connection
-from workers.handoffs.views import next_handoffs
+from workers.core.readmodel import ReadModel
+from workers.handoffs.views import NextHandoffOut, next_handoffs
 
 
-def _member_view(m: Member) -> dict[str, Any]:
-    return {"id": m.id, "name": m.display_name, "email": m.email}
+class MemberOut(ReadModel):
+    id: uuid.UUID
+    name: str
+    email: str
 
 
-def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, Any]]:
-    rotations = (
-        session.execute(
-            select(Rotation)
-            .where(Rotation.workspace_id == workspace_id)
-            .order_by(func.lower(Rotation.name), Rotation.id)
-        )
-        .unique()
-        .scalars()
-        .all()
+class BoundScheduleOut(ReadModel):
+    id: str
+    name: str | None = Field(description="None when the schedule is not (or no longer) mirrored.")
+    missing: bool = Field(
+        False,
+        description="True when the last directory read did not find the schedule (deleted in "
+        "PagerDuty, or not visible to this connection): the rotation keeps its last people.",
     )
+
+
+class UnmatchedOut(ReadModel):
+    pagerduty_user_id: str
+    name: str | None
+    email: str | None
+    active: bool = Field(
+        True,
+        description="False: the user was deleted in PagerDuty but the schedule still names "
+        "them (a placeholder); never linkable to a member.",
+    )
+
+
+class RotationOut(ReadModel):
+    id: uuid.UUID
+    name: str
+    mode: str
+    schedule: BoundScheduleOut | None
+    bound_at: datetime | None
+    last_synced_at: datetime | None
+    members: list[MemberOut]
+    on_duty: list[MemberOut]
+    unmatched_on_call: list[UnmatchedOut] = Field(
+        description="People on call for the bound schedule with no matching member."
+    )
+    next_handoff: NextHandoffOut | None = Field(
+        default=None,
+        description="The bound schedule's next on-call change, if one is known within the "
+        "hours the sync reads ahead; null otherwise.",
+    )
+
+
+def _member_view(m: Member) -> MemberOut:
+    return MemberOut(id=m.id, name=m.display_name, email=m.email)
+
+
+def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[RotationOut]:
+    """Every rotation of the workspace, by name."""
+    return _rotation_views(session, workspace_id, None)
+
+
+def rotation_view(session: Session, workspace_id: uuid.UUID, rotation_id: uuid.UUID) -> RotationOut:
+    """One rotation of the workspace; reads that rotation's rows only."""
+    for view in _rotation_views(session, workspace_id, rotation_id):
+        return view
+    raise rotation_missing()
+
+
+def _rotation_views(
+    session: Session, workspace_id: uuid.UUID, rotation_id: uuid.UUID | None
+) -> list[RotationOut]:
+    """The views of the workspace's rotations, or of the one ``rotation_id``: every later read
+    (schedules, on-call people, handoffs) is limited to the rotations read here."""
+    query = (
+        select(Rotation)
+        .where(Rotation.workspace_id == workspace_id)
+        # Members and on-duty people in one statement each, not two per rotation.
+        .options(selectinload(Rotation.members), selectinload(Rotation.on_duty))
+        .order_by(func.lower(Rotation.name), Rotation.id)
+    )
+    if rotation_id is not None:
+        query = query.where(Rotation.id == rotation_id)
+    rotations = session.execute(query).unique().scalars().all()
     conn = live_connection(session, workspace_id)
     bound_ids = {r.pagerduty_schedule_id for r in rotations if r.pagerduty_schedule_id}
     names: dict[str, str] = {}
-    unmatched: dict[str, list[dict[str, Any]]] = {sid: [] for sid in bound_ids}
+    unmatched: dict[str, list[UnmatchedOut]] = {sid: [] for sid in bound_ids}
     if conn is not None and bound_ids:
         names = dict(
             session.execute(
@@ -74,16 +138,13 @@ def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, 
             user: PagerDutyUser | None = joined
             if user is None:
                 unmatched[schedule_id].append(
-                    {"pagerduty_user_id": uid, "name": None, "email": None, "active": True}
+                    UnmatchedOut(pagerduty_user_id=uid, name=None, email=None, active=True)
                 )
             elif user.member_id is None:
                 unmatched[schedule_id].append(
-                    {
-                        "pagerduty_user_id": uid,
-                        "name": user.name,
-                        "email": user.email,
-                        "active": user.active,
-                    }
+                    UnmatchedOut(
+                        pagerduty_user_id=uid, name=user.name, email=user.email, active=user.active
+                    )
                 )
     # Bound to a schedule the last directory read no longer found (deleted in PagerDuty, or
     # not visible to this credential): flagged, never shown as a schedule without a name only.
@@ -97,34 +158,25 @@ def list_rotations(session: Session, workspace_id: uuid.UUID) -> list[dict[str, 
     for r in rotations:
         sid = r.pagerduty_schedule_id
         out.append(
-            {
-                "id": r.id,
-                "name": r.name,
-                "mode": r.mode,
-                "schedule": {"id": sid, "name": names.get(sid), "missing": sid in missing}
+            RotationOut(
+                id=r.id,
+                name=r.name,
+                mode=r.mode,
+                schedule=BoundScheduleOut(id=sid, name=names.get(sid), missing=sid in missing)
                 if sid
                 else None,
-                "bound_at": r.bound_at,
-                "last_synced_at": r.last_synced_at,
-                "members": [_member_view(rm.member) for rm in r.members],
-                "on_duty": [
+                bound_at=r.bound_at,
+                last_synced_at=r.last_synced_at,
+                members=[_member_view(rm.member) for rm in r.members],
+                on_duty=[
                     _member_view(d.member)
                     for d in sorted(r.on_duty, key=lambda d: (d.since, d.member.display_name))
                 ],
-                "unmatched_on_call": unmatched.get(sid, []) if sid else [],
-                "next_handoff": upcoming.get(r.id),
-            }
+                unmatched_on_call=unmatched.get(sid, []) if sid else [],
+                next_handoff=upcoming.get(r.id),
+            )
         )
     return out
-
-
-def rotation_view(
-    session: Session, workspace_id: uuid.UUID, rotation_id: uuid.UUID
-) -> dict[str, Any]:
-    for item in list_rotations(session, workspace_id):
-        if item["id"] == rotation_id:
-            return item
-    raise rotation_missing()
 
 
 def rotation_missing() -> Missing:

@@ -47,7 +47,7 @@ from workers.pagerduty.snapshot import AccountSnapshot, referenced_users
 from workers.sync import run
 from workers.sync.batch_confirm import window_confirmed
 from workers.sync.batch_plan import CheckPlan, Route, add_named_users, plan_batch
-from workers.sync.coalescing import SYNC_LEASE_SECONDS, lease_name, rerun_flag
+from workers.sync.coalescing import lease_name, lease_seconds, rerun_flag
 from workers.sync.endings import record_failure
 from workers.sync.kinds import Outcome, SyncKind
 from workers.sync.records import RunContext, SyncResult
@@ -100,7 +100,7 @@ def check_connections(
     cids = list(dict.fromkeys(as_uuid(c) for c in connection_ids))
     out = BatchResult(connections=len(cids))
     names = {lease_name(cid): cid for cid in cids}
-    with locks.hold_leases(list(names), SYNC_LEASE_SECONDS) as taken:
+    with locks.hold_leases(list(names), lease_seconds()) as taken:
         held = [names[name] for name in taken]
         out.covered = len(cids) - len(held)
         if held:

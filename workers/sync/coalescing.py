@@ -6,7 +6,7 @@ fetch then starts after any request flagged before), and runs another pass when 
 set again meanwhile; after releasing it checks the flag once more, and a requester that set the
 flag tries the lease once more. A coalesced requester also publishes one delayed re-check
 (countdown: a lease and a little), so a request whose holder died (its lease lapses within
-``SYNC_LEASE_SECONDS``) is served by the re-check rather than waiting for the flag to expire.
+``lease_seconds()``) is served by the re-check rather than waiting for the flag to expire.
 docs/sync-and-disconnect.md ("Coalescing") says why this never loses a "sync now". Redis is for
 efficiency only: losing the lease costs a duplicate sync; the connection row's lock and
 generation in ``RunContext.apply`` keep two passes from writing over each other.
@@ -21,6 +21,7 @@ from collections.abc import Callable
 import redis
 
 from workers.core import locks, metrics
+from workers.core.settings import get_settings
 from workers.sync.kinds import Outcome
 from workers.sync.records import SyncResult
 from workers.tasking.contract import SYNC_CONNECTION
@@ -28,14 +29,21 @@ from workers.tasking.enqueue import publish_now
 
 log = logging.getLogger(__name__)
 
-# Renewed every third of it while a pass runs, so a live holder keeps it through a 150 s pass
-# and a SIGKILLed holder's lease lapses within this many seconds.
-SYNC_LEASE_SECONDS = 15.0
-# The re-check runs once a dead holder's lease has surely lapsed.
-RECHECK_AFTER_SECONDS = SYNC_LEASE_SECONDS + 2.0
 RERUN_FLAG_TTL_SECONDS = 300.0
 # A holder reruns at most this many passes for coalesced requests, then hands over to a task.
 MAX_PASSES = 3
+
+
+def lease_seconds() -> float:
+    """How long the ``sync:<id>`` lease lives unless renewed (``RRPD_SYNC_LEASE_SECONDS``, 15 s
+    by default): renewed every third of it while a pass runs, so a live holder keeps it through
+    a long pass and a SIGKILLed holder's lease lapses within it."""
+    return float(get_settings().sync_lease_seconds)
+
+
+def recheck_after_seconds() -> float:
+    """The re-check runs once a dead holder's lease has surely lapsed."""
+    return lease_seconds() + 2.0
 
 
 def lease_name(connection_id: uuid.UUID | str) -> str:
@@ -60,15 +68,16 @@ def _publish_recheck(connection_id: uuid.UUID, kind: str) -> None:
     set then, i.e. nobody picked it up (the holder died). ``kind``: the coalesced request's."""
     name = f"sync-recheck:{connection_id}"
     try:
-        if not locks.set_flag_value(name, "pending", RECHECK_AFTER_SECONDS + SYNC_LEASE_SECONDS):
+        after = recheck_after_seconds()
+        if not locks.set_flag_value(name, "pending", after + lease_seconds()):
             return  # a re-check is already on its way
         task_id = publish_now(
             SYNC_CONNECTION,
-            countdown=RECHECK_AFTER_SECONDS,
+            countdown=after,
             connection_id=str(connection_id),
             kind=kind,
         )
-        locks.put_flag(name, task_id, RECHECK_AFTER_SECONDS + 60)
+        locks.put_flag(name, task_id, after + 60)
         metrics.incr("rrpd_sync_rechecks_total")
     except redis.RedisError as exc:
         # The flag stays set; the next scheduled sync serves the request.
@@ -108,7 +117,7 @@ def coalesce(
     result: SyncResult | None = None
     passes = 0
     while True:
-        with locks.hold_lease(name, SYNC_LEASE_SECONDS) as held:
+        with locks.hold_lease(name, lease_seconds()) as held:
             if held is None:
                 if result is not None:
                     # We already ran; the new holder took the lease after the pending request
@@ -116,7 +125,7 @@ def coalesce(
                     return result
                 locks.set_flag(flag_name, RERUN_FLAG_TTL_SECONDS)
                 # Retry once: the holder may have released between our try and our flag.
-                with locks.hold_lease(name, SYNC_LEASE_SECONDS) as held_now:
+                with locks.hold_lease(name, lease_seconds()) as held_now:
                     if held_now is None:
                         _publish_recheck(connection_id, kind)
                         metrics.incr("rrpd_syncs_total", outcome=Outcome.COALESCED)

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import PagerDutyConnection, utcnow
+from models import AuditAction, PagerDutyConnection, utcnow
 from models.connection import SYNC_NOW_AFTER
 from workers.core.access import Actor, require_manager
 from workers.core.audit import audit
@@ -41,7 +41,7 @@ def enqueue_manual_sync(
     audit(
         session,
         conn.workspace_id,
-        "pagerduty.sync.requested",
+        AuditAction.SYNC_REQUESTED,
         actor_member_id=actor_member_id,
         actor=actor,
         connection_id=conn.id,

@@ -410,10 +410,13 @@ def test_attention_and_status_name_a_waiting_account_change_and_a_missing_schedu
     assert items["Gone"]["problem"] == "schedule_missing"
     assert items["Gone"]["last_error"].endswith("no longer lists: Lost one")
 
+    from workers.rotations.views import BoundScheduleOut
+
     status = _run("status", str(ws.id), "--json")
-    rotations = {r["name"]: r for r in _rotations(ws.id)}
-    assert rotations["Lost one"]["schedule"] == {"id": "PSGONE", "name": None, "missing": True}
-    assert rotations["Fine one"]["schedule"]["missing"] is False
+    rotations = {r.name: r for r in _rotations(ws.id)}
+    assert rotations["Lost one"].schedule == BoundScheduleOut(id="PSGONE", name=None, missing=True)
+    assert rotations["Fine one"].schedule is not None
+    assert rotations["Fine one"].schedule.missing is False
     assert status.exit_code == 0
     as_json = json.loads(_run("status", str(waiting.workspace_id), "--json").output)
     assert as_json["pending"]["account"] == {"subdomain": "euco", "previous_subdomain": "acme"}

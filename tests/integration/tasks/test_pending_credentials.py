@@ -112,8 +112,10 @@ def test_a_confirmed_account_change_syncs_the_new_account_and_makes_the_rest_man
         setup.set_api_key(s, actor, new, "eu")
     wait_until(session, lambda: stored_connection(session, cid).pending_status == "account_change")
     with transaction() as s:
-        plan = status.connection_status(s, demo.workspace_id)["pending"]["rotations"]
-    assert {r["name"]: r["outcome"] for r in plan} == {
+        pending = status.connection_status(s, demo.workspace_id).pending
+    assert pending is not None
+    assert pending.rotations is not None
+    assert {r.name: r.outcome for r in pending.rotations} == {
         "primary rotation": "made_manual",
         "euro rotation": "stays_bound",
     }

@@ -79,9 +79,10 @@ def test_a_relogin_with_a_wrong_client_secret_leaves_the_connection_connected_an
     aid = log_in_with_oauth(actor, app["client_id"], "not-the-app-secret")
     checking = _connection(session, actor)
     assert (checking.status, checking.generation, checking.auth_method) == ("connected", 1, "oauth")
-    assert status.pending_document(checking) is not None
-    assert status.pending_document(checking)["auth_method"] == "oauth"
-    assert status.pending_document(checking)["status"] == "checking"
+    waiting = status.pending_document(checking)
+    assert waiting is not None
+    assert waiting.auth_method == "oauth"
+    assert waiting.status == "checking"
     with transaction() as s:
         sync_now(s, actor)  # not 409: the live connection keeps serving
 
@@ -94,11 +95,12 @@ def test_a_relogin_with_a_wrong_client_secret_leaves_the_connection_connected_an
     assert conn.oauth_client_secret == app["client_secret"]  # the working app is kept
     assert conn.last_error is None
     doc = status.connection_status(session, actor.workspace_id)
-    assert doc["status"] == "connected"
-    assert doc["pending"]["status"] == "rejected"
-    assert doc["pending"]["auth_method"] == "oauth"
-    assert doc["pending"]["message"] == messages.pending_login_rejected(messages.CLIENT_REFUSED)
-    assert doc["pending"]["message"].startswith(
+    assert doc.status == "connected"
+    assert doc.pending is not None
+    assert doc.pending.status == "rejected"
+    assert doc.pending.auth_method == "oauth"
+    assert doc.pending.message == messages.pending_login_rejected(messages.CLIENT_REFUSED)
+    assert doc.pending.message.startswith(
         "The new OAuth login was rejected; Round Robin still uses the previous credentials."
     )
     assert _logins(session) == 0  # its client secret and verifier are gone
@@ -134,7 +136,7 @@ def test_a_relogin_reusing_the_stored_app_is_swapped_in_and_generation_moves(
     assert conn.pagerduty_subdomain == "acme"
     assert set((conn.granted_scopes or "").split()) >= {"users.read", "schedules.read"}
     assert conn.pending_status is None
-    assert status.connection_status(session, actor.workspace_id)["pending"] is None
+    assert status.connection_status(session, actor.workspace_id).pending is None
     assert _logins(session) == 0
     syncs = [m for m in published if m["name"] == "pagerduty.sync_connection"]
     assert len(syncs) == syncs_before + 1
@@ -195,12 +197,9 @@ def test_a_relogin_of_another_account_is_set_aside(
     assert conn.pending_message == messages.pending_login_account_change("otherco", "acme")
     assert _logins(session) == 0
     # Unlike a key of another account, nothing waits to be confirmed.
-    doc = status.connection_status(session, actor.workspace_id)["pending"]
-    assert (doc["status"], doc["auth_method"], "account" in doc) == (
-        "account_change",
-        "oauth",
-        False,
-    )
+    doc = status.connection_status(session, actor.workspace_id).pending
+    assert doc is not None
+    assert (doc.status, doc.auth_method, doc.account) == ("account_change", "oauth", None)
     from workers.connections import account_change
     from workers.core.access import Conflict
 

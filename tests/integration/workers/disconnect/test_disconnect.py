@@ -256,7 +256,7 @@ def test_a_connection_whose_secret_no_key_decrypts_still_shows_and_disconnects(
     )
     session.commit()
 
-    assert connection_status(session, demo.workspace_id)["status"] == "connected"
+    assert connection_status(session, demo.workspace_id).status == "connected"
     result = transaction.disconnect_connection(demo.connection_id)
 
     assert result.status == "disconnected"

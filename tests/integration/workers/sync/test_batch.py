@@ -228,14 +228,15 @@ def test_status_shows_the_last_quiet_check_as_the_last_sync(session, sim) -> Non
 
     # The API's last_sync (and `rrpd status`, which prints it) is the quiet check, not the
     # first sync's run a minute before it.
-    last = status["last_sync"]
-    assert (last["status"], last["kind"], last["started_at"]) == (
+    last = status.last_sync
+    assert last is not None
+    assert (last.status, last.kind, last.started_at) == (
         "succeeded",
         "scheduled",
         a_minute_later(),
     )
-    assert last["requests_made"] == _conn(session, demo).last_check_requests
-    assert (last["rows_created"], last["rows_updated"], last["rows_deleted"]) == (0, 0, 0)
+    assert last.requests_made == _conn(session, demo).last_check_requests
+    assert (last.rows_created, last.rows_updated, last.rows_deleted) == (0, 0, 0)
 
 
 def test_a_pending_sync_now_goes_through_the_single_pass_and_is_recorded(session, sim) -> None:

@@ -582,10 +582,8 @@ def test_a_deleted_user_on_call_is_shown_inactive_and_never_on_duty(session, sim
     from workers.connections.status import connection_status
     from workers.rotations.views import list_rotations
 
-    [primary] = [r for r in list_rotations(session, demo.workspace_id) if r["mode"] == "pagerduty"]
-    assert {u["pagerduty_user_id"]: u["active"] for u in primary["unmatched_on_call"]} == {
-        "PUDAVE1": False
-    }
+    [primary] = [r for r in list_rotations(session, demo.workspace_id) if r.mode == "pagerduty"]
+    assert {u.pagerduty_user_id: u.active for u in primary.unmatched_on_call} == {"PUDAVE1": False}
     status = connection_status(session, demo.workspace_id)
-    assert status["inactive_users"] == 1
-    assert "(1 inactive in PagerDuty)" in status["linked_summary"]
+    assert status.inactive_users == 1
+    assert "(1 inactive in PagerDuty)" in status.linked_summary

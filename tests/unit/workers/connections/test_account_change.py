@@ -27,6 +27,7 @@ from tests.support import factories
 from tests.support.fake_pagerduty import InProcessPagerDuty
 from tests.support.outbox import CommittedTasks, as_flat, committed_events, paused_outbox
 from workers.connections import account_change, activation, messages, pending, setup, status
+from workers.connections.status import PendingAccountOut
 from workers.core.access import Actor, Conflict, Missing
 from workers.core.db import transaction
 from workers.deadlines.drive import run_round
@@ -128,15 +129,17 @@ def test_the_check_keeps_the_key_and_records_what_a_switch_does_to_each_rotation
     assert (conn.pending_drive_at, conn.pending_drives) == (None, 0)  # waits for the admin
     assert run_round(utcnow() + timedelta(hours=1)).claimed == 0
 
-    document = status.connection_status(session, conn.workspace_id)["pending"]
-    assert document["status"] == "account_change"
-    assert document["account"] == {"subdomain": "euco", "previous_subdomain": "acme"}
-    assert [(r["name"], r["schedule_id"], r["outcome"]) for r in document["rotations"]] == [
+    document = status.connection_status(session, conn.workspace_id).pending
+    assert document is not None
+    assert document.status == "account_change"
+    assert document.account == PendingAccountOut(subdomain="euco", previous_subdomain="acme")
+    assert document.rotations is not None
+    assert [(r.name, r.schedule_id, r.outcome) for r in document.rotations] == [
         ("euro", "PSEUDAY", "stays_bound"),
         ("primary", "PSPRIMA", "made_manual"),
     ]
-    assert document["rotations"][1]["schedule_name"] == "Primary"
-    assert "confirm the switch" in document["message"]
+    assert document.rotations[1].schedule_name == "Primary"
+    assert "confirm the switch" in document.message
     # Nothing changed: no sync, no event; the rotations are as they were.
     assert [m["name"] for m in published] == ["pagerduty.validate_api_key"]
     assert all(e["type"] != "rotation.made_manual" for e in committed_events())

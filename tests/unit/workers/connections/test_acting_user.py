@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from models import AuthMethod, PagerDutyUser
 from tests.support import factories
-from workers.connections.acting_user import acting_user_document, remember
+from workers.connections.acting_user import ActingUserOut, acting_user_document, remember
 from workers.pagerduty.records import User
 
 pytestmark = pytest.mark.both_databases
@@ -28,15 +28,17 @@ def _oauth(session: Session):  # type: ignore[no-untyped-def]
 def test_an_oauth_login_acts_as_the_user_me_named_with_their_role(session: Session) -> None:
     conn = _oauth(session)
     remember(conn, User(id="PUBOB01", name="Bob", email="bob@example.com", role="user"))
-    assert acting_user_document(session, conn) == {
-        "pagerduty_user_id": "PUBOB01",
-        "name": "Bob",
-        "email": "bob@example.com",
-        "role": "user",
-        "sees_everything": False,
-    }
+    assert acting_user_document(session, conn) == ActingUserOut(
+        pagerduty_user_id="PUBOB01",
+        name="Bob",
+        email="bob@example.com",
+        role="user",
+        sees_everything=False,
+    )
     remember(conn, User(id="PUBOB01", name="Bob", email="bob@example.com", role="admin"))
-    assert acting_user_document(session, conn)["sees_everything"] is True  # type: ignore[index]
+    doc = acting_user_document(session, conn)
+    assert doc is not None
+    assert doc.sees_everything is True
 
 
 def test_an_api_key_acts_as_no_one(session: Session) -> None:
@@ -50,13 +52,9 @@ def test_unknown_at_connect_takes_the_mirrors_name_and_no_role(session: Session)
     conn = _oauth(session)
     remember(conn, None)  # /users/me did not answer at connect
     doc = acting_user_document(session, conn)
-    assert doc == {
-        "pagerduty_user_id": "PUBOB01",
-        "name": None,
-        "email": None,
-        "role": None,
-        "sees_everything": None,
-    }
+    assert doc == ActingUserOut(
+        pagerduty_user_id="PUBOB01", name=None, email=None, role=None, sees_everything=None
+    )
     session.add(
         PagerDutyUser(
             connection_id=conn.id,
@@ -69,4 +67,4 @@ def test_unknown_at_connect_takes_the_mirrors_name_and_no_role(session: Session)
     session.flush()
     doc = acting_user_document(session, conn)
     assert doc is not None
-    assert (doc["name"], doc["email"], doc["role"]) == ("Bob Builder", "bob@example.com", None)
+    assert (doc.name, doc.email, doc.role) == ("Bob Builder", "bob@example.com", None)

@@ -225,7 +225,7 @@ def test_disconnect_and_status(session, people, sent) -> None:
     again = request_disconnect(session, admin)
     assert again.task_id != done.task_id
     session.commit()
-    assert status.connection_status(session, ws.id)["status"] == "disconnecting"
+    assert status.connection_status(session, ws.id).status == "disconnecting"
     events = list(session.scalars(select(AuditEvent.details)))
     assert [e["repeated"] for e in events] == [False, True]
 

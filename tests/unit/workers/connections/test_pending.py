@@ -82,9 +82,10 @@ def test_a_new_key_over_a_connected_connection_waits_beside_the_live_one(
         }
     ]
     doc = status.connection_status(session, conn.workspace_id)
-    assert doc["status"] == "connected"
-    assert doc["pending"]["status"] == "checking"
-    assert doc["pending"]["message"] == messages.PENDING_CHECKING
+    assert doc.status == "connected"
+    assert doc.pending is not None
+    assert doc.pending.status == "checking"
+    assert doc.pending.message == messages.PENDING_CHECKING
     # Syncs go on meanwhile: "sync now" is accepted.
     with transaction() as s:
         sync_now(s, actor)
@@ -104,12 +105,13 @@ def test_a_rejected_new_key_leaves_the_connection_as_it_was(
     assert (conn.status, conn.generation, conn.api_key) == ("connected", 1, old)
     assert conn.last_error is None
     assert conn.pending_api_key is None  # of no use any more
-    pending = status.connection_status(session, conn.workspace_id)["pending"]
-    assert pending["status"] == "rejected"
-    assert pending["message"].startswith(
+    pending = status.connection_status(session, conn.workspace_id).pending
+    assert pending is not None
+    assert pending.status == "rejected"
+    assert pending.message.startswith(
         "The new key was rejected; Round Robin still uses the previous one."
     )
-    assert "PagerDuty rejected this API key" in pending["message"]
+    assert "PagerDuty rejected this API key" in pending.message
     assert [m["name"] for m in published] == ["pagerduty.validate_api_key"]  # no sync
     actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.created_at)).all()
     assert actions[-1] == "pagerduty.pending.rejected"
@@ -134,7 +136,7 @@ def test_a_proven_new_key_replaces_the_live_one_and_syncs(
     assert conn.pagerduty_subdomain == "acme"
     assert conn.pending_status is None
     assert conn.pending_api_key is None
-    assert status.connection_status(session, conn.workspace_id)["pending"] is None
+    assert status.connection_status(session, conn.workspace_id).pending is None
     assert [m["name"] for m in published] == [
         "pagerduty.validate_api_key",
         "pagerduty.sync_connection",

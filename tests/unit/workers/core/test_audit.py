@@ -37,19 +37,28 @@ def test_an_action_not_in_the_set_is_refused() -> None:
         audit(None, uuid.uuid4(), "pagerduty.conected")  # type: ignore[arg-type]
 
 
+def test_an_actions_plain_string_is_refused_too() -> None:
+    """Enum members only: the string of an existing action is how a renamed one would slip by."""
+    with pytest.raises(TypeError, match=r"'pagerduty\.sync\.requested' must be passed as its"):
+        audit(None, uuid.uuid4(), "pagerduty.sync.requested")  # type: ignore[arg-type]
+
+
 def test_every_action_in_the_set_is_written_somewhere() -> None:
     from models import PendingStatus
 
     # Where actions are written: anywhere but the set itself.
     writers = [p for p in sorted((ROOT / "workers").rglob("*.py")) if p.name != "audit.py"]
     source = "\n".join(p.read_text() for p in writers)
-    # workers.connections.pending.record_ended writes one action per way a pending check ends.
-    ended = {f"pagerduty.pending.{s.value}" for s in PendingStatus if s != PendingStatus.CHECKING}
-    assert 'f"pagerduty.pending.{status.value}"' in source
-    # By member; workers/sync/request.py still passes its action's string (also accepted).
-    written = {a for a in ACTIONS if f"AuditAction.{a.name}" in source or f'"{a}"' in source}
-    unwritten = [a for a in ACTIONS if a not in written and a not in ended]
+    # By member, never by string (``audit`` refuses strings).
+    written = {a for a in ACTIONS if f"AuditAction.{a.name}" in source}
+    unwritten = [a for a in ACTIONS if a not in written]
     assert not unwritten, unwritten
+    strings = [a.value for a in ACTIONS if f'"{a.value}"' in source]
+    assert not strings, strings
+    # workers.connections.pending.record_ended writes one action per way a pending check ends.
+    from workers.connections.pending import ENDED_ACTIONS
+
+    assert set(ENDED_ACTIONS) == set(PendingStatus) - {PendingStatus.CHECKING}
 
 
 def test_every_action_is_an_enum_member_with_a_meaning() -> None:
@@ -65,8 +74,7 @@ def test_an_action_is_stored_as_its_old_string_and_read_back_as_the_enum(session
     from workers.core.audit import audit_trail
 
     ws = factories.workspace(session)
-    # A caller with the plain string (still accepted) and one with the member write the same.
-    audit(session, ws.id, "pagerduty.sync.requested")
+    audit(session, ws.id, AuditAction.SYNC_REQUESTED)
     audit(session, ws.id, AuditAction.DISCONNECT_REQUESTED)
     session.commit()
     stored = session.execute(

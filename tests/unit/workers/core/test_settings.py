@@ -16,6 +16,20 @@ def test_reads_rrpd_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.sync_interval_seconds == 42
 
 
+def test_the_sync_lease_and_its_recheck_follow_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.core.settings import reset_settings_cache
+    from workers.sync.coalescing import lease_seconds, recheck_after_seconds
+
+    assert Settings().sync_lease_seconds == 15
+    monkeypatch.setenv("RRPD_SYNC_LEASE_SECONDS", "3")
+    reset_settings_cache()
+    try:
+        assert (lease_seconds(), recheck_after_seconds()) == (3.0, 5.0)
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+
+
 def test_eu_region_uses_eu_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RRPD_PAGERDUTY_EU_API_URL", "http://eu.example/")
     assert Settings().api_base_url("eu") == "http://eu.example"
@@ -102,6 +116,8 @@ def test_local_mode_generates_key_once_with_warning(
         ("RRPD_LOG_LEVEL", "LOUD"),
         ("RRPD_PUBLIC_URL", "127.0.0.1:8000"),
         ("RRPD_PAGERDUTY_ID_TOKEN_ISSUERS", "https://ok.example,app.pagerduty.com"),
+        ("RRPD_SYNC_LEASE_SECONDS", "2"),
+        ("RRPD_SYNC_LEASE_SECONDS", "301"),
     ],
 )
 def test_zero_negative_and_unknown_values_are_refused(

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from models import (
+    AuditAction,
     AuthMethod,
     ConnectionStatus,
     OAuthAuthorization,
@@ -94,7 +95,7 @@ def test_a_round_drives_each_waiting_state_with_its_own_task(
     audit(
         session,
         requester.workspace_id,
-        "pagerduty.disconnect.requested",
+        AuditAction.DISCONNECT_REQUESTED,
         actor_member_id=requester.id,
     )
     syncing = _conn(session, V.CONNECTED, later)

@@ -89,15 +89,15 @@ def test_a_schedule_deleted_in_pagerduty_is_flagged_on_its_rotation(session, fak
     """The rotation keeps its last people (the sync says why) and is never shown as bound to a
     nameless schedule only: ``schedule.missing`` and ``rrpd attention`` name it."""
     from rrpd.ops import connections_needing_attention
-    from workers.rotations.views import list_rotations
+    from workers.rotations.views import BoundScheduleOut, list_rotations
 
     demo = arrange_demo(session, fake, bind={"primary": "PSPRIMA"})
     assert run.sync_once(demo.connection_id, client_factory=fake.sync_factory).status == (
         "succeeded"
     )
     ws = session.get(PagerDutyConnection, demo.connection_id).workspace_id
-    (primary,) = [r for r in list_rotations(session, ws) if r["mode"] == "pagerduty"]
-    assert primary["schedule"] == {"id": "PSPRIMA", "name": "Primary On-Call", "missing": False}
+    (primary,) = [r for r in list_rotations(session, ws) if r.mode == "pagerduty"]
+    assert primary.schedule == BoundScheduleOut(id="PSPRIMA", name="Primary On-Call", missing=False)
     assert connections_needing_attention(session) == []
 
     del fake.state.accounts["acme"].schedules["PSPRIMA"]
@@ -107,9 +107,9 @@ def test_a_schedule_deleted_in_pagerduty_is_flagged_on_its_rotation(session, fak
     assert result.status == "succeeded"
     assert "PSPRIMA: PagerDuty no longer lists it" in (result.error or "")
     session.expire_all()
-    (primary,) = [r for r in list_rotations(session, ws) if r["mode"] == "pagerduty"]
-    assert primary["schedule"] == {"id": "PSPRIMA", "name": None, "missing": True}
-    assert primary["members"]  # its last people stay
+    (primary,) = [r for r in list_rotations(session, ws) if r.mode == "pagerduty"]
+    assert primary.schedule == BoundScheduleOut(id="PSPRIMA", name=None, missing=True)
+    assert primary.members  # its last people stay
     (item,) = connections_needing_attention(session)
     assert (item["problem"], item["connection_id"]) == ("schedule_missing", demo.connection_id)
 
