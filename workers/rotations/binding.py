@@ -20,6 +20,7 @@ from workers.connections.setup import connected_connection
 from workers.core.access import Actor, Invalid, Missing, require_manager
 from workers.core.audit import audit
 from workers.handoffs.plan import discard_pending
+from workers.rotations.duty_history import end_unmatched
 from workers.rotations.people import rotation_people
 from workers.rotations.views import rotation_missing
 from workers.tasking.contract import (
@@ -113,6 +114,7 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
         previous = rotation.pagerduty_schedule_id
         rotation.make_manual()
         discard_pending(session, rotation_id=rotation.id)
+        end_unmatched(session, [rotation.id], utcnow())  # members stay on duty, as above
         members, on_duty = rotation_people(session, [rotation.id])[rotation.id]
         events.rotation_made_manual(
             session,
