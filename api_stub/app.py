@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from api_stub import health, record_routes, routes
+from api_stub import health, record_routes, report_routes, routes
 from api_stub import metrics as metrics_routes
 from api_stub.docs_ui import install_docs
 from api_stub.errors import (
@@ -58,6 +58,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(routes.router)
     app.include_router(record_routes.router)
+    app.include_router(report_routes.router)
     app.include_router(panel_routes.router)
     app.include_router(metrics_routes.router)
 
