@@ -13,6 +13,7 @@ people who took turns add up to the period exactly.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -54,11 +55,14 @@ class Split:
 
 
 class Calendar:
-    """A zone's days, computed once each (a year of intervals walks the same days often)."""
+    """A zone's days, each computed once: a year of intervals walks the same days again and
+    again, so the days of the period are laid out in arrays and found by bisection."""
 
     def __init__(self, zone: ZoneInfo) -> None:
         self.zone = zone
         self._days: dict[date, Day] = {}
+        self._starts: list[int] = []  # the covered days, in order (``cover``)
+        self._covered: list[Day] = []
 
     def _at(self, day: date, when: time) -> int:
         return epoch_seconds(datetime.combine(day, when, tzinfo=self.zone))
@@ -81,6 +85,26 @@ class Calendar:
     def local_date(self, seconds: int) -> date:
         return (EPOCH + timedelta(seconds=seconds)).astimezone(self.zone).date()
 
+    def cover(self, start: int, end: int) -> None:
+        """Lay out the days of [start, end) so ``split`` finds them without date arithmetic."""
+        current = self.local_date(start)
+        covered = []
+        while True:
+            day = self.day(current)
+            covered.append(day)
+            if day.end >= end:
+                break
+            current += timedelta(days=1)
+        self._covered = covered
+        self._starts = [d.start for d in covered]
+
+    def _first_day(self, start: int) -> int:
+        """Index in the covered days of the day holding ``start`` (-1: not covered)."""
+        starts = self._starts
+        if starts and starts[0] <= start < self._covered[-1].end:
+            return bisect_right(starts, start) - 1
+        return -1
+
     def split(self, start: int, end: int) -> Split:
         """Seconds of [start, end) (epoch seconds): in all, outside business hours, weekend."""
         out = Split()
@@ -88,19 +112,23 @@ class Calendar:
             return out
         out.total = end - start
         business = 0
-        current = self.local_date(start)
+        index = self._first_day(start)
+        current = self.local_date(start) if index < 0 else None
+        covered = self._covered
         while True:
-            day = self.day(current)
+            if current is None and index < len(covered):
+                day = covered[index]
+                index += 1
+            else:
+                if current is None:  # past the covered days: on by date
+                    current = self.local_date(covered[-1].end)
+                day = self.day(current)
+                current += timedelta(days=1)
             if day.start >= end:
                 break
             if day.weekend:
-                out.weekend += _overlap(start, end, day.start, day.end)
-            if day.business_day:
-                business += _overlap(start, end, day.business_start, day.business_end)
-            current += timedelta(days=1)
+                out.weekend += max(0, min(end, day.end) - max(start, day.start))
+            elif day.business_day:
+                business += max(0, min(end, day.business_end) - max(start, day.business_start))
         out.outside_business = out.total - business
         return out
-
-
-def _overlap(a: int, b: int, c: int, d: int) -> int:
-    return max(0, min(b, d) - max(a, c))

@@ -59,3 +59,14 @@ def test_turns_that_meet_at_fractions_of_a_second_add_up_to_the_period() -> None
     assert sum(p.outside_business for p in pieces) == whole.outside_business
     assert sum(p.weekend for p in pieces) == whole.weekend
     assert whole.weekend == 47 * H  # the period covers that short weekend whole
+
+
+def test_days_laid_out_in_advance_give_the_same_seconds_as_days_found_by_date() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    start = epoch_seconds(datetime(2026, 3, 20, 13, 17, tzinfo=UTC))
+    laid_out = Calendar(paris)
+    laid_out.cover(start, start + 5 * 24 * H)
+    by_date = Calendar(paris)
+    for hours in (1, 11, 30, 100, 400):  # the longest run past the laid-out days
+        end = start + hours * H
+        assert laid_out.split(start + 7, end) == by_date.split(start + 7, end)
