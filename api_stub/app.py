@@ -17,6 +17,7 @@ from api_stub.errors import (
     ErrorResponse,
     install_error_handlers,
 )
+from api_stub.panel import report as panel_report
 from api_stub.panel import routes as panel_routes
 from api_stub.schemas import REQUEST_MODELS
 from workers.core.settings import get_settings
@@ -60,6 +61,7 @@ def create_app() -> FastAPI:
     app.include_router(record_routes.router)
     app.include_router(report_routes.router)
     app.include_router(panel_routes.router)
+    app.include_router(panel_report.router)
     app.include_router(metrics_routes.router)
 
     def openapi() -> dict[str, Any]:
