@@ -126,17 +126,28 @@ def main() -> None:
         ws_id, admin_id, intervals, now = arrange(args.rotations, args.days)
         figures["intervals"] = intervals
         figures["arrange_s"] = round(time.perf_counter() - t0, 1)
-        print(f"{intervals:,} intervals in {figures['arrange_s']} s")
+        from workers.core.db import transaction
+
+        with transaction() as s:
+            size = s.execute(text("SELECT pg_total_relation_size('on_duty_intervals')")).scalar()
+        figures["table_mib"] = round((size or 0) / 2**20, 1)
+        print(
+            f"{intervals:,} intervals in {figures['arrange_s']} s; table with its indexes "
+            f"{figures['table_mib']} MiB"
+        )
         headers = {"Authorization": f"Bearer {issue_token(ws_id, admin_id, 'admin')}"}
         since = (now - timedelta(days=args.days)).strftime("%Y-%m-%dT%H:%M:%SZ")
         until = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         url = f"/v1/workspaces/{ws_id}/on-call-report?since={since}&until={until}"
         with TestClient(create_app()) as client:
-            timings = []
+            timings, cpu = [], []
             for _ in range(args.repeat):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 r = client.get(url, headers=headers)
+                # CPU of this process (the app runs in it; PostgreSQL does not): the figure a
+                # loaded machine disturbs least.
                 timings.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
                 r.raise_for_status()
             body = r.json()
             t0 = time.perf_counter()
@@ -149,6 +160,7 @@ def main() -> None:
             people=len(people),
             json_median_s=round(statistics.median(timings), 3),
             json_runs_s=[round(t, 3) for t in timings],
+            json_cpu_median_s=round(statistics.median(cpu), 3),
             csv_s=round(csv_s, 3),
             json_bytes=len(r.content),
             seconds_on_duty_sum=seconds,
@@ -157,7 +169,8 @@ def main() -> None:
         print(
             f"report over {args.days} days, {args.rotations} rotations, {len(people)} people: "
             f"median {figures['json_median_s']} s of {args.repeat} "
-            f"({', '.join(str(t) for t in figures['json_runs_s'])}); CSV {figures['csv_s']} s"
+            f"({', '.join(str(t) for t in figures['json_runs_s'])}), "
+            f"CPU of the app median {figures['json_cpu_median_s']} s; CSV {figures['csv_s']} s"
         )
         print(
             f"seconds on duty {seconds:,} = rotations x period "
