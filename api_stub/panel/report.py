@@ -9,19 +9,30 @@ import secrets
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from api_stub.panel.page import ROLE_WORDS, TEMPLATES
-from api_stub.panel.session import current_actor, redirect_to_panel
+from api_stub.panel.session import (
+    CSRF_COOKIE,
+    check_csrf,
+    cookie_secure,
+    csrf_token_for,
+    current_actor,
+    read_form,
+    redirect_to_panel,
+    subject_of,
+)
 from models import Member, Rotation, utcnow
 from workers.core.access import Actor, ServiceError
-from workers.core.db import snapshot
+from workers.core.db import snapshot, transaction
 from workers.core.ids import parse_uuid
 from workers.reports import on_call
-from workers.reports.zone import workspace_zone, zone_named
+from workers.reports.zone import known_zones, set_workspace_zone, workspace_zone, zone_named
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
@@ -30,7 +41,9 @@ NOT_MANAGER_WORDS = "Only the workspace's Primary Owner or an Admin can see the 
 
 
 def duration_words(seconds: int) -> str:
-    """``12 h 05 min`` (whole minutes, rounded down; under a minute: ``0 h 00 min``)."""
+    """``12 h 05 min`` (whole minutes, rounded down); under a minute, ``45 s``."""
+    if 0 < seconds < 60:
+        return f"{seconds} s"
     hours, rest = divmod(seconds, 3600)
     return f"{hours:,} h {rest // 60:02d} min"
 
@@ -114,19 +127,29 @@ def report_page(request: Request) -> Response:
     actor = current_actor(request)
     if actor is None:
         return redirect_to_panel()
+    return _render(request, actor, request.query_params)
+
+
+def _render(request: Request, actor: Actor, q: Any, *, zone_error: str | None = None) -> Response:
     ctx: dict[str, Any] = {"actor": actor, "role_words": ROLE_WORDS, "error": None}
     status = 200
     if not actor.may_manage:
         ctx["error"], status = NOT_MANAGER_WORDS, 403
     else:
-        ctx.update(_report(actor, request.query_params))
+        ctx.update(_report(actor, q))
         status = 400 if ctx["error"] else 200
+    if zone_error:
+        ctx["zone_error"] = zone_error
+        status = 403 if status == 403 else 422
     with snapshot() as session:
         member = session.get(Member, actor.member_id)
         ctx["actor_name"] = member.display_name if member else ""
+    nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+    ctx["csrf_token"] = csrf_token_for(nonce, subject_of(actor))
+    ctx["zones"] = known_zones()
     script_nonce = secrets.token_urlsafe(16)
     html = TEMPLATES.get_template("on_call_report.html").render(**ctx)
-    return HTMLResponse(
+    response = HTMLResponse(
         html,
         status_code=status,
         headers={
@@ -140,6 +163,36 @@ def report_page(request: Request) -> Response:
             "X-Content-Type-Options": "nosniff",
         },
     )
+    # The same CSRF cookie as the panel's (api_stub.panel.session): the time zone form's token.
+    response.set_cookie(
+        CSRF_COOKIE, nonce, httponly=True, samesite="strict", secure=cookie_secure(), path="/panel"
+    )
+    return response
+
+
+@router.post("/on-call-report/time-zone")
+async def save_time_zone(request: Request) -> Response:
+    """The workspace's time zone, from the report page (Primary Owner or Admin)."""
+    form = await read_form(request)
+    actor = await run_in_threadpool(current_actor, request)
+    check_csrf(request, form, actor)
+    if actor is None:
+        return redirect_to_panel()
+    back = {k: form.get(k, "") for k in ("since", "until", "rotation_id")}
+
+    def run() -> str | None:
+        try:
+            with transaction() as session:
+                set_workspace_zone(session, actor, form.get("time_zone", ""))
+        except ServiceError as exc:
+            return exc.message
+        return None
+
+    refused = await run_in_threadpool(run)
+    if refused:
+        return await run_in_threadpool(_render, request, actor, back, zone_error=refused)
+    query = urlencode({k: v for k, v in back.items() if v})
+    return RedirectResponse(f"/panel/on-call-report{'?' + query if query else ''}", 303)
 
 
 @router.get("/on-call-report.csv")

@@ -20,6 +20,12 @@ def _known() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
+@cache
+def known_zones() -> tuple[str, ...]:
+    """Every IANA name this machine knows, sorted (the panel offers them)."""
+    return tuple(sorted(_known()))
+
+
 def zone_named(name: str) -> ZoneInfo:
     """The IANA zone ``name`` (e.g. ``Europe/Paris``), or ``Invalid`` saying what is wrong."""
     name = (name or "").strip()

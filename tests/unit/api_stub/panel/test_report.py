@@ -114,3 +114,47 @@ def test_without_a_session_the_page_sends_the_browser_to_the_panel(client) -> No
     r = client.get("/panel/on-call-report")
     assert r.status_code in (302, 303)
     assert r.headers["location"].endswith("/panel")
+
+
+def _form_token(html: str) -> str:
+    found = re.search(
+        r'id="time-zone-form">\s*<input type="hidden" name="csrf_token" value="(\w+)"', html
+    )
+    assert found, "the time zone form carries a CSRF token"
+    return found.group(1)
+
+
+def test_an_admin_sets_the_workspace_zone_from_the_report(client, world, week) -> None:
+    act_as(client, world.admin)
+    page = client.get("/panel/on-call-report?since=2026-01-12&until=2026-01-12")
+    token = _form_token(page.text)
+
+    refused = client.post(
+        "/panel/on-call-report/time-zone",
+        data={"csrf_token": token, "time_zone": "Mars/Olympus", "since": "2026-01-12"},
+    )
+    assert refused.status_code == 422
+    assert "Unknown time zone &#39;Mars/Olympus&#39;" in refused.text
+    assert "<b>UTC</b>" in refused.text  # nothing changed
+
+    saved = client.post(
+        "/panel/on-call-report/time-zone",
+        data={
+            "csrf_token": token,
+            "time_zone": "Asia/Tokyo",
+            "since": "2026-01-12",
+            "until": "2026-01-12",
+        },
+    )
+    assert saved.status_code == 303
+    assert saved.headers["location"] == "/panel/on-call-report?since=2026-01-12&until=2026-01-12"
+    again = client.get(saved.headers["location"])
+    assert "<b>Asia/Tokyo</b>" in again.text
+    assert _cells(again.text, "Ada Admin")["on-duty"] == "15 h 00 min"
+
+
+def test_the_zone_form_needs_its_csrf_token(client, world, week) -> None:
+    act_as(client, world.admin)
+    r = client.post("/panel/on-call-report/time-zone", data={"time_zone": "Asia/Tokyo"})
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "csrf_failed"
