@@ -134,3 +134,57 @@ def test_members_are_refused_and_a_backwards_or_overlong_period_is_a_bad_request
             session, admin, since=T - timedelta(days=401), until=T, rotation_id=None, now=T
         )
     assert session.execute(select(func.count()).select_from(OnDutyInterval)).scalar_one() == 0
+
+
+def test_a_disconnect_keeps_members_on_duty_and_ends_the_pagerduty_users(
+    session: Session,
+) -> None:
+    from models import Rotation
+    from workers.rotations.manual import revert_to_manual
+
+    a = arrange(session, with_cy=False)
+    sync(session, a, snapshot(T, [("ann", T - 60 * M, None), ("cy", T - 60 * M, None)]))
+    session.rollback()
+    rot = session.get(Rotation, a.rotation_id)
+    assert rot is not None
+    revert_to_manual(
+        session,
+        workspace_id=a.workspace_id,
+        connection_id=a.connection_id,
+        rotations=[rot],
+        reason="disconnected",
+        occurred_at=T + 5 * M,
+    )
+    session.commit()
+    assert [(name, ended) for name, _s, ended, _src in _intervals(session, a)] == [
+        ("Ann", None),
+        ("Cy", T + 5 * M),
+    ]
+
+
+def test_a_deleted_members_interval_keeps_their_name_and_ends_at_the_next_write(
+    session: Session,
+) -> None:
+    from sqlalchemy import delete
+
+    from models import Member
+    from workers.core.db import transaction
+
+    a = arrange(session)
+    actor = _admin(session, a)
+    shifts = [("ann", T - 60 * M, T + 30 * M), ("bob", T - 60 * M, None)]
+    sync(session, a, snapshot(T, shifts))
+    session.rollback()
+    # Deleted through our own engine: the foreign keys' ON DELETE act on SQLite too.
+    with transaction() as s:
+        s.execute(delete(Member).where(Member.id == a.members["ann"]))
+    # Ann's PagerDuty user no longer matches a member: from now on she is that user.
+    sync(session, a, snapshot(T + 10 * M, shifts))
+    report = on_call_report(
+        session, actor, since=T, until=T + 20 * M, rotation_id=None, now=T + 20 * M
+    )
+    assert sorted((p.kind, p.name, p.split.total) for p in report.people) == [
+        ("former_member", "Ann", 600),
+        ("member", "Bob", 1200),
+        ("pagerduty_user", "Ann", 600),
+    ]
