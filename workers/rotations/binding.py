@@ -19,8 +19,8 @@ from workers import events
 from workers.connections.setup import connected_connection
 from workers.core.access import Actor, Invalid, Missing, require_manager
 from workers.core.audit import audit
+from workers.handoffs.duty_history import end_unmatched
 from workers.handoffs.plan import discard_pending
-from workers.rotations.duty_history import end_unmatched
 from workers.rotations.people import rotation_people
 from workers.rotations.views import rotation_missing
 from workers.tasking.contract import (

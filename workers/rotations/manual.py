@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from models import Rotation
 from workers import events
-from workers.rotations.duty_history import end_unmatched
+from workers.handoffs.duty_history import end_unmatched
 from workers.rotations.people import rotation_people
 
 

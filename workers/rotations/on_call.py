@@ -8,7 +8,7 @@ very on-call it mirrors, in the caller's transaction, so the two change together
 to someone no member matches, ``on_duty`` empties and ``unmatched_on_call`` names them in the
 same commit. It also writes the rotation members the sync read, the events of every rotation
 whose people changed (``events.rotation_people_changed``) and the on-call history
-(``workers.rotations.duty_history``: who was on duty, interval by interval, for the on-call
+(``workers.handoffs.duty_history``: who was on duty, interval by interval, for the on-call
 report). Equal rows are not touched.
 
 Locks are the caller's, in THE order (``workers.rotations.locking``): the connection row (the
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection, PagerDutyOnCall, Rotation, RotationMember, RotationOnDuty
 from workers import events
-from workers.rotations.duty_history import OnDuty, record_people
+from workers.handoffs.duty_history import OnDuty, record_people
 
 # The shift that has a PagerDuty user on call: (start, end), None where PagerDuty gave none.
 Span = tuple[datetime | None, datetime | None]
