@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from api_stub import health, record_routes, routes
+from api_stub import health, record_routes, report_routes, routes
 from api_stub import metrics as metrics_routes
 from api_stub.docs_ui import install_docs
 from api_stub.errors import (
@@ -17,6 +17,7 @@ from api_stub.errors import (
     ErrorResponse,
     install_error_handlers,
 )
+from api_stub.panel import report as panel_report
 from api_stub.panel import routes as panel_routes
 from api_stub.schemas import REQUEST_MODELS
 from workers.core.settings import get_settings
@@ -58,7 +59,9 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(routes.router)
     app.include_router(record_routes.router)
+    app.include_router(report_routes.router)
     app.include_router(panel_routes.router)
+    app.include_router(panel_report.router)
     app.include_router(metrics_routes.router)
 
     def openapi() -> dict[str, Any]:

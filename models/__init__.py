@@ -14,6 +14,7 @@ from models.connection import (
     Region,
 )
 from models.handoffs import ScheduledHandoff
+from models.history import OnDutyInterval
 from models.outbox import OutboxKind, OutboxMessage, OutboxSequence
 from models.pagerduty import (
     PagerDutyOnCall,
@@ -43,6 +44,7 @@ __all__ = [
     "KeyLevel",
     "Member",
     "OAuthAuthorization",
+    "OnDutyInterval",
     "OutboxKind",
     "OutboxMessage",
     "OutboxSequence",

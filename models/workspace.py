@@ -32,6 +32,8 @@ class Workspace(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "workspaces"
 
     name: Mapped[str] = mapped_column(String(200))
+    # IANA zone of the on-call report's business hours and weekends (workers.reports.zone).
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
 
     members: Mapped[list[Member]] = relationship(back_populates="workspace")
     rotations: Mapped[list[Rotation]] = relationship(back_populates="workspace")

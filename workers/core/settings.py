@@ -64,6 +64,7 @@ ALLOWED: dict[str, str] = {
     "upcoming_interval_seconds": "a whole number of seconds, from 900 to 86400",
     "sync_runs_retention_days": "a whole number of days, at least 1",
     "sync_runs_failed_retention_days": "a whole number of days, at least 1",
+    "on_duty_history_days": "a whole number of days, at least 1",
     "redis_retry_max_seconds": "a number of seconds greater than 0",
     "token_refresh_margin_seconds": "a whole number of seconds, 0 or more",
     "oauth_state_ttl_seconds": "a whole number of seconds, at least 1",
@@ -164,6 +165,8 @@ class Settings(BaseSettings):
     # are what an admin or operator looks back for), then deleted by the sync-runs-retention loop.
     sync_runs_retention_days: int = Field(7, gt=0)
     sync_runs_failed_retention_days: int = Field(30, gt=0)
+    # The on-call report's history (on_duty_intervals): ended intervals older than this go.
+    on_duty_history_days: int = Field(400, gt=0)
     token_refresh_margin_seconds: int = Field(600, ge=0)
     # Longest pause between attempts to reach Redis again after losing it: beat starting its
     # scheduler again, a worker reconnecting (workers.tasking.supervision); pauses grow to it.

@@ -6,8 +6,10 @@ are the view's ``unmatched_on_call``) and ``rotation_on_duty`` (the members amon
 ``write_on_call`` is the only code that writes either. It derives the members on duty from the
 very on-call it mirrors, in the caller's transaction, so the two change together: at a handoff
 to someone no member matches, ``on_duty`` empties and ``unmatched_on_call`` names them in the
-same commit. It also writes the rotation members the sync read and the events of every rotation
-whose people changed (``events.rotation_people_changed``). Equal rows are not touched.
+same commit. It also writes the rotation members the sync read, the events of every rotation
+whose people changed (``events.rotation_people_changed``) and the on-call history
+(``workers.handoffs.duty_history``: who was on duty, interval by interval, for the on-call
+report). Equal rows are not touched.
 
 Locks are the caller's, in THE order (``workers.core.connection_rows``): the connection row (the
 mirror's rows are the connection's), then the rotations written. Every row diffed here is read
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection, PagerDutyOnCall, Rotation, RotationMember, RotationOnDuty
 from workers import events
+from workers.handoffs.duty_history import OnDuty, record_people
 
 # The shift that has a PagerDuty user on call: (start, end), None where PagerDuty gave none.
 Span = tuple[datetime | None, datetime | None]
@@ -180,6 +183,7 @@ def _write_rotations(
     duty_deletes: list[tuple[uuid.UUID, uuid.UUID]] = []
     touched: list[uuid.UUID] = []
     changes: list[tuple[Any, ...]] = []  # (rotation, schedule, members and on duty before/after)
+    history: dict[uuid.UUID, OnDuty] = {}  # everyone on duty, for the on-call history
     for want in rotations:
         rid = want.rotation_id
         have_m = have_members[rid]
@@ -193,6 +197,9 @@ def _write_rotations(
         want_duty = {
             member_of_user[uid] for uid in on_call[want.schedule_id] if uid in member_of_user
         }
+        history[rid] = OnDuty(
+            want_duty, [uid for uid in on_call[want.schedule_id] if uid not in member_of_user]
+        )
         before = len(member_inserts) + len(member_updates) + len(member_deletes)
         before += len(duty_inserts) + len(duty_deletes)
         for mid, pos in want_members.items():
@@ -250,6 +257,16 @@ def _write_rotations(
             .values(**stamp)
             .execution_options(synchronize_session=False)
         )
+    # Same transaction, same instant: the history never disagrees with who is on duty. (Its
+    # rows are not in the sync's counts, which are the mirror's and the rotations'.)
+    record_people(
+        session,
+        workspace_id=conn.workspace_id,
+        connection_id=conn.id,
+        people=history,
+        now=now,
+        source=cause,
+    )
     for change in changes:  # the events of the rotations whose people changed
         events.rotation_people_changed(session, conn, *change, occurred_at=now, cause=cause)
     out.created += len(member_inserts) + len(duty_inserts)

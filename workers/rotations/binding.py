@@ -19,6 +19,7 @@ from workers import events
 from workers.core.access import Actor, Invalid, Missing, require_manager
 from workers.core.audit import audit
 from workers.core.connection_rows import connected_connection
+from workers.handoffs.duty_history import end_unmatched
 from workers.handoffs.plan import discard_pending
 from workers.handoffs.upcoming import discard_upcoming
 from workers.rotations.people import rotation_people
@@ -116,6 +117,7 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
         rotation.make_manual()
         discard_pending(session, rotation_id=rotation.id)
         discard_upcoming(session, rotation_ids=[rotation.id])
+        end_unmatched(session, [rotation.id], utcnow())  # members stay on duty, as above
         members, on_duty = rotation_people(session, [rotation.id])[rotation.id]
         events.rotation_made_manual(
             session,

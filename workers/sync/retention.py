@@ -6,6 +6,7 @@ back for, and there are few of them. The ``sync-runs-retention`` loop (workers.t
 deletes them oldest first in batches of ``RETENTION_BATCH`` rows, one short transaction each, so
 a backlog (the first run after an upgrade) never holds a long lock or a huge transaction. Rows
 are claimed ``FOR UPDATE SKIP LOCKED``: every worker node runs the loop, none waits on another.
+The same loop prunes the on-call history (``workers.reports.retention``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import and_, delete, or_, select
 from models import SyncRun, SyncRunStatus, utcnow
 from workers.core.db import transaction
 from workers.core.settings import get_settings
+from workers.reports.retention import HISTORY_BATCH, delete_old_intervals
 from workers.tasking.loops import register_loop
 
 RETENTION_BATCH = 1000
@@ -56,8 +58,11 @@ def delete_old_runs(*, now: datetime | None = None, batch: int = RETENTION_BATCH
 
 
 def retention_step() -> float:
-    # A full batch: more may wait, go again at once; otherwise sleep.
-    return 0.0 if delete_old_runs() >= RETENTION_BATCH else IDLE_SECONDS
+    # A full batch: more may wait, go again at once; otherwise sleep. The on-call history's
+    # retention rides along (workers.reports.retention).
+    runs_full = delete_old_runs() >= RETENTION_BATCH
+    history_full = delete_old_intervals() >= HISTORY_BATCH
+    return 0.0 if runs_full or history_full else IDLE_SECONDS
 
 
 register_loop("sync-runs-retention", retention_step, max_sleep=IDLE_SECONDS)

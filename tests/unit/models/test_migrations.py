@@ -74,3 +74,130 @@ def test_partial_unique_index_exists_on_sqlite(empty_sqlite: str) -> None:
         ).scalar_one()
     engine.dispose()
     assert "WHERE status <> 'disconnected'" in sql
+
+
+@pytest.mark.parametrize("backend", ["empty_pg", "empty_sqlite"])
+def test_0018_starts_the_on_call_history_from_who_is_on_duty(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Migration 0018 opens an interval per on-duty member (from ``since``) and per PagerDuty
+    user on call for a bound rotation whom no member matches."""
+    import sqlalchemy as sa
+
+    from models.base import UTCDateTime
+    from models.clock import utcnow
+
+    url = request.getfixturevalue(backend)
+    upgrade(url, "0017")
+    when = UTCDateTime(timezone=True)
+    ids = {k: uuid.uuid4() for k in ("ws", "ann", "rot", "conn")}
+    since = utcnow().replace(microsecond=0)
+
+    def table(table_name: str, /, **cols: sa.types.TypeEngine[object]) -> sa.TableClause:
+        return sa.table(table_name, *(sa.column(c, t) for c, t in cols.items()))
+
+    u, s = sa.Uuid(), sa.String()
+    rows: list[tuple[sa.TableClause, dict[str, object]]] = [
+        (table("workspaces", id=u, name=s), {"id": ids["ws"], "name": "Acme"}),
+        (
+            table("members", id=u, workspace_id=u, email=s, email_key=s, display_name=s, role=s),
+            {
+                "id": ids["ann"],
+                "workspace_id": ids["ws"],
+                "email": "ann@acme.test",
+                "email_key": "ann@acme.test",
+                "display_name": "Ann",
+                "role": "member",
+            },
+        ),
+        (
+            table("rotations", id=u, workspace_id=u, name=s, mode=s, pagerduty_schedule_id=s),
+            {
+                "id": ids["rot"],
+                "workspace_id": ids["ws"],
+                "name": "Primary",
+                "mode": "pagerduty",
+                "pagerduty_schedule_id": "PS1",
+            },
+        ),
+        (
+            table("rotation_on_duty", rotation_id=u, member_id=u, since=when),
+            {"rotation_id": ids["rot"], "member_id": ids["ann"], "since": since},
+        ),
+        (
+            table(
+                "pagerduty_connections",
+                id=u,
+                workspace_id=u,
+                auth_method=s,
+                region=s,
+                status=s,
+                generation=sa.Integer(),
+                status_changed_at=when,
+                consecutive_sync_failures=sa.Integer(),
+            ),
+            {
+                "id": ids["conn"],
+                "workspace_id": ids["ws"],
+                "auth_method": "api_key",
+                "region": "us",
+                "status": "connected",
+                "generation": 1,
+                "status_changed_at": since,
+                "consecutive_sync_failures": 0,
+            },
+        ),
+        (
+            table(
+                "pagerduty_users",
+                id=u,
+                connection_id=u,
+                pagerduty_id=s,
+                name=s,
+                synced_at=when,
+                active=sa.Boolean(),
+            ),
+            {
+                "id": uuid.uuid4(),
+                "connection_id": ids["conn"],
+                "pagerduty_id": "PUSTRAN",
+                "name": "Stranger",
+                "synced_at": since,
+                "active": True,
+            },
+        ),
+        (
+            table(
+                "pagerduty_oncalls",
+                connection_id=u,
+                schedule_pagerduty_id=s,
+                user_pagerduty_id=s,
+                starts_at=when,
+            ),
+            {
+                "connection_id": ids["conn"],
+                "schedule_pagerduty_id": "PS1",
+                "user_pagerduty_id": "PUSTRAN",
+                "starts_at": since,
+            },
+        ),
+    ]
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for t, row in rows:
+            conn.execute(sa.insert(t).values(**row))
+    engine.dispose()
+
+    upgrade(url)
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        got = conn.execute(
+            sa.select(models.OnDutyInterval).order_by(models.OnDutyInterval.name)
+        ).all()
+    engine.dispose()
+    assert [(r.name, r.member_id, r.pagerduty_user_id, r.ended_at, r.source) for r in got] == [
+        ("Ann", ids["ann"], None, None, "backfill"),
+        ("Stranger", None, "PUSTRAN", None, "backfill"),
+    ]
+    assert {r.started_at for r in got} == {since}
