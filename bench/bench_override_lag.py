@@ -1,7 +1,7 @@
 """Override lag: from an override made in PagerDuty to the API showing its person on duty.
 
     .venv/bin/python bench/bench_override_lag.py [--workspaces 20] [--window 300]
-        [--interval 60] [--jitter 20]
+        [--interval 60] [--jitter 20] [--batch-size 50]
 
 ``--workspaces`` workspaces, each connected (API key) to its own simulated account (the
 ``fleet`` generator: 20 users, 5 schedules), every user a member (matched by email), one
@@ -11,24 +11,35 @@ per request; PostgreSQL holds a database of the run's own (dropped at the end); 
 broker with a key prefix of the run's own (deleted at the end).
 
 Real processes: ``rrpd api``, ``rrpd beat`` (sends ``pagerduty.schedule_syncs`` every
-``--interval``), ``rrpd worker -Q schedule`` (runs the fan-out) and ``rrpd worker -Q sync`` (runs
-the syncs; both with their background loops, handoffs included), as ``rrpd run`` starts them.
-Defaults are the production ones: interval 60 s, jitter 20 s.
+``--interval``), ``rrpd worker -Q schedule`` (the fan-out: claims what is due and publishes
+``pagerduty.check_connections`` batches of ``--batch-size``) and ``rrpd worker -Q sync`` (runs
+the batches; both with their background loops, handoffs included), as ``rrpd run`` starts them.
+Defaults are the production ones: interval 60 s, jitter 20 s, batches of 50.
+
+**Checks, observed.** A quiet check writes no ``sync_runs`` row: it stamps the connection's
+``last_checked_at`` (the check's start). A sampler thread polls every connection's
+``last_checked_at`` every ``SAMPLE_SECONDS``; each new value is one check at that instant (the
+instant is the column's, so the polling adds no error; two checks of one connection are an
+interval apart, never within one poll). Every other pass (an override seen: applied) is a
+``sync_runs`` row, read from the database. A connection's checks are the union of both.
 
 Two phases in the same run, on the same fleet, simulator and API:
 
-1. **fixed**: the code as it is; each connection's countdown is its own fixed place in
-   ``[0, jitter)`` (``workers.sync.fanout.spread_offset``), so its syncs are one interval apart;
-2. **fresh draw**: the previous behaviour, a fresh ``uniform(0, jitter)`` per connection per
-   round. Production code is untouched: the phase's worker processes start with a bench-only
-   ``sitecustomize.py`` on ``PYTHONPATH`` (written to a temporary directory) that replaces
-   ``spread_offset`` when ``workers.sync.fanout`` is imported, and writes each value it draws
-   to a file. The patch is shown to have taken effect by that file (one line per published
-   scheduled sync) and by the gaps between each connection's scheduled syncs.
+1. **fixed**: the code as it is; a batch's countdown is its first connection's fixed place in
+   ``[0, jitter)`` (``workers.sync.fanout.spread_offset``), so each check is one interval after
+   the previous one;
+2. **fresh draw**: the behaviour before issue 11, a fresh ``uniform(0, jitter)`` per batch per
+   round (with batches, the fan-out asks ``spread_offset`` once per batch message). Production
+   code is untouched: the phase's worker processes start with a bench-only ``sitecustomize.py``
+   on ``PYTHONPATH`` (written to a temporary directory) that replaces ``spread_offset`` when
+   ``workers.sync.fanout`` is imported, and writes each value it draws to a file (one line per
+   published batch: the patch took effect). At the default batch size a 20-workspace fleet is
+   one batch, so the phase has one draw per round for all of it; ``--batch-size 1`` gives each
+   connection its own draw, as the single-message fan-out had.
 
-Each phase restarts beat and the workers, sets every connection due, and waits until the new
-beat's first round has synced every connection (the phase's steady state starts there). Then,
-for ``--window`` seconds, each workspace makes overrides at random instants: the first after a
+Each phase restarts beat and the workers, sets every connection due, and waits until every
+connection has been checked by the new processes (the phase's first round). Then, for
+``--window`` seconds, each workspace makes overrides at random instants: the first after a
 wait drawn from ``[0, --max-wait)``, each next one that long after the previous one showed
 (one outstanding override per workspace). An override puts the other of two matched people on
 call from now for an hour (the simulator's newest override wins). This script polls
@@ -38,10 +49,11 @@ override was requested. After the window no override is made, but the outstandin
 still waited for (dropping them would drop the longest lags).
 
 Printed per phase: lag p50/p90/p99/max, the goal "p99 <= interval + 5 s", where the lag went
-(wait for the next sync to start, the sync itself, the poll), the gaps between each
-connection's consecutive scheduled syncs (``sync_runs.started_at``: min/median/max), scheduled
-sync durations, and the fan-out rounds' instants (from the schedule worker's log). Then the
-ratio of the p99s. Figures go to ``bench/results/bench_override_lag.json``.
+(wait for the check that showed it, that check, its commit to the poll), the gap between
+checks each override fell into and any check after an override that missed it, the gaps
+between each connection's consecutive checks (min/median/max), and the fan-out rounds' spacing
+(from the schedule worker's log). Then the ratio of the p99s. Figures go to
+``bench/results/bench_override_lag.json``.
 
 Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (``RRPD_BENCH_POSTGRES_URL``,
 ``RRPD_BENCH_REDIS_URL``). Takes about 2 x (window + 2 minutes).
@@ -50,18 +62,21 @@ Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (``RRPD_BENCH_POS
 from __future__ import annotations
 
 import argparse
+import bisect
+import contextlib
 import itertools
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +97,7 @@ DB = f"rrpd_bench_lag_{RUN}"
 USERS, SCHEDULES = 20, 5
 LATENCY_MS = 50
 PHASES = ("fixed", "fresh draw")
+SAMPLE_SECONDS = 0.5
 
 # Loaded (through PYTHONPATH) by the fresh-draw phase's worker processes only. It patches the
 # module when it is first imported, so nothing of the project is imported earlier than usual.
@@ -150,6 +166,7 @@ def _configure(args: argparse.Namespace) -> None:
         RRPD_API_JWT_TTL_SECONDS="86400",
         RRPD_SYNC_INTERVAL_SECONDS=str(args.interval),
         RRPD_SYNC_JITTER_SECONDS=str(args.jitter),
+        RRPD_CHECK_BATCH_SIZE=str(args.batch_size),
         # PostgreSQL connections are shared with other runs on this machine: keep each
         # process's overflow small (the pools open only what is used).
         RRPD_DB_MAX_OVERFLOW="2",
@@ -198,6 +215,10 @@ def _clean_redis() -> None:
 
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _interval() -> float:
+    return float(os.environ["RRPD_SYNC_INTERVAL_SECONDS"])
 
 
 # --- the fleet ----------------------------------------------------------------------------------
@@ -313,7 +334,48 @@ def start_phase(
     return procs
 
 
-# --- database reads -----------------------------------------------------------------------------
+# --- checks, as the database shows them ---------------------------------------------------------
+
+
+class CheckSampler(threading.Thread):
+    """Polls every connection's ``last_checked_at``: each new value is a quiet check."""
+
+    def __init__(self) -> None:
+        super().__init__(name="check-sampler", daemon=True)
+        self.quiet: set[tuple[uuid.UUID, datetime]] = set()
+        self.polls: list[float] = []
+        self.errors = 0
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        from sqlalchemy import select
+
+        from models import PagerDutyConnection
+        from workers.core.db import transaction
+
+        c = PagerDutyConnection
+        while not self._halt.is_set():
+            t0 = time.monotonic()
+            try:
+                with transaction() as s:
+                    rows = s.execute(
+                        select(c.id, c.last_checked_at).where(c.last_checked_at.is_not(None))
+                    ).all()
+                with self._lock:
+                    self.quiet.update((cid, at) for cid, at in rows if at is not None)
+            except Exception:
+                self.errors += 1  # counted and reported; a missed poll only delays the next
+            self.polls.append(time.monotonic() - t0)
+            self._halt.wait(max(0.0, SAMPLE_SECONDS - (time.monotonic() - t0)))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+    def quiet_since(self, since: datetime) -> list[tuple[uuid.UUID, datetime]]:
+        with self._lock:
+            return sorted(q for q in self.quiet if q[1] >= since)
 
 
 def make_all_due() -> None:
@@ -332,142 +394,115 @@ def runs_since(since: datetime) -> list[Any]:
     from models import SyncRun
     from workers.core.db import transaction
 
+    r = SyncRun
     with transaction() as s:
         return list(
             s.execute(
-                select(
-                    SyncRun.connection_id,
-                    SyncRun.kind,
-                    SyncRun.status,
-                    SyncRun.started_at,
-                    SyncRun.finished_at,
-                    SyncRun.duration_ms,
-                    SyncRun.requests_made,
-                    SyncRun.task_id,
-                )
-                .where(SyncRun.started_at >= since)
-                .order_by(SyncRun.started_at)
+                select(r.connection_id, r.kind, r.status, r.started_at, r.finished_at)
+                .add_columns(r.duration_ms, r.requests_made)
+                .where(r.started_at >= since)
+                .order_by(r.started_at)
             ).all()
         )
 
 
-def wait_first_round(targets: list[Target], since: datetime, timeout: float) -> datetime:
-    """Until every connection has a scheduled sync that started after ``since``: the new
-    processes' first round. Returns when the last of them finished."""
+def checks_by_connection(
+    sampler: CheckSampler, runs: list[Any], since: datetime
+) -> dict[uuid.UUID, list[float]]:
+    """Each connection's check instants (epoch s) since ``since``: quiet stamps and runs."""
+    found: dict[uuid.UUID, set[float]] = {}
+    for cid, at in sampler.quiet_since(since):
+        found.setdefault(cid, set()).add(at.timestamp())
+    for r in runs:
+        found.setdefault(r.connection_id, set()).add(r.started_at.timestamp())
+    return {cid: sorted(instants) for cid, instants in found.items()}
+
+
+def wait_first_round(
+    targets: list[Target], sampler: CheckSampler, since: datetime, timeout: float
+) -> None:
+    """Until every connection has been checked since ``since``: the new processes' first
+    round."""
     deadline = time.monotonic() + timeout
     want = {t.cid for t in targets}
     while True:
-        runs = [r for r in runs_since(since) if r.kind == "scheduled"]
-        if want <= {r.connection_id for r in runs}:
-            firsts: dict[uuid.UUID, Any] = {}
-            for r in runs:
-                firsts.setdefault(r.connection_id, r)
-            return max(r.finished_at for r in firsts.values())
+        checked = set(checks_by_connection(sampler, runs_since(since), since))
+        if want <= checked:
+            return
         if time.monotonic() > deadline:
-            missing = len(want - {r.connection_id for r in runs})
-            raise TimeoutError(f"{missing} connections had no scheduled sync in {timeout:.0f} s")
+            raise TimeoutError(f"{len(want - checked)} connections had no check in {timeout:.0f} s")
         time.sleep(1)
 
 
-def gaps(runs: list[Any]) -> dict[str, Any]:
-    """Gaps between each connection's consecutive scheduled syncs (``started_at``)."""
-    by_conn: dict[uuid.UUID, list[datetime]] = {}
-    for r in runs:
-        if r.kind == "scheduled":
-            by_conn.setdefault(r.connection_id, []).append(r.started_at)
-    values = [
-        (b - a).total_seconds()
-        for starts in by_conn.values()
-        for a, b in itertools.pairwise(starts)
-    ]
+def gaps(checks: dict[uuid.UUID, list[float]]) -> dict[str, Any]:
+    """Gaps between each connection's consecutive checks."""
+    values = sorted(b - a for at in checks.values() for a, b in itertools.pairwise(at))
     if not values:
         return {"n": 0}
-    ordered = sorted(values)
     return {
-        "n": len(ordered),
-        "min_s": round(ordered[0], 3),
-        "median_s": round(statistics.median(ordered), 3),
-        "max_s": round(ordered[-1], 3),
-        "stdev_s": round(statistics.pstdev(ordered), 3),
-        "outside_interval_pm_2s": sum(1 for v in ordered if abs(v - _interval()) > 2),
+        "n": len(values),
+        "min_s": round(values[0], 3),
+        "median_s": round(statistics.median(values), 3),
+        "max_s": round(values[-1], 3),
+        "stdev_s": round(statistics.pstdev(values), 3),
+        "outside_interval_pm_2s": sum(1 for v in values if abs(v - _interval()) > 2),
     }
 
 
-def _interval() -> float:
-    return float(os.environ["RRPD_SYNC_INTERVAL_SECONDS"])
+def explain(
+    samples: list[dict[str, Any]], runs: list[Any], checks: dict[uuid.UUID, list[float]]
+) -> dict[str, Any]:
+    """Where each sample's lag went. The check that showed it is the connection's last
+    succeeded run (an applied check) finished before the first poll that showed it; the gap it
+    fell into is between the connection's last check before the override and its next."""
+    shown_by: dict[str, list[Any]] = {}
+    for r in runs:
+        if r.status == "succeeded":
+            shown_by.setdefault(str(r.connection_id), []).append(r)
+    wait, dur, show, containing = [], [], [], []
+    missed = 0
+    for s in samples:
+        at = checks.get(uuid.UUID(s["cid"]), [])
+        i = bisect.bisect_right(at, s["created"])
+        if 0 < i < len(at):
+            s["gap_s"] = at[i] - at[i - 1]
+            containing.append(s["gap_s"])
+        shown = [r for r in shown_by.get(s["cid"], []) if r.finished_at.timestamp() <= s["seen"]]
+        if not shown:
+            continue
+        r = shown[-1]
+        start = r.started_at.timestamp()
+        # Checks (quiet or not) that started after the override yet did not show it.
+        missed += sum(1 for x in at if s["created"] < x < start)
+        s["wait_for_check_s"] = start - s["created"]
+        s["check_s"] = (r.finished_at - r.started_at).total_seconds()
+        s["show_s"] = s["seen"] - r.finished_at.timestamp()
+        wait.append(s["wait_for_check_s"])
+        dur.append(s["check_s"])
+        show.append(s["show_s"])
+    return {
+        "explained": len(wait),
+        "wait_for_check": _pct(wait),
+        "check": _pct(dur),
+        "commit_to_poll": _pct(show),
+        "gap_the_override_fell_into": _pct(containing),
+        "checks_after_the_override_that_missed_it": missed,
+    }
+
+
+# --- the processes' logs ------------------------------------------------------------------------
 
 
 def fanout_rounds(log: Path) -> list[float]:
-    """Instants (epoch seconds) the schedule worker received ``pagerduty.schedule_syncs``."""
+    """Instants (epoch seconds) the schedule worker received ``pagerduty.schedule_syncs``
+    (Celery's "received" lines in its JSON log)."""
     out = []
     for line in log.read_text(errors="replace").splitlines():
-        if "pagerduty.schedule_syncs" not in line or "received" not in line:
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        stamp = entry.get("timestamp")
-        if stamp:
-            out.append(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+        if "pagerduty.schedule_syncs" in line and "received" in line:
+            with contextlib.suppress(ValueError, KeyError):
+                stamp = json.loads(line)["timestamp"].replace("Z", "+00:00")
+                out.append(datetime.fromisoformat(stamp).timestamp())
     return out
-
-
-_ETA = re.compile(r"datetime\.datetime\(([\d, ]+)")
-
-
-def sync_messages(log: Path) -> dict[str, dict[str, float]]:
-    """Scheduled syncs the sync worker received: task id -> received instant, ETA (epoch s)
-    and connection id, from Celery's "received" lines."""
-    out: dict[str, dict[str, Any]] = {}
-    for line in log.read_text(errors="replace").splitlines():
-        if "pagerduty.sync_connection" not in line or "received" not in line:
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        data = entry.get("data") or {}
-        found = _ETA.match(str(data.get("eta") or ""))
-        if not found or "scheduled" not in str(data.get("kwargs")):
-            continue
-        parts = [int(x) for x in found.group(1).split(",") if x.strip()]
-        eta = datetime(*parts[:7], tzinfo=UTC).timestamp()  # type: ignore[misc]
-        received = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
-        out[str(data["id"])] = {
-            "received": received.timestamp(),
-            "eta": eta,
-            "cid": entry.get("connection_id"),
-        }
-    return out
-
-
-def countdowns(
-    messages: dict[str, dict[str, Any]], runs: list[Any], jitter: float
-) -> dict[str, Any]:
-    """The countdown each scheduled sync really had (ETA - received, received being a few ms
-    after the publish) against the connection's fixed ``spread_offset``, and how long after
-    its ETA each sync started (the worker's queue wait, the lock, the credential read)."""
-    from workers.sync.fanout import spread_offset
-
-    off_fixed, per_conn, start_delay = [], {}, []
-    for m in messages.values():
-        if not m["cid"]:
-            continue
-        countdown = m["eta"] - m["received"]
-        off_fixed.append(abs(countdown - spread_offset(uuid.UUID(m["cid"]), jitter)))
-        per_conn.setdefault(m["cid"], []).append(countdown)
-    by_task = {r.task_id: r for r in runs if r.task_id}
-    for tid, m in messages.items():
-        if (r := by_task.get(tid)) is not None:
-            start_delay.append(r.started_at.timestamp() - m["eta"])
-    spreads = [max(v) - min(v) for v in per_conn.values() if len(v) > 1]
-    return {
-        "messages": len(messages),
-        "countdown_minus_spread_offset_abs": _pct(off_fixed),
-        "countdown_range_per_connection": _pct(spreads),
-        "start_after_eta": _pct(start_delay),
-    }
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -562,46 +597,10 @@ def measure(
     }
 
 
-def explain(samples: list[dict[str, Any]], runs: list[Any]) -> dict[str, Any]:
-    """Where each sample's lag went: the sync that made it visible is the connection's last
-    succeeded run finished before the first poll that showed it (any kind)."""
-    by_conn: dict[str, list[Any]] = {}
-    for r in runs:
-        if r.status == "succeeded":
-            by_conn.setdefault(str(r.connection_id), []).append(r)
-    wait, dur, show, containing = [], [], [], []
-    missed = 0
-    for s in samples:
-        shown = [r for r in by_conn.get(s["cid"], []) if r.finished_at.timestamp() <= s["seen"]]
-        if not shown:
-            continue
-        r = shown[-1]
-        # Syncs that started after the override yet did not show it (expected: none).
-        missed += sum(1 for x in shown[:-1] if x.started_at.timestamp() > s["created"])
-        if len(shown) > 1:
-            # The gap between syncs the override fell into (longer gaps catch more overrides).
-            s["gap_s"] = (r.started_at - shown[-2].started_at).total_seconds()
-            containing.append(s["gap_s"])
-        s["sync_kind"] = r.kind
-        s["wait_for_sync_s"] = r.started_at.timestamp() - s["created"]
-        s["sync_s"] = (r.finished_at - r.started_at).total_seconds()
-        s["show_s"] = s["seen"] - r.finished_at.timestamp()
-        wait.append(s["wait_for_sync_s"])
-        dur.append(s["sync_s"])
-        show.append(s["show_s"])
-    return {
-        "wait_for_sync_start": _pct(wait),
-        "sync": _pct(dur),
-        "commit_to_poll": _pct(show),
-        "gap_the_override_fell_into": _pct(containing),
-        "syncs_after_the_override_that_missed_it": missed,
-        "kinds": sorted({s.get("sync_kind", "?") for s in samples}),
-    }
-
-
 def run_phase(
     name: str,
     targets: list[Target],
+    sampler: CheckSampler,
     control: Any,
     api: str,
     args: argparse.Namespace,
@@ -616,8 +615,8 @@ def run_phase(
     say(f"[{name}] starting the schedule and sync workers, then beat (load {_load()})")
     procs = start_phase(tag, args, patch_dir)
     try:
-        steady = wait_first_round(targets, phase_start, 3 * args.interval + args.jitter + 60)
-        say(f"[{name}] first round synced every connection; measuring for {args.window:.0f} s")
+        wait_first_round(targets, sampler, phase_start, 3 * args.interval + args.jitter + 60)
+        say(f"[{name}] every connection checked once; measuring for {args.window:.0f} s")
         m = measure(targets, control, api, args, rng)
         say(
             f"[{name}] {len(m['samples'])} samples from {m['made']} overrides "
@@ -629,41 +628,29 @@ def run_phase(
         time.sleep(args.jitter + 5)
         for proc in procs[:2]:
             stop(proc)
-    runs = list(runs_since(phase_start))
-    steady_runs = [r for r in runs if r.started_at >= steady]
-    scheduled = [r for r in runs if r.kind == "scheduled"]
-    durations = [r.duration_ms / 1000 for r in scheduled if r.duration_ms is not None]
+    runs = runs_since(phase_start)
+    checks = checks_by_connection(sampler, runs, phase_start)
     log_dir = Path(os.environ["RRPD_VAR_DIR"])
     rounds = fanout_rounds(log_dir / f"{tag}-worker-schedule.log")
-    ticks = [round(b - a, 3) for a, b in itertools.pairwise(rounds)]
-    messages = sync_messages(log_dir / f"{tag}-worker-sync.log")
     drawn_file = patch_dir / "drawn.txt" if patch_dir else None
     drawn = drawn_file.read_text().splitlines() if drawn_file and drawn_file.exists() else []
     lags = [s["lag_s"] for s in m["samples"]]
+    quiet = len(sampler.quiet_since(phase_start))
     out = {
         "phase": name,
         "lag": _pct(lags),
-        "samples": len(lags),
         "overrides_made": m["made"],
         "unresolved": m["unresolved"],
         "poll_sweep_s": m["sweep_s"],
-        "where_it_went": explain(m["samples"], runs),
-        # Gaps over every scheduled sync of the phase from its first round on: the first
-        # round itself is in the phase's regime (its countdowns come from the phase's code).
-        "gaps": gaps(runs),
-        "gaps_steady": gaps(steady_runs),
-        "scheduled_sync_duration": _pct(durations),
-        "scheduled_runs": len(scheduled),
-        "statuses": {
-            st: sum(1 for r in runs if r.status == st) for st in sorted({r.status for r in runs})
+        "where_it_went": explain(m["samples"], runs, checks),
+        "gaps": gaps(checks),
+        "checks": {
+            "quiet": quiet,
+            "runs": len(runs),
+            "run_statuses": dict(sorted(Counter(str(r.status) for r in runs).items())),
         },
-        "fanout_round_spacing_s": _pct(ticks),
-        "fanout_round_drift_s": round(
-            max((abs(r - rounds[0] - i * args.interval) for i, r in enumerate(rounds)), default=0),
-            3,
-        ),
-        "countdowns": countdowns(messages, runs, float(args.jitter)),
         "fanout_rounds": len(rounds),
+        "fanout_round_spacing_s": _pct([b - a for a, b in itertools.pairwise(rounds)]),
         "patched_draws_logged": len(drawn),
         "patched_draws_sample": drawn[:5],
         "lags_s": [round(x, 3) for x in lags],
@@ -682,6 +669,7 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=300, help="measuring seconds per phase")
     parser.add_argument("--interval", type=int, default=60, help="RRPD_SYNC_INTERVAL_SECONDS")
     parser.add_argument("--jitter", type=int, default=20, help="RRPD_SYNC_JITTER_SECONDS")
+    parser.add_argument("--batch-size", type=int, default=50, help="RRPD_CHECK_BATCH_SIZE")
     parser.add_argument(
         "--max-wait",
         type=float,
@@ -715,6 +703,7 @@ def main() -> int:
         "workspaces": args.workspaces,
         "interval_s": args.interval,
         "jitter_s": args.jitter,
+        "batch_size": args.batch_size,
         "window_s": args.window,
         "max_wait_s": args.max_wait,
         "poll_s": args.poll,
@@ -725,6 +714,7 @@ def main() -> int:
     }
     _admin(f'CREATE DATABASE "{DB}"')
     api_proc: subprocess.Popen[bytes] | None = None
+    sampler: CheckSampler | None = None
     patch_dir = Path(tempfile.mkdtemp(prefix="rrpd-bench-lag-site-"))
     (patch_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
     try:
@@ -747,6 +737,8 @@ def main() -> int:
                 f"{len(targets)} workspaces arranged and first-synced "
                 f"({time.monotonic() - t0:.1f} s in this process)"
             )
+            sampler = CheckSampler()
+            sampler.start()
             port = free_port()
             api_proc = spawn_rrpd("api", "api", "--port", str(port))
             api = f"http://127.0.0.1:{port}/v1/workspaces"
@@ -755,6 +747,7 @@ def main() -> int:
                 figures["phases"][name] = run_phase(
                     name,
                     targets,
+                    sampler,
                     sim.control,
                     api,
                     args,
@@ -762,6 +755,9 @@ def main() -> int:
                     patch_dir if name == "fresh draw" else None,
                 )
     finally:
+        if sampler is not None:
+            sampler.stop()
+            figures["sampler"] = {"polls": _pct(sampler.polls), "errors": sampler.errors}
         if api_proc is not None:
             stop(api_proc)
         shutil.rmtree(patch_dir, ignore_errors=True)
@@ -793,11 +789,13 @@ def _wait_api(api: str, t: Target, proc: subprocess.Popen[bytes]) -> None:
 
 def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
     goal = args.interval + 5
+    figures["goal_p99_s"] = goal
     say()
     say(
         f"Override lag (override made -> API shows the person on duty), "
         f"{args.workspaces} workspaces, interval {args.interval} s, jitter {args.jitter} s, "
-        f"{figures['cpus']} CPUs, load {figures['load_before']} -> {figures['load_after']}"
+        f"batches of {args.batch_size}, {figures['cpus']} CPUs, load {figures['load_before']} -> "
+        f"{figures['load_after']}"
     )
     head = f"{'phase':<12} {'n':>4} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}   goal p99<={goal}s"
     say(head)
@@ -814,40 +812,29 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
         )
     say()
     for name, p in figures["phases"].items():
-        g, d, w = p["gaps"], p["scheduled_sync_duration"], p["where_it_went"]
+        g, w, k = p["gaps"], p["where_it_went"], p["checks"]
+        wait, gi = w["wait_for_check"], w["gap_the_override_fell_into"]
         say(
-            f"{name}: gaps between a connection's scheduled syncs (n {g.get('n')}): "
-            f"min {g.get('min_s')} s, median {g.get('median_s')} s, max {g.get('max_s')} s, "
-            f"{g.get('outside_interval_pm_2s')} outside interval +- 2 s"
+            f"{name}: {k['quiet']} quiet checks + {k['runs']} runs {k['run_statuses']}; gaps "
+            f"between a connection's checks (n {g.get('n')}): min {g.get('min_s')} s, median "
+            f"{g.get('median_s')} s, max {g.get('max_s')} s, {g.get('outside_interval_pm_2s')} "
+            f"outside interval +- 2 s"
         )
         say(
-            f"  scheduled syncs {p['scheduled_runs']} ({p['statuses']}), duration p50 "
-            f"{d.get('p50_s')} s, p99 {d.get('p99_s')} s, max {d.get('max_s')} s; fan-out rounds "
-            f"{p['fanout_rounds']}, spacing {p['fanout_round_spacing_s']}"
-        )
-        say(
-            f"  lag = wait for the next sync to start (p50 {w['wait_for_sync_start'].get('p50_s')}"
-            f", p99 {w['wait_for_sync_start'].get('p99_s')}, max "
-            f"{w['wait_for_sync_start'].get('max_s')}) + sync (p99 {w['sync'].get('p99_s')}) + "
-            f"commit to poll (p99 {w['commit_to_poll'].get('p99_s')}); poll sweep "
+            f"  lag = wait for the check that showed it (p50 {wait.get('p50_s')}, p99 "
+            f"{wait.get('p99_s')}, max {wait.get('max_s')}) + the check (p99 "
+            f"{w['check'].get('p99_s')}) + commit to poll (p99 {w['commit_to_poll'].get('p99_s')})"
+            f"; {w['explained']} of {p['lag'].get('n', 0)} explained; poll sweep "
             f"{p['poll_sweep_s']}"
         )
-        gi = w["gap_the_override_fell_into"]
         say(
             f"  gap the override fell into: p50 {gi.get('p50_s')} s, max {gi.get('max_s')} s; "
-            f"syncs after an override that missed it: "
-            f"{w['syncs_after_the_override_that_missed_it']}"
+            f"checks after an override that missed it: "
+            f"{w['checks_after_the_override_that_missed_it']}"
         )
-        c = p["countdowns"]
         say(
-            f"  countdowns seen by the sync worker ({c['messages']}): |countdown - spread_offset| "
-            f"p50 {c['countdown_minus_spread_offset_abs'].get('p50_s')} s, max "
-            f"{c['countdown_minus_spread_offset_abs'].get('max_s')} s; range per connection max "
-            f"{c['countdown_range_per_connection'].get('max_s')} s; sync start after its ETA "
-            f"p50 {c['start_after_eta'].get('p50_s')} s, p99 {c['start_after_eta'].get('p99_s')}"
-            f" s, max {c['start_after_eta'].get('max_s')} s; patched draws logged: "
-            f"{p['patched_draws_logged']}; fan-out round drift from the grid max "
-            f"{p['fanout_round_drift_s']} s"
+            f"  patched draws logged {p['patched_draws_logged']}; fan-out rounds "
+            f"{p['fanout_rounds']}, spacing {p['fanout_round_spacing_s']}"
         )
     ph = figures["phases"]
     if all(name in ph and ph[name]["lag"] for name in PHASES):
@@ -859,7 +846,12 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
             f"p99 fresh draw / fixed: {figures['ratio_p99_fresh_over_fixed']:.2f}x "
             f"(max: {figures['ratio_max_fresh_over_fixed']:.2f}x)"
         )
-    figures["goal_p99_s"] = goal
+    if "sampler" in figures:
+        s = figures["sampler"]
+        say(
+            f"sampler: {s['polls'].get('n')} polls, p99 {s['polls'].get('p99_s')} s, "
+            f"{s['errors']} failed"
+        )
 
 
 if __name__ == "__main__":

@@ -4,11 +4,20 @@ The fleet benchmark's set-up on a small fleet (default 200 workspaces; ``bench_s
 accounts, simulator and database), a first sync of every connection, then the quiet round
 profiled two ways:
 
-1. **In-process** (``--side inproc``): ``run.sync_connection(cid, kind="scheduled")`` under
-   cProfile with a CPU clock (``time.process_time``: waiting on PagerDuty, PostgreSQL or
-   Redis costs nothing), the code a task runs, without Celery. Self time is summed by
-   component (our modules, SQLAlchemy, psycopg, httpx, redis-py, logging, ...) and the
-   inclusive time of the check's steps (credential, plan, read, apply, metrics, lease).
+1. **In-process** (``--side inproc``), the code a task runs, without Celery, under cProfile
+   with a CPU clock (waiting on PagerDuty, PostgreSQL or Redis costs nothing). Self time is
+   summed by component (our modules, SQLAlchemy, psycopg, httpx, redis-py, logging, ...), and
+   the inclusive time of the check's steps is listed.
+
+   * ``--batch`` (the default): ``batch.check_connections`` over batches of
+     ``BATCH_SIZE`` (50, the default ``RRPD_CHECK_BATCH_SIZE``), as the beat fan-out sends
+     them and as ``bench_sync_fleet``'s in-process count runs them. A batch reads on a thread
+     pool, so every thread gets a profiler of its own with that thread's CPU clock
+     (``time.thread_time``; ``threading.setprofile`` starts it in each new thread) and the
+     profiles are added up: stages (lease, plan, read, decide, record) and components.
+   * ``--single``: ``run.sync_connection(cid, kind="scheduled")`` one connection at a time (the
+     path of "sync now", a retry, or a connection a batch hands to the single pass), with
+     ``time.process_time``.
 2. **Celery** (``--side worker``): a real ``rrpd worker`` (``--pool``/``--concurrency``) under
    ``py-spy record`` (sampling every process of the tree, idle samples left out), fed the quiet
    round by the real fan-out. Samples are summed the same way, plus Celery's share (kombu,
@@ -16,6 +25,7 @@ profiled two ways:
 
     .venv/bin/python bench/profile_check.py                     # both sides, 200 workspaces
     .venv/bin/python bench/profile_check.py --side inproc --top 40
+    .venv/bin/python bench/profile_check.py --side inproc --single
 
 py-spy must be installed in the environment (``pip install py-spy``) for the worker side.
 """
@@ -29,6 +39,7 @@ import pstats
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -111,6 +122,42 @@ STEPS: list[tuple[str, str, str]] = [
 ]
 
 
+# The batch's stages (inclusive CPU, summed over the threads): as STEPS. The read stage runs on
+# the pool's threads, everything else on the task's thread.
+BATCH_STEPS: list[tuple[str, str, str]] = [
+    ("whole check_connections (task thread)", "workers/sync/batch.py", "check_connections"),
+    ("lease (one pipeline for the batch)", "workers/core/locks.py", "hold_leases"),
+    ("plan_batch (five statements)", "workers/sync/batch_plan.py", "plan_batch"),
+    ("  connections + route (decrypt)", "workers/sync/batch_plan.py", "_route"),
+    ("", "workers/sync/batch_plan.py", "_connections"),
+    ("  bound rotations", "workers/sync/batch_plan.py", "_add_rotations"),
+    ("  schedules' members", "workers/sync/batch_plan.py", "_add_users"),
+    ("  stored on-call (mirror + handoffs)", "workers/sync/batch_plan.py", "_add_stored"),
+    ("read stage (_read, pool threads)", "workers/sync/batch.py", "_read"),
+    ("  client construction (default_client)", "workers/sync/run.py", "default_client"),
+    ("  read_check (requests + parsing)", "workers/pagerduty/snapshot.py", "read_check"),
+    ("    rate limiter acquire (Lua)", "workers/pagerduty/ratelimit.py", "acquire"),
+    ("    httpx send (Client.get)", "httpx/_client.py", "get"),
+    ("    response.json()", "httpx/_models.py", "json"),
+    ("  read_plan (ReadPlan from the plan)", "workers/sync/batch_plan.py", "read"),
+    ("named users look-up", "workers/sync/batch.py", "_look_up_named"),
+    ("decide (_is_quiet)", "workers/sync/batch.py", "_is_quiet"),
+    ("record quiet (one UPDATE)", "workers/sync/batch.py", "_record_quiet"),
+    ("metrics (one pipeline)", "workers/sync/batch.py", "_metrics"),
+    ("hand over (rerun flags)", "workers/sync/batch.py", "_hand_over"),
+    ("single passes / applied (not quiet)", "workers/sync/batch.py", "_single"),
+    ("", "workers/sync/batch.py", "_finish"),
+    ("thread pools (start, map, join)", "concurrent/futures/thread.py", "submit"),
+    ("", "concurrent/futures/thread.py", "shutdown"),
+    ("SQLAlchemy Session.execute (all)", "sqlalchemy/orm/session.py", "execute"),
+    ("session commit", "sqlalchemy/orm/session.py", "commit"),
+    ("pool checkout (incl. pre-ping)", "sqlalchemy/pool/base.py", "_checkout"),
+]
+
+# Checks a profiled batch holds: the fan-out's default batch size.
+BATCH_SIZE = 50
+
+
 def by_component(stats: pstats.Stats) -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
     for (filename, _line, _name), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
@@ -118,10 +165,12 @@ def by_component(stats: pstats.Stats) -> dict[str, float]:
     return dict(out)
 
 
-def step_times(stats: pstats.Stats) -> list[tuple[str, float]]:
+def step_times(
+    stats: pstats.Stats, steps: list[tuple[str, str, str]] = STEPS
+) -> list[tuple[str, float]]:
     rows: list[tuple[str, float]] = []
     raw = stats.stats  # type: ignore[attr-defined]
-    for label, suffix, func in STEPS:
+    for label, suffix, func in steps:
         total = sum(
             ct
             for (filename, _line, name), (_cc, _nc, _tt, ct, _callers) in raw.items()
@@ -132,6 +181,79 @@ def step_times(stats: pstats.Stats) -> list[tuple[str, float]]:
         else:
             rows[-1] = (rows[-1][0], rows[-1][1] + total)
     return rows
+
+
+def _batches(ids: list[Any]) -> list[list[Any]]:
+    return [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
+
+
+def profile_batches(ids: list[Any], top: int, save: str | None) -> None:
+    """``check_connections`` over batches of ``BATCH_SIZE``, every thread profiled."""
+    from workers.sync.batch import check_connections
+
+    check_connections(ids[:5])  # warm: connections, caches, scripts, the thread pools
+    sample = ids[5:]
+    # Unprofiled first: cProfile's own cost inflates every figure it gives (about x2-3).
+    cpu0 = time.process_time()
+    for batch in _batches(sample):
+        check_connections(batch)
+    plain_ms = 1000 * (time.process_time() - cpu0) / len(sample)
+    say(f"In-process batches without the profiler: {plain_ms:.2f} ms CPU per check")
+
+    profilers: list[cProfile.Profile] = []
+
+    def start_in_thread(*_: Any) -> None:
+        # The first event of a new thread: replace this hook with the thread's own profiler.
+        sys.setprofile(None)
+        profiler = cProfile.Profile(time.thread_time)
+        profilers.append(profiler)
+        profiler.enable()
+
+    main = cProfile.Profile(time.thread_time)
+    outcomes: dict[str, int] = defaultdict(int)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    threading.setprofile(start_in_thread)
+    main.enable()
+    try:
+        for batch in _batches(sample):
+            for key, value in check_connections(batch).as_dict().items():
+                outcomes[key] += value
+    finally:
+        main.disable()
+        threading.setprofile(None)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    n = len(sample)
+    # The pools are shut down with each batch: every thread profiled has ended.
+    stats = pstats.Stats(main)
+    for profiler in profilers:
+        stats.add(profiler)
+    if save:
+        stats.dump_stats(save)
+    profiled_ms = 1000 * stats.total_tt / n  # type: ignore[attr-defined]
+    scale = plain_ms / profiled_ms if profiled_ms else 0.0
+    say()
+    say(
+        f"In-process batches of {BATCH_SIZE}: {n} checks in {len(_batches(sample))} batches "
+        f"({dict(outcomes)}), {len(profilers)} pool threads profiled; CPU {1000 * cpu / n:.2f} "
+        f"ms/check under cProfile (profiled total {profiled_ms:.2f} ms), wall "
+        f"{1000 * wall / n:.1f} ms/check"
+    )
+    say(f"(est. = profiled ms scaled to the unprofiled {plain_ms:.2f} ms: x{scale:.2f})")
+    say(f"{'component (self time)':<36} {'ms/check':>9} {'est.':>6} {'share':>6}")
+    comps = by_component(stats)
+    total = sum(comps.values()) or 1.0
+    for name, tt in sorted(comps.items(), key=lambda kv: -kv[1]):
+        ms = 1000 * tt / n
+        say(f"{name:<36} {ms:>9.2f} {ms * scale:>6.2f} {100 * tt / total:>5.1f}%")
+    say()
+    say(f"{'stage (inclusive)':<44} {'ms/check':>9} {'est.':>6}")
+    for label, ct in step_times(stats, BATCH_STEPS):
+        ms = 1000 * ct / n
+        say(f"{label:<44} {ms:>9.2f} {ms * scale:>6.2f}")
+    if top:
+        say()
+        stats.sort_stats("tottime").print_stats(top)
+        stats.sort_stats("cumulative").print_stats(top)
 
 
 def profile_inproc(ids: list[Any], top: int, save: str | None) -> None:
@@ -193,6 +315,10 @@ def _frame_component(frame: str) -> str:
 
 # Inclusive markers for the worker side: a stack that contains the frame counts.
 WORKER_MARKERS: list[tuple[str, str]] = [
+    ("task body: batch.check_connections", "check_connections (workers/sync/batch.py"),
+    ("  plan_batch", "plan_batch (workers/sync/batch_plan.py"),
+    ("  _read (the read stage)", "_read (workers/sync/batch.py"),
+    ("  _record_quiet", "_record_quiet (workers/sync/batch.py"),
     ("task body: run.sync_connection", "sync_connection (workers/sync/run.py"),
     ("  credential_for", "credential_for (workers/connections/tokens.py"),
     ("  read_plan", "read_plan (workers/sync/run.py"),
@@ -301,6 +427,22 @@ def main() -> int:
     parser.add_argument("--side", choices=("both", "inproc", "worker"), default="both")
     parser.add_argument("--pool", default="prefork")
     parser.add_argument("--concurrency", type=int, default=16)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--batch",
+        dest="mode",
+        action="store_const",
+        const="batch",
+        help="in-process: check_connections in batches of 50 (the default)",
+    )
+    mode.add_argument(
+        "--single",
+        dest="mode",
+        action="store_const",
+        const="single",
+        help="in-process: run.sync_connection, one connection at a time",
+    )
+    parser.set_defaults(mode="batch")
     parser.add_argument("--top", type=int, default=0, help="also print the top N functions")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--save", help="write the in-process profile (pstats) to this file")
@@ -332,7 +474,8 @@ def main() -> int:
             say(f"{n} workspaces, first sync in-process: {time.monotonic() - t:.1f} s")
             assert sim.process is not None
             if args.side in ("both", "inproc"):
-                profile_inproc(ids, args.top, args.save)
+                profile = profile_batches if args.mode == "batch" else profile_inproc
+                profile(ids, args.top, args.save)
             if args.side in ("both", "worker"):
                 profile_worker(ids, args.pool, args.concurrency, sim.process.pid, args.timeout)
     finally:

@@ -196,48 +196,8 @@ def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime)
     """
     interval = timedelta(seconds=get_settings().directory_interval_seconds)
     with transaction() as session:
-        read_at, requested_at, users_at, upcoming_at = session.execute(
-            select(
-                PagerDutyConnection.directory_read_at,
-                PagerDutyConnection.sync_requested_at,
-                PagerDutyConnection.users_read_at,
-                PagerDutyConnection.upcoming_read_at,
-            ).where(PagerDutyConnection.id == cid)
-        ).one_or_none() or (None, None, None, None)
-        if requested_at is not None and requested_at <= now:
-            # This pass answers a pending "sync now": not driven again while it may still run.
-            session.execute(
-                update(PagerDutyConnection)
-                .where(
-                    PagerDutyConnection.id == cid,
-                    PagerDutyConnection.sync_requested_at == requested_at,
-                )
-                .values(drive_at=now + timedelta(seconds=SYNC_RUNNING_SECONDS))
-                .execution_options(synchronize_session=False)
-            )
-        bound: set[str] = set()
-        v3_bound: set[str] = set()
-        names: dict[str, tuple[str, str | None]] = {}
-        for schedule_id, version, name, time_zone in session.execute(
-            bound_schedules(workspace_id)
-            .add_columns(
-                PagerDutySchedule.version, PagerDutySchedule.name, PagerDutySchedule.time_zone
-            )
-            .outerjoin(
-                PagerDutySchedule,
-                and_(
-                    PagerDutySchedule.connection_id == cid,
-                    PagerDutySchedule.pagerduty_id == Rotation.pagerduty_schedule_id,
-                ),
-            )
-        ):
-            if schedule_id is None:
-                continue
-            bound.add(schedule_id)
-            if version == "v3":
-                v3_bound.add(schedule_id)
-            if version is not None:
-                names[schedule_id] = (name, time_zone)
+        read_at, users_at, upcoming_at = _directory_ages(session, cid, now)
+        bound, v3_bound, names = _bound_versions(session, cid, workspace_id)
         due = kind in DIRECTORY_KINDS or read_at is None or now - read_at >= interval
         known: dict[str, bool] = {}
         members: dict[str, list[UserRef]] = {sid: [] for sid in names}
@@ -256,6 +216,55 @@ def read_plan(cid: uuid.UUID, workspace_id: uuid.UUID, kind: str, now: datetime)
         users_due(kind, users_at, now),
         upcoming_due(kind, upcoming_at, now),
     )
+
+
+def _directory_ages(
+    session: Session, cid: uuid.UUID, now: datetime
+) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """When the connection's directory, its user directory and its next 7 days were last read;
+    a pending "sync now" this pass answers is held from the deadlines loop while the pass may
+    still run."""
+    c = PagerDutyConnection
+    read_at, requested_at, users_at, upcoming_at = session.execute(
+        select(c.directory_read_at, c.sync_requested_at, c.users_read_at, c.upcoming_read_at).where(
+            c.id == cid
+        )
+    ).one_or_none() or (None, None, None, None)
+    if requested_at is not None and requested_at <= now:
+        # This pass answers a pending "sync now": not driven again while it may still run.
+        session.execute(
+            update(c)
+            .where(c.id == cid, c.sync_requested_at == requested_at)
+            .values(drive_at=now + timedelta(seconds=SYNC_RUNNING_SECONDS))
+            .execution_options(synchronize_session=False)
+        )
+    return read_at, users_at, upcoming_at
+
+
+def _bound_versions(
+    session: Session, cid: uuid.UUID, workspace_id: uuid.UUID
+) -> tuple[set[str], set[str], dict[str, tuple[str, str | None]]]:
+    """The workspace's bound schedules, those the mirror knows as v3, and the name and time
+    zone of each the mirror has (a bound schedule it lacks is in the first set only)."""
+    s = PagerDutySchedule
+    bound: set[str] = set()
+    v3_bound: set[str] = set()
+    names: dict[str, tuple[str, str | None]] = {}
+    for schedule_id, version, name, time_zone in session.execute(
+        bound_schedules(workspace_id)
+        .add_columns(s.version, s.name, s.time_zone)
+        .outerjoin(
+            s, and_(s.connection_id == cid, s.pagerduty_id == Rotation.pagerduty_schedule_id)
+        )
+    ):
+        if schedule_id is None:
+            continue
+        bound.add(schedule_id)
+        if version == "v3":
+            v3_bound.add(schedule_id)
+        if version is not None:
+            names[schedule_id] = (name, time_zone)
+    return bound, v3_bound, names
 
 
 def users_due(kind: str, users_read_at: datetime | None, now: datetime) -> bool:

@@ -97,3 +97,28 @@ def test_a_sync_now_is_answered_only_by_a_pass_that_started_after_it(
     assert result.status == "succeeded"
     stored = _reload(session, demo.connection_id)
     assert (stored.sync_requested_at, stored.drive_at, stored.drives) == (None, None, 0)
+
+
+def test_a_pass_answering_a_sync_now_pushes_its_deadline_while_it_reads(
+    session: Session, fake: InProcessPagerDuty
+) -> None:
+    demo = arrange_demo(session, fake)
+    with transaction() as s:
+        conn = s.get(PagerDutyConnection, demo.connection_id)
+        assert conn is not None
+        enqueue_manual_sync(s, conn, actor="operator")
+    requested = _reload(session, demo.connection_id).sync_requested_at
+    assert requested is not None
+    seen: list[object] = []
+
+    def factory(cred):  # type: ignore[no-untyped-def]
+        seen.append(_reload(session, demo.connection_id).drive_at)
+        return fake.sync_factory(cred)
+
+    before = utcnow()
+    assert run.sync_once(demo.connection_id, client_factory=factory).status == "succeeded"
+    # While it read PagerDuty, the deadlines loop would not drive the request again: its
+    # deadline was the pass's hard time limit away, not SYNC_NOW_AFTER from the request.
+    assert seen[0] >= before + timedelta(seconds=run.SYNC_RUNNING_SECONDS - 1)
+    stored = _reload(session, demo.connection_id)
+    assert (stored.sync_requested_at, stored.drive_at, stored.drives) == (None, None, 0)
