@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from models import PagerDutyConnection, PagerDutyUser, Rotation
 from workers.core.connection_rows import bound_rotations_for_update
 from workers.handoffs import plan as handoff_plan
+from workers.handoffs.bound import schedules_of
 from workers.handoffs.on_call import RotationWant, write_on_call
 from workers.pagerduty.snapshot import AccountSnapshot
 from workers.sync import messages
@@ -62,9 +63,9 @@ def apply_snapshot(
         schedules = {s.id: s for s in snapshot.schedules}
 
     # -- who is on call, and the bound rotations' people: through the one writer --
-    bound = _sync_rotations(session, conn, snapshot, schedules, member_of_user, now, out)
+    bound, followed = _sync_rotations(session, conn, snapshot, schedules, member_of_user, now, out)
     # -- their next 7 days, when this read was the upcoming read ("your shift moved") --
-    rotations = [(r.id, r.pagerduty_schedule_id) for r in bound]
+    rotations = [(r.id, followed.get(r.id, [])) for r in bound]
     apply_upcoming(session, conn, snapshot, rotations, member_of_user, now, out)
     return out
 
@@ -77,8 +78,9 @@ def _sync_rotations(
     member_of_user: dict[str, uuid.UUID],
     now: datetime,
     out: ApplyResult,
-) -> Sequence[Any]:
-    """Who is on call and the bound rotations' people; returns the bound rotations (locked)."""
+) -> tuple[Sequence[Any], dict[uuid.UUID, list[str]]]:
+    """Who is on call and the bound rotations' people; returns the bound rotations (locked)
+    and the schedules each follows."""
     # The lock order (workers.core.connection_rows): the caller holds the connection row.
     bound = session.execute(
         bound_rotations_for_update(
@@ -89,22 +91,31 @@ def _sync_rotations(
             Rotation.last_synced_at,
         )
     ).all()
-    replanned = [r.id for r in bound if r.pagerduty_schedule_id not in snapshot.confirmed]
+    followed = schedules_of(session, [r.id for r in bound])
+    # A rotation is re-planned, and written, when any of its schedules was not confirmed.
+    replanned = [
+        r.id for r in bound if any(s not in snapshot.confirmed for s in followed.get(r.id, []))
+    ]
     pending = handoff_plan.pending_by_rotation(session, replanned)
     on_call = handoff_plan.on_call_now(snapshot, now)
     # Schedules whose on-call is kept as it is (the mirror's rows and their rotations alike).
     kept = set(snapshot.unreadable) | snapshot.confirmed
     wants: list[RotationWant] = []
     for rot in bound:
-        if rot.pagerduty_schedule_id in snapshot.confirmed:
+        sids = followed.get(rot.id, [])
+        if all(sid in snapshot.confirmed for sid in sids):
             continue  # the check found on call whom the stored timeline says: it stays
-        want = _rotation_want(rot, schedules, snapshot, member_of_user, out)
+        want = _rotation_want(rot, sids, schedules, snapshot, member_of_user, out)
         if want is None:
-            kept.add(rot.pagerduty_schedule_id)
+            kept.update(sids)
             continue
-        handoff_plan.replan(
-            session, conn, rot.id, want.schedule_id, snapshot, now, pending=pending[rot.id]
-        )
+        rows = pending[rot.id]
+        for sid in sids:
+            if sid in snapshot.confirmed:
+                continue  # its rows stay as they are
+            own = [row for row in rows if row[4] == sid or row[4] not in sids]
+            handoff_plan.replan(session, conn, rot.id, sid, snapshot, now, pending=own)
+            rows = [row for row in rows if row not in own]
         wants.append(want)
     written = write_on_call(
         session,
@@ -123,28 +134,35 @@ def _sync_rotations(
     out.deleted += written.deleted
     out.rotations_changed = written.rotations_touched
     out.unmatched_on_call = len({uid for _sid, uid in written.on_call if uid not in member_of_user})
-    return bound
+    return bound, followed
 
 
 def _rotation_want(
     rot: Any,
+    sids: Sequence[str],
     schedules: dict[str, Any],
     snapshot: AccountSnapshot,
     member_of_user: dict[str, uuid.UUID],
     out: ApplyResult,
 ) -> RotationWant | None:
-    """What a bound rotation becomes: its schedule's matched members in order, or None (with a
-    warning) when it keeps its last state because its schedule could not be read."""
-    sid = rot.pagerduty_schedule_id
-    schedule = schedules.get(sid)
-    if schedule is None or sid in snapshot.unreadable or sid not in snapshot.timelines:
-        # Keep the rotation's last state; say so rather than unbind silently.
-        why = snapshot.unreadable.get(sid) or (
-            messages.SCHEDULE_NOT_LISTED if schedule is None else messages.ON_CALL_UNREADABLE
+    """What a bound rotation becomes: the matched members of its schedules in order (schedule
+    by schedule, each member once), or None (with a warning) when it keeps its last state
+    because one of its schedules could not be read."""
+    members: dict[uuid.UUID, None] = {}
+    for sid in sids:
+        schedule = schedules.get(sid)
+        if schedule is None or sid in snapshot.unreadable or sid not in snapshot.timelines:
+            # Keep the rotation's last state; say so rather than unbind silently.
+            why = snapshot.unreadable.get(sid) or (
+                messages.SCHEDULE_NOT_LISTED if schedule is None else messages.ON_CALL_UNREADABLE
+            )
+            out.warnings.append(messages.rotation_kept(rot.name, sid, why))
+            return None
+        members.update(
+            dict.fromkeys(
+                member_of_user[uid] for uid in schedule.member_user_ids if uid in member_of_user
+            )
         )
-        out.warnings.append(messages.rotation_kept(rot.name, sid, why))
+    if not sids:
         return None
-    members = dict.fromkeys(
-        member_of_user[uid] for uid in schedule.member_user_ids if uid in member_of_user
-    )
-    return RotationWant(rot.id, sid, list(members), never_synced=rot.last_synced_at is None)
+    return RotationWant(rot.id, tuple(sids), list(members), never_synced=rot.last_synced_at is None)
