@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from models import Rotation
 from workers import events
+from workers.handoffs.bound import clear_schedules
 from workers.handoffs.duty_history import end_unmatched
 from workers.handoffs.upcoming import discard_upcoming
 from workers.rotations.people import rotation_people
@@ -51,6 +52,9 @@ def revert_to_manual(
             on_duty=on_duty,
             occurred_at=occurred_at,
         )
+    # All of each rotation's schedules go with it, in this transaction (make_manual cleared the
+    # first, the column).
+    clear_schedules(session, [r.id for r in rotations])
     # Members stay on duty (their history intervals stay open); the PagerDuty users no member
     # matched were on call only through the binding.
     end_unmatched(session, [r.id for r in rotations], occurred_at)
