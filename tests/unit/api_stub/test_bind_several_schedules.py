@@ -83,10 +83,12 @@ def test_schedule_ids_refusals_name_what_is_wrong(client, world, session, sent) 
     assert "at most 10" in message
     status, code, message = put({"schedule_ids": ["PS1", "PS2", "PS1"]})
     assert (status, code) == (422, "duplicate_schedule_ids")
-    assert "PS1" in message and "PS2" not in message
+    assert "PS1" in message
+    assert "PS2" not in message
     status, code, message = put({"schedule_ids": ["PS1", "PNOPE", "PGONE"]})
     assert (status, code) == (404, "schedule_not_found")
-    assert "PNOPE, PGONE" in message and "PS1" not in message
+    assert "PNOPE, PGONE" in message
+    assert "PS1" not in message
     status, code, _ = put({"schedule_id": "PS1", "schedule_ids": ["PS2"]})
     assert (status, code) == (400, "schedule_id_or_schedule_ids")
     status, code, _ = put({"schedule_ids": []})

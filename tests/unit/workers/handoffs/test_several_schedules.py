@@ -106,7 +106,8 @@ def test_members_are_the_union_and_on_duty_is_everyone_on_call_in_either(
     assert on_duty(session, a) == {"ann", "cy"}
     view = rotation_view(session, a.workspace_id, a.rotation_id)
     assert [s.id for s in view.schedules] == [SID, SID2]
-    assert view.schedule is not None and view.schedule.id == SID
+    assert view.schedule is not None
+    assert view.schedule.id == SID
     # The first schedule's handoff is planned for the rotation, the second has none.
     session.rollback()
     rows = session.execute(
@@ -177,4 +178,5 @@ def test_disconnect_makes_it_manual_with_no_schedule_left_keeping_its_people(
     view = rotation_view(session, a.workspace_id, a.rotation_id)
     assert (view.schedule, view.schedules) == (None, [])
     conn = session.get(PagerDutyConnection, a.connection_id)
-    assert conn is not None and conn.status == "disconnected"
+    assert conn is not None
+    assert conn.status == "disconnected"
