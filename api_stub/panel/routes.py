@@ -396,9 +396,15 @@ async def bind_rotation(rotation_id: str, request: Request) -> Response:
     actor, form = await _checked(request)
 
     def work(session: Session) -> str:
+        several = [sid for sid in form.get("schedule_ids", "").split(",") if sid]
         bound = binding.bind_rotation(
-            session, actor, _rotation_id(rotation_id), form.get("schedule_id", "")
+            session, actor, _rotation_id(rotation_id), several or form.get("schedule_id", "")
         )
+        if len(several) > 1:
+            return (
+                f"{bound.rotation.name} now follows {len(several)} PagerDuty schedules. "
+                "Filling it in..."
+            )
         return f"{bound.rotation.name} now follows its PagerDuty schedule. Filling it in..."
 
     return await _apply(work, _sync_requested())
