@@ -400,12 +400,10 @@ async def bind_rotation(rotation_id: str, request: Request) -> Response:
         bound = binding.bind_rotation(
             session, actor, _rotation_id(rotation_id), several or form.get("schedule_id", "")
         )
-        if len(several) > 1:
-            return (
-                f"{bound.rotation.name} now follows {len(several)} PagerDuty schedules. "
-                "Filling it in..."
-            )
-        return f"{bound.rotation.name} now follows its PagerDuty schedule. Filling it in..."
+        what = (
+            f"{len(several)} PagerDuty schedules" if len(several) > 1 else "its PagerDuty schedule"
+        )
+        return f"{bound.rotation.name} now follows {what}. Filling it in..."
 
     return await _apply(work, _sync_requested())
 
