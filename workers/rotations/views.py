@@ -18,6 +18,7 @@ from models import (
     PagerDutyUser,
     Rotation,
     RotationMode,
+    RotationSchedule,
 )
 from workers.core.access import Missing
 from workers.core.connection_rows import live_connection
@@ -214,15 +215,17 @@ def rotation_missing() -> Missing:
 
 
 def rotations_missing_schedule(session: Session) -> dict[uuid.UUID, list[str]]:
-    """Per live connection whose directory was read, the names of the bound rotations whose
-    schedule is not mirrored (``rrpd attention``: ``schedule_missing``)."""
+    """Per live connection whose directory was read, the names of the bound rotations one of
+    whose schedules is not mirrored (``rrpd attention``: ``schedule_missing``)."""
     mirrored = select(PagerDutySchedule.id).where(
         PagerDutySchedule.connection_id == PagerDutyConnection.id,
-        PagerDutySchedule.pagerduty_id == Rotation.pagerduty_schedule_id,
+        PagerDutySchedule.pagerduty_id == schedule_column(),
     )
     rows = session.execute(
         select(PagerDutyConnection.id, Rotation.name)
+        .distinct()
         .join(Rotation, Rotation.workspace_id == PagerDutyConnection.workspace_id)
+        .outerjoin(RotationSchedule, RotationSchedule.rotation_id == Rotation.id)
         .where(
             PagerDutyConnection.status == ConnectionStatus.CONNECTED,
             PagerDutyConnection.directory_read_at.is_not(None),
