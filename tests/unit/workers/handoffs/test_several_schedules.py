@@ -108,6 +108,11 @@ def test_members_are_the_union_and_on_duty_is_everyone_on_call_in_either(
     assert [s.id for s in view.schedules] == [SID, SID2]
     assert view.schedule is not None
     assert view.schedule.id == SID
+    # The next handoff names everyone on duty from then: Bob (the first's) and Cy (the second's).
+    assert view.next_handoff is not None
+    assert view.next_handoff.at == T + 10 * M
+    assert [p.pagerduty_user_id for p in view.next_handoff.people] == [PEOPLE["bob"], PEOPLE["cy"]]
+    assert view.next_handoff.text == "Bob, Cy from " + (T + 10 * M).strftime("%H:%M UTC")
     # The first schedule's handoff is planned for the rotation, the second has none.
     session.rollback()
     rows = session.execute(
