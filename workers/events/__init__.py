@@ -234,6 +234,7 @@ def rotation_made_manual(
     members: Iterable[uuid.UUID],
     on_duty: Iterable[uuid.UUID],
     occurred_at: datetime | None = None,
+    previous_schedule_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The rotation is Manual now (``reason``: ``unbound``, ``disconnected`` or
     ``account_changed``, workers.connections.account_change); it keeps the
@@ -247,6 +248,11 @@ def rotation_made_manual(
         subject=_rotation_subject(rotation_id, connection_id),
         data={
             "previous_schedule_id": previous_schedule_id,
+            "previous_schedule_ids": list(
+                previous_schedule_ids
+                if previous_schedule_ids is not None
+                else ([previous_schedule_id] if previous_schedule_id else [])
+            ),
             "reason": reason,
             "members": _ids(members),
             "on_duty": sorted(_ids(on_duty)),

@@ -147,6 +147,7 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
     rotation = _rotation_for_update(session, actor.workspace_id, rotation_id)
     if rotation.mode != RotationMode.MANUAL:
         previous = rotation.pagerduty_schedule_id
+        followed = schedules_of(session, [rotation.id]).get(rotation.id, [])
         rotation.make_manual()
         session.flush()
         clear_schedules(session, [rotation.id])  # all of them, in this transaction
@@ -163,6 +164,7 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
             reason="unbound",
             members=members,
             on_duty=on_duty,
+            previous_schedule_ids=followed,
         )
         audit(
             session,

@@ -57,10 +57,15 @@ def test_bind_to_two_schedules_then_rebind_to_one(client, world, session, sent) 
     assert rebound["data"]["previous_schedule_ids"] == ["PS2", "PS1"]
     assert rebound["data"]["schedule_ids"] == ["PS3"]
 
+    r = client.put(path, json={"schedule_ids": ["PS1", "PS3"]}, headers=h)
+    assert r.status_code == 202, r.text
     r = client.delete(path, headers=h)
     assert r.status_code == 200, r.text
     assert (r.json()["schedule"], r.json()["schedules"]) == (None, [])
     assert _followed(session, rot.id) == []
+    (manual,) = [e for e in committed_events() if e["type"] == "rotation.made_manual"]
+    assert manual["data"]["previous_schedule_ids"] == ["PS1", "PS3"]
+    assert manual["data"]["reason"] == "unbound"
 
 
 def test_schedule_ids_refusals_name_what_is_wrong(client, world, session, sent) -> None:

@@ -180,6 +180,7 @@ def test_disconnect_makes_it_manual_with_no_schedule_left_keeping_its_people(
         if e["type"] == "rotation.made_manual" and e["rotation_id"] == str(a.rotation_id)
     ]
     assert made_manual["data"]["previous_schedule_id"] == SID
+    assert made_manual["data"]["previous_schedule_ids"] == [SID, SID2]
     view = rotation_view(session, a.workspace_id, a.rotation_id)
     assert (view.schedule, view.schedules) == (None, [])
     conn = session.get(PagerDutyConnection, a.connection_id)
