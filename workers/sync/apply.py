@@ -12,7 +12,7 @@ written by ``workers.handoffs.on_call.write_on_call``, the writer the handoff lo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -98,20 +98,26 @@ def _sync_rotations(
     ]
     pending = handoff_plan.pending_by_rotation(session, replanned)
     on_call = handoff_plan.on_call_now(snapshot, now)
+    # Bound schedules this read has no on-call (or no listing) for: their mirror rows stay.
+    unread = {
+        sid
+        for sids in followed.values()
+        for sid in sids
+        if schedules.get(sid) is None or sid in snapshot.unreadable or sid not in snapshot.timelines
+    }
     # Schedules whose on-call is kept as it is (the mirror's rows and their rotations alike).
-    kept = set(snapshot.unreadable) | snapshot.confirmed
+    kept = set(snapshot.unreadable) | snapshot.confirmed | unread
     wants: list[RotationWant] = []
     for rot in bound:
         sids = followed.get(rot.id, [])
         if all(sid in snapshot.confirmed for sid in sids):
             continue  # the check found on call whom the stored timeline says: it stays
-        want = _rotation_want(rot, sids, schedules, snapshot, member_of_user, out)
+        want = _rotation_want(rot, sids, unread, schedules, snapshot, member_of_user, out)
         if want is None:
-            kept.update(sids)
             continue
         rows = pending[rot.id]
         for sid in sids:
-            if sid in snapshot.confirmed:
+            if sid in snapshot.confirmed or sid in unread:
                 continue  # its rows stay as they are
             own = [row for row in rows if row[4] == sid or row[4] not in sids]
             handoff_plan.replan(session, conn, rot.id, sid, snapshot, now, pending=own)
@@ -140,29 +146,42 @@ def _sync_rotations(
 def _rotation_want(
     rot: Any,
     sids: Sequence[str],
+    unread: Collection[str],
     schedules: dict[str, Any],
     snapshot: AccountSnapshot,
     member_of_user: dict[str, uuid.UUID],
     out: ApplyResult,
 ) -> RotationWant | None:
     """What a bound rotation becomes: the matched members of its schedules in order (schedule
-    by schedule, each member once), or None (with a warning) when it keeps its last state
-    because one of its schedules could not be read."""
-    members: dict[uuid.UUID, None] = {}
+    by schedule, each member once) and everyone on call in any of them; or None (with a
+    warning) when it keeps its last state because none of its schedules could be read. A
+    schedule among several that could not be read keeps its last on-call people (the mirror's),
+    and the rotation's members stay as they are when one of its schedules is not listed."""
     for sid in sids:
-        schedule = schedules.get(sid)
-        if schedule is None or sid in snapshot.unreadable or sid not in snapshot.timelines:
-            # Keep the rotation's last state; say so rather than unbind silently.
+        if sid in unread:
+            # Say so rather than unbind silently.
             why = snapshot.unreadable.get(sid) or (
-                messages.SCHEDULE_NOT_LISTED if schedule is None else messages.ON_CALL_UNREADABLE
+                messages.SCHEDULE_NOT_LISTED
+                if schedules.get(sid) is None
+                else messages.ON_CALL_UNREADABLE
             )
-            out.warnings.append(messages.rotation_kept(rot.name, sid, why))
-            return None
-        members.update(
-            dict.fromkeys(
-                member_of_user[uid] for uid in schedule.member_user_ids if uid in member_of_user
-            )
-        )
-    if not sids:
+            kept = messages.rotation_kept if len(sids) == 1 else messages.schedule_kept
+            out.warnings.append(kept(rot.name, sid, why))
+    if not sids or all(sid in unread for sid in sids):
         return None
-    return RotationWant(rot.id, tuple(sids), list(members), never_synced=rot.last_synced_at is None)
+    members: dict[uuid.UUID, None] = {}
+    listed = [schedules.get(sid) for sid in sids]
+    for schedule in listed:
+        if schedule is not None:
+            members.update(
+                dict.fromkeys(
+                    member_of_user[uid] for uid in schedule.member_user_ids if uid in member_of_user
+                )
+            )
+    return RotationWant(
+        rot.id,
+        tuple(sids),
+        # A schedule's members unknown (not listed): the rotation's stay as they are.
+        list(members) if all(listed) else None,
+        never_synced=rot.last_synced_at is None,
+    )

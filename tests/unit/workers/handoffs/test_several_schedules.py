@@ -8,6 +8,7 @@ test_apply.py): live workers' handoff loops see nothing due.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -156,6 +157,29 @@ def test_someone_unmatched_in_the_second_schedule_is_listed_once(session: Sessio
     assert on_call_view(session, a) == ({"ann"}, [PEOPLE["cy"]])
     run_round(now=T + 10 * M)
     assert on_call_view(session, a) == ({"bob"}, [PEOPLE["cy"]])
+
+
+def test_an_unreadable_second_schedule_keeps_its_people_while_the_first_is_followed(
+    session: Session,
+) -> None:
+    a = bound_to_both(session)
+    sync(session, a, two_schedules(T, FIRST, SECOND))
+    assert on_duty(session, a) == {"ann", "cy"}
+
+    # A minute on, PagerDuty has Bob in the first (an override) and fails to render the second.
+    later = T + M
+    read = two_schedules(later, [("bob", T, None)], SECOND)
+    read = replace(
+        read,
+        timelines={SID: read.timelines[SID]},
+        unreadable={SID2: "PagerDuty answered 500."},
+    )
+    result = sync(session, a, read, later)
+
+    assert on_duty(session, a) == {"bob", "cy"}  # Cy as last read, Bob from the first
+    assert members(session, a) == ["ann", "bob", "cy"]
+    (warning,) = [w for w in result.warnings if SID2 in w]
+    assert "keeps the people that schedule last had on call" in warning
 
 
 def test_disconnect_makes_it_manual_with_no_schedule_left_keeping_its_people(
