@@ -350,14 +350,20 @@ def list_rotations(actor: WorkspaceActor) -> RotationList:
     "/workspaces/{workspace_id}/rotations/{rotation_id}/pagerduty-schedule",
     status_code=202,
     response_model=BindAccepted,
-    summary="Bind a rotation to a PagerDuty schedule",
-    description="The schedule must be mirrored from the live, connected account. Enqueues "
+    summary="Bind a rotation to PagerDuty schedules",
+    description='`{"schedule_id": ...}` (one schedule) or `{"schedule_ids": [...]}` (1 to '
+    "10 distinct; both keys: 400 `schedule_id_or_schedule_ids`; more than 10: 422 "
+    "`too_many_schedules`; repeated: 422 `duplicate_schedule_ids`). Re-binding replaces the "
+    "set. Each schedule must be mirrored from the live, connected account. Enqueues "
     "`pagerduty.sync_connection` with kind `binding`, which fills members and on-duty people. "
     "Primary Owner or Admin.",
     tags=["rotations"],
     responses={
         **BODY_ERRORS,
-        404: _err("Unknown rotation (`rotation_not_found`) or schedule (`schedule_not_found`)."),
+        404: _err(
+            "Unknown rotation (`rotation_not_found`) or schedule (`schedule_not_found`, naming "
+            "the unknown ids when several were given)."
+        ),
         409: _err(
             "No live connection (`not_connected`) or it is not `connected` "
             "(`connection_not_ready`)."
@@ -371,7 +377,7 @@ def bind_rotation(
     body: Annotated[BindRequest, Depends(json_body(BindRequest))],
 ) -> BindAccepted:
     with transaction() as session:
-        bound = binding.bind_rotation(session, actor, rotation_id, body.schedule_id)
+        bound = binding.bind_rotation(session, actor, rotation_id, body.wanted())
         view = views.rotation_view(session, actor.workspace_id, rotation_id)
     return BindAccepted(rotation=view, task_id=bound.task_id)
 

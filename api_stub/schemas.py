@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workers.connections.setup import normalize_api_key
 from workers.connections.status import PendingOut
-from workers.core.access import Invalid
+from workers.core.access import Invalid, ServiceError
 from workers.rotations.views import RotationOut
 
 Region = Literal["us", "eu"]
@@ -101,16 +101,44 @@ class OAuthStartRequest(_Request):
 
 
 class BindRequest(_Request):
-    schedule_id: str = Field(
-        min_length=1, max_length=64, description="PagerDuty schedule id, e.g. PABC123."
+    """One of ``schedule_id`` (one schedule) or ``schedule_ids`` (1 to 10), not both."""
+
+    schedule_id: str | None = Field(
+        None, min_length=1, max_length=64, description="PagerDuty schedule id, e.g. PABC123."
+    )
+    schedule_ids: list[str] | None = Field(
+        None,
+        description="1 to 10 distinct PagerDuty schedule ids: the rotation follows all of them "
+        "(members: the union; on duty: everyone on call in any). The first is `schedule`.",
     )
 
     @field_validator("schedule_id")
     @classmethod
-    def _no_control(cls, value: str) -> str:
-        if has_control_characters(value):
+    def _no_control(cls, value: str | None) -> str | None:
+        if value is not None and has_control_characters(value):
             raise ValueError(control_message("schedule_id"))
         return value
+
+    @field_validator("schedule_ids")
+    @classmethod
+    def _no_control_in_ids(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(has_control_characters(v) for v in value):
+            raise ValueError(control_message("schedule_ids"))
+        return value
+
+    def wanted(self) -> str | list[str]:
+        """The schedules asked for: exactly one of the two keys (both: 400; neither: 422)."""
+        if self.schedule_id is None and self.schedule_ids is None:
+            raise Invalid(
+                "schedule_id (one schedule) or schedule_ids (1 to 10) is required.",
+                code="invalid_request",
+            )
+        if self.schedule_id is not None and self.schedule_ids is not None:
+            raise ServiceError(
+                "Give either schedule_id (one schedule) or schedule_ids (1 to 10), not both.",
+                code="schedule_id_or_schedule_ids",
+            )
+        return self.schedule_id if self.schedule_id is not None else list(self.schedule_ids or [])
 
 
 class ConnectionOut(BaseModel):

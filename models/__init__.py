@@ -30,6 +30,7 @@ from models.workspace import (
     RotationMember,
     RotationMode,
     RotationOnDuty,
+    RotationSchedule,
     Workspace,
 )
 
@@ -60,6 +61,7 @@ __all__ = [
     "RotationMember",
     "RotationMode",
     "RotationOnDuty",
+    "RotationSchedule",
     "RotationUpcoming",
     "ScheduledHandoff",
     "SyncKind",

@@ -35,8 +35,9 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 class ScheduledHandoff(Base):
     __tablename__ = "scheduled_handoffs"
     __table_args__ = (
-        # One on-call set per rotation and instant: a re-plan replaces, never duplicates.
-        UniqueConstraint("rotation_id", "at"),
+        # One on-call set per rotation, schedule and instant: a re-plan replaces, never
+        # duplicates. Per schedule: a rotation following two schedules has both timelines.
+        UniqueConstraint("rotation_id", "schedule_id", "at"),
         CheckConstraint("generation >= 1", name="generation_positive"),
         # The loop reads the earliest due rows.
         Index("ix_scheduled_handoffs_at", "at"),

@@ -82,7 +82,8 @@ class Rotation(UUIDPrimaryKey, Timestamps, Base):
     mode: Mapped[RotationMode] = mapped_column(
         string_enum(RotationMode, 20), default=RotationMode.MANUAL
     )
-    # PagerDuty's schedule id (e.g. "PABC123"); the mirrored schedule is looked up by it.
+    # PagerDuty's schedule id (e.g. "PABC123"); the mirrored schedule is looked up by it. The
+    # FIRST of the rotation's schedules: all of them (1 to 10) are in ``rotation_schedules``.
     pagerduty_schedule_id: Mapped[str | None] = mapped_column(String(64), default=None)
     bound_at: Mapped[datetime | None] = mapped_column(default=None)
     last_synced_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -130,3 +131,28 @@ class RotationOnDuty(Base):
     since: Mapped[datetime] = mapped_column(default=utcnow)
 
     member: Mapped[Member] = relationship(lazy="joined")
+
+
+# A rotation follows at most this many schedules of its connection (issue 22).
+MAX_ROTATION_SCHEDULES = 10
+
+
+class RotationSchedule(Base):
+    """Every schedule a bound rotation follows, in order (position 0 is
+    ``rotations.pagerduty_schedule_id``); deleted in the transaction that makes it Manual."""
+
+    __tablename__ = "rotation_schedules"
+    __table_args__ = (
+        CheckConstraint(
+            f"position >= 0 AND position < {MAX_ROTATION_SCHEDULES}", name="position_range"
+        ),
+        UniqueConstraint("rotation_id", "position"),
+        # "Which rotations follow this schedule": the handoff loop and the sync ask it.
+        Index("ix_rotation_schedules_schedule", "schedule_pagerduty_id"),
+    )
+
+    rotation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("rotations.id", ondelete="CASCADE"), primary_key=True
+    )
+    schedule_pagerduty_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int]

@@ -396,10 +396,14 @@ async def bind_rotation(rotation_id: str, request: Request) -> Response:
     actor, form = await _checked(request)
 
     def work(session: Session) -> str:
+        several = [sid for sid in form.get("schedule_ids", "").split(",") if sid]
         bound = binding.bind_rotation(
-            session, actor, _rotation_id(rotation_id), form.get("schedule_id", "")
+            session, actor, _rotation_id(rotation_id), several or form.get("schedule_id", "")
         )
-        return f"{bound.rotation.name} now follows its PagerDuty schedule. Filling it in..."
+        what = (
+            f"{len(several)} PagerDuty schedules" if len(several) > 1 else "its PagerDuty schedule"
+        )
+        return f"{bound.rotation.name} now follows {what}. Filling it in..."
 
     return await _apply(work, _sync_requested())
 

@@ -127,6 +127,9 @@ def current_actor(request: Request) -> Actor | None:
         return resolve_actor(session, workspace_id, member_id, role)
 
 
+MULTI_FIELD = "schedule_ids"
+
+
 async def read_form(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
@@ -136,6 +139,11 @@ async def read_form(request: Request) -> dict[str, str]:
     for key, value in raw.items():
         if isinstance(value, str):
             out[key] = value[:MAX_FORM_FIELD]
+    # The one multi-valued field (the bind form's checkboxes): its values joined by commas,
+    # which no PagerDuty id contains.
+    several = [v for v in raw.getlist(MULTI_FIELD) if isinstance(v, str)]
+    if several:
+        out[MULTI_FIELD] = ",".join(several)[:MAX_FORM_FIELD]
     return out
 
 

@@ -32,6 +32,7 @@ from tests.support import factories
 from tests.support.stack import demo_api_key, demo_oauth_app
 from workers.connections.tokens import ConnectionCredential
 from workers.core.db import get_engine
+from workers.handoffs.bound import set_schedules
 from workers.pagerduty.client import PagerDutyClient
 from workers.pagerduty.records import Schedule, Shift, Timeline, User, UserRef
 from workers.pagerduty.snapshot import AccountSnapshot
@@ -93,12 +94,20 @@ def arrange_demo(
             session, ws, api_key=demo_api_key(sim), by=members["alice"]
         )
     rotations = {}
+    several: dict[uuid.UUID, list[str]] = {}
     for name, schedule_id in bind.items():
+        # "PSPRIMA,PSSECON": a rotation following several schedules (the first is the column).
+        ids = schedule_id.split(",")
         rot = factories.rotation(session, ws, name=f"{name} rotation")
         rot.mode = RotationMode.PAGERDUTY
-        rot.pagerduty_schedule_id = schedule_id
+        rot.pagerduty_schedule_id = ids[0]
         rot.bound_at = utcnow()
         rotations[name] = rot.id
+        if len(ids) > 1:
+            several[rot.id] = ids
+    session.flush()
+    for rid, ids in several.items():
+        set_schedules(session, rid, ids)
     manual = factories.rotation(
         session, ws, members=[members["alice"], members["bob"]], name="hand-made"
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from pydantic import Field
@@ -42,6 +43,7 @@ from workers.core.audit import audit
 from workers.core.connection_rows import bound_rotations_for_update
 from workers.core.db import transaction
 from workers.core.readmodel import ReadModel
+from workers.handoffs.bound import schedules_of
 from workers.handoffs.upcoming import discard_upcoming
 from workers.pagerduty.errors import BadRequest, Forbidden, NoApiAccess, NotFound
 from workers.pagerduty.interfaces import PagerDutyReader
@@ -128,16 +130,22 @@ def rotation_plan(session: Session, conn: PagerDutyConnection) -> list[PendingRo
         .where(Rotation.workspace_id == conn.workspace_id, Rotation.mode == RotationMode.PAGERDUTY)
         .order_by(Rotation.name, Rotation.id)
     ).all()
+    followed = schedules_of(session, [row[0] for row in rows])
     return [
         PendingRotationOut(
             rotation_id=rid,
             name=name,
             schedule_id=schedule_id,
             schedule_name=schedule_name,
-            outcome=STAYS_BOUND if schedule_id in found else MADE_MANUAL,
+            outcome=STAYS_BOUND if _all_found(followed.get(rid, []), found) else MADE_MANUAL,
         )
         for rid, name, schedule_id, schedule_name in rows
     ]
+
+
+def _all_found(schedule_ids: list[str], found: Mapping[str, object]) -> bool:
+    """Every schedule the rotation follows is in the new account (none: not bound)."""
+    return bool(schedule_ids) and all(sid in found for sid in schedule_ids)
 
 
 def confirm(session: Session, actor: Actor) -> PagerDutyConnection:
@@ -171,11 +179,13 @@ def confirm(session: Session, actor: Actor) -> PagerDutyConnection:
 
     # Re-read under the locks: a rotation bound since the check is judged like the others.
     rotations = list(session.execute(bound_rotations_for_update(conn.workspace_id)).scalars())
-    missing = [r for r in rotations if r.pagerduty_schedule_id not in found]
+    # A rotation following several schedules stays bound only if the new account has them all.
+    followed = schedules_of(session, [r.id for r in rotations])
+    missing = [r for r in rotations if not _all_found(followed.get(r.id, []), found)]
     stays = [
         {"id": str(r.id), "name": r.name, "schedule": r.pagerduty_schedule_id}
         for r in rotations
-        if r.pagerduty_schedule_id in found
+        if _all_found(followed.get(r.id, []), found)
     ]
     made_manual = revert_to_manual(
         session,

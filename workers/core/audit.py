@@ -33,10 +33,10 @@ ACTIONS: dict[AuditAction, str] = {
     A.SYNC_REQUESTED: "a member (or an operator) asked for a sync now",
     A.DISCONNECT_REQUESTED: "a member asked to disconnect",
     A.DISCONNECTED: "the disconnect ran: rotations Manual, credentials and copies gone",
-    A.ROTATION_BIND: "a member bound a rotation to a PagerDuty schedule",
+    A.ROTATION_BIND: "a member bound a rotation to PagerDuty schedules (one, or up to 10)",
     A.ROTATION_UNBIND: "a member made a bound rotation Manual",
     A.ROTATION_MADE_MANUAL: "confirming another account made a bound rotation Manual "
-    "(its schedule is not in that account)",
+    "(a schedule it follows is not in that account)",
 }
 
 

@@ -20,7 +20,7 @@ The document's shape is in ``workers.outbox.event_schema``; docs/events.md has e
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -197,8 +197,12 @@ def rotation_bound(
     connection_id: uuid.UUID,
     schedule_id: str,
     previous_schedule_id: str | None,
+    schedule_ids: Sequence[str] | None = None,
+    previous_schedule_ids: Sequence[str] | None = None,
     occurred_at: datetime | None = None,
 ) -> dict[str, Any]:
+    """The rotation follows ``schedule_ids`` now (1 to 10; ``schedule_id`` is the first, as
+    before several schedules per rotation); ``previous_*``: what it followed (empty: none)."""
     return add_event(
         session,
         type=schema.ROTATION_BOUND,
@@ -206,7 +210,16 @@ def rotation_bound(
         workspace_id=workspace_id,
         occurred_at=occurred_at or utcnow(),
         subject=_rotation_subject(rotation_id, connection_id),
-        data={"schedule_id": schedule_id, "previous_schedule_id": previous_schedule_id},
+        data={
+            "schedule_id": schedule_id,
+            "previous_schedule_id": previous_schedule_id,
+            "schedule_ids": list(schedule_ids or [schedule_id]),
+            "previous_schedule_ids": list(
+                previous_schedule_ids
+                if previous_schedule_ids is not None
+                else ([previous_schedule_id] if previous_schedule_id else [])
+            ),
+        },
     )
 
 
@@ -221,6 +234,7 @@ def rotation_made_manual(
     members: Iterable[uuid.UUID],
     on_duty: Iterable[uuid.UUID],
     occurred_at: datetime | None = None,
+    previous_schedule_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The rotation is Manual now (``reason``: ``unbound``, ``disconnected`` or
     ``account_changed``, workers.connections.account_change); it keeps the
@@ -234,6 +248,11 @@ def rotation_made_manual(
         subject=_rotation_subject(rotation_id, connection_id),
         data={
             "previous_schedule_id": previous_schedule_id,
+            "previous_schedule_ids": list(
+                previous_schedule_ids
+                if previous_schedule_ids is not None
+                else ([previous_schedule_id] if previous_schedule_id else [])
+            ),
             "reason": reason,
             "members": _ids(members),
             "on_duty": sorted(_ids(on_duty)),

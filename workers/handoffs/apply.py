@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from models import (
     PagerDutyConnection,
+    PagerDutyOnCall,
     PagerDutyUser,
     RotationMode,
     ScheduledHandoff,
@@ -35,6 +36,7 @@ from models import (
 from models.connection import statuses
 from workers.core.connection_rows import bound_rotations_for_update
 from workers.core.db import session_factory
+from workers.handoffs.bound import schedules_of
 from workers.handoffs.on_call import RotationWant, write_on_call
 from workers.handoffs.plan import row_on_call
 
@@ -77,6 +79,9 @@ def apply_connection(session: Session, connection_id: uuid.UUID, now: datetime) 
         ).scalars()
     )
     # Who is on call is a schedule's: per schedule, its latest valid due row (ordered by at).
+    # A rotation follows 1 to 10 schedules (workers.handoffs.bound); a row is valid while its
+    # rotation still follows its schedule.
+    followed = schedules_of(session, list(rotations))
     latest: dict[str, ScheduledHandoff] = {}
     for row in rows:
         rot = rotations.get(row.rotation_id)
@@ -86,42 +91,71 @@ def apply_connection(session: Session, connection_id: uuid.UUID, now: datetime) 
             and row.generation == conn.generation
             and rot is not None
             and rot.mode == RotationMode.PAGERDUTY
-            and rot.pagerduty_schedule_id == row.schedule_id
+            and row.schedule_id in followed.get(rot.id, ())
         ):
             latest[row.schedule_id] = row
     on_call = {sid: row_on_call(row) for sid, row in latest.items()}
+    # Who the written rotations' people are: those of the due rows, and those their other
+    # schedules keep on duty (the mirror's), matched in one statement.
+    others = {
+        sid
+        for sids in followed.values()
+        if any(s in latest for s in sids)
+        for sid in sids
+        if sid not in latest
+    }
     user_ids = {uid for people in on_call.values() for uid in people}
-    member_of_user: dict[str, uuid.UUID] = {}
-    if user_ids:
-        member_of_user = {
-            uid: mid
-            for uid, mid in session.execute(
-                select(PagerDutyUser.pagerduty_id, PagerDutyUser.member_id).where(
-                    PagerDutyUser.connection_id == conn.id,
-                    PagerDutyUser.pagerduty_id.in_(user_ids),
-                    PagerDutyUser.member_id.is_not(None),
-                )
-            )
-            if mid is not None
-        }
+    user_ids |= _mirror_users(session, conn.id, sorted(others))
+    member_of_user = _matched(session, conn.id, user_ids) if user_ids else {}
+    # Per instant (in order), the schedules changing then: the one writer writes their mirror
+    # and every rotation following any of them, once, at that instant.
+    by_instant: dict[datetime, list[str]] = {}
+    for sid, row in sorted(latest.items(), key=lambda item: (item[1].at, item[1].id)):
+        by_instant.setdefault(row.at, []).append(sid)
     changed = 0
-    for sid, row in latest.items():
-        # The one writer: the schedule's mirror and every rotation bound to it, at the instant.
+    for at, sids in by_instant.items():
         written = write_on_call(
             session,
             conn,
-            on_call={sid: on_call[sid]},
+            on_call={sid: on_call[sid] for sid in sids},
             rotations=[
-                RotationWant(rid, sid)
-                for rid, rot in rotations.items()
-                if rot.pagerduty_schedule_id == sid
+                RotationWant(rid, tuple(followed[rid]))
+                for rid in rotations
+                if any(sid in sids for sid in followed.get(rid, ()))
             ],
             member_of_user=member_of_user,
-            now=row.at,
+            now=at,
             cause="handoff",
         )
         changed += written.rotations_changed
     return changed
+
+
+def _mirror_users(session: Session, cid: uuid.UUID, schedule_ids: list[str]) -> set[str]:
+    if not schedule_ids:
+        return set()
+    oc = PagerDutyOnCall
+    return set(
+        session.execute(
+            select(oc.user_pagerduty_id).where(
+                oc.connection_id == cid, oc.schedule_pagerduty_id.in_(schedule_ids)
+            )
+        ).scalars()
+    )
+
+
+def _matched(session: Session, cid: uuid.UUID, user_ids: set[str]) -> dict[str, uuid.UUID]:
+    return {
+        uid: mid
+        for uid, mid in session.execute(
+            select(PagerDutyUser.pagerduty_id, PagerDutyUser.member_id).where(
+                PagerDutyUser.connection_id == cid,
+                PagerDutyUser.pagerduty_id.in_(sorted(user_ids)),
+                PagerDutyUser.member_id.is_not(None),
+            )
+        )
+        if mid is not None
+    }
 
 
 def run_round(url: str | None = None, *, now: datetime | None = None) -> float:

@@ -43,7 +43,9 @@ class RotationWant:
     """A bound rotation to write, its row locked by the caller."""
 
     rotation_id: uuid.UUID
-    schedule_id: str  # its on-call is ``on_call[schedule_id]``
+    # The schedules it follows (first = ``rotations.pagerduty_schedule_id``): on duty is
+    # everyone on call in any of them, from ``on_call`` or, for those not in it, the mirror.
+    schedule_ids: tuple[str, ...]
     members: Sequence[uuid.UUID] | None = None  # in rotation order; None: as they are
     never_synced: bool = False  # the sync stamps it even when nothing changed
 
@@ -82,8 +84,32 @@ def write_on_call(
     """
     out = Written()
     _write_mirror(session, conn.id, on_call, keep_schedules, out)
-    _write_rotations(session, conn, on_call, rotations, member_of_user, now, cause, synced, out)
+    people = _people_on_call(session, conn.id, on_call, rotations, out)
+    _write_rotations(session, conn, people, rotations, member_of_user, now, cause, synced, out)
     return out
+
+
+def _people_on_call(
+    session: Session,
+    cid: uuid.UUID,
+    on_call: Mapping[str, OnCall],
+    rotations: Sequence[RotationWant],
+    out: Written,
+) -> dict[str, list[str]]:
+    """Schedule id -> who is on call (PagerDuty user ids, on-call order) for every schedule of
+    ``rotations``: ``on_call``'s, else what the mirror holds now (one statement for the rest: a
+    handoff in one of a rotation's schedules keeps the others' people on duty)."""
+    people: dict[str, list[str]] = {sid: list(p) for sid, p in on_call.items()}
+    rest = {sid for r in rotations for sid in r.schedule_ids if sid not in on_call}
+    if rest:
+        oc = PagerDutyOnCall
+        for sid, uid in session.execute(
+            select(oc.schedule_pagerduty_id, oc.user_pagerduty_id)
+            .where(oc.connection_id == cid, oc.schedule_pagerduty_id.in_(sorted(rest)))
+            .order_by(oc.schedule_pagerduty_id, oc.starts_at, oc.user_pagerduty_id)
+        ):
+            people.setdefault(sid, []).append(uid)
+    return people
 
 
 def _write_mirror(
@@ -150,7 +176,7 @@ def _write_mirror(
 def _write_rotations(
     session: Session,
     conn: PagerDutyConnection,
-    on_call: Mapping[str, OnCall],
+    on_call: Mapping[str, Sequence[str]],
     rotations: Sequence[RotationWant],
     member_of_user: Mapping[str, uuid.UUID],
     now: datetime,
@@ -193,13 +219,11 @@ def _write_rotations(
             if want.members is None
             else {mid: pos for pos, mid in enumerate(dict.fromkeys(want.members))}
         )
-        # On duty: the members among the PagerDuty users on call, the very ones mirrored.
-        want_duty = {
-            member_of_user[uid] for uid in on_call[want.schedule_id] if uid in member_of_user
-        }
-        history[rid] = OnDuty(
-            want_duty, [uid for uid in on_call[want.schedule_id] if uid not in member_of_user]
-        )
+        # On duty: the members among the PagerDuty users on call in any of its schedules, the
+        # very ones mirrored (each once).
+        users = list(dict.fromkeys(u for sid in want.schedule_ids for u in on_call.get(sid, ())))
+        want_duty = {member_of_user[uid] for uid in users if uid in member_of_user}
+        history[rid] = OnDuty(want_duty, [uid for uid in users if uid not in member_of_user])
         before = len(member_inserts) + len(member_updates) + len(member_deletes)
         before += len(duty_inserts) + len(duty_deletes)
         for mid, pos in want_members.items():
@@ -219,7 +243,7 @@ def _write_rotations(
             touched.append(rid)
         if after != before:
             people = (members_before, list(want_members), have_duty[rid], want_duty)
-            changes.append((rid, want.schedule_id, *people))
+            changes.append((rid, want.schedule_ids[0], *people))
 
     # Deletes first: a position freed by a leaver may be taken by a newcomer.
     if member_deletes:

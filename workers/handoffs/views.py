@@ -10,9 +10,17 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Member, PagerDutyConnection, PagerDutyUser, Rotation, ScheduledHandoff
+from models import (
+    Member,
+    PagerDutyConnection,
+    PagerDutyOnCall,
+    PagerDutyUser,
+    Rotation,
+    ScheduledHandoff,
+)
 from workers.core.connection_rows import live_connection
 from workers.core.readmodel import ReadModel
+from workers.handoffs.bound import schedules_of
 
 
 class HandoffPersonOut(ReadModel):
@@ -33,14 +41,19 @@ def describe(names: list[str], at_text: str) -> str:
 
 
 def next_handoffs(
-    session: Session, conn: PagerDutyConnection | None, rotations: list[Rotation]
+    session: Session,
+    conn: PagerDutyConnection | None,
+    rotations: list[Rotation],
+    *,
+    followed: dict[uuid.UUID, list[str]] | None = None,
 ) -> dict[uuid.UUID, NextHandoffOut]:
     """Each bound rotation's earliest pending handoff of the current binding and generation
     (absent: none known within the horizon the sync reads)."""
-    bound = {r.id: r.pagerduty_schedule_id for r in rotations if r.pagerduty_schedule_id}
+    # ``followed``: the schedules of each bound rotation, when the caller has read them.
+    bound = followed if followed is not None else schedules_of(session, [r.id for r in rotations])
     if conn is None or not bound:
         return {}
-    first: dict[uuid.UUID, ScheduledHandoff] = {}
+    rows: dict[uuid.UUID, list[ScheduledHandoff]] = {}
     for row in session.execute(
         select(ScheduledHandoff)
         .where(
@@ -48,11 +61,31 @@ def next_handoffs(
             ScheduledHandoff.connection_id == conn.id,
             ScheduledHandoff.generation == conn.generation,
         )
-        .order_by(ScheduledHandoff.rotation_id, ScheduledHandoff.at)
+        .order_by(ScheduledHandoff.rotation_id, ScheduledHandoff.at, ScheduledHandoff.id)
     ).scalars():
-        if row.schedule_id == bound[row.rotation_id]:
-            first.setdefault(row.rotation_id, row)
-    user_ids = {uid for row in first.values() for uid in row.user_ids}
+        if row.schedule_id in bound[row.rotation_id]:
+            rows.setdefault(row.rotation_id, []).append(row)
+    # A rotation following several schedules: at its earliest instant, everyone on call in any
+    # of them then (the changing ones' rows; the others' people as the mirror holds them).
+    mirror: dict[str, list[str]] = {}
+    if any(len(bound[rid]) > 1 for rid in rows):
+        oc = PagerDutyOnCall
+        for sid, uid in session.execute(
+            select(oc.schedule_pagerduty_id, oc.user_pagerduty_id)
+            .where(
+                oc.connection_id == conn.id,
+                oc.schedule_pagerduty_id.in_({s for sids in bound.values() for s in sids}),
+            )
+            .order_by(oc.schedule_pagerduty_id, oc.starts_at, oc.user_pagerduty_id)
+        ):
+            mirror.setdefault(sid, []).append(uid)
+    first: dict[uuid.UUID, tuple[datetime, list[str]]] = {}
+    for rid, planned in rows.items():
+        at = planned[0].at
+        at_then = {r.schedule_id: r.user_ids for r in planned if r.at <= at}
+        on_call = [u for sid in bound[rid] for u in at_then.get(sid, mirror.get(sid, []))]
+        first[rid] = (at, list(dict.fromkeys(on_call)))
+    user_ids = {uid for _at, ids in first.values() for uid in ids}
     people: dict[str, tuple[str, uuid.UUID | None, str | None]] = {}
     if user_ids:
         for uid, pd_name, member_id, member_name, member_email in session.execute(
@@ -68,15 +101,15 @@ def next_handoffs(
         ):
             people[uid] = (member_name or pd_name or uid, member_id, member_email)
     out: dict[uuid.UUID, NextHandoffOut] = {}
-    for rid, row in first.items():
-        who = [people.get(uid, (uid, None, None)) for uid in row.user_ids]
+    for rid, (at, ids) in first.items():
+        who = [people.get(uid, (uid, None, None)) for uid in ids]
         out[rid] = NextHandoffOut(
-            at=row.at,
+            at=at,
             people=[
                 HandoffPersonOut(pagerduty_user_id=uid, name=name, member_id=member_id)
-                for uid, (name, member_id, _email) in zip(row.user_ids, who, strict=True)
+                for uid, (name, member_id, _email) in zip(ids, who, strict=True)
             ],
-            text=describe([name for name, _m, _e in who], row.at.strftime("%H:%M UTC")),
+            text=describe([name for name, _m, _e in who], at.strftime("%H:%M UTC")),
         )
     return out
 

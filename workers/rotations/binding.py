@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -15,10 +16,12 @@ from models import (
     RotationMode,
     utcnow,
 )
+from models.workspace import MAX_ROTATION_SCHEDULES
 from workers import events
 from workers.core.access import Actor, Invalid, Missing, require_manager
 from workers.core.audit import audit
 from workers.core.connection_rows import connected_connection
+from workers.handoffs.bound import clear_schedules, schedules_of, set_schedules
 from workers.handoffs.duty_history import end_unmatched
 from workers.handoffs.plan import discard_pending
 from workers.handoffs.upcoming import discard_upcoming
@@ -49,41 +52,70 @@ class Bound:
     task_id: str
 
 
-def bind_rotation(
-    session: Session, actor: Actor, rotation_id: uuid.UUID, schedule_id: str
-) -> Bound:
-    """Bind a rotation to a mirrored schedule of the connected account; sync to fill it."""
-    require_manager(actor)
-    schedule_id = (schedule_id or "").strip()
-    if not schedule_id or len(schedule_id) > 64:
+def _schedule_ids(schedule_ids: str | Sequence[str]) -> list[str]:
+    """The schedules asked for, checked: 1 to 10 distinct PagerDuty schedule ids."""
+    asked = [schedule_ids] if isinstance(schedule_ids, str) else list(schedule_ids)
+    ids = [(sid or "").strip() for sid in asked]
+    if not ids or any(not sid or len(sid) > 64 for sid in ids):
         raise Invalid("schedule_id must be a PagerDuty schedule id.", code="invalid_schedule_id")
+    if len(ids) > MAX_ROTATION_SCHEDULES:
+        raise Invalid(
+            f"A rotation can follow at most {MAX_ROTATION_SCHEDULES} schedules; "
+            f"{len(ids)} were given.",
+            code="too_many_schedules",
+        )
+    twice = sorted({sid for sid in ids if ids.count(sid) > 1})
+    if twice:
+        raise Invalid(
+            f"Each schedule may be given once; repeated: {', '.join(twice)}.",
+            code="duplicate_schedule_ids",
+        )
+    return ids
+
+
+def bind_rotation(
+    session: Session, actor: Actor, rotation_id: uuid.UUID, schedule_ids: str | Sequence[str]
+) -> Bound:
+    """Bind a rotation to 1 to 10 mirrored schedules of the connected account (one id: the
+    single-schedule form); a re-bind replaces the set. Sync to fill it."""
+    require_manager(actor)
+    ids = _schedule_ids(schedule_ids)
     rotation = _rotation_for_update(session, actor.workspace_id, rotation_id)
     conn = connected_connection(session, actor.workspace_id)
-    schedule = session.execute(
-        select(PagerDutySchedule).where(
-            PagerDutySchedule.connection_id == conn.id,
-            PagerDutySchedule.pagerduty_id == schedule_id,
-        )
-    ).scalar_one_or_none()
-    if schedule is None:
+    found = set(
+        session.execute(
+            select(PagerDutySchedule.pagerduty_id).where(
+                PagerDutySchedule.connection_id == conn.id,
+                PagerDutySchedule.pagerduty_id.in_(ids),
+            )
+        ).scalars()
+    )
+    unknown = [sid for sid in ids if sid not in found]
+    if unknown:
+        named = f" ({', '.join(unknown)})" if len(ids) > 1 else ""
         raise Missing(
-            "No such schedule in the connected PagerDuty account (as of the last sync).",
+            f"No such schedule{named} in the connected PagerDuty account (as of the last sync).",
             code="schedule_not_found",
         )
+    before = schedules_of(session, [rotation.id]).get(rotation.id, [])
     previous = rotation.pagerduty_schedule_id
-    if previous != schedule_id:
+    if before != ids:
         rotation.mode = RotationMode.PAGERDUTY
-        rotation.pagerduty_schedule_id = schedule_id
+        rotation.pagerduty_schedule_id = ids[0]  # the first; all of them in rotation_schedules
         rotation.bound_at = utcnow()
-        discard_pending(session, rotation_id=rotation.id)  # planned for the old schedule
+        session.flush()
+        set_schedules(session, rotation.id, ids)
+        discard_pending(session, rotation_id=rotation.id)  # planned for the old schedules
         discard_upcoming(session, rotation_ids=[rotation.id])
         events.rotation_bound(
             session,
             workspace_id=actor.workspace_id,
             rotation_id=rotation.id,
             connection_id=conn.id,
-            schedule_id=schedule_id,
+            schedule_id=ids[0],
             previous_schedule_id=previous,
+            schedule_ids=ids,
+            previous_schedule_ids=before,
             occurred_at=rotation.bound_at,
         )
     task_id = enqueue(
@@ -99,7 +131,8 @@ def bind_rotation(
         AuditAction.ROTATION_BIND,
         actor_member_id=actor.member_id,
         rotation_id=rotation.id,
-        schedule_id=schedule_id,
+        schedule_id=ids[0],
+        schedule_ids=ids,
         previous_schedule_id=previous,
         connection_id=conn.id,
         task_id=task_id,
@@ -114,7 +147,10 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
     rotation = _rotation_for_update(session, actor.workspace_id, rotation_id)
     if rotation.mode != RotationMode.MANUAL:
         previous = rotation.pagerduty_schedule_id
+        followed = schedules_of(session, [rotation.id]).get(rotation.id, [])
         rotation.make_manual()
+        session.flush()
+        clear_schedules(session, [rotation.id])  # all of them, in this transaction
         discard_pending(session, rotation_id=rotation.id)
         discard_upcoming(session, rotation_ids=[rotation.id])
         end_unmatched(session, [rotation.id], utcnow())  # members stay on duty, as above
@@ -128,6 +164,7 @@ def unbind_rotation(session: Session, actor: Actor, rotation_id: uuid.UUID) -> R
             reason="unbound",
             members=members,
             on_duty=on_duty,
+            previous_schedule_ids=followed,
         )
         audit(
             session,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from models import Rotation
 from workers import events
+from workers.handoffs.bound import clear_schedules, schedules_of
 from workers.handoffs.duty_history import end_unmatched
 from workers.handoffs.upcoming import discard_upcoming
 from workers.rotations.people import rotation_people
@@ -30,6 +31,7 @@ def revert_to_manual(
     one event each; returns ``[{id, name, schedule}]`` (the schedule each was bound to) for the
     caller's audit entry."""
     people = rotation_people(session, [r.id for r in rotations])
+    followed = schedules_of(session, [r.id for r in rotations])
     # Their upcoming shifts are PagerDuty's no longer: a later binding starts a new baseline.
     discard_upcoming(session, rotation_ids=[r.id for r in rotations])
     reverted: list[dict[str, str | None]] = []
@@ -50,7 +52,11 @@ def revert_to_manual(
             members=members,
             on_duty=on_duty,
             occurred_at=occurred_at,
+            previous_schedule_ids=followed.get(rotation.id, []),
         )
+    # All of each rotation's schedules go with it, in this transaction (make_manual cleared the
+    # first, the column).
+    clear_schedules(session, [r.id for r in rotations])
     # Members stay on duty (their history intervals stay open); the PagerDuty users no member
     # matched were on call only through the binding.
     end_unmatched(session, [r.id for r in rotations], occurred_at)

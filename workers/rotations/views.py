@@ -18,10 +18,12 @@ from models import (
     PagerDutyUser,
     Rotation,
     RotationMode,
+    RotationSchedule,
 )
 from workers.core.access import Missing
 from workers.core.connection_rows import live_connection
 from workers.core.readmodel import ReadModel
+from workers.handoffs.bound import bound_schedule_pairs, schedule_column
 from workers.handoffs.views import NextHandoffOut, next_handoffs
 
 
@@ -56,13 +58,20 @@ class RotationOut(ReadModel):
     id: uuid.UUID
     name: str
     mode: str
-    schedule: BoundScheduleOut | None
+    schedule: BoundScheduleOut | None = Field(
+        description="The first of the schedules the rotation follows (``schedules[0]``)."
+    )
+    schedules: list[BoundScheduleOut] = Field(
+        default_factory=list,
+        description="Every schedule the rotation follows (1 to 10), in order; empty: Manual.",
+    )
     bound_at: datetime | None
     last_synced_at: datetime | None
     members: list[MemberOut]
     on_duty: list[MemberOut]
     unmatched_on_call: list[UnmatchedOut] = Field(
-        description="People on call for the bound schedule with no matching member."
+        description="People on call for any of the bound schedules with no matching member "
+        "(each once)."
     )
     next_handoff: NextHandoffOut | None = Field(
         default=None,
@@ -103,18 +112,30 @@ def _rotation_views(
         query = query.where(Rotation.id == rotation_id)
     rotations = session.execute(query).unique().scalars().all()
     conn = live_connection(session, workspace_id)
-    bound_ids = {r.pagerduty_schedule_id for r in rotations if r.pagerduty_schedule_id}
+    # The schedules each bound rotation follows, with the mirrored names: one statement.
+    followed: dict[uuid.UUID, list[str]] = {}
     names: dict[str, str] = {}
+    bound_rotations = [r.id for r in rotations if r.mode == RotationMode.PAGERDUTY]
+    if bound_rotations:
+        sid_col = schedule_column()
+        for rid, sid, name in session.execute(
+            bound_schedule_pairs()
+            .add_columns(PagerDutySchedule.name)
+            .outerjoin(
+                PagerDutySchedule,
+                and_(
+                    PagerDutySchedule.connection_id == (conn.id if conn else None),
+                    PagerDutySchedule.pagerduty_id == sid_col,
+                ),
+            )
+            .where(Rotation.id.in_(bound_rotations))
+        ):
+            followed.setdefault(rid, []).append(sid)
+            if name is not None:
+                names[sid] = name
+    bound_ids = {sid for sids in followed.values() for sid in sids}
     unmatched: dict[str, list[UnmatchedOut]] = {sid: [] for sid in bound_ids}
     if conn is not None and bound_ids:
-        names = dict(
-            session.execute(
-                select(PagerDutySchedule.pagerduty_id, PagerDutySchedule.name).where(
-                    PagerDutySchedule.connection_id == conn.id,
-                    PagerDutySchedule.pagerduty_id.in_(bound_ids),
-                )
-            ).all()
-        )
         rows = session.execute(
             select(
                 PagerDutyOnCall.schedule_pagerduty_id,
@@ -153,18 +174,18 @@ def _rotation_views(
         if conn is not None and conn.directory_read_at is not None
         else set()
     )
-    upcoming = next_handoffs(session, conn, list(rotations))
+    upcoming = next_handoffs(session, conn, list(rotations), followed=followed)
     out = []
     for r in rotations:
-        sid = r.pagerduty_schedule_id
+        sids = followed.get(r.id, [])
+        views = [BoundScheduleOut(id=s, name=names.get(s), missing=s in missing) for s in sids]
         out.append(
             RotationOut(
                 id=r.id,
                 name=r.name,
                 mode=r.mode,
-                schedule=BoundScheduleOut(id=sid, name=names.get(sid), missing=sid in missing)
-                if sid
-                else None,
+                schedule=views[0] if views else None,
+                schedules=views,
                 bound_at=r.bound_at,
                 last_synced_at=r.last_synced_at,
                 members=[_member_view(rm.member) for rm in r.members],
@@ -172,11 +193,20 @@ def _rotation_views(
                     _member_view(d.member)
                     for d in sorted(r.on_duty, key=lambda d: (d.since, d.member.display_name))
                 ],
-                unmatched_on_call=unmatched.get(sid, []) if sid else [],
+                unmatched_on_call=_unmatched_of(sids, unmatched),
                 next_handoff=upcoming.get(r.id),
             )
         )
     return out
+
+
+def _unmatched_of(sids: list[str], unmatched: dict[str, list[UnmatchedOut]]) -> list[UnmatchedOut]:
+    """The unmatched people on call in any of the schedules, each once, schedule by schedule."""
+    out: dict[str, UnmatchedOut] = {}
+    for sid in sids:
+        for person in unmatched.get(sid, []):
+            out.setdefault(person.pagerduty_user_id, person)
+    return list(out.values())
 
 
 def rotation_missing() -> Missing:
@@ -185,15 +215,17 @@ def rotation_missing() -> Missing:
 
 
 def rotations_missing_schedule(session: Session) -> dict[uuid.UUID, list[str]]:
-    """Per live connection whose directory was read, the names of the bound rotations whose
-    schedule is not mirrored (``rrpd attention``: ``schedule_missing``)."""
+    """Per live connection whose directory was read, the names of the bound rotations one of
+    whose schedules is not mirrored (``rrpd attention``: ``schedule_missing``)."""
     mirrored = select(PagerDutySchedule.id).where(
         PagerDutySchedule.connection_id == PagerDutyConnection.id,
-        PagerDutySchedule.pagerduty_id == Rotation.pagerduty_schedule_id,
+        PagerDutySchedule.pagerduty_id == schedule_column(),
     )
     rows = session.execute(
         select(PagerDutyConnection.id, Rotation.name)
+        .distinct()
         .join(Rotation, Rotation.workspace_id == PagerDutyConnection.workspace_id)
+        .outerjoin(RotationSchedule, RotationSchedule.rotation_id == Rotation.id)
         .where(
             PagerDutyConnection.status == ConnectionStatus.CONNECTED,
             PagerDutyConnection.directory_read_at.is_not(None),

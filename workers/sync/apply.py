@@ -12,7 +12,7 @@ written by ``workers.handoffs.on_call.write_on_call``, the writer the handoff lo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from models import PagerDutyConnection, PagerDutyUser, Rotation
 from workers.core.connection_rows import bound_rotations_for_update
 from workers.handoffs import plan as handoff_plan
+from workers.handoffs.bound import schedules_of
 from workers.handoffs.on_call import RotationWant, write_on_call
 from workers.pagerduty.snapshot import AccountSnapshot
 from workers.sync import messages
@@ -62,9 +63,9 @@ def apply_snapshot(
         schedules = {s.id: s for s in snapshot.schedules}
 
     # -- who is on call, and the bound rotations' people: through the one writer --
-    bound = _sync_rotations(session, conn, snapshot, schedules, member_of_user, now, out)
+    bound, followed = _sync_rotations(session, conn, snapshot, schedules, member_of_user, now, out)
     # -- their next 7 days, when this read was the upcoming read ("your shift moved") --
-    rotations = [(r.id, r.pagerduty_schedule_id) for r in bound]
+    rotations = [(r.id, followed.get(r.id, [])) for r in bound]
     apply_upcoming(session, conn, snapshot, rotations, member_of_user, now, out)
     return out
 
@@ -77,8 +78,9 @@ def _sync_rotations(
     member_of_user: dict[str, uuid.UUID],
     now: datetime,
     out: ApplyResult,
-) -> Sequence[Any]:
-    """Who is on call and the bound rotations' people; returns the bound rotations (locked)."""
+) -> tuple[Sequence[Any], dict[uuid.UUID, list[str]]]:
+    """Who is on call and the bound rotations' people; returns the bound rotations (locked)
+    and the schedules each follows."""
     # The lock order (workers.core.connection_rows): the caller holds the connection row.
     bound = session.execute(
         bound_rotations_for_update(
@@ -89,22 +91,37 @@ def _sync_rotations(
             Rotation.last_synced_at,
         )
     ).all()
-    replanned = [r.id for r in bound if r.pagerduty_schedule_id not in snapshot.confirmed]
+    followed = schedules_of(session, [r.id for r in bound])
+    # A rotation is re-planned, and written, when any of its schedules was not confirmed.
+    replanned = [
+        r.id for r in bound if any(s not in snapshot.confirmed for s in followed.get(r.id, []))
+    ]
     pending = handoff_plan.pending_by_rotation(session, replanned)
     on_call = handoff_plan.on_call_now(snapshot, now)
+    # Bound schedules this read has no on-call (or no listing) for: their mirror rows stay.
+    unread = {
+        sid
+        for sids in followed.values()
+        for sid in sids
+        if schedules.get(sid) is None or sid in snapshot.unreadable or sid not in snapshot.timelines
+    }
     # Schedules whose on-call is kept as it is (the mirror's rows and their rotations alike).
-    kept = set(snapshot.unreadable) | snapshot.confirmed
+    kept = set(snapshot.unreadable) | snapshot.confirmed | unread
     wants: list[RotationWant] = []
     for rot in bound:
-        if rot.pagerduty_schedule_id in snapshot.confirmed:
+        sids = followed.get(rot.id, [])
+        if all(sid in snapshot.confirmed for sid in sids):
             continue  # the check found on call whom the stored timeline says: it stays
-        want = _rotation_want(rot, schedules, snapshot, member_of_user, out)
+        want = _rotation_want(rot, sids, unread, schedules, snapshot, member_of_user, out)
         if want is None:
-            kept.add(rot.pagerduty_schedule_id)
             continue
-        handoff_plan.replan(
-            session, conn, rot.id, want.schedule_id, snapshot, now, pending=pending[rot.id]
-        )
+        rows = pending[rot.id]
+        for sid in sids:
+            if sid in snapshot.confirmed or sid in unread:
+                continue  # its rows stay as they are
+            own = [row for row in rows if row[4] == sid or row[4] not in sids]
+            handoff_plan.replan(session, conn, rot.id, sid, snapshot, now, pending=own)
+            rows = [row for row in rows if row not in own]
         wants.append(want)
     written = write_on_call(
         session,
@@ -123,28 +140,48 @@ def _sync_rotations(
     out.deleted += written.deleted
     out.rotations_changed = written.rotations_touched
     out.unmatched_on_call = len({uid for _sid, uid in written.on_call if uid not in member_of_user})
-    return bound
+    return bound, followed
 
 
 def _rotation_want(
     rot: Any,
+    sids: Sequence[str],
+    unread: Collection[str],
     schedules: dict[str, Any],
     snapshot: AccountSnapshot,
     member_of_user: dict[str, uuid.UUID],
     out: ApplyResult,
 ) -> RotationWant | None:
-    """What a bound rotation becomes: its schedule's matched members in order, or None (with a
-    warning) when it keeps its last state because its schedule could not be read."""
-    sid = rot.pagerduty_schedule_id
-    schedule = schedules.get(sid)
-    if schedule is None or sid in snapshot.unreadable or sid not in snapshot.timelines:
-        # Keep the rotation's last state; say so rather than unbind silently.
-        why = snapshot.unreadable.get(sid) or (
-            messages.SCHEDULE_NOT_LISTED if schedule is None else messages.ON_CALL_UNREADABLE
-        )
-        out.warnings.append(messages.rotation_kept(rot.name, sid, why))
+    """What a bound rotation becomes: the matched members of its schedules in order (schedule
+    by schedule, each member once) and everyone on call in any of them; or None (with a
+    warning) when it keeps its last state because none of its schedules could be read. A
+    schedule among several that could not be read keeps its last on-call people (the mirror's),
+    and the rotation's members stay as they are when one of its schedules is not listed."""
+    for sid in sids:
+        if sid in unread:
+            # Say so rather than unbind silently.
+            why = snapshot.unreadable.get(sid) or (
+                messages.SCHEDULE_NOT_LISTED
+                if schedules.get(sid) is None
+                else messages.ON_CALL_UNREADABLE
+            )
+            kept = messages.rotation_kept if len(sids) == 1 else messages.schedule_kept
+            out.warnings.append(kept(rot.name, sid, why))
+    if not sids or all(sid in unread for sid in sids):
         return None
-    members = dict.fromkeys(
-        member_of_user[uid] for uid in schedule.member_user_ids if uid in member_of_user
+    members: dict[uuid.UUID, None] = {}
+    listed = [schedules.get(sid) for sid in sids]
+    for schedule in listed:
+        if schedule is not None:
+            members.update(
+                dict.fromkeys(
+                    member_of_user[uid] for uid in schedule.member_user_ids if uid in member_of_user
+                )
+            )
+    return RotationWant(
+        rot.id,
+        tuple(sids),
+        # A schedule's members unknown (not listed): the rotation's stay as they are.
+        list(members) if all(listed) else None,
+        never_synced=rot.last_synced_at is None,
     )
-    return RotationWant(rot.id, sid, list(members), never_synced=rot.last_synced_at is None)

@@ -59,7 +59,11 @@ def _keeps(plan: CheckPlan, rid: uuid.UUID, sid: str, moment: datetime, planned:
     """Would ``replace_pending`` keep this rotation's rows as they are (and add none)?"""
     assert plan.cred is not None
     have: Planned = {}
+    # The rotation's rows of its other schedules are theirs to confirm.
+    followed = {r.schedule_id for r in plan.rotations if r.rotation_id == rid}
     for _row_id, at, user_ids, generation, schedule_id, shifts in plan.handoffs.get(rid, []):
+        if schedule_id != sid and schedule_id in followed:
+            continue
         if at <= moment or generation != plan.cred.generation or schedule_id != sid:
             return False  # due and not applied, or planned for another binding: apply writes
         have[at] = (user_ids, shifts)  # None (before migration 0007): rewritten

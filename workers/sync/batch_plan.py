@@ -35,12 +35,14 @@ from models import (
     PagerDutyUser,
     Rotation,
     RotationMode,
+    RotationSchedule,
     ScheduledHandoff,
 )
 from workers.connections.tokens import ConnectionCredential
 from workers.core import crypto
 from workers.core.db import transaction
 from workers.core.settings import get_settings
+from workers.handoffs.bound import schedule_column
 from workers.handoffs.on_call import Span
 from workers.handoffs.plan import PendingRow, read_stored_on_call
 from workers.pagerduty.parsing import whole_second
@@ -57,6 +59,8 @@ class Route(StrEnum):
 
 @dataclass(frozen=True)
 class BoundRotation:
+    """One schedule a bound rotation follows (a rotation following several has one each)."""
+
     rotation_id: uuid.UUID
     schedule_id: str | None
     never_synced: bool
@@ -187,13 +191,14 @@ def _add_rotations(session: Session, checks: dict[uuid.UUID, CheckPlan]) -> None
     """Every connection's bound rotations (as apply locks them: pagerduty mode, bound to a
     schedule or not yet), with the version the mirror knows the schedule as."""
     c, s, r = PagerDutyConnection, PagerDutySchedule, Rotation
+    # One row per schedule a rotation follows (workers.handoffs.bound: 1 to 10 each).
+    sid_col = schedule_column()
     rows = session.execute(
-        select(c.id, r.id, r.pagerduty_schedule_id, r.last_synced_at, s.version, s.name)
+        select(c.id, r.id, sid_col, r.last_synced_at, s.version, s.name)
         .add_columns(s.time_zone)
         .join(Rotation, Rotation.workspace_id == c.workspace_id)
-        .outerjoin(
-            s, and_(s.connection_id == c.id, s.pagerduty_id == Rotation.pagerduty_schedule_id)
-        )
+        .outerjoin(RotationSchedule, RotationSchedule.rotation_id == Rotation.id)
+        .outerjoin(s, and_(s.connection_id == c.id, s.pagerduty_id == sid_col))
         .where(c.id.in_(list(checks)), Rotation.mode == RotationMode.PAGERDUTY)
     )
     for cid, rid, sid, synced_at, version, name, time_zone in rows:

@@ -63,3 +63,12 @@ def rotation_kept(rotation_name: str, schedule_id: str | None, why: str) -> str:
         "keeps its last members and on-duty people until it is bound to another schedule or "
         "made Manual."
     )
+
+
+def schedule_kept(rotation_name: str, schedule_id: str, why: str) -> str:
+    """One of several schedules a rotation follows could not be read: the others are followed."""
+    return (
+        f"Rotation {rotation_name!r} follows PagerDuty schedule {schedule_id} among others: "
+        f"{why}. It keeps the people that schedule last had on call (and, if the schedule is "
+        "not listed, its last members) until it is readable again, bound otherwise or made Manual."
+    )

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, and_, select, update
 from sqlalchemy.orm import Session
@@ -36,8 +37,6 @@ from models import (
     PagerDutySchedule,
     PagerDutyScheduleMember,
     PagerDutyUser,
-    Rotation,
-    RotationMode,
     utcnow,
 )
 from workers.connections.tokens import (
@@ -49,6 +48,7 @@ from workers.connections.tokens import (
 from workers.core.db import transaction
 from workers.core.ids import as_uuid
 from workers.core.settings import get_settings
+from workers.handoffs.bound import bound_schedule_pairs, schedule_column
 from workers.handoffs.plan import read_stored_on_call
 from workers.pagerduty.errors import (
     InvalidCredentials,
@@ -253,9 +253,7 @@ def _bound_versions(
     for schedule_id, version, name, time_zone in session.execute(
         bound_schedules(workspace_id)
         .add_columns(s.version, s.name, s.time_zone)
-        .outerjoin(
-            s, and_(s.connection_id == cid, s.pagerduty_id == Rotation.pagerduty_schedule_id)
-        )
+        .outerjoin(s, and_(s.connection_id == cid, s.pagerduty_id == schedule_column()))
     ):
         if schedule_id is None:
             continue
@@ -404,14 +402,10 @@ def mirrored_users(cid: uuid.UUID, ids: Collection[str]) -> dict[str, bool]:
         }
 
 
-def bound_schedules(workspace_id: uuid.UUID) -> Select[str | None]:
-    """The PagerDuty schedules the workspace's rotations are bound to (read before the fetch:
-    only these need who is on call)."""
-    return select(Rotation.pagerduty_schedule_id).where(
-        Rotation.workspace_id == workspace_id,
-        Rotation.mode == RotationMode.PAGERDUTY,
-        Rotation.pagerduty_schedule_id.is_not(None),
-    )
+def bound_schedules(workspace_id: uuid.UUID) -> Select[Any]:
+    """The PagerDuty schedules the workspace's rotations follow, each of a rotation's 1 to 10
+    (read before the fetch: only these need who is on call)."""
+    return bound_schedule_pairs(workspace_id).with_only_columns(schedule_column()).order_by(None)
 
 
 def may_read_oncalls(cred: ConnectionCredential) -> bool:

@@ -51,15 +51,17 @@ def upcoming_due(kind: str, read_at: datetime | None, now: datetime) -> bool:
     return kind in DIRECTORY_KINDS or read_at is None or now - read_at >= interval
 
 
-def plan_of(timeline: Timeline, read_from: datetime, read_until: datetime) -> Upcoming:
-    return planned(((s.user.id, s.start, s.end) for s in timeline.shifts), read_from, read_until)
+def plan_of(timelines: Sequence[Timeline], read_from: datetime, read_until: datetime) -> Upcoming:
+    """The planned on-duty time of the union of ``timelines`` (merged per person)."""
+    shifts = ((s.user.id, s.start, s.end) for timeline in timelines for s in timeline.shifts)
+    return planned(shifts, read_from, read_until)
 
 
 def apply_upcoming(
     session: Session,
     conn: PagerDutyConnection,
     snapshot: AccountSnapshot,
-    rotations: Iterable[tuple[uuid.UUID, str | None]],
+    rotations: Iterable[tuple[uuid.UUID, Sequence[str]]],
     member_of_user: Mapping[str, uuid.UUID],
     now: datetime,
     out: ApplyResult,
@@ -70,10 +72,12 @@ def apply_upcoming(
     until = snapshot.upcoming_until
     if until is None:
         return
+    # A rotation following several schedules plans the union of their shifts; it keeps its
+    # stored plan unless every one of them was read.
     wanted = {
-        rid: sid
-        for rid, sid in rotations
-        if sid is not None and sid in snapshot.upcoming and sid not in snapshot.unreadable
+        rid: list(sids)
+        for rid, sids in rotations
+        if sids and all(s in snapshot.upcoming and s not in snapshot.unreadable for s in sids)
     }
     if not wanted:
         return
@@ -83,8 +87,9 @@ def apply_upcoming(
             select(RotationUpcoming).where(RotationUpcoming.rotation_id.in_(list(wanted)))
         )
     }
-    for rid, sid in sorted(wanted.items()):
-        new = plan_of(snapshot.upcoming[sid], snapshot.fetched_at, until)
+    for rid, sids in sorted(wanted.items()):
+        sid = sids[0]  # the stored row and the event name the first (as ``schedule`` does)
+        new = plan_of([snapshot.upcoming[s] for s in sids], snapshot.fetched_at, until)
         row = stored.get(rid)
         if row is None:
             session.add(RotationUpcoming(rotation_id=rid, **_columns(conn, sid, new, now)))
@@ -97,7 +102,7 @@ def apply_upcoming(
         old = decode(row.intervals, row.read_from, row.read_until)
         changes = diff(old, new)
         if changes:
-            _publish(session, conn, rid, sid, old, new, changes, snapshot, member_of_user, now)
+            _publish(session, conn, rid, sids, old, new, changes, snapshot, member_of_user, now)
         if changes or new.read_from - old.read_from >= REBASE_AFTER:
             _rewrite(row, conn, sid, new, now)
             out.updated += 1
@@ -130,7 +135,7 @@ def _publish(
     session: Session,
     conn: PagerDutyConnection,
     rotation_id: uuid.UUID,
-    schedule_id: str,
+    schedule_ids: Sequence[str],
     old: Upcoming,
     new: Upcoming,
     changes: Mapping[str, PersonChange],
@@ -139,13 +144,13 @@ def _publish(
     now: datetime,
 ) -> None:
     """One ``rotation.upcoming_changed`` for this rotation: everyone whose time changed."""
-    people = _people(session, conn, changes, snapshot, schedule_id, member_of_user)
+    people = _people(session, conn, changes, snapshot, schedule_ids, member_of_user)
     events.rotation_upcoming_changed(
         session,
         workspace_id=conn.workspace_id,
         rotation_id=rotation_id,
         connection_id=conn.id,
-        schedule_id=schedule_id,
+        schedule_id=schedule_ids[0],
         window=(max(old.read_from, new.read_from), min(old.read_until, new.read_until)),
         people=[
             {
@@ -164,13 +169,18 @@ def _people(
     conn: PagerDutyConnection,
     uids: Iterable[str],
     snapshot: AccountSnapshot,
-    schedule_id: str,
+    schedule_ids: Sequence[str],
     member_of_user: Mapping[str, uuid.UUID],
 ) -> dict[str, dict[str, str | None]]:
     """Who each PagerDuty user is: the member matched by email (id, email, name), as the rest
     of the sync matches them; else PagerDuty's name (the read's, or the mirror's)."""
     wanted = set(uids)
-    names = {s.user.id: s.user.name for s in snapshot.upcoming[schedule_id].shifts if s.user.name}
+    names = {
+        s.user.id: s.user.name
+        for sid in schedule_ids
+        for s in snapshot.upcoming[sid].shifts
+        if s.user.name
+    }
     names.update((u.id, u.name) for u in snapshot.users if u.id in wanted and u.name)
     unnamed = [uid for uid in wanted if uid not in names]
     if unnamed:

@@ -201,3 +201,66 @@ def test_0018_starts_the_on_call_history_from_who_is_on_duty(
         ("Stranger", None, "PUSTRAN", None, "backfill"),
     ]
     assert {r.started_at for r in got} == {since}
+
+
+@pytest.mark.parametrize("backend", ["empty_pg", "empty_sqlite"])
+def test_0019_gives_every_bound_rotation_its_one_schedule_as_the_first(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Migration 0019: a ``rotation_schedules`` row (position 0) per bound rotation, none for a
+    Manual one; a planned handoff per rotation, schedule and instant from then on."""
+    import sqlalchemy as sa
+
+    url = request.getfixturevalue(backend)
+    upgrade(url, "0018")
+    ws, bound, manual = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    u, s = sa.Uuid(), sa.String()
+    workspaces = sa.table("workspaces", sa.column("id", u), sa.column("name", s))
+    rotations = sa.table(
+        "rotations",
+        *(sa.column(c, u) for c in ("id", "workspace_id")),
+        *(sa.column(c, s) for c in ("name", "mode", "pagerduty_schedule_id")),
+    )
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(workspaces).values(id=ws, name="Acme"))
+        conn.execute(
+            sa.insert(rotations),
+            [
+                {
+                    "id": bound,
+                    "workspace_id": ws,
+                    "name": "Primary",
+                    "mode": "pagerduty",
+                    "pagerduty_schedule_id": "PS1",
+                },
+                {
+                    "id": manual,
+                    "workspace_id": ws,
+                    "name": "By hand",
+                    "mode": "manual",
+                    "pagerduty_schedule_id": None,
+                },
+            ],
+        )
+    engine.dispose()
+
+    upgrade(url)
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        got = conn.execute(sa.select(models.RotationSchedule)).all()
+        uniques = inspect(conn).get_unique_constraints("scheduled_handoffs")
+    engine.dispose()
+    assert [(r.rotation_id, r.schedule_pagerduty_id, r.position) for r in got] == [
+        (bound, "PS1", 0)
+    ]
+    assert [c["column_names"] for c in uniques] == [["rotation_id", "schedule_id", "at"]]
+
+    downgrade(url, "0018")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert "rotation_schedules" not in inspect(conn).get_table_names()
+        uniques = inspect(conn).get_unique_constraints("scheduled_handoffs")
+    engine.dispose()
+    assert [c["column_names"] for c in uniques] == [["rotation_id", "at"]]

@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from api_stub.auth import issue_token
-from models import Role, RotationMode, ScheduledHandoff, utcnow
+from models import Role, RotationMode, ScheduledHandoff, Workspace, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import factories, processes
 from tests.support.stack import demo_api_key
@@ -171,3 +171,63 @@ def test_a_worker_killed_before_the_instant_loses_nothing_and_applies_it_once(
         holder.close()
     assert len(_handoff_events(session, a)) == 1
     assert _on_duty(api_url, a) == ["Erin"]
+
+
+def test_a_rotation_bound_to_two_schedules_through_the_api_follows_a_handoff_in_one(
+    session: Session, sim: SimulatorHandle, api_url: str, live_workers: object
+) -> None:
+    """Bound by ``PUT ... {"schedule_ids": [...]}``: on duty is everyone on call in either
+    schedule; the first's handoff applies at its instant and keeps the second's person on duty;
+    a disconnect then makes it Manual with no schedule left."""
+    a = _arrange(session, sim)
+    ws = session.get(Workspace, a.workspace_id)
+    assert ws is not None
+    second_people = {  # the second schedule's people, all members here
+        "PUBOB01": ("bob@example.com", "Bob"),
+        "PUCAROL": ("carol@example.com", "Carol"),
+        "PUDAVE1": ("dave@example.com", "Dave"),
+        "PUCONTR": ("contractor@outside.example", "Casey"),
+    }
+    for email, name in second_people.values():
+        factories.member(session, ws, email, display_name=name)
+    session.commit()
+    _sync(a)  # the directory: both schedules mirrored
+    resp = httpx.put(
+        f"{api_url}/v1/workspaces/{a.workspace_id}/rotations/{a.rotation_id}/pagerduty-schedule",
+        json={"schedule_ids": [SCHEDULE, "PSSECON"]},
+        headers=a.headers,
+    )
+    assert resp.status_code == 202, resp.text
+    assert [s["id"] for s in resp.json()["rotation"]["schedules"]] == [SCHEDULE, "PSSECON"]
+    at = _handoff_ahead(sim, 6)
+    _sync(a)
+    (second,) = sorted(
+        sim.control.get(f"/accounts/{ACCOUNT}/schedules/PSSECON/oncall").json()["user_ids"]
+    )
+    second_name = second_people[second][1]
+    before = _rotation(api_url, a)
+    assert sorted(m["name"] for m in before["on_duty"]) == sorted(["Frank", second_name])
+
+    deadline = time.monotonic() + 30
+    want = sorted(["Erin", second_name])
+    while time.monotonic() < deadline and sorted(_on_duty(api_url, a) or []) != want:
+        time.sleep(0.05)
+    assert sorted(_on_duty(api_url, a) or []) == want
+    assert utcnow() >= at
+    (event,) = _handoff_events(session, a)
+    assert event["data"]["schedule_id"] == SCHEDULE
+
+    resp = httpx.delete(f"{api_url}/v1/workspaces/{a.workspace_id}/pagerduty", headers=a.headers)
+    assert resp.status_code == 202, resp.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _rotation(api_url, a)["mode"] != "manual":
+        time.sleep(0.1)
+    after = _rotation(api_url, a)
+    assert (after["mode"], after["schedule"], after["schedules"]) == ("manual", None, [])
+    assert sorted(m["name"] for m in after["on_duty"]) == want  # kept by hand
+    session.rollback()
+    left = session.execute(
+        text("SELECT count(*) FROM rotation_schedules WHERE rotation_id = :r"),
+        {"r": a.rotation_id},
+    ).scalar_one()
+    assert left == 0

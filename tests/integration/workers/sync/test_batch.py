@@ -316,3 +316,36 @@ def test_a_schedule_oncalls_does_not_show_is_confirmed_by_its_window_and_stays_q
     assert [w.split()[:2] for w in writes] == [["UPDATE", "pagerduty_connections"]], writes
     assert _runs(session) == runs  # no row inserted
     assert _conn(session, demos[0]).last_checked_at == clock()
+
+
+def test_a_rotation_following_two_schedules_stays_quiet_and_follows_either(session, sim) -> None:
+    clock = fixed_clock()
+    (demo,) = _synced_demos(session, sim, clock, [{"both": "PSPRIMA,PSSECON"}])
+    rid = demo.rotations["both"]
+    _, duty = rotation_state(session, rid)
+    both = on_call(sim, "PSPRIMA") | on_call(sim, "PSSECON")
+    assert duty == expected_members(demo, both)  # everyone on call in either
+    runs = _runs(session)
+
+    # Nothing changed in either schedule: the check writes no run and no rotation row.
+    with count_writes() as writes:
+        out = batch.check_connections([demo.connection_id], client_factory=fast_client, now=clock)
+    assert (out.quiet, out.applied) == (1, 0)
+    assert [w.split()[:2] for w in writes] == [["UPDATE", "pagerduty_connections"]], writes
+    assert _runs(session) == runs
+
+    # An override in the second schedule only: applied, the first's people stay on duty.
+    sim.control.post(
+        f"/accounts/{ACCOUNT}/schedules/PSSECON/overrides",
+        json={"user_id": "PUFRANK", "start": "now-1m", "duration_seconds": 600},
+    ).raise_for_status()
+    out = batch.check_connections([demo.connection_id], client_factory=fast_client, now=clock)
+    assert (out.quiet, out.applied) == (0, 1)
+    _, duty = rotation_state(session, rid)
+    assert demo.members["frank"] in duty
+    assert duty == expected_members(demo, on_call(sim, "PSPRIMA") | on_call(sim, "PSSECON"))
+    assert expected_members(demo, on_call(sim, "PSPRIMA")) <= duty
+
+    # And the next check is quiet again.
+    out = batch.check_connections([demo.connection_id], client_factory=fast_client, now=clock)
+    assert (out.quiet, out.applied) == (1, 0)

@@ -23,6 +23,7 @@ from models import (
     Rotation,
     RotationMode,
     RotationOnDuty,
+    RotationSchedule,
     SyncRun,
     utcnow,
 )
@@ -381,6 +382,37 @@ def test_bind_and_make_manual_forms(client, world, session, sent) -> None:
     session.expire_all()
     assert session.get(Rotation, rotation.id).mode == "manual"
     assert "Primary is Manual again" in client.get("/panel").text
+
+
+def test_bind_to_several_schedules_with_the_checkboxes(client, world, session, sent) -> None:
+    conn = _connected(session, world)
+    session.add(PagerDutySchedule(connection_id=conn.id, pagerduty_id="PSSECON", name="Secondary"))
+    rotation = factories.rotation(session, world.ws, name="Primary")
+    session.commit()
+    act_as(client, world.owner)
+    page = client.get("/panel").text
+    assert "Follow several schedules" in page
+    assert '<input type="checkbox" name="schedule_ids" value="PSSECON"' in page
+
+    r = client.post(
+        f"/panel/rotations/{rotation.id}/bind",
+        data={"schedule_ids": ["PSPRIMA", "PSSECON"], "csrf_token": csrf(client)},
+    )
+    assert r.status_code == 303
+    session.expire_all()
+    followed = session.scalars(
+        select(RotationSchedule.schedule_pagerduty_id)
+        .where(RotationSchedule.rotation_id == rotation.id)
+        .order_by(RotationSchedule.position)
+    ).all()
+    assert followed == ["PSPRIMA", "PSSECON"]
+    page = client.get("/panel").text
+    assert "Primary now follows 2 PagerDuty schedules" in page
+    row = page[page.index('data-rotation="Primary"') :]
+    row = row[: row.index("</tr>")]
+    assert 'data-schedule="PSPRIMA">Primary On-Call</span>, ' in row
+    assert 'data-schedule="PSSECON">Secondary</span>' in row
+    assert 'value="PSSECON" checked' in row  # the boxes show what it follows
 
 
 def test_bind_to_an_unknown_schedule_is_explained(client, world, session, sent) -> None:

@@ -20,6 +20,7 @@ from models import (
     Role,
     Rotation,
     RotationMode,
+    RotationSchedule,
     Workspace,
     utcnow,
 )
@@ -33,6 +34,7 @@ from workers.core.db import transaction
 from workers.deadlines.drive import run_round
 from workers.disconnect.request import request_disconnect
 from workers.disconnect.transaction import disconnect_connection
+from workers.handoffs.bound import set_schedules
 from workers.pagerduty.errors import Transient
 
 pytestmark = pytest.mark.both_databases
@@ -345,3 +347,35 @@ def test_a_new_key_over_a_waiting_account_change_supersedes_it_and_its_plan(
     assert conn.pending_api_key == fake.api_key("demo-alice-user")
     with pytest.raises(Conflict), transaction() as s:
         account_change.confirm(s, arranged.actor)
+
+
+def test_a_rotation_following_several_schedules_stays_bound_only_if_the_new_account_has_all(
+    session: Session, fake: InProcessPagerDuty, published: CommittedTasks
+) -> None:
+    arranged = _arrange(session, fake)
+    ws = session.get(Workspace, arranged.actor.workspace_id)
+    assert ws is not None
+    both = factories.rotation(session, ws, name="both")
+    _bind(session, both, "PSEUDAY")
+    session.flush()
+    set_schedules(session, both.id, ["PSEUDAY", "PSPRIMA"])  # euco has the first only
+    session.commit()
+    arranged.rotations["both"] = both
+    _checked(fake, arranged)
+
+    document = status.connection_status(session, arranged.actor.workspace_id).pending
+    assert document is not None
+    assert document.rotations is not None
+    assert {r.name: r.outcome for r in document.rotations}["both"] == "made_manual"
+
+    with transaction() as s:
+        account_change.confirm(s, arranged.actor)
+
+    assert _modes(session, arranged)["both"] == ("manual", None)
+    assert _modes(session, arranged)["euro"] == ("pagerduty", "PSEUDAY")
+    assert (
+        session.scalars(
+            select(RotationSchedule).where(RotationSchedule.rotation_id == both.id)
+        ).all()
+        == []
+    )

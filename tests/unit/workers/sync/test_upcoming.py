@@ -210,3 +210,44 @@ def test_unbinding_and_disconnecting_clear_the_stored_plans(
     assert stored() == 2
     disconnect.disconnect_connection(demo.connection_id)
     assert stored() == 0
+
+
+def test_a_rotation_following_two_schedules_plans_the_union_of_their_shifts(
+    session: Session, fake: InProcessPagerDuty
+) -> None:
+    demo = arrange_demo(
+        session,
+        fake,
+        bind={"both": "PSPRIMA,PSSECON", "primary": "PSPRIMA", "secondary": "PSSECON"},
+    )
+    start = utcnow().replace(microsecond=0)
+    _sync(fake, demo, start, kind="initial")
+    both = _stored(session, demo.rotations["both"])
+    primary = _stored(session, demo.rotations["primary"])
+    secondary = _stored(session, demo.rotations["secondary"])
+    assert both is not None
+    assert primary is not None
+    assert secondary is not None
+    lo, hi = both.read_from, both.read_until
+    union: dict[str, list[Span]] = {}
+    for row in (primary, secondary):
+        for uid, spans in _spans(row, lo, hi).items():
+            union[uid] = merge([*union.get(uid, []), *spans])
+    assert _spans(both, lo, hi) == union
+    assert both.schedule_id == "PSPRIMA"  # the first names it, as `schedule` does
+
+    # An override in the second schedule only moves the two-schedule rotation's plan too.
+    day = (start + timedelta(days=1)).replace(hour=9, minute=0, second=0)
+    fake.control.post(
+        f"/accounts/{ACCOUNT}/schedules/PSSECON/overrides",
+        json={
+            "user_id": "PUERIN1",
+            "start": day.isoformat(),
+            "end": (day + timedelta(hours=8)).isoformat(),
+        },
+    ).raise_for_status()
+    _sync(fake, demo, start + timedelta(hours=1))
+    moved = {e["rotation_id"] for e in _upcoming_events()}
+    assert str(demo.rotations["both"]) in moved
+    assert str(demo.rotations["secondary"]) in moved
+    assert str(demo.rotations["primary"]) not in moved
