@@ -61,6 +61,13 @@ def _rotation_subject(rotation_id: uuid.UUID, connection_id: uuid.UUID | None) -
     return subject
 
 
+def _followed(schedule_id: str | None, schedule_ids: Sequence[str] | None) -> list[str]:
+    """Every schedule the rotation follows, first = ``schedule_id`` (older callers name one)."""
+    if schedule_ids:
+        return list(schedule_ids)
+    return [schedule_id] if schedule_id else []
+
+
 def rotation_on_duty_changed(
     session: Session,
     *,
@@ -68,6 +75,7 @@ def rotation_on_duty_changed(
     rotation_id: uuid.UUID,
     connection_id: uuid.UUID | None,
     schedule_id: str | None,
+    schedule_ids: Sequence[str] | None = None,
     before: Iterable[uuid.UUID],
     after: Iterable[uuid.UUID],
     occurred_at: datetime,
@@ -89,6 +97,7 @@ def rotation_on_duty_changed(
             "came_on_duty": sorted(_ids(new - old)),
             "went_off_duty": sorted(_ids(old - new)),
             "schedule_id": schedule_id,
+            "schedule_ids": _followed(schedule_id, schedule_ids),
             "cause": cause,
         },
     )
@@ -101,6 +110,7 @@ def rotation_members_changed(
     rotation_id: uuid.UUID,
     connection_id: uuid.UUID | None,
     schedule_id: str | None,
+    schedule_ids: Sequence[str] | None = None,
     before: Iterable[uuid.UUID],
     after: Iterable[uuid.UUID],
     occurred_at: datetime,
@@ -122,6 +132,7 @@ def rotation_members_changed(
             "joined": _ids(m for m in new if m not in set(old)),
             "left": _ids(m for m in old if m not in set(new)),
             "schedule_id": schedule_id,
+            "schedule_ids": _followed(schedule_id, schedule_ids),
             "cause": cause,
         },
     )
@@ -131,7 +142,7 @@ def rotation_people_changed(
     session: Session,
     conn: PagerDutyConnection,
     rotation_id: uuid.UUID,
-    schedule_id: str,
+    schedule_ids: Sequence[str],
     members_before: list[uuid.UUID],
     members_after: list[uuid.UUID],
     duty_before: set[uuid.UUID],
@@ -151,7 +162,8 @@ def rotation_people_changed(
         "workspace_id": conn.workspace_id,
         "rotation_id": rotation_id,
         "connection_id": conn.id,
-        "schedule_id": schedule_id,
+        "schedule_id": schedule_ids[0],
+        "schedule_ids": schedule_ids,
         "occurred_at": occurred_at,
         "cause": cause,
     }
@@ -170,6 +182,7 @@ def rotation_upcoming_changed(
     people: list[dict[str, Any]],
     occurred_at: datetime,
     cause: str = "sync",
+    schedule_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Planned on-duty time in ``window`` moved between people (``people``: each affected
     person with the intervals ``added`` to and ``removed`` from them)."""
@@ -182,6 +195,7 @@ def rotation_upcoming_changed(
         subject=_rotation_subject(rotation_id, connection_id),
         data={
             "schedule_id": schedule_id,
+            "schedule_ids": _followed(schedule_id, schedule_ids),
             "window": {"from": schema.timestamp(window[0]), "until": schema.timestamp(window[1])},
             "people": people,
             "cause": cause,

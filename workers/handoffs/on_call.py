@@ -243,7 +243,7 @@ def _write_rotations(
             touched.append(rid)
         if after != before:
             people = (members_before, list(want_members), have_duty[rid], want_duty)
-            changes.append((rid, want.schedule_ids[0], *people))
+            changes.append((rid, want.schedule_ids, *people))
 
     # Deletes first: a position freed by a leaver may be taken by a newcomer.
     if member_deletes:

@@ -151,6 +151,7 @@ def _publish(
         rotation_id=rotation_id,
         connection_id=conn.id,
         schedule_id=schedule_ids[0],
+        schedule_ids=schedule_ids,
         window=(max(old.read_from, new.read_from), min(old.read_until, new.read_until)),
         people=[
             {

@@ -134,6 +134,8 @@ def test_a_handoff_in_one_schedule_keeps_the_others_people_on_duty(session: Sess
     (event,) = handoff_events(a)
     assert event["data"]["came_on_duty"] == [str(a.members["bob"])]
     assert event["data"]["went_off_duty"] == [str(a.members["ann"])]
+    # Consumers learn every schedule the rotation follows; schedule_id stays the first.
+    assert (event["data"]["schedule_id"], event["data"]["schedule_ids"]) == (SID, [SID, SID2])
     assert on_call_view(session, a) == ({"bob", "cy"}, [])
 
 
