@@ -8,8 +8,6 @@ the API is a real ``rrpd api`` process. The handoff is an override placed a few 
 from __future__ import annotations
 
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
@@ -17,53 +15,21 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from api_stub.auth import issue_token
-from models import Role, RotationMode, ScheduledHandoff, Workspace, utcnow
+from models import ScheduledHandoff, Workspace, utcnow
 from pagerduty_sim.server import SimulatorHandle
 from tests.support import factories, processes
-from tests.support.stack import demo_api_key
+from tests.support.bound_demo import ACCOUNT, SCHEDULE, Arranged, arrange, override
 from workers.core.db import session_factory
 from workers.sync import run as sync
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
 
-ACCOUNT = "acme"
-SCHEDULE = "PSPRIMA"
-
-
-@dataclass
-class Arranged:
-    workspace_id: uuid.UUID
-    connection_id: uuid.UUID
-    rotation_id: uuid.UUID
-    headers: dict[str, str]
-
-
-def _arrange(session: Session, sim: SimulatorHandle) -> Arranged:
-    ws = factories.workspace(session)
-    admin = factories.member(session, ws, "admin@handoffs.test", Role.ADMIN, display_name="Ada")
-    for name in ("erin", "frank"):
-        factories.member(session, ws, f"{name}@example.com", display_name=name.title())
-    conn = factories.api_key_connection(session, ws, api_key=demo_api_key(sim), by=admin)
-    rot = factories.rotation(session, ws, name="Primary")
-    rot.mode, rot.pagerduty_schedule_id, rot.bound_at = RotationMode.PAGERDUTY, SCHEDULE, utcnow()
-    session.commit()
-    token = issue_token(ws.id, admin.id, admin.role)
-    return Arranged(ws.id, conn.id, rot.id, {"Authorization": f"Bearer {token}"})
-
-
-def _override(sim: SimulatorHandle, user_id: str, start: datetime, end: datetime) -> None:
-    sim.control.post(
-        f"/accounts/{ACCOUNT}/schedules/{SCHEDULE}/overrides",
-        json={"user_id": user_id, "start": start.isoformat(), "end": end.isoformat()},
-    ).raise_for_status()
-
 
 def _handoff_ahead(sim: SimulatorHandle, seconds: int) -> datetime:
     """Frank on call now, Erin from ``seconds`` ahead (a whole second): returns that instant."""
     at = (utcnow() + timedelta(seconds=seconds)).replace(microsecond=0)
-    _override(sim, "PUFRANK", at - timedelta(minutes=5), at)
-    _override(sim, "PUERIN1", at, at + timedelta(minutes=30))
+    override(sim, "PUFRANK", at - timedelta(minutes=5), at)
+    override(sim, "PUERIN1", at, at + timedelta(minutes=30))
     return at
 
 
@@ -117,7 +83,7 @@ def _sync(a: Arranged) -> None:
 def test_a_handoff_is_visible_through_the_api_at_its_instant_without_another_sync(
     session: Session, sim: SimulatorHandle, api_url: str, live_workers: object
 ) -> None:
-    a = _arrange(session, sim)
+    a = arrange(session, sim, "admin@handoffs.test")
     at = _handoff_ahead(sim, 6)
     _sync(a)
     before = _rotation(api_url, a)
@@ -138,7 +104,7 @@ def test_a_handoff_is_visible_through_the_api_at_its_instant_without_another_syn
 def test_a_worker_killed_before_the_instant_loses_nothing_and_applies_it_once(
     session: Session, sim: SimulatorHandle, api_url: str
 ) -> None:
-    a = _arrange(session, sim)
+    a = arrange(session, sim, "admin@handoffs.test")
     at = _handoff_ahead(sim, 20)  # room for a worker to start and be killed before it
     _sync(a)
     loop_only = {"RRPD_WORKER_LOOPS": "handoffs"}
@@ -179,7 +145,7 @@ def test_a_rotation_bound_to_two_schedules_through_the_api_follows_a_handoff_in_
     """Bound by ``PUT ... {"schedule_ids": [...]}``: on duty is everyone on call in either
     schedule; the first's handoff applies at its instant and keeps the second's person on duty;
     a disconnect then makes it Manual with no schedule left."""
-    a = _arrange(session, sim)
+    a = arrange(session, sim, "admin@handoffs.test")
     ws = session.get(Workspace, a.workspace_id)
     assert ws is not None
     second_people = {  # the second schedule's people, all members here

@@ -6,8 +6,6 @@ add up to it, to the second, and the handoff falls on its instant."""
 from __future__ import annotations
 
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
@@ -15,45 +13,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api_stub.auth import issue_token
-from models import OnDutyInterval, Role, RotationMode, utcnow
+from models import OnDutyInterval, utcnow
 from pagerduty_sim.server import SimulatorHandle
-from tests.support import factories
-from tests.support.stack import demo_api_key
+from tests.support.bound_demo import Arranged, arrange, override
 from workers.sync import run as sync
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
-
-ACCOUNT = "acme"
-SCHEDULE = "PSPRIMA"
-
-
-@dataclass
-class Arranged:
-    workspace_id: uuid.UUID
-    connection_id: uuid.UUID
-    rotation_id: uuid.UUID
-    headers: dict[str, str]
-
-
-def _arrange(session: Session, sim: SimulatorHandle) -> Arranged:
-    ws = factories.workspace(session)
-    admin = factories.member(session, ws, "admin@report.test", Role.ADMIN, display_name="Ada")
-    for name in ("erin", "frank"):
-        factories.member(session, ws, f"{name}@example.com", display_name=name.title())
-    conn = factories.api_key_connection(session, ws, api_key=demo_api_key(sim), by=admin)
-    rot = factories.rotation(session, ws, name="Primary")
-    rot.mode, rot.pagerduty_schedule_id, rot.bound_at = RotationMode.PAGERDUTY, SCHEDULE, utcnow()
-    session.commit()
-    token = issue_token(ws.id, admin.id, admin.role)
-    return Arranged(ws.id, conn.id, rot.id, {"Authorization": f"Bearer {token}"})
-
-
-def _override(sim: SimulatorHandle, user_id: str, start: datetime, end: datetime) -> None:
-    sim.control.post(
-        f"/accounts/{ACCOUNT}/schedules/{SCHEDULE}/overrides",
-        json={"user_id": user_id, "start": start.isoformat(), "end": end.isoformat()},
-    ).raise_for_status()
 
 
 def _intervals(session: Session, a: Arranged) -> list[tuple[str, datetime, datetime | None, str]]:
@@ -80,17 +45,17 @@ def _z(moment: datetime) -> str:
 def test_a_handoff_and_an_override_add_up_to_the_period_to_the_second(
     session: Session, sim: SimulatorHandle, api_url: str, live_workers: object
 ) -> None:
-    a = _arrange(session, sim)
+    a = arrange(session, sim, "admin@report.test")
     # Frank on call now, Erin from a whole second a few seconds ahead: a planned handoff.
     at = (utcnow() + timedelta(seconds=6)).replace(microsecond=0)
-    _override(sim, "PUFRANK", at - timedelta(minutes=5), at)
-    _override(sim, "PUERIN1", at, at + timedelta(minutes=30))
+    override(sim, "PUFRANK", at - timedelta(minutes=5), at)
+    override(sim, "PUERIN1", at, at + timedelta(minutes=30))
     assert sync.sync_connection(a.connection_id, kind="manual").status == "succeeded"
     _wait_for(session, a, 2, timeout=30)  # the live worker applies the handoff at ``at``
     time.sleep(3)  # Erin's turn lasts a few whole seconds
 
     # An override made now in PagerDuty puts Frank back on call; the next sync sees it.
-    _override(sim, "PUFRANK", utcnow() - timedelta(seconds=1), at + timedelta(minutes=20))
+    override(sim, "PUFRANK", utcnow() - timedelta(seconds=1), at + timedelta(minutes=20))
     assert sync.sync_connection(a.connection_id, kind="manual").status == "succeeded"
 
     (frank1, erin, frank2) = _intervals(session, a)
