@@ -83,6 +83,7 @@ class AuditAction(StrEnum):
     ROTATION_BIND = "rotation.pagerduty.bind"
     ROTATION_UNBIND = "rotation.pagerduty.unbind"
     ROTATION_MADE_MANUAL = "rotation.pagerduty.made_manual"
+    WORKSPACE_TIME_ZONE = "workspace.time_zone"
 
 
 class AuditEvent(UUIDPrimaryKey, Base):

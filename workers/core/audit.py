@@ -37,6 +37,8 @@ ACTIONS: dict[AuditAction, str] = {
     A.ROTATION_UNBIND: "a member made a bound rotation Manual",
     A.ROTATION_MADE_MANUAL: "confirming another account made a bound rotation Manual "
     "(a schedule it follows is not in that account)",
+    A.WORKSPACE_TIME_ZONE: "an admin changed the workspace's time zone (`previous`, "
+    "`time_zone`), which the on-call report counts business hours and weekends in",
 }
 
 

@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo, available_timezones
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Workspace
+from models import AuditAction, Workspace
 from workers.core.access import Actor, Invalid, Missing, require_manager
+from workers.core.audit import audit
 
 DEFAULT_ZONE = "UTC"
 
@@ -56,5 +57,13 @@ def set_workspace_zone(session: Session, actor: Actor, name: str) -> str:
         select(Workspace).where(Workspace.id == actor.workspace_id).with_for_update()
     ).scalar_one()
     if workspace.time_zone != zone:
+        audit(
+            session,
+            workspace.id,
+            AuditAction.WORKSPACE_TIME_ZONE,
+            actor_member_id=actor.member_id,
+            previous=workspace.time_zone,
+            time_zone=zone,
+        )
         workspace.time_zone = zone
     return zone

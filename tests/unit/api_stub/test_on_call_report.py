@@ -139,3 +139,17 @@ def test_an_unknown_time_zone_is_refused_and_members_may_not_set_one(client, wor
     r = client.put(url, json={"time_zone": "UTC"}, headers=world.headers(world.member))
     assert r.status_code == 403
     assert client.get(url, headers=world.headers(world.member)).json() == {"time_zone": "UTC"}
+
+
+def test_a_time_zone_change_is_in_the_audit_trail(client, world) -> None:
+    """Who changed the zone the report counts hours in, and from what, is on record; saving
+    the same zone again records nothing."""
+    url = f"/v1/workspaces/{world.ws.id}/settings"
+    admin = world.headers(world.admin)
+    for zone in ("Europe/Paris", "Europe/Paris"):
+        assert client.put(url, json={"time_zone": zone}, headers=admin).status_code == 200
+    trail = client.get(f"/v1/workspaces/{world.ws.id}/audit", headers=admin).json()["events"]
+    changes = [e for e in trail if e["action"] == "workspace.time_zone"]
+    assert [(e["details"], e["actor_member_id"]) for e in changes] == [
+        ({"previous": "UTC", "time_zone": "Europe/Paris"}, str(world.admin.id))
+    ]
