@@ -20,9 +20,9 @@ from api_stub.panel.page import ROLE_WORDS, TEMPLATES
 from api_stub.panel.session import (
     CSRF_COOKIE,
     check_csrf,
-    cookie_secure,
     csrf_token_for,
     current_actor,
+    page_response,
     read_form,
     redirect_to_panel,
     subject_of,
@@ -149,25 +149,8 @@ def _render(request: Request, actor: Actor, q: Any, *, zone_error: str | None = 
     ctx["zones"] = known_zones()
     script_nonce = secrets.token_urlsafe(16)
     html = TEMPLATES.get_template("on_call_report.html").render(**ctx)
-    response = HTMLResponse(
-        html,
-        status_code=status,
-        headers={
-            "Cache-Control": "no-store",
-            "Content-Security-Policy": (
-                f"default-src 'self'; script-src 'nonce-{script_nonce}'; "
-                "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
-            ),
-            "X-Frame-Options": "DENY",
-            "Referrer-Policy": "same-origin",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
-    # The same CSRF cookie as the panel's (api_stub.panel.session): the time zone form's token.
-    response.set_cookie(
-        CSRF_COOKIE, nonce, httponly=True, samesite="strict", secure=cookie_secure(), path="/panel"
-    )
-    return response
+    # The same CSRF cookie as the panel's: the time zone form's token.
+    return page_response(html, script_nonce, nonce, status)
 
 
 @router.post("/on-call-report/time-zone")

@@ -38,6 +38,7 @@ from api_stub.panel.session import (
     end_session,
     flash,
     login_nonce_for,
+    page_response,
     picker_enabled,
     read_form,
     redirect_to_panel,
@@ -124,29 +125,7 @@ def panel(request: Request, token: str | None = None) -> Response:
     script_nonce = secrets.token_urlsafe(16)
     ctx["script_nonce"] = script_nonce
     html = TEMPLATES.get_template("panel.html").render(**ctx)
-    response = HTMLResponse(
-        html,
-        headers={
-            "Cache-Control": "no-store",
-            "Content-Security-Policy": (
-                f"default-src 'self'; script-src 'nonce-{script_nonce}'; "
-                "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
-            ),
-            "X-Frame-Options": "DENY",
-            # same-origin, not no-referrer: with no-referrer a browser posts the panel's forms
-            # with "Origin: null", which the CSRF check refuses. Other sites get no referrer.
-            "Referrer-Policy": "same-origin",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
-    response.set_cookie(
-        CSRF_COOKIE,
-        nonce,
-        httponly=True,
-        samesite="strict",
-        secure=cookie_secure(),
-        path="/panel",
-    )
+    response = page_response(html, script_nonce, nonce)
     if request.cookies.get(FLASH_COOKIE):
         response.delete_cookie(FLASH_COOKIE, path="/panel")
     if ended:

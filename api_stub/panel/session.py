@@ -21,7 +21,7 @@ import json
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api_stub.auth import verify_token
 from api_stub.errors import ApiError
@@ -214,3 +214,33 @@ def end_session(response: Response) -> None:
     """Forget the session, so that "your session ended" is said once."""
     response.delete_cookie(IDENTITY_COOKIE, path="/")
     response.delete_cookie(SIGNED_IN_COOKIE, path="/panel")
+
+
+def page_response(html: str, script_nonce: str, csrf_nonce: str, status: int = 200) -> HTMLResponse:
+    """A panel page with the headers every page carries (no caching, a CSP allowing only this
+    page's script nonce, no framing) and the CSRF cookie its forms' tokens are made from."""
+    response = HTMLResponse(
+        html,
+        status_code=status,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": (
+                f"default-src 'self'; script-src 'nonce-{script_nonce}'; "
+                "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+            ),
+            "X-Frame-Options": "DENY",
+            # same-origin, not no-referrer: with no-referrer a browser posts the panel's forms
+            # with "Origin: null", which the CSRF check refuses. Other sites get no referrer.
+            "Referrer-Policy": "same-origin",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        csrf_nonce,
+        httponly=True,
+        samesite="strict",
+        secure=cookie_secure(),
+        path="/panel",
+    )
+    return response
