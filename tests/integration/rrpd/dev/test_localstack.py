@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ROOT, free_port
+from tests.support.processes import ROOT, free_ports
 
 
 @contextmanager
@@ -52,7 +52,7 @@ def _run_stack(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_a_port_in_use_is_named_before_anything_starts(tmp_path: Path, option, what) -> None:
-    ports = {"--api-port": free_port(), "--flower-port": free_port(), "--sim-port": free_port()}
+    ports = dict(zip(("--api-port", "--flower-port", "--sim-port"), free_ports(3), strict=True))
     with listening() as taken:
         ports[option] = taken
         proc = _run_stack(tmp_path, *(str(x) for kv in ports.items() for x in kv))
@@ -68,8 +68,8 @@ def test_a_port_in_use_is_named_before_anything_starts(tmp_path: Path, option, w
 
 
 def test_two_parts_on_one_port_are_refused(tmp_path: Path) -> None:
-    port = free_port()
-    sim = str(free_port())
+    port, sim_port = free_ports(2)
+    sim = str(sim_port)
     proc = _run_stack(
         tmp_path, "--api-port", str(port), "--flower-port", str(port), "--sim-port", sim
     )
@@ -118,8 +118,10 @@ def test_on_a_terminal_the_parts_log_readable_lines(tmp_path: Path) -> None:
     }
     env.pop("RRPD_PUBLIC_URL", None)
     argv = [sys.executable, "-m", "rrpd", "run"]
-    for option in ("--api-port", "--flower-port", "--sim-port"):
-        argv += [option, str(free_port())]
+    for option, port in zip(
+        ("--api-port", "--flower-port", "--sim-port"), free_ports(3), strict=True
+    ):
+        argv += [option, str(port)]
     proc = subprocess.Popen(
         argv, env=env, cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
     )

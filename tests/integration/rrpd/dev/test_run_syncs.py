@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from models import PagerDutyConnection, SyncRun
-from tests.support.processes import ROOT, free_port
+from tests.support.processes import ROOT, free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.clock]
 
@@ -34,7 +34,7 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
     from workers.core.db import dispose_engines
     from workers.core.settings import reset_settings_cache
 
-    api_port, sim_port, flower_port = free_port(), free_port(), free_port()
+    api_port, sim_port, flower_port = free_ports(3)
     env = {
         "RRPD_ENV": "local",
         "RRPD_VAR_DIR": str(tmp_path),
